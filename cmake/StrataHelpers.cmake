@@ -1,0 +1,45 @@
+# strata_add_library(NAME <target> SOURCES ... DEPS ... [PRIVATE_DEPS ...])
+#   One library per module; public headers live in include/ (included as <strata/<mod>/x.h>).
+#   Header-only modules pass no SOURCES and get an INTERFACE library.
+function(strata_add_library)
+  cmake_parse_arguments(A "" "NAME" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  if(A_SOURCES)
+    add_library(${A_NAME} STATIC ${A_SOURCES})
+    target_include_directories(${A_NAME} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
+    target_link_libraries(${A_NAME} PUBLIC ${A_DEPS} PRIVATE ${A_PRIVATE_DEPS})
+    target_compile_options(${A_NAME} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  else()
+    add_library(${A_NAME} INTERFACE)
+    target_include_directories(${A_NAME} INTERFACE ${CMAKE_CURRENT_SOURCE_DIR}/include)
+    target_link_libraries(${A_NAME} INTERFACE ${A_DEPS})
+  endif()
+  add_library(strata::${A_NAME} ALIAS ${A_NAME})
+endfunction()
+
+# strata_add_test(NAME <exe> SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s])
+#   A GoogleTest executable registered with ctest. Every test gets the label `unit`
+#   (run by the asan stage); tests of the real, multi-OS-thread scheduler add `tsan`.
+function(strata_add_test)
+  if(NOT STRATA_BUILD_TESTS)
+    return()
+  endif()
+  cmake_parse_arguments(A "" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${A_NAME} ${A_SOURCES})
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gtest GTest::gtest_main)
+  target_compile_options(${A_NAME} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  include(GoogleTest)
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 300)
+  endif()
+  gtest_discover_tests(${A_NAME}
+    PROPERTIES LABELS "unit;${A_LABELS}" TIMEOUT ${A_TIMEOUT}
+    DISCOVERY_TIMEOUT 60)
+endfunction()
+
+# strata_add_executable(NAME <exe> SOURCES ... DEPS ...)
+function(strata_add_executable)
+  cmake_parse_arguments(A "" "NAME" "SOURCES;DEPS" ${ARGN})
+  add_executable(${A_NAME} ${A_SOURCES})
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS})
+  target_compile_options(${A_NAME} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+endfunction()

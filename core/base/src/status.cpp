@@ -1,0 +1,68 @@
+#include <strata/base/status.h>
+
+#include <array>
+#include <cerrno>
+
+namespace strata {
+namespace {
+
+struct ErrcInfo {
+    std::string_view name;
+    std::string_view message;
+    int errno_value;
+};
+
+constexpr std::array<ErrcInfo, static_cast<size_t>(Errc::count_)> kErrcInfo{{
+    {"ok", "success", 0},
+    {"invalid_argument", "invalid argument", EINVAL},
+    {"not_found", "not found", ENOENT},
+    {"already_exists", "already exists", EEXIST},
+    {"no_memory", "out of memory", ENOMEM},
+    {"no_space", "no space left", ENOSPC},
+    {"busy", "resource temporarily unavailable", EAGAIN},
+    {"timeout", "timed out", ETIMEDOUT},
+    {"aborted", "aborted", ECANCELED},
+    {"io_error", "I/O error", EIO},
+    {"not_supported", "operation not supported", ENOTSUP},
+    {"out_of_range", "out of range", ERANGE},
+    {"permission_denied", "permission denied", EPERM},
+    {"shutdown", "shutting down", ESHUTDOWN},
+    {"protocol_error", "protocol error", EPROTO},
+    {"dma_fault", "DMA fault", EFAULT},
+    {"device_removed", "device removed", ENODEV},
+    {"corrupt", "corrupt data", EUCLEAN},
+    {"internal", "internal error", EFAULT},
+}};
+
+const ErrcInfo& info(Errc code) noexcept {
+    auto idx = static_cast<size_t>(code);
+    static constexpr ErrcInfo unknown{"unknown", "unknown error", EIO};
+    return idx < kErrcInfo.size() ? kErrcInfo[idx] : unknown;
+}
+
+}  // namespace
+
+std::string_view errc_name(Errc code) noexcept { return info(code).name; }
+std::string_view errc_message(Errc code) noexcept { return info(code).message; }
+int errc_to_errno(Errc code) noexcept { return info(code).errno_value; }
+
+std::string Status::to_string() const {
+    std::string s(errc_name(code_));
+    s += ": ";
+    s += errc_message(code_);
+    if (context_ != nullptr && context_[0] != '\0') {
+        s += " (";
+        s += context_;
+        s += ')';
+    }
+    return s;
+}
+
+std::string Error::to_string() const {
+    std::string s(errc_name(code_));
+    s += ": ";
+    s += message_.empty() ? std::string(errc_message(code_)) : message_;
+    return s;
+}
+
+}  // namespace strata
