@@ -1,0 +1,290 @@
+#include <strata/runtime/thread.h>
+
+#include <algorithm>
+#include <memory>
+
+#include <strata/base/log.h>
+#include <strata/runtime/io_device.h>
+#include <strata/runtime/scheduler.h>
+
+#include "poller.h"
+
+namespace strata::runtime {
+
+STRATA_LOG_COMPONENT(thread);
+
+namespace {
+thread_local Thread* tls_current = nullptr;
+const RealClock kFallbackClock;
+}  // namespace
+
+Thread* current_thread() noexcept { return tls_current; }
+void set_current_thread(Thread* thread) noexcept { tls_current = thread; }
+
+uint64_t now_ns() noexcept {
+    if (tls_current != nullptr) return tls_current->scheduler().now_ns();
+    return kFallbackClock.now_ns();
+}
+
+Thread::Thread(Scheduler& scheduler, uint32_t id, uint32_t reactor, std::string name,
+               size_t ring_capacity)
+    : scheduler_(&scheduler), id_(id), reactor_(reactor), name_(std::move(name)),
+      ring_(ring_capacity) {}
+
+Thread::~Thread() {
+    for (Poller* p : active_) delete p;
+    for (Poller* p : timed_) delete p;
+    for (Poller* p : graveyard_) delete p;
+    // Messages still queued are dropped; their contexts are the sender's to reclaim.
+}
+
+Status Thread::send(MsgFn fn, void* ctx) noexcept {
+    if (exited()) return Status(Errc::shutdown, "thread exited");
+    if (!ring_.push({fn, ctx})) return Status(Errc::busy, "message ring full");
+    return Status::success();
+}
+
+Poller* Thread::register_poller(PollFn fn, void* ctx, const char* name, uint64_t period_ns) {
+    STRATA_ASSERT_MSG(current_thread() == this || current_thread() == nullptr,
+                      "register_poller('%s') from another Thread", name);
+    auto* p = new Poller(fn, ctx, name, period_ns, poller_seq_++);
+    ++live_pollers_;
+    if (period_ns == 0) {
+        active_.push_back(p);
+    } else {
+        p->next_run_ns = scheduler_->now_ns() + period_ns;
+        timed_.push_back(p);
+        std::push_heap(timed_.begin(), timed_.end(), TimerLater{});
+    }
+    return p;
+}
+
+void Thread::unregister_poller(Poller*& poller) noexcept {
+    if (poller == nullptr) return;
+    STRATA_ASSERT_MSG(poller->state != Poller::State::unregistered,
+                      "poller '%s' unregistered twice", poller->name);
+    poller->state = Poller::State::unregistered;
+    --live_pollers_;
+    poller = nullptr;
+    // Reclaimed at a safe point: reap_unregistered() or when a timer pops.
+}
+
+void Thread::pause_poller(Poller* poller) noexcept {
+    if (poller->state == Poller::State::active) poller->state = Poller::State::paused;
+}
+
+void Thread::resume_poller(Poller* poller) noexcept {
+    if (poller->state == Poller::State::paused) {
+        poller->state = Poller::State::active;
+        poller->idle_epoch = 0;
+    }
+}
+
+std::vector<PollerInfo> Thread::pollers() const {
+    std::vector<PollerInfo> out;
+    auto add = [&](const Poller* p) {
+        if (p->state == Poller::State::unregistered) return;
+        out.push_back({p->name, p->period_ns, p->run_count, p->busy_count,
+                       p->state == Poller::State::paused});
+    };
+    for (const Poller* p : active_) add(p);
+    std::vector<const Poller*> timed(timed_.begin(), timed_.end());
+    std::sort(timed.begin(), timed.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
+    for (const Poller* p : timed) add(p);
+    return out;
+}
+
+void Thread::request_exit() noexcept {
+    STRATA_ASSERT_MSG(current_thread() == this, "request_exit() from another Thread");
+    exit_requested_ = true;
+}
+
+bool Thread::run_one_message() noexcept {
+    Message m;
+    if (!deferred_.empty()) {
+        m = deferred_.front();
+        deferred_.erase(deferred_.begin());
+    } else if (!ring_.pop(m)) {
+        return false;
+    }
+    m.fn(m.ctx);
+    ++stats_.messages;
+    return true;
+}
+
+bool Thread::run_poller(Poller* p) noexcept {
+    ++p->run_count;
+    ++stats_.poller_runs;
+    bool busy = p->fn(p->ctx) == PollStatus::busy;
+    if (busy) ++p->busy_count;
+    return busy;
+}
+
+Poller* Thread::next_due_timer(uint64_t now) noexcept {
+    while (!timed_.empty()) {
+        Poller* top = timed_.front();
+        if (top->state != Poller::State::unregistered && top->next_run_ns > now) return nullptr;
+        std::pop_heap(timed_.begin(), timed_.end(), TimerLater{});
+        timed_.pop_back();
+        if (top->state == Poller::State::unregistered) {
+            delete top;
+            continue;
+        }
+        // Re-arm before running so the poller may unregister itself from the callback.
+        top->next_run_ns = std::max(top->next_run_ns + top->period_ns, now);
+        timed_.push_back(top);
+        std::push_heap(timed_.begin(), timed_.end(), TimerLater{});
+        if (top->state == Poller::State::paused) continue;
+        return top;
+    }
+    return nullptr;
+}
+
+void Thread::reap_unregistered() noexcept {
+    auto dead = std::remove_if(active_.begin(), active_.end(), [this](Poller* p) {
+        if (p->state != Poller::State::unregistered) return false;
+        graveyard_.push_back(p);
+        return true;
+    });
+    active_.erase(dead, active_.end());
+    for (Poller* p : graveyard_) delete p;
+    graveyard_.clear();
+}
+
+void Thread::maybe_finish_exit() noexcept {
+    if (exit_requested_ && !exited() && live_pollers_ == 0 && channels_.empty() &&
+        deferred_.empty()) {
+        exited_.store(true, std::memory_order_release);
+        STRATA_DEBUGLOG(log_thread, "thread {} exited", name_);
+    }
+}
+
+PollStatus Thread::poll(uint32_t max_messages) {
+    Thread* prev = current_thread();
+    set_current_thread(this);
+    in_poll_ = true;
+    bool busy = false;
+    for (uint32_t i = 0; i < max_messages; ++i) {
+        if (!run_one_message()) break;
+        busy = true;
+    }
+    // Index loop: a poller may register another one, which appends.
+    for (size_t i = 0; i < active_.size(); ++i) {
+        Poller* p = active_[i];
+        if (p->state == Poller::State::active) busy |= run_poller(p);
+    }
+    if (!timed_.empty()) {
+        uint64_t now = scheduler_->now_ns();
+        while (Poller* p = next_due_timer(now)) busy |= run_poller(p);
+    }
+    reap_unregistered();
+    maybe_finish_exit();
+    if (busy)
+        ++stats_.busy_iterations;
+    else
+        ++stats_.idle_iterations;
+    in_poll_ = false;
+    set_current_thread(prev);
+    return busy ? PollStatus::busy : PollStatus::idle;
+}
+
+void Thread::release_everything() noexcept {
+    Thread* prev = current_thread();
+    set_current_thread(this);
+    size_t dropped = 0;
+    Message m;
+    while (ring_.pop(m)) ++dropped;
+    if (dropped != 0)
+        STRATA_WARNLOG(log_thread, "thread {}: dropped {} undelivered messages at shutdown", name_,
+                       dropped);
+    // Run self-addressed teardown (pending channel destroys) before forcing the rest.
+    while (!deferred_.empty()) run_one_message();
+    while (!channels_.empty()) {
+        auto [device, channel] = channels_.back();
+        channels_.pop_back();
+        STRATA_WARNLOG(log_thread, "thread {}: releasing channel of '{}' held at shutdown",
+                       name_, device->io_device_name());
+        delete channel;
+        device->channel_gone();
+    }
+    for (Poller* p : active_)
+        if (p->state != Poller::State::unregistered) --live_pollers_;
+    for (Poller* p : timed_)
+        if (p->state != Poller::State::unregistered) --live_pollers_;
+    for (Poller* p : active_) p->state = Poller::State::unregistered;
+    for (Poller* p : timed_) p->state = Poller::State::unregistered;
+    reap_unregistered();
+    exited_.store(true, std::memory_order_release);
+    set_current_thread(prev);
+}
+
+namespace {
+
+struct ForEachThread {
+    std::vector<Thread*> threads;
+    size_t next = 0;
+    bool arrived = false;  // the message now running is the visit to threads[next - 1]
+    Thread* origin;
+    MsgFn fn;
+    void* ctx;
+    MsgFn done;
+};
+
+void for_each_thread_step(void* arg) {
+    auto* st = static_cast<ForEachThread*>(arg);
+    if (st->arrived) {
+        st->arrived = false;
+        st->fn(st->ctx);
+    }
+    while (st->next < st->threads.size()) {
+        Thread* t = st->threads[st->next];
+        st->arrived = true;
+        if (t->send(for_each_thread_step, st).ok()) {
+            ++st->next;
+            return;
+        }
+        st->arrived = false;
+        if (t->exited()) {
+            ++st->next;
+            continue;
+        }
+        deliver(*current_thread(), for_each_thread_step, st);  // ring full: try again soon
+        return;
+    }
+    std::unique_ptr<ForEachThread> owned(st);
+    deliver(*st->origin, st->done, st->ctx);
+}
+
+struct Retry {
+    Thread* target;
+    MsgFn fn;
+    void* ctx;
+};
+
+void retry_delivery(void* arg) {
+    std::unique_ptr<Retry> r(static_cast<Retry*>(arg));
+    deliver(*r->target, r->fn, r->ctx);
+}
+
+}  // namespace
+
+void deliver(Thread& target, MsgFn fn, void* ctx) {
+    Status s = target.send(fn, ctx);
+    if (s.ok() || s == Errc::shutdown) {
+        if (!s.ok())
+            STRATA_WARNLOG(log_thread, "message to exited thread {} dropped", target.name());
+        return;
+    }
+    Thread* self = current_thread();
+    STRATA_ASSERT_MSG(self != nullptr, "deliver() to a full ring from outside any Thread");
+    self->defer(retry_delivery, new Retry{&target, fn, ctx});
+}
+
+void for_each_thread(MsgFn fn, void* ctx, MsgFn done) {
+    Thread* origin = current_thread();
+    STRATA_ASSERT_MSG(origin != nullptr, "for_each_thread must be called on a Thread");
+    auto* st = new ForEachThread{origin->scheduler().threads(), 0, false, origin, fn, ctx, done};
+    for_each_thread_step(st);
+}
+
+}  // namespace strata::runtime
