@@ -235,7 +235,8 @@ struct DpdkPciDevice::Impl {
 Result<std::string> canonical_bdf(std::string_view bdf) {
     std::string s(bdf);
     rte_pci_addr addr{};
-    if (s.empty() || s.size() > 32 || rte_pci_addr_parse(s.c_str(), &addr) != 0) {
+    if (s.empty() || s.size() > 32 || rte_pci_addr_parse(s.c_str(), &addr) != 0 ||
+        addr.devid > 31 || addr.function > 7) {
         return Error(Errc::invalid_argument,
                      fmt::format("'{}' is not a PCI address (expected DDDD:BB:DD.F, e.g. "
                                  "0000:01:00.0)",

@@ -1,6 +1,8 @@
 // DPDK EAL bring-up: argument vector, once-per-process guard, log redirection.
 #include "eal.h"
 
+#include "dpdk_pci.h"
+
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
@@ -15,7 +17,6 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 #include <rte_log.h>
-#include <rte_pci.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -211,16 +212,9 @@ Result<std::vector<std::string>> build_eal_args(const EalOptions& o) {
         args.emplace_back("--no-pci");
     }
     for (const std::string& bdf : o.allowed_pci) {
-        rte_pci_addr addr{};
-        if (rte_pci_addr_parse(bdf.c_str(), &addr) != 0) {
-            return Error(Errc::invalid_argument,
-                         fmt::format("dpdk: '{}' is not a PCI address (expected DDDD:BB:DD.F, e.g. "
-                                     "0000:01:00.0)",
-                                     bdf));
-        }
-        char canonical[PCI_PRI_STR_SIZE];
-        rte_pci_device_name(&addr, canonical, sizeof(canonical));
-        args.emplace_back(std::string("-a") + canonical);
+        auto canonical = canonical_bdf(bdf);
+        if (!canonical) return Error(Errc::invalid_argument, "dpdk: " + canonical.error().message());
+        args.emplace_back("-a" + *canonical);
     }
 
     switch (o.iova_mode) {
