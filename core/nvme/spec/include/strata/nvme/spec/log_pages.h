@@ -25,8 +25,7 @@ struct ErrorInfoEntry {
     std::array<uint8_t, 2> reserved30;
     uint64_t command_specific;      // 32 Command Specific Information
     uint16_t transport_specific;    // 40 Transport Type Specific Information
-    std::array<uint8_t, 21> reserved42;
-    uint8_t log_page_version;       // 63
+    std::array<uint8_t, 22> reserved42;  // 42..63 (later revisions put a log page version at 63)
 
     constexpr uint8_t parameter_byte() const noexcept { return static_cast<uint8_t>(parameter_location & 0xFF); }
     constexpr uint8_t parameter_bit() const noexcept { return static_cast<uint8_t>((parameter_location >> 8) & 0x7); }
@@ -36,7 +35,6 @@ static_assert(offsetof(ErrorInfoEntry, sqid) == 8 && offsetof(ErrorInfoEntry, st
 static_assert(offsetof(ErrorInfoEntry, lba) == 16 && offsetof(ErrorInfoEntry, nsid) == 24);
 static_assert(offsetof(ErrorInfoEntry, trtype) == 29 && offsetof(ErrorInfoEntry, command_specific) == 32);
 static_assert(offsetof(ErrorInfoEntry, transport_specific) == 40);
-static_assert(offsetof(ErrorInfoEntry, log_page_version) == 63);
 
 // SMART / Health Information log, 512 bytes. Temperatures are kelvin.
 struct SmartHealthLog {

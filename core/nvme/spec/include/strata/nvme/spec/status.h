@@ -297,18 +297,28 @@ constexpr char hex_digit(unsigned v) noexcept { return "0123456789abcdef"[v & 0x
 // Every (SCT, SC) pair this header names, for tests and tools that list them.
 constexpr const auto& status_table() noexcept { return detail::status_table; }
 
-// The table entry for (sct, sc), or nullptr for a reserved, vendor-specific or unknown code.
-constexpr const StatusInfo* find_status(unsigned sct, unsigned sc) noexcept {
+// Index of (sct, sc) in status_table(), or -1 for a reserved, vendor-specific or unknown code.
+// (Index rather than pointer: GCC's UBSan instrumentation makes pointer null checks
+// non-constant, and these decoders must stay usable in constant expressions.)
+constexpr int find_status_index(unsigned sct, unsigned sc) noexcept {
+    int i = 0;
     for (const StatusInfo& s : detail::status_table) {
-        if (s.sct == sct && s.sc == sc) return &s;
+        if (s.sct == sct && s.sc == sc) return i;
+        ++i;
     }
-    return nullptr;
+    return -1;
+}
+
+// The table entry for (sct, sc), or nullptr for a code this header does not name.
+constexpr const StatusInfo* find_status(unsigned sct, unsigned sc) noexcept {
+    const int i = find_status_index(sct, sc);
+    return i < 0 ? nullptr : &detail::status_table[i];
 }
 
 // "invalid_field"; "unknown" for codes this header does not name.
 constexpr std::string_view status_mnemonic(unsigned sct, unsigned sc) noexcept {
-    const StatusInfo* s = find_status(sct, sc);
-    return s != nullptr ? s->mnemonic : std::string_view{"unknown"};
+    const int i = find_status_index(sct, sc);
+    return i >= 0 ? detail::status_table[i].mnemonic : std::string_view{"unknown"};
 }
 constexpr std::string_view status_mnemonic(StatusField sf) noexcept { return status_mnemonic(sf.sct(), sf.sc()); }
 
@@ -351,8 +361,8 @@ private:
 // SCT is 3 bits and SC 8 bits in a completion; larger inputs are reported, never indexed with.
 constexpr StatusName status_name(unsigned sct, unsigned sc) noexcept {
     StatusName out;
-    if (const StatusInfo* s = find_status(sct, sc); s != nullptr) {
-        out.append(s->name);
+    if (const int i = find_status_index(sct, sc); i >= 0) {
+        out.append(detail::status_table[i].name);
         return out;
     }
     out.append("UNKNOWN (sct ");
