@@ -429,6 +429,11 @@ TEST(NvmeSpecOpcodes, ValuesNamesAndDirection) {
     EXPECT_EQ(static_cast<int>(spec::FeatureId::volatile_write_cache), 0x06);
     EXPECT_EQ(static_cast<int>(spec::FeatureId::number_of_queues), 0x07);
     EXPECT_EQ(static_cast<int>(spec::FeatureId::async_event_config), 0x0B);
+    EXPECT_EQ(spec::log_page_name(0x02), "SMART / Health Information");
+    EXPECT_EQ(spec::log_page_name(0x40), "Unknown");
+    EXPECT_EQ(spec::log_page_name(0xC5), "Vendor Specific");
+    EXPECT_EQ(spec::feature_name(0x07), "Number of Queues");
+    EXPECT_EQ(spec::feature_name(0x30), "Unknown");
 }
 
 TEST(NvmeSpecOpcodes, AsyncEventCompletion) {

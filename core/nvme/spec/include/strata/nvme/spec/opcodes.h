@@ -181,6 +181,38 @@ enum class LogPage : uint8_t {
     sanitize_status = 0x81,
 };
 
+constexpr std::string_view log_page_name(uint8_t lid) noexcept {
+    switch (static_cast<LogPage>(lid)) {
+        case LogPage::supported_log_pages: return "Supported Log Pages";
+        case LogPage::error_info: return "Error Information";
+        case LogPage::smart_health: return "SMART / Health Information";
+        case LogPage::firmware_slot: return "Firmware Slot Information";
+        case LogPage::changed_ns_list: return "Changed Namespace List";
+        case LogPage::commands_supported_effects: return "Commands Supported and Effects";
+        case LogPage::device_self_test: return "Device Self-test";
+        case LogPage::telemetry_host: return "Telemetry Host-Initiated";
+        case LogPage::telemetry_ctrlr: return "Telemetry Controller-Initiated";
+        case LogPage::endurance_group_info: return "Endurance Group Information";
+        case LogPage::predictable_latency_per_set: return "Predictable Latency Per NVM Set";
+        case LogPage::predictable_latency_aggregate: return "Predictable Latency Event Aggregate";
+        case LogPage::ana: return "Asymmetric Namespace Access";
+        case LogPage::persistent_event: return "Persistent Event Log";
+        case LogPage::lba_status_info: return "LBA Status Information";
+        case LogPage::endurance_group_event_aggregate: return "Endurance Group Event Aggregate";
+        case LogPage::media_unit_status: return "Media Unit Status";
+        case LogPage::supported_capacity_config: return "Supported Capacity Configuration List";
+        case LogPage::feature_ids_supported_effects: return "Feature Identifiers Supported and Effects";
+        case LogPage::nvme_mi_commands_supported_effects: return "NVMe-MI Commands Supported and Effects";
+        case LogPage::command_feature_lockdown: return "Command and Feature Lockdown";
+        case LogPage::boot_partition: return "Boot Partition";
+        case LogPage::rotational_media_info: return "Rotational Media Information";
+        case LogPage::discovery: return "Discovery";
+        case LogPage::reservation_notification: return "Reservation Notification";
+        case LogPage::sanitize_status: return "Sanitize Status";
+    }
+    return lid >= 0xC0 ? "Vendor Specific" : "Unknown";
+}
+
 // Feature identifiers (Set/Get Features CDW10.FID).
 enum class FeatureId : uint8_t {
     arbitration = 0x01,
@@ -219,6 +251,46 @@ enum class FeatureId : uint8_t {
     ns_write_protection_config = 0x84,
 };
 
+constexpr std::string_view feature_name(uint8_t fid) noexcept {
+    switch (static_cast<FeatureId>(fid)) {
+        case FeatureId::arbitration: return "Arbitration";
+        case FeatureId::power_management: return "Power Management";
+        case FeatureId::lba_range_type: return "LBA Range Type";
+        case FeatureId::temperature_threshold: return "Temperature Threshold";
+        case FeatureId::error_recovery: return "Error Recovery";
+        case FeatureId::volatile_write_cache: return "Volatile Write Cache";
+        case FeatureId::number_of_queues: return "Number of Queues";
+        case FeatureId::interrupt_coalescing: return "Interrupt Coalescing";
+        case FeatureId::interrupt_vector_config: return "Interrupt Vector Configuration";
+        case FeatureId::write_atomicity_normal: return "Write Atomicity Normal";
+        case FeatureId::async_event_config: return "Asynchronous Event Configuration";
+        case FeatureId::autonomous_power_state_transition: return "Autonomous Power State Transition";
+        case FeatureId::host_memory_buffer: return "Host Memory Buffer";
+        case FeatureId::timestamp: return "Timestamp";
+        case FeatureId::keep_alive_timer: return "Keep Alive Timer";
+        case FeatureId::host_controlled_thermal_mgmt: return "Host Controlled Thermal Management";
+        case FeatureId::non_operational_power_state_config: return "Non-Operational Power State Config";
+        case FeatureId::read_recovery_level_config: return "Read Recovery Level Config";
+        case FeatureId::predictable_latency_mode_config: return "Predictable Latency Mode Config";
+        case FeatureId::predictable_latency_mode_window: return "Predictable Latency Mode Window";
+        case FeatureId::lba_status_info_attributes: return "LBA Status Information Attributes";
+        case FeatureId::host_behavior_support: return "Host Behavior Support";
+        case FeatureId::sanitize_config: return "Sanitize Config";
+        case FeatureId::endurance_group_event_config: return "Endurance Group Event Configuration";
+        case FeatureId::io_command_set_profile: return "I/O Command Set Profile";
+        case FeatureId::spinup_control: return "Spinup Control";
+        case FeatureId::enhanced_ctrlr_metadata: return "Enhanced Controller Metadata";
+        case FeatureId::ctrlr_metadata: return "Controller Metadata";
+        case FeatureId::ns_metadata: return "Namespace Metadata";
+        case FeatureId::software_progress_marker: return "Software Progress Marker";
+        case FeatureId::host_identifier: return "Host Identifier";
+        case FeatureId::reservation_notification_mask: return "Reservation Notification Mask";
+        case FeatureId::reservation_persistence: return "Reservation Persistence";
+        case FeatureId::ns_write_protection_config: return "Namespace Write Protection Config";
+    }
+    return fid >= 0xC0 ? "Vendor Specific" : "Unknown";
+}
+
 // Get Features CDW10.SEL.
 enum class FeatureSelect : uint8_t { current = 0, default_value = 1, saved = 2, supported_capabilities = 3 };
 
@@ -227,7 +299,8 @@ enum class AsyncEventType : uint8_t {
     error = 0x0,
     smart_health = 0x1,
     notice = 0x2,
-    immediate = 0x3,  // 2.0: one-shot notifications
+    immediate = 0x3,  // NVMe 2.0
+    one_shot = 0x4,   // NVMe 2.0
     io_command_specific = 0x6,
     vendor_specific = 0x7,
 };

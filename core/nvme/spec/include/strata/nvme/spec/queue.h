@@ -90,7 +90,7 @@ struct SglDescriptor {
 static_assert(sizeof(SglDescriptor) == 16);
 static_assert(offsetof(SglDescriptor, length) == 8 && offsetof(SglDescriptor, sgl_id) == 15);
 
-// Submission Queue Entry, 64 bytes. DPTR is kept as two 64-bit words (prp1, prp2): PRP entry 1
+// Submission Queue Entry, 64 bytes (value-initialize, `Sqe sqe{}`, to start from zero). DPTR is kept as two 64-bit words (prp1, prp2): PRP entry 1
 // and 2 with PSDT = prp, or one SglDescriptor (read/write it with dptr_sgl()/set_dptr_sgl()).
 struct Sqe {
     uint8_t opc;     // CDW0 7:0   opcode
