@@ -36,9 +36,10 @@ void check_field(const char* name, unsigned lsb, unsigned width, Get get, Set se
     }
 }
 
-#define CHECK_FIELD(Reg, field, lsb, width)                                                  \
-    check_field<Reg>(#Reg "." #field, lsb, width, [](const Reg& r) { return r.field(); },   \
-                     [](Reg& r, Reg::value_type v) { r.set_##field(v); })
+#define CHECK_FIELD(Reg, field, lsb, width)                                  \
+    check_field<Reg>(                                                        \
+        #Reg "." #field, lsb, width, [](const Reg& r) { return r.field(); }, \
+        [](Reg& r, Reg::value_type v) { r.set_##field(v); })
 
 }  // namespace
 
@@ -134,7 +135,8 @@ TEST(IoatSpecRegisters, CompletionStatusDecoding) {
     EXPECT_EQ(halted.completed_descriptor(), 0xFFFF000000001000ull);
     EXPECT_STREQ(spec::chan_state_name(halted.raw), "halted");
 
-    const auto made = spec::ChanSts::make(spec::ChanState::armed, 0x2000 | 0x3F);  // low bits dropped
+    const auto made =
+        spec::ChanSts::make(spec::ChanState::armed, 0x2000 | 0x3F);  // low bits dropped
     EXPECT_EQ(made.raw, 0x2004u);
     EXPECT_STREQ(spec::chan_state_name(0), "active");
     EXPECT_STREQ(spec::chan_state_name(2), "suspended");
@@ -160,7 +162,8 @@ TEST(IoatSpecDescriptors, CopyAndFillLayout) {
     EXPECT_EQ(bytes[24], 0x40);  // next 0x9040
     EXPECT_EQ(bytes[25], 0x90);
 
-    const auto fill = spec::make_fill(0xDEADBEEFCAFEF00Dull, 0x3000, 512, spec::DescControl{}.set_int_enable(1), 0);
+    const auto fill = spec::make_fill(0xDEADBEEFCAFEF00Dull, 0x3000, 512,
+                                      spec::DescControl{}.set_int_enable(1), 0);
     EXPECT_EQ(fill.control.op(), 0x01u);
     EXPECT_EQ(fill.control.raw, 0x01000001u);
     // A fill seen through the generic view: the pattern sits where copy's source address does.

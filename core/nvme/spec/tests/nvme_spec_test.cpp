@@ -45,9 +45,10 @@ void check_field(const char* name, unsigned lsb, unsigned width, Get get, Set se
     EXPECT_EQ(get(mid), v);
 }
 
-#define CHECK_FIELD(Reg, field, lsb, width)                                                  \
-    check_field<Reg>(#Reg "." #field, lsb, width, [](const Reg& r) { return r.field(); },   \
-                     [](Reg& r, Reg::value_type v) { r.set_##field(v); })
+#define CHECK_FIELD(Reg, field, lsb, width)                                  \
+    check_field<Reg>(                                                        \
+        #Reg "." #field, lsb, width, [](const Reg& r) { return r.field(); }, \
+        [](Reg& r, Reg::value_type v) { r.set_##field(v); })
 
 }  // namespace
 
@@ -180,8 +181,13 @@ TEST(NvmeSpecRegisters, DecodesQemuDefaultCap) {
 TEST(NvmeSpecRegisters, TypicalDriverValues) {
     // What Linux and SPDK write to enable a controller with 4 KiB pages and 64/16-byte entries.
     spec::Cc cc{};
-    cc.set_en(1).set_css(spec::Cc::css_nvm).set_mps(0).set_ams(spec::Cc::ams_round_robin)
-        .set_shn(spec::Cc::shn_none).set_iosqes(spec::sqe_size_log2).set_iocqes(spec::cqe_size_log2);
+    cc.set_en(1)
+        .set_css(spec::Cc::css_nvm)
+        .set_mps(0)
+        .set_ams(spec::Cc::ams_round_robin)
+        .set_shn(spec::Cc::shn_none)
+        .set_iosqes(spec::sqe_size_log2)
+        .set_iocqes(spec::cqe_size_log2);
     EXPECT_EQ(cc.raw, 0x00460001u);
     EXPECT_EQ(cc.page_size_bytes(), 4096u);
     cc.set_shn(spec::Cc::shn_normal);
@@ -292,7 +298,8 @@ TEST(NvmeSpecQueue, SglDescriptorInDptr) {
     EXPECT_EQ(back.type(), spec::SglType::last_segment);
 
     spec::SglDescriptor keyed{0x1000, 0, {}, 0};
-    keyed.set_type(spec::SglType::keyed_data_block, spec::SglSubtype::address).set_keyed(0xABCDEF, 0x12345678);
+    keyed.set_type(spec::SglType::keyed_data_block, spec::SglSubtype::address)
+        .set_keyed(0xABCDEF, 0x12345678);
     EXPECT_EQ(keyed.keyed_length(), 0xABCDEFu);
     EXPECT_EQ(keyed.key(), 0x12345678u);
     EXPECT_EQ(keyed.sgl_id, 0x40);
@@ -325,7 +332,8 @@ TEST(NvmeSpecQueue, CqeStatusDecoding) {
 }
 
 TEST(NvmeSpecStatus, NamesForRepresentativeCodes) {
-    static_assert(spec::status_name(0, 0x02) == "INVALID FIELD IN COMMAND");  // usable at compile time
+    static_assert(spec::status_name(0, 0x02) ==
+                  "INVALID FIELD IN COMMAND");  // usable at compile time
     EXPECT_EQ(spec::status_name(0, 0x00), "SUCCESS");
     EXPECT_EQ(spec::status_name(0, 0x01), "INVALID COMMAND OPCODE");
     EXPECT_EQ(spec::status_mnemonic(0, 0x02), "invalid_field");
@@ -392,17 +400,23 @@ TEST(NvmeSpecStatus, EnumeratorsMatchMnemonics) {
         return spec::status_mnemonic(static_cast<unsigned>(sct), static_cast<unsigned>(code));
     };
     EXPECT_EQ(mn(spec::GenericStatus::invalid_field, spec::Sct::generic), "invalid_field");
-    EXPECT_EQ(mn(spec::GenericStatus::aborted_sq_deletion, spec::Sct::generic), "aborted_sq_deletion");
-    EXPECT_EQ(mn(spec::GenericStatus::admin_media_not_ready, spec::Sct::generic), "admin_media_not_ready");
-    EXPECT_EQ(mn(spec::GenericStatus::format_in_progress, spec::Sct::generic), "format_in_progress");
-    EXPECT_EQ(mn(spec::CommandSpecificStatus::invalid_queue_id, spec::Sct::command_specific), "invalid_queue_id");
+    EXPECT_EQ(mn(spec::GenericStatus::aborted_sq_deletion, spec::Sct::generic),
+              "aborted_sq_deletion");
+    EXPECT_EQ(mn(spec::GenericStatus::admin_media_not_ready, spec::Sct::generic),
+              "admin_media_not_ready");
+    EXPECT_EQ(mn(spec::GenericStatus::format_in_progress, spec::Sct::generic),
+              "format_in_progress");
+    EXPECT_EQ(mn(spec::CommandSpecificStatus::invalid_queue_id, spec::Sct::command_specific),
+              "invalid_queue_id");
     EXPECT_EQ(mn(spec::CommandSpecificStatus::identifier_unavailable, spec::Sct::command_specific),
               "identifier_unavailable");
-    EXPECT_EQ(mn(spec::CommandSpecificStatus::invalid_zone_state_transition, spec::Sct::command_specific),
-              "invalid_zone_state_transition");
+    EXPECT_EQ(
+        mn(spec::CommandSpecificStatus::invalid_zone_state_transition, spec::Sct::command_specific),
+        "invalid_zone_state_transition");
     EXPECT_EQ(mn(spec::MediaStatus::deallocated_or_unwritten_block, spec::Sct::media_error),
               "deallocated_or_unwritten_block");
-    EXPECT_EQ(mn(spec::MediaStatus::storage_tag_check_error, spec::Sct::media_error), "storage_tag_check_error");
+    EXPECT_EQ(mn(spec::MediaStatus::storage_tag_check_error, spec::Sct::media_error),
+              "storage_tag_check_error");
     EXPECT_EQ(mn(spec::PathStatus::aborted_by_host, spec::Sct::path), "aborted_by_host");
     EXPECT_EQ(spec::sct_name(2), "MEDIA AND DATA INTEGRITY");
     EXPECT_EQ(spec::sct_name(5), "RESERVED");
@@ -419,11 +433,11 @@ TEST(NvmeSpecOpcodes, ValuesNamesAndDirection) {
     EXPECT_EQ(spec::admin_opcode_name(0xC1), "VENDOR SPECIFIC");
     EXPECT_EQ(spec::nvm_opcode_name(0x02), "READ");
     EXPECT_EQ(spec::nvm_opcode_name(0x85), "VENDOR SPECIFIC");
-    EXPECT_EQ(spec::opcode_direction(0x01), spec::DataDirection::host_to_controller);   // write
-    EXPECT_EQ(spec::opcode_direction(0x02), spec::DataDirection::controller_to_host);   // read
-    EXPECT_EQ(spec::opcode_direction(0x06), spec::DataDirection::controller_to_host);   // identify
-    EXPECT_EQ(spec::opcode_direction(0x05), spec::DataDirection::host_to_controller);   // compare
-    EXPECT_EQ(spec::opcode_direction(0x00), spec::DataDirection::none);                 // flush
+    EXPECT_EQ(spec::opcode_direction(0x01), spec::DataDirection::host_to_controller);  // write
+    EXPECT_EQ(spec::opcode_direction(0x02), spec::DataDirection::controller_to_host);  // read
+    EXPECT_EQ(spec::opcode_direction(0x06), spec::DataDirection::controller_to_host);  // identify
+    EXPECT_EQ(spec::opcode_direction(0x05), spec::DataDirection::host_to_controller);  // compare
+    EXPECT_EQ(spec::opcode_direction(0x00), spec::DataDirection::none);                // flush
     EXPECT_EQ(static_cast<int>(spec::Cns::ns_id_desc_list), 0x03);
     EXPECT_EQ(static_cast<int>(spec::LogPage::changed_ns_list), 0x04);
     EXPECT_EQ(static_cast<int>(spec::FeatureId::volatile_write_cache), 0x06);
@@ -438,7 +452,8 @@ TEST(NvmeSpecOpcodes, ValuesNamesAndDirection) {
 
 TEST(NvmeSpecOpcodes, AsyncEventCompletion) {
     const auto aen = spec::AsyncEventCompletion::make(
-        spec::AsyncEventType::notice, static_cast<uint8_t>(spec::AsyncNoticeInfo::ns_attribute_changed),
+        spec::AsyncEventType::notice,
+        static_cast<uint8_t>(spec::AsyncNoticeInfo::ns_attribute_changed),
         spec::LogPage::changed_ns_list);
     EXPECT_EQ(aen.raw, 0x00040002u);
     EXPECT_EQ(aen.type(), spec::AsyncEventType::notice);

@@ -37,13 +37,13 @@ constexpr T set_bits(T raw, unsigned lsb, unsigned width, T value) noexcept {
 
 }  // namespace detail
 
-#define STRATA_IOAT_FIELD(name, lsb, width)                                                       \
-    constexpr value_type name() const noexcept {                                                  \
-        return ::strata::ioat::spec::detail::get_bits<value_type>(raw, (lsb), (width));           \
-    }                                                                                             \
-    constexpr auto& set_##name(value_type value) noexcept {                                       \
-        raw = ::strata::ioat::spec::detail::set_bits<value_type>(raw, (lsb), (width), value);     \
-        return *this;                                                                             \
+#define STRATA_IOAT_FIELD(name, lsb, width)                                                   \
+    constexpr value_type name() const noexcept {                                              \
+        return ::strata::ioat::spec::detail::get_bits<value_type>(raw, (lsb), (width));       \
+    }                                                                                         \
+    constexpr auto& set_##name(value_type value) noexcept {                                   \
+        raw = ::strata::ioat::spec::detail::set_bits<value_type>(raw, (lsb), (width), value); \
+        return *this;                                                                         \
     }
 
 }  // namespace strata::ioat::spec

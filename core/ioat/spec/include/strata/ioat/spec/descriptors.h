@@ -49,21 +49,21 @@ struct DescControl {
     using value_type = uint32_t;
     value_type raw = 0;
 
-    STRATA_IOAT_FIELD(int_enable, 0, 1)          // interrupt on completion of this descriptor
-    STRATA_IOAT_FIELD(src_snoop_disable, 1, 1)   // (reserved for fill)
+    STRATA_IOAT_FIELD(int_enable, 0, 1)         // interrupt on completion of this descriptor
+    STRATA_IOAT_FIELD(src_snoop_disable, 1, 1)  // (reserved for fill)
     STRATA_IOAT_FIELD(dest_snoop_disable, 2, 1)
-    STRATA_IOAT_FIELD(completion_update, 3, 1)   // write CHANSTS to CHANCMP after this one
-    STRATA_IOAT_FIELD(fence, 4, 1)               // order against the following descriptors
-    STRATA_IOAT_FIELD(null, 5, 1)                // copy: no data transfer (a no-op descriptor)
-    STRATA_IOAT_FIELD(src_page_break, 6, 1)      // copy
+    STRATA_IOAT_FIELD(completion_update, 3, 1)  // write CHANSTS to CHANCMP after this one
+    STRATA_IOAT_FIELD(fence, 4, 1)              // order against the following descriptors
+    STRATA_IOAT_FIELD(null, 5, 1)               // copy: no data transfer (a no-op descriptor)
+    STRATA_IOAT_FIELD(src_page_break, 6, 1)     // copy
     STRATA_IOAT_FIELD(dest_page_break, 7, 1)
     STRATA_IOAT_FIELD(bundle, 8, 1)
     STRATA_IOAT_FIELD(dest_dca, 9, 1)
     STRATA_IOAT_FIELD(hint, 10, 1)
-    STRATA_IOAT_FIELD(src_count, 5, 3)           // xor / pq: number of sources (overlaps 5..7)
-    STRATA_IOAT_FIELD(p_disable, 11, 1)          // pq
-    STRATA_IOAT_FIELD(q_disable, 12, 1)          // pq
-    STRATA_IOAT_FIELD(op, 24, 8)                 // Op
+    STRATA_IOAT_FIELD(src_count, 5, 3)   // xor / pq: number of sources (overlaps 5..7)
+    STRATA_IOAT_FIELD(p_disable, 11, 1)  // pq
+    STRATA_IOAT_FIELD(q_disable, 12, 1)  // pq
+    STRATA_IOAT_FIELD(op, 24, 8)         // Op
 
     friend constexpr bool operator==(DescControl, DescControl) noexcept = default;
 };
@@ -71,11 +71,11 @@ static_assert(sizeof(DescControl) == 4);
 
 // The fields every format shares; op_specific depends on `control.op()`.
 struct GenericDescriptor {
-    uint32_t size;          // bytes to transfer (at most XFERCAP)
+    uint32_t size;  // bytes to transfer (at most XFERCAP)
     DescControl control;
-    uint64_t src_addr;      // fill: the 64-bit pattern
+    uint64_t src_addr;  // fill: the 64-bit pattern
     uint64_t dest_addr;
-    uint64_t next;          // IOVA of the next descriptor in the chain
+    uint64_t next;  // IOVA of the next descriptor in the chain
     std::array<uint64_t, 4> op_specific;
 };
 
@@ -147,8 +147,8 @@ struct PqExtDescriptor {
     std::array<uint64_t, 2> reserved;
 };
 
-#define STRATA_IOAT_CHECK_DESC(T)                                                   \
-    static_assert(sizeof(T) == descriptor_size_bytes, #T " must be 64 bytes");      \
+#define STRATA_IOAT_CHECK_DESC(T)                                              \
+    static_assert(sizeof(T) == descriptor_size_bytes, #T " must be 64 bytes"); \
     static_assert(std::is_trivially_copyable_v<T> && std::is_standard_layout_v<T>)
 STRATA_IOAT_CHECK_DESC(GenericDescriptor);
 STRATA_IOAT_CHECK_DESC(DmaDescriptor);
@@ -159,8 +159,10 @@ STRATA_IOAT_CHECK_DESC(PqDescriptor);
 STRATA_IOAT_CHECK_DESC(PqExtDescriptor);
 #undef STRATA_IOAT_CHECK_DESC
 
-static_assert(offsetof(GenericDescriptor, control) == 4 && offsetof(GenericDescriptor, src_addr) == 8);
-static_assert(offsetof(GenericDescriptor, dest_addr) == 16 && offsetof(GenericDescriptor, next) == 24);
+static_assert(offsetof(GenericDescriptor, control) == 4 &&
+              offsetof(GenericDescriptor, src_addr) == 8);
+static_assert(offsetof(GenericDescriptor, dest_addr) == 16 &&
+              offsetof(GenericDescriptor, next) == 24);
 static_assert(offsetof(DmaDescriptor, next) == 24 && offsetof(DmaDescriptor, user1) == 48);
 static_assert(offsetof(FillDescriptor, src_data) == 8 && offsetof(FillDescriptor, next) == 24);
 static_assert(offsetof(FillDescriptor, next_dest_addr) == 40);
@@ -177,13 +179,13 @@ constexpr To descriptor_cast(const From& from) noexcept {
 
 // Builders for the two ops Strata's driver issues. `control_bits` may add int_enable, fence,
 // completion_update ...; the op code is set here.
-constexpr DmaDescriptor make_copy(uint64_t src, uint64_t dst, uint32_t size_bytes, DescControl control_bits,
-                                  uint64_t next) noexcept {
+constexpr DmaDescriptor make_copy(uint64_t src, uint64_t dst, uint32_t size_bytes,
+                                  DescControl control_bits, uint64_t next) noexcept {
     control_bits.set_op(static_cast<uint32_t>(Op::copy));
     return DmaDescriptor{size_bytes, control_bits, src, dst, next, 0, 0, 0, 0};
 }
-constexpr FillDescriptor make_fill(uint64_t pattern, uint64_t dst, uint32_t size_bytes, DescControl control_bits,
-                                   uint64_t next) noexcept {
+constexpr FillDescriptor make_fill(uint64_t pattern, uint64_t dst, uint32_t size_bytes,
+                                   DescControl control_bits, uint64_t next) noexcept {
     control_bits.set_op(static_cast<uint32_t>(Op::fill));
     return FillDescriptor{size_bytes, control_bits, pattern, dst, next, 0, 0, 0, 0};
 }

@@ -44,13 +44,15 @@ inline constexpr uint32_t channel_mmio_size = 0x80;
 // BAR0 offset of channel `chan`'s register block.
 constexpr uint32_t channel_base(uint32_t chan) noexcept { return channel_mmio_size * (chan + 1); }
 // BAR0 offset of a channel register.
-constexpr uint32_t channel_reg(uint32_t chan, uint32_t offset) noexcept { return channel_base(chan) + offset; }
+constexpr uint32_t channel_reg(uint32_t chan, uint32_t offset) noexcept {
+    return channel_base(chan) + offset;
+}
 
 // PCI configuration space registers.
 namespace pci_cfg {
 inline constexpr uint32_t dmactrl = 0x48;
 inline constexpr uint32_t dmauncerrsts = 0x148;
-inline constexpr uint32_t chanerr_int = 0x180;      // channel error (integrity) — clear at init
+inline constexpr uint32_t chanerr_int = 0x180;  // channel error (integrity) — clear at init
 inline constexpr uint32_t chanerrmask_int = 0x184;
 }  // namespace pci_cfg
 
@@ -77,8 +79,8 @@ inline constexpr uint8_t debug_en = 0x01;
 }
 namespace intrctrl {
 inline constexpr uint8_t master_int_en = 0x01;
-inline constexpr uint8_t int_status = 0x02;    // ATTNSTATUS or a channel interrupt pending
-inline constexpr uint8_t intr = 0x04;          // INT_STATUS and MASTER_INT_EN
+inline constexpr uint8_t int_status = 0x02;  // ATTNSTATUS or a channel interrupt pending
+inline constexpr uint8_t intr = 0x04;        // INT_STATUS and MASTER_INT_EN
 inline constexpr uint8_t msix_vector_control = 0x08;
 }  // namespace intrctrl
 
@@ -103,12 +105,12 @@ struct ChanCtrl {
     using value_type = uint16_t;
     value_type raw = 0;
 
-    STRATA_IOAT_FIELD(int_rearm, 0, 1)              // re-arm the channel interrupt
-    STRATA_IOAT_FIELD(err_completion_en, 2, 1)      // write completion status on error
-    STRATA_IOAT_FIELD(any_err_abort_en, 3, 1)       // abort the chain on any error
-    STRATA_IOAT_FIELD(err_int_en, 4, 1)             // interrupt on error
+    STRATA_IOAT_FIELD(int_rearm, 0, 1)          // re-arm the channel interrupt
+    STRATA_IOAT_FIELD(err_completion_en, 2, 1)  // write completion status on error
+    STRATA_IOAT_FIELD(any_err_abort_en, 3, 1)   // abort the chain on any error
+    STRATA_IOAT_FIELD(err_int_en, 4, 1)         // interrupt on error
     STRATA_IOAT_FIELD(desc_addr_snoop_control, 5, 1)
-    STRATA_IOAT_FIELD(channel_in_use, 8, 1)         // read: 0 = acquired, write 1 to release
+    STRATA_IOAT_FIELD(channel_in_use, 8, 1)  // read: 0 = acquired, write 1 to release
     STRATA_IOAT_FIELD(compl_dca_en, 9, 1)
     STRATA_IOAT_FIELD(priority, 12, 4)
 
@@ -142,14 +144,16 @@ struct ChanSts {
     using value_type = uint64_t;
     value_type raw = 0;
 
-    STRATA_IOAT_FIELD(status, 0, 3)             // ChanState
+    STRATA_IOAT_FIELD(status, 0, 3)  // ChanState
     STRATA_IOAT_FIELD(unaffiliated_error, 3, 1)
     STRATA_IOAT_FIELD(soft_error, 4, 1)
 
     static constexpr value_type completed_descriptor_mask = ~value_type{0x3F};
 
     constexpr ChanState state() const noexcept { return static_cast<ChanState>(status()); }
-    constexpr uint64_t completed_descriptor() const noexcept { return raw & completed_descriptor_mask; }
+    constexpr uint64_t completed_descriptor() const noexcept {
+        return raw & completed_descriptor_mask;
+    }
     constexpr ChanSts& set_completed_descriptor(uint64_t addr) noexcept {
         raw = (raw & ~completed_descriptor_mask) | (addr & completed_descriptor_mask);
         return *this;
@@ -195,12 +199,12 @@ constexpr bool is_ioat_device(uint16_t vendor, uint16_t device) noexcept {
     const auto in_family = [](uint16_t dev, uint16_t base) {
         return (dev >= base && dev <= base + 7) || dev == base + 0xE || dev == base + 0xF;
     };
-    return in_family(device, 0x3C20) ||                  // Sandy Bridge
-           in_family(device, 0x0E20) ||                  // Ivy Bridge
-           in_family(device, 0x2F20) ||                  // Haswell
-           in_family(device, 0x6F20) ||                  // Broadwell
-           (device >= 0x0C50 && device <= 0x0C53) ||     // Avoton (BWD)
-           (device >= 0x6F50 && device <= 0x6F53) ||     // Broadwell-DE
+    return in_family(device, 0x3C20) ||               // Sandy Bridge
+           in_family(device, 0x0E20) ||               // Ivy Bridge
+           in_family(device, 0x2F20) ||               // Haswell
+           in_family(device, 0x6F20) ||               // Broadwell
+           (device >= 0x0C50 && device <= 0x0C53) ||  // Avoton (BWD)
+           (device >= 0x6F50 && device <= 0x6F53) ||  // Broadwell-DE
            device == pci_device::skx || device == pci_device::icx;
 }
 

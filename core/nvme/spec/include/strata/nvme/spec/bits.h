@@ -47,13 +47,13 @@ constexpr T set_bits(T raw, unsigned lsb, unsigned width, T value) noexcept {
 }  // namespace detail
 
 // Declares `name()` and `set_name(v)` for bits [lsb, lsb + width) of `raw` (type value_type).
-#define STRATA_NVME_FIELD(name, lsb, width)                                                       \
-    constexpr value_type name() const noexcept {                                                  \
-        return ::strata::nvme::spec::detail::get_bits<value_type>(raw, (lsb), (width));           \
-    }                                                                                             \
-    constexpr auto& set_##name(value_type value) noexcept {                                       \
-        raw = ::strata::nvme::spec::detail::set_bits<value_type>(raw, (lsb), (width), value);     \
-        return *this;                                                                             \
+#define STRATA_NVME_FIELD(name, lsb, width)                                                   \
+    constexpr value_type name() const noexcept {                                              \
+        return ::strata::nvme::spec::detail::get_bits<value_type>(raw, (lsb), (width));       \
+    }                                                                                         \
+    constexpr auto& set_##name(value_type value) noexcept {                                   \
+        raw = ::strata::nvme::spec::detail::set_bits<value_type>(raw, (lsb), (width), value); \
+        return *this;                                                                         \
     }
 
 // A little-endian integer stored as bytes, for fields at offsets not aligned to their size
@@ -64,7 +64,8 @@ struct UnalignedLe {
 
     constexpr T get() const noexcept {
         T v = 0;
-        for (size_t i = 0; i < sizeof(T); ++i) v = static_cast<T>(v | (static_cast<T>(bytes[i]) << (8 * i)));
+        for (size_t i = 0; i < sizeof(T); ++i)
+            v = static_cast<T>(v | (static_cast<T>(bytes[i]) << (8 * i)));
         return v;
     }
     constexpr void set(T v) noexcept {

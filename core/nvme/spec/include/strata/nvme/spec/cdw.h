@@ -9,9 +9,9 @@
 
 namespace strata::nvme::spec {
 
-#define STRATA_NVME_DWORD(Name)                                                    \
-    using value_type = uint32_t;                                                   \
-    value_type raw = 0;                                                            \
+#define STRATA_NVME_DWORD(Name)  \
+    using value_type = uint32_t; \
+    value_type raw = 0;          \
     friend constexpr bool operator==(Name, Name) noexcept = default;
 
 // ---- NVM I/O commands ----
@@ -32,7 +32,7 @@ inline constexpr uint32_t max_blocks_per_io = 65536;  // NLB is 16 bits, 0's bas
 // Read / Write CDW13: Dataset Management hints.
 struct RwCdw13 {
     STRATA_NVME_DWORD(RwCdw13)
-    STRATA_NVME_FIELD(dsm, 0, 8)    // access frequency/latency, sequential, incompressible
+    STRATA_NVME_FIELD(dsm, 0, 8)      // access frequency/latency, sequential, incompressible
     STRATA_NVME_FIELD(dspec, 16, 16)  // Directive Specific
 };
 
@@ -53,8 +53,8 @@ struct DsmCdw11 {
 // Create I/O Completion Queue / Create I/O Submission Queue / Delete I/O SQ/CQ CDW10.
 struct QueueCdw10 {
     STRATA_NVME_DWORD(QueueCdw10)
-    STRATA_NVME_FIELD(qid, 0, 16)    // Queue Identifier
-    STRATA_NVME_FIELD(qsize, 16, 16) // Queue Size, 0's based
+    STRATA_NVME_FIELD(qid, 0, 16)     // Queue Identifier
+    STRATA_NVME_FIELD(qsize, 16, 16)  // Queue Size, 0's based
 };
 // Create I/O Completion Queue CDW11.
 struct CreateIoCqCdw11 {
@@ -123,12 +123,12 @@ struct AbortCdw10 {
 // Format NVM CDW10.
 struct FormatCdw10 {
     STRATA_NVME_DWORD(FormatCdw10)
-    STRATA_NVME_FIELD(lbafl, 0, 4)  // LBA Format index, low bits
-    STRATA_NVME_FIELD(mset, 4, 1)   // Metadata Settings (1: extended LBA)
-    STRATA_NVME_FIELD(pi, 5, 3)     // Protection Information type
-    STRATA_NVME_FIELD(pil, 8, 1)    // Protection Information Location
-    STRATA_NVME_FIELD(ses, 9, 3)    // Secure Erase Settings
-    STRATA_NVME_FIELD(lbafu, 12, 2) // LBA Format index, high bits
+    STRATA_NVME_FIELD(lbafl, 0, 4)   // LBA Format index, low bits
+    STRATA_NVME_FIELD(mset, 4, 1)    // Metadata Settings (1: extended LBA)
+    STRATA_NVME_FIELD(pi, 5, 3)      // Protection Information type
+    STRATA_NVME_FIELD(pil, 8, 1)     // Protection Information Location
+    STRATA_NVME_FIELD(ses, 9, 3)     // Secure Erase Settings
+    STRATA_NVME_FIELD(lbafu, 12, 2)  // LBA Format index, high bits
 };
 
 // ---- Feature values (Set Features CDW11 / Get Features completion DW0) ----
@@ -153,8 +153,8 @@ struct TemperatureThresholdFeature {  // FID 04h
 };
 struct ErrorRecoveryFeature {  // FID 05h
     STRATA_NVME_DWORD(ErrorRecoveryFeature)
-    STRATA_NVME_FIELD(tler, 0, 16)  // Time Limited Error Recovery, 100 ms units
-    STRATA_NVME_FIELD(dulbe, 16, 1) // Deallocated or Unwritten Logical Block Error Enable
+    STRATA_NVME_FIELD(tler, 0, 16)   // Time Limited Error Recovery, 100 ms units
+    STRATA_NVME_FIELD(dulbe, 16, 1)  // Deallocated or Unwritten Logical Block Error Enable
 };
 struct VolatileWriteCacheFeature {  // FID 06h
     STRATA_NVME_DWORD(VolatileWriteCacheFeature)
@@ -178,16 +178,16 @@ struct InterruptVectorConfigFeature {  // FID 09h
 };
 struct AsyncEventConfigFeature {  // FID 0Bh
     STRATA_NVME_DWORD(AsyncEventConfigFeature)
-    STRATA_NVME_FIELD(smart, 0, 8)         // SMART / Health critical warnings (bit per warning)
-    STRATA_NVME_FIELD(nan, 8, 1)           // Namespace Attribute Notices
-    STRATA_NVME_FIELD(fan, 9, 1)           // Firmware Activation Notices
-    STRATA_NVME_FIELD(tln, 10, 1)          // Telemetry Log Notices
-    STRATA_NVME_FIELD(anacn, 11, 1)        // ANA Change Notices
-    STRATA_NVME_FIELD(plealcn, 12, 1)      // Predictable Latency Event Aggregate Log Change
-    STRATA_NVME_FIELD(lsian, 13, 1)        // LBA Status Information Notices
-    STRATA_NVME_FIELD(egealcn, 14, 1)      // Endurance Group Event Aggregate Log Change
-    STRATA_NVME_FIELD(nnsshdn, 15, 1)      // Normal NVM Subsystem Shutdown Notices
-    STRATA_NVME_FIELD(dlpcn, 31, 1)        // Discovery Log Page Change Notices (fabrics)
+    STRATA_NVME_FIELD(smart, 0, 8)     // SMART / Health critical warnings (bit per warning)
+    STRATA_NVME_FIELD(nan, 8, 1)       // Namespace Attribute Notices
+    STRATA_NVME_FIELD(fan, 9, 1)       // Firmware Activation Notices
+    STRATA_NVME_FIELD(tln, 10, 1)      // Telemetry Log Notices
+    STRATA_NVME_FIELD(anacn, 11, 1)    // ANA Change Notices
+    STRATA_NVME_FIELD(plealcn, 12, 1)  // Predictable Latency Event Aggregate Log Change
+    STRATA_NVME_FIELD(lsian, 13, 1)    // LBA Status Information Notices
+    STRATA_NVME_FIELD(egealcn, 14, 1)  // Endurance Group Event Aggregate Log Change
+    STRATA_NVME_FIELD(nnsshdn, 15, 1)  // Normal NVM Subsystem Shutdown Notices
+    STRATA_NVME_FIELD(dlpcn, 31, 1)    // Discovery Log Page Change Notices (fabrics)
 };
 struct KeepAliveTimerFeature {  // FID 0Fh
     STRATA_NVME_DWORD(KeepAliveTimerFeature)

@@ -60,7 +60,12 @@ enum class NvmOpcode : uint8_t {
 
 // Opcode bits 1:0 give the data direction: 00 none, 01 host to controller, 10 controller to
 // host, 11 bidirectional (both spec command sets follow this convention).
-enum class DataDirection : uint8_t { none = 0, host_to_controller = 1, controller_to_host = 2, bidirectional = 3 };
+enum class DataDirection : uint8_t {
+    none = 0,
+    host_to_controller = 1,
+    controller_to_host = 2,
+    bidirectional = 3
+};
 constexpr DataDirection opcode_direction(uint8_t opc) noexcept {
     return static_cast<DataDirection>(opc & 0x3);
 }
@@ -125,19 +130,19 @@ enum class Csi : uint8_t { nvm = 0x00, key_value = 0x01, zoned = 0x02 };
 
 // Identify CDW10.CNS.
 enum class Cns : uint8_t {
-    ns = 0x00,                          // Identify Namespace (NVM)
-    ctrlr = 0x01,                       // Identify Controller
-    active_ns_list = 0x02,              // active NSIDs greater than CDW1.NSID, up to 1024
-    ns_id_desc_list = 0x03,             // Namespace Identification Descriptor list
+    ns = 0x00,               // Identify Namespace (NVM)
+    ctrlr = 0x01,            // Identify Controller
+    active_ns_list = 0x02,   // active NSIDs greater than CDW1.NSID, up to 1024
+    ns_id_desc_list = 0x03,  // Namespace Identification Descriptor list
     nvm_set_list = 0x04,
-    cs_ns = 0x05,                       // I/O Command Set specific Identify Namespace
-    cs_ctrlr = 0x06,                    // I/O Command Set specific Identify Controller
+    cs_ns = 0x05,     // I/O Command Set specific Identify Namespace
+    cs_ctrlr = 0x06,  // I/O Command Set specific Identify Controller
     cs_active_ns_list = 0x07,
-    cs_independent_ns = 0x08,           // I/O Command Set Independent Identify Namespace
+    cs_independent_ns = 0x08,  // I/O Command Set Independent Identify Namespace
     allocated_ns_list = 0x10,
     allocated_ns = 0x11,
-    ns_ctrlr_list = 0x12,               // controllers attached to NSID
-    ctrlr_list = 0x13,                  // controllers in the NVM subsystem
+    ns_ctrlr_list = 0x12,  // controllers attached to NSID
+    ctrlr_list = 0x13,     // controllers in the NVM subsystem
     primary_ctrlr_caps = 0x14,
     secondary_ctrlr_list = 0x15,
     ns_granularity_list = 0x16,
@@ -165,7 +170,7 @@ enum class LogPage : uint8_t {
     endurance_group_info = 0x09,
     predictable_latency_per_set = 0x0A,
     predictable_latency_aggregate = 0x0B,
-    ana = 0x0C,                      // Asymmetric Namespace Access
+    ana = 0x0C,  // Asymmetric Namespace Access
     persistent_event = 0x0D,
     lba_status_info = 0x0E,
     endurance_group_event_aggregate = 0x0F,
@@ -201,8 +206,10 @@ constexpr std::string_view log_page_name(uint8_t lid) noexcept {
         case LogPage::endurance_group_event_aggregate: return "Endurance Group Event Aggregate";
         case LogPage::media_unit_status: return "Media Unit Status";
         case LogPage::supported_capacity_config: return "Supported Capacity Configuration List";
-        case LogPage::feature_ids_supported_effects: return "Feature Identifiers Supported and Effects";
-        case LogPage::nvme_mi_commands_supported_effects: return "NVMe-MI Commands Supported and Effects";
+        case LogPage::feature_ids_supported_effects:
+            return "Feature Identifiers Supported and Effects";
+        case LogPage::nvme_mi_commands_supported_effects:
+            return "NVMe-MI Commands Supported and Effects";
         case LogPage::command_feature_lockdown: return "Command and Feature Lockdown";
         case LogPage::boot_partition: return "Boot Partition";
         case LogPage::rotational_media_info: return "Rotational Media Information";
@@ -264,12 +271,14 @@ constexpr std::string_view feature_name(uint8_t fid) noexcept {
         case FeatureId::interrupt_vector_config: return "Interrupt Vector Configuration";
         case FeatureId::write_atomicity_normal: return "Write Atomicity Normal";
         case FeatureId::async_event_config: return "Asynchronous Event Configuration";
-        case FeatureId::autonomous_power_state_transition: return "Autonomous Power State Transition";
+        case FeatureId::autonomous_power_state_transition:
+            return "Autonomous Power State Transition";
         case FeatureId::host_memory_buffer: return "Host Memory Buffer";
         case FeatureId::timestamp: return "Timestamp";
         case FeatureId::keep_alive_timer: return "Keep Alive Timer";
         case FeatureId::host_controlled_thermal_mgmt: return "Host Controlled Thermal Management";
-        case FeatureId::non_operational_power_state_config: return "Non-Operational Power State Config";
+        case FeatureId::non_operational_power_state_config:
+            return "Non-Operational Power State Config";
         case FeatureId::read_recovery_level_config: return "Read Recovery Level Config";
         case FeatureId::predictable_latency_mode_config: return "Predictable Latency Mode Config";
         case FeatureId::predictable_latency_mode_window: return "Predictable Latency Mode Window";
@@ -292,7 +301,12 @@ constexpr std::string_view feature_name(uint8_t fid) noexcept {
 }
 
 // Get Features CDW10.SEL.
-enum class FeatureSelect : uint8_t { current = 0, default_value = 1, saved = 2, supported_capabilities = 3 };
+enum class FeatureSelect : uint8_t {
+    current = 0,
+    default_value = 1,
+    saved = 2,
+    supported_capabilities = 3
+};
 
 // Asynchronous Event Request completion DW0: type (2:0), information (15:8), log page (23:16).
 enum class AsyncEventType : uint8_t {
@@ -342,11 +356,14 @@ struct AsyncEventCompletion {
     using value_type = uint32_t;
     value_type raw = 0;  // CQE DW0
 
-    constexpr AsyncEventType type() const noexcept { return static_cast<AsyncEventType>(raw & 0x7); }
+    constexpr AsyncEventType type() const noexcept {
+        return static_cast<AsyncEventType>(raw & 0x7);
+    }
     constexpr uint8_t info() const noexcept { return static_cast<uint8_t>(raw >> 8); }
     constexpr uint8_t log_page() const noexcept { return static_cast<uint8_t>(raw >> 16); }
 
-    static constexpr AsyncEventCompletion make(AsyncEventType t, uint8_t info_value, LogPage lid) noexcept {
+    static constexpr AsyncEventCompletion make(AsyncEventType t, uint8_t info_value,
+                                               LogPage lid) noexcept {
         return AsyncEventCompletion{static_cast<uint32_t>(t) | (uint32_t{info_value} << 8) |
                                     (uint32_t{static_cast<uint8_t>(lid)} << 16)};
     }

@@ -14,8 +14,12 @@ namespace strata::nvme::spec {
 inline constexpr uint32_t prp_entry_bytes = 8;
 
 constexpr uint64_t page_size_bytes(uint32_t mps) noexcept { return uint64_t{4096} << mps; }
-constexpr uint64_t prp_entries_per_page(uint64_t page_size) noexcept { return page_size / prp_entry_bytes; }
-constexpr uint64_t prp_page_offset(uint64_t addr, uint64_t page_size) noexcept { return addr & (page_size - 1); }
+constexpr uint64_t prp_entries_per_page(uint64_t page_size) noexcept {
+    return page_size / prp_entry_bytes;
+}
+constexpr uint64_t prp_page_offset(uint64_t addr, uint64_t page_size) noexcept {
+    return addr & (page_size - 1);
+}
 
 // PRP entries must be dword aligned (bits 1:0 zero); entries other than the first must also be
 // page aligned.

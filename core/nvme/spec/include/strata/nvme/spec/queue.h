@@ -24,9 +24,9 @@ inline constexpr uint32_t nsid_none = 0;
 enum class Fuse : uint8_t { normal = 0, first = 1, second = 2 };
 // CDW0.PSDT: how DPTR (and MPTR) describe data.
 enum class Psdt : uint8_t {
-    prp = 0,             // PRP1/PRP2
-    sgl_mptr_contig = 1, // SGL for data, MPTR is a contiguous metadata buffer address
-    sgl_mptr_sgl = 2,    // SGL for data, MPTR points to an SGL segment
+    prp = 0,              // PRP1/PRP2
+    sgl_mptr_contig = 1,  // SGL for data, MPTR is a contiguous metadata buffer address
+    sgl_mptr_sgl = 2,     // SGL for data, MPTR points to an SGL segment
 };
 
 // SGL descriptor types (SGL Identifier bits 7:4) and subtypes (bits 3:0).
@@ -56,7 +56,8 @@ struct SglDescriptor {
     constexpr SglType type() const noexcept { return static_cast<SglType>(sgl_id >> 4); }
     constexpr SglSubtype subtype() const noexcept { return static_cast<SglSubtype>(sgl_id & 0xF); }
     constexpr SglDescriptor& set_type(SglType t, SglSubtype s = SglSubtype::address) noexcept {
-        sgl_id = static_cast<uint8_t>((static_cast<uint8_t>(t) << 4) | (static_cast<uint8_t>(s) & 0xF));
+        sgl_id =
+            static_cast<uint8_t>((static_cast<uint8_t>(t) << 4) | (static_cast<uint8_t>(s) & 0xF));
         return *this;
     }
     constexpr uint32_t keyed_length() const noexcept { return length & 0xFFFFFFu; }
@@ -90,18 +91,19 @@ struct SglDescriptor {
 static_assert(sizeof(SglDescriptor) == 16);
 static_assert(offsetof(SglDescriptor, length) == 8 && offsetof(SglDescriptor, sgl_id) == 15);
 
-// Submission Queue Entry, 64 bytes (value-initialize, `Sqe sqe{}`, to start from zero). DPTR is kept as two 64-bit words (prp1, prp2): PRP entry 1
-// and 2 with PSDT = prp, or one SglDescriptor (read/write it with dptr_sgl()/set_dptr_sgl()).
+// Submission Queue Entry, 64 bytes (value-initialize, `Sqe sqe{}`, to start from zero). DPTR is
+// kept as two 64-bit words (prp1, prp2): PRP entry 1 and 2 with PSDT = prp, or one SglDescriptor
+// (read/write it with dptr_sgl()/set_dptr_sgl()).
 struct Sqe {
-    uint8_t opc;     // CDW0 7:0   opcode
-    uint8_t flags;   // CDW0 15:8  FUSE (9:8), PSDT (15:14)
-    uint16_t cid;    // CDW0 31:16 command identifier
-    uint32_t nsid;   // CDW1
+    uint8_t opc;    // CDW0 7:0   opcode
+    uint8_t flags;  // CDW0 15:8  FUSE (9:8), PSDT (15:14)
+    uint16_t cid;   // CDW0 31:16 command identifier
+    uint32_t nsid;  // CDW1
     uint32_t cdw2;
     uint32_t cdw3;
-    uint64_t mptr;   // CDW4-5 metadata pointer
-    uint64_t prp1;   // CDW6-7 DPTR
-    uint64_t prp2;   // CDW8-9 DPTR
+    uint64_t mptr;  // CDW4-5 metadata pointer
+    uint64_t prp1;  // CDW6-7 DPTR
+    uint64_t prp2;  // CDW8-9 DPTR
     uint32_t cdw10;
     uint32_t cdw11;
     uint32_t cdw12;

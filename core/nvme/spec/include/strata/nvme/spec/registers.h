@@ -89,7 +89,9 @@ struct Cap {
     static constexpr value_type ams_wrr = 1u << 0;     // weighted round robin with urgent class
     static constexpr value_type ams_vendor = 1u << 1;  // vendor specific
 
-    constexpr uint32_t max_queue_entries() const noexcept { return static_cast<uint32_t>(mqes()) + 1; }
+    constexpr uint32_t max_queue_entries() const noexcept {
+        return static_cast<uint32_t>(mqes()) + 1;
+    }
     constexpr uint64_t timeout_ms() const noexcept { return to() * 500; }
     constexpr uint64_t doorbell_stride_bytes() const noexcept { return uint64_t{4} << dstrd(); }
     constexpr uint64_t min_page_size_bytes() const noexcept { return uint64_t{4096} << mpsmin(); }
@@ -104,9 +106,9 @@ struct Vs {
     using value_type = uint32_t;
     value_type raw = 0;
 
-    STRATA_NVME_FIELD(ter, 0, 8)   // Tertiary Version
-    STRATA_NVME_FIELD(mnr, 8, 8)   // Minor Version
-    STRATA_NVME_FIELD(mjr, 16, 16) // Major Version
+    STRATA_NVME_FIELD(ter, 0, 8)    // Tertiary Version
+    STRATA_NVME_FIELD(mnr, 8, 8)    // Minor Version
+    STRATA_NVME_FIELD(mjr, 16, 16)  // Major Version
 
     static constexpr Vs make(uint32_t mjr, uint32_t mnr, uint32_t ter = 0) noexcept {
         return Vs{(mjr << 16) | ((mnr & 0xFF) << 8) | (ter & 0xFF)};
@@ -163,7 +165,7 @@ struct Csts {
     STRATA_NVME_FIELD(pp, 5, 1)     // Processing Paused
     STRATA_NVME_FIELD(st, 6, 1)     // Shutdown Type (1: NVM subsystem shutdown)
 
-    static constexpr value_type shst_normal = 0;    // normal operation, no shutdown requested
+    static constexpr value_type shst_normal = 0;  // normal operation, no shutdown requested
     static constexpr value_type shst_occurring = 1;
     static constexpr value_type shst_complete = 2;
 
@@ -193,14 +195,14 @@ struct Cmbloc {
     using value_type = uint32_t;
     value_type raw = 0;
 
-    STRATA_NVME_FIELD(bir, 0, 3)       // Base Indicator Register (BAR index)
-    STRATA_NVME_FIELD(cqmms, 3, 1)     // CMB Queue Mixed Memory Support
-    STRATA_NVME_FIELD(cqpds, 4, 1)     // CMB Queue Physically Discontiguous Support
-    STRATA_NVME_FIELD(cdpmls, 5, 1)    // CMB Data Pointer Mixed Locations Support
-    STRATA_NVME_FIELD(cdpcils, 6, 1)   // CMB Data Pointer and Command Independent Locations
-    STRATA_NVME_FIELD(cdmmms, 7, 1)    // CMB Data Metadata Mixed Memory Support
-    STRATA_NVME_FIELD(cqda, 8, 1)      // CMB Queue Dword Alignment
-    STRATA_NVME_FIELD(ofst, 12, 20)    // Offset, in CMBSZ.SZU units
+    STRATA_NVME_FIELD(bir, 0, 3)      // Base Indicator Register (BAR index)
+    STRATA_NVME_FIELD(cqmms, 3, 1)    // CMB Queue Mixed Memory Support
+    STRATA_NVME_FIELD(cqpds, 4, 1)    // CMB Queue Physically Discontiguous Support
+    STRATA_NVME_FIELD(cdpmls, 5, 1)   // CMB Data Pointer Mixed Locations Support
+    STRATA_NVME_FIELD(cdpcils, 6, 1)  // CMB Data Pointer and Command Independent Locations
+    STRATA_NVME_FIELD(cdmmms, 7, 1)   // CMB Data Metadata Mixed Memory Support
+    STRATA_NVME_FIELD(cqda, 8, 1)     // CMB Queue Dword Alignment
+    STRATA_NVME_FIELD(ofst, 12, 20)   // Offset, in CMBSZ.SZU units
 
     friend constexpr bool operator==(Cmbloc, Cmbloc) noexcept = default;
 };

@@ -169,7 +169,8 @@ struct StatusInfo {
 };
 
 namespace detail {
-#define STRATA_NVME_SC(sct, sc, name, mnemonic) StatusInfo{sct, sc, name, mnemonic}
+#define STRATA_NVME_SC(sct, sc, name, mnemonic) \
+    StatusInfo { sct, sc, name, mnemonic }
 inline constexpr StatusInfo status_table[] = {
     // Generic Command Status.
     STRATA_NVME_SC(0, 0x00, "SUCCESS", "success"),
@@ -177,12 +178,14 @@ inline constexpr StatusInfo status_table[] = {
     STRATA_NVME_SC(0, 0x02, "INVALID FIELD IN COMMAND", "invalid_field"),
     STRATA_NVME_SC(0, 0x03, "COMMAND ID CONFLICT", "cid_conflict"),
     STRATA_NVME_SC(0, 0x04, "DATA TRANSFER ERROR", "data_transfer_error"),
-    STRATA_NVME_SC(0, 0x05, "COMMANDS ABORTED DUE TO POWER LOSS NOTIFICATION", "aborted_power_loss"),
+    STRATA_NVME_SC(0, 0x05, "COMMANDS ABORTED DUE TO POWER LOSS NOTIFICATION",
+                   "aborted_power_loss"),
     STRATA_NVME_SC(0, 0x06, "INTERNAL ERROR", "internal_error"),
     STRATA_NVME_SC(0, 0x07, "COMMAND ABORT REQUESTED", "abort_requested"),
     STRATA_NVME_SC(0, 0x08, "COMMAND ABORTED DUE TO SQ DELETION", "aborted_sq_deletion"),
     STRATA_NVME_SC(0, 0x09, "COMMAND ABORTED DUE TO FAILED FUSED COMMAND", "aborted_failed_fused"),
-    STRATA_NVME_SC(0, 0x0A, "COMMAND ABORTED DUE TO MISSING FUSED COMMAND", "aborted_missing_fused"),
+    STRATA_NVME_SC(0, 0x0A, "COMMAND ABORTED DUE TO MISSING FUSED COMMAND",
+                   "aborted_missing_fused"),
     STRATA_NVME_SC(0, 0x0B, "INVALID NAMESPACE OR FORMAT", "invalid_ns_or_format"),
     STRATA_NVME_SC(0, 0x0C, "COMMAND SEQUENCE ERROR", "command_sequence_error"),
     STRATA_NVME_SC(0, 0x0D, "INVALID SGL SEGMENT DESCRIPTOR", "invalid_sgl_segment_descriptor"),
@@ -201,12 +204,15 @@ inline constexpr StatusInfo status_table[] = {
     STRATA_NVME_SC(0, 0x1B, "COMMAND ABORTED DUE TO PREEMPT AND ABORT", "aborted_preempt"),
     STRATA_NVME_SC(0, 0x1C, "SANITIZE FAILED", "sanitize_failed"),
     STRATA_NVME_SC(0, 0x1D, "SANITIZE IN PROGRESS", "sanitize_in_progress"),
-    STRATA_NVME_SC(0, 0x1E, "SGL DATA BLOCK GRANULARITY INVALID", "sgl_data_block_granularity_invalid"),
-    STRATA_NVME_SC(0, 0x1F, "COMMAND NOT SUPPORTED FOR QUEUE IN CMB", "command_not_supported_for_cmb_queue"),
+    STRATA_NVME_SC(0, 0x1E, "SGL DATA BLOCK GRANULARITY INVALID",
+                   "sgl_data_block_granularity_invalid"),
+    STRATA_NVME_SC(0, 0x1F, "COMMAND NOT SUPPORTED FOR QUEUE IN CMB",
+                   "command_not_supported_for_cmb_queue"),
     STRATA_NVME_SC(0, 0x20, "NAMESPACE IS WRITE PROTECTED", "ns_write_protected"),
     STRATA_NVME_SC(0, 0x21, "COMMAND INTERRUPTED", "command_interrupted"),
     STRATA_NVME_SC(0, 0x22, "TRANSIENT TRANSPORT ERROR", "transient_transport_error"),
-    STRATA_NVME_SC(0, 0x23, "COMMAND PROHIBITED BY COMMAND AND FEATURE LOCKDOWN", "prohibited_by_lockdown"),
+    STRATA_NVME_SC(0, 0x23, "COMMAND PROHIBITED BY COMMAND AND FEATURE LOCKDOWN",
+                   "prohibited_by_lockdown"),
     STRATA_NVME_SC(0, 0x24, "ADMIN COMMAND MEDIA NOT READY", "admin_media_not_ready"),
     STRATA_NVME_SC(0, 0x80, "LBA OUT OF RANGE", "lba_out_of_range"),
     STRATA_NVME_SC(0, 0x81, "CAPACITY EXCEEDED", "capacity_exceeded"),
@@ -218,20 +224,25 @@ inline constexpr StatusInfo status_table[] = {
     STRATA_NVME_SC(1, 0x01, "INVALID QUEUE IDENTIFIER", "invalid_queue_id"),
     STRATA_NVME_SC(1, 0x02, "INVALID QUEUE SIZE", "invalid_queue_size"),
     STRATA_NVME_SC(1, 0x03, "ABORT COMMAND LIMIT EXCEEDED", "abort_limit_exceeded"),
-    STRATA_NVME_SC(1, 0x05, "ASYNCHRONOUS EVENT REQUEST LIMIT EXCEEDED", "async_event_limit_exceeded"),
+    STRATA_NVME_SC(1, 0x05, "ASYNCHRONOUS EVENT REQUEST LIMIT EXCEEDED",
+                   "async_event_limit_exceeded"),
     STRATA_NVME_SC(1, 0x06, "INVALID FIRMWARE SLOT", "invalid_firmware_slot"),
     STRATA_NVME_SC(1, 0x07, "INVALID FIRMWARE IMAGE", "invalid_firmware_image"),
     STRATA_NVME_SC(1, 0x08, "INVALID INTERRUPT VECTOR", "invalid_interrupt_vector"),
     STRATA_NVME_SC(1, 0x09, "INVALID LOG PAGE", "invalid_log_page"),
     STRATA_NVME_SC(1, 0x0A, "INVALID FORMAT", "invalid_format"),
-    STRATA_NVME_SC(1, 0x0B, "FIRMWARE ACTIVATION REQUIRES CONVENTIONAL RESET", "firmware_requires_conventional_reset"),
+    STRATA_NVME_SC(1, 0x0B, "FIRMWARE ACTIVATION REQUIRES CONVENTIONAL RESET",
+                   "firmware_requires_conventional_reset"),
     STRATA_NVME_SC(1, 0x0C, "INVALID QUEUE DELETION", "invalid_queue_deletion"),
     STRATA_NVME_SC(1, 0x0D, "FEATURE IDENTIFIER NOT SAVEABLE", "feature_not_saveable"),
     STRATA_NVME_SC(1, 0x0E, "FEATURE NOT CHANGEABLE", "feature_not_changeable"),
     STRATA_NVME_SC(1, 0x0F, "FEATURE NOT NAMESPACE SPECIFIC", "feature_not_ns_specific"),
-    STRATA_NVME_SC(1, 0x10, "FIRMWARE ACTIVATION REQUIRES NVM SUBSYSTEM RESET", "firmware_requires_subsystem_reset"),
-    STRATA_NVME_SC(1, 0x11, "FIRMWARE ACTIVATION REQUIRES CONTROLLER LEVEL RESET", "firmware_requires_controller_reset"),
-    STRATA_NVME_SC(1, 0x12, "FIRMWARE ACTIVATION REQUIRES MAXIMUM TIME VIOLATION", "firmware_requires_max_time_violation"),
+    STRATA_NVME_SC(1, 0x10, "FIRMWARE ACTIVATION REQUIRES NVM SUBSYSTEM RESET",
+                   "firmware_requires_subsystem_reset"),
+    STRATA_NVME_SC(1, 0x11, "FIRMWARE ACTIVATION REQUIRES CONTROLLER LEVEL RESET",
+                   "firmware_requires_controller_reset"),
+    STRATA_NVME_SC(1, 0x12, "FIRMWARE ACTIVATION REQUIRES MAXIMUM TIME VIOLATION",
+                   "firmware_requires_max_time_violation"),
     STRATA_NVME_SC(1, 0x13, "FIRMWARE ACTIVATION PROHIBITED", "firmware_activation_prohibited"),
     STRATA_NVME_SC(1, 0x14, "OVERLAPPING RANGE", "overlapping_range"),
     STRATA_NVME_SC(1, 0x15, "NAMESPACE INSUFFICIENT CAPACITY", "ns_insufficient_capacity"),
@@ -244,18 +255,23 @@ inline constexpr StatusInfo status_table[] = {
     STRATA_NVME_SC(1, 0x1D, "DEVICE SELF-TEST IN PROGRESS", "self_test_in_progress"),
     STRATA_NVME_SC(1, 0x1E, "BOOT PARTITION WRITE PROHIBITED", "boot_partition_write_prohibited"),
     STRATA_NVME_SC(1, 0x1F, "INVALID CONTROLLER IDENTIFIER", "invalid_controller_id"),
-    STRATA_NVME_SC(1, 0x20, "INVALID SECONDARY CONTROLLER STATE", "invalid_secondary_controller_state"),
-    STRATA_NVME_SC(1, 0x21, "INVALID NUMBER OF CONTROLLER RESOURCES", "invalid_controller_resources"),
+    STRATA_NVME_SC(1, 0x20, "INVALID SECONDARY CONTROLLER STATE",
+                   "invalid_secondary_controller_state"),
+    STRATA_NVME_SC(1, 0x21, "INVALID NUMBER OF CONTROLLER RESOURCES",
+                   "invalid_controller_resources"),
     STRATA_NVME_SC(1, 0x22, "INVALID RESOURCE IDENTIFIER", "invalid_resource_id"),
-    STRATA_NVME_SC(1, 0x23, "SANITIZE PROHIBITED WHILE PERSISTENT MEMORY REGION IS ENABLED", "sanitize_prohibited_pmr"),
+    STRATA_NVME_SC(1, 0x23, "SANITIZE PROHIBITED WHILE PERSISTENT MEMORY REGION IS ENABLED",
+                   "sanitize_prohibited_pmr"),
     STRATA_NVME_SC(1, 0x24, "ANA GROUP IDENTIFIER INVALID", "ana_group_id_invalid"),
     STRATA_NVME_SC(1, 0x25, "ANA ATTACH FAILED", "ana_attach_failed"),
     STRATA_NVME_SC(1, 0x26, "INSUFFICIENT CAPACITY", "insufficient_capacity"),
     STRATA_NVME_SC(1, 0x27, "NAMESPACE ATTACHMENT LIMIT EXCEEDED", "ns_attachment_limit_exceeded"),
-    STRATA_NVME_SC(1, 0x28, "PROHIBITION OF COMMAND EXECUTION NOT SUPPORTED", "prohibition_not_supported"),
+    STRATA_NVME_SC(1, 0x28, "PROHIBITION OF COMMAND EXECUTION NOT SUPPORTED",
+                   "prohibition_not_supported"),
     STRATA_NVME_SC(1, 0x29, "I/O COMMAND SET NOT SUPPORTED", "io_command_set_not_supported"),
     STRATA_NVME_SC(1, 0x2A, "I/O COMMAND SET NOT ENABLED", "io_command_set_not_enabled"),
-    STRATA_NVME_SC(1, 0x2B, "I/O COMMAND SET COMBINATION REJECTED", "io_command_set_combination_rejected"),
+    STRATA_NVME_SC(1, 0x2B, "I/O COMMAND SET COMBINATION REJECTED",
+                   "io_command_set_combination_rejected"),
     STRATA_NVME_SC(1, 0x2C, "INVALID I/O COMMAND SET", "invalid_io_command_set"),
     STRATA_NVME_SC(1, 0x2D, "IDENTIFIER UNAVAILABLE", "identifier_unavailable"),
     STRATA_NVME_SC(1, 0x80, "CONFLICTING ATTRIBUTES", "conflicting_attributes"),
@@ -274,11 +290,13 @@ inline constexpr StatusInfo status_table[] = {
     STRATA_NVME_SC(2, 0x80, "WRITE FAULT", "write_fault"),
     STRATA_NVME_SC(2, 0x81, "UNRECOVERED READ ERROR", "unrecovered_read_error"),
     STRATA_NVME_SC(2, 0x82, "END-TO-END GUARD CHECK ERROR", "guard_check_error"),
-    STRATA_NVME_SC(2, 0x83, "END-TO-END APPLICATION TAG CHECK ERROR", "application_tag_check_error"),
+    STRATA_NVME_SC(2, 0x83, "END-TO-END APPLICATION TAG CHECK ERROR",
+                   "application_tag_check_error"),
     STRATA_NVME_SC(2, 0x84, "END-TO-END REFERENCE TAG CHECK ERROR", "reference_tag_check_error"),
     STRATA_NVME_SC(2, 0x85, "COMPARE FAILURE", "compare_failure"),
     STRATA_NVME_SC(2, 0x86, "ACCESS DENIED", "access_denied"),
-    STRATA_NVME_SC(2, 0x87, "DEALLOCATED OR UNWRITTEN LOGICAL BLOCK", "deallocated_or_unwritten_block"),
+    STRATA_NVME_SC(2, 0x87, "DEALLOCATED OR UNWRITTEN LOGICAL BLOCK",
+                   "deallocated_or_unwritten_block"),
     STRATA_NVME_SC(2, 0x88, "END-TO-END STORAGE TAG CHECK ERROR", "storage_tag_check_error"),
     // Path Related Status.
     STRATA_NVME_SC(3, 0x00, "INTERNAL PATH ERROR", "internal_path_error"),
@@ -320,7 +338,9 @@ constexpr std::string_view status_mnemonic(unsigned sct, unsigned sc) noexcept {
     const int i = find_status_index(sct, sc);
     return i >= 0 ? detail::status_table[i].mnemonic : std::string_view{"unknown"};
 }
-constexpr std::string_view status_mnemonic(StatusField sf) noexcept { return status_mnemonic(sf.sct(), sf.sc()); }
+constexpr std::string_view status_mnemonic(StatusField sf) noexcept {
+    return status_mnemonic(sf.sct(), sf.sc());
+}
 
 // A status name held in a fixed buffer (no allocation); NUL-terminated for C APIs.
 class StatusName {
@@ -329,7 +349,9 @@ public:
     constexpr const char* c_str() const noexcept { return buf_.data(); }
     std::string str() const { return std::string(view()); }
     constexpr size_t size() const noexcept { return len_; }
-    friend constexpr bool operator==(const StatusName& a, std::string_view b) noexcept { return a.view() == b; }
+    friend constexpr bool operator==(const StatusName& a, std::string_view b) noexcept {
+        return a.view() == b;
+    }
     template <typename Stream>
     friend Stream& operator<<(Stream& os, const StatusName& n) {
         return os << n.view();
@@ -379,7 +401,8 @@ constexpr StatusField make_status(GenericStatus sc, bool dnr = false) noexcept {
     return StatusField::make(static_cast<uint8_t>(Sct::generic), static_cast<uint8_t>(sc), dnr);
 }
 constexpr StatusField make_status(CommandSpecificStatus sc, bool dnr = false) noexcept {
-    return StatusField::make(static_cast<uint8_t>(Sct::command_specific), static_cast<uint8_t>(sc), dnr);
+    return StatusField::make(static_cast<uint8_t>(Sct::command_specific), static_cast<uint8_t>(sc),
+                             dnr);
 }
 constexpr StatusField make_status(MediaStatus sc, bool dnr = false) noexcept {
     return StatusField::make(static_cast<uint8_t>(Sct::media_error), static_cast<uint8_t>(sc), dnr);
