@@ -624,3 +624,83 @@ TEST(NvmeSpecBits, UnalignedAndWideHelpers) {
     static_assert(spec::detail::bit_mask<uint64_t>(64) == ~uint64_t{0});
     static_assert(spec::detail::bit_mask<uint16_t>(3) == 7);
 }
+
+TEST(NvmeSpecCommands, IoBuilders) {
+    constexpr auto rd = spec::make_read(5, 1, 0x1000, 8);
+    static_assert(rd.opc == 0x02 && rd.cdw12 == 7);  // constexpr: usable in tables and tests
+    EXPECT_EQ(rd.cid, 5u);
+    EXPECT_EQ(rd.nsid, 1u);
+    EXPECT_EQ(rd.slba(), 0x1000u);
+    EXPECT_EQ(rd.flags, 0u);
+
+    const auto wr = spec::make_write(6, 1, 0x1'0000'0000ull, 65536, true);
+    EXPECT_EQ(wr.opc, 0x01u);
+    EXPECT_EQ(wr.cdw10, 0u);
+    EXPECT_EQ(wr.cdw11, 1u);
+    EXPECT_EQ(spec::RwCdw12{wr.cdw12}.nlb(), 0xFFFFu);
+    EXPECT_EQ(spec::RwCdw12{wr.cdw12}.fua(), 1u);
+
+    const auto wz = spec::make_write_zeroes(7, 2, 10, 1, true);
+    EXPECT_EQ(wz.opc, 0x08u);
+    EXPECT_EQ(wz.cdw12, 1u << 25);
+
+    const auto fl = spec::make_flush(8, spec::nsid_all);
+    EXPECT_EQ(fl.opc, 0x00u);
+    EXPECT_EQ(fl.nsid, 0xFFFFFFFFu);
+
+    const auto dsm = spec::make_dsm(9, 1, 256);
+    EXPECT_EQ(dsm.opc, 0x09u);
+    EXPECT_EQ(dsm.cdw10, 0xFFu);
+    EXPECT_EQ(dsm.cdw11, 4u);
+}
+
+TEST(NvmeSpecCommands, AdminBuilders) {
+    const auto id = spec::make_identify(1, spec::Cns::ns, 3);
+    EXPECT_EQ(id.opc, 0x06u);
+    EXPECT_EQ(id.nsid, 3u);
+    EXPECT_EQ(id.cdw10, 0u);
+    EXPECT_EQ(spec::make_identify(1, spec::Cns::ctrlr).cdw10, 1u);
+    EXPECT_EQ(spec::make_identify(1, spec::Cns::cs_ns, 1, 0, spec::Csi::zoned).cdw11, 2u << 24);
+
+    const auto cq = spec::make_create_io_cq(2, 1, 1024, 0xA000);
+    EXPECT_EQ(cq.opc, 0x05u);
+    EXPECT_EQ(cq.prp1, 0xA000u);
+    EXPECT_EQ(cq.cdw10, (1023u << 16) | 1u);
+    EXPECT_EQ(cq.cdw11, 1u);  // PC, interrupts off
+    const auto sq = spec::make_create_io_sq(3, 1, 1024, 0xB000, 1);
+    EXPECT_EQ(sq.opc, 0x01u);
+    EXPECT_EQ(sq.cdw10, (1023u << 16) | 1u);
+    EXPECT_EQ(sq.cdw11, (1u << 16) | 1u);
+    EXPECT_EQ(spec::make_delete_io_sq(4, 7).cdw10, 7u);
+    EXPECT_EQ(spec::make_delete_io_cq(4, 7).opc, 0x04u);
+
+    const auto log = spec::make_get_log_page(5, spec::LogPage::error_info, spec::nsid_all, 64 * 256,
+                                             0x1'0000'0040ull, true);
+    EXPECT_EQ(log.opc, 0x02u);
+    const spec::GetLogPageCdw10 c10{log.cdw10};
+    EXPECT_EQ(c10.lid(), 0x01u);
+    EXPECT_EQ(c10.rae(), 1u);
+    EXPECT_EQ(c10.numdl(), 64u * 256 / 4 - 1);
+    EXPECT_EQ(log.cdw11, 0u);
+    EXPECT_EQ(log.cdw12, 0x40u);
+    EXPECT_EQ(log.cdw13, 1u);
+    // A transfer above 256 KiB spills NUMD into NUMDU.
+    const auto big = spec::make_get_log_page(5, spec::LogPage::telemetry_host, 0, 1u << 20);
+    EXPECT_EQ(spec::GetLogPageCdw10{big.cdw10}.numdl(), 0xFFFFu);
+    EXPECT_EQ(spec::GetLogPageCdw11{big.cdw11}.numdu(), 3u);
+
+    const auto nq = spec::make_set_number_of_queues(6, 4, 4);
+    EXPECT_EQ(nq.opc, 0x09u);
+    EXPECT_EQ(nq.cdw10, 0x07u);
+    EXPECT_EQ(nq.cdw11, 0x00030003u);
+    const auto vwc = spec::make_set_features(6, spec::FeatureId::volatile_write_cache, 1, 0, true);
+    EXPECT_EQ(vwc.cdw10, 0x80000006u);
+    const auto gf = spec::make_get_features(6, spec::FeatureId::arbitration, 0,
+                                            spec::FeatureSelect::supported_capabilities);
+    EXPECT_EQ(gf.opc, 0x0Au);
+    EXPECT_EQ(gf.cdw10, 0x301u);
+
+    EXPECT_EQ(spec::make_abort(7, 1, 0x55).cdw10, 0x00550001u);
+    EXPECT_EQ(spec::make_async_event_request(8).opc, 0x0Cu);
+    EXPECT_EQ(spec::make_keep_alive(9).opc, 0x18u);
+}
