@@ -1,0 +1,64 @@
+# The env's dpdk backend: include() this from core/env/CMakeLists.txt, then call
+#   strata_env_add_dpdk(<env library target>)
+# It adds the backend's sources to that target, defines STRATA_ENV_HAVE_DPDK=1 on it (PUBLIC, so
+# the backend table and tests can see whether the backend exists) and links DPDK.
+#
+# Linking: only DPDK's EAL and its PCI bus are linked, statically (librte_*.a from libdpdk-dev).
+# Linked against DPDK's shared libraries, EAL would load every poll-mode driver in
+# /usr/lib/<triplet>/dpdk/pmds-23.0/ at start (~190 plugins, some of which probe any vfio or virtio
+# function they recognise); statically linked, EAL loads no plugins, so no device Strata did not
+# claim is touched and start-up is faster. Debian builds the static archives position-independent,
+# so they also go into the Python module. Options:
+#   STRATA_WITH_DPDK (ON): build the backend when libdpdk 22.11 is found; OFF, or DPDK missing,
+#   leaves the env with the sim backend only (env: dpdk then reports "not built in").
+option(STRATA_WITH_DPDK "Build the env dpdk backend (needs libdpdk-dev 22.11)" ON)
+
+function(strata_env_add_dpdk target)
+  if(NOT STRATA_WITH_DPDK)
+    message(STATUS "env: dpdk backend disabled (STRATA_WITH_DPDK=OFF)")
+    return()
+  endif()
+  # 22.11 only: dpdk_abi.h declares that release's PCI structures.
+  pkg_check_modules(DPDK QUIET libdpdk>=22.11)
+  if(NOT DPDK_FOUND OR NOT DPDK_VERSION VERSION_LESS 23.0)
+    message(WARNING "env: libdpdk 22.11 not found (apt install libdpdk-dev; found "
+                    "'${DPDK_VERSION}'): dpdk backend not built")
+    return()
+  endif()
+  set(_libs)
+  foreach(_name bus_pci pci eal kvargs telemetry)
+    find_library(STRATA_DPDK_${_name}_A NAMES librte_${_name}.a HINTS ${DPDK_LIBDIR} ${DPDK_LIBRARY_DIRS}
+                 NO_CACHE)
+    if(NOT STRATA_DPDK_${_name}_A)
+      message(WARNING "env: librte_${_name}.a not found next to libdpdk: dpdk backend not built")
+      return()
+    endif()
+    if(NOT TARGET strata_dpdk_${_name})
+      add_library(strata_dpdk_${_name} STATIC IMPORTED GLOBAL)
+      set_target_properties(strata_dpdk_${_name} PROPERTIES IMPORTED_LOCATION ${STRATA_DPDK_${_name}_A})
+    endif()
+  endforeach()
+  find_library(STRATA_NUMA_LIB numa REQUIRED)
+  find_library(STRATA_BSD_LIB bsd REQUIRED)
+
+  set(_dir ${CMAKE_CURRENT_FUNCTION_LIST_DIR})
+  set(_srcs ${_dir}/eal.cpp ${_dir}/dpdk_pci.cpp ${_dir}/dpdk_memory.cpp)
+  if(EXISTS ${_dir}/dpdk_backend.cpp)  # the adapter to the env's backend interface
+    list(APPEND _srcs ${_dir}/dpdk_backend.cpp)
+  endif()
+  target_sources(${target} PRIVATE ${_srcs})
+  # DPDK's headers: system includes (they trip -Wvolatile under C++20), rte_config.h first, and
+  # the experimental device-event / DMA-map API. Not DPDK's -march flag: nothing here needs it.
+  set_source_files_properties(${_srcs} PROPERTIES
+    COMPILE_OPTIONS "-include;rte_config.h"
+    COMPILE_DEFINITIONS "ALLOW_EXPERIMENTAL_API")
+  target_include_directories(${target} SYSTEM PRIVATE ${DPDK_INCLUDE_DIRS})
+  target_include_directories(${target} PRIVATE ${_dir}/..)
+  target_compile_definitions(${target} PUBLIC STRATA_ENV_HAVE_DPDK=1)
+  # The PCI bus registers itself from a constructor: keep the whole archive.
+  target_link_libraries(${target} PRIVATE
+    "$<LINK_LIBRARY:WHOLE_ARCHIVE,strata_dpdk_bus_pci>"
+    strata_dpdk_pci strata_dpdk_eal strata_dpdk_kvargs strata_dpdk_telemetry
+    ${STRATA_NUMA_LIB} ${STRATA_BSD_LIB} ${CMAKE_DL_LIBS} m Threads::Threads)
+  message(STATUS "env: dpdk backend on DPDK ${DPDK_VERSION} (static EAL + PCI bus)")
+endfunction()
