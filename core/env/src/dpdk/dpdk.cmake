@@ -62,3 +62,23 @@ function(strata_env_add_dpdk target)
     ${STRATA_NUMA_LIB} ${STRATA_BSD_LIB} ${CMAKE_DL_LIBS} m Threads::Threads)
   message(STATUS "env: dpdk backend on DPDK ${DPDK_VERSION} (static EAL + PCI bus)")
 endfunction()
+
+# strata_env_add_dpdk_tests(<env library target>)
+#   The dpdk-specific tests (core/env/tests/dpdk_*). EAL initialises once per process, so each
+#   EAL configuration is its own executable: dpdk_eal_args_test (no EAL), dpdk_nohuge_test
+#   (--no-huge --no-pci) and dpdk_hugepages_test (real hugepages + PCI scan; skips without free
+#   hugepages unless STRATA_REQUIRE_HUGEPAGES=1, which CI sets after running ci/hugepages).
+function(strata_env_add_dpdk_tests target)
+  if(NOT STRATA_BUILD_TESTS)
+    return()
+  endif()
+  get_target_property(_defs ${target} INTERFACE_COMPILE_DEFINITIONS)
+  if(NOT _defs MATCHES "STRATA_ENV_HAVE_DPDK")
+    return()  # backend not built
+  endif()
+  set(_tests ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/../../tests)
+  foreach(_t eal_args nohuge hugepages)
+    strata_add_test(NAME dpdk_${_t}_test SOURCES ${_tests}/dpdk_${_t}_test.cpp DEPS ${target})
+    target_include_directories(dpdk_${_t}_test PRIVATE ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/..)
+  endforeach()
+endfunction()

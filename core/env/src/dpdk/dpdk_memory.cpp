@@ -135,7 +135,8 @@ PagePlan plan_pages(uintptr_t va, size_t len, uintptr_t page) {
 
 }  // namespace
 
-Result<DmaBuffer> dma_alloc(size_t size, size_t align, bool zero, int socket) noexcept {
+Result<DmaBuffer> dma_alloc(size_t size, size_t align, bool zero, int socket,
+                            bool contiguous) noexcept {
     if (size == 0) return Error(Errc::invalid_argument, "dpdk: DMA buffer of size 0");
     if (align > 1 && (align & (align - 1)) != 0) {
         return Error(Errc::invalid_argument,
@@ -156,9 +157,29 @@ Result<DmaBuffer> dma_alloc(size_t size, size_t align, bool zero, int socket) no
                                  size));
     }
     uint64_t iova = rte_malloc_virt2iova(p);
-    if (iova_is_va() || iova_contiguous(p, size, iova)) return DmaBuffer{p, iova, size};
+    if (iova_is_va() || !contiguous || iova_contiguous(p, size, iova)) {
+        return DmaBuffer{p, iova, size};
+    }
     rte_free(p);
-    return memzone_alloc(size, align, zero, sock);
+    if (size <= min_page_size()) {
+        // Aligned to the next power of two >= size, a buffer cannot cross a page boundary.
+        size_t pow2 = 1;
+        while (pow2 < size) pow2 <<= 1;
+        unsigned a2 = static_cast<unsigned>(pow2 > align ? pow2 : align);
+        p = zero ? rte_zmalloc_socket("strata_dma", size, a2, sock)
+                 : rte_malloc_socket("strata_dma", size, a2, sock);
+        if (p != nullptr) return DmaBuffer{p, rte_malloc_virt2iova(p), size};
+    }
+    auto mz = memzone_alloc(size, align, zero, sock);
+    if (!mz && size > min_page_size()) {
+        return Error(Errc::no_memory,
+                     fmt::format("dpdk: no IOVA-contiguous {}-byte DMA buffer: in IOVA mode PA (no "
+                                 "IOMMU) a buffer larger than a hugepage ({} bytes) needs "
+                                 "physically adjacent hugepages and none are free; use smaller "
+                                 "buffers, 1 GiB hugepages, or an IOMMU (IOVA mode va)",
+                                 size, min_page_size()));
+    }
+    return mz;
 }
 
 void dma_free(void* addr) noexcept {
@@ -178,6 +199,9 @@ void dma_free(void* addr) noexcept {
 }
 
 uint64_t dpdk_virt2iova(const void* addr) noexcept {
+    // rte_mem_virt2iova answers "the address" for any pointer in IOVA mode VA; only DPDK's
+    // memory counts here.
+    if (rte_mem_virt2memseg(addr, nullptr) == nullptr) return UINT64_MAX;
     rte_iova_t iova = rte_mem_virt2iova(addr);
     return iova == RTE_BAD_IOVA ? UINT64_MAX : iova;
 }

@@ -29,8 +29,13 @@ struct DmaBuffer {
 };
 
 // size > 0; align a power of two (0 or 1: DPDK's cache-line default). socket -1: any NUMA node.
-// Errc::no_memory when DPDK's heap (or the hugepage pool) is exhausted.
-Result<DmaBuffer> dma_alloc(size_t size_bytes, size_t align, bool zero, int socket = -1) noexcept;
+// Errc::no_memory when DPDK's heap (or the hugepage pool) is exhausted, or when `contiguous` is
+// asked in IOVA mode PA for a buffer larger than a hugepage and no physically contiguous run of
+// hugepages exists (the message says so). contiguous == false accepts a buffer whose IOVA is
+// contiguous only per hugepage: dpdk_iova_segments() then returns several pieces and `iova` is
+// the first one's.
+Result<DmaBuffer> dma_alloc(size_t size_bytes, size_t align, bool zero, int socket = -1,
+                            bool contiguous = true) noexcept;
 void dma_free(void* addr) noexcept;
 
 // IOVA of one byte of DPDK memory, or UINT64_MAX if the address is not DPDK memory.
