@@ -1,0 +1,93 @@
+"""strata.World: an in-process Strata stack on the deterministic simulator.
+
+    w = strata.World(seed=42, reactors=2)
+    w.rpc("framework_get_reactors")
+    w.advance(1_000_000)        # 1 ms of virtual time
+    w.trace_hash()              # equal seeds and equal workloads give equal hashes
+
+A World is single-threaded: drive it from one Python thread at a time (a second thread, or a
+run_until predicate that calls back into the World, gets a RuntimeError). The simulation runs
+in the calling thread; the GIL is released while it runs and re-acquired for predicates and
+log records.
+"""
+
+from .errors import RpcError
+
+try:
+    import _strata
+except ImportError as e:  # pragma: no cover - exercised when the build is missing
+    _strata = None
+    _IMPORT_ERROR = e
+else:
+    _IMPORT_ERROR = None
+
+DEFAULT_RPC_TIMEOUT_NS = 60 * 1_000_000_000  # virtual time
+
+
+def _require_native():
+    if _strata is None:
+        raise ImportError(
+            "the native module _strata is not importable (%s). Build it with "
+            "`cmake --preset dev && ninja -C build/dev _strata` and run `source ci/env.sh` "
+            "(it puts build/<preset>/bindings on PYTHONPATH)." % _IMPORT_ERROR)
+    return _strata
+
+
+_Base = _strata.World if _strata is not None else object
+
+
+class World(_Base):
+    """World(seed=None, reactors=1): seed None picks a random seed (see .seed)."""
+
+    def __init__(self, seed=None, reactors=1):
+        native = _require_native()
+        if seed is None:
+            import random
+            seed = random.SystemRandom().randrange(1, 2**63)
+        if not isinstance(seed, int) or seed < 0 or seed >= 2**64:
+            raise ValueError("seed must be an integer in [0, 2**64), got %r" % (seed,))
+        if not isinstance(reactors, int) or reactors < 1 or reactors > 64:
+            raise ValueError("reactors must be an integer in [1, 64], got %r" % (reactors,))
+        native.World.__init__(self, seed, reactors)
+
+    def rpc(self, method, /, **params):
+        """Calls `method` through the daemon's method registry, in-process; drives the
+        simulation until the response arrives. Returns the result; raises RpcError."""
+        return self.rpc_raw(method, params if params else None)
+
+    def rpc_raw(self, method, params=None, timeout_ns=DEFAULT_RPC_TIMEOUT_NS):
+        """Like rpc() with a params dict (or list, or None for no "params" member)."""
+        resp = self.call(method, params, timeout_ns)
+        if "error" in resp:
+            raise RpcError.from_error_object(resp["error"], method)
+        return resp.get("result")
+
+    def request(self, text, timeout_ns=DEFAULT_RPC_TIMEOUT_NS):
+        """Feeds raw request text (one JSON value, possibly malformed, a batch or a
+        notification) to the JSON-RPC server as the socket would. Returns the parsed response
+        (dict or list) or None when the server sends none (notifications)."""
+        if isinstance(text, str):
+            text = text.encode("utf-8")
+        import json
+        out = self.handle_raw(bytes(text), timeout_ns)
+        return None if out is None else json.loads(out)
+
+    def run_until(self, predicate, timeout_ns=None, max_steps=None):
+        """Steps the simulation until predicate() is true (checked after every step).
+
+        Returns True when it held, False when the world went idle, `timeout_ns` of virtual
+        time passed, or `max_steps` steps ran first."""
+        if not callable(predicate):
+            raise TypeError("predicate must be callable")
+        return self._run_until(predicate, timeout_ns, max_steps)
+
+    def __repr__(self):
+        return "World(seed=%d, reactors=%d, now=%dns, steps=%d)" % (
+            self.seed, self.reactors, self.now(), self.steps)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
