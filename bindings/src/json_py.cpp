@@ -36,13 +36,13 @@ pyb::object to_python_at(const json& v, int depth) {
             pyb::list out(v.size());
             size_t i = 0;
             for (const auto& e : v) out[i++] = to_python_at(e, depth + 1);
-            return std::move(out);
+            return out;
         }
         case json::value_t::object: {
             pyb::dict out;
             for (auto it = v.begin(); it != v.end(); ++it)
                 out[pyb::str(it.key())] = to_python_at(it.value(), depth + 1);
-            return std::move(out);
+            return out;
         }
     }
     return pyb::none();

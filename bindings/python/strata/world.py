@@ -37,9 +37,18 @@ _Base = _strata.World if _strata is not None else object
 
 
 class World(_Base):
-    """World(seed=None, reactors=1): seed None picks a random seed (see .seed)."""
+    """World(seed=None, reactors=1, wait_for_rpc=False, config=None)
 
-    def __init__(self, seed=None, reactors=1):
+    seed: None picks a random one (read it back from .seed).
+    reactors: simulated reactors (each gets its own Threads, interleaved by the seed).
+    wait_for_rpc: stay in the startup state until rpc("framework_start_init"), like
+        strata-tgt --wait-for-rpc.
+    config: a JSON config ({"subsystems": [...]}, as save_config returns) as a dict, or a
+        path to a config file; loaded at start like strata-tgt --json. A bad config raises
+        RuntimeError with the loader's message.
+    """
+
+    def __init__(self, seed=None, reactors=1, wait_for_rpc=False, config=None):
         native = _require_native()
         if seed is None:
             import random
@@ -48,7 +57,10 @@ class World(_Base):
             raise ValueError("seed must be an integer in [0, 2**64), got %r" % (seed,))
         if not isinstance(reactors, int) or reactors < 1 or reactors > 64:
             raise ValueError("reactors must be an integer in [1, 64], got %r" % (reactors,))
-        native.World.__init__(self, seed, reactors)
+        if config is not None and not isinstance(config, (dict, list)):
+            import os
+            config = os.fspath(config)
+        native.World.__init__(self, seed, reactors, bool(wait_for_rpc), config)
 
     def rpc(self, method, /, **params):
         """Calls `method` through the daemon's method registry, in-process; drives the
@@ -66,11 +78,23 @@ class World(_Base):
         """Feeds raw request text (one JSON value, possibly malformed, a batch or a
         notification) to the JSON-RPC server as the socket would. Returns the parsed response
         (dict or list) or None when the server sends none (notifications)."""
-        if isinstance(text, str):
-            text = text.encode("utf-8")
+        out = self.request_all(text, timeout_ns)
+        if len(out) > 1:
+            raise ValueError("several responses (%d); use request_all()" % len(out))
+        return out[0] if out else None
+
+    def request_all(self, text, timeout_ns=DEFAULT_RPC_TIMEOUT_NS):
+        """Like request() for text holding several JSON values: a list of every response."""
         import json
-        out = self.handle_raw(bytes(text), timeout_ns)
-        return None if out is None else json.loads(out)
+        out = self.handle_raw(text, timeout_ns)  # str or bytes (sent as is)
+        if out is None:
+            return []
+        dec, vals, s = json.JSONDecoder(), [], out.strip()
+        while s:
+            v, end = dec.raw_decode(s)
+            vals.append(v)
+            s = s[end:].lstrip()
+        return vals
 
     def run_until(self, predicate, timeout_ns=None, max_steps=None):
         """Steps the simulation until predicate() is true (checked after every step).

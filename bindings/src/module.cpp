@@ -1,0 +1,65 @@
+// _strata: the native half of the `strata` Python package (see bindings/python/strata).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <strata/base/log.h>
+#include <strata/rpc/modules.h>
+
+#include "json_py.h"
+#include "log_bridge.h"
+#include "world.h"
+
+namespace pyb = pybind11;
+using strata::py::World;
+
+PYBIND11_MODULE(_strata, m) {
+    m.doc() = "Strata native module: the simulated World and the log bridge. Use the `strata` "
+              "package rather than this module directly.";
+    m.attr("version") = std::string(strata::rpc::version_string());
+
+    pyb::class_<World>(m, "World", "An App on the deterministic simulator (single-threaded).")
+        .def(pyb::init<uint64_t, uint32_t, bool, pyb::object>(), pyb::arg("seed"),
+             pyb::arg("reactors") = 1, pyb::arg("wait_for_rpc") = false,
+             pyb::arg("config") = pyb::none())
+        .def_property_readonly("seed", &World::seed)
+        .def_property_readonly("reactors", &World::reactors)
+        .def_property_readonly("steps", &World::steps, "simulation steps taken so far")
+        .def_property_readonly("closed", &World::closed)
+        .def("now", &World::now, "virtual time in ns")
+        .def("trace_hash", &World::trace_hash,
+             "hash of every step taken: equal seeds and workloads give equal hashes")
+        .def("call", &World::call, pyb::arg("method"), pyb::arg("params") = pyb::none(),
+             pyb::arg("timeout_ns") = 60'000'000'000ull,
+             "Calls a method; returns the whole JSON-RPC response as a dict.")
+        .def("call_request", &World::call_request, pyb::arg("request"),
+             pyb::arg("timeout_ns") = 60'000'000'000ull,
+             "Dispatches a request value (dict, or list for a batch); returns the response or "
+             "None (notifications).")
+        .def("handle_raw", [](World& w, const std::string& text, uint64_t timeout_ns)
+                 -> pyb::object {
+                 auto r = w.handle_raw(text, timeout_ns);
+                 if (!r) return pyb::none();
+                 return pyb::str(*r);
+             }, pyb::arg("text"), pyb::arg("timeout_ns") = 60'000'000'000ull,
+             "Raw request text as the socket server handles it; response text or None.")
+        .def("_run_until", &World::run_until, pyb::arg("predicate"),
+             pyb::arg("timeout_ns") = pyb::none(), pyb::arg("max_steps") = pyb::none())
+        .def("advance", &World::advance, pyb::arg("ns"),
+             "Runs everything due in the next ns of virtual time and leaves the clock there.")
+        .def("step", &World::step, "One step: 'ran', 'time_advanced' or 'idle'.")
+        .def("run_until_idle", &World::run_until_idle, pyb::arg("max_steps") = 100'000'000ull)
+        .def("sim_stats", &World::sim_stats)
+        .def("threads", &World::threads)
+        .def("close", &World::close, "Stops the framework (subsystem fini); idempotent.");
+
+    m.def("set_log_callback", &strata::py::set_log_callback, pyb::arg("callback"),
+          "callback(level, component, thread, time_ns, message, file, line) or None.");
+    m.def("log_set_level", [](const std::string& level) {
+        auto l = strata::log_level_parse(level);
+        if (!l) throw pyb::value_error("unknown log level '" + level + "'");
+        strata::log_set_global_level(*l);
+    }, pyb::arg("level"));
+    m.def("to_json_roundtrip", [](pyb::object o) {
+        return strata::py::to_python(strata::py::from_python(o));
+    }, "Converts a value to JSON and back (tests the converter).");
+}

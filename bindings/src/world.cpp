@@ -1,0 +1,208 @@
+#include "world.h"
+
+#include <stdexcept>
+#include <utility>
+
+#include <strata/rpc/modules.h>
+
+#include "json_py.h"
+
+namespace strata::py {
+
+namespace pyb = pybind11;
+
+// Marks the World busy for the duration of a call: rejects concurrent or re-entrant driving.
+class World::Guard {
+public:
+    explicit Guard(World& w) : w_(w) {
+        bool expected = false;
+        if (!w_.busy_.compare_exchange_strong(expected, true))
+            throw std::runtime_error(
+                "World is single-threaded: it is already being driven (from another Python "
+                "thread, or re-entered from a run_until predicate)");
+    }
+    ~Guard() { w_.busy_.store(false); }
+
+private:
+    World& w_;
+};
+
+World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object config) {
+    if (reactors == 0 || reactors > 64)
+        throw pyb::value_error("reactors must be in [1, 64]");
+    rpc::AppOptions opts;
+    opts.wait_for_rpc = wait_for_rpc;
+    if (!config.is_none()) {
+        if (pyb::isinstance<pyb::str>(config))
+            opts.config_file = config.cast<std::string>();
+        else
+            opts.config = from_python(config);
+    }
+    sched_ = std::make_unique<runtime::SimScheduler>(seed, reactors);
+    app_ = std::make_unique<rpc::App>(*sched_, std::move(opts));
+    rpc::register_all_modules(*app_);
+
+    std::optional<Result<void>> started;
+    {
+        pyb::gil_scoped_release nogil;
+        app_->start([&started](Result<void> r) { started = std::move(r); });
+        sched_->run_until([&started] { return started.has_value(); },
+                          sched_->now_ns() + 600'000'000'000ull);
+    }
+    if (!started || !started->ok()) {
+        std::string msg = started ? started->error().message()
+                                  : std::string("the framework did not finish starting");
+        close();
+        throw std::runtime_error("World failed to start: " + msg);
+    }
+}
+
+World::~World() {
+    try {
+        if (app_) {
+            pyb::gil_scoped_release nogil;
+            app_->request_stop();
+            sched_->run_until([this] { return app_->stopped(); },
+                              sched_->now_ns() + 600'000'000'000ull);
+            app_.reset();
+        }
+    } catch (...) {
+    }
+}
+
+void World::close() {
+    if (!app_) return;
+    pyb::gil_scoped_release nogil;
+    app_->request_stop();
+    sched_->run_until([this] { return app_->stopped(); }, sched_->now_ns() + 600'000'000'000ull);
+    if (!app_->stopped()) {
+        // Leak rather than destroy an App that is still running (its destructor requires a
+        // stopped or idle framework); this only happens when a module's fini never finishes.
+        (void)app_.release();
+        throw std::runtime_error("World.close: the framework did not stop within 600 s of "
+                                 "virtual time (a subsystem's fini never completed)");
+    }
+    app_.reset();
+}
+
+void World::check_open() const {
+    if (!app_) throw std::runtime_error("World is closed");
+}
+
+pyb::object World::call(const std::string& method, pyb::object params, uint64_t timeout_ns) {
+    check_open();
+    rpc::Json p = params.is_none() ? rpc::Json(nullptr) : from_python(params);
+    if (!p.is_null() && !p.is_object() && !p.is_array())
+        throw pyb::type_error("params must be a dict, a list or None");
+    Guard g(*this);
+    rpc::Json resp;
+    {
+        pyb::gil_scoped_release nogil;
+        resp = app_->call_method(method, std::move(p), timeout_ns);
+    }
+    return to_python(resp);
+}
+
+pyb::object World::call_request(pyb::object request, uint64_t timeout_ns) {
+    check_open();
+    rpc::Json req = from_python(request);
+    Guard g(*this);
+    rpc::Json resp;
+    {
+        pyb::gil_scoped_release nogil;
+        resp = app_->call(req, timeout_ns);
+    }
+    if (resp.is_discarded()) return pyb::none();
+    return to_python(resp);
+}
+
+std::optional<std::string> World::handle_raw(const std::string& text, uint64_t timeout_ns) {
+    check_open();
+    Guard g(*this);
+    pyb::gil_scoped_release nogil;
+    return app_->handle_raw(text, timeout_ns);
+}
+
+bool World::run_until(pyb::object pred, std::optional<uint64_t> timeout_ns,
+                      std::optional<uint64_t> max_steps) {
+    check_open();
+    Guard g(*this);
+    uint64_t deadline = UINT64_MAX;
+    if (timeout_ns) {
+        uint64_t now = sched_->now_ns();
+        deadline = *timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + *timeout_ns;
+    }
+    std::optional<pyb::error_already_set> py_error;
+    bool held;
+    {
+        pyb::gil_scoped_release nogil;
+        auto check = [&]() -> bool {
+            pyb::gil_scoped_acquire gil;
+            try {
+                return pyb::bool_(pred()).cast<bool>();
+            } catch (pyb::error_already_set& e) {
+                py_error.emplace(std::move(e));
+                return true;  // stop at once; re-raised below
+            }
+        };
+        // The predicate may already hold: no step needed.
+        held = check() || sched_->run_until(check, deadline, max_steps.value_or(UINT64_MAX));
+    }
+    if (py_error) throw std::move(*py_error);
+    return held;
+}
+
+void World::advance(uint64_t ns) {
+    check_open();
+    Guard g(*this);
+    pyb::gil_scoped_release nogil;
+    sched_->advance(ns);
+}
+
+std::string World::step() {
+    check_open();
+    Guard g(*this);
+    runtime::SimScheduler::StepResult r;
+    {
+        pyb::gil_scoped_release nogil;
+        r = sched_->step();
+    }
+    switch (r) {
+        case runtime::SimScheduler::StepResult::ran: return "ran";
+        case runtime::SimScheduler::StepResult::time_advanced: return "time_advanced";
+        case runtime::SimScheduler::StepResult::idle: return "idle";
+    }
+    return "idle";
+}
+
+bool World::run_until_idle(uint64_t max_steps) {
+    check_open();
+    Guard g(*this);
+    pyb::gil_scoped_release nogil;
+    return sched_->run_until_idle(max_steps);
+}
+
+pyb::dict World::sim_stats() const {
+    const auto& s = sched_->sim_stats();
+    pyb::dict d;
+    d["steps"] = s.steps;
+    d["messages"] = s.messages;
+    d["poller_runs"] = s.poller_runs;
+    d["timer_runs"] = s.timer_runs;
+    d["time_jumps"] = s.time_jumps;
+    return d;
+}
+
+pyb::list World::threads() const {
+    pyb::list out;
+    for (auto* t : sched_->threads()) {
+        pyb::dict d;
+        d["name"] = t->name();
+        d["id"] = t->id();
+        d["reactor"] = t->reactor();
+        out.append(d);
+    }
+    return out;
+}
+
+}  // namespace strata::py
