@@ -1,0 +1,57 @@
+"""strata-rpc end to end against a real strata-tgt."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = os.path.join(REPO, "bindings", "python", "bin", "strata-rpc")
+
+
+def cli(daemon, *args):
+    return subprocess.run([CLI, "-s", daemon.socket, *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_method_call_prints_json(daemon):
+    p = cli(daemon, "strata_get_version")
+    assert p.returncode == 0, p.stderr
+    assert "Strata" in json.loads(p.stdout)["version"]
+
+
+def test_params_and_raw_call(daemon):
+    p = cli(daemon, "log_set_level", "--level", "INFO")
+    assert p.returncode == 0, p.stderr
+    p = cli(daemon, "call", "log_get_level", "{}")
+    assert p.returncode == 0 and json.loads(p.stdout)["level"].upper() == "INFO"
+    p = cli(daemon, "save_subsystem_config", "--name", "log")
+    assert p.returncode == 0 and json.loads(p.stdout)["subsystem"] == "log"
+
+
+def test_help_lists_daemon_methods(daemon):
+    p = cli(daemon, "--help")
+    assert p.returncode == 0
+    assert "from rpc_get_methods" in p.stdout
+    for m in ("save_config", "framework_get_reactors", "thread_get_pollers"):
+        assert "  %s\n" % m in p.stdout
+
+
+@pytest.mark.parametrize("args,code,text", [
+    (["no_such_method"], 4, "error -32601"),
+    (["log_get_level", "--foo", "1"], 5, "error -32602: unknown parameter 'foo'"),
+    (["log_set_level", "--level", "7"], 5, "level"),
+    (["call", "log_get_level", "[1"], 2, "not valid JSON"),
+])
+def test_error_exit_codes(daemon, args, code, text):
+    p = cli(daemon, *args)
+    assert p.returncode == code, (p.stdout, p.stderr)
+    assert text in p.stderr
+
+
+def test_invalid_state_exit_code(strata_tgt):
+    d = strata_tgt(wait_for_rpc=True)
+    p = cli(d, "thread_get_stats")
+    assert p.returncode == 1 and "error -1:" in p.stderr
+    assert cli(d, "framework_start_init").returncode == 0
