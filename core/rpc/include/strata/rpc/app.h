@@ -142,6 +142,9 @@ public:
     // "config: subsystem 'bdev' entry 2 (bdev_malloc_create): <error message>".
     void load_config(const Json& config, bool init_after, std::function<void(Result<void>)> done);
 
+    // Internal (config loader): entries kept for framework_start_init under --wait-for-rpc.
+    void pending_runtime_config_for_loader(Json entries);
+
     // Socket path the server listens on ("" when none), after start().
     const std::string& listen_path() const noexcept;
 
