@@ -69,7 +69,7 @@ bool iova_contiguous(const void* addr, size_t len, uint64_t iova) noexcept {
     auto base = reinterpret_cast<uintptr_t>(addr);
     // Check the first byte of every page the buffer touches after the first.
     for (uintptr_t p = (base / page + 1) * page; p < base + len; p += page) {
-        if (rte_mem_virt2iova(reinterpret_cast<const void*>(p)) != iova + (p - base)) return false;
+        if (dpdk_virt2iova(reinterpret_cast<const void*>(p)) != iova + (p - base)) return false;
     }
     return true;
 }
@@ -199,11 +199,11 @@ void dma_free(void* addr) noexcept {
 }
 
 uint64_t dpdk_virt2iova(const void* addr) noexcept {
-    // rte_mem_virt2iova answers "the address" for any pointer in IOVA mode VA; only DPDK's
-    // memory counts here.
-    if (rte_mem_virt2memseg(addr, nullptr) == nullptr) return UINT64_MAX;
-    rte_iova_t iova = rte_mem_virt2iova(addr);
-    return iova == RTE_BAD_IOVA ? UINT64_MAX : iova;
+    // Through the memseg (an index into its list) rather than rte_mem_virt2iova, which in IOVA
+    // mode PA walks every memseg (microseconds) and in mode VA answers for any pointer at all.
+    const rte_memseg* ms = rte_mem_virt2memseg(addr, nullptr);
+    if (ms == nullptr || ms->iova == RTE_BAD_IOVA) return UINT64_MAX;
+    return ms->iova + (reinterpret_cast<uintptr_t>(addr) - reinterpret_cast<uintptr_t>(ms->addr));
 }
 
 Result<std::vector<IovaSegment>> dpdk_iova_segments(const void* addr, size_t len) {
