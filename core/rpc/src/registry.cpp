@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <exception>
 
 #include <fmt/format.h>
 
@@ -52,7 +53,8 @@ Responder& Responder::operator=(Responder&& o) noexcept {
 }
 
 Responder::~Responder() {
-    if (state_ && !state_->replied.load()) {
+    // During unwinding from a throwing handler, dispatch's catch answers with the reason.
+    if (state_ && !state_->replied.load() && std::uncaught_exceptions() == 0) {
         finish(Registry::make_error(state_->id, error_code::internal_error,
                                     "handler did not respond"));
     }
