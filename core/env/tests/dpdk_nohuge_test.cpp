@@ -62,7 +62,9 @@ TEST(DpdkNoHuge, AllocIsAlignedAndIovaIsTheVirtualAddress) {
             auto b = dma_alloc(size, align, false);
             ASSERT_TRUE(b.ok()) << b.error().message();
             auto addr = reinterpret_cast<uintptr_t>(b->addr);
-            if (align > 1) EXPECT_EQ(addr % align, 0u) << "align " << align;
+            if (align > 1) {
+                EXPECT_EQ(addr % align, 0u) << "align " << align;
+            }
             EXPECT_EQ(b->iova, addr);
             EXPECT_EQ(b->size_bytes, size);
             memset(b->addr, 0xa5, size);  // writable over its whole length

@@ -1,7 +1,12 @@
-# The env's dpdk backend: include() this from core/env/CMakeLists.txt, then call
-#   strata_env_add_dpdk(<env library target>)
-# It adds the backend's sources to that target, defines STRATA_ENV_HAVE_DPDK=1 on it (PUBLIC, so
-# the backend table and tests can see whether the backend exists) and links DPDK.
+# The env's dpdk backend. From core/env/CMakeLists.txt:
+#   include(${CMAKE_CURRENT_SOURCE_DIR}/src/dpdk/dpdk.cmake)
+#   strata_env_add_dpdk(strata_env)        # after add_library/strata_add_library of strata_env
+#   strata_env_add_dpdk_tests()
+# strata_env_add_dpdk builds the static library strata_env_dpdk (EAL bring-up, DMA memory on
+# DPDK, PCI through DPDK's bus: src/dpdk/{eal,dpdk_memory,dpdk_pci}.cpp; depends on strata_base
+# only) and, when given a target, adds the adapter to the env's backend interface
+# (src/dpdk/dpdk_backend.cpp, if present) to it, links it with strata_env_dpdk and defines
+# STRATA_ENV_HAVE_DPDK=1 on it (PUBLIC, so the backend table and tests can tell).
 #
 # Linking: only DPDK's EAL and its PCI bus are linked, statically (librte_*.a from libdpdk-dev).
 # Linked against DPDK's shared libraries, EAL would load every poll-mode driver in
@@ -10,10 +15,11 @@
 # claim is touched and start-up is faster. Debian builds the static archives position-independent,
 # so they also go into the Python module. Options:
 #   STRATA_WITH_DPDK (ON): build the backend when libdpdk 22.11 is found; OFF, or DPDK missing,
-#   leaves the env with the sim backend only (env: dpdk then reports "not built in").
+#   leaves the env with the sim backend only.
 option(STRATA_WITH_DPDK "Build the env dpdk backend (needs libdpdk-dev 22.11)" ON)
 
-function(strata_env_add_dpdk target)
+function(strata_env_add_dpdk)
+  set(target "${ARGV0}")
   if(NOT STRATA_WITH_DPDK)
     message(STATUS "env: dpdk backend disabled (STRATA_WITH_DPDK=OFF)")
     return()
@@ -25,7 +31,6 @@ function(strata_env_add_dpdk target)
                     "'${DPDK_VERSION}'): dpdk backend not built")
     return()
   endif()
-  set(_libs)
   foreach(_name bus_pci pci eal kvargs telemetry)
     find_library(STRATA_DPDK_${_name}_A NAMES librte_${_name}.a HINTS ${DPDK_LIBDIR} ${DPDK_LIBRARY_DIRS}
                  NO_CACHE)
@@ -42,43 +47,48 @@ function(strata_env_add_dpdk target)
   find_library(STRATA_BSD_LIB bsd REQUIRED)
 
   set(_dir ${CMAKE_CURRENT_FUNCTION_LIST_DIR})
-  set(_srcs ${_dir}/eal.cpp ${_dir}/dpdk_pci.cpp ${_dir}/dpdk_memory.cpp)
-  if(EXISTS ${_dir}/dpdk_backend.cpp)  # the adapter to the env's backend interface
-    list(APPEND _srcs ${_dir}/dpdk_backend.cpp)
+  if(NOT TARGET strata_env_dpdk)
+    set(_srcs ${_dir}/eal.cpp ${_dir}/dpdk_pci.cpp ${_dir}/dpdk_memory.cpp)
+    add_library(strata_env_dpdk STATIC ${_srcs})
+    # DPDK's headers: system includes (they trip -Wvolatile under C++20), rte_config.h first, and
+    # the experimental device-event / DMA-map API. Not DPDK's -march flag: nothing here needs it.
+    target_compile_options(strata_env_dpdk PRIVATE -Wall -Wextra -Wno-unused-parameter
+                           "SHELL:-include rte_config.h")
+    target_compile_definitions(strata_env_dpdk PRIVATE ALLOW_EXPERIMENTAL_API)
+    target_include_directories(strata_env_dpdk SYSTEM PRIVATE ${DPDK_INCLUDE_DIRS})
+    # Consumers include "dpdk/eal.h" etc.: private to core/env (adapter and tests).
+    target_include_directories(strata_env_dpdk PUBLIC ${_dir}/..)
+    # The PCI bus registers itself from a constructor: keep the whole archive.
+    target_link_libraries(strata_env_dpdk
+      PUBLIC strata_base
+      PRIVATE "$<LINK_LIBRARY:WHOLE_ARCHIVE,strata_dpdk_bus_pci>"
+              strata_dpdk_pci strata_dpdk_eal strata_dpdk_kvargs strata_dpdk_telemetry
+              ${STRATA_NUMA_LIB} ${STRATA_BSD_LIB} ${CMAKE_DL_LIBS} m Threads::Threads)
   endif()
-  target_sources(${target} PRIVATE ${_srcs})
-  # DPDK's headers: system includes (they trip -Wvolatile under C++20), rte_config.h first, and
-  # the experimental device-event / DMA-map API. Not DPDK's -march flag: nothing here needs it.
-  set_source_files_properties(${_srcs} PROPERTIES
-    COMPILE_OPTIONS "-include;rte_config.h"
-    COMPILE_DEFINITIONS "ALLOW_EXPERIMENTAL_API")
-  target_include_directories(${target} SYSTEM PRIVATE ${DPDK_INCLUDE_DIRS})
-  target_include_directories(${target} PRIVATE ${_dir}/..)
-  target_compile_definitions(${target} PUBLIC STRATA_ENV_HAVE_DPDK=1)
-  # The PCI bus registers itself from a constructor: keep the whole archive.
-  target_link_libraries(${target} PRIVATE
-    "$<LINK_LIBRARY:WHOLE_ARCHIVE,strata_dpdk_bus_pci>"
-    strata_dpdk_pci strata_dpdk_eal strata_dpdk_kvargs strata_dpdk_telemetry
-    ${STRATA_NUMA_LIB} ${STRATA_BSD_LIB} ${CMAKE_DL_LIBS} m Threads::Threads)
+  if(target AND EXISTS ${_dir}/dpdk_backend.cpp)
+    # The adapter to the env's backend interface is compiled into the env library itself.
+    target_sources(${target} PRIVATE ${_dir}/dpdk_backend.cpp)
+    set_source_files_properties(${_dir}/dpdk_backend.cpp PROPERTIES
+      COMPILE_OPTIONS "-include;rte_config.h" COMPILE_DEFINITIONS "ALLOW_EXPERIMENTAL_API")
+    target_include_directories(${target} SYSTEM PRIVATE ${DPDK_INCLUDE_DIRS})
+    target_link_libraries(${target} PRIVATE strata_env_dpdk)
+    target_compile_definitions(${target} PUBLIC STRATA_ENV_HAVE_DPDK=1)
+  endif()
   message(STATUS "env: dpdk backend on DPDK ${DPDK_VERSION} (static EAL + PCI bus)")
 endfunction()
 
-# strata_env_add_dpdk_tests(<env library target>)
+# strata_env_add_dpdk_tests()
 #   The dpdk-specific tests (core/env/tests/dpdk_*). EAL initialises once per process, so each
 #   EAL configuration is its own executable: dpdk_eal_args_test (no EAL), dpdk_nohuge_test
 #   (--no-huge --no-pci) and dpdk_hugepages_test (real hugepages + PCI scan; skips without free
-#   hugepages unless STRATA_REQUIRE_HUGEPAGES=1, which CI sets after running ci/hugepages).
-function(strata_env_add_dpdk_tests target)
-  if(NOT STRATA_BUILD_TESTS)
+#   hugepages unless STRATA_REQUIRE_HUGEPAGES=1, which ci/test sets after ci/hugepages).
+function(strata_env_add_dpdk_tests)
+  if(NOT STRATA_BUILD_TESTS OR NOT TARGET strata_env_dpdk)
     return()
-  endif()
-  get_target_property(_defs ${target} INTERFACE_COMPILE_DEFINITIONS)
-  if(NOT _defs MATCHES "STRATA_ENV_HAVE_DPDK")
-    return()  # backend not built
   endif()
   set(_tests ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/../../tests)
   foreach(_t eal_args nohuge hugepages)
-    strata_add_test(NAME dpdk_${_t}_test SOURCES ${_tests}/dpdk_${_t}_test.cpp DEPS ${target})
-    target_include_directories(dpdk_${_t}_test PRIVATE ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/..)
+    strata_add_test(NAME dpdk_${_t}_test SOURCES ${_tests}/dpdk_${_t}_test.cpp
+                    DEPS strata_env_dpdk)
   endforeach()
 endfunction()
