@@ -2,6 +2,7 @@
 #   include(${CMAKE_CURRENT_SOURCE_DIR}/src/dpdk/dpdk.cmake)
 #   strata_env_add_dpdk(strata_env)        # after add_library/strata_add_library of strata_env
 #   strata_env_add_dpdk_tests()
+#   strata_env_add_dpdk_bench()
 # strata_env_add_dpdk builds the static library strata_env_dpdk (EAL bring-up, DMA memory on
 # DPDK, PCI through DPDK's bus: src/dpdk/{eal,dpdk_memory,dpdk_pci}.cpp; depends on strata_base
 # only) and, when given a target, adds the adapter to the env's backend interface
@@ -91,4 +92,15 @@ function(strata_env_add_dpdk_tests)
     strata_add_test(NAME dpdk_${_t}_test SOURCES ${_tests}/dpdk_${_t}_test.cpp
                     DEPS strata_env_dpdk)
   endforeach()
+endfunction()
+
+# strata_env_add_dpdk_bench(): strata-env-dpdk-bench (core/env/tests/dpdk_bench.cpp), figures for
+# the dpdk backend's memory primitives (docs/performance.md).
+function(strata_env_add_dpdk_bench)
+  if(NOT STRATA_BUILD_BENCH OR NOT TARGET strata_env_dpdk)
+    return()
+  endif()
+  strata_add_executable(NAME strata-env-dpdk-bench
+                        SOURCES ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/../../tests/dpdk_bench.cpp
+                        DEPS strata_env_dpdk strata_runtime)
 endfunction()
