@@ -135,14 +135,20 @@ def test_rpc_params_that_are_not_json_raise_type_error(world):
         world.rpc("log_set_level", level=object())
 
 
-def test_logs_reach_python_logging(world, caplog):
+def test_logs_reach_python_logging(seed, caplog):
     import logging
-    with caplog.at_level(logging.DEBUG, logger="strata"):
-        try:
-            world.rpc("no_such_method_for_logging")
-        except RpcError:
-            pass
-        world.rpc("log_set_level", level="INFO")
-    # The framework logs at least its level change; records carry virtual time.
-    recs = [r for r in caplog.records if r.name.startswith("strata")]
-    assert all(hasattr(r, "strata_time_ns") for r in recs)
+
+    import _strata
+    w = strata.World(seed=seed)
+    before = w.rpc("log_get_level")
+    try:
+        with caplog.at_level(logging.DEBUG, logger="strata"):
+            w.rpc("log_set_level", level="INFO")
+            w.close()  # the framework logs its stop at INFO
+    finally:
+        _strata.log_set_level(before)
+    recs = [r for r in caplog.records if r.name == "strata.app"]
+    assert any("stopped" in r.getMessage() for r in recs), caplog.text
+    r = recs[-1]
+    assert r.levelno == logging.INFO and r.strata_thread == "app_thread"
+    assert isinstance(r.strata_time_ns, int)

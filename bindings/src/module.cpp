@@ -50,6 +50,12 @@ PYBIND11_MODULE(_strata, m) {
         .def("run_until_idle", &World::run_until_idle, pyb::arg("max_steps") = 100'000'000ull)
         .def("sim_stats", &World::sim_stats)
         .def("threads", &World::threads)
+        .def("create_thread", &World::create_thread, pyb::arg("name"), pyb::arg("reactor") = -1,
+             "Creates an extra (empty) Thread; reactor -1 places it round-robin. Returns its id.")
+        .def("post_marks", &World::post_marks, pyb::arg("threads"), pyb::arg("count") = 1,
+             "Posts count messages to each named Thread; each records (thread, seq, now_ns).")
+        .def("take_marks", &World::take_marks,
+             "The (thread, seq, now_ns) marks recorded so far, in execution order; clears them.")
         .def("close", &World::close, "Stops the framework (subsystem fini); idempotent.");
 
     m.def("set_log_callback", &strata::py::set_log_callback, pyb::arg("callback"),

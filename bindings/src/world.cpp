@@ -205,4 +205,45 @@ pyb::list World::threads() const {
     return out;
 }
 
+uint32_t World::create_thread(const std::string& name, int reactor) {
+    check_open();
+    Guard g(*this);
+    if (name.empty()) throw pyb::value_error("thread name must not be empty");
+    if (sched_->find_thread(name) != nullptr)
+        throw pyb::value_error("a thread named '" + name + "' already exists");
+    if (reactor >= static_cast<int>(sched_->reactor_count()))
+        throw pyb::value_error("reactor " + std::to_string(reactor) + " out of range (world has " +
+                               std::to_string(sched_->reactor_count()) + ")");
+    return sched_->create_thread(name, reactor < 0 ? -1 : reactor)->id();
+}
+
+void World::post_marks(const std::vector<std::string>& threads, uint32_t count) {
+    check_open();
+    Guard g(*this);
+    std::vector<runtime::Thread*> ts;
+    for (const auto& n : threads) {
+        runtime::Thread* t = sched_->find_thread(n);
+        if (t == nullptr) throw pyb::value_error("no thread named '" + n + "'");
+        ts.push_back(t);
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        for (auto* t : ts) {
+            Status s = t->post([this, t, i] {
+                marks_.push_back({t->name(), i, sched_->now_ns()});
+            });
+            if (!s.ok())
+                throw std::runtime_error("posting to thread '" + t->name() +
+                                         "' failed: " + s.to_string());
+        }
+    }
+}
+
+pyb::list World::take_marks() {
+    Guard g(*this);
+    pyb::list out;
+    for (const auto& m : marks_) out.append(pyb::make_tuple(m.thread, m.seq, m.time_ns));
+    marks_.clear();
+    return out;
+}
+
 }  // namespace strata::py

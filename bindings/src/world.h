@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <pybind11/pybind11.h>
 
@@ -48,6 +49,13 @@ public:
     pybind11::list threads() const;
     void close();
 
+    // Harness probes: extra Threads and ordered marks, to watch the simulator interleave.
+    uint32_t create_thread(const std::string& name, int reactor);
+    // Posts `count` messages to each named Thread; each appends (thread, seq, now_ns) to the
+    // mark log when it runs.
+    void post_marks(const std::vector<std::string>& threads, uint32_t count);
+    pybind11::list take_marks();
+
 private:
     class Guard;
     void check_open() const;
@@ -55,6 +63,12 @@ private:
     std::unique_ptr<runtime::SimScheduler> sched_;
     std::unique_ptr<rpc::App> app_;
     std::atomic<bool> busy_{false};
+    struct Mark {
+        std::string thread;
+        uint32_t seq;
+        uint64_t time_ns;
+    };
+    std::vector<Mark> marks_;
 };
 
 }  // namespace strata::py
