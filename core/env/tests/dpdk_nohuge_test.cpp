@@ -3,11 +3,13 @@
 // with the same options (ctest runs each test in its own process anyway).
 #include <cstdint>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include <strata/base/assert.h>
+#include <strata/runtime/sim_fixture.h>
 
 #include "dpdk/dpdk_memory.h"
 #include "dpdk/dpdk_pci.h"
@@ -149,6 +151,67 @@ TEST(DpdkNoHuge, PciIsUnavailableWithNoPci) {
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(c.code(), Errc::not_supported);
     EXPECT_EQ(claimed_count(), 0u);
+}
+
+// Hot removal: DPDK raises RTE_DEV_EVENT_REMOVE on its interrupt thread (vfio's request notifier);
+// the backend must turn it into one message on the Thread that owns the function.
+class DpdkHotRemove : public runtime::testing::SimFixture {};
+
+TEST_F(DpdkHotRemove, RemovalIsDeliveredOnceAsAMessageToTheOwningThread) {
+    up();
+    start_sim(7, 2);
+    runtime::Thread* owner = threads[1];
+    struct Seen {
+        int count = 0;
+        runtime::Thread* ran_on = nullptr;
+    } seen;
+
+    auto dev = DpdkPciDevice::unattached_for_testing("0000:7e:00.0");
+    dev->set_remove_target(
+        owner,
+        [](void* ctx) {
+            auto* s = static_cast<Seen*>(ctx);
+            ++s->count;
+            s->ran_on = runtime::current_thread();
+        },
+        &seen);
+    EXPECT_FALSE(dev->removed());
+
+    // Raised from another OS thread, as DPDK's interrupt thread would.
+    std::thread irq([] {
+        DpdkPciDevice::raise_remove_for_testing("0000:7e:00.0");
+        DpdkPciDevice::raise_remove_for_testing("0000:7e:00.0");  // repeated request: once only
+    });
+    irq.join();
+    EXPECT_TRUE(dev->removed());
+    EXPECT_EQ(seen.count, 0);  // nothing runs inline: it is a message
+    ASSERT_TRUE(poll_until([&] { return seen.count > 0; }));
+    run_until_idle();
+    EXPECT_EQ(seen.count, 1);
+    EXPECT_EQ(seen.ran_on, owner);
+
+    // Another name is not this device's event.
+    DpdkPciDevice::raise_remove_for_testing("0000:7e:00.1");
+    run_until_idle();
+    EXPECT_EQ(seen.count, 1);
+
+    // After destruction the callback is gone: raising again touches nothing.
+    dev.reset();
+    DpdkPciDevice::raise_remove_for_testing("0000:7e:00.0");
+    run_until_idle();
+    EXPECT_EQ(seen.count, 1);
+}
+
+TEST_F(DpdkHotRemove, DetachedDeviceRejectsConfigAndBarAccess) {
+    up();
+    auto dev = DpdkPciDevice::unattached_for_testing("0000:7e:00.2");
+    uint32_t v = 0;
+    EXPECT_EQ(dev->read_config(&v, 4, 0), Errc::device_removed);
+    EXPECT_EQ(dev->write_config(&v, 4, 0), Errc::device_removed);
+    auto bar = dev->bar(0);
+    ASSERT_FALSE(bar.ok());
+    EXPECT_EQ(bar.code(), Errc::device_removed);
+    EXPECT_TRUE(dev->detach().ok());  // detaching twice is harmless
 }
 
 }  // namespace

@@ -61,7 +61,7 @@ function(strata_env_add_dpdk)
     target_include_directories(strata_env_dpdk PUBLIC ${_dir}/..)
     # The PCI bus registers itself from a constructor: keep the whole archive.
     target_link_libraries(strata_env_dpdk
-      PUBLIC strata_base
+      PUBLIC strata_base strata_runtime
       PRIVATE "$<LINK_LIBRARY:WHOLE_ARCHIVE,strata_dpdk_bus_pci>"
               strata_dpdk_pci strata_dpdk_eal strata_dpdk_kvargs strata_dpdk_telemetry
               ${STRATA_NUMA_LIB} ${STRATA_BSD_LIB} ${CMAKE_DL_LIBS} m Threads::Threads)
@@ -90,7 +90,7 @@ function(strata_env_add_dpdk_tests)
   set(_tests ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/../../tests)
   foreach(_t eal_args nohuge hugepages)
     strata_add_test(NAME dpdk_${_t}_test SOURCES ${_tests}/dpdk_${_t}_test.cpp
-                    DEPS strata_env_dpdk)
+                    DEPS strata_env_dpdk strata_runtime_testing)
   endforeach()
 endfunction()
 

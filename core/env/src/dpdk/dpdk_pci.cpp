@@ -213,6 +213,9 @@ struct DpdkPciDevice::Impl {
     std::mutex handler_mu;
     RemoveHandler handler = nullptr;
     void* handler_ctx = nullptr;
+    runtime::Thread* owner = nullptr;
+    runtime::MsgFn owner_fn = nullptr;
+    void* owner_ctx = nullptr;
     bool callback_registered = false;
     std::string bdf;
 
@@ -223,10 +226,31 @@ struct DpdkPciDevice::Impl {
         STRATA_WARNLOG(log_dpdk_pci, "PCI function {} is being removed", name);
         RemoveHandler fn;
         void* ctx;
+        runtime::Thread* owner;
+        runtime::MsgFn owner_fn;
+        void* owner_ctx;
         {
             std::lock_guard lock(impl->handler_mu);
             fn = impl->handler;
             ctx = impl->handler_ctx;
+            owner = impl->owner;
+            owner_fn = impl->owner_fn;
+            owner_ctx = impl->owner_ctx;
+        }
+        if (owner != nullptr && owner_fn != nullptr) {
+            // The owner's ring may be momentarily full: retry (this is DPDK's interrupt thread,
+            // not a reactor); give up only if the Thread has exited.
+            for (;;) {
+                Status st = owner->send(owner_fn, owner_ctx);
+                if (st.ok()) break;
+                if (st.code() == Errc::shutdown) {
+                    STRATA_ERRLOG(log_dpdk_pci,
+                                  "{}: removal not delivered: owning Thread '{}' has exited", name,
+                                  owner->name());
+                    break;
+                }
+                sched_yield();
+            }
         }
         if (fn != nullptr) fn(ctx);
     }
@@ -383,6 +407,13 @@ DpdkPciDevice::~DpdkPciDevice() {
             STRATA_ERRLOG(log_dpdk_pci, "{}", r.error().message());
         }
     }
+    if (impl_->callback_registered) {
+        while (rte_dev_event_callback_unregister(impl_->bdf.c_str(), &Impl::on_event,
+                                                 impl_.get()) == -EAGAIN) {
+            sched_yield();
+        }
+        impl_->callback_registered = false;
+    }
 }
 
 bool DpdkPciDevice::removed() const noexcept { return impl_->removed.load(); }
@@ -421,6 +452,29 @@ Status DpdkPciDevice::write_config(const void* buf, size_t len, uint32_t offset)
     int n = rte_pci_write_config(dev_, buf, len, offset);
     if (n < 0 || static_cast<size_t>(n) != len) return Status(Errc::io_error, "config write");
     return {};
+}
+
+void DpdkPciDevice::set_remove_target(runtime::Thread* owner, runtime::MsgFn fn,
+                                      void* ctx) noexcept {
+    std::lock_guard lock(impl_->handler_mu);
+    impl_->owner = owner;
+    impl_->owner_fn = fn;
+    impl_->owner_ctx = ctx;
+}
+
+std::unique_ptr<DpdkPciDevice> DpdkPciDevice::unattached_for_testing(const std::string& name) {
+    auto impl = std::make_unique<Impl>();
+    impl->bdf = name;
+    if (rte_dev_event_callback_register(name.c_str(), &Impl::on_event, impl.get()) == 0) {
+        impl->callback_registered = true;
+    }
+    std::unique_ptr<DpdkPciDevice> out(new DpdkPciDevice(std::move(impl)));
+    out->desc_.bdf = name;
+    return out;
+}
+
+void DpdkPciDevice::raise_remove_for_testing(const std::string& name) {
+    rte_dev_event_callback_process(name.c_str(), RTE_DEV_EVENT_REMOVE);
 }
 
 void DpdkPciDevice::set_remove_handler(RemoveHandler fn, void* ctx) noexcept {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include <strata/base/status.h>
+#include <strata/runtime/thread.h>
 
 struct rte_pci_device;
 
@@ -98,8 +99,18 @@ public:
     Status read_config(void* buf, size_t len, uint32_t offset) const noexcept;
     Status write_config(const void* buf, size_t len, uint32_t offset) noexcept;
 
-    // Called on DPDK's interrupt thread when the function is being removed (once).
+    // Hot-remove notification, delivered once: as a message fn(ctx) to `owner` (the Thread that
+    // owns the function; Thread::send from DPDK's interrupt thread). The driver then fails its
+    // outstanding I/O and calls detach() on that Thread.
+    void set_remove_target(runtime::Thread* owner, runtime::MsgFn fn, void* ctx) noexcept;
+    // Lower level: called directly on DPDK's interrupt thread (must only hand off).
     void set_remove_handler(RemoveHandler fn, void* ctx) noexcept;
+
+    // Testing only: an unattached device whose hot-remove callback is registered with DPDK under
+    // `name`, and a way to make DPDK raise RTE_DEV_EVENT_REMOVE for a name (as vfio's request
+    // notifier does), so the delivery path runs without hardware.
+    static std::unique_ptr<DpdkPciDevice> unattached_for_testing(const std::string& name);
+    static void raise_remove_for_testing(const std::string& name);
 
     // rte_dev_remove: unmaps the BARs and releases the vfio device and the lock file.
     Result<void> detach();
