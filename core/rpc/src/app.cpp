@@ -572,11 +572,12 @@ void config_step(std::shared_ptr<ConfigRun> run);
 
 void config_phase_done(std::shared_ptr<ConfigRun> run) {
     App& app = *run->app;
-    if (run->later.empty()) {
+    bool startup = app.registry().state() == State::startup;
+    if (run->later.empty() && !(startup && run->init_after)) {
         run->done(Result<void>());
         return;
     }
-    if (app.registry().state() == State::runtime) {
+    if (!startup) {
         // Startup-only entries met in the runtime state: nothing can apply them any more.
         for (const auto& e : run->later) {
             STRATA_WARNLOG(log_app, "{}: skipped, method only allowed before framework init",
@@ -595,7 +596,7 @@ void config_phase_done(std::shared_ptr<ConfigRun> run) {
     run->later = Json::array();
     auto done = std::move(run->done);
     app.start_init([&app, rest = std::move(rest), done = std::move(done)](Result<void> r) mutable {
-        if (!r) {
+        if (!r || rest.empty()) {
             done(std::move(r));
             return;
         }

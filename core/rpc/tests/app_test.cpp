@@ -227,6 +227,17 @@ TEST_F(AppTest, ConfigLoadSaveRoundTrip) {
     EXPECT_EQ(rpc("save_subsystem_config", {{"name", "nope"}})["error"]["code"], -32602);
 }
 
+TEST_F(AppTest, ConfigWithoutRuntimeEntriesStillInitializes) {
+    AppOptions o;
+    o.config = Json::parse(R"({"subsystems":[{"subsystem":"log","config":[
+        {"method":"log_set_level","params":{"level":"WARN"}}]}]})");
+    make(o);
+    ASSERT_TRUE(start().ok());
+    EXPECT_TRUE(app->initialized());
+    EXPECT_EQ(events.size(), 2u);
+    EXPECT_EQ(rpc("framework_wait_init")["result"], true);
+}
+
 TEST_F(AppTest, WaitForRpcDefersRuntimeEntries) {
     AppOptions o;
     o.config = Json::parse(kConfig);
