@@ -69,8 +69,16 @@ def world(request, seed):
     m = request.node.get_closest_marker("world")
     reactors = m.kwargs.get("reactors", 2) if m else 2
     w = strata.World(seed=seed, reactors=reactors)
+    # Log levels are process-wide: give them back as found so tests stay independent.
+    levels = (w.rpc("log_get_level"), w.rpc("log_get_print_level"))
     yield w
-    w.close()
+    if not w.closed:
+        w.rpc("log_set_level", level=levels[0])
+        w.rpc("log_set_print_level", level=levels[1])
+        w.close()
+    else:
+        import _strata
+        _strata.log_set_level(levels[0])
 
 
 @pytest.hookimpl(hookwrapper=True)
