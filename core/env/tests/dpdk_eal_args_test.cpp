@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "dpdk/dpdk_memory.h"
 #include "dpdk/dpdk_pci.h"
 #include "dpdk/eal.h"
 
@@ -186,6 +187,45 @@ TEST(DpdkPciLock, UnwritableDirectoryIsAClearError) {
     auto r = lock_pci_function("0000:00:00.0", "/nonexistent/strata");
     ASSERT_FALSE(r.ok());
     EXPECT_NE(r.error().message().find("cannot create lock file"), std::string::npos);
+}
+
+TEST(DpdkVfioPagePlan, WholePagesOnceBoundaryPagesShared) {
+    constexpr uintptr_t P = 4096;
+    // Page-aligned: one interior mapping, no shared pages.
+    VfioPagePlan a = plan_vfio_pages(10 * P, 3 * P, P);
+    EXPECT_EQ(a.interior_begin, 10 * P);
+    EXPECT_EQ(a.interior_end, 13 * P);
+    EXPECT_EQ(a.n_boundary, 0);
+
+    // Unaligned both ends: interior pages plus first and last partial pages.
+    VfioPagePlan b = plan_vfio_pages(10 * P + 100, 3 * P, P);
+    EXPECT_EQ(b.interior_begin, 11 * P);
+    EXPECT_EQ(b.interior_end, 13 * P);
+    ASSERT_EQ(b.n_boundary, 2);
+    EXPECT_EQ(b.boundary[0], 10 * P);
+    EXPECT_EQ(b.boundary[1], 13 * P);
+
+    // Inside one page: that page only, once.
+    VfioPagePlan c = plan_vfio_pages(10 * P + 100, 200, P);
+    EXPECT_EQ(c.interior_begin, c.interior_end);
+    ASSERT_EQ(c.n_boundary, 1);
+    EXPECT_EQ(c.boundary[0], 10 * P);
+
+    // Aligned start, unaligned end within the first page.
+    VfioPagePlan d = plan_vfio_pages(10 * P, 100, P);
+    EXPECT_EQ(d.interior_begin, d.interior_end);
+    ASSERT_EQ(d.n_boundary, 1);
+    EXPECT_EQ(d.boundary[0], 10 * P);
+
+    // Two neighbours that share a page: both name it as a boundary page.
+    VfioPagePlan left = plan_vfio_pages(10 * P, P + 50, P);
+    VfioPagePlan right = plan_vfio_pages(11 * P + 50, 2 * P, P);
+    ASSERT_EQ(left.n_boundary, 1);
+    EXPECT_EQ(left.boundary[0], 11 * P);
+    ASSERT_GE(right.n_boundary, 1);
+    EXPECT_EQ(right.boundary[0], 11 * P);
+
+    EXPECT_EQ(plan_vfio_pages(10 * P, 0, P).n_boundary, 0);
 }
 
 }  // namespace

@@ -106,14 +106,11 @@ UserMaps& user_maps() {
 
 bool vfio_in_use() noexcept { return rte_vfio_is_enabled("vfio_pci") != 0; }
 
-struct PagePlan {
-    uintptr_t interior_begin = 0, interior_end = 0;  // whole pages, may be empty
-    uintptr_t boundary[2] = {0, 0};
-    int n_boundary = 0;
-};
+}  // namespace
 
-PagePlan plan_pages(uintptr_t va, size_t len, uintptr_t page) {
-    PagePlan p;
+VfioPagePlan plan_vfio_pages(uintptr_t va, size_t len, uintptr_t page) noexcept {
+    VfioPagePlan p;
+    if (len == 0 || page == 0) return p;
     uintptr_t end = va + len;
     uintptr_t up = (va + page - 1) / page * page;
     uintptr_t down = end / page * page;
@@ -126,14 +123,8 @@ PagePlan plan_pages(uintptr_t va, size_t len, uintptr_t page) {
         uintptr_t last = (end - 1) / page * page;
         if (p.n_boundary == 0 || p.boundary[0] != last) p.boundary[p.n_boundary++] = last;
     }
-    // A range inside one page with both ends unaligned: the single boundary page covers it.
-    if (up >= down) {
-        p.interior_begin = p.interior_end = 0;
-    }
     return p;
 }
-
-}  // namespace
 
 Result<DmaBuffer> dma_alloc(size_t size, size_t align, bool zero, int socket,
                             bool contiguous) noexcept {
@@ -250,7 +241,7 @@ Result<std::vector<IovaSegment>> register_user_memory(void* addr, size_t len) {
     }
     if (vfio_in_use()) {
         auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-        PagePlan plan = plan_pages(va, len, page);
+        VfioPagePlan plan = plan_vfio_pages(va, len, page);
         UserMaps& um = user_maps();
         std::lock_guard lock(um.mu);
         if (plan.interior_end > plan.interior_begin) {
@@ -288,7 +279,7 @@ Result<void> unregister_user_memory(void* addr, size_t len) {
     if (!iova_is_va() || !vfio_in_use()) return {};
     auto va = reinterpret_cast<uintptr_t>(addr);
     auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    PagePlan plan = plan_pages(va, len, page);
+    VfioPagePlan plan = plan_vfio_pages(va, len, page);
     UserMaps& um = user_maps();
     std::lock_guard lock(um.mu);
     Result<void> result;

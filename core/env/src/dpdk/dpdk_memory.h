@@ -58,4 +58,14 @@ Result<std::vector<IovaSegment>> dpdk_iova_segments(const void* addr, size_t len
 Result<std::vector<IovaSegment>> register_user_memory(void* addr, size_t len);
 Result<void> unregister_user_memory(void* addr, size_t len);
 
+// How a user registration is cut for the vfio container (pure; exposed for tests): the whole
+// pages inside [va, va + len) as one mapping, plus the partial first/last pages, which may be
+// shared with a neighbouring registration and are mapped once, reference-counted.
+struct VfioPagePlan {
+    uintptr_t interior_begin = 0, interior_end = 0;  // empty when equal
+    uintptr_t boundary[2] = {0, 0};
+    int n_boundary = 0;
+};
+VfioPagePlan plan_vfio_pages(uintptr_t va, size_t len, uintptr_t page) noexcept;
+
 }  // namespace strata::env::dpdk
