@@ -36,6 +36,16 @@ def test_help_lists_daemon_methods(daemon):
     assert "from rpc_get_methods" in p.stdout
     for m in ("save_config", "framework_get_reactors", "thread_get_pollers"):
         assert "  %s\n" % m in p.stdout
+    marked = [ln.split()[0] for ln in p.stdout.splitlines() if "not callable" in ln]
+    assert marked == ["framework_start_init"]  # startup-only, and the daemon is initialized
+
+
+def test_help_marks_methods_not_callable_yet(strata_tgt):
+    d = strata_tgt(wait_for_rpc=True)
+    p = cli(d, "--help")
+    assert p.returncode == 0
+    line = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("thread_get_stats")][0]
+    assert "not callable in the current state" in line
 
 
 @pytest.mark.parametrize("args,code,text", [

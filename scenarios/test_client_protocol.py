@@ -4,6 +4,7 @@ notifications, disconnects and timeouts. No daemon needed."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -65,6 +66,7 @@ class FakeServer:
 
     def close(self):
         self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -222,8 +224,13 @@ def test_cli_no_daemon(tmp_path):
 
 
 def test_cli_help_lists_methods(fake):
-    srv = fake(lambda r: ok(r, ["save_config", "rpc_get_methods", "bdev_x"]))
+    def handler(r):
+        if r.get("params", {}).get("current"):
+            return ok(r, ["rpc_get_methods", "bdev_x"])
+        return ok(r, ["save_config", "rpc_get_methods", "bdev_x"])
+    srv = fake(handler)
     p = run_cli("-s", srv.path, "--help")
     assert p.returncode == 0
     assert "(3, from rpc_get_methods)" in p.stdout
-    assert "  bdev_x\n  rpc_get_methods\n  save_config" in p.stdout
+    assert "  bdev_x\n  rpc_get_methods\n  save_config      (not callable in the current state)" \
+        in p.stdout

@@ -28,7 +28,9 @@ def find_entry(config, subsystem, method):
 
 
 def test_start_with_config_save_config_and_sigterm(strata_tgt):
-    d = strata_tgt(config=CONFIG, cpumask="0x1")
+    # A socket outside the Daemon helper's private directory, so its removal is the daemon's.
+    d = strata_tgt(config=CONFIG, cpumask="0x1",
+                   socket="/tmp/strata-test-%d-%d.sock" % (os.getpid(), id(CONFIG)))
     saved = d.client.call("save_config")
     assert isinstance(saved["subsystems"], list)
     names = [s["subsystem"] for s in saved["subsystems"]]
@@ -42,7 +44,7 @@ def test_start_with_config_save_config_and_sigterm(strata_tgt):
 
 
 def test_sigint_stops_cleanly(strata_tgt):
-    d = strata_tgt()
+    d = strata_tgt(socket="/tmp/strata-test-int-%d.sock" % os.getpid(), log_flags=["rpc"])
     assert d.stop(signal.SIGINT) == 0
     assert not os.path.exists(d.socket)
 

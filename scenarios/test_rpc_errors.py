@@ -20,7 +20,7 @@ class WorldEndpoint:
     def call_raw(self, method, params):
         return self.world.rpc_raw(method, params)
 
-    def raw(self, text):
+    def raw(self, text, n=1):
         return self.world.request_all(text)
 
 
@@ -34,18 +34,18 @@ class DaemonEndpoint:
     def call_raw(self, method, params):
         return self.daemon.client.call_raw(method, params)
 
-    def raw(self, text, expect=None):
-        """Sends raw bytes on a fresh connection; collects responses until a short quiet
-        period (a notification gets none)."""
-        c = self.daemon.new_client(timeout=5)
+    def raw(self, text, n=1):
+        """Sends raw bytes on a fresh connection and reads n responses; with n=0, checks that
+        none arrives within half a second (notifications)."""
+        c = self.daemon.new_client(timeout=10)
         try:
             c.send_bytes(text if isinstance(text, bytes) else text.encode())
-            out = []
-            while True:
+            if n == 0:
                 try:
-                    out.append(c.recv_obj(timeout=0.5 if out or expect == 0 else 5))
+                    return [c.recv_obj(timeout=0.5)]
                 except RpcTimeout:
-                    return out
+                    return []
+            return [c.recv_obj() for _ in range(n)]
         finally:
             c.close()
 
@@ -93,13 +93,17 @@ def test_params_must_be_object(ep):
 
 
 def test_parse_error(ep):
-    out = ep.raw(b'{"jsonrpc":"2.0","method":')
-    # An incomplete value over a socket waits for more bytes; close it with garbage.
-    if not out:
-        out = ep.raw(b'{"jsonrpc":"2.0","method":]')
-    assert len(out) == 1
-    assert out[0]["error"]["code"] == strata.PARSE_ERROR
-    assert out[0]["id"] is None
+    # (An incomplete value on a socket just waits for more bytes, so send a broken one.)
+    for text in (b'{"jsonrpc":"2.0","method":]', b'\xff\xfe{', b'nul'):
+        out = ep.raw(text)
+        assert len(out) == 1
+        assert out[0]["error"]["code"] == strata.PARSE_ERROR
+        assert out[0]["id"] is None
+
+
+def test_truncated_request_in_world(world):
+    (resp,) = world.request_all('{"jsonrpc":"2.0","method":')
+    assert resp["error"]["code"] == strata.PARSE_ERROR
 
 
 def test_invalid_request(ep):
@@ -130,13 +134,20 @@ def test_batch(ep):
 
 
 def test_notification_gets_no_response(ep):
-    out = ep.raw('{"jsonrpc":"2.0","method":"log_get_level"}') if isinstance(ep, WorldEndpoint) \
-        else ep.raw('{"jsonrpc":"2.0","method":"log_get_level"}', expect=0)
-    assert out == []
-    # A batch of notifications gets none either.
-    out = ep.raw('[{"jsonrpc":"2.0","method":"log_get_level"}]') if isinstance(ep, WorldEndpoint) \
-        else ep.raw('[{"jsonrpc":"2.0","method":"log_get_level"}]', expect=0)
-    assert out == []
+    assert ep.raw('{"jsonrpc":"2.0","method":"log_get_level"}', n=0) == []
+    # A batch of notifications gets none either, nor does a failing notification.
+    assert ep.raw('[{"jsonrpc":"2.0","method":"log_get_level"}]', n=0) == []
+    assert ep.raw('{"jsonrpc":"2.0","method":"no_such_method"}', n=0) == []
+
+
+def test_several_requests_in_one_write(ep):
+    text = ('{"jsonrpc":"2.0","method":"log_get_level","id":1}\n'
+            '{"jsonrpc":"2.0","method":"log_get_level"}'
+            '{"jsonrpc":"2.0","method":"no_such_method","id":2}')
+    out = ep.raw(text, n=2)
+    assert [r["id"] for r in out] == [1, 2]
+    assert isinstance(out[0]["result"], str)
+    assert out[1]["error"]["code"] == strata.METHOD_NOT_FOUND
 
 
 def test_client_batch_and_notify(daemon):
@@ -176,11 +187,29 @@ def test_state_gating_in_world(seed):
         assert "threads" in w.rpc("thread_get_stats")
 
 
+def test_large_request_and_response(ep):
+    # A 1 MiB method name: the request is large and so is the error that quotes it.
+    name = "m" * (1 << 20)
+    with pytest.raises(RpcError) as ei:
+        ep.call(name)
+    assert ei.value.code == strata.METHOD_NOT_FOUND
+    assert len(ei.value.message) >= 1 << 20
+    # A large params object is rejected naming its one unknown member.
+    with pytest.raises(RpcError) as ei:
+        ep.call_raw("log_get_level", {"blob": "x" * (1 << 20)})
+    assert ei.value.code == strata.INVALID_PARAMS and "'blob'" in ei.value.message
+
+
 def test_client_disconnect_mid_request_and_many_clients(daemon):
     # Half a request, then hang up: the daemon must carry on serving others.
     s = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
     s.connect(daemon.socket)
     s.sendall(b'{"jsonrpc":"2.0","method":"rpc_get_meth')
+    s.close()
+    # A whole request, then hang up before the response is read.
+    s = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
+    s.connect(daemon.socket)
+    s.sendall(b'{"jsonrpc":"2.0","method":"thread_get_stats","id":1}' * 50)
     s.close()
     clients = [daemon.new_client() for _ in range(16)]
     try:

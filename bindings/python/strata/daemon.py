@@ -52,13 +52,14 @@ class Daemon:
             to 107 bytes, so avoid deep temporary directories).
     cpumask: core mask string such as "0x1" (passed as -m).
     wait_for_rpc: start with --wait-for-rpc (subsystems wait for framework_start_init).
+    log_flags: components whose debug logs to enable (each passed as -L NAME).
     args: extra command-line arguments.
     expect_exit: exit code expected after SIGTERM (None: do not check).
     """
 
     def __init__(self, config=None, socket=None, cpumask=None, wait_for_rpc=False, args=(),
                  binary=None, start_timeout=20.0, stop_timeout=20.0, expect_exit=0,
-                 rpc_timeout=30.0, env=None):
+                 rpc_timeout=30.0, env=None, log_flags=()):
         self.binary = find_strata_tgt(binary)
         self._tmpdir = tempfile.mkdtemp(prefix="strata-", dir="/tmp")
         self.socket = socket or os.path.join(self._tmpdir, "rpc.sock")
@@ -72,6 +73,7 @@ class Daemon:
         self.cpumask = cpumask
         self.wait_for_rpc = wait_for_rpc
         self.extra_args = list(args)
+        self.log_flags = list(log_flags)
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.expect_exit = expect_exit
@@ -94,6 +96,8 @@ class Daemon:
             a += ["--json", self.config_path]
         if self.wait_for_rpc:
             a.append("--wait-for-rpc")
+        for f in self.log_flags:
+            a += ["-L", f]
         return a + self.extra_args
 
     def start(self, wait=True):
@@ -179,6 +183,7 @@ class Daemon:
             self._collect(self.proc.returncode)
 
     def _collect(self, rc):
+        first = self.returncode is None
         self.returncode = rc
         for name in ("_out", "_err"):
             f = getattr(self, name, None)
@@ -187,6 +192,10 @@ class Daemon:
                 f.seek(0)
                 setattr(self, "stdout" if name == "_out" else "stderr", f.read())
                 f.close()
+        if first:
+            # Output is in memory now; the private directory (socket, logs, written config)
+            # goes. A socket path given by the caller lives elsewhere and is left alone.
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
 
     def output(self):
         return "--- strata-tgt stdout ---\n%s--- strata-tgt stderr ---\n%s" % (
