@@ -423,6 +423,11 @@ Result<Json> App::parse_config_text(std::string_view text) {
         return Error(Errc::invalid_argument,
                      fmt::format("config: JSON syntax error at line {}, column {}: {}", line, col,
                                  why));
+    } catch (const Json::exception& e) {
+        // e.g. out_of_range 406: a number too large for a double.
+        std::string why = e.what();
+        if (auto p = why.find("] "); p != std::string::npos) why = why.substr(p + 2);
+        return Error(Errc::invalid_argument, fmt::format("config: invalid JSON: {}", why));
     }
 }
 

@@ -310,6 +310,11 @@ TEST(AppConfigText, SyntaxErrorsCarryLineAndColumn) {
     EXPECT_NE(r.error().message().find("config: JSON syntax error at line 3, column 6"),
               std::string::npos)
         << r.error().message();
+    auto big = App::parse_config_text("{\"subsystems\": 1e99999}");
+    ASSERT_FALSE(big.ok());  // nlohmann reports this one as out_of_range, not parse_error
+    EXPECT_NE(big.error().message().find("config: invalid JSON: number overflow"),
+              std::string::npos)
+        << big.error().message();
     auto f = App::read_config_file("/nonexistent/strata.json");
     ASSERT_FALSE(f.ok());
     EXPECT_EQ(f.error().message(),
