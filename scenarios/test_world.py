@@ -152,3 +152,42 @@ def test_logs_reach_python_logging(seed, caplog):
     r = recs[-1]
     assert r.levelno == logging.INFO and r.strata_thread == "app_thread"
     assert isinstance(r.strata_time_ns, int)
+
+
+def test_two_worlds_in_two_threads_with_logging(seed, caplog):
+    # Separate Worlds may run in separate Python threads at once, logging into Python's
+    # logging (the log sink takes the GIL while the logger's lock is held: no deadlock).
+    import logging
+
+    import _strata
+    results, errors = {}, []
+
+    def drive(k):
+        try:
+            for i in range(5):
+                with strata.World(seed=seed + k, reactors=2) as w:
+                    w.create_thread("t")
+                    w.post_marks(["t"], 10)
+                    w.run_until_idle()
+                    results.setdefault(k, []).append((w.rpc("thread_get_stats"),
+                                                      len(w.take_marks()), w.trace_hash()))
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+
+    with strata.World(seed=seed) as w0:
+        before = w0.rpc("log_get_level")
+    try:
+        with caplog.at_level(logging.DEBUG, logger="strata"):
+            _strata.log_set_level("DEBUG")
+            ts = [threading.Thread(target=drive, args=(k,)) for k in range(2)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(120)
+            assert not any(t.is_alive() for t in ts), "a World thread hung"
+    finally:
+        _strata.log_set_level(before)
+    assert not errors, errors
+    for k in range(2):
+        assert len(results[k]) == 5 and len(set(map(repr, results[k]))) == 1
+    assert any(r.name == "strata.app" for r in caplog.records)

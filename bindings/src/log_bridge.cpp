@@ -13,19 +13,20 @@ namespace {
 pyb::object* g_callback = nullptr;
 }  // namespace
 
+// The logger calls the sink with its own mutex held, and the sink takes the GIL; so whoever
+// swaps the sink must not hold the GIL while the logger's mutex may be contended.
 void set_log_callback(pyb::object callback) {
-    if (callback.is_none()) {
-        log_set_sink({});
-        if (g_callback != nullptr) {
-            delete g_callback;
-            g_callback = nullptr;
-        }
-        return;
+    if (!callback.is_none() && !PyCallable_Check(callback.ptr()))
+        throw pyb::type_error("log callback must be callable");
+    {
+        pyb::gil_scoped_release nogil;
+        log_set_sink({});  // from here on no record uses the old callback
     }
-    if (!PyCallable_Check(callback.ptr())) throw pyb::type_error("log callback must be callable");
-    log_set_sink({});  // no record may use the old callback while it is swapped
     delete g_callback;
+    g_callback = nullptr;
+    if (callback.is_none()) return;
     g_callback = new pyb::object(std::move(callback));
+    pyb::gil_scoped_release nogil;
     log_set_sink([](const LogRecord& r) {
         if (!Py_IsInitialized() || g_callback == nullptr) return;
         pyb::gil_scoped_acquire gil;

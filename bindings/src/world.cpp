@@ -38,13 +38,13 @@ World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object co
         else
             opts.config = from_python(config);
     }
-    sched_ = std::make_unique<runtime::SimScheduler>(seed, reactors);
-    app_ = std::make_unique<rpc::App>(*sched_, std::move(opts));
-    rpc::register_all_modules(*app_);
-
     std::optional<Result<void>> started;
     {
+        // Everything that may log runs without the GIL (the log sink takes it; see log_bridge).
         pyb::gil_scoped_release nogil;
+        sched_ = std::make_unique<runtime::SimScheduler>(seed, reactors);
+        app_ = std::make_unique<rpc::App>(*sched_, std::move(opts));
+        rpc::register_all_modules(*app_);
         app_->start([&started](Result<void> r) { started = std::move(r); });
         sched_->run_until([&started] { return started.has_value(); },
                           sched_->now_ns() + 600'000'000'000ull);
@@ -58,14 +58,20 @@ World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object co
 }
 
 World::~World() {
+    pyb::gil_scoped_release nogil;
     try {
         if (app_) {
-            pyb::gil_scoped_release nogil;
             app_->request_stop();
             sched_->run_until([this] { return app_->stopped(); },
                               sched_->now_ns() + 600'000'000'000ull);
-            app_.reset();
+            if (app_->stopped()) {
+                app_.reset();
+            } else {
+                (void)app_.release();  // see close()
+                (void)sched_.release();
+            }
         }
+        sched_.reset();
     } catch (...) {
     }
 }
@@ -139,6 +145,7 @@ bool World::run_until(pyb::object pred, std::optional<uint64_t> timeout_ns,
         auto check = [&]() -> bool {
             pyb::gil_scoped_acquire gil;
             try {
+                if (PyErr_CheckSignals() != 0) throw pyb::error_already_set();  // Ctrl-C
                 return pyb::bool_(pred()).cast<bool>();
             } catch (pyb::error_already_set& e) {
                 py_error.emplace(std::move(e));
@@ -214,6 +221,7 @@ uint32_t World::create_thread(const std::string& name, int reactor) {
     if (reactor >= static_cast<int>(sched_->reactor_count()))
         throw pyb::value_error("reactor " + std::to_string(reactor) + " out of range (world has " +
                                std::to_string(sched_->reactor_count()) + ")");
+    pyb::gil_scoped_release nogil;
     return sched_->create_thread(name, reactor < 0 ? -1 : reactor)->id();
 }
 
@@ -226,16 +234,22 @@ void World::post_marks(const std::vector<std::string>& threads, uint32_t count) 
         if (t == nullptr) throw pyb::value_error("no thread named '" + n + "'");
         ts.push_back(t);
     }
-    for (uint32_t i = 0; i < count; i++) {
-        for (auto* t : ts) {
-            Status s = t->post([this, t, i] {
-                marks_.push_back({t->name(), i, sched_->now_ns()});
-            });
-            if (!s.ok())
-                throw std::runtime_error("posting to thread '" + t->name() +
-                                         "' failed: " + s.to_string());
+    std::string failed;
+    {
+        pyb::gil_scoped_release nogil;
+        for (uint32_t i = 0; i < count && failed.empty(); i++) {
+            for (auto* t : ts) {
+                Status s = t->post([this, t, i] {
+                    marks_.push_back({t->name(), i, sched_->now_ns()});
+                });
+                if (!s.ok()) {
+                    failed = "posting to thread '" + t->name() + "' failed: " + s.to_string();
+                    break;
+                }
+            }
         }
     }
+    if (!failed.empty()) throw std::runtime_error(failed);
 }
 
 pyb::list World::take_marks() {
