@@ -184,8 +184,10 @@ void Server::handle_value(const std::shared_ptr<Conn>& c, std::string text) {
 bool Server::service(const std::shared_ptr<Conn>& c) {
     if (c->dead) return false;
     bool busy = false;
-    // Read what is there.
-    if (!c->closing) {
+    // Read what is there; a client that does not read its replies is not read either
+    // (back-pressure instead of an unbounded output queue).
+    constexpr size_t kMaxQueuedReplyBytes = 64u << 20;
+    if (!c->closing && c->out.size() - c->out_off < kMaxQueuedReplyBytes) {
         char buf[65536];
         for (int i = 0; i < 64; i++) {
             ssize_t n = ::recv(c->fd, buf, sizeof(buf), 0);
