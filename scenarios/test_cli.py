@@ -67,3 +67,11 @@ def test_invalid_state_exit_code(strata_tgt):
     p = cli(d, "thread_get_stats")
     assert p.returncode == 1 and "error -1:" in p.stderr
     assert cli(d, "framework_start_init").returncode == 0
+
+
+def test_method_help(daemon):
+    p = cli(daemon, "save_config", "--help")
+    assert p.returncode == 0 and "serves save_config (callable now)" in p.stdout
+    assert "docs/user/rpc.md" in p.stdout
+    p = cli(daemon, "no_such_method", "--help")
+    assert p.returncode == 4 and "does not serve no_such_method" in p.stdout

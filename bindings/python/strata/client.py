@@ -216,6 +216,11 @@ class Client:
         if not s:
             self._buf = ""
             return _NOTHING
+        # Responses are objects or arrays: until the buffer ends like one, it cannot hold a
+        # whole value, so skip the (whole-buffer) decode attempt. Keeps large responses linear.
+        if s[0] in "{[" and s.rstrip()[-1:] not in ("}", "]"):
+            self._buf = s
+            return _NOTHING
         try:
             obj, end = self._decoder.raw_decode(s)
         except json.JSONDecodeError as e:
