@@ -21,7 +21,7 @@ struct RealScheduler::Reactor {
     std::vector<Thread*> incoming;
     std::atomic<bool> has_incoming{false};
     std::vector<Thread*> threads;
-    std::atomic<uint64_t> busy_passes{0};  // bumped only while draining for stop()
+    std::atomic<uint64_t> messages_run{0};  // published only while draining for stop()
     std::atomic<bool> released{false};
 };
 
@@ -75,6 +75,7 @@ void RealScheduler::reactor_main(Reactor& r) {
         int phase = phase_.load(std::memory_order_acquire);
         if (phase >= 2) break;
         bool busy = false;
+        uint64_t messages = 0;
         for (Thread* t : r.threads) {
             if (t->exited()) continue;
             uint64_t t0 = clock_.now_ns();
@@ -82,10 +83,11 @@ void RealScheduler::reactor_main(Reactor& r) {
             uint64_t dt = clock_.now_ns() - t0;
             (b ? t->stats_.busy_ns : t->stats_.idle_ns) += dt;
             busy |= b;
+            messages += t->stats_.messages;
         }
+        if (phase == 1) r.messages_run.store(messages, std::memory_order_release);
         if (busy) {
             idle_run = 0;
-            if (phase == 1) r.busy_passes.fetch_add(1, std::memory_order_release);
         } else if (options_.yield_when_idle && ++idle_run >= 1024) {
             idle_run = 0;
             sched_yield();  // only when idle: lets reactors share cores on small hosts
@@ -110,10 +112,11 @@ void RealScheduler::stop() {
     if (!running_.load()) return;
     phase_.store(1, std::memory_order_release);
     // Drain: messages may beget messages on any reactor. Quiet means no ring holds a message
-    // and no reactor did work over a window. Pollers that stay busy forever bound it.
+    // and no reactor ran one over a window (pollers may keep working: a periodic poller does
+    // not hold up the stop). A message storm that never ends is bounded by the deadline.
     auto busy_total = [this] {
         uint64_t n = 0;
-        for (auto& r : reactors_) n += r->busy_passes.load(std::memory_order_acquire);
+        for (auto& r : reactors_) n += r->messages_run.load(std::memory_order_acquire);
         return n;
     };
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);

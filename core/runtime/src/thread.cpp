@@ -130,8 +130,10 @@ Poller* Thread::next_due_timer(uint64_t now) noexcept {
             delete top;
             continue;
         }
-        // Re-arm before running so the poller may unregister itself from the callback.
-        top->next_run_ns = std::max(top->next_run_ns + top->period_ns, now);
+        // Re-arm before running so the poller may unregister itself from the callback. A
+        // poller that fell behind runs once, not once per missed period, and never twice in
+        // one pass (next_run > now), so a slow timer cannot starve the Thread.
+        top->next_run_ns = std::max(top->next_run_ns + top->period_ns, now + 1);
         timed_.push_back(top);
         std::push_heap(timed_.begin(), timed_.end(), TimerLater{});
         if (top->state == Poller::State::paused) continue;
