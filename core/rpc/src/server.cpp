@@ -222,9 +222,10 @@ bool Server::service(const std::shared_ptr<Conn>& c) {
                 break;
             }
             if (c->framer.pending_bytes() > max_request_bytes_) {
+                // SPDK reports an over-long request as a parse error (-32700).
                 queue_reply(c, Registry::make_error(
-                                   nullptr, error_code::invalid_request,
-                                   fmt::format("Invalid request: request larger than the "
+                                   nullptr, error_code::parse_error,
+                                   fmt::format("Parse error: request larger than the "
                                                "{} byte limit",
                                                max_request_bytes_))
                                    .dump());

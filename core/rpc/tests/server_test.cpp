@@ -219,7 +219,7 @@ TEST_F(ServerTest, RequestLargerThanLimitGetsClearError) {
            std::string(10000, 'a'));
     auto r = c.recv(1);
     ASSERT_EQ(r.size(), 1u);
-    EXPECT_EQ(r[0]["error"]["code"], -32600);
+    EXPECT_EQ(r[0]["error"]["code"], -32700);
     EXPECT_NE(r[0]["error"]["message"].get<std::string>().find("4096 byte limit"),
               std::string::npos);
     EXPECT_TRUE(c.eof());
