@@ -114,3 +114,10 @@ def test_daemon_helper_reports_early_exit(tmp_path):
     d = Daemon(config=str(path), start_timeout=10)
     with pytest.raises(DaemonError, match="exited with"):
         d.start()
+
+
+def test_cpumask_sets_the_reactors(strata_tgt):
+    d = strata_tgt(cpumask="0x3")
+    r = d.client.call("framework_get_reactors")
+    assert [x["lcore"] for x in r["reactors"]] == [0, 1]
+    assert r["simulated"] is False
