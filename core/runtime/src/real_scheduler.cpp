@@ -100,11 +100,12 @@ void RealScheduler::reactor_main(Reactor& r) {
 }
 
 bool RealScheduler::all_quiet() const {
-    for (auto& r : reactors_) {
+    // Reads only what other OS threads may read: the incoming flag and each ring's atomic
+    // indices. A reactor's own Thread list is private to it.
+    for (auto& r : reactors_)
         if (r->has_incoming.load()) return false;
-        for (Thread* t : r->threads)
-            if (t->pending_messages() != 0) return false;
-    }
+    for (Thread* t : threads())
+        if (!t->exited() && t->pending_messages() != 0) return false;
     return true;
 }
 
