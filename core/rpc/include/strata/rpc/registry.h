@@ -98,6 +98,7 @@ private:
 // Handler: runs on the app Thread with params already validated against the schema (an
 // object, possibly empty; defaults are NOT filled in, read them with param_or()). It replies
 // through the Responder now or later (e.g. from another Thread's completion message).
+// `params` is valid only during the call: copy what a later reply needs.
 using Handler = std::function<void(const Json& params, Responder responder)>;
 
 struct MethodSpec {
