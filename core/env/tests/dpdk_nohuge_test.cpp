@@ -140,6 +140,29 @@ TEST(DpdkNoHuge, MemoryOutsideDpdkIsNotTranslatedButCanBeRegistered) {
     EXPECT_EQ(empty.code(), Errc::invalid_argument);
 }
 
+TEST(DpdkNoHugeDeathTest, DoubleFreeIsCaughtInDebugBuilds) {
+#ifdef NDEBUG
+    GTEST_SKIP() << "double-free detection is a debug-build check (NDEBUG is defined)";
+#else
+    GTEST_FLAG_SET(death_test_style, "threadsafe");  // the child re-runs EAL init itself
+    EXPECT_DEATH(
+        {
+            up();
+            auto b = dma_alloc(4096, 4096, false);
+            dma_free(b->addr);
+            dma_free(b->addr);
+        },
+        "double free");
+    EXPECT_DEATH(
+        {
+            up();
+            static char not_dma[64];
+            dma_free(not_dma);
+        },
+        "not a buffer from dma_alloc");
+#endif
+}
+
 TEST(DpdkNoHuge, PciIsUnavailableWithNoPci) {
     up();
     auto list = pci_list(true);

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <unordered_set>
 
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -17,6 +18,7 @@
 
 #include <fmt/format.h>
 
+#include <strata/base/assert.h>
 #include <strata/base/log.h>
 
 #include "dpdk_pci.h"
@@ -92,6 +94,33 @@ Result<DmaBuffer> memzone_alloc(size_t size, size_t align, bool zero, int socket
     return DmaBuffer{z->addr, z->iova, size};
 }
 
+#ifndef NDEBUG
+// Debug builds: every live buffer, so a double free or a free of a foreign pointer is caught at
+// the call instead of being a log line from DPDK's heap (rte_free cannot report it).
+struct LiveBuffers {
+    std::mutex mu;
+    std::unordered_set<uintptr_t> live;
+};
+LiveBuffers& live_buffers() {
+    static LiveBuffers l;
+    return l;
+}
+void track_alloc(const void* p) {
+    LiveBuffers& l = live_buffers();
+    std::lock_guard lock(l.mu);
+    l.live.insert(reinterpret_cast<uintptr_t>(p));
+}
+void track_free(const void* p) {
+    LiveBuffers& l = live_buffers();
+    std::lock_guard lock(l.mu);
+    STRATA_ASSERT_MSG(l.live.erase(reinterpret_cast<uintptr_t>(p)) == 1,
+                      "dpdk dma_free(%p): double free, or not a buffer from dma_alloc", p);
+}
+#else
+void track_alloc(const void*) {}
+void track_free(const void*) {}
+#endif
+
 // Boundary pages of user registrations that are shared with a neighbour: mapped into the vfio
 // container while any registration touching them exists.
 struct UserMaps {
@@ -126,8 +155,10 @@ VfioPagePlan plan_vfio_pages(uintptr_t va, size_t len, uintptr_t page) noexcept 
     return p;
 }
 
-Result<DmaBuffer> dma_alloc(size_t size, size_t align, bool zero, int socket,
-                            bool contiguous) noexcept {
+namespace {
+
+Result<DmaBuffer> dma_alloc_untracked(size_t size, size_t align, bool zero, int socket,
+                                      bool contiguous) noexcept {
     if (size == 0) return Error(Errc::invalid_argument, "dpdk: DMA buffer of size 0");
     if (align > 1 && (align & (align - 1)) != 0) {
         return Error(Errc::invalid_argument,
@@ -173,8 +204,18 @@ Result<DmaBuffer> dma_alloc(size_t size, size_t align, bool zero, int socket,
     return mz;
 }
 
+}  // namespace
+
+Result<DmaBuffer> dma_alloc(size_t size, size_t align, bool zero, int socket,
+                            bool contiguous) noexcept {
+    auto b = dma_alloc_untracked(size, align, zero, socket, contiguous);
+    if (b.ok()) track_alloc(b->addr);
+    return b;
+}
+
 void dma_free(void* addr) noexcept {
     if (addr == nullptr) return;
+    track_free(addr);
     Memzones& mz = memzones();
     if (mz.count.load(std::memory_order_acquire) != 0) {
         std::lock_guard lock(mz.mu);
