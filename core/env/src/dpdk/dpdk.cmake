@@ -58,7 +58,7 @@ function(strata_env_add_dpdk)
     target_compile_definitions(strata_env_dpdk PRIVATE ALLOW_EXPERIMENTAL_API)
     target_include_directories(strata_env_dpdk SYSTEM PRIVATE ${DPDK_INCLUDE_DIRS})
     # Consumers include "dpdk/eal.h" etc.: private to core/env (adapter and tests).
-    target_include_directories(strata_env_dpdk PUBLIC ${_dir}/..)
+    target_include_directories(strata_env_dpdk PUBLIC ${_dir}/.. ${_dir}/../../include)
     # The PCI bus registers itself from a constructor: keep the whole archive.
     target_link_libraries(strata_env_dpdk
       PUBLIC strata_base strata_runtime

@@ -20,40 +20,15 @@
 #include <vector>
 
 #include <strata/base/status.h>
+#include <strata/env/env.h>
 
 namespace strata::env::dpdk {
 
-enum class IovaMode { automatic, va, pa };
+// The options are the env's DpdkOptions (strata/env/env.h): one definition.
+using IovaMode = strata::env::IovaMode;
+using EalOptions = strata::env::DpdkOptions;
 
 const char* iova_mode_name(IovaMode mode) noexcept;  // "auto", "va", "pa"
-
-struct EalOptions {
-    // CPU cores Strata runs on; EAL's main lcore goes on the first one. Empty: core 0.
-    std::vector<uint32_t> cores;
-    // -m: memory to reserve up front in MiB; 0 leaves it to DPDK (dynamic hugepage allocation;
-    // with no_huge DPDK's default of 64 MiB applies).
-    uint64_t memory_mb = 0;
-    // --no-huge: memory from anonymous pages (hosts without hugepages). Forces IOVA mode VA, so
-    // it only suits devices behind an IOMMU (or tests without devices).
-    bool no_huge = false;
-    // --no-pci: do not scan the PCI bus (memory-only use, tests).
-    bool no_pci = false;
-    IovaMode iova_mode = IovaMode::automatic;
-    // -a: PCI functions ("0000:01:00.0" or "01:00.0") EAL may touch; empty: every function
-    // bound to vfio-pci (Strata still attaches only the functions it claims).
-    std::vector<std::string> allowed_pci;
-    // --huge-dir: hugetlbfs mount to use; empty: DPDK finds one.
-    std::string huge_dir;
-    // --file-prefix: runtime-directory name; empty: "strata_<pid>" so processes never collide.
-    std::string file_prefix;
-    // --log-level for DPDK's own messages: error, warning, notice, info, debug. Empty: follow the
-    // level of Strata's "dpdk" log component.
-    std::string log_level;
-    // Appended verbatim (escape hatch, e.g. {"--vfio-intr=msix"}).
-    std::vector<std::string> extra_args;
-
-    friend bool operator==(const EalOptions&, const EalOptions&) = default;
-};
 
 // What EAL ended up with.
 struct EalInfo {
