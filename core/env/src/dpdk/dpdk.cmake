@@ -92,6 +92,10 @@ function(strata_env_add_dpdk_tests)
     strata_add_test(NAME dpdk_${_t}_test SOURCES ${_tests}/dpdk_${_t}_test.cpp
                     DEPS strata_env_dpdk strata_runtime_testing)
   endforeach()
+  # The env's public API on the dpdk backend, once the adapter is compiled into strata_env.
+  if(TARGET strata_env AND EXISTS ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/dpdk_backend.cpp)
+    strata_add_test(NAME dpdk_env_test SOURCES ${_tests}/dpdk_env_test.cpp DEPS strata_env)
+  endif()
 endfunction()
 
 # strata_env_add_dpdk_bench(): strata-env-dpdk-bench (core/env/tests/dpdk_bench.cpp), figures for
