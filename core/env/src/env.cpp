@@ -1,0 +1,103 @@
+// Backend table and selection.
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include <strata/base/log.h>
+#include <strata/env/env.h>
+#include <strata/env/internal/iova_map.h>
+
+#include "env_internal.h"
+
+namespace strata::env {
+
+STRATA_LOG_COMPONENT(env);
+
+namespace internal {
+
+namespace {
+constexpr BackendEntry kBackends[] = {
+    {"sim", &make_sim_backend},
+#ifdef STRATA_ENV_HAVE_DPDK
+    {"dpdk", &make_dpdk_backend},
+#endif
+};
+}  // namespace
+
+std::span<const BackendEntry> backend_table() noexcept { return kBackends; }
+
+}  // namespace internal
+
+namespace {
+std::mutex g_mu;
+std::unique_ptr<internal::Backend> g_backend;  // under g_mu for changes
+std::atomic<internal::Backend*> g_running{nullptr};
+}  // namespace
+
+Result<void> init(const EnvOptions& options) {
+    std::lock_guard lock(g_mu);
+    if (g_backend) {
+        if (options.backend == g_backend->name() && g_backend->same_options(options)) return {};
+        return Error(Errc::already_exists,
+                     fmt::format("env already initialised with backend '{}'{}", g_backend->name(),
+                                 options.backend == g_backend->name() ? " and other options"
+                                                                      : ""));
+    }
+    const internal::BackendEntry* entry = nullptr;
+    std::string known;
+    for (const auto& e : internal::backend_table()) {
+        if (options.backend == e.name) entry = &e;
+        known += known.empty() ? "" : ", ";
+        known += e.name;
+    }
+    if (!entry) {
+        return Error(Errc::invalid_argument,
+                     fmt::format("unknown env backend '{}' (built with: {}{})", options.backend,
+                                 known,
+                                 options.backend == "dpdk"
+                                     ? "; rebuild with libdpdk-dev and STRATA_WITH_DPDK=ON"
+                                     : ""));
+    }
+    auto backend = entry->create();
+    STRATA_TRY(backend->start(options));
+    STRATA_INFOLOG(log_env, "env backend '{}' started", backend->name());
+    g_backend = std::move(backend);
+    g_running.store(g_backend.get(), std::memory_order_release);
+    return {};
+}
+
+void fini() {
+    std::lock_guard lock(g_mu);
+    if (!g_backend) return;
+    size_t left = internal::iova_map().size();
+    STRATA_ASSERT_MSG(left == 0, "env::fini with %zu DMA regions still allocated/registered", left);
+    g_backend->stop();
+    g_running.store(nullptr, std::memory_order_release);
+    g_backend.reset();
+}
+
+bool initialized() noexcept { return g_running.load(std::memory_order_acquire) != nullptr; }
+
+std::string_view backend_name() noexcept {
+    internal::Backend* b = g_running.load(std::memory_order_acquire);
+    return b ? std::string_view(b->name()) : std::string_view();
+}
+
+std::vector<std::string> backend_names() {
+    std::vector<std::string> names;
+    for (const auto& e : internal::backend_table()) names.emplace_back(e.name);
+    return names;
+}
+
+namespace detail {
+internal::Backend& backend() {
+    internal::Backend* b = g_running.load(std::memory_order_acquire);
+    if (STRATA_LIKELY(b != nullptr)) return *b;
+    auto r = init(EnvOptions{});
+    STRATA_ASSERT_MSG(r.ok(), "starting the default env backend failed: %s",
+                      r.error().message().c_str());
+    return *g_running.load(std::memory_order_acquire);
+}
+}  // namespace detail
+
+}  // namespace strata::env

@@ -1,0 +1,189 @@
+// DMA memory: allocation and registration through the backend, recorded in the IOVA map.
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include <strata/base/assert.h>
+#include <strata/env/internal/iova_map.h>
+#include <strata/env/memory.h>
+#include <strata/runtime/thread.h>
+
+#include "env_internal.h"
+
+namespace strata::env {
+
+using internal::iova_map;
+using internal::Region;
+using internal::RegionKind;
+
+namespace {
+// Serialises alloc/free/register/unregister against each other (the map has its own mutex;
+// this keeps a backend call and its map update together).
+std::mutex g_mem_mu;
+}  // namespace
+
+Result<void*> dma_alloc(size_t size_bytes, size_t align, bool zeroed) {
+    if (align == 0) align = 64;
+    if (size_bytes == 0) return Error(Errc::invalid_argument, "dma_alloc: size 0");
+    if ((align & (align - 1)) != 0)
+        return Error(Errc::invalid_argument,
+                     fmt::format("dma_alloc: alignment {} is not a power of two", align));
+    internal::Backend& be = detail::backend();
+    std::lock_guard lock(g_mem_mu);
+    auto a = be.dma_alloc(size_bytes, align, zeroed);
+    if (!a.ok()) return a.error();
+    Region r{reinterpret_cast<uintptr_t>(a->vaddr), a->iova, size_bytes, RegionKind::allocation,
+             a->cookie};
+    auto ins = iova_map().insert(r);
+    if (!ins.ok()) {
+        be.dma_free(a->vaddr, size_bytes, a->cookie);
+        return Error(Errc::internal, "dma_alloc: backend returned overlapping memory: " +
+                                         ins.error().message());
+    }
+    return a->vaddr;
+}
+
+void dma_free(void* ptr) noexcept {
+    if (!ptr) return;
+    internal::Backend& be = detail::backend();
+    std::lock_guard lock(g_mem_mu);
+    Region r;
+    bool found = iova_map().find_vaddr(reinterpret_cast<uintptr_t>(ptr), &r);
+    STRATA_ASSERT_MSG(found && r.vaddr == reinterpret_cast<uintptr_t>(ptr) &&
+                          r.kind == RegionKind::allocation,
+                      "dma_free(%p): not a live dma_alloc buffer (double free, interior pointer "
+                      "or registered memory)",
+                      ptr);
+    (void)iova_map().erase(r.vaddr);
+    be.dma_free(ptr, r.len, r.backend_cookie);
+}
+
+Result<void> register_memory(void* addr, size_t len) {
+    if (!addr || len == 0)
+        return Error(Errc::invalid_argument, "register_memory: null address or zero length");
+    internal::Backend& be = detail::backend();
+    std::lock_guard lock(g_mem_mu);
+    uintptr_t va = reinterpret_cast<uintptr_t>(addr);
+    for (const Region& r : iova_map().regions()) {
+        if (va < r.vaddr + r.len && r.vaddr < va + len)
+            return Error(Errc::already_exists,
+                         fmt::format("register_memory {}+{:#x}: overlaps DMA region {:#x}+{:#x}",
+                                     addr, len, r.vaddr, r.len));
+    }
+    auto pieces = be.register_memory(addr, len);
+    if (!pieces.ok()) return pieces.error();
+    std::vector<uintptr_t> inserted;
+    for (const auto& p : *pieces) {
+        auto ins = iova_map().insert(
+            Region{p.vaddr, p.iova, p.len, RegionKind::registration, reinterpret_cast<uintptr_t>(addr)});
+        if (!ins.ok()) {
+            for (uintptr_t v : inserted) (void)iova_map().erase(v);
+            (void)be.unregister_memory(addr, len);
+            return ins.error();
+        }
+        inserted.push_back(p.vaddr);
+    }
+    return {};
+}
+
+Result<void> unregister_memory(void* addr, size_t len) {
+    internal::Backend& be = detail::backend();
+    std::lock_guard lock(g_mem_mu);
+    uintptr_t va = reinterpret_cast<uintptr_t>(addr);
+    // The pieces of one registration carry its start address as cookie and tile [va, va+len).
+    std::vector<Region> pieces;
+    size_t total = 0;
+    for (const Region& r : iova_map().regions()) {
+        if (r.kind == RegionKind::registration && r.backend_cookie == va) {
+            pieces.push_back(r);
+            total += r.len;
+        }
+    }
+    if (pieces.empty() || total != len)
+        return Error(Errc::not_found,
+                     fmt::format("unregister_memory {}+{:#x}: no such registration", addr, len));
+    STRATA_TRY(be.unregister_memory(addr, len));
+    for (const Region& r : pieces) (void)iova_map().erase(r.vaddr);
+    return {};
+}
+
+uint64_t iova_of(const void* ptr) noexcept {
+    return iova_map().iova_of(reinterpret_cast<uintptr_t>(ptr));
+}
+
+Status translate(const void* addr, size_t len, std::span<IovaSegment> out, size_t* count) noexcept {
+    return iova_map().translate(reinterpret_cast<uintptr_t>(addr), len, out, count, nullptr);
+}
+
+Result<std::vector<IovaSegment>> translate(const void* addr, size_t len) {
+    if (len == 0) return Error(Errc::invalid_argument, "translate: empty range");
+    std::vector<IovaSegment> segs(4);
+    for (;;) {
+        size_t n = 0;
+        uintptr_t fault = 0;
+        Status s = iova_map().translate(reinterpret_cast<uintptr_t>(addr), len, segs, &n, &fault);
+        if (s.ok()) {
+            segs.resize(n);
+            return segs;
+        }
+        if (s.code() == Errc::no_space) {
+            segs.resize(segs.size() * 4);
+            continue;
+        }
+        if (s.code() == Errc::not_found)
+            return Error(Errc::not_found,
+                         fmt::format("translate {}+{:#x}: byte {:#x} (offset {:#x}) is not DMA "
+                                     "memory (neither dma_alloc'ed nor registered)",
+                                     addr, len, fault, fault - reinterpret_cast<uintptr_t>(addr)));
+        return Error(s);
+    }
+}
+
+size_t dma_region_count() noexcept { return iova_map().size(); }
+
+// --- DmaBufferCache ---
+
+DmaBufferCache::DmaBufferCache(size_t buffer_size_bytes, size_t capacity, size_t align,
+                               size_t prefill)
+    : size_(buffer_size_bytes), align_(align), capacity_(capacity),
+      owner_(runtime::current_thread()) {
+    STRATA_ASSERT(buffer_size_bytes > 0 && capacity > 0 && prefill <= capacity);
+    free_.reserve(capacity);
+    for (size_t i = 0; i < prefill; ++i) {
+        auto b = dma_alloc(size_, align_, false);
+        if (!b.ok()) break;
+        free_.push_back(*b);
+    }
+}
+
+DmaBufferCache::~DmaBufferCache() {
+    for (void* b : free_) dma_free(b);
+}
+
+void DmaBufferCache::check_owner() const noexcept {
+    STRATA_ASSERT_MSG(owner_ == nullptr || runtime::current_thread() == owner_,
+                      "DmaBufferCache used from a Thread that does not own it");
+}
+
+void* DmaBufferCache::get() noexcept {
+    check_owner();
+    if (!free_.empty()) {
+        void* b = free_.back();
+        free_.pop_back();
+        return b;
+    }
+    auto b = dma_alloc(size_, align_, false);
+    return b.ok() ? *b : nullptr;
+}
+
+void DmaBufferCache::put(void* buf) noexcept {
+    check_owner();
+    if (!buf) return;
+    if (free_.size() < capacity_) {
+        free_.push_back(buf);
+        return;
+    }
+    dma_free(buf);
+}
+
+}  // namespace strata::env

@@ -1,0 +1,245 @@
+// The memory API, per backend: every test body runs for each backend name in kBackends ("sim"
+// here; the dpdk backend adds its name where EAL can run in the test process).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include <strata/env/env.h>
+#include <strata/env/internal/iova_map.h>
+#include <strata/env/memory.h>
+#include <strata/runtime/sim_fixture.h>
+
+namespace strata::env {
+namespace {
+
+std::vector<std::string> backends_under_test() { return {"sim"}; }
+
+class MemoryTest : public ::testing::TestWithParam<std::string> {
+protected:
+    void SetUp() override {
+        EnvOptions o;
+        o.backend = GetParam();
+        auto r = init(o);
+        ASSERT_TRUE(r.ok()) << r.error().message();
+        regions_before_ = dma_region_count();
+    }
+    void TearDown() override {
+        EXPECT_EQ(dma_region_count(), regions_before_) << "DMA regions leaked";
+        if (GetParam() == "sim") fini();  // EAL cannot start twice: dpdk stays up
+    }
+    bool sim() const { return GetParam() == "sim"; }
+    size_t regions_before_ = 0;
+};
+
+TEST_P(MemoryTest, AllocIsAlignedAndHasIova) {
+    for (size_t align : {size_t{1}, size_t{64}, size_t{512}, size_t{4096}, size_t{65536},
+                         size_t{2} << 20}) {
+        auto b = dma_alloc(1000, align);
+        ASSERT_TRUE(b.ok()) << b.error().message();
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(*b) % align, 0u) << "align " << align;
+        uint64_t iova = iova_of(*b);
+        ASSERT_NE(iova, kInvalidIova);
+        if (align <= 4096) {
+            EXPECT_EQ(iova % align, 0u) << "IOVA keeps the alignment";
+        }
+        EXPECT_EQ(iova_of(static_cast<char*>(*b) + 999), iova + 999);
+        dma_free(*b);
+    }
+}
+
+TEST_P(MemoryTest, BadArgumentsAreClearErrors) {
+    auto z = dma_alloc(0, 64);
+    EXPECT_EQ(z.code(), Errc::invalid_argument);
+    auto a = dma_alloc(64, 48);
+    ASSERT_EQ(a.code(), Errc::invalid_argument);
+    EXPECT_NE(a.error().message().find("power of two"), std::string::npos);
+    int x = 0;
+    EXPECT_EQ(register_memory(&x, 0).code(), Errc::invalid_argument);
+    EXPECT_EQ(unregister_memory(&x, sizeof x).code(), Errc::not_found);
+    dma_free(nullptr);  // ignored
+}
+
+TEST_P(MemoryTest, ZeroedAllocIsZero) {
+    // Dirty some memory first so a recycled block would show.
+    for (int round = 0; round < 4; ++round) {
+        auto d = dma_alloc(64 * 1024, 4096, false);
+        ASSERT_TRUE(d.ok());
+        std::memset(*d, 0xa5, 64 * 1024);
+        dma_free(*d);
+        auto z = dma_alloc(64 * 1024, 4096, true);
+        ASSERT_TRUE(z.ok());
+        const auto* p = static_cast<const unsigned char*>(*z);
+        size_t nonzero = 0;
+        for (size_t i = 0; i < 64 * 1024; ++i) nonzero += p[i] != 0;
+        EXPECT_EQ(nonzero, 0u);
+        dma_free(*z);
+    }
+}
+
+TEST_P(MemoryTest, TranslateAcrossRegistrations) {
+    constexpr size_t kLen = 3 * 4096;
+    alignas(4096) static unsigned char host[kLen];
+    // Two adjacent registrations: [0, 4096 + 100) and [4096 + 100, kLen).
+    ASSERT_TRUE(register_memory(host, 4096 + 100).ok());
+    ASSERT_TRUE(register_memory(host + 4096 + 100, kLen - 4096 - 100).ok());
+
+    auto segs = translate(host + 50, kLen - 100);
+    ASSERT_TRUE(segs.ok()) << segs.error().message();
+    size_t total = 0;
+    const unsigned char* v = host + 50;
+    for (const auto& s : *segs) {
+        EXPECT_EQ(s.iova, iova_of(v)) << "segment starts where the pointer maps";
+        total += s.len;
+        v += s.len;
+    }
+    EXPECT_EQ(total, kLen - 100);
+    if (sim()) {
+        ASSERT_EQ(segs->size(), 2u) << "sim IOVA ranges of two registrations are never adjacent";
+        EXPECT_EQ((*segs)[0].len, 4096u + 100 - 50);
+    }
+    // Inside one registration: one segment.
+    auto one = translate(host + 10, 100);
+    ASSERT_TRUE(one.ok());
+    EXPECT_EQ(one->size(), 1u);
+
+    // Data-path form with a too-small array.
+    IovaSegment out[1];
+    size_t n = 0;
+    Status st = translate(host + 50, kLen - 100, out, &n);
+    if (sim()) {
+        EXPECT_EQ(st.code(), Errc::no_space);
+        EXPECT_EQ(n, 1u);
+    }
+    EXPECT_EQ(register_memory(host + 100, 10).code(), Errc::already_exists);
+    ASSERT_TRUE(unregister_memory(host, 4096 + 100).ok());
+    // Now the first part is unmapped: a clear error, never a guess.
+    auto gone = translate(host + 50, kLen - 100);
+    ASSERT_EQ(gone.code(), Errc::not_found);
+    EXPECT_NE(gone.error().message().find("not DMA memory"), std::string::npos);
+    ASSERT_TRUE(unregister_memory(host + 4096 + 100, kLen - 4096 - 100).ok());
+}
+
+TEST_P(MemoryTest, UnregisteredPointerIsNotFound) {
+    int on_stack[16] = {};
+    EXPECT_EQ(iova_of(on_stack), kInvalidIova);
+    auto r = translate(on_stack, sizeof on_stack);
+    ASSERT_EQ(r.code(), Errc::not_found);
+    EXPECT_NE(r.error().message().find("offset 0x0"), std::string::npos) << r.error().message();
+    // A range running past the end of a buffer fails too.
+    auto b = dma_alloc(4096, 4096);
+    ASSERT_TRUE(b.ok());
+    auto past = translate(*b, 4097);
+    ASSERT_EQ(past.code(), Errc::not_found);
+    EXPECT_NE(past.error().message().find("offset 0x1000"), std::string::npos)
+        << past.error().message();
+    dma_free(*b);
+    EXPECT_EQ(iova_of(*b), kInvalidIova) << "freed memory is no longer mapped";
+}
+
+TEST_P(MemoryTest, SimIovaDiffersFromVirtualAddress) {
+    if (!sim()) GTEST_SKIP() << "only the sim backend guarantees IOVA != VA";
+    auto b = dma_alloc(8192, 4096);
+    ASSERT_TRUE(b.ok());
+    uint64_t iova = iova_of(*b);
+    EXPECT_NE(iova, reinterpret_cast<uintptr_t>(*b));
+    EXPECT_GE(iova, 0x10'0000'0000ULL);
+    // The IOVA is not itself a mapped virtual address, and the pointer is no mapped IOVA.
+    internal::Region r;
+    EXPECT_FALSE(internal::iova_map().find_iova(reinterpret_cast<uintptr_t>(*b), &r));
+    ASSERT_TRUE(internal::iova_map().find_iova(iova + 100, &r));
+    EXPECT_EQ(r.vaddr, reinterpret_cast<uintptr_t>(*b));
+    dma_free(*b);
+}
+
+TEST_P(MemoryTest, ManyRegionsLookup) {
+    std::vector<void*> bufs;
+    for (int i = 0; i < 200; ++i) {
+        auto b = dma_alloc(512 + i, 64);
+        ASSERT_TRUE(b.ok());
+        bufs.push_back(*b);
+    }
+    std::vector<uint64_t> iovas;
+    for (void* b : bufs) iovas.push_back(iova_of(b));
+    for (size_t i = 0; i < bufs.size(); ++i) {
+        EXPECT_EQ(iova_of(static_cast<char*>(bufs[i]) + 511), iovas[i] + 511);
+        internal::Region r;
+        ASSERT_TRUE(internal::iova_map().find_iova(iovas[i] + 3, &r));
+        EXPECT_EQ(r.vaddr, reinterpret_cast<uintptr_t>(bufs[i]));
+    }
+    for (size_t i = 0; i < bufs.size(); i += 2) dma_free(bufs[i]);
+    for (size_t i = 1; i < bufs.size(); i += 2) EXPECT_EQ(iova_of(bufs[i]), iovas[i]);
+    for (size_t i = 1; i < bufs.size(); i += 2) dma_free(bufs[i]);
+}
+
+using MemoryDeathTest = MemoryTest;
+
+TEST_P(MemoryDeathTest, DoubleFreeIsDetected) {
+    // Always-on assertion (a programmer error), so this also runs in release builds.
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    auto b = dma_alloc(256, 64);
+    ASSERT_TRUE(b.ok());
+    void* p = *b;
+    dma_free(p);
+    EXPECT_DEATH(dma_free(p), "not a live dma_alloc buffer");
+    int x;
+    EXPECT_DEATH(dma_free(&x), "not a live dma_alloc buffer");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, MemoryTest, ::testing::ValuesIn(backends_under_test()),
+                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Backends, MemoryDeathTest, ::testing::ValuesIn(backends_under_test()),
+                         [](const auto& info) { return info.param; });
+
+// --- the per-Thread buffer cache ---
+
+class DmaCacheTest : public runtime::testing::SimFixture {
+protected:
+    void TearDown() override {
+        SimFixture::TearDown();
+        EXPECT_EQ(dma_region_count(), 0u);
+        fini();
+    }
+};
+
+TEST_F(DmaCacheTest, GetPutStaysOnOwningThread) {
+    start_sim(7, 2);
+    std::unique_ptr<DmaBufferCache> cache;
+    on(threads[0], [&] { cache = std::make_unique<DmaBufferCache>(4096, 4, 4096, 2); });
+    EXPECT_EQ(cache->owner(), threads[0]);
+    EXPECT_EQ(cache->cached(), 2u);
+    std::vector<void*> out;
+    on(threads[0], [&] {
+        for (int i = 0; i < 6; ++i) out.push_back(cache->get());  // 2 cached + 4 allocated
+    });
+    EXPECT_EQ(cache->cached(), 0u);
+    for (void* b : out) {
+        ASSERT_NE(b, nullptr);
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(b) % 4096, 0u);
+        EXPECT_NE(iova_of(b), kInvalidIova);
+    }
+    EXPECT_EQ(dma_region_count(), 6u);
+    on(threads[0], [&] {
+        for (void* b : out) cache->put(b);  // 4 kept, 2 freed
+    });
+    EXPECT_EQ(cache->cached(), 4u);
+    EXPECT_EQ(dma_region_count(), 4u);
+    // Reuse: the next get returns a cached buffer, no new region.
+    void* again = nullptr;
+    on(threads[0], [&] { again = cache->get(); });
+    EXPECT_EQ(dma_region_count(), 4u);
+    on(threads[0], [&] { cache->put(again); });
+    on(threads[0], [&] { cache.reset(); });
+}
+
+TEST_F(DmaCacheTest, UseFromAnotherThreadIsCaught) {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    start_sim(7, 2);
+    std::unique_ptr<DmaBufferCache> cache;
+    on(threads[0], [&] { cache = std::make_unique<DmaBufferCache>(512, 2); });
+    EXPECT_DEATH(on(threads[1], [&] { (void)cache->get(); }), "does not own it");
+    on(threads[0], [&] { cache.reset(); });
+}
+
+}  // namespace
+}  // namespace strata::env
