@@ -298,3 +298,29 @@ TEST_F(ServerTest, StaleSocketReplacedLiveOneRefused) {
 
 }  // namespace
 }  // namespace strata::rpc
+
+namespace strata::rpc {
+namespace {
+
+TEST_F(ServerTest, InProcessCallOnRealScheduler) {
+    start();
+    auto r = app->call_method("log_get_level");
+    EXPECT_EQ(r["result"], "NOTICE");
+    auto raw = app->handle_raw(R"([{"jsonrpc":"2.0","method":"log_get_level","id":1}])");
+    ASSERT_TRUE(raw.has_value());
+    EXPECT_EQ(Json::parse(*raw)[0]["result"], "NOTICE");
+    // A request that never gets its reply times out with an error instead of hanging.
+    r = app->call_method("test_hold", nullptr, 50'000'000);
+    EXPECT_EQ(r["error"]["code"], error_code::internal_error);
+    EXPECT_NE(r["error"]["message"].get<std::string>().find("timed out"), std::string::npos);
+    for (int i = 0; i < 5000 && !holding; i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_TRUE(holding);
+    auto h = held;
+    ASSERT_TRUE(app->thread().post([h] { h->result(true); }).ok());  // late reply dropped
+    EXPECT_EQ(app->call_method("log_get_level")["result"], "NOTICE");
+}
+
+}  // namespace
+}  // namespace strata::rpc
