@@ -28,7 +28,13 @@ stage() {
         STAGE_FAILURES=$((STAGE_FAILURES + 1))
     fi
     STAGE_RESULTS+=("$(printf '%-14s %-4s %5ss' "$name" "$result" "$secs")")
-    return 0
+    return "$rc"
+}
+
+# not_run NAME WHY: records a stage that could not run because an earlier one failed.
+not_run() {
+    echo "[stage] $1: NOT RUN ($2)"
+    STAGE_RESULTS+=("$(printf '%-14s %-4s' "$1" "SKIP") ($2)")
 }
 
 # Stages listed in STRATA_CI_SKIP (space separated) are skipped, for local runs.
