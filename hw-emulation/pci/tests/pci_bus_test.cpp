@@ -1,0 +1,415 @@
+// The emulated PCI bus, reached the way drivers reach it: env::enumerate/claim, Bar, config space.
+// A tiny test device ("copy engine") exercises BAR handlers, the DMA port and DMA faults.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include <strata/env/env.h>
+#include <strata/env/memory.h>
+#include <strata/env/pci.h>
+#include <strata/hwemu/pci/pci_bus.h>
+#include <strata/runtime/sim_fixture.h>
+
+namespace strata::hwemu {
+namespace {
+
+using env::PciAddress;
+
+// Registers of BAR0 (4 KiB).
+constexpr uint64_t kRegId = 0x00;        // RO 0x53540001
+constexpr uint64_t kRegDoorbell = 0x04;  // write: records the value, arms the poller
+constexpr uint64_t kRegSrc = 0x08;       // 64-bit IOVA
+constexpr uint64_t kRegDst = 0x10;       // 64-bit IOVA
+constexpr uint64_t kRegLen = 0x18;
+constexpr uint64_t kRegStatus = 0x1c;    // 0 idle, 1 busy, 2 done, 3 DMA error
+constexpr uint32_t kDeviceId = 0x53540001;
+
+// The doorbell only records and arms the poller; the copy runs from the poller, as hardware.
+class CopyDevice final : public PciModel {
+public:
+    EmulatedFunction* fn = nullptr;
+    runtime::Thread* thread = nullptr;
+    uint32_t doorbells = 0;
+    uint32_t last_doorbell = 0;
+    uint64_t src = 0, dst = 0;
+    uint32_t len = 0;
+    uint32_t status = 0;
+    bool pending = false;
+    bool removal_seen = false;
+    runtime::Poller* poller = nullptr;
+    std::vector<uint8_t> scratch = std::vector<uint8_t>(64 * 1024);
+
+    void start(runtime::Thread* t) {
+        thread = t;
+        poller = t->register_poller(&CopyDevice::poll, this, "copy_device");
+    }
+    void stop() { thread->unregister_poller(poller); }
+
+    uint64_t bar_read(uint32_t, uint64_t off, uint32_t width) override {
+        switch (off) {
+            case kRegId: return kDeviceId;
+            case kRegDoorbell: return last_doorbell;
+            case kRegSrc: return width == 8 ? src : uint32_t(src);
+            case kRegDst: return width == 8 ? dst : uint32_t(dst);
+            case kRegLen: return len;
+            case kRegStatus: return status;
+            default: return 0;
+        }
+    }
+    void bar_write(uint32_t, uint64_t off, uint32_t width, uint64_t v) override {
+        switch (off) {
+            case kRegDoorbell:
+                ++doorbells;
+                last_doorbell = uint32_t(v);
+                if (v == 1 && status != 1) {
+                    status = 1;
+                    pending = true;
+                }
+                break;
+            case kRegSrc: src = v; break;
+            case kRegDst: dst = v; break;
+            case kRegLen: len = uint32_t(v); break;
+            default: break;  // RO or reserved: ignored
+        }
+    }
+    void on_surprise_removal() override { removal_seen = true; }
+
+    static runtime::PollStatus poll(void* ctx) {
+        auto* d = static_cast<CopyDevice*>(ctx);
+        if (!d->pending) return runtime::PollStatus::idle;
+        d->pending = false;
+        size_t n = std::min<size_t>(d->len, d->scratch.size());
+        Status s = d->fn->dma().read(d->src, d->scratch.data(), n);
+        if (s.ok()) s = d->fn->dma().write(d->dst, d->scratch.data(), n);
+        d->status = s.ok() ? 2 : 3;
+        return runtime::PollStatus::busy;
+    }
+};
+
+PciFunctionConfig copy_config() {
+    PciFunctionConfig c;
+    c.vendor_id = 0x1af4;
+    c.device_id = 0x10f0;
+    c.subsystem_vendor_id = 0x1af4;
+    c.subsystem_device_id = 0x0001;
+    c.class_code = 0x088000;  // system peripheral, other
+    c.revision_id = 2;
+    c.interrupt_pin = 1;
+    c.bars[0] = {4096, false, false};
+    c.bars[2] = {1 << 20, true, true};  // 64-bit, prefetchable; BAR3 is its upper half
+    c.capabilities = {{0x11, {0x03, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x18, 0x00, 0x00}},
+                      {0x05, {0x80, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}};
+    c.name = "copy-engine";
+    return c;
+}
+
+class PciBusTest : public runtime::testing::SimFixture {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(env::init().ok());
+        bus = std::make_unique<PciBus>();
+        auto f = bus->add_function(kAddr, copy_config(), &dev);
+        ASSERT_TRUE(f.ok()) << f.error().message();
+        dev.fn = *f;
+        PciFunctionConfig nvme;
+        nvme.vendor_id = 0x1b36;
+        nvme.device_id = 0x0010;
+        nvme.class_code = 0x010802;
+        nvme.bars[0] = {16384, true, false};
+        ASSERT_TRUE(bus->add_function(kNvmeAddr, nvme, &other).ok());
+    }
+    void TearDown() override {
+        fn.reset();
+        if (dev.poller) dev.stop();
+        SimFixture::TearDown();
+        bus.reset();
+        EXPECT_EQ(env::dma_region_count(), 0u);
+        env::fini();
+    }
+    void claim_and_start() {
+        start_sim(11, 2);
+        auto c = env::claim(kAddr);
+        ASSERT_TRUE(c.ok()) << c.error().message();
+        fn = std::move(*c);
+        on(threads[1], [&] { dev.start(threads[1]); });
+        auto b = fn->map_bar(0);
+        ASSERT_TRUE(b.ok());
+        bar0 = *b;
+    }
+    // Programs one copy from the driver Thread and waits for the device to finish.
+    uint32_t run_copy(uint64_t src, uint64_t dst, uint32_t len) {
+        on(threads[0], [&] {
+            bar0.write64(kRegSrc, src);
+            bar0.write64(kRegDst, dst);
+            bar0.write32(kRegLen, len);
+            bar0.write32(kRegDoorbell, 1);
+        });
+        uint32_t st = 0;
+        EXPECT_TRUE(poll_until([&] {
+            st = bar0.read32(kRegStatus);
+            return st >= 2;
+        }));
+        return st;
+    }
+
+    static constexpr PciAddress kAddr{0, 0x01, 0x00, 0};
+    static constexpr PciAddress kNvmeAddr{0, 0x02, 0x00, 0};
+    CopyDevice dev;
+    CopyDevice other;
+    std::unique_ptr<PciBus> bus;
+    std::unique_ptr<env::PciFunction> fn;
+    env::Bar bar0;
+};
+
+TEST_F(PciBusTest, EnumerateAndFilter) {
+    auto all = env::enumerate();
+    ASSERT_TRUE(all.ok());
+    ASSERT_EQ(all->size(), 2u);
+    EXPECT_EQ((*all)[0].address, kAddr);
+    EXPECT_EQ((*all)[0].vendor_id, 0x1af4);
+    EXPECT_EQ((*all)[1].class_code, 0x010802u);
+    env::PciFilter nvme_class;
+    nvme_class.class_code = 0x010800;
+    nvme_class.class_mask = 0xffff00;
+    auto nv = env::enumerate(nvme_class);
+    ASSERT_TRUE(nv.ok());
+    ASSERT_EQ(nv->size(), 1u);
+    EXPECT_EQ((*nv)[0].address, kNvmeAddr);
+    env::PciFilter by_id;
+    by_id.vendor_id = 0x1af4;
+    by_id.device_id = 0x10f0;
+    EXPECT_EQ(env::enumerate(by_id)->size(), 1u);
+    by_id.device_id = 0x1234;
+    EXPECT_TRUE(env::enumerate(by_id)->empty());
+    EXPECT_EQ(bus->add_function(kAddr, copy_config(), &dev).code(), Errc::already_exists);
+    PciFunctionConfig bad = copy_config();
+    bad.bars[0].size_bytes = 1000;
+    auto r = bus->add_function(PciAddress{0, 3, 0, 0}, bad, &dev);
+    ASSERT_EQ(r.code(), Errc::invalid_argument);
+    EXPECT_NE(r.error().message().find("BAR0"), std::string::npos);
+}
+
+TEST_F(PciBusTest, ClaimIsExclusiveInProcess) {
+    auto a = env::claim(kAddr);
+    ASSERT_TRUE(a.ok()) << a.error().message();
+    auto b = env::claim(kAddr);
+    ASSERT_EQ(b.code(), Errc::busy);
+    EXPECT_NE(b.error().message().find("already claimed"), std::string::npos);
+    EXPECT_EQ(env::claim(PciAddress{0, 9, 0, 0}).code(), Errc::not_found);
+    ASSERT_TRUE((*a)->detach().ok());
+    EXPECT_EQ((*a)->config_read16(0).code(), Errc::device_removed);
+    auto c = env::claim(kAddr);
+    EXPECT_TRUE(c.ok()) << "free again after detach";
+}
+
+TEST_F(PciBusTest, ClaimIsExclusiveAcrossProcesses) {
+    int to_child[2], to_parent[2];
+    ASSERT_EQ(pipe(to_child), 0);
+    ASSERT_EQ(pipe(to_parent), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        char c;
+        if (read(to_child[0], &c, 1) != 1) _exit(10);
+        auto r = env::claim(kAddr);  // the forked child has the bus but not the parent's claim
+        int code = r.ok() ? 1
+                   : r.code() != Errc::busy ? 2
+                   : r.error().message().find("another process") == std::string::npos ? 3
+                                                                                        : 0;
+        if (write(to_parent[1], "x", 1) != 1) _exit(11);
+        _exit(code);
+    }
+    auto a = env::claim(kAddr);
+    ASSERT_TRUE(a.ok()) << a.error().message();
+    ASSERT_EQ(write(to_child[1], "x", 1), 1);
+    char c;
+    ASSERT_EQ(read(to_parent[0], &c, 1), 1);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "1: claimed, 2: wrong code, 3: message";
+    for (int fd : {to_child[0], to_child[1], to_parent[0], to_parent[1]}) close(fd);
+    (*a).reset();
+    EXPECT_NE(access(bus->lock_path(kAddr).c_str(), F_OK), 0) << "lock file removed on release";
+}
+
+TEST_F(PciBusTest, ConfigSpace) {
+    auto c = env::claim(kAddr);
+    ASSERT_TRUE(c.ok());
+    env::PciFunction& f = **c;
+    EXPECT_EQ(*f.config_read16(0x00), 0x1af4);
+    EXPECT_EQ(*f.config_read16(0x02), 0x10f0);
+    EXPECT_EQ(*f.config_read32(0x08), 0x08800002u);  // class << 8 | revision
+    EXPECT_EQ(*f.config_read16(0x2c), 0x1af4);
+    EXPECT_EQ(*f.config_read8(0x3d), 1);
+    // Read-only ids.
+    ASSERT_TRUE(f.config_write16(0x00, 0xdead).ok());
+    EXPECT_EQ(*f.config_read16(0x00), 0x1af4);
+    // Command register: memory space + bus master.
+    ASSERT_TRUE(f.config_write16(0x04, 0x0006).ok());
+    EXPECT_EQ(*f.config_read16(0x04), 0x0006);
+    // BAR sizing: write all-ones, read the size mask; flags stay.
+    ASSERT_TRUE(f.config_write32(0x10, 0xffffffff).ok());
+    EXPECT_EQ(*f.config_read32(0x10), 0xfffff000u);
+    ASSERT_TRUE(f.config_write32(0x18, 0xffffffff).ok());
+    ASSERT_TRUE(f.config_write32(0x1c, 0xffffffff).ok());
+    EXPECT_EQ(*f.config_read32(0x18), 0xfff0000cu);  // 1 MiB, 64-bit, prefetchable
+    EXPECT_EQ(*f.config_read32(0x1c), 0xffffffffu);
+    ASSERT_TRUE(f.config_write32(0x18, 0xfe000000).ok());
+    ASSERT_TRUE(f.config_write32(0x1c, 0x00000001).ok());
+    EXPECT_EQ(bus->find(kAddr)->bar_address(2), 0x1fe000000ull);
+    // Capability list: status bit 4, pointer at 0x34, chain MSI-X -> MSI -> end.
+    EXPECT_TRUE(*f.config_read16(0x06) & (1u << 4));
+    uint8_t p = *f.config_read8(0x34);
+    EXPECT_EQ(p, 0x40);
+    EXPECT_EQ(*f.config_read8(p), 0x11);
+    uint8_t next = *f.config_read8(p + 1);
+    EXPECT_EQ(next, 0x4c);
+    EXPECT_EQ(*f.config_read8(next), 0x05);
+    EXPECT_EQ(*f.config_read8(next + 1), 0);
+    // Capability bodies are writable (e.g. MSI-X enable), headers are not.
+    ASSERT_TRUE(f.config_write16(p + 2, 0x8003).ok());
+    EXPECT_EQ(*f.config_read16(p + 2), 0x8003);
+    ASSERT_TRUE(f.config_write8(p, 0x99).ok());
+    EXPECT_EQ(*f.config_read8(p), 0x11);
+    // Bad offsets are errors, not crashes.
+    EXPECT_EQ(f.config_read32(4096).code(), Errc::out_of_range);
+    EXPECT_EQ(f.config_read32(2).code(), Errc::invalid_argument);
+    // BARs: 1 is absent, 3 is BAR2's upper half, 6 does not exist.
+    EXPECT_EQ(f.map_bar(1).code(), Errc::not_found);
+    EXPECT_EQ(f.map_bar(3).code(), Errc::not_found);
+    EXPECT_EQ(f.map_bar(6).code(), Errc::invalid_argument);
+    auto b2 = f.map_bar(2);
+    ASSERT_TRUE(b2.ok());
+    EXPECT_EQ(b2->size_bytes(), 1u << 20);
+    EXPECT_FALSE(b2->is_mmio());
+}
+
+TEST_F(PciBusTest, BarHandlersAndCopyEngine) {
+    claim_and_start();
+    EXPECT_EQ(bar0.read32(kRegId), kDeviceId);
+    auto src = env::dma_alloc(8192, 4096);
+    auto dst = env::dma_alloc(8192, 4096, true);
+    ASSERT_TRUE(src.ok() && dst.ok());
+    auto* s = static_cast<uint8_t*>(*src);
+    for (int i = 0; i < 8192; ++i) s[i] = uint8_t(i * 7);
+    // The doorbell only records; nothing is copied until the device's poller runs.
+    on(threads[0], [&] {
+        bar0.write64(kRegSrc, env::iova_of(s));
+        bar0.write64(kRegDst, env::iova_of(*dst));
+        bar0.write32(kRegLen, 8192);
+        bar0.write32(kRegDoorbell, 1);
+        EXPECT_EQ(bar0.read32(kRegStatus), 1u) << "busy right after the doorbell";
+        EXPECT_EQ(dev.fn->dma().bytes_written(), 0u);
+    });
+    ASSERT_TRUE(poll_until([&] { return bar0.read32(kRegStatus) == 2; }));
+    EXPECT_EQ(std::memcmp(s, *dst, 8192), 0);
+    EXPECT_EQ(dev.doorbells, 1u);
+    EXPECT_EQ(bar0.read64(kRegSrc), env::iova_of(s));
+    EXPECT_EQ(dev.fn->dma().bytes_read(), 8192u);
+    EXPECT_EQ(dev.fn->dma_fault_count(), 0u);
+
+    // Across two registrations (two IOVA regions): the port walks both.
+    alignas(4096) static uint8_t host[2 * 4096];
+    ASSERT_TRUE(env::register_memory(host, 4096).ok());
+    ASSERT_TRUE(env::register_memory(host + 4096, 4096).ok());
+    auto segs = env::translate(host, sizeof host);
+    ASSERT_TRUE(segs.ok());
+    ASSERT_EQ(segs->size(), 2u);
+    for (const auto& seg : *segs)  // the driver programs one copy per segment
+        EXPECT_EQ(run_copy(env::iova_of(s), seg.iova, uint32_t(seg.len)), 2u);
+    EXPECT_EQ(std::memcmp(host, s, 4096), 0);
+    EXPECT_EQ(std::memcmp(host + 4096, s, 4096), 0);
+    ASSERT_TRUE(env::unregister_memory(host, 4096).ok());
+    ASSERT_TRUE(env::unregister_memory(host + 4096, 4096).ok());
+    env::dma_free(*src);
+    env::dma_free(*dst);
+}
+
+TEST_F(PciBusTest, DmaFaultsAreCountedAndReported) {
+    claim_and_start();
+    auto src = env::dma_alloc(4096, 4096);
+    auto dst = env::dma_alloc(4096, 4096, true);
+    ASSERT_TRUE(src.ok() && dst.ok());
+    std::memset(*src, 0x5a, 4096);
+    // 1. A virtual address where an IOVA belongs: unmapped in the sim's IOVA space.
+    EXPECT_EQ(run_copy(reinterpret_cast<uintptr_t>(*src), env::iova_of(*dst), 4096), 3u);
+    EXPECT_EQ(dev.fn->dma_fault_count(), 1u);
+    EXPECT_EQ(dev.fn->dma().last_fault_iova(), reinterpret_cast<uintptr_t>(*src));
+    // 2. Past the end of the buffer: the first byte after it faults, nothing is written.
+    EXPECT_EQ(run_copy(env::iova_of(*src), env::iova_of(*dst), 4097), 3u);
+    EXPECT_EQ(dev.fn->dma_fault_count(), 2u);
+    EXPECT_EQ(dev.fn->dma().last_fault_iova(), env::iova_of(*src) + 4096);
+    // 3. The write side: destination runs past its end.
+    EXPECT_EQ(run_copy(env::iova_of(*src), env::iova_of(*dst) + 100, 4096), 3u);
+    EXPECT_EQ(dev.fn->dma_fault_count(), 3u);
+    EXPECT_EQ(dev.fn->dma().last_fault_iova(), env::iova_of(*dst) + 4096);
+    auto* d = static_cast<uint8_t*>(*dst);
+    EXPECT_EQ(d[100], 0) << "a faulting DMA has no partial effect";
+    // 4. A freed buffer's IOVA faults.
+    uint64_t old = env::iova_of(*dst);
+    env::dma_free(*dst);
+    EXPECT_EQ(run_copy(env::iova_of(*src), old, 16), 3u);
+    EXPECT_EQ(dev.fn->dma_fault_count(), 4u);
+    EXPECT_EQ(bus->dma_fault_count(), 4u);
+    // The direct port API returns the code.
+    uint8_t tmp[8];
+    EXPECT_EQ(dev.fn->dma().read(0, tmp, 8).code(), Errc::dma_fault);
+    EXPECT_EQ(dev.fn->dma().read(UINT64_MAX - 2, tmp, 8).code(), Errc::dma_fault);
+    EXPECT_EQ(dev.fn->dma_fault_count(), 6u);
+    env::dma_free(*src);
+}
+
+struct RemoveProbe {
+    runtime::Thread* ran_on = nullptr;
+    int count = 0;
+    static void on_remove(void* ctx) {
+        auto* p = static_cast<RemoveProbe*>(ctx);
+        p->ran_on = runtime::current_thread();
+        ++p->count;
+    }
+};
+
+TEST_F(PciBusTest, SurpriseRemovalNotifiesOwnerThread) {
+    claim_and_start();
+    RemoveProbe probe;
+    on(threads[0], [&] { fn->set_hot_remove_target(threads[0], &RemoveProbe::on_remove, &probe); });
+    ASSERT_TRUE(bus->surprise_remove(kAddr).ok());
+    ASSERT_TRUE(poll_until([&] { return probe.count > 0; }));
+    run_until_idle();
+    EXPECT_EQ(probe.count, 1) << "delivered once";
+    EXPECT_EQ(probe.ran_on, threads[0]);
+    EXPECT_TRUE(dev.removal_seen);
+    EXPECT_TRUE(fn->removed());
+    // Removed hardware reads all-ones; writes vanish; DMA fails.
+    EXPECT_EQ(bar0.read32(kRegId), 0xffffffffu);
+    EXPECT_EQ(bar0.read64(kRegSrc), ~uint64_t{0});
+    bar0.write32(kRegDoorbell, 1);
+    EXPECT_EQ(dev.doorbells, 0u);
+    EXPECT_EQ(*fn->config_read16(0), 0xffff);
+    uint8_t tmp[4];
+    EXPECT_EQ(dev.fn->dma().read(0, tmp, 4).code(), Errc::device_removed);
+    EXPECT_TRUE(env::enumerate()->size() == 1) << "gone from the bus";
+    EXPECT_EQ(bus->surprise_remove(kAddr).code(), Errc::not_found);
+    on(threads[0], [&] { ASSERT_TRUE(fn->detach().ok()); });
+    EXPECT_EQ(env::claim(kAddr).code(), Errc::not_found);
+}
+
+TEST_F(PciBusTest, RemovalBeforeTargetIsDeliveredWhenSet) {
+    start_sim(3, 2);
+    auto c = env::claim(kAddr);
+    ASSERT_TRUE(c.ok());
+    fn = std::move(*c);
+    ASSERT_TRUE(bus->surprise_remove(kAddr).ok());
+    RemoveProbe probe;
+    fn->set_hot_remove_target(threads[1], &RemoveProbe::on_remove, &probe);
+    ASSERT_TRUE(poll_until([&] { return probe.count > 0; }));
+    EXPECT_EQ(probe.ran_on, threads[1]);
+}
+
+}  // namespace
+}  // namespace strata::hwemu
