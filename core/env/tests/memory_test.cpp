@@ -2,6 +2,8 @@
 // here; the dpdk backend adds its name where EAL can run in the test process).
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -14,11 +16,31 @@ namespace strata::env {
 namespace {
 
 // EAL initialises once per process, so the dpdk backend runs this file as its own executable
-// (env_memory_dpdk_test, built with STRATA_ENV_MEMORY_TEST_DPDK: EAL --no-huge --no-pci).
+// (env_memory_dpdk_test, built with STRATA_ENV_MEMORY_TEST_DPDK: EAL --no-huge --no-pci; and
+// env_memory_dpdk_hugepages_test, also with STRATA_ENV_MEMORY_TEST_DPDK_HUGEPAGES: real hugepages).
 #ifdef STRATA_ENV_MEMORY_TEST_DPDK
 std::vector<std::string> backends_under_test() { return {"dpdk"}; }
 #else
 std::vector<std::string> backends_under_test() { return {"sim"}; }
+#endif
+
+#ifdef STRATA_ENV_MEMORY_TEST_DPDK_HUGEPAGES
+bool hugepages_usable() {
+    FILE* m = fopen("/proc/mounts", "r");
+    bool mounted = false;
+    char line[512];
+    while (m != nullptr && fgets(line, sizeof(line), m) != nullptr) {
+        if (strstr(line, " hugetlbfs ") != nullptr) mounted = true;
+    }
+    if (m != nullptr) fclose(m);
+    FILE* mi = fopen("/proc/meminfo", "r");
+    long free_pages = 0;
+    while (mi != nullptr && fgets(line, sizeof(line), mi) != nullptr) {
+        sscanf(line, "HugePages_Free: %ld", &free_pages);
+    }
+    if (mi != nullptr) fclose(mi);
+    return mounted && free_pages >= 8;
+}
 #endif
 
 class MemoryTest : public ::testing::TestWithParam<std::string> {
@@ -27,9 +49,22 @@ protected:
         EnvOptions o;
         o.backend = GetParam();
         if (o.backend == "dpdk") {
-            o.dpdk.no_huge = true;
             o.dpdk.no_pci = true;
+#ifdef STRATA_ENV_MEMORY_TEST_DPDK_HUGEPAGES  // env_memory_dpdk_hugepages_test
+            if (!hugepages_usable()) {
+                if (const char* req = getenv("STRATA_REQUIRE_HUGEPAGES"); req && req[0] == '1') {
+                    FAIL() << "STRATA_REQUIRE_HUGEPAGES=1 but no free hugepages (ci/hugepages)";
+                }
+                GTEST_SKIP() << "no free hugepages on a hugetlbfs mount (as root: ci/hugepages)";
+            }
+            // Hugepages with IOVA mode VA: production's mode behind an IOMMU. (Without an IOMMU
+            // DPDK would pick PA, where user memory cannot be registered; dpdk_hugepages_test
+            // covers that mode.)
+            o.dpdk.iova_mode = IovaMode::va;
+#else
+            o.dpdk.no_huge = true;
             o.dpdk.memory_mb = 64;
+#endif
         }
         auto r = init(o);
         ASSERT_TRUE(r.ok()) << r.error().message();

@@ -99,6 +99,10 @@ function(strata_env_add_dpdk_tests)
     strata_add_test(NAME env_memory_dpdk_test SOURCES ${_tests}/memory_test.cpp
                     DEPS strata_env strata_runtime_testing)
     target_compile_definitions(env_memory_dpdk_test PRIVATE STRATA_ENV_MEMORY_TEST_DPDK=1)
+    strata_add_test(NAME env_memory_dpdk_hugepages_test SOURCES ${_tests}/memory_test.cpp
+                    DEPS strata_env strata_runtime_testing)
+    target_compile_definitions(env_memory_dpdk_hugepages_test PRIVATE
+                               STRATA_ENV_MEMORY_TEST_DPDK=1 STRATA_ENV_MEMORY_TEST_DPDK_HUGEPAGES=1)
   endif()
 endfunction()
 
