@@ -262,12 +262,16 @@ void App::request_stop() {
             [](void* ctx) {
                 auto* d = static_cast<Drain*>(ctx);
                 App* app = d->app;
-                size_t owed = app->server_ ? app->server_->in_flight() : 0;
+                // Replies still owed, or written only partly: the server poller keeps
+                // running meanwhile, so both drain unless a client stops reading.
+                size_t owed = app->server_ ? app->server_->in_flight() +
+                                                 (app->server_->pending_output() > 0 ? 1 : 0)
+                                           : 0;
                 if (owed > 0 && app->scheduler_.now_ns() < d->deadline_ns) {
                     return runtime::PollStatus::idle;
                 }
                 if (owed > 0) {
-                    STRATA_WARNLOG(log_app, "stop: dropping {} unanswered RPC requests", owed);
+                    STRATA_WARNLOG(log_app, "stop: dropping unanswered or unsent RPC replies");
                 }
                 app->thread_->unregister_poller(d->poller);
                 delete d;

@@ -19,12 +19,6 @@ namespace {
 
 using PT = ParamType;
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
-
 // Strata has one log sink (stderr or the sink a harness installs), so the "print level" of
 // SPDK (stderr threshold, separate from the syslog level) is the same threshold. Kept as its
 // own value so scripts that set and read it back see what they set.

@@ -106,6 +106,14 @@ void Server::stop_accepting() {
     }
 }
 
+size_t Server::pending_output() const noexcept {
+    size_t n = 0;
+    for (const auto& c : conns_) {
+        if (!c->dead) n += c->out.size() - c->out_off;
+    }
+    return n;
+}
+
 void Server::close() {
     stop_accepting();
     for (auto& c : conns_) {

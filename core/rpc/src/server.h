@@ -28,6 +28,8 @@ public:
     void stop_accepting();
     // Replies still owed to live connections.
     size_t in_flight() const noexcept { return *in_flight_; }
+    // Reply bytes queued but not yet written to live connections.
+    size_t pending_output() const noexcept;
     void close();
     const std::string& path() const noexcept { return path_; }
     size_t connection_count() const noexcept { return conns_.size(); }
