@@ -95,6 +95,7 @@ function(strata_env_add_dpdk_tests)
   # The env's public API on the dpdk backend, once the adapter is compiled into strata_env.
   if(TARGET strata_env AND EXISTS ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/dpdk_backend.cpp)
     strata_add_test(NAME dpdk_env_test SOURCES ${_tests}/dpdk_env_test.cpp DEPS strata_env)
+    strata_add_test(NAME dpdk_env_pci_test SOURCES ${_tests}/dpdk_env_pci_test.cpp DEPS strata_env)
     # The env's memory tests (memory_test.cpp, parameterised by backend) on dpdk, no-huge.
     strata_add_test(NAME env_memory_dpdk_test SOURCES ${_tests}/memory_test.cpp
                     DEPS strata_env strata_runtime_testing)
