@@ -71,6 +71,8 @@ void fini() {
     if (!g_backend) return;
     size_t left = internal::iova_map().size();
     STRATA_ASSERT_MSG(left == 0, "env::fini with %zu DMA regions still allocated/registered", left);
+    size_t claimed = detail::claimed_count();
+    STRATA_ASSERT_MSG(claimed == 0, "env::fini with %zu PCI functions still claimed", claimed);
     g_backend->stop();
     g_running.store(nullptr, std::memory_order_release);
     g_backend.reset();

@@ -91,6 +91,11 @@ std::mutex g_claim_mu;
 std::set<PciAddress> g_claimed;  // in this process, under g_claim_mu
 }  // namespace
 
+size_t detail::claimed_count() noexcept {
+    std::lock_guard lock(g_claim_mu);
+    return g_claimed.size();
+}
+
 Result<std::unique_ptr<PciFunction>> claim(const PciAddress& address) {
     internal::Backend& be = detail::backend();
     auto list = be.pci_enumerate();
