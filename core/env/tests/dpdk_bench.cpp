@@ -30,8 +30,10 @@ double ns_per_op(uint64_t n, F&& f) {
 }
 
 int usage(const char* msg) {
-    std::fprintf(stderr, "strata-env-dpdk-bench: %s\nusage: strata-env-dpdk-bench [--no-huge] "
-                 "[--iterations N]\n", msg);
+    std::fprintf(stderr,
+                 "strata-env-dpdk-bench: %s\nusage: strata-env-dpdk-bench [--no-huge] "
+                 "[--iterations N]\n",
+                 msg);
     return 2;
 }
 

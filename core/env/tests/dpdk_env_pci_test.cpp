@@ -55,8 +55,7 @@ TEST_F(DpdkEnvPci, ClaimOfAFunctionNotOnVfioSaysHowToBindIt) {
         auto c = claim(d.address);
         ASSERT_FALSE(c.ok());
         EXPECT_EQ(c.code(), Errc::not_supported);
-        EXPECT_NE(c.error().message().find("vfio-pci"), std::string::npos)
-            << c.error().message();
+        EXPECT_NE(c.error().message().find("vfio-pci"), std::string::npos) << c.error().message();
         // The failed claim left nothing behind: claiming again gives the same answer.
         auto again = claim(d.address);
         ASSERT_FALSE(again.ok());

@@ -50,8 +50,8 @@ bool hugetlbfs_mounted() {
 std::string hugepages_missing() {
     if (!hugetlbfs_mounted()) return "no hugetlbfs mount";
     long free_pages = meminfo("HugePages_Free");
-    if (free_pages < 8) return "fewer than 8 free hugepages (HugePages_Free=" +
-                               std::to_string(free_pages) + ")";
+    if (free_pages < 8)
+        return "fewer than 8 free hugepages (HugePages_Free=" + std::to_string(free_pages) + ")";
     return {};
 }
 
@@ -87,8 +87,8 @@ TEST_F(DpdkHugepages, BuffersUpToAHugepageAreAlignedZeroedAndIovaContiguous) {
     std::vector<void*> live;
     // A buffer below 2 MiB may still straddle two hugepages; rte_malloc does not promise IOVA
     // contiguity in PA mode, so the backend checks and retries as a contiguous memzone.
-    for (size_t size : {size_t{64}, size_t{4096}, size_t{100000}, size_t{1} << 20,
-                        size_t{2} << 20}) {
+    for (size_t size :
+         {size_t{64}, size_t{4096}, size_t{100000}, size_t{1} << 20, size_t{2} << 20}) {
         for (size_t align : {size_t{64}, size_t{4096}, size_t{2} << 20}) {
             for (int rep = 0; rep < 3; ++rep) {
                 auto b = dma_alloc(size, align, true);
@@ -124,8 +124,7 @@ TEST_F(DpdkHugepages, BuffersBeyondAHugepageAreContiguousOrRefusedClearly) {
         } else {
             ASSERT_EQ(info_.iova_mode, IovaMode::pa) << b.error().message();
             EXPECT_EQ(b.code(), Errc::no_memory);
-            EXPECT_NE(b.error().message().find("physically adjacent hugepages"),
-                      std::string::npos)
+            EXPECT_NE(b.error().message().find("physically adjacent hugepages"), std::string::npos)
                 << b.error().message();
         }
         // Without the contiguity demand the buffer always comes, in per-page IOVA pieces.

@@ -58,8 +58,8 @@ TEST(DpdkNoHuge, SecondInitSameOptionsIsANoOpDifferentOptionsIsAnError) {
 
 TEST(DpdkNoHuge, AllocIsAlignedAndIovaIsTheVirtualAddress) {
     up();
-    for (size_t align : {size_t{0}, size_t{64}, size_t{512}, size_t{4096}, size_t{65536},
-                         size_t{2} << 20}) {
+    for (size_t align :
+         {size_t{0}, size_t{64}, size_t{512}, size_t{4096}, size_t{65536}, size_t{2} << 20}) {
         for (size_t size : {size_t{1}, size_t{100}, size_t{4096}, size_t{3} << 20}) {
             auto b = dma_alloc(size, align, false);
             ASSERT_TRUE(b.ok()) << b.error().message();

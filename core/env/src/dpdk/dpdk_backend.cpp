@@ -72,9 +72,7 @@ public:
         return {};
     }
 
-    bool same_options(const EnvOptions& options) const override {
-        return options.dpdk == options_;
-    }
+    bool same_options(const EnvOptions& options) const override { return options.dpdk == options_; }
 
     // EAL stays up: DPDK cannot initialise it again in this process. A later env::init with the
     // same options reuses it; with other options it reports that (eal_init's error).
@@ -136,6 +134,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Backend> make_dpdk_backend() { return std::make_unique<DpdkBackend>(); }
+std::unique_ptr<Backend> make_dpdk_backend() {
+    return std::make_unique<DpdkBackend>();
+}
 
 }  // namespace strata::env::internal

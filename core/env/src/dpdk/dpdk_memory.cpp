@@ -29,7 +29,9 @@ STRATA_LOG_COMPONENT(dpdk_mem);
 
 namespace {
 
-bool iova_is_va() noexcept { return rte_eal_iova_mode() == RTE_IOVA_VA; }
+bool iova_is_va() noexcept {
+    return rte_eal_iova_mode() == RTE_IOVA_VA;
+}
 
 // Memzone fallback for PA-mode buffers that rte_malloc could not give IOVA-contiguously.
 struct Memzones {
@@ -82,11 +84,12 @@ Result<DmaBuffer> memzone_alloc(size_t size, size_t align, bool zero, int socket
     char name[RTE_MEMZONE_NAMESIZE];
     snprintf(name, sizeof(name), "strata_dma_%llu", static_cast<unsigned long long>(mz.next_id++));
     unsigned a = static_cast<unsigned>(align < RTE_CACHE_LINE_SIZE ? RTE_CACHE_LINE_SIZE : align);
-    const rte_memzone* z = rte_memzone_reserve_aligned(name, size, socket, RTE_MEMZONE_IOVA_CONTIG, a);
+    const rte_memzone* z =
+        rte_memzone_reserve_aligned(name, size, socket, RTE_MEMZONE_IOVA_CONTIG, a);
     if (z == nullptr) {
         return Error(Errc::no_memory,
-                     fmt::format("dpdk: no IOVA-contiguous memory for a {}-byte DMA buffer: {}", size,
-                                 rte_strerror(rte_errno)));
+                     fmt::format("dpdk: no IOVA-contiguous memory for a {}-byte DMA buffer: {}",
+                                 size, rte_strerror(rte_errno)));
     }
     if (zero) memset(z->addr, 0, size);
     mz.by_addr.emplace(reinterpret_cast<uintptr_t>(z->addr), z);
@@ -133,7 +136,9 @@ UserMaps& user_maps() {
     return u;
 }
 
-bool vfio_in_use() noexcept { return rte_vfio_is_enabled("vfio_pci") != 0; }
+bool vfio_in_use() noexcept {
+    return rte_vfio_is_enabled("vfio_pci") != 0;
+}
 
 }  // namespace
 
@@ -286,9 +291,9 @@ Result<std::vector<IovaSegment>> register_user_memory(void* addr, size_t len) {
         UserMaps& um = user_maps();
         std::lock_guard lock(um.mu);
         if (plan.interior_end > plan.interior_begin) {
-            auto r = vfio_register_region(reinterpret_cast<void*>(plan.interior_begin),
-                                          plan.interior_begin,
-                                          plan.interior_end - plan.interior_begin);
+            auto r =
+                vfio_register_region(reinterpret_cast<void*>(plan.interior_begin),
+                                     plan.interior_begin, plan.interior_end - plan.interior_begin);
             if (!r) return r.error();
         }
         for (int i = 0; i < plan.n_boundary; ++i) {

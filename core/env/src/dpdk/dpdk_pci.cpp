@@ -134,7 +134,9 @@ int strata_probe(rte_pci_driver*, rte_pci_device* dev) {
     return 0;
 }
 
-int strata_remove(rte_pci_device*) { return 0; }
+int strata_remove(rte_pci_device*) {
+    return 0;
+}
 
 void ensure_driver_registered(DriverState& s) {
     if (s.registered) return;
@@ -159,7 +161,9 @@ Result<void> map_region(uintptr_t va, DriverState::Region& r) {
     return {};
 }
 
-bool any_vfio_attached(const DriverState& s) { return !s.claimed.empty(); }
+bool any_vfio_attached(const DriverState& s) {
+    return !s.claimed.empty();
+}
 
 // s.mu held: called right after a successful attach.
 void map_pending_regions(DriverState& s) {
@@ -197,8 +201,7 @@ Result<int> lock_pci_function(const std::string& bdf, const char* dir) {
                                      "lock {})",
                                      bdf, holder, path));
         }
-        return Error(Errc::io_error,
-                     fmt::format("dpdk: cannot lock {}: {}", path, strerror(err)));
+        return Error(Errc::io_error, fmt::format("dpdk: cannot lock {}: {}", path, strerror(err)));
     }
     if (ftruncate(fd, 0) == 0) {
         std::string pid = fmt::format("{}\n", getpid());
@@ -327,9 +330,9 @@ Result<std::unique_ptr<DpdkPciDevice>> DpdkPciDevice::claim(std::string_view bdf
             }
         }
         if (restricted && !allowed) {
-            return Error(Errc::permission_denied,
-                         fmt::format("dpdk: PCI function {} is not in the env's allowed_pci list",
-                                     bdf));
+            return Error(
+                Errc::permission_denied,
+                fmt::format("dpdk: PCI function {} is not in the env's allowed_pci list", bdf));
         }
     }
     if (!sysfs_exists(bdf)) {
@@ -340,11 +343,12 @@ Result<std::unique_ptr<DpdkPciDevice>> DpdkPciDevice::claim(std::string_view bdf
     }
     std::string kdrv = sysfs_driver(bdf);
     if (kdrv != "vfio-pci") {
-        return Error(Errc::not_supported,
-                     fmt::format("dpdk: PCI function {} is bound to {}, not vfio-pci; bind it first "
-                                 "(as root: modprobe vfio-pci && dpdk-devbind.py --bind=vfio-pci "
-                                 "{}; see docs/user/hardware.md)",
-                                 bdf, kdrv.empty() ? "no driver" : "'" + kdrv + "'", bdf));
+        return Error(
+            Errc::not_supported,
+            fmt::format("dpdk: PCI function {} is bound to {}, not vfio-pci; bind it first "
+                        "(as root: modprobe vfio-pci && dpdk-devbind.py --bind=vfio-pci "
+                        "{}; see docs/user/hardware.md)",
+                        bdf, kdrv.empty() ? "no driver" : "'" + kdrv + "'", bdf));
     }
     if (access("/dev/vfio/vfio", R_OK | W_OK) != 0) {
         return Error(Errc::not_supported,
@@ -416,7 +420,9 @@ DpdkPciDevice::~DpdkPciDevice() {
     }
 }
 
-bool DpdkPciDevice::removed() const noexcept { return impl_->removed.load(); }
+bool DpdkPciDevice::removed() const noexcept {
+    return impl_->removed.load();
+}
 
 Result<DpdkPciDevice::BarInfo> DpdkPciDevice::bar(uint32_t index) const {
     if (dev_ == nullptr) {
@@ -490,8 +496,8 @@ Result<void> DpdkPciDevice::detach() {
     if (impl_->callback_registered) {
         // -EAGAIN while the callback runs on the interrupt thread: wait for it to finish.
         for (;;) {
-            int rc = rte_dev_event_callback_unregister(impl_->bdf.c_str(), &Impl::on_event,
-                                                       impl_.get());
+            int rc =
+                rte_dev_event_callback_unregister(impl_->bdf.c_str(), &Impl::on_event, impl_.get());
             if (rc != -EAGAIN) break;
             sched_yield();
         }
@@ -505,8 +511,8 @@ Result<void> DpdkPciDevice::detach() {
         impl_->lock_fd = -1;
     }
     if (rc < 0) {
-        return Error(Errc::io_error, fmt::format("dpdk: detaching PCI function {}: {}",
-                                                 impl_->bdf, rte_strerror(-rc)));
+        return Error(Errc::io_error, fmt::format("dpdk: detaching PCI function {}: {}", impl_->bdf,
+                                                 rte_strerror(-rc)));
     }
     STRATA_NOTICELOG(log_dpdk_pci, "detached PCI function {}", impl_->bdf);
     return {};
@@ -537,12 +543,11 @@ Result<void> vfio_unregister_region(void* vaddr) {
     if (it == s.regions.end()) return {};
     DriverState::Region r = it->second;
     s.regions.erase(it);
-    if (r.mapped && rte_vfio_container_dma_unmap(RTE_VFIO_DEFAULT_CONTAINER_FD,
-                                                 reinterpret_cast<uintptr_t>(vaddr), r.iova,
-                                                 r.len) != 0) {
-        return Error(Errc::io_error,
-                     fmt::format("dpdk: vfio DMA unmap of [{}, +{}) failed: {}", vaddr, r.len,
-                                 rte_strerror(rte_errno)));
+    if (r.mapped &&
+        rte_vfio_container_dma_unmap(RTE_VFIO_DEFAULT_CONTAINER_FD,
+                                     reinterpret_cast<uintptr_t>(vaddr), r.iova, r.len) != 0) {
+        return Error(Errc::io_error, fmt::format("dpdk: vfio DMA unmap of [{}, +{}) failed: {}",
+                                                 vaddr, r.len, rte_strerror(rte_errno)));
     }
     return {};
 }

@@ -29,9 +29,12 @@ STRATA_LOG_COMPONENT(dpdk);
 
 const char* iova_mode_name(IovaMode mode) noexcept {
     switch (mode) {
-    case IovaMode::automatic: return "auto";
-    case IovaMode::va: return "va";
-    case IovaMode::pa: return "pa";
+        case IovaMode::automatic:
+            return "auto";
+        case IovaMode::va:
+            return "va";
+        case IovaMode::pa:
+            return "pa";
     }
     return "?";
 }
@@ -42,18 +45,23 @@ const char* dpdk_log_level_for(const LogComponent& comp) {
     // The component's own level, or the global level it follows.
     LogLevel level = comp.level().value_or(log_global_level());
     switch (level) {
-    case LogLevel::error: return "error";
-    case LogLevel::warn: return "warning";
-    case LogLevel::notice: return "notice";
-    case LogLevel::info: return "info";
-    case LogLevel::debug: return "debug";
+        case LogLevel::error:
+            return "error";
+        case LogLevel::warn:
+            return "warning";
+        case LogLevel::notice:
+            return "notice";
+        case LogLevel::info:
+            return "info";
+        case LogLevel::debug:
+            return "debug";
     }
     return "notice";
 }
 
 bool valid_dpdk_log_level(const std::string& s) {
-    for (const char* name : {"emergency", "alert", "critical", "error", "warning", "notice",
-                             "info", "debug"}) {
+    for (const char* name :
+         {"emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"}) {
         if (s == name) return true;
     }
     // DPDK also takes a number 1..8.
@@ -124,15 +132,21 @@ std::string take_last_error() {
 
 Errc errc_from_rte_errno(int e) {
     switch (e) {
-    case EACCES:
-    case EPERM: return Errc::permission_denied;
-    case EINVAL: return Errc::invalid_argument;
-    case ENOMEM: return Errc::no_memory;
-    case EALREADY: return Errc::already_exists;
-    case ENOTSUP:
-    case ENODEV:
-    case EFAULT: return Errc::not_supported;
-    default: return Errc::io_error;
+        case EACCES:
+        case EPERM:
+            return Errc::permission_denied;
+        case EINVAL:
+            return Errc::invalid_argument;
+        case ENOMEM:
+            return Errc::no_memory;
+        case EALREADY:
+            return Errc::already_exists;
+        case ENOTSUP:
+        case ENODEV:
+        case EFAULT:
+            return Errc::not_supported;
+        default:
+            return Errc::io_error;
     }
 }
 
@@ -159,9 +173,9 @@ Result<std::vector<std::string>> build_eal_args(const EalOptions& o) {
     uint32_t main_core = o.cores.empty() ? 0 : o.cores.front();
     long ncpu = sysconf(_SC_NPROCESSORS_CONF);
     if (ncpu > 0 && main_core >= static_cast<uint64_t>(ncpu)) {
-        return Error(Errc::invalid_argument,
-                     fmt::format("dpdk: core {} does not exist (this host has {} CPUs)", main_core,
-                                 ncpu));
+        return Error(
+            Errc::invalid_argument,
+            fmt::format("dpdk: core {} does not exist (this host has {} CPUs)", main_core, ncpu));
     }
     if (main_core >= RTE_MAX_LCORE) {
         return Error(Errc::invalid_argument,
@@ -197,8 +211,9 @@ Result<std::vector<std::string>> build_eal_args(const EalOptions& o) {
         args.emplace_back("--in-memory");
         if (!o.huge_dir.empty()) {
             if (o.huge_dir.front() != '/') {
-                return Error(Errc::invalid_argument,
-                             fmt::format("dpdk: huge_dir '{}' must be an absolute path", o.huge_dir));
+                return Error(
+                    Errc::invalid_argument,
+                    fmt::format("dpdk: huge_dir '{}' must be an absolute path", o.huge_dir));
             }
             args.emplace_back("--huge-dir=" + o.huge_dir);
         }
@@ -213,14 +228,20 @@ Result<std::vector<std::string>> build_eal_args(const EalOptions& o) {
     }
     for (const std::string& bdf : o.allowed_pci) {
         auto canonical = canonical_bdf(bdf);
-        if (!canonical) return Error(Errc::invalid_argument, "dpdk: " + canonical.error().message());
+        if (!canonical)
+            return Error(Errc::invalid_argument, "dpdk: " + canonical.error().message());
         args.emplace_back("-a" + *canonical);
     }
 
     switch (o.iova_mode) {
-    case IovaMode::automatic: break;
-    case IovaMode::va: args.emplace_back("--iova-mode=va"); break;
-    case IovaMode::pa: args.emplace_back("--iova-mode=pa"); break;
+        case IovaMode::automatic:
+            break;
+        case IovaMode::va:
+            args.emplace_back("--iova-mode=va");
+            break;
+        case IovaMode::pa:
+            args.emplace_back("--iova-mode=pa");
+            break;
     }
 
     std::string prefix = o.file_prefix.empty() ? fmt::format("strata_{}", getpid()) : o.file_prefix;
@@ -295,9 +316,10 @@ Result<EalInfo> eal_init(const EalOptions& options) {
         std::string hint;
         if (!options.no_huge && (err == ENOMEM || detail.find("huge") != std::string::npos ||
                                  detail.find("memory") != std::string::npos)) {
-            hint = "; no usable hugepages? reserve them (as root: ci/hugepages, or "
-                   "echo 512 > /proc/sys/vm/nr_hugepages and mount -t hugetlbfs nodev "
-                   "/dev/hugepages) or set no_huge";
+            hint =
+                "; no usable hugepages? reserve them (as root: ci/hugepages, or "
+                "echo 512 > /proc/sys/vm/nr_hugepages and mount -t hugetlbfs nodev "
+                "/dev/hugepages) or set no_huge";
         }
         Error e(errc_from_rte_errno(err),
                 fmt::format("dpdk: EAL initialisation failed: {} (rte_errno {}){}{}; args: [{}]{}",
@@ -310,9 +332,15 @@ Result<EalInfo> eal_init(const EalOptions& options) {
 
     EalInfo info;
     switch (rte_eal_iova_mode()) {
-    case RTE_IOVA_PA: info.iova_mode = IovaMode::pa; break;
-    case RTE_IOVA_VA: info.iova_mode = IovaMode::va; break;
-    default: info.iova_mode = IovaMode::automatic; break;
+        case RTE_IOVA_PA:
+            info.iova_mode = IovaMode::pa;
+            break;
+        case RTE_IOVA_VA:
+            info.iova_mode = IovaMode::va;
+            break;
+        default:
+            info.iova_mode = IovaMode::automatic;
+            break;
     }
     info.hugepages = rte_eal_has_hugepages() != 0;
     info.pci = rte_eal_has_pci() != 0;
@@ -321,7 +349,8 @@ Result<EalInfo> eal_init(const EalOptions& options) {
     info.args = *args;
     st.info = info;
     STRATA_NOTICELOG(log_dpdk, "DPDK EAL up: IOVA mode {}, hugepages {}, PCI bus {}",
-                     iova_mode_name(info.iova_mode), info.hugepages ? "yes" : "no (anonymous memory)",
+                     iova_mode_name(info.iova_mode),
+                     info.hugepages ? "yes" : "no (anonymous memory)",
                      info.pci ? "scanned" : "disabled");
     return info;
 }
