@@ -130,7 +130,7 @@ void EmulatedFunction::bar_write(uint32_t bar, uint64_t offset, uint32_t width,
 }
 
 void EmulatedFunction::remove() {
-    removed_ = true;
+    removed_.store(true, std::memory_order_release);
     model_->on_surprise_removal();
     deliver_remove();
 }

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -73,7 +74,7 @@ public:
     const std::string& name() const noexcept { return name_; }
     DmaPort& dma() noexcept { return dma_; }
     uint64_t dma_fault_count() const noexcept { return dma_.fault_count(); }
-    bool removed() const noexcept { return removed_; }
+    bool removed() const noexcept { return removed_.load(std::memory_order_acquire); }
     bool claimed() const noexcept { return claimed_; }
 
     // Config space as the driver sees it (all-ones once removed).
@@ -103,7 +104,7 @@ private:
     DmaPort dma_;
     std::array<uint8_t, 4096> config_space_{};
     std::array<uint8_t, 4096> writable_{};  // per-byte write mask
-    bool removed_ = false;
+    std::atomic<bool> removed_{false};  // read on every BAR access, set by surprise_remove
     bool claimed_ = false;
     // Hot-remove delivery (set by the claimant).
     runtime::Thread* remove_thread_ = nullptr;
