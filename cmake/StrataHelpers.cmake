@@ -31,8 +31,15 @@ function(strata_add_test)
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 300)
   endif()
+  # gtest_discover_tests flattens a list inside PROPERTIES, so a test gets ONE label: `unit`,
+  # or `unit-<labels>` such as `unit-tsan`. ctest -L takes a regex: -L unit selects both,
+  # -L tsan selects the latter.
+  set(label unit)
+  foreach(l IN LISTS A_LABELS)
+    string(APPEND label "-${l}")
+  endforeach()
   gtest_discover_tests(${A_NAME}
-    PROPERTIES LABELS "unit;${A_LABELS}" TIMEOUT ${A_TIMEOUT}
+    PROPERTIES LABELS ${label} TIMEOUT ${A_TIMEOUT}
     DISCOVERY_TIMEOUT 60)
 endfunction()
 
