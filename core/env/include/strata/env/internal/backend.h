@@ -103,6 +103,9 @@ Result<int> acquire_lock_file(const std::string& path);
 void release_lock_file(int fd, const std::string& path, bool unlink) noexcept;
 
 // The lock file of a real function: /var/tmp/strata_pci_lock_<BDF> (the dpdk backend's name).
+// Note for the dpdk backend: dpdk::lock_pci_function() and dpdk::canonical_bdf() predate these
+// and PciAddress::parse/to_string; they are the same concepts and are meant to become calls to
+// acquire_lock_file(pci_lock_path(addr)) and PciAddress (one concept, one place).
 std::string pci_lock_path(const PciAddress& address);
 
 }  // namespace strata::env::internal
