@@ -56,7 +56,24 @@ PYBIND11_MODULE(_strata, m) {
              "Posts count messages to each named Thread; each records (thread, seq, now_ns).")
         .def("take_marks", &World::take_marks,
              "The (thread, seq, now_ns) marks recorded so far, in execution order; clears them.")
-        .def("close", &World::close, "Stops the framework (subsystem fini); idempotent.");
+        .def("close", &World::close, "Stops the framework (subsystem fini); idempotent.")
+        .def("add_copy_engine", &World::add_copy_engine, pyb::arg("address"),
+             "Adds the CopyEngine DMA test device at a PCI address ('0000:00:04.0') on this "
+             "World's emulated bus and claims it through env, as a driver does.")
+        .def("pci_functions", &World::pci_functions,
+             "Functions on the emulated bus: address, ids, class, dma_faults, removed.")
+        .def("dma_fault_count", &World::dma_fault_count, pyb::arg("address") = pyb::none(),
+             "DMA faults counted on one function, or on the whole bus.")
+        .def("dma_alloc", &World::dma_alloc, pyb::arg("size"),
+             "Allocates zeroed DMA memory; returns its IOVA (never equal to a host address).")
+        .def("dma_write", &World::dma_write, pyb::arg("iova"), pyb::arg("data"))
+        .def("dma_read", &World::dma_read, pyb::arg("iova"), pyb::arg("length"))
+        .def("copy_engine_run", &World::copy_engine_run, pyb::arg("address"), pyb::arg("src"),
+             pyb::arg("dst"), pyb::arg("length"),
+             "Programs a copy through BAR0 and rings the doorbell; returns 'done', 'dma_error' "
+             "or 'removed'. Any IOVA may be given: a bad one is a counted DMA fault.")
+        .def("surprise_remove", &World::surprise_remove, pyb::arg("address"),
+             "Removes the function from the bus as if unplugged: BAR reads return all-ones.");
 
     m.def("set_log_callback", &strata::py::set_log_callback, pyb::arg("callback"),
           "callback(level, component, thread, time_ns, message, file, line) or None.");

@@ -12,20 +12,6 @@ namespace strata::py {
 namespace pyb = pybind11;
 
 // Marks the World busy for the duration of a call: rejects concurrent or re-entrant driving.
-class World::Guard {
-public:
-    explicit Guard(World& w) : w_(w) {
-        bool expected = false;
-        if (!w_.busy_.compare_exchange_strong(expected, true))
-            throw std::runtime_error(
-                "World is single-threaded: it is already being driven (from another Python "
-                "thread, or re-entered from a run_until predicate)");
-    }
-    ~Guard() { w_.busy_.store(false); }
-
-private:
-    World& w_;
-};
 
 World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object config) {
     if (reactors == 0 || reactors > 64)
@@ -58,6 +44,10 @@ World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object co
 }
 
 World::~World() {
+    try {
+        close_devices();
+    } catch (...) {
+    }
     pyb::gil_scoped_release nogil;
     try {
         if (app_) {
@@ -78,6 +68,7 @@ World::~World() {
 
 void World::close() {
     if (!app_) return;
+    close_devices();
     pyb::gil_scoped_release nogil;
     app_->request_stop();
     sched_->run_until([this] { return app_->stopped(); }, sched_->now_ns() + 600'000'000'000ull);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -56,8 +57,39 @@ public:
     void post_marks(const std::vector<std::string>& threads, uint32_t count);
     pybind11::list take_marks();
 
+    // Emulated PCI devices (hw-emulation) on this World's bus, driven as a driver would.
+    // One World per process may own the bus at a time (the sim backend has one bus).
+    void add_copy_engine(const std::string& address);
+    pybind11::list pci_functions();
+    uint64_t dma_fault_count(std::optional<std::string> address);
+    uint64_t dma_alloc(uint64_t size_bytes);  // returns the IOVA
+    void dma_write(uint64_t iova, const std::string& data);
+    pybind11::bytes dma_read(uint64_t iova, uint64_t len);
+    std::string copy_engine_run(const std::string& address, uint64_t src_iova, uint64_t dst_iova,
+                                uint64_t len);
+    void surprise_remove(const std::string& address);
+
 private:
-    class Guard;
+    class Guard {
+    public:
+        explicit Guard(World& w) : w_(w) {
+            bool expected = false;
+            if (!w_.busy_.compare_exchange_strong(expected, true))
+                throw std::runtime_error(
+                    "World is single-threaded: it is already being driven (from another Python "
+                    "thread, or re-entered from a run_until predicate)");
+        }
+        ~Guard() { w_.busy_.store(false); }
+
+    private:
+        World& w_;
+    };
+    struct Devices;
+    struct DevicesDeleter {
+        void operator()(Devices* d) const;  // defined where Devices is complete
+    };
+    Devices& devices();
+    void close_devices();
     void check_open() const;
 
     std::unique_ptr<runtime::SimScheduler> sched_;
@@ -69,6 +101,7 @@ private:
         uint64_t time_ns;
     };
     std::vector<Mark> marks_;
+    std::unique_ptr<Devices, DevicesDeleter> devices_;
 };
 
 }  // namespace strata::py

@@ -11,6 +11,7 @@
 #include <strata/env/env.h>
 #include <strata/env/memory.h>
 #include <strata/env/pci.h>
+#include <strata/hwemu/pci/copy_engine.h>
 #include <strata/hwemu/pci/pci_bus.h>
 #include <strata/runtime/sim_fixture.h>
 
@@ -19,93 +20,15 @@ namespace {
 
 using env::PciAddress;
 
-// Registers of BAR0 (4 KiB).
-constexpr uint64_t kRegId = 0x00;        // RO 0x53540001
-constexpr uint64_t kRegDoorbell = 0x04;  // write: records the value, arms the poller
-constexpr uint64_t kRegSrc = 0x08;       // 64-bit IOVA
-constexpr uint64_t kRegDst = 0x10;       // 64-bit IOVA
-constexpr uint64_t kRegLen = 0x18;
-constexpr uint64_t kRegStatus = 0x1c;    // 0 idle, 1 busy, 2 done, 3 DMA error
-constexpr uint32_t kDeviceId = 0x53540001;
-
-// The doorbell only records and arms the poller; the copy runs from the poller, as hardware.
-class CopyDevice final : public PciModel {
-public:
-    EmulatedFunction* fn = nullptr;
-    runtime::Thread* thread = nullptr;
-    uint32_t doorbells = 0;
-    uint32_t last_doorbell = 0;
-    uint64_t src = 0, dst = 0;
-    uint32_t len = 0;
-    uint32_t status = 0;
-    bool pending = false;
-    bool removal_seen = false;
-    runtime::Poller* poller = nullptr;
-    std::vector<uint8_t> scratch = std::vector<uint8_t>(64 * 1024);
-
-    void start(runtime::Thread* t) {
-        thread = t;
-        poller = t->register_poller(&CopyDevice::poll, this, "copy_device");
-    }
-    void stop() { thread->unregister_poller(poller); }
-
-    uint64_t bar_read(uint32_t, uint64_t off, uint32_t width) override {
-        switch (off) {
-            case kRegId: return kDeviceId;
-            case kRegDoorbell: return last_doorbell;
-            case kRegSrc: return width == 8 ? src : uint32_t(src);
-            case kRegDst: return width == 8 ? dst : uint32_t(dst);
-            case kRegLen: return len;
-            case kRegStatus: return status;
-            default: return 0;
-        }
-    }
-    void bar_write(uint32_t, uint64_t off, uint32_t width, uint64_t v) override {
-        switch (off) {
-            case kRegDoorbell:
-                ++doorbells;
-                last_doorbell = uint32_t(v);
-                if (v == 1 && status != 1) {
-                    status = 1;
-                    pending = true;
-                }
-                break;
-            case kRegSrc: src = v; break;
-            case kRegDst: dst = v; break;
-            case kRegLen: len = uint32_t(v); break;
-            default: break;  // RO or reserved: ignored
-        }
-    }
-    void on_surprise_removal() override { removal_seen = true; }
-
-    static runtime::PollStatus poll(void* ctx) {
-        auto* d = static_cast<CopyDevice*>(ctx);
-        if (!d->pending) return runtime::PollStatus::idle;
-        d->pending = false;
-        size_t n = std::min<size_t>(d->len, d->scratch.size());
-        Status s = d->fn->dma().read(d->src, d->scratch.data(), n);
-        if (s.ok()) s = d->fn->dma().write(d->dst, d->scratch.data(), n);
-        d->status = s.ok() ? 2 : 3;
-        return runtime::PollStatus::busy;
-    }
-};
-
-PciFunctionConfig copy_config() {
-    PciFunctionConfig c;
-    c.vendor_id = 0x1af4;
-    c.device_id = 0x10f0;
-    c.subsystem_vendor_id = 0x1af4;
-    c.subsystem_device_id = 0x0001;
-    c.class_code = 0x088000;  // system peripheral, other
-    c.revision_id = 2;
-    c.interrupt_pin = 1;
-    c.bars[0] = {4096, false, false};
-    c.bars[2] = {1 << 20, true, true};  // 64-bit, prefetchable; BAR3 is its upper half
-    c.capabilities = {{0x11, {0x03, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x18, 0x00, 0x00}},
-                      {0x05, {0x80, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}};
-    c.name = "copy-engine";
-    return c;
-}
+using CopyDevice = CopyEngine;
+constexpr uint64_t kRegId = CopyEngine::kRegId;
+constexpr uint64_t kRegDoorbell = CopyEngine::kRegDoorbell;
+constexpr uint64_t kRegSrc = CopyEngine::kRegSrc;
+constexpr uint64_t kRegDst = CopyEngine::kRegDst;
+constexpr uint64_t kRegLen = CopyEngine::kRegLen;
+constexpr uint64_t kRegStatus = CopyEngine::kRegStatus;
+constexpr uint32_t kDeviceId = CopyEngine::kDeviceId;
+PciFunctionConfig copy_config() { return copy_engine_config(); }
 
 class PciBusTest : public runtime::testing::SimFixture {
 protected:
