@@ -16,7 +16,7 @@ template <typename Reg, typename Get, typename Set>
 void check_field(const char* name, unsigned lsb, unsigned width, Get get, Set set) {
     using T = typename Reg::value_type;
     SCOPED_TRACE(name);
-    const T field_max = spec::detail::bit_mask<T>(width);
+    const T field_max = strata::bits::mask<T>(width);
     const T field_mask = static_cast<T>(field_max << lsb);
 
     Reg r{};

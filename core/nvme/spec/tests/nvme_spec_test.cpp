@@ -20,7 +20,7 @@ template <typename Reg, typename Get, typename Set>
 void check_field(const char* name, unsigned lsb, unsigned width, Get get, Set set) {
     using T = typename Reg::value_type;
     SCOPED_TRACE(name);
-    const T field_max = spec::detail::bit_mask<T>(width);
+    const T field_max = strata::bits::mask<T>(width);
     const T field_mask = static_cast<T>(field_max << lsb);
 
     Reg r{};
@@ -621,8 +621,8 @@ TEST(NvmeSpecBits, UnalignedAndWideHelpers) {
     EXPECT_EQ(w.bytes[15], 0x11);
     EXPECT_EQ(w.lo(), 0x0102030405060708ull);
     EXPECT_EQ(w.hi(), 0x1112131415161718ull);
-    static_assert(spec::detail::bit_mask<uint64_t>(64) == ~uint64_t{0});
-    static_assert(spec::detail::bit_mask<uint16_t>(3) == 7);
+    static_assert(strata::bits::mask<uint64_t>(64) == ~uint64_t{0});
+    static_assert(strata::bits::mask<uint16_t>(3) == 7);
 }
 
 TEST(NvmeSpecCommands, IoBuilders) {

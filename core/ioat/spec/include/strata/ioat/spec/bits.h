@@ -13,37 +13,14 @@
 #include <bit>
 #include <cstdint>
 
+#include <strata/base/bitfield.h>
+
 namespace strata::ioat::spec {
 
 static_assert(std::endian::native == std::endian::little,
               "strata IOAT spec structs assume a little-endian host (x86_64)");
 
-namespace detail {
-
-template <typename T>
-constexpr T bit_mask(unsigned width) noexcept {
-    return width >= sizeof(T) * 8 ? static_cast<T>(~T{0})
-                                  : static_cast<T>((static_cast<T>(1) << width) - 1u);
-}
-template <typename T>
-constexpr T get_bits(T raw, unsigned lsb, unsigned width) noexcept {
-    return static_cast<T>((raw >> lsb) & bit_mask<T>(width));
-}
-template <typename T>
-constexpr T set_bits(T raw, unsigned lsb, unsigned width, T value) noexcept {
-    const T mask = static_cast<T>(bit_mask<T>(width) << lsb);
-    return static_cast<T>((raw & static_cast<T>(~mask)) | (static_cast<T>(value << lsb) & mask));
-}
-
-}  // namespace detail
-
-#define STRATA_IOAT_FIELD(name, lsb, width)                                                   \
-    constexpr value_type name() const noexcept {                                              \
-        return ::strata::ioat::spec::detail::get_bits<value_type>(raw, (lsb), (width));       \
-    }                                                                                         \
-    constexpr auto& set_##name(value_type value) noexcept {                                   \
-        raw = ::strata::ioat::spec::detail::set_bits<value_type>(raw, (lsb), (width), value); \
-        return *this;                                                                         \
-    }
+// The field helpers are shared with every spec header in the tree (strata/base/bitfield.h).
+#define STRATA_IOAT_FIELD(name, lsb, width) STRATA_BITFIELD(name, lsb, width)
 
 }  // namespace strata::ioat::spec

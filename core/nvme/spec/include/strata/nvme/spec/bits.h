@@ -17,6 +17,8 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+
+#include <strata/base/bitfield.h>
 #include <string_view>
 
 namespace strata::nvme::spec {
@@ -25,36 +27,8 @@ static_assert(std::endian::native == std::endian::little,
               "strata NVMe spec structs assume a little-endian host (x86_64); a big-endian port "
               "needs byte-swapping accessors for every multi-byte field");
 
-namespace detail {
-
-template <typename T>
-constexpr T bit_mask(unsigned width) noexcept {
-    return width >= sizeof(T) * 8 ? static_cast<T>(~T{0})
-                                  : static_cast<T>((static_cast<T>(1) << width) - 1u);
-}
-
-template <typename T>
-constexpr T get_bits(T raw, unsigned lsb, unsigned width) noexcept {
-    return static_cast<T>((raw >> lsb) & bit_mask<T>(width));
-}
-
-template <typename T>
-constexpr T set_bits(T raw, unsigned lsb, unsigned width, T value) noexcept {
-    const T mask = static_cast<T>(bit_mask<T>(width) << lsb);
-    return static_cast<T>((raw & static_cast<T>(~mask)) | (static_cast<T>(value << lsb) & mask));
-}
-
-}  // namespace detail
-
-// Declares `name()` and `set_name(v)` for bits [lsb, lsb + width) of `raw` (type value_type).
-#define STRATA_NVME_FIELD(name, lsb, width)                                                   \
-    constexpr value_type name() const noexcept {                                              \
-        return ::strata::nvme::spec::detail::get_bits<value_type>(raw, (lsb), (width));       \
-    }                                                                                         \
-    constexpr auto& set_##name(value_type value) noexcept {                                   \
-        raw = ::strata::nvme::spec::detail::set_bits<value_type>(raw, (lsb), (width), value); \
-        return *this;                                                                         \
-    }
+// The field helpers are shared with every spec header in the tree (strata/base/bitfield.h).
+#define STRATA_NVME_FIELD(name, lsb, width) STRATA_BITFIELD(name, lsb, width)
 
 // A little-endian integer stored as bytes, for fields at offsets not aligned to their size
 // (e.g. the SMART log's composite temperature at byte 1). Alignment 1, no padding.
