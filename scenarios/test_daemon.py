@@ -121,3 +121,24 @@ def test_cpumask_sets_the_reactors(strata_tgt):
     r = d.client.call("framework_get_reactors")
     assert [x["lcore"] for x in r["reactors"]] == [0, 1]
     assert r["simulated"] is False
+
+
+def test_env_dpdk_without_hugepages_or_pci(strata_tgt):
+    """--env dpdk brings DPDK's EAL up before anything else (here on anonymous memory and with
+    the PCI bus off, which works on any host) and the daemon serves RPC as usual."""
+    d = strata_tgt(args=["--env", "dpdk", "--no-huge", "--no-pci"])
+    assert d.client.call("strata_get_version")["version"].startswith("Strata")
+    assert d.stop(signal.SIGTERM) == 0
+    assert "environment dpdk" in d.stderr
+    assert "IOVA mode va" in d.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", "vfio"], "unknown environment"),
+    (["--env", "dpdk", "--iova-mode", "io"], "expected auto, va or pa"),
+    (["--env", "dpdk", "--no-huge", "--no-pci", "--huge-dir", "/nonexistent"], "--env dpdk"),
+])
+def test_env_errors_are_clear(args, message):
+    r = run_strata_tgt(args + ["-r", "/tmp/strata-test-env-%d.sock" % os.getpid()])
+    assert r.returncode != 0
+    assert message in r.stderr
