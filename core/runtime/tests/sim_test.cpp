@@ -239,7 +239,7 @@ struct Workload {
 
 struct Hop {
     Workload* w;
-    int id;
+    uint64_t id;  // grows by x3 per generation: wraps (defined for unsigned) in long chains
 };
 
 void hop(void* p) {
@@ -257,7 +257,7 @@ void hop(void* p) {
     for (int i = 0; i < fanout && w.hops_left > 0; ++i) {
         --w.hops_left;
         Thread* to = w.threads[w.sim->prng().uniform(w.threads.size())];
-        (void)to->send(hop, new Hop{&w, h->id * 3 + i});
+        (void)to->send(hop, new Hop{&w, h->id * 3 + static_cast<uint64_t>(i)});
     }
 }
 
@@ -300,7 +300,7 @@ RunResult run_workload(uint64_t seed) {
             t->register_poller(timed_poller, wp, "timed", (i + 1) * 3 * kNsPerMs);
         });
     }
-    for (int i = 0; i < 8; ++i) (void)w->threads[i % 4]->send(hop, new Hop{w.get(), i});
+    for (int i = 0; i < 8; ++i) (void)w->threads[i % 4]->send(hop, new Hop{w.get(), static_cast<uint64_t>(i)});
     sim.run_until([] { return false; }, 50 * kNsPerMs);
     // Unregister the device once every channel is gone; pollers go with the scheduler.
     bool unregistered = false;

@@ -67,7 +67,7 @@ with tempfile.TemporaryDirectory(prefix="strata-tgt-", dir="/tmp") as d:
     run_bad(["-r", sock, "--json", badm],
             "config: subsystem 'log' entry 1 (log_set_level): Invalid parameters: "
             "'level' must be a string")
-    run_bad(["-r", sock, "--env", "dpdk"], "--env dpdk is not available")
+    run_bad(["-r", sock, "--env", "vfio"], "unknown environment (expected sim or dpdk)")
     run_bad(["-r", sock, "-m", "0xzz"], "-m '0xzz'")
     run_bad(["-r", sock, "-L", "nosuchcomponent"], "unknown log component")
     check(not os.path.exists(sock), "no socket left behind by failed starts")
