@@ -97,6 +97,26 @@ TEST_F(TaskTest, ReadyResultDoesNotSuspend) {
     EXPECT_EQ(got, 7);
 }
 
+TEST_F(TaskTest, SleepForWaitsVirtualTime) {
+    start_sim(9, 1);
+    std::vector<uint64_t> woke;
+    auto sleeper = [&woke]() -> Task<void> {
+        const uint64_t start = now_ns();
+        co_await sleep_for(3 * kNsPerMs);
+        woke.push_back(now_ns() - start);
+        co_await sleep_for(0);  // still yields once, never inline
+        woke.push_back(now_ns() - start);
+    };
+    bool done = false;
+    spawn(*threads[0], sleeper(), [&] { done = true; });
+    ASSERT_TRUE(poll_until([&] { return done; }));
+    ASSERT_EQ(woke.size(), 2u);
+    EXPECT_GE(woke[0], 3 * kNsPerMs);
+    EXPECT_LT(woke[0], 4 * kNsPerMs);
+    EXPECT_GT(woke[1], woke[0]);
+    EXPECT_TRUE(threads[0]->pollers().empty());  // the one-shot poller is gone
+}
+
 TEST_F(TaskTest, DeterministicAcrossRuns) {
     auto run = [this](uint64_t seed) {
         start_sim(seed, 3);

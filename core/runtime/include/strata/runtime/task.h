@@ -133,6 +133,34 @@ private:
     Thread* thread_;
 };
 
+// co_await sleep_for(ns): resumes the coroutine on its Thread once `ns` of the scheduler's clock
+// (virtual time under the sim) has passed. A one-shot timed poller, so the simulator can jump
+// to it; control path only (init handshakes, retry back-off), never per I/O.
+class sleep_for {
+public:
+    explicit sleep_for(uint64_t ns) noexcept : ns_(ns == 0 ? 1 : ns) {}
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) {
+        thread_ = current_thread();
+        STRATA_ASSERT_MSG(thread_ != nullptr, "co_await sleep_for outside a Thread");
+        handle_ = h;
+        poller_ = thread_->register_poller(&sleep_for::fire, this, "sleep_for", ns_);
+    }
+    void await_resume() const noexcept {}
+
+private:
+    static PollStatus fire(void* ctx) {
+        auto* self = static_cast<sleep_for*>(ctx);
+        self->thread_->unregister_poller(self->poller_);
+        deliver(*self->thread_, detail::resume_handle, self->handle_.address());
+        return PollStatus::busy;
+    }
+    uint64_t ns_;
+    Thread* thread_ = nullptr;
+    Poller* poller_ = nullptr;
+    std::coroutine_handle<> handle_;
+};
+
 namespace detail {
 // Fire-and-forget driver for spawn(): starts eagerly, frees itself at the end.
 struct Detached {
