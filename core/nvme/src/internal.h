@@ -1,0 +1,172 @@
+// Driver internals shared by the controller (admin side) and the queue pairs.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <strata/base/intrusive_list.h>
+#include <strata/base/log.h>
+#include <strata/env/pci.h>
+#include <strata/nvme/controller.h>
+#include <strata/nvme/qpair.h>
+#include <strata/nvme/spec/spec.h>
+
+namespace strata::nvme {
+
+STRATA_LOG_COMPONENT(nvme);
+
+// Every request owns one page-aligned 4 KiB slot of DMA memory for its PRP list, SGL segment or
+// DSM ranges, so no list ever crosses a page and none needs chaining.
+inline constexpr uint32_t kListSlotBytes = 4096;
+inline constexpr uint32_t kPageBytes = 4096;  // CC.MPS = 0
+inline constexpr uint32_t kMaxPrpEntries = kListSlotBytes / 8;
+inline constexpr uint32_t kMaxSglDescriptors = kListSlotBytes / 16;
+inline constexpr uint32_t kMaxIovaSegments = 64;
+// The driver's own per-command limit: one list page of PRP entries after PRP1.
+inline constexpr uint64_t kDriverMaxTransferBytes = uint64_t{kMaxPrpEntries} * kPageBytes;
+
+struct Request : ListHook<> {
+    enum class State : uint8_t { free, waiting, outstanding, zombie };
+    spec::Sqe sqe{};
+    IoDoneFn done = nullptr;
+    void* ctx = nullptr;
+    uint64_t submit_ns = 0;
+    uint64_t* list = nullptr;  // this request's slot
+    uint64_t list_iova = 0;
+    uint16_t cid = 0;
+    State state = State::free;
+    bool abort_sent = false;
+    bool timed_out = false;
+    bool no_timeout = false;  // AERs wait for events, not for the device
+};
+
+enum class Link : uint8_t { connecting, connected, disconnected, failed, freeing };
+
+class QPairImpl {
+public:
+    QPairImpl(ControllerImpl& ctrl, runtime::Thread& owner, uint16_t qid, uint32_t entries,
+              uint32_t requests, uint32_t max_completions, uint64_t timeout_us);
+    ~QPairImpl();
+
+    // Control path (owner Thread, or the admin Thread for the admin queue).
+    Status allocate();  // queue and slot memory; Errc::no_memory
+    void start_pollers(bool own_poller);
+    void stop_pollers();
+    // The device queues are gone: fail outstanding commands (exactly once), reset the rings.
+    void disconnect(spec::StatusField status);
+    void mark_connected();  // queues exist on the device again: send what waited
+    void fail(spec::StatusField status);  // the controller is gone for good
+
+    // Data path.
+    Status submit(const spec::Sqe& sqe, const iovec* iov, int iovcnt, size_t len, IoDoneFn done,
+                  void* ctx, bool no_timeout = false) noexcept;
+    Status submit_with_list(const spec::Sqe& sqe, const void* list, size_t list_bytes,
+                            IoDoneFn done, void* ctx) noexcept;
+    void ring_sq_doorbell() noexcept;
+    uint32_t reap(uint32_t max) noexcept;
+    uint32_t process(uint32_t max) noexcept;  // doorbell, reap, send what waited
+    uint32_t outstanding_count() const noexcept { return static_cast<uint32_t>(outstanding_.size()); }
+
+    ControllerImpl& ctrl;
+    runtime::Thread& owner;
+    const uint16_t qid;
+    const uint32_t entries;
+    uint32_t max_completions;
+    uint64_t timeout_ns;
+    env::Bar bar;
+    uint64_t sq_doorbell = 0, cq_doorbell = 0;
+    spec::Sqe* sq = nullptr;
+    spec::Cqe* cq = nullptr;
+    uint64_t sq_iova = 0, cq_iova = 0;
+    uint8_t* slots = nullptr;
+    Link link = Link::connecting;
+    bool sgl = false;
+    bool reset_requested = false;  // by this qpair's timeout handling, once per connection
+    QPairStats stats{};
+
+private:
+    Request* take_request() noexcept;
+    Status build_data(Request& r, const iovec* iov, int iovcnt, size_t len) noexcept;
+    void enqueue(Request& r) noexcept;
+    bool try_send(Request& r) noexcept;
+    void send_waiting() noexcept;
+    void complete(Request& r, const Completion& cpl) noexcept;
+    void fail_list(IntrusiveList<Request>& list, spec::StatusField status) noexcept;
+    void check_timeouts() noexcept;
+    static runtime::PollStatus poll(void* ctx);
+    static runtime::PollStatus poll_timeouts(void* ctx);
+
+    uint32_t sq_tail_ = 0;
+    uint32_t sq_head_ = 0;  // as last reported by the device
+    uint32_t cq_head_ = 0;
+    uint16_t phase_ = 1;
+    uint32_t unrung_ = 0;  // commands written to the SQ since the last doorbell
+    std::vector<Request> requests_;
+    IntrusiveList<Request> free_;
+    IntrusiveList<Request> waiting_;
+    IntrusiveList<Request> outstanding_;  // in submission order: the front is the oldest
+    runtime::Poller* poller_ = nullptr;
+    runtime::Poller* timeout_poller_ = nullptr;
+    uint64_t bad_logged_ = 0;
+};
+
+class ControllerImpl {
+public:
+    env::PciAddress address;
+    ControllerOptions options;
+    runtime::Thread* admin_thread = nullptr;
+    std::unique_ptr<env::PciFunction> function;
+    env::Bar bar;
+    spec::Cap cap{};
+    uint32_t vs = 0;
+    spec::IdentifyController ident{};
+    ControllerState state = ControllerState::initializing;
+    uint32_t io_queues_granted = 0;
+    uint64_t max_transfer = 0;
+    bool sgl = false;
+    ControllerStats stats{};
+    std::shared_ptr<QPairImpl> admin_qp;
+    std::vector<std::shared_ptr<QPairImpl>> io_qps;
+    std::vector<bool> qid_used;
+    std::vector<std::unique_ptr<Namespace>> namespaces;  // sorted by id; inactive ones kept
+    std::function<void(Controller&)> ns_change_fn;
+    std::function<void(Controller&, Errc)> failure_fn;
+    Controller* self = nullptr;
+    runtime::Poller* health_poller = nullptr;
+    bool resetting = false;
+    std::vector<runtime::AsyncResult<Result<void>>*> reset_waiters;
+    uint32_t aers_outstanding = 0;
+
+    uint64_t doorbell_offset(uint16_t qid, bool cq) const noexcept {
+        return cq ? spec::cq_head_doorbell(qid, static_cast<uint32_t>(cap.dstrd()))
+                  : spec::sq_tail_doorbell(qid, static_cast<uint32_t>(cap.dstrd()));
+    }
+    bool gone() const noexcept {
+        return state == ControllerState::failed || state == ControllerState::removed ||
+               state == ControllerState::detached;
+    }
+
+    runtime::Task<Result<void>> init();
+    runtime::Task<Result<void>> enable();
+    runtime::Task<Result<void>> disable();
+    runtime::Task<Result<void>> wait_ready(bool ready);
+    runtime::Task<Result<Completion>> admin(spec::Sqe sqe, void* buf = nullptr, size_t len = 0);
+    runtime::Task<Result<void>> identify_controller();
+    runtime::Task<Result<void>> set_queue_count();
+    runtime::Task<Result<void>> scan_namespaces();
+    runtime::Task<Result<void>> create_io_queues(QPairImpl& qp);
+    runtime::Task<Result<void>> do_reset();
+    runtime::Task<void> delete_io_queues(std::shared_ptr<QPairImpl> qp);
+    void submit_aers();
+    void request_reset(const char* why);
+    void fail_controller(Errc why, const char* what);
+    void on_hot_remove();
+    void abort_command(uint16_t qid, uint16_t cid);
+    runtime::PollStatus check_health();
+};
+
+// Control-path adapters: complete an AsyncResult from a command callback.
+void complete_async(void* ctx, const Completion& cpl);
+
+}  // namespace strata::nvme
