@@ -1,5 +1,6 @@
 #include <strata/hwemu/pci/dma_port.h>
 
+#include <atomic>
 #include <cstring>
 
 #include <strata/base/log.h>
@@ -58,6 +59,27 @@ Status DmaPort::write(uint64_t iova, const void* src, size_t len) noexcept {
     const auto* in = static_cast<const unsigned char*>(src);
     return access(iova, len, true,
                   [in](void* host, size_t off, size_t n) { std::memcpy(host, in + off, n); });
+}
+
+Status DmaPort::store32_release(uint64_t iova, uint32_t value) noexcept {
+    if ((iova & 3) != 0) {
+        faults_.fetch_add(1, std::memory_order_relaxed);
+        last_fault_iova_.store(iova, std::memory_order_relaxed);
+        return Status(Errc::invalid_argument, "unaligned 32-bit DMA store");
+    }
+    // A 4-byte aligned dword lies in one region of the IOVA map unless a region boundary splits
+    // it (never for dma_alloc'd memory); then it is copied piecewise like write() would.
+    unsigned char bytes[4];
+    std::memcpy(bytes, &value, 4);
+    return access(iova, 4, true, [value, &bytes](void* host, size_t off, size_t n) {
+        if (n == 4 && (reinterpret_cast<uintptr_t>(host) & 3) == 0) {
+            std::atomic_ref<uint32_t>(*static_cast<uint32_t*>(host))
+                .store(value, std::memory_order_release);
+        } else {
+            std::atomic_thread_fence(std::memory_order_release);
+            std::memcpy(host, bytes + off, n);
+        }
+    });
 }
 
 }  // namespace strata::hwemu

@@ -27,6 +27,11 @@ public:
 
     Status read(uint64_t iova, void* dst, size_t len) noexcept;
     Status write(uint64_t iova, const void* src, size_t len) noexcept;
+    // One naturally aligned 32-bit store with release ordering (a CQE's dword 3, after the rest
+    // of the entry was written with write()): a driver on another OS thread that acquire-loads
+    // the dword sees everything written before it. iova must be 4-byte aligned
+    // (Errc::invalid_argument otherwise, counted as a DMA fault).
+    Status store32_release(uint64_t iova, uint32_t value) noexcept;
 
     uint64_t fault_count() const noexcept { return faults_.load(std::memory_order_relaxed); }
     uint64_t last_fault_iova() const noexcept {
