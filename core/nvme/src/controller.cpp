@@ -373,6 +373,10 @@ runtime::PollStatus ControllerImpl::check_health() {
         request_reset("controller fatal status (CSTS.CFS)");
         return runtime::PollStatus::busy;
     }
+    if (csts.rdy() == 0) {  // e.g. power loss: the controller came back in its reset state
+        request_reset("controller no longer ready (CSTS.RDY 0)");
+        return runtime::PollStatus::busy;
+    }
     return runtime::PollStatus::idle;
 }
 
