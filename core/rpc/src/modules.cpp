@@ -2,11 +2,13 @@
 // strata_rpc_modules (core/rpc/CMakeLists.txt).
 #include <strata/rpc/modules.h>
 
+#include <strata/bdev/rpc.h>
+
 namespace strata::rpc {
 
 const std::vector<ModuleEntry>& module_table() {
     static const std::vector<ModuleEntry> table = {
-        // {"bdev", &bdev::register_rpc_module},   <- later modules go here, in init order
+        {"bdev", &bdev::register_rpc_module},
     };
     return table;
 }

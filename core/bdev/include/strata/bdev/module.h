@@ -1,0 +1,193 @@
+// The block-device layer, as modules see it: a Bdev subclass per device, registration, examine,
+// claims, and the BdevIo a module executes.
+//
+// A module (malloc, nvme, passthru, ...) fills Bdev::Properties, implements supports() /
+// module_io_device() / submit(), and hands the bdev to register_bdev(). The layer owns it from
+// then on; unregister_bdev() tells every opener (Event::remove), waits for their descs to close
+// and channels to go, then calls destruct() and deletes it.
+//
+// submit() runs on the I/O's Thread with that Thread's module channel. The module completes the
+// BdevIo exactly once with complete()/complete_nvme(), on the same Thread, inline or later; the
+// layer never runs the user's callback inside submit (an inline completion is deferred by one
+// message). Virtual bdevs open their base bdevs with bdev::open and submit to them with the
+// functions of bdev.h, completing their own BdevIo from the base I/O's callback.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <strata/base/intrusive_list.h>
+#include <strata/base/status.h>
+#include <strata/bdev/bdev.h>
+#include <strata/runtime/io_device.h>
+
+namespace strata::bdev {
+
+class BdevImpl;
+
+// A module's entry in the layer's explicit table (core/bdev/src/modules.cpp).
+struct Module {
+    const char* name = nullptr;
+    // Called for every bdev registered after (and, at startup, before) the module: a virtual
+    // bdev module creates its bdevs on top of a base that its config names. Control path, on the
+    // registering Thread.
+    void (*examine)(Bdev& bdev) = nullptr;
+};
+
+inline constexpr size_t kModuleIoContextBytes = 192;  // per-I/O scratch a module may use
+inline constexpr int kMaxIoVecs = 32;                 // inline iovecs of a split child / bounce
+
+struct QueuedTag;  // second list hook: QoS / wait queues (the first is the outstanding list)
+
+class BdevIo : public ListHook<>, public ListHook<QueuedTag> {
+public:
+    IoType type() const noexcept { return type_; }
+    uint64_t offset_blocks() const noexcept { return offset_blocks_; }
+    uint64_t num_blocks() const noexcept { return num_blocks_; }
+    uint64_t length_bytes() const noexcept;
+    std::span<const iovec> iovs() const noexcept { return {iovs_, static_cast<size_t>(iovcnt_)}; }
+    std::span<const iovec> compare_iovs() const noexcept {  // compare_and_write only
+        return {compare_iovs_, static_cast<size_t>(compare_iovcnt_)};
+    }
+    void* abort_victim_ctx() const noexcept { return victim_ctx_; }
+    Bdev& bdev() const noexcept { return *bdev_; }
+    runtime::Thread& thread() const noexcept;
+
+    // Per-I/O scratch for the module, kModuleIoContextBytes, max_align_t aligned.
+    template <class T>
+    T* module_ctx() noexcept {
+        static_assert(sizeof(T) <= kModuleIoContextBytes && alignof(T) <= alignof(std::max_align_t));
+        return reinterpret_cast<T*>(module_ctx_);
+    }
+
+    // Exactly once, on the I/O's Thread.
+    void complete(Errc code = Errc::ok) noexcept;
+    void complete(const IoStatus& status) noexcept;
+    void complete_nvme(uint16_t sct, uint16_t sc) noexcept;  // maps to an Errc as well
+
+private:
+    friend class Channel;
+    friend class MgmtChannel;
+    friend class BdevImpl;
+    friend struct IoOps;
+    alignas(std::max_align_t) unsigned char module_ctx_[kModuleIoContextBytes];
+    IoType type_ = IoType::read;
+    uint8_t state_ = 0;
+    bool in_submit_ = false;
+    bool user_iovs_ = false;
+    int iovcnt_ = 0;
+    int compare_iovcnt_ = 0;
+    uint64_t offset_blocks_ = 0;
+    uint64_t num_blocks_ = 0;
+    const iovec* iovs_ = nullptr;
+    const iovec* compare_iovs_ = nullptr;
+    void* victim_ctx_ = nullptr;
+    Bdev* bdev_ = nullptr;
+    Channel* ch_ = nullptr;
+    DescImpl* desc_ = nullptr;
+    IoDoneFn done_ = nullptr;
+    void* ctx_ = nullptr;
+    uint64_t start_ns_ = 0;
+    IoStatus status_{};
+    // Split children / emulation.
+    BdevIo* parent_ = nullptr;
+    uint64_t next_child_offset_ = 0;  // parent: next block to issue
+    uint32_t children_outstanding_ = 0;
+    void* bounce_ = nullptr;
+    const iovec* orig_iovs_ = nullptr;  // the caller's iovecs while a bounce buffer stands in
+    int orig_iovcnt_ = 0;
+    iovec bounce_iov_{};
+    bool timed_out_reported_ = false;
+    iovec inline_iovs_[kMaxIoVecs];
+    iovec inline_compare_iovs_[1];
+};
+
+class Bdev : public runtime::IoDevice {
+public:
+    struct Properties {
+        std::string name;
+        std::string product_name;
+        std::vector<std::string> aliases;
+        std::string uuid;  // empty: the layer generates one
+        uint32_t block_size = 512;
+        uint64_t num_blocks = 0;
+        bool write_cache = false;
+        // Split I/O so no child crosses a multiple of optimal_io_boundary blocks (0: never).
+        uint32_t optimal_io_boundary = 0;
+        uint32_t max_io_blocks = 0;        // split larger I/O (0: no limit)
+        uint32_t required_alignment = 1;   // buffer address alignment in bytes (power of two)
+        bool needs_dma_memory = false;     // buffers must be env DMA memory (bounce otherwise)
+        uint64_t max_unmap_blocks = 0;     // split larger unmaps (0: no limit)
+    };
+
+    Bdev(const Module& module, Properties properties);
+    ~Bdev() override;
+
+    const std::string& name() const noexcept { return props_.name; }
+    const Properties& properties() const noexcept { return props_; }
+    const Module& module() const noexcept { return module_; }
+    uint32_t block_size() const noexcept { return props_.block_size; }
+    uint64_t num_blocks() const noexcept { return props_.num_blocks; }
+    const std::string& uuid() const noexcept { return props_.uuid; }
+    const char* claimed_by() const noexcept;  // the claiming module's name, or ""
+
+    // ---- implemented by the module ----
+    virtual bool supports(IoType type) const noexcept = 0;
+    virtual runtime::IoDevice& module_io_device() noexcept = 0;
+    virtual void submit(runtime::IoChannel& module_channel, BdevIo& io) noexcept = 0;
+    // After unregistration, before deletion: release what the bdev holds. May finish later.
+    virtual void destruct(std::function<void()> done) { done(); }
+    // bdev_get_bdevs "driver_specific" and save_config's entry ({"method","params"}; leave null
+    // for bdevs that are not created by an RPC, e.g. nvme namespaces).
+    virtual void info_json(nlohmann::json& out) const;
+    virtual void config_json(nlohmann::json& out) const;
+
+    // The module changes the size (Event::resize to openers). Control path.
+    void notify_resize(uint64_t num_blocks);
+
+    BdevImpl& impl() noexcept { return *impl_; }
+
+protected:
+    std::unique_ptr<runtime::IoChannel> create_channel(runtime::Thread& thread) override;
+
+private:
+    friend class BdevImpl;
+    friend Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev);
+    const Module& module_;
+    Properties props_;
+    std::unique_ptr<BdevImpl> impl_;
+};
+
+// For modules whose I/O needs no per-Thread state (malloc, null): a shared device whose
+// channels are empty.
+runtime::IoDevice& stateless_io_device();
+
+// ---- registry (control path, any Thread) --------------------------------------------------
+void register_module(const Module& module);  // from the explicit table; idempotent
+// Takes ownership. Errc::already_exists for a name/alias clash, invalid_argument for a bad
+// geometry. Runs every module's examine afterwards.
+Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev);
+// Removal: Event::remove to every opener; when all descs are closed and channels gone,
+// destruct() and delete; then done(ok) on the calling Thread. Errc::not_found.
+void unregister_bdev(std::string_view name, std::function<void(Result<void>)> done);
+Bdev* find(std::string_view name_or_alias) noexcept;
+std::vector<Bdev*> list();  // by name
+
+// An exclusive write claim for a virtual bdev module on its base: other write opens fail.
+Result<void> claim(Desc& desc, const Module& by);
+void release_claim(Desc& desc);
+
+// Statistics of a bdev over every channel (live and gone), delivered on the calling Thread.
+void get_iostat(Bdev& bdev, std::function<void(const IoStats&)> done);
+Result<void> set_qos_limits(Bdev& bdev, const QosLimits& limits);
+QosLimits qos_limits(const Bdev& bdev);
+
+}  // namespace strata::bdev

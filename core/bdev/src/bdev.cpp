@@ -1,0 +1,439 @@
+// The bdev registry, descriptors, claims, QoS settings and statistics queries (control path).
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <strata/base/assert.h>
+#include <strata/base/random.h>
+#include <strata/runtime/task.h>
+
+#include "internal.h"
+
+namespace strata::bdev {
+
+namespace {
+
+struct Registry {
+    std::mutex mu;
+    std::map<std::string, Bdev*, std::less<>> by_name;  // names and aliases
+    std::vector<std::unique_ptr<Bdev>> bdevs;
+    std::vector<const Module*> modules;
+    uint64_t uuid_counter = 0;
+};
+
+Registry& registry() {
+    static Registry r;
+    return r;
+}
+
+std::string make_uuid(const std::string& name, uint64_t counter) {
+    // Deterministic (the simulator replays byte for byte), unique within the process.
+    Prng prng(std::hash<std::string>{}(name) ^ (counter * 0x9E3779B97F4A7C15ull));
+    uint8_t b[16];
+    for (int i = 0; i < 16; i += 8) {
+        const uint64_t v = prng.next();
+        std::memcpy(b + i, &v, 8);
+    }
+    b[6] = static_cast<uint8_t>((b[6] & 0x0F) | 0x40);  // version 4
+    b[8] = static_cast<uint8_t>((b[8] & 0x3F) | 0x80);  // RFC 4122 variant
+    return fmt::format("{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-"
+                       "{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+                       b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+                       b[12], b[13], b[14], b[15]);
+}
+
+bool valid_block_size(uint32_t bs) { return bs >= 512 && bs <= 65536 && (bs & (bs - 1)) == 0; }
+
+void finish_unregister(Bdev* bdev);
+
+}  // namespace
+
+const char* io_type_name(IoType type) noexcept {
+    switch (type) {
+        case IoType::read: return "read";
+        case IoType::write: return "write";
+        case IoType::write_zeroes: return "write_zeroes";
+        case IoType::unmap: return "unmap";
+        case IoType::flush: return "flush";
+        case IoType::reset: return "reset";
+        case IoType::compare: return "compare";
+        case IoType::compare_and_write: return "compare_and_write";
+        case IoType::abort: return "abort";
+        case IoType::count_: break;
+    }
+    return "?";
+}
+
+void IoStats::add(const IoStats& o) noexcept {
+    bytes_read += o.bytes_read;
+    num_read_ops += o.num_read_ops;
+    bytes_written += o.bytes_written;
+    num_write_ops += o.num_write_ops;
+    bytes_unmapped += o.bytes_unmapped;
+    num_unmap_ops += o.num_unmap_ops;
+    num_write_zeroes_ops += o.num_write_zeroes_ops;
+    num_flush_ops += o.num_flush_ops;
+    num_reset_ops += o.num_reset_ops;
+    num_compare_ops += o.num_compare_ops;
+    num_compare_and_write_ops += o.num_compare_and_write_ops;
+    num_abort_ops += o.num_abort_ops;
+    read_latency_ticks += o.read_latency_ticks;
+    write_latency_ticks += o.write_latency_ticks;
+    max_read_latency_ticks = std::max(max_read_latency_ticks, o.max_read_latency_ticks);
+    min_read_latency_ticks = std::min(min_read_latency_ticks, o.min_read_latency_ticks);
+    max_write_latency_ticks = std::max(max_write_latency_ticks, o.max_write_latency_ticks);
+    min_write_latency_ticks = std::min(min_write_latency_ticks, o.min_write_latency_ticks);
+    io_errors += o.io_errors;
+    bounced += o.bounced;
+    split += o.split;
+    queued_nomem += o.queued_nomem;
+    qos_queued += o.qos_queued;
+    timed_out += o.timed_out;
+    for (size_t i = 0; i < latency_histogram.size(); ++i) latency_histogram[i] += o.latency_histogram[i];
+}
+
+// ---- Bdev ---------------------------------------------------------------------------------
+
+Bdev::Bdev(const Module& module, Properties properties)
+    : IoDevice("bdev:" + properties.name),
+      module_(module),
+      props_(std::move(properties)),
+      impl_(std::make_unique<BdevImpl>()) {}
+
+Bdev::~Bdev() = default;
+
+const char* Bdev::claimed_by() const noexcept {
+    const Module* m = impl_->claimed_by;
+    return m != nullptr ? m->name : "";
+}
+
+void Bdev::info_json(nlohmann::json&) const {}
+void Bdev::config_json(nlohmann::json&) const {}
+
+std::unique_ptr<runtime::IoChannel> Bdev::create_channel(runtime::Thread&) {
+    auto* mgmt = runtime::get_channel<MgmtChannel>(MgmtDevice::get());
+    if (mgmt == nullptr) return nullptr;
+    runtime::IoChannel* module_ch = runtime::get_io_channel(module_io_device());
+    if (module_ch == nullptr) {
+        runtime::put_io_channel(mgmt);
+        return nullptr;
+    }
+    return std::make_unique<Channel>(*this, mgmt, module_ch);
+}
+
+void Bdev::notify_resize(uint64_t num_blocks) {
+    props_.num_blocks = num_blocks;
+    std::lock_guard lock(impl_->mu);
+    for (DescImpl* d : impl_->descs) {
+        if (!d->on_event) continue;
+        Bdev* self = this;
+        (void)d->thread->post([d, self] {
+            if (d->on_event) d->on_event(Event::resize, *self);
+        });
+    }
+}
+
+// ---- registry -----------------------------------------------------------------------------
+
+void register_module(const Module& module) {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    if (std::find(r.modules.begin(), r.modules.end(), &module) == r.modules.end())
+        r.modules.push_back(&module);
+}
+
+Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev) {
+    Registry& r = registry();
+    auto& p = bdev->props_;
+    if (p.name.empty()) return Error(Errc::invalid_argument, "bdev name is empty");
+    if (!valid_block_size(p.block_size))
+        return Error(Errc::invalid_argument,
+                     fmt::format("bdev {}: block size {} is not a power of two in 512..65536",
+                                 p.name, p.block_size));
+    if (p.num_blocks == 0)
+        return Error(Errc::invalid_argument, fmt::format("bdev {}: zero blocks", p.name));
+    if (p.required_alignment == 0 || (p.required_alignment & (p.required_alignment - 1)) != 0)
+        return Error(Errc::invalid_argument,
+                     fmt::format("bdev {}: required alignment must be a power of two", p.name));
+    Bdev* raw = bdev.get();
+    std::vector<const Module*> modules;
+    {
+        std::lock_guard lock(r.mu);
+        if (r.by_name.count(p.name) != 0)
+            return Error(Errc::already_exists, fmt::format("bdev {} already exists", p.name));
+        for (const auto& a : p.aliases)
+            if (r.by_name.count(a) != 0 || a == p.name)
+                return Error(Errc::already_exists,
+                             fmt::format("bdev {}: alias {} is already taken", p.name, a));
+        if (p.uuid.empty()) p.uuid = make_uuid(p.name, ++r.uuid_counter);
+        r.by_name.emplace(p.name, raw);
+        for (const auto& a : p.aliases) r.by_name.emplace(a, raw);
+        r.bdevs.push_back(std::move(bdev));
+        modules = r.modules;
+    }
+    runtime::register_io_device(*raw);
+    STRATA_INFOLOG(log_bdev, "bdev {} registered ({} blocks of {} bytes, module {})", raw->name(),
+                   raw->num_blocks(), raw->block_size(), raw->module().name);
+    for (const Module* m : modules)
+        if (m->examine && !raw->impl().removing) m->examine(*raw);
+    return raw;
+}
+
+Bdev* find(std::string_view name) noexcept {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    auto it = r.by_name.find(name);
+    if (it == r.by_name.end() || it->second->impl().removing) return nullptr;
+    return it->second;
+}
+
+std::vector<Bdev*> list() {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    std::vector<Bdev*> out;
+    for (auto& b : r.bdevs)
+        if (!b->impl().removing) out.push_back(b.get());
+    std::sort(out.begin(), out.end(), [](Bdev* a, Bdev* b) { return a->name() < b->name(); });
+    return out;
+}
+
+namespace {
+
+void maybe_finish_unregister(Bdev* bdev) {
+    BdevImpl& impl = bdev->impl();
+    {
+        std::lock_guard lock(impl.mu);
+        if (!impl.removing || !impl.descs.empty() || impl.unregister_thread == nullptr) return;
+    }
+    (void)impl.unregister_thread->post([bdev] {
+        runtime::unregister_io_device(*bdev, [](void* p) { finish_unregister(static_cast<Bdev*>(p)); },
+                                      bdev);
+    });
+}
+
+void finish_unregister(Bdev* bdev) {
+    bdev->destruct([bdev] {
+        Registry& r = registry();
+        std::function<void(Result<void>)> done = std::move(bdev->impl().unregister_done);
+        std::unique_ptr<Bdev> owned;
+        {
+            std::lock_guard lock(r.mu);
+            for (auto it = r.by_name.begin(); it != r.by_name.end();)
+                it = it->second == bdev ? r.by_name.erase(it) : std::next(it);
+            auto it = std::find_if(r.bdevs.begin(), r.bdevs.end(),
+                                   [&](auto& b) { return b.get() == bdev; });
+            if (it != r.bdevs.end()) {
+                owned = std::move(*it);
+                r.bdevs.erase(it);
+            }
+        }
+        STRATA_INFOLOG(log_bdev, "bdev {} unregistered", bdev->name());
+        owned.reset();
+        if (done) done(Result<void>{});
+    });
+}
+
+}  // namespace
+
+void unregister_bdev(std::string_view name, std::function<void(Result<void>)> done) {
+    Bdev* bdev = nullptr;
+    {
+        Registry& r = registry();
+        std::lock_guard lock(r.mu);
+        auto it = r.by_name.find(name);
+        if (it != r.by_name.end()) bdev = it->second;
+    }
+    if (bdev == nullptr || bdev->impl().removing) {
+        if (done) done(Error(Errc::not_found, fmt::format("bdev {} not found", name)));
+        return;
+    }
+    BdevImpl& impl = bdev->impl();
+    std::vector<DescImpl*> descs;
+    {
+        std::lock_guard lock(impl.mu);
+        impl.removing = true;
+        impl.unregister_thread = runtime::current_thread();
+        STRATA_ASSERT_MSG(impl.unregister_thread != nullptr, "unregister_bdev outside a Thread");
+        impl.unregister_done = std::move(done);
+        descs = impl.descs;
+    }
+    for (DescImpl* d : descs) {
+        (void)d->thread->post([d, bdev] {
+            if (d->on_event) d->on_event(Event::remove, *bdev);
+        });
+    }
+    maybe_finish_unregister(bdev);
+}
+
+// ---- descriptors --------------------------------------------------------------------------
+
+Desc::Desc(std::unique_ptr<DescImpl> impl) : impl_(std::move(impl)) {}
+
+Desc::~Desc() {
+    Bdev* bdev = impl_->bdev;
+    {
+        std::lock_guard lock(bdev->impl().mu);
+        auto& v = bdev->impl().descs;
+        v.erase(std::remove(v.begin(), v.end(), impl_.get()), v.end());
+        if (impl_->claim != nullptr && bdev->impl().claimed_by == impl_->claim)
+            bdev->impl().claimed_by = nullptr;
+    }
+    maybe_finish_unregister(bdev);
+}
+
+Bdev& Desc::bdev() const noexcept { return *impl_->bdev; }
+bool Desc::writable() const noexcept { return impl_->write; }
+runtime::Thread& Desc::thread() const noexcept { return *impl_->thread; }
+
+Channel* Desc::get_channel() {
+    if (impl_->bdev->impl().removing) return nullptr;
+    return runtime::get_channel<Channel>(*impl_->bdev);
+}
+
+void put_channel(Channel* ch) noexcept {
+    if (ch) runtime::put_io_channel(ch);
+}
+
+void Desc::set_timeout(uint64_t timeout_us, TimeoutFn fn, void* ctx) {
+    impl_->timeout_fn = fn;
+    impl_->timeout_ctx = ctx;
+    impl_->timeout_ns = fn ? timeout_us * 1000 : 0;
+}
+
+Result<std::unique_ptr<Desc>> open(std::string_view name, bool write,
+                                   std::function<void(Event, Bdev&)> on_event) {
+    runtime::Thread* thread = runtime::current_thread();
+    if (thread == nullptr) return Error(Errc::invalid_argument, "bdev::open outside a Thread");
+    Bdev* bdev = nullptr;
+    {
+        Registry& r = registry();
+        std::lock_guard lock(r.mu);
+        auto it = r.by_name.find(name);
+        if (it != r.by_name.end()) bdev = it->second;
+    }
+    if (bdev == nullptr) return Error(Errc::not_found, fmt::format("bdev {} not found", name));
+    auto impl = std::make_unique<DescImpl>();
+    impl->bdev = bdev;
+    impl->write = write;
+    impl->thread = thread;
+    impl->on_event = std::move(on_event);
+    {
+        std::lock_guard lock(bdev->impl().mu);
+        if (bdev->impl().removing)
+            return Error(Errc::shutdown, fmt::format("bdev {} is being removed", name));
+        if (write && bdev->impl().claimed_by != nullptr)
+            return Error(Errc::permission_denied,
+                         fmt::format("bdev {} is claimed by module {}", name,
+                                     bdev->impl().claimed_by->name));
+        bdev->impl().descs.push_back(impl.get());
+    }
+    return std::unique_ptr<Desc>(new Desc(std::move(impl)));
+}
+
+Result<void> claim(Desc& desc, const Module& by) {
+    Bdev& bdev = desc.bdev();
+    std::lock_guard lock(bdev.impl().mu);
+    BdevImpl& impl = bdev.impl();
+    if (impl.claimed_by != nullptr)
+        return Error(Errc::permission_denied, fmt::format("bdev {} is already claimed by {}",
+                                                          bdev.name(), impl.claimed_by->name));
+    for (DescImpl* d : impl.descs)
+        if (d != &desc.impl() && d->write)
+            return Error(Errc::permission_denied,
+                         fmt::format("bdev {} is open for writing elsewhere", bdev.name()));
+    impl.claimed_by = &by;
+    desc.impl().claim = &by;
+    desc.impl().write = true;
+    return {};
+}
+
+void release_claim(Desc& desc) {
+    Bdev& bdev = desc.bdev();
+    std::lock_guard lock(bdev.impl().mu);
+    if (desc.impl().claim != nullptr && bdev.impl().claimed_by == desc.impl().claim)
+        bdev.impl().claimed_by = nullptr;
+    desc.impl().claim = nullptr;
+}
+
+// ---- QoS and statistics -------------------------------------------------------------------
+
+Result<void> set_qos_limits(Bdev& bdev, const QosLimits& limits) {
+    BdevImpl& impl = bdev.impl();
+    impl.qos_ios.store(limits.rw_ios_per_sec);
+    impl.qos_rw_bytes.store(limits.rw_mbytes_per_sec * 1024 * 1024);
+    impl.qos_r_bytes.store(limits.r_mbytes_per_sec * 1024 * 1024);
+    impl.qos_w_bytes.store(limits.w_mbytes_per_sec * 1024 * 1024);
+    impl.qos_generation.fetch_add(1);
+    return {};
+}
+
+QosLimits qos_limits(const Bdev& bdev) {
+    auto& impl = const_cast<Bdev&>(bdev).impl();
+    QosLimits l;
+    l.rw_ios_per_sec = impl.qos_ios.load();
+    l.rw_mbytes_per_sec = impl.qos_rw_bytes.load() / (1024 * 1024);
+    l.r_mbytes_per_sec = impl.qos_r_bytes.load() / (1024 * 1024);
+    l.w_mbytes_per_sec = impl.qos_w_bytes.load() / (1024 * 1024);
+    return l;
+}
+
+void get_iostat(Bdev& bdev, std::function<void(const IoStats&)> done) {
+    struct Gather {
+        IoStats total;
+        std::function<void(const IoStats&)> done;
+    };
+    auto* g = new Gather;
+    {
+        std::lock_guard lock(bdev.impl().mu);
+        g->total = bdev.impl().gone_stats;
+    }
+    g->done = std::move(done);
+    runtime::for_each_channel(
+        bdev,
+        [](runtime::IoChannel& ch, void* ctx) {
+            static_cast<Gather*>(ctx)->total.add(static_cast<Channel&>(ch).stats);
+        },
+        g,
+        [](void* ctx) {
+            std::unique_ptr<Gather> gather(static_cast<Gather*>(ctx));
+            gather->done(gather->total);
+        });
+}
+
+namespace {
+
+class StatelessChannel final : public runtime::IoChannel {};
+class StatelessDevice final : public runtime::IoDevice {
+public:
+    StatelessDevice() : IoDevice("bdev_stateless") {}
+
+protected:
+    std::unique_ptr<runtime::IoChannel> create_channel(runtime::Thread&) override {
+        return std::make_unique<StatelessChannel>();
+    }
+};
+
+}  // namespace
+
+runtime::IoDevice& stateless_io_device() {
+    static StatelessDevice* device = [] {
+        auto* d = new StatelessDevice();  // lives for the process
+        runtime::register_io_device(*d);
+        return d;
+    }();
+    return *device;
+}
+
+MgmtDevice& MgmtDevice::get() {
+    static MgmtDevice* device = [] {
+        auto* d = new MgmtDevice();  // lives for the process: channels come and go per Thread
+        runtime::register_io_device(*d);
+        return d;
+    }();
+    return *device;
+}
+
+}  // namespace strata::bdev

@@ -1,0 +1,113 @@
+// Internals of the bdev core shared by the registry (bdev.cpp) and the data path (channel.cpp).
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <strata/base/intrusive_list.h>
+#include <strata/base/log.h>
+#include <strata/base/object_pool.h>
+#include <strata/bdev/bdev.h>
+#include <strata/bdev/module.h>
+#include <strata/env/memory.h>
+#include <strata/runtime/io_device.h>
+
+namespace strata::bdev {
+
+STRATA_LOG_COMPONENT(bdev);
+
+inline constexpr size_t kIoPoolPerThread = 1024;
+inline constexpr size_t kBounceBytes = 128 * 1024;  // bounce / emulation buffer size
+inline constexpr uint32_t kMaxChildrenInFlight = 8;
+
+class DescImpl {
+public:
+    Bdev* bdev = nullptr;
+    bool write = false;
+    runtime::Thread* thread = nullptr;
+    std::function<void(Event, Bdev&)> on_event;
+    const Module* claim = nullptr;
+    uint64_t timeout_ns = 0;
+    Desc::TimeoutFn timeout_fn = nullptr;
+    void* timeout_ctx = nullptr;
+};
+
+class BdevImpl {
+public:
+    std::mutex mu;  // control path only: descs, claim, gone_stats
+    std::vector<DescImpl*> descs;
+    const Module* claimed_by = nullptr;
+    bool removing = false;
+    runtime::Thread* unregister_thread = nullptr;
+    std::function<void(Result<void>)> unregister_done;
+    IoStats gone_stats{};
+    // QoS limits, read by every channel's QoS poller.
+    std::atomic<uint64_t> qos_ios{0}, qos_rw_bytes{0}, qos_r_bytes{0}, qos_w_bytes{0};
+    std::atomic<uint32_t> qos_generation{0};
+};
+
+// The per-Thread state shared by every bdev channel on that Thread: the bdev_io pool, the
+// io_wait queue, bounce buffers and the zero buffer for write-zeroes emulation.
+class MgmtChannel final : public runtime::IoChannel {
+public:
+    MgmtChannel();
+    ~MgmtChannel() override;
+    ObjectPool<BdevIo> pool{kIoPoolPerThread};
+    env::DmaBufferCache bounce{kBounceBytes, 32, 4096, 4};
+    void* zeroes = nullptr;  // kBounceBytes of zeroes, DMA memory
+    IoWaitEntry* wait_head = nullptr;
+    IoWaitEntry* wait_tail = nullptr;
+    void release(BdevIo& io) noexcept;
+};
+
+class MgmtDevice final : public runtime::IoDevice {
+public:
+    MgmtDevice() : IoDevice("bdev_mgmt") {}
+    static MgmtDevice& get();
+
+protected:
+    std::unique_ptr<runtime::IoChannel> create_channel(runtime::Thread&) override {
+        return std::make_unique<MgmtChannel>();
+    }
+};
+
+class Channel final : public runtime::IoChannel {
+public:
+    Channel(Bdev& bdev, MgmtChannel* mgmt, runtime::IoChannel* module_ch);
+    ~Channel() override;
+
+    Status submit(DescImpl& desc, IoType type, const iovec* iov, int iovcnt, const iovec* cmp,
+                  int cmp_iovcnt, uint64_t offset_blocks, uint64_t num_blocks, IoDoneFn done,
+                  void* ctx, void* victim = nullptr) noexcept;
+    void finish(BdevIo& io) noexcept;  // a completed io: bounce, split accounting, callback
+
+    Bdev& bdev;
+    MgmtChannel* mgmt;
+    runtime::IoChannel* module_ch;
+    IoStats stats{};
+
+private:
+    void start(BdevIo& io) noexcept;
+    void dispatch(BdevIo& io) noexcept;
+    void submit_to_module(BdevIo& io) noexcept;
+    bool needs_split(const BdevIo& io) const noexcept;
+    bool needs_bounce(const BdevIo& io) const noexcept;
+    void issue_children(BdevIo& parent) noexcept;
+    void child_done(BdevIo& child) noexcept;
+    void do_abort(BdevIo& io) noexcept;
+    bool qos_admit(const BdevIo& io) noexcept;
+    void account(const BdevIo& io) noexcept;
+    static runtime::PollStatus qos_poll(void* ctx);
+    static runtime::PollStatus timeout_poll(void* ctx);
+
+    IntrusiveList<BdevIo> outstanding_;  // top-level I/O in submission order
+    IntrusiveList<BdevIo, QueuedTag> queued_;  // waiting for QoS tokens
+    runtime::Poller* qos_poller_ = nullptr;
+    runtime::Poller* timeout_poller_ = nullptr;
+    int64_t tokens_ios_ = 0, tokens_rw_ = 0, tokens_r_ = 0, tokens_w_ = 0;
+    bool qos_on_ = false;
+};
+
+}  // namespace strata::bdev

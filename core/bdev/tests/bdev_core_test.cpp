@@ -1,0 +1,376 @@
+// The bdev core: registry, descriptors and claims, removal, splitting and bounce buffers against
+// a data-checking test bdev, emulated write zeroes / compare / compare-and-write, QoS, timeouts,
+// pool exhaustion and statistics.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include <strata/bdev/bdev.h>
+#include <strata/bdev/module.h>
+#include <strata/env/env.h>
+#include <strata/env/memory.h>
+#include <strata/runtime/sim_fixture.h>
+
+#include "malloc/malloc.h"
+#include "null/null.h"
+
+namespace strata::bdev {
+namespace {
+
+const Module kTestModule{"test", nullptr};
+
+// A bdev that checks every I/O the layer hands it against its declared constraints and keeps
+// the data, so tests can see that splitting and bouncing are invisible to the caller.
+class CheckingBdev final : public Bdev {
+public:
+    explicit CheckingBdev(Properties p) : Bdev(kTestModule, std::move(p)), data(num_blocks() * block_size()) {}
+    bool supports(IoType t) const noexcept override {
+        return t == IoType::read || t == IoType::write || (t == IoType::unmap && with_unmap);
+    }
+    runtime::IoDevice& module_io_device() noexcept override { return stateless_io_device(); }
+    void submit(runtime::IoChannel&, BdevIo& io) noexcept override {
+        ++submitted;
+        const auto& p = properties();
+        if (p.max_io_blocks && io.num_blocks() > p.max_io_blocks) ++violations;
+        if (p.optimal_io_boundary &&
+            io.offset_blocks() / p.optimal_io_boundary !=
+                (io.offset_blocks() + io.num_blocks() - 1) / p.optimal_io_boundary)
+            ++violations;
+        for (const iovec& v : io.iovs())
+            if ((reinterpret_cast<uintptr_t>(v.iov_base) & (p.required_alignment - 1)) != 0)
+                ++violations;
+        if (hold) {
+            held.push_back(&io);
+            return;
+        }
+        execute(io);
+    }
+    void execute(BdevIo& io) {
+        size_t pos = io.offset_blocks() * block_size();
+        const size_t end = pos + io.length_bytes();
+        if (io.type() == IoType::unmap) {
+            std::memset(data.data() + pos, 0, end - pos);
+        } else {
+            for (const iovec& v : io.iovs()) {
+                const size_t n = std::min(v.iov_len, end - pos);
+                if (io.type() == IoType::read) std::memcpy(v.iov_base, data.data() + pos, n);
+                else std::memcpy(data.data() + pos, v.iov_base, n);
+                pos += n;
+            }
+        }
+        io.complete(Errc::ok);
+    }
+    std::vector<uint8_t> data;
+    uint64_t submitted = 0, violations = 0;
+    bool hold = false, with_unmap = false;
+    std::vector<BdevIo*> held;
+};
+
+struct Done {
+    int calls = 0;
+    IoStatus status;
+    static void cb(void* ctx, const IoStatus& s) {
+        auto* d = static_cast<Done*>(ctx);
+        ++d->calls;
+        d->status = s;
+    }
+};
+
+class BdevTest : public runtime::testing::SimFixture {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(env::init().ok());
+        start_sim(3, 2);
+        register_module(kTestModule);
+    }
+    void TearDown() override {
+        on(t0(), [&] {
+            if (ch) put_channel(ch);
+            ch = nullptr;
+            desc.reset();
+        });
+        run_until_idle();
+        for (Bdev* b : list()) {
+            bool gone = false;
+            on(t0(), [&] { unregister_bdev(b->name(), [&](Result<void>) { gone = true; }); });
+            EXPECT_TRUE(poll_until([&] { return gone; }));
+        }
+        run_until_idle();
+        SimFixture::TearDown();
+        EXPECT_EQ(env::dma_region_count(), 0u);
+        env::fini();
+    }
+    runtime::Thread* t0() { return threads[0]; }
+
+    CheckingBdev* make_checking(Bdev::Properties p) {
+        auto b = std::make_unique<CheckingBdev>(std::move(p));
+        CheckingBdev* raw = b.get();
+        on(t0(), [&] { ASSERT_TRUE(register_bdev(std::move(b)).ok()); });
+        return raw;
+    }
+    void open_rw(const std::string& name) {
+        on(t0(), [&] {
+            auto d = open(name, true, [this](Event e, Bdev&) { events.push_back(e); });
+            ASSERT_TRUE(d.ok()) << d.error().message();
+            desc = std::move(*d);
+            ch = desc->get_channel();
+            ASSERT_NE(ch, nullptr);
+        });
+    }
+    template <class F>
+    IoStatus io(F submit) {
+        Done d;
+        Status s;
+        on(t0(), [&] { s = submit(&Done::cb, &d); });
+        EXPECT_TRUE(s.ok()) << s.to_string();
+        if (!s.ok()) return IoStatus{s.code(), 0};
+        EXPECT_EQ(d.calls, 0) << "callback ran inside submit";
+        EXPECT_TRUE(poll_until([&] { return d.calls > 0; }));
+        EXPECT_EQ(d.calls, 1);
+        return d.status;
+    }
+    static void pattern(uint8_t* p, size_t n, int seed) {
+        for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(i * 7 + seed + (i >> 8));
+    }
+
+    std::unique_ptr<Desc> desc;
+    Channel* ch = nullptr;
+    std::vector<Event> events;
+};
+
+TEST_F(BdevTest, MallocRoundTripWithUnalignedBuffers) {
+    on(t0(), [&] { ASSERT_TRUE(malloc_create({"Malloc0", 2048, 512, {}, 0}).ok()); });
+    open_rw("Malloc0");
+    std::vector<uint8_t> w(8192 + 3), r(8192 + 3);
+    pattern(w.data() + 3, 8192, 1);
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return write(*desc, *ch, w.data() + 3, 10, 16, d, c); }).ok());
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return read(*desc, *ch, r.data() + 3, 10, 16, d, c); }).ok());
+    EXPECT_EQ(std::memcmp(w.data() + 3, r.data() + 3, 8192), 0);
+    iovec iov[3] = {{r.data(), 1000}, {r.data() + 1000, 24}, {r.data() + 2000, 1024}};
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return readv(*desc, *ch, iov, 3, 10, 4, d, c); }).ok());
+    EXPECT_EQ(std::memcmp(r.data(), w.data() + 3, 1024), 0);
+    EXPECT_EQ(std::memcmp(r.data() + 2000, w.data() + 3 + 1024, 1024), 0);
+}
+
+TEST_F(BdevTest, RangeAndPermissionErrors) {
+    on(t0(), [&] { ASSERT_TRUE(null_create({"Null0", 100, 512, {}}).ok()); });
+    std::vector<uint8_t> buf(4096);
+    on(t0(), [&] {
+        auto ro = open("Null0", false);
+        ASSERT_TRUE(ro.ok());
+        Channel* c = (*ro)->get_channel();
+        EXPECT_EQ(write(**ro, *c, buf.data(), 0, 1, &Done::cb, nullptr).code(), Errc::permission_denied);
+        EXPECT_EQ(read(**ro, *c, buf.data(), 99, 2, &Done::cb, nullptr).code(), Errc::invalid_argument);
+        EXPECT_EQ(read(**ro, *c, buf.data(), 0, 0, &Done::cb, nullptr).code(), Errc::invalid_argument);
+        EXPECT_EQ(read(**ro, *c, buf.data(), UINT64_MAX, 2, &Done::cb, nullptr).code(), Errc::invalid_argument);
+        put_channel(c);
+        EXPECT_EQ(open("NoSuch", false).code(), Errc::not_found);
+    });
+}
+
+TEST_F(BdevTest, RegistryNamesAliasesAndClaims) {
+    Bdev::Properties p;
+    p.name = "Check0";
+    p.aliases = {"alias0"};
+    p.num_blocks = 64;
+    make_checking(p);
+    on(t0(), [&] {
+        Bdev::Properties dup;
+        dup.name = "alias0";
+        dup.num_blocks = 8;
+        EXPECT_EQ(register_bdev(std::make_unique<CheckingBdev>(dup)).code(), Errc::already_exists);
+        Bdev::Properties bad;
+        bad.name = "Bad";
+        bad.num_blocks = 8;
+        bad.block_size = 1000;
+        EXPECT_EQ(register_bdev(std::make_unique<CheckingBdev>(bad)).code(), Errc::invalid_argument);
+        ASSERT_NE(find("alias0"), nullptr);
+        EXPECT_EQ(find("alias0")->name(), "Check0");
+        EXPECT_EQ(find("Check0")->uuid().size(), 36u);
+        auto a = open("Check0", false);
+        ASSERT_TRUE(a.ok());
+        ASSERT_TRUE(claim(**a, kTestModule).ok());
+        EXPECT_STREQ(find("Check0")->claimed_by(), "test");
+        EXPECT_EQ(open("Check0", true).code(), Errc::permission_denied);
+        EXPECT_TRUE(open("Check0", false).ok());  // readers are fine
+        release_claim(**a);
+        EXPECT_TRUE(open("Check0", true).ok());
+    });
+}
+
+TEST_F(BdevTest, RemovalNotifiesOpenersAndWaitsForClose) {
+    on(t0(), [&] { ASSERT_TRUE(null_create({"Null1", 100, 512, {}}).ok()); });
+    open_rw("Null1");
+    bool removed = false;
+    on(t0(), [&] { unregister_bdev("Null1", [&](Result<void> r) { removed = r.ok(); }); });
+    ASSERT_TRUE(poll_until([&] { return !events.empty(); }));
+    EXPECT_EQ(events[0], Event::remove);
+    run_until_idle();
+    EXPECT_FALSE(removed) << "removed while a desc was open";
+    EXPECT_EQ(find("Null1"), nullptr);
+    std::vector<uint8_t> buf(512);
+    on(t0(), [&] { EXPECT_EQ(read(*desc, *ch, buf.data(), 0, 1, &Done::cb, nullptr).code(), Errc::shutdown); });
+    on(t0(), [&] {
+        put_channel(ch);
+        ch = nullptr;
+        desc.reset();
+    });
+    ASSERT_TRUE(poll_until([&] { return removed; }));
+}
+
+TEST_F(BdevTest, SplitsAndBouncesInvisibly) {
+    Bdev::Properties p;
+    p.name = "Check1";
+    p.num_blocks = 4096;
+    p.max_io_blocks = 8;
+    p.optimal_io_boundary = 16;
+    p.required_alignment = 4096;
+    CheckingBdev* b = make_checking(p);
+    open_rw("Check1");
+    std::vector<uint8_t> w(200 * 512 + 1), r(200 * 512 + 7);
+    pattern(w.data() + 1, 200 * 512, 3);
+    iovec wiov[2] = {{w.data() + 1, 77 * 512 + 100}, {w.data() + 1 + 77 * 512 + 100, 123 * 512 - 100}};
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return writev(*desc, *ch, wiov, 2, 5, 200, d, c); }).ok());
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return read(*desc, *ch, r.data() + 7, 5, 200, d, c); }).ok());
+    EXPECT_EQ(std::memcmp(w.data() + 1, r.data() + 7, 200 * 512), 0);
+    EXPECT_EQ(std::memcmp(b->data.data() + 5 * 512, w.data() + 1, 200 * 512), 0);
+    EXPECT_EQ(b->violations, 0u);
+    EXPECT_GE(b->submitted, 2u * 200 / 8);
+    IoStats s;
+    bool got = false;
+    on(t0(), [&] { get_iostat(*find("Check1"), [&](const IoStats& st) { s = st; got = true; }); });
+    ASSERT_TRUE(poll_until([&] { return got; }));
+    EXPECT_EQ(s.num_write_ops, 1u);
+    EXPECT_EQ(s.num_read_ops, 1u);
+    EXPECT_EQ(s.bytes_read, 200u * 512);
+    EXPECT_GE(s.split, 2u);
+    EXPECT_GE(s.bounced, 1u);
+}
+
+TEST_F(BdevTest, EmulatedWriteZeroesCompareAndCompareAndWrite) {
+    Bdev::Properties p;
+    p.name = "Check2";
+    p.num_blocks = 4096;
+    CheckingBdev* b = make_checking(p);
+    open_rw("Check2");
+    std::fill(b->data.begin(), b->data.end(), 0xAB);
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return write_zeroes(*desc, *ch, 100, 600, d, c); }).ok());
+    for (size_t i = 100 * 512; i < 700 * 512; ++i) ASSERT_EQ(b->data[i], 0) << i;
+    EXPECT_EQ(b->data[100 * 512 - 1], 0xAB);
+    EXPECT_EQ(b->data[700 * 512], 0xAB);
+    std::vector<uint8_t> expect(2048, 0), other(2048, 0x55);
+    iovec e{expect.data(), 2048}, o{other.data(), 2048};
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return comparev(*desc, *ch, &e, 1, 100, 4, d, c); }).ok());
+    EXPECT_EQ(io([&](IoDoneFn d, void* c) { return comparev(*desc, *ch, &o, 1, 100, 4, d, c); }).code,
+              Errc::corrupt);
+    // compare-and-write: equal -> written; different -> nothing written.
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return compare_and_writev(*desc, *ch, &e, 1, &o, 1, 100, 4, d, c); }).ok());
+    EXPECT_EQ(b->data[100 * 512], 0x55);
+    EXPECT_EQ(io([&](IoDoneFn d, void* c) { return compare_and_writev(*desc, *ch, &e, 1, &e, 1, 100, 4, d, c); }).code,
+              Errc::corrupt);
+    EXPECT_EQ(b->data[100 * 512], 0x55);
+    // flush and reset on a module without them complete successfully; unmap is refused.
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return flush(*desc, *ch, 0, 10, d, c); }).ok());
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return reset(*desc, *ch, d, c); }).ok());
+    on(t0(), [&] { EXPECT_EQ(unmap(*desc, *ch, 0, 1, &Done::cb, nullptr).code(), Errc::not_supported); });
+}
+
+TEST_F(BdevTest, QosHoldsTheIopsLimit) {
+    on(t0(), [&] { ASSERT_TRUE(null_create({"Null2", 1 << 20, 512, {}}).ok()); });
+    open_rw("Null2");
+    ASSERT_TRUE(set_qos_limits(*find("Null2"), QosLimits{10'000, 0, 0, 0}).ok());
+    struct Loop {
+        Desc* desc;
+        Channel* ch;
+        std::vector<uint8_t> buf = std::vector<uint8_t>(4096);
+        uint64_t completed = 0;
+        bool stop = false;
+        static void done(void* p, const IoStatus&) {
+            auto* l = static_cast<Loop*>(p);
+            ++l->completed;
+            if (!l->stop) (void)read(*l->desc, *l->ch, l->buf.data(), 0, 8, &Loop::done, l);
+        }
+    } loop{desc.get(), ch};
+    on(t0(), [&] {
+        for (int i = 0; i < 64; ++i) ASSERT_TRUE(read(*desc, *ch, loop.buf.data(), 0, 8, &Loop::done, &loop).ok());
+    });
+    const uint64_t start = sim->now_ns();
+    poll_until([&] { return sim->now_ns() - start >= 10 * runtime::kNsPerSec; }, 11 * runtime::kNsPerSec);
+    const uint64_t n = loop.completed;
+    loop.stop = true;
+    EXPECT_NEAR(static_cast<double>(n), 100'000.0, 5'000.0) << "QoS off by more than 5%";
+    ASSERT_TRUE(set_qos_limits(*find("Null2"), QosLimits{}).ok());
+    run_until_idle();
+}
+
+TEST_F(BdevTest, TimeoutCallbackFiresOnce) {
+    Bdev::Properties p;
+    p.name = "Check3";
+    p.num_blocks = 64;
+    CheckingBdev* b = make_checking(p);
+    open_rw("Check3");
+    b->hold = true;
+    int timeouts = 0;
+    on(t0(), [&] {
+        desc->set_timeout(50'000, [](void* c, IoType, uint64_t) { ++*static_cast<int*>(c); }, &timeouts);
+    });
+    std::vector<uint8_t> buf(512);
+    Done d;
+    on(t0(), [&] { ASSERT_TRUE(read(*desc, *ch, buf.data(), 1, 1, &Done::cb, &d).ok()); });
+    ASSERT_TRUE(poll_until([&] { return timeouts > 0; }));
+    advance(200'000'000);
+    EXPECT_EQ(timeouts, 1);
+    EXPECT_EQ(d.calls, 0);
+    on(t0(), [&] {
+        b->hold = false;
+        for (BdevIo* io : b->held) b->execute(*io);
+        b->held.clear();
+    });
+    ASSERT_TRUE(poll_until([&] { return d.calls == 1; }));
+}
+
+TEST_F(BdevTest, PoolExhaustionAndIoWait) {
+    Bdev::Properties p;
+    p.name = "Check4";
+    p.num_blocks = 64;
+    CheckingBdev* b = make_checking(p);
+    open_rw("Check4");
+    b->hold = true;
+    std::vector<uint8_t> buf(512);
+    std::vector<Done> dones(1100);
+    size_t accepted = 0;
+    Status last;
+    on(t0(), [&] {
+        for (auto& d : dones) {
+            last = read(*desc, *ch, buf.data(), 0, 1, &Done::cb, &d);
+            if (!last.ok()) break;
+            ++accepted;
+        }
+    });
+    EXPECT_EQ(last.code(), Errc::busy);
+    EXPECT_GT(accepted, 100u);
+    bool woke = false;
+    IoWaitEntry entry{[](void* c) { *static_cast<bool*>(c) = true; }, &woke};
+    on(t0(), [&] {
+        queue_io_wait(*ch, entry);
+        b->hold = false;
+        b->execute(*b->held.front());
+        b->held.erase(b->held.begin());
+    });
+    ASSERT_TRUE(poll_until([&] { return woke; }));
+    on(t0(), [&] {
+        for (BdevIo* io : b->held) b->execute(*io);
+        b->held.clear();
+    });
+    ASSERT_TRUE(poll_until([&] {
+        size_t n = 0;
+        for (auto& d : dones) n += d.calls;
+        return n == accepted;
+    }));
+}
+
+}  // namespace
+}  // namespace strata::bdev
