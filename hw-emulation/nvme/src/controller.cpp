@@ -215,7 +215,8 @@ void ControllerImpl::reg_write32(uint64_t offset, uint32_t value) {
         case reg::intmc: intms_.fetch_and(~value, std::memory_order_relaxed); break;
         case reg::cc:
             cc_.store(value, std::memory_order_release);
-            cc_dirty_.store(true, std::memory_order_release);
+            cc_dirty_.store(true);
+            wake();
             break;
         case reg::aqa: aqa_.store(value & 0x0FFF0FFFu, std::memory_order_release); break;
         case reg::asq: set_lo(asq_, value); break;
@@ -233,13 +234,23 @@ void ControllerImpl::doorbell_write(uint64_t offset, uint32_t value) {
     const uint64_t index = rel / stride;
     if (rel % stride != 0 || index >= doorbell_count_) {
         // Past the last queue the controller supports (or between strided doorbells).
-        stray_doorbells_.fetch_add(1, std::memory_order_release);
-        any_doorbell_.store(true, std::memory_order_release);
+        stray_doorbells_.fetch_add(1);
+        any_doorbell_.store(true);
+        wake();
         return;
     }
     doorbells_[index].store(value, std::memory_order_release);
-    doorbell_dirty_[index / 64].fetch_or(uint64_t{1} << (index % 64), std::memory_order_release);
-    any_doorbell_.store(true, std::memory_order_release);
+    doorbell_dirty_[index / 64].fetch_or(uint64_t{1} << (index % 64));
+    any_doorbell_.store(true);
+    wake();
+}
+
+// Arms the model after a BAR write: a poller that reported idle gets one no-op message, which
+// counts as work, so the simulator polls the model again even when the writer's own step
+// reported idle (or came from outside any Thread). A busy model gets nothing.
+void ControllerImpl::wake() {
+    if (parked_.load(std::memory_order_relaxed) && parked_.exchange(false))
+        (void)thread_.send([](void*) {}, nullptr);
 }
 
 void ControllerImpl::set_csts_bits(uint32_t set, uint32_t clear) {
@@ -255,19 +266,20 @@ runtime::PollStatus ControllerImpl::poll_main(void* ctx) {
     auto* self = static_cast<ControllerImpl*>(ctx);
     if (self->removed_.load(std::memory_order_acquire)) return runtime::PollStatus::idle;
     bool busy = false;
-    if (self->cc_dirty_.load(std::memory_order_acquire)) {
-        self->cc_dirty_.store(false, std::memory_order_relaxed);
+    // exchange before reading: a write racing with this poll sets the flag again.
+    if (self->cc_dirty_.load(std::memory_order_acquire) && self->cc_dirty_.exchange(false)) {
         self->handle_cc();
         busy = true;
     }
-    if (self->any_doorbell_.load(std::memory_order_acquire)) busy |= self->handle_doorbells();
+    if (self->any_doorbell_.load(std::memory_order_acquire) && self->any_doorbell_.exchange(false))
+        busy |= self->handle_doorbells();
     if (self->state_ == State::ready && !self->fatal_ && !self->shutdown_)
         busy |= self->process_queues();
+    if (!busy) self->parked_.store(true, std::memory_order_seq_cst);
     return busy ? runtime::PollStatus::busy : runtime::PollStatus::idle;
 }
 
 bool ControllerImpl::handle_doorbells() {
-    any_doorbell_.store(false, std::memory_order_relaxed);
     const bool live = state_ == State::ready && !fatal_;
     bool busy = false;
     if (uint32_t stray = stray_doorbells_.exchange(0, std::memory_order_acquire); stray != 0) {
@@ -278,7 +290,7 @@ bool ControllerImpl::handle_doorbells() {
         }
     }
     for (uint32_t w = 0; w < dirty_words_; ++w) {
-        uint64_t bits = doorbell_dirty_[w].exchange(0, std::memory_order_acquire);
+        uint64_t bits = doorbell_dirty_[w].exchange(0);
         while (bits != 0) {
             const uint32_t bit = static_cast<uint32_t>(std::countr_zero(bits));
             bits &= bits - 1;
@@ -531,6 +543,7 @@ void ControllerImpl::reset_queues() {
     }
     active_sqids_.clear();
     rr_next_ = 0;
+    total_slots_ = 0;
     aers_.fill(nullptr);
     aer_count_ = 0;
     event_count_ = 0;
@@ -615,7 +628,8 @@ void ControllerImpl::create_sq(uint16_t qid, uint64_t base, uint32_t size, uint1
         grown[i] = cq.held[(cq.held_head + i) % cq.held.size()];
     cq.held = std::move(grown);
     cq.held_head = 0;
-    heap_.reserve(heap_.size() + size);
+    total_slots_ += size;
+    heap_.reserve(total_slots_);
     active_sqids_.insert(std::lower_bound(active_sqids_.begin(), active_sqids_.end(), qid), qid);
 }
 

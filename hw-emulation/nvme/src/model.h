@@ -121,6 +121,7 @@ public:
     uint32_t reg_read32(uint64_t offset);
     void reg_write32(uint64_t offset, uint32_t value);
     void doorbell_write(uint64_t offset, uint32_t value);
+    void wake();
 
     // --- control (model thread) ---
     Result<void> add_namespace(NamespaceConfig cfg, bool notify);
@@ -238,6 +239,7 @@ private:
     std::atomic<uint64_t> acq_{0};
     std::atomic<bool> cc_dirty_{false};
     std::atomic<bool> removed_{false};
+    std::atomic<bool> parked_{false};  // the main poller last reported idle
     uint32_t doorbell_count_ = 0;  // 2 * (max_io_queues + 1)
     std::unique_ptr<std::atomic<uint32_t>[]> doorbells_;
     std::unique_ptr<std::atomic<uint64_t>[]> doorbell_dirty_;  // one bit per doorbell
@@ -273,6 +275,7 @@ private:
     std::vector<CompQueue> cqs_;
     std::vector<uint16_t> active_sqids_;  // sorted; round-robin order
     size_t rr_next_ = 0;
+    size_t total_slots_ = 0;  // command slots of every SQ: the timer heap's capacity
     std::vector<Command*> heap_;
     std::vector<std::unique_ptr<Namespace>> namespaces_;  // index nsid
 
