@@ -712,7 +712,7 @@ const FaultRule* ControllerImpl::match_fault(const FaultSubject& subject, bool a
     if (!admin) return faults_.match(subject);
     // Admin commands (control path) only meet rules that name queue 0 explicitly.
     bool any = false;
-    for (const auto& r : faults_.rules()) any |= r.match.queue_id == uint16_t{0};
+    for (const auto& e : faults_.entries()) any |= e.rule.match.queue_id == uint16_t{0};
     if (!any) return nullptr;
     const FaultRule* rule = faults_.match(subject);
     return rule != nullptr && rule->match.queue_id == uint16_t{0} ? rule : nullptr;
