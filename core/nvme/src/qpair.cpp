@@ -78,8 +78,7 @@ void QPairImpl::stop_pollers() {
 Request* QPairImpl::take_request() noexcept { return free_.pop_front(); }
 
 Status QPairImpl::build_data(Request& r, const iovec* iov, int iovcnt, size_t len) noexcept {
-    r.sqe.prp1 = 0;
-    r.sqe.prp2 = 0;
+    // No data: DPTR stays as the caller built it (Create I/O SQ/CQ carry the queue base there).
     if (len == 0) return {};
     env::IovaSegment segs[kMaxIovaSegments];
     size_t nseg = 0;
@@ -92,7 +91,7 @@ Status QPairImpl::build_data(Request& r, const iovec* iov, int iovcnt, size_t le
                                   std::span<env::IovaSegment>(segs + nseg, kMaxIovaSegments - nseg),
                                   &got);
         if (!s.ok()) {
-            return Status(s.code() == Errc::no_space ? Errc::invalid_argument : s.code(),
+            return Status(Errc::invalid_argument,
                           s.code() == Errc::no_space ? "buffer has too many segments"
                                                      : "buffer is not DMA memory");
         }
