@@ -106,8 +106,21 @@ public:
     bool removal_seen_ = false;     // hot-remove message arrived
     bool removal_notified_ = false;
     bool in_process_ = false;
+    runtime::Poller* watchdog_ = nullptr;
+    bool did_work_ = false;  // register writes in this process() call (reset, start, doorbell)
 
 private:
+    // A timed poller on the owner: finishes resets and detects stalls even when the owner polls
+    // only while it expects completions (and gives the simulator a deadline to advance to).
+    static runtime::PollStatus watchdog(void* ctx) noexcept {
+        auto* self = static_cast<ChannelImpl*>(ctx);
+        if (self->state_ == State::running && self->doorbell_ == self->tail_ &&
+            !self->removal_seen_ && !self->reset_requested_)
+            return runtime::PollStatus::idle;
+        self->did_work_ = false;
+        const int ops = self->process();
+        return ops > 0 || self->did_work_ ? runtime::PollStatus::busy : runtime::PollStatus::idle;
+    }
     static void on_hot_remove(void* ctx) noexcept {
         static_cast<ChannelImpl*>(ctx)->removal_seen_ = true;
     }
@@ -184,6 +197,9 @@ Result<void> ChannelImpl::init(const env::PciAddress& address) {
     for (uint32_t i = 0; i < n; ++i) ring_[i].next = slot_iova(i + 1);
 
     fn_->set_hot_remove_target(&owner_, &ChannelImpl::on_hot_remove, this);
+    uint64_t period_ns = opts_.stall_timeout_us * 1000 / 2;
+    if (period_ns < 50'000) period_ns = 50'000;
+    watchdog_ = owner_.register_poller(&ChannelImpl::watchdog, this, "ioat_watchdog", period_ns);
     // Clear any stale error (RW1C), then reset; start_channel() follows from process().
     const uint32_t stale = bar_.read32(creg(spec::chan_reg::chanerr));
     if (stale != 0 && stale != kAllOnes32) bar_.write32(creg(spec::chan_reg::chanerr), stale);
@@ -197,6 +213,7 @@ Result<void> ChannelImpl::init(const env::PciAddress& address) {
 
 void ChannelImpl::issue_reset() noexcept {
     ++stats_.resets;
+    did_work_ = true;
     state_ = State::resetting;
     reset_started_ns_ = runtime::now_ns();
     // CHANCMD is byte 0 of the dword at 0x04; DMACOUNT (bytes 2..3) restarts from 0 as well.
@@ -215,6 +232,7 @@ void ChannelImpl::start_channel() noexcept {
     bar_.write64(creg(spec::chan_reg::chancmp), comp_iova_);
     bar_.write64(creg(spec::chan_reg::chainaddr), slot_iova(base_));
     state_ = State::running;
+    did_work_ = true;
     last_progress_ns_ = runtime::now_ns();
     if (head_ != doorbell_) flush();
 }
@@ -456,6 +474,7 @@ Result<void> ChannelImpl::detach() {
 }
 
 void ChannelImpl::release() noexcept {
+    if (watchdog_) owner_.unregister_poller(watchdog_);
     if (fn_) {
         (void)fn_->detach();
         fn_.reset();

@@ -159,9 +159,11 @@ void ChannelModel::bar_write(uint32_t bar, uint64_t off, uint32_t width, uint64_
             // Byte 0: CHANCMD; bytes 2..3: DMACOUNT (the doorbell).
             const auto cmd = static_cast<uint8_t>(v & 0xFF);
             if (cmd != 0) pending_cmd_.fetch_or(cmd, std::memory_order_acq_rel);
+            // (DMACOUNT store and wake below.)
             const auto count = static_cast<uint16_t>((v >> 16) & 0xFFFF);
             if (cmd == 0 || count != dmacount_.load(std::memory_order_relaxed)) ++stats_.doorbells;
             dmacount_.store(count, std::memory_order_release);
+            wake();
             break;
         }
         case spec::chan_reg::chainaddr:
@@ -180,6 +182,14 @@ void ChannelModel::bar_write(uint32_t bar, uint64_t off, uint32_t width, uint64_
         default: break;  // CHANSTS, CDAR and reserved registers are read-only
     }
 }
+
+// The poller is armed by a message to the model's Thread: a doorbell or command written from a
+// step the scheduler saw as idle still gets the channel polled. The message carries nothing (a
+// model destroyed before it runs leaves no dangling pointer); a full message ring drops it, as the
+// poller runs soon anyway.
+void ChannelModel::wake() { (void)thread_.send(&ChannelModel::on_wake, nullptr); }
+
+void ChannelModel::on_wake(void*) {}
 
 void ChannelModel::on_surprise_removal() { removed_.store(true, std::memory_order_release); }
 

@@ -38,6 +38,12 @@ constexpr CompletionDecode decode_completion(uint64_t raw, const RingView& ring)
         return d;
     }
     if (addr < ring.ring_iova || addr - ring.ring_iova >= ring_bytes) {
+        if (sts.state() == spec::ChanState::halted) {
+            // Halted before completing anything since the (re)start: CHANSTS still holds the
+            // reset value. Nothing is known complete; the halt stands.
+            d.kind = CompletionKind::halted;
+            return d;
+        }
         d.why = "completed descriptor address outside the ring";
         return d;
     }

@@ -107,6 +107,8 @@ private:
     static runtime::PollStatus poll(void* ctx);
     static runtime::PollStatus poll_timer(void* ctx);
     void arm_timer(uint64_t due_ns);
+    void wake();
+    static void on_wake(void* ctx);
     runtime::PollStatus run();
     void apply_command(uint8_t cmd);
     void do_reset();
