@@ -5,8 +5,7 @@
 #include <strata/rpc/app.h>
 
 #include "internal.h"
-#include "malloc/malloc.h"
-#include "null/null.h"
+#include <strata/bdev/rpc_internal.h>
 
 namespace strata::bdev {
 
@@ -16,12 +15,8 @@ using rpc::Json;
 using rpc::ParamType;
 using rpc::Responder;
 using PT = rpc::ParamType;
+using rpc::MethodSpec;
 
-void reg(rpc::App& app, rpc::MethodSpec spec) {
-    spec.subsystem = "bdev";
-    auto r = app.registry().add(std::move(spec));
-    STRATA_ASSERT_MSG(r.ok(), "bdev RPC registration failed: %s", r.error().message().c_str());
-}
 
 Json bdev_json(Bdev& b) {
     const QosLimits q = qos_limits(b);
@@ -89,13 +84,6 @@ Json iostat_json(const Bdev& b, const IoStats& s) {
             {"latency_histogram_log2_ns", s.latency_histogram}};
 }
 
-std::string next_malloc_name() {
-    for (int i = 0;; ++i) {
-        std::string n = fmt::format("Malloc{}", i);
-        if (find(n) == nullptr) return n;
-    }
-}
-
 void write_config(rpc::App&, Json& cfg) {
     for (Bdev* b : list()) {
         Json entry;
@@ -117,12 +105,27 @@ void write_config(rpc::App&, Json& cfg) {
 
 }  // namespace
 
+void add_rpc(rpc::App& app, rpc::MethodSpec spec) {
+    spec.subsystem = "bdev";
+    auto r = app.registry().add(std::move(spec));
+    STRATA_ASSERT_MSG(r.ok(), "bdev RPC registration failed: %s", r.error().message().c_str());
+}
+
 void register_rpc_module(rpc::App& app) {
-    register_module(kMallocModule);
-    register_module(kNullModule);
+    // The explicit module table: each module registers its bdev::Module and its RPCs.
+    register_malloc_module(app);
+    register_null_module(app);
+    register_nvme_module(app);
+    register_aio_module(app);
+    register_uring_module(app);
+    register_error_module(app);
+    register_delay_module(app);
+    register_passthru_module(app);
+    register_split_module(app);
+    register_raid_module(app);
     (void)app.add_subsystem(rpc::Subsystem{"bdev", {}, nullptr, nullptr, &write_config});
 
-    reg(app, {"bdev_get_bdevs",
+    add_rpc(app, {"bdev_get_bdevs",
               "List bdevs (or one by name or alias) with geometry, claims, QoS limits and "
               "supported I/O types.",
               {{"name", PT::string, false, "Bdev name or alias", nullptr},
@@ -144,7 +147,7 @@ void register_rpc_module(rpc::App& app) {
                   }
                   r.result(std::move(out));
               }});
-    reg(app, {"bdev_get_iostat",
+    add_rpc(app, {"bdev_get_iostat",
               "I/O statistics per bdev (all channels, live and gone); latencies in ns "
               "(tick_rate 1e9).",
               {{"name", PT::string, false, "Only this bdev", nullptr}},
@@ -185,7 +188,7 @@ void register_rpc_module(rpc::App& app) {
                   acc->targets = std::move(targets);
                   Acc::step(acc);
               }});
-    reg(app, {"bdev_set_qos_limit",
+    add_rpc(app, {"bdev_set_qos_limit",
               "Set QoS rate limits of a bdev (0 removes a limit); changeable at run time.",
               {{"name", PT::string, true, "Bdev name", nullptr},
                {"rw_ios_per_sec", PT::uint, false, "Read+write I/O per second", nullptr},
@@ -214,63 +217,11 @@ void register_rpc_module(rpc::App& app) {
                   if (!res) r.error(res.error());
                   else r.result(true);
               }});
-    reg(app, {"bdev_wait_for_examine",
+    add_rpc(app, {"bdev_wait_for_examine",
               "Reply once every bdev has been examined by every module (immediate: examine is "
               "synchronous here).",
               {}, rpc::Allowed::both, "", true,
               [](const Json&, Responder r) { r.result(true); }});
-    reg(app, {"bdev_malloc_create", "Create a RAM bdev. Returns its name.",
-              {{"name", PT::string, false, "Bdev name (default MallocN)", nullptr},
-               {"num_blocks", PT::uint, true, "Number of blocks", nullptr},
-               {"block_size", PT::uint, true, "Block size in bytes (512..65536, power of two)",
-                nullptr},
-               {"uuid", PT::string, false, "UUID (default: generated)", nullptr},
-               {"optimal_io_boundary", PT::uint, false, "Split I/O at this many blocks", 0}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  MallocOptions o;
-                  o.name = rpc::param_or<std::string>(p, "name", next_malloc_name());
-                  o.num_blocks = p.at("num_blocks").get<uint64_t>();
-                  o.block_size = p.at("block_size").get<uint32_t>();
-                  o.uuid = rpc::param_or<std::string>(p, "uuid", "");
-                  o.optimal_io_boundary = rpc::param_or<uint32_t>(p, "optimal_io_boundary", 0);
-                  auto b = malloc_create(o);
-                  if (!b) r.error(b.error());
-                  else r.result((*b)->name());
-              }});
-    reg(app, {"bdev_malloc_delete", "Delete a malloc bdev.",
-              {{"name", PT::string, true, "Bdev name", nullptr}}, rpc::Allowed::runtime, "", true,
-              [](const Json& p, Responder r) {
-                  auto rp = std::make_shared<Responder>(std::move(r));
-                  malloc_delete(p.at("name").get<std::string>(), [rp](Result<void> res) {
-                      if (!res) rp->error(res.error());
-                      else rp->result(true);
-                  });
-              }});
-    reg(app, {"bdev_null_create", "Create a null bdev (writes discarded, reads untouched). "
-                                  "Returns its name.",
-              {{"name", PT::string, true, "Bdev name", nullptr},
-               {"num_blocks", PT::uint, true, "Number of blocks", nullptr},
-               {"block_size", PT::uint, true, "Block size in bytes", nullptr},
-               {"uuid", PT::string, false, "UUID (default: generated)", nullptr}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  NullOptions o;
-                  o.name = p.at("name").get<std::string>();
-                  o.num_blocks = p.at("num_blocks").get<uint64_t>();
-                  o.block_size = p.at("block_size").get<uint32_t>();
-                  o.uuid = rpc::param_or<std::string>(p, "uuid", "");
-                  auto b = null_create(o);
-                  if (!b) r.error(b.error());
-                  else r.result((*b)->name());
-              }});
-    reg(app, {"bdev_null_delete", "Delete a null bdev.",
-              {{"name", PT::string, true, "Bdev name", nullptr}}, rpc::Allowed::runtime, "", true,
-              [](const Json& p, Responder r) {
-                  auto rp = std::make_shared<Responder>(std::move(r));
-                  null_delete(p.at("name").get<std::string>(), [rp](Result<void> res) {
-                      if (!res) rp->error(res.error());
-                      else rp->result(true);
-                  });
-              }});
 }
 
 }  // namespace strata::bdev

@@ -1,0 +1,8 @@
+// The error module's RPC methods (not written yet: registers nothing).
+#include <strata/bdev/rpc_internal.h>
+
+namespace strata::bdev {
+
+void register_error_module(rpc::App&) {}
+
+}  // namespace strata::bdev
