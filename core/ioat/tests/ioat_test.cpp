@@ -30,17 +30,19 @@ using hwemu::ioat::ModelConfig;
 constexpr PciAddress kAddr{0, 0x00, 0x04, 0};
 constexpr PciAddress kOther{0, 0x00, 0x05, 0};
 
+// True while a test is inside submit_*/flush: callbacks must never run then.
+bool g_in_submit = false;
+
 // One operation's completion record: how many times its callback ran and with what.
 struct Op {
     int calls = 0;
     Status status;
-    bool* in_submit = nullptr;
     bool called_in_submit = false;
     static void done(void* ctx, Status s) {
         auto* op = static_cast<Op*>(ctx);
         ++op->calls;
         op->status = s;
-        if (op->in_submit && *op->in_submit) op->called_in_submit = true;
+        if (g_in_submit) op->called_in_submit = true;
     }
 };
 
@@ -114,22 +116,20 @@ protected:
     Status copy(void* dst, const void* src, uint64_t len, Op& op) {
         Status s;
         on(threads[0], [&] {
-            bool in_submit = true;
-            op.in_submit = &in_submit;
+            g_in_submit = true;
             s = ch->submit_copy(iova(dst), iova(src), len, &Op::done, &op);
-            in_submit = false;
             ch->flush();
+            g_in_submit = false;
         });
         return s;
     }
     Status fill(void* dst, uint64_t pattern, uint64_t len, Op& op) {
         Status s;
         on(threads[0], [&] {
-            bool in_submit = true;
-            op.in_submit = &in_submit;
+            g_in_submit = true;
             s = ch->submit_fill(iova(dst), pattern, len, &Op::done, &op);
-            in_submit = false;
             ch->flush();
+            g_in_submit = false;
         });
         return s;
     }
