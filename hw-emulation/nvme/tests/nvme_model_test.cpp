@@ -925,7 +925,9 @@ TEST_F(NvmeModelTest, PowerCutKeepsFlushedFuaAndUncachedWrites) {
         const uint8_t v = wb[s * 512];
         ASSERT_TRUE(v == 0x77 || v == 0) << s;
         if (v == 0) zero_seen = true;
-        if (zero_seen) ASSERT_EQ(v, 0) << "sector " << s << " survived after a lost one";
+        if (zero_seen) {
+            ASSERT_EQ(v, 0) << "sector " << s << " survived after a lost one";
+        }
     }
     // SMART counts the unsafe shutdowns.
     auto* log = alloc(4096);
