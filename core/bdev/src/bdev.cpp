@@ -145,6 +145,12 @@ void register_module(const Module& module) {
         r.modules.push_back(&module);
 }
 
+std::vector<const Module*> modules() {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    return r.modules;
+}
+
 Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev) {
     Registry& r = registry();
     auto& p = bdev->props_;

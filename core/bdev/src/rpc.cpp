@@ -85,6 +85,8 @@ Json iostat_json(const Bdev& b, const IoStats& s) {
 }
 
 void write_config(rpc::App&, Json& cfg) {
+    for (const Module* m : modules())
+        if (m->write_config) m->write_config(cfg);
     for (Bdev* b : list()) {
         Json entry;
         b->config_json(entry);

@@ -40,9 +40,18 @@ struct Module {
     // bdev module creates its bdevs on top of a base that its config names. Control path, on the
     // registering Thread.
     void (*examine)(Bdev& bdev) = nullptr;
+    // save_config entries that are not one bdev's (e.g. bdev_nvme_attach_controller, which
+    // creates a bdev per namespace); appended before the per-bdev entries.
+    void (*write_config)(nlohmann::json& methods) = nullptr;
 };
 
+// The modules registered so far (registration order).
+std::vector<const Module*> modules();
+
 inline constexpr size_t kModuleIoContextBytes = 192;  // per-I/O scratch a module may use
+// While a module holds a BdevIo (between submit and complete) it may keep it on an
+// IntrusiveList<BdevIo, QueuedTag> of its own (e.g. I/O waiting for a queue pair); the layer
+// uses that hook only before submit.
 inline constexpr int kMaxIoVecs = 32;                 // inline iovecs of a split child / bounce
 
 struct QueuedTag;  // second list hook: QoS / wait queues (the first is the outstanding list)

@@ -1,0 +1,399 @@
+#include "nvme/nvme.h"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <strata/base/log.h>
+#include <strata/nvme/qpair.h>
+#include <strata/runtime/task.h>
+
+namespace strata::bdev {
+
+STRATA_LOG_COMPONENT(bdev_nvme);
+
+namespace {
+void write_config(nlohmann::json& methods);
+}  // namespace
+
+const Module kNvmeModule{"nvme", nullptr, &write_config};
+
+namespace {
+
+class NvmeCtrlr;
+
+// What a BdevIo carries through the driver (module_ctx).
+struct IoCtx {
+    const nvme::Namespace* ns;
+    nvme::spec::DsmRange range;
+};
+
+// Per-Thread state of one controller: the qpair (allocated on the admin Thread, arriving by
+// message) and the I/O that waits for it or for a free driver request.
+struct QpairState {
+    std::unique_ptr<nvme::QPair> qp;
+    nvme::Controller* ctrl = nullptr;
+    bool failed = false;
+    Errc failure = Errc::ok;
+    IntrusiveList<BdevIo, QueuedTag> waiting;
+};
+
+class NvmeChannel final : public runtime::IoChannel {
+public:
+    NvmeChannel(NvmeCtrlr& c, runtime::Thread& t);
+    ~NvmeChannel() override;
+    std::shared_ptr<QpairState> state = std::make_shared<QpairState>();
+    runtime::Poller* retry_poller = nullptr;  // resubmits I/O that found the driver's pool empty
+};
+
+class NvmeCtrlr final : public runtime::IoDevice {
+public:
+    NvmeCtrlr(std::string n, std::unique_ptr<nvme::Controller> c, uint32_t entries)
+        : IoDevice("bdev_nvme:" + n), name(std::move(n)), ctrl(std::move(c)), queue_entries(entries) {}
+
+    std::string name;
+    std::unique_ptr<nvme::Controller> ctrl;
+    uint32_t queue_entries;
+    std::vector<std::string> bdevs;  // registered namespace bdevs
+    bool detaching = false;
+
+protected:
+    std::unique_ptr<runtime::IoChannel> create_channel(runtime::Thread& t) override {
+        return std::make_unique<NvmeChannel>(*this, t);
+    }
+};
+
+// Touched on the app (admin) Thread only.
+std::map<std::string, std::unique_ptr<NvmeCtrlr>>& ctrlrs() {
+    static std::map<std::string, std::unique_ptr<NvmeCtrlr>> m;
+    return m;
+}
+
+void submit_io(QpairState& st, BdevIo& io) noexcept;
+
+void io_done(void* ctx, const nvme::Completion& cpl) {
+    auto* io = static_cast<BdevIo*>(ctx);
+    const uint16_t raw = static_cast<uint16_t>((cpl.status.sct() << 8) | cpl.status.sc());
+    io->complete(IoStatus{cpl.errc(), raw});
+}
+
+void retry_waiting(QpairState& st) noexcept {
+    if (st.waiting.empty() || !st.qp) return;
+    IntrusiveList<BdevIo, QueuedTag> again;
+    again.splice_back(st.waiting);
+    while (BdevIo* io = again.pop_front()) submit_io(st, *io);
+}
+
+void submit_io(QpairState& st, BdevIo& io) noexcept {
+    if (st.failed) {
+        io.complete(st.failure);
+        return;
+    }
+    if (!st.qp || !st.waiting.empty()) {
+        st.waiting.push_back(io);
+        return;
+    }
+    IoCtx& c = *io.module_ctx<IoCtx>();
+    const nvme::Namespace& ns = *c.ns;
+    nvme::QPair& qp = *st.qp;
+    const auto iov = io.iovs();
+    const auto blocks = static_cast<uint32_t>(io.num_blocks());
+    Status s;
+    switch (io.type()) {
+        case IoType::read:
+            s = qp.readv(ns, iov.data(), static_cast<int>(iov.size()), io.offset_blocks(), blocks, io_done, &io);
+            break;
+        case IoType::write:
+            s = qp.writev(ns, iov.data(), static_cast<int>(iov.size()), io.offset_blocks(), blocks, io_done, &io);
+            break;
+        case IoType::compare:
+            if (iov.size() != 1) {
+                s = Status(Errc::not_supported, "vectored compare");
+                break;
+            }
+            s = qp.compare(ns, iov[0].iov_base, io.offset_blocks(), blocks, io_done, &io);
+            break;
+        case IoType::flush:
+            s = qp.flush(ns, io_done, &io);
+            break;
+        case IoType::write_zeroes:
+            s = qp.write_zeroes(ns, io.offset_blocks(), blocks, io_done, &io);
+            break;
+        case IoType::unmap:
+            c.range = nvme::spec::DsmRange{0, blocks, io.offset_blocks()};
+            s = qp.deallocate(ns, std::span<const nvme::spec::DsmRange>(&c.range, 1), io_done, &io);
+            break;
+        default:
+            s = Status(Errc::not_supported, "I/O type");
+            break;
+    }
+    if (s.ok()) return;
+    if (s.code() == Errc::busy) {  // the driver's request pool is empty: retry on a completion
+        st.waiting.push_back(io);
+        return;
+    }
+    io.complete(s.code());
+}
+
+runtime::PollStatus retry_poll(void* p) {
+    auto* st = static_cast<QpairState*>(p);
+    if (st->waiting.empty() || !st->qp) return runtime::PollStatus::idle;
+    const size_t before = st->waiting.size();
+    retry_waiting(*st);
+    return st->waiting.size() < before ? runtime::PollStatus::busy : runtime::PollStatus::idle;
+}
+
+NvmeChannel::NvmeChannel(NvmeCtrlr& c, runtime::Thread& t) {
+    state->ctrl = c.ctrl.get();
+    retry_poller = t.register_poller(&retry_poll, state.get(), "bdev_nvme_retry");
+    std::weak_ptr<QpairState> weak = state;
+    nvme::Controller* ctrl = c.ctrl.get();
+    runtime::Thread* owner = &t;
+    const uint32_t entries = c.queue_entries;
+    // qpairs are allocated on the admin Thread; the result comes back by message.
+    (void)ctrl->admin_thread().post([ctrl, owner, weak, entries] {
+        nvme::QPairOptions o;
+        o.queue_entries = entries;
+        auto r = ctrl->alloc_io_qpair(*owner, o);
+        if (!r) {
+            STRATA_ERRLOG(log_bdev_nvme, "nvme {}: no qpair for Thread {}: {}",
+                          ctrl->address().to_string(), owner->name(), r.error().message());
+        }
+        const Errc code = r.code();
+        std::unique_ptr<nvme::QPair> qp = r ? std::move(*r) : nullptr;
+        (void)owner->post([weak, ctrl, code, qp = std::move(qp)]() mutable {
+            auto st = weak.lock();
+            if (!st) {
+                if (qp) ctrl->free_io_qpair(std::move(qp));  // the channel went away meanwhile
+                return;
+            }
+            if (!qp) {
+                st->failed = true;
+                st->failure = code;
+                while (BdevIo* io = st->waiting.pop_front()) io->complete(code);
+                return;
+            }
+            st->qp = std::move(qp);
+            retry_waiting(*st);
+        });
+    });
+}
+
+NvmeChannel::~NvmeChannel() {
+    thread().unregister_poller(retry_poller);
+    while (BdevIo* io = state->waiting.pop_front()) io->complete(Errc::aborted);
+    if (state->qp) state->ctrl->free_io_qpair(std::move(state->qp));
+}
+
+std::string trim(const char* p, size_t n) {
+    std::string s(p, n);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+    return s;
+}
+
+class NvmeBdev final : public Bdev {
+public:
+    NvmeBdev(Properties p, NvmeCtrlr& c, const nvme::Namespace& ns)
+        : Bdev(kNvmeModule, std::move(p)), ctrlr_(c), ns_(ns) {}
+
+    bool supports(IoType t) const noexcept override {
+        const uint16_t oncs = ctrlr_.ctrl->identify().oncs;
+        switch (t) {
+            case IoType::read:
+            case IoType::write:
+            case IoType::flush:
+            case IoType::reset:
+                return true;
+            case IoType::compare: return (oncs & 0x1) != 0;
+            case IoType::unmap: return (oncs & 0x4) != 0;         // Dataset Management
+            case IoType::write_zeroes: return (oncs & 0x8) != 0;  // Write Zeroes
+            default: return false;
+        }
+    }
+    runtime::IoDevice& module_io_device() noexcept override { return ctrlr_; }
+
+    void submit(runtime::IoChannel& ch, BdevIo& io) noexcept override {
+        auto& st = *static_cast<NvmeChannel&>(ch).state;
+        if (io.type() == IoType::reset) {
+            nvme::Controller* ctrl = ctrlr_.ctrl.get();
+            runtime::Thread* owner = &io.thread();
+            BdevIo* p = &io;
+            (void)ctrl->admin_thread().post([ctrl, owner, p] {
+                runtime::spawn(ctrl->admin_thread(), ctrl->reset(), [owner, p](Result<void> r) {
+                    const Errc code = r.code();
+                    (void)owner->post([p, code] { p->complete(code); });
+                });
+            });
+            return;
+        }
+        io.module_ctx<IoCtx>()->ns = &ns_;
+        submit_io(st, io);
+    }
+
+    void info_json(nlohmann::json& out) const override {
+        const auto& id = ctrlr_.ctrl->identify();
+        out["nvme"] = {{"ctrlr_name", ctrlr_.name},
+                       {"pci_address", ctrlr_.ctrl->address().to_string()},
+                       {"nsid", ns_.id},
+                       {"model_number", trim(id.mn.data(), id.mn.size())},
+                       {"serial_number", trim(id.sn.data(), id.sn.size())},
+                       {"firmware_revision", trim(id.fr.data(), id.fr.size())},
+                       {"vs", {{"nvme_version", fmt::format("{}.{}", ctrlr_.ctrl->version() >> 16,
+                                                            (ctrlr_.ctrl->version() >> 8) & 0xFF)}}},
+                       {"state", nvme::state_name(ctrlr_.ctrl->state())}};
+    }
+    void config_json(nlohmann::json&) const override {}  // the controller's entry covers it
+
+private:
+    NvmeCtrlr& ctrlr_;
+    const nvme::Namespace& ns_;
+};
+
+Result<void> add_namespace_bdev(NvmeCtrlr& c, const nvme::Namespace& ns) {
+    Bdev::Properties p;
+    p.name = fmt::format("{}n{}", c.name, ns.id);
+    p.product_name = "NVMe disk";
+    p.block_size = ns.block_size_bytes;
+    p.num_blocks = ns.num_blocks;
+    p.max_io_blocks = ns.max_io_blocks;
+    p.required_alignment = 4;  // PRP entries are dword aligned
+    p.needs_dma_memory = true;
+    p.write_cache = c.ctrl->identify().vwc_present();
+    p.max_unmap_blocks = 0xFFFFFFFFu;
+    auto r = register_bdev(std::make_unique<NvmeBdev>(std::move(p), c, ns));
+    if (!r) return r.error();
+    c.bdevs.push_back((*r)->name());
+    return {};
+}
+
+void sync_namespaces(NvmeCtrlr& c) {
+    // New namespaces get a bdev; vanished ones are unregistered.
+    for (const nvme::Namespace* ns : c.ctrl->namespaces()) {
+        const std::string n = fmt::format("{}n{}", c.name, ns->id);
+        if (std::find(c.bdevs.begin(), c.bdevs.end(), n) != c.bdevs.end()) continue;
+        if (auto r = add_namespace_bdev(c, *ns); !r)
+            STRATA_ERRLOG(log_bdev_nvme, "nvme {}: namespace {}: {}", c.name, ns->id, r.error().message());
+    }
+    for (auto it = c.bdevs.begin(); it != c.bdevs.end();) {
+        const uint32_t nsid = static_cast<uint32_t>(std::stoul(it->substr(c.name.size() + 1)));
+        if (c.ctrl->find_namespace(nsid) == nullptr) {
+            unregister_bdev(*it, [](Result<void>) {});
+            it = c.bdevs.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+void write_config(nlohmann::json& methods) {
+    for (auto& [name, c] : ctrlrs()) {
+        if (c->detaching) continue;
+        methods.push_back({{"method", "bdev_nvme_attach_controller"},
+                           {"params",
+                            {{"name", name},
+                             {"trtype", "PCIe"},
+                             {"traddr", c->ctrl->address().to_string()}}}});
+    }
+}
+
+}  // namespace
+
+void nvme_attach(const NvmeAttachOptions& o, std::function<void(Result<std::vector<std::string>>)> done) {
+    if (o.name.empty()) {
+        done(Error(Errc::invalid_argument, "controller name is empty"));
+        return;
+    }
+    if (ctrlrs().count(o.name) != 0) {
+        done(Error(Errc::already_exists, fmt::format("NVMe controller {} already exists", o.name)));
+        return;
+    }
+    runtime::Thread* thread = runtime::current_thread();
+    auto run = [](NvmeAttachOptions opts) -> runtime::Task<Result<std::vector<std::string>>> {
+        auto r = co_await nvme::Controller::attach(opts.address, opts.controller);
+        if (!r) co_return r.error();
+        if (ctrlrs().count(opts.name) != 0) {  // raced with another attach of the same name
+            (void)co_await (*r)->detach();
+            co_return Error(Errc::already_exists,
+                            fmt::format("NVMe controller {} already exists", opts.name));
+        }
+        auto c = std::make_unique<NvmeCtrlr>(opts.name, std::move(*r), opts.io_queue_entries);
+        NvmeCtrlr* raw = c.get();
+        ctrlrs().emplace(opts.name, std::move(c));
+        runtime::register_io_device(*raw);
+        raw->ctrl->on_namespace_change([raw](nvme::Controller&) {
+            if (!raw->detaching) sync_namespaces(*raw);
+        });
+        raw->ctrl->on_failure([raw](nvme::Controller&, Errc why) {
+            STRATA_ERRLOG(log_bdev_nvme, "nvme {}: controller {}; removing its bdevs", raw->name,
+                          errc_name(why));
+            for (const auto& b : raw->bdevs) unregister_bdev(b, [](Result<void>) {});
+            raw->bdevs.clear();
+        });
+        for (const nvme::Namespace* ns : raw->ctrl->namespaces()) {
+            if (auto a = add_namespace_bdev(*raw, *ns); !a)
+                STRATA_ERRLOG(log_bdev_nvme, "nvme {}: namespace {}: {}", opts.name, ns->id,
+                              a.error().message());
+        }
+        co_return raw->bdevs;
+    };
+    runtime::spawn(*thread, run(o), std::move(done));
+}
+
+void nvme_detach(const std::string& name, std::function<void(Result<void>)> done) {
+    auto it = ctrlrs().find(name);
+    if (it == ctrlrs().end()) {
+        done(Error(Errc::not_found, fmt::format("NVMe controller {} not found", name)));
+        return;
+    }
+    NvmeCtrlr* c = it->second.get();
+    if (c->detaching) {
+        done(Error(Errc::busy, fmt::format("NVMe controller {} is already detaching", name)));
+        return;
+    }
+    c->detaching = true;
+    auto run = [](NvmeCtrlr* c) -> runtime::Task<Result<void>> {
+        for (const auto& b : c->bdevs) {
+            runtime::AsyncResult<Result<void>> gone;
+            unregister_bdev(b, [&gone](Result<void> r) { gone.set(std::move(r)); });
+            (void)co_await gone;
+        }
+        c->bdevs.clear();
+        // Every channel (and so every qpair) must be gone before the controller detaches.
+        runtime::AsyncResult<int> unregistered;
+        runtime::unregister_io_device(
+            *c, [](void* p) { static_cast<runtime::AsyncResult<int>*>(p)->set(0); }, &unregistered);
+        (void)co_await unregistered;
+        // Freed qpairs delete their queues by message; let those run.
+        for (int i = 0; i < 100 && c->ctrl->state() != nvme::ControllerState::detached; ++i) {
+            auto r = co_await c->ctrl->detach();
+            if (r || r.code() != Errc::busy) break;
+            co_await runtime::sleep_for(1'000'000);
+        }
+        const std::string name = c->name;
+        ctrlrs().erase(name);
+        co_return Result<void>{};
+    };
+    runtime::spawn(*runtime::current_thread(), run(c), std::move(done));
+}
+
+void nvme_reset(const std::string& name, std::function<void(Result<void>)> done) {
+    auto it = ctrlrs().find(name);
+    if (it == ctrlrs().end()) {
+        done(Error(Errc::not_found, fmt::format("NVMe controller {} not found", name)));
+        return;
+    }
+    nvme::Controller* ctrl = it->second->ctrl.get();
+    runtime::spawn(ctrl->admin_thread(), ctrl->reset(), std::move(done));
+}
+
+std::vector<NvmeControllerInfo> nvme_controllers() {
+    std::vector<NvmeControllerInfo> out;
+    for (auto& [name, c] : ctrlrs())
+        out.push_back({name, c->ctrl->address().to_string(), nvme::state_name(c->ctrl->state()), c->bdevs});
+    return out;
+}
+
+}  // namespace strata::bdev

@@ -1,0 +1,159 @@
+// bdev_nvme against the NVMe controller model: a bdev per namespace, I/O through the bdev layer
+// (bounced when the buffer is not DMA memory), reset, namespace add/remove, hot removal, detach.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include <strata/bdev/bdev.h>
+#include <strata/env/env.h>
+#include <strata/env/memory.h>
+#include <strata/hwemu/nvme/controller.h>
+#include <strata/hwemu/pci/pci_bus.h>
+#include <strata/runtime/sim_fixture.h>
+
+#include "nvme/nvme.h"
+
+namespace strata::bdev {
+namespace {
+
+const env::PciAddress kAddr{0, 2, 0, 0};
+
+struct Done {
+    int calls = 0;
+    IoStatus status;
+    static void cb(void* c, const IoStatus& s) {
+        auto* d = static_cast<Done*>(c);
+        ++d->calls;
+        d->status = s;
+    }
+};
+
+class BdevNvmeTest : public runtime::testing::SimFixture {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(env::init().ok());
+        bus = std::make_unique<hwemu::PciBus>();
+        start_sim(5, 3);
+        hwemu::nvme::ControllerConfig cfg;
+        cfg.namespaces = {{1, 1 << 16, 512, {}}, {2, 1 << 12, 4096, {}}};
+        on(threads[2], [&] {
+            auto m = hwemu::nvme::Controller::create(*bus, kAddr, cfg, *threads[2]);
+            ASSERT_TRUE(m.ok()) << m.error().message();
+            model = std::move(*m);
+        });
+        std::optional<Result<std::vector<std::string>>> names;
+        on(threads[0], [&] {
+            NvmeAttachOptions o;
+            o.name = "Nvme0";
+            o.address = kAddr;
+            nvme_attach(o, [&](Result<std::vector<std::string>> r) { names = std::move(r); });
+        });
+        ASSERT_TRUE(poll_until([&] { return names.has_value(); }));
+        ASSERT_TRUE(names->ok()) << names->error().message();
+        bdev_names = **names;
+    }
+    void TearDown() override {
+        close();
+        if (!detached) {
+            std::optional<Result<void>> r;
+            on(threads[0], [&] { nvme_detach("Nvme0", [&](Result<void> x) { r = std::move(x); }); });
+            EXPECT_TRUE(poll_until([&] { return r.has_value(); }));
+            if (r) EXPECT_TRUE(r->ok()) << r->error().message();
+        }
+        on(threads[2], [&] { model.reset(); });
+        SimFixture::TearDown();
+        bus.reset();
+        EXPECT_EQ(env::dma_region_count(), 0u);
+        env::fini();
+    }
+    void open_on(runtime::Thread* t, const std::string& name) {
+        thread = t;
+        on(t, [&] {
+            auto d = open(name, true, [this](Event e, Bdev&) { events.push_back(e); });
+            ASSERT_TRUE(d.ok()) << d.error().message();
+            desc = std::move(*d);
+            ch = desc->get_channel();
+            ASSERT_NE(ch, nullptr);
+        });
+    }
+    void close() {
+        if (!desc) return;
+        on(thread, [&] {
+            put_channel(ch);
+            ch = nullptr;
+            desc.reset();
+        });
+    }
+    template <class F>
+    IoStatus io(F submit) {
+        Done d;
+        Status s;
+        on(thread, [&] { s = submit(&Done::cb, &d); });
+        EXPECT_TRUE(s.ok()) << s.to_string();
+        if (!s.ok()) return IoStatus{s.code(), 0};
+        EXPECT_TRUE(poll_until([&] { return d.calls > 0; }));
+        return d.status;
+    }
+
+    std::unique_ptr<hwemu::PciBus> bus;
+    std::unique_ptr<hwemu::nvme::Controller> model;
+    std::vector<std::string> bdev_names;
+    runtime::Thread* thread = nullptr;
+    std::unique_ptr<Desc> desc;
+    Channel* ch = nullptr;
+    std::vector<Event> events;
+    bool detached = false;
+};
+
+TEST_F(BdevNvmeTest, OneBdevPerNamespace) {
+    EXPECT_EQ(bdev_names, (std::vector<std::string>{"Nvme0n1", "Nvme0n2"}));
+    Bdev* b1 = find("Nvme0n1");
+    ASSERT_NE(b1, nullptr);
+    EXPECT_EQ(b1->block_size(), 512u);
+    EXPECT_EQ(b1->num_blocks(), 1u << 16);
+    EXPECT_EQ(find("Nvme0n2")->block_size(), 4096u);
+    auto ctrls = nvme_controllers();
+    ASSERT_EQ(ctrls.size(), 1u);
+    EXPECT_EQ(ctrls[0].traddr, "0000:02:00.0");
+}
+
+TEST_F(BdevNvmeTest, IoThroughTheLayerFromAnotherThread) {
+    open_on(threads[1], "Nvme0n1");
+    // Heap memory, unaligned: the layer bounces it into DMA memory for the driver.
+    std::vector<uint8_t> w(300 * 512 + 1), r(300 * 512 + 1);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint8_t>(i * 13);
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return write(*desc, *ch, w.data() + 1, 77, 300, d, c); }).ok());
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return read(*desc, *ch, r.data() + 1, 77, 300, d, c); }).ok());
+    EXPECT_EQ(std::memcmp(w.data() + 1, r.data() + 1, 300 * 512), 0);
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return flush(*desc, *ch, 0, 1, d, c); }).ok());
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return write_zeroes(*desc, *ch, 77, 10, d, c); }).ok());
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return unmap(*desc, *ch, 87, 10, d, c); }).ok());
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return read(*desc, *ch, r.data() + 1, 77, 20, d, c); }).ok());
+    for (size_t i = 1; i < 1 + 20 * 512; ++i) ASSERT_EQ(r[i], 0) << i;
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return reset(*desc, *ch, d, c); }).ok());
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return read(*desc, *ch, r.data() + 1, 97, 10, d, c); }).ok());
+    EXPECT_EQ(std::memcmp(w.data() + 1 + 20 * 512, r.data() + 1, 10 * 512), 0);
+}
+
+TEST_F(BdevNvmeTest, NamespaceChangesAddAndRemoveBdevs) {
+    on(threads[2], [&] { ASSERT_TRUE(model->add_namespace({3, 1024, 512, {}}).ok()); });
+    ASSERT_TRUE(poll_until([&] { return find("Nvme0n3") != nullptr; }));
+    on(threads[2], [&] { ASSERT_TRUE(model->remove_namespace(3).ok()); });
+    ASSERT_TRUE(poll_until([&] { return find("Nvme0n3") == nullptr; }));
+}
+
+TEST_F(BdevNvmeTest, HotRemovalRemovesBdevs) {
+    open_on(threads[1], "Nvme0n1");
+    on(threads[2], [&] { ASSERT_TRUE(bus->surprise_remove(kAddr).ok()); });
+    ASSERT_TRUE(poll_until([&] { return !events.empty(); }));
+    EXPECT_EQ(events[0], Event::remove);
+    std::vector<uint8_t> buf(512);
+    on(thread, [&] { EXPECT_EQ(read(*desc, *ch, buf.data(), 0, 1, &Done::cb, nullptr).code(), Errc::shutdown); });
+    close();
+    ASSERT_TRUE(poll_until([&] { return find("Nvme0n1") == nullptr && find("Nvme0n2") == nullptr; }));
+}
+
+}  // namespace
+}  // namespace strata::bdev
