@@ -41,17 +41,22 @@ struct HostileChannel final : strata::hwemu::PciModel {
     uint64_t bar_read(uint32_t, uint64_t off, uint32_t width) override {
         const uint64_t base = spec::channel_base(0);
         uint64_t v = 0;
-        if (off == spec::reg::chancnt) v = 1u | uint32_t{xfercap} << 8;
-        else if (off == spec::reg::cbver) v = spec::ver_3_3;
-        else if (off == spec::reg::dmacapability) v = spec::dmacap::fill;
+        if (off == spec::reg::chancnt)
+            v = 1u | uint32_t{xfercap} << 8;
+        else if (off == spec::reg::cbver)
+            v = spec::ver_3_3;
+        else if (off == spec::reg::dmacapability)
+            v = spec::dmacap::fill;
         else if (off == base + spec::chan_reg::chancmd) {
             if (reset_reads > 0) {
                 --reset_reads;
                 v = spec::chancmd::reset;
             }
             v |= uint32_t{dmacount} << 16;
-        } else if (off == base + spec::chan_reg::chansts) v = chansts;
-        else if (off == base + spec::chan_reg::chanerr) v = chanerr;
+        } else if (off == base + spec::chan_reg::chansts)
+            v = chansts;
+        else if (off == base + spec::chan_reg::chanerr)
+            v = chanerr;
         return width == 4 ? (v & 0xFFFFFFFFu) : v;
     }
     void bar_write(uint32_t, uint64_t off, uint32_t, uint64_t v) override {
@@ -110,10 +115,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Runs fn on the driver's Thread, to completion.
     auto on = [&](auto&& body) {
         bool ran = false;
-        if (!thread->post([&] {
-                body();
-                ran = true;
-            }).ok())
+        if (!thread
+                 ->post([&] {
+                     body();
+                     ran = true;
+                 })
+                 .ok())
             std::abort();
         if (!sim->run_until([&] { return ran; }, sim->now_ns() + 1'000'000'000)) std::abort();
     };
@@ -154,7 +161,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     if (action & 8) ch->flush();
                 });
                 break;
-            case 2: on([&] { ch->flush(); }); break;
+            case 2:
+                on([&] { ch->flush(); });
+                break;
             case 3:  // a raw completion word
                 if (dev.chancmp != 0) (void)fn->dma().write(dev.chancmp, &v, sizeof(v));
                 on([&] { (void)ch->process_completions(); });

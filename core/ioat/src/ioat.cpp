@@ -32,8 +32,8 @@ Status status_from_chanerr(uint32_t chanerr) noexcept {
             break;
         }
     }
-    const uint32_t dma = src_addr_err | dest_addr_err | read_data_err | write_data_err |
-                         completion_addr_err;
+    const uint32_t dma =
+        src_addr_err | dest_addr_err | read_data_err | write_data_err | completion_addr_err;
     return Status((chanerr & dma) ? Errc::dma_fault : Errc::io_error, name);
 }
 }  // namespace
@@ -103,7 +103,7 @@ public:
     uint64_t reset_started_ns_ = 0;
     uint32_t last_chanerr_ = 0;
     bool reset_requested_ = false;
-    bool removal_seen_ = false;     // hot-remove message arrived
+    bool removal_seen_ = false;  // hot-remove message arrived
     bool removal_notified_ = false;
     bool in_process_ = false;
     runtime::Poller* watchdog_ = nullptr;
@@ -150,17 +150,17 @@ Result<void> ChannelImpl::init(const env::PciAddress& address) {
     info_.address = address;
     info_.device_id = fn_->info().device_id;
     if (!spec::is_ioat_device(fn_->info().vendor_id, fn_->info().device_id))
-        return Error(Errc::not_supported,
-                     fmt::format("ioat: {} ({:04x}:{:04x}) is not an I/OAT channel",
-                                 address.to_string(), fn_->info().vendor_id,
-                                 fn_->info().device_id));
+        return Error(
+            Errc::not_supported,
+            fmt::format("ioat: {} ({:04x}:{:04x}) is not an I/OAT channel", address.to_string(),
+                        fn_->info().vendor_id, fn_->info().device_id));
     auto bar = fn_->map_bar(0);
     if (!bar) return bar.error();
     bar_ = bar.value();
     if (bar_.size_bytes() < spec::channel_base(opts_.channel) + spec::channel_mmio_size)
-        return Error(Errc::not_supported, fmt::format("ioat: {}: BAR0 of {} bytes has no channel {}",
-                                                      address.to_string(), bar_.size_bytes(),
-                                                      opts_.channel));
+        return Error(Errc::not_supported,
+                     fmt::format("ioat: {}: BAR0 of {} bytes has no channel {}",
+                                 address.to_string(), bar_.size_bytes(), opts_.channel));
     const uint32_t dw0 = bar_.read32(spec::reg::chancnt);
     const uint32_t dw8 = bar_.read32(spec::reg::cbver);
     if (dw0 == kAllOnes32) return Error(Errc::device_removed, "ioat: device reads all-ones");
@@ -200,7 +200,11 @@ Result<void> ChannelImpl::init(const env::PciAddress& address) {
     uint64_t period_ns = opts_.stall_timeout_us * 1000 / 2;
     if (period_ns < 50'000) period_ns = 50'000;
     watchdog_ = owner_.register_poller(&ChannelImpl::watchdog, this, "ioat_watchdog", period_ns);
-    // Clear any stale error (RW1C), then reset; start_channel() follows from process().
+    // Clear stale errors (RW1C), in config space (CHANERR_INT, as SPDK does) and in BAR0, then
+    // reset; start_channel() follows from process().
+    if (auto v = fn_->config_read32(spec::pci_cfg::chanerr_int);
+        v.ok() && v.value() != 0 && v.value() != kAllOnes32)
+        (void)fn_->config_write32(spec::pci_cfg::chanerr_int, v.value());
     const uint32_t stale = bar_.read32(creg(spec::chan_reg::chanerr));
     if (stale != 0 && stale != kAllOnes32) bar_.write32(creg(spec::chan_reg::chanerr), stale);
     issue_reset();
@@ -367,8 +371,7 @@ int ChannelImpl::go_removed() noexcept {
                        Status(Errc::device_removed, "ioat: device removed"));
     if (!removal_notified_) {
         removal_notified_ = true;
-        STRATA_WARNLOG(log_ioat, "{}: hot removed, {} ops failed", info_.address.to_string(),
-                       ops);
+        STRATA_WARNLOG(log_ioat, "{}: hot removed, {} ops failed", info_.address.to_string(), ops);
         if (opts_.on_removed) opts_.on_removed(opts_.on_removed_ctx);
     }
     return ops;
@@ -430,13 +433,16 @@ int ChannelImpl::process() noexcept {
     }
     last_raw_ = raw;
     last_progress_ns_ = runtime::now_ns();
-    internal::RingView view{ring_iova_, opts_.ring_size,
-                            static_cast<uint32_t>((tail_ - 1) & mask_), in_flight};
+    internal::RingView view{ring_iova_, opts_.ring_size, static_cast<uint32_t>((tail_ - 1) & mask_),
+                            in_flight};
     const auto d = internal::decode_completion(raw, view);
     switch (d.kind) {
-        case internal::CompletionKind::progress: return ops + complete(d.count);
-        case internal::CompletionKind::halted: return ops + handle_halt(d.count);
-        case internal::CompletionKind::bad: break;
+        case internal::CompletionKind::progress:
+            return ops + complete(d.count);
+        case internal::CompletionKind::halted:
+            return ops + handle_halt(d.count);
+        case internal::CompletionKind::bad:
+            break;
     }
     ++stats_.bad_completions;
     STRATA_ERRLOG(log_ioat, "{}: impossible completion status {:#x}: {}; resetting channel",
@@ -506,19 +512,39 @@ Status Channel::submit_fill(uint64_t dst_iova, uint64_t pattern, uint64_t len, D
                             void* ctx) noexcept {
     return impl_->submit(spec::Op::fill, dst_iova, pattern, len, done, ctx);
 }
-void Channel::flush() noexcept { impl_->flush(); }
-int Channel::process_completions() noexcept { return impl_->process(); }
-uint32_t Channel::ring_free() const noexcept { return impl_->ring_free(); }
-uint32_t Channel::outstanding() const noexcept { return impl_->outstanding_ops(); }
-bool Channel::ready() const noexcept { return impl_->state_ == ChannelImpl::State::running; }
+void Channel::flush() noexcept {
+    impl_->flush();
+}
+int Channel::process_completions() noexcept {
+    return impl_->process();
+}
+uint32_t Channel::ring_free() const noexcept {
+    return impl_->ring_free();
+}
+uint32_t Channel::outstanding() const noexcept {
+    return impl_->outstanding_ops();
+}
+bool Channel::ready() const noexcept {
+    return impl_->state_ == ChannelImpl::State::running;
+}
 bool Channel::removed() const noexcept {
     return impl_->state_ == ChannelImpl::State::removed || impl_->removal_seen_;
 }
-Status Channel::reset() noexcept { return impl_->reset(); }
-Result<void> Channel::detach() { return impl_->detach(); }
-const ChannelInfo& Channel::info() const noexcept { return impl_->info_; }
-ChannelStats Channel::stats() const noexcept { return impl_->stats_; }
-uint32_t Channel::last_chanerr() const noexcept { return impl_->last_chanerr_; }
+Status Channel::reset() noexcept {
+    return impl_->reset();
+}
+Result<void> Channel::detach() {
+    return impl_->detach();
+}
+const ChannelInfo& Channel::info() const noexcept {
+    return impl_->info_;
+}
+ChannelStats Channel::stats() const noexcept {
+    return impl_->stats_;
+}
+uint32_t Channel::last_chanerr() const noexcept {
+    return impl_->last_chanerr_;
+}
 std::string Channel::describe_last_error() const {
     return spec::describe_chanerr(impl_->last_chanerr_);
 }

@@ -133,7 +133,9 @@ protected:
         });
         return s;
     }
-    bool wait(const Op& op) { return poll_until([&] { return op.calls > 0; }); }
+    bool wait(const Op& op) {
+        return poll_until([&] { return op.calls > 0; });
+    }
     bool wait_all(const std::vector<Op>& ops) {
         return poll_until([&] {
             for (auto& o : ops)
@@ -190,8 +192,20 @@ TEST_F(IoatDriverTest, AttachResetsAndReportsCapabilities) {
 
 TEST_F(IoatDriverTest, CopyIntegrityAcrossLengthsAndAlignments) {
     make();
-    const uint64_t lengths[] = {1, 7, 63, 64, 65, 4095, 4096, 4097, 65536, 200000,
-                                (1u << 20) - 1, 1u << 20, (1u << 20) + 1, 3 * (1u << 20) + 123};
+    const uint64_t lengths[] = {1,
+                                7,
+                                63,
+                                64,
+                                65,
+                                4095,
+                                4096,
+                                4097,
+                                65536,
+                                200000,
+                                (1u << 20) - 1,
+                                1u << 20,
+                                (1u << 20) + 1,
+                                3 * (1u << 20) + 123};
     const uint32_t aligns[][2] = {{0, 0}, {1, 0}, {0, 3}, {63, 17}};
     auto* src = alloc(4u << 20);
     auto* dst = alloc(4u << 20);
@@ -313,8 +327,8 @@ TEST_F(IoatDriverTest, RingWrapManyRoundsWithBatching) {
                 while (*c->next < c->ops->size()) {
                     const uint32_t i = *c->next;
                     Status s = c->ch->submit_copy(iova(c->dst + size_t{i} * kLen),
-                                                     iova(c->src + (i % 64) * kLen), kLen,
-                                                     &Op::done, &(*c->ops)[i]);
+                                                  iova(c->src + (i % 64) * kLen), kLen, &Op::done,
+                                                  &(*c->ops)[i]);
                     if (s == Errc::busy) {
                         ++*c->busy;
                         break;
@@ -338,7 +352,7 @@ TEST_F(IoatDriverTest, RingWrapManyRoundsWithBatching) {
     EXPECT_GT(busy_refusals, 0u);
     const auto st = ch->stats();
     EXPECT_EQ(st.ops_completed, kOps);
-    EXPECT_LT(st.doorbells, kOps);  // batched
+    EXPECT_LT(st.doorbells, kOps);                              // batched
     EXPECT_EQ(model->stats().completion_writes, st.doorbells);  // one write per batch
     EXPECT_EQ(ch->ring_free(), 15u);
 }
@@ -350,9 +364,9 @@ TEST_F(IoatDriverTest, OneDoorbellPerFlush) {
     std::vector<Op> ops(100);
     on(threads[0], [&] {
         for (int i = 0; i < 100; ++i)
-            ASSERT_TRUE(ch->submit_copy(iova(dst + i * 64), iova(src + i * 64), 64, &Op::done,
-                                        &ops[i])
-                            .ok());
+            ASSERT_TRUE(
+                ch->submit_copy(iova(dst + i * 64), iova(src + i * 64), 64, &Op::done, &ops[i])
+                    .ok());
         EXPECT_EQ(ch->stats().doorbells, 0u);  // nothing reaches the device before flush
         ch->flush();
         ch->flush();  // nothing new: no second doorbell
@@ -394,8 +408,8 @@ TEST_F(IoatDriverTest, InjectedErrorFailsOneOpAbortsTheRestAndRecovers) {
     std::vector<Op> ops(10);
     on(threads[0], [&] {
         for (int i = 0; i < 10; ++i)
-            ASSERT_TRUE(ch->submit_copy(iova(dst + i * 4096), iova(src + i * 4096), 4096,
-                                        &Op::done, &ops[i])
+            ASSERT_TRUE(ch->submit_copy(iova(dst + i * 4096), iova(src + i * 4096), 4096, &Op::done,
+                                        &ops[i])
                             .ok());
         ch->flush();
     });
@@ -440,8 +454,8 @@ TEST_F(IoatDriverTest, EachChanerrIsDecodedAndRecovered) {
         ASSERT_TRUE(copy(dst, src, 100, op).ok());
         ASSERT_TRUE(wait(op));
         EXPECT_FALSE(op.status.ok());
-        EXPECT_EQ(std::string(op.status.context()), std::string(spec::chanerr_bit_name(
-                                                        static_cast<unsigned>(__builtin_ctz(e)))));
+        EXPECT_EQ(std::string(op.status.context()),
+                  std::string(spec::chanerr_bit_name(static_cast<unsigned>(__builtin_ctz(e)))));
         EXPECT_EQ(ch->last_chanerr(), e);
         on(threads[1], [&] { model->faults().clear(); });
         ASSERT_TRUE(poll_until([&] { return ch->ready(); }));
@@ -560,8 +574,7 @@ TEST_F(IoatDriverTest, ResetUnderLoadCompletesEveryOpExactlyOnce) {
         on(threads[0], [&] {
             for (int i = 0; i < 200; ++i) {
                 ASSERT_TRUE(ch->submit_copy(iova(dst + (i % 64) * 1024),
-                                            iova(src + (i % 64) * 1024), 1024, &Op::done,
-                                            &ops[i])
+                                            iova(src + (i % 64) * 1024), 1024, &Op::done, &ops[i])
                                 .ok());
                 if (i % 10 == 9) ch->flush();  // 20 batches, one completion write each
             }
@@ -675,7 +688,8 @@ TEST(IoatCompletionDecode, RejectsImpossibleValues) {
     using internal::CompletionKind;
     internal::RingView ring{0x10'0000'0000ull, 16, 15, 4};
     auto make = [](spec::ChanState s, uint64_t addr) { return spec::ChanSts::make(s, addr).raw; };
-    auto d = internal::decode_completion(make(spec::ChanState::idle, 0x10'0000'0000ull + 3 * 64), ring);
+    auto d =
+        internal::decode_completion(make(spec::ChanState::idle, 0x10'0000'0000ull + 3 * 64), ring);
     EXPECT_EQ(d.kind, CompletionKind::progress);
     EXPECT_EQ(d.count, 4u);
     d = internal::decode_completion(make(spec::ChanState::idle, 0x10'0000'0000ull + 4 * 64), ring);

@@ -22,7 +22,9 @@ constexpr uint64_t kScratchBytes = 64 * 1024;
 // Status contexts telling which side of a transfer faulted.
 constexpr const char* kSrcFault = "ioat model: source";
 constexpr const char* kDstFault = "ioat model: destination";
-uint64_t chan_off(uint32_t reg) { return spec::channel_reg(kChan, reg); }
+uint64_t chan_off(uint32_t reg) {
+    return spec::channel_reg(kChan, reg);
+}
 }  // namespace
 
 PciFunctionConfig ChannelModel::pci_config(const ModelConfig& config) {
@@ -95,17 +97,25 @@ uint64_t ChannelModel::bar_read(uint32_t bar, uint64_t off, uint32_t width) {
             case spec::reg::chancnt:  // CHANCNT | XFERCAP << 8 | GENCTRL << 16 | INTRCTRL << 24
                 v = 1u | uint32_t{config_.xfercap_log2} << 8;
                 break;
-            case spec::reg::cbver: v = config_.version; break;  // PERPORTOFFSET (0x0A) = 0
-            case 0x0C: v = 0; break;                             // INTRDELAY, CS_STATUS
+            case spec::reg::cbver:
+                v = config_.version;
+                break;  // PERPORTOFFSET (0x0A) = 0
+            case 0x0C:
+                v = 0;
+                break;  // INTRDELAY, CS_STATUS
             case spec::reg::dmacapability:
                 v = spec::dmacap::page_break | (config_.fill ? spec::dmacap::fill : 0u);
                 break;
-            default: v = 0; break;
+            default:
+                v = 0;
+                break;
         }
         return v;
     }
     switch (off - base) {
-        case spec::chan_reg::chanctrl: v = chanctrl_.load(std::memory_order_relaxed); break;
+        case spec::chan_reg::chanctrl:
+            v = chanctrl_.load(std::memory_order_relaxed);
+            break;
         case spec::chan_reg::chancmd:
             v = uint32_t{pending_cmd_.load(std::memory_order_acquire)} |
                 uint32_t{dmacount_.load(std::memory_order_relaxed)} << 16;
@@ -114,19 +124,37 @@ uint64_t ChannelModel::bar_read(uint32_t bar, uint64_t off, uint32_t width) {
             v = chansts_.load(std::memory_order_acquire);
             if (width == 4) v &= 0xFFFFFFFFu;
             break;
-        case spec::chan_reg::chansts + 4: v = chansts_.load(std::memory_order_acquire) >> 32; break;
-        case spec::chan_reg::chainaddr: v = chainaddr_.load(std::memory_order_relaxed); break;
-        case spec::chan_reg::chainaddr + 4: v = chainaddr_.load() >> 32; break;
-        case spec::chan_reg::chancmp: v = chancmp_.load(std::memory_order_relaxed); break;
-        case spec::chan_reg::chancmp + 4: v = chancmp_.load() >> 32; break;
-        case spec::chan_reg::cdar: v = cdar_.load(std::memory_order_relaxed); break;
-        case spec::chan_reg::cdar + 4: v = cdar_.load() >> 32; break;
+        case spec::chan_reg::chansts + 4:
+            v = chansts_.load(std::memory_order_acquire) >> 32;
+            break;
+        case spec::chan_reg::chainaddr:
+            v = chainaddr_.load(std::memory_order_relaxed);
+            break;
+        case spec::chan_reg::chainaddr + 4:
+            v = chainaddr_.load() >> 32;
+            break;
+        case spec::chan_reg::chancmp:
+            v = chancmp_.load(std::memory_order_relaxed);
+            break;
+        case spec::chan_reg::chancmp + 4:
+            v = chancmp_.load() >> 32;
+            break;
+        case spec::chan_reg::cdar:
+            v = cdar_.load(std::memory_order_relaxed);
+            break;
+        case spec::chan_reg::cdar + 4:
+            v = cdar_.load() >> 32;
+            break;
         case spec::chan_reg::chanerr:
             v = chanerr_.load(std::memory_order_acquire);
             if (width == 8) v |= uint64_t{chanerrmask_.load()} << 32;
             break;
-        case spec::chan_reg::chanerrmask: v = chanerrmask_.load(); break;
-        default: v = 0; break;
+        case spec::chan_reg::chanerrmask:
+            v = chanerrmask_.load();
+            break;
+        default:
+            v = 0;
+            break;
     }
     if (width == 4) v &= 0xFFFFFFFFu;
     return v;
@@ -161,15 +189,20 @@ void ChannelModel::bar_write(uint32_t bar, uint64_t off, uint32_t width, uint64_
             if (cmd != 0) pending_cmd_.fetch_or(cmd, std::memory_order_acq_rel);
             // (DMACOUNT store and wake below.)
             const auto count = static_cast<uint16_t>((v >> 16) & 0xFFFF);
-            if (cmd == 0 || count != dmacount_.load(std::memory_order_relaxed)) ++stats_.doorbells;
+            if (cmd == 0 || count != dmacount_.load(std::memory_order_relaxed))
+                doorbells_.fetch_add(1, std::memory_order_relaxed);
             dmacount_.store(count, std::memory_order_release);
             wake();
             break;
         }
         case spec::chan_reg::chainaddr:
-        case spec::chan_reg::chainaddr + 4: write64(chainaddr_, spec::chan_reg::chainaddr); break;
+        case spec::chan_reg::chainaddr + 4:
+            write64(chainaddr_, spec::chan_reg::chainaddr);
+            break;
         case spec::chan_reg::chancmp:
-        case spec::chan_reg::chancmp + 4: write64(chancmp_, spec::chan_reg::chancmp); break;
+        case spec::chan_reg::chancmp + 4:
+            write64(chancmp_, spec::chan_reg::chancmp);
+            break;
         case spec::chan_reg::chanerr: {
             const auto clear = static_cast<uint32_t>(v & 0xFFFFFFFF);
             chanerr_.fetch_and(~clear, std::memory_order_acq_rel);  // RW1C
@@ -179,7 +212,8 @@ void ChannelModel::bar_write(uint32_t bar, uint64_t off, uint32_t width, uint64_
         case spec::chan_reg::chanerrmask:
             chanerrmask_.store(static_cast<uint32_t>(v & 0xFFFFFFFF));
             break;
-        default: break;  // CHANSTS, CDAR and reserved registers are read-only
+        default:
+            break;  // CHANSTS, CDAR and reserved registers are read-only
     }
 }
 
@@ -187,15 +221,21 @@ void ChannelModel::bar_write(uint32_t bar, uint64_t off, uint32_t width, uint64_
 // step the scheduler saw as idle still gets the channel polled. The message carries nothing (a
 // model destroyed before it runs leaves no dangling pointer); a full message ring drops it, as the
 // poller runs soon anyway.
-void ChannelModel::wake() { (void)thread_.send(&ChannelModel::on_wake, nullptr); }
+void ChannelModel::wake() {
+    (void)thread_.send(&ChannelModel::on_wake, nullptr);
+}
 
 void ChannelModel::on_wake(void*) {}
 
-void ChannelModel::on_surprise_removal() { removed_.store(true, std::memory_order_release); }
+void ChannelModel::on_surprise_removal() {
+    removed_.store(true, std::memory_order_release);
+}
 
 // ---- poller -----------------------------------------------------------------------------------
 
-runtime::PollStatus ChannelModel::poll(void* ctx) { return static_cast<ChannelModel*>(ctx)->run(); }
+runtime::PollStatus ChannelModel::poll(void* ctx) {
+    return static_cast<ChannelModel*>(ctx)->run();
+}
 
 runtime::PollStatus ChannelModel::poll_timer(void* ctx) {
     auto* self = static_cast<ChannelModel*>(ctx);
@@ -218,7 +258,9 @@ bool ChannelModel::write_completion(ChanState s) {
     const uint64_t addr = chancmp_.load(std::memory_order_acquire);
     if (addr == 0 || addr % spec::chancmp_align_bytes != 0) return false;
     const uint64_t raw = spec::ChanSts::make(s, last_completed_).raw;
-    if (!fn_->dma().write(addr, &raw, sizeof(raw)).ok()) return false;
+    // One 64-bit release store: a driver on another OS thread acquire-loads the word and then sees
+    // every byte the channel moved before it.
+    if (!fn_->dma().store64_release(addr, raw).ok()) return false;
     ++stats_.completion_writes;
     return true;
 }
@@ -349,8 +391,7 @@ ChannelModel::Step ChannelModel::execute_one() {
         cur_drop_completion_ = false;
         cur_corrupt_ = false;
         uint64_t extra_ns = 0;
-        const FaultSubject subject{op, static_cast<uint16_t>(kChan), 0, cur_.dest_addr,
-                                   cur_.size};
+        const FaultSubject subject{op, static_cast<uint16_t>(kChan), 0, cur_.dest_addr, cur_.size};
         if (const FaultRule* rule = faults_.match(subject)) {
             ++stats_.injected_faults;
             switch (rule->action) {
@@ -358,13 +399,18 @@ ChannelModel::Step ChannelModel::execute_one() {
                     halt(rule->status ? rule->status : spec::chanerr::read_data_err);
                     return Step::halted;
                 case FaultAction::fatal_status:
-                    halt(rule->status
-                             ? rule->status
-                             : spec::chanerr::chipset_uncorrectable_data_integrity_err);
+                    halt(rule->status ? rule->status
+                                      : spec::chanerr::chipset_uncorrectable_data_integrity_err);
                     return Step::halted;
-                case FaultAction::delay: extra_ns = rule->delay_ns; break;
-                case FaultAction::drop_completion: cur_drop_completion_ = true; break;
-                case FaultAction::corrupt_read: cur_corrupt_ = true; break;
+                case FaultAction::delay:
+                    extra_ns = rule->delay_ns;
+                    break;
+                case FaultAction::drop_completion:
+                    cur_drop_completion_ = true;
+                    break;
+                case FaultAction::corrupt_read:
+                    cur_corrupt_ = true;
+                    break;
                 case FaultAction::surprise_remove:
                     STRATA_INFOLOG(log_hwemu_ioat, "{}: injected surprise removal", fn_->name());
                     (void)bus_.surprise_remove(address_);
@@ -456,8 +502,7 @@ Status ChannelModel::transfer_copy(uint64_t src, uint64_t dst, uint32_t size) {
 Status ChannelModel::transfer_fill(uint64_t pattern, uint64_t dst, uint32_t size) {
     // The scratch buffer holds the pattern repeated (8-byte aligned from the destination start).
     const size_t chunk = std::min<size_t>(scratch_.size(), size);
-    for (size_t i = 0; i < chunk; ++i)
-        scratch_[i] = static_cast<uint8_t>(pattern >> (8 * (i % 8)));
+    for (size_t i = 0; i < chunk; ++i) scratch_[i] = static_cast<uint8_t>(pattern >> (8 * (i % 8)));
     uint64_t done = 0;
     while (done < size) {
         const size_t n = static_cast<size_t>(std::min<uint64_t>(size - done, chunk));

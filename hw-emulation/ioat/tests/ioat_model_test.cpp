@@ -22,7 +22,9 @@ using env::PciAddress;
 using spec::ChanState;
 
 constexpr PciAddress kAddr{0, 0x00, 0x04, 0};
-uint32_t creg(uint32_t off) { return spec::channel_reg(0, off); }
+uint32_t creg(uint32_t off) {
+    return spec::channel_reg(0, off);
+}
 
 class IoatModelTest : public runtime::testing::SimFixture {
 protected:
@@ -139,7 +141,7 @@ TEST_F(IoatModelTest, IdentityAndCapabilities) {
     EXPECT_EQ(fn->info().device_id, spec::pci_device::skx);
     EXPECT_TRUE(spec::is_ioat_device(fn->info().vendor_id, fn->info().device_id));
     const uint32_t dw0 = bar.read32(spec::reg::chancnt);
-    EXPECT_EQ(dw0 & 0x1F, 1u);                            // CHANCNT
+    EXPECT_EQ(dw0 & 0x1F, 1u);                                    // CHANCNT
     EXPECT_EQ(spec::xfercap_bytes(uint8_t(dw0 >> 8)), 1u << 20);  // XFERCAP
     EXPECT_EQ(bar.read32(spec::reg::cbver) & 0xFF, spec::ver_3_3);
     EXPECT_TRUE(bar.read32(spec::reg::dmacapability) & spec::dmacap::fill);
@@ -165,9 +167,8 @@ TEST_F(IoatModelTest, ResetIsAppliedByThePoller) {
     wr32(creg(spec::chan_reg::chancmd), spec::chancmd::reset);
     // The write only records: the command reads back until the channel has applied it.
     EXPECT_TRUE(bar.read32(creg(spec::chan_reg::chancmd)) & spec::chancmd::reset);
-    ASSERT_TRUE(poll_until([&] {
-        return (bar.read32(creg(spec::chan_reg::chancmd)) & spec::chancmd::reset) == 0;
-    }));
+    ASSERT_TRUE(poll_until(
+        [&] { return (bar.read32(creg(spec::chan_reg::chancmd)) & spec::chancmd::reset) == 0; }));
     EXPECT_EQ(model->stats().resets, 1u);
     EXPECT_EQ(chansts().state(), ChanState::idle);
 }
@@ -219,7 +220,8 @@ TEST_F(IoatModelTest, RingWrapsAcrossDoorbells) {
     for (int batch = 0; batch < 50; ++batch) {  // 50 * 20 = 1000 descriptors, ring of 64
         for (int i = 0; i < 20; ++i, ++slot) put_copy(slot, dst + slot * 256, src, 256, i == 19);
         doorbell(20);
-        ASSERT_TRUE(poll_until([&] { return completion().completed_descriptor() == slot_iova(slot - 1); }));
+        ASSERT_TRUE(
+            poll_until([&] { return completion().completed_descriptor() == slot_iova(slot - 1); }));
     }
     for (uint32_t i = 0; i < slot; ++i) ASSERT_EQ(std::memcmp(dst + i * 256, src, 256), 0) << i;
     EXPECT_EQ(model->stats().descriptors, 1000u);
@@ -268,9 +270,8 @@ TEST_F(IoatModelTest, BadDescriptorsHaltWithTheRightChanerr) {
         ring[1].control.set_op(0x42);
     });
     run_case("size 0", spec::chanerr::length_err, [&] { put_copy(1, buf, buf + 4096, 0, true); });
-    run_case("size above XFERCAP", spec::chanerr::length_err, [&] {
-        put_copy(1, buf, buf + 4096, (1u << 20) + 1, true);
-    });
+    run_case("size above XFERCAP", spec::chanerr::length_err,
+             [&] { put_copy(1, buf, buf + 4096, (1u << 20) + 1, true); });
     run_case("misaligned next", spec::chanerr::next_desc_align_err,
              [&] { ring[0].next = slot_iova(1) + 8; });
     run_case("unmapped next", spec::chanerr::next_desc_addr_err,
@@ -347,7 +348,7 @@ TEST_F(IoatModelTest, SuspendResumeAndAbort) {
     for (uint32_t i = 4; i < 8; ++i) put_copy(i, dst + i * 4096, src, 4096, i == 7);
     doorbell(4);
     wr32(creg(spec::chan_reg::chancmd),
-                spec::chancmd::abort | spec::chancmd::resume | uint32_t{count} << 16);
+         spec::chancmd::abort | spec::chancmd::resume | uint32_t{count} << 16);
     run_until_idle();
     EXPECT_EQ(model->stats().descriptors, 4u);
     EXPECT_EQ(chansts().state(), ChanState::idle);
@@ -355,14 +356,14 @@ TEST_F(IoatModelTest, SuspendResumeAndAbort) {
 
 TEST_F(IoatModelTest, LatencyModelUsesVirtualTime) {
     ModelConfig cfg;
-    cfg.per_descriptor_ns = 50'000;          // 50 us per descriptor
-    cfg.bandwidth_bytes_per_us = 1000;       // 1 GB/s
+    cfg.per_descriptor_ns = 50'000;     // 50 us per descriptor
+    cfg.bandwidth_bytes_per_us = 1000;  // 1 GB/s
     make(cfg);
     start();
     auto* src = static_cast<uint8_t*>(alloc(100000));
     auto* dst = static_cast<uint8_t*>(alloc(100000));
-    put_copy(0, dst, src, 100000, false);    // 50 us + 100 us
-    put_copy(1, dst, src, 1000, true);       // 50 us + 1 us
+    put_copy(0, dst, src, 100000, false);  // 50 us + 100 us
+    put_copy(1, dst, src, 1000, true);     // 50 us + 1 us
     const uint64_t t0 = sim->now_ns();
     doorbell(2);
     ASSERT_TRUE(poll_until([&] { return completion().raw != 0; }));

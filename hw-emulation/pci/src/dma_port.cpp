@@ -82,4 +82,23 @@ Status DmaPort::store32_release(uint64_t iova, uint32_t value) noexcept {
     });
 }
 
+Status DmaPort::store64_release(uint64_t iova, uint64_t value) noexcept {
+    if ((iova & 7) != 0) {
+        faults_.fetch_add(1, std::memory_order_relaxed);
+        last_fault_iova_.store(iova, std::memory_order_relaxed);
+        return Status(Errc::invalid_argument, "unaligned 64-bit DMA store");
+    }
+    unsigned char bytes[8];
+    std::memcpy(bytes, &value, 8);
+    return access(iova, 8, true, [value, &bytes](void* host, size_t off, size_t n) {
+        if (n == 8 && (reinterpret_cast<uintptr_t>(host) & 7) == 0) {
+            std::atomic_ref<uint64_t>(*static_cast<uint64_t*>(host))
+                .store(value, std::memory_order_release);
+        } else {
+            std::atomic_thread_fence(std::memory_order_release);
+            std::memcpy(host, bytes + off, n);
+        }
+    });
+}
+
 }  // namespace strata::hwemu

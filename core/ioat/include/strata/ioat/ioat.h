@@ -46,9 +46,9 @@ namespace strata::ioat {
 Result<std::vector<env::PciAddress>> probe();
 
 struct ChannelOptions {
-    uint32_t ring_size = 512;             // descriptors; a power of two in [16, 32768]
-    uint32_t channel = 0;                 // channel index in the function (v3: one per function)
-    uint64_t stall_timeout_us = 10'000;   // no progress with work outstanding: check CHANSTS
+    uint32_t ring_size = 512;            // descriptors; a power of two in [16, 32768]
+    uint32_t channel = 0;                // channel index in the function (v3: one per function)
+    uint64_t stall_timeout_us = 10'000;  // no progress with work outstanding: check CHANSTS
     // Called on the owner Thread when the function is hot-removed (after outstanding operations
     // were failed by the next process_completions()). Optional.
     runtime::MsgFn on_removed = nullptr;
@@ -72,9 +72,9 @@ struct ChannelStats {
 struct ChannelInfo {
     env::PciAddress address;
     uint16_t device_id = 0;
-    uint8_t version = 0;            // CBVER, e.g. 0x32
+    uint8_t version = 0;              // CBVER, e.g. 0x32
     uint64_t max_transfer_bytes = 0;  // XFERCAP in bytes
-    uint32_t dma_capability = 0;    // DMACAPABILITY
+    uint32_t dma_capability = 0;      // DMACAPABILITY
     bool fill_supported = false;
     uint32_t ring_size = 0;
 };
@@ -110,9 +110,9 @@ public:
     // and hot removal. Returns the number of operations completed (successfully or not).
     int process_completions() noexcept;
 
-    uint32_t ring_free() const noexcept;  // free descriptor slots now
+    uint32_t ring_free() const noexcept;    // free descriptor slots now
     uint32_t outstanding() const noexcept;  // ops submitted and not yet completed
-    bool ready() const noexcept;   // channel started (not resetting, not removed)
+    bool ready() const noexcept;            // channel started (not resetting, not removed)
     bool removed() const noexcept;
 
     // Fails every outstanding operation with Errc::aborted (from the next process_completions())
@@ -124,7 +124,7 @@ public:
 
     const ChannelInfo& info() const noexcept;
     ChannelStats stats() const noexcept;
-    uint32_t last_chanerr() const noexcept;  // CHANERR of the most recent halt (0: none)
+    uint32_t last_chanerr() const noexcept;   // CHANERR of the most recent halt (0: none)
     std::string describe_last_error() const;  // "read_data_err|length_err" or "none"
 
 private:

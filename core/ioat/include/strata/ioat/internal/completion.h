@@ -10,10 +10,10 @@
 namespace strata::ioat::internal {
 
 struct RingView {
-    uint64_t ring_iova = 0;        // IOVA of slot 0 (64-byte aligned)
-    uint32_t ring_size = 0;        // slots, a power of two
-    uint32_t last_completed = 0;   // slot index of the last descriptor known complete
-    uint64_t in_flight = 0;        // descriptors handed to the device and not yet complete
+    uint64_t ring_iova = 0;       // IOVA of slot 0 (64-byte aligned)
+    uint32_t ring_size = 0;       // slots, a power of two
+    uint32_t last_completed = 0;  // slot index of the last descriptor known complete
+    uint64_t in_flight = 0;       // descriptors handed to the device and not yet complete
 };
 
 enum class CompletionKind : uint8_t {
@@ -24,8 +24,8 @@ enum class CompletionKind : uint8_t {
 
 struct CompletionDecode {
     CompletionKind kind = CompletionKind::bad;
-    uint32_t count = 0;     // newly completed descriptors (0 for bad)
-    const char* why = "";   // for bad: a static reason for logs
+    uint32_t count = 0;    // newly completed descriptors (0 for bad)
+    const char* why = "";  // for bad: a static reason for logs
 };
 
 constexpr CompletionDecode decode_completion(uint64_t raw, const RingView& ring) noexcept {

@@ -55,19 +55,19 @@ namespace strata::hwemu::ioat {
 struct ModelConfig {
     uint16_t device_id = strata::ioat::spec::pci_device::skx;  // 0x2021, Skylake-SP CBDMA
     uint8_t version = strata::ioat::spec::ver_3_3;
-    uint8_t xfercap_log2 = 20;  // XFERCAP register: 1 MiB per descriptor (0: 4 GiB)
-    bool fill = true;           // DMACAPABILITY.fill
-    uint64_t per_descriptor_ns = 0;        // latency model: fixed time per descriptor
-    uint64_t bandwidth_bytes_per_us = 0;   // and size / bandwidth (0: unlimited)
-    uint64_t poll_period_ns = 1000;        // timed poller period when a latency model is set
+    uint8_t xfercap_log2 = 20;            // XFERCAP register: 1 MiB per descriptor (0: 4 GiB)
+    bool fill = true;                     // DMACAPABILITY.fill
+    uint64_t per_descriptor_ns = 0;       // latency model: fixed time per descriptor
+    uint64_t bandwidth_bytes_per_us = 0;  // and size / bandwidth (0: unlimited)
+    uint64_t poll_period_ns = 1000;       // timed poller period when a latency model is set
     uint32_t descriptors_per_poll = 64;
-    uint64_t seed = 1;                     // the fault plan's Prng
+    uint64_t seed = 1;  // the fault plan's Prng
 };
 
 struct ModelStats {
-    uint64_t descriptors = 0;        // executed (incl. null)
-    uint64_t bytes = 0;              // moved or filled
-    uint64_t doorbells = 0;          // DMACOUNT writes
+    uint64_t descriptors = 0;  // executed (incl. null)
+    uint64_t bytes = 0;        // moved or filled
+    uint64_t doorbells = 0;    // DMACOUNT writes
     uint64_t completion_writes = 0;
     uint64_t dropped_completions = 0;
     uint64_t halts = 0;
@@ -90,7 +90,12 @@ public:
 
     FaultPlan& faults() noexcept { return faults_; }
     EmulatedFunction& function() noexcept { return *fn_; }
-    const ModelStats& stats() const noexcept { return stats_; }
+    // Counters. Read on `thread`, or while the channel is quiescent (doorbells is exact anytime).
+    ModelStats stats() const noexcept {
+        ModelStats s = stats_;
+        s.doorbells = doorbells_.load(std::memory_order_relaxed);
+        return s;
+    }
     uint32_t chanerr() const noexcept { return chanerr_.load(std::memory_order_acquire); }
     strata::ioat::spec::ChanState state() const noexcept;
     uint64_t xfercap_bytes() const noexcept { return xfercap_bytes_; }
@@ -138,6 +143,7 @@ private:
     std::atomic<uint64_t> chansts_{0};
     std::atomic<uint32_t> chanerr_{0};
     std::atomic<bool> removed_{false};
+    std::atomic<uint64_t> doorbells_{0};  // bar_write runs on the driver's Thread
     // Plain registers: written by the driver only while the channel is idle or halted
     // (CHAINADDR, CHANCMP, CHANCTRL, CHANERRMASK), read by the poller.
     std::atomic<uint64_t> chainaddr_{0};
@@ -147,13 +153,13 @@ private:
 
     // Poller state.
     enum class Run : uint8_t { idle, active, suspended, halted } run_ = Run::idle;
-    uint16_t processed_ = 0;          // descriptors processed since reset (mod 2^16)
+    uint16_t processed_ = 0;            // descriptors processed since reset (mod 2^16)
     bool fetch_from_chainaddr_ = true;  // next fetch is from CHAINADDR rather than cur_next_
-    uint64_t cur_next_ = 0;           // next descriptor's IOVA
-    uint64_t last_completed_ = 0;     // IOVA of the last completed descriptor
+    uint64_t cur_next_ = 0;             // next descriptor's IOVA
+    uint64_t last_completed_ = 0;       // IOVA of the last completed descriptor
     std::atomic<uint64_t> cdar_{0};
-    uint64_t busy_until_ns_ = 0;      // latency model: when the current descriptor finishes
-    bool in_progress_ = false;        // a descriptor fetched and waiting for its finish time
+    uint64_t busy_until_ns_ = 0;  // latency model: when the current descriptor finishes
+    bool in_progress_ = false;    // a descriptor fetched and waiting for its finish time
     strata::ioat::spec::GenericDescriptor cur_{};
     uint64_t cur_addr_ = 0;
     bool cur_drop_completion_ = false;

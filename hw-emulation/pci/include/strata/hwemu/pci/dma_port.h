@@ -32,6 +32,9 @@ public:
     // the dword sees everything written before it. iova must be 4-byte aligned
     // (Errc::invalid_argument otherwise, counted as a DMA fault).
     Status store32_release(uint64_t iova, uint32_t value) noexcept;
+    // The same for one naturally aligned 64-bit store (an I/OAT completion write-back); iova
+    // must be 8-byte aligned.
+    Status store64_release(uint64_t iova, uint64_t value) noexcept;
 
     uint64_t fault_count() const noexcept { return faults_.load(std::memory_order_relaxed); }
     uint64_t last_fault_iova() const noexcept {
