@@ -98,8 +98,8 @@ struct Session {
         steps(1000);
         for (uint16_t q = 1; q <= 2; ++q) {
             admin(spec::make_create_io_cq(0, q, kIoEntries, w.mem_iova + kIoCq + (q - 1) * 4096));
-            admin(spec::make_create_io_sq(0, q, kIoEntries, w.mem_iova + kIoSq + (q - 1) * 4096,
-                                          q));
+            admin(
+                spec::make_create_io_sq(0, q, kIoEntries, w.mem_iova + kIoSq + (q - 1) * 4096, q));
         }
         steps();
     }
@@ -220,7 +220,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 ctrl->faults().add(r);
                 break;
             }
-            case 5: s.enable(); break;
+            case 5:
+                s.enable();
+                break;
         }
         s.drain();
     }

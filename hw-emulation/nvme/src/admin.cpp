@@ -15,7 +15,9 @@ using spec::AdminOpcode;
 using spec::CommandSpecificStatus;
 using spec::GenericStatus;
 
-constexpr uint16_t st(GenericStatus s, bool dnr = true) { return spec::make_status(s, dnr).raw; }
+constexpr uint16_t st(GenericStatus s, bool dnr = true) {
+    return spec::make_status(s, dnr).raw;
+}
 constexpr uint16_t st(CommandSpecificStatus s, bool dnr = true) {
     return spec::make_status(s, dnr).raw;
 }
@@ -34,15 +36,24 @@ uint16_t ControllerImpl::exec_admin(Command& c, uint32_t& dw0, bool& parked) {
     const spec::Sqe& sqe = c.sqe;
     if (sqe.fuse() != spec::Fuse::normal) return st(GenericStatus::invalid_field);
     switch (static_cast<AdminOpcode>(sqe.opc)) {
-        case AdminOpcode::identify: return admin_identify(sqe);
-        case AdminOpcode::get_log_page: return admin_get_log_page(sqe);
-        case AdminOpcode::set_features: return admin_features(sqe, true, dw0);
-        case AdminOpcode::get_features: return admin_features(sqe, false, dw0);
-        case AdminOpcode::create_io_cq: return admin_create_cq(sqe);
-        case AdminOpcode::create_io_sq: return admin_create_sq(sqe);
-        case AdminOpcode::delete_io_sq: return admin_delete_sq(sqe);
-        case AdminOpcode::delete_io_cq: return admin_delete_cq(sqe);
-        case AdminOpcode::abort: return admin_abort(sqe, dw0);
+        case AdminOpcode::identify:
+            return admin_identify(sqe);
+        case AdminOpcode::get_log_page:
+            return admin_get_log_page(sqe);
+        case AdminOpcode::set_features:
+            return admin_features(sqe, true, dw0);
+        case AdminOpcode::get_features:
+            return admin_features(sqe, false, dw0);
+        case AdminOpcode::create_io_cq:
+            return admin_create_cq(sqe);
+        case AdminOpcode::create_io_sq:
+            return admin_create_sq(sqe);
+        case AdminOpcode::delete_io_sq:
+            return admin_delete_sq(sqe);
+        case AdminOpcode::delete_io_cq:
+            return admin_delete_cq(sqe);
+        case AdminOpcode::abort:
+            return admin_abort(sqe, dw0);
         case AdminOpcode::async_event_request:
             if (aer_count_ >= kMaxAer) return st(CommandSpecificStatus::async_event_limit_exceeded);
             c.parked_aer = true;
@@ -50,8 +61,10 @@ uint16_t ControllerImpl::exec_admin(Command& c, uint32_t& dw0, bool& parked) {
             parked = true;
             deliver_events();
             return 0;
-        case AdminOpcode::keep_alive: return 0;
-        default: return st(GenericStatus::invalid_opcode);
+        case AdminOpcode::keep_alive:
+            return 0;
+        default:
+            return st(GenericStatus::invalid_opcode);
     }
 }
 
@@ -185,7 +198,8 @@ uint16_t ControllerImpl::admin_identify(const spec::Sqe& sqe) {
             put(spec::NidType::csi, &csi, 1);
             break;
         }
-        default: return st(GenericStatus::invalid_field);
+        default:
+            return st(GenericStatus::invalid_field);
     }
     if (uint16_t s = map_data(sqe, spec::identify_data_bytes, true); s != 0) return s;
     return send_to_host(out, spec::identify_data_bytes);
@@ -262,7 +276,8 @@ uint16_t ControllerImpl::admin_get_log_page(const spec::Sqe& sqe) {
             unmask_type = static_cast<uint8_t>(spec::AsyncEventType::notice);
             break;
         }
-        default: return st(CommandSpecificStatus::invalid_log_page);
+        default:
+            return st(CommandSpecificStatus::invalid_log_page);
     }
     if (offset >= page_len) return st(GenericStatus::invalid_field);
     // Bytes past the end of the log read as zeroes.
@@ -354,7 +369,8 @@ uint16_t ControllerImpl::admin_features(const spec::Sqe& sqe, bool set, uint32_t
             async_config_ = v;
             return 0;
         }
-        default: return st(GenericStatus::invalid_field);
+        default:
+            return st(GenericStatus::invalid_field);
     }
 }
 

@@ -23,8 +23,9 @@ constexpr uint16_t st(spec::GenericStatus s, bool dnr = false) {
 }
 
 uint64_t bar0_size(const ControllerConfig& c) {
-    const uint64_t end = spec::reg::doorbell_base + 2 * (uint64_t{c.max_io_queues} + 1) *
-                                                        spec::doorbell_stride_bytes(c.doorbell_stride);
+    const uint64_t end =
+        spec::reg::doorbell_base +
+        2 * (uint64_t{c.max_io_queues} + 1) * spec::doorbell_stride_bytes(c.doorbell_stride);
     return std::max<uint64_t>(16384, std::bit_ceil(end));
 }
 
@@ -80,8 +81,8 @@ Result<void> ControllerImpl::init() {
     if (cfg_.firmware.size() > 8) return bad("firmware is longer than 8 characters");
     for (const auto& [opc, l] : cfg_.io_latency) {
         if (l.kind == LatencySpec::Kind::uniform && l.b_ns < l.a_ns)
-            return bad(fmt::format("io_latency[{:#x}]: uniform b_ns {} < a_ns {}", opc, l.b_ns,
-                                   l.a_ns));
+            return bad(
+                fmt::format("io_latency[{:#x}]: uniform b_ns {} < a_ns {}", opc, l.b_ns, l.a_ns));
     }
 
     spec::Cap cap{};
@@ -180,19 +181,31 @@ void ControllerImpl::bar_write(uint64_t offset, uint32_t width, uint64_t value) 
 uint32_t ControllerImpl::reg_read32(uint64_t offset) {
     namespace reg = spec::reg;
     switch (offset) {
-        case reg::cap: return static_cast<uint32_t>(cap_);
-        case reg::cap + 4: return static_cast<uint32_t>(cap_ >> 32);
-        case reg::vs: return spec::vs_1_4.raw;
+        case reg::cap:
+            return static_cast<uint32_t>(cap_);
+        case reg::cap + 4:
+            return static_cast<uint32_t>(cap_ >> 32);
+        case reg::vs:
+            return spec::vs_1_4.raw;
         case reg::intms:
-        case reg::intmc: return intms_.load(std::memory_order_relaxed);
-        case reg::cc: return cc_.load(std::memory_order_acquire);
-        case reg::csts: return csts_.load(std::memory_order_acquire);
-        case reg::aqa: return aqa_.load(std::memory_order_relaxed);
-        case reg::asq: return static_cast<uint32_t>(asq_.load(std::memory_order_relaxed));
-        case reg::asq + 4: return static_cast<uint32_t>(asq_.load(std::memory_order_relaxed) >> 32);
-        case reg::acq: return static_cast<uint32_t>(acq_.load(std::memory_order_relaxed));
-        case reg::acq + 4: return static_cast<uint32_t>(acq_.load(std::memory_order_relaxed) >> 32);
-        default: return 0;  // reserved, unsupported optional registers and doorbells read 0
+        case reg::intmc:
+            return intms_.load(std::memory_order_relaxed);
+        case reg::cc:
+            return cc_.load(std::memory_order_acquire);
+        case reg::csts:
+            return csts_.load(std::memory_order_acquire);
+        case reg::aqa:
+            return aqa_.load(std::memory_order_relaxed);
+        case reg::asq:
+            return static_cast<uint32_t>(asq_.load(std::memory_order_relaxed));
+        case reg::asq + 4:
+            return static_cast<uint32_t>(asq_.load(std::memory_order_relaxed) >> 32);
+        case reg::acq:
+            return static_cast<uint32_t>(acq_.load(std::memory_order_relaxed));
+        case reg::acq + 4:
+            return static_cast<uint32_t>(acq_.load(std::memory_order_relaxed) >> 32);
+        default:
+            return 0;  // reserved, unsupported optional registers and doorbells read 0
     }
 }
 
@@ -211,19 +224,34 @@ void ControllerImpl::reg_write32(uint64_t offset, uint32_t value) {
         r.store((old & 0xFFFFFFFFu) | (uint64_t{v} << 32), std::memory_order_release);
     };
     switch (offset) {
-        case reg::intms: intms_.fetch_or(value, std::memory_order_relaxed); break;
-        case reg::intmc: intms_.fetch_and(~value, std::memory_order_relaxed); break;
+        case reg::intms:
+            intms_.fetch_or(value, std::memory_order_relaxed);
+            break;
+        case reg::intmc:
+            intms_.fetch_and(~value, std::memory_order_relaxed);
+            break;
         case reg::cc:
             cc_.store(value, std::memory_order_release);
             cc_dirty_.store(true);
             wake();
             break;
-        case reg::aqa: aqa_.store(value & 0x0FFF0FFFu, std::memory_order_release); break;
-        case reg::asq: set_lo(asq_, value); break;
-        case reg::asq + 4: set_hi(asq_, value); break;
-        case reg::acq: set_lo(acq_, value); break;
-        case reg::acq + 4: set_hi(acq_, value); break;
-        default: break;  // CAP, VS, CSTS (NSSRO is never set), NSSR unsupported: ignored
+        case reg::aqa:
+            aqa_.store(value & 0x0FFF0FFFu, std::memory_order_release);
+            break;
+        case reg::asq:
+            set_lo(asq_, value);
+            break;
+        case reg::asq + 4:
+            set_hi(asq_, value);
+            break;
+        case reg::acq:
+            set_lo(acq_, value);
+            break;
+        case reg::acq + 4:
+            set_hi(acq_, value);
+            break;
+        default:
+            break;  // CAP, VS, CSTS (NSSRO is never set), NSSR unsupported: ignored
     }
 }
 
@@ -433,14 +461,22 @@ void ControllerImpl::start_enable() {
     const uint64_t asq = asq_.load(std::memory_order_acquire);
     const uint64_t acq = acq_.load(std::memory_order_acquire);
     const char* why = nullptr;
-    if (cc.css() != spec::Cc::css_nvm) why = "CC.CSS selects an unsupported command set";
-    else if (cc.mps() > kMaxMpsShift) why = "CC.MPS above CAP.MPSMAX";
-    else if (cc.ams() != spec::Cc::ams_round_robin) why = "CC.AMS selects unsupported arbitration";
-    else if (cc.iosqes() != spec::sqe_size_log2) why = "CC.IOSQES is not 6 (64-byte entries)";
-    else if (cc.iocqes() != spec::cqe_size_log2) why = "CC.IOCQES is not 4 (16-byte entries)";
-    else if (aqa.asqs() == 0 || aqa.acqs() == 0) why = "AQA: an admin queue of one entry";
-    else if (asq == 0 || acq == 0) why = "ASQ/ACQ is zero";
-    else if ((asq | acq) & (spec::queue_base_align_bytes - 1)) why = "ASQ/ACQ not 4 KiB aligned";
+    if (cc.css() != spec::Cc::css_nvm)
+        why = "CC.CSS selects an unsupported command set";
+    else if (cc.mps() > kMaxMpsShift)
+        why = "CC.MPS above CAP.MPSMAX";
+    else if (cc.ams() != spec::Cc::ams_round_robin)
+        why = "CC.AMS selects unsupported arbitration";
+    else if (cc.iosqes() != spec::sqe_size_log2)
+        why = "CC.IOSQES is not 6 (64-byte entries)";
+    else if (cc.iocqes() != spec::cqe_size_log2)
+        why = "CC.IOCQES is not 4 (16-byte entries)";
+    else if (aqa.asqs() == 0 || aqa.acqs() == 0)
+        why = "AQA: an admin queue of one entry";
+    else if (asq == 0 || acq == 0)
+        why = "ASQ/ACQ is zero";
+    else if ((asq | acq) & (spec::queue_base_align_bytes - 1))
+        why = "ASQ/ACQ not 4 KiB aligned";
     if (why != nullptr) {
         STRATA_WARNLOG(log_hwemu_nvme, "{}: enable refused: {} (CC {:#x}, AQA {:#x})",
                        address_.to_string(), why, cc.raw, aqa.raw);
@@ -505,12 +541,12 @@ void ControllerImpl::finish_control() {
             set_csts_bits(spec::Csts{}.set_shst(spec::Csts::shst_complete).raw,
                           spec::Csts{}.set_shst(3).raw);
             break;
-        case ControlOp::none: break;
+        case ControlOp::none:
+            break;
     }
     // A shutdown requested while the enable/disable timer ran completes now.
     if (op != ControlOp::shutdown && shutdown_ &&
-        spec::Csts{csts_.load(std::memory_order_relaxed)}.shst() ==
-            spec::Csts::shst_occurring) {
+        spec::Csts{csts_.load(std::memory_order_relaxed)}.shst() == spec::Csts::shst_occurring) {
         set_csts_bits(spec::Csts{}.set_shst(spec::Csts::shst_complete).raw,
                       spec::Csts{}.set_shst(3).raw);
     }
@@ -659,8 +695,8 @@ void ControllerImpl::delete_sq(uint16_t qid) {
 
 void ControllerImpl::fetch(SubQueue& sq) {
     spec::Sqe sqe;
-    Status s = fn_->dma().read(sq.base + uint64_t{sq.head} * spec::sqe_size_bytes, &sqe,
-                               sizeof(sqe));
+    Status s =
+        fn_->dma().read(sq.base + uint64_t{sq.head} * spec::sqe_size_bytes, &sqe, sizeof(sqe));
     if (!s.ok()) {
         // No command id to report an error against: the controller cannot go on.
         if (s.code() != Errc::device_removed) set_fatal("DMA fault fetching a submission entry");
@@ -697,8 +733,10 @@ uint64_t ControllerImpl::latency_ns(uint8_t opcode) {
     if (it == cfg_.io_latency.end()) return 0;
     const LatencySpec& l = it->second;
     switch (l.kind) {
-        case LatencySpec::Kind::fixed: return l.a_ns;
-        case LatencySpec::Kind::uniform: return prng_.range(l.a_ns, std::max(l.a_ns, l.b_ns));
+        case LatencySpec::Kind::fixed:
+            return l.a_ns;
+        case LatencySpec::Kind::uniform:
+            return prng_.range(l.a_ns, std::max(l.a_ns, l.b_ns));
         case LatencySpec::Kind::exponential: {
             const double u = prng_.unit();
             const double v = -std::log1p(-u) * static_cast<double>(l.a_ns);
@@ -730,8 +768,7 @@ void ControllerImpl::start_command(Command& c) {
         if (!admin) {
             using Op = spec::NvmOpcode;
             const auto op = static_cast<Op>(sqe.opc);
-            if (op == Op::read || op == Op::write || op == Op::compare ||
-                op == Op::write_zeroes) {
+            if (op == Op::read || op == Op::write || op == Op::compare || op == Op::write_zeroes) {
                 subject.lba = sqe.slba();
                 subject.block_count = spec::RwCdw12{sqe.cdw12}.nlb() + 1u;
             }
@@ -745,17 +782,23 @@ void ControllerImpl::start_command(Command& c) {
             switch (rule->action) {
                 case FaultAction::error_status:
                     c.preset_error = true;
-                    c.preset_status = spec::StatusField::make(
-                                          static_cast<uint8_t>((rule->status >> 8) & 0x7),
-                                          static_cast<uint8_t>(rule->status & 0xFF))
-                                          .raw;
+                    c.preset_status =
+                        spec::StatusField::make(static_cast<uint8_t>((rule->status >> 8) & 0x7),
+                                                static_cast<uint8_t>(rule->status & 0xFF))
+                            .raw;
                     if (c.preset_status == 0)  // "success" is not an error: internal error
                         c.preset_status = st(spec::GenericStatus::internal_error);
                     counters_.injected_errors.fetch_add(1, std::memory_order_relaxed);
                     break;
-                case FaultAction::delay: extra_ns = rule->delay_ns; break;
-                case FaultAction::drop_completion: c.drop = true; break;
-                case FaultAction::corrupt_read: c.corrupt = true; break;
+                case FaultAction::delay:
+                    extra_ns = rule->delay_ns;
+                    break;
+                case FaultAction::drop_completion:
+                    c.drop = true;
+                    break;
+                case FaultAction::corrupt_read:
+                    c.corrupt = true;
+                    break;
                 case FaultAction::fatal_status:
                     release(c);
                     set_fatal("fault plan: fatal_status");
@@ -773,7 +816,9 @@ void ControllerImpl::start_command(Command& c) {
         }
     }
     const uint64_t lat = admin ? 0 : latency_ns(sqe.opc);
-    const uint64_t delay = lat + extra_ns;
+    constexpr uint64_t kMaxDelayNs = uint64_t{1} << 62;  // ~146 years: "never", without overflow
+    const uint64_t delay =
+        std::min(kMaxDelayNs, std::min(kMaxDelayNs, lat) + std::min(kMaxDelayNs, extra_ns));
     if (delay == 0) {
         run_command(c);
         return;
@@ -980,11 +1025,10 @@ void ControllerImpl::deliver_events() {
 }
 
 void ControllerImpl::invalid_doorbell(spec::AsyncErrorInfo info) {
-    STRATA_WARNLOG(log_hwemu_nvme, "{}: invalid doorbell write ({})", address_.to_string(),
-                   info == spec::AsyncErrorInfo::write_to_invalid_doorbell ? "no such queue"
-                                                                           : "bad value");
-    queue_event(spec::AsyncEventType::error, static_cast<uint8_t>(info),
-                spec::LogPage::error_info);
+    STRATA_WARNLOG(
+        log_hwemu_nvme, "{}: invalid doorbell write ({})", address_.to_string(),
+        info == spec::AsyncErrorInfo::write_to_invalid_doorbell ? "no such queue" : "bad value");
+    queue_event(spec::AsyncEventType::error, static_cast<uint8_t>(info), spec::LogPage::error_info);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1012,8 +1056,8 @@ Result<void> ControllerImpl::add_namespace(NamespaceConfig cfg, bool notify) {
     } else {
         auto f = open_file_store(cfg.backing_file, bytes, true);
         if (!f.ok())
-            return Error(f.error().code(), fmt::format("namespace {}: {}", cfg.nsid,
-                                                       f.error().message()));
+            return Error(f.error().code(),
+                         fmt::format("namespace {}: {}", cfg.nsid, f.error().message()));
         store = std::move(*f);
     }
     auto ns = std::make_unique<Namespace>();
@@ -1082,8 +1126,7 @@ Controller::~Controller() {
     if (impl_) impl_->stop();
 }
 
-Result<std::unique_ptr<Controller>> Controller::create(PciBus& bus,
-                                                       const env::PciAddress& address,
+Result<std::unique_ptr<Controller>> Controller::create(PciBus& bus, const env::PciAddress& address,
                                                        ControllerConfig config,
                                                        runtime::Thread& thread) {
     std::unique_ptr<Controller> c(new Controller());
@@ -1096,17 +1139,33 @@ Result<std::unique_ptr<Controller>> Controller::create(PciBus& bus,
     return c;
 }
 
-FaultPlan& Controller::faults() { return impl_->faults_; }
+FaultPlan& Controller::faults() {
+    return impl_->faults_;
+}
 Result<void> Controller::add_namespace(NamespaceConfig config) {
     return impl_->add_namespace(std::move(config), true);
 }
-Result<void> Controller::remove_namespace(uint32_t nsid) { return impl_->remove_namespace(nsid); }
-void Controller::power_cut(bool torn) { impl_->power_cut(torn); }
-void Controller::set_zero_latency(bool on) { impl_->set_zero_latency(on); }
-Controller::Stats Controller::stats() const { return impl_->stats(); }
-EmulatedFunction& Controller::function() { return *impl_->fn_; }
-const env::PciAddress& Controller::address() const { return impl_->address_; }
-const ControllerConfig& Controller::config() const { return impl_->cfg_; }
+Result<void> Controller::remove_namespace(uint32_t nsid) {
+    return impl_->remove_namespace(nsid);
+}
+void Controller::power_cut(bool torn) {
+    impl_->power_cut(torn);
+}
+void Controller::set_zero_latency(bool on) {
+    impl_->set_zero_latency(on);
+}
+Controller::Stats Controller::stats() const {
+    return impl_->stats();
+}
+EmulatedFunction& Controller::function() {
+    return *impl_->fn_;
+}
+const env::PciAddress& Controller::address() const {
+    return impl_->address_;
+}
+const ControllerConfig& Controller::config() const {
+    return impl_->cfg_;
+}
 
 uint64_t Controller::bar_read(uint32_t bar, uint64_t offset, uint32_t width_bytes) {
     if (bar != 0) return width_bytes == 8 ? ~uint64_t{0} : 0xFFFFFFFFu;
@@ -1116,6 +1175,8 @@ void Controller::bar_write(uint32_t bar, uint64_t offset, uint32_t width_bytes, 
     if (bar != 0) return;
     impl_->bar_write(offset, width_bytes, value);
 }
-void Controller::on_surprise_removal() { impl_->mark_removed(); }
+void Controller::on_surprise_removal() {
+    impl_->mark_removed();
+}
 
 }  // namespace strata::hwemu::nvme

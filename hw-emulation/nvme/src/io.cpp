@@ -15,8 +15,12 @@ using spec::GenericStatus;
 using spec::MediaStatus;
 using spec::NvmOpcode;
 
-constexpr uint16_t st(GenericStatus s, bool dnr = true) { return spec::make_status(s, dnr).raw; }
-constexpr uint16_t st(MediaStatus s, bool dnr = false) { return spec::make_status(s, dnr).raw; }
+constexpr uint16_t st(GenericStatus s, bool dnr = true) {
+    return spec::make_status(s, dnr).raw;
+}
+constexpr uint16_t st(MediaStatus s, bool dnr = false) {
+    return spec::make_status(s, dnr).raw;
+}
 
 constexpr uint32_t kMaxSglSegments = 1024;  // segment descriptors followed per command
 
@@ -41,12 +45,14 @@ bool ControllerImpl::add_segment(uint64_t iova, uint64_t len) {
 uint16_t ControllerImpl::map_data(const spec::Sqe& sqe, uint64_t len, bool admin) {
     nsegs_ = 0;
     switch (sqe.psdt()) {
-        case spec::Psdt::prp: return map_prp(sqe.prp1, sqe.prp2, len);
+        case spec::Psdt::prp:
+            return map_prp(sqe.prp1, sqe.prp2, len);
         case spec::Psdt::sgl_mptr_contig:
         case spec::Psdt::sgl_mptr_sgl:
             if (admin || !cfg_.sgl) return st(GenericStatus::invalid_field);
             return map_sgl(sqe.dptr_sgl(), len);
-        default: return st(GenericStatus::invalid_field);
+        default:
+            return st(GenericStatus::invalid_field);
     }
 }
 
@@ -132,7 +138,8 @@ uint16_t ControllerImpl::map_sgl(const spec::SglDescriptor& first, uint64_t len)
                 if (uint16_t r = data_block(e); r != 0) return r;
             } else if (et == SglType::segment || et == SglType::last_segment) {
                 // Only the last descriptor of a (non-last) segment may point onwards.
-                if (last || i + 1 != count) return st(GenericStatus::invalid_sgl_segment_descriptor);
+                if (last || i + 1 != count)
+                    return st(GenericStatus::invalid_sgl_segment_descriptor);
                 d = e;
                 next = true;
             } else {
@@ -191,15 +198,20 @@ uint16_t ControllerImpl::exec_io(Command& c) {
         case NvmOpcode::write:
         case NvmOpcode::compare:
         case NvmOpcode::write_zeroes:
-        case NvmOpcode::dataset_management: break;
-        default: return st(GenericStatus::invalid_opcode);
+        case NvmOpcode::dataset_management:
+            break;
+        default:
+            return st(GenericStatus::invalid_opcode);
     }
     Namespace* ns = active_ns(sqe.nsid);
     if (ns == nullptr) return st(GenericStatus::invalid_ns_or_format);
     switch (op) {
-        case NvmOpcode::write_zeroes: return io_write_zeroes(sqe, *ns);
-        case NvmOpcode::dataset_management: return io_dsm(sqe, *ns);
-        default: return io_rw(c, *ns);
+        case NvmOpcode::write_zeroes:
+            return io_write_zeroes(sqe, *ns);
+        case NvmOpcode::dataset_management:
+            return io_dsm(sqe, *ns);
+        default:
+            return io_rw(c, *ns);
     }
 }
 
@@ -275,7 +287,8 @@ uint16_t ControllerImpl::io_write_zeroes(const spec::Sqe& sqe, Namespace& ns) {
     if (cdw12.deac() != 0) {
         if (!ns.media->deallocate(off, bytes).ok()) return st(MediaStatus::write_fault);
     } else {
-        std::memset(bounce_.data(), 0, bounce_.size());
+        std::memset(bounce_.data(), 0,
+                    static_cast<size_t>(std::min<uint64_t>(bounce_.size(), bytes)));
         for (uint64_t pos = 0; pos < bytes;) {
             const size_t n = static_cast<size_t>(std::min<uint64_t>(bounce_.size(), bytes - pos));
             if (!ns.media->write(off + pos, bounce_.data(), n, cdw12.fua() != 0).ok())
@@ -283,8 +296,6 @@ uint16_t ControllerImpl::io_write_zeroes(const spec::Sqe& sqe, Namespace& ns) {
             pos += n;
         }
     }
-    if (cdw12.fua() != 0 && cdw12.deac() != 0 && !ns.media->flush().ok())
-        return st(MediaStatus::write_fault);
     ++health_.host_write_commands;
     return 0;
 }

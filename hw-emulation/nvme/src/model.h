@@ -24,12 +24,12 @@ namespace strata::hwemu::nvme {
 namespace spec = strata::nvme::spec;
 
 inline constexpr uint32_t kNotInHeap = 0xFFFFFFFFu;
-inline constexpr uint32_t kMaxAer = 4;          // AERL + 1
+inline constexpr uint32_t kMaxAer = 4;            // AERL + 1
 inline constexpr uint32_t kErrorLogEntries = 16;  // ELPE + 1
 inline constexpr uint32_t kMaxEvents = 16;
 inline constexpr uint32_t kMaxSglDescriptors = 256;  // per segment read; more is refused
-inline constexpr uint32_t kMaxMpsShift = 4;        // CAP.MPSMAX: 64 KiB pages
-inline constexpr uint32_t kFetchBudget = 256;      // commands fetched per poll at most
+inline constexpr uint32_t kMaxMpsShift = 4;          // CAP.MPSMAX: 64 KiB pages
+inline constexpr uint32_t kFetchBudget = 256;        // commands fetched per poll at most
 
 // One fetched command, from its submission queue's preallocated pool.
 struct Command {
@@ -39,7 +39,7 @@ struct Command {
     uint64_t seq = 0;
     uint32_t heap_index = kNotInHeap;
     Command* next_free = nullptr;
-    bool preset_error = false;  // error_status fault: complete with preset_status, do nothing
+    bool preset_error = false;   // error_status fault: complete with preset_status, do nothing
     uint16_t preset_status = 0;  // StatusField raw (phase 0)
     bool drop = false;           // drop_completion fault
     bool corrupt = false;        // corrupt_read fault
@@ -240,7 +240,7 @@ private:
     std::atomic<bool> cc_dirty_{false};
     std::atomic<bool> removed_{false};
     std::atomic<bool> parked_{false};  // the main poller last reported idle
-    uint32_t doorbell_count_ = 0;  // 2 * (max_io_queues + 1)
+    uint32_t doorbell_count_ = 0;      // 2 * (max_io_queues + 1)
     std::unique_ptr<std::atomic<uint32_t>[]> doorbells_;
     std::unique_ptr<std::atomic<uint64_t>[]> doorbell_dirty_;  // one bit per doorbell
     uint32_t dirty_words_ = 0;
@@ -250,8 +250,7 @@ private:
     // --- counters (read anywhere) ---
     struct Counters {
         std::atomic<uint64_t> commands{0}, admin_commands{0}, completions{0}, doorbell_writes{0},
-            dropped_completions{0}, injected_errors{0}, invalid_doorbells{0},
-            held_completions{0};
+            dropped_completions{0}, injected_errors{0}, invalid_doorbells{0}, held_completions{0};
     };
     Counters counters_;
 

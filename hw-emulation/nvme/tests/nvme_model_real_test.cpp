@@ -28,10 +28,11 @@ constexpr env::PciAddress kAddr{0, 0x06, 0x00, 0};
 template <class F>
 void run_on(runtime::Thread* thread, F fn) {
     std::atomic<bool> done{false};
-    ASSERT_TRUE(thread->post([&] {
-                          fn();
-                          done.store(true, std::memory_order_release);
-                      })
+    ASSERT_TRUE(thread
+                    ->post([&] {
+                        fn();
+                        done.store(true, std::memory_order_release);
+                    })
                     .ok());
     while (!done.load(std::memory_order_acquire))
         std::this_thread::sleep_for(std::chrono::microseconds(50));

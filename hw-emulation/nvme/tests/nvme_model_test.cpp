@@ -23,11 +23,19 @@ using env::PciAddress;
 constexpr PciAddress kAddr{0, 0x05, 0x00, 0};
 constexpr uint64_t kMs = 1'000'000;
 
-uint16_t status_of(spec::GenericStatus s) { return spec::make_status(s).raw >> 1 & 0x7FF; }
-uint16_t status_of(spec::CommandSpecificStatus s) { return spec::make_status(s).raw >> 1 & 0x7FF; }
-uint16_t status_of(spec::MediaStatus s) { return spec::make_status(s).raw >> 1 & 0x7FF; }
+uint16_t status_of(spec::GenericStatus s) {
+    return spec::make_status(s).raw >> 1 & 0x7FF;
+}
+uint16_t status_of(spec::CommandSpecificStatus s) {
+    return spec::make_status(s).raw >> 1 & 0x7FF;
+}
+uint16_t status_of(spec::MediaStatus s) {
+    return spec::make_status(s).raw >> 1 & 0x7FF;
+}
 // SCT and SC of a completion, as (sct << 8 | sc).
-uint16_t code(const spec::Cqe& c) { return static_cast<uint16_t>(c.sct() << 8 | c.sc()); }
+uint16_t code(const spec::Cqe& c) {
+    return static_cast<uint16_t>(c.sct() << 8 | c.sc());
+}
 
 struct Queue {
     uint16_t qid = 0;
@@ -122,7 +130,9 @@ protected:
         q.sq_tail = (q.sq_tail + 1) % q.size;
         if (ring) w32(sq_doorbell(q.qid), q.sq_tail);
     }
-    bool has_completion(const Queue& q) { return (q.cq[q.cq_head].status & 1) == (q.phase ? 1 : 0); }
+    bool has_completion(const Queue& q) {
+        return (q.cq[q.cq_head].status & 1) == (q.phase ? 1 : 0);
+    }
     // Waits for the next completion, consumes it and rings the CQ head doorbell.
     spec::Cqe wait(Queue& q, uint64_t timeout_ns = 10'000 * kMs) {
         spec::Cqe out{};
@@ -329,7 +339,8 @@ TEST_F(NvmeModelTest, IdentifyControllerNamespaceListsAndDescriptors) {
     // Inactive NSID: zeroes. Beyond NN: invalid namespace.
     ASSERT_TRUE(identify(spec::Cns::ns, 2).ok());
     EXPECT_EQ(buf[0], 0);
-    EXPECT_EQ(code(identify(spec::Cns::ns, 1000)), status_of(spec::GenericStatus::invalid_ns_or_format));
+    EXPECT_EQ(code(identify(spec::Cns::ns, 1000)),
+              status_of(spec::GenericStatus::invalid_ns_or_format));
 
     ASSERT_TRUE(identify(spec::Cns::active_ns_list, 0).ok());
     uint32_t ids[3];
@@ -380,7 +391,8 @@ TEST_F(NvmeModelTest, CreateAndDeleteQueueErrors) {
     spec::Sqe nc = spec::make_create_io_cq(0, 1, 16, a);
     nc.cdw11 = spec::CreateIoCqCdw11{nc.cdw11}.set_pc(0).raw;
     EXPECT_EQ(code(run(nc)), status_of(GS::invalid_field));
-    EXPECT_EQ(code(run(spec::make_create_io_cq(0, 1, 16, a + 8))), status_of(GS::invalid_prp_offset));
+    EXPECT_EQ(code(run(spec::make_create_io_cq(0, 1, 16, a + 8))),
+              status_of(GS::invalid_prp_offset));
     EXPECT_TRUE(run(spec::make_create_io_cq(0, 1, 16, a)).ok());
     EXPECT_EQ(code(run(spec::make_create_io_cq(0, 1, 16, a))), status_of(CS::invalid_queue_id));
     // SQs.
@@ -434,8 +446,10 @@ TEST_F(NvmeModelTest, FeaturesGetSetAndErrors) {
     EXPECT_EQ(run(spec::make_get_features(0, spec::FeatureId::volatile_write_cache)).dw0, 0u);
     EXPECT_TRUE(run(spec::make_set_features(0, spec::FeatureId::arbitration, 0x3)).ok());
     EXPECT_EQ(run(spec::make_get_features(0, spec::FeatureId::arbitration)).dw0, 0x3u);
-    EXPECT_EQ(run(spec::make_get_features(0, spec::FeatureId::arbitration,0,
-                                          spec::FeatureSelect::default_value)).dw0, 0u);
+    EXPECT_EQ(run(spec::make_get_features(0, spec::FeatureId::arbitration, 0,
+                                          spec::FeatureSelect::default_value))
+                  .dw0,
+              0u);
     EXPECT_TRUE(run(spec::make_set_features(0, spec::FeatureId::temperature_threshold, 350)).ok());
     EXPECT_EQ(run(spec::make_get_features(0, spec::FeatureId::temperature_threshold)).dw0 & 0xFFFF,
               350u);
@@ -550,7 +564,8 @@ TEST_F(NvmeModelTest, MdtsLbaRangeNamespaceAndOpcodeChecks) {
               status_of(GS::lba_out_of_range));
     EXPECT_EQ(code(run(q, rw(spec::NvmOpcode::read, 1, ~uint64_t{0} - 2, 8, buf, 4096))),
               status_of(GS::lba_out_of_range));
-    EXPECT_EQ(code(run(q, spec::make_write_zeroes(0, 1, 1000, 100))), status_of(GS::lba_out_of_range));
+    EXPECT_EQ(code(run(q, spec::make_write_zeroes(0, 1, 1000, 100))),
+              status_of(GS::lba_out_of_range));
     EXPECT_EQ(code(run(q, rw(spec::NvmOpcode::read, 2, 0, 8, buf, 4096))),
               status_of(GS::invalid_ns_or_format));
     EXPECT_EQ(code(run(q, rw(spec::NvmOpcode::read, 0, 0, 8, buf, 4096))),

@@ -58,13 +58,13 @@ struct ControllerConfig {
     uint16_t vendor_id = 0x1b36, device_id = 0x0010;  // QEMU's NVMe ids, class 0x010802
     uint32_t max_queue_entries = 1024;                // CAP.MQES + 1 (2..65536)
     uint16_t max_io_queues = 64;                      // 1..1024
-    uint8_t mdts = 5;                   // max transfer 2^mdts * 4 KiB; 0: no limit
-    uint8_t doorbell_stride = 0;        // CAP.DSTRD (0..15)
-    uint8_t timeout_500ms = 20;         // CAP.TO
-    uint64_t enable_delay_ns = 0;       // virtual time from CC.EN=1 to CSTS.RDY=1 (and for
-                                        // disable and shutdown)
-    bool sgl = false;                   // advertise and accept SGLs for NVM commands
-    bool volatile_write_cache = true;   // a volatile write cache is present (VWC)
+    uint8_t mdts = 5;                                 // max transfer 2^mdts * 4 KiB; 0: no limit
+    uint8_t doorbell_stride = 0;                      // CAP.DSTRD (0..15)
+    uint8_t timeout_500ms = 20;                       // CAP.TO
+    uint64_t enable_delay_ns = 0;               // virtual time from CC.EN=1 to CSTS.RDY=1 (and for
+                                                // disable and shutdown)
+    bool sgl = false;                           // advertise and accept SGLs for NVM commands
+    bool volatile_write_cache = true;           // a volatile write cache is present (VWC)
     std::vector<NamespaceConfig> namespaces;    // default: one 1 GiB 512-byte namespace
     std::map<uint8_t, LatencySpec> io_latency;  // per NVM opcode; absent: zero latency
     uint64_t seed = 1;                          // latency draws, torn writes, fault plan
@@ -81,8 +81,7 @@ public:
     // Registers the function on `bus` at `address` and the model's pollers on `thread`. Call on
     // `thread`. Errors: invalid_argument for a bad config (the message names the field),
     // already_exists for a taken address, the media's own errors for a backing file.
-    static Result<std::unique_ptr<Controller>> create(PciBus& bus,
-                                                      const env::PciAddress& address,
+    static Result<std::unique_ptr<Controller>> create(PciBus& bus, const env::PciAddress& address,
                                                       ControllerConfig config,
                                                       runtime::Thread& thread);
     // On `thread`, after the driver detached: unregisters the pollers and takes the function off
@@ -107,9 +106,9 @@ public:
     void set_zero_latency(bool on);
 
     struct Stats {
-        uint64_t commands = 0;        // every command fetched (admin + I/O)
+        uint64_t commands = 0;  // every command fetched (admin + I/O)
         uint64_t admin_commands = 0;
-        uint64_t completions = 0;     // CQEs posted
+        uint64_t completions = 0;  // CQEs posted
         uint64_t doorbell_writes = 0;
         uint64_t dropped_completions = 0;  // drop_completion faults
         uint64_t injected_errors = 0;      // error_status faults
