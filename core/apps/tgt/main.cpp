@@ -13,6 +13,8 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+
+#include "../common/env_cli.h"
 #include <fmt/format.h>
 
 #include <strata/base/log.h>
@@ -45,10 +47,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> log_flags;
     std::string log_level;
     bool wait_for_rpc = false;
-    std::string env = "sim";
     bool no_pin = false;
-    strata::env::DpdkOptions dpdk;
-    std::string iova_mode = "auto";
+    strata::apps::EnvCli env_cli;
     cli.add_option("-m,--cpumask", cpumask, "Core mask of the reactors (0x3, [0,2-3])")
         ->capture_default_str();
     cli.add_option("-c,--json", config_file, "JSON config to load at start ({\"subsystems\":...})");
@@ -58,37 +58,16 @@ int main(int argc, char** argv) {
     cli.add_option("--log-level", log_level, "Global log level: ERROR WARN NOTICE INFO DEBUG");
     cli.add_flag("--wait-for-rpc", wait_for_rpc,
                  "Wait for framework_start_init before initializing subsystems");
-    cli.add_option("--env", env,
-                   "Hardware environment: sim (emulated devices) or dpdk (VFIO devices, hugepages)")
-        ->capture_default_str();
-    cli.add_option("-s,--mem-size", dpdk.memory_mb, "dpdk: memory to reserve up front, MiB");
-    cli.add_flag("--no-huge", dpdk.no_huge, "dpdk: anonymous memory instead of hugepages");
-    cli.add_flag("--no-pci", dpdk.no_pci, "dpdk: do not scan the PCI bus");
-    cli.add_option("--iova-mode", iova_mode, "dpdk: IOVA mode auto, va or pa")
-        ->capture_default_str();
-    cli.add_option("-A,--pci-allowed", dpdk.allowed_pci,
-                   "dpdk: PCI function EAL may use, e.g. 0000:01:00.0 (repeatable)");
-    cli.add_option("--huge-dir", dpdk.huge_dir, "dpdk: hugetlbfs mount to use");
+    strata::apps::add_env_options(cli, env_cli);
     cli.add_flag("--no-pin", no_pin, "Do not pin reactor threads to their cores");
     CLI11_PARSE(cli, argc, argv);
 
-    if (env != "sim" && env != "dpdk")
-        return fail(fmt::format("--env '{}': unknown environment (expected sim or dpdk)", env));
-    if (iova_mode == "va") {
-        dpdk.iova_mode = strata::env::IovaMode::va;
-    } else if (iova_mode == "pa") {
-        dpdk.iova_mode = strata::env::IovaMode::pa;
-    } else if (iova_mode != "auto") {
-        return fail(fmt::format("--iova-mode '{}': expected auto, va or pa", iova_mode));
-    }
     auto cores = strata::runtime::parse_core_mask(cpumask);
     if (!cores) return fail(fmt::format("-m '{}': {}", cpumask, cores.error().message()));
     if (cores->empty()) return fail(fmt::format("-m '{}': the core mask selects no core", cpumask));
     // The hardware environment first: the dpdk backend's EAL must own its memory and devices
     // before any module allocates DMA memory or claims a function.
-    for (int c : *cores) dpdk.cores.push_back(static_cast<uint32_t>(c));
-    if (auto r = strata::env::init({env, dpdk}); !r.ok())
-        return fail(fmt::format("--env {}: {}", env, r.error().message()));
+    if (auto r = strata::apps::init_env(env_cli, *cores); !r) return fail(r.error().message());
     std::fprintf(stderr, "strata-tgt: environment %.*s\n",
                  static_cast<int>(strata::env::backend_name().size()),
                  strata::env::backend_name().data());

@@ -97,6 +97,7 @@ SimScheduler::StepResult SimScheduler::step_bounded(uint64_t deadline_ns) {
         const Candidate c = candidates_[prng_.uniform(candidates_.size())];
         run_candidate(c);
         ++stats_.steps;
+        if (step_cost_ns != 0) clock_.advance_to(clock_.now_ns() + step_cost_ns);
         return StepResult::ran;
     }
     uint64_t next = next_timer_ns();

@@ -135,6 +135,11 @@ public:
     // Runs until nothing is runnable and no timer is pending, or max_steps.
     bool run_until_idle(uint64_t max_steps = 100'000'000);
 
+    // Virtual CPU cost of a step that ran work (0, the default: work is free and time moves
+    // only when everything is idle). Load generators set it so a world that is never idle
+    // still advances the clock (bdevperf --sim).
+    uint64_t step_cost_ns = 0;
+
     // Hash of every step taken (Thread, kind, poller, time): equal seeds, equal hash.
     uint64_t trace_hash() const noexcept { return trace_.value(); }
     const SimStats& sim_stats() const noexcept { return stats_; }
