@@ -367,23 +367,27 @@ bool ControllerImpl::process_queues() {
     const uint32_t burst = arb.ab() >= 7 ? 64u : (1u << arb.ab());
     uint32_t budget = kFetchBudget;
     bool any = false;
-    bool progress = true;
-    while (progress && budget > 0 && state_ == State::ready && !fatal_ && !shutdown_) {
-        progress = false;
-        const size_t n = active_sqids_.size();
-        for (size_t k = 0; k < n && budget > 0; ++k) {
-            if (active_sqids_.empty()) break;
-            const size_t at = (rr_next_ + k) % active_sqids_.size();
-            SubQueue& sq = sqs_[active_sqids_[at]];
-            for (uint32_t b = 0; b < burst && budget > 0; ++b) {
-                if (!sq.valid || sq.head == sq.tail || sq.free_list == nullptr) break;
-                if (state_ != State::ready || fatal_ || shutdown_) break;
-                fetch(sq);
-                --budget;
-                progress = any = true;
-            }
+    // Round robin: a burst from the queue at rr_next_, then the next queue; stop after a whole
+    // cycle in which no queue had work (or when the budget of this poll is spent).
+    size_t idle_in_a_row = 0;
+    while (budget > 0 && !active_sqids_.empty() && idle_in_a_row < active_sqids_.size()) {
+        if (state_ != State::ready || fatal_ || shutdown_) break;
+        if (rr_next_ >= active_sqids_.size()) rr_next_ = 0;
+        SubQueue& sq = sqs_[active_sqids_[rr_next_]];
+        rr_next_ = (rr_next_ + 1) % active_sqids_.size();
+        uint32_t fetched = 0;
+        while (fetched < burst && budget > 0 && sq.valid && sq.head != sq.tail &&
+               sq.free_list != nullptr && state_ == State::ready && !fatal_ && !shutdown_) {
+            fetch(sq);
+            ++fetched;
+            --budget;
         }
-        if (!active_sqids_.empty()) rr_next_ = (rr_next_ + 1) % active_sqids_.size();
+        if (fetched > 0) {
+            any = true;
+            idle_in_a_row = 0;
+        } else {
+            ++idle_in_a_row;
+        }
     }
     return any;
 }

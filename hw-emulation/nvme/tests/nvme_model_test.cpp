@@ -981,6 +981,48 @@ TEST_F(NvmeModelTest, SeveralQueuesRoundRobinAndSqDeletionAborts) {
     }
 }
 
+TEST_F(NvmeModelTest, RoundRobinArbitrationAlternatesQueues) {
+    make();
+    enable();
+    // Two SQs bound to one CQ: the CQ shows the order the controller picked commands in.
+    auto* cq = static_cast<spec::Cqe*>(alloc(4096));
+    ASSERT_TRUE(run(spec::make_create_io_cq(0, 1, 64, iova(cq))).ok());
+    Queue a, b;
+    for (Queue* q : {&a, &b}) {
+        q->qid = q == &a ? 1 : 2;
+        q->size = 16;
+        q->sq = static_cast<spec::Sqe*>(alloc(4096));
+        q->cq = cq;
+        ASSERT_TRUE(run(spec::make_create_io_sq(0, q->qid, 16, iova(q->sq), 1)).ok());
+    }
+    for (int i = 0; i < 6; ++i) {
+        submit(a, spec::make_flush(0, 1), false);
+        submit(b, spec::make_flush(0, 1), false);
+    }
+    on(threads[0], [&] {  // both doorbells in one step
+        bar.write32(sq_doorbell(1), a.sq_tail);
+        bar.write32(sq_doorbell(2), b.sq_tail);
+    });
+    Queue view{1, 64, nullptr, cq};
+    std::vector<uint16_t> order;
+    for (int i = 0; i < 12; ++i) order.push_back(wait(view).sqid);
+    // Arbitration burst 1 (AB = 0): the queues alternate.
+    for (size_t i = 1; i < order.size(); ++i) EXPECT_NE(order[i], order[i - 1]) << i;
+    // AB = 2 (bursts of 4).
+    ASSERT_TRUE(run(spec::make_set_features(0, spec::FeatureId::arbitration, 2)).ok());
+    for (int i = 0; i < 8; ++i) {
+        submit(a, spec::make_flush(0, 1), false);
+        submit(b, spec::make_flush(0, 1), false);
+    }
+    on(threads[0], [&] {
+        bar.write32(sq_doorbell(1), a.sq_tail);
+        bar.write32(sq_doorbell(2), b.sq_tail);
+    });
+    order.clear();
+    for (int i = 0; i < 16; ++i) order.push_back(wait(view).sqid);
+    for (size_t i = 0; i < order.size(); ++i) EXPECT_EQ(order[i], order[i - i % 4]) << i;
+}
+
 TEST_F(NvmeModelTest, BadConfigIsRefused) {
     on(threads[1], [&] {
         ControllerConfig cfg;
