@@ -98,7 +98,9 @@ public:
 
     uint64_t* comp_ = nullptr;  // completion word (DMA memory)
     uint64_t comp_iova_ = 0;
-    uint64_t last_raw_ = 0;
+    uint64_t last_raw_ = 0;  // the completion word's last value seen
+    uint64_t mem_pos_ = 0;   // tail_ as far as the completion word confirmed it (a stall
+                             // check may retire further by CHANSTS; older words are stale)
     uint64_t last_progress_ns_ = 0;
     uint64_t reset_started_ns_ = 0;
     uint32_t last_chanerr_ = 0;
@@ -228,6 +230,7 @@ void ChannelImpl::start_channel() noexcept {
     // Every op before tail_ has completed; the chain restarts at slot tail_.
     base_ = tail_;
     doorbell_ = tail_;
+    mem_pos_ = tail_;
     last_raw_ = spec::ChanSts::make(spec::ChanState::idle, slot_iova(base_ - 1)).raw;
     std::atomic_ref<uint64_t>(*comp_).store(last_raw_, std::memory_order_release);
     spec::ChanCtrl ctrl{};
@@ -417,28 +420,38 @@ int ChannelImpl::process() noexcept {
     const uint64_t in_flight = doorbell_ - tail_;
     if (in_flight == 0) return ops;
     uint64_t raw = load_comp();
+    bool from_mmio = false;
     if (raw == last_raw_) {
         const uint64_t now = runtime::now_ns();
         if (now - last_progress_ns_ < opts_.stall_timeout_us * 1000) return ops;
-        // No completion write for a while: ask the channel directly (a dropped completion
-        // write, or a halt whose status write failed).
+        // No completion write for a while: ask the channel directly (a slow batch, a dropped
+        // completion write, or a halt whose status write failed).
         ++stats_.stalls;
         last_progress_ns_ = now;
         raw = bar_.read64(creg(spec::chan_reg::chansts));
         if (raw == ~uint64_t{0}) return ops + go_removed();
-        if (raw == last_raw_) return ops;
-        STRATA_WARNLOG(log_ioat, "{}: no completion write for {} us, CHANSTS {:#x} ({})",
+        from_mmio = true;
+        // Completion writes that landed before this read are covered by CHANSTS: absorb them, so
+        // that none is mistaken for new progress later. (One that lands after the read and before
+        // this load is absorbed too; its progress is found by the next check.)
+        last_raw_ = load_comp();
+        STRATA_INFOLOG(log_ioat, "{}: no completion write for {} us, CHANSTS {:#x} ({})",
                        info_.address.to_string(), opts_.stall_timeout_us, raw,
                        spec::chan_state_name(raw));
+    } else {
+        last_raw_ = raw;
+        last_progress_ns_ = runtime::now_ns();
     }
-    last_raw_ = raw;
-    last_progress_ns_ = runtime::now_ns();
     internal::RingView view{ring_iova_, opts_.ring_size, static_cast<uint32_t>((tail_ - 1) & mask_),
-                            in_flight};
+                            in_flight, tail_ - mem_pos_};
     const auto d = internal::decode_completion(raw, view);
     switch (d.kind) {
         case internal::CompletionKind::progress:
-            return ops + complete(d.count);
+            ops += complete(d.count);
+            if (!from_mmio) mem_pos_ = tail_;
+            return ops;
+        case internal::CompletionKind::stale:
+            return ops;  // an older completion write than CHANSTS already told us
         case internal::CompletionKind::halted:
             return ops + handle_halt(d.count);
         case internal::CompletionKind::bad:

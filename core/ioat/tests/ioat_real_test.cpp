@@ -38,8 +38,10 @@ void run_on(runtime::Thread* thread, F fn) {
 struct Op {
     std::atomic<int> calls{0};
     std::atomic<bool> ok{false};
+    Status status;
     static void done(void* ctx, Status s) {
         auto* op = static_cast<Op*>(ctx);
+        op->status = s;
         op->ok.store(s.ok(), std::memory_order_relaxed);
         op->calls.fetch_add(1, std::memory_order_release);
     }
@@ -115,12 +117,16 @@ TEST(IoatRealScheduler, DriverAndModelOnDifferentOsThreads) {
                    std::chrono::steady_clock::now() < deadline)
                 std::this_thread::sleep_for(std::chrono::microseconds(100));
             EXPECT_EQ(op.calls.load(), 1);
-            EXPECT_TRUE(op.ok.load());
+            EXPECT_TRUE(op.ok.load()) << op.status.to_string();
         }
         // Every destination holds the source (the last copy into each is the longest prefix).
         for (int k = 0; k < 4; ++k) EXPECT_EQ(std::memcmp(dst + k * kLen, src, kLen - 7), 0) << k;
 
         run_on(driver, [&] {
+            const auto st = ch->stats();
+            EXPECT_EQ(st.halts, 0u) << ch->describe_last_error();
+            EXPECT_EQ(st.bad_completions, 0u);
+            EXPECT_EQ(st.ops_failed, 0u);
             driver->unregister_poller(poller);
             EXPECT_TRUE(ch->detach().ok());
             ch.reset();

@@ -154,6 +154,24 @@ protected:
     std::vector<void*> allocations;
 };
 
+// Every op completes exactly once; returns how many failed with `code` and how many succeeded.
+struct Tally {
+    int ok = 0, failed = 0, other = 0;
+};
+Tally tally(const std::vector<Op>& ops, Errc code) {
+    Tally t;
+    for (auto& o : ops) {
+        EXPECT_EQ(o.calls, 1);
+        if (o.status.ok())
+            ++t.ok;
+        else if (o.status == code)
+            ++t.failed;
+        else
+            ++t.other;
+    }
+    return t;
+}
+
 TEST_F(IoatDriverTest, ProbeFindsIoatFunctionsOnly) {
     make_model();
     hwemu::CopyEngine other;
@@ -376,24 +394,6 @@ TEST_F(IoatDriverTest, OneDoorbellPerFlush) {
     EXPECT_EQ(model->stats().completion_writes, 1u);
 }
 
-// Every op completes exactly once; returns how many failed with `code` and how many succeeded.
-struct Tally {
-    int ok = 0, failed = 0, other = 0;
-};
-Tally tally(const std::vector<Op>& ops, Errc code) {
-    Tally t;
-    for (auto& o : ops) {
-        EXPECT_EQ(o.calls, 1);
-        if (o.status.ok())
-            ++t.ok;
-        else if (o.status == code)
-            ++t.failed;
-        else
-            ++t.other;
-    }
-    return t;
-}
-
 TEST_F(IoatDriverTest, InjectedErrorFailsOneOpAbortsTheRestAndRecovers) {
     make();
     FaultRule r;
@@ -506,6 +506,33 @@ TEST_F(IoatDriverTest, DroppedCompletionWriteIsRecoveredByStallCheck) {
     EXPECT_GE(ch->stats().stalls, 1u);
     EXPECT_EQ(model->stats().dropped_completions, 1u);
     EXPECT_EQ(std::memcmp(dst, src, 4096), 0);
+}
+
+TEST_F(IoatDriverTest, SlowBatchesWithStallChecksMidBatch) {
+    ModelConfig cfg;
+    cfg.per_descriptor_ns = 1'000'000;  // 1 ms per descriptor: 10 ms per batch
+    ChannelOptions opts;
+    opts.stall_timeout_us = 2'500;  // several CHANSTS checks during each batch
+    make(cfg, opts);
+    auto* src = alloc(64 * 30);
+    auto* dst = alloc(64 * 30);
+    pattern(src, 64 * 30, 10);
+    std::vector<Op> ops(30);
+    on(threads[0], [&] {
+        for (int i = 0; i < 30; ++i) {
+            ASSERT_TRUE(
+                ch->submit_copy(iova(dst + i * 64), iova(src + i * 64), 64, &Op::done, &ops[i])
+                    .ok());
+            if (i % 10 == 9) ch->flush();
+        }
+    });
+    ASSERT_TRUE(wait_all(ops));
+    Tally t = tally(ops, Errc::aborted);
+    EXPECT_EQ(t.ok, 30);
+    EXPECT_EQ(std::memcmp(dst, src, 64 * 30), 0);
+    EXPECT_GT(ch->stats().stalls, 0u);
+    EXPECT_EQ(ch->stats().bad_completions, 0u);
+    EXPECT_EQ(ch->stats().halts, 0u);
 }
 
 TEST_F(IoatDriverTest, DelayedDescriptorCompletesLater) {
@@ -709,6 +736,14 @@ TEST(IoatCompletionDecode, RejectsImpossibleValues) {
     EXPECT_EQ(d.kind, CompletionKind::bad);
     d = internal::decode_completion(~uint64_t{0}, ring);
     EXPECT_EQ(d.kind, CompletionKind::bad);
+    // After a stall check retired descriptors on CHANSTS, an older completion word is stale.
+    internal::RingView after{0x10'0000'0000ull, 16, 9, 2, 3};  // slots 7..9 retired by CHANSTS
+    d = internal::decode_completion(make(spec::ChanState::active, 0x10'0000'0000ull + 7 * 64),
+                                    after);
+    EXPECT_EQ(d.kind, CompletionKind::stale);
+    d = internal::decode_completion(make(spec::ChanState::active, 0x10'0000'0000ull + 6 * 64),
+                                    after);
+    EXPECT_EQ(d.kind, CompletionKind::bad);  // further back than CHANSTS took us
 }
 
 }  // namespace

@@ -473,7 +473,8 @@ ChannelModel::Step ChannelModel::execute_one() {
     const bool more = processed_ != dmacount_.load(std::memory_order_acquire);
     const ChanState state = more ? ChanState::active : ChanState::idle;
     if (!more) run_ = Run::idle;
-    set_status(state);
+    // The completion write lands before CHANSTS shows the descriptor complete: a driver that
+    // reads CHANSTS then the completion word never sees an older word afterwards.
     if (cur_.control.completion_update()) {
         if (cur_drop_completion_) {
             ++stats_.dropped_completions;
@@ -482,6 +483,7 @@ ChannelModel::Step ChannelModel::execute_one() {
             return Step::halted;
         }
     }
+    set_status(state);
     return Step::done;
 }
 

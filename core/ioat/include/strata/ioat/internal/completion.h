@@ -14,11 +14,15 @@ struct RingView {
     uint32_t ring_size = 0;       // slots, a power of two
     uint32_t last_completed = 0;  // slot index of the last descriptor known complete
     uint64_t in_flight = 0;       // descriptors handed to the device and not yet complete
+    // Descriptors retired on CHANSTS (read by MMIO) beyond the last completion word: a word
+    // pointing up to this many descriptors back is an older write, not an error.
+    uint64_t stale_window = 0;
 };
 
 enum class CompletionKind : uint8_t {
     progress,  // `count` more descriptors complete; channel active or idle (or armed)
     halted,    // `count` more descriptors complete, then the channel halted on the next one
+    stale,     // an older completion than already known (see RingView::stale_window): ignore
     bad,       // impossible value: address outside the ring, count above in_flight, bad state
 };
 
@@ -51,6 +55,11 @@ constexpr CompletionDecode decode_completion(uint64_t raw, const RingView& ring)
     const auto idx = static_cast<uint32_t>((addr - ring.ring_iova) / 64);
     const uint32_t count = (idx - ring.last_completed) & mask;
     if (count > ring.in_flight) {
+        const uint32_t behind = (ring.last_completed - idx) & mask;
+        if (behind < ring.stale_window) {
+            d.kind = CompletionKind::stale;
+            return d;
+        }
         d.why = "completion beyond the descriptors in flight";
         return d;
     }
