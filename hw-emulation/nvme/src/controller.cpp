@@ -18,6 +18,11 @@ STRATA_LOG_COMPONENT(hwemu_nvme);
 
 namespace {
 
+// Counters written only by the model's Thread: a relaxed load and store, no locked RMW.
+inline void bump(std::atomic<uint64_t>& c) {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
 constexpr uint16_t st(spec::GenericStatus s, bool dnr = false) {
     return spec::make_status(s, dnr).raw;
 }
@@ -96,6 +101,8 @@ Result<void> ControllerImpl::init() {
         .set_mpsmin(0)
         .set_mpsmax(kMaxMpsShift);
     cap_ = cap.raw;
+    latency_by_opcode_.fill(nullptr);
+    for (const auto& [opc, l] : cfg_.io_latency) latency_by_opcode_[opc] = &l;
 
     doorbell_count_ = 2 * (uint32_t{cfg_.max_io_queues} + 1);
     doorbells_ = std::make_unique<std::atomic<uint32_t>[]>(doorbell_count_);
@@ -717,8 +724,8 @@ void ControllerImpl::fetch(SubQueue& sq) {
     c->preset_error = c->drop = c->corrupt = c->parked_aer = false;
     c->preset_status = 0;
     c->seq = seq_++;
-    counters_.commands.fetch_add(1, std::memory_order_relaxed);
-    if (sq.id == 0) counters_.admin_commands.fetch_add(1, std::memory_order_relaxed);
+    bump(counters_.commands);
+    if (sq.id == 0) bump(counters_.admin_commands);
     start_command(*c);
 }
 
@@ -732,10 +739,8 @@ void ControllerImpl::release(Command& c) {
 }
 
 uint64_t ControllerImpl::latency_ns(uint8_t opcode) {
-    if (zero_latency_) return 0;
-    auto it = cfg_.io_latency.find(opcode);
-    if (it == cfg_.io_latency.end()) return 0;
-    const LatencySpec& l = it->second;
+    if (zero_latency_ || latency_by_opcode_[opcode] == nullptr) return 0;
+    const LatencySpec& l = *latency_by_opcode_[opcode];
     switch (l.kind) {
         case LatencySpec::Kind::fixed:
             return l.a_ns;
@@ -792,7 +797,7 @@ void ControllerImpl::start_command(Command& c) {
                             .raw;
                     if (c.preset_status == 0)  // "success" is not an error: internal error
                         c.preset_status = st(spec::GenericStatus::internal_error);
-                    counters_.injected_errors.fetch_add(1, std::memory_order_relaxed);
+                    bump(counters_.injected_errors);
                     break;
                 case FaultAction::delay:
                     extra_ns = rule->delay_ns;
@@ -846,7 +851,7 @@ void ControllerImpl::run_command(Command& c) {
     }
     if (removed_.load(std::memory_order_acquire)) return;
     if (c.drop) {
-        counters_.dropped_completions.fetch_add(1, std::memory_order_relaxed);
+        bump(counters_.dropped_completions);
         release(c);
         return;
     }
@@ -878,7 +883,7 @@ void ControllerImpl::post(uint16_t sqid, uint16_t cid, uint16_t status, uint32_t
         if (cq.held_count < cq.held.size()) {
             cq.held[(cq.held_head + cq.held_count) % cq.held.size()] = cqe;
             ++cq.held_count;
-            counters_.held_completions.fetch_add(1, std::memory_order_relaxed);
+            bump(counters_.held_completions);
         } else {
             set_fatal("completion hold-back overflow");  // unreachable by construction
         }
@@ -903,7 +908,7 @@ bool ControllerImpl::write_cqe(CompQueue& cq, const spec::Cqe& entry) {
     }
     cq.tail = (cq.tail + 1) % cq.size;
     if (cq.tail == 0) cq.phase = !cq.phase;
-    counters_.completions.fetch_add(1, std::memory_order_relaxed);
+    bump(counters_.completions);
     return true;
 }
 

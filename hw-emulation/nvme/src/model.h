@@ -268,6 +268,7 @@ private:
     uint64_t timer_due_ns_ = 0;
     runtime::Poller* control_poller_ = nullptr;
     bool zero_latency_ = false;
+    std::array<const LatencySpec*, 256> latency_by_opcode_{};  // into cfg_.io_latency
     uint64_t seq_ = 0;
 
     std::vector<SubQueue> sqs_;
