@@ -16,6 +16,10 @@
 // writes its status (CHANSTS layout) to a completion word in host memory after each batch;
 // process_completions() reads that word (no MMIO per poll) and runs the callbacks of finished
 // operations. Callbacks never run inside submit or flush. No lock, syscall or allocation per op.
+// The channel also registers a watchdog timed poller on the owner Thread (period
+// stall_timeout_us / 2, at least 50 us) that calls the same completion path while work is
+// outstanding or a reset is in progress, so callbacks may also run from it (always on the owner
+// Thread, never nested inside another callback).
 //
 // Errors and recovery. A channel that halts (bad descriptor, DMA fault, device error) reports
 // why in CHANERR: the operation that failed completes with an Errc mapped from it (dma_fault for
