@@ -1129,6 +1129,20 @@ TEST_F(NvmeModelTest, FileBackedNamespaceSurvivesTheController) {
     unlink(path);
 }
 
+// DmaPort::store32_release (the CQE dword 3 store): lands, and an unaligned or unmapped IOVA is a
+// counted fault, never a crash.
+TEST_F(NvmeModelTest, DmaStore32Release) {
+    make();
+    auto* mem = static_cast<uint32_t*>(alloc(4096));
+    DmaPort& dma = ctrl->function().dma();
+    const uint64_t faults = dma.fault_count();
+    EXPECT_TRUE(dma.store32_release(iova(mem) + 8, 0xA5A5F00Du).ok());
+    EXPECT_EQ(mem[2], 0xA5A5F00Du);
+    EXPECT_EQ(dma.store32_release(iova(mem) + 2, 1).code(), Errc::invalid_argument);
+    EXPECT_EQ(dma.store32_release(0x1000, 1).code(), Errc::dma_fault);
+    EXPECT_EQ(dma.fault_count(), faults + 2);
+}
+
 TEST_F(NvmeModelTest, BadConfigIsRefused) {
     on(threads[1], [&] {
         ControllerConfig cfg;
