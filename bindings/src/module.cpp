@@ -72,6 +72,11 @@ PYBIND11_MODULE(_strata, m) {
              pyb::arg("dst"), pyb::arg("length"),
              "Programs a copy through BAR0 and rings the doorbell; returns 'done', 'dma_error' "
              "or 'removed'. Any IOVA may be given: a bad one is a counted DMA fault.")
+        .def("bdev_io", &World::bdev_io, pyb::arg("name"), pyb::arg("op"),
+             pyb::arg("offset_blocks") = 0, pyb::arg("num_blocks") = 0,
+             pyb::arg("data") = pyb::none(), pyb::arg("data2") = pyb::none(),
+             pyb::arg("timeout_ns") = 60'000'000'000ull,
+             "One I/O through the bdev layer (see strata.bdev.Bdev).")
         .def("surprise_remove", &World::surprise_remove, pyb::arg("address"),
              "Removes the function from the bus as if unplugged: BAR reads return all-ones.");
 

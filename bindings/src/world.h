@@ -68,6 +68,12 @@ public:
     std::string copy_engine_run(const std::string& address, uint64_t src_iova, uint64_t dst_iova,
                                 uint64_t len);
     void surprise_remove(const std::string& address);
+    // One I/O through the bdev layer (bdev_py.cpp): op is read, write, compare,
+    // compare_and_write, write_zeroes, unmap, flush or reset. Returns bytes for read, None on
+    // success, or a dict {errc, nvme_status} when the I/O completed with an error.
+    pybind11::object bdev_io(const std::string& name, const std::string& op, uint64_t offset_blocks,
+                             uint64_t num_blocks, pybind11::object data, pybind11::object data2,
+                             uint64_t timeout_ns);
 
 private:
     class Guard {

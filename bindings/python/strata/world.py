@@ -96,6 +96,11 @@ class World(_Base):
             s = s[end:].lstrip()
         return vals
 
+    def bdev(self, name):
+        """A typed handle on bdev `name` (strata.bdev.Bdev): read/write/compare/flush/..."""
+        from .bdev import Bdev
+        return Bdev(self, name)
+
     def run_until(self, predicate, timeout_ns=None, max_steps=None):
         """Steps the simulation until predicate() is true (checked after every step).
 

@@ -105,6 +105,43 @@ void write_config(rpc::App&, Json& cfg) {
     cfg.push_back({{"method", "bdev_wait_for_examine"}});
 }
 
+// Subsystem fini: unregister every bdev (openers get Event::remove and close), then let each
+// module release its own state, one after the other.
+void fini(rpc::App&, std::function<void()> done) {
+    struct Fini {
+        std::function<void()> done;
+        std::vector<const Module*> modules;
+        size_t next = 0;
+        int rounds = 0;
+        static void unregister_round(std::shared_ptr<Fini> f) {
+            auto bdevs = list();
+            if (bdevs.empty() || ++f->rounds > 16) {
+                next_module(f);
+                return;
+            }
+            auto pending = std::make_shared<size_t>(bdevs.size());
+            for (Bdev* b : bdevs) {
+                unregister_bdev(b->name(), [f, pending](Result<void>) {
+                    if (--*pending == 0) unregister_round(f);
+                });
+            }
+        }
+        static void next_module(std::shared_ptr<Fini> f) {
+            while (f->next < f->modules.size() && f->modules[f->next]->fini == nullptr) ++f->next;
+            if (f->next == f->modules.size()) {
+                f->done();
+                return;
+            }
+            const Module* m = f->modules[f->next++];
+            m->fini([f] { next_module(f); });
+        }
+    };
+    auto f = std::make_shared<Fini>();
+    f->done = std::move(done);
+    f->modules = modules();
+    Fini::unregister_round(f);
+}
+
 }  // namespace
 
 void add_rpc(rpc::App& app, rpc::MethodSpec spec) {
@@ -125,7 +162,7 @@ void register_rpc_module(rpc::App& app) {
     register_passthru_module(app);
     register_split_module(app);
     register_raid_module(app);
-    (void)app.add_subsystem(rpc::Subsystem{"bdev", {}, nullptr, nullptr, &write_config});
+    (void)app.add_subsystem(rpc::Subsystem{"bdev", {}, nullptr, &fini, &write_config});
 
     add_rpc(app, {"bdev_get_bdevs",
               "List bdevs (or one by name or alias) with geometry, claims, QoS limits and "

@@ -17,9 +17,10 @@ STRATA_LOG_COMPONENT(bdev_nvme);
 
 namespace {
 void write_config(nlohmann::json& methods);
+void fini(std::function<void()> done);
 }  // namespace
 
-const Module kNvmeModule{"nvme", nullptr, &write_config};
+const Module kNvmeModule{"nvme", nullptr, &write_config, &fini};
 
 namespace {
 
@@ -297,6 +298,22 @@ void write_config(nlohmann::json& methods) {
                              {"trtype", "PCIe"},
                              {"traddr", c->ctrl->address().to_string()}}}});
     }
+}
+
+void fini(std::function<void()> done) {
+    // Detach every controller, one after the other (their bdevs are gone by now).
+    std::vector<std::string> names;
+    for (auto& [n, c] : ctrlrs())
+        if (!c->detaching) names.push_back(n);
+    if (names.empty()) {
+        done();
+        return;
+    }
+    auto remaining = std::make_shared<size_t>(names.size());
+    for (const auto& n : names)
+        nvme_detach(n, [remaining, done](Result<void>) {
+            if (--*remaining == 0) done();
+        });
 }
 
 }  // namespace

@@ -43,6 +43,9 @@ struct Module {
     // save_config entries that are not one bdev's (e.g. bdev_nvme_attach_controller, which
     // creates a bdev per namespace); appended before the per-bdev entries.
     void (*write_config)(nlohmann::json& methods) = nullptr;
+    // At subsystem fini, after every bdev is gone: release module-level state (e.g. detach
+    // NVMe controllers). Calls done (possibly later) on the calling Thread.
+    void (*fini)(std::function<void()> done) = nullptr;
 };
 
 // The modules registered so far (registration order).
