@@ -623,6 +623,34 @@ TEST_F(IoatDriverTest, ResetUnderLoadCompletesEveryOpExactlyOnce) {
     EXPECT_EQ(ch->outstanding(), 0u);
 }
 
+TEST_F(IoatDriverTest, StuckResetFailsTheChannelUntilResetAgain) {
+    make();
+    on(threads[1], [&] { model->set_reset_delay_ns(1'000'000'000); });  // 1 s: beyond 100 ms
+    FaultRule r;
+    r.action = FaultAction::error_status;
+    r.match.max_hits = 1;
+    add_fault(r);
+    auto* buf = alloc(8192);
+    Op first, during;
+    ASSERT_TRUE(copy(buf, buf + 4096, 64, first).ok());
+    ASSERT_TRUE(wait(first));
+    EXPECT_EQ(first.status, Errc::dma_fault);  // read_data_err; the channel starts its reset
+    ASSERT_TRUE(copy(buf, buf + 4096, 64, during).ok());  // queued for the restart
+    ASSERT_TRUE(wait(during));  // the reset never finishes in time: the channel is failed
+    EXPECT_EQ(during.status, Errc::io_error);
+    EXPECT_FALSE(ch->ready());
+    Op refused;
+    EXPECT_EQ(copy(buf, buf + 4096, 64, refused), Errc::io_error);
+    // The device recovers; reset() brings the channel back.
+    on(threads[1], [&] { model->set_reset_delay_ns(20'000); });
+    on(threads[0], [&] { EXPECT_TRUE(ch->reset().ok()); });
+    ASSERT_TRUE(poll_until([&] { return ch->ready(); }, 2'000'000'000));
+    Op ok;
+    ASSERT_TRUE(copy(buf, buf + 4096, 64, ok).ok());
+    ASSERT_TRUE(wait(ok));
+    EXPECT_TRUE(ok.status.ok());
+}
+
 TEST_F(IoatDriverTest, SubmissionsDuringRecoveryWaitForTheRestart) {
     make();
     auto* src = alloc(8192);

@@ -73,6 +73,7 @@ ChannelModel::ChannelModel(PciBus& bus, env::PciAddress address, ModelConfig con
       faults_(config.seed),
       xfercap_bytes_(spec::xfercap_bytes(config.xfercap_log2)),
       latency_(config.per_descriptor_ns != 0 || config.bandwidth_bytes_per_us != 0),
+      reset_delay_ns_(config.reset_delay_ns),
       scratch_(kScratchBytes) {
     chansts_.store(spec::ChanSts::make(ChanState::idle, 0).raw);
 }
@@ -80,6 +81,11 @@ ChannelModel::ChannelModel(PciBus& bus, env::PciAddress address, ModelConfig con
 ChannelModel::~ChannelModel() {
     if (poller_) thread_.unregister_poller(poller_);
     if (timer_) thread_.unregister_poller(timer_);
+}
+
+void ChannelModel::set_reset_delay_ns(uint64_t ns) noexcept {
+    reset_delay_ns_ = ns;
+    if (reset_due_ns_ != 0) reset_due_ns_ = std::min(reset_due_ns_, runtime::now_ns() + ns);
 }
 
 ChanState ChannelModel::state() const noexcept {
@@ -323,6 +329,17 @@ runtime::PollStatus ChannelModel::run() {
     if (removed_.load(std::memory_order_acquire)) return runtime::PollStatus::idle;
     bool busy = false;
     if (const uint8_t cmd = pending_cmd_.load(std::memory_order_acquire); cmd != 0) {
+        if ((cmd & spec::chancmd::reset) && reset_delay_ns_ != 0) {
+            // A reset takes reset_delay_ns: the channel stops and CHANCMD keeps showing the
+            // reset bit until then.
+            const uint64_t now = runtime::now_ns();
+            if (reset_due_ns_ == 0) reset_due_ns_ = now + reset_delay_ns_;
+            if (now < reset_due_ns_) {
+                arm_timer(reset_due_ns_);
+                return runtime::PollStatus::idle;
+            }
+        }
+        reset_due_ns_ = 0;
         pending_cmd_.fetch_and(static_cast<uint8_t>(~cmd), std::memory_order_acq_rel);
         apply_command(cmd);
         busy = true;

@@ -173,6 +173,18 @@ TEST_F(IoatModelTest, ResetIsAppliedByThePoller) {
     EXPECT_EQ(chansts().state(), ChanState::idle);
 }
 
+TEST_F(IoatModelTest, SlowResetShowsInChancmdUntilDone) {
+    ModelConfig cfg;
+    cfg.reset_delay_ns = 300'000;
+    make(cfg);
+    const uint64_t t0 = sim->now_ns();
+    wr32(creg(spec::chan_reg::chancmd), spec::chancmd::reset);
+    ASSERT_TRUE(poll_until(
+        [&] { return (bar.read32(creg(spec::chan_reg::chancmd)) & spec::chancmd::reset) == 0; }));
+    EXPECT_GE(sim->now_ns() - t0, 300'000u);
+    EXPECT_EQ(model->stats().resets, 1u);
+}
+
 TEST_F(IoatModelTest, CopyChainWritesCompletionAfterMarkedDescriptor) {
     make();
     start();

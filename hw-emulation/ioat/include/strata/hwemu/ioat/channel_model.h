@@ -61,7 +61,8 @@ struct ModelConfig {
     uint64_t bandwidth_bytes_per_us = 0;  // and size / bandwidth (0: unlimited)
     uint64_t poll_period_ns = 1000;       // timed poller period when a latency model is set
     uint32_t descriptors_per_poll = 64;
-    uint64_t seed = 1;  // the fault plan's Prng
+    uint64_t reset_delay_ns = 0;  // time a CHANCMD reset takes (CHANCMD shows it meanwhile)
+    uint64_t seed = 1;            // the fault plan's Prng
 };
 
 struct ModelStats {
@@ -99,6 +100,9 @@ public:
     uint32_t chanerr() const noexcept { return chanerr_.load(std::memory_order_acquire); }
     strata::ioat::spec::ChanState state() const noexcept;
     uint64_t xfercap_bytes() const noexcept { return xfercap_bytes_; }
+    // From `thread`: how long a CHANCMD reset takes (a slow or stuck channel). A reset in progress
+    // finishes no later than `ns` from now.
+    void set_reset_delay_ns(uint64_t ns) noexcept;
 
     // PciModel
     uint64_t bar_read(uint32_t bar, uint64_t offset, uint32_t width_bytes) override;
@@ -136,6 +140,8 @@ private:
     ModelStats stats_;
     uint64_t xfercap_bytes_ = 0;
     bool latency_ = false;
+    uint64_t reset_delay_ns_ = 0;
+    uint64_t reset_due_ns_ = 0;  // a delayed reset completes at this time (0: none pending)
 
     // Written by the driver (any Thread), consumed by the poller.
     std::atomic<uint16_t> dmacount_{0};
