@@ -165,7 +165,12 @@ void queue_io_wait(Channel& ch, IoWaitEntry& entry) noexcept {
 // ---- channel ------------------------------------------------------------------------------
 
 Channel::Channel(Bdev& b, MgmtChannel* m, runtime::IoChannel* module)
-    : bdev(b), mgmt(m), module_ch(module) {}
+    : bdev(b), mgmt(m), module_ch(module) {
+    const auto& p = b.properties();
+    may_bounce_ = p.required_alignment > 1 || p.needs_dma_memory;
+    may_split_ = p.max_io_blocks != 0 || p.optimal_io_boundary != 0 || p.max_unmap_blocks != 0 ||
+                 may_bounce_;
+}
 
 Channel::~Channel() {
     if (!outstanding_.empty())
@@ -281,7 +286,7 @@ uint64_t max_blocks_for(const Bdev& b, IoType t, bool bounced) noexcept {
 }
 
 bool Channel::needs_bounce(const BdevIo& io) const noexcept {
-    if (!has_data(io.type_)) return false;
+    if (!may_bounce_ || !has_data(io.type_)) return false;
     const auto& p = bdev.properties();
     const size_t align = p.required_alignment;
     for (int i = 0; i < io.iovcnt_; ++i) {
@@ -297,6 +302,8 @@ bool Channel::needs_bounce(const BdevIo& io) const noexcept {
 }
 
 bool Channel::needs_split(const BdevIo& io) const noexcept {
+    // Emulated compare bounces through a buffer of kBounceBytes, so it may need splitting too.
+    if (!may_split_ && io.type_ != IoType::compare) return false;
     const auto& p = bdev.properties();
     const bool emulated_compare = io.type_ == IoType::compare && !bdev.supports(IoType::compare);
     const bool bounced = emulated_compare || needs_bounce(io);

@@ -108,6 +108,10 @@ private:
     runtime::Poller* timeout_poller_ = nullptr;
     int64_t tokens_ios_ = 0, tokens_rw_ = 0, tokens_r_ = 0, tokens_w_ = 0;
     bool qos_on_ = false;
+    // From the bdev's properties, fixed at creation: most bdevs never split or bounce, and the
+    // per-I/O checks are skipped for them.
+    bool may_bounce_ = false;
+    bool may_split_ = false;
 };
 
 }  // namespace strata::bdev
