@@ -59,7 +59,9 @@ protected:
         bus.reset();
         bus = std::make_unique<PciBus>();
         next_cid = 1;
-        start_sim(7, 2);
+        // STRATA_SIM_SEED replays another interleaving of the model and "driver" Threads.
+        const char* seed = std::getenv("STRATA_SIM_SEED");
+        start_sim(seed != nullptr ? std::strtoull(seed, nullptr, 0) : 7, 2);
     }
     void TearDown() override {
         if (fn) (void)fn->detach();
