@@ -127,48 +127,66 @@ TEST(NvmeModelRealScheduler, DriverOnAnotherOsThread) {
             std::this_thread::sleep_for(std::chrono::microseconds(10));
         ASSERT_EQ(bar->read32(spec::reg::csts) & 3, 1u);
 
-        HostQueue io{1, 32, static_cast<spec::Sqe*>(alloc(4096)),
-                     static_cast<spec::Cqe*>(alloc(4096))};
-        host.submit(admin, spec::make_create_io_cq(1, 1, 32, env::iova_of(io.cq)));
-        ASSERT_TRUE(host.wait(admin).ok());
-        host.submit(admin, spec::make_create_io_sq(2, 1, 32, env::iova_of(io.sq), 1));
-        ASSERT_TRUE(host.wait(admin).ok());
-
-        // QD 16 of 4 KiB writes then reads, each block tagged with its LBA.
-        constexpr int kDepth = 16, kOps = 2000;
-        std::vector<uint8_t*> bufs;
-        for (int i = 0; i < kDepth; ++i) bufs.push_back(static_cast<uint8_t*>(alloc(4096)));
-        for (int pass = 0; pass < 2; ++pass) {
-            const bool write = pass == 0;
-            int issued = 0, done = 0, in_flight = 0;
-            std::vector<uint64_t> lba_of(kDepth);
-            while (done < kOps) {
-                while (in_flight < kDepth && issued < kOps) {
-                    const int slot = issued % kDepth;
-                    const uint64_t lba = (uint64_t(issued) * 8) % 8192;
-                    if (write) std::memset(bufs[slot], static_cast<int>(lba / 8 & 0xFF), 4096);
-                    spec::Sqe s = write ? spec::make_write(static_cast<uint16_t>(slot), 1, lba, 8)
-                                        : spec::make_read(static_cast<uint16_t>(slot), 1, lba, 8);
-                    s.prp1 = env::iova_of(bufs[slot]);
-                    lba_of[slot] = lba;
-                    host.submit(io, s);
-                    ++issued;
-                    ++in_flight;
-                }
-                spec::Cqe c = host.wait(io);
-                ASSERT_TRUE(c.ok()) << spec::status_name(c).view();
-                ASSERT_LT(c.cid, kDepth);
-                if (!write) {
-                    const uint8_t expect = static_cast<uint8_t>(lba_of[c.cid] / 8 & 0xFF);
-                    ASSERT_EQ(bufs[c.cid][0], expect);
-                    ASSERT_EQ(bufs[c.cid][4095], expect);
-                }
-                ++done;
-                --in_flight;
-            }
+        // Two "driver" OS threads, each with its own queue pair and LBA half, ring doorbells
+        // concurrently: QD 16 of 4 KiB writes then reads, each block tagged with its LBA.
+        constexpr int kDepth = 16, kOps = 2000, kDrivers = 2;
+        std::vector<HostQueue> ios;
+        for (uint16_t q = 1; q <= kDrivers; ++q) {
+            HostQueue io{q, 32, static_cast<spec::Sqe*>(alloc(4096)),
+                         static_cast<spec::Cqe*>(alloc(4096))};
+            host.submit(admin, spec::make_create_io_cq(1, q, 32, env::iova_of(io.cq)));
+            ASSERT_TRUE(host.wait(admin).ok());
+            host.submit(admin, spec::make_create_io_sq(2, q, 32, env::iova_of(io.sq), q));
+            ASSERT_TRUE(host.wait(admin).ok());
+            ios.push_back(io);
         }
+        std::vector<std::vector<uint8_t*>> bufs(kDrivers);
+        for (auto& b : bufs)
+            for (int i = 0; i < kDepth; ++i) b.push_back(static_cast<uint8_t*>(alloc(4096)));
+        std::atomic<int> errors{0};
+        auto driver = [&](int d) {
+            Host h(*bar);
+            HostQueue& io = ios[d];
+            const uint64_t base = uint64_t(d) * 4096;  // LBA half of this driver
+            for (int pass = 0; pass < 2; ++pass) {
+                const bool write = pass == 0;
+                int issued = 0, done = 0, in_flight = 0;
+                std::vector<uint64_t> lba_of(kDepth);
+                while (done < kOps) {
+                    while (in_flight < kDepth && issued < kOps) {
+                        const int slot = issued % kDepth;
+                        const uint64_t lba = base + (uint64_t(issued) * 8) % 4096;
+                        const int tag = static_cast<int>((lba / 8) & 0xFF);
+                        if (write) std::memset(bufs[d][slot], tag, 4096);
+                        const auto cid = static_cast<uint16_t>(slot);
+                        spec::Sqe s = write ? spec::make_write(cid, 1, lba, 8)
+                                            : spec::make_read(cid, 1, lba, 8);
+                        s.prp1 = env::iova_of(bufs[d][slot]);
+                        lba_of[slot] = lba;
+                        h.submit(io, s);
+                        ++issued;
+                        ++in_flight;
+                    }
+                    spec::Cqe c = h.wait(io);
+                    if (!c.ok() || c.cid >= kDepth || c.sqid != io.qid) {
+                        ++errors;
+                        return;
+                    }
+                    if (!write) {
+                        const auto expect = static_cast<uint8_t>((lba_of[c.cid] / 8) & 0xFF);
+                        if (bufs[d][c.cid][0] != expect || bufs[d][c.cid][4095] != expect) ++errors;
+                    }
+                    ++done;
+                    --in_flight;
+                }
+            }
+        };
+        std::vector<std::thread> drivers;
+        for (int d = 0; d < kDrivers; ++d) drivers.emplace_back(driver, d);
+        for (auto& t : drivers) t.join();
+        EXPECT_EQ(errors.load(), 0);
         const Controller::Stats st = ctrl->stats();
-        EXPECT_EQ(st.completions, uint64_t{2 * kOps + 2});
+        EXPECT_EQ(st.completions, uint64_t{2 * kOps * kDrivers + 2 * kDrivers});
         EXPECT_EQ(st.invalid_doorbells, 0u);
         EXPECT_EQ(st.dma_faults, 0u);
 
