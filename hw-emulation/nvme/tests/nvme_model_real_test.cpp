@@ -1,6 +1,7 @@
 // The cross-OS-thread contract of the NVMe controller model: the model's Thread runs on a
-// reactor OS thread of the RealScheduler while the "driver" (this test's OS thread) writes SQEs,
-// rings doorbells and polls completions with an acquire load of CQE dword 3. Labelled tsan: CI
+// reactor OS thread of the RealScheduler while two "drivers" (plain OS threads, one queue pair
+// each) write SQEs, ring doorbells concurrently and poll completions with an acquire load of CQE
+// dword 3. Labelled tsan: CI
 // runs it under ThreadSanitizer, which checks the doorbell atomics and the CQE release store.
 #include <gtest/gtest.h>
 
