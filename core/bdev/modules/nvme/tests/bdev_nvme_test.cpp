@@ -155,5 +155,30 @@ TEST_F(BdevNvmeTest, HotRemovalRemovesBdevs) {
     ASSERT_TRUE(poll_until([&] { return find("Nvme0n1") == nullptr && find("Nvme0n2") == nullptr; }));
 }
 
+TEST_F(BdevNvmeTest, HotRemovalUnderLoadCompletesEveryIoOnce) {
+    open_on(threads[1], "Nvme0n1");
+    std::vector<uint8_t> buf(64 * 4096);
+    std::vector<Done> dones(64);
+    on(thread, [&] {
+        for (int i = 0; i < 64; ++i)
+            ASSERT_TRUE(write(*desc, *ch, buf.data() + i * 4096, uint64_t(i) * 8, 8, &Done::cb, &dones[i]).ok());
+    });
+    on(threads[2], [&] { ASSERT_TRUE(bus->surprise_remove(kAddr).ok()); });
+    ASSERT_TRUE(poll_until([&] {
+        for (auto& d : dones)
+            if (d.calls == 0) return false;
+        return true;
+    }));
+    int failed = 0;
+    for (auto& d : dones) {
+        EXPECT_EQ(d.calls, 1);
+        failed += d.status.ok() ? 0 : 1;
+    }
+    EXPECT_GT(failed, 0) << "a removal under load that failed nothing is suspicious";
+    ASSERT_TRUE(poll_until([&] { return !events.empty(); }));
+    close();
+    ASSERT_TRUE(poll_until([&] { return find("Nvme0n1") == nullptr; }));
+}
+
 }  // namespace
 }  // namespace strata::bdev
