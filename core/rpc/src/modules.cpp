@@ -3,11 +3,13 @@
 #include <strata/rpc/modules.h>
 
 #include <strata/bdev/rpc.h>
+#include <strata/hwemu/sim_rpc.h>
 
 namespace strata::rpc {
 
 const std::vector<ModuleEntry>& module_table() {
     static const std::vector<ModuleEntry> table = {
+        {"sim", &hwemu::register_sim_rpc_module},  // emulated devices first: bdevs sit on them
         {"bdev", &bdev::register_rpc_module},
     };
     return table;

@@ -1,0 +1,372 @@
+// sim_nvme_create / sim_nvme_delete / sim_nvme_inject_fault / sim_nvme_clear_faults /
+// sim_nvme_power_cut / sim_nvme_add_namespace / sim_nvme_remove_namespace /
+// sim_pci_surprise_remove / sim_get_devices.
+//
+// The emulated PCI bus and the device models live on their own Thread ("sim_devices"), created
+// at subsystem init; RPC handlers run on the app Thread and hop there by message.
+#include <strata/hwemu/sim_rpc.h>
+
+#include <map>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <strata/env/env.h>
+#include <strata/env/internal/backend.h>
+#include <strata/hwemu/faults/fault_plan.h>
+#include <strata/hwemu/nvme/controller.h>
+#include <strata/hwemu/pci/pci_bus.h>
+#include <strata/rpc/app.h>
+#include <strata/runtime/scheduler.h>
+
+namespace strata::hwemu {
+
+namespace {
+
+using rpc::Json;
+using rpc::Responder;
+using PT = rpc::ParamType;
+
+struct SimDevices {
+    rpc::App* app = nullptr;
+    runtime::Thread* thread = nullptr;
+    std::unique_ptr<PciBus> bus;
+    std::map<std::string, std::unique_ptr<nvme::Controller>> nvme;  // by "dddd:bb:dd.f"
+    std::map<std::string, nvme::ControllerConfig> configs;
+};
+
+SimDevices& devices() {
+    static SimDevices d;
+    return d;
+}
+
+Result<void> require_sim() {
+    if (env::backend_name() != "sim")
+        return Error(Errc::not_supported,
+                     fmt::format("emulated devices need the sim environment (running on '{}')",
+                                 env::backend_name()));
+    if (devices().thread == nullptr) {  // first device: its Thread
+        if (devices().app == nullptr) return Error(Errc::shutdown, "the sim subsystem is not registered");
+        devices().thread = devices().app->scheduler().create_thread("sim_devices");
+    }
+    return {};
+}
+
+// Runs fn on the devices' Thread and replies with its result.
+void on_devices(Responder r, std::function<Result<Json>()> fn) {
+    if (auto ok = require_sim(); !ok) {
+        r.error(ok.error());
+        return;
+    }
+    auto rp = std::make_shared<Responder>(std::move(r));
+    (void)devices().thread->post([rp, fn = std::move(fn)] {
+        auto res = fn();
+        if (res) rp->result(std::move(*res));
+        else rp->error(res.error());
+    });
+}
+
+Result<nvme::ControllerConfig> parse_config(const Json& p) {
+    nvme::ControllerConfig c;
+    c.serial = rpc::param_or<std::string>(p, "serial", c.serial);
+    c.model = rpc::param_or<std::string>(p, "model", c.model);
+    c.mdts = static_cast<uint8_t>(rpc::param_or<uint32_t>(p, "mdts", c.mdts));
+    c.max_queue_entries = rpc::param_or<uint32_t>(p, "max_queue_entries", c.max_queue_entries);
+    c.max_io_queues = static_cast<uint16_t>(rpc::param_or<uint32_t>(p, "max_io_queues", c.max_io_queues));
+    c.sgl = rpc::param_or<bool>(p, "sgl", false);
+    c.volatile_write_cache = rpc::param_or<bool>(p, "volatile_write_cache", true);
+    c.seed = rpc::param_or<uint64_t>(p, "seed", 1);
+    const uint64_t read_us = rpc::param_or<uint64_t>(p, "read_latency_us", 0);
+    const uint64_t write_us = rpc::param_or<uint64_t>(p, "write_latency_us", 0);
+    if (read_us) c.io_latency[0x02] = nvme::LatencySpec{nvme::LatencySpec::Kind::fixed, read_us * 1000, 0};
+    if (write_us) c.io_latency[0x01] = nvme::LatencySpec{nvme::LatencySpec::Kind::fixed, write_us * 1000, 0};
+    if (auto ns = p.find("namespaces"); ns != p.end()) {
+        if (!ns->is_array()) return Error(Errc::invalid_argument, "'namespaces' must be an array");
+        for (const auto& n : *ns) {
+            if (!n.is_object()) return Error(Errc::invalid_argument, "a namespace is an object");
+            nvme::NamespaceConfig nc;
+            nc.nsid = n.value("nsid", static_cast<uint32_t>(c.namespaces.size() + 1));
+            nc.num_blocks = n.value("num_blocks", uint64_t{0});
+            nc.block_size_bytes = n.value("block_size", 512u);
+            nc.backing_file = n.value("backing_file", std::string());
+            c.namespaces.push_back(nc);
+        }
+    }
+    return c;
+}
+
+Json config_json(const std::string& traddr, const nvme::ControllerConfig& c) {
+    Json ns = Json::array();
+    for (const auto& n : c.namespaces)
+        ns.push_back({{"nsid", n.nsid}, {"num_blocks", n.num_blocks}, {"block_size", n.block_size_bytes},
+                      {"backing_file", n.backing_file}});
+    Json p = {{"traddr", traddr}, {"serial", c.serial}, {"model", c.model}, {"mdts", c.mdts},
+              {"max_queue_entries", c.max_queue_entries}, {"max_io_queues", c.max_io_queues},
+              {"sgl", c.sgl}, {"volatile_write_cache", c.volatile_write_cache}, {"seed", c.seed},
+              {"namespaces", ns}};
+    if (auto it = c.io_latency.find(0x02); it != c.io_latency.end()) p["read_latency_us"] = it->second.a_ns / 1000;
+    if (auto it = c.io_latency.find(0x01); it != c.io_latency.end()) p["write_latency_us"] = it->second.a_ns / 1000;
+    return p;
+}
+
+Result<nvme::Controller*> find_nvme(const std::string& traddr) {
+    auto it = devices().nvme.find(traddr);
+    if (it == devices().nvme.end())
+        return Error(Errc::not_found, fmt::format("no emulated NVMe controller at {}", traddr));
+    return it->second.get();
+}
+
+Result<std::string> canonical(const Json& p) {
+    auto a = env::PciAddress::parse(p.at("traddr").get<std::string>());
+    if (!a) return a.error();
+    return a->to_string();
+}
+
+void add(rpc::App& app, rpc::MethodSpec spec) {
+    spec.subsystem = "sim";
+    auto r = app.registry().add(std::move(spec));
+    STRATA_ASSERT_MSG(r.ok(), "sim RPC registration failed: %s", r.error().message().c_str());
+}
+
+}  // namespace
+
+void register_sim_rpc_module(rpc::App& app) {
+    devices().app = &app;
+    (void)app.add_subsystem(rpc::Subsystem{
+        "sim",
+        {},
+        nullptr,
+        [](rpc::App&, std::function<void()> done) {
+            SimDevices& d = devices();
+            if (d.thread == nullptr) {
+                done();
+                return;
+            }
+            // Models go on their own Thread; the bus after them.
+            (void)d.thread->post([done = std::move(done)] {
+                SimDevices& dv = devices();
+                dv.nvme.clear();
+                dv.configs.clear();
+                dv.bus.reset();
+                dv.thread->request_exit();
+                dv.thread = nullptr;
+                dv.app = nullptr;
+                done();
+            });
+        },
+        [](rpc::App&, Json& cfg) {
+            for (const auto& [addr, c] : devices().configs)
+                cfg.push_back({{"method", "sim_nvme_create"}, {"params", config_json(addr, c)}});
+        }});
+
+    add(app, {"sim_nvme_create",
+              "Create an emulated NVMe controller (sim environment only) at a PCI address, ready "
+              "for bdev_nvme_attach_controller.",
+              {{"traddr", PT::string, true, "PCI address, e.g. 0000:01:00.0", nullptr},
+               {"namespaces", PT::array, false, "[{nsid, num_blocks, block_size (512|4096), backing_file}] "
+                                                "(default: one 1 GiB 512-byte namespace)", nullptr},
+               {"serial", PT::string, false, "Serial number", nullptr},
+               {"model", PT::string, false, "Model number", nullptr},
+               {"mdts", PT::uint, false, "Max transfer 2^mdts x 4 KiB (0: none)", 5},
+               {"max_queue_entries", PT::uint, false, "CAP.MQES + 1", 1024},
+               {"max_io_queues", PT::uint, false, "I/O queues offered", 64},
+               {"sgl", PT::bool_, false, "Advertise SGLs", false},
+               {"volatile_write_cache", PT::bool_, false, "A volatile write cache (lost at power cut)", true},
+               {"read_latency_us", PT::uint, false, "Fixed read latency (virtual time under the sim scheduler)", 0},
+               {"write_latency_us", PT::uint, false, "Fixed write latency", 0},
+               {"seed", PT::uint, false, "Seed of the model's randomness (faults, torn writes)", 1}},
+              rpc::Allowed::both, "", true, [](const Json& p, Responder r) {
+                  auto addr = canonical(p);
+                  if (!addr) {
+                      r.error(addr.error());
+                      return;
+                  }
+                  auto cfg = parse_config(p);
+                  if (!cfg) {
+                      r.error(cfg.error());
+                      return;
+                  }
+                  on_devices(std::move(r), [addr = *addr, cfg = *cfg]() -> Result<Json> {
+                      SimDevices& d = devices();
+                      if (!d.bus) {
+                          // One emulated bus per process: a Python World's devices or a test
+                          // may already own it.
+                          if (env::internal::sim_pci_provider() != nullptr)
+                              return Error(Errc::busy,
+                                           "another emulated PCI bus is in use in this process "
+                                           "(e.g. devices added with the Python World API); "
+                                           "use one or the other");
+                          d.bus = std::make_unique<PciBus>();
+                      }
+                      auto pa = env::PciAddress::parse(addr);
+                      auto m = nvme::Controller::create(*d.bus, *pa, cfg, *d.thread);
+                      if (!m) return m.error();
+                      d.nvme[addr] = std::move(*m);
+                      d.configs[addr] = cfg;
+                      return Json(addr);
+                  });
+              }});
+    add(app, {"sim_nvme_delete", "Remove an emulated NVMe controller (detach its bdev_nvme first).",
+              {{"traddr", PT::string, true, "PCI address", nullptr}},
+              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+                  auto addr = canonical(p);
+                  if (!addr) {
+                      r.error(addr.error());
+                      return;
+                  }
+                  on_devices(std::move(r), [addr = *addr]() -> Result<Json> {
+                      auto m = find_nvme(addr);
+                      if (!m) return m.error();
+                      devices().nvme.erase(addr);
+                      devices().configs.erase(addr);
+                      return Json(true);
+                  });
+              }});
+    add(app, {"sim_nvme_inject_fault",
+              "Add a fault rule (hw-emulation fault plan, JSON form: action, opcode, lba_first, "
+              "lba_last, nth, probability, max_hits, sct/sc, delay_us, torn) to an emulated "
+              "controller. Returns the rule id.",
+              {{"traddr", PT::string, true, "PCI address", nullptr},
+               {"rule", PT::object, true, "The fault rule", nullptr}},
+              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+                  auto addr = canonical(p);
+                  if (!addr) {
+                      r.error(addr.error());
+                      return;
+                  }
+                  auto rule = fault_rule_from_json(p.at("rule"));
+                  if (!rule) {
+                      r.error(rule.error());
+                      return;
+                  }
+                  on_devices(std::move(r), [addr = *addr, rule = *rule]() -> Result<Json> {
+                      auto m = find_nvme(addr);
+                      if (!m) return m.error();
+                      return Json((*m)->faults().add(rule));
+                  });
+              }});
+    add(app, {"sim_nvme_clear_faults", "Remove every fault rule of an emulated controller.",
+              {{"traddr", PT::string, true, "PCI address", nullptr}},
+              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+                  auto addr = canonical(p);
+                  if (!addr) {
+                      r.error(addr.error());
+                      return;
+                  }
+                  on_devices(std::move(r), [addr = *addr]() -> Result<Json> {
+                      auto m = find_nvme(addr);
+                      if (!m) return m.error();
+                      (*m)->faults().clear();
+                      return Json(true);
+                  });
+              }});
+    add(app, {"sim_nvme_power_cut",
+              "Cut an emulated controller's power: un-flushed writes are lost (torn: cut at a "
+              "random sector), the controller comes back in its reset state.",
+              {{"traddr", PT::string, true, "PCI address", nullptr},
+               {"torn", PT::bool_, false, "Tear lost writes at sector granularity", false}},
+              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+                  auto addr = canonical(p);
+                  if (!addr) {
+                      r.error(addr.error());
+                      return;
+                  }
+                  const bool torn = rpc::param_or<bool>(p, "torn", false);
+                  on_devices(std::move(r), [addr = *addr, torn]() -> Result<Json> {
+                      auto m = find_nvme(addr);
+                      if (!m) return m.error();
+                      (*m)->power_cut(torn);
+                      return Json(true);
+                  });
+              }});
+    add(app, {"sim_nvme_add_namespace", "Add a namespace to an emulated controller (raises an AEN).",
+              {{"traddr", PT::string, true, "PCI address", nullptr},
+               {"nsid", PT::uint, true, "Namespace id", nullptr},
+               {"num_blocks", PT::uint, true, "Blocks", nullptr},
+               {"block_size", PT::uint, false, "512 or 4096", 512}},
+              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+                  auto addr = canonical(p);
+                  if (!addr) {
+                      r.error(addr.error());
+                      return;
+                  }
+                  nvme::NamespaceConfig nc;
+                  nc.nsid = p.at("nsid").get<uint32_t>();
+                  nc.num_blocks = p.at("num_blocks").get<uint64_t>();
+                  nc.block_size_bytes = rpc::param_or<uint32_t>(p, "block_size", 512);
+                  on_devices(std::move(r), [addr = *addr, nc]() -> Result<Json> {
+                      auto m = find_nvme(addr);
+                      if (!m) return m.error();
+                      auto res = (*m)->add_namespace(nc);
+                      if (!res) return res.error();
+                      devices().configs[addr].namespaces.push_back(nc);
+                      return Json(true);
+                  });
+              }});
+    add(app, {"sim_nvme_remove_namespace", "Remove a namespace of an emulated controller (raises an AEN).",
+              {{"traddr", PT::string, true, "PCI address", nullptr},
+               {"nsid", PT::uint, true, "Namespace id", nullptr}},
+              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+                  auto addr = canonical(p);
+                  if (!addr) {
+                      r.error(addr.error());
+                      return;
+                  }
+                  const uint32_t nsid = p.at("nsid").get<uint32_t>();
+                  on_devices(std::move(r), [addr = *addr, nsid]() -> Result<Json> {
+                      auto m = find_nvme(addr);
+                      if (!m) return m.error();
+                      auto res = (*m)->remove_namespace(nsid);
+                      if (!res) return res.error();
+                      auto& v = devices().configs[addr].namespaces;
+                      std::erase_if(v, [nsid](const auto& n) { return n.nsid == nsid; });
+                      return Json(true);
+                  });
+              }});
+    add(app, {"sim_pci_surprise_remove", "Take an emulated function off the bus (hot removal).",
+              {{"traddr", PT::string, true, "PCI address", nullptr}},
+              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+                  auto addr = canonical(p);
+                  if (!addr) {
+                      r.error(addr.error());
+                      return;
+                  }
+                  on_devices(std::move(r), [addr = *addr]() -> Result<Json> {
+                      if (!devices().bus) return Error(Errc::not_found, "no emulated device exists");
+                      auto res = devices().bus->surprise_remove(*env::PciAddress::parse(addr));
+                      if (!res) return res.error();
+                      devices().configs.erase(addr);  // a removed device is not saved
+                      return Json(true);
+                  });
+              }});
+    add(app, {"sim_get_devices", "Emulated devices with their statistics.", {},
+              rpc::Allowed::both, "", true, [](const Json&, Responder r) {
+                  if (devices().thread == nullptr) {
+                      r.result(Json::array());
+                      return;
+                  }
+                  on_devices(std::move(r), []() -> Result<Json> {
+                      Json out = Json::array();
+                      for (auto& [addr, m] : devices().nvme) {
+                          const auto s = m->stats();
+                          out.push_back({{"type", "nvme"},
+                                         {"traddr", addr},
+                                         {"serial", m->config().serial},
+                                         {"removed", m->function().removed()},
+                                         {"stats",
+                                          {{"commands", s.commands},
+                                           {"admin_commands", s.admin_commands},
+                                           {"completions", s.completions},
+                                           {"injected_errors", s.injected_errors},
+                                           {"dropped_completions", s.dropped_completions},
+                                           {"invalid_doorbells", s.invalid_doorbells},
+                                           {"dma_faults", s.dma_faults}}},
+                                         {"faults", m->faults().size()}});
+                      }
+                      return out;
+                  });
+              }});
+}
+
+}  // namespace strata::hwemu
