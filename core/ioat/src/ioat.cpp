@@ -12,6 +12,7 @@
 #include <strata/env/memory.h>
 #include <strata/ioat/internal/completion.h>
 #include <strata/ioat/spec/spec.h>
+#include <strata/runtime/scheduler.h>
 
 namespace strata::ioat {
 
@@ -20,6 +21,7 @@ STRATA_LOG_COMPONENT(ioat);
 namespace {
 constexpr uint32_t kAllOnes32 = 0xFFFFFFFFu;
 constexpr uint64_t kResetTimeoutNs = 100'000'000;  // 100 ms, then the channel is declared dead
+constexpr int kDetachResetPolls = 100'000;         // CHANCMD reads while detach waits for the reset
 
 // The Errc a halted channel's failed operation completes with, and a static name for context.
 Status status_from_chanerr(uint32_t chanerr) noexcept {
@@ -133,6 +135,7 @@ private:
         return std::atomic_ref<uint64_t>(*comp_).load(std::memory_order_acquire);
     }
     void issue_reset() noexcept;
+    void write_command(uint8_t cmd) noexcept;
     void start_channel() noexcept;
     int fail_all(Status first, Status rest) noexcept;
     int complete(uint32_t count) noexcept;
@@ -222,8 +225,15 @@ void ChannelImpl::issue_reset() noexcept {
     did_work_ = true;
     state_ = State::resetting;
     reset_started_ns_ = runtime::now_ns();
-    // CHANCMD is byte 0 of the dword at 0x04; DMACOUNT (bytes 2..3) restarts from 0 as well.
-    bar_.write32(creg(spec::chan_reg::chancmd), spec::chancmd::reset);
+    write_command(spec::chancmd::reset);
+}
+
+// CHANCMD is byte 0 of the dword at 0x84 and DMACOUNT bytes 2..3, so a command write carries the
+// channel's current DMACOUNT back unchanged: a lower count would tell a running channel to go on
+// around the ring (DMACOUNT is compared mod 2^16). The reset itself zeroes DMACOUNT.
+void ChannelImpl::write_command(uint8_t cmd) noexcept {
+    const uint32_t cur = bar_.read32(creg(spec::chan_reg::chancmd));
+    bar_.write32(creg(spec::chan_reg::chancmd), (cur & 0xFFFF0000u) | cmd);
 }
 
 void ChannelImpl::start_channel() noexcept {
@@ -484,9 +494,18 @@ Result<void> ChannelImpl::detach() {
     if (state_ == State::removed && outstanding_ops_ != 0) {
         go_removed();
     }
-    // Quiesce a live channel: reset stops it from touching the ring we are about to free.
-    if (state_ == State::running && !fn_->removed())
-        bar_.write32(creg(spec::chan_reg::chancmd), spec::chancmd::reset);
+    // Quiesce a live channel before freeing the ring and completion word it may still touch:
+    // reset, and wait (bounded) until the channel reports the reset done. A device model on the
+    // same OS thread (the simulator) cannot answer while we spin; its DMA to freed memory then
+    // faults against the IOVA map instead.
+    if (state_ != State::removed && !fn_->removed() && !removal_seen_) {
+        write_command(spec::chancmd::reset);
+        const int polls = owner_.scheduler().simulated() ? 0 : kDetachResetPolls;
+        for (int i = 0; i < polls; ++i) {
+            const uint32_t cmd = bar_.read32(creg(spec::chan_reg::chancmd));
+            if (cmd == kAllOnes32 || (cmd & spec::chancmd::reset) == 0) break;
+        }
+    }
     state_ = State::detached;
     release();
     return {};

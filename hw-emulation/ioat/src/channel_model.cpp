@@ -288,6 +288,7 @@ void ChannelModel::do_reset() {
     ++stats_.resets;
     run_ = Run::idle;
     processed_ = 0;
+    dmacount_.store(0, std::memory_order_release);  // the count restarts with the chain
     fetch_from_chainaddr_ = true;
     in_progress_ = false;
     cur_next_ = 0;
@@ -340,14 +341,21 @@ runtime::PollStatus ChannelModel::run() {
             }
         }
         reset_due_ns_ = 0;
-        pending_cmd_.fetch_and(static_cast<uint8_t>(~cmd), std::memory_order_acq_rel);
+        // Apply first, then clear: a driver that sees the reset bit drop may program CHANCMP and
+        // CHAINADDR at once, and the reset must not wipe them afterwards.
         apply_command(cmd);
+        pending_cmd_.fetch_and(static_cast<uint8_t>(~cmd), std::memory_order_acq_rel);
         busy = true;
     }
     if (run_ == Run::halted || run_ == Run::suspended) {
         return busy ? runtime::PollStatus::busy : runtime::PollStatus::idle;
     }
     for (uint32_t i = 0; i < config_.descriptors_per_poll; ++i) {
+        // A command written meanwhile (reset, suspend, abort) stops the channel at once.
+        if (pending_cmd_.load(std::memory_order_acquire) != 0) {
+            busy = true;
+            break;
+        }
         const Step s = execute_one();
         if (s == Step::done) {
             busy = true;
