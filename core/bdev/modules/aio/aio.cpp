@@ -166,14 +166,7 @@ public:
     }
 
     void destruct(std::function<void()> done) override {
-        auto* d = new std::function<void()>(std::move(done));
-        runtime::unregister_io_device(
-            dev_,
-            [](void* p) {
-                std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()>*>(p));
-                (*f)();
-            },
-            d);
+        unregister_io_device_then(dev_, std::move(done));
     }
 
     void info_json(nlohmann::json& out) const override {
@@ -377,16 +370,7 @@ Result<void> aio_rescan(const std::string& name) {
     Bdev* b = find(name);
     if (b == nullptr || &b->module() != &kAioModule)
         return Error(Errc::not_found, fmt::format("aio bdev {} not found", name));
-    auto blocks = static_cast<AioBdev*>(b)->file().num_blocks();
-    if (!blocks) return blocks.error();
-    if (*blocks == 0)
-        return Error(Errc::invalid_argument,
-                     fmt::format("aio bdev {}: the file is now smaller than one block", name));
-    if (*blocks != b->num_blocks()) {
-        STRATA_NOTICELOG(log_bdev_aio, "aio bdev {}: {} -> {} blocks", name, b->num_blocks(), *blocks);
-        b->notify_resize(*blocks);
-    }
-    return {};
+    return rescan_backing_file(*b, static_cast<AioBdev*>(b)->file());
 }
 
 }  // namespace strata::bdev

@@ -203,4 +203,30 @@ Result<BackingFile> open_backing_file(const BackingFileOptions& o) {
     return f;
 }
 
+Result<void> rescan_backing_file(Bdev& bdev, const BackingFile& file) {
+    auto blocks = file.num_blocks();
+    if (!blocks) return blocks.error();
+    if (*blocks == 0)
+        return Error(Errc::invalid_argument,
+                     fmt::format("bdev {}: {} is now smaller than one block", bdev.name(),
+                                 file.filename()));
+    if (*blocks != bdev.num_blocks()) {
+        STRATA_NOTICELOG(log_bdev_file, "bdev {}: {} resized: {} -> {} blocks", bdev.name(),
+                         file.filename(), bdev.num_blocks(), *blocks);
+        bdev.notify_resize(*blocks);
+    }
+    return {};
+}
+
+void unregister_io_device_then(runtime::IoDevice& device, std::function<void()> done) {
+    auto* d = new std::function<void()>(std::move(done));
+    runtime::unregister_io_device(
+        device,
+        [](void* p) {
+            std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()>*>(p));
+            (*f)();
+        },
+        d);
+}
+
 }  // namespace strata::bdev

@@ -6,10 +6,12 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 
 #include <strata/base/status.h>
+#include <strata/bdev/module.h>
 
 namespace strata::bdev {
 
@@ -59,6 +61,14 @@ private:
 // not_found, permission_denied, invalid_argument (not a file or block device, bad or too small
 // block size, empty file), io_error for anything else, each with the path in the message.
 Result<BackingFile> open_backing_file(const BackingFileOptions& options);
+
+// Re-reads the file's size and, when the block count changed, publishes it (Event::resize to
+// the openers). invalid_argument when the file no longer holds one block.
+Result<void> rescan_backing_file(Bdev& bdev, const BackingFile& file);
+
+// Unregisters a module's per-bdev io device and calls done once its last channel is gone (for
+// Bdev::destruct).
+void unregister_io_device_then(runtime::IoDevice& device, std::function<void()> done);
 
 // A failed system call's errno as the closest Errc.
 Errc errc_from_errno(int err) noexcept;

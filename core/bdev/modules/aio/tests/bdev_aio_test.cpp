@@ -9,6 +9,7 @@ namespace {
 struct AioTraits {
     static constexpr const char* kName = "aio";
     static constexpr bool kFallocate = true;
+    static constexpr bool kReadonly = true;
     static const Module& module() { return kAioModule; }
     static std::string unavailable() { return {}; }
     static Result<Bdev*> create(const FileBdevParams& p) {

@@ -6,6 +6,7 @@
 //   struct Traits {
 //       static constexpr const char* kName;               // "aio"
 //       static constexpr bool kFallocate;                  // unmap / write zeroes supported
+//       static constexpr bool kReadonly;                   // create takes readonly
 //       static const Module& module();
 //       static std::string unavailable();                  // "" or why the module cannot run here
 //       static Result<Bdev*> create(const FileBdevParams&);
@@ -385,6 +386,7 @@ TYPED_TEST_P(FileBdevTest, BadInputIsAClearError) {
 
 // A read-only bdev reads, refuses writes with permission_denied, and saves readonly.
 TYPED_TEST_P(FileBdevTest, ReadOnly) {
+    if (!TypeParam::kReadonly) GTEST_SKIP() << TypeParam::kName << " has no readonly option";
     {
         const int fd = ::open(this->path.c_str(), O_WRONLY);
         std::vector<uint8_t> v(4096);
