@@ -166,7 +166,14 @@ void submit(Slot& s) {
     const bool random = w == Workload::randread || w == Workload::randwrite || w == Workload::randrw ||
                         w == Workload::verify || w == Workload::reset || w == Workload::unmap;
     const uint64_t slots_span = j.span_blocks / j.io_blocks;
-    if (random) {
+    if (w == Workload::verify && slots_span >= j.slots.size()) {
+        // Each slot owns a lane of the span, so no two slots have the same blocks in flight: a
+        // device with real queues may reorder overlapping writes, and the read-back would see
+        // the other slot's data.
+        const uint64_t lanes = slots_span / j.slots.size();
+        const auto lane = static_cast<uint64_t>(&s - j.slots.data());
+        s.offset_blocks = ((j.rng.next() % lanes) * j.slots.size() + lane) * j.io_blocks;
+    } else if (random) {
         s.offset_blocks = (j.rng.next() % slots_span) * j.io_blocks;
     } else {
         s.offset_blocks = j.next_offset;
