@@ -77,8 +77,12 @@ World::Devices& World::devices() {
     return *devices_;
 }
 
+hwemu::PciBus& World::devices_bus() { return devices_ ? *devices_->bus : *devices().bus; }
+runtime::Thread* World::devices_thread() { return devices_ ? devices_->thread : devices().thread; }
+
 void World::close_devices() {
     if (!devices_) return;
+    close_nvme();  // drivers detach and models go before the bus (nvme_py.cpp)
     Devices& d = *devices_;
     for (auto& [name, e] : d.engines) {
         bool stopped = false;

@@ -77,6 +77,14 @@ PYBIND11_MODULE(_strata, m) {
              pyb::arg("data") = pyb::none(), pyb::arg("data2") = pyb::none(),
              pyb::arg("timeout_ns") = 60'000'000'000ull,
              "One I/O through the bdev layer (see strata.bdev.Bdev).")
+        .def("_add_nvme", &World::add_nvme, pyb::arg("address"), pyb::arg("config") = pyb::none())
+        .def("_nvme_device", &World::nvme_device, pyb::arg("address"), pyb::arg("op"),
+             pyb::arg("arg") = pyb::none())
+        .def("_nvme_attach", &World::nvme_attach, pyb::arg("address"),
+             pyb::arg("options") = pyb::none())
+        .def("_nvme_host", &World::nvme_host, pyb::arg("address"), pyb::arg("op"),
+             pyb::arg("arg") = pyb::none(), pyb::arg("data") = pyb::none(),
+             pyb::arg("timeout_ns") = 60'000'000'000ull)
         .def("surprise_remove", &World::surprise_remove, pyb::arg("address"),
              "Removes the function from the bus as if unplugged: BAR reads return all-ones.");
 

@@ -44,10 +44,8 @@ World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object co
 }
 
 World::~World() {
-    try {
-        close_devices();
-    } catch (...) {
-    }
+    // The framework stops first (bdev fini detaches drivers such as bdev_nvme's from the
+    // emulated devices), then the devices go.
     pyb::gil_scoped_release nogil;
     try {
         if (app_) {
@@ -61,6 +59,10 @@ World::~World() {
                 (void)sched_.release();
             }
         }
+        if (sched_) {
+            pyb::gil_scoped_acquire gil;
+            close_devices();
+        }
         sched_.reset();
     } catch (...) {
     }
@@ -68,17 +70,21 @@ World::~World() {
 
 void World::close() {
     if (!app_) return;
-    close_devices();
-    pyb::gil_scoped_release nogil;
-    app_->request_stop();
-    sched_->run_until([this] { return app_->stopped(); }, sched_->now_ns() + 600'000'000'000ull);
-    if (!app_->stopped()) {
-        // Leak rather than destroy an App that is still running (its destructor requires a
-        // stopped or idle framework); this only happens when a module's fini never finishes.
-        (void)app_.release();
-        throw std::runtime_error("World.close: the framework did not stop within 600 s of "
-                                 "virtual time (a subsystem's fini never completed)");
+    {
+        pyb::gil_scoped_release nogil;
+        app_->request_stop();
+        sched_->run_until([this] { return app_->stopped(); },
+                          sched_->now_ns() + 600'000'000'000ull);
+        if (!app_->stopped()) {
+            // Leak rather than destroy an App that is still running (its destructor requires a
+            // stopped or idle framework); this only happens when a module's fini never finishes.
+            (void)app_.release();
+            throw std::runtime_error("World.close: the framework did not stop within 600 s of "
+                                     "virtual time (a subsystem's fini never completed)");
+        }
     }
+    // Devices after the framework: bdev fini detaches drivers (bdev_nvme) from emulated devices.
+    close_devices();
     app_.reset();
 }
 

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -18,6 +19,10 @@
 
 #include <strata/rpc/app.h>
 #include <strata/runtime/scheduler.h>
+
+namespace strata::hwemu {
+class PciBus;
+}
 
 namespace strata::py {
 
@@ -75,6 +80,15 @@ public:
                              uint64_t num_blocks, pybind11::object data, pybind11::object data2,
                              uint64_t timeout_ns);
 
+    // NVMe (nvme_py.cpp): the controller model (hw-emulation/nvme) on this World's bus and a
+    // driver handle (core/nvme) on it; strata/nvme.py wraps these dispatchers.
+    void add_nvme(const std::string& address, pybind11::object config);
+    pybind11::object nvme_device(const std::string& address, const std::string& op,
+                                 pybind11::object arg);
+    void nvme_attach(const std::string& address, pybind11::object options);
+    pybind11::object nvme_host(const std::string& address, const std::string& op,
+                               pybind11::object arg, pybind11::object data, uint64_t timeout_ns);
+
 private:
     class Guard {
     public:
@@ -96,6 +110,17 @@ private:
     };
     Devices& devices();
     void close_devices();
+    hwemu::PciBus& devices_bus();           // devices.cpp
+    runtime::Thread* devices_thread();
+    struct Nvme;
+    struct NvmeDeleter {
+        void operator()(Nvme* n) const;
+    };
+    Nvme& nvme();
+    void close_nvme();
+    std::optional<std::string> release_nvme_host(void* host);
+    bool run_on(runtime::Thread* t, const std::function<void()>& fn,
+                uint64_t timeout_ns = 600'000'000'000ull);
     void check_open() const;
 
     std::unique_ptr<runtime::SimScheduler> sched_;
@@ -108,6 +133,7 @@ private:
     };
     std::vector<Mark> marks_;
     std::unique_ptr<Devices, DevicesDeleter> devices_;
+    std::unique_ptr<Nvme, NvmeDeleter> nvme_;
 };
 
 }  // namespace strata::py

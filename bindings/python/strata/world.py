@@ -60,7 +60,9 @@ class World(_Base):
         if config is not None and not isinstance(config, (dict, list)):
             import os
             config = os.fspath(config)
+        self._constructed = False
         native.World.__init__(self, seed, reactors, bool(wait_for_rpc), config)
+        self._constructed = True
 
     def rpc(self, method, /, **params):
         """Calls `method` through the daemon's method registry, in-process; drives the
@@ -101,6 +103,33 @@ class World(_Base):
         from .bdev import Bdev
         return Bdev(self, name)
 
+    def add_nvme(self, address="0000:01:00.0", namespaces=None, latency=None, faults=None,
+                 mdts=None, sgl=None, serial=None, **options):
+        """Adds an emulated NVMe controller (hw-emulation/nvme) to this World's PCI bus and
+        returns its strata.nvme.NvmeDevice (faults, power_cut, namespaces, stats, ...).
+
+        namespaces: [{"nsid": 1, "size": bytes (or "num_blocks"), "block_size": 512 or 4096,
+            "backing_file": path}] (default: one 1 GiB 512-byte namespace).
+        latency: per opcode ("read", "write", "flush", ... or a number): ns (fixed),
+            ("fixed", ns), ("uniform", min_ns, max_ns), ("exponential", mean_ns).
+        faults: fault rules in the JSON form of hw-emulation/faults.
+        mdts, sgl, serial and the other ControllerConfig fields (model, firmware,
+            max_queue_entries, max_io_queues, enable_delay_ns, volatile_write_cache, seed,
+            zero_latency) as keywords. The model's seed defaults to the World's."""
+        from .nvme import add_nvme
+        return add_nvme(self, address, namespaces, latency, faults, mdts, sgl, serial, **options)
+
+    def nvme_attach(self, address="0000:01:00.0", timeout_us=0, queue_entries=256, **options):
+        """Attaches the NVMe driver (core/nvme) to the controller at `address` with one I/O
+        qpair; returns a strata.nvme.NvmeController. timeout_us: the driver's command timeout
+        (abort, then reset; 0: none). Other keywords: admin_timeout_us, shutdown_on_detach,
+        use_sgl."""
+        from .nvme import NvmeController
+        opts = {"timeout_us": timeout_us, "queue_entries": queue_entries}
+        opts.update(options)
+        self._nvme_attach(address, opts)
+        return NvmeController(self, address)
+
     def run_until(self, predicate, timeout_ns=None, max_steps=None):
         """Steps the simulation until predicate() is true (checked after every step).
 
@@ -111,6 +140,8 @@ class World(_Base):
         return self._run_until(predicate, timeout_ns, max_steps)
 
     def __repr__(self):
+        if not getattr(self, "_constructed", False):
+            return "World(<failed to start>)"  # the native half does not exist: touch nothing
         return "World(seed=%d, reactors=%d, now=%dns, steps=%d)" % (
             self.seed, self.reactors, self.now(), self.steps)
 
