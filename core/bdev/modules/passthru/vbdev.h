@@ -53,6 +53,9 @@ public:
     Desc& desc() noexcept { return *desc_; }
     Bdev& bdev() noexcept { return desc_->bdev(); }
     const std::string& base_name() const noexcept { return base_name_; }
+    // The owning module's object (e.g. its vbdev), for its channel factory.
+    void set_context(void* context) noexcept { context_ = context; }
+    void* context() const noexcept { return context_; }
 
     // Unregisters the IoDevice (waiting for every channel to go) and closes the base desc on
     // the Thread that opened it; then done() on the calling Thread.
@@ -69,6 +72,7 @@ private:
     std::unique_ptr<Desc> desc_;
     std::string base_name_;
     ChannelFactory make_channel_ = nullptr;
+    void* context_ = nullptr;
     bool closed_ = false;
 };
 
