@@ -291,7 +291,8 @@ bool Channel::needs_bounce(const BdevIo& io) const noexcept {
     const size_t align = p.required_alignment;
     for (int i = 0; i < io.iovcnt_; ++i) {
         const auto base = reinterpret_cast<uintptr_t>(io.iovs_[i].iov_base);
-        if (align > 1 && (base & (align - 1)) != 0) return true;
+        // Lengths too: O_DIRECT (aio, uring) refuses a segment that ends mid-alignment.
+        if (align > 1 && ((base | io.iovs_[i].iov_len) & (align - 1)) != 0) return true;
         if (p.needs_dma_memory &&
             (env::iova_of(io.iovs_[i].iov_base) == env::kInvalidIova ||
              env::iova_of(static_cast<const uint8_t*>(io.iovs_[i].iov_base) + io.iovs_[i].iov_len - 1) ==
