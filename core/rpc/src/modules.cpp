@@ -2,6 +2,7 @@
 // strata_rpc_modules (core/rpc/CMakeLists.txt).
 #include <strata/rpc/modules.h>
 
+#include <strata/accel/rpc.h>
 #include <strata/bdev/rpc.h>
 #include <strata/hwemu/sim_rpc.h>
 
@@ -10,6 +11,7 @@ namespace strata::rpc {
 const std::vector<ModuleEntry>& module_table() {
     static const std::vector<ModuleEntry> table = {
         {"sim", &hwemu::register_sim_rpc_module},  // emulated devices first: bdevs sit on them
+        {"accel", &accel::register_rpc_module},  // before bdev: bdev modules use accel
         {"bdev", &bdev::register_rpc_module},
     };
     return table;
