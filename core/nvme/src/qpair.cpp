@@ -80,7 +80,13 @@ Request* QPairImpl::take_request() noexcept { return free_.pop_front(); }
 Status QPairImpl::build_data(Request& r, const iovec* iov, int iovcnt, size_t len) noexcept {
     // No data: DPTR stays as the caller built it (Create I/O SQ/CQ carry the queue base there).
     if (len == 0) return {};
-    env::IovaSegment segs[kMaxIovaSegments];
+    // Left uninitialised on purpose: IovaSegment's member initialisers would zero 1 KiB per
+    // I/O (a third of the driver's per-I/O instructions); translate() fills what it reports.
+    union SegmentStorage {
+        SegmentStorage() noexcept {}
+        env::IovaSegment segs[kMaxIovaSegments];
+    } storage;
+    env::IovaSegment* const segs = storage.segs;
     size_t nseg = 0;
     size_t remaining = len;
     for (int i = 0; i < iovcnt && remaining > 0; ++i) {
