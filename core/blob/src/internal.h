@@ -1,0 +1,213 @@
+// Blobstore internals shared by store.cpp (metadata, md Thread) and io.cpp (data path).
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <optional>
+#include <memory>
+#include <vector>
+
+#include <strata/base/intrusive_list.h>
+#include <strata/base/log.h>
+#include <strata/bdev/bdev.h>
+#include <strata/blob/blobstore.h>
+#include <strata/runtime/io_device.h>
+#include <strata/runtime/task.h>
+
+#include "format.h"
+
+namespace strata::blob {
+
+STRATA_LOG_COMPONENT(blob);
+
+class StoreImpl;
+class BlobImpl;
+struct PendingAlloc;
+
+// One blob I/O, from its channel's fixed pool. Walks the range a cluster at a time.
+struct Request : ListHook<> {
+    enum class Op : uint8_t { read, write, write_zeroes, unmap, flush };
+    Op op = Op::read;
+    Channel* ch = nullptr;
+    BlobImpl* blob = nullptr;
+    const iovec* iov = nullptr;
+    int iovcnt = 0;
+    iovec single{};
+    uint64_t start = 0, end = 0, pos = 0, seg_end = 0;  // io units of the blob
+    IoDoneFn done = nullptr;
+    void* ctx = nullptr;
+    iovec child_iov[kMaxIoVecs];
+    bdev::IoWaitEntry wait{};
+    // Allocation of cluster alloc_index by the md Thread.
+    uint64_t alloc_index = 0;
+    Status alloc_status;
+    Request* next_waiter = nullptr;
+};
+
+class Channel final : public runtime::IoChannel {
+public:
+    static constexpr size_t kPoolSize = 256;
+    Channel(StoreImpl& store, bdev::Channel* bch);
+    ~Channel() override;
+    StoreImpl& store;
+    bdev::Channel* bch;
+    std::unique_ptr<Request[]> pool;
+    IntrusiveList<Request> free;
+    IntrusiveList<Request> parked;  // I/O to a frozen blob, resubmitted on unfreeze
+};
+
+struct PendingAlloc {
+    BlobImpl* blob;
+    uint64_t index;
+    uint32_t cluster = 0;  // set once the cluster is filled and flushed
+    Request* waiters = nullptr;
+};
+
+class BlobImpl {
+public:
+    BlobImpl(StoreImpl& s, format::BlobMd m, uint32_t slot_index);
+
+    // Cluster map reads from any Thread: the md Thread stores entries while I/O reads them
+    // (allocation); the vector itself changes only while the blob is frozen.
+    uint32_t cluster(uint64_t i) const noexcept {
+        return std::atomic_ref<const uint32_t>(md.clusters[i]).load(std::memory_order_acquire);
+    }
+    void publish_cluster(uint64_t i, uint32_t c) noexcept {
+        std::atomic_ref<uint32_t>(md.clusters[i]).store(c, std::memory_order_release);
+    }
+    uint64_t clusters_atomic() const noexcept { return num_clusters_.load(std::memory_order_acquire); }
+    void refresh_atomics() noexcept {
+        num_clusters_.store(md.clusters.size(), std::memory_order_release);
+        read_only_.store(md.flags & format::kFlagReadOnly, std::memory_order_release);
+    }
+    // The ancestor whose own cluster backs index i, or nullptr (reads zeroes).
+    const BlobImpl* backing_ancestor(uint64_t i) const noexcept;
+
+    StoreImpl& bs;
+    BlobId id;
+    uint32_t slot;
+    Blob handle{this};
+    uint32_t user_refs = 0;
+    uint32_t internal_refs = 0;  // open clones, operations in progress
+    format::BlobMd md;
+    uint32_t cur_slot = 1;  // which root slot holds md.generation (the next write goes to the other)
+    std::vector<uint32_t> ext_pages;
+    bool dirty = false;
+    bool deleted = false;
+    BlobImpl* parent = nullptr;  // open while this blob is
+    std::atomic<uint64_t> num_clusters_{0};
+    std::atomic<bool> read_only_{false};
+    std::atomic<uint32_t> frozen{0};
+    std::atomic<uint32_t> inflight{0};
+    uint64_t persist_wanted = 0, persist_done = 0;
+    bool persisting = false;
+    std::vector<runtime::AsyncResult<bool>*> persist_waiters;
+    std::vector<PendingAlloc*> pending;
+};
+
+class StoreImpl final : public runtime::IoDevice {
+public:
+    StoreImpl();
+    ~StoreImpl() override;
+
+    // ---- lifecycle (md Thread) ----
+    Task<Result<void>> open_bdev(const std::string& name);
+    Task<Result<void>> format(const BsOptions& o);
+    Task<Result<void>> load(const LoadOptions& o);
+    Task<Result<void>> unload();
+    void close_bdev() noexcept;
+
+    // ---- operations (md Thread) ----
+    Task<Result<BlobId>> create_blob(BlobOptions o);
+    // open_blob / close_blob: the caller holds the md lock.
+    Task<Result<BlobImpl*>> open_blob(BlobId id, bool user);
+    Task<Result<void>> close_blob(BlobImpl* b, bool user);
+    Task<Result<void>> delete_blob(BlobId id);
+    Task<Result<BlobId>> create_snapshot(BlobId id, std::vector<Xattr> xattrs);
+    Task<Result<BlobId>> create_clone(BlobId snapshot_id, std::vector<Xattr> xattrs);
+    Task<Result<void>> inflate(BlobId id, bool only_parent);
+    Task<Result<void>> resize(BlobImpl& b, uint64_t num_clusters);
+    Task<Result<void>> sync_md(BlobImpl& b);
+
+    // ---- data path hooks ----
+    static void alloc_msg(void* req);  // on the md Thread
+    void handle_alloc(Request* r);
+
+    // ---- state ----
+    runtime::Thread* md_thread = nullptr;
+    std::unique_ptr<bdev::Desc> desc;
+    bdev::Channel* md_ch = nullptr;
+    bool has_flush = true;
+    uint64_t bdev_bytes = 0;
+    format::Geometry g;
+    std::string bstype;
+    format::Bitmap used_clusters, used_pages, used_ids;
+    uint64_t units_per_cluster = 0;
+    uint64_t units_per_page = 0;
+    bool loaded_dirty = false;
+    bool unloading = false;
+    std::map<BlobId, std::unique_ptr<BlobImpl>> open_blobs;
+    struct Entry {
+        BlobId parent = kInvalidBlobId;
+    };
+    std::map<BlobId, Entry> entries;  // every blob in the store
+
+    // Operations run one at a time (allocations for thin writes do not take the lock).
+    struct MdLock {
+        StoreImpl* s = nullptr;
+        MdLock() = default;
+        explicit MdLock(StoreImpl* st) : s(st) {}
+        MdLock(MdLock&& o) noexcept : s(std::exchange(o.s, nullptr)) {}
+        MdLock& operator=(MdLock&&) = delete;
+        ~MdLock() {
+            if (s) s->md_unlock();
+        }
+    };
+    Task<MdLock> md_lock();
+    void md_unlock();
+    bool md_busy = false;
+    std::vector<runtime::AsyncResult<bool>*> md_waiters;
+
+    // ---- helpers (md Thread) ----
+    Task<Result<void>> bdev_io(bdev::IoType type, void* buf, uint64_t offset_bytes, uint64_t bytes);
+    Task<Result<void>> flush();
+    Task<Result<void>> write_page(uint64_t md_page, const void* page);
+    uint64_t root_page(uint32_t slot, uint32_t which) const noexcept {
+        return g.md_start + 2ull * slot + which;
+    }
+    uint64_t alloc_cluster() noexcept;
+    struct SlotState {
+        std::optional<format::BlobMd> md;  // nullopt: no blob (never written, or a tombstone)
+        uint32_t cur_slot = 1;
+        std::vector<uint32_t> ext_pages;
+        uint64_t max_generation = 0;
+    };
+    // Reads a slot pair and follows the newest complete chain. strict: a slot with no complete
+    // chain is corrupt unless nothing valid was ever written there (or only a first write, torn).
+    Task<Result<SlotState>> read_slot(uint32_t slot, bool strict);
+    // Generations in a free slot pair, so a new blob there outranks what is left in it.
+    Task<Result<std::pair<uint64_t, uint32_t>>> slot_generation(uint32_t slot);
+    Result<uint32_t> reserve_slot();
+    void release_slot(uint32_t slot);
+    Task<Result<void>> write_md(BlobImpl& b);
+    Task<Result<void>> persist(BlobImpl& b);
+    Task<Result<void>> tombstone(uint32_t slot, uint32_t cur_slot, uint64_t generation);
+    Task<Result<void>> fill_cluster(const BlobImpl* src, uint64_t index, uint32_t dst);
+    Task<Result<void>> zero_clusters(const std::vector<uint32_t>& clusters);
+    Task<void> freeze(BlobImpl& b);
+    Task<void> unfreeze(BlobImpl& b);
+    Task<Result<void>> run_alloc(PendingAlloc* pa);
+    Task<Result<void>> write_masks_and_super(bool clean);
+    Task<Result<void>> write_super(bool clean, uint32_t ccrc, uint32_t pcrc, uint32_t icrc);
+    Result<void> check_xattrs(const std::vector<Xattr>& xs) const;
+    void release_parent_chain(BlobImpl* b);
+
+protected:
+    std::unique_ptr<runtime::IoChannel> create_channel(runtime::Thread& thread) override;
+};
+
+void process(Request* r) noexcept;          // io.cpp
+void resubmit_parked(Request* r) noexcept;
+void alloc_done_msg(void* req) noexcept;    // io.cpp: the md Thread answered an allocation
+
+}  // namespace strata::blob

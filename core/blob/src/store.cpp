@@ -1,0 +1,1315 @@
+// Metadata side of the blobstore: format, load (clean and dirty), unload, and every blob
+// operation, as coroutines on the md Thread. Write ordering is described in
+// docs/design/blobstore.md ("Ordering rules"); the comments here name the rule they follow.
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include <fmt/format.h>
+
+#include <strata/base/crc.h>
+#include <strata/bdev/module.h>
+
+#include "internal.h"
+
+namespace strata::blob {
+
+using format::BlobMd;
+using format::kUnallocated;
+using runtime::AsyncResult;
+
+namespace {
+
+Error errorf(Errc c, std::string m) { return Error(c, std::move(m)); }
+
+struct IoWait {
+    AsyncResult<bdev::IoStatus> r;
+    static void cb(void* ctx, const bdev::IoStatus& s) { static_cast<IoWait*>(ctx)->r.set(s); }
+};
+
+std::string id_str(BlobId id) { return fmt::format("0x{:x}", id); }
+
+}  // namespace
+
+// ---- small pieces -----------------------------------------------------------------------------
+
+BlobImpl::BlobImpl(StoreImpl& s, BlobMd m, uint32_t slot_index)
+    : bs(s), id(m.id), slot(slot_index), md(std::move(m)) {
+    refresh_atomics();
+}
+
+StoreImpl::StoreImpl() : runtime::IoDevice("blobstore") {}
+StoreImpl::~StoreImpl() { close_bdev(); }
+
+void StoreImpl::close_bdev() noexcept {
+    if (md_ch) bdev::put_channel(md_ch);
+    md_ch = nullptr;
+    desc.reset();
+}
+
+Task<StoreImpl::MdLock> StoreImpl::md_lock() {
+    if (!md_busy) {
+        md_busy = true;
+        co_return MdLock(this);
+    }
+    AsyncResult<bool> w;
+    md_waiters.push_back(&w);
+    co_await w;  // md_unlock handed the lock over
+    co_return MdLock(this);
+}
+
+void StoreImpl::md_unlock() {
+    if (md_waiters.empty()) {
+        md_busy = false;
+        return;
+    }
+    auto* w = md_waiters.front();
+    md_waiters.erase(md_waiters.begin());
+    w->set(true);
+}
+
+Task<Result<void>> StoreImpl::bdev_io(bdev::IoType type, void* buf, uint64_t off, uint64_t bytes) {
+    const uint64_t unit = desc->bdev().block_size();  // g is not known yet while loading
+    STRATA_ASSERT(off % unit == 0 && bytes % unit == 0);
+    for (;;) {
+        IoWait w;
+        Status s;
+        switch (type) {
+        case bdev::IoType::read:
+            s = bdev::read(*desc, *md_ch, buf, off / unit, bytes / unit, IoWait::cb, &w);
+            break;
+        case bdev::IoType::write:
+            s = bdev::write(*desc, *md_ch, buf, off / unit, bytes / unit, IoWait::cb, &w);
+            break;
+        case bdev::IoType::write_zeroes:
+            s = bdev::write_zeroes(*desc, *md_ch, off / unit, bytes / unit, IoWait::cb, &w);
+            break;
+        case bdev::IoType::flush:
+            s = bdev::flush(*desc, *md_ch, 0, bdev_bytes / unit, IoWait::cb, &w);
+            break;
+        default:
+            STRATA_PANIC("bdev_io type");
+        }
+        if (s.code() == Errc::busy) {
+            co_await runtime::sleep_for(1000);
+            continue;
+        }
+        if (!s.ok()) co_return Error(s);
+        bdev::IoStatus st = co_await w.r;
+        if (!st.ok())
+            co_return errorf(st.code, fmt::format("blobstore: bdev {} failed at byte {}: {}",
+                                                  bdev::io_type_name(type), off, errc_name(st.code)));
+        co_return Result<void>{};
+    }
+}
+
+Task<Result<void>> StoreImpl::flush() {
+    if (!has_flush) co_return Result<void>{};
+    co_return co_await bdev_io(bdev::IoType::flush, nullptr, 0, 0);
+}
+
+Task<Result<void>> StoreImpl::write_page(uint64_t page, const void* data) {
+    co_return co_await bdev_io(bdev::IoType::write, const_cast<void*>(data), page * kMdPageSize,
+                               kMdPageSize);
+}
+
+uint64_t StoreImpl::alloc_cluster() noexcept {
+    const uint64_t c = used_clusters.find_clear(g.first_data_cluster, g.total_clusters);
+    if (c != UINT64_MAX) used_clusters.set(c);
+    return c;
+}
+
+Result<void> StoreImpl::check_xattrs(const std::vector<Xattr>& xs) const {
+    std::set<std::string_view> names;
+    for (const Xattr& x : xs) {
+        if (x.name.empty() || 4 + x.name.size() + x.value.size() > format::kMaxXattrPayload)
+            return errorf(Errc::invalid_argument,
+                          fmt::format("xattr '{}': empty name or too long", x.name));
+        if (!names.insert(x.name).second)
+            return errorf(Errc::invalid_argument, fmt::format("xattr '{}' given twice", x.name));
+    }
+    return {};
+}
+
+// ---- md pages -----------------------------------------------------------------------------------
+
+Task<Result<StoreImpl::SlotState>> StoreImpl::read_slot(uint32_t slot, bool strict) {
+    SlotState out;
+    std::vector<uint8_t> roots(2 * kMdPageSize);
+    auto r = co_await bdev_io(bdev::IoType::read, roots.data(), root_page(slot, 0) * kMdPageSize,
+                              2 * kMdPageSize);
+    if (!r.ok()) co_return r.error();
+    const BlobId id = format::make_blob_id(slot);
+    struct Cand {
+        uint32_t which;
+        uint64_t gen;
+    };
+    std::vector<Cand> cands;
+    bool any_nonzero = false;
+    for (uint32_t w = 0; w < 2; ++w) {
+        const uint8_t* p = roots.data() + w * kMdPageSize;
+        if (!format::page_is_zero(p)) any_nonzero = true;
+        format::MdPage hdr;
+        std::memcpy(&hdr, p, format::kMdHeaderSize);
+        if (!format::check_page(p, id, hdr.generation, 0).ok() || hdr.generation == 0) continue;
+        cands.push_back({w, hdr.generation});
+        out.max_generation = std::max(out.max_generation, hdr.generation);
+    }
+    std::sort(cands.begin(), cands.end(), [](Cand a, Cand b) { return a.gen > b.gen; });
+    std::string first_error;
+    for (const Cand& c : cands) {
+        // Follow the chain; every page must carry this blob's id, generation and sequence.
+        std::vector<std::vector<uint8_t>> pages;
+        std::vector<uint32_t> ext;
+        pages.emplace_back(roots.begin() + c.which * kMdPageSize,
+                           roots.begin() + (c.which + 1) * kMdPageSize);
+        std::string err;
+        std::set<uint32_t> seen;
+        for (;;) {
+            format::MdPage hdr;
+            std::memcpy(&hdr, pages.back().data(), format::kMdHeaderSize);
+            if (hdr.next == format::kNoPage) break;
+            if (hdr.next < g.root_pages() || hdr.next >= g.md_len) {
+                err = fmt::format("blob {}: metadata chain points outside the extension pages ({})",
+                                  id_str(id), hdr.next);
+                break;
+            }
+            if (!seen.insert(hdr.next).second) {
+                err = fmt::format("blob {}: metadata chain loop at page {}", id_str(id), hdr.next);
+                break;
+            }
+            std::vector<uint8_t> pg(kMdPageSize);
+            auto rr = co_await bdev_io(bdev::IoType::read, pg.data(),
+                                       (g.md_start + hdr.next) * kMdPageSize, kMdPageSize);
+            if (!rr.ok()) co_return rr.error();
+            Status cs = format::check_page(pg.data(), id, c.gen, static_cast<uint32_t>(pages.size()));
+            if (!cs.ok()) {
+                // A page of this chain was never written or was reused: the chain was torn.
+                // A loop shows up here too when the next page is an earlier one of the chain.
+                format::MdPage h2;
+                std::memcpy(&h2, pg.data(), format::kMdHeaderSize);
+                const bool loops = h2.blob_id == id && h2.generation == c.gen &&
+                                   h2.sequence < pages.size();
+                err = loops ? fmt::format("blob {}: metadata chain loop at page {}", id_str(id), hdr.next)
+                            : fmt::format("blob {}: metadata page {}: {}", id_str(id), hdr.next,
+                                          cs.context());
+                break;
+            }
+            ext.push_back(hdr.next);
+            pages.push_back(std::move(pg));
+        }
+        if (err.empty()) {
+            std::vector<const uint8_t*> ptrs;
+            for (auto& p : pages) ptrs.push_back(p.data());
+            auto md = format::decode(ptrs, g);
+            if (md.ok()) {
+                out.cur_slot = c.which;
+                if (!(md->flags & format::kFlagDeleted)) {
+                    out.md = std::move(*md);
+                    out.ext_pages = std::move(ext);
+                }
+                co_return out;
+            }
+            err = fmt::format("blob {}: {}", id_str(id), md.error().message());
+        }
+        if (first_error.empty()) first_error = err;
+        STRATA_WARNLOG(log_blob, "{} (generation {}); trying the other slot", err, c.gen);
+    }
+    if (cands.empty()) {
+        // Nothing valid: never written, or a first write torn by a crash (its creation was never
+        // acknowledged). A slot pair with only unreadable pages where a blob is expected is damage.
+        if (strict && any_nonzero)
+            co_return errorf(Errc::corrupt,
+                             fmt::format("blob {}: no valid metadata page (bad crc)", id_str(id)));
+        co_return out;
+    }
+    // Valid roots, no complete chain. Generation 1 only: a torn creation, never acknowledged.
+    if (!strict && out.max_generation <= 1) co_return out;
+    co_return errorf(Errc::corrupt, first_error);
+}
+
+Task<Result<void>> StoreImpl::write_md(BlobImpl& b) {
+    BlobMd m = b.md;
+    m.generation = b.md.generation + 1;
+    for (PendingAlloc* pa : b.pending)
+        if (pa->cluster != kUnallocated) m.clusters[pa->index] = pa->cluster;
+    const size_t n = format::encoded_pages(m);
+    std::vector<uint32_t> pages{static_cast<uint32_t>(2 * b.slot + (1 - b.cur_slot))};
+    for (size_t i = 1; i < n; ++i) {
+        const uint64_t p = used_pages.find_clear(g.root_pages(), g.md_len);
+        if (p == UINT64_MAX) {
+            for (size_t j = 1; j < pages.size(); ++j) used_pages.clear(pages[j]);
+            co_return errorf(Errc::no_space, "blobstore: no free metadata pages");
+        }
+        used_pages.set(p);
+        pages.push_back(static_cast<uint32_t>(p));
+    }
+    std::vector<uint8_t> buf(n * kMdPageSize);
+    format::encode(m, pages, buf.data());
+    // Rule 2: every page of the new generation, then one flush; the previous generation stays
+    // intact in the other slot until the flush completes.
+    Result<void> r;
+    for (size_t i = 0; i < n && r.ok(); ++i)
+        r = co_await write_page(g.md_start + pages[i], buf.data() + i * kMdPageSize);
+    if (r.ok()) r = co_await flush();
+    if (!r.ok()) {
+        for (size_t j = 1; j < pages.size(); ++j) used_pages.clear(pages[j]);
+        co_return r;
+    }
+    for (uint32_t p : b.ext_pages) used_pages.clear(p);
+    b.ext_pages.assign(pages.begin() + 1, pages.end());
+    b.cur_slot = 1 - b.cur_slot;
+    b.md.generation = m.generation;
+    co_return Result<void>{};
+}
+
+Task<Result<void>> StoreImpl::persist(BlobImpl& b) {
+    const uint64_t want = ++b.persist_wanted;
+    while (b.persist_done < want) {
+        if (b.persisting) {
+            AsyncResult<bool> w;
+            b.persist_waiters.push_back(&w);
+            co_await w;
+            continue;
+        }
+        b.persisting = true;
+        const uint64_t target = b.persist_wanted;
+        auto r = co_await write_md(b);
+        b.persisting = false;
+        if (r.ok()) b.persist_done = target;
+        auto waiters = std::move(b.persist_waiters);
+        b.persist_waiters.clear();
+        for (auto* w : waiters) w->set(true);
+        if (!r.ok()) co_return r;
+    }
+    co_return Result<void>{};
+}
+
+Task<Result<void>> StoreImpl::tombstone(uint32_t slot, uint32_t cur_slot, uint64_t generation) {
+    // Rule 4: a deleted blob gets a newer generation marked deleted in its other slot, so
+    // neither slot can bring it back.
+    BlobMd m;
+    m.id = format::make_blob_id(slot);
+    m.generation = generation + 1;
+    m.flags = format::kFlagDeleted;
+    std::vector<uint8_t> page(kMdPageSize);
+    const uint32_t p = 2 * slot + (1 - cur_slot);
+    format::encode(m, std::span<const uint32_t>(&p, 1), page.data());
+    auto r = co_await write_page(g.md_start + p, page.data());
+    if (r.ok()) r = co_await flush();
+    co_return r;
+}
+
+Task<Result<void>> StoreImpl::fill_cluster(const BlobImpl* src, uint64_t index, uint32_t dst) {
+    const uint64_t cs = g.cluster_size;
+    if (src == nullptr)
+        co_return co_await bdev_io(bdev::IoType::write_zeroes, nullptr, uint64_t{dst} * cs, cs);
+    std::vector<uint8_t> buf(cs);
+    auto r = co_await bdev_io(bdev::IoType::read, buf.data(), uint64_t{src->cluster(index)} * cs, cs);
+    if (!r.ok()) co_return r;
+    co_return co_await bdev_io(bdev::IoType::write, buf.data(), uint64_t{dst} * cs, cs);
+}
+
+Task<Result<void>> StoreImpl::zero_clusters(const std::vector<uint32_t>& clusters) {
+    for (uint32_t c : clusters) {
+        auto r = co_await fill_cluster(nullptr, 0, c);
+        if (!r.ok()) co_return r;
+    }
+    co_return Result<void>{};
+}
+
+Task<void> StoreImpl::freeze(BlobImpl& b) {
+    b.frozen.fetch_add(1, std::memory_order_seq_cst);
+    while (b.inflight.load(std::memory_order_seq_cst) != 0) co_await runtime::sleep_for(1000);
+}
+
+namespace {
+struct UnfreezeCtx {
+    BlobImpl* blob;
+    AsyncResult<bool> done;
+};
+}  // namespace
+
+Task<void> StoreImpl::unfreeze(BlobImpl& b) {
+    b.frozen.fetch_sub(1, std::memory_order_seq_cst);
+    if (b.frozen.load() != 0) co_return;
+    UnfreezeCtx u{&b, {}};
+    runtime::for_each_channel(
+        *this,
+        [](runtime::IoChannel& ioch, void* ctx) {
+            auto* uc = static_cast<UnfreezeCtx*>(ctx);
+            auto& ch = static_cast<Channel&>(ioch);
+            IntrusiveList<Request> keep, go;
+            while (Request* r = ch.parked.pop_front())
+                (r->blob == uc->blob ? go : keep).push_back(*r);
+            ch.parked.splice_back(keep);
+            while (Request* r = go.pop_front()) resubmit_parked(r);
+        },
+        &u, [](void* ctx) { static_cast<UnfreezeCtx*>(ctx)->done.set(true); });
+    co_await u.done;
+}
+
+
+// ---- thin allocation (md Thread) ---------------------------------------------------------------
+
+void StoreImpl::alloc_msg(void* p) {
+    auto* r = static_cast<Request*>(p);
+    r->blob->bs.handle_alloc(r);
+}
+
+void StoreImpl::handle_alloc(Request* r) {
+    BlobImpl* b = r->blob;
+    r->next_waiter = nullptr;
+    if (b->cluster(r->alloc_index) != kUnallocated) {  // a racing write allocated it
+        r->alloc_status = {};
+        runtime::deliver(r->ch->thread(), alloc_done_msg, r);
+        return;
+    }
+    for (PendingAlloc* pa : b->pending) {
+        if (pa->index == r->alloc_index) {
+            r->next_waiter = pa->waiters;
+            pa->waiters = r;
+            return;
+        }
+    }
+    auto* pa = new PendingAlloc{b, r->alloc_index, kUnallocated, r};
+    b->pending.push_back(pa);
+    runtime::spawn(*md_thread, run_alloc(pa), [](Result<void>) {});
+}
+
+Task<Result<void>> StoreImpl::run_alloc(PendingAlloc* pa) {
+    BlobImpl& b = *pa->blob;
+    Status st;
+    const uint64_t k = alloc_cluster();
+    if (k == UINT64_MAX) {
+        st = Status(Errc::no_space, "no free cluster for a thin blob");
+    } else {
+        // Rule 1: the cluster's contents (zeroes or the ancestor's data) are durable before the
+        // metadata that maps it; the write that asked waits until the metadata is durable too.
+        auto r = co_await fill_cluster(b.backing_ancestor(pa->index), pa->index,
+                                       static_cast<uint32_t>(k));
+        if (r.ok()) r = co_await flush();
+        if (r.ok()) {
+            pa->cluster = static_cast<uint32_t>(k);
+            r = co_await persist(b);
+        }
+        if (r.ok()) {
+            b.publish_cluster(pa->index, static_cast<uint32_t>(k));
+        } else {
+            used_clusters.clear(k);
+            st = Status(r.code(), "cluster allocation failed");
+            STRATA_ERRLOG(log_blob, "blob {}: allocating cluster {}: {}", id_str(b.id), pa->index,
+                          r.error().message());
+        }
+    }
+    b.pending.erase(std::find(b.pending.begin(), b.pending.end(), pa));
+    for (Request* w = pa->waiters; w != nullptr;) {
+        Request* next = w->next_waiter;
+        w->alloc_status = st;
+        runtime::deliver(w->ch->thread(), alloc_done_msg, w);
+        w = next;
+    }
+    delete pa;
+    co_return Result<void>{};
+}
+
+// ---- format / load / unload -----------------------------------------------------------------
+
+Task<Result<void>> StoreImpl::open_bdev(const std::string& name) {
+    md_thread = runtime::current_thread();
+    STRATA_ASSERT_MSG(md_thread != nullptr, "blobstore init/load outside a Thread");
+    auto d = bdev::open(name, true);
+    if (!d.ok()) co_return d.error();
+    desc = std::move(*d);
+    const bdev::Bdev& bd = desc->bdev();
+    if (bd.block_size() == 0 || kMdPageSize % bd.block_size() != 0) {
+        close_bdev();
+        co_return errorf(Errc::invalid_argument,
+                         fmt::format("bdev '{}': block size {} does not divide {}", name,
+                                     bd.block_size(), kMdPageSize));
+    }
+    md_ch = desc->get_channel();
+    if (md_ch == nullptr) {
+        close_bdev();
+        co_return errorf(Errc::shutdown, fmt::format("bdev '{}' refused a channel", name));
+    }
+    bdev_bytes = bd.num_blocks() * bd.block_size();
+    has_flush = bd.supports(bdev::IoType::flush);
+    co_return Result<void>{};
+}
+
+Task<Result<void>> StoreImpl::format(const BsOptions& o) {
+    auto geo = format::compute_geometry(bdev_bytes, desc->bdev().block_size(), o);
+    if (!geo.ok()) co_return geo.error();
+    g = *geo;
+    bstype = o.bstype;
+    units_per_cluster = g.cluster_size / g.io_unit_size;
+    units_per_page = kMdPageSize / g.io_unit_size;
+    used_clusters = format::Bitmap(g.total_clusters);
+    for (uint64_t c = 0; c < g.first_data_cluster; ++c) used_clusters.set(c);
+    used_pages = format::Bitmap(g.md_len);
+    used_ids = format::Bitmap(g.max_blobs);
+    // Old metadata left on the bdev must never be mistaken for this store's.
+    auto r = co_await bdev_io(bdev::IoType::write_zeroes, nullptr, g.md_start * kMdPageSize,
+                              g.md_len * kMdPageSize);
+    if (r.ok()) r = co_await flush();
+    // Rule 5: on disk the new store is dirty (an empty walk) until unload writes the masks.
+    if (r.ok()) r = co_await write_super(false, 0, 0, 0);
+    co_return r;
+}
+
+Task<Result<void>> StoreImpl::write_super(bool clean, uint32_t ccrc, uint32_t pcrc, uint32_t icrc) {
+    format::SuperBlock sb = format::make_super(g, bstype);
+    sb.clean = clean ? 1 : 0;
+    sb.cluster_mask_crc = ccrc;
+    sb.page_mask_crc = pcrc;
+    sb.blobid_mask_crc = icrc;
+    format::seal_page(&sb);
+    auto r = co_await write_page(0, &sb);
+    if (r.ok()) r = co_await flush();
+    co_return r;
+}
+
+Task<Result<void>> StoreImpl::write_masks_and_super(bool clean) {
+    struct M {
+        const format::Bitmap* bm;
+        uint64_t start, len;
+    };
+    const M ms[3] = {{&used_clusters, g.cluster_mask_start, g.cluster_mask_len},
+                     {&used_pages, g.page_mask_start, g.page_mask_len},
+                     {&used_ids, g.blobid_mask_start, g.blobid_mask_len}};
+    uint32_t crcs[3];
+    for (int i = 0; i < 3; ++i) {
+        std::vector<uint8_t> buf(ms[i].len * kMdPageSize, 0);
+        const auto& bytes = ms[i].bm->bytes();
+        std::memcpy(buf.data(), bytes.data(), bytes.size());
+        crcs[i] = crc32c(0, bytes.data(), bytes.size());
+        auto r = co_await bdev_io(bdev::IoType::write, buf.data(), ms[i].start * kMdPageSize, buf.size());
+        if (!r.ok()) co_return r;
+    }
+    // Rule 5: the masks are durable before the super block calls them exact.
+    auto r = co_await flush();
+    if (!r.ok()) co_return r;
+    co_return co_await write_super(clean, crcs[0], crcs[1], crcs[2]);
+}
+
+Task<Result<void>> StoreImpl::load(const LoadOptions& o) {
+    std::vector<uint8_t> page(kMdPageSize);
+    auto r = co_await bdev_io(bdev::IoType::read, page.data(), 0, kMdPageSize);
+    if (!r.ok()) co_return r;
+    auto geo = format::parse_super(page.data(), bdev_bytes, desc->bdev().block_size());
+    if (!geo.ok()) co_return geo.error();
+    g = *geo;
+    format::SuperBlock sb;
+    std::memcpy(&sb, page.data(), sizeof sb);
+    bstype.assign(sb.bstype, strnlen(sb.bstype, kBsTypeLen));
+    if (!o.bstype.empty() && o.bstype != bstype)
+        co_return errorf(Errc::invalid_argument,
+                         fmt::format("bstype '{}' does not match the store's '{}'", o.bstype, bstype));
+    units_per_cluster = g.cluster_size / g.io_unit_size;
+    units_per_page = kMdPageSize / g.io_unit_size;
+    used_clusters = format::Bitmap(g.total_clusters);
+    used_pages = format::Bitmap(g.md_len);
+    used_ids = format::Bitmap(g.max_blobs);
+    const bool clean = sb.clean == 1;
+    loaded_dirty = !clean;
+    if (clean) {
+        struct M {
+            format::Bitmap* bm;
+            uint64_t start, len;
+            uint32_t crc;
+            const char* name;
+        };
+        M ms[3] = {{&used_clusters, g.cluster_mask_start, g.cluster_mask_len, sb.cluster_mask_crc, "cluster"},
+                   {&used_pages, g.page_mask_start, g.page_mask_len, sb.page_mask_crc, "md page"},
+                   {&used_ids, g.blobid_mask_start, g.blobid_mask_len, sb.blobid_mask_crc, "blob id"}};
+        for (M& m : ms) {
+            std::vector<uint8_t> buf(m.len * kMdPageSize);
+            r = co_await bdev_io(bdev::IoType::read, buf.data(), m.start * kMdPageSize, buf.size());
+            if (!r.ok()) co_return r;
+            auto& bytes = m.bm->bytes();
+            std::memcpy(bytes.data(), buf.data(), bytes.size());
+            if (crc32c(0, bytes.data(), bytes.size()) != m.crc || !m.bm->tail_clear())
+                co_return errorf(Errc::corrupt, fmt::format("{} mask: bad crc", m.name));
+        }
+        for (uint64_t c = 0; c < g.first_data_cluster; ++c)
+            if (!used_clusters.test(c))
+                co_return errorf(Errc::corrupt, "cluster mask: metadata clusters marked free");
+    }
+
+    // Walk every blob (clean: those the id mask names; dirty: every slot).
+    struct Found {
+        BlobMd md;
+        uint32_t cur_slot;
+        std::vector<uint32_t> ext;
+    };
+    std::map<BlobId, Found> found;
+    for (uint32_t slot = 0; slot < g.max_blobs; ++slot) {
+        if (clean && !used_ids.test(slot)) continue;
+        auto st = co_await read_slot(slot, clean);
+        if (!st.ok()) co_return st.error();
+        if (!st->md) {
+            if (clean)
+                co_return errorf(Errc::corrupt,
+                                 fmt::format("blob {}: in the id mask but has no metadata",
+                                             id_str(format::make_blob_id(slot))));
+            continue;
+        }
+        const BlobId id = st->md->id;
+        found[id] = Found{std::move(*st->md), st->cur_slot, std::move(st->ext_pages)};
+    }
+
+    // Two-blob operations a crash interrupted (design doc, "Snapshots and merges").
+    std::vector<BlobId> drop, clear_flag;
+    for (auto& [id, f] : found) {
+        const auto peer = found.find(f.md.pending_peer);
+        const bool peer_points_here = peer != found.end() && peer->second.md.parent_id == id;
+        if (f.md.pending_op == format::kPendingSnapshotOf)
+            (peer_points_here ? clear_flag : drop).push_back(id);
+        else if (f.md.pending_op == format::kPendingMergeInto)
+            (peer_points_here ? clear_flag : drop).push_back(id);
+    }
+    std::vector<std::pair<uint32_t, std::pair<uint32_t, uint64_t>>> tombstones;
+    for (BlobId id : drop) {
+        auto& f = found[id];
+        tombstones.push_back({format::blob_slot(id, g.max_blobs), {f.cur_slot, f.md.generation}});
+        found.erase(id);
+    }
+
+    // Masks: rebuilt (dirty) or checked against what the metadata says (clean).
+    format::Bitmap owned(g.total_clusters), pages(g.md_len), ids(g.max_blobs);
+    std::map<uint32_t, BlobId> owner;
+    for (auto& [id, f] : found) {
+        const uint32_t slot = format::blob_slot(id, g.max_blobs);
+        ids.set(slot);
+        pages.set(2 * slot);
+        pages.set(2 * slot + 1);
+        for (uint32_t p : f.ext) {
+            if (pages.test(p))
+                co_return errorf(Errc::corrupt,
+                                 fmt::format("md page {} used by two blobs (one is {})", p, id_str(id)));
+            pages.set(p);
+        }
+        for (uint32_t c : f.md.clusters) {
+            if (c == kUnallocated) continue;
+            if (owned.test(c))
+                co_return errorf(Errc::corrupt,
+                                 fmt::format("cluster {} owned by blobs {} and {}", c,
+                                             id_str(owner[c]), id_str(id)));
+            owned.set(c);
+            owner[c] = id;
+        }
+        if (f.md.parent_id != kInvalidBlobId && !found.count(f.md.parent_id))
+            co_return errorf(Errc::corrupt, fmt::format("blob {}: parent {} does not exist",
+                                                        id_str(id), id_str(f.md.parent_id)));
+    }
+    for (auto& [id, f] : found) {  // parent chains end
+        BlobId p = f.md.parent_id;
+        for (size_t n = 0; p != kInvalidBlobId; ++n) {
+            if (n > found.size())
+                co_return errorf(Errc::corrupt, fmt::format("blob {}: parent loop", id_str(id)));
+            p = found[p].md.parent_id;
+        }
+    }
+    if (clean) {
+        for (uint64_t c = g.first_data_cluster; c < g.total_clusters; ++c)
+            if (owned.test(c) && !used_clusters.test(c))
+                co_return errorf(Errc::corrupt,
+                                 fmt::format("cluster {} in use by {} but free in the mask", c,
+                                             id_str(owner[static_cast<uint32_t>(c)])));
+        for (uint64_t p = 0; p < g.md_len; ++p)
+            if (pages.test(p) && !used_pages.test(p))
+                co_return errorf(Errc::corrupt, fmt::format("md page {} in use but free in the mask", p));
+    }
+    // Either way the masks become exactly what the metadata says: a clean mask could only
+    // differ by leaking, and leaks are not worth keeping.
+    for (uint64_t c = 0; c < g.first_data_cluster; ++c) owned.set(c);
+    used_clusters = std::move(owned);
+    used_pages = std::move(pages);
+    used_ids = std::move(ids);
+    for (auto& [id, f] : found) entries[id] = Entry{f.md.parent_id};
+
+    // Rule 5: dirty on disk before the first change.
+    r = co_await write_super(false, 0, 0, 0);
+    if (!r.ok()) co_return r;
+    for (auto& [slot, t] : tombstones) {
+        r = co_await tombstone(slot, t.first, t.second);
+        if (!r.ok()) co_return r;
+    }
+    for (BlobId id : clear_flag) {
+        auto& f = found[id];
+        BlobImpl tmp(*this, std::move(f.md), format::blob_slot(id, g.max_blobs));
+        tmp.cur_slot = f.cur_slot;
+        tmp.ext_pages = std::move(f.ext);
+        tmp.md.pending_op = format::kPendingNone;
+        tmp.md.pending_peer = kInvalidBlobId;
+        r = co_await persist(tmp);
+        if (!r.ok()) co_return r;
+    }
+    if (!clean || !drop.empty())
+        STRATA_NOTICELOG(log_blob, "blobstore loaded dirty: {} blobs, {} interrupted operations undone",
+                         found.size(), drop.size());
+    co_return Result<void>{};
+}
+
+Task<Result<void>> StoreImpl::unload() {
+    for (auto& [id, b] : open_blobs)
+        if (b->user_refs > 0)
+            co_return errorf(Errc::busy, fmt::format("blob {} is still open", id_str(id)));
+    if (channel_count() > 0) co_return errorf(Errc::busy, "blob channels are still held");
+    unloading = true;
+    auto r = co_await write_masks_and_super(true);
+    if (!r.ok()) {
+        unloading = false;
+        co_return r;
+    }
+    AsyncResult<bool> gone;
+    runtime::unregister_io_device(
+        *this, [](void* ctx) { static_cast<AsyncResult<bool>*>(ctx)->set(true); }, &gone);
+    co_await gone;
+    close_bdev();
+    co_return Result<void>{};
+}
+
+// ---- slots --------------------------------------------------------------------------------------
+
+Result<uint32_t> StoreImpl::reserve_slot() {
+    const uint64_t slot = used_ids.find_clear(0, g.max_blobs);
+    if (slot == UINT64_MAX) return errorf(Errc::no_space, "no free blob id");
+    used_ids.set(slot);
+    used_pages.set(2 * slot);
+    used_pages.set(2 * slot + 1);
+    return static_cast<uint32_t>(slot);
+}
+
+void StoreImpl::release_slot(uint32_t slot) {
+    used_ids.clear(slot);
+    used_pages.clear(2 * slot);
+    used_pages.clear(2 * slot + 1);
+}
+
+Task<Result<std::pair<uint64_t, uint32_t>>> StoreImpl::slot_generation(uint32_t slot) {
+    std::vector<uint8_t> roots(2 * kMdPageSize);
+    auto r = co_await bdev_io(bdev::IoType::read, roots.data(), root_page(slot, 0) * kMdPageSize,
+                              2 * kMdPageSize);
+    if (!r.ok()) co_return r.error();
+    uint64_t gen = 0;
+    uint32_t cur = 1;  // the first write goes to slot 0
+    for (uint32_t w = 0; w < 2; ++w) {
+        const uint8_t* p = roots.data() + w * kMdPageSize;
+        format::MdPage hdr;
+        std::memcpy(&hdr, p, format::kMdHeaderSize);
+        if (format::check_page(p, format::make_blob_id(slot), hdr.generation, 0).ok() &&
+            hdr.generation >= gen) {
+            gen = hdr.generation;
+            cur = w;
+        }
+    }
+    co_return std::pair<uint64_t, uint32_t>{gen, cur};
+}
+
+// ---- operations -------------------------------------------------------------------------------
+
+Task<Result<BlobId>> StoreImpl::create_blob(BlobOptions o) {
+    auto lock = co_await md_lock();
+    if (unloading) co_return errorf(Errc::shutdown, "blobstore is unloading");
+    if (o.num_clusters > g.max_clusters_per_blob)
+        co_return errorf(Errc::invalid_argument,
+                         fmt::format("{} clusters exceed the limit {}", o.num_clusters, g.max_clusters_per_blob));
+    if (auto x = check_xattrs(o.xattrs); !x.ok()) co_return x.error();
+    auto slot = reserve_slot();
+    if (!slot.ok()) co_return slot.error();
+    auto gen = co_await slot_generation(*slot);
+    if (!gen.ok()) {
+        release_slot(*slot);
+        co_return gen.error();
+    }
+    BlobMd m;
+    m.id = format::make_blob_id(*slot);
+    m.generation = gen->first;
+    m.flags = o.thin_provision ? uint32_t{format::kFlagThin} : 0u;
+    m.xattrs = std::move(o.xattrs);
+    m.clusters.assign(o.num_clusters, kUnallocated);
+    std::vector<uint32_t> fresh;
+    auto undo = [&] {
+        for (uint32_t c : fresh) used_clusters.clear(c);
+        release_slot(*slot);
+    };
+    if (!o.thin_provision) {
+        for (auto& c : m.clusters) {
+            const uint64_t k = alloc_cluster();
+            if (k == UINT64_MAX) {
+                undo();
+                co_return errorf(Errc::no_space, fmt::format("no space for {} clusters", o.num_clusters));
+            }
+            c = static_cast<uint32_t>(k);
+            fresh.push_back(c);
+        }
+    }
+    // Rule 1: zeroed clusters are durable before the metadata mapping them.
+    auto r = co_await zero_clusters(fresh);
+    if (r.ok() && !fresh.empty()) r = co_await flush();
+    BlobImpl tmp(*this, std::move(m), *slot);
+    tmp.cur_slot = gen->second;
+    if (r.ok()) r = co_await persist(tmp);
+    if (!r.ok()) {
+        undo();
+        co_return r.error();
+    }
+    entries[tmp.id] = Entry{};
+    co_return tmp.id;
+}
+
+Task<Result<BlobImpl*>> StoreImpl::open_blob(BlobId id, bool user) {
+    auto it = open_blobs.find(id);
+    if (it != open_blobs.end()) {
+        BlobImpl* b = it->second.get();
+        (user ? b->user_refs : b->internal_refs)++;
+        co_return b;
+    }
+    const uint32_t slot = format::blob_slot(id, g.max_blobs);
+    if (slot == UINT32_MAX || !entries.count(id))
+        co_return errorf(Errc::not_found, fmt::format("blob {} not found", id_str(id)));
+    auto st = co_await read_slot(slot, true);
+    if (!st.ok()) co_return st.error();
+    if (!st->md)
+        co_return errorf(Errc::corrupt, fmt::format("blob {}: metadata vanished", id_str(id)));
+    auto b = std::make_unique<BlobImpl>(*this, std::move(*st->md), slot);
+    b->cur_slot = st->cur_slot;
+    b->ext_pages = std::move(st->ext_pages);
+    b->persist_wanted = b->persist_done = 0;
+    if (b->md.parent_id != kInvalidBlobId) {
+        // Another open of this id may have finished while we read: take that one instead.
+        auto p = co_await open_blob(b->md.parent_id, false);
+        if (!p.ok()) co_return p.error();
+        b->parent = *p;
+    }
+    it = open_blobs.find(id);
+    if (it != open_blobs.end()) {
+        if (b->parent) (void)co_await close_blob(b->parent, false);
+        (user ? it->second->user_refs : it->second->internal_refs)++;
+        co_return it->second.get();
+    }
+    BlobImpl* raw = b.get();
+    (user ? raw->user_refs : raw->internal_refs)++;
+    open_blobs.emplace(id, std::move(b));
+    co_return raw;
+}
+
+Task<Result<void>> StoreImpl::close_blob(BlobImpl* b, bool user) {
+    uint32_t& refs = user ? b->user_refs : b->internal_refs;
+    STRATA_ASSERT_MSG(refs > 0, "blob closed more often than opened");
+    --refs;
+    Result<void> r;
+    if (b->dirty && !b->deleted && user) {
+        b->dirty = false;
+        r = co_await persist(*b);
+        if (!r.ok()) b->dirty = true;
+    }
+    if (b->user_refs + b->internal_refs > 0) co_return r;
+    while (b->persisting || !b->pending.empty()) co_await runtime::sleep_for(1000);
+    if (b->dirty && !b->deleted) {
+        b->dirty = false;
+        auto r2 = co_await persist(*b);
+        if (r.ok()) r = r2;
+    }
+    BlobImpl* parent = b->parent;
+    auto it = open_blobs.find(b->id);
+    STRATA_ASSERT(it != open_blobs.end() && it->second.get() == b);
+    open_blobs.erase(it);
+    if (parent) (void)co_await close_blob(parent, false);
+    co_return r;
+}
+
+Task<Result<void>> StoreImpl::delete_blob(BlobId id) {
+    auto lock = co_await md_lock();
+    if (!entries.count(id)) co_return errorf(Errc::not_found, fmt::format("blob {} not found", id_str(id)));
+    if (auto it = open_blobs.find(id); it != open_blobs.end() && it->second->user_refs > 0)
+        co_return errorf(Errc::busy, fmt::format("blob {} is open", id_str(id)));
+    std::vector<BlobId> clones;
+    for (auto& [cid, e] : entries)
+        if (e.parent == id) clones.push_back(cid);
+    if (clones.size() > 1)
+        co_return errorf(Errc::busy, fmt::format("snapshot {} has {} clones: delete or inflate all "
+                                                 "but one first", id_str(id), clones.size()));
+    auto sr = co_await open_blob(id, false);
+    if (!sr.ok()) co_return sr.error();
+    BlobImpl* s = *sr;
+    BlobImpl* c = nullptr;
+    if (!clones.empty()) {
+        auto cr = co_await open_blob(clones[0], false);
+        if (!cr.ok()) {
+            (void)co_await close_blob(s, false);
+            co_return cr.error();
+        }
+        c = *cr;
+        co_await freeze(*c);
+        // Rule 6: the snapshot records the merge before the clone takes its clusters.
+        s->md.pending_op = format::kPendingMergeInto;
+        s->md.pending_peer = c->id;
+        auto r = co_await persist(*s);
+        if (!r.ok()) {
+            s->md.pending_op = format::kPendingNone;
+            co_await unfreeze(*c);
+            (void)co_await close_blob(c, false);
+            (void)co_await close_blob(s, false);
+            co_return r;
+        }
+        const BlobMd saved = c->md;
+        for (size_t i = 0; i < c->md.clusters.size() && i < s->md.clusters.size(); ++i)
+            if (c->md.clusters[i] == kUnallocated) c->md.clusters[i] = s->md.clusters[i];
+        c->md.parent_id = s->md.parent_id;
+        r = co_await persist(*c);
+        if (!r.ok()) {
+            c->md = saved;
+            co_await unfreeze(*c);
+            (void)co_await close_blob(c, false);
+            (void)co_await close_blob(s, false);
+            co_return r;
+        }
+        // The clone now reads through the snapshot's parent.
+        if (s->parent) s->parent->internal_refs++;
+        c->parent = s->parent;
+        s->internal_refs--;  // the clone's reference
+        c->refresh_atomics();
+        entries[c->id].parent = s->md.parent_id;
+        std::fill(s->md.clusters.begin(), s->md.clusters.end(), kUnallocated);  // moved
+    }
+    auto r = co_await tombstone(s->slot, s->cur_slot, s->md.generation);
+    if (!r.ok() && c == nullptr) {
+        (void)co_await close_blob(s, false);
+        co_return r;
+    }
+    // After a failed tombstone of a merged snapshot the next load finishes the delete (the
+    // clone no longer points at it): carry on.
+    for (uint32_t k : s->md.clusters)
+        if (k != kUnallocated) used_clusters.clear(k);
+    for (uint32_t p : s->ext_pages) used_pages.clear(p);
+    s->ext_pages.clear();
+    release_slot(s->slot);
+    entries.erase(id);
+    s->deleted = true;
+    if (c) {
+        co_await unfreeze(*c);
+        (void)co_await close_blob(c, false);
+    }
+    (void)co_await close_blob(s, false);
+    co_return Result<void>{};
+}
+
+Task<Result<BlobId>> StoreImpl::create_snapshot(BlobId id, std::vector<Xattr> xattrs) {
+    auto lock = co_await md_lock();
+    if (unloading) co_return errorf(Errc::shutdown, "blobstore is unloading");
+    if (auto x = check_xattrs(xattrs); !x.ok()) co_return x.error();
+    auto br = co_await open_blob(id, false);
+    if (!br.ok()) co_return br.error();
+    BlobImpl* b = *br;
+    if (b->md.flags & format::kFlagReadOnly) {
+        (void)co_await close_blob(b, false);
+        co_return errorf(Errc::invalid_argument,
+                         fmt::format("blob {} is read-only: clone it instead", id_str(id)));
+    }
+    auto slot = reserve_slot();
+    if (!slot.ok()) {
+        (void)co_await close_blob(b, false);
+        co_return slot.error();
+    }
+    auto gen = co_await slot_generation(*slot);
+    if (!gen.ok()) {
+        release_slot(*slot);
+        (void)co_await close_blob(b, false);
+        co_return gen.error();
+    }
+    co_await freeze(*b);
+    BlobMd sm;
+    sm.id = format::make_blob_id(*slot);
+    sm.generation = gen->first;
+    sm.parent_id = b->md.parent_id;
+    sm.flags = format::kFlagReadOnly | format::kFlagSnapshot;
+    sm.pending_op = format::kPendingSnapshotOf;
+    sm.pending_peer = b->id;
+    sm.clusters = b->md.clusters;
+    sm.xattrs = std::move(xattrs);
+    auto snap = std::make_unique<BlobImpl>(*this, std::move(sm), *slot);
+    snap->cur_slot = gen->second;
+    BlobImpl* s = snap.get();
+    // Rule 6: the snapshot (marked pending) is durable before the blob gives up its clusters.
+    auto r = co_await persist(*s);
+    if (!r.ok()) {
+        release_slot(*slot);
+        co_await unfreeze(*b);
+        (void)co_await close_blob(b, false);
+        co_return r.error();
+    }
+    const BlobMd saved = b->md;
+    std::fill(b->md.clusters.begin(), b->md.clusters.end(), kUnallocated);
+    b->md.parent_id = s->id;
+    b->md.flags |= format::kFlagThin;
+    r = co_await persist(*b);
+    if (!r.ok()) {
+        b->md = saved;
+        (void)co_await tombstone(s->slot, s->cur_slot, s->md.generation);
+        for (uint32_t p : s->ext_pages) used_pages.clear(p);
+        release_slot(*slot);
+        co_await unfreeze(*b);
+        (void)co_await close_blob(b, false);
+        co_return r.error();
+    }
+    s->parent = b->parent;  // the blob's reference on its old parent moves to the snapshot
+    b->parent = s;
+    s->internal_refs = 1;   // held by b
+    open_blobs.emplace(s->id, std::move(snap));
+    entries[s->id] = Entry{s->md.parent_id};
+    entries[b->id].parent = s->id;
+    s->md.pending_op = format::kPendingNone;
+    s->md.pending_peer = kInvalidBlobId;
+    r = co_await persist(*s);
+    if (!r.ok())  // load completes it: the blob already points at the snapshot
+        STRATA_WARNLOG(log_blob, "snapshot {}: clearing the pending mark: {}", id_str(s->id),
+                       r.error().message());
+    co_await unfreeze(*b);
+    const BlobId sid = s->id;
+    (void)co_await close_blob(b, false);
+    co_return sid;
+}
+
+Task<Result<BlobId>> StoreImpl::create_clone(BlobId snapshot_id, std::vector<Xattr> xattrs) {
+    auto lock = co_await md_lock();
+    if (unloading) co_return errorf(Errc::shutdown, "blobstore is unloading");
+    if (auto x = check_xattrs(xattrs); !x.ok()) co_return x.error();
+    auto sr = co_await open_blob(snapshot_id, false);
+    if (!sr.ok()) co_return sr.error();
+    BlobImpl* s = *sr;
+    const bool ro = s->md.flags & format::kFlagReadOnly;
+    const uint64_t n = s->md.clusters.size();
+    (void)co_await close_blob(s, false);
+    if (!ro)
+        co_return errorf(Errc::invalid_argument,
+                         fmt::format("blob {} is not read-only: snapshot it first", id_str(snapshot_id)));
+    auto slot = reserve_slot();
+    if (!slot.ok()) co_return slot.error();
+    auto gen = co_await slot_generation(*slot);
+    if (!gen.ok()) {
+        release_slot(*slot);
+        co_return gen.error();
+    }
+    BlobMd m;
+    m.id = format::make_blob_id(*slot);
+    m.generation = gen->first;
+    m.parent_id = snapshot_id;
+    m.flags = format::kFlagThin;
+    m.clusters.assign(n, kUnallocated);
+    m.xattrs = std::move(xattrs);
+    BlobImpl tmp(*this, std::move(m), *slot);
+    tmp.cur_slot = gen->second;
+    auto r = co_await persist(tmp);
+    if (!r.ok()) {
+        release_slot(*slot);
+        co_return r.error();
+    }
+    entries[tmp.id] = Entry{snapshot_id};
+    co_return tmp.id;
+}
+
+Task<Result<void>> StoreImpl::inflate(BlobId id, bool only_parent) {
+    auto lock = co_await md_lock();
+    auto br = co_await open_blob(id, false);
+    if (!br.ok()) co_return br.error();
+    BlobImpl* b = *br;
+    if (b->md.flags & format::kFlagReadOnly) {
+        (void)co_await close_blob(b, false);
+        co_return errorf(Errc::permission_denied, fmt::format("blob {} is read-only", id_str(id)));
+    }
+    if (only_parent && b->parent == nullptr) {
+        (void)co_await close_blob(b, false);
+        co_return errorf(Errc::invalid_argument, fmt::format("blob {} has no parent", id_str(id)));
+    }
+    co_await freeze(*b);
+    BlobImpl* p = b->parent;
+    std::vector<uint32_t> next = b->md.clusters;
+    std::vector<uint32_t> fresh;
+    Result<void> r;
+    for (uint64_t i = 0; i < next.size() && r.ok(); ++i) {
+        if (next[i] != kUnallocated) continue;
+        const BlobImpl* src = only_parent
+                                  ? (i < p->md.clusters.size() && p->md.clusters[i] != kUnallocated ? p : nullptr)
+                                  : b->backing_ancestor(i);
+        if (only_parent && src == nullptr) continue;
+        const uint64_t k = alloc_cluster();
+        if (k == UINT64_MAX) {
+            r = errorf(Errc::no_space, fmt::format("no space to inflate blob {}", id_str(id)));
+            break;
+        }
+        fresh.push_back(static_cast<uint32_t>(k));
+        next[i] = static_cast<uint32_t>(k);
+        r = co_await fill_cluster(src, i, static_cast<uint32_t>(k));
+    }
+    if (r.ok()) r = co_await flush();  // rule 1
+    const BlobMd saved = b->md;
+    if (r.ok()) {
+        b->md.clusters = std::move(next);
+        b->md.parent_id = only_parent ? p->md.parent_id : kInvalidBlobId;
+        if (!only_parent) b->md.flags &= ~uint32_t{format::kFlagThin};
+        r = co_await persist(*b);
+        if (!r.ok()) b->md = saved;
+    }
+    if (!r.ok()) {
+        for (uint32_t k : fresh) used_clusters.clear(k);
+        co_await unfreeze(*b);
+        (void)co_await close_blob(b, false);
+        co_return r;
+    }
+    BlobImpl* np = only_parent ? p->parent : nullptr;
+    if (np) np->internal_refs++;
+    b->parent = np;
+    entries[id].parent = b->md.parent_id;
+    co_await unfreeze(*b);
+    if (p) (void)co_await close_blob(p, false);  // b's reference
+    (void)co_await close_blob(b, false);
+    co_return Result<void>{};
+}
+
+Task<Result<void>> StoreImpl::resize(BlobImpl& b, uint64_t n) {
+    auto lock = co_await md_lock();
+    if (b.md.flags & format::kFlagReadOnly)
+        co_return errorf(Errc::permission_denied, fmt::format("blob {} is read-only", id_str(b.id)));
+    if (n > g.max_clusters_per_blob)
+        co_return errorf(Errc::invalid_argument,
+                         fmt::format("{} clusters exceed the limit {}", n, g.max_clusters_per_blob));
+    co_await freeze(b);
+    const BlobMd saved = b.md;
+    std::vector<uint32_t> fresh, freed;
+    Result<void> r;
+    if (n > b.md.clusters.size()) {
+        const uint64_t add = n - b.md.clusters.size();
+        for (uint64_t i = 0; i < add && !(b.md.flags & format::kFlagThin); ++i) {
+            const uint64_t k = alloc_cluster();
+            if (k == UINT64_MAX) {
+                r = errorf(Errc::no_space, fmt::format("no space to grow blob {}", id_str(b.id)));
+                break;
+            }
+            fresh.push_back(static_cast<uint32_t>(k));
+        }
+        if (r.ok()) r = co_await zero_clusters(fresh);
+        if (r.ok() && !fresh.empty()) r = co_await flush();  // rule 1
+        if (r.ok()) {
+            b.md.clusters.resize(n, kUnallocated);
+            std::copy(fresh.begin(), fresh.end(), b.md.clusters.end() - static_cast<ptrdiff_t>(fresh.size()));
+        }
+    } else {
+        for (uint64_t i = n; i < b.md.clusters.size(); ++i)
+            if (b.md.clusters[i] != kUnallocated) freed.push_back(b.md.clusters[i]);
+        b.md.clusters.resize(n);
+    }
+    if (r.ok()) r = co_await persist(b);
+    if (!r.ok()) {
+        b.md = saved;
+        for (uint32_t k : fresh) used_clusters.clear(k);
+    } else {
+        for (uint32_t k : freed) used_clusters.clear(k);  // rule 3: after the md no longer maps them
+    }
+    b.refresh_atomics();
+    co_await unfreeze(b);
+    co_return r;
+}
+
+Task<Result<void>> StoreImpl::sync_md(BlobImpl& b) {
+    auto lock = co_await md_lock();
+    if (!b.dirty) co_return Result<void>{};
+    b.dirty = false;
+    auto r = co_await persist(b);
+    if (!r.ok()) b.dirty = true;
+    co_return r;
+}
+
+// ---- Blob --------------------------------------------------------------------------------------
+
+BlobId Blob::id() const noexcept { return impl_->id; }
+uint64_t Blob::num_clusters() const noexcept { return impl_->clusters_atomic(); }
+uint64_t Blob::num_io_units() const noexcept {
+    return impl_->clusters_atomic() * impl_->bs.units_per_cluster;
+}
+uint64_t Blob::num_allocated_clusters() const noexcept {
+    uint64_t n = 0;
+    for (uint32_t c : impl_->md.clusters) n += c != kUnallocated;
+    return n;
+}
+bool Blob::is_thin() const noexcept { return impl_->md.flags & format::kFlagThin; }
+bool Blob::is_read_only() const noexcept { return impl_->read_only_.load(std::memory_order_acquire); }
+bool Blob::is_snapshot() const noexcept {
+    if (impl_->md.flags & format::kFlagSnapshot) return true;
+    for (auto& [id, e] : impl_->bs.entries)
+        if (e.parent == impl_->id) return true;
+    return false;
+}
+bool Blob::is_clone() const noexcept { return impl_->md.parent_id != kInvalidBlobId; }
+BlobId Blob::parent_id() const noexcept { return impl_->md.parent_id; }
+bool Blob::is_cluster_allocated(uint64_t i) const noexcept {
+    return i < impl_->md.clusters.size() && impl_->cluster(i) != kUnallocated;
+}
+
+Result<void> Blob::set_xattr(std::string_view name, std::span<const uint8_t> value) {
+    if (name.empty() || 4 + name.size() + value.size() > format::kMaxXattrPayload)
+        return errorf(Errc::invalid_argument,
+                      fmt::format("xattr '{}': empty name or too long", name));
+    for (Xattr& x : impl_->md.xattrs) {
+        if (x.name == name) {
+            x.value.assign(value.begin(), value.end());
+            impl_->dirty = true;
+            return {};
+        }
+    }
+    impl_->md.xattrs.push_back({std::string(name), {value.begin(), value.end()}});
+    impl_->dirty = true;
+    return {};
+}
+Result<void> Blob::set_xattr(std::string_view name, std::string_view value) {
+    return set_xattr(name, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(value.data()),
+                                                    value.size()));
+}
+Result<std::span<const uint8_t>> Blob::get_xattr(std::string_view name) const {
+    for (const Xattr& x : impl_->md.xattrs)
+        if (x.name == name) return std::span<const uint8_t>(x.value);
+    return errorf(Errc::not_found, fmt::format("xattr '{}' not found", name));
+}
+Result<void> Blob::remove_xattr(std::string_view name) {
+    auto& xs = impl_->md.xattrs;
+    for (auto it = xs.begin(); it != xs.end(); ++it) {
+        if (it->name == name) {
+            xs.erase(it);
+            impl_->dirty = true;
+            return {};
+        }
+    }
+    return errorf(Errc::not_found, fmt::format("xattr '{}' not found", name));
+}
+std::vector<std::string> Blob::xattr_names() const {
+    std::vector<std::string> out;
+    for (const Xattr& x : impl_->md.xattrs) out.push_back(x.name);
+    return out;
+}
+void Blob::set_read_only() {
+    impl_->md.flags |= format::kFlagReadOnly;
+    impl_->dirty = true;
+    impl_->refresh_atomics();
+}
+
+// Runs a StoreImpl operation on the md Thread and comes back to the caller's Thread.
+#define STRATA_BLOB_HOP(md_thread, expr)                                         \
+    runtime::Thread* caller_ = runtime::current_thread();                        \
+    co_await runtime::resume_on(*(md_thread));                                   \
+    auto result_ = co_await (expr);                                              \
+    if (caller_ != nullptr) co_await runtime::resume_on(*caller_);               \
+    co_return result_
+
+Task<Result<void>> Blob::resize(uint64_t num_clusters) {
+    STRATA_BLOB_HOP(impl_->bs.md_thread, impl_->bs.resize(*impl_, num_clusters));
+}
+Task<Result<void>> Blob::sync_md() { STRATA_BLOB_HOP(impl_->bs.md_thread, impl_->bs.sync_md(*impl_)); }
+
+// ---- BlobStore ---------------------------------------------------------------------------------
+
+BlobStore::BlobStore(std::unique_ptr<StoreImpl> impl) : impl_(std::move(impl)) {}
+BlobStore::~BlobStore() = default;
+
+Task<Result<std::unique_ptr<BlobStore>>> BlobStore::init(std::string bdev_name, BsOptions options) {
+    auto impl = std::make_unique<StoreImpl>();
+    auto r = co_await impl->open_bdev(bdev_name);
+    if (r.ok()) r = co_await impl->format(options);
+    if (!r.ok()) {
+        impl->close_bdev();
+        co_return r.error();
+    }
+    runtime::register_io_device(*impl);
+    co_return std::unique_ptr<BlobStore>(new BlobStore(std::move(impl)));
+}
+
+Task<Result<std::unique_ptr<BlobStore>>> BlobStore::load(std::string bdev_name, LoadOptions options) {
+    auto impl = std::make_unique<StoreImpl>();
+    auto r = co_await impl->open_bdev(bdev_name);
+    if (r.ok()) r = co_await impl->load(options);
+    if (!r.ok()) {
+        impl->close_bdev();
+        co_return r.error();
+    }
+    runtime::register_io_device(*impl);
+    co_return std::unique_ptr<BlobStore>(new BlobStore(std::move(impl)));
+}
+
+namespace {
+Task<Result<void>> locked_unload(StoreImpl& s) {
+    auto lock = co_await s.md_lock();
+    co_return co_await s.unload();
+}
+Task<Result<Blob*>> locked_open(StoreImpl& s, BlobId id) {
+    auto lock = co_await s.md_lock();
+    if (s.unloading) co_return Error(Errc::shutdown, "blobstore is unloading");
+    auto r = co_await s.open_blob(id, true);
+    if (!r.ok()) co_return r.error();
+    co_return &(*r)->handle;
+}
+Task<Result<void>> locked_close(StoreImpl& s, BlobImpl* b) {
+    auto lock = co_await s.md_lock();
+    co_return co_await s.close_blob(b, true);
+}
+}  // namespace
+
+Task<Result<void>> BlobStore::unload() { STRATA_BLOB_HOP(impl_->md_thread, locked_unload(*impl_)); }
+
+runtime::Thread& BlobStore::md_thread() const noexcept { return *impl_->md_thread; }
+
+BsInfo BlobStore::info() const {
+    const StoreImpl& s = *impl_;
+    BsInfo i;
+    i.cluster_sz = s.g.cluster_size;
+    i.io_unit_size = s.g.io_unit_size;
+    i.total_clusters = s.g.total_clusters;
+    i.free_clusters = s.g.total_clusters - s.used_clusters.count();
+    i.num_md_pages = s.g.num_md_pages;
+    i.used_md_pages = static_cast<uint32_t>(s.used_pages.count());
+    i.max_blobs = s.g.max_blobs;
+    i.bstype = s.bstype;
+    i.loaded_dirty = s.loaded_dirty;
+    return i;
+}
+
+Task<Result<BlobId>> BlobStore::create_blob(BlobOptions options) {
+    STRATA_BLOB_HOP(impl_->md_thread, impl_->create_blob(std::move(options)));
+}
+Task<Result<Blob*>> BlobStore::open_blob(BlobId id) {
+    STRATA_BLOB_HOP(impl_->md_thread, locked_open(*impl_, id));
+}
+Task<Result<void>> BlobStore::close_blob(Blob* blob) {
+    STRATA_BLOB_HOP(impl_->md_thread, locked_close(*impl_, &blob->impl()));
+}
+Task<Result<void>> BlobStore::delete_blob(BlobId id) {
+    STRATA_BLOB_HOP(impl_->md_thread, impl_->delete_blob(id));
+}
+Task<Result<BlobId>> BlobStore::create_snapshot(BlobId id, std::vector<Xattr> xattrs) {
+    STRATA_BLOB_HOP(impl_->md_thread, impl_->create_snapshot(id, std::move(xattrs)));
+}
+Task<Result<BlobId>> BlobStore::create_clone(BlobId snapshot_id, std::vector<Xattr> xattrs) {
+    STRATA_BLOB_HOP(impl_->md_thread, impl_->create_clone(snapshot_id, std::move(xattrs)));
+}
+Task<Result<void>> BlobStore::inflate(BlobId id) {
+    STRATA_BLOB_HOP(impl_->md_thread, impl_->inflate(id, false));
+}
+Task<Result<void>> BlobStore::decouple_parent(BlobId id) {
+    STRATA_BLOB_HOP(impl_->md_thread, impl_->inflate(id, true));
+}
+
+BlobId BlobStore::first_blob_id() const noexcept {
+    return impl_->entries.empty() ? kInvalidBlobId : impl_->entries.begin()->first;
+}
+BlobId BlobStore::next_blob_id(BlobId prev) const noexcept {
+    auto it = impl_->entries.upper_bound(prev);
+    return it == impl_->entries.end() ? kInvalidBlobId : it->first;
+}
+std::vector<BlobId> BlobStore::clones(BlobId snapshot_id) const {
+    std::vector<BlobId> out;
+    for (auto& [id, e] : impl_->entries)
+        if (e.parent == snapshot_id) out.push_back(id);
+    return out;
+}
+
+}  // namespace strata::blob

@@ -1,0 +1,804 @@
+// The blobstore on malloc bdevs under the simulator: format and load, each blob operation, thin
+// allocation, snapshots/clones/inflate/decouple, dirty load rebuilding the same masks, corrupt
+// metadata refused, several Threads doing I/O at once, and "power cuts" taken by copying the
+// bdev's bytes at arbitrary points of a workload and loading the copy dirty.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include <strata/bdev/bdev.h>
+#include <strata/bdev/module.h>
+#include <strata/blob/blobstore.h>
+#include <strata/env/env.h>
+#include <strata/runtime/sim_fixture.h>
+
+#include "format.h"
+#include "internal.h"
+#include "malloc/malloc.h"
+
+namespace strata::blob {
+namespace {
+
+using runtime::Task;
+
+constexpr uint32_t kBlock = 512;
+constexpr uint32_t kCluster = 64 * 1024;
+constexpr uint64_t kUnitsPerCluster = kCluster / kBlock;
+constexpr uint64_t kBdevBlocks = 16 * 1024 * 1024 / kBlock;  // 16 MiB: 256 clusters
+
+struct IoDone {
+    int calls = 0;
+    Status status;
+    static void cb(void* ctx, Status s) {
+        auto* d = static_cast<IoDone*>(ctx);
+        ++d->calls;
+        d->status = s;
+    }
+};
+
+void pattern(std::vector<uint8_t>& v, int seed) {
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>(i * 13 + seed * 101 + (i >> 9));
+}
+
+class BlobTest : public runtime::testing::SimFixture {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(env::init().ok());
+        start_sim(7, 3);
+        make_malloc("Malloc0");
+    }
+    void TearDown() override {
+        if (bs) {
+            release_channels();
+            if (!bs->impl().unloading) (void)run(bs->unload());
+            on(t0(), [&] { bs.reset(); });
+        }
+        for (bdev::Bdev* b : bdev::list()) {
+            bool gone = false;
+            on(t0(), [&] { bdev::unregister_bdev(b->name(), [&](Result<void>) { gone = true; }); });
+            EXPECT_TRUE(poll_until([&] { return gone; }));
+        }
+        run_until_idle();
+        SimFixture::TearDown();
+        env::fini();
+    }
+    runtime::Thread* t0() { return threads[0]; }
+
+    void make_malloc(const std::string& name) {
+        on(t0(), [&] { ASSERT_TRUE(bdev::malloc_create({name, kBdevBlocks, kBlock, {}, 0}).ok()); });
+    }
+
+    // Runs a Task on t0 (or `th`) and drives the sim until it finishes.
+    template <class T>
+    T run(Task<T> task, runtime::Thread* th = nullptr) {
+        std::optional<T> out;
+        runtime::spawn(*(th ? th : t0()), std::move(task), [&](T v) { out.emplace(std::move(v)); });
+        EXPECT_TRUE(poll_until([&] { return out.has_value(); }, 600 * runtime::kNsPerSec)) << "task hung";
+        return std::move(*out);
+    }
+
+    void init_store(BsOptions o = {.cluster_sz = kCluster}) {
+        auto r = run(BlobStore::init("Malloc0", o));
+        ASSERT_TRUE(r.ok()) << r.error().message();
+        bs = std::move(*r);
+    }
+    Result<std::unique_ptr<BlobStore>> load_store(const std::string& name = "Malloc0") {
+        return run(BlobStore::load(name));
+    }
+    void reload() {  // clean unload + load
+        release_channels();
+        auto u = run(bs->unload());
+        ASSERT_TRUE(u.ok()) << u.error().message();
+        on(t0(), [&] { bs.reset(); });
+        auto r = load_store();
+        ASSERT_TRUE(r.ok()) << r.error().message();
+        bs = std::move(*r);
+    }
+
+    Channel* channel(runtime::Thread* th) {
+        auto& c = chans[th];
+        if (!c) on(th, [&] { c = bs->get_channel(); });
+        return c;
+    }
+    void release_channels() {
+        for (auto& [th, c] : chans)
+            if (c) on(th, [&, cc = c] { put_channel(cc); });
+        chans.clear();
+        run_until_idle();
+    }
+
+    Blob* open(BlobId id) {
+        auto r = run(bs->open_blob(id));
+        EXPECT_TRUE(r.ok()) << r.error().message();
+        return r.ok() ? *r : nullptr;
+    }
+    void close(Blob* b) {
+        auto r = run(bs->close_blob(b));
+        EXPECT_TRUE(r.ok()) << r.error().message();
+    }
+    BlobId create(uint64_t clusters, bool thin, std::vector<Xattr> xattrs = {}) {
+        auto r = run(bs->create_blob({clusters, thin, std::move(xattrs)}));
+        EXPECT_TRUE(r.ok()) << r.error().message();
+        return r.ok() ? *r : kInvalidBlobId;
+    }
+
+    Status io(Blob* b, bool is_write, std::vector<uint8_t>& buf, uint64_t off, runtime::Thread* th = nullptr) {
+        th = th ? th : t0();
+        Channel* ch = channel(th);
+        IoDone d;
+        Status s;
+        const uint64_t n = buf.size() / kBlock;
+        on(th, [&] {
+            s = is_write ? write(*ch, *b, buf.data(), off, n, IoDone::cb, &d)
+                         : read(*ch, *b, buf.data(), off, n, IoDone::cb, &d);
+        });
+        if (!s.ok()) return s;
+        EXPECT_EQ(d.calls, 0) << "callback inside submit";
+        EXPECT_TRUE(poll_until([&] { return d.calls > 0; }));
+        return d.status;
+    }
+    std::vector<uint8_t> read_back(Blob* b, uint64_t off, uint64_t units) {
+        std::vector<uint8_t> v(units * kBlock, 0xee);
+        Status s = io(b, false, v, off);
+        EXPECT_TRUE(s.ok()) << s.to_string();
+        return v;
+    }
+
+    // The whole bdev, read in one I/O (one atomic step of the sim: a consistent "power cut").
+    std::vector<uint8_t> image(const std::string& name = "Malloc0") {
+        std::vector<uint8_t> img(kBdevBlocks * kBlock);
+        bdev_rw(name, false, img.data(), 0, kBdevBlocks);
+        return img;
+    }
+    void bdev_rw(const std::string& name, bool is_write, void* buf, uint64_t lba, uint64_t n) {
+        bool done = false;
+        bdev::IoStatus st;
+        std::unique_ptr<bdev::Desc> d;
+        bdev::Channel* ch = nullptr;
+        on(t0(), [&] {
+            auto r = bdev::open(name, true);
+            ASSERT_TRUE(r.ok());
+            d = std::move(*r);
+            ch = d->get_channel();
+            auto cb = [](void* ctx, const bdev::IoStatus& s) {
+                auto* p = static_cast<std::pair<bool*, bdev::IoStatus*>*>(ctx);
+                *p->second = s;
+                *p->first = true;
+            };
+            static std::pair<bool*, bdev::IoStatus*> ctx;
+            ctx = {&done, &st};
+            Status s = is_write ? bdev::write(*d, *ch, buf, lba, n, cb, &ctx)
+                                : bdev::read(*d, *ch, buf, lba, n, cb, &ctx);
+            ASSERT_TRUE(s.ok());
+        });
+        ASSERT_TRUE(poll_until([&] { return done; }));
+        EXPECT_TRUE(st.ok());
+        on(t0(), [&] {
+            bdev::put_channel(ch);
+            d.reset();
+        });
+    }
+    void restore(const std::string& name, std::vector<uint8_t>& img) {
+        bdev_rw(name, true, img.data(), 0, kBdevBlocks);
+    }
+
+    std::unique_ptr<BlobStore> bs;
+    std::map<runtime::Thread*, Channel*> chans;
+};
+
+TEST_F(BlobTest, FormatAndCleanLoad) {
+    init_store({.cluster_sz = kCluster, .bstype = "lvs"});
+    BsInfo i = bs->info();
+    EXPECT_EQ(i.cluster_sz, kCluster);
+    EXPECT_EQ(i.io_unit_size, kBlock);
+    EXPECT_EQ(i.total_clusters, 256u);
+    EXPECT_EQ(i.max_blobs, 64u);
+    const uint64_t free0 = i.free_clusters;
+    EXPECT_EQ(free0, 239u);  // 17 clusters: super block, masks, 256 md pages
+    EXPECT_EQ(bs->first_blob_id(), kInvalidBlobId);
+    reload();
+    EXPECT_FALSE(bs->info().loaded_dirty);
+    EXPECT_EQ(bs->info().free_clusters, free0);
+    EXPECT_EQ(bs->info().bstype, "lvs");
+    // A bstype mismatch is refused.
+    release_channels();
+    ASSERT_TRUE(run(bs->unload()).ok());
+    on(t0(), [&] { bs.reset(); });
+    auto bad = run(BlobStore::load("Malloc0", {.bstype = "other"}));
+    EXPECT_EQ(bad.code(), Errc::invalid_argument);
+    EXPECT_EQ(run(BlobStore::load("nope")).code(), Errc::not_found);
+}
+
+TEST_F(BlobTest, InitRefusesBadGeometry) {
+    EXPECT_EQ(run(BlobStore::init("Malloc0", {.cluster_sz = 1000})).code(), Errc::invalid_argument);
+    EXPECT_EQ(run(BlobStore::init("Malloc0", {.cluster_sz = 32u << 20})).code(), Errc::invalid_argument);
+    // Not a blobstore.
+    EXPECT_EQ(load_store().code(), Errc::corrupt);
+}
+
+TEST_F(BlobTest, ThickBlobWriteReadXattrsReload) {
+    init_store();
+    const uint64_t free0 = bs->info().free_clusters;
+    BlobId id = create(4, false, {{"name", {'a', 'b'}}});
+    EXPECT_EQ(bs->info().free_clusters, free0 - 4);
+    Blob* b = open(id);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(b->num_clusters(), 4u);
+    EXPECT_EQ(b->num_allocated_clusters(), 4u);
+    EXPECT_FALSE(b->is_thin());
+    // Thick clusters read zeroes before any write.
+    auto z = read_back(b, 0, 8);
+    EXPECT_TRUE(std::all_of(z.begin(), z.end(), [](uint8_t c) { return c == 0; }));
+    // A write spanning a cluster boundary.
+    std::vector<uint8_t> w(kCluster + 4 * kBlock);
+    pattern(w, 1);
+    ASSERT_TRUE(io(b, true, w, kUnitsPerCluster - 2).ok());
+    EXPECT_EQ(read_back(b, kUnitsPerCluster - 2, w.size() / kBlock), w);
+    // Out of range.
+    std::vector<uint8_t> one(kBlock);
+    EXPECT_EQ(io(b, true, one, 4 * kUnitsPerCluster).code(), Errc::invalid_argument);
+    // Xattrs.
+    on(t0(), [&] {
+        EXPECT_TRUE(b->set_xattr("color", std::string_view("blue")).ok());
+        EXPECT_TRUE(b->set_xattr("name", std::string_view("vol0")).ok());
+        EXPECT_EQ(b->get_xattr("missing").code(), Errc::not_found);
+        EXPECT_EQ(b->set_xattr("", std::string_view("x")).code(), Errc::invalid_argument);
+        EXPECT_EQ(b->set_xattr("big", std::string(5000, 'x')).code(), Errc::invalid_argument);
+    });
+    ASSERT_TRUE(run(b->sync_md()).ok());
+    close(b);
+    reload();
+    b = open(id);
+    ASSERT_NE(b, nullptr);
+    on(t0(), [&] {
+        auto v = b->get_xattr("name");
+        ASSERT_TRUE(v.ok());
+        EXPECT_EQ(std::string(v->begin(), v->end()), "vol0");
+        EXPECT_EQ(b->xattr_names().size(), 2u);
+        EXPECT_TRUE(b->remove_xattr("color").ok());
+        EXPECT_EQ(b->remove_xattr("color").code(), Errc::not_found);
+    });
+    EXPECT_EQ(read_back(b, kUnitsPerCluster - 2, w.size() / kBlock), w);
+    close(b);  // close syncs the removal
+    reload();
+    b = open(id);
+    on(t0(), [&] { EXPECT_EQ(b->xattr_names(), std::vector<std::string>{"name"}); });
+    close(b);
+}
+
+TEST_F(BlobTest, ThinAllocationCounting) {
+    init_store();
+    const uint64_t free0 = bs->info().free_clusters;
+    BlobId id = create(10, true);
+    EXPECT_EQ(bs->info().free_clusters, free0);
+    Blob* b = open(id);
+    EXPECT_TRUE(b->is_thin());
+    EXPECT_EQ(b->num_allocated_clusters(), 0u);
+    std::vector<uint8_t> w(2 * kBlock);
+    pattern(w, 2);
+    ASSERT_TRUE(io(b, true, w, 3 * kUnitsPerCluster + 5).ok());
+    EXPECT_EQ(b->num_allocated_clusters(), 1u);
+    EXPECT_TRUE(b->is_cluster_allocated(3));
+    EXPECT_EQ(bs->info().free_clusters, free0 - 1);
+    // The rest of the new cluster and every other cluster read zeroes.
+    auto r = read_back(b, 3 * kUnitsPerCluster, kUnitsPerCluster);
+    EXPECT_EQ(std::vector<uint8_t>(r.begin() + 5 * kBlock, r.begin() + 7 * kBlock), w);
+    EXPECT_TRUE(std::all_of(r.begin(), r.begin() + 5 * kBlock, [](uint8_t c) { return c == 0; }));
+    auto r0 = read_back(b, 0, kUnitsPerCluster);
+    EXPECT_TRUE(std::all_of(r0.begin(), r0.end(), [](uint8_t c) { return c == 0; }));
+    // A second write to the same cluster allocates nothing.
+    ASSERT_TRUE(io(b, true, w, 3 * kUnitsPerCluster + 100).ok());
+    EXPECT_EQ(b->num_allocated_clusters(), 1u);
+    // Unmap and write_zeroes of unallocated clusters allocate nothing either.
+    IoDone d;
+    on(t0(), [&] { ASSERT_TRUE(write_zeroes(*channel(t0()), *b, 0, kUnitsPerCluster, IoDone::cb, &d).ok()); });
+    ASSERT_TRUE(poll_until([&] { return d.calls == 1; }));
+    EXPECT_EQ(b->num_allocated_clusters(), 1u);
+    close(b);
+    reload();
+    b = open(id);
+    EXPECT_EQ(b->num_allocated_clusters(), 1u);
+    EXPECT_EQ(bs->info().free_clusters, free0 - 1);
+    r = read_back(b, 3 * kUnitsPerCluster + 5, 2);
+    EXPECT_EQ(r, w);
+    close(b);
+}
+
+TEST_F(BlobTest, ThinWritesFillTheStoreThenNoSpace) {
+    init_store();
+    const uint64_t free0 = bs->info().free_clusters;
+    BlobId id = create(free0 + 2, true);
+    Blob* b = open(id);
+    std::vector<uint8_t> w(kBlock, 0x5a);
+    for (uint64_t c = 0; c < free0; ++c) ASSERT_TRUE(io(b, true, w, c * kUnitsPerCluster).ok());
+    EXPECT_EQ(bs->info().free_clusters, 0u);
+    EXPECT_EQ(io(b, true, w, free0 * kUnitsPerCluster).code(), Errc::no_space);
+    close(b);
+    ASSERT_TRUE(run(bs->delete_blob(id)).ok());
+    EXPECT_EQ(bs->info().free_clusters, free0);
+}
+
+TEST_F(BlobTest, ResizeReadOnlyIterationDelete) {
+    init_store();
+    const uint64_t free0 = bs->info().free_clusters;
+    BlobId a = create(2, false), t = create(1, true), c = create(0, false);
+    std::vector<BlobId> ids;
+    for (BlobId i = bs->first_blob_id(); i != kInvalidBlobId; i = bs->next_blob_id(i)) ids.push_back(i);
+    EXPECT_EQ(ids, (std::vector<BlobId>{a, t, c}));
+    Blob* b = open(a);
+    ASSERT_TRUE(run(b->resize(5)).ok());
+    EXPECT_EQ(b->num_clusters(), 5u);
+    EXPECT_EQ(bs->info().free_clusters, free0 - 5);
+    std::vector<uint8_t> w(kBlock);
+    pattern(w, 3);
+    ASSERT_TRUE(io(b, true, w, 4 * kUnitsPerCluster).ok());
+    ASSERT_TRUE(run(b->resize(1)).ok());
+    EXPECT_EQ(bs->info().free_clusters, free0 - 1);
+    EXPECT_EQ(io(b, true, w, 4 * kUnitsPerCluster).code(), Errc::invalid_argument);
+    EXPECT_EQ(run(b->resize(1u << 20)).code(), Errc::invalid_argument);
+    on(t0(), [&] { b->set_read_only(); });
+    EXPECT_EQ(io(b, true, w, 0).code(), Errc::permission_denied);
+    EXPECT_EQ(run(b->resize(2)).code(), Errc::permission_denied);
+    // Deleting an open blob is refused.
+    EXPECT_EQ(run(bs->delete_blob(a)).code(), Errc::busy);
+    close(b);
+    reload();
+    b = open(a);
+    EXPECT_TRUE(b->is_read_only());
+    EXPECT_EQ(b->num_clusters(), 1u);
+    close(b);
+    ASSERT_TRUE(run(bs->delete_blob(a)).ok());
+    ASSERT_TRUE(run(bs->delete_blob(t)).ok());
+    EXPECT_EQ(run(bs->delete_blob(a)).code(), Errc::not_found);
+    EXPECT_EQ(run(bs->open_blob(a)).code(), Errc::not_found);
+    EXPECT_EQ(bs->first_blob_id(), c);
+    EXPECT_EQ(bs->info().free_clusters, free0);
+    reload();
+    EXPECT_EQ(bs->first_blob_id(), c);
+    EXPECT_EQ(bs->next_blob_id(c), kInvalidBlobId);
+    // The freed id is reused, and the reused slot's old metadata does not come back.
+    BlobId again = create(1, false);
+    EXPECT_EQ(again, a);
+    Blob* nb = open(again);
+    EXPECT_FALSE(nb->is_read_only());
+    close(nb);
+}
+
+TEST_F(BlobTest, ManyXattrsSpanSeveralMetadataPages) {
+    init_store();
+    std::vector<Xattr> xs;
+    for (int i = 0; i < 40; ++i) xs.push_back({"key" + std::to_string(i), std::vector<uint8_t>(300, uint8_t(i))});
+    BlobId id = create(3, false, xs);
+    reload();
+    Blob* b = open(id);
+    ASSERT_NE(b, nullptr);
+    EXPECT_GT(b->impl().ext_pages.size(), 1u);
+    on(t0(), [&] {
+        for (int i = 0; i < 40; ++i) {
+            auto v = b->get_xattr("key" + std::to_string(i));
+            ASSERT_TRUE(v.ok());
+            EXPECT_EQ(v->size(), 300u);
+            EXPECT_EQ((*v)[7], uint8_t(i));
+        }
+    });
+    close(b);
+}
+
+TEST_F(BlobTest, SnapshotCloneInflateDecouple) {
+    init_store();
+    BlobId id = create(4, false);
+    Blob* b = open(id);
+    std::vector<uint8_t> orig(4 * kCluster);
+    pattern(orig, 4);
+    ASSERT_TRUE(io(b, true, orig, 0).ok());
+    auto snap = run(bs->create_snapshot(id, {{"snap", {'1'}}}));
+    ASSERT_TRUE(snap.ok()) << snap.error().message();
+    EXPECT_EQ(b->parent_id(), *snap);
+    EXPECT_TRUE(b->is_thin());
+    EXPECT_EQ(b->num_allocated_clusters(), 0u);
+    EXPECT_EQ(read_back(b, 0, 4 * kUnitsPerCluster), orig);
+    // Copy on write: the first write to a cluster copies the snapshot's data around it.
+    std::vector<uint8_t> w(kBlock, 0x77);
+    ASSERT_TRUE(io(b, true, w, kUnitsPerCluster + 3).ok());
+    EXPECT_EQ(b->num_allocated_clusters(), 1u);
+    std::vector<uint8_t> expect = orig;
+    std::memcpy(expect.data() + kCluster + 3 * kBlock, w.data(), kBlock);
+    EXPECT_EQ(read_back(b, 0, 4 * kUnitsPerCluster), expect);
+    // The snapshot keeps the old data and refuses writes.
+    Blob* s = open(*snap);
+    EXPECT_TRUE(s->is_read_only());
+    EXPECT_TRUE(s->is_snapshot());
+    EXPECT_EQ(read_back(s, 0, 4 * kUnitsPerCluster), orig);
+    EXPECT_EQ(io(s, true, w, 0).code(), Errc::permission_denied);
+    close(s);
+    // A clone of the snapshot.
+    auto clone = run(bs->create_clone(*snap));
+    ASSERT_TRUE(clone.ok()) << clone.error().message();
+    EXPECT_EQ(run(bs->create_clone(id)).code(), Errc::invalid_argument);  // not read-only
+    Blob* c = open(*clone);
+    EXPECT_EQ(read_back(c, 0, 4 * kUnitsPerCluster), orig);
+    EXPECT_EQ(bs->clones(*snap).size(), 2u);
+    // Several clones: deleting the snapshot is refused.
+    EXPECT_EQ(run(bs->delete_blob(*snap)).code(), Errc::busy);
+    // Decouple the clone: it owns copies of the snapshot's clusters and has no parent.
+    ASSERT_TRUE(run(bs->decouple_parent(*clone)).ok());
+    EXPECT_EQ(c->parent_id(), kInvalidBlobId);
+    EXPECT_EQ(c->num_allocated_clusters(), 4u);
+    EXPECT_EQ(read_back(c, 0, 4 * kUnitsPerCluster), orig);
+    close(c);
+    close(b);
+    reload();
+    b = open(id);
+    EXPECT_EQ(read_back(b, 0, 4 * kUnitsPerCluster), expect);
+    // One clone left: deleting the snapshot merges it into the blob.
+    EXPECT_EQ(bs->clones(*snap), std::vector<BlobId>{id});
+    const uint64_t free_before = bs->info().free_clusters;
+    ASSERT_TRUE(run(bs->delete_blob(*snap)).ok());
+    EXPECT_EQ(b->parent_id(), kInvalidBlobId);
+    EXPECT_EQ(b->num_allocated_clusters(), 4u);
+    EXPECT_EQ(bs->info().free_clusters, free_before);  // clusters moved, none freed
+    EXPECT_EQ(read_back(b, 0, 4 * kUnitsPerCluster), expect);
+    close(b);
+    reload();
+    b = open(id);
+    EXPECT_EQ(read_back(b, 0, 4 * kUnitsPerCluster), expect);
+    // Inflate: snapshot again, then inflate the blob; it reads the same and is independent.
+    auto snap2 = run(bs->create_snapshot(id));
+    ASSERT_TRUE(snap2.ok());
+    ASSERT_TRUE(run(bs->inflate(id)).ok());
+    EXPECT_EQ(b->parent_id(), kInvalidBlobId);
+    EXPECT_FALSE(b->is_thin());
+    EXPECT_EQ(read_back(b, 0, 4 * kUnitsPerCluster), expect);
+    close(b);
+    ASSERT_TRUE(run(bs->delete_blob(*snap2)).ok());
+    b = open(id);
+    EXPECT_EQ(read_back(b, 0, 4 * kUnitsPerCluster), expect);
+    close(b);
+}
+
+TEST_F(BlobTest, SeveralThreadsDoIoAtOnce) {
+    init_store();
+    constexpr int kBlobs = 3;
+    std::vector<Blob*> blobs;
+    for (int i = 0; i < kBlobs; ++i) blobs.push_back(open(create(8, i != 0)));
+    // Each Thread writes its own stripe of every blob, all submitted before any completes.
+    constexpr int kWrites = 24;
+    std::vector<std::vector<uint8_t>> bufs(threads.size() * kWrites, std::vector<uint8_t>(4 * kBlock));
+    std::vector<IoDone> done(bufs.size());
+    for (size_t t = 0; t < threads.size(); ++t) channel(threads[t]);
+    for (size_t t = 0; t < threads.size(); ++t) {
+        on(threads[t], [&, t] {
+            for (int k = 0; k < kWrites; ++k) {
+                const size_t i = t * kWrites + k;
+                pattern(bufs[i], static_cast<int>(i));
+                Blob* b = blobs[k % kBlobs];
+                const uint64_t off = (k / kBlobs) * kUnitsPerCluster + t * 4;
+                ASSERT_TRUE(write(*chans[threads[t]], *b, bufs[i].data(), off, 4, IoDone::cb, &done[i]).ok());
+            }
+        });
+    }
+    ASSERT_TRUE(poll_until([&] {
+        for (auto& d : done)
+            if (d.calls == 0) return false;
+        return true;
+    }));
+    for (auto& d : done) EXPECT_TRUE(d.status.ok()) << d.status.to_string();
+    for (size_t t = 0; t < threads.size(); ++t)
+        for (int k = 0; k < kWrites; ++k) {
+            const uint64_t off = (k / kBlobs) * kUnitsPerCluster + t * 4;
+            EXPECT_EQ(read_back(blobs[k % kBlobs], off, 4), bufs[t * kWrites + k]);
+        }
+    // Thin blobs: exactly one cluster per distinct cluster written, however many raced.
+    EXPECT_EQ(blobs[1]->num_allocated_clusters(), 8u);
+    for (Blob* b : blobs) close(b);
+}
+
+TEST_F(BlobTest, SnapshotWhileIoInFlight) {
+    init_store();
+    BlobId id = create(4, true);
+    Blob* b = open(id);
+    std::vector<std::vector<uint8_t>> bufs(16, std::vector<uint8_t>(kBlock));
+    std::vector<IoDone> done(bufs.size());
+    Channel* ch = channel(threads[1]);
+    bool submitted = false;
+    ASSERT_TRUE(threads[1]->post([&] {
+        for (size_t i = 0; i < bufs.size(); ++i) {
+            pattern(bufs[i], static_cast<int>(i) + 50);
+            ASSERT_TRUE(write(*ch, *b, bufs[i].data(), i * 17, 1, IoDone::cb, &done[i]).ok());
+        }
+        submitted = true;
+    }).ok());
+    auto snap = run(bs->create_snapshot(id));
+    ASSERT_TRUE(snap.ok());
+    ASSERT_TRUE(poll_until([&] {
+        for (auto& d : done)
+            if (d.calls == 0) return false;
+        return submitted;
+    }));
+    for (size_t i = 0; i < bufs.size(); ++i) {
+        EXPECT_TRUE(done[i].status.ok());
+        EXPECT_EQ(read_back(b, i * 17, 1), bufs[i]);
+    }
+    close(b);
+}
+
+// ---- dirty load, corruption --------------------------------------------------------------------
+
+class BlobLoadTest : public BlobTest {
+protected:
+    struct Masks {
+        format::Bitmap clusters, pages, ids;
+        bool operator==(const Masks&) const = default;
+    };
+    Masks masks() {
+        auto& s = bs->impl();
+        return {s.used_clusters, s.used_pages, s.used_ids};
+    }
+    // A workload touching every kind of metadata; returns what should be durable.
+    void workload() {
+        BlobId a = create(3, false, {{"n", {'a'}}});
+        BlobId t = create(6, true);
+        Blob* tb = open(t);
+        std::vector<uint8_t> w(kBlock, 0x31);
+        for (uint64_t c : {0, 2, 5}) ASSERT_TRUE(io(tb, true, w, c * kUnitsPerCluster).ok());
+        auto s = run(bs->create_snapshot(t));
+        ASSERT_TRUE(s.ok());
+        ASSERT_TRUE(io(tb, true, w, 1 * kUnitsPerCluster).ok());
+        ASSERT_TRUE(run(bs->create_clone(*s)).ok());
+        close(tb);
+        Blob* ab = open(a);
+        ASSERT_TRUE(run(ab->resize(7)).ok());
+        close(ab);
+        BlobId gone = create(2, false);
+        ASSERT_TRUE(run(bs->delete_blob(gone)).ok());
+    }
+};
+
+TEST_F(BlobLoadTest, DirtyLoadRebuildsTheSameMasks) {
+    init_store();
+    workload();
+    const Masks live = masks();
+    // Copy the bdev as it is now (never unloaded: the super block says dirty).
+    auto img = image();
+    make_malloc("Malloc1");
+    restore("Malloc1", img);
+    auto copy = load_store("Malloc1");
+    ASSERT_TRUE(copy.ok()) << copy.error().message();
+    EXPECT_TRUE((*copy)->info().loaded_dirty);
+    auto& s = (*copy)->impl();
+    EXPECT_EQ(s.used_clusters, live.clusters);
+    EXPECT_EQ(s.used_pages, live.pages);
+    EXPECT_EQ(s.used_ids, live.ids);
+    ASSERT_TRUE(run((*copy)->unload()).ok());
+    on(t0(), [&] { copy->reset(); });
+    // Clean unload of the original gives the same masks again.
+    reload();
+    EXPECT_FALSE(bs->info().loaded_dirty);
+    EXPECT_TRUE(masks() == live);
+}
+
+TEST_F(BlobLoadTest, PowerCutAtArbitraryPointsLoadsConsistently) {
+    init_store();
+    // The workload runs as one Task while the test takes images between sim steps.
+    std::vector<std::vector<uint8_t>> images;
+    bool finished = false;
+    struct W {
+        static Task<Result<void>> run(BlobStore& bs) {
+            for (int round = 0; round < 3; ++round) {
+                BlobOptions o;
+                o.num_clusters = 4;
+                o.thin_provision = true;
+                o.xattrs.push_back(Xattr{"r", std::vector<uint8_t>(1, uint8_t(round))});
+                auto id = co_await bs.create_blob(std::move(o));
+                if (!id.ok()) co_return id.error();
+                auto b = co_await bs.open_blob(*id);
+                if (!b.ok()) co_return b.error();
+                auto snap = co_await bs.create_snapshot(*id);
+                if (!snap.ok()) co_return snap.error();
+                auto cl = co_await bs.create_clone(*snap);
+                if (!cl.ok()) co_return cl.error();
+                auto r = co_await (*b)->resize(6);
+                if (!r.ok()) co_return r;
+                r = co_await bs.close_blob(*b);
+                if (!r.ok()) co_return r;
+                r = co_await bs.delete_blob(*cl);
+                if (!r.ok()) co_return r;
+                r = co_await bs.delete_blob(*snap);  // merges into the blob
+                if (!r.ok()) co_return r;
+                if (round == 1) {
+                    r = co_await bs.inflate(*id);
+                    if (!r.ok()) co_return r;
+                }
+            }
+            co_return Result<void>{};
+        }
+    };
+    runtime::spawn(*t0(), W::run(*bs), [&](Result<void> r) {
+        EXPECT_TRUE(r.ok()) << r.error().message();
+        finished = true;
+    });
+    std::mt19937 rng(11);
+    while (!finished) {
+        for (int n = std::uniform_int_distribution<int>(1, 40)(rng); n > 0 && !finished; --n) sim->step();
+        if (finished) break;
+        // The image is taken on t0 inside one message: one atomic step.
+        std::vector<uint8_t> img(kBdevBlocks * kBlock);
+        bool got = false;
+        std::unique_ptr<bdev::Desc> d;
+        bdev::Channel* ch = nullptr;
+        ASSERT_TRUE(t0()->post([&] {
+            d = bdev::open("Malloc0", false).value();
+            ch = d->get_channel();
+            ASSERT_TRUE(bdev::read(*d, *ch, img.data(), 0, kBdevBlocks,
+                                   [](void* p, const bdev::IoStatus&) { *static_cast<bool*>(p) = true; },
+                                   &got).ok());
+        }).ok());
+        while (!got) sim->step();
+        on(t0(), [&] {
+            bdev::put_channel(ch);
+            d.reset();
+        });
+        images.push_back(std::move(img));
+    }
+    ASSERT_GT(images.size(), 5u);
+    make_malloc("Malloc1");
+    for (auto& img : images) {
+        restore("Malloc1", img);
+        auto copy = load_store("Malloc1");
+        ASSERT_TRUE(copy.ok()) << copy.error().message();
+        // Every blob the loaded store lists opens, and its clusters are its own.
+        auto& s = (*copy)->impl();
+        for (BlobId id = (*copy)->first_blob_id(); id != kInvalidBlobId; id = (*copy)->next_blob_id(id)) {
+            auto b = run((*copy)->open_blob(id));
+            ASSERT_TRUE(b.ok()) << b.error().message();
+            for (uint64_t i = 0; i < (*b)->num_clusters(); ++i)
+                if ((*b)->is_cluster_allocated(i))
+                    EXPECT_TRUE(s.used_clusters.test((*b)->impl().md.clusters[i]));
+            ASSERT_TRUE(run((*copy)->close_blob(*b)).ok());
+        }
+        ASSERT_TRUE(run((*copy)->unload()).ok());
+        on(t0(), [&] { copy->reset(); });
+    }
+}
+
+class BlobCorruptTest : public BlobTest {
+protected:
+    // Formats, creates blobs, unloads cleanly; returns the ids.
+    std::vector<BlobId> prepare(std::vector<Xattr> xs = {}) {
+        init_store();
+        std::vector<BlobId> ids{create(2, false, xs), create(2, false)};
+        release_channels();
+        EXPECT_TRUE(run(bs->unload()).ok());
+        on(t0(), [&] { bs.reset(); });
+        return ids;
+    }
+    format::Geometry geometry() {
+        auto img = image();
+        return *format::parse_super(img.data(), kBdevBlocks * kBlock, kBlock);
+    }
+    std::vector<uint8_t> page(uint64_t p) {
+        std::vector<uint8_t> v(kMdPageSize);
+        bdev_rw("Malloc0", false, v.data(), p * 8, 8);
+        return v;
+    }
+    void put_page(uint64_t p, std::vector<uint8_t>& v) { bdev_rw("Malloc0", true, v.data(), p * 8, 8); }
+    // The root page of the current generation of slot `slot`.
+    uint64_t current_root(const format::Geometry& g, uint32_t slot) {
+        auto a = page(g.md_start + 2 * slot), b = page(g.md_start + 2 * slot + 1);
+        format::MdPage ha, hb;
+        std::memcpy(&ha, a.data(), sizeof ha);
+        std::memcpy(&hb, b.data(), sizeof hb);
+        const bool va = format::page_crc(a.data()) == ha.crc, vb = format::page_crc(b.data()) == hb.crc;
+        if (va && (!vb || ha.generation > hb.generation)) return g.md_start + 2 * slot;
+        return g.md_start + 2 * slot + 1;
+    }
+    void expect_load_fails(const char* what) {
+        auto r = load_store();
+        ASSERT_FALSE(r.ok()) << "loaded despite " << what;
+        EXPECT_EQ(r.code(), Errc::corrupt) << r.error().message();
+        EXPECT_NE(r.error().message().find(what), std::string::npos) << r.error().message();
+    }
+};
+
+TEST_F(BlobCorruptTest, BadSuperBlock) {
+    prepare();
+    auto sb = page(0);
+    sb[40] ^= 1;
+    put_page(0, sb);
+    expect_load_fails("bad crc");
+    sb[40] ^= 1;
+    reinterpret_cast<format::SuperBlock*>(sb.data())->version = 99;
+    format::seal_page(sb.data());
+    put_page(0, sb);
+    expect_load_fails("unsupported version");
+}
+
+TEST_F(BlobCorruptTest, BadMetadataCrc) {
+    auto ids = prepare();
+    auto g = geometry();
+    for (uint32_t w = 0; w < 2; ++w) {
+        auto p = page(g.md_start + 2 + w);
+        if (format::page_is_zero(p.data())) continue;
+        p[100] ^= 0xff;
+        put_page(g.md_start + 2 + w, p);
+    }
+    expect_load_fails("no valid metadata");
+}
+
+TEST_F(BlobCorruptTest, ChainLoop) {
+    std::vector<Xattr> xs;
+    for (int i = 0; i < 20; ++i) xs.push_back({"k" + std::to_string(i), std::vector<uint8_t>(400, 1)});
+    prepare(xs);
+    auto g = geometry();
+    const uint64_t root = current_root(g, 0);
+    auto rp = page(root);
+    auto* h = reinterpret_cast<format::MdPage*>(rp.data());
+    ASSERT_NE(h->next, format::kNoPage);
+    auto ext = page(g.md_start + h->next);
+    auto* eh = reinterpret_cast<format::MdPage*>(ext.data());
+    eh->next = h->next;  // points at itself
+    format::seal_page(ext.data());
+    put_page(g.md_start + h->next, ext);
+    expect_load_fails("loop");
+}
+
+TEST_F(BlobCorruptTest, OutOfRangeAndDuplicateClusters) {
+    auto ids = prepare();
+    auto g = geometry();
+    const uint64_t r0 = current_root(g, 0), r1 = current_root(g, 1);
+    auto p0 = page(r0), p1 = page(r1);
+    const uint8_t* ptr0[] = {p0.data()};
+    auto md0 = format::decode(ptr0, g);
+    const uint8_t* ptr1[] = {p1.data()};
+    auto md1 = format::decode(ptr1, g);
+    ASSERT_TRUE(md0.ok() && md1.ok());
+    // Blob 1 claims blob 0's first cluster.
+    auto m = *md1;
+    m.clusters[0] = md0->clusters[0];
+    std::vector<uint8_t> enc(kMdPageSize);
+    const uint32_t where = static_cast<uint32_t>(r1 - g.md_start);
+    format::encode(m, std::span<const uint32_t>(&where, 1), enc.data());
+    put_page(r1, enc);
+    expect_load_fails("owned by blobs");
+    // A cluster beyond the store.
+    m.clusters[0] = static_cast<uint32_t>(g.total_clusters + 5);
+    format::encode(m, std::span<const uint32_t>(&where, 1), enc.data());
+    put_page(r1, enc);
+    expect_load_fails("out of range");
+}
+
+TEST(BlobFormat, EncodeDecodeRoundTrip) {
+    BsOptions o{.cluster_sz = kCluster, .num_md_pages = 64};
+    auto g = format::compute_geometry(1u << 30, 512, o);  // 16384 clusters
+    ASSERT_TRUE(g.ok());
+    format::BlobMd m;
+    m.id = format::make_blob_id(3);
+    m.generation = 9;
+    m.parent_id = format::make_blob_id(1);
+    m.flags = format::kFlagThin;
+    for (uint32_t i = 0; i < 3000; ++i) m.clusters.push_back(i % 3 == 0 ? 0 : 300 + (i * 7) % 9000);
+    m.xattrs.push_back({"a", {1, 2, 3}});
+    const size_t n = format::encoded_pages(m);
+    ASSERT_GT(n, 1u);
+    std::vector<uint32_t> pages(n);
+    for (size_t i = 0; i < n; ++i) pages[i] = static_cast<uint32_t>(100 + i);
+    std::vector<uint8_t> buf(n * kMdPageSize);
+    format::encode(m, pages, buf.data());
+    std::vector<const uint8_t*> ptrs;
+    for (size_t i = 0; i < n; ++i) {
+        ptrs.push_back(buf.data() + i * kMdPageSize);
+        EXPECT_TRUE(format::check_page(ptrs.back(), m.id, 9, static_cast<uint32_t>(i)).ok());
+    }
+    auto d = format::decode(ptrs, *g);
+    ASSERT_TRUE(d.ok()) << d.error().message();
+    EXPECT_EQ(d->clusters, m.clusters);
+    EXPECT_EQ(d->parent_id, m.parent_id);
+    EXPECT_EQ(d->xattrs.size(), 1u);
+}
+
+}  // namespace
+}  // namespace strata::blob
