@@ -119,9 +119,9 @@ public:
     // Whether cluster `index` of this blob is backed by a cluster of its own.
     bool is_cluster_allocated(uint64_t index) const noexcept;
 
-    // Xattrs change the in-memory metadata; sync_md() (or close) makes them durable.
-    // Errc::invalid_argument for an empty or too long name / too long value (a descriptor
-    // must fit one metadata page); Errc::permission_denied on a read-only blob's metadata.
+    // Xattrs change the in-memory metadata; sync_md() (or close) makes them durable. Allowed on
+    // read-only blobs too (read-only covers the data: lvol names snapshots with xattrs).
+    // Errc::invalid_argument for an empty name or a name + value too long for one metadata page.
     Result<void> set_xattr(std::string_view name, std::span<const uint8_t> value);
     Result<void> set_xattr(std::string_view name, std::string_view value);
     Result<std::span<const uint8_t>> get_xattr(std::string_view name) const;  // Errc::not_found
@@ -150,7 +150,9 @@ private:
 
 class BlobStore {
 public:
-    ~BlobStore();  // md Thread; after unload() (otherwise the store is left dirty on disk)
+    // On the md Thread, after unload(). Destroying a loaded store without unload() leaves it
+    // dirty on disk (the next load rebuilds the masks), like a crash.
+    ~BlobStore();
     BlobStore(const BlobStore&) = delete;
     BlobStore& operator=(const BlobStore&) = delete;
 
