@@ -120,10 +120,13 @@ void base_done(void* p, const IoStatus& status) {
     ctx->ch->add(io, ctx->deadline_ns);
 }
 
-uint64_t channel_seed(const std::string& name) {
+uint64_t channel_seed(const std::string& name, uint64_t generation) {
     // Deterministic: the bdev's name, the Thread, and the simulator's seed when there is one,
-    // so a scenario's seed also picks which I/O take the p99 latency.
-    uint64_t s = std::hash<std::string>{}(name);
+    // so a scenario's seed also picks which I/O take the p99 latency. The channel's generation
+    // (how many channels the bdev had before) keeps a Thread whose channels come and go (one
+    // per I/O) from drawing the same first numbers each time.
+    uint64_t g = generation;
+    uint64_t s = std::hash<std::string>{}(name) ^ Prng::splitmix64(g);
     runtime::Thread* t = runtime::current_thread();
     s ^= uint64_t{t->id()} * 0x9E3779B97F4A7C15ull;
     if (auto* sim = dynamic_cast<runtime::SimScheduler*>(&t->scheduler())) s ^= sim->seed();
@@ -184,6 +187,10 @@ public:
                  {"p99_write_latency", latency_us_[kP99Write].load()}}}};
     }
 
+    uint64_t next_channel_seed() {
+        return channel_seed(name(), channels_made_.fetch_add(1, std::memory_order_relaxed));
+    }
+
     void set_latency(size_t which, uint64_t us) noexcept {
         latency_us_[which].store(us, std::memory_order_relaxed);
     }
@@ -206,6 +213,7 @@ private:
     std::unique_ptr<vbdev::BaseDevice> base_;
     bool supported_[kIoTypeCount]{};
     std::atomic<uint64_t> latency_us_[kLatencyCount];
+    std::atomic<uint64_t> channels_made_{0};
 };
 
 std::unique_ptr<vbdev::BaseChannel> make_channel(vbdev::BaseDevice& device);
@@ -221,7 +229,7 @@ void remove_vbdev(const std::string& name) {
 
 std::unique_ptr<vbdev::BaseChannel> make_channel(vbdev::BaseDevice& device) {
     return std::make_unique<DelayChannel>(
-        channel_seed(static_cast<const DelayBdev*>(device.context())->name()));
+        static_cast<DelayBdev*>(device.context())->next_channel_seed());
 }
 
 Result<void> validate(const DelayOptions& o) {
