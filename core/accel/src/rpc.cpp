@@ -106,7 +106,12 @@ void register_rpc_module(rpc::App& app) {
                   "Set accel framework options (before framework_start_init).",
                   {{"task_count", PT::uint, false, "Tasks per channel (ops outstanding per "
                                                    "Thread before submits get busy), 1..1048576", 2048},
-                   {"batch_count", PT::uint, false, "Batches outstanding per channel, 1..65536", 256}},
+                   {"batch_count", PT::uint, false, "Batches outstanding per channel, 1..65536", 256},
+                   // SPDK's save_config always writes these: accepted so its configs load.
+                   {"small_cache_size", PT::uint, false, "SPDK iobuf cache option: accepted, no effect", nullptr},
+                   {"large_cache_size", PT::uint, false, "SPDK iobuf cache option: accepted, no effect", nullptr},
+                   {"sequence_count", PT::uint, false, "SPDK sequence option: accepted, no effect", nullptr},
+                   {"buf_count", PT::uint, false, "SPDK buffer option: accepted, no effect", nullptr}},
                   rpc::Allowed::startup, "", true, [](const Json& p, Responder r) {
                       FrameworkOptions o = options();
                       const uint64_t tc = rpc::param_or<uint64_t>(p, "task_count", o.task_count);

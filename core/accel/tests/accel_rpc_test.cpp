@@ -163,6 +163,15 @@ TEST_F(AccelRpcTest, BadOptionsInConfigFailStartWithAClearMessage) {
     EXPECT_NE(r.error().message().find("task_count"), std::string::npos) << r.error().message();
 }
 
+TEST_F(AccelRpcTest, SpdkSavedAccelSectionLoads) {
+    // What SPDK's save_config writes for accel by default.
+    ASSERT_TRUE(start(Json::parse(R"({"subsystems": [{"subsystem": "accel", "config": [
+        {"method": "accel_set_options", "params": {"small_cache_size": 128,
+            "large_cache_size": 16, "task_count": 2048, "sequence_count": 2048,
+            "buf_count": 2048}}]}]})")).ok());
+    EXPECT_EQ(options().task_count, 2048u);
+}
+
 TEST_F(AccelRpcTest, HugeBatchCountIsRefusedNotAllocated) {
     auto r = start(Json::parse(R"({"subsystems": [{"subsystem": "accel", "config": [
         {"method": "accel_set_options", "params": {"batch_count": 4000000000}}]}]})"));
