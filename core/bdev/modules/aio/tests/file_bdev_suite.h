@@ -450,6 +450,58 @@ TYPED_TEST_P(FileBdevTest, RescanAfterGrowingTheFile) {
     ASSERT_TRUE(rs.ok());
     this->run_until_idle();
     EXPECT_EQ(o.events.size(), events);
+    // Shrunk: the blocks past the new end are out of range; a file under one block is refused.
+    ASSERT_EQ(::truncate(this->path.c_str(), this->kFileBytes / 2), 0);
+    this->on(this->t0(), [&] { rs = TypeParam::rescan("F0"); });
+    ASSERT_TRUE(rs.ok());
+    EXPECT_EQ(b->num_blocks(), before / 2);
+    Status s;
+    Done d;
+    this->on(this->t0(), [&] { s = read(*o.desc, *o.ch, r.p, before / 2, 1, &Done::cb, &d); });
+    EXPECT_EQ(s.code(), Errc::invalid_argument);
+    ASSERT_EQ(::truncate(this->path.c_str(), 100), 0);
+    this->on(this->t0(), [&] { rs = TypeParam::rescan("F0"); });
+    EXPECT_EQ(rs.code(), Errc::invalid_argument);
+    EXPECT_EQ(b->num_blocks(), before / 2);
+}
+
+// Far more I/O at once than the kernel queue holds (aio 128, uring 256): the rest waits on the
+// channel and goes out as slots free up; every I/O completes once, with the right data.
+TYPED_TEST_P(FileBdevTest, MoreIoThanTheKernelQueue) {
+    Bdev* b = this->create_ok({{}, "F0", 4096});
+    ASSERT_NE(b, nullptr);
+    auto& o = this->open_on(this->t0(), "F0");
+    constexpr int kIos = 600;
+    AlignedBuf w(kIos * 4096), r(kIos * 4096);
+    fill_pattern(w.p, w.size, 31);
+    std::vector<Done> done(kIos);
+    int refused = 0;
+    this->on(this->t0(), [&] {
+        for (int i = 0; i < kIos; ++i)
+            if (!write(*o.desc, *o.ch, w.p + i * 4096, i % b->num_blocks(), 1, &Done::cb, &done[i]).ok())
+                ++refused;
+    });
+    ASSERT_EQ(refused, 0);
+    ASSERT_TRUE(this->poll_until([&] {
+        for (auto& d : done)
+            if (d.calls == 0) return false;
+        return true;
+    }));
+    for (int i = 0; i < kIos; ++i) ASSERT_TRUE(done[i].calls == 1 && done[i].status.ok()) << i;
+    this->on(this->t0(), [&] {
+        for (int i = 0; i < kIos; ++i) {
+            done[i] = Done{};
+            if (!read(*o.desc, *o.ch, r.p + i * 4096, i, 1, &Done::cb, &done[i]).ok()) ++refused;
+        }
+    });
+    ASSERT_EQ(refused, 0);
+    ASSERT_TRUE(this->poll_until([&] {
+        for (auto& d : done)
+            if (d.calls == 0) return false;
+        return true;
+    }));
+    for (int i = 0; i < kIos; ++i) ASSERT_TRUE(done[i].calls == 1 && done[i].status.ok()) << i;
+    EXPECT_EQ(std::memcmp(w.p, r.p, w.size), 0);
 }
 
 // Delete with 64 I/O in flight: every I/O completes (successfully) exactly once, the opener
@@ -551,6 +603,6 @@ REGISTER_TYPED_TEST_SUITE_P(FileBdevTest, WriteReadRoundTripReachesTheFile,
                             UnalignedAndVectoredBuffers, VerifyFromSeveralThreads,
                             BadInputIsAClearError, ReadOnly, RescanAfterGrowingTheFile,
                             DeleteWhileIoInFlightCompletesEverything, ConfigEntryNamesTheFile,
-                            UnmapAndWriteZeroes);
+                            UnmapAndWriteZeroes, MoreIoThanTheKernelQueue);
 
 }  // namespace strata::bdev::testing
