@@ -205,7 +205,8 @@ std::vector<std::pair<Opcode, std::string>> assignment_overrides();
 std::string assigned_module(Opcode op);
 
 // Totals: channels alive (collected on their Threads by message) plus channels already gone.
-// done runs on the calling Thread. Control path.
+// done runs on the calling Thread. Control path. A channel destroyed while the collection runs
+// may be missed by it (counts are exact when no channel comes or goes meanwhile).
 void get_stats(std::function<void(const Stats&)> done);
 
 }  // namespace strata::accel
