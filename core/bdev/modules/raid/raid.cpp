@@ -634,6 +634,7 @@ void go_offline(Raid& r) {
         r.state = Raid::State::offline;
         return;
     }
+    if (find(r.name) != r.bdev) return;  // already being unregistered
     STRATA_NOTICELOG(log_bdev_raid, "raid {} ({}) goes offline: {} of {} members in sync", r.name,
                      raid_level_name(r.level), r.count(true), r.width());
     unregister_bdev(r.name, [](Result<void>) {});  // destruct releases the members
