@@ -156,6 +156,36 @@ TEST_F(AccelRpcTest, BadParamsAreRejected) {
     EXPECT_EQ(rpc("accel_get_opc_assignments")["result"]["copy"], "software");
 }
 
+TEST_F(AccelRpcTest, EmulatedIoatChannelsByRpc) {
+    ASSERT_TRUE(start(nullptr).ok());
+    auto r = rpc("sim_ioat_create", {{"traddr", "0000:00:04.1"}, {"fill", false}});
+    ASSERT_EQ(r["result"], "0000:00:04.1") << r.dump();
+    EXPECT_TRUE(rpc("sim_ioat_create", {{"traddr", "0000:00:04.1"}}).contains("error"));  // taken
+    EXPECT_TRUE(rpc("sim_ioat_create", {{"traddr", "0000:00:04.2"}, {"xfercap_log2", 5}})
+                    .contains("error"));  // XFERCAP below 4 KiB
+    EXPECT_TRUE(rpc("sim_ioat_create", {{"traddr", "bogus"}}).contains("error"));
+    r = rpc("sim_ioat_inject_fault",
+            {{"traddr", "0000:00:04.1"},
+             {"rule", {{"action", "error_status"}, {"status", 0x100}, {"nth", 2}}}});  // read_data_err
+    ASSERT_TRUE(r.contains("result")) << r.dump();
+    EXPECT_TRUE(r["result"].is_number_unsigned());
+    auto devs = rpc("sim_get_devices")["result"];
+    ASSERT_EQ(devs.size(), 1u);
+    EXPECT_EQ(devs[0]["faults"], 1);
+    EXPECT_EQ(devs[0]["removed"], false);
+    EXPECT_EQ(rpc("sim_ioat_clear_faults", {{"traddr", "0000:00:04.1"}})["result"], true);
+    EXPECT_EQ(rpc("sim_get_devices")["result"][0]["faults"], 0);
+    EXPECT_TRUE(rpc("sim_ioat_inject_fault", {{"traddr", "0000:00:04.1"}, {"rule", {{"action", "nope"}}}})
+                    .contains("error"));
+    // ioat_scan_accel_module at run time finds it.
+    EXPECT_EQ(rpc("ioat_scan_accel_module")["result"], true);
+    EXPECT_EQ(rpc("accel_get_opc_assignments")["result"]["copy"], "ioat");
+    EXPECT_EQ(rpc("sim_ioat_delete", {{"traddr", "0000:00:04.1"}})["result"], true);
+    EXPECT_TRUE(rpc("sim_ioat_delete", {{"traddr", "0000:00:04.1"}}).contains("error"));
+    EXPECT_TRUE(rpc("sim_ioat_clear_faults", {{"traddr", "0000:00:04.1"}}).contains("error"));
+    EXPECT_EQ(rpc("sim_get_devices")["result"].size(), 0u);
+}
+
 TEST_F(AccelRpcTest, BadOptionsInConfigFailStartWithAClearMessage) {
     auto r = start(Json::parse(R"({"subsystems": [{"subsystem": "accel", "config": [
         {"method": "accel_set_options", "params": {"task_count": 0}}]}]})"));
