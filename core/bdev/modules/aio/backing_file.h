@@ -75,15 +75,16 @@ Errc errc_from_errno(int err) noexcept;
 
 // The iovecs to hand the kernel for exactly `len` bytes of `iovs` (whose total may be longer:
 // the layer only asks for at least the I/O's length, and a vectored read must not land past
-// it). Uses `iovs` itself when it ends exactly at len, else copies the needed prefix into
-// scratch with the last entry trimmed. False when that needs more than N entries.
+// it). Uses a prefix of `iovs` itself when an entry ends exactly at len, else copies the
+// needed prefix into scratch with the last entry trimmed. False when that copy needs more
+// than N entries.
 template <size_t N>
 bool exact_iovs(std::span<const iovec> iovs, uint64_t len, iovec (&scratch)[N],
                 const iovec*& out, int& out_count) noexcept {
     uint64_t total = 0;
     size_t n = 0;
     while (n < iovs.size() && total < len) total += iovs[n++].iov_len;
-    if (total == len && n == iovs.size()) {
+    if (total == len) {
         out = iovs.data();
         out_count = static_cast<int>(n);
         return true;

@@ -249,6 +249,20 @@ TYPED_TEST_P(FileBdevTest, UnalignedAndVectoredBuffers) {
     const auto odd_disk = this->file_bytes(30 * 4096, 4096);
     EXPECT_EQ(std::memcmp(odd_disk.data(), s1.p, 1000), 0);
     EXPECT_EQ(std::memcmp(odd_disk.data() + 1000, s2.p, 3096), 0);
+    // Sixteen one-block iovecs for an eight-block read: only the first eight are filled.
+    std::vector<std::unique_ptr<AlignedBuf>> many;
+    std::vector<iovec> many_iov;
+    for (int i = 0; i < 16; ++i) {
+        many.push_back(std::make_unique<AlignedBuf>(4096));
+        std::memset(many.back()->p, 0xCC, 4096);
+        many_iov.push_back({many.back()->p, 4096});
+    }
+    st = this->io(o, [&](Desc& d, Channel& ch, IoDoneFn f, void* x) {
+        return readv(d, ch, many_iov.data(), 16, 7, 8, f, x);
+    });
+    ASSERT_TRUE(st.ok()) << errc_name(st.code);
+    EXPECT_EQ(std::memcmp(many[0]->p, w.data() + 5, 4096), 0);
+    for (int i = 8; i < 16; ++i) EXPECT_EQ(many[i]->p[0], 0xCC) << i;
     // A buffer longer than the I/O: the write stops at the I/O's end.
     AlignedBuf big(8192);
     fill_pattern(big.p, 8192, 9);
