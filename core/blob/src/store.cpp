@@ -1215,6 +1215,7 @@ BlobStore::~BlobStore() = default;
 Task<Result<std::unique_ptr<BlobStore>>> BlobStore::init(std::string bdev_name, BsOptions options) {
     auto impl = std::make_unique<StoreImpl>();
     auto r = co_await impl->open_bdev(bdev_name);
+    if (r.ok() && options.claim_module != nullptr) r = bdev::claim(*impl->desc, *options.claim_module);
     if (r.ok()) r = co_await impl->format(options);
     if (!r.ok()) {
         impl->close_bdev();
@@ -1228,6 +1229,9 @@ Task<Result<std::unique_ptr<BlobStore>>> BlobStore::load(std::string bdev_name, 
     auto impl = std::make_unique<StoreImpl>();
     auto r = co_await impl->open_bdev(bdev_name);
     if (r.ok()) r = co_await impl->load(options);
+    // Claimed only once it proved to be a store, so probing a bdev that is not one (lvol
+    // examine) never claims it.
+    if (r.ok() && options.claim_module != nullptr) r = bdev::claim(*impl->desc, *options.claim_module);
     if (!r.ok()) {
         impl->close_bdev();
         co_return r.error();

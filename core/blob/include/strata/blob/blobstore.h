@@ -44,6 +44,10 @@
 #include <strata/runtime/task.h>
 #include <strata/runtime/thread.h>
 
+namespace strata::bdev {
+struct Module;
+}
+
 namespace strata::blob {
 
 using runtime::Task;
@@ -65,10 +69,14 @@ struct BsOptions {
     std::string bstype;  // up to 16 bytes; load() with a non-empty bstype must match
     // A blob's maximum number of clusters (bounds resize and the metadata parser).
     uint64_t max_clusters_per_blob = 1ull << 32;
+    // Claims the bdev for this module through the store's own descriptor (as SPDK's lvol does
+    // with its bs_dev), so nothing else writes under the store; released when the store closes.
+    const bdev::Module* claim_module = nullptr;
 };
 
 struct LoadOptions {
     std::string bstype;  // empty: accept any
+    const bdev::Module* claim_module = nullptr;  // as BsOptions::claim_module
 };
 
 struct Xattr {

@@ -1,0 +1,872 @@
+// Exhaustive power cuts of the blobstore on the emulated NVMe SSD (issue 8, "Power-cut testing").
+//
+// A seeded workload (create thick/thin, resize, write, flush, xattrs + sync_md, read-only,
+// snapshot, clone, inflate, decouple, delete incl. snapshot merges, clean unload) runs on a
+// blobstore on bdev Nvme0n1 of the NVMe controller model (volatile write cache) under the
+// simulator, next to a model of what must survive. A counting run finds every Write, Write
+// Zeroes and Flush command the workload sends (format included). Then, for each such command
+// (all of them, or a seeded sample: STRATA_POWERCUT_POINTS), the same seeded workload runs again
+// with a fault rule that cuts power when that command is fetched (plain and torn). The driver
+// times the lost commands out and resets the controller; a fence rule fails every command of the
+// crashed store; the store is dropped without unload and loaded again (dirty). Checked:
+//   - load succeeds (a cut before init() returned may also leave no store: Errc::corrupt);
+//   - the blobs, sizes, thin/read-only flags, parents and xattrs equal the model before or after
+//     the one operation in flight at the cut (nothing half-done: an interrupted snapshot, merge,
+//     create or delete is all or nothing);
+//   - every sector reads a value the model allows: its durable value (acknowledged and followed by
+//     an acknowledged flush or metadata operation, which flushes) or one of the writes that were
+//     not yet durable; stamps carry (serial, sector) so a sector from elsewhere is caught;
+//   - the allocation masks are exactly the clusters and metadata pages the blobs reference, no
+//     cluster or page owned twice (also checked on the live store after every operation);
+//   - a clean unload and reload afterwards keeps it all.
+// One line per seed and variant reports points tried and failures; a failure prints the seed,
+// point and reason. Replay: STRATA_SIM_SEED=<seed> STRATA_POWERCUT_POINTS=all.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdlib>
+#include <functional>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <strata/base/random.h>
+#include <strata/bdev/bdev.h>
+#include <strata/blob/blobstore.h>
+#include <strata/env/env.h>
+#include <strata/hwemu/faults/fault_plan.h>
+#include <strata/hwemu/nvme/controller.h>
+#include <strata/hwemu/pci/pci_bus.h>
+#include <strata/runtime/scheduler.h>
+#include <strata/runtime/task.h>
+
+#include "format.h"
+#include "internal.h"
+#include "nvme/nvme.h"
+
+namespace strata::blob {
+namespace {
+
+using runtime::Task;
+
+constexpr uint32_t kBlock = 512;
+constexpr uint32_t kCluster = 16 * 1024;
+constexpr uint64_t kSpc = kCluster / kBlock;          // sectors per cluster
+constexpr uint64_t kNsBlocks = 4 * 1024 * 1024 / kBlock;  // 4 MiB: 256 clusters
+constexpr uint32_t kMdPages = 64;                      // 16 blobs
+constexpr size_t kMaxBlobs = 12;
+constexpr uint64_t kMaxBlobClusters = 5;
+constexpr BlobId kNewId = 0;  // the model's name for the blob an in-flight operation creates
+const env::PciAddress kAddr{0, 3, 0, 0};
+
+constexpr uint8_t kOpcFlush = 0x00, kOpcWrite = 0x01, kOpcWriteZeroes = 0x08;
+
+uint64_t env_u64(const char* name, uint64_t dflt) {
+    const char* s = std::getenv(name);
+    return s && *s ? std::strtoull(s, nullptr, 0) : dflt;
+}
+
+// ---- the model ---------------------------------------------------------------------------------
+
+// A sector's value: serial of the write that stamped it, 0 for zeroes.
+struct SectorVal {
+    std::optional<uint64_t> durable;  // nullopt: reads through to the parent (or zeroes)
+    std::vector<uint64_t> pending;    // acknowledged or in-flight writes not yet flushed
+};
+
+struct BlobModel {
+    uint64_t clusters = 0;
+    bool thin = false;
+    bool ro = false;
+    BlobId parent = kInvalidBlobId;
+    std::map<std::string, std::string> xattrs;
+    std::map<uint64_t, SectorVal> own;  // sector -> value; absent: reads through
+};
+
+struct Model {
+    std::map<BlobId, BlobModel> blobs;
+
+    // The values sector `s` of blob `id` may read back after a crash.
+    void candidates(BlobId id, uint64_t s, std::vector<uint64_t>& out) const {
+        const BlobModel* b = &blobs.at(id);
+        for (;;) {
+            if (auto it = b->own.find(s); it != b->own.end()) {
+                out.insert(out.end(), it->second.pending.begin(), it->second.pending.end());
+                if (it->second.durable) {
+                    out.push_back(*it->second.durable);
+                    return;
+                }
+            }
+            if (b->parent == kInvalidBlobId) break;
+            const BlobModel& p = blobs.at(b->parent);
+            if (s >= p.clusters * kSpc) break;  // beyond the parent: zeroes
+            b = &p;
+        }
+        out.push_back(0);
+    }
+    // An acknowledged flush (or metadata operation, which flushes) after the writes completed.
+    void make_durable() {
+        for (auto& [id, b] : blobs)
+            for (auto& [s, v] : b.own)
+                if (!v.pending.empty()) {
+                    v.durable = v.pending.back();
+                    v.pending.clear();
+                }
+    }
+    size_t clone_count(BlobId id) const {
+        size_t n = 0;
+        for (auto& [cid, b] : blobs) n += b.parent == id;
+        return n;
+    }
+    // Sectors of `b` in [from, to) it does not own read zeroes from now on (the content a user
+    // saw must not change when the parent chain is rewired).
+    static void pin_zeroes(BlobModel& b, uint64_t from, uint64_t to) {
+        for (uint64_t s = from; s < to; ++s)
+            if (!b.own.count(s)) b.own[s] = SectorVal{0, {}};
+    }
+};
+
+void stamp(uint8_t* p, uint64_t serial, uint64_t sector) {
+    std::memcpy(p, &serial, 8);
+    std::memcpy(p + 8, &sector, 8);
+    for (uint32_t j = 16; j < kBlock; ++j) p[j] = static_cast<uint8_t>(serial * 131 + sector * 7 + j);
+}
+
+// Returns an empty string when `p` is one of `cands`, else what it is.
+std::string check_sector(const uint8_t* p, uint64_t sector, const std::vector<uint64_t>& cands) {
+    uint64_t serial;
+    std::memcpy(&serial, p, 8);
+    static const std::vector<uint8_t> zero(kBlock, 0);
+    uint8_t want[kBlock];
+    if (serial == 0) {
+        if (std::memcmp(p, zero.data(), kBlock) != 0) return "garbage (serial 0, not zeroes)";
+    } else {
+        stamp(want, serial, sector);
+        if (std::memcmp(p, want, kBlock) != 0) return fmt::format("garbage (serial {})", serial);
+    }
+    for (uint64_t c : cands)
+        if (c == serial) return {};
+    return fmt::format("serial {} (allowed: {})", serial, fmt::join(cands, ","));
+}
+
+// ---- one world: sim + NVMe model + driver + bdev ----------------------------------------------
+
+class World {
+public:
+    World(uint64_t seed, bool& ok) {
+        ok = false;
+        if (!env::init().ok()) return;
+        bus_ = std::make_unique<hwemu::PciBus>();
+        sim = std::make_unique<runtime::SimScheduler>(seed, 1);
+        t0 = sim->create_thread("t0");
+        dev = sim->create_thread("dev");
+        hwemu::nvme::ControllerConfig cfg;
+        cfg.namespaces = {{1, kNsBlocks, kBlock, {}}};
+        cfg.seed = seed;
+        // A little latency on writes so a cut meets more than one command in flight.
+        cfg.io_latency[kOpcWrite] = {hwemu::nvme::LatencySpec::Kind::uniform, 1000, 20000};
+        on(dev, [&] {
+            auto m = hwemu::nvme::Controller::create(*bus_, kAddr, cfg, *dev);
+            if (m.ok()) model = std::move(*m);
+        });
+        if (!model) return;
+        std::optional<Result<std::vector<std::string>>> names;
+        on(t0, [&] {
+            bdev::NvmeAttachOptions o;
+            o.name = "Nvme0";
+            o.address = kAddr;
+            // Commands lost in a power cut are noticed by their timeout: abort, then reset.
+            o.controller.timeout_us = 10'000;
+            bdev::nvme_attach(o, [&](Result<std::vector<std::string>> r) { names = std::move(r); });
+        });
+        if (!poll_until([&] { return names.has_value(); }) || !names->ok()) return;
+        ok = true;
+        attached_ = true;
+    }
+    ~World() {
+        if (attached_) {
+            std::optional<Result<void>> r;
+            on(t0, [&] { bdev::nvme_detach("Nvme0", [&](Result<void> x) { r = std::move(x); }); });
+            EXPECT_TRUE(poll_until([&] { return r.has_value(); })) << "detach hung";
+        }
+        if (model) on(dev, [&] { model.reset(); });
+        sim.reset();
+        bus_.reset();
+        env::fini();
+    }
+
+    bool poll_until(const std::function<bool()>& pred, uint64_t timeout_ns = 60 * runtime::kNsPerSec) {
+        return sim->run_until(pred, sim->now_ns() + timeout_ns);
+    }
+    template <class F>
+    void on(runtime::Thread* th, F&& fn) {
+        bool done = false;
+        auto wrapped = [&done, f = std::forward<F>(fn)]() mutable {
+            f();
+            done = true;
+        };
+        if (!th->post(std::move(wrapped)).ok()) return;
+        poll_until([&] { return done; });
+    }
+    template <class T>
+    std::optional<T> run(Task<T> task) {
+        std::optional<T> out;
+        runtime::spawn(*t0, std::move(task), [&](T v) { out.emplace(std::move(v)); });
+        if (!poll_until([&] { return out.has_value(); }, 600 * runtime::kNsPerSec)) return std::nullopt;
+        return out;
+    }
+
+    std::unique_ptr<runtime::SimScheduler> sim;
+    runtime::Thread* t0 = nullptr;
+    runtime::Thread* dev = nullptr;
+    std::unique_ptr<hwemu::nvme::Controller> model;
+
+private:
+    std::unique_ptr<hwemu::PciBus> bus_;
+    bool attached_ = false;
+};
+
+// ---- the workload ------------------------------------------------------------------------------
+
+struct IoWait {
+    runtime::AsyncResult<Status> r;
+    static void cb(void* ctx, Status s) { static_cast<IoWait*>(ctx)->r.set(s); }
+};
+
+struct Run {
+    Run(uint64_t seed, int ops) : rng(seed), num_ops(ops) {}
+    Prng rng;
+    int num_ops;
+    uint64_t serial = 0;
+    Model model;                  // acknowledged state
+    std::optional<Model> after;   // the state if the operation in flight completed
+    std::string inflight = "init";
+    bool init_acked = false;
+    bool finished = false;
+    bool unloaded = false;
+    std::string error;            // the first failure of the workload
+    std::vector<std::string> live_failures;
+    std::unique_ptr<BlobStore> bs;
+    Channel* ch = nullptr;
+    std::map<BlobId, Blob*> open;  // every blob, held open by the workload
+};
+
+// Exactly the clusters and md pages the blobs reference are in use, none twice. Every blob of
+// the store must be open (the in-memory metadata is what is compared).
+std::string check_alloc(BlobStore& bs) {
+    StoreImpl& s = bs.impl();
+    if (s.entries.size() != s.open_blobs.size())
+        return fmt::format("{} blobs but {} open", s.entries.size(), s.open_blobs.size());
+    format::Bitmap clusters(s.g.total_clusters), pages(s.g.md_len), ids(s.g.max_blobs);
+    for (uint64_t c = 0; c < s.g.first_data_cluster; ++c) clusters.set(c);
+    for (auto& [id, b] : s.open_blobs) {
+        if (!s.entries.count(id)) return fmt::format("open blob 0x{:x} is not in the store", id);
+        ids.set(b->slot);
+        pages.set(2 * b->slot);
+        pages.set(2 * b->slot + 1);
+        for (uint32_t p : b->ext_pages) {
+            if (pages.test(p)) return fmt::format("md page {} used twice (0x{:x})", p, id);
+            pages.set(p);
+        }
+        for (uint32_t c : b->md.clusters) {
+            if (c == format::kUnallocated) continue;
+            if (clusters.test(c)) return fmt::format("cluster {} owned twice (0x{:x})", c, id);
+            clusters.set(c);
+        }
+    }
+    for (uint64_t c = 0; c < s.g.total_clusters; ++c)
+        if (clusters.test(c) != s.used_clusters.test(c))
+            return fmt::format("cluster {} is {} in the mask but {}", c,
+                               s.used_clusters.test(c) ? "used" : "free",
+                               clusters.test(c) ? "referenced" : "referenced by no blob");
+    for (uint64_t p = 0; p < s.g.md_len; ++p)
+        if (pages.test(p) != s.used_pages.test(p))
+            return fmt::format("md page {} is {} in the mask but {}", p,
+                               s.used_pages.test(p) ? "used" : "free",
+                               pages.test(p) ? "in use" : "unused");
+    if (!(ids == s.used_ids)) return "blob id mask differs from the blobs";
+    return {};
+}
+
+template <class Pick>
+BlobId pick(Run& r, Pick ok) {
+    std::vector<BlobId> c;
+    for (auto& [id, b] : r.model.blobs)
+        if (ok(b, id)) c.push_back(id);
+    return c.empty() ? kInvalidBlobId : c[r.rng.uniform(c.size())];
+}
+
+// The metadata operation `what` is about to run: `after` is the model if it completes.
+void begin(Run& r, std::string what, Model after) {
+    r.inflight = std::move(what);
+    r.after = std::move(after);
+}
+// It was acknowledged: the state is `after` (with the created blob's real id), and every write
+// before it is durable (it flushed).
+void ack(Run& r, BlobId new_id = kNewId) {
+    Model m = std::move(*r.after);
+    r.after.reset();
+    if (auto it = m.blobs.find(kNewId); it != m.blobs.end()) {
+        m.blobs[new_id] = std::move(it->second);
+        m.blobs.erase(kNewId);
+        for (auto& [id, b] : m.blobs)
+            if (b.parent == kNewId) b.parent = new_id;
+    }
+    m.make_durable();
+    r.model = std::move(m);
+    r.inflight.clear();
+}
+
+std::vector<Xattr> xattr_vec(const std::map<std::string, std::string>& m) {
+    std::vector<Xattr> v;
+    for (auto& [k, val] : m) v.push_back({k, std::vector<uint8_t>(val.begin(), val.end())});
+    return v;
+}
+
+Task<bool> open_new(Run& r, BlobId id) {
+    auto o = co_await r.bs->open_blob(id);
+    if (!o.ok()) {
+        r.error = fmt::format("open 0x{:x}: {}", id, o.error().message());
+        co_return false;
+    }
+    r.open[id] = *o;
+    co_return true;
+}
+
+// One operation. false: it failed (r.error says why).
+Task<bool> step(Run& r) {
+    const uint64_t dice = r.rng.uniform(100);
+    auto writable = [](const BlobModel& b, BlobId) { return !b.ro; };
+    auto fail = [&](const std::string& what, const Error& e) {
+        r.error = fmt::format("{}: {}", what, e.message());
+        return false;
+    };
+    const bool room = r.model.blobs.size() < kMaxBlobs;
+    if (dice < 12 && room) {  // create
+        BlobModel b;
+        b.clusters = r.rng.range(0, 4);
+        b.thin = r.rng.uniform(2) == 0;
+        b.xattrs["name"] = fmt::format("blob{}", ++r.serial);
+        Model after = r.model;
+        after.blobs[kNewId] = b;
+        begin(r, fmt::format("create {} {}", b.clusters, b.thin ? "thin" : "thick"), std::move(after));
+        // Arguments as locals: GCC 12 destroys some temporaries of a co_await expression twice.
+        BlobOptions bo;
+        bo.num_clusters = b.clusters;
+        bo.thin_provision = b.thin;
+        bo.xattrs = xattr_vec(b.xattrs);
+        auto id = co_await r.bs->create_blob(std::move(bo));
+        if (!id.ok()) co_return fail(r.inflight, id.error());
+        ack(r, *id);
+        co_return co_await open_new(r, *id);
+    }
+    if (dice < 50) {  // write (+ sometimes a flush)
+        const BlobId id = pick(r, [](const BlobModel& b, BlobId) { return !b.ro && b.clusters > 0; });
+        if (id == kInvalidBlobId) co_return true;
+        BlobModel& b = r.model.blobs[id];
+        const uint64_t total = b.clusters * kSpc;
+        const uint64_t off = r.rng.uniform(total);
+        const uint64_t n = std::min<uint64_t>(total - off, r.rng.range(1, 2 * kSpc));
+        const uint64_t serial = ++r.serial;
+        std::vector<uint8_t> buf(n * kBlock);
+        for (uint64_t i = 0; i < n; ++i) {
+            stamp(buf.data() + i * kBlock, serial, off + i);
+            b.own[off + i].pending.push_back(serial);  // possibly on disk from now on
+        }
+        r.inflight = fmt::format("write 0x{:x} {}+{} serial {}", id, off, n, serial);
+        IoWait w;
+        Status s = write(*r.ch, *r.open[id], buf.data(), off, n, IoWait::cb, &w);
+        if (s.ok()) s = co_await w.r;
+        if (!s.ok()) {
+            r.error = fmt::format("{}: {}", r.inflight, s.to_string());
+            co_return false;
+        }
+        if (r.rng.uniform(3) == 0) {
+            r.inflight = "flush";
+            IoWait f;
+            s = flush(*r.ch, *r.open[id], IoWait::cb, &f);
+            if (s.ok()) s = co_await f.r;
+            if (!s.ok()) {
+                r.error = fmt::format("flush: {}", s.to_string());
+                co_return false;
+            }
+            r.model.make_durable();
+        }
+        r.inflight.clear();
+        co_return true;
+    }
+    if (dice < 60) {  // xattrs + sync_md
+        const BlobId id = pick(r, [](const BlobModel&, BlobId) { return true; });
+        if (id == kInvalidBlobId) co_return true;
+        Model after = r.model;
+        auto& x = after.blobs[id].xattrs;
+        const std::string name = fmt::format("k{}", r.rng.uniform(3));
+        Blob& blob = *r.open[id];
+        if (x.count(name) && r.rng.uniform(3) == 0) {
+            x.erase(name);
+            if (auto e = blob.remove_xattr(name); !e.ok()) co_return fail("remove_xattr", e.error());
+        } else {
+            // Sometimes big, so the metadata spills into extension pages.
+            const std::string v = fmt::format("v{}", ++r.serial) +
+                                  std::string(r.rng.uniform(4) == 0 ? 3000 : 0, 'x');
+            x[name] = v;
+            if (auto e = blob.set_xattr(name, v); !e.ok()) co_return fail("set_xattr", e.error());
+        }
+        if (!after.blobs[id].ro && r.rng.uniform(8) == 0) {
+            after.blobs[id].ro = true;
+            blob.set_read_only();
+        }
+        begin(r, fmt::format("xattrs+sync_md 0x{:x}", id), std::move(after));
+        auto e = co_await blob.sync_md();
+        if (!e.ok()) co_return fail(r.inflight, e.error());
+        ack(r);
+        co_return true;
+    }
+    if (dice < 70) {  // resize
+        const BlobId id = pick(r, writable);
+        if (id == kInvalidBlobId) co_return true;
+        const uint64_t n = r.rng.range(0, kMaxBlobClusters);
+        Model after = r.model;
+        BlobModel& b = after.blobs[id];
+        b.clusters = n;
+        b.own.erase(b.own.lower_bound(n * kSpc), b.own.end());
+        begin(r, fmt::format("resize 0x{:x} to {}", id, n), std::move(after));
+        auto e = co_await r.open[id]->resize(n);
+        if (!e.ok()) co_return fail(r.inflight, e.error());
+        ack(r);
+        co_return true;
+    }
+    if (dice < 78 && room) {  // snapshot
+        const BlobId id = pick(r, writable);
+        if (id == kInvalidBlobId) co_return true;
+        Model after = r.model;
+        BlobModel& b = after.blobs[id];
+        BlobModel snap;
+        snap.clusters = b.clusters;
+        snap.ro = true;
+        snap.parent = b.parent;
+        snap.xattrs["snap"] = fmt::format("s{}", ++r.serial);
+        snap.own = std::move(b.own);
+        b.own.clear();
+        b.parent = kNewId;
+        b.thin = true;
+        after.blobs[kNewId] = std::move(snap);
+        begin(r, fmt::format("snapshot 0x{:x}", id), after);
+        std::vector<Xattr> xs = xattr_vec(r.after->blobs[kNewId].xattrs);
+        auto sid = co_await r.bs->create_snapshot(id, std::move(xs));
+        if (!sid.ok()) co_return fail(r.inflight, sid.error());
+        ack(r, *sid);
+        co_return co_await open_new(r, *sid);
+    }
+    if (dice < 84 && room) {  // clone
+        const BlobId sid = pick(r, [](const BlobModel& b, BlobId) { return b.ro; });
+        if (sid == kInvalidBlobId) co_return true;
+        Model after = r.model;
+        BlobModel c;
+        c.clusters = after.blobs[sid].clusters;
+        c.thin = true;
+        c.parent = sid;
+        c.xattrs["clone"] = fmt::format("c{}", ++r.serial);
+        after.blobs[kNewId] = c;
+        begin(r, fmt::format("clone 0x{:x}", sid), std::move(after));
+        std::vector<Xattr> xs = xattr_vec(c.xattrs);
+        auto cid = co_await r.bs->create_clone(sid, std::move(xs));
+        if (!cid.ok()) co_return fail(r.inflight, cid.error());
+        ack(r, *cid);
+        co_return co_await open_new(r, *cid);
+    }
+    if (dice < 90) {  // inflate or decouple
+        const BlobId id = pick(r, [](const BlobModel& b, BlobId) { return !b.ro && b.parent != kInvalidBlobId; });
+        if (id == kInvalidBlobId) co_return true;
+        Model after = r.model;
+        BlobModel& b = after.blobs[id];
+        const bool full = r.rng.uniform(2) == 0;
+        if (full) {
+            for (uint64_t s = 0; s < b.clusters * kSpc; ++s) {
+                std::vector<uint64_t> c;
+                r.model.candidates(id, s, c);
+                SectorVal v;
+                v.durable = c.back();
+                v.pending.assign(c.begin(), c.end() - 1);
+                b.own[s] = std::move(v);
+            }
+            b.parent = kInvalidBlobId;
+            b.thin = false;
+        } else {
+            const BlobModel& p = after.blobs.at(b.parent);
+            for (auto& [s, v] : p.own)
+                if (s < b.clusters * kSpc && !b.own.count(s)) b.own[s] = v;
+            Model::pin_zeroes(b, p.clusters * kSpc, b.clusters * kSpc);
+            b.parent = p.parent;
+        }
+        begin(r, fmt::format("{} 0x{:x}", full ? "inflate" : "decouple", id), std::move(after));
+        Result<void> e;
+        if (full)
+            e = co_await r.bs->inflate(id);
+        else
+            e = co_await r.bs->decouple_parent(id);
+        if (!e.ok()) co_return fail(r.inflight, e.error());
+        ack(r);
+        co_return true;
+    }
+    {  // delete (a snapshot with one clone merges into it)
+        const BlobId id = pick(r, [&](const BlobModel&, BlobId i) { return r.model.clone_count(i) <= 1; });
+        if (id == kInvalidBlobId) co_return true;
+        Model after = r.model;
+        const BlobModel s = after.blobs[id];
+        for (auto& [cid, c] : after.blobs) {
+            if (c.parent != id) continue;
+            for (auto& [sec, v] : s.own)
+                if (sec < c.clusters * kSpc && !c.own.count(sec)) c.own[sec] = v;
+            Model::pin_zeroes(c, s.clusters * kSpc, c.clusters * kSpc);
+            c.parent = s.parent;
+        }
+        after.blobs.erase(id);
+        auto c = co_await r.bs->close_blob(r.open[id]);
+        r.open.erase(id);
+        if (!c.ok()) co_return fail("close before delete", c.error());
+        begin(r, fmt::format("delete 0x{:x}", id), std::move(after));
+        auto e = co_await r.bs->delete_blob(id);
+        if (!e.ok()) co_return fail(r.inflight, e.error());
+        ack(r);
+        co_return true;
+    }
+}
+
+Task<bool> workload(Run& r) {
+    r.inflight = "init";
+    BsOptions o;
+    o.cluster_sz = kCluster;
+    o.num_md_pages = kMdPages;
+    auto bs = co_await BlobStore::init("Nvme0n1", o);
+    if (!bs.ok()) {
+        r.error = "init: " + bs.error().message();
+        co_return false;
+    }
+    r.bs = std::move(*bs);
+    r.init_acked = true;
+    r.inflight.clear();
+    r.ch = r.bs->get_channel();
+    for (int i = 0; i < r.num_ops; ++i) {
+        if (!co_await step(r)) co_return false;
+        if (auto e = check_alloc(*r.bs); !e.empty())
+            r.live_failures.push_back(fmt::format("after op {} ({}): {}", i, r.inflight, e));
+    }
+    // A clean unload at the end: its mask and super block writes are cut points too.
+    r.inflight = "unload";
+    for (auto& [id, b] : r.open) {
+        auto c = co_await r.bs->close_blob(b);
+        if (!c.ok()) {
+            r.error = "close: " + c.error().message();
+            co_return false;
+        }
+    }
+    r.open.clear();
+    put_channel(r.ch);
+    r.ch = nullptr;
+    auto u = co_await r.bs->unload();
+    if (!u.ok()) {
+        r.error = "unload: " + u.error().message();
+        co_return false;
+    }
+    r.bs.reset();
+    r.unloaded = true;
+    r.inflight.clear();
+    co_return true;
+}
+
+// ---- checking a loaded store against a model ---------------------------------------------------
+
+struct Loaded {
+    struct B {
+        uint64_t clusters;
+        bool thin, ro;
+        BlobId parent;
+        std::map<std::string, std::string> xattrs;
+        std::vector<uint8_t> data;
+    };
+    std::map<BlobId, B> blobs;
+};
+
+std::string compare(const Loaded& l, Model m) {
+    // Name the blob an interrupted create/snapshot/clone made, if it is there.
+    if (m.blobs.count(kNewId)) {
+        std::vector<BlobId> extra;
+        for (auto& [id, b] : l.blobs)
+            if (!m.blobs.count(id)) extra.push_back(id);
+        if (extra.size() != 1) return fmt::format("{} unknown blobs, expected 1 new", extra.size());
+        m.blobs[extra[0]] = std::move(m.blobs[kNewId]);
+        m.blobs.erase(kNewId);
+        for (auto& [id, b] : m.blobs)
+            if (b.parent == kNewId) b.parent = extra[0];
+    }
+    if (l.blobs.size() != m.blobs.size())
+        return fmt::format("{} blobs loaded, {} expected", l.blobs.size(), m.blobs.size());
+    for (auto& [id, mb] : m.blobs) {
+        auto it = l.blobs.find(id);
+        if (it == l.blobs.end()) return fmt::format("blob 0x{:x} missing", id);
+        const Loaded::B& b = it->second;
+        if (b.clusters != mb.clusters || b.thin != mb.thin || b.ro != mb.ro || b.parent != mb.parent)
+            return fmt::format("blob 0x{:x}: {} clusters thin {} ro {} parent 0x{:x}; expected {} {} {} 0x{:x}",
+                               id, b.clusters, b.thin, b.ro, b.parent, mb.clusters, mb.thin, mb.ro,
+                               mb.parent);
+        if (b.xattrs != mb.xattrs) return fmt::format("blob 0x{:x}: xattrs differ", id);
+        std::vector<uint64_t> c;
+        for (uint64_t s = 0; s < b.clusters * kSpc; ++s) {
+            c.clear();
+            m.candidates(id, s, c);
+            if (auto e = check_sector(b.data.data() + s * kBlock, s, c); !e.empty())
+                return fmt::format("blob 0x{:x} sector {}: {}", id, s, e);
+        }
+    }
+    return {};
+}
+
+// Reads everything a loaded store holds (every blob opened, all its data) and checks the masks.
+Task<Result<Loaded>> read_store(BlobStore& bs, bool check_masks) {
+    Loaded l;
+    std::vector<Blob*> opened;
+    Channel* ch = bs.get_channel();
+    std::string err;
+    for (BlobId id = bs.first_blob_id(); id != kInvalidBlobId && err.empty(); id = bs.next_blob_id(id)) {
+        auto o = co_await bs.open_blob(id);
+        if (!o.ok()) {
+            err = fmt::format("open 0x{:x}: {}", id, o.error().message());
+            break;
+        }
+        Blob& b = **o;
+        opened.push_back(&b);
+        Loaded::B lb{b.num_clusters(), b.is_thin(), b.is_read_only(), b.parent_id(), {}, {}};
+        for (auto& n : b.xattr_names()) {
+            auto v = b.get_xattr(n);
+            lb.xattrs[n] = std::string(v->begin(), v->end());
+        }
+        lb.data.resize(b.num_io_units() * kBlock);
+        if (!lb.data.empty()) {
+            IoWait w;
+            Status s = read(*ch, b, lb.data.data(), 0, b.num_io_units(), IoWait::cb, &w);
+            if (s.ok()) s = co_await w.r;
+            if (!s.ok()) err = fmt::format("read 0x{:x}: {}", id, s.to_string());
+        }
+        l.blobs[id] = std::move(lb);
+    }
+    if (err.empty() && check_masks) err = check_alloc(bs);
+    for (Blob* b : opened) (void)co_await bs.close_blob(b);
+    put_channel(ch);
+    if (!err.empty()) co_return Error(Errc::corrupt, err);
+    co_return l;
+}
+
+// ---- runs --------------------------------------------------------------------------------------
+
+struct Counts {
+    uint64_t write = 0, flush = 0, write_zeroes = 0;
+};
+
+struct Point {
+    uint8_t opcode;
+    uint64_t nth;
+};
+
+class PowerCut {
+public:
+    PowerCut(uint64_t seed, int ops) : seed_(seed), ops_(ops) {}
+
+    // The workload without faults: how many of each command it sends, and a full check.
+    Result<Counts> count() {
+        bool ok;
+        World w(seed_, ok);
+        if (!ok) return Error(Errc::io_error, "world setup failed");
+        std::vector<uint32_t> ids(3);
+        w.on(w.dev, [&] {
+            for (int i = 0; i < 3; ++i) {
+                hwemu::FaultRule rule;
+                rule.name = "count";
+                rule.match.opcode = std::array{kOpcWrite, kOpcFlush, kOpcWriteZeroes}[i];
+                rule.action = hwemu::FaultAction::delay;  // 0 ns: changes nothing, counts
+                ids[i] = w.model->faults().add(rule);
+            }
+        });
+        Run r(seed_, ops_);
+        auto fin = w.run(workload(r));
+        if (!fin || !*fin) {
+            drop(w, r);
+            return Error(Errc::io_error, "workload failed without a power cut: " + r.error);
+        }
+        if (!r.live_failures.empty()) return Error(Errc::corrupt, "live store: " + r.live_failures[0]);
+        Counts c;
+        w.on(w.dev, [&] {
+            for (auto& e : w.model->faults().entries()) {
+                if (e.id == ids[0]) c.write = e.matched;
+                if (e.id == ids[1]) c.flush = e.matched;
+                if (e.id == ids[2]) c.write_zeroes = e.matched;
+            }
+        });
+        if (auto e = verify(w, r, false); !e.empty()) return Error(Errc::corrupt, "no power cut: " + e);
+        return c;
+    }
+
+    // The workload with power cut at `p`; empty string: everything held.
+    std::string cut(Point p, bool torn) {
+        bool ok;
+        World w(seed_, ok);
+        if (!ok) return "world setup failed";
+        uint32_t cut_id = 0;
+        w.on(w.dev, [&] {
+            hwemu::FaultRule rule;
+            rule.name = "cut";
+            rule.match.opcode = p.opcode;
+            rule.match.nth = p.nth;
+            rule.action = hwemu::FaultAction::power_cut;
+            rule.torn = torn;
+            cut_id = w.model->faults().add(rule);
+        });
+        Run r(seed_, ops_);
+        bool finished = false;
+        runtime::spawn(*w.t0, workload(r), [&](bool) { finished = true; });
+        hwemu::FaultPlan& plan = w.model->faults();  // read between sim steps (one OS thread)
+        if (!w.poll_until([&] { return finished || plan.hits(cut_id) > 0; }, 600 * runtime::kNsPerSec))
+            return "workload hung before the cut";
+        if (plan.hits(cut_id) == 0)
+            return fmt::format("the cut never fired (workload: {})", r.error.empty() ? "done" : r.error);
+        // Power is back with the store's state gone: nothing the crashed instance still sends
+        // may reach the media. Installed before the driver's reset lets any command in.
+        hwemu::FaultRule fence;
+        fence.name = "fence";
+        fence.action = hwemu::FaultAction::error_status;
+        fence.status = 0x0006;  // internal error
+        const uint32_t fence_id = plan.add(fence);
+        if (!w.poll_until([&] { return finished; }, 600 * runtime::kNsPerSec))
+            return fmt::format("workload hung after the cut (in flight: {})", r.inflight);
+        drop(w, r);
+        w.on(w.dev, [&] { plan.remove(fence_id); });
+        if (!r.live_failures.empty()) return "live store: " + r.live_failures[0];
+        return verify(w, r, true);
+    }
+
+private:
+    // The crashed (or failed) instance: its blobs and channel go, the store is dropped without
+    // unload, on its md Thread.
+    static void drop(World& w, Run& r) {
+        if (!r.bs) return;
+        w.run([](Run& r) -> Task<bool> {
+            for (auto& [id, b] : r.open) (void)co_await r.bs->close_blob(b);
+            r.open.clear();
+            if (r.ch) put_channel(r.ch);
+            r.ch = nullptr;
+            co_return true;
+        }(r));
+        w.on(w.t0, [&] { r.bs.reset(); });
+    }
+
+    // Loads the store (dirty after a cut), checks it against the model, unloads, loads clean
+    // and checks again.
+    std::string verify(World& w, Run& r, bool crashed) {
+        std::string fails;
+        for (int pass = 0; pass < 2; ++pass) {
+            auto bs = w.run(BlobStore::load("Nvme0n1"));
+            if (!bs) return "load hung";
+            if (!bs->ok()) {
+                if (pass == 0 && !r.init_acked && bs->error().code() == Errc::corrupt) return {};
+                return fmt::format("load{}: {}", pass ? " (clean)" : "", bs->error().message());
+            }
+            std::unique_ptr<BlobStore> s = std::move(**bs);
+            if (pass == 1 && s->info().loaded_dirty) fails = "loaded dirty after a clean unload";
+            auto l = w.run(read_store(*s, true));
+            if (!l) return "reading the store hung";
+            if (!l->ok()) {
+                fails = l->error().message();
+            } else if (fails.empty()) {
+                std::string e1 = compare(**l, r.model);
+                if (!e1.empty() && r.after && crashed) {
+                    std::string e2 = compare(**l, *r.after);
+                    if (!e2.empty()) fails = fmt::format("{} / after {}: {}", e1, r.inflight, e2);
+                } else if (!e1.empty()) {
+                    fails = e1;
+                }
+            }
+            auto u = w.run(s->unload());
+            w.on(w.t0, [&] { s.reset(); });
+            if (!fails.empty()) return fmt::format("{}{}", pass ? "(clean reload) " : "", fails);
+            if (!u || !u->ok()) return "unload after load failed";
+        }
+        return {};
+    }
+
+    uint64_t seed_;
+    int ops_;
+};
+
+std::string point_name(Point p) {
+    const char* n = p.opcode == kOpcWrite ? "write" : p.opcode == kOpcFlush ? "flush" : "write_zeroes";
+    return fmt::format("{} #{}", n, p.nth);
+}
+
+// Every cut point of `seed` (or a seeded sample of `sample` of them), plain and torn.
+void sweep(uint64_t seed, int ops, uint64_t sample) {
+    PowerCut pc(seed, ops);
+    auto counts = pc.count();
+    ASSERT_TRUE(counts.ok()) << "seed " << seed << ": " << counts.error().message();
+    std::vector<Point> points;
+    for (uint64_t i = 1; i <= counts->write; ++i) points.push_back({kOpcWrite, i});
+    for (uint64_t i = 1; i <= counts->flush; ++i) points.push_back({kOpcFlush, i});
+    for (uint64_t i = 1; i <= counts->write_zeroes; ++i) points.push_back({kOpcWriteZeroes, i});
+    const size_t total = points.size();
+    if (sample != 0 && sample < points.size()) {
+        Prng pr(seed ^ 0x5eed);
+        for (size_t i = 0; i < sample; ++i) std::swap(points[i], points[i + pr.uniform(points.size() - i)]);
+        points.resize(sample);
+    }
+    for (bool torn : {false, true}) {
+        size_t failures = 0;
+        for (Point p : points) {
+            const std::string e = pc.cut(p, torn);
+            if (!e.empty()) {
+                ++failures;
+                ADD_FAILURE() << fmt::format("power cut seed {} at {}{}: {} (replay: STRATA_SIM_SEED={} "
+                                             "STRATA_POWERCUT_POINTS=all)",
+                                             seed, point_name(p), torn ? " torn" : "", e, seed);
+            }
+        }
+        std::printf("powercut: seed %llu %s: %zu of %zu points (%llu writes, %llu flushes, %llu write "
+                    "zeroes), %zu failures\n",
+                    static_cast<unsigned long long>(seed), torn ? "torn " : "plain", points.size(), total,
+                    static_cast<unsigned long long>(counts->write),
+                    static_cast<unsigned long long>(counts->flush),
+                    static_cast<unsigned long long>(counts->write_zeroes), failures);
+        std::fflush(stdout);
+    }
+}
+
+// STRATA_POWERCUT_POINTS: "all" or a number of sampled points per variant (default: all).
+uint64_t sample_from_env(uint64_t dflt) {
+    const char* s = std::getenv("STRATA_POWERCUT_POINTS");
+    if (!s || !*s) return dflt;
+    if (std::string_view(s) == "all") return 0;
+    return std::strtoull(s, nullptr, 0);
+}
+
+TEST(BlobPowerCut, EveryWriteAndFlushOfASeededWorkload) {
+    const uint64_t seed = env_u64("STRATA_SIM_SEED", 8);
+    const int ops = static_cast<int>(env_u64("STRATA_POWERCUT_OPS", 40));
+    sweep(seed, ops, sample_from_env(0));
+}
+
+// More seeds and longer workloads: ctest label "long" (STRATA_POWERCUT_LONG=1 to run).
+TEST(BlobPowerCut, Long) {
+    if (env_u64("STRATA_POWERCUT_LONG", 0) == 0) GTEST_SKIP() << "set STRATA_POWERCUT_LONG=1";
+    const uint64_t first = env_u64("STRATA_SIM_SEED", 100);
+    const uint64_t seeds = env_u64("STRATA_POWERCUT_SEEDS", 20);
+    const int ops = static_cast<int>(env_u64("STRATA_POWERCUT_OPS", 80));
+    for (uint64_t s = first; s < first + seeds; ++s) sweep(s, ops, sample_from_env(0));
+}
+
+}  // namespace
+}  // namespace strata::blob
