@@ -18,6 +18,8 @@ using rpc::Json;
 class AccelRpcTest : public ::testing::Test {
 protected:
     Result<void> start(Json config) {
+        // The sim env backend, as strata-tgt --env sim would start it before the App.
+        if (!env::initialized()) EXPECT_TRUE(env::init().ok());
         sim = std::make_unique<runtime::SimScheduler>(11, 2);
         rpc::AppOptions o;
         if (!config.is_null()) o.config = std::move(config);
