@@ -33,6 +33,12 @@ struct World {
             if (n.rfind("bdev_", 0) == 0) methods.push_back(n);
     }
     void remove_all_bdevs() {
+        // Raids are module state that outlives their bdevs (configuring/offline): delete them
+        // too, or each input would leave one behind.
+        auto raids = app->call_method("bdev_raid_get_bdevs", {{"category", "all"}}, 10'000'000'000ull);
+        if (auto it = raids.find("result"); it != raids.end() && it->is_array())
+            for (const auto& r : *it)
+                (void)app->call_method("bdev_raid_delete", {{"name", r["name"]}}, 10'000'000'000ull);
         for (int round = 0; round < 8; ++round) {
             auto bdevs = strata::bdev::list();
             if (bdevs.empty()) return;
