@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <strata/accel/accel.h>
 #include <strata/base/crc.h>
@@ -223,7 +223,9 @@ void start_worker(Worker& w) {
 }
 
 void sleep_ms(long ms) {
-    struct timespec ts{ms / 1000, (ms % 1000) * 1'000'000L};
+    struct timespec ts {
+        ms / 1000, (ms % 1000) * 1'000'000L
+    };
     nanosleep(&ts, nullptr);
 }
 
@@ -237,9 +239,9 @@ template <class F>
 bool on(runtime::Thread& t, F&& fn, double timeout_s = 30) {
     auto done = std::make_shared<std::atomic<bool>>(false);
     if (!t.post([done, f = std::forward<F>(fn)]() mutable {
-             f();
-             done->store(true, std::memory_order_release);
-         }).ok())
+              f();
+              done->store(true, std::memory_order_release);
+          }).ok())
         return false;
     const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
     while (!done->load(std::memory_order_acquire)) {
@@ -259,7 +261,9 @@ bool wait_for(P&& pred, double timeout_s) {
     return true;
 }
 
-double gbps(double bytes, double seconds) { return seconds > 0 ? bytes / seconds / 1e9 : 0; }
+double gbps(double bytes, double seconds) {
+    return seconds > 0 ? bytes / seconds / 1e9 : 0;
+}
 
 // memcpy over the same working set (qd buffers of -o bytes), on this OS thread, for about
 // `seconds`: the baseline a copy offload competes with.
@@ -319,8 +323,9 @@ int main(int argc, char** argv) {
         ->check(CLI::PositiveNumber);
     cli.add_option("-m,--cpumask", cpumask, "Core mask: one worker per core (0x3, [0,2-3])")
         ->capture_default_str();
-    cli.add_option("--module", module, "Run the op on this module: software or ioat "
-                                       "(default: the framework's routing)");
+    cli.add_option("--module", module,
+                   "Run the op on this module: software or ioat "
+                   "(default: the framework's routing)");
     cli.add_option("-x,--xor-srcs", opt.xor_srcs, "Sources of an xor op")
         ->capture_default_str()
         ->check(CLI::Range(1u, accel::kMaxXorSources));
@@ -350,7 +355,9 @@ int main(int argc, char** argv) {
         return fail(fmt::format("--module '{}': expected software or ioat", module));
     if (!log_level.empty()) {
         auto l = log_level_parse(log_level);
-        if (!l) return fail(fmt::format("--log-level '{}': expected ERROR, WARN, NOTICE, INFO or DEBUG", log_level));
+        if (!l)
+            return fail(fmt::format("--log-level '{}': expected ERROR, WARN, NOTICE, INFO or DEBUG",
+                                    log_level));
         log_set_global_level(*l);
     } else {
         log_set_global_level(LogLevel::warn);
@@ -411,8 +418,10 @@ int main(int argc, char** argv) {
                                        static_cast<uint8_t>(i % 8)};
             (void)on(*model_threads[i], [&, i, addr] {
                 auto m = hwemu::ioat::ChannelModel::create(*bus, addr, mc, *model_threads[i]);
-                if (m) models[i] = std::move(*m);
-                else err = m.error().message();
+                if (m)
+                    models[i] = std::move(*m);
+                else
+                    err = m.error().message();
             });
             if (!err.empty()) {
                 cleanup_models();
@@ -445,7 +454,8 @@ int main(int argc, char** argv) {
         }
         std::atomic<bool> finished{false};
         (void)on(*ctl, [&] {
-            accel::fini([](void* c) { static_cast<std::atomic<bool>*>(c)->store(true); }, &finished);
+            accel::fini([](void* c) { static_cast<std::atomic<bool>*>(c)->store(true); },
+                        &finished);
         });
         (void)wait_for([&] { return finished.load(); }, 30);
         for (auto& w : workers) {
@@ -468,8 +478,8 @@ int main(int argc, char** argv) {
     }
 
     std::printf("Running %s, %llu-byte ops, queue depth %u, on %zu core(s) for %g seconds%s...\n",
-                workload.c_str(), static_cast<unsigned long long>(opt.size), opt.qd,
-                workers.size(), opt.seconds, opt.verify ? ", verifying" : "");
+                workload.c_str(), static_cast<unsigned long long>(opt.size), opt.qd, workers.size(),
+                opt.seconds, opt.verify ? ", verifying" : "");
     std::fflush(stdout);
     for (auto& w : workers) {
         Worker* wp = w.get();
@@ -481,10 +491,12 @@ int main(int argc, char** argv) {
     uint64_t last_ops = 0;
     double last_s = 0;
     for (;;) {
-        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double elapsed =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (elapsed >= opt.seconds) break;
         sleep_ms(static_cast<long>(std::min(1.0, opt.seconds - elapsed) * 1000) + 1);
-        const double now_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double now_s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         uint64_t total = 0, failed = 0;
         for (auto& w : workers) {
             total += w->ops.load(std::memory_order_relaxed);
@@ -493,7 +505,8 @@ int main(int argc, char** argv) {
         const double dt = now_s - last_s;
         const double rate = dt > 0 ? static_cast<double>(total - last_ops) / dt : 0;
         std::printf("[%5.1f s] %12.0f ops/s %8.2f GB/s  failed %llu\n", now_s, rate,
-                    gbps(rate * static_cast<double>(opt.size), 1), static_cast<unsigned long long>(failed));
+                    gbps(rate * static_cast<double>(opt.size), 1),
+                    static_cast<unsigned long long>(failed));
         std::fflush(stdout);
         last_ops = total;
         last_s = now_s;
@@ -506,11 +519,13 @@ int main(int argc, char** argv) {
         });
     }
     int rc = 0;
-    if (!wait_for([&] {
-            for (auto& w : workers)
-                if (!w->drained.load(std::memory_order_acquire)) return false;
-            return true;
-        }, 60)) {
+    if (!wait_for(
+            [&] {
+                for (auto& w : workers)
+                    if (!w->drained.load(std::memory_order_acquire)) return false;
+                return true;
+            },
+            60)) {
         std::fprintf(stderr, "strata-accel-perf: ops did not drain\n");
         rc = 1;
     }
@@ -541,7 +556,8 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(total_failed),
                 static_cast<unsigned long long>(total_mis));
     if (sim && want_ioat)
-        std::printf("(ioat figures are of the emulated I/OAT model on the sim env, not hardware)\n");
+        std::printf(
+            "(ioat figures are of the emulated I/OAT model on the sim env, not hardware)\n");
     std::fflush(stdout);
     shutdown();
     if (!no_memcpy) {

@@ -6,7 +6,9 @@
 namespace strata::accel {
 
 namespace {
-constexpr Status kBadArg(const char* why) { return Status(Errc::invalid_argument, why); }
+constexpr Status kBadArg(const char* why) {
+    return Status(Errc::invalid_argument, why);
+}
 
 // Sums an iovec array; a null base with a non-zero length is invalid.
 bool iov_total(const struct iovec* iov, uint32_t cnt, uint64_t* total) noexcept {
@@ -222,7 +224,8 @@ void ChannelImpl::finish(Task& t, Status s) noexcept {
     b->ops[index].status = s;
     if (!s && index < b->first_failed) b->first_failed = index;
     if (--b->remaining != 0) return;
-    const Status overall = b->first_failed == UINT32_MAX ? Status{} : b->ops[b->first_failed].status;
+    const Status overall =
+        b->first_failed == UINT32_MAX ? Status{} : b->ops[b->first_failed].status;
     const DoneFn bdone = b->done;
     void* const bctx = b->ctx;
     batches_.put(b);
@@ -230,8 +233,12 @@ void ChannelImpl::finish(Task& t, Status s) noexcept {
     bdone(bctx, overall);
 }
 
-void complete_task(Task& task, Status status) noexcept { task.channel->finish(task, status); }
-Status fallback_to_software(Task& task) noexcept { return task.channel->to_software(task); }
+void complete_task(Task& task, Status status) noexcept {
+    task.channel->finish(task, status);
+}
+Status fallback_to_software(Task& task) noexcept {
+    return task.channel->to_software(task);
+}
 
 // ---- Channel -------------------------------------------------------------------------------
 
@@ -345,10 +352,18 @@ Status Channel::submit_xor(void* dst, const void* const* srcs, uint32_t nsrcs, u
     return impl_->submit(op, done, ctx);
 }
 
-const char* Channel::module_for(Opcode op) const noexcept { return impl_->module_for(op); }
-uint32_t Channel::tasks_available() const noexcept { return impl_->tasks_available(); }
-uint32_t Channel::outstanding() const noexcept { return impl_->outstanding(); }
-const Stats& Channel::stats() const noexcept { return impl_->stats(); }
+const char* Channel::module_for(Opcode op) const noexcept {
+    return impl_->module_for(op);
+}
+uint32_t Channel::tasks_available() const noexcept {
+    return impl_->tasks_available();
+}
+uint32_t Channel::outstanding() const noexcept {
+    return impl_->outstanding();
+}
+const Stats& Channel::stats() const noexcept {
+    return impl_->stats();
+}
 
 Stats& Stats::operator+=(const Stats& o) {
     for (size_t i = 0; i < kOpcodeCount; ++i) {

@@ -66,7 +66,8 @@ void recompute_routes() {
             }
         }
         const int o = G.overrides[op];
-        if (o >= 0 && G.started[static_cast<size_t>(o)] && G.modules[static_cast<size_t>(o)]->available())
+        if (o >= 0 && G.started[static_cast<size_t>(o)] &&
+            G.modules[static_cast<size_t>(o)]->available())
             best = o;
         G.routes[op].store(static_cast<uint8_t>(best), std::memory_order_relaxed);
     }
@@ -110,8 +111,12 @@ void fold_gone_stats(const Stats& s) {
     g().gone += s;
 }
 
-const std::vector<Module*>& modules() { return g().modules; }
-size_t software_index() noexcept { return 0; }
+const std::vector<Module*>& modules() {
+    return g().modules;
+}
+size_t software_index() noexcept {
+    return 0;
+}
 size_t routed_module(Opcode op) noexcept {
     return g().routes[static_cast<size_t>(op)].load(std::memory_order_relaxed);
 }
@@ -180,7 +185,9 @@ Result<void> init() {
     return {};
 }
 
-bool running() noexcept { return g().running.load(); }
+bool running() noexcept {
+    return g().running.load();
+}
 runtime::IoDevice* io_device() noexcept {
     return g().running.load() ? g().device.get() : nullptr;
 }
@@ -198,22 +205,25 @@ void fini(runtime::MsgFn done, void* ctx) {
         void* ctx;
     };
     auto* f = new Fin{done, ctx};
-    runtime::unregister_io_device(*G.device, [](void* c) {
-        auto* fin = static_cast<Fin*>(c);
-        auto& GG = g();
-        {
-            std::lock_guard lock(GG.mu);
-            for (size_t i = 0; i < GG.modules.size(); ++i) {
-                if (!GG.started[i]) continue;
-                GG.modules[i]->stop();
-                GG.started[i] = false;
+    runtime::unregister_io_device(
+        *G.device,
+        [](void* c) {
+            auto* fin = static_cast<Fin*>(c);
+            auto& GG = g();
+            {
+                std::lock_guard lock(GG.mu);
+                for (size_t i = 0; i < GG.modules.size(); ++i) {
+                    if (!GG.started[i]) continue;
+                    GG.modules[i]->stop();
+                    GG.started[i] = false;
+                }
+                GG.device.reset();
+                recompute_routes();
             }
-            GG.device.reset();
-            recompute_routes();
-        }
-        fin->done(fin->ctx);
-        delete fin;
-    }, f);
+            fin->done(fin->ctx);
+            delete fin;
+        },
+        f);
 }
 
 Channel* get_channel() noexcept {
@@ -232,7 +242,8 @@ std::vector<std::string> module_names() {
 }
 Result<std::vector<Opcode>> module_opcodes(std::string_view module) {
     const int i = find_module(module);
-    if (i < 0) return Error(Errc::not_found, "accel module '" + std::string(module) + "' not found");
+    if (i < 0)
+        return Error(Errc::not_found, "accel module '" + std::string(module) + "' not found");
     std::vector<Opcode> out;
     for (size_t op = 0; op < kOpcodeCount; ++op)
         if (g().modules[static_cast<size_t>(i)]->supports(static_cast<Opcode>(op)))

@@ -74,8 +74,7 @@ private:
         const Opcode op = t.op.opcode;
         const bool fill = op == Opcode::fill;
         if ((op != Opcode::copy && !fill) || t.dst_len == 0 || t.dst_cnt != 1 ||
-            (!fill && t.src_cnt != 1) || ch_->removed() ||
-            (fill && !ch_->info().fill_supported))
+            (!fill && t.src_cnt != 1) || ch_->removed() || (fill && !ch_->info().fill_supported))
             return fallback_to_software(t);
         env::IovaSegment dseg[kMaxSegments], sseg[kMaxSegments];
         size_t dn = 0, sn = 0;
@@ -95,8 +94,14 @@ private:
                 pieces[np++] = {dseg[di].iova + doff, sseg[si].iova + soff, n};
                 doff += n;
                 soff += n;
-                if (doff == dseg[di].len) { ++di; doff = 0; }
-                if (soff == sseg[si].len) { ++si; soff = 0; }
+                if (doff == dseg[di].len) {
+                    ++di;
+                    doff = 0;
+                }
+                if (soff == sseg[si].len) {
+                    ++si;
+                    soff = 0;
+                }
             }
         }
         // Ring slots needed (each op splits at XFERCAP).
@@ -105,8 +110,10 @@ private:
         for (size_t i = 0; i < np; ++i) slots += (pieces[i].len + xfer - 1) / xfer;
         if (slots > ch_->info().ring_size) return fallback_to_software(t);
         if (slots > ch_->ring_free()) {
-            if (from_wait) waiting_.push_front(t);
-            else waiting_.push_back(t);
+            if (from_wait)
+                waiting_.push_front(t);
+            else
+                waiting_.push_back(t);
             return {};
         }
         t.status = Status{};
@@ -172,16 +179,14 @@ public:
     bool available() const noexcept override { return started_.load() && total_.load() > 0; }
 
     // Framework holds its mutex around create_channel.
-    std::unique_ptr<ModuleChannel> create_channel(runtime::Thread& thread,
-                                                  ChannelImpl&) override {
+    std::unique_ptr<ModuleChannel> create_channel(runtime::Thread& thread, ChannelImpl&) override {
         std::lock_guard lock(mu_);
         while (!free_.empty()) {
             const env::PciAddress addr = free_.front();
             free_.erase(free_.begin());
             auto ch = ioat::Channel::attach(addr, thread);
             if (ch) return std::make_unique<IoatChannel>(*this, addr, std::move(*ch));
-            STRATA_WARNLOG(log_accel, "ioat accel module: attach failed: {}",
-                           ch.error().message());
+            STRATA_WARNLOG(log_accel, "ioat accel module: attach failed: {}", ch.error().message());
         }
         return nullptr;  // no function left: this Thread's copies/fills go to software
     }
@@ -209,6 +214,8 @@ IoatChannel::~IoatChannel() {
 
 }  // namespace
 
-std::unique_ptr<Module> make_ioat_module() { return std::make_unique<IoatModule>(); }
+std::unique_ptr<Module> make_ioat_module() {
+    return std::make_unique<IoatModule>();
+}
 
 }  // namespace strata::accel

@@ -24,8 +24,16 @@ uint64_t walk2(const struct iovec* d, uint32_t dcnt, const struct iovec* s, uint
     while (di < dcnt && si < scnt) {
         const size_t dleft = d[di].iov_len - doff;
         const size_t sleft = s[si].iov_len - soff;
-        if (dleft == 0) { ++di; doff = 0; continue; }
-        if (sleft == 0) { ++si; soff = 0; continue; }
+        if (dleft == 0) {
+            ++di;
+            doff = 0;
+            continue;
+        }
+        if (sleft == 0) {
+            ++si;
+            soff = 0;
+            continue;
+        }
         const size_t n = dleft < sleft ? dleft : sleft;
         auto* dp = static_cast<uint8_t*>(d[di].iov_base) + doff;
         auto* sp = static_cast<const uint8_t*>(s[si].iov_base) + soff;
@@ -92,15 +100,16 @@ Status execute_software(Task& t) noexcept {
     const Op& op = t.op;
     switch (op.opcode) {
         case Opcode::copy:
-            walk2(t.dst, t.dst_cnt, t.src, t.src_cnt, [](uint8_t* d, const uint8_t* s, size_t n,
-                                                          uint64_t) {
-                std::memcpy(d, s, n);
-                return true;
-            });
+            walk2(t.dst, t.dst_cnt, t.src, t.src_cnt,
+                  [](uint8_t* d, const uint8_t* s, size_t n, uint64_t) {
+                      std::memcpy(d, s, n);
+                      return true;
+                  });
             return {};
         case Opcode::fill:
             for (uint32_t i = 0; i < t.dst_cnt; ++i)
-                if (t.dst[i].iov_len != 0) std::memset(t.dst[i].iov_base, op.fill_byte, t.dst[i].iov_len);
+                if (t.dst[i].iov_len != 0)
+                    std::memset(t.dst[i].iov_base, op.fill_byte, t.dst[i].iov_len);
             return {};
         case Opcode::compare: {
             uint64_t diff = UINT64_MAX;
@@ -120,11 +129,11 @@ Status execute_software(Task& t) noexcept {
             *op.crc_dst = crc32c_iov(op.seed, t.src, t.src_cnt);
             return {};
         case Opcode::copy_crc32c:
-            walk2(t.dst, t.dst_cnt, t.src, t.src_cnt, [](uint8_t* d, const uint8_t* s, size_t n,
-                                                          uint64_t) {
-                std::memcpy(d, s, n);
-                return true;
-            });
+            walk2(t.dst, t.dst_cnt, t.src, t.src_cnt,
+                  [](uint8_t* d, const uint8_t* s, size_t n, uint64_t) {
+                      std::memcpy(d, s, n);
+                      return true;
+                  });
             *op.crc_dst = crc32c_iov(op.seed, t.src, t.src_cnt);
             return {};
         case Opcode::xor_:
@@ -156,9 +165,7 @@ public:
         }
         return done;
     }
-    uint32_t outstanding() const noexcept override {
-        return static_cast<uint32_t>(queue_.size());
-    }
+    uint32_t outstanding() const noexcept override { return static_cast<uint32_t>(queue_.size()); }
 
 private:
     IntrusiveList<Task> queue_;
@@ -179,6 +186,8 @@ public:
 
 }  // namespace
 
-std::unique_ptr<Module> make_software_module() { return std::make_unique<SoftwareModule>(); }
+std::unique_ptr<Module> make_software_module() {
+    return std::make_unique<SoftwareModule>();
+}
 
 }  // namespace strata::accel

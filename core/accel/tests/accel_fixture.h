@@ -79,8 +79,7 @@ protected:
         }
         on(threads[0], [&] { ASSERT_TRUE(init().ok()); });
         ch.assign(channels, nullptr);
-        for (size_t i = 0; i < channels; ++i)
-            on(threads[i], [&, i] { ch[i] = get_channel(); });
+        for (size_t i = 0; i < channels; ++i) on(threads[i], [&, i] { ch[i] = get_channel(); });
         for (size_t i = 0; i < channels; ++i) ASSERT_NE(ch[i], nullptr) << i;
         started = true;
         // Let the I/OAT channels finish their attach-time reset.

@@ -159,8 +159,9 @@ TEST_F(AccelIoatTest, EveryOpGivesTheSameResultWithAndWithoutIoat) {
         out.assign(b, b + 20'000);
         out.insert(out.end(), x1, x1 + 20'000);
         out.insert(out.end(), x2, x2 + 20'000);
-        for (uint32_t v : {crc1, crc2}) out.insert(out.end(), {uint8_t(v), uint8_t(v >> 8),
-                                                               uint8_t(v >> 16), uint8_t(v >> 24)});
+        for (uint32_t v : {crc1, crc2})
+            out.insert(out.end(),
+                       {uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24)});
     };
     std::vector<uint8_t> with_ioat, software_only;
     run_all(with_ioat);
@@ -367,7 +368,8 @@ TEST_F(AccelIoatTest, FaultMidBatchAbortsTheRestThenRecovers) {
     on(threads[2], [&] { model->faults().clear(); });
     // Retrying the batch succeeds on the recovered channel.
     Done again;
-    on(threads[0], [&] { ASSERT_TRUE(ch[0]->submit_batch(ops.data(), 8, &Done::fn, &again).ok()); });
+    on(threads[0],
+       [&] { ASSERT_TRUE(ch[0]->submit_batch(ops.data(), 8, &Done::fn, &again).ok()); });
     ASSERT_TRUE(poll_until([&] { return again.calls > 0; }));
     EXPECT_TRUE(again.status.ok()) << again.status.to_string();
     EXPECT_EQ(std::memcmp(a, b, 8 * 4096), 0);

@@ -74,13 +74,15 @@ struct Worker {
     }
     bool check() const {
         switch (step % 4) {
-            case 0: return std::memcmp(dst, src, kLen) == 0;
+            case 0:
+                return std::memcmp(dst, src, kLen) == 0;
             case 1: {
                 for (size_t i = 0; i < kLen; ++i)
                     if (dst[i] != static_cast<uint8_t>(step)) return false;
                 return true;
             }
-            case 2: return crc == want_crc;
+            case 2:
+                return crc == want_crc;
             default: {
                 for (size_t i = 0; i < kLen; ++i)
                     if (dst[i] != (src[i] ^ x2[i])) return false;
@@ -95,10 +97,18 @@ struct Worker {
         }
         Status s;
         switch (step % 4) {
-            case 0: s = ch->submit_copy(dst, src, kLen, &done, this); break;
-            case 1: s = ch->submit_fill(dst, static_cast<uint8_t>(step), kLen, &done, this); break;
-            case 2: s = ch->submit_crc32c(&crc, src, kLen, 0, &done, this); break;
-            default: s = ch->submit_xor(dst, xs, 2, kLen, &done, this); break;
+            case 0:
+                s = ch->submit_copy(dst, src, kLen, &done, this);
+                break;
+            case 1:
+                s = ch->submit_fill(dst, static_cast<uint8_t>(step), kLen, &done, this);
+                break;
+            case 2:
+                s = ch->submit_crc32c(&crc, src, kLen, 0, &done, this);
+                break;
+            default:
+                s = ch->submit_xor(dst, xs, 2, kLen, &done, this);
+                break;
         }
         if (!s.ok()) {
             errors.fetch_add(1, std::memory_order_relaxed);

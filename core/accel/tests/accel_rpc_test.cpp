@@ -27,13 +27,15 @@ protected:
         rpc::register_all_modules(*app);
         std::optional<Result<void>> res;
         app->start([&](Result<void> r) { res = std::move(r); });
-        EXPECT_TRUE(sim->run_until([&] { return res.has_value(); }, sim->now_ns() + 10'000'000'000));
+        EXPECT_TRUE(
+            sim->run_until([&] { return res.has_value(); }, sim->now_ns() + 10'000'000'000));
         return res ? *res : Result<void>(Error(Errc::timeout, "start did not finish"));
     }
     void TearDown() override {
         if (app) {
             app->request_stop();
-            EXPECT_TRUE(sim->run_until([&] { return app->stopped(); }, sim->now_ns() + 10'000'000'000));
+            EXPECT_TRUE(
+                sim->run_until([&] { return app->stopped(); }, sim->now_ns() + 10'000'000'000));
             app.reset();
         }
         sim.reset();
@@ -147,8 +149,8 @@ TEST_F(AccelRpcTest, BadParamsAreRejected) {
     EXPECT_NE(e["message"].get<std::string>().find("gpu"), std::string::npos);
     e = err("accel_assign_opc", {{"opname", "crc32c"}, {"module", "ioat"}});
     EXPECT_NE(e["message"].get<std::string>().find("does not support"), std::string::npos);
-    err("accel_assign_opc", {{"opname", "copy"}});                              // missing module
-    err("accel_assign_opc", {{"opname", 3}, {"module", "software"}});           // wrong type
+    err("accel_assign_opc", {{"opname", "copy"}});                     // missing module
+    err("accel_assign_opc", {{"opname", 3}, {"module", "software"}});  // wrong type
     err("accel_assign_opc", {{"opname", "copy"}, {"module", "software"}, {"x", 1}});  // unknown
     err("ioat_scan_accel_module", {{"x", 1}});
     err("accel_get_stats", {{"x", 1}});
@@ -166,9 +168,10 @@ TEST_F(AccelRpcTest, EmulatedIoatChannelsByRpc) {
     EXPECT_TRUE(rpc("sim_ioat_create", {{"traddr", "0000:00:04.2"}, {"xfercap_log2", 5}})
                     .contains("error"));  // XFERCAP below 4 KiB
     EXPECT_TRUE(rpc("sim_ioat_create", {{"traddr", "bogus"}}).contains("error"));
-    r = rpc("sim_ioat_inject_fault",
-            {{"traddr", "0000:00:04.1"},
-             {"rule", {{"action", "error_status"}, {"status", 0x100}, {"nth", 2}}}});  // read_data_err
+    r = rpc(
+        "sim_ioat_inject_fault",
+        {{"traddr", "0000:00:04.1"},
+         {"rule", {{"action", "error_status"}, {"status", 0x100}, {"nth", 2}}}});  // read_data_err
     ASSERT_TRUE(r.contains("result")) << r.dump();
     EXPECT_TRUE(r["result"].is_number_unsigned());
     auto devs = rpc("sim_get_devices")["result"];
@@ -177,8 +180,9 @@ TEST_F(AccelRpcTest, EmulatedIoatChannelsByRpc) {
     EXPECT_EQ(devs[0]["removed"], false);
     EXPECT_EQ(rpc("sim_ioat_clear_faults", {{"traddr", "0000:00:04.1"}})["result"], true);
     EXPECT_EQ(rpc("sim_get_devices")["result"][0]["faults"], 0);
-    EXPECT_TRUE(rpc("sim_ioat_inject_fault", {{"traddr", "0000:00:04.1"}, {"rule", {{"action", "nope"}}}})
-                    .contains("error"));
+    EXPECT_TRUE(
+        rpc("sim_ioat_inject_fault", {{"traddr", "0000:00:04.1"}, {"rule", {{"action", "nope"}}}})
+            .contains("error"));
     // ioat_scan_accel_module at run time finds it.
     EXPECT_EQ(rpc("ioat_scan_accel_module")["result"], true);
     EXPECT_EQ(rpc("accel_get_opc_assignments")["result"]["copy"], "ioat");
@@ -200,7 +204,8 @@ TEST_F(AccelRpcTest, SpdkSavedAccelSectionLoads) {
     ASSERT_TRUE(start(Json::parse(R"({"subsystems": [{"subsystem": "accel", "config": [
         {"method": "accel_set_options", "params": {"small_cache_size": 128,
             "large_cache_size": 16, "task_count": 2048, "sequence_count": 2048,
-            "buf_count": 2048}}]}]})")).ok());
+            "buf_count": 2048}}]}]})"))
+                    .ok());
     EXPECT_EQ(options().task_count, 2048u);
 }
 

@@ -79,9 +79,13 @@ TEST_F(AccelTest, Crc32cMatchesRfc3720CheckValues) {
     const Case cases[] = {
         {[](uint8_t* b) { std::memset(b, 0, 32); }, 0x8A9136AAu},
         {[](uint8_t* b) { std::memset(b, 0xFF, 32); }, 0x62A8AB43u},
-        {[](uint8_t* b) { for (int i = 0; i < 32; ++i) b[i] = static_cast<uint8_t>(i); },
+        {[](uint8_t* b) {
+             for (int i = 0; i < 32; ++i) b[i] = static_cast<uint8_t>(i);
+         },
          0x46DD794Eu},
-        {[](uint8_t* b) { for (int i = 0; i < 32; ++i) b[i] = static_cast<uint8_t>(31 - i); },
+        {[](uint8_t* b) {
+             for (int i = 0; i < 32; ++i) b[i] = static_cast<uint8_t>(31 - i);
+         },
          0x113FDB5Cu},
     };
     for (const auto& c : cases) {
@@ -153,9 +157,8 @@ TEST_F(AccelTest, IovecCrcCopyAndCopyCrcAgreeWithFlat) {
     std::memset(dst, 0, 10'000);
     crc = 0;
     Done d;
-    on(threads[0], [&] {
-        ASSERT_TRUE(ch[0]->submit_copy_crc32cv(dst, siov, 4, &crc, 7, &Done::fn, &d).ok());
-    });
+    on(threads[0],
+       [&] { ASSERT_TRUE(ch[0]->submit_copy_crc32cv(dst, siov, 4, &crc, 7, &Done::fn, &d).ok()); });
     ASSERT_TRUE(poll_until([&] { return d.calls == 1; }));
     EXPECT_TRUE(d.status.ok());
     EXPECT_EQ(crc, want);
@@ -174,7 +177,8 @@ TEST_F(AccelTest, XorOfOneToManySourcesAlignedAndNot) {
     for (uint32_t n : {1u, 2u, 3u, 8u, kMaxXorSources}) {
         for (size_t off : {size_t{0}, size_t{5}}) {
             for (size_t len : {size_t{1}, size_t{63}, size_t{64}, kLen}) {
-                SCOPED_TRACE(::testing::Message() << n << " sources, off " << off << " len " << len);
+                SCOPED_TRACE(::testing::Message()
+                             << n << " sources, off " << off << " len " << len);
                 std::vector<const void*> p;
                 for (uint32_t i = 0; i < n; ++i) p.push_back(srcs[i] + off);
                 Op op;
@@ -208,24 +212,78 @@ TEST_F(AccelTest, BadArgumentsAreRefusedWithoutCallback) {
         f(op);
         bad.push_back(op);
     };
-    add([&](Op& o) { o.opcode = Opcode::copy; o.dst = buf; o.len = 8; });             // null src
-    add([&](Op& o) { o.opcode = Opcode::copy; o.src = buf; o.len = 8; });             // null dst
-    add([&](Op& o) { o.opcode = Opcode::fill; o.len = 8; });                          // null dst
-    add([&](Op& o) { o.opcode = Opcode::crc32c; o.src = buf; o.len = 8; });           // null crc
-    add([&](Op& o) { o.opcode = Opcode::copy_crc32c; o.src = buf; o.dst = buf + 8; o.len = 8; });
-    add([&](Op& o) { o.opcode = Opcode::copy; o.src_iov = &one; o.src_iovcnt = 1;
-                     o.dst_iov = &two; o.dst_iovcnt = 1; });                          // totals
-    add([&](Op& o) { o.opcode = Opcode::copy; o.src_iov = &one; o.src_iovcnt = 0;
-                     o.dst = buf; o.len = 10; });                                     // iovcnt 0
-    add([&](Op& o) { o.opcode = Opcode::crc32c; o.src_iov = &null_base; o.src_iovcnt = 1;
-                     o.crc_dst = &crc; });                                            // null base
-    add([&](Op& o) { o.opcode = Opcode::xor_; o.dst = buf; o.len = 8; o.xor_srcs = srcs;
-                     o.xor_nsrcs = 0; });                                             // 0 sources
-    add([&](Op& o) { o.opcode = Opcode::xor_; o.dst = buf; o.len = 8; o.xor_srcs = srcs;
-                     o.xor_nsrcs = kMaxXorSources + 1; });
-    add([&](Op& o) { o.opcode = Opcode::xor_; o.dst = buf; o.len = 8; o.xor_srcs = srcs;
-                     o.xor_nsrcs = 2; });                                             // null src
-    add([&](Op& o) { o.opcode = Opcode::xor_; o.dst = buf; o.len = 8; o.xor_nsrcs = 1; });
+    add([&](Op& o) {
+        o.opcode = Opcode::copy;
+        o.dst = buf;
+        o.len = 8;
+    });  // null src
+    add([&](Op& o) {
+        o.opcode = Opcode::copy;
+        o.src = buf;
+        o.len = 8;
+    });  // null dst
+    add([&](Op& o) {
+        o.opcode = Opcode::fill;
+        o.len = 8;
+    });  // null dst
+    add([&](Op& o) {
+        o.opcode = Opcode::crc32c;
+        o.src = buf;
+        o.len = 8;
+    });  // null crc
+    add([&](Op& o) {
+        o.opcode = Opcode::copy_crc32c;
+        o.src = buf;
+        o.dst = buf + 8;
+        o.len = 8;
+    });
+    add([&](Op& o) {
+        o.opcode = Opcode::copy;
+        o.src_iov = &one;
+        o.src_iovcnt = 1;
+        o.dst_iov = &two;
+        o.dst_iovcnt = 1;
+    });  // totals
+    add([&](Op& o) {
+        o.opcode = Opcode::copy;
+        o.src_iov = &one;
+        o.src_iovcnt = 0;
+        o.dst = buf;
+        o.len = 10;
+    });  // iovcnt 0
+    add([&](Op& o) {
+        o.opcode = Opcode::crc32c;
+        o.src_iov = &null_base;
+        o.src_iovcnt = 1;
+        o.crc_dst = &crc;
+    });  // null base
+    add([&](Op& o) {
+        o.opcode = Opcode::xor_;
+        o.dst = buf;
+        o.len = 8;
+        o.xor_srcs = srcs;
+        o.xor_nsrcs = 0;
+    });  // 0 sources
+    add([&](Op& o) {
+        o.opcode = Opcode::xor_;
+        o.dst = buf;
+        o.len = 8;
+        o.xor_srcs = srcs;
+        o.xor_nsrcs = kMaxXorSources + 1;
+    });
+    add([&](Op& o) {
+        o.opcode = Opcode::xor_;
+        o.dst = buf;
+        o.len = 8;
+        o.xor_srcs = srcs;
+        o.xor_nsrcs = 2;
+    });  // null src
+    add([&](Op& o) {
+        o.opcode = Opcode::xor_;
+        o.dst = buf;
+        o.len = 8;
+        o.xor_nsrcs = 1;
+    });
     add([&](Op& o) { o.opcode = static_cast<Opcode>(200); });
     for (size_t i = 0; i < bad.size(); ++i) {
         SCOPED_TRACE(i);
@@ -235,7 +293,8 @@ TEST_F(AccelTest, BadArgumentsAreRefusedWithoutCallback) {
     fine.opcode = Opcode::fill;
     fine.dst = buf;
     fine.len = 8;
-    on(threads[0], [&] { EXPECT_EQ(ch[0]->submit(fine, nullptr, nullptr), Errc::invalid_argument); });
+    on(threads[0],
+       [&] { EXPECT_EQ(ch[0]->submit(fine, nullptr, nullptr), Errc::invalid_argument); });
     EXPECT_EQ(ch[0]->outstanding(), 0u);
     EXPECT_EQ(ch[0]->tasks_available(), options().task_count);
 }

@@ -128,10 +128,9 @@ public:
     Status submit_copyv(const struct iovec* dst_iov, uint32_t dst_iovcnt,
                         const struct iovec* src_iov, uint32_t src_iovcnt, DoneFn done,
                         void* ctx) noexcept;
-    Status submit_fill(void* dst, uint8_t fill_byte, uint64_t len, DoneFn done,
-                       void* ctx) noexcept;
-    Status submit_compare(const void* a, const void* b, uint64_t len,
-                          uint64_t* miscompare_offset, DoneFn done, void* ctx) noexcept;
+    Status submit_fill(void* dst, uint8_t fill_byte, uint64_t len, DoneFn done, void* ctx) noexcept;
+    Status submit_compare(const void* a, const void* b, uint64_t len, uint64_t* miscompare_offset,
+                          DoneFn done, void* ctx) noexcept;
     Status submit_crc32c(uint32_t* crc_dst, const void* src, uint64_t len, uint32_t seed,
                          DoneFn done, void* ctx) noexcept;
     Status submit_crc32cv(uint32_t* crc_dst, const struct iovec* iov, uint32_t iovcnt,
@@ -139,10 +138,9 @@ public:
     Status submit_copy_crc32c(void* dst, const void* src, uint64_t len, uint32_t* crc_dst,
                               uint32_t seed, DoneFn done, void* ctx) noexcept;
     Status submit_copy_crc32cv(void* dst, const struct iovec* src_iov, uint32_t src_iovcnt,
-                               uint32_t* crc_dst, uint32_t seed, DoneFn done,
-                               void* ctx) noexcept;
-    Status submit_xor(void* dst, const void* const* srcs, uint32_t nsrcs, uint64_t len,
-                      DoneFn done, void* ctx) noexcept;
+                               uint32_t* crc_dst, uint32_t seed, DoneFn done, void* ctx) noexcept;
+    Status submit_xor(void* dst, const void* const* srcs, uint32_t nsrcs, uint64_t len, DoneFn done,
+                      void* ctx) noexcept;
 
     // Module this Thread routes `op` to right now ("software", "ioat").
     const char* module_for(Opcode op) const noexcept;

@@ -29,7 +29,7 @@ inline constexpr size_t kMaxModules = 4;
 
 // One op inside the framework, from the channel's preallocated pool.
 struct Task : ListHook<> {
-    Op op;                           // the caller's descriptor (copied)
+    Op op;                              // the caller's descriptor (copied)
     const struct iovec* src = nullptr;  // normalized source (op.src_iov or &src_one)
     uint32_t src_cnt = 0;
     const struct iovec* dst = nullptr;  // normalized destination
