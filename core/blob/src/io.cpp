@@ -112,12 +112,11 @@ void process(Request* r) noexcept {
             return;
         }
         r->seg_end = r->end;
-        Status st = s.has_flush ? bdev::flush(desc, *r->ch->bch, 0, s.bdev_bytes / unit, bdev_done, r)
-                                : Status{};
-        if (!s.has_flush) {
+        if (!s.has_flush) {  // no volatile cache: completed writes are durable
             finish(r, {});
             return;
         }
+        Status st = bdev::flush(desc, *r->ch->bch, 0, s.bdev_bytes / unit, bdev_done, r);
         if (st.code() == Errc::busy) {
             r->wait = {retry_msg, r, nullptr};
             bdev::queue_io_wait(*r->ch->bch, r->wait);

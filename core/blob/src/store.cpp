@@ -493,11 +493,61 @@ Task<Result<void>> StoreImpl::write_masks_and_super(bool clean) {
     co_return co_await write_super(clean, crcs[0], crcs[1], crcs[2]);
 }
 
+namespace {
+
+// Rule 5 rewrites the super block in place. A device that tears a lost write at sector
+// granularity (the NVMe model's power_cut(torn); real SSDs guarantee one block) can leave the
+// first sector (clean flag, mask crcs) new and the last one (crc) old. Both such mixes are
+// recognisable, because the version they replaced is known: a clean super block torn over a
+// dirty one (unload) replaced clean = 0 with zero mask crcs; a dirty one torn over a clean one
+// (load) replaced clean = 1 with the crcs of the masks on disk, which nothing has written
+// since. Either way the store is dirty: `page` becomes that dirty super block, sealed. Only a
+// crc-verified reconstruction is accepted, so damage is still refused.
+Task<bool> untear_super(StoreImpl& s, std::vector<uint8_t>& page) {
+    format::SuperBlock sb;
+    std::memcpy(&sb, page.data(), sizeof sb);
+    const uint32_t stored = sb.crc;
+    auto crc_of = [](const format::SuperBlock& x) { return crc32c(0, &x, offsetof(format::SuperBlock, crc)); };
+    format::SuperBlock dirty = sb;
+    dirty.clean = 0;
+    dirty.cluster_mask_crc = dirty.page_mask_crc = dirty.blobid_mask_crc = 0;
+    format::seal_page(&dirty);
+    auto geo = format::parse_super(&dirty, s.bdev_bytes, s.desc->bdev().block_size());
+    if (!geo.ok()) co_return false;
+    bool torn = crc_of(dirty) == stored;  // a torn unload
+    if (!torn && sb.clean == 0) {         // a torn load: recompute the clean version
+        format::SuperBlock clean = sb;
+        clean.clean = 1;
+        const uint64_t bits[3] = {geo->total_clusters, geo->md_len, geo->max_blobs};
+        const uint64_t starts[3] = {geo->cluster_mask_start, geo->page_mask_start, geo->blobid_mask_start};
+        uint32_t crcs[3];
+        for (int i = 0; i < 3; ++i) {
+            const uint64_t bytes = (bits[i] + 7) / 8;
+            std::vector<uint8_t> buf((bytes + kMdPageSize - 1) / kMdPageSize * kMdPageSize);
+            auto r = co_await s.bdev_io(bdev::IoType::read, buf.data(), starts[i] * kMdPageSize, buf.size());
+            if (!r.ok()) co_return false;
+            crcs[i] = crc32c(0, buf.data(), bytes);
+        }
+        clean.cluster_mask_crc = crcs[0];
+        clean.page_mask_crc = crcs[1];
+        clean.blobid_mask_crc = crcs[2];
+        torn = crc_of(clean) == stored;
+    }
+    if (!torn) co_return false;
+    STRATA_NOTICELOG(log_blob, "super block torn by a power cut: loading dirty");
+    std::memcpy(page.data(), &dirty, sizeof dirty);
+    co_return true;
+}
+
+}  // namespace
+
 Task<Result<void>> StoreImpl::load(const LoadOptions& o) {
     std::vector<uint8_t> page(kMdPageSize);
     auto r = co_await bdev_io(bdev::IoType::read, page.data(), 0, kMdPageSize);
     if (!r.ok()) co_return r;
     auto geo = format::parse_super(page.data(), bdev_bytes, desc->bdev().block_size());
+    if (!geo.ok() && co_await untear_super(*this, page))
+        geo = format::parse_super(page.data(), bdev_bytes, desc->bdev().block_size());
     if (!geo.ok()) co_return geo.error();
     g = *geo;
     format::SuperBlock sb;
@@ -856,8 +906,13 @@ Task<Result<void>> StoreImpl::delete_blob(BlobId id) {
             co_return r;
         }
         const BlobMd saved = c->md;
-        for (size_t i = 0; i < c->md.clusters.size() && i < s->md.clusters.size(); ++i)
-            if (c->md.clusters[i] == kUnallocated) c->md.clusters[i] = s->md.clusters[i];
+        std::vector<uint32_t> left;  // the snapshot's clusters the clone does not take
+        for (size_t i = 0; i < s->md.clusters.size(); ++i) {
+            if (i < c->md.clusters.size() && c->md.clusters[i] == kUnallocated)
+                c->md.clusters[i] = s->md.clusters[i];
+            else if (s->md.clusters[i] != kUnallocated)
+                left.push_back(s->md.clusters[i]);
+        }
         c->md.parent_id = s->md.parent_id;
         r = co_await persist(*c);
         if (!r.ok()) {
@@ -873,7 +928,7 @@ Task<Result<void>> StoreImpl::delete_blob(BlobId id) {
         s->internal_refs--;  // the clone's reference
         c->refresh_atomics();
         entries[c->id].parent = s->md.parent_id;
-        std::fill(s->md.clusters.begin(), s->md.clusters.end(), kUnallocated);  // moved
+        s->md.clusters = std::move(left);  // moved ones are the clone's now; these get freed
     }
     auto r = co_await tombstone(s->slot, s->cur_slot, s->md.generation);
     if (!r.ok() && c == nullptr) {
