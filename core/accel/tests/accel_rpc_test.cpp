@@ -186,6 +186,21 @@ TEST_F(AccelRpcTest, EmulatedIoatChannelsByRpc) {
     // ioat_scan_accel_module at run time finds it.
     EXPECT_EQ(rpc("ioat_scan_accel_module")["result"], true);
     EXPECT_EQ(rpc("accel_get_opc_assignments")["result"]["copy"], "ioat");
+    // A Thread's accel channel holds the function: the model cannot go from under it.
+    Channel* ch = nullptr;
+    bool got = false;
+    (void)app->thread().post([&] {
+        ch = get_channel();
+        got = true;
+    });
+    ASSERT_TRUE(sim->run_until([&] { return got; }, sim->now_ns() + 1'000'000'000));
+    ASSERT_NE(ch, nullptr);
+    EXPECT_STREQ(ch->module_for(Opcode::copy), "ioat");
+    auto busy = rpc("sim_ioat_delete", {{"traddr", "0000:00:04.1"}});
+    ASSERT_TRUE(busy.contains("error")) << busy.dump();
+    EXPECT_NE(busy["error"]["message"].get<std::string>().find("in use"), std::string::npos);
+    (void)app->thread().post([ch] { put_channel(ch); });
+    sim->run_until([] { return false; }, sim->now_ns() + 1'000'000);
     EXPECT_EQ(rpc("sim_ioat_delete", {{"traddr", "0000:00:04.1"}})["result"], true);
     EXPECT_TRUE(rpc("sim_ioat_delete", {{"traddr", "0000:00:04.1"}}).contains("error"));
     EXPECT_TRUE(rpc("sim_ioat_clear_faults", {{"traddr", "0000:00:04.1"}}).contains("error"));
