@@ -149,6 +149,7 @@ void MgmtChannel::release(BdevIo& io) noexcept {
         IoWaitEntry* e = wait_head;
         wait_head = e->next;
         if (wait_head == nullptr) wait_tail = nullptr;
+        if (wait_prio_tail == e) wait_prio_tail = nullptr;
         e->next = nullptr;
         e->fn(e->ctx);
     }
@@ -160,6 +161,15 @@ void queue_io_wait(Channel& ch, IoWaitEntry& entry) noexcept {
     if (m->wait_tail) m->wait_tail->next = &entry;
     else m->wait_head = &entry;
     m->wait_tail = &entry;
+}
+
+void queue_io_wait_front(Channel& ch, IoWaitEntry& entry) noexcept {
+    MgmtChannel* m = ch.mgmt;
+    IoWaitEntry*& link = m->wait_prio_tail != nullptr ? m->wait_prio_tail->next : m->wait_head;
+    entry.next = link;
+    link = &entry;
+    if (entry.next == nullptr) m->wait_tail = &entry;
+    m->wait_prio_tail = &entry;
 }
 
 // ---- channel ------------------------------------------------------------------------------

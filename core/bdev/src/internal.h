@@ -59,6 +59,7 @@ public:
     void* zeroes = nullptr;  // kBounceBytes of zeroes, DMA memory
     IoWaitEntry* wait_head = nullptr;
     IoWaitEntry* wait_tail = nullptr;
+    IoWaitEntry* wait_prio_tail = nullptr;  // last of the queue_io_wait_front entries (at the head)
     void release(BdevIo& io) noexcept;
 };
 

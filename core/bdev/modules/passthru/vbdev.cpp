@@ -35,10 +35,12 @@ void base_done(void* p, const IoStatus& status) {
 void start(Forward& f) noexcept {
     const Status s = submit_once(f);
     if (s.ok()) return;
-    if (s.code() == Errc::busy) {  // this Thread's bdev_io pool is empty: retry when one frees
+    if (s.code() == Errc::busy) {
+        // This Thread's bdev_io pool is empty: take the next free one, ahead of new I/O
+        // waiting to enter at the top of the stack.
         f.wait.fn = [](void* p) { start(*static_cast<Forward*>(p)); };
         f.wait.ctx = &f;
-        queue_io_wait(*f.ch->base, f.wait);
+        queue_io_wait_front(*f.ch->base, f.wait);
         return;
     }
     f.done(f.io, IoStatus{s.code(), 0});

@@ -122,6 +122,13 @@ private:
     iovec inline_compare_iovs_[1];
 };
 
+// For virtual bdevs passing an I/O down: like queue_io_wait (bdev.h), but served before every
+// queue_io_wait entry (in the order queued among themselves). An I/O already inside a stack of
+// virtual bdevs gets the next free bdev_io before a new I/O is admitted at the top; with plain
+// queue_io_wait, new top-level I/O could take every bdev_io of the Thread and starve the levels
+// below for good.
+void queue_io_wait_front(Channel& ch, IoWaitEntry& entry) noexcept;
+
 class Bdev : public runtime::IoDevice {
 public:
     struct Properties {

@@ -103,7 +103,11 @@ protected:
     bool exists(const std::string& name) { return find(name) != nullptr; }
     void malloc(const std::string& name, uint64_t blocks = 4096, uint32_t bs = 512) {
         call("bdev_malloc_create", {{"name", name}, {"num_blocks", blocks}, {"block_size", bs}});
+        settle();
     }
+    // Lets asynchronous examiners of other modules (which may hold a new bdev open for a while)
+    // finish, as a user would with bdev_wait_for_examine.
+    void settle() { poll_until([] { return false; }, 10'000'000); }
     void remove(const std::string& name) {
         bool gone = false;
         on(&app->thread(), [&] { unregister_bdev(name, [&](Result<void>) { gone = true; }); });
