@@ -14,6 +14,11 @@ BS = 512
 
 def _malloc(w, name, blocks):
     w.rpc("bdev_malloc_create", name=name, num_blocks=blocks, block_size=BS)
+    # Other modules examine a new bdev asynchronously (lvol reads it for a superblock) and may
+    # hold it open meanwhile, which a raid's claim would refuse: let them finish, as SPDK users
+    # call bdev_wait_for_examine before claiming.
+    w.rpc("bdev_wait_for_examine")
+    w.run_until(lambda: False, timeout_ns=1_000_000_000)
 
 
 def _raid(w, name):

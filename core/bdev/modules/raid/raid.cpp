@@ -165,6 +165,7 @@ public:
 
 // Module state, on the raids' control Thread.
 struct Registry {
+    std::mutex mu;  // membership of `raids`, for examine on other Threads
     std::vector<std::unique_ptr<Raid>> raids;
     uint64_t next_id = 1;
 };
@@ -183,6 +184,7 @@ Raid* find_raid_id(uint64_t id) {
     return nullptr;
 }
 void erase_raid(uint64_t id) {
+    std::lock_guard lock(registry().mu);
     auto& v = registry().raids;
     v.erase(std::remove_if(v.begin(), v.end(), [id](auto& r) { return r->id == id; }), v.end());
 }
@@ -406,6 +408,13 @@ MemberRange span_on(const RaidIo& r, uint32_t slot) noexcept {
     return {};
 }
 
+// The member holding raid block `lba` (raid0, concat).
+uint32_t member_of(const Raid& raid, uint64_t lba) noexcept {
+    if (raid.level == RaidLevel::raid0) return static_cast<uint32_t>((lba / raid.strip_blocks) % raid.width());
+    const auto it = std::upper_bound(raid.concat_start.begin(), raid.concat_start.end(), lba);
+    return static_cast<uint32_t>(it - raid.concat_start.begin() - 1);
+}
+
 void issue(RaidIo& r) noexcept {
     RaidChannel& ch = *r.ch;
     BdevIo& io = *r.io;
@@ -578,9 +587,8 @@ void RaidBdev::submit(runtime::IoChannel& module_ch, BdevIo& io) noexcept {
         case RaidLevel::concat:
             if (io.type() == IoType::read || io.type() == IoType::write) {
                 // The layer split at strip boundaries (optimal_io_boundary): one member each.
-                for (uint32_t i = 0; i < raid.width(); ++i)
-                    if (span_on(r, i).num_blocks != 0) r.todo |= bit(i);
-                if (std::popcount(r.todo) != 1) {
+                r.todo = bit(member_of(raid, io.offset_blocks()));
+                if (member_of(raid, io.offset_blocks() + io.num_blocks() - 1) != member_of(raid, io.offset_blocks())) {
                     io.complete(Errc::invalid_argument);
                     return;
                 }
@@ -1010,35 +1018,39 @@ Result<void> maybe_configure(Raid& r) {
     return configure(r);
 }
 
-// Attaches a member that just appeared; on the raid's control Thread.
-void examine_on_ctrl(uint64_t id, const std::string& name) {
-    Raid* r = find_raid_id(id);
-    if (r == nullptr || r->state != Raid::State::configuring || r->deleting) return;
-    for (uint32_t i = 0; i < r->width(); ++i) {
-        if (r->slots[i].name != name || r->slots[i].desc) continue;
-        if (auto a = attach_slot(*r, i); !a) {
-            STRATA_ERRLOG(log_bdev_raid, "{}", a.error().message());
-            return;
+// Attaches `name` to the configuring raids of the calling (control) Thread that wait for it.
+void examine_here(const std::string& name) {
+    std::vector<uint64_t> ids;
+    for (auto& r : registry().raids)
+        if (r->ctrl == runtime::current_thread()) ids.push_back(r->id);
+    for (uint64_t id : ids) {
+        Raid* r = find_raid_id(id);
+        if (r == nullptr || r->state != Raid::State::configuring || r->deleting) continue;
+        for (uint32_t i = 0; i < r->width(); ++i) {
+            if (r->slots[i].name != name || r->slots[i].desc) continue;
+            if (auto a = attach_slot(*r, i); !a) {
+                STRATA_ERRLOG(log_bdev_raid, "{}", a.error().message());
+                break;
+            }
+            if (auto c = maybe_configure(*r); !c)
+                STRATA_ERRLOG(log_bdev_raid, "raid {}: {}", r->name, c.error().message());
+            break;
         }
-        if (auto c = maybe_configure(*r); !c)
-            STRATA_ERRLOG(log_bdev_raid, "raid {}: {}", r->name, c.error().message());
-        return;
     }
 }
 
+// Any Thread (the one registering the bdev): each raid's state is touched on its control
+// Thread only, so the work goes there.
 void examine(Bdev& bdev) {
-    std::vector<std::pair<uint64_t, runtime::Thread*>> wanted;
-    for (auto& r : registry().raids) {
-        if (r->state != Raid::State::configuring || r->deleting) continue;
-        for (const Slot& s : r->slots)
-            if (s.name == bdev.name() && !s.desc) wanted.emplace_back(r->id, r->ctrl);
+    std::vector<runtime::Thread*> ctrls;
+    {
+        std::lock_guard lock(registry().mu);
+        for (auto& r : registry().raids)
+            if (std::find(ctrls.begin(), ctrls.end(), r->ctrl) == ctrls.end()) ctrls.push_back(r->ctrl);
     }
-    for (auto& [id, ctrl] : wanted) {
-        if (ctrl == runtime::current_thread()) {
-            examine_on_ctrl(id, bdev.name());
-        } else {
-            (void)ctrl->post([id, name = bdev.name()] { examine_on_ctrl(id, name); });
-        }
+    for (runtime::Thread* t : ctrls) {
+        if (t == runtime::current_thread()) examine_here(bdev.name());
+        else (void)t->post([name = bdev.name()] { examine_here(name); });
     }
 }
 
@@ -1125,7 +1137,10 @@ Result<void> raid_create(const RaidCreateOptions& o) {
     r.ctrl = ctrl;
     r.slots.resize(n);
     for (size_t i = 0; i < n; ++i) r.slots[i].name = o.base_bdevs[i];
-    registry().raids.push_back(std::move(raid));
+    {
+        std::lock_guard lock(registry().mu);
+        registry().raids.push_back(std::move(raid));
+    }
     Result<void> res;
     for (uint32_t i = 0; i < r.width() && res.ok(); ++i)
         if (find(r.slots[i].name) != nullptr) res = attach_slot(r, i);
