@@ -5,6 +5,7 @@
 #include <strata/accel/rpc.h>
 #include <strata/bdev/rpc.h>
 #include <strata/hwemu/sim_rpc.h>
+#include <strata/lvol/rpc.h>
 
 namespace strata::rpc {
 
@@ -13,6 +14,7 @@ const std::vector<ModuleEntry>& module_table() {
         {"sim", &hwemu::register_sim_rpc_module},  // emulated devices first: bdevs sit on them
         {"accel", &accel::register_rpc_module},  // before bdev: bdev modules use accel
         {"bdev", &bdev::register_rpc_module},
+        {"lvol", &lvol::register_rpc_module},  // after bdev: its methods join the bdev group
     };
     return table;
 }

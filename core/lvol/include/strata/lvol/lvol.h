@@ -1,0 +1,124 @@
+// Logical volumes (SPDK's lvol): an lvstore is a blobstore on a base bdev (claimed by the lvol
+// module), and every lvol is a blob of it exposed as a bdev named by its UUID with the alias
+// "<lvs_name>/<lvol_name>". Names and UUIDs live in blob xattrs ("name", "uuid"; the store's on
+// a super blob marked "lvs_super"), so everything comes back when the base bdev is examined
+// again after a restart: save_config writes nothing for lvols beyond their base bdevs.
+//
+//   set_control_thread(app.thread());                          // once, at registration
+//   spawn(thread, create_lvstore({.bdev_name = "Malloc0", .lvs_name = "lvs0"}), done);
+//
+// Threads. Every Task here runs on the control Thread (the App's): it is the metadata Thread
+// of every store. Operations are serialized one at a time by an asynchronous lock (no mutex);
+// the query functions are control Thread only. Lvol bdev I/O runs on any Thread through a
+// per-Thread blob channel, with nothing allocated per I/O.
+//
+// Not guaranteed: bdev_lvol_grow_lvstore (the blobstore cannot grow yet); the lvol
+// clear_method is validated and recorded but deleting an lvol does not unmap its clusters
+// (the blobstore releases them).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <strata/base/status.h>
+#include <strata/runtime/task.h>
+#include <strata/runtime/thread.h>
+
+namespace strata::bdev {
+struct Module;
+}
+
+namespace strata::lvol {
+
+using runtime::Task;
+
+inline constexpr const char* kBsType = "LVOLSTORE";  // the blobstore type SPDK uses
+inline constexpr size_t kNameMax = 63;               // SPDK_LVS_NAME_MAX / LVOL_NAME_MAX - 1
+inline constexpr uint32_t kDefaultClusterSize = 4u << 20;  // SPDK_LVS_OPTS_CLUSTER_SZ
+
+extern const bdev::Module kLvolModule;
+
+enum class ClearMethod { none, unmap, write_zeroes };
+// "none", "unmap", "write_zeroes" (SPDK's spellings); Errc::invalid_argument otherwise.
+Result<ClearMethod> parse_clear_method(std::string_view text);
+const char* clear_method_name(ClearMethod m) noexcept;
+
+// The store a call names: by UUID or by name (exactly one of them set).
+struct LvsRef {
+    std::string uuid;
+    std::string name;
+};
+
+struct LvsOptions {
+    std::string bdev_name;
+    std::string lvs_name;
+    uint32_t cluster_sz = kDefaultClusterSize;
+    ClearMethod clear_method = ClearMethod::unmap;  // what the base gets before formatting
+    uint32_t num_md_pages_per_cluster_ratio = 100;  // metadata pages per 100 clusters
+};
+
+struct LvsInfo {
+    std::string uuid, name, base_bdev;
+    uint64_t total_data_clusters = 0, free_clusters = 0;
+    uint32_t block_size = 0, cluster_size = 0;
+};
+
+struct LvolOptions {
+    std::string lvol_name;
+    uint64_t size_bytes = 0;  // rounded up to whole clusters
+    bool thin_provision = false;
+    LvsRef lvs;
+    ClearMethod clear_method = ClearMethod::unmap;
+};
+
+struct LvolInfo {
+    std::string alias;  // lvs_name/lvol_name
+    std::string uuid;   // also the bdev name
+    std::string name;
+    std::string lvs_uuid, lvs_name, base_bdev;
+    uint64_t num_clusters = 0, num_allocated_clusters = 0, num_blocks = 0;
+    bool thin_provision = false, read_only = false, snapshot = false, clone = false;
+    std::string base_snapshot;        // the parent's lvol name (clones)
+    std::vector<std::string> clones;  // the clones' lvol names (snapshots)
+};
+
+// Where every operation (and every lvstore load found by examine) runs. Set before use.
+void set_control_thread(runtime::Thread& thread) noexcept;
+
+// ---- lvstores (control Thread) ----
+// Formats the bdev (claimed from then on) and returns the store's UUID. Errc::already_exists
+// (the name is taken), Errc::not_found (no bdev), Errc::permission_denied (claimed elsewhere),
+// Errc::invalid_argument (name, cluster size, ratio, bdev too small).
+Task<Result<std::string>> create_lvstore(LvsOptions options);
+// Removes every lvol bdev, deletes the store from the bdev and releases the claim.
+Task<Result<void>> delete_lvstore(LvsRef ref);
+Task<Result<void>> rename_lvstore(std::string old_name, std::string new_name);
+// Closes the store cleanly, leaving it on its bdev (examine brings it back). Used at shutdown.
+Task<Result<void>> unload_lvstore(LvsRef ref);
+Task<void> unload_all();
+// Loads the store on `bdev_name` if it holds one (what examine starts). Errc::not_found when
+// the bdev holds no lvstore.
+Task<Result<void>> load_lvstore(std::string bdev_name);
+// Resolves once every load started by examine so far has finished.
+Task<void> wait_examine();
+Result<std::vector<LvsInfo>> get_lvstores(const LvsRef& filter);  // empty filter: all
+
+// ---- lvols (control Thread). `name` is the bdev name (UUID) or the "lvs/lvol" alias. ----
+// Returns the new lvol's UUID (its bdev name).
+Task<Result<std::string>> create_lvol(LvolOptions options);
+// The lvol becomes a clone of a new read-only snapshot named snapshot_name in the same store.
+Task<Result<std::string>> create_snapshot(std::string lvol_name, std::string snapshot_name);
+Task<Result<std::string>> create_clone(std::string snapshot_name, std::string clone_name);
+// new_name is a bare lvol name (the store stays).
+Task<Result<void>> rename_lvol(std::string old_name, std::string new_name);
+Task<Result<void>> resize_lvol(std::string name, uint64_t size_bytes);
+Task<Result<void>> set_read_only(std::string name);
+Task<Result<void>> inflate(std::string name);
+Task<Result<void>> decouple_parent(std::string name);
+// Errc::permission_denied (SPDK's -EPERM) for a snapshot with more than one clone.
+Task<Result<void>> delete_lvol(std::string name);
+Result<std::vector<LvolInfo>> get_lvols(const LvsRef& filter);
+
+}  // namespace strata::lvol

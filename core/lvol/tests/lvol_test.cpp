@@ -1,0 +1,317 @@
+// Lvstores and lvols through their RPCs on a simulated App over malloc bases: create/load
+// (unload and re-examine through a passthru), every RPC and its errors, snapshot/clone data,
+// thin vs thick allocation, rename persistence, and a verify workload through the lvol bdev.
+#include <gtest/gtest.h>
+
+#include <strata/lvol/lvol.h>
+
+#include "vbdev_fixture.h"
+
+namespace strata::bdev::testing {
+namespace {
+
+class LvolTest : public VbdevTest {
+protected:
+    // 32 MiB base, 1 MiB clusters.
+    std::string lvstore(const std::string& bdev = "Malloc0", const std::string& name = "lvs0") {
+        if (!exists(bdev)) malloc(bdev, 65536, 512);
+        Json u = call("bdev_lvol_create_lvstore",
+                      {{"bdev_name", bdev}, {"lvs_name", name}, {"cluster_sz", 1 << 20}});
+        return u.is_string() ? u.get<std::string>() : "";
+    }
+    std::string lvol(const std::string& name, uint64_t mib, bool thin = false,
+                     const std::string& lvs = "lvs0") {
+        Json u = call("bdev_lvol_create", {{"lvol_name", name},
+                                           {"size_in_mib", mib},
+                                           {"thin_provision", thin},
+                                           {"lvs_name", lvs}});
+        return u.is_string() ? u.get<std::string>() : "";
+    }
+    Json lvol_info(const std::string& bdev) {
+        Json b = call("bdev_get_bdevs", {{"name", bdev}});
+        return b.is_array() && !b.empty() ? b[0]["driver_specific"]["lvol"] : Json();
+    }
+    // Unloads every store (as at shutdown) and brings the base back under a passthru: the
+    // passthru's registration runs examine, which must find the store.
+    void reexamine(const std::string& base = "Malloc0", const std::string& pt = "PT0") {
+        bool done = false;
+        runtime::spawn(app->thread(), lvol::unload_all(), [&] { done = true; });
+        ASSERT_TRUE(poll_until([&] { return done; }));
+        call("bdev_passthru_create", {{"base_bdev_name", base}, {"name", pt}});
+        done = false;
+        runtime::spawn(app->thread(), lvol::wait_examine(), [&] { done = true; });
+        ASSERT_TRUE(poll_until([&] { return done; }));
+    }
+};
+
+TEST_F(LvolTest, CreateLvstoreAndLvols) {
+    const std::string uuid = lvstore();
+    ASSERT_EQ(uuid.size(), 36u);
+    EXPECT_STREQ(find("Malloc0")->claimed_by(), "lvol");
+    Json stores = call("bdev_lvol_get_lvstores");
+    ASSERT_EQ(stores.size(), 1u);
+    EXPECT_EQ(stores[0]["name"], "lvs0");
+    EXPECT_EQ(stores[0]["uuid"], uuid);
+    EXPECT_EQ(stores[0]["base_bdev"], "Malloc0");
+    EXPECT_EQ(stores[0]["cluster_size"], 1 << 20);
+    EXPECT_EQ(stores[0]["block_size"], 512);
+    const uint64_t total = stores[0]["total_data_clusters"];
+    EXPECT_GT(total, 20u);
+    EXPECT_EQ(stores[0]["free_clusters"], total);
+
+    const std::string thick = lvol("thick", 4);
+    const std::string thin = lvol("thin", 8, true);
+    EXPECT_TRUE(exists(thick));
+    EXPECT_TRUE(exists("lvs0/thick"));
+    EXPECT_TRUE(exists("lvs0/thin"));
+    Json b = call("bdev_get_bdevs", {{"name", "lvs0/thick"}})[0];
+    EXPECT_EQ(b["name"], thick);
+    EXPECT_EQ(b["num_blocks"], 4 * 2048);
+    EXPECT_EQ(b["product_name"], "Logical Volume");
+    EXPECT_EQ(b["driver_specific"]["lvol"]["lvol_store_uuid"], uuid);
+    EXPECT_EQ(b["driver_specific"]["lvol"]["base_bdev"], "Malloc0");
+    EXPECT_EQ(b["driver_specific"]["lvol"]["thin_provision"], false);
+    EXPECT_EQ(b["driver_specific"]["lvol"]["num_allocated_clusters"], 4);
+    EXPECT_EQ(lvol_info(thin)["thin_provision"], true);
+    EXPECT_EQ(lvol_info(thin)["num_allocated_clusters"], 0);
+    EXPECT_EQ(call("bdev_lvol_get_lvstores", {{"lvs_name", "lvs0"}})[0]["free_clusters"], total - 4);
+
+    // Thin: a write allocates exactly the clusters it touches.
+    Handle& h = open("lvs0/thin");
+    ASSERT_TRUE(write_blocks(h, 0, pattern(4096, 1)).ok());
+    ASSERT_TRUE(write_blocks(h, 5 * 2048 + 8, pattern(4096, 2)).ok());
+    EXPECT_EQ(lvol_info(thin)["num_allocated_clusters"], 2);
+    std::vector<uint8_t> r(4096);
+    ASSERT_TRUE(read_blocks(h, 3 * 2048, r).ok());
+    EXPECT_EQ(r, std::vector<uint8_t>(4096, 0));
+
+    Json lvols = call("bdev_lvol_get_lvols", {{"lvs_name", "lvs0"}});
+    ASSERT_EQ(lvols.size(), 2u);
+    EXPECT_EQ(lvols[0]["lvs"]["uuid"], uuid);
+    EXPECT_EQ(call("bdev_get_bdevs", {{"name", "Malloc0"}})[0]["claimed"], true);
+}
+
+TEST_F(LvolTest, VerifyWorkloadThroughTheLvolBdev) {
+    lvstore();
+    lvol("thick", 8);
+    lvol("thin", 8, true);
+    for (const char* n : {"lvs0/thick", "lvs0/thin"}) {
+        Handle& h = open(n);
+        verify_workload(h, 64);
+        EXPECT_TRUE(io([&](IoDoneFn f, void* c) { return write_zeroes(*h.desc, *h.ch, 100, 4, f, c); }).ok());
+        EXPECT_TRUE(io([&](IoDoneFn f, void* c) { return unmap(*h.desc, *h.ch, 200, 8, f, c); }).ok());
+        EXPECT_TRUE(io([&](IoDoneFn f, void* c) { return flush(*h.desc, *h.ch, 0, 8, f, c); }).ok());
+        EXPECT_TRUE(io([&](IoDoneFn f, void* c) { return reset(*h.desc, *h.ch, f, c); }).ok());
+        std::vector<uint8_t> r(2048);
+        ASSERT_TRUE(read_blocks(h, 100, r).ok());
+        EXPECT_EQ(r, std::vector<uint8_t>(2048, 0));
+    }
+    // More I/O in flight than a blob channel has requests: the excess waits, none fails.
+    Handle& h = open("lvs0/thick");
+    constexpr int kIos = 600;
+    auto buf = pattern(size_t{kIos} * 512, 5);
+    std::vector<Done> done(kIos);
+    on(worker, [&] {
+        for (int i = 0; i < kIos; ++i)
+            ASSERT_TRUE(write(*h.desc, *h.ch, buf.data() + size_t(i) * 512, uint64_t(i), 1,
+                              &Done::cb, &done[i]).ok());
+    });
+    ASSERT_TRUE(poll_until([&] {
+        for (auto& d : done)
+            if (d.calls == 0) return false;
+        return true;
+    }));
+    for (auto& d : done) ASSERT_TRUE(d.status.ok());
+    std::vector<uint8_t> r(buf.size());
+    ASSERT_TRUE(read_blocks(h, 0, r).ok());
+    EXPECT_EQ(r, buf);
+}
+
+TEST_F(LvolTest, SnapshotAndCloneData) {
+    lvstore();
+    lvol("vol", 4, true);
+    Handle& v = open("lvs0/vol");
+    auto a = pattern(8192, 1);
+    ASSERT_TRUE(write_blocks(v, 0, a).ok());
+    const std::string snap = call("bdev_lvol_snapshot", {{"lvol_name", "lvs0/vol"}, {"snapshot_name", "snap"}});
+    EXPECT_TRUE(exists("lvs0/snap"));
+    EXPECT_EQ(lvol_info(snap)["snapshot"], true);
+    EXPECT_EQ(lvol_info("lvs0/vol")["clone"], true);
+    EXPECT_EQ(lvol_info("lvs0/vol")["base_snapshot"], "snap");
+    const std::string clone = call("bdev_lvol_clone", {{"snapshot_name", "lvs0/snap"}, {"clone_name", "cl"}});
+    EXPECT_EQ(lvol_info(snap)["clones"], Json({"vol", "cl"}));
+    EXPECT_EQ(lvol_info(clone)["num_allocated_clusters"], 0);
+
+    // Writes to the clone and to the origin change neither the snapshot nor each other.
+    Handle& c = open("lvs0/cl");
+    auto b = pattern(4096, 2);
+    ASSERT_TRUE(write_blocks(c, 4, b).ok());
+    auto d = pattern(4096, 3);
+    ASSERT_TRUE(write_blocks(v, 8, d).ok());
+    Handle& s = open("lvs0/snap");
+    std::vector<uint8_t> r(8192);
+    ASSERT_TRUE(read_blocks(s, 0, r).ok());
+    EXPECT_EQ(r, a);
+    ASSERT_TRUE(read_blocks(c, 0, r).ok());
+    auto expect_c = a;
+    std::copy(b.begin(), b.end(), expect_c.begin() + 4 * 512);
+    EXPECT_EQ(r, expect_c);
+    ASSERT_TRUE(read_blocks(v, 0, r).ok());
+    auto expect_v = a;
+    std::copy(d.begin(), d.end(), expect_v.begin() + 8 * 512);
+    EXPECT_EQ(r, expect_v);
+    // The snapshot refuses writes.
+    EXPECT_EQ(write_blocks(s, 0, b).code, Errc::permission_denied);
+
+    // Snapshot with two clones: delete refused; inflate one, then the delete merges.
+    Json e = call_error("bdev_lvol_delete", {{"name", "lvs0/snap"}});
+    EXPECT_EQ(e["code"], -EPERM);
+    EXPECT_NE(e["message"].get<std::string>().find("2 clones"), std::string::npos);
+    EXPECT_EQ(call("bdev_lvol_inflate", {{"name", "lvs0/cl"}}), true);
+    EXPECT_EQ(lvol_info(clone)["clone"], false);
+    EXPECT_EQ(lvol_info(clone)["num_allocated_clusters"], 4);
+    ASSERT_TRUE(read_blocks(c, 0, r).ok());
+    EXPECT_EQ(r, expect_c);
+    close(s);
+    EXPECT_EQ(call("bdev_lvol_delete", {{"name", "lvs0/snap"}}), true);
+    EXPECT_FALSE(exists("lvs0/snap"));
+    EXPECT_EQ(lvol_info("lvs0/vol")["clone"], false);
+    ASSERT_TRUE(read_blocks(v, 0, r).ok());
+    EXPECT_EQ(r, expect_v);
+}
+
+TEST_F(LvolTest, DecoupleParent) {
+    lvstore();
+    lvol("vol", 2, true);
+    Handle& v = open("lvs0/vol");
+    auto a = pattern(4096, 7);
+    ASSERT_TRUE(write_blocks(v, 0, a).ok());
+    call("bdev_lvol_snapshot", {{"lvol_name", "lvs0/vol"}, {"snapshot_name", "s1"}});
+    call("bdev_lvol_snapshot", {{"lvol_name", "lvs0/vol"}, {"snapshot_name", "s2"}});
+    EXPECT_EQ(lvol_info("lvs0/vol")["base_snapshot"], "s2");
+    EXPECT_EQ(call("bdev_lvol_decouple_parent", {{"name", "lvs0/vol"}}), true);
+    EXPECT_EQ(lvol_info("lvs0/vol")["base_snapshot"], "s1");
+    std::vector<uint8_t> r(4096);
+    ASSERT_TRUE(read_blocks(v, 0, r).ok());
+    EXPECT_EQ(r, a);
+    EXPECT_EQ(call_error("bdev_lvol_inflate", {{"name", "lvs0/s1"}})["code"], -EINVAL);
+}
+
+TEST_F(LvolTest, ResizeRenameReadOnly) {
+    lvstore();
+    const std::string u = lvol("vol", 2);
+    Handle& h = open("lvs0/vol");
+    EXPECT_EQ(call("bdev_lvol_resize", {{"name", "lvs0/vol"}, {"size_in_mib", 5}}), true);
+    EXPECT_EQ(call("bdev_get_bdevs", {{"name", u}})[0]["num_blocks"], 5 * 2048);
+    ASSERT_TRUE(poll_until([&] { return !h.events.empty(); }));
+    EXPECT_EQ(h.events[0], Event::resize);
+    ASSERT_TRUE(write_blocks(h, 5 * 2048 - 8, pattern(4096, 1)).ok());
+    EXPECT_EQ(lvol_info(u)["num_allocated_clusters"], 5);
+    EXPECT_EQ(call_error("bdev_lvol_resize", {{"name", "lvs0/vol"}, {"size_in_mib", 4096}})["code"], -ENOSPC);
+
+    EXPECT_EQ(call("bdev_lvol_rename", {{"old_name", "lvs0/vol"}, {"new_name", "data"}}), true);
+    EXPECT_EQ(call("bdev_lvol_get_lvols")[0]["alias"], "lvs0/data");
+    EXPECT_EQ(call("bdev_lvol_rename_lvstore", {{"old_name", "lvs0"}, {"new_name", "store"}}), true);
+    EXPECT_EQ(call("bdev_lvol_get_lvols")[0]["alias"], "store/data");
+
+    EXPECT_EQ(call("bdev_lvol_set_read_only", {{"name", u}}), true);
+    EXPECT_EQ(write_blocks(h, 0, pattern(512, 1)).code, Errc::permission_denied);
+}
+
+TEST_F(LvolTest, StoreComesBackThroughExamine) {
+    const std::string uuid = lvstore();
+    const std::string thick = lvol("thick", 3);
+    lvol("thin", 6, true);
+    {
+        Handle& h = open("lvs0/thin");
+        ASSERT_TRUE(write_blocks(h, 2048, pattern(8192, 4)).ok());
+        close(h);
+    }
+    call("bdev_lvol_snapshot", {{"lvol_name", "lvs0/thin"}, {"snapshot_name", "snap"}});
+    call("bdev_lvol_rename", {{"old_name", "lvs0/thick"}, {"new_name", "renamed"}});
+    call("bdev_lvol_rename_lvstore", {{"old_name", "lvs0"}, {"new_name", "lvsX"}});
+
+    reexamine();
+    EXPECT_STREQ(find("PT0")->claimed_by(), "lvol");
+    Json stores = call("bdev_lvol_get_lvstores");
+    ASSERT_EQ(stores.size(), 1u);
+    EXPECT_EQ(stores[0]["name"], "lvsX");
+    EXPECT_EQ(stores[0]["uuid"], uuid);
+    EXPECT_EQ(stores[0]["base_bdev"], "PT0");
+    EXPECT_TRUE(exists("lvsX/renamed"));
+    EXPECT_TRUE(exists(thick));  // same UUID, same bdev name
+    EXPECT_TRUE(exists("lvsX/snap"));
+    EXPECT_EQ(lvol_info("lvsX/thin")["base_snapshot"], "snap");
+    EXPECT_EQ(lvol_info("lvsX/thin")["thin_provision"], true);
+    EXPECT_EQ(lvol_info("lvsX/snap")["num_allocated_clusters"], 1);
+    Handle& h = open("lvsX/thin");
+    std::vector<uint8_t> r(8192);
+    ASSERT_TRUE(read_blocks(h, 2048, r).ok());
+    EXPECT_EQ(r, pattern(8192, 4));
+    // save_config holds nothing of the lvols: they are on-disk state.
+    EXPECT_EQ(bdev_config().dump().find("lvol"), std::string::npos);
+}
+
+TEST_F(LvolTest, DeleteLvstore) {
+    const std::string uuid = lvstore();
+    lvol("a", 2);
+    lvol("b", 2, true);
+    EXPECT_EQ(call("bdev_lvol_delete_lvstore", {{"uuid", uuid}}), true);
+    EXPECT_FALSE(exists("lvs0/a"));
+    EXPECT_TRUE(call("bdev_lvol_get_lvstores").empty());
+    EXPECT_STREQ(find("Malloc0")->claimed_by(), "");
+    // Gone from the disk too: examine of the base finds nothing.
+    reexamine();
+    EXPECT_TRUE(call("bdev_lvol_get_lvstores").empty());
+    EXPECT_STREQ(find("PT0")->claimed_by(), "");
+    // The name is free again.
+    lvstore("Malloc1", "lvs0");
+}
+
+TEST_F(LvolTest, RpcErrors) {
+    malloc("Small", 2048, 512);  // 1 MiB
+    EXPECT_EQ(call_error("bdev_lvol_create_lvstore", {{"bdev_name", "Nope"}, {"lvs_name", "x"}})["code"], -ENOENT);
+    EXPECT_EQ(call_error("bdev_lvol_create_lvstore", {{"bdev_name", "Small"}, {"lvs_name", "x"}})["code"], -EINVAL);
+    EXPECT_EQ(call_error("bdev_lvol_create_lvstore", {{"bdev_name", "Small"}})["code"], -32602);
+    lvstore();
+    EXPECT_EQ(call_error("bdev_lvol_create_lvstore",
+                         {{"bdev_name", "Malloc0"}, {"lvs_name", "other"}})["code"], -EPERM);
+    malloc("Malloc1", 65536, 512);
+    EXPECT_EQ(call_error("bdev_lvol_create_lvstore",
+                         {{"bdev_name", "Malloc1"}, {"lvs_name", "lvs0"}})["code"], -EEXIST);
+    EXPECT_EQ(call_error("bdev_lvol_create_lvstore",
+                         {{"bdev_name", "Malloc1"}, {"lvs_name", std::string(64, 'n')}})["code"], -EINVAL);
+    EXPECT_EQ(call_error("bdev_lvol_create_lvstore", {{"bdev_name", "Malloc1"}, {"lvs_name", "y"},
+                                                      {"clear_method", "shred"}})["code"], -EINVAL);
+    EXPECT_EQ(call_error("bdev_lvol_create_lvstore", {{"bdev_name", "Malloc1"}, {"lvs_name", "y"},
+                                                      {"cluster_sz", 1000}})["code"], -EINVAL);
+    EXPECT_FALSE(find("Malloc1")->claimed_by()[0]);
+
+    lvol("v", 2);
+    EXPECT_EQ(call_error("bdev_lvol_create", {{"lvol_name", "v"}, {"size_in_mib", 1}, {"lvs_name", "lvs0"}})["code"], -EEXIST);
+    EXPECT_EQ(call_error("bdev_lvol_create", {{"lvol_name", "w"}, {"size_in_mib", 1}, {"lvs_name", "none"}})["code"], -ENOENT);
+    EXPECT_EQ(call_error("bdev_lvol_create", {{"lvol_name", "w"}, {"size_in_mib", 1}})["code"], -32602);
+    EXPECT_EQ(call_error("bdev_lvol_create", {{"lvol_name", "w"}, {"size_in_mib", 0}, {"lvs_name", "lvs0"}})["code"], -EINVAL);
+    EXPECT_EQ(call_error("bdev_lvol_create", {{"lvol_name", "big"}, {"size_in_mib", 1024}, {"lvs_name", "lvs0"}})["code"], -ENOSPC);
+    // Thin may overcommit the free space (up to the store's size, the blobstore's limit).
+    lvol("thinbig", 32, true);
+    EXPECT_EQ(call_error("bdev_lvol_create", {{"lvol_name", "huge"}, {"size_in_mib", 1024},
+                                              {"thin_provision", true}, {"lvs_name", "lvs0"}})["code"], -EINVAL);
+    EXPECT_EQ(call_error("bdev_lvol_snapshot", {{"lvol_name", "lvs0/none"}, {"snapshot_name", "s"}})["code"], -ENOENT);
+    EXPECT_EQ(call_error("bdev_lvol_snapshot", {{"lvol_name", "lvs0/v"}, {"snapshot_name", "thinbig"}})["code"], -EEXIST);
+    EXPECT_EQ(call_error("bdev_lvol_clone", {{"snapshot_name", "lvs0/v"}, {"clone_name", "c"}})["code"], -EINVAL);
+    EXPECT_EQ(call_error("bdev_lvol_rename", {{"old_name", "lvs0/v"}, {"new_name", "thinbig"}})["code"], -EEXIST);
+    EXPECT_EQ(call_error("bdev_lvol_rename_lvstore", {{"old_name", "nope"}, {"new_name", "x"}})["code"], -ENOENT);
+    EXPECT_EQ(call_error("bdev_lvol_delete", {{"name", "lvs0/none"}})["code"], -ENOENT);
+    EXPECT_EQ(call_error("bdev_lvol_delete_lvstore", {{"lvs_name", "none"}})["code"], -ENOENT);
+    EXPECT_EQ(call_error("bdev_lvol_delete_lvstore", Json::object())["code"], -32602);
+    EXPECT_EQ(call_error("bdev_lvol_get_lvstores", {{"lvs_name", "none"}})["code"], -ENOENT);
+    EXPECT_EQ(call_error("bdev_lvol_get_lvols", {{"lvs_name", "none"}})["code"], -ENOENT);
+    EXPECT_EQ(call_error("bdev_lvol_grow_lvstore", {{"lvs_name", "lvs0"}})["code"], -EOPNOTSUPP);
+    EXPECT_EQ(call_error("bdev_lvol_decouple_parent", {{"name", "lvs0/v"}})["code"], -EINVAL);
+    // Nothing of the failures is left behind.
+    EXPECT_EQ(call("bdev_lvol_get_lvols").size(), 2u);
+}
+
+}  // namespace
+}  // namespace strata::bdev::testing
