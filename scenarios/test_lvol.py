@@ -1,0 +1,123 @@
+"""Logical volumes from RPCs on the simulator: snapshot/clone data correctness on a malloc base,
+thin vs thick allocation, and an lvstore on an emulated NVMe SSD (namespace media in a file)
+surviving a clean restart: save_config holds only the base, examine brings the lvols back."""
+
+import random
+
+import pytest
+
+import strata
+from strata import RpcError
+
+ADDR = "0000:06:00.0"
+BS = 512
+MIB_BLOCKS = (1 << 20) // BS
+
+
+def blocks(rng, n):
+    return bytes(rng.getrandbits(8) for _ in range(n * BS))
+
+
+def lvol_info(world, name):
+    return world.bdev(name).info()["driver_specific"]["lvol"]
+
+
+def test_snapshot_and_clone_data(world, seed):
+    rng = random.Random(seed)
+    world.rpc("bdev_malloc_create", name="Malloc0", num_blocks=64 * MIB_BLOCKS, block_size=BS)
+    lvs = world.rpc("bdev_lvol_create_lvstore", bdev_name="Malloc0", lvs_name="lvs0", cluster_sz=1 << 20)
+    assert world.rpc("bdev_lvol_get_lvstores", uuid=lvs)[0]["name"] == "lvs0"
+    world.rpc("bdev_lvol_create", lvol_name="vol", size_in_mib=8, thin_provision=True, lvs_name="lvs0")
+    vol = world.bdev("lvs0/vol")
+
+    # A random set of writes, remembered, then a snapshot of them.
+    image = {}
+    for _ in range(20):
+        off = rng.randrange(0, 8 * MIB_BLOCKS - 8)
+        data = blocks(rng, 8)
+        vol.write(off, data)
+        for i in range(8):
+            image[off + i] = data[i * BS:(i + 1) * BS]
+    world.rpc("bdev_lvol_snapshot", lvol_name="lvs0/vol", snapshot_name="snap")
+    world.rpc("bdev_lvol_clone", snapshot_name="lvs0/snap", clone_name="clone")
+    clone, snap = world.bdev("lvs0/clone"), world.bdev("lvs0/snap")
+    assert sorted(lvol_info(world, "lvs0/snap")["clones"]) == ["clone", "vol"]
+    assert lvol_info(world, "lvs0/clone")["base_snapshot"] == "snap"
+
+    # Overwrite in the clone and in the origin: the snapshot keeps the old data.
+    for _ in range(10):
+        off = rng.choice(sorted(image))
+        clone.write(off, blocks(rng, 1))
+        vol.write(off, blocks(rng, 1))
+    for off, data in image.items():
+        assert snap.read(off, 1) == data
+    with pytest.raises(strata.bdev.BdevIoError):
+        snap.write(0, bytes(BS))
+
+    # Deleting the snapshot needs one clone at most; inflating the clone frees it.
+    with pytest.raises(RpcError, match="clones"):
+        world.rpc("bdev_lvol_delete", name="lvs0/snap")
+    before = {off: clone.read(off, 1) for off in image}
+    world.rpc("bdev_lvol_inflate", name="lvs0/clone")
+    assert lvol_info(world, "lvs0/clone")["num_allocated_clusters"] == 8
+    world.rpc("bdev_lvol_delete", name="lvs0/snap")
+    assert {off: clone.read(off, 1) for off in image} == before
+
+
+def test_thin_vs_thick_allocation(world):
+    world.rpc("bdev_malloc_create", name="Malloc0", num_blocks=32 * MIB_BLOCKS, block_size=BS)
+    world.rpc("bdev_lvol_create_lvstore", bdev_name="Malloc0", lvs_name="lvs0", cluster_sz=1 << 20)
+    free0 = world.rpc("bdev_lvol_get_lvstores")[0]["free_clusters"]
+    world.rpc("bdev_lvol_create", lvol_name="thick", size_in_mib=4, lvs_name="lvs0")
+    world.rpc("bdev_lvol_create", lvol_name="thin", size_in_mib=4, thin_provision=True, lvs_name="lvs0")
+    assert world.rpc("bdev_lvol_get_lvstores")[0]["free_clusters"] == free0 - 4
+    world.bdev("lvs0/thin").write(3 * MIB_BLOCKS, b"\x5a" * BS)
+    assert lvol_info(world, "lvs0/thin")["num_allocated_clusters"] == 1
+    assert lvol_info(world, "lvs0/thick")["num_allocated_clusters"] == 4
+    assert world.rpc("bdev_lvol_get_lvstores")[0]["free_clusters"] == free0 - 5
+
+
+def nvme_stack(world, backing):
+    ns = {"nsid": 1, "num_blocks": 64 * MIB_BLOCKS, "block_size": BS, "backing_file": backing}
+    world.rpc("sim_nvme_create", traddr=ADDR, namespaces=[ns])
+    return world.rpc("bdev_nvme_attach_controller", name="Nvme0", trtype="PCIe", traddr=ADDR)
+
+
+def wait_for(world, pred, ns=2_000_000_000):
+    for _ in range(200):
+        if pred():
+            return True
+        world.advance(ns // 200)
+    return pred()
+
+
+def test_lvstore_on_nvme_survives_restart(seed, tmp_path):
+    rng = random.Random(seed)
+    backing = str(tmp_path / "ns1.img")
+    with strata.World(seed=seed) as w:
+        assert nvme_stack(w, backing) == ["Nvme0n1"]
+        lvs = w.rpc("bdev_lvol_create_lvstore", bdev_name="Nvme0n1", lvs_name="lvs0", cluster_sz=1 << 20)
+        thick = w.rpc("bdev_lvol_create", lvol_name="thick", size_in_mib=4, lvs_name="lvs0")
+        w.rpc("bdev_lvol_create", lvol_name="thin", size_in_mib=16, thin_provision=True, lvs_name="lvs0")
+        a, b = blocks(rng, 16), blocks(rng, 16)
+        w.bdev("lvs0/thick").write(100, a)
+        w.bdev("lvs0/thin").write(5 * MIB_BLOCKS, b)
+        w.rpc("bdev_lvol_snapshot", lvol_name="lvs0/thin", snapshot_name="snap")
+        w.bdev("lvs0/thin").write(5 * MIB_BLOCKS, bytes(16 * BS))
+        w.bdev("lvs0/thin").flush()
+        w.bdev("lvs0/thick").flush()
+        w.rpc("bdev_lvol_rename", old_name="lvs0/thick", new_name="renamed")
+        saved = w.rpc("save_config")
+    methods = [e["method"] for s in saved["subsystems"] for e in s["config"]]
+    assert not any(m.startswith("bdev_lvol") for m in methods)  # on-disk state only
+
+    with strata.World(seed=seed + 1, config=saved) as w2:
+        assert wait_for(w2, lambda: len(w2.rpc("bdev_lvol_get_lvols")) == 3)
+        store = w2.rpc("bdev_lvol_get_lvstores")[0]
+        assert (store["uuid"], store["name"], store["base_bdev"]) == (lvs, "lvs0", "Nvme0n1")
+        assert w2.bdev(thick).info()["aliases"] == ["lvs0/renamed"]
+        assert w2.bdev("lvs0/renamed").read(100, 16) == a
+        assert w2.bdev("lvs0/snap").read(5 * MIB_BLOCKS, 16) == b
+        assert w2.bdev("lvs0/thin").read(5 * MIB_BLOCKS, 16) == bytes(16 * BS)
+        assert lvol_info(w2, "lvs0/thin")["base_snapshot"] == "snap"
+        assert w2.bdev("Nvme0n1").info()["claimed"] is True
