@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -134,6 +135,33 @@ TEST(DpdkPciAddress, CanonicalForm) {
             EXPECT_EQ(r.code(), Errc::invalid_argument);
         }
     }
+}
+
+// DPDK's PCI bus fails an attach with a bare -1: it must not be reported as EPERM ("Operation
+// not permitted" sent users looking for a permissions problem when vfio_iommu_type1 refused an
+// IOMMU without interrupt remapping, found by ci/vm); DPDK's own log line carries the reason.
+TEST(DpdkPciAttachError, BareMinusOneIsNotEpermAndQuotesDpdk) {
+    const std::string bdf = "0000:00:02.0";
+    Error e = attach_error(bdf, -1, "EAL: 0000:00:02.0 failed to select IOMMU type");
+    EXPECT_EQ(e.code(), Errc::io_error);
+    const std::string& m = e.message();
+    EXPECT_EQ(m.find("not permitted"), std::string::npos) << m;
+    EXPECT_NE(m.find(bdf), std::string::npos) << m;
+    EXPECT_NE(m.find("failed to select IOMMU type"), std::string::npos) << m;
+    EXPECT_NE(m.find("intremap=on"), std::string::npos) << m;
+    EXPECT_NE(m.find("allow_unsafe_interrupts"), std::string::npos) << m;
+
+    Error plain = attach_error(bdf, -1, "");
+    EXPECT_NE(plain.message().find("no error code"), std::string::npos) << plain.message();
+    EXPECT_NE(plain.message().find("IOMMU group"), std::string::npos) << plain.message();
+}
+
+TEST(DpdkPciAttachError, RealCodesKeepTheirClass) {
+    EXPECT_EQ(attach_error("0000:01:00.0", -ENODEV, "").code(), Errc::not_found);
+    EXPECT_EQ(attach_error("0000:01:00.0", -EEXIST, "").code(), Errc::busy);
+    Error io = attach_error("0000:01:00.0", -EIO, "");
+    EXPECT_EQ(io.code(), Errc::io_error);
+    EXPECT_NE(io.message().find("0000:01:00.0"), std::string::npos);
 }
 
 // The claim lock keeps a second process off a function and names the holder.

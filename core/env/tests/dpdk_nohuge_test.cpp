@@ -176,6 +176,24 @@ TEST(DpdkNoHuge, PciIsUnavailableWithNoPci) {
     EXPECT_EQ(claimed_count(), 0u);
 }
 
+// A failed PCI attach logs its cause first and consequences after it ("failed to select IOMMU
+// type", then "Failed to attach device"): the claim error quotes every line of the probe.
+TEST(DpdkNoHuge, ErrorLinesAreCollectedInOrderAndTakenOnce) {
+    up();
+    eal_take_error_lines();
+    eal_log_for_testing(true, "0000:00:02.0 failed to select IOMMU type");
+    eal_log_for_testing(false, "not an error");
+    eal_log_for_testing(true, "Failed to attach device on primary process");
+    EXPECT_EQ(eal_take_error_lines(),
+              "EAL: 0000:00:02.0 failed to select IOMMU type; "
+              "EAL: Failed to attach device on primary process");
+    EXPECT_EQ(eal_take_error_lines(), "");
+
+    // Bounded however long nobody takes them.
+    for (int i = 0; i < 1000; ++i) eal_log_for_testing(true, "line of a flood");
+    EXPECT_LE(eal_take_error_lines().size(), 2048u);
+}
+
 // Hot removal: DPDK raises RTE_DEV_EVENT_REMOVE on its interrupt thread (vfio's request notifier);
 // the backend must turn it into one message on the Thread that owns the function.
 class DpdkHotRemove : public runtime::testing::SimFixture {};

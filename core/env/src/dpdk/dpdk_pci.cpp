@@ -304,6 +304,26 @@ Result<std::vector<PciFunctionDesc>> pci_list(bool vfio_only) {
     return out;
 }
 
+Error attach_error(const std::string& bdf, int rc, std::string_view eal_errors) {
+    // The PCI bus's map step fails with a bare -1, which is not -EPERM: the reason is only in
+    // DPDK's log. Real codes (-ENODEV, -EEXIST, ...) from the generic probe path are kept.
+    const int e = rc == -1 ? 0 : -rc;
+    const Errc code = e == ENODEV ? Errc::not_found : e == EEXIST ? Errc::busy : Errc::io_error;
+    std::string reason = e == 0 ? std::string("DPDK gives no error code") : rte_strerror(e);
+    if (!eal_errors.empty()) reason = fmt::format("{}; DPDK said: '{}'", reason, eal_errors);
+    std::string hint = "vfio needs the function's whole IOMMU group bound to vfio-pci";
+    if (eal_errors.find("IOMMU type") != std::string_view::npos) {
+        // vfio_iommu_type1 refuses an IOMMU without interrupt remapping (EPERM at
+        // VFIO_SET_IOMMU), which DPDK reports as not finding an IOMMU type.
+        hint =
+            "the kernel's vfio_iommu_type1 refused the IOMMU: it needs interrupt remapping "
+            "(a VM: -device intel-iommu,intremap=on) or the module parameter "
+            "allow_unsafe_interrupts=1; see docs/user/hardware.md";
+    }
+    return Error(code,
+                 fmt::format("dpdk: attaching PCI function {} failed: {} ({})", bdf, reason, hint));
+}
+
 DpdkPciDevice::DpdkPciDevice(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<DpdkPciDevice>> DpdkPciDevice::claim(std::string_view bdf_in) {
@@ -367,19 +387,14 @@ Result<std::unique_ptr<DpdkPciDevice>> DpdkPciDevice::claim(std::string_view bdf
     ensure_driver_registered(s);
     s.pending_bdf = bdf.c_str();
     s.probed = nullptr;
+    eal_take_error_lines();  // only a line logged by this probe may explain its failure
     int rc = rte_dev_probe(bdf.c_str());
     rte_pci_device* dev = s.probed;
     s.pending_bdf = nullptr;
     s.probed = nullptr;
     if (rc < 0 || dev == nullptr) {
         close(impl->lock_fd);
-        int e = rc < 0 ? -rc : EINVAL;
-        Errc code = e == ENODEV ? Errc::not_found : e == EEXIST ? Errc::busy : Errc::io_error;
-        return Error(code,
-                     fmt::format("dpdk: attaching PCI function {} failed: {} (see the dpdk log "
-                                 "lines above; vfio needs the function's whole IOMMU group bound "
-                                 "to vfio-pci)",
-                                 bdf, rte_strerror(e)));
+        return attach_error(bdf, rc < 0 ? rc : -EINVAL, eal_take_error_lines());
     }
     if (!layout_ok(&dev->device)) {
         rte_dev_remove(&dev->device);

@@ -64,6 +64,11 @@ Result<void> vfio_unregister_region(void* vaddr);
 // the process that holds it. claim() uses dir "/var/tmp".
 Result<int> lock_pci_function(const std::string& bdf, const char* dir);
 
+// The claim's error for rte_dev_probe's return code rc (< 0) and DPDK's error log lines of the
+// probe (eal_take_error_lines): Errc::not_found for -ENODEV, busy for -EEXIST, io_error
+// otherwise, quoting DPDK, with a hint. DPDK's PCI bus fails with a bare -1: not reported as EPERM.
+Error attach_error(const std::string& bdf, int rc, std::string_view eal_errors);
+
 // Functions claimed by this process.
 size_t claimed_count();
 

@@ -86,6 +86,10 @@ bool safe_file_prefix(const std::string& s) {
 
 std::mutex g_last_error_mu;
 std::string g_last_error;  // guarded by g_last_error_mu
+// Every error line since the last eal_take_error_lines(), "; "-joined and bounded: a PCI attach
+// fails with a bare -1 and its first line, not its last, names the cause.
+std::string g_error_lines;  // guarded by g_last_error_mu
+constexpr size_t kErrorLinesMax = 1024;
 
 ssize_t log_cookie_write(void*, const char* buf, size_t size) {
     int rte_level = rte_log_cur_msg_loglevel();
@@ -99,6 +103,10 @@ ssize_t log_cookie_write(void*, const char* buf, size_t size) {
             STRATA_ERRLOG(log_dpdk, "{}", line);
             std::lock_guard lock(g_last_error_mu);
             g_last_error.assign(line);
+            if (g_error_lines.size() < kErrorLinesMax) {
+                if (!g_error_lines.empty()) g_error_lines.append("; ");
+                g_error_lines.append(line.substr(0, kErrorLinesMax));
+            }
         } else if (rte_level == static_cast<int>(RTE_LOG_WARNING)) {
             STRATA_WARNLOG(log_dpdk, "{}", line);
         } else if (rte_level == static_cast<int>(RTE_LOG_NOTICE)) {
@@ -164,6 +172,17 @@ EalState& state() {
 }
 
 }  // namespace
+
+std::string eal_take_error_lines() {
+    std::lock_guard lock(g_last_error_mu);
+    std::string s = std::move(g_error_lines);
+    g_error_lines.clear();
+    return s;
+}
+
+void eal_log_for_testing(bool error, const std::string& line) {
+    rte_log(error ? RTE_LOG_ERR : RTE_LOG_NOTICE, RTE_LOGTYPE_EAL, "EAL: %s\n", line.c_str());
+}
 
 Result<std::vector<std::string>> build_eal_args(const EalOptions& o) {
     std::vector<std::string> args;

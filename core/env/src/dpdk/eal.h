@@ -53,4 +53,12 @@ Result<EalInfo> eal_init(const EalOptions& options);
 bool eal_initialized() noexcept;
 const EalInfo* eal_info() noexcept;
 
+// DPDK's error-level log lines since the previous call, "; "-joined (bounded; empty if none), and
+// forgets them. DPDK functions often fail with a bare -1, the reason being only in those lines.
+std::string eal_take_error_lines();
+
+// Logs one line through DPDK's logger ("EAL: <line>", error or notice level), so tests can drive
+// the path DPDK's own messages take.
+void eal_log_for_testing(bool error, const std::string& line);
+
 }  // namespace strata::env::dpdk
