@@ -149,6 +149,16 @@ void submit(Slot& s) noexcept {
         w.finish_if_idle();
         return;
     }
+    if (w.opt->verify) {
+        // Poison the destination so that an op that writes nothing cannot verify.
+        const accel::Opcode op = w.opt->op;
+        if (op == accel::Opcode::fill)
+            std::memset(s.dst, static_cast<uint8_t>(~w.opt->fill), w.opt->size);
+        else if (op == accel::Opcode::copy || op == accel::Opcode::copy_crc32c ||
+                 op == accel::Opcode::xor_)
+            std::memset(s.dst, 0, w.opt->size);
+        s.crc = ~w.expected_crc;
+    }
     Status st = w.ch->submit(s.op, &on_done, &s);
     if (st.ok()) {
         ++w.outstanding;
