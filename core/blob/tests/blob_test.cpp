@@ -542,6 +542,97 @@ TEST_F(BlobTest, SnapshotWhileIoInFlight) {
     close(b);
 }
 
+TEST_F(BlobTest, VectoredIoWriteZeroesOnACloneAndPoolExhaustion) {
+    init_store();
+    BlobId id = create(3, false);
+    Blob* b = open(id);
+    // writev/readv with uneven iovecs across a cluster boundary.
+    std::vector<uint8_t> a(kBlock * 3 + 100), c(kBlock - 100 + kCluster);
+    pattern(a, 5);
+    pattern(c, 6);
+    iovec wv[2] = {{a.data(), a.size()}, {c.data(), c.size()}};
+    const uint64_t units = (a.size() + c.size()) / kBlock;
+    IoDone d;
+    Channel* ch = channel(t0());
+    on(t0(), [&] { ASSERT_TRUE(writev(*ch, *b, wv, 2, kUnitsPerCluster - 3, units, IoDone::cb, &d).ok()); });
+    ASSERT_TRUE(poll_until([&] { return d.calls == 1; }));
+    ASSERT_TRUE(d.status.ok());
+    std::vector<uint8_t> r1(a.size()), r2(c.size());
+    iovec rv[2] = {{r1.data(), r1.size()}, {r2.data(), r2.size()}};
+    IoDone d2;
+    on(t0(), [&] { ASSERT_TRUE(readv(*ch, *b, rv, 2, kUnitsPerCluster - 3, units, IoDone::cb, &d2).ok()); });
+    ASSERT_TRUE(poll_until([&] { return d2.calls == 1; }));
+    EXPECT_EQ(r1, a);
+    EXPECT_EQ(r2, c);
+    // Refusals at submit.
+    on(t0(), [&] {
+        EXPECT_EQ(readv(*ch, *b, rv, 0, 0, 1, IoDone::cb, &d2).code(), Errc::invalid_argument);
+        EXPECT_EQ(readv(*ch, *b, rv, 1, 0, units, IoDone::cb, &d2).code(), Errc::invalid_argument);
+        EXPECT_EQ(read(*ch, *b, r1.data(), 0, 0, IoDone::cb, &d2).code(), Errc::invalid_argument);
+    });
+    // write_zeroes on a clone over its parent's data allocates and reads back zeroes there.
+    auto snap = run(bs->create_snapshot(id));
+    ASSERT_TRUE(snap.ok());
+    IoDone d3;
+    on(t0(), [&] { ASSERT_TRUE(write_zeroes(*ch, *b, kUnitsPerCluster, 4, IoDone::cb, &d3).ok()); });
+    ASSERT_TRUE(poll_until([&] { return d3.calls == 1; }));
+    ASSERT_TRUE(d3.status.ok());
+    EXPECT_EQ(b->num_allocated_clusters(), 1u);
+    auto z = read_back(b, kUnitsPerCluster, kUnitsPerCluster);
+    EXPECT_TRUE(std::all_of(z.begin(), z.begin() + 4 * kBlock, [](uint8_t v) { return v == 0; }));
+    EXPECT_EQ(std::vector<uint8_t>(z.begin() + 4 * kBlock, z.end()),
+              std::vector<uint8_t>(c.begin() + 4 * kBlock - 100, c.begin() + kCluster - 100));
+    // The channel's request pool runs out: Errc::busy, never a crash; all others complete.
+    std::vector<IoDone> many(Channel::kPoolSize + 10);
+    std::vector<uint8_t> one(kBlock);
+    size_t busy = 0, ok = 0;
+    on(t0(), [&] {
+        for (auto& m : many) {
+            Status st = read(*ch, *b, one.data(), 0, 1, IoDone::cb, &m);
+            if (st.code() == Errc::busy) ++busy;
+            else if (st.ok()) ++ok;
+        }
+    });
+    EXPECT_EQ(busy, 10u);
+    ASSERT_TRUE(poll_until([&] {
+        size_t n = 0;
+        for (auto& m : many) n += m.calls;
+        return n == ok;
+    }));
+    close(b);
+    // inflate of a blob without a parent: thick afterwards; decouple needs a parent.
+    BlobId t = create(2, true);
+    ASSERT_TRUE(run(bs->inflate(t)).ok());
+    Blob* tb = open(t);
+    EXPECT_EQ(tb->num_allocated_clusters(), 2u);
+    EXPECT_FALSE(tb->is_thin());
+    close(tb);
+    EXPECT_EQ(run(bs->decouple_parent(t)).code(), Errc::invalid_argument);
+    EXPECT_EQ(run(bs->inflate(*snap)).code(), Errc::permission_denied);
+    EXPECT_EQ(run(bs->create_snapshot(*snap)).code(), Errc::invalid_argument);
+    EXPECT_EQ(run(bs->open_blob(format::make_blob_id(60))).code(), Errc::not_found);
+    EXPECT_EQ(run(bs->open_blob(12345)).code(), Errc::not_found);
+}
+
+TEST_F(BlobTest, MetadataFromAnyThreadAndNoSpaceForIds) {
+    init_store({.cluster_sz = kCluster, .num_md_pages = 16});  // 4 blob ids
+    // Task methods awaited from another Thread hop to the md Thread and back.
+    std::vector<BlobId> ids;
+    for (int i = 0; i < 4; ++i) {
+        auto r = run(bs->create_blob({1, true, {}}), threads[1 + i % 2]);
+        ASSERT_TRUE(r.ok()) << r.error().message();
+        ids.push_back(*r);
+    }
+    auto full = run(bs->create_blob({1, true, {}}), threads[2]);
+    EXPECT_EQ(full.code(), Errc::no_space);
+    auto b = run(bs->open_blob(ids[0]), threads[1]);
+    ASSERT_TRUE(b.ok());
+    ASSERT_TRUE(run((*b)->resize(3), threads[2]).ok());
+    ASSERT_TRUE(run(bs->close_blob(*b), threads[1]).ok());
+    ASSERT_TRUE(run(bs->delete_blob(ids[3]), threads[2]).ok());
+    EXPECT_TRUE(run(bs->create_blob({1, true, {}})).ok());
+}
+
 // ---- dirty load, corruption --------------------------------------------------------------------
 
 class BlobLoadTest : public BlobTest {
