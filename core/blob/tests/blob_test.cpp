@@ -21,6 +21,7 @@
 
 #include "format.h"
 #include "internal.h"
+#include "error/error.h"
 #include "malloc/malloc.h"
 
 namespace strata::blob {
@@ -631,6 +632,100 @@ TEST_F(BlobTest, MetadataFromAnyThreadAndNoSpaceForIds) {
     ASSERT_TRUE(run(bs->close_blob(*b), threads[1]).ok());
     ASSERT_TRUE(run(bs->delete_blob(ids[3]), threads[2]).ok());
     EXPECT_TRUE(run(bs->create_blob({1, true, {}})).ok());
+}
+
+TEST_F(BlobTest, FourKiBlockBdev) {
+    on(t0(), [&] { ASSERT_TRUE(bdev::malloc_create({"Malloc4k", 4096, 4096, {}, 0}).ok()); });
+    auto r = run(BlobStore::init("Malloc4k", {.cluster_sz = kCluster}));
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    bs = std::move(*r);
+    EXPECT_EQ(bs->info().io_unit_size, 4096u);
+    BlobId id = create(3, true);
+    Blob* b = open(id);
+    EXPECT_EQ(b->num_io_units(), 3u * kCluster / 4096);
+    std::vector<uint8_t> w(8192);
+    pattern(w, 9);
+    Channel* ch = channel(t0());
+    IoDone d;
+    on(t0(), [&] { ASSERT_TRUE(write(*ch, *b, w.data(), 15, 2, IoDone::cb, &d).ok()); });
+    ASSERT_TRUE(poll_until([&] { return d.calls == 1; }));
+    ASSERT_TRUE(d.status.ok());
+    EXPECT_EQ(b->num_allocated_clusters(), 2u);  // unit 15 ends cluster 0, unit 16 starts cluster 1
+    std::vector<uint8_t> got(8192);
+    IoDone d2;
+    on(t0(), [&] { ASSERT_TRUE(read(*ch, *b, got.data(), 15, 2, IoDone::cb, &d2).ok()); });
+    ASSERT_TRUE(poll_until([&] { return d2.calls == 1; }));
+    EXPECT_EQ(got, w);
+    close(b);
+    release_channels();
+    ASSERT_TRUE(run(bs->unload()).ok());
+    on(t0(), [&] { bs.reset(); });
+    auto l = load_store("Malloc4k");
+    ASSERT_TRUE(l.ok()) << l.error().message();
+    bs = std::move(*l);
+    b = open(id);
+    EXPECT_EQ(b->num_allocated_clusters(), 2u);
+    close(b);
+}
+
+TEST_F(BlobTest, BdevErrorsFailTheOperationAndLeaveTheStoreConsistent) {
+    on(t0(), [&] { ASSERT_TRUE(bdev::error_create("Malloc0", "").ok()); });
+    auto r = run(BlobStore::init("EE_Malloc0", {.cluster_sz = kCluster}));
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    bs = std::move(*r);
+    const uint64_t free0 = bs->info().free_clusters;
+    const uint32_t pages0 = bs->info().used_md_pages;
+    auto inject = [&](bdev::IoType t, uint32_t n = 1) {
+        bdev::ErrorInjection e;
+        e.io_type = t;
+        e.num = n;
+        on(t0(), [&] { ASSERT_TRUE(bdev::error_inject("EE_Malloc0", e).ok()); });
+    };
+    // A failed metadata write fails the create and gives everything back.
+    inject(bdev::IoType::write);
+    auto c = run(bs->create_blob({2, false, {}}));
+    EXPECT_EQ(c.code(), Errc::io_error) << (c.ok() ? "" : c.error().message());
+    EXPECT_EQ(bs->info().free_clusters, free0);
+    EXPECT_EQ(bs->info().used_md_pages, pages0);
+    EXPECT_EQ(bs->first_blob_id(), kInvalidBlobId);
+    BlobId id = create(2, true);
+    Blob* b = open(id);
+    // A failed flush fails sync_md; the change stays pending and a retry writes it.
+    on(t0(), [&] { ASSERT_TRUE(b->set_xattr("k", std::string_view("v")).ok()); });
+    inject(bdev::IoType::flush);
+    EXPECT_EQ(run(b->sync_md()).code(), Errc::io_error);
+    EXPECT_TRUE(run(b->sync_md()).ok());
+    // A failed fill of a thin cluster fails the write; nothing is allocated; a retry works.
+    inject(bdev::IoType::write_zeroes);
+    std::vector<uint8_t> w(kBlock, 0x42);
+    EXPECT_EQ(io(b, true, w, 0).code(), Errc::io_error);
+    EXPECT_EQ(b->num_allocated_clusters(), 0u);
+    EXPECT_EQ(bs->info().free_clusters, free0);
+    EXPECT_TRUE(io(b, true, w, 0).ok());
+    EXPECT_EQ(read_back(b, 0, 1), w);
+    // A failed resize leaves the old size.
+    inject(bdev::IoType::write);
+    EXPECT_EQ(run(b->resize(5)).code(), Errc::io_error);
+    EXPECT_EQ(b->num_clusters(), 2u);
+    close(b);
+    // A failed snapshot leaves the blob as it was.
+    inject(bdev::IoType::write);
+    EXPECT_FALSE(run(bs->create_snapshot(id)).ok());
+    b = open(id);
+    EXPECT_EQ(b->parent_id(), kInvalidBlobId);
+    EXPECT_EQ(read_back(b, 0, 1), w);
+    close(b);
+    // The masks in memory still match the metadata: unload and load dirty-compare.
+    auto live_clusters = bs->impl().used_clusters;
+    auto live_pages = bs->impl().used_pages;
+    release_channels();
+    ASSERT_TRUE(run(bs->unload()).ok());
+    on(t0(), [&] { bs.reset(); });
+    auto l = load_store("EE_Malloc0");
+    ASSERT_TRUE(l.ok()) << l.error().message();
+    bs = std::move(*l);
+    EXPECT_EQ(bs->impl().used_clusters, live_clusters);
+    EXPECT_EQ(bs->impl().used_pages, live_pages);
 }
 
 // ---- dirty load, corruption --------------------------------------------------------------------
