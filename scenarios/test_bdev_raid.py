@@ -134,6 +134,30 @@ def test_raid1_degrades_rebuilds_and_survives_losing_the_original(world, seed):
     assert world.rpc("bdev_get_bdevs", name="M2")[0]["claimed"] is False
 
 
+def test_raid1_over_error_bdev_failing_reads_and_writes(world, seed):
+    """The error module as the fault injector: a mirror whose reads fail is read from the other
+    one; a mirror that fails a write leaves the raid and the write still succeeds."""
+    rng = random.Random(seed)
+    _malloc(world, "F0", 2048)
+    _malloc(world, "F1", 2048)
+    world.rpc("bdev_error_create", base_name="F0")
+    world.rpc("bdev_wait_for_examine")
+    world.run_until(lambda: False, timeout_ns=1_000_000_000)
+    world.rpc("bdev_raid_create", name="Mirror", raid_level="raid1", base_bdevs=["EE_F0", "F1"])
+    model = [bytes(BS)] * 2048
+    _write_random(world, "Mirror", model, rng, 20, 32)
+    world.rpc("bdev_error_inject_error", name="EE_F0", io_type="read", error_type="failure", num=4)
+    _check_all(world, "Mirror", model)
+    assert _raid(world, "Mirror")["num_base_bdevs_operational"] == 2
+    world.rpc("bdev_error_inject_error", name="EE_F0", io_type="write", error_type="failure", num=1)
+    _write_random(world, "Mirror", model, rng, 5, 32)  # raises BdevIoError if a write failed
+    r = _raid(world, "Mirror")
+    assert r["num_base_bdevs_operational"] == 1 and r["base_bdevs_list"][0]["name"] is None, r
+    assert world.rpc("bdev_get_bdevs", name="EE_F0")[0]["claimed"] is False
+    _check_all(world, "Mirror", model)
+    assert world.bdev("F1").read(0, 128) == b"".join(model[:128])
+
+
 def test_config_lists_raid_before_members_and_round_trips(seed):
     import strata
     config = {"subsystems": [{"subsystem": "bdev", "config": [

@@ -643,6 +643,7 @@ void go_offline(Raid& r) {
         return;
     }
     if (find(r.name) != r.bdev) return;  // already being unregistered
+    r.state = Raid::State::offline;      // its bdev lingers until the openers close
     STRATA_NOTICELOG(log_bdev_raid, "raid {} ({}) goes offline: {} of {} members in sync", r.name,
                      raid_level_name(r.level), r.count(true), r.width());
     unregister_bdev(r.name, [](Result<void>) {});  // destruct releases the members
@@ -660,7 +661,7 @@ runtime::Task<Result<void>> fail_slot(uint64_t id, uint32_t slot, Desc* token, s
         s.failing = true;
         s.operational = s.in_sync = false;
         r->publish();
-        if (r->state != Raid::State::online) {
+        if (r->bdev == nullptr) {  // no channels: nothing uses the member
             s.desc.reset();
             s.failing = false;
             r->publish();
@@ -1224,7 +1225,7 @@ void raid_remove_base_bdev(const std::string& base, std::function<void(Result<vo
                 done(Error(Errc::busy, fmt::format("raid bdev {} is being deleted", r.name)));
                 return;
             }
-            if (!s.desc || r.state != Raid::State::online) {
+            if (!s.desc || r.bdev == nullptr) {
                 s.desc.reset();
                 s.name.clear();
                 s.operational = s.in_sync = false;

@@ -531,6 +531,24 @@ TEST_F(RaidTest, Raid1LosesAMemberUnderLoadWithoutFailingAcknowledgedWrites) {
     check_model(l2, data, 2048, 512);
 }
 
+TEST_F(RaidTest, Raid1WriteFailingOnEveryMemberFailsAndTakesTheRaidOffline) {
+    FaultyBdev* a = make_faulty("A", 256);
+    FaultyBdev* b = make_faulty("B", 256);
+    ASSERT_TRUE(create("Mirror", RaidLevel::raid1, {"A", "B"}, 0).ok());
+    open_rw("Mirror");
+    std::vector<uint8_t> w(8 * 512);
+    a->fail_writes = b->fail_writes = true;
+    const IoStatus s = io([&](IoDoneFn f, void* c) { return write(*desc, *ch, w.data(), 0, 8, f, c); });
+    EXPECT_EQ(s.code, Errc::io_error) << "a write no member holds must not be acknowledged";
+    ASSERT_TRUE(poll_until([&] { return raid("Mirror")["state"] == "offline"; })) << raid("Mirror").dump();
+    on(t0(), [&] {
+        put_channel(ch);
+        ch = nullptr;
+        desc.reset();
+    });
+    ASSERT_TRUE(poll_until([&] { return find("A")->claimed_by()[0] == '\0'; }));
+}
+
 TEST_F(RaidTest, Raid1MemberHotRemovedUnderLoad) {
     make_malloc("A", 4096);
     make_malloc("B", 4096);
