@@ -16,7 +16,14 @@ from strata.bdev import BdevIoError
 def make(world, blocks=1024):
     world.rpc("bdev_malloc_create", name="M0", num_blocks=blocks, block_size=512)
     assert world.rpc("bdev_error_create", base_name="M0") == "EE_M0"
+    settle(world)
     return world.bdev("EE_M0")
+
+
+def settle(world):
+    """Lets other modules' asynchronous examine of the new bdev (e.g. lvol probing it for a
+    store) finish before errors are armed, so they cannot take an armed error."""
+    world.run_until(lambda: False, timeout_ns=10_000_000)
 
 
 def inject(world, io_type, error_type, **kw):

@@ -23,6 +23,7 @@ protected:
                                               {"avg_write_latency", avg_w},
                                               {"p99_write_latency", p99_w}}),
                   "D0");
+        poll_until([] { return false; }, 50'000'000);  // other modules' examine of D0 first
         return open("D0");
     }
     // Latency (virtual ns) of `count` I/O issued one after another.

@@ -14,6 +14,7 @@ protected:
     Handle& setup() {
         malloc("M0");
         EXPECT_EQ(call("bdev_error_create", {{"base_name", "M0"}}), "EE_M0");
+        settle();  // other modules' examine of EE_M0 must not take an armed error
         return open("EE_M0");
     }
     void inject(const std::string& io_type, const std::string& error_type, Json extra = Json::object()) {
