@@ -188,6 +188,22 @@ Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev) {
     return raw;
 }
 
+Result<void> rename_alias(Bdev& bdev, std::string_view old_alias, std::string new_alias) {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    auto& aliases = bdev.props_.aliases;
+    auto a = std::find(aliases.begin(), aliases.end(), old_alias);
+    auto it = r.by_name.find(old_alias);
+    if (a == aliases.end() || it == r.by_name.end() || it->second != &bdev)
+        return Error(Errc::not_found, fmt::format("bdev {} has no alias {}", bdev.name(), old_alias));
+    if (new_alias.empty() || r.by_name.count(new_alias) != 0)
+        return Error(Errc::already_exists, fmt::format("bdev name {} is already taken", new_alias));
+    r.by_name.erase(it);
+    r.by_name.emplace(new_alias, &bdev);
+    *a = std::move(new_alias);
+    return {};
+}
+
 Bdev* find(std::string_view name) noexcept {
     Registry& r = registry();
     std::lock_guard lock(r.mu);

@@ -519,6 +519,10 @@ Task<Result<void>> do_rename_lvstore(std::string old_name, std::string new_name)
     if (find_store({"", new_name}) != nullptr)
         co_return errorf(Errc::already_exists, fmt::format("lvstore {} already exists", new_name));
     Store& st = **s;
+    for (auto& [id, l] : st.lvols)
+        if (bdev::find(new_name + "/" + l->name) != nullptr)
+            co_return errorf(Errc::already_exists,
+                             fmt::format("bdev name {}/{} is taken", new_name, l->name));
     if (auto r = st.super->set_xattr("name", new_name); !r.ok()) co_return r;
     auto r = co_await st.super->sync_md();
     if (!r.ok()) {
@@ -526,6 +530,12 @@ Task<Result<void>> do_rename_lvstore(std::string old_name, std::string new_name)
         co_return r;
     }
     st.name = new_name;
+    // The lvol bdevs' aliases follow (as SPDK's spdk_bdev_alias_del/add).
+    for (auto& [id, l] : st.lvols) {
+        if (l->bdev == nullptr) continue;
+        auto a = bdev::rename_alias(*l->bdev, old_name + "/" + l->name, l->alias());
+        if (!a.ok()) STRATA_WARNLOG(log_lvol, "lvol {}: {}", l->alias(), a.error().message());
+    }
     co_return Result<void>{};
 }
 
@@ -605,6 +615,10 @@ Task<Result<void>> do_rename_lvol(std::string old_name, std::string new_name) {
     if (lvol_by_name(*lv.lvs, new_name) != nullptr)
         co_return errorf(Errc::already_exists,
                          fmt::format("lvol {}/{} already exists", lv.lvs->name, new_name));
+    const std::string old_alias = lv.alias();
+    const std::string new_alias = lv.lvs->name + "/" + new_name;
+    if (bdev::find(new_alias) != nullptr)
+        co_return errorf(Errc::already_exists, fmt::format("bdev name {} is taken", new_alias));
     if (auto r = lv.blob->set_xattr("name", new_name); !r.ok()) co_return r;
     auto r = co_await lv.blob->sync_md();
     if (!r.ok()) {
@@ -612,7 +626,8 @@ Task<Result<void>> do_rename_lvol(std::string old_name, std::string new_name) {
         co_return r;
     }
     lv.name = new_name;
-    co_return Result<void>{};
+    if (lv.bdev != nullptr) r = bdev::rename_alias(*lv.bdev, old_alias, new_alias);
+    co_return r;
 }
 
 Task<Result<void>> do_resize(std::string name, uint64_t size_bytes) {

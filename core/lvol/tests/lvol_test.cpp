@@ -211,8 +211,14 @@ TEST_F(LvolTest, ResizeRenameReadOnly) {
 
     EXPECT_EQ(call("bdev_lvol_rename", {{"old_name", "lvs0/vol"}, {"new_name", "data"}}), true);
     EXPECT_EQ(call("bdev_lvol_get_lvols")[0]["alias"], "lvs0/data");
+    EXPECT_EQ(call("bdev_get_bdevs", {{"name", "lvs0/data"}})[0]["aliases"], Json({"lvs0/data"}));
+    EXPECT_FALSE(exists("lvs0/vol"));
     EXPECT_EQ(call("bdev_lvol_rename_lvstore", {{"old_name", "lvs0"}, {"new_name", "store"}}), true);
     EXPECT_EQ(call("bdev_lvol_get_lvols")[0]["alias"], "store/data");
+    EXPECT_EQ(call("bdev_get_bdevs", {{"name", "store/data"}})[0]["name"], u);
+    EXPECT_FALSE(exists("lvs0/data"));
+    // The device stays open through renames.
+    ASSERT_TRUE(write_blocks(h, 0, pattern(512, 1)).ok());
 
     EXPECT_EQ(call("bdev_lvol_set_read_only", {{"name", u}}), true);
     EXPECT_EQ(write_blocks(h, 0, pattern(512, 1)).code, Errc::permission_denied);

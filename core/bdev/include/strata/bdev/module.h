@@ -180,6 +180,7 @@ protected:
 private:
     friend class BdevImpl;
     friend Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev);
+    friend Result<void> rename_alias(Bdev& bdev, std::string_view old_alias, std::string new_alias);
     const Module& module_;
     Properties props_;
     std::unique_ptr<BdevImpl> impl_;
@@ -194,6 +195,9 @@ void register_module(const Module& module);  // from the explicit table; idempot
 // Takes ownership. Errc::already_exists for a name/alias clash, invalid_argument for a bad
 // geometry. Runs every module's examine afterwards.
 Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev);
+// Replaces one alias of a registered bdev (an lvol's "lvs/lvol" after a rename). Control path.
+// Errc::not_found (no such alias of this bdev), Errc::already_exists (name taken).
+Result<void> rename_alias(Bdev& bdev, std::string_view old_alias, std::string new_alias);
 // Removal: Event::remove to every opener; when all descs are closed and channels gone,
 // destruct() and delete; then done(ok) on the calling Thread. Errc::not_found.
 void unregister_bdev(std::string_view name, std::function<void(Result<void>)> done);
