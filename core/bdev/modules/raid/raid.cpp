@@ -117,6 +117,7 @@ public:
     std::vector<std::function<void(Result<void>)>> delete_waiters;
     RebuildState rebuild;
     uint32_t syncs_running = 0;  // channel syncs in flight (the device must outlive them)
+    bool destructing = false;    // the bdev is going: no new channel syncs
 
     // Geometry, fixed when the bdev is registered.
     uint32_t block_size = 0;
@@ -627,7 +628,7 @@ struct ChannelSync {
 // Every channel of the raid takes the published view; resumes once all have.
 runtime::Task<void> sync_channels(uint64_t id) {
     Raid* r = find_raid_id(id);
-    if (r == nullptr || r->bdev == nullptr) co_return;
+    if (r == nullptr || r->bdev == nullptr || r->destructing) co_return;
     ++r->syncs_running;
     ChannelSync s;
     runtime::for_each_channel(
@@ -838,6 +839,7 @@ runtime::Task<void> destruct_task(uint64_t id, RaidBdev* b) {
     Raid* r = find_raid_id(id);
     STRATA_ASSERT(r != nullptr);
     r->rebuild.cancel = true;
+    r->destructing = true;
     while ((r = find_raid_id(id)) != nullptr && (r->rebuild.running || r->syncs_running != 0))
         co_await runtime::sleep_for(kControlPollNs);
     STRATA_ASSERT(r != nullptr);  // a raid with a bdev is erased only here
@@ -852,6 +854,7 @@ runtime::Task<void> destruct_task(uint64_t id, RaidBdev* b) {
     }
     r->publish();
     r->bdev = nullptr;
+    r->destructing = false;
     r->state = Raid::State::offline;
     if (r->deleting) {
         auto waiters = std::move(r->delete_waiters);
@@ -931,6 +934,9 @@ Result<void> attach_slot(Raid& r, uint32_t slot) {
         return Error(Errc::invalid_argument,
                      fmt::format("raid {}: base bdev {} has {} blocks, the raid needs {}", r.name, s.name,
                                  b.num_blocks(), r.member_blocks));
+    if (r.bdev != nullptr && r.bdev->supports(IoType::unmap) && !b.supports(IoType::unmap))
+        return Error(Errc::invalid_argument,
+                     fmt::format("raid {}: base bdev {} has no unmap, which the raid offers", r.name, s.name));
     s.desc = std::move(*d);
     s.operational = true;
     s.in_sync = r.state != Raid::State::online;
