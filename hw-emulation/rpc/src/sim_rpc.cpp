@@ -1,6 +1,7 @@
 // sim_nvme_create / sim_nvme_delete / sim_nvme_inject_fault / sim_nvme_clear_faults /
 // sim_nvme_power_cut / sim_nvme_add_namespace / sim_nvme_remove_namespace /
-// sim_pci_surprise_remove / sim_get_devices.
+// sim_pci_surprise_remove / sim_get_devices; sim_ioat_create / sim_ioat_delete /
+// sim_ioat_inject_fault / sim_ioat_clear_faults (I/OAT DMA channels for the accel ioat module).
 //
 // The emulated PCI bus and the device models live on their own Thread ("sim_devices"), created
 // at subsystem init; RPC handlers run on the app Thread and hop there by message.
@@ -15,6 +16,7 @@
 #include <strata/env/env.h>
 #include <strata/env/internal/backend.h>
 #include <strata/hwemu/faults/fault_plan.h>
+#include <strata/hwemu/ioat/channel_model.h>
 #include <strata/hwemu/nvme/controller.h>
 #include <strata/hwemu/pci/pci_bus.h>
 #include <strata/rpc/app.h>
@@ -34,6 +36,8 @@ struct SimDevices {
     std::unique_ptr<PciBus> bus;
     std::map<std::string, std::unique_ptr<nvme::Controller>> nvme;  // by "dddd:bb:dd.f"
     std::map<std::string, nvme::ControllerConfig> configs;
+    std::map<std::string, std::unique_ptr<ioat::ChannelModel>> ioat;  // by "dddd:bb:dd.f"
+    std::map<std::string, ioat::ModelConfig> ioat_configs;
 };
 
 SimDevices& devices() {
@@ -42,6 +46,8 @@ SimDevices& devices() {
 }
 
 Result<void> require_sim() {
+    // Like every other env call, the first use starts the default (sim) backend.
+    if (!env::initialized()) (void)env::init();
     if (env::backend_name() != "sim")
         return Error(Errc::not_supported,
                      fmt::format("emulated devices need the sim environment (running on '{}')",
@@ -123,6 +129,45 @@ Result<std::string> canonical(const Json& p) {
     return a->to_string();
 }
 
+Result<ioat::ModelConfig> parse_ioat_config(const Json& p) {
+    ioat::ModelConfig c;
+    const uint64_t xfercap = rpc::param_or<uint64_t>(p, "xfercap_log2", c.xfercap_log2);
+    if (xfercap > 31) return Error(Errc::invalid_argument, "'xfercap_log2' must be 0 or 12..31");
+    c.xfercap_log2 = static_cast<uint8_t>(xfercap);
+    c.fill = rpc::param_or<bool>(p, "fill", c.fill);
+    c.per_descriptor_ns = rpc::param_or<uint64_t>(p, "per_descriptor_ns", 0);
+    c.bandwidth_bytes_per_us = rpc::param_or<uint64_t>(p, "bandwidth_mb_per_s", 0);  // 1 MB/s == 1 B/us
+    c.seed = rpc::param_or<uint64_t>(p, "seed", 1);
+    return c;
+}
+
+Json ioat_config_json(const std::string& traddr, const ioat::ModelConfig& c) {
+    return {{"traddr", traddr}, {"xfercap_log2", c.xfercap_log2}, {"fill", c.fill},
+            {"per_descriptor_ns", c.per_descriptor_ns},
+            {"bandwidth_mb_per_s", c.bandwidth_bytes_per_us}, {"seed", c.seed}};
+}
+
+Result<ioat::ChannelModel*> find_ioat(const std::string& traddr) {
+    auto it = devices().ioat.find(traddr);
+    if (it == devices().ioat.end())
+        return Error(Errc::not_found, fmt::format("no emulated I/OAT channel at {}", traddr));
+    return it->second.get();
+}
+
+// The emulated bus, created by the first device of this subsystem (devices' Thread).
+Result<PciBus*> ensure_bus() {
+    SimDevices& d = devices();
+    if (!d.bus) {
+        // One emulated bus per process: a Python World's devices or a test may already own it.
+        if (env::internal::sim_pci_provider() != nullptr)
+            return Error(Errc::busy,
+                         "another emulated PCI bus is in use in this process (e.g. devices added "
+                         "with the Python World API); use one or the other");
+        d.bus = std::make_unique<PciBus>();
+    }
+    return d.bus.get();
+}
+
 void add(rpc::App& app, rpc::MethodSpec spec) {
     spec.subsystem = "sim";
     auto r = app.registry().add(std::move(spec));
@@ -148,6 +193,8 @@ void register_sim_rpc_module(rpc::App& app) {
                 SimDevices& dv = devices();
                 dv.nvme.clear();
                 dv.configs.clear();
+                dv.ioat.clear();
+                dv.ioat_configs.clear();
                 dv.bus.reset();
                 dv.thread->request_exit();
                 dv.thread = nullptr;
@@ -158,6 +205,8 @@ void register_sim_rpc_module(rpc::App& app) {
         [](rpc::App&, Json& cfg) {
             for (const auto& [addr, c] : devices().configs)
                 cfg.push_back({{"method", "sim_nvme_create"}, {"params", config_json(addr, c)}});
+            for (const auto& [addr, c] : devices().ioat_configs)
+                cfg.push_back({{"method", "sim_ioat_create"}, {"params", ioat_config_json(addr, c)}});
         }});
 
     add(app, {"sim_nvme_create",
@@ -337,6 +386,7 @@ void register_sim_rpc_module(rpc::App& app) {
                       auto res = devices().bus->surprise_remove(*env::PciAddress::parse(addr));
                       if (!res) return res.error();
                       devices().configs.erase(addr);  // a removed device is not saved
+                      devices().ioat_configs.erase(addr);
                       return Json(true);
                   });
               }});
@@ -364,7 +414,122 @@ void register_sim_rpc_module(rpc::App& app) {
                                            {"dma_faults", s.dma_faults}}},
                                          {"faults", m->faults().size()}});
                       }
+                      for (auto& [addr, m] : devices().ioat) {
+                          const auto s = m->stats();
+                          out.push_back({{"type", "ioat"},
+                                         {"traddr", addr},
+                                         {"removed", m->function().removed()},
+                                         {"chanerr", m->chanerr()},
+                                         {"stats",
+                                          {{"descriptors", s.descriptors},
+                                           {"bytes", s.bytes},
+                                           {"doorbells", s.doorbells},
+                                           {"completion_writes", s.completion_writes},
+                                           {"dropped_completions", s.dropped_completions},
+                                           {"halts", s.halts},
+                                           {"resets", s.resets},
+                                           {"injected_faults", s.injected_faults}}},
+                                         {"faults", m->faults().size()}});
+                      }
                       return out;
+                  });
+              }});
+    add(app, {"sim_ioat_create",
+              "Create an emulated Intel I/OAT v3 DMA channel (sim environment only) at a PCI "
+              "address, found by ioat_scan_accel_module.",
+              {{"traddr", PT::string, true, "PCI address, e.g. 0000:00:04.0", nullptr},
+               {"xfercap_log2", PT::uint, false, "XFERCAP: bytes per descriptor 2^n (0: 4 GiB)", 20},
+               {"fill", PT::bool_, false, "Advertise block fill (DMACAPABILITY)", true},
+               {"per_descriptor_ns", PT::uint, false, "Latency model: fixed time per descriptor", 0},
+               {"bandwidth_mb_per_s", PT::uint, false, "Latency model: bandwidth (0: unlimited)", 0},
+               {"seed", PT::uint, false, "Seed of the model's fault plan", 1}},
+              rpc::Allowed::both, "", true, [](const Json& p, Responder r) {
+                  auto addr = canonical(p);
+                  if (!addr) {
+                      r.error(addr.error());
+                      return;
+                  }
+                  auto cfg = parse_ioat_config(p);
+                  if (!cfg) {
+                      r.error(cfg.error());
+                      return;
+                  }
+                  on_devices(std::move(r), [addr = *addr, cfg = *cfg]() -> Result<Json> {
+                      SimDevices& d = devices();
+                      if (d.ioat.count(addr) != 0 || d.nvme.count(addr) != 0)
+                          return Error(Errc::already_exists,
+                                       fmt::format("an emulated device already sits at {}", addr));
+                      auto bus = ensure_bus();
+                      if (!bus) return bus.error();
+                      auto m = ioat::ChannelModel::create(**bus, *env::PciAddress::parse(addr), cfg,
+                                                          *d.thread);
+                      if (!m) return m.error();
+                      d.ioat[addr] = std::move(*m);
+                      d.ioat_configs[addr] = cfg;
+                      return Json(addr);
+                  });
+              }});
+    add(app, {"sim_ioat_delete",
+              "Remove an emulated I/OAT channel (stop the accel framework using it first; to "
+              "pull it from under a running driver use sim_pci_surprise_remove).",
+              {{"traddr", PT::string, true, "PCI address", nullptr}},
+              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+                  auto addr = canonical(p);
+                  if (!addr) {
+                      r.error(addr.error());
+                      return;
+                  }
+                  on_devices(std::move(r), [addr = *addr]() -> Result<Json> {
+                      auto m = find_ioat(addr);
+                      if (!m) return m.error();
+                      // The driver holds the function: destroying the model under it would
+                      // leave its Bar calling into freed memory.
+                      if ((*m)->function().claimed())
+                          return Error(Errc::busy,
+                                       fmt::format("the emulated I/OAT channel at {} is in use by "
+                                                   "a driver (stop the accel framework first)",
+                                                   addr));
+                      devices().ioat.erase(addr);
+                      devices().ioat_configs.erase(addr);
+                      return Json(true);
+                  });
+              }});
+    add(app, {"sim_ioat_inject_fault",
+              "Add a fault rule (hw-emulation fault plan, JSON form; matched per descriptor: "
+              "opcode = descriptor op, lba = destination IOVA) to an emulated I/OAT channel. "
+              "Returns the rule id.",
+              {{"traddr", PT::string, true, "PCI address", nullptr},
+               {"rule", PT::object, true, "The fault rule", nullptr}},
+              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+                  auto addr = canonical(p);
+                  if (!addr) {
+                      r.error(addr.error());
+                      return;
+                  }
+                  auto rule = fault_rule_from_json(p.at("rule"));
+                  if (!rule) {
+                      r.error(rule.error());
+                      return;
+                  }
+                  on_devices(std::move(r), [addr = *addr, rule = *rule]() -> Result<Json> {
+                      auto m = find_ioat(addr);
+                      if (!m) return m.error();
+                      return Json((*m)->faults().add(rule));
+                  });
+              }});
+    add(app, {"sim_ioat_clear_faults", "Remove every fault rule of an emulated I/OAT channel.",
+              {{"traddr", PT::string, true, "PCI address", nullptr}},
+              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+                  auto addr = canonical(p);
+                  if (!addr) {
+                      r.error(addr.error());
+                      return;
+                  }
+                  on_devices(std::move(r), [addr = *addr]() -> Result<Json> {
+                      auto m = find_ioat(addr);
+                      if (!m) return m.error();
+                      (*m)->faults().clear();
+                      return Json(true);
                   });
               }});
 }
