@@ -26,6 +26,9 @@ struct Global {
     bool ioat_enabled = false;
     std::unique_ptr<Device> device;
     std::atomic<bool> running{false};
+    // Apps (e.g. two Python Worlds) sharing the process-wide framework: the first init starts
+    // it, the last fini stops it. Under mu.
+    int users = 0;
     Stats gone;  // stats of channels already destroyed
 
     Global() {
@@ -163,9 +166,12 @@ Result<void> start_module_locked(size_t i) {
 
 Result<void> init() {
     auto& G = g();
-    if (G.running.load()) return Error(Errc::already_exists, "accel framework already running");
     {
         std::lock_guard lock(G.mu);
+        if (G.running.load()) {
+            ++G.users;  // another App in this process already started it: share
+            return {};
+        }
         for (size_t i = 0; i < G.modules.size(); ++i) {
             const bool want = i == software_index() ||
                               (G.ioat_enabled && std::string_view(G.modules[i]->name()) == "ioat");
@@ -179,9 +185,10 @@ Result<void> init() {
         }
         recompute_routes();
         G.device = std::make_unique<Device>();
+        runtime::register_io_device(*G.device);
+        G.users = 1;
+        G.running.store(true);
     }
-    runtime::register_io_device(*G.device);
-    G.running.store(true);
     return {};
 }
 
@@ -196,9 +203,14 @@ void fini(runtime::MsgFn done, void* ctx) {
     auto& G = g();
     runtime::Thread* t = runtime::current_thread();
     STRATA_ASSERT_MSG(t != nullptr, "accel::fini must be called on a runtime Thread");
-    if (!G.running.exchange(false)) {
-        (void)t->send(done, ctx);
-        return;
+    {
+        std::lock_guard lock(G.mu);
+        const bool last = G.running.load() && --G.users == 0;
+        if (!last) {  // not running, or another App still uses it
+            (void)t->send(done, ctx);
+            return;
+        }
+        G.running.store(false);
     }
     struct Fin {
         runtime::MsgFn done;
