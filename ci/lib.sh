@@ -21,7 +21,7 @@ stage() {
     [ "$rc" -eq 0 ] || result=FAIL
     echo "[stage] $name: $result (${secs}s)"
     # Counts from the runners CI readers look for.
-    grep -E '^[0-9]+% tests passed|tests failed out of|^=+ .*(passed|failed|error).* in [0-9.]+s|^[0-9]+ (passed|failed)|^\[fuzz\]|^\[demo\]|^install-deps:|^hugepages' "$log" || true
+    grep -E '^[0-9]+% tests passed|tests failed out of|^=+ .*(passed|failed|error).* in [0-9.]+s|^[0-9]+ (passed|failed)|^\[fuzz\]|^\[demo\]|^install-deps:|^hugepages|^vm:' "$log" || true
     if [ "$rc" -ne 0 ]; then
         echo "    --- last 60 lines of $log ---"
         tail -n 60 "$log" | sed 's/^/    /'
