@@ -111,7 +111,7 @@ public:
     ~StoreImpl() override;
 
     // ---- lifecycle (md Thread) ----
-    Task<Result<void>> open_bdev(const std::string& name);
+    Task<Result<void>> open_bdev(const std::string& name, std::function<void()> on_remove);
     Task<Result<void>> format(const BsOptions& o);
     Task<Result<void>> load(const LoadOptions& o);
     Task<Result<void>> unload();

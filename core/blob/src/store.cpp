@@ -415,10 +415,14 @@ Task<Result<void>> StoreImpl::run_alloc(PendingAlloc* pa) {
 
 // ---- format / load / unload -----------------------------------------------------------------
 
-Task<Result<void>> StoreImpl::open_bdev(const std::string& name) {
+Task<Result<void>> StoreImpl::open_bdev(const std::string& name, std::function<void()> on_remove) {
     md_thread = runtime::current_thread();
     STRATA_ASSERT_MSG(md_thread != nullptr, "blobstore init/load outside a Thread");
-    auto d = bdev::open(name, true);
+    auto d = bdev::open(name, true, [name, cb = std::move(on_remove)](bdev::Event e, bdev::Bdev&) {
+        if (e != bdev::Event::remove) return;
+        STRATA_WARNLOG(log_blob, "bdev '{}' under a blobstore is being removed", name);
+        if (cb) cb();
+    });
     if (!d.ok()) co_return d.error();
     desc = std::move(*d);
     const bdev::Bdev& bd = desc->bdev();
@@ -611,11 +615,17 @@ Task<Result<void>> StoreImpl::load(const LoadOptions& o) {
 
     // Two-blob operations a crash interrupted (design doc, "Snapshots and merges").
     std::vector<BlobId> drop, clear_flag;
+    std::set<BlobId> parents;
+    for (auto& [id, f] : found) parents.insert(f.md.parent_id);
     for (auto& [id, f] : found) {
         const auto peer = found.find(f.md.pending_peer);
         const bool peer_points_here = peer != found.end() && peer->second.md.parent_id == id;
+        // A snapshot whose mark could not be cleared (create_snapshot only warns) was done:
+        // later operations may have moved its blob on (snapshotted again, ...), but whatever
+        // has it as parent proves the blob once pointed here. Nothing can reference a
+        // snapshot whose creation never got that far.
         if (f.md.pending_op == format::kPendingSnapshotOf)
-            (peer_points_here ? clear_flag : drop).push_back(id);
+            (peer_points_here || parents.count(id) ? clear_flag : drop).push_back(id);
         else if (f.md.pending_op == format::kPendingMergeInto)
             (peer_points_here ? clear_flag : drop).push_back(id);
     }
@@ -1019,9 +1029,11 @@ Task<Result<BlobId>> StoreImpl::create_snapshot(BlobId id, std::vector<Xattr> xa
     s->md.pending_op = format::kPendingNone;
     s->md.pending_peer = kInvalidBlobId;
     r = co_await persist(*s);
-    if (!r.ok())  // load completes it: the blob already points at the snapshot
+    if (!r.ok()) {  // load completes it: the blob already points at the snapshot
         STRATA_WARNLOG(log_blob, "snapshot {}: clearing the pending mark: {}", id_str(s->id),
                        r.error().message());
+        s->dirty = true;  // retried when the snapshot is closed
+    }
     co_await unfreeze(*b);
     const BlobId sid = s->id;
     (void)co_await close_blob(b, false);
@@ -1269,7 +1281,7 @@ BlobStore::~BlobStore() = default;
 
 Task<Result<std::unique_ptr<BlobStore>>> BlobStore::init(std::string bdev_name, BsOptions options) {
     auto impl = std::make_unique<StoreImpl>();
-    auto r = co_await impl->open_bdev(bdev_name);
+    auto r = co_await impl->open_bdev(bdev_name, options.on_bdev_remove);
     if (r.ok() && options.claim_module != nullptr) r = bdev::claim(*impl->desc, *options.claim_module);
     if (r.ok()) r = co_await impl->format(options);
     if (!r.ok()) {
@@ -1282,7 +1294,7 @@ Task<Result<std::unique_ptr<BlobStore>>> BlobStore::init(std::string bdev_name, 
 
 Task<Result<std::unique_ptr<BlobStore>>> BlobStore::load(std::string bdev_name, LoadOptions options) {
     auto impl = std::make_unique<StoreImpl>();
-    auto r = co_await impl->open_bdev(bdev_name);
+    auto r = co_await impl->open_bdev(bdev_name, options.on_bdev_remove);
     if (r.ok()) r = co_await impl->load(options);
     // Claimed only once it proved to be a store, so probing a bdev that is not one (lvol
     // examine) never claims it.

@@ -728,6 +728,28 @@ TEST_F(BlobTest, BdevErrorsFailTheOperationAndLeaveTheStoreConsistent) {
     EXPECT_EQ(bs->impl().used_pages, live_pages);
 }
 
+TEST_F(BlobTest, BdevRemovalIsReportedAndWaitsForUnload) {
+    bool removing = false;
+    BsOptions o{.cluster_sz = kCluster};
+    o.on_bdev_remove = [&] { removing = true; };
+    auto r = run(BlobStore::init("Malloc0", o));
+    ASSERT_TRUE(r.ok());
+    bs = std::move(*r);
+    BlobId id = create(1, true);
+    bool gone = false;
+    on(t0(), [&] { bdev::malloc_delete("Malloc0", [&](Result<void>) { gone = true; }); });
+    ASSERT_TRUE(poll_until([&] { return removing; }));
+    run_until_idle();
+    EXPECT_FALSE(gone);  // the store still holds the bdev
+    // The bdev refuses I/O while it goes: metadata operations fail cleanly, and so does the
+    // unload's write of the masks; destroying the store lets the removal finish.
+    EXPECT_FALSE(run(bs->open_blob(id)).ok());
+    release_channels();
+    EXPECT_FALSE(run(bs->unload()).ok());
+    on(t0(), [&] { bs.reset(); });
+    EXPECT_TRUE(poll_until([&] { return gone; }));
+}
+
 // ---- dirty load, corruption --------------------------------------------------------------------
 
 class BlobLoadTest : public BlobTest {

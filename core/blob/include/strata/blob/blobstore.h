@@ -33,6 +33,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -72,11 +73,16 @@ struct BsOptions {
     // Claims the bdev for this module through the store's own descriptor (as SPDK's lvol does
     // with its bs_dev), so nothing else writes under the store; released when the store closes.
     const bdev::Module* claim_module = nullptr;
+    // The bdev is being removed (hot removal, bdev deleted): runs on the md Thread. The bdev
+    // refuses I/O from then on, so operations (and unload) fail; the owner closes its blobs and
+    // destroys the store soon: the removal waits for that.
+    std::function<void()> on_bdev_remove;
 };
 
 struct LoadOptions {
     std::string bstype;  // empty: accept any
     const bdev::Module* claim_module = nullptr;  // as BsOptions::claim_module
+    std::function<void()> on_bdev_remove;        // as BsOptions::on_bdev_remove
 };
 
 struct Xattr {
