@@ -274,6 +274,24 @@ TEST_F(LvolTest, DeleteLvstore) {
     lvstore("Malloc1", "lvs0");
 }
 
+TEST_F(LvolTest, HotRemovalOfTheBaseTakesTheLvols) {
+    lvstore();
+    lvol("a", 2);
+    lvol("b", 2, true);
+    Handle& h = open("lvs0/a");
+    ASSERT_TRUE(write_blocks(h, 0, pattern(4096, 1)).ok());
+    bool gone = false;
+    on(&app->thread(), [&] { unregister_bdev("Malloc0", [&](Result<void>) { gone = true; }); });
+    ASSERT_TRUE(poll_until([&] { return !h.events.empty(); }));
+    EXPECT_EQ(h.events[0], Event::remove);
+    close(h);
+    ASSERT_TRUE(poll_until([&] { return gone; }));
+    EXPECT_TRUE(list().empty());
+    EXPECT_TRUE(call("bdev_lvol_get_lvstores").empty());
+    // The name is free for a new store.
+    lvstore("Malloc1", "lvs0");
+}
+
 TEST_F(LvolTest, RpcErrors) {
     malloc("Small", 2048, 512);  // 1 MiB
     EXPECT_EQ(call_error("bdev_lvol_create_lvstore", {{"bdev_name", "Nope"}, {"lvs_name", "x"}})["code"], -ENOENT);
