@@ -688,9 +688,11 @@ void Controller::free_io_qpair(std::unique_ptr<QPair> qpair, runtime::MsgFn done
     runtime::Thread* owner = &qp->owner;
     (void)c->admin_thread->post([c, qp, owner, done, ctx] {
         std::erase(c->io_qps, qp);
+        ++c->qpairs_deleting;
         auto run = [](ControllerImpl* ci, std::shared_ptr<QPairImpl> q, runtime::Thread* o,
                       runtime::MsgFn d, void* x) -> runtime::Task<void> {
             co_await ci->delete_io_queues(q);
+            --ci->qpairs_deleting;
             q.reset();
             if (d) (void)o->send(d, x);
         };
@@ -714,9 +716,10 @@ runtime::Task<Result<void>> Controller::reset() {
 runtime::Task<Result<void>> Controller::detach() {
     ControllerImpl& c = *impl_;
     if (c.state == ControllerState::detached) co_return Result<void>{};
-    if (!c.io_qps.empty())
-        co_return Error(Errc::busy, fmt::format("nvme {}: {} qpair(s) still allocated",
-                                                c.address.to_string(), c.io_qps.size()));
+    if (!c.io_qps.empty() || c.qpairs_deleting > 0)
+        co_return Error(Errc::busy, fmt::format("nvme {}: {} qpair(s) still allocated, {} being deleted",
+                                                c.address.to_string(), c.io_qps.size(),
+                                                c.qpairs_deleting));
     if (c.health_poller) c.admin_thread->unregister_poller(c.health_poller);
     if (!c.gone() && c.options.shutdown_on_detach) {
         spec::Cc cc{c.bar.read32(spec::reg::cc)};

@@ -128,6 +128,9 @@ public:
     ControllerStats stats{};
     std::shared_ptr<QPairImpl> admin_qp;
     std::vector<std::shared_ptr<QPairImpl>> io_qps;
+    // Freed qpairs whose queues are still being deleted: detach waits for them (the deleting
+    // coroutine touches this controller when its admin commands complete).
+    uint32_t qpairs_deleting = 0;
     std::vector<bool> qid_used;
     std::vector<std::unique_ptr<Namespace>> namespaces;  // sorted by id; inactive ones kept
     std::function<void(Controller&)> ns_change_fn;
