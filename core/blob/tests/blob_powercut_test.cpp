@@ -192,9 +192,6 @@ public:
     }
     ~World() {
         if (attached_) {
-            // Let freed qpairs delete their queues first: a detach racing a qpair's
-            // delete_io_queues frees the driver's controller under it (core/nvme bug, reported).
-            sim->advance(1'000'000);
             std::optional<Result<void>> r;
             on(t0, [&] { bdev::nvme_detach("Nvme0", [&](Result<void> x) { r = std::move(x); }); });
             EXPECT_TRUE(poll_until([&] { return r.has_value(); })) << "detach hung";
