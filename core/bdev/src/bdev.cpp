@@ -130,8 +130,8 @@ void Bdev::notify_resize(uint64_t num_blocks) {
     for (DescImpl* d : impl_->descs) {
         if (!d->on_event) continue;
         Bdev* self = this;
-        (void)d->thread->post([d, self] {
-            if (d->on_event) d->on_event(Event::resize, *self);
+        (void)d->thread->post([d, self, open = d->open] {
+            if (*open && d->on_event) d->on_event(Event::resize, *self);
         });
     }
 }
@@ -283,8 +283,8 @@ void unregister_bdev(std::string_view name, std::function<void(Result<void>)> do
         descs = impl.descs;
     }
     for (DescImpl* d : descs) {
-        (void)d->thread->post([d, bdev] {
-            if (d->on_event) d->on_event(Event::remove, *bdev);
+        (void)d->thread->post([d, bdev, open = d->open] {
+            if (*open && d->on_event) d->on_event(Event::remove, *bdev);
         });
     }
     maybe_finish_unregister(bdev);
@@ -295,6 +295,7 @@ void unregister_bdev(std::string_view name, std::function<void(Result<void>)> do
 Desc::Desc(std::unique_ptr<DescImpl> impl) : impl_(std::move(impl)) {}
 
 Desc::~Desc() {
+    *impl_->open = false;
     Bdev* bdev = impl_->bdev;
     {
         std::lock_guard lock(bdev->impl().mu);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -28,6 +29,9 @@ public:
     bool write = false;
     runtime::Thread* thread = nullptr;
     std::function<void(Event, Bdev&)> on_event;
+    // Cleared when the desc closes: an event message already posted to the desc's Thread
+    // checks it there before touching the (then freed) desc.
+    std::shared_ptr<bool> open = std::make_shared<bool>(true);
     const Module* claim = nullptr;
     uint64_t timeout_ns = 0;
     Desc::TimeoutFn timeout_fn = nullptr;
