@@ -257,10 +257,28 @@ void register_rpc_module(rpc::App& app) {
                   else r.result(true);
               }});
     add_rpc(app, {"bdev_wait_for_examine",
-              "Reply once every bdev has been examined by every module (immediate: examine is "
-              "synchronous here).",
-              {}, rpc::Allowed::both, "", true,
-              [](const Json&, Responder r) { r.result(true); }});
+              "Reply once every bdev has been examined by every module (lvol loads the stores "
+              "it finds asynchronously; the other modules examine synchronously).",
+              {}, rpc::Allowed::both, "", true, [](const Json&, Responder r) {
+                  struct Wait {
+                      Responder r;
+                      std::vector<const Module*> mods;
+                      size_t next = 0;
+                      static void step(std::shared_ptr<Wait> w) {
+                          while (w->next < w->mods.size() && w->mods[w->next]->wait_examine == nullptr)
+                              ++w->next;
+                          if (w->next == w->mods.size()) {
+                              w->r.result(true);
+                              return;
+                          }
+                          w->mods[w->next++]->wait_examine([w] { step(w); });
+                      }
+                  };
+                  auto w = std::make_shared<Wait>();
+                  w->r = std::move(r);
+                  w->mods = modules();
+                  Wait::step(w);
+              }});
 }
 
 }  // namespace strata::bdev

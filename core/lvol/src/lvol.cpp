@@ -774,7 +774,21 @@ LvolInfo lvol_info(const Lvol& l) {
 
 }  // namespace
 
-const bdev::Module kLvolModule{"lvol", &examine, nullptr, nullptr};
+namespace {
+void wait_examine_hook(std::function<void()> done) {
+    runtime::Thread* caller = runtime::current_thread();
+    if (g().ctl == nullptr || caller == nullptr) {
+        done();
+        return;
+    }
+    runtime::spawn(*g().ctl, do_wait_examine(), [caller, done = std::move(done)]() mutable {
+        if (caller == g().ctl) done();
+        else (void)caller->post(std::move(done));
+    });
+}
+}  // namespace
+
+const bdev::Module kLvolModule{"lvol", &examine, nullptr, nullptr, &wait_examine_hook};
 
 std::string Lvol::alias() const { return lvs->name + "/" + name; }
 

@@ -38,9 +38,8 @@ protected:
         runtime::spawn(app->thread(), lvol::unload_all(), [&] { done = true; });
         ASSERT_TRUE(poll_until([&] { return done; }));
         call("bdev_passthru_create", {{"base_bdev_name", base}, {"name", pt}});
-        done = false;
-        runtime::spawn(app->thread(), lvol::wait_examine(), [&] { done = true; });
-        ASSERT_TRUE(poll_until([&] { return done; }));
+        // The load examine started is asynchronous; bdev_wait_for_examine waits for it.
+        EXPECT_EQ(call("bdev_wait_for_examine"), true);
     }
 };
 

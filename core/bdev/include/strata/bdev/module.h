@@ -46,6 +46,10 @@ struct Module {
     // At subsystem fini, after every bdev is gone: release module-level state (e.g. detach
     // NVMe controllers). Calls done (possibly later) on the calling Thread.
     void (*fini)(std::function<void()> done) = nullptr;
+    // For modules whose examine finishes later (lvol loads a store asynchronously): calls done
+    // on the calling Thread once every examine started so far has finished.
+    // bdev_wait_for_examine waits for it.
+    void (*wait_examine)(std::function<void()> done) = nullptr;
 };
 
 // The modules registered so far (registration order).
