@@ -178,6 +178,8 @@ std::vector<std::vector<uint8_t>> descriptors(const BlobMd& md) {
     };
     InfoDesc info{md.clusters.size(), md.parent_id, md.flags, md.pending_op, md.pending_peer};
     store(add(kDescInfo, sizeof info), info);
+    if (md.flags & kFlagExternal)
+        std::memcpy(add(kDescExternal, md.external.size()), md.external.data(), md.external.size());
     for (const Xattr& x : md.xattrs) {
         uint8_t* p = add(kDescXattr, 4 + x.name.size() + x.value.size());
         store<uint16_t>(p, static_cast<uint16_t>(x.name.size()));
@@ -294,7 +296,7 @@ Result<BlobMd> decode(std::span<const uint8_t* const> pages, const Geometry& g) 
                 if (info.num_clusters > g.max_clusters_per_blob)
                     return corrupt(fmt::format("metadata: {} clusters exceed the limit {}",
                                                info.num_clusters, g.max_clusters_per_blob));
-                if (info.flags & ~uint32_t{kFlagThin | kFlagReadOnly | kFlagSnapshot | kFlagDeleted})
+                if (info.flags & ~uint32_t{kFlagThin | kFlagReadOnly | kFlagSnapshot | kFlagDeleted | kFlagExternal})
                     return corrupt("metadata: unknown flags");
                 if (info.pending_op > kPendingMergeInto)
                     return corrupt("metadata: unknown pending operation");
@@ -345,6 +347,12 @@ Result<BlobMd> decode(std::span<const uint8_t* const> pages, const Geometry& g) 
                 md.xattrs.push_back(std::move(x));
                 break;
             }
+            case kDescExternal:
+                if (!have_info || !(md.flags & kFlagExternal) || !md.external.empty() || len == 0 ||
+                    len > kMaxExternalName)
+                    return corrupt("metadata: external snapshot descriptor");
+                md.external.assign(reinterpret_cast<const char*>(p), len);
+                break;
             default:
                 return corrupt(fmt::format("metadata page {}: unknown descriptor type {}", pi, type));
             }
@@ -352,6 +360,8 @@ Result<BlobMd> decode(std::span<const uint8_t* const> pages, const Geometry& g) 
         }
     }
     if (!have_info) return corrupt("metadata: no info descriptor");
+    if ((md.flags & kFlagExternal) && (md.external.empty() || md.parent_id != kInvalidBlobId))
+        return corrupt("metadata: external snapshot without a name, or with a parent blob");
     if (next_extent != num_clusters && !(md.flags & kFlagDeleted))
         return corrupt(fmt::format("metadata: extents cover {} of {} clusters", next_extent, num_clusters));
     md.clusters.resize(num_clusters, kUnallocated);

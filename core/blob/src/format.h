@@ -67,7 +67,14 @@ static_assert(sizeof(MdPage) == kMdPageSize);
 static_assert(offsetof(MdPage, descriptors) == kMdHeaderSize);
 
 // Descriptor: {u8 type, u8 reserved, u16 length} then `length` payload bytes. Type 0 ends a page.
-enum DescType : uint8_t { kDescEnd = 0, kDescInfo = 1, kDescExtent = 2, kDescXattr = 3 };
+enum DescType : uint8_t {
+    kDescEnd = 0,
+    kDescInfo = 1,
+    kDescExtent = 2,
+    kDescXattr = 3,
+    kDescExternal = 4,  // the external snapshot: the bdev's name (1..kMaxExternalName bytes)
+};
+inline constexpr size_t kMaxExternalName = 255;
 inline constexpr size_t kDescHeaderSize = 4;
 
 enum InfoFlags : uint32_t {
@@ -75,6 +82,7 @@ enum InfoFlags : uint32_t {
     kFlagReadOnly = 1u << 1,
     kFlagSnapshot = 1u << 2,
     kFlagDeleted = 1u << 3,  // a tombstone: the id is free
+    kFlagExternal = 1u << 4,  // reads through to a bdev (kDescExternal names it)
 };
 // An operation over two blobs that a crash may interrupt; resolved at load (see the design doc).
 enum PendingOp : uint32_t {
@@ -113,6 +121,7 @@ struct BlobMd {
     uint64_t pending_peer = kInvalidBlobId;
     std::vector<uint32_t> clusters;  // size = num_clusters
     std::vector<Xattr> xattrs;
+    std::string external;  // the external snapshot bdev (kFlagExternal)
 };
 
 inline constexpr BlobId make_blob_id(uint32_t slot) noexcept { return (1ull << 32) | slot; }

@@ -54,6 +54,10 @@ public:
     std::unique_ptr<Request[]> pool;
     IntrusiveList<Request> free;
     IntrusiveList<Request> parked;  // I/O to a frozen blob, resubmitted on unfreeze
+    // This Thread's channels of external snapshot bdevs, got on first use (not per I/O) and
+    // put when the blob holding the external snapshot closes.
+    std::vector<std::pair<bdev::Desc*, bdev::Channel*>> esnap_chs;
+    bdev::Channel* esnap_channel(bdev::Desc& d) noexcept;
 };
 
 struct PendingAlloc {
@@ -80,8 +84,15 @@ public:
         num_clusters_.store(md.clusters.size(), std::memory_order_release);
         read_only_.store(md.flags & format::kFlagReadOnly, std::memory_order_release);
     }
-    // The ancestor whose own cluster backs index i, or nullptr (reads zeroes).
+    // The ancestor whose own cluster backs index i, or nullptr (reads zeroes or the external
+    // snapshot).
     const BlobImpl* backing_ancestor(uint64_t i) const noexcept;
+    // The top of the parent chain when it reads through to an external snapshot, else nullptr.
+    const BlobImpl* esnap_root() const noexcept;
+    // The chain's top when unallocated cluster i reads from its external snapshot.
+    const BlobImpl* esnap_for(uint64_t i) const noexcept;
+    // Whether unallocated cluster i reads data other than zeroes.
+    bool backed(uint64_t i) const noexcept;
 
     StoreImpl& bs;
     BlobId id;
@@ -95,6 +106,9 @@ public:
     bool dirty = false;
     bool deleted = false;
     BlobImpl* parent = nullptr;  // open while this blob is
+    std::unique_ptr<bdev::Desc> esnap;  // the external snapshot, open while this blob is
+    bdev::Channel* esnap_md_ch = nullptr;
+    uint64_t esnap_units = 0;  // its size in io units
     std::atomic<uint64_t> num_clusters_{0};
     std::atomic<bool> read_only_{false};
     std::atomic<uint32_t> frozen{0};
@@ -120,12 +134,17 @@ public:
     // ---- operations (md Thread) ----
     Task<Result<BlobId>> create_blob(BlobOptions o);
     // open_blob / close_blob: the caller holds the md lock.
-    Task<Result<BlobImpl*>> open_blob(BlobId id, bool user);
+    Task<Result<BlobImpl*>> open_blob(BlobId id, bool user, bool need_esnap = true);
     Task<Result<void>> close_blob(BlobImpl* b, bool user);
     Task<Result<void>> delete_blob(BlobId id);
     Task<Result<BlobId>> create_snapshot(BlobId id, std::vector<Xattr> xattrs);
     Task<Result<BlobId>> create_clone(BlobId snapshot_id, std::vector<Xattr> xattrs);
     Task<Result<void>> inflate(BlobId id, bool only_parent);
+    Task<Result<BlobId>> create_esnap_clone(std::string bdev_name, uint64_t num_clusters,
+                                            std::vector<Xattr> xattrs);
+    Task<Result<void>> open_esnap(BlobImpl& b);
+    Task<void> close_esnap(BlobImpl& b);
+    Task<Result<void>> copy_from_esnap(const BlobImpl& root, uint64_t index, uint32_t dst);
     Task<Result<void>> resize(BlobImpl& b, uint64_t num_clusters);
     Task<Result<void>> sync_md(BlobImpl& b);
 

@@ -91,6 +91,33 @@ void alloc_done_msg(void* p) noexcept {
     process(r);
 }
 
+const BlobImpl* BlobImpl::esnap_root() const noexcept {
+    const BlobImpl* top = this;
+    while (top->parent != nullptr) top = top->parent;
+    return top->esnap ? top : nullptr;
+}
+
+const BlobImpl* BlobImpl::esnap_for(uint64_t i) const noexcept {
+    // Beyond the size of any blob up the chain the data is zeroes, as for blob parents.
+    const BlobImpl* top = this;
+    for (; top->parent != nullptr; top = top->parent)
+        if (i >= top->parent->clusters_atomic()) return nullptr;
+    if (!top->esnap || i * bs.units_per_cluster >= top->esnap_units) return nullptr;
+    return top;
+}
+
+bool BlobImpl::backed(uint64_t i) const noexcept {
+    return backing_ancestor(i) != nullptr || esnap_for(i) != nullptr;
+}
+
+bdev::Channel* Channel::esnap_channel(bdev::Desc& d) noexcept {
+    for (auto& [desc, ch] : esnap_chs)
+        if (desc == &d) return ch;
+    bdev::Channel* ch = d.get_channel();
+    if (ch != nullptr) esnap_chs.emplace_back(&d, ch);
+    return ch;
+}
+
 const BlobImpl* BlobImpl::backing_ancestor(uint64_t i) const noexcept {
     for (const BlobImpl* a = parent; a != nullptr; a = a->parent) {
         // A clone may be larger than its parent: beyond the parent's size it reads zeroes.
@@ -137,6 +164,28 @@ void process(Request* r) noexcept {
                     k = a->cluster(ci);
                     break;
                 }
+                if (const BlobImpl* root = b->esnap_for(ci);
+                    root != nullptr && r->pos < root->esnap_units) {
+                    // The external snapshot: same offsets on its own bdev (which may end
+                    // inside this cluster: the rest reads zeroes on the next turn).
+                    const uint64_t end = std::min(seg_end, root->esnap_units);
+                    bdev::Channel* ech = r->ch->esnap_channel(*root->esnap);
+                    if (ech == nullptr) {
+                        finish(r, Status(Errc::shutdown, "external snapshot bdev refused a channel"));
+                        return;
+                    }
+                    const int n = slice(r, (r->pos - r->start) * unit, (end - r->pos) * unit);
+                    r->seg_end = end;
+                    Status st = bdev::readv(*root->esnap, *ech, r->child_iov, n, r->pos,
+                                            end - r->pos, bdev_done, r);
+                    if (st.code() == Errc::busy) {
+                        r->wait = {retry_msg, r, nullptr};
+                        bdev::queue_io_wait(*ech, r->wait);
+                    } else if (!st.ok()) {
+                        finish(r, st);
+                    }
+                    return;
+                }
                 {
                     const int n = slice(r, (r->pos - r->start) * unit, (seg_end - r->pos) * unit);
                     for (int i = 0; i < n; ++i)
@@ -145,7 +194,7 @@ void process(Request* r) noexcept {
                 r->pos = seg_end;
                 continue;
             case Request::Op::write_zeroes:
-                if (a == nullptr) {  // reads zeroes already
+                if (!b->backed(ci)) {  // reads zeroes already
                     r->pos = seg_end;
                     continue;
                 }
@@ -202,6 +251,7 @@ Channel::Channel(StoreImpl& s, bdev::Channel* b) : store(s), bch(b), pool(new Re
 }
 
 Channel::~Channel() {
+    for (auto& [d, ch] : esnap_chs) bdev::put_channel(ch);
     if (bch) bdev::put_channel(bch);
 }
 

@@ -350,6 +350,123 @@ Task<void> StoreImpl::unfreeze(BlobImpl& b) {
 }
 
 
+// ---- external snapshots (md Thread) ---------------------------------------------------------
+
+Task<Result<void>> StoreImpl::open_esnap(BlobImpl& b) {
+    auto d = bdev::open(b.md.external, false);
+    if (!d.ok())
+        co_return errorf(d.code(), fmt::format("blob {}: external snapshot bdev '{}': {}", id_str(b.id),
+                                               b.md.external, d.error().message()));
+    if ((*d)->bdev().block_size() != g.io_unit_size)
+        co_return errorf(Errc::invalid_argument,
+                         fmt::format("external snapshot '{}': block size {} is not the store's {}",
+                                     b.md.external, (*d)->bdev().block_size(), g.io_unit_size));
+    bdev::Channel* ch = (*d)->get_channel();
+    if (ch == nullptr)
+        co_return errorf(Errc::shutdown, fmt::format("external snapshot '{}' refused a channel", b.md.external));
+    b.esnap_units = (*d)->bdev().num_blocks();
+    b.esnap = std::move(*d);
+    b.esnap_md_ch = ch;
+    co_return Result<void>{};
+}
+
+namespace {
+struct EsnapPurge {
+    bdev::Desc* desc;
+    AsyncResult<bool> done;
+};
+}  // namespace
+
+Task<void> StoreImpl::close_esnap(BlobImpl& b) {
+    if (!b.esnap) co_return;
+    // Every Thread's channel of it goes first (the descriptor must outlive its channels).
+    EsnapPurge p{b.esnap.get(), {}};
+    runtime::for_each_channel(
+        *this,
+        [](runtime::IoChannel& ioch, void* ctx) {
+            auto* pc = static_cast<EsnapPurge*>(ctx);
+            auto& v = static_cast<Channel&>(ioch).esnap_chs;
+            for (auto it = v.begin(); it != v.end();) {
+                if (it->first == pc->desc) {
+                    bdev::put_channel(it->second);
+                    it = v.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+        },
+        &p, [](void* ctx) { static_cast<EsnapPurge*>(ctx)->done.set(true); });
+    co_await p.done;
+    bdev::put_channel(b.esnap_md_ch);
+    b.esnap_md_ch = nullptr;
+    co_await runtime::sleep_for(1000);  // the channel is released by message
+    b.esnap.reset();
+}
+
+Task<Result<void>> StoreImpl::copy_from_esnap(const BlobImpl& root, uint64_t index, uint32_t dst) {
+    const uint64_t cs = g.cluster_size;
+    std::vector<uint8_t> buf(cs, 0);
+    const uint64_t first = index * units_per_cluster;
+    const uint64_t n = std::min<uint64_t>(units_per_cluster, root.esnap_units - first);
+    for (;;) {
+        IoWait w;
+        Status s = bdev::read(*root.esnap, *root.esnap_md_ch, buf.data(), first, n, IoWait::cb, &w);
+        if (s.code() == Errc::busy) {
+            co_await runtime::sleep_for(1000);
+            continue;
+        }
+        if (!s.ok()) co_return Error(s);
+        bdev::IoStatus st = co_await w.r;
+        if (!st.ok())
+            co_return errorf(st.code, fmt::format("external snapshot '{}': read failed", root.md.external));
+        break;
+    }
+    co_return co_await bdev_io(bdev::IoType::write, buf.data(), uint64_t{dst} * cs, cs);
+}
+
+Task<Result<BlobId>> StoreImpl::create_esnap_clone(std::string name, uint64_t n, std::vector<Xattr> xattrs) {
+    auto lock = co_await md_lock();
+    if (unloading) co_return errorf(Errc::shutdown, "blobstore is unloading");
+    if (name.empty() || name.size() > format::kMaxExternalName)
+        co_return errorf(Errc::invalid_argument, "external snapshot bdev name empty or too long");
+    if (auto x = check_xattrs(xattrs); !x.ok()) co_return x.error();
+    {
+        auto d = bdev::open(name, false);
+        if (!d.ok()) co_return d.error();
+        if ((*d)->bdev().block_size() != g.io_unit_size)
+            co_return errorf(Errc::invalid_argument,
+                             fmt::format("external snapshot '{}': block size {} is not the store's {}",
+                                         name, (*d)->bdev().block_size(), g.io_unit_size));
+        if (n == 0) n = ((*d)->bdev().num_blocks() + units_per_cluster - 1) / units_per_cluster;
+    }
+    if (n > g.max_clusters_per_blob)
+        co_return errorf(Errc::invalid_argument,
+                         fmt::format("{} clusters exceed the limit {}", n, g.max_clusters_per_blob));
+    auto slot = reserve_slot();
+    if (!slot.ok()) co_return slot.error();
+    auto gen = co_await slot_generation(*slot);
+    if (!gen.ok()) {
+        release_slot(*slot);
+        co_return gen.error();
+    }
+    BlobMd m;
+    m.id = format::make_blob_id(*slot);
+    m.generation = gen->first;
+    m.flags = format::kFlagThin | format::kFlagExternal;
+    m.external = std::move(name);
+    m.clusters.assign(n, kUnallocated);
+    m.xattrs = std::move(xattrs);
+    BlobImpl tmp(*this, std::move(m), *slot);
+    tmp.cur_slot = gen->second;
+    auto r = co_await persist(tmp);
+    if (!r.ok()) {
+        release_slot(*slot);
+        co_return r.error();
+    }
+    entries[tmp.id] = Entry{};
+    co_return tmp.id;
+}
+
 // ---- thin allocation (md Thread) ---------------------------------------------------------------
 
 void StoreImpl::alloc_msg(void* p) {
@@ -386,8 +503,14 @@ Task<Result<void>> StoreImpl::run_alloc(PendingAlloc* pa) {
     } else {
         // Rule 1: the cluster's contents (zeroes or the ancestor's data) are durable before the
         // metadata that maps it; the write that asked waits until the metadata is durable too.
-        auto r = co_await fill_cluster(b.backing_ancestor(pa->index), pa->index,
-                                       static_cast<uint32_t>(k));
+        const BlobImpl* src = b.backing_ancestor(pa->index);
+        const BlobImpl* esnap = src ? nullptr : b.esnap_for(pa->index);
+        // (No co_await inside ?: — GCC 12 miscompiles it.)
+        Result<void> r;
+        if (esnap)
+            r = co_await copy_from_esnap(*esnap, pa->index, static_cast<uint32_t>(k));
+        else
+            r = co_await fill_cluster(src, pa->index, static_cast<uint32_t>(k));
         if (r.ok()) r = co_await flush();
         if (r.ok()) {
             pa->cluster = static_cast<uint32_t>(k);
@@ -820,7 +943,7 @@ Task<Result<BlobId>> StoreImpl::create_blob(BlobOptions o) {
     co_return tmp.id;
 }
 
-Task<Result<BlobImpl*>> StoreImpl::open_blob(BlobId id, bool user) {
+Task<Result<BlobImpl*>> StoreImpl::open_blob(BlobId id, bool user, bool need_esnap) {
     auto it = open_blobs.find(id);
     if (it != open_blobs.end()) {
         BlobImpl* b = it->second.get();
@@ -838,6 +961,10 @@ Task<Result<BlobImpl*>> StoreImpl::open_blob(BlobId id, bool user) {
     b->cur_slot = st->cur_slot;
     b->ext_pages = std::move(st->ext_pages);
     b->persist_wanted = b->persist_done = 0;
+    if (b->md.flags & format::kFlagExternal) {
+        auto e = co_await open_esnap(*b);
+        if (!e.ok() && need_esnap) co_return e.error();
+    }
     if (b->md.parent_id != kInvalidBlobId) {
         // Another open of this id may have finished while we read: take that one instead.
         auto p = co_await open_blob(b->md.parent_id, false);
@@ -847,6 +974,7 @@ Task<Result<BlobImpl*>> StoreImpl::open_blob(BlobId id, bool user) {
     it = open_blobs.find(id);
     if (it != open_blobs.end()) {
         if (b->parent) (void)co_await close_blob(b->parent, false);
+        co_await close_esnap(*b);
         (user ? it->second->user_refs : it->second->internal_refs)++;
         co_return it->second.get();
     }
@@ -873,6 +1001,7 @@ Task<Result<void>> StoreImpl::close_blob(BlobImpl* b, bool user) {
         auto r2 = co_await persist(*b);
         if (r.ok()) r = r2;
     }
+    co_await close_esnap(*b);
     BlobImpl* parent = b->parent;
     auto it = open_blobs.find(b->id);
     STRATA_ASSERT(it != open_blobs.end() && it->second.get() == b);
@@ -892,7 +1021,9 @@ Task<Result<void>> StoreImpl::delete_blob(BlobId id) {
     if (clones.size() > 1)
         co_return errorf(Errc::busy, fmt::format("snapshot {} has {} clones: delete or inflate all "
                                                  "but one first", id_str(id), clones.size()));
-    auto sr = co_await open_blob(id, false);
+    // A blob going away does not need its external snapshot (which may be gone already); a
+    // snapshot merging into its clone hands it over, so then it must open.
+    auto sr = co_await open_blob(id, false, !clones.empty());
     if (!sr.ok()) co_return sr.error();
     BlobImpl* s = *sr;
     BlobImpl* c = nullptr;
@@ -924,6 +1055,10 @@ Task<Result<void>> StoreImpl::delete_blob(BlobId id) {
                 left.push_back(s->md.clusters[i]);
         }
         c->md.parent_id = s->md.parent_id;
+        if (s->md.flags & format::kFlagExternal) {  // the external snapshot moves down too
+            c->md.flags |= format::kFlagExternal;
+            c->md.external = s->md.external;
+        }
         r = co_await persist(*c);
         if (!r.ok()) {
             c->md = saved;
@@ -932,9 +1067,14 @@ Task<Result<void>> StoreImpl::delete_blob(BlobId id) {
             (void)co_await close_blob(s, false);
             co_return r;
         }
-        // The clone now reads through the snapshot's parent.
+        // The clone now reads through the snapshot's parent (or its external snapshot).
         if (s->parent) s->parent->internal_refs++;
         c->parent = s->parent;
+        if (s->esnap) {
+            c->esnap = std::move(s->esnap);
+            c->esnap_md_ch = std::exchange(s->esnap_md_ch, nullptr);
+            c->esnap_units = s->esnap_units;
+        }
         s->internal_refs--;  // the clone's reference
         c->refresh_atomics();
         entries[c->id].parent = s->md.parent_id;
@@ -995,6 +1135,8 @@ Task<Result<BlobId>> StoreImpl::create_snapshot(BlobId id, std::vector<Xattr> xa
     sm.pending_peer = b->id;
     sm.clusters = b->md.clusters;
     sm.xattrs = std::move(xattrs);
+    sm.flags |= b->md.flags & format::kFlagExternal;  // the external snapshot moves up
+    sm.external = b->md.external;
     auto snap = std::make_unique<BlobImpl>(*this, std::move(sm), *slot);
     snap->cur_slot = gen->second;
     BlobImpl* s = snap.get();
@@ -1010,6 +1152,8 @@ Task<Result<BlobId>> StoreImpl::create_snapshot(BlobId id, std::vector<Xattr> xa
     std::fill(b->md.clusters.begin(), b->md.clusters.end(), kUnallocated);
     b->md.parent_id = s->id;
     b->md.flags |= format::kFlagThin;
+    b->md.flags &= ~uint32_t{format::kFlagExternal};
+    b->md.external.clear();
     r = co_await persist(*b);
     if (!r.ok()) {
         b->md = saved;
@@ -1022,6 +1166,9 @@ Task<Result<BlobId>> StoreImpl::create_snapshot(BlobId id, std::vector<Xattr> xa
     }
     s->parent = b->parent;  // the blob's reference on its old parent moves to the snapshot
     b->parent = s;
+    s->esnap = std::move(b->esnap);  // same descriptor: per-Thread channels stay valid
+    s->esnap_md_ch = std::exchange(b->esnap_md_ch, nullptr);
+    s->esnap_units = b->esnap_units;
     s->internal_refs = 1;   // held by b
     open_blobs.emplace(s->id, std::move(snap));
     entries[s->id] = Entry{s->md.parent_id};
@@ -1087,7 +1234,8 @@ Task<Result<void>> StoreImpl::inflate(BlobId id, bool only_parent) {
         (void)co_await close_blob(b, false);
         co_return errorf(Errc::permission_denied, fmt::format("blob {} is read-only", id_str(id)));
     }
-    if (only_parent && b->parent == nullptr) {
+    const bool esnap_only = only_parent && b->parent == nullptr && b->esnap;  // decouple from the bdev
+    if (only_parent && b->parent == nullptr && !esnap_only) {
         (void)co_await close_blob(b, false);
         co_return errorf(Errc::invalid_argument, fmt::format("blob {} has no parent", id_str(id)));
     }
@@ -1098,10 +1246,18 @@ Task<Result<void>> StoreImpl::inflate(BlobId id, bool only_parent) {
     Result<void> r;
     for (uint64_t i = 0; i < next.size() && r.ok(); ++i) {
         if (next[i] != kUnallocated) continue;
-        const BlobImpl* src = only_parent
-                                  ? (i < p->md.clusters.size() && p->md.clusters[i] != kUnallocated ? p : nullptr)
-                                  : b->backing_ancestor(i);
-        if (only_parent && src == nullptr) continue;
+        const BlobImpl* src = nullptr;
+        const BlobImpl* esrc = nullptr;
+        if (esnap_only) {
+            esrc = b->esnap_for(i);
+            if (esrc == nullptr) continue;
+        } else if (only_parent) {
+            src = i < p->md.clusters.size() && p->md.clusters[i] != kUnallocated ? p : nullptr;
+            if (src == nullptr) continue;
+        } else {
+            src = b->backing_ancestor(i);
+            if (src == nullptr) esrc = b->esnap_for(i);
+        }
         const uint64_t k = alloc_cluster();
         if (k == UINT64_MAX) {
             r = errorf(Errc::no_space, fmt::format("no space to inflate blob {}", id_str(id)));
@@ -1109,14 +1265,25 @@ Task<Result<void>> StoreImpl::inflate(BlobId id, bool only_parent) {
         }
         fresh.push_back(static_cast<uint32_t>(k));
         next[i] = static_cast<uint32_t>(k);
-        r = co_await fill_cluster(src, i, static_cast<uint32_t>(k));
+        if (esrc)
+            r = co_await copy_from_esnap(*esrc, i, static_cast<uint32_t>(k));
+        else
+            r = co_await fill_cluster(src, i, static_cast<uint32_t>(k));
     }
     if (r.ok()) r = co_await flush();  // rule 1
     const BlobMd saved = b->md;
     if (r.ok()) {
         b->md.clusters = std::move(next);
-        b->md.parent_id = only_parent ? p->md.parent_id : kInvalidBlobId;
+        b->md.parent_id = only_parent && !esnap_only ? p->md.parent_id : kInvalidBlobId;
         if (!only_parent) b->md.flags &= ~uint32_t{format::kFlagThin};
+        if (esnap_only || !only_parent) {
+            b->md.flags &= ~uint32_t{format::kFlagExternal};
+            b->md.external.clear();
+        }
+        if (only_parent && !esnap_only && p->md.flags & format::kFlagExternal) {
+            b->md.flags |= format::kFlagExternal;  // the parent's external snapshot moves down
+            b->md.external = p->md.external;
+        }
         r = co_await persist(*b);
         if (!r.ok()) b->md = saved;
     }
@@ -1126,9 +1293,18 @@ Task<Result<void>> StoreImpl::inflate(BlobId id, bool only_parent) {
         (void)co_await close_blob(b, false);
         co_return r;
     }
-    BlobImpl* np = only_parent ? p->parent : nullptr;
+    BlobImpl* np = only_parent && !esnap_only ? p->parent : nullptr;
     if (np) np->internal_refs++;
     b->parent = np;
+    if (b->md.flags & format::kFlagExternal) {
+        if (!b->esnap) {
+            auto e = co_await open_esnap(*b);  // decoupled from a parent reading an external bdev
+            if (!e.ok())
+                STRATA_ERRLOG(log_blob, "blob {}: {}", id_str(id), e.error().message());
+        }
+    } else {
+        co_await close_esnap(*b);
+    }
     entries[id].parent = b->md.parent_id;
     co_await unfreeze(*b);
     if (p) (void)co_await close_blob(p, false);  // b's reference
@@ -1209,7 +1385,9 @@ bool Blob::is_snapshot() const noexcept {
         if (e.parent == impl_->id) return true;
     return false;
 }
-bool Blob::is_clone() const noexcept { return impl_->md.parent_id != kInvalidBlobId; }
+bool Blob::is_clone() const noexcept {
+    return impl_->md.parent_id != kInvalidBlobId || (impl_->md.flags & format::kFlagExternal);
+}
 BlobId Blob::parent_id() const noexcept { return impl_->md.parent_id; }
 bool Blob::is_cluster_allocated(uint64_t i) const noexcept {
     return i < impl_->md.clusters.size() && impl_->cluster(i) != kUnallocated;
@@ -1362,6 +1540,12 @@ Task<Result<BlobId>> BlobStore::create_snapshot(BlobId id, std::vector<Xattr> xa
 Task<Result<BlobId>> BlobStore::create_clone(BlobId snapshot_id, std::vector<Xattr> xattrs) {
     STRATA_BLOB_HOP(impl_->md_thread, impl_->create_clone(snapshot_id, std::move(xattrs)));
 }
+Task<Result<BlobId>> BlobStore::create_esnap_clone(std::string bdev_name, uint64_t num_clusters,
+                                                  std::vector<Xattr> xattrs) {
+    STRATA_BLOB_HOP(impl_->md_thread,
+                    impl_->create_esnap_clone(std::move(bdev_name), num_clusters, std::move(xattrs)));
+}
+std::string_view Blob::external_snapshot() const noexcept { return impl_->md.external; }
 Task<Result<void>> BlobStore::inflate(BlobId id) {
     STRATA_BLOB_HOP(impl_->md_thread, impl_->inflate(id, false));
 }

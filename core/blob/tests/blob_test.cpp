@@ -750,6 +750,99 @@ TEST_F(BlobTest, BdevRemovalIsReportedAndWaitsForUnload) {
     EXPECT_TRUE(poll_until([&] { return gone; }));
 }
 
+TEST_F(BlobTest, ExternalSnapshotClone) {
+    init_store();
+    // The external bdev: 2.5 clusters of data (it ends inside the blob's third cluster).
+    constexpr uint64_t kBaseBlocks = 5 * kUnitsPerCluster / 2;
+    on(t0(), [&] { ASSERT_TRUE(bdev::malloc_create({"Base", kBaseBlocks, kBlock, {}, 0}).ok()); });
+    std::vector<uint8_t> base(kBaseBlocks * kBlock);
+    pattern(base, 31);
+    bdev_rw("Base", true, base.data(), 0, kBaseBlocks);
+    auto id = run(bs->create_esnap_clone("Base"));
+    ASSERT_TRUE(id.ok()) << id.error().message();
+    EXPECT_EQ(run(bs->create_esnap_clone("Missing")).code(), Errc::not_found);
+    Blob* b = open(*id);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(b->num_clusters(), 3u);
+    EXPECT_TRUE(b->is_thin());
+    EXPECT_TRUE(b->is_clone());
+    on(t0(), [&] { EXPECT_EQ(b->external_snapshot(), "Base"); });
+    std::vector<uint8_t> expect(3 * kCluster, 0);
+    std::memcpy(expect.data(), base.data(), base.size());
+    EXPECT_EQ(read_back(b, 0, 3 * kUnitsPerCluster), expect);
+    // Copy on write from the external bdev; the bdev itself is never written.
+    std::vector<uint8_t> w(kBlock, 0xab);
+    ASSERT_TRUE(io(b, true, w, kUnitsPerCluster + 1).ok());
+    ASSERT_TRUE(io(b, true, w, 2 * kUnitsPerCluster + kUnitsPerCluster - 1).ok());  // beyond the base
+    std::memcpy(expect.data() + kCluster + kBlock, w.data(), kBlock);
+    std::memcpy(expect.data() + 3 * kCluster - kBlock, w.data(), kBlock);
+    EXPECT_EQ(read_back(b, 0, 3 * kUnitsPerCluster), expect);
+    EXPECT_EQ(b->num_allocated_clusters(), 2u);
+    std::vector<uint8_t> base_now(base.size());
+    bdev_rw("Base", false, base_now.data(), 0, kBaseBlocks);
+    EXPECT_EQ(base_now, base);
+    // A snapshot takes the external snapshot up the chain; reads are unchanged.
+    auto snap = run(bs->create_snapshot(*id));
+    ASSERT_TRUE(snap.ok()) << snap.error().message();
+    on(t0(), [&] { EXPECT_EQ(b->external_snapshot(), ""); });
+    EXPECT_EQ(read_back(b, 0, 3 * kUnitsPerCluster), expect);
+    close(b);
+    reload();
+    b = open(*id);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(read_back(b, 0, 3 * kUnitsPerCluster), expect);
+    // Deleting the snapshot merges it, external snapshot included, into the blob.
+    ASSERT_TRUE(run(bs->delete_blob(*snap)).ok());
+    on(t0(), [&] { EXPECT_EQ(b->external_snapshot(), "Base"); });
+    EXPECT_EQ(read_back(b, 0, 3 * kUnitsPerCluster), expect);
+    // Decouple copies what the bdev provides and drops it.
+    ASSERT_TRUE(run(bs->decouple_parent(*id)).ok());
+    on(t0(), [&] { EXPECT_EQ(b->external_snapshot(), ""); });
+    EXPECT_EQ(b->num_allocated_clusters(), 3u);
+    EXPECT_EQ(read_back(b, 0, 3 * kUnitsPerCluster), expect);
+    close(b);
+    // The bdev can go now: nothing holds it.
+    bool gone = false;
+    on(t0(), [&] { bdev::malloc_delete("Base", [&](Result<void>) { gone = true; }); });
+    EXPECT_TRUE(poll_until([&] { return gone; }));
+    b = open(*id);
+    EXPECT_EQ(read_back(b, 0, 3 * kUnitsPerCluster), expect);
+    close(b);
+}
+
+TEST_F(BlobTest, ExternalSnapshotMissingBdevAndInflate) {
+    init_store();
+    on(t0(), [&] { ASSERT_TRUE(bdev::malloc_create({"Base", 2 * kUnitsPerCluster, kBlock, {}, 0}).ok()); });
+    std::vector<uint8_t> base(2 * kCluster);
+    pattern(base, 41);
+    bdev_rw("Base", true, base.data(), 0, 2 * kUnitsPerCluster);
+    auto id = run(bs->create_esnap_clone("Base", 4));
+    ASSERT_TRUE(id.ok());
+    Blob* b = open(*id);
+    // Several Threads read through the external snapshot at once.
+    for (runtime::Thread* th : threads) {
+        std::vector<uint8_t> got(kBlock);
+        ASSERT_TRUE(io(b, false, got, 7, th).ok());
+        EXPECT_EQ(got, std::vector<uint8_t>(base.begin() + 7 * kBlock, base.begin() + 8 * kBlock));
+    }
+    ASSERT_TRUE(run(bs->inflate(*id)).ok());
+    EXPECT_EQ(b->num_allocated_clusters(), 4u);
+    auto all = read_back(b, 0, 4 * kUnitsPerCluster);
+    EXPECT_EQ(std::vector<uint8_t>(all.begin(), all.begin() + 2 * kCluster), base);
+    EXPECT_TRUE(std::all_of(all.begin() + 2 * kCluster, all.end(), [](uint8_t v) { return v == 0; }));
+    close(b);
+    // An esnap clone whose bdev is missing does not open, and the store still loads.
+    auto id2 = run(bs->create_esnap_clone("Base", 2));
+    ASSERT_TRUE(id2.ok());
+    release_channels();
+    bool gone = false;
+    on(t0(), [&] { bdev::malloc_delete("Base", [&](Result<void>) { gone = true; }); });
+    ASSERT_TRUE(poll_until([&] { return gone; }));
+    reload();
+    EXPECT_EQ(run(bs->open_blob(*id2)).code(), Errc::not_found);
+    ASSERT_TRUE(run(bs->delete_blob(*id2)).ok());
+}
+
 // ---- dirty load, corruption --------------------------------------------------------------------
 
 class BlobLoadTest : public BlobTest {

@@ -129,7 +129,10 @@ public:
     bool is_read_only() const noexcept;            // any Thread
     bool is_snapshot() const noexcept;             // has clones (or was made by create_snapshot)
     bool is_clone() const noexcept;                // has a parent
-    BlobId parent_id() const noexcept;             // kInvalidBlobId without a parent
+    BlobId parent_id() const noexcept;             // kInvalidBlobId without a parent blob
+    // The bdev this blob (or the top of its parent chain) reads unallocated clusters from, as
+    // created by create_esnap_clone; empty for none. md Thread.
+    std::string_view external_snapshot() const noexcept;
     // Whether cluster `index` of this blob is backed by a cluster of its own.
     bool is_cluster_allocated(uint64_t index) const noexcept;
 
@@ -205,6 +208,14 @@ public:
     Task<Result<BlobId>> create_snapshot(BlobId id, std::vector<Xattr> xattrs = {});
     // A thin blob reading through to `snapshot_id` (which must be read-only).
     Task<Result<BlobId>> create_clone(BlobId snapshot_id, std::vector<Xattr> xattrs = {});
+    // External snapshot (SPDK's esnap clone): a thin blob whose unallocated clusters read the
+    // bdev `bdev_name` (opened read-only while the blob is open; its block size must be the
+    // store's io unit); a first write copies the cluster from it. num_clusters 0: the bdev's
+    // size, rounded up. Snapshots of it take the external snapshot up the chain; inflate and
+    // decouple_parent copy its data and drop it. Opening the blob fails (Errc::not_found) while
+    // the bdev is missing.
+    Task<Result<BlobId>> create_esnap_clone(std::string bdev_name, uint64_t num_clusters = 0,
+                                            std::vector<Xattr> xattrs = {});
     // Allocates every cluster the blob does not own, copying the ancestors' data (or zeroes);
     // the blob then has no parent and is thick.
     Task<Result<void>> inflate(BlobId id);
