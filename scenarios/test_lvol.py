@@ -83,14 +83,6 @@ def nvme_stack(world, backing):
     return world.rpc("bdev_nvme_attach_controller", name="Nvme0", trtype="PCIe", traddr=ADDR)
 
 
-def wait_for(world, pred, ns=2_000_000_000):
-    for _ in range(200):
-        if pred():
-            return True
-        world.advance(ns // 200)
-    return pred()
-
-
 def test_lvstore_on_nvme_survives_restart(seed, tmp_path):
     rng = random.Random(seed)
     backing = str(tmp_path / "ns1.img")
@@ -112,7 +104,11 @@ def test_lvstore_on_nvme_survives_restart(seed, tmp_path):
     assert not any(m.startswith("bdev_lvol") for m in methods)  # on-disk state only
 
     with strata.World(seed=seed + 1, config=saved) as w2:
-        assert wait_for(w2, lambda: len(w2.rpc("bdev_lvol_get_lvols")) == 3)
+        # The lvstore loads asynchronously after the base registers; bdev_wait_for_examine waits
+        # for it. (The saved config's own bdev_wait_for_examine entry is allowed at startup, so
+        # the config loader runs it before the runtime entries that create the bdevs.)
+        assert w2.rpc("bdev_wait_for_examine") is True
+        assert len(w2.rpc("bdev_lvol_get_lvols")) == 3
         store = w2.rpc("bdev_lvol_get_lvstores")[0]
         assert (store["uuid"], store["name"], store["base_bdev"]) == (lvs, "lvs0", "Nvme0n1")
         assert w2.bdev(thick).info()["aliases"] == ["lvs0/renamed"]

@@ -26,7 +26,6 @@ struct Lvol {
     blob::BlobId id = blob::kInvalidBlobId;
     blob::Blob* blob = nullptr;  // open for the lvol's lifetime in memory
     bdev::Bdev* bdev = nullptr;  // an LvolBdev; null while unregistered
-    ClearMethod clear_method = ClearMethod::unmap;
     std::string alias() const;
 };
 

@@ -493,9 +493,10 @@ Task<Result<void>> do_delete_lvstore(LvsRef ref) {
     auto r = co_await close_store(*s, true);
     if (!r.ok()) co_return r;
     // The store stops being one: the blobstore's super block (first page) is zeroed.
+    bdev::Bdev* b = bdev::find(base);
+    if (b == nullptr) co_return Result<void>{};  // the base went meanwhile: nothing to clear
     co_return co_await clear_bdev(base, bdev::IoType::write_zeroes,
-                                  std::max<uint64_t>(1, blob::kMdPageSize /
-                                                            bdev::find(base)->block_size()));
+                                  std::max<uint64_t>(1, blob::kMdPageSize / b->block_size()));
 }
 
 Task<Result<void>> do_unload_lvstore(LvsRef ref) {

@@ -195,7 +195,7 @@ void register_rpc_module(rpc::App& app) {
                          {"uuid", PT::string, false, "UUID of the lvstore", nullptr},
                          {"lvs_name", PT::string, false, "Name of the lvstore", nullptr},
                          {"clear_method", PT::string, false,
-                          "none, unmap or write_zeroes (validated and recorded)", "unmap"}},
+                          "none, unmap or write_zeroes (validated; deleting does not unmap yet)", "unmap"}},
                         rpc::Allowed::runtime, "", true, [a](const Json& p, Responder r) {
                             LvolOptions o;
                             o.lvol_name = p.at("lvol_name").get<std::string>();

@@ -13,7 +13,7 @@
 // per-Thread blob channel, with nothing allocated per I/O.
 //
 // Not guaranteed: bdev_lvol_grow_lvstore (the blobstore cannot grow yet); the lvol
-// clear_method is validated and recorded but deleting an lvol does not unmap its clusters
+// clear_method is validated but deleting an lvol does not unmap its clusters
 // (the blobstore releases them).
 #pragma once
 
