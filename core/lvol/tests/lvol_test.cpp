@@ -291,6 +291,33 @@ TEST_F(LvolTest, HotRemovalOfTheBaseTakesTheLvols) {
     lvstore("Malloc1", "lvs0");
 }
 
+TEST_F(LvolTest, StoreLeftDirtyByHotRemovalLoadsAgain) {
+    malloc("Malloc0", 65536, 512);
+    call("bdev_passthru_create", {{"base_bdev_name", "Malloc0"}, {"name", "PT0"}});
+    call("bdev_lvol_create_lvstore", {{"bdev_name", "PT0"}, {"lvs_name", "lvs0"}, {"cluster_sz", 1 << 20}});
+    lvol("thin", 4, true);
+    const auto data = pattern(8192, 9);
+    {
+        Handle& h = open("lvs0/thin");
+        ASSERT_TRUE(write_blocks(h, 2048, data).ok());
+        ASSERT_TRUE(io([&](IoDoneFn f, void* c) { return flush(*h.desc, *h.ch, 0, 8, f, c); }).ok());
+        close(h);
+    }
+    // The passthru goes away under the store: no clean unload.
+    call("bdev_passthru_delete", {{"name", "PT0"}});
+    ASSERT_TRUE(poll_until([&] { return call("bdev_lvol_get_lvstores").empty(); }));
+    EXPECT_FALSE(exists("lvs0/thin"));
+    // A new path to the same blocks: examine loads the store dirty and the lvol comes back.
+    call("bdev_passthru_create", {{"base_bdev_name", "Malloc0"}, {"name", "PT1"}});
+    EXPECT_EQ(call("bdev_wait_for_examine"), true);
+    ASSERT_TRUE(exists("lvs0/thin"));
+    EXPECT_EQ(lvol_info("lvs0/thin")["num_allocated_clusters"], 1);
+    Handle& h = open("lvs0/thin");
+    std::vector<uint8_t> r(8192);
+    ASSERT_TRUE(read_blocks(h, 2048, r).ok());
+    EXPECT_EQ(r, data);
+}
+
 TEST_F(LvolTest, RpcErrors) {
     malloc("Small", 2048, 512);  // 1 MiB
     EXPECT_EQ(call_error("bdev_lvol_create_lvstore", {{"bdev_name", "Nope"}, {"lvs_name", "x"}})["code"], -ENOENT);
