@@ -104,11 +104,10 @@ def test_lvstore_on_nvme_survives_restart(seed, tmp_path):
     assert not any(m.startswith("bdev_lvol") for m in methods)  # on-disk state only
 
     with strata.World(seed=seed + 1, config=saved) as w2:
-        # The lvstore loads asynchronously after the base registers; bdev_wait_for_examine waits
-        # for it. (The saved config's own bdev_wait_for_examine entry is allowed at startup, so
-        # the config loader runs it before the runtime entries that create the bdevs.)
-        assert w2.rpc("bdev_wait_for_examine") is True
+        # The lvstore loads asynchronously after the base registers; the saved config's own
+        # bdev_wait_for_examine (a runtime method, run after the bdevs are created) waits for it.
         assert len(w2.rpc("bdev_lvol_get_lvols")) == 3
+        assert w2.rpc("bdev_wait_for_examine") is True
         store = w2.rpc("bdev_lvol_get_lvstores")[0]
         assert (store["uuid"], store["name"], store["base_bdev"]) == (lvs, "lvs0", "Nvme0n1")
         assert w2.bdev(thick).info()["aliases"] == ["lvs0/renamed"]

@@ -155,7 +155,10 @@ void on_done(void* ctx, const nvme::Completion& cpl) {
         w.hist.add(now - s->start_ns);
     } else {
         if (w.errors.load(std::memory_order_relaxed) == 0)
-            std::fprintf(stderr, "strata-nvme-perf: core %d: I/O failed: %s\n", w.core, cpl.name().c_str());
+            // The driver's own statuses (controller gone, reset, timeout) borrow spec codes
+            // whose names would mislead: the error class says what happened.
+            std::fprintf(stderr, "strata-nvme-perf: core %d: I/O failed: %s (%s)\n", w.core,
+                         std::string(errc_name(cpl.errc())).c_str(), cpl.name().c_str());
         w.bump(w.errors, 1);
         if (cpl.errc() == Errc::device_removed) w.stopping = true;
     }

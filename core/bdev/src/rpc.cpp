@@ -259,7 +259,7 @@ void register_rpc_module(rpc::App& app) {
     add_rpc(app, {"bdev_wait_for_examine",
               "Reply once every bdev has been examined by every module (lvol loads the stores "
               "it finds asynchronously; the other modules examine synchronously).",
-              {}, rpc::Allowed::both, "", true, [](const Json&, Responder r) {
+              {}, rpc::Allowed::runtime, "", true, [](const Json&, Responder r) {
                   struct Wait {
                       Responder r;
                       std::vector<const Module*> mods;
