@@ -3,6 +3,8 @@ STRATA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export STRATA_ROOT
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.ccache}"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+# Paths relative to the checkout in the cache keys: a clean clone elsewhere reuses the cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$STRATA_ROOT}"
 STRATA_JOBS="${STRATA_JOBS:-$(nproc)}"
 STRATA_LOG_DIR="${STRATA_LOG_DIR:-$STRATA_ROOT/build/logs}"
 mkdir -p "$STRATA_LOG_DIR"
