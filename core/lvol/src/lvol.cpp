@@ -421,8 +421,10 @@ Task<Result<void>> do_load_lvstore(std::string bdev_name) {
     lo.bstype = kBsType;
     lo.claim_module = &kLvolModule;
     auto bs = co_await blob::BlobStore::load(bdev_name, lo);
-    if (!bs.ok()) co_return errorf(Errc::not_found, fmt::format("no lvstore on {}: {}", bdev_name,
-                                                                bs.error().message()));
+    // It looked like an lvstore: a failed load is damage (corrupt, io_error), not absence, so
+    // examine logs it instead of treating the bdev as a plain one.
+    if (!bs.ok()) co_return errorf(bs.code(), fmt::format("lvstore on {} does not load: {}", bdev_name,
+                                                          bs.error().message()));
     auto s = std::make_unique<Store>();
     s->base_bdev = bdev_name;
     s->bs = std::move(*bs);

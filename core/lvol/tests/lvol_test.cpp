@@ -257,6 +257,32 @@ TEST_F(LvolTest, StoreComesBackThroughExamine) {
     EXPECT_EQ(bdev_config().dump().find("lvol"), std::string::npos);
 }
 
+TEST_F(LvolTest, DamagedStoreIsReportedNotIgnored) {
+    lvstore();
+    lvol("v", 2);
+    bool unloaded = false;
+    runtime::spawn(app->thread(), lvol::unload_all(), [&] { unloaded = true; });
+    ASSERT_TRUE(poll_until([&] { return unloaded; }));
+    {
+        // One flipped byte inside the super block's crc: still "STRATABS" + LVOLSTORE.
+        Handle& h = open("Malloc0");
+        std::vector<uint8_t> sb(4096);
+        ASSERT_TRUE(read_blocks(h, 0, sb).ok());
+        sb[200] ^= 0xff;
+        ASSERT_TRUE(write_blocks(h, 0, sb).ok());
+        close(h);
+    }
+    std::optional<Result<void>> r;
+    runtime::spawn(app->thread(), lvol::load_lvstore("Malloc0"),
+                   [&](Result<void> res) { r = std::move(res); });
+    ASSERT_TRUE(poll_until([&] { return r.has_value(); }));
+    ASSERT_FALSE(r->ok());
+    // Damage, not absence: examine logs it rather than treating the bdev as a plain one.
+    EXPECT_NE(r->code(), Errc::not_found) << r->error().message();
+    EXPECT_NE(r->error().message().find("does not load"), std::string::npos);
+    EXPECT_TRUE(call("bdev_lvol_get_lvstores").empty());
+}
+
 TEST_F(LvolTest, DeleteLvstore) {
     const std::string uuid = lvstore();
     lvol("a", 2);
