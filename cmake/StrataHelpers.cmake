@@ -16,6 +16,13 @@ function(strata_add_library)
   add_library(strata::${A_NAME} ALIAS ${A_NAME})
 endfunction()
 
+# strata_tsan_targets(<target>...): what the tsan CI stage builds (the `strata_tsan_tests` target
+#   made at the end of the top-level CMakeLists): the executables its `ctest -L tsan` runs, so it
+#   does not build the whole tree a second time.
+function(strata_tsan_targets)
+  set_property(GLOBAL APPEND PROPERTY STRATA_TSAN_TARGETS ${ARGN})
+endfunction()
+
 # strata_add_test(NAME <exe> SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s])
 #   A GoogleTest executable registered with ctest. Every test gets the label `unit`
 #   (run by the asan stage); tests of the real, multi-OS-thread scheduler add `tsan`.
@@ -38,6 +45,9 @@ function(strata_add_test)
   foreach(l IN LISTS A_LABELS)
     string(APPEND label "-${l}")
   endforeach()
+  if("tsan" IN_LIST A_LABELS)
+    strata_tsan_targets(${A_NAME})
+  endif()
   gtest_discover_tests(${A_NAME}
     PROPERTIES LABELS ${label} TIMEOUT ${A_TIMEOUT}
     DISCOVERY_TIMEOUT 60)
