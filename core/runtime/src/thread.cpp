@@ -240,11 +240,12 @@ void for_each_thread_step(void* arg) {
     }
     while (st->next < st->threads.size()) {
         Thread* t = st->threads[st->next];
+        // Advance before sending: once sent, the step runs on t and owns st (TSan found the
+        // increment after a successful send racing with t's read of next).
         st->arrived = true;
-        if (t->send(for_each_thread_step, st).ok()) {
-            ++st->next;
-            return;
-        }
+        ++st->next;
+        if (t->send(for_each_thread_step, st).ok()) return;
+        --st->next;
         st->arrived = false;
         if (t->exited()) {
             ++st->next;
