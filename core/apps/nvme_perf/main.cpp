@@ -409,8 +409,15 @@ int main(int argc, char** argv) {
         w->ns = ns;
         w->io_blocks = static_cast<uint32_t>(opt.io_size / ns->block_size_bytes);
         w->span_ios = ns->num_blocks / w->io_blocks;
+        // connected() belongs to the qpair's owner Thread: ask there (reading it from main
+        // raced with the owner marking it connected; TSan).
         nvme::QPair* q = w->qp.get();
-        if (!h.wait([q] { return q->connected(); }, 30 * runtime::kNsPerSec)) {
+        bool connected = false;
+        for (int ms = 0; ms < 30'000 && !connected; ++ms) {
+            if (!h.on(*w->thread, [&connected, q] { connected = q->connected(); })) break;
+            if (!connected) (void)h.wait([] { return false; }, runtime::kNsPerSec / 1000);
+        }
+        if (!connected) {
             cleanup();
             return fail(fmt::format("core {}: the qpair did not connect", w->core));
         }
