@@ -148,7 +148,7 @@ void ControllerImpl::stop() {
     if (main_poller_) thread_.unregister_poller(main_poller_);
     if (timer_poller_) thread_.unregister_poller(timer_poller_);
     if (control_poller_) thread_.unregister_poller(control_poller_);
-    if (fn_ != nullptr && !fn_->removed()) (void)bus_.surprise_remove(address_);
+    if (fn_ != nullptr && !fn_->removed()) (void)bus_.remove_function(address_);
 }
 
 Controller::Stats ControllerImpl::stats() const {

@@ -258,6 +258,14 @@ Result<EmulatedFunction*> PciBus::add_function(const env::PciAddress& address,
 }
 
 Result<void> PciBus::surprise_remove(const env::PciAddress& address) {
+    return take_off(address, false);
+}
+
+Result<void> PciBus::remove_function(const env::PciAddress& address) {
+    return take_off(address, true);
+}
+
+Result<void> PciBus::take_off(const env::PciAddress& address, bool orderly) {
     std::lock_guard lock(mu_);
     auto it = functions_.find(address);
     if (it == functions_.end())
@@ -266,7 +274,13 @@ Result<void> PciBus::surprise_remove(const env::PciAddress& address) {
     auto fn = it->second;
     functions_.erase(it);
     removed_.push_back(fn);
-    STRATA_NOTICELOG(log_hwemu_pci, "{} ({}): surprise removal", address.to_string(), fn->name());
+    // A function a driver still holds is pulled from under it whatever the caller meant: that is
+    // worth a notice; a model going away after its driver let go (teardown) is routine.
+    if (orderly && !fn->claimed_)
+        STRATA_INFOLOG(log_hwemu_pci, "{} ({}): removed", address.to_string(), fn->name());
+    else
+        STRATA_NOTICELOG(log_hwemu_pci, "{} ({}): surprise removal{}", address.to_string(),
+                         fn->name(), orderly ? " (its model is destroyed while claimed)" : "");
     fn->remove();
     return {};
 }

@@ -322,6 +322,22 @@ TEST_F(PciBusTest, SurpriseRemovalNotifiesOwnerThread) {
     EXPECT_EQ(env::claim(kAddr).code(), Errc::not_found);
 }
 
+// A model going away (remove_function, its destructor's path) takes the function off the bus as
+// surprise_remove does; a driver still holding it is told, as for a hot removal.
+TEST_F(PciBusTest, RemoveFunctionTakesItOffTheBusAndTellsAClaimant) {
+    const size_t before = env::enumerate()->size();
+    claim_and_start();
+    RemoveProbe probe;
+    on(threads[0], [&] { fn->set_hot_remove_target(threads[0], &RemoveProbe::on_remove, &probe); });
+    ASSERT_TRUE(bus->remove_function(kAddr).ok());
+    ASSERT_TRUE(poll_until([&] { return probe.count > 0; }));
+    EXPECT_TRUE(fn->removed());
+    EXPECT_EQ(bar0.read32(kRegId), 0xffffffffu);
+    EXPECT_EQ(env::enumerate()->size(), before - 1);
+    EXPECT_EQ(bus->remove_function(kAddr).code(), Errc::not_found);
+    on(threads[0], [&] { ASSERT_TRUE(fn->detach().ok()); });
+}
+
 TEST_F(PciBusTest, RemovalBeforeTargetIsDeliveredWhenSet) {
     start_sim(3, 2);
     auto c = env::claim(kAddr);

@@ -30,14 +30,41 @@ using rpc::Json;
 using rpc::Responder;
 using PT = rpc::ParamType;
 
+// One kind of emulated device: its live models and the configs save_config writes back. The
+// delete / inject_fault / clear_faults RPCs of every kind are one template over this.
+template <class M, class C>
+struct DeviceKind {
+    using Model = M;
+    using Config = C;
+    const char* noun;                                  // in messages: "no emulated <noun> at ..."
+    std::map<std::string, std::unique_ptr<M>> models;  // by "dddd:bb:dd.f"
+    std::map<std::string, C> configs;
+
+    Result<M*> find(const std::string& traddr) {
+        auto it = models.find(traddr);
+        if (it == models.end())
+            return Error(Errc::not_found, fmt::format("no emulated {} at {}", noun, traddr));
+        return it->second.get();
+    }
+    void erase(const std::string& traddr) {
+        models.erase(traddr);
+        configs.erase(traddr);
+    }
+    void clear() {
+        models.clear();
+        configs.clear();
+    }
+};
+
+using NvmeKind = DeviceKind<nvme::Controller, nvme::ControllerConfig>;
+using IoatKind = DeviceKind<ioat::ChannelModel, ioat::ModelConfig>;
+
 struct SimDevices {
     rpc::App* app = nullptr;
     runtime::Thread* thread = nullptr;
     std::unique_ptr<PciBus> bus;
-    std::map<std::string, std::unique_ptr<nvme::Controller>> nvme;  // by "dddd:bb:dd.f"
-    std::map<std::string, nvme::ControllerConfig> configs;
-    std::map<std::string, std::unique_ptr<ioat::ChannelModel>> ioat;  // by "dddd:bb:dd.f"
-    std::map<std::string, ioat::ModelConfig> ioat_configs;
+    NvmeKind nvme{"NVMe controller", {}, {}};
+    IoatKind ioat{"I/OAT channel", {}, {}};
 };
 
 SimDevices& devices() {
@@ -116,13 +143,6 @@ Json config_json(const std::string& traddr, const nvme::ControllerConfig& c) {
     return p;
 }
 
-Result<nvme::Controller*> find_nvme(const std::string& traddr) {
-    auto it = devices().nvme.find(traddr);
-    if (it == devices().nvme.end())
-        return Error(Errc::not_found, fmt::format("no emulated NVMe controller at {}", traddr));
-    return it->second.get();
-}
-
 Result<std::string> canonical(const Json& p) {
     auto a = env::PciAddress::parse(p.at("traddr").get<std::string>());
     if (!a) return a.error();
@@ -147,13 +167,6 @@ Json ioat_config_json(const std::string& traddr, const ioat::ModelConfig& c) {
             {"bandwidth_mb_per_s", c.bandwidth_bytes_per_us}, {"seed", c.seed}};
 }
 
-Result<ioat::ChannelModel*> find_ioat(const std::string& traddr) {
-    auto it = devices().ioat.find(traddr);
-    if (it == devices().ioat.end())
-        return Error(Errc::not_found, fmt::format("no emulated I/OAT channel at {}", traddr));
-    return it->second.get();
-}
-
 // The emulated bus, created by the first device of this subsystem (devices' Thread).
 Result<PciBus*> ensure_bus() {
     SimDevices& d = devices();
@@ -174,6 +187,108 @@ void add(rpc::App& app, rpc::MethodSpec spec) {
     STRATA_ASSERT_MSG(r.ok(), "sim RPC registration failed: %s", r.error().message().c_str());
 }
 
+// A handler whose params carry a "traddr": a bad address is the reply, otherwise fn gets its
+// canonical form.
+template <class Fn>
+rpc::Handler by_address(Fn fn) {
+    return [fn = std::move(fn)](const Json& p, Responder r) {
+        auto addr = canonical(p);
+        if (!addr) {
+            r.error(addr.error());
+            return;
+        }
+        fn(p, std::move(*addr), std::move(r));
+    };
+}
+
+// Runs fn(model) on the devices' Thread for the device of `kind` at addr and replies with its
+// result (not_found when there is none).
+template <class Kind, class Fn>
+void on_device(Responder r, Kind SimDevices::*kind, std::string addr, Fn fn) {
+    on_devices(std::move(r), [kind, addr = std::move(addr), fn = std::move(fn)]() -> Result<Json> {
+        auto m = (devices().*kind).find(addr);
+        if (!m) return m.error();
+        return fn(**m);
+    });
+}
+
+// Devices' Thread: a new model of `kind` at addr (on the bus the first device creates).
+template <class Kind>
+Result<Json> create_device(Kind SimDevices::*kind, const std::string& addr,
+                           const typename Kind::Config& cfg) {
+    SimDevices& d = devices();
+    if (d.nvme.models.count(addr) != 0 || d.ioat.models.count(addr) != 0)
+        return Error(Errc::already_exists,
+                     fmt::format("an emulated device already sits at {}", addr));
+    auto bus = ensure_bus();
+    if (!bus) return bus.error();
+    auto m = Kind::Model::create(**bus, *env::PciAddress::parse(addr), cfg, *d.thread);
+    if (!m) return m.error();
+    (d.*kind).models[addr] = std::move(*m);
+    (d.*kind).configs[addr] = cfg;
+    return Json(addr);
+}
+
+// <prefix>_delete. may_remove (nullptr: always) refuses a model that cannot go away now.
+template <class Kind>
+void add_delete_rpc(rpc::App& app, const std::string& prefix, std::string description,
+                    Kind SimDevices::*kind,
+                    Result<void> (*may_remove)(typename Kind::Model&, const std::string&)) {
+    add(app, {prefix + "_delete", std::move(description),
+              {{"traddr", PT::string, true, "PCI address", nullptr}},
+              rpc::Allowed::runtime, "", true,
+              by_address([kind, may_remove](const Json&, std::string addr, Responder r) {
+                  on_device(std::move(r), kind, addr,
+                            [kind, may_remove, addr](typename Kind::Model& m) -> Result<Json> {
+                                if (may_remove != nullptr)
+                                    if (auto ok = may_remove(m, addr); !ok) return ok.error();
+                                (devices().*kind).erase(addr);
+                                return Json(true);
+                            });
+              })});
+}
+
+// <prefix>_inject_fault and <prefix>_clear_faults over the model's faults() plan.
+template <class Kind>
+void add_fault_rpcs(rpc::App& app, const std::string& prefix, std::string inject_description,
+                    std::string clear_description, Kind SimDevices::*kind) {
+    add(app, {prefix + "_inject_fault", std::move(inject_description),
+              {{"traddr", PT::string, true, "PCI address", nullptr},
+               {"rule", PT::object, true, "The fault rule", nullptr}},
+              rpc::Allowed::runtime, "", true,
+              by_address([kind](const Json& p, std::string addr, Responder r) {
+                  auto rule = fault_rule_from_json(p.at("rule"));
+                  if (!rule) {
+                      r.error(rule.error());
+                      return;
+                  }
+                  on_device(std::move(r), kind, std::move(addr),
+                            [rule = *rule](typename Kind::Model& m) -> Result<Json> {
+                                return Json(m.faults().add(rule));
+                            });
+              })});
+    add(app, {prefix + "_clear_faults", std::move(clear_description),
+              {{"traddr", PT::string, true, "PCI address", nullptr}},
+              rpc::Allowed::runtime, "", true,
+              by_address([kind](const Json&, std::string addr, Responder r) {
+                  on_device(std::move(r), kind, std::move(addr),
+                            [](typename Kind::Model& m) -> Result<Json> {
+                                m.faults().clear();
+                                return Json(true);
+                            });
+              })});
+}
+
+// The driver holds the function: destroying the model under it would leave its Bar calling into
+// freed memory.
+Result<void> ioat_may_remove(ioat::ChannelModel& m, const std::string& addr) {
+    if (m.function().claimed())
+        return Error(Errc::busy, fmt::format("the emulated I/OAT channel at {} is in use by a "
+                                             "driver (stop the accel framework first)",
+                                             addr));
+    return {};
+}
+
 }  // namespace
 
 void register_sim_rpc_module(rpc::App& app) {
@@ -192,9 +307,7 @@ void register_sim_rpc_module(rpc::App& app) {
             (void)d.thread->post([done = std::move(done)] {
                 SimDevices& dv = devices();
                 dv.nvme.clear();
-                dv.configs.clear();
                 dv.ioat.clear();
-                dv.ioat_configs.clear();
                 dv.bus.reset();
                 dv.thread->request_exit();
                 dv.thread = nullptr;
@@ -203,9 +316,9 @@ void register_sim_rpc_module(rpc::App& app) {
             });
         },
         [](rpc::App&, Json& cfg) {
-            for (const auto& [addr, c] : devices().configs)
+            for (const auto& [addr, c] : devices().nvme.configs)
                 cfg.push_back({{"method", "sim_nvme_create"}, {"params", config_json(addr, c)}});
-            for (const auto& [addr, c] : devices().ioat_configs)
+            for (const auto& [addr, c] : devices().ioat.configs)
                 cfg.push_back({{"method", "sim_ioat_create"}, {"params", ioat_config_json(addr, c)}});
         }});
 
@@ -225,171 +338,87 @@ void register_sim_rpc_module(rpc::App& app) {
                {"read_latency_us", PT::uint, false, "Fixed read latency (virtual time under the sim scheduler)", 0},
                {"write_latency_us", PT::uint, false, "Fixed write latency", 0},
                {"seed", PT::uint, false, "Seed of the model's randomness (faults, torn writes)", 1}},
-              rpc::Allowed::both, "", true, [](const Json& p, Responder r) {
-                  auto addr = canonical(p);
-                  if (!addr) {
-                      r.error(addr.error());
-                      return;
-                  }
+              rpc::Allowed::both, "", true,
+              by_address([](const Json& p, std::string addr, Responder r) {
                   auto cfg = parse_config(p);
                   if (!cfg) {
                       r.error(cfg.error());
                       return;
                   }
-                  on_devices(std::move(r), [addr = *addr, cfg = *cfg]() -> Result<Json> {
-                      SimDevices& d = devices();
-                      if (!d.bus) {
-                          // One emulated bus per process: a Python World's devices or a test
-                          // may already own it.
-                          if (env::internal::sim_pci_provider() != nullptr)
-                              return Error(Errc::busy,
-                                           "another emulated PCI bus is in use in this process "
-                                           "(e.g. devices added with the Python World API); "
-                                           "use one or the other");
-                          d.bus = std::make_unique<PciBus>();
-                      }
-                      auto pa = env::PciAddress::parse(addr);
-                      auto m = nvme::Controller::create(*d.bus, *pa, cfg, *d.thread);
-                      if (!m) return m.error();
-                      d.nvme[addr] = std::move(*m);
-                      d.configs[addr] = cfg;
-                      return Json(addr);
+                  on_devices(std::move(r), [addr = std::move(addr), cfg = *cfg] {
+                      return create_device(&SimDevices::nvme, addr, cfg);
                   });
-              }});
-    add(app, {"sim_nvme_delete", "Remove an emulated NVMe controller (detach its bdev_nvme first).",
-              {{"traddr", PT::string, true, "PCI address", nullptr}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  auto addr = canonical(p);
-                  if (!addr) {
-                      r.error(addr.error());
-                      return;
-                  }
-                  on_devices(std::move(r), [addr = *addr]() -> Result<Json> {
-                      auto m = find_nvme(addr);
-                      if (!m) return m.error();
-                      devices().nvme.erase(addr);
-                      devices().configs.erase(addr);
-                      return Json(true);
-                  });
-              }});
-    add(app, {"sim_nvme_inject_fault",
-              "Add a fault rule (hw-emulation fault plan, JSON form: action, opcode, lba_first, "
-              "lba_last, nth, probability, max_hits, sct/sc, delay_us, torn) to an emulated "
-              "controller. Returns the rule id.",
-              {{"traddr", PT::string, true, "PCI address", nullptr},
-               {"rule", PT::object, true, "The fault rule", nullptr}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  auto addr = canonical(p);
-                  if (!addr) {
-                      r.error(addr.error());
-                      return;
-                  }
-                  auto rule = fault_rule_from_json(p.at("rule"));
-                  if (!rule) {
-                      r.error(rule.error());
-                      return;
-                  }
-                  on_devices(std::move(r), [addr = *addr, rule = *rule]() -> Result<Json> {
-                      auto m = find_nvme(addr);
-                      if (!m) return m.error();
-                      return Json((*m)->faults().add(rule));
-                  });
-              }});
-    add(app, {"sim_nvme_clear_faults", "Remove every fault rule of an emulated controller.",
-              {{"traddr", PT::string, true, "PCI address", nullptr}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  auto addr = canonical(p);
-                  if (!addr) {
-                      r.error(addr.error());
-                      return;
-                  }
-                  on_devices(std::move(r), [addr = *addr]() -> Result<Json> {
-                      auto m = find_nvme(addr);
-                      if (!m) return m.error();
-                      (*m)->faults().clear();
-                      return Json(true);
-                  });
-              }});
+              })});
+    // Under load (a driver still attached) this is a hot removal, and logged as one.
+    add_delete_rpc(app, "sim_nvme",
+                   "Remove an emulated NVMe controller (detach its bdev_nvme first).",
+                   &SimDevices::nvme, nullptr);
+    add_fault_rpcs(app, "sim_nvme",
+                   "Add a fault rule (hw-emulation fault plan, JSON form: action, opcode, "
+                   "lba_first, lba_last, nth, probability, max_hits, sct/sc, delay_us, torn) to an "
+                   "emulated controller. Returns the rule id.",
+                   "Remove every fault rule of an emulated controller.", &SimDevices::nvme);
     add(app, {"sim_nvme_power_cut",
               "Cut an emulated controller's power: un-flushed writes are lost (torn: cut at a "
               "random sector), the controller comes back in its reset state.",
               {{"traddr", PT::string, true, "PCI address", nullptr},
                {"torn", PT::bool_, false, "Tear lost writes at sector granularity", false}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  auto addr = canonical(p);
-                  if (!addr) {
-                      r.error(addr.error());
-                      return;
-                  }
+              rpc::Allowed::runtime, "", true,
+              by_address([](const Json& p, std::string addr, Responder r) {
                   const bool torn = rpc::param_or<bool>(p, "torn", false);
-                  on_devices(std::move(r), [addr = *addr, torn]() -> Result<Json> {
-                      auto m = find_nvme(addr);
-                      if (!m) return m.error();
-                      (*m)->power_cut(torn);
-                      return Json(true);
-                  });
-              }});
+                  on_device(std::move(r), &SimDevices::nvme, std::move(addr),
+                            [torn](nvme::Controller& m) -> Result<Json> {
+                                m.power_cut(torn);
+                                return Json(true);
+                            });
+              })});
     add(app, {"sim_nvme_add_namespace", "Add a namespace to an emulated controller (raises an AEN).",
               {{"traddr", PT::string, true, "PCI address", nullptr},
                {"nsid", PT::uint, true, "Namespace id", nullptr},
                {"num_blocks", PT::uint, true, "Blocks", nullptr},
                {"block_size", PT::uint, false, "512 or 4096", 512}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  auto addr = canonical(p);
-                  if (!addr) {
-                      r.error(addr.error());
-                      return;
-                  }
+              rpc::Allowed::runtime, "", true,
+              by_address([](const Json& p, std::string addr, Responder r) {
                   nvme::NamespaceConfig nc;
                   nc.nsid = p.at("nsid").get<uint32_t>();
                   nc.num_blocks = p.at("num_blocks").get<uint64_t>();
                   nc.block_size_bytes = rpc::param_or<uint32_t>(p, "block_size", 512);
-                  on_devices(std::move(r), [addr = *addr, nc]() -> Result<Json> {
-                      auto m = find_nvme(addr);
-                      if (!m) return m.error();
-                      auto res = (*m)->add_namespace(nc);
-                      if (!res) return res.error();
-                      devices().configs[addr].namespaces.push_back(nc);
-                      return Json(true);
-                  });
-              }});
+                  on_device(std::move(r), &SimDevices::nvme, addr,
+                            [addr, nc](nvme::Controller& m) -> Result<Json> {
+                                auto res = m.add_namespace(nc);
+                                if (!res) return res.error();
+                                devices().nvme.configs[addr].namespaces.push_back(nc);
+                                return Json(true);
+                            });
+              })});
     add(app, {"sim_nvme_remove_namespace", "Remove a namespace of an emulated controller (raises an AEN).",
               {{"traddr", PT::string, true, "PCI address", nullptr},
                {"nsid", PT::uint, true, "Namespace id", nullptr}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  auto addr = canonical(p);
-                  if (!addr) {
-                      r.error(addr.error());
-                      return;
-                  }
+              rpc::Allowed::runtime, "", true,
+              by_address([](const Json& p, std::string addr, Responder r) {
                   const uint32_t nsid = p.at("nsid").get<uint32_t>();
-                  on_devices(std::move(r), [addr = *addr, nsid]() -> Result<Json> {
-                      auto m = find_nvme(addr);
-                      if (!m) return m.error();
-                      auto res = (*m)->remove_namespace(nsid);
-                      if (!res) return res.error();
-                      auto& v = devices().configs[addr].namespaces;
-                      std::erase_if(v, [nsid](const auto& n) { return n.nsid == nsid; });
-                      return Json(true);
-                  });
-              }});
+                  on_device(std::move(r), &SimDevices::nvme, addr,
+                            [addr, nsid](nvme::Controller& m) -> Result<Json> {
+                                auto res = m.remove_namespace(nsid);
+                                if (!res) return res.error();
+                                auto& v = devices().nvme.configs[addr].namespaces;
+                                std::erase_if(v, [nsid](const auto& n) { return n.nsid == nsid; });
+                                return Json(true);
+                            });
+              })});
     add(app, {"sim_pci_surprise_remove", "Take an emulated function off the bus (hot removal).",
               {{"traddr", PT::string, true, "PCI address", nullptr}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  auto addr = canonical(p);
-                  if (!addr) {
-                      r.error(addr.error());
-                      return;
-                  }
-                  on_devices(std::move(r), [addr = *addr]() -> Result<Json> {
+              rpc::Allowed::runtime, "", true,
+              by_address([](const Json&, std::string addr, Responder r) {
+                  on_devices(std::move(r), [addr = std::move(addr)]() -> Result<Json> {
                       if (!devices().bus) return Error(Errc::not_found, "no emulated device exists");
                       auto res = devices().bus->surprise_remove(*env::PciAddress::parse(addr));
                       if (!res) return res.error();
-                      devices().configs.erase(addr);  // a removed device is not saved
-                      devices().ioat_configs.erase(addr);
+                      devices().nvme.configs.erase(addr);  // a removed device is not saved
+                      devices().ioat.configs.erase(addr);
                       return Json(true);
                   });
-              }});
+              })});
     add(app, {"sim_get_devices", "Emulated devices with their statistics.", {},
               rpc::Allowed::both, "", true, [](const Json&, Responder r) {
                   if (devices().thread == nullptr) {
@@ -398,7 +427,7 @@ void register_sim_rpc_module(rpc::App& app) {
                   }
                   on_devices(std::move(r), []() -> Result<Json> {
                       Json out = Json::array();
-                      for (auto& [addr, m] : devices().nvme) {
+                      for (auto& [addr, m] : devices().nvme.models) {
                           const auto s = m->stats();
                           out.push_back({{"type", "nvme"},
                                          {"traddr", addr},
@@ -414,7 +443,7 @@ void register_sim_rpc_module(rpc::App& app) {
                                            {"dma_faults", s.dma_faults}}},
                                          {"faults", m->faults().size()}});
                       }
-                      for (auto& [addr, m] : devices().ioat) {
+                      for (auto& [addr, m] : devices().ioat.models) {
                           const auto s = m->stats();
                           out.push_back({{"type", "ioat"},
                                          {"traddr", addr},
@@ -443,95 +472,26 @@ void register_sim_rpc_module(rpc::App& app) {
                {"per_descriptor_ns", PT::uint, false, "Latency model: fixed time per descriptor", 0},
                {"bandwidth_mb_per_s", PT::uint, false, "Latency model: bandwidth (0: unlimited)", 0},
                {"seed", PT::uint, false, "Seed of the model's fault plan", 1}},
-              rpc::Allowed::both, "", true, [](const Json& p, Responder r) {
-                  auto addr = canonical(p);
-                  if (!addr) {
-                      r.error(addr.error());
-                      return;
-                  }
+              rpc::Allowed::both, "", true,
+              by_address([](const Json& p, std::string addr, Responder r) {
                   auto cfg = parse_ioat_config(p);
                   if (!cfg) {
                       r.error(cfg.error());
                       return;
                   }
-                  on_devices(std::move(r), [addr = *addr, cfg = *cfg]() -> Result<Json> {
-                      SimDevices& d = devices();
-                      if (d.ioat.count(addr) != 0 || d.nvme.count(addr) != 0)
-                          return Error(Errc::already_exists,
-                                       fmt::format("an emulated device already sits at {}", addr));
-                      auto bus = ensure_bus();
-                      if (!bus) return bus.error();
-                      auto m = ioat::ChannelModel::create(**bus, *env::PciAddress::parse(addr), cfg,
-                                                          *d.thread);
-                      if (!m) return m.error();
-                      d.ioat[addr] = std::move(*m);
-                      d.ioat_configs[addr] = cfg;
-                      return Json(addr);
+                  on_devices(std::move(r), [addr = std::move(addr), cfg = *cfg] {
+                      return create_device(&SimDevices::ioat, addr, cfg);
                   });
-              }});
-    add(app, {"sim_ioat_delete",
-              "Remove an emulated I/OAT channel (stop the accel framework using it first; to "
-              "pull it from under a running driver use sim_pci_surprise_remove).",
-              {{"traddr", PT::string, true, "PCI address", nullptr}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  auto addr = canonical(p);
-                  if (!addr) {
-                      r.error(addr.error());
-                      return;
-                  }
-                  on_devices(std::move(r), [addr = *addr]() -> Result<Json> {
-                      auto m = find_ioat(addr);
-                      if (!m) return m.error();
-                      // The driver holds the function: destroying the model under it would
-                      // leave its Bar calling into freed memory.
-                      if ((*m)->function().claimed())
-                          return Error(Errc::busy,
-                                       fmt::format("the emulated I/OAT channel at {} is in use by "
-                                                   "a driver (stop the accel framework first)",
-                                                   addr));
-                      devices().ioat.erase(addr);
-                      devices().ioat_configs.erase(addr);
-                      return Json(true);
-                  });
-              }});
-    add(app, {"sim_ioat_inject_fault",
-              "Add a fault rule (hw-emulation fault plan, JSON form; matched per descriptor: "
-              "opcode = descriptor op, lba = destination IOVA) to an emulated I/OAT channel. "
-              "Returns the rule id.",
-              {{"traddr", PT::string, true, "PCI address", nullptr},
-               {"rule", PT::object, true, "The fault rule", nullptr}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  auto addr = canonical(p);
-                  if (!addr) {
-                      r.error(addr.error());
-                      return;
-                  }
-                  auto rule = fault_rule_from_json(p.at("rule"));
-                  if (!rule) {
-                      r.error(rule.error());
-                      return;
-                  }
-                  on_devices(std::move(r), [addr = *addr, rule = *rule]() -> Result<Json> {
-                      auto m = find_ioat(addr);
-                      if (!m) return m.error();
-                      return Json((*m)->faults().add(rule));
-                  });
-              }});
-    add(app, {"sim_ioat_clear_faults", "Remove every fault rule of an emulated I/OAT channel.",
-              {{"traddr", PT::string, true, "PCI address", nullptr}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  auto addr = canonical(p);
-                  if (!addr) {
-                      r.error(addr.error());
-                      return;
-                  }
-                  on_devices(std::move(r), [addr = *addr]() -> Result<Json> {
-                      auto m = find_ioat(addr);
-                      if (!m) return m.error();
-                      (*m)->faults().clear();
-                      return Json(true);
-                  });
-              }});
+              })});
+    add_delete_rpc(app, "sim_ioat",
+                   "Remove an emulated I/OAT channel (stop the accel framework using it first; to "
+                   "pull it from under a running driver use sim_pci_surprise_remove).",
+                   &SimDevices::ioat, &ioat_may_remove);
+    add_fault_rpcs(app, "sim_ioat",
+                   "Add a fault rule (hw-emulation fault plan, JSON form; matched per descriptor: "
+                   "opcode = descriptor op, lba = destination IOVA) to an emulated I/OAT channel. "
+                   "Returns the rule id.",
+                   "Remove every fault rule of an emulated I/OAT channel.", &SimDevices::ioat);
 }
 
 }  // namespace strata::hwemu

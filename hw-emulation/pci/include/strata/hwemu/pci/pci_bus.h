@@ -127,6 +127,9 @@ public:
                                            const PciFunctionConfig& config, PciModel* model);
     // Surprise removal (see the header comment). Errc::not_found if not on the bus.
     Result<void> surprise_remove(const env::PciAddress& address);
+    // The same for a model that goes away (its destructor): routine, and logged so, when no
+    // driver holds the function; a claimant still gets its hot-remove message.
+    Result<void> remove_function(const env::PciAddress& address);
 
     EmulatedFunction* find(const env::PciAddress& address) noexcept;
     uint64_t dma_fault_count() const noexcept;  // all functions, removed ones included
@@ -139,6 +142,7 @@ private:
     Result<std::vector<env::PciDeviceInfo>> list() override;
     Result<std::unique_ptr<env::internal::PciFunctionImpl>> claim(
         const env::PciAddress& address) override;
+    Result<void> take_off(const env::PciAddress& address, bool orderly);
 
     mutable std::mutex mu_;
     std::map<env::PciAddress, std::shared_ptr<EmulatedFunction>> functions_;
