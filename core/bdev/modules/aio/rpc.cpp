@@ -1,69 +1,27 @@
 // bdev_aio_create / bdev_aio_delete / bdev_aio_rescan (SPDK's names and parameters).
-#include <fmt/format.h>
-
-#include <strata/bdev/rpc_internal.h>
-
 #include "aio/aio.h"
+#include "aio/file_rpc.h"
 
 namespace strata::bdev {
 
-namespace {
-
-using rpc::Json;
-using rpc::Responder;
-using PT = rpc::ParamType;
-
-}  // namespace
-
 void register_aio_module(rpc::App& app) {
+    using PT = rpc::ParamType;
     register_module(kAioModule);
-    add_rpc(app, {"bdev_aio_create",
-                  "Create a bdev on a file or block device through Linux AIO (O_DIRECT when the "
-                  "file system allows it). Returns its name.",
-                  {{"filename", PT::string, true, "Path of an existing file or block device", nullptr},
-                   {"name", PT::string, true, "Bdev name", nullptr},
-                   {"block_size", PT::uint, false,
-                    "Block size in bytes (512..65536, power of two; default: detected)", nullptr},
-                   {"readonly", PT::bool_, false, "Open read-only", false},
-                   {"fallocate", PT::bool_, false,
-                    "Unmap and write zeroes through fallocate(2) (synchronous)", false},
-                   {"uuid", PT::string, false, "UUID (default: generated)", nullptr}},
-                  rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                      const uint64_t bs = rpc::param_or<uint64_t>(p, "block_size", 0);
-                      if (bs > UINT32_MAX) {
-                          r.error(Error(Errc::invalid_argument,
-                                        fmt::format("block_size {} is out of range", bs)));
-                          return;
-                      }
-                      AioOptions o;
-                      o.filename = p.at("filename").get<std::string>();
-                      o.name = p.at("name").get<std::string>();
-                      o.block_size = static_cast<uint32_t>(bs);
-                      o.readonly = rpc::param_or<bool>(p, "readonly", false);
-                      o.fallocate = rpc::param_or<bool>(p, "fallocate", false);
-                      o.uuid = rpc::param_or<std::string>(p, "uuid", "");
-                      auto b = aio_create(o);
-                      if (!b) r.error(b.error());
-                      else r.result((*b)->name());
-                  }});
-    add_rpc(app, {"bdev_aio_delete", "Delete an aio bdev (the file stays).",
-                  {{"name", PT::string, true, "Bdev name", nullptr}}, rpc::Allowed::runtime, "",
-                  true, [](const Json& p, Responder r) {
-                      auto rp = std::make_shared<Responder>(std::move(r));
-                      aio_delete(p.at("name").get<std::string>(), [rp](Result<void> res) {
-                          if (!res) rp->error(res.error());
-                          else rp->result(true);
-                      });
-                  }});
-    add_rpc(app, {"bdev_aio_rescan",
-                  "Re-read the size of an aio bdev's file or device (after it grew or shrank); "
-                  "openers get a resize event.",
-                  {{"name", PT::string, true, "Bdev name", nullptr}}, rpc::Allowed::runtime, "",
-                  true, [](const Json& p, Responder r) {
-                      auto res = aio_rescan(p.at("name").get<std::string>());
-                      if (!res) r.error(res.error());
-                      else r.result(true);
-                  }});
+    add_file_bdev_rpcs<AioOptions>(
+        app, {"aio",
+              "Create a bdev on a file or block device through Linux AIO (O_DIRECT when the file "
+              "system allows it). Returns its name.",
+              "Delete an aio bdev (the file stays).",
+              "Re-read the size of an aio bdev's file or device (after it grew or shrank); "
+              "openers get a resize event.",
+              {{"readonly", PT::bool_, false, "Open read-only", false},
+               {"fallocate", PT::bool_, false,
+                "Unmap and write zeroes through fallocate(2) (synchronous)", false}},
+              [](const rpc::Json& p, AioOptions& o) {
+                  o.readonly = rpc::param_or<bool>(p, "readonly", false);
+                  o.fallocate = rpc::param_or<bool>(p, "fallocate", false);
+              },
+              &aio_create, &aio_delete, &aio_rescan});
 }
 
 }  // namespace strata::bdev
