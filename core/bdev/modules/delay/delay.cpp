@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <mutex>
 #include <vector>
 
 #include <fmt/format.h>
@@ -29,14 +28,13 @@ enum Latency : size_t { kAvgRead, kP99Read, kAvgWrite, kP99Write, kLatencyCount 
 constexpr const char* kLatencyNames[kLatencyCount] = {"avg_read", "p99_read", "avg_write",
                                                       "p99_write"};
 
-struct State {
-    std::mutex mu;  // control path only; never held across register_bdev
-    std::vector<DelayOptions> configs;
-};
+Result<void> attach(const DelayOptions& o);
 
-State& state() {
-    static State s;
-    return s;
+vbdev::ConfigRegistry<DelayOptions>& configs() {
+    static vbdev::ConfigRegistry<DelayOptions> r(
+        "delay", [](const DelayOptions& o) { return o.name; },
+        [](const DelayOptions& o) { return o.base_bdev_name; }, &attach);
+    return r;
 }
 
 class DelayChannel final : public vbdev::BaseChannel {
@@ -253,50 +251,17 @@ Result<void> attach(const DelayOptions& o) {
     if (!base)
         return Error(base.error().code(), fmt::format("delay {}: base bdev {}: {}", o.name,
                                                       o.base_bdev_name, base.error().message()));
-    const Bdev& b = (*base)->bdev();
-    Bdev::Properties p;
-    p.name = o.name;
-    p.product_name = "delay";
-    p.uuid = o.uuid;
-    p.block_size = b.block_size();
-    p.num_blocks = b.num_blocks();
-    p.write_cache = b.properties().write_cache;
-    p.optimal_io_boundary = b.properties().optimal_io_boundary;
+    Bdev::Properties p = vbdev::mirror_properties((*base)->bdev(), o.name, "delay", o.uuid);
     auto r = register_bdev(std::make_unique<DelayBdev>(std::move(p), std::move(*base), o));
     if (!r) return r.error();
     return {};
 }
 
-void examine(Bdev& bdev) {
-    std::vector<DelayOptions> todo;
-    {
-        std::lock_guard lock(state().mu);
-        for (const auto& c : state().configs)
-            if (vbdev::has_name(bdev, c.base_bdev_name)) todo.push_back(c);
-    }
-    for (const auto& c : todo) {
-        if (find(c.name) != nullptr) continue;
-        if (auto r = attach(c); !r)
-            STRATA_ERRLOG(vbdev::log_vbdev, "delay {} not attached: {}", c.name,
-                          r.error().message());
-    }
-}
+void examine(Bdev& bdev) { configs().examine(bdev); }
 
 void fini(std::function<void()> done) {
-    {
-        std::lock_guard lock(state().mu);
-        state().configs.clear();
-    }
+    configs().clear();
     done();
-}
-
-bool erase_config(const std::string& name) {
-    std::lock_guard lock(state().mu);
-    auto& v = state().configs;
-    auto it = std::find_if(v.begin(), v.end(), [&](auto& c) { return c.name == name; });
-    if (it == v.end()) return false;
-    v.erase(it);
-    return true;
 }
 
 }  // namespace
@@ -305,29 +270,11 @@ const Module kDelayModule{"delay", &examine, nullptr, &fini};
 
 Result<void> delay_create(const DelayOptions& o) {
     if (auto v = validate(o); !v) return v;
-    if (find(o.name) != nullptr)
-        return Error(Errc::already_exists, fmt::format("bdev {} already exists", o.name));
-    {
-        std::lock_guard lock(state().mu);
-        for (const auto& c : state().configs)
-            if (c.name == o.name)
-                return Error(Errc::already_exists, fmt::format("delay bdev {} already exists", o.name));
-        state().configs.push_back(o);
-    }
-    if (find(o.base_bdev_name) == nullptr) {
-        STRATA_INFOLOG(vbdev::log_vbdev, "delay {}: waiting for base bdev {}", o.name,
-                       o.base_bdev_name);
-        return {};
-    }
-    if (auto r = attach(o); !r) {
-        erase_config(o.name);
-        return r.error();
-    }
-    return {};
+    return configs().create(o);
 }
 
 void delay_delete(const std::string& name, std::function<void(Result<void>)> done) {
-    const bool had_config = erase_config(name);
+    const bool had_config = configs().erase(name);
     if (find_delay(name) != nullptr) {
         unregister_bdev(name, std::move(done));
         return;
@@ -353,13 +300,11 @@ Result<void> delay_update_latency(const std::string& name, const std::string& la
     if (d == nullptr) return Error(Errc::not_found, fmt::format("delay bdev {} not found", name));
     d->set_latency(which, latency_us);
     // Keep the recorded configuration in step, so a base that comes back gets the new value.
-    std::lock_guard lock(state().mu);
-    for (auto& c : state().configs)
-        if (c.name == name) {
-            uint64_t* f[kLatencyCount] = {&c.avg_read_latency_us, &c.p99_read_latency_us,
-                                          &c.avg_write_latency_us, &c.p99_write_latency_us};
-            *f[which] = latency_us;
-        }
+    configs().update(name, [which, latency_us](DelayOptions& c) {
+        uint64_t* f[kLatencyCount] = {&c.avg_read_latency_us, &c.p99_read_latency_us,
+                                      &c.avg_write_latency_us, &c.p99_write_latency_us};
+        *f[which] = latency_us;
+    });
     return {};
 }
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <mutex>
 #include <vector>
 
 #include <fmt/format.h>
@@ -28,14 +27,13 @@ struct Config {
     std::string uuid;
 };
 
-struct State {
-    std::mutex mu;  // control path only (RPC handlers, examine); never held across register_bdev
-    std::vector<Config> configs;
-};
+Result<void> attach(const Config& c);
 
-State& state() {
-    static State s;
-    return s;
+vbdev::ConfigRegistry<Config>& configs() {
+    static vbdev::ConfigRegistry<Config> r(
+        "error", [](const Config& c) { return vbdev_name(c.base_name); },
+        [](const Config& c) { return c.base_name; }, &attach);
+    return r;
 }
 
 // One I/O type's armed error. Written by the RPC handler, read by every channel's Thread:
@@ -299,50 +297,18 @@ Result<void> attach(const Config& c) {
     if (!base)
         return Error(base.error().code(), fmt::format("error bdev {}: base bdev {}: {}", name,
                                                       c.base_name, base.error().message()));
-    const Bdev& b = (*base)->bdev();
-    Bdev::Properties p;
-    p.name = name;
-    p.product_name = "Error Injection Disk";
-    p.uuid = c.uuid;
-    p.block_size = b.block_size();
-    p.num_blocks = b.num_blocks();
-    p.write_cache = b.properties().write_cache;
-    p.optimal_io_boundary = b.properties().optimal_io_boundary;
+    Bdev::Properties p =
+        vbdev::mirror_properties((*base)->bdev(), name, "Error Injection Disk", c.uuid);
     auto r = register_bdev(std::make_unique<ErrorBdev>(std::move(p), std::move(*base)));
     if (!r) return r.error();
     return {};
 }
 
-void examine(Bdev& bdev) {
-    std::vector<Config> todo;
-    {
-        std::lock_guard lock(state().mu);
-        for (const auto& c : state().configs)
-            if (vbdev::has_name(bdev, c.base_name)) todo.push_back(c);
-    }
-    for (const auto& c : todo) {
-        if (find(vbdev_name(c.base_name)) != nullptr) continue;
-        if (auto r = attach(c); !r)
-            STRATA_ERRLOG(vbdev::log_vbdev, "{} not attached: {}", vbdev_name(c.base_name),
-                          r.error().message());
-    }
-}
+void examine(Bdev& bdev) { configs().examine(bdev); }
 
 void fini(std::function<void()> done) {
-    {
-        std::lock_guard lock(state().mu);
-        state().configs.clear();
-    }
+    configs().clear();
     done();
-}
-
-bool erase_config(const std::string& name) {
-    std::lock_guard lock(state().mu);
-    auto& v = state().configs;
-    auto it = std::find_if(v.begin(), v.end(), [&](auto& c) { return vbdev_name(c.base_name) == name; });
-    if (it == v.end()) return false;
-    v.erase(it);
-    return true;
 }
 
 }  // namespace
@@ -395,29 +361,11 @@ Result<void> error_create(const std::string& base_name, const std::string& uuid)
     if (base_name.empty()) return Error(Errc::invalid_argument, "base_name is empty");
     if (!uuid.empty() && !vbdev::valid_uuid(uuid))
         return Error(Errc::invalid_argument, fmt::format("uuid '{}' is not a UUID", uuid));
-    const std::string name = vbdev_name(base_name);
-    if (find(name) != nullptr)
-        return Error(Errc::already_exists, fmt::format("bdev {} already exists", name));
-    {
-        std::lock_guard lock(state().mu);
-        for (const auto& c : state().configs)
-            if (c.base_name == base_name)
-                return Error(Errc::already_exists, fmt::format("error bdev {} already exists", name));
-        state().configs.push_back({base_name, uuid});
-    }
-    if (find(base_name) == nullptr) {
-        STRATA_INFOLOG(vbdev::log_vbdev, "{}: waiting for base bdev {}", name, base_name);
-        return {};
-    }
-    if (auto r = attach({base_name, uuid}); !r) {
-        erase_config(name);
-        return r.error();
-    }
-    return {};
+    return configs().create({base_name, uuid});
 }
 
 void error_delete(const std::string& name, std::function<void(Result<void>)> done) {
-    const bool had_config = erase_config(name);
+    const bool had_config = configs().erase(name);
     ErrorBdev* e = find_error(name);
     if (e == nullptr) {
         if (had_config) done(Result<void>{});

@@ -1,8 +1,5 @@
 #include "passthru/passthru.h"
 
-#include <algorithm>
-#include <mutex>
-
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -14,18 +11,13 @@ namespace {
 
 void examine(Bdev& bdev);
 void fini(std::function<void()> done);
+Result<void> attach(const PassthruOptions& o);
 
-// Configurations are module-wide and touched by RPC handlers and by examine, which runs on
-// whichever Thread registers a bdev: a mutex (control path only). Never held across
-// register_bdev, whose examine calls come back here.
-struct State {
-    std::mutex mu;
-    std::vector<PassthruOptions> configs;
-};
-
-State& state() {
-    static State s;
-    return s;
+vbdev::ConfigRegistry<PassthruOptions>& configs() {
+    static vbdev::ConfigRegistry<PassthruOptions> r(
+        "passthru", [](const PassthruOptions& o) { return o.name; },
+        [](const PassthruOptions& o) { return o.base_bdev_name; }, &attach);
+    return r;
 }
 
 class PassthruBdev final : public Bdev {
@@ -72,50 +64,17 @@ Result<void> attach(const PassthruOptions& o) {
     if (!base)
         return Error(base.error().code(), fmt::format("passthru {}: base bdev {}: {}", o.name,
                                                       o.base_bdev_name, base.error().message()));
-    const Bdev& b = (*base)->bdev();
-    Bdev::Properties p;
-    p.name = o.name;
-    p.product_name = "passthru";
-    p.uuid = o.uuid;
-    p.block_size = b.block_size();
-    p.num_blocks = b.num_blocks();
-    p.write_cache = b.properties().write_cache;
-    p.optimal_io_boundary = b.properties().optimal_io_boundary;
+    Bdev::Properties p = vbdev::mirror_properties((*base)->bdev(), o.name, "passthru", o.uuid);
     auto r = register_bdev(std::make_unique<PassthruBdev>(std::move(p), std::move(*base)));
     if (!r) return r.error();
     return {};
 }
 
-void examine(Bdev& bdev) {
-    std::vector<PassthruOptions> todo;
-    {
-        std::lock_guard lock(state().mu);
-        for (const auto& c : state().configs)
-            if (vbdev::has_name(bdev, c.base_bdev_name)) todo.push_back(c);
-    }
-    for (const auto& c : todo) {
-        if (find(c.name) != nullptr) continue;
-        if (auto r = attach(c); !r)
-            STRATA_ERRLOG(vbdev::log_vbdev, "passthru {} not attached: {}", c.name,
-                          r.error().message());
-    }
-}
+void examine(Bdev& bdev) { configs().examine(bdev); }
 
 void fini(std::function<void()> done) {
-    {
-        std::lock_guard lock(state().mu);
-        state().configs.clear();
-    }
+    configs().clear();
     done();
-}
-
-bool erase_config(const std::string& name) {
-    std::lock_guard lock(state().mu);
-    auto& v = state().configs;
-    auto it = std::find_if(v.begin(), v.end(), [&](auto& c) { return c.name == name; });
-    if (it == v.end()) return false;
-    v.erase(it);
-    return true;
 }
 
 }  // namespace
@@ -129,30 +88,11 @@ Result<void> passthru_create(const PassthruOptions& o) {
         return Error(Errc::invalid_argument, "a passthru bdev cannot be its own base");
     if (!o.uuid.empty() && !vbdev::valid_uuid(o.uuid))
         return Error(Errc::invalid_argument, fmt::format("uuid '{}' is not a UUID", o.uuid));
-    if (find(o.name) != nullptr)
-        return Error(Errc::already_exists, fmt::format("bdev {} already exists", o.name));
-    {
-        std::lock_guard lock(state().mu);
-        for (const auto& c : state().configs)
-            if (c.name == o.name)
-                return Error(Errc::already_exists,
-                             fmt::format("passthru bdev {} already exists", o.name));
-        state().configs.push_back(o);
-    }
-    if (find(o.base_bdev_name) == nullptr) {
-        STRATA_INFOLOG(vbdev::log_vbdev, "passthru {}: waiting for base bdev {}", o.name,
-                       o.base_bdev_name);
-        return {};
-    }
-    if (auto r = attach(o); !r) {
-        erase_config(o.name);
-        return r.error();
-    }
-    return {};
+    return configs().create(o);
 }
 
 void passthru_delete(const std::string& name, std::function<void(Result<void>)> done) {
-    const bool had_config = erase_config(name);
+    const bool had_config = configs().erase(name);
     Bdev* b = find(name);
     if (b != nullptr && &b->module() == &kPassthruModule) {
         unregister_bdev(name, std::move(done));
@@ -162,9 +102,6 @@ void passthru_delete(const std::string& name, std::function<void(Result<void>)> 
     else done(Error(Errc::not_found, fmt::format("passthru bdev {} not found", name)));
 }
 
-std::vector<PassthruOptions> passthru_configs() {
-    std::lock_guard lock(state().mu);
-    return state().configs;
-}
+std::vector<PassthruOptions> passthru_configs() { return configs().all(); }
 
 }  // namespace strata::bdev

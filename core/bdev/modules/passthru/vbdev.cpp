@@ -184,4 +184,17 @@ bool has_name(const Bdev& bdev, std::string_view name) noexcept {
     return std::find(a.begin(), a.end(), name) != a.end();
 }
 
+Bdev::Properties mirror_properties(const Bdev& base, std::string name, std::string product_name,
+                                   std::string uuid) {
+    Bdev::Properties p;
+    p.name = std::move(name);
+    p.product_name = std::move(product_name);
+    p.uuid = std::move(uuid);
+    p.block_size = base.block_size();
+    p.num_blocks = base.num_blocks();
+    p.write_cache = base.properties().write_cache;
+    p.optimal_io_boundary = base.properties().optimal_io_boundary;
+    return p;
+}
+
 }  // namespace strata::bdev::vbdev

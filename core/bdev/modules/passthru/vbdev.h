@@ -1,14 +1,20 @@
 // Plumbing shared by the virtual bdev modules (passthru, error, delay, split): a base bdev opened
 // and claimed on behalf of one or more vbdevs, per-Thread channels that hold the base's channel,
-// and forwarding a BdevIo to the base (waiting for a free bdev_io when the pool is empty).
+// forwarding a BdevIo to the base (waiting for a free bdev_io when the pool is empty), and the
+// module-wide configurations that examine attaches when their base appears.
 //
 // It lives with passthru, the reference virtual bdev; error, delay and split link it from there.
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
 
 #include <strata/base/log.h>
 #include <strata/base/status.h>
@@ -101,5 +107,105 @@ bool valid_uuid(std::string_view text) noexcept;
 
 // True when `bdev` is called `name` or has it as an alias (examine matching).
 bool has_name(const Bdev& bdev, std::string_view name) noexcept;
+
+// The properties of a vbdev stacked 1:1 on `base`: the base's geometry (block size and count,
+// write cache, optimal I/O boundary) under the vbdev's own name, product name and uuid.
+Bdev::Properties mirror_properties(const Bdev& base, std::string name, std::string product_name,
+                                   std::string uuid);
+
+// The configurations of a virtual bdev module whose vbdevs each sit on one base (passthru, delay,
+// error): what RPCs or a config file asked for, kept while the base is absent so that examine
+// attaches the vbdev when the base appears, and dropped by the module's delete and fini.
+//
+// Touched by RPC handlers and by examine, which runs on whichever Thread registers a bdev: a
+// mutex (control path only), never held across attach (register_bdev's examine comes back here).
+template <class C>
+class ConfigRegistry {
+public:
+    using NameFn = std::string (*)(const C& config);
+    using AttachFn = Result<void> (*)(const C& config);
+
+    // module: "delay" (in messages); name_of: the vbdev a config makes; base_of: its base.
+    ConfigRegistry(const char* module, NameFn name_of, NameFn base_of, AttachFn attach)
+        : module_(module), name_of_(name_of), base_of_(base_of), attach_(attach) {}
+
+    // Records c (already_exists when its vbdev, or a config for it, exists) and attaches it now
+    // if the base is there; a failed attach forgets c and is the result.
+    Result<void> create(const C& c) {
+        const std::string name = name_of_(c);
+        if (find(name) != nullptr)
+            return Error(Errc::already_exists, fmt::format("bdev {} already exists", name));
+        {
+            std::lock_guard lock(mu_);
+            for (const auto& o : configs_)
+                if (name_of_(o) == name)
+                    return Error(Errc::already_exists,
+                                 fmt::format("{} bdev {} already exists", module_, name));
+            configs_.push_back(c);
+        }
+        if (find(base_of_(c)) == nullptr) {
+            STRATA_INFOLOG(log_vbdev, "{} {}: waiting for base bdev {}", module_, name,
+                           base_of_(c));
+            return {};
+        }
+        if (auto r = attach_(c); !r) {
+            erase(name);
+            return r.error();
+        }
+        return {};
+    }
+
+    // For Module::examine: attaches every config waiting for `bdev` whose vbdev does not exist.
+    void examine(Bdev& bdev) {
+        std::vector<C> todo;
+        {
+            std::lock_guard lock(mu_);
+            for (const auto& c : configs_)
+                if (has_name(bdev, base_of_(c))) todo.push_back(c);
+        }
+        for (const auto& c : todo) {
+            if (find(name_of_(c)) != nullptr) continue;
+            if (auto r = attach_(c); !r)
+                STRATA_ERRLOG(log_vbdev, "{} {} not attached: {}", module_, name_of_(c),
+                              r.error().message());
+        }
+    }
+
+    // False when no config makes vbdev `name`.
+    bool erase(const std::string& name) {
+        std::lock_guard lock(mu_);
+        auto it = std::find_if(configs_.begin(), configs_.end(),
+                               [&](const C& c) { return name_of_(c) == name; });
+        if (it == configs_.end()) return false;
+        configs_.erase(it);
+        return true;
+    }
+
+    // fn(config) for the config of vbdev `name`, if any, under the lock.
+    template <class Fn>
+    void update(const std::string& name, Fn fn) {
+        std::lock_guard lock(mu_);
+        for (auto& c : configs_)
+            if (name_of_(c) == name) fn(c);
+    }
+
+    std::vector<C> all() const {
+        std::lock_guard lock(mu_);
+        return configs_;
+    }
+
+    void clear() {
+        std::lock_guard lock(mu_);
+        configs_.clear();
+    }
+
+private:
+    const char* module_;
+    NameFn name_of_;
+    NameFn base_of_;
+    AttachFn attach_;
+    mutable std::mutex mu_;
+    std::vector<C> configs_;
+};
 
 }  // namespace strata::bdev::vbdev
