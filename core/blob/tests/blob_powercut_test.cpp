@@ -19,8 +19,14 @@
 //   - the allocation masks are exactly the clusters and metadata pages the blobs reference, no
 //     cluster or page owned twice (also checked on the live store after every operation);
 //   - a clean unload and reload afterwards keeps it all.
+// Variants: `concurrent` (a write on a second Thread and channel in flight during every metadata
+// operation, on a blob the operation leaves alone; often a first write to a thin cluster, which
+// allocates on the md Thread), `4k` (a namespace of 4096-byte LBAs: every metadata page is one
+// sector) and `load-cuts` (after each cut, a second cut at every write and flush of the dirty
+// load; the load after that must find the same).
 // One line per seed and variant reports points tried and failures; a failure prints the seed,
-// point and reason. Replay: STRATA_SIM_SEED=<seed> STRATA_POWERCUT_POINTS=all.
+// point, reason and the environment that replays it (STRATA_SIM_SEED=<seed> and the variant's
+// STRATA_POWERCUT_BLOCK / _CONCURRENT / _LOAD_CUTS).
 #include <gtest/gtest.h>
 
 #include <array>
@@ -56,10 +62,23 @@ namespace {
 
 using runtime::Task;
 
-constexpr uint32_t kBlock = 512;
 constexpr uint32_t kCluster = 16 * 1024;
-constexpr uint64_t kSpc = kCluster / kBlock;          // sectors per cluster
-constexpr uint64_t kNsBlocks = 4 * 1024 * 1024 / kBlock;  // 4 MiB: 256 clusters
+constexpr uint64_t kNsBytes = 4 * 1024 * 1024;  // 256 clusters
+constexpr uint32_t kMaxBlock = 4096;
+// The namespace's LBA size, a sweep variant (512 or 4096): the model's sectors are its blocks.
+uint32_t g_block = 512;
+uint64_t g_spc = kCluster / 512;  // sectors per cluster
+
+// Sets the LBA size for a scope (the sweep's 4 KiB variant).
+struct BlockSize {
+    explicit BlockSize(uint32_t b) : saved(g_block) { set(b); }
+    ~BlockSize() { set(saved); }
+    static void set(uint32_t b) {
+        g_block = b;
+        g_spc = kCluster / b;
+    }
+    uint32_t saved;
+};
 constexpr uint32_t kMdPages = 64;                      // 16 blobs
 constexpr size_t kMaxBlobs = 12;
 constexpr uint64_t kMaxBlobClusters = 5;
@@ -79,6 +98,7 @@ uint64_t env_u64(const char* name, uint64_t dflt) {
 struct SectorVal {
     std::optional<uint64_t> durable;  // nullopt: reads through to the parent (or zeroes)
     std::vector<uint64_t> pending;    // acknowledged or in-flight writes not yet flushed
+    bool operator==(const SectorVal&) const = default;
 };
 
 struct BlobModel {
@@ -88,6 +108,7 @@ struct BlobModel {
     BlobId parent = kInvalidBlobId;
     std::map<std::string, std::string> xattrs;
     std::map<uint64_t, SectorVal> own;  // sector -> value; absent: reads through
+    bool operator==(const BlobModel&) const = default;
 };
 
 struct Model {
@@ -106,19 +127,24 @@ struct Model {
             }
             if (b->parent == kInvalidBlobId) break;
             const BlobModel& p = blobs.at(b->parent);
-            if (s >= p.clusters * kSpc) break;  // beyond the parent: zeroes
+            if (s >= p.clusters * g_spc) break;  // beyond the parent: zeroes
             b = &p;
         }
         out.push_back(0);
     }
-    // An acknowledged flush (or metadata operation, which flushes) after the writes completed.
-    void make_durable() {
+    // An acknowledged flush (or metadata operation, which flushes) after the writes completed;
+    // `in_flight` (a concurrent write that may have completed after the flush) stays pending.
+    void make_durable(uint64_t in_flight = 0) {
         for (auto& [id, b] : blobs)
-            for (auto& [s, v] : b.own)
+            for (auto& [s, v] : b.own) {
+                const bool keep = !v.pending.empty() && v.pending.back() == in_flight && in_flight != 0;
+                if (keep) v.pending.pop_back();
                 if (!v.pending.empty()) {
                     v.durable = v.pending.back();
                     v.pending.clear();
                 }
+                if (keep) v.pending.push_back(in_flight);
+            }
     }
     size_t clone_count(BlobId id) const {
         size_t n = 0;
@@ -136,20 +162,20 @@ struct Model {
 void stamp(uint8_t* p, uint64_t serial, uint64_t sector) {
     std::memcpy(p, &serial, 8);
     std::memcpy(p + 8, &sector, 8);
-    for (uint32_t j = 16; j < kBlock; ++j) p[j] = static_cast<uint8_t>(serial * 131 + sector * 7 + j);
+    for (uint32_t j = 16; j < g_block; ++j) p[j] = static_cast<uint8_t>(serial * 131 + sector * 7 + j);
 }
 
 // Returns an empty string when `p` is one of `cands`, else what it is.
 std::string check_sector(const uint8_t* p, uint64_t sector, const std::vector<uint64_t>& cands) {
     uint64_t serial;
     std::memcpy(&serial, p, 8);
-    static const std::vector<uint8_t> zero(kBlock, 0);
-    uint8_t want[kBlock];
+    static const std::array<uint8_t, kMaxBlock> zero{};
+    std::array<uint8_t, kMaxBlock> want;
     if (serial == 0) {
-        if (std::memcmp(p, zero.data(), kBlock) != 0) return "garbage (serial 0, not zeroes)";
+        if (std::memcmp(p, zero.data(), g_block) != 0) return "garbage (serial 0, not zeroes)";
     } else {
-        stamp(want, serial, sector);
-        if (std::memcmp(p, want, kBlock) != 0) return fmt::format("garbage (serial {})", serial);
+        stamp(want.data(), serial, sector);
+        if (std::memcmp(p, want.data(), g_block) != 0) return fmt::format("garbage (serial {})", serial);
     }
     for (uint64_t c : cands)
         if (c == serial) return {};
@@ -160,12 +186,13 @@ std::string check_sector(const uint8_t* p, uint64_t sector, const std::vector<ui
 
 class World {
 public:
-    World(uint64_t seed, bool& ok, hwemu::nvme::NamespaceConfig ns = {1, kNsBlocks, kBlock, {}}) {
+    World(uint64_t seed, bool& ok, hwemu::nvme::NamespaceConfig ns = {1, kNsBytes / g_block, g_block, {}}) {
         ok = false;
         if (!env::init().ok()) return;
         bus_ = std::make_unique<hwemu::PciBus>();
         sim = std::make_unique<runtime::SimScheduler>(seed, 1);
         t0 = sim->create_thread("t0");
+        t1 = sim->create_thread("t1");
         dev = sim->create_thread("dev");
         hwemu::nvme::ControllerConfig cfg;
         cfg.namespaces = {std::move(ns)};
@@ -225,6 +252,7 @@ public:
 
     std::unique_ptr<runtime::SimScheduler> sim;
     runtime::Thread* t0 = nullptr;
+    runtime::Thread* t1 = nullptr;  // the concurrent writer's
     runtime::Thread* dev = nullptr;
     std::unique_ptr<hwemu::nvme::Controller> model;
 
@@ -258,6 +286,20 @@ struct Run {  // (blob::Run in TEST bodies: gtest has a Run too)
     std::unique_ptr<BlobStore> bs;
     Channel* ch = nullptr;
     std::map<BlobId, Blob*> open;  // every blob, held open by the workload
+
+    // The concurrent variant: a write on `io_thread` (its own channel) in flight during every
+    // metadata operation, on a blob the operation leaves alone.
+    runtime::Thread* io_thread = nullptr;  // null: sequential
+    Channel* io_ch = nullptr;              // io_thread's, held while the store is (as lvol does)
+    // STRATA_POWERCUT_CHANNEL_PER_WRITE=1: a channel per concurrent write instead (its NVMe
+    // qpair is created and freed around the cut: reproduces the driver's reset race, see
+    // docs/design/blobstore.md).
+    bool channel_per_write = false;
+    bool bg_started = false;
+    bool bg_done = false;
+    uint64_t bg_serial = 0;  // 0: none in flight
+    Status bg_status;
+    std::vector<uint8_t> bg_buf;
 };
 
 // Exactly the clusters and md pages the blobs reference are in use, none twice. Every blob of
@@ -305,12 +347,71 @@ BlobId pick(Run& r, Pick ok) {
     return c.empty() ? kInvalidBlobId : c[r.rng.uniform(c.size())];
 }
 
-// The metadata operation `what` is about to run: `after` is the model if it completes.
-void begin(Run& r, std::string what, Model after) {
+Task<bool> bg_write(Run& r, BlobId id, uint64_t off, uint64_t n) {
+    Channel* ch = r.channel_per_write ? r.bs->get_channel() : r.io_ch;
+    IoWait w;
+    Status s = write(*ch, *r.open.at(id), r.bg_buf.data(), off, n, IoWait::cb, &w);
+    if (s.ok()) s = co_await w.r;
+    if (r.channel_per_write) put_channel(ch);
+    r.bg_status = s;
+    r.bg_done = true;
+    co_return true;
+}
+
+// Gets (or puts) io_thread's channel from the workload's Thread.
+Task<bool> io_channel(Run& r, bool get) {
+    if (!r.io_thread || r.channel_per_write || get == (r.io_ch != nullptr)) co_return true;
+    bool done = false;
+    auto fn = [&r, &done, get] {
+        if (get) {
+            r.io_ch = r.bs->get_channel();
+        } else {
+            put_channel(r.io_ch);
+            r.io_ch = nullptr;
+        }
+        done = true;
+    };
+    if (!r.io_thread->post(std::move(fn)).ok()) co_return false;
+    while (!done) co_await runtime::sleep_for(1000);
+    co_return true;
+}
+
+// Concurrent variant: starts a write (often the first to a thin cluster, which allocates on
+// the md Thread) to a writable blob the metadata operation does not change. It is pending in
+// both models; the operation's flush may or may not cover it.
+void start_bg_write(Run& r, BlobId target) {
+    const Model& after = *r.after;
+    const BlobId id = pick(r, [&](const BlobModel& b, BlobId i) {
+        auto it = after.blobs.find(i);
+        return !b.ro && b.clusters > 0 && i != target && it != after.blobs.end() && it->second == b;
+    });
+    if (id == kInvalidBlobId || (r.io_ch == nullptr && !r.channel_per_write)) return;
+    const uint64_t total = r.model.blobs[id].clusters * g_spc;
+    const uint64_t off = r.rng.uniform(total);
+    const uint64_t n = std::min<uint64_t>(total - off, r.rng.range(1, 2 * g_spc));
+    const uint64_t serial = ++r.serial;
+    r.bg_buf.resize(n * g_block);
+    for (uint64_t i = 0; i < n; ++i) {
+        stamp(r.bg_buf.data() + i * g_block, serial, off + i);
+        r.model.blobs[id].own[off + i].pending.push_back(serial);
+        r.after->blobs[id].own[off + i].pending.push_back(serial);
+    }
+    r.trace.push_back(fmt::format("  with write 0x{:x} {}+{} serial {} on {}", id, off, n, serial,
+                                  r.io_thread->name()));
+    r.bg_started = true;
+    r.bg_done = false;
+    r.bg_serial = serial;
+    runtime::spawn(*r.io_thread, bg_write(r, id, off, n), [](bool) {});
+}
+
+// The metadata operation `what` is about to run: `after` is the model if it completes. It
+// changes `target` (or nothing that exists yet); `concurrent_ok`: blobs stay open meanwhile.
+void begin(Run& r, std::string what, Model after, BlobId target = kInvalidBlobId, bool concurrent_ok = true) {
     r.trace.push_back(what);
     ++r.ops_done;
     r.inflight = std::move(what);
     r.after = std::move(after);
+    if (r.io_thread && concurrent_ok) start_bg_write(r, target);
 }
 // It was acknowledged: the state is `after` (with the created blob's real id), and every write
 // before it is durable (it flushed).
@@ -323,7 +424,7 @@ void ack(Run& r, BlobId new_id = kNewId) {
         for (auto& [id, b] : m.blobs)
             if (b.parent == kNewId) b.parent = new_id;
     }
-    m.make_durable();
+    m.make_durable(r.bg_started ? r.bg_serial : 0);
     r.model = std::move(m);
     r.inflight.clear();
 }
@@ -354,7 +455,7 @@ Task<Result<void>> unload(BlobStore& bs) {
 }
 
 // One operation. false: it failed (r.error says why).
-Task<bool> step(Run& r) {
+Task<bool> step_op(Run& r) {
     const uint64_t dice = r.rng.uniform(100);
     auto writable = [](const BlobModel& b, BlobId) { return !b.ro; };
     auto fail = [&](const std::string& what, const Error& e) {
@@ -384,13 +485,13 @@ Task<bool> step(Run& r) {
         const BlobId id = pick(r, [](const BlobModel& b, BlobId) { return !b.ro && b.clusters > 0; });
         if (id == kInvalidBlobId) co_return true;
         BlobModel& b = r.model.blobs[id];
-        const uint64_t total = b.clusters * kSpc;
+        const uint64_t total = b.clusters * g_spc;
         const uint64_t off = r.rng.uniform(total);
-        const uint64_t n = std::min<uint64_t>(total - off, r.rng.range(1, 2 * kSpc));
+        const uint64_t n = std::min<uint64_t>(total - off, r.rng.range(1, 2 * g_spc));
         const uint64_t serial = ++r.serial;
-        std::vector<uint8_t> buf(n * kBlock);
+        std::vector<uint8_t> buf(n * g_block);
         for (uint64_t i = 0; i < n; ++i) {
-            stamp(buf.data() + i * kBlock, serial, off + i);
+            stamp(buf.data() + i * g_block, serial, off + i);
             b.own[off + i].pending.push_back(serial);  // possibly on disk from now on
         }
         r.inflight = fmt::format("write 0x{:x} {}+{} serial {}", id, off, n, serial);
@@ -438,7 +539,7 @@ Task<bool> step(Run& r) {
             after.blobs[id].ro = true;
             blob.set_read_only();
         }
-        begin(r, fmt::format("xattrs+sync_md 0x{:x}", id), std::move(after));
+        begin(r, fmt::format("xattrs+sync_md 0x{:x}", id), std::move(after), id);
         auto e = co_await blob.sync_md();
         if (!e.ok()) co_return fail(r.inflight, e.error());
         ack(r);
@@ -451,8 +552,8 @@ Task<bool> step(Run& r) {
         Model after = r.model;
         BlobModel& b = after.blobs[id];
         b.clusters = n;
-        b.own.erase(b.own.lower_bound(n * kSpc), b.own.end());
-        begin(r, fmt::format("resize 0x{:x} to {}", id, n), std::move(after));
+        b.own.erase(b.own.lower_bound(n * g_spc), b.own.end());
+        begin(r, fmt::format("resize 0x{:x} to {}", id, n), std::move(after), id);
         auto e = co_await r.open[id]->resize(n);
         if (!e.ok()) co_return fail(r.inflight, e.error());
         ack(r);
@@ -473,7 +574,7 @@ Task<bool> step(Run& r) {
         b.parent = kNewId;
         b.thin = true;
         after.blobs[kNewId] = std::move(snap);
-        begin(r, fmt::format("snapshot 0x{:x}", id), after);
+        begin(r, fmt::format("snapshot 0x{:x}", id), after, id);
         std::vector<Xattr> xs = xattr_vec(r.after->blobs[kNewId].xattrs);
         auto sid = co_await r.bs->create_snapshot(id, std::move(xs));
         if (!sid.ok()) co_return fail(r.inflight, sid.error());
@@ -504,7 +605,7 @@ Task<bool> step(Run& r) {
         BlobModel& b = after.blobs[id];
         const bool full = r.rng.uniform(2) == 0;
         if (full) {
-            for (uint64_t s = 0; s < b.clusters * kSpc; ++s) {
+            for (uint64_t s = 0; s < b.clusters * g_spc; ++s) {
                 std::vector<uint64_t> c;
                 r.model.candidates(id, s, c);
                 SectorVal v;
@@ -517,11 +618,11 @@ Task<bool> step(Run& r) {
         } else {
             const BlobModel& p = after.blobs.at(b.parent);
             for (auto& [s, v] : p.own)
-                if (s < b.clusters * kSpc && !b.own.count(s)) b.own[s] = v;
-            Model::pin_zeroes(b, p.clusters * kSpc, b.clusters * kSpc);
+                if (s < b.clusters * g_spc && !b.own.count(s)) b.own[s] = v;
+            Model::pin_zeroes(b, p.clusters * g_spc, b.clusters * g_spc);
             b.parent = p.parent;
         }
-        begin(r, fmt::format("{} 0x{:x}", full ? "inflate" : "decouple", id), std::move(after));
+        begin(r, fmt::format("{} 0x{:x}", full ? "inflate" : "decouple", id), std::move(after), id);
         Result<void> e;
         if (full)
             e = co_await r.bs->inflate(id);
@@ -532,7 +633,7 @@ Task<bool> step(Run& r) {
         co_return true;
     }
     if (dice < 93) {  // clean unload and load: the super block's in-place rewrites are cut points
-        begin(r, "unload+load", r.model);
+        begin(r, "unload+load", r.model, kInvalidBlobId, false);
         // A failed close still drops the reference: forget each blob as it is closed.
         while (!r.open.empty()) {
             Blob* b = r.open.begin()->second;
@@ -542,6 +643,7 @@ Task<bool> step(Run& r) {
         }
         put_channel(r.ch);
         r.ch = nullptr;
+        (void)co_await io_channel(r, false);
         auto u = co_await unload(*r.bs);
         if (!u.ok()) co_return fail("unload", u.error());
         r.bs.reset();
@@ -553,6 +655,7 @@ Task<bool> step(Run& r) {
         if (!l.ok()) co_return fail("load", l.error());
         r.bs = std::move(*l);
         r.ch = r.bs->get_channel();
+        if (!co_await io_channel(r, true)) co_return false;
         for (auto& [id, b] : r.model.blobs)
             if (!co_await open_new(r, id)) co_return false;
         ack(r);
@@ -566,20 +669,35 @@ Task<bool> step(Run& r) {
         for (auto& [cid, c] : after.blobs) {
             if (c.parent != id) continue;
             for (auto& [sec, v] : s.own)
-                if (sec < c.clusters * kSpc && !c.own.count(sec)) c.own[sec] = v;
-            Model::pin_zeroes(c, s.clusters * kSpc, c.clusters * kSpc);
+                if (sec < c.clusters * g_spc && !c.own.count(sec)) c.own[sec] = v;
+            Model::pin_zeroes(c, s.clusters * g_spc, c.clusters * g_spc);
             c.parent = s.parent;
         }
         after.blobs.erase(id);
         auto c = co_await r.bs->close_blob(r.open[id]);
         r.open.erase(id);
         if (!c.ok()) co_return fail("close before delete", c.error());
-        begin(r, fmt::format("delete 0x{:x}", id), std::move(after));
+        begin(r, fmt::format("delete 0x{:x}", id), std::move(after), id);
         auto e = co_await r.bs->delete_blob(id);
         if (!e.ok()) co_return fail(r.inflight, e.error());
         ack(r);
         co_return true;
     }
+}
+
+// One operation, and the concurrent write started with it done (it uses the blobs).
+Task<bool> step(Run& r) {
+    bool ok = co_await step_op(r);
+    if (r.bg_started) {
+        while (!r.bg_done) co_await runtime::sleep_for(1000);
+        r.bg_started = false;
+        r.bg_serial = 0;
+        if (ok && !r.bg_status.ok()) {
+            r.error = fmt::format("concurrent write: {}", r.bg_status.to_string());
+            ok = false;
+        }
+    }
+    co_return ok;
 }
 
 Task<bool> workload(Run& r) {
@@ -597,6 +715,7 @@ Task<bool> workload(Run& r) {
     r.init_acked = true;
     r.inflight.clear();
     r.ch = r.bs->get_channel();
+    if (!co_await io_channel(r, true)) co_return false;
     for (int i = 0; r.ops_done < r.num_ops && i < 20 * r.num_ops; ++i) {
         if (!co_await step(r)) co_return false;
         if (auto e = check_alloc(*r.bs); !e.empty())
@@ -616,6 +735,7 @@ Task<bool> workload(Run& r) {
     r.open.clear();
     put_channel(r.ch);
     r.ch = nullptr;
+    (void)co_await io_channel(r, false);
     auto u = co_await unload(*r.bs);
     if (!u.ok()) {
         r.error = "unload: " + u.error().message();
@@ -664,10 +784,10 @@ std::string compare(const Loaded& l, Model m) {
                                mb.parent);
         if (b.xattrs != mb.xattrs) return fmt::format("blob 0x{:x}: xattrs differ", id);
         std::vector<uint64_t> c;
-        for (uint64_t s = 0; s < b.clusters * kSpc; ++s) {
+        for (uint64_t s = 0; s < b.clusters * g_spc; ++s) {
             c.clear();
             m.candidates(id, s, c);
-            if (auto e = check_sector(b.data.data() + s * kBlock, s, c); !e.empty())
+            if (auto e = check_sector(b.data.data() + s * g_block, s, c); !e.empty())
                 return fmt::format("blob 0x{:x} sector {}: {}", id, s, e);
         }
     }
@@ -693,7 +813,7 @@ Task<Result<Loaded>> read_store(BlobStore& bs, bool check_masks) {
             auto v = b.get_xattr(n);
             lb.xattrs[n] = std::string(v->begin(), v->end());
         }
-        lb.data.resize(b.num_io_units() * kBlock);
+        lb.data.resize(b.num_io_units() * g_block);
         if (!lb.data.empty()) {
             IoWait w;
             Status s = read(*ch, b, lb.data.data(), 0, b.num_io_units(), IoWait::cb, &w);
@@ -720,9 +840,19 @@ struct Point {
     uint64_t nth;
 };
 
+// What a sweep varies besides the seed.
+struct Variant {
+    uint32_t block = 512;     // the namespace's LBA size
+    bool concurrent = false;  // a write on a second Thread during every metadata operation
+    bool load_cuts = false;   // after each cut, a second cut at each write/flush of the load
+};
+
+// cut(): the load sent fewer such commands than the second cut's point.
+const std::string kNoMoreLoadCuts = "(no such command in the load)";
+
 class PowerCut {
 public:
-    PowerCut(uint64_t seed, int ops) : seed_(seed), ops_(ops) {}
+    PowerCut(uint64_t seed, int ops, Variant v = {}) : seed_(seed), ops_(ops), v_(v) {}
 
     // The workload without faults: how many of each command it sends, and a full check.
     Result<Counts> count() {
@@ -740,6 +870,8 @@ public:
             }
         });
         Run r(seed_, ops_);
+        if (v_.concurrent) r.io_thread = w.t1;
+        r.channel_per_write = env_u64("STRATA_POWERCUT_CHANNEL_PER_WRITE", 0) != 0;
         auto fin = w.run(workload(r));
         if (!fin || !*fin) {
             drop(w, r);
@@ -761,8 +893,9 @@ public:
         return c;
     }
 
-    // The workload with power cut at `p`; empty string: everything held.
-    std::string cut(Point p, bool torn) {
+    // The workload with power cut at `p`; empty string: everything held. With `in_load`, the
+    // dirty load after it is cut too, at that point (a double crash), before the check.
+    std::string cut(Point p, bool torn, std::optional<Point> in_load = std::nullopt) {
         bool ok;
         World w(seed_, ok);
         if (!ok) return "world setup failed";
@@ -777,6 +910,8 @@ public:
             cut_id = w.model->faults().add(rule);
         });
         Run r(seed_, ops_);
+        if (v_.concurrent) r.io_thread = w.t1;
+        r.channel_per_write = env_u64("STRATA_POWERCUT_CHANNEL_PER_WRITE", 0) != 0;
         bool finished = false;
         runtime::spawn(*w.t0, workload(r), [&](bool) { finished = true; });
         hwemu::FaultPlan& plan = w.model->faults();  // read between sim steps (one OS thread)
@@ -796,10 +931,50 @@ public:
         drop(w, r);
         w.on(w.dev, [&] { plan.remove(fence_id); });
         if (!r.live_failures.empty()) return "live store: " + r.live_failures[0];
+        if (in_load) {
+            if (!r.init_acked) return kNoMoreLoadCuts;  // nothing the load must find
+            if (auto e = cut_load(w, *in_load, torn); !e.empty()) return e;
+        }
         return verify(w, r, true);
     }
 
 private:
+    // Power cut at `p` of a load of the crashed store; the interrupted load is dropped. Empty:
+    // cut, and the store is ready for the next load.
+    std::string cut_load(World& w, Point p, bool torn) {
+        hwemu::FaultPlan& plan = w.model->faults();
+        hwemu::FaultRule rule;
+        rule.name = "cut in load";
+        rule.match.opcode = p.opcode;
+        rule.match.nth = p.nth;
+        rule.action = hwemu::FaultAction::power_cut;
+        rule.torn = torn;
+        uint32_t cut_id = 0;
+        w.on(w.dev, [&] { cut_id = plan.add(rule); });
+        std::optional<Result<std::unique_ptr<BlobStore>>> l;
+        runtime::spawn(*w.t0, BlobStore::load("Nvme0n1"),
+                       [&](Result<std::unique_ptr<BlobStore>> x) { l = std::move(x); });
+        if (!w.poll_until([&] { return l.has_value() || plan.hits(cut_id) > 0; }, 600 * runtime::kNsPerSec))
+            return "load hung before the cut";
+        const bool fired = plan.hits(cut_id) > 0;
+        uint32_t fence_id = 0;
+        if (fired) {
+            hwemu::FaultRule fence;
+            fence.name = "fence";
+            fence.action = hwemu::FaultAction::error_status;
+            fence.status = 0x0006;
+            fence_id = plan.add(fence);
+        }
+        if (!w.poll_until([&] { return l.has_value(); }, 600 * runtime::kNsPerSec))
+            return "load hung after the cut";
+        if (l->ok()) w.on(w.t0, [&] { (**l).reset(); });  // dropped: a crash, not an unload
+        w.on(w.dev, [&] {
+            plan.remove(cut_id);
+            if (fired) plan.remove(fence_id);
+        });
+        return fired ? std::string{} : kNoMoreLoadCuts;
+    }
+
     // The crashed (or failed) instance: its blobs and channel go, the store is dropped without
     // unload, on its md Thread.
     static void drop(World& w, Run& r) {
@@ -809,7 +984,7 @@ private:
             r.open.clear();
             if (r.ch) put_channel(r.ch);
             r.ch = nullptr;
-            co_return true;
+            co_return co_await io_channel(r, false);
         }(r));
         w.on(w.t0, [&] { r.bs.reset(); });
     }
@@ -850,6 +1025,7 @@ private:
 
     uint64_t seed_;
     int ops_;
+    Variant v_;
 };
 
 std::string point_name(Point p) {
@@ -857,11 +1033,21 @@ std::string point_name(Point p) {
     return fmt::format("{} #{}", n, p.nth);
 }
 
+std::string variant_name(const Variant& v, bool torn) {
+    std::string n;
+    if (v.block != 512) n += fmt::format("{}k ", v.block / 1024);
+    if (v.concurrent) n += "concurrent ";
+    if (v.load_cuts) n += "load-cuts ";
+    return n + (torn ? "torn " : "plain");
+}
+
 // Every cut point of `seed` (or a seeded sample of `sample` of them), plain and torn.
-void sweep(uint64_t seed, int ops, uint64_t sample) {
-    PowerCut pc(seed, ops);
+void sweep(uint64_t seed, int ops, uint64_t sample, Variant v = {}) {
+    BlockSize block(v.block);
+    PowerCut pc(seed, ops, v);
     auto counts = pc.count();
-    ASSERT_TRUE(counts.ok()) << "seed " << seed << ": " << counts.error().message();
+    ASSERT_TRUE(counts.ok()) << "seed " << seed << " " << variant_name(v, false) << ": "
+                             << counts.error().message();
     std::vector<Point> points;
     for (uint64_t i = 1; i <= counts->write; ++i) points.push_back({kOpcWrite, i});
     for (uint64_t i = 1; i <= counts->flush; ++i) points.push_back({kOpcFlush, i});
@@ -873,27 +1059,51 @@ void sweep(uint64_t seed, int ops, uint64_t sample) {
         points.resize(sample);
     }
     const bool verbose = env_u64("STRATA_POWERCUT_VERBOSE", 0) != 0;
+    const std::string env = fmt::format("STRATA_SIM_SEED={}{}{}{}", seed,
+                                        v.block != 512 ? fmt::format(" STRATA_POWERCUT_BLOCK={}", v.block) : "",
+                                        v.concurrent ? " STRATA_POWERCUT_CONCURRENT=1" : "",
+                                        v.load_cuts ? " STRATA_POWERCUT_LOAD_CUTS=1" : "");
     for (bool torn : {false, true}) {
         size_t failures = 0;
-        for (Point p : points) {
-            const std::string e = pc.cut(p, torn);
+        uint64_t load_cuts[2] = {0, 0};  // writes, flushes of the load cut
+        auto one = [&](Point p, std::optional<Point> in_load) {
+            const std::string e = pc.cut(p, torn, in_load);
+            if (e == kNoMoreLoadCuts) return false;
+            const std::string where =
+                point_name(p) + (in_load ? ", then in the load at " + point_name(*in_load) : "");
             if (verbose)
-                std::printf("powercut: seed %llu %s%s: %s\n", static_cast<unsigned long long>(seed),
-                            point_name(p).c_str(), torn ? " torn" : "", e.empty() ? "ok" : e.c_str());
+                std::printf("powercut: seed %llu %s: %s: %s\n", static_cast<unsigned long long>(seed),
+                            variant_name(v, torn).c_str(), where.c_str(), e.empty() ? "ok" : e.c_str());
             std::fflush(stdout);
             if (!e.empty()) {
                 ++failures;
-                ADD_FAILURE() << fmt::format("power cut seed {} at {}{}: {} (replay: STRATA_SIM_SEED={} "
+                ADD_FAILURE() << fmt::format("power cut seed {} {} at {}: {} (replay: {} "
                                              "STRATA_POWERCUT_POINTS=all)",
-                                             seed, point_name(p), torn ? " torn" : "", e, seed);
+                                             seed, variant_name(v, torn), where, e, env);
             }
+            return true;
+        };
+        for (Point p : points) {
+            if (!v.load_cuts) {
+                one(p, std::nullopt);
+                continue;
+            }
+            for (int i = 0; i < 2; ++i)
+                for (uint64_t k = 1; k <= 64; ++k) {
+                    if (!one(p, Point{i == 0 ? kOpcWrite : kOpcFlush, k})) break;
+                    ++load_cuts[i];
+                }
         }
+        const std::string loads =
+            v.load_cuts ? fmt::format(", each then cut in its load: {} cuts ({} writes, {} flushes)",
+                                      load_cuts[0] + load_cuts[1], load_cuts[0], load_cuts[1])
+                        : std::string{};
         std::printf("powercut: seed %llu %s: %zu of %zu points (%llu writes, %llu flushes, %llu write "
-                    "zeroes), %zu failures\n",
-                    static_cast<unsigned long long>(seed), torn ? "torn " : "plain", points.size(), total,
+                    "zeroes)%s, %zu failures\n",
+                    static_cast<unsigned long long>(seed), variant_name(v, torn).c_str(), points.size(), total,
                     static_cast<unsigned long long>(counts->write),
                     static_cast<unsigned long long>(counts->flush),
-                    static_cast<unsigned long long>(counts->write_zeroes), failures);
+                    static_cast<unsigned long long>(counts->write_zeroes), loads.c_str(), failures);
         std::fflush(stdout);
     }
 }
@@ -971,22 +1181,22 @@ TEST(BlobPowerCut, TornSuperBlockLoadsDirty) {
         auto id = w.run(s->create_blob(std::move(bo)));
         ASSERT_TRUE(id && id->ok());
         std::vector<uint8_t> dirty_sb(kMdPageSize);
-        ASSERT_TRUE(raw_io(w, false, dirty_sb.data(), 0, kMdPageSize / kBlock));
+        ASSERT_TRUE(raw_io(w, false, dirty_sb.data(), 0, kMdPageSize / g_block));
         auto u = w.run(unload(*s));
         ASSERT_TRUE(u && u->ok());
         w.on(w.t0, [&] { s.reset(); });
         std::vector<uint8_t> clean_sb(kMdPageSize);
-        ASSERT_TRUE(raw_io(w, false, clean_sb.data(), 0, kMdPageSize / kBlock));
+        ASSERT_TRUE(raw_io(w, false, clean_sb.data(), 0, kMdPageSize / g_block));
         ASSERT_NE(dirty_sb, clean_sb);
 
         // Unload torn: the clean first sector over the dirty rest.
-        ASSERT_TRUE(raw_io(w, true, dirty_sb.data() + kBlock, 1, kMdPageSize / kBlock - 1));
+        ASSERT_TRUE(raw_io(w, true, dirty_sb.data() + g_block, 1, kMdPageSize / g_block - 1));
         std::string err;
         EXPECT_EQ(load_count(err), 1);
         EXPECT_EQ(err, "");
 
         // Load torn: the dirty first sector over the clean rest (the load above unloaded clean).
-        ASSERT_TRUE(raw_io(w, false, clean_sb.data(), 0, kMdPageSize / kBlock));
+        ASSERT_TRUE(raw_io(w, false, clean_sb.data(), 0, kMdPageSize / g_block));
         ASSERT_TRUE(raw_io(w, true, dirty_sb.data(), 0, 1));
         err.clear();
         EXPECT_EQ(load_count(err), 1);
@@ -994,7 +1204,7 @@ TEST(BlobPowerCut, TornSuperBlockLoadsDirty) {
 
         // Any other damage is refused.
         clean_sb[2000] ^= 1;
-        ASSERT_TRUE(raw_io(w, true, clean_sb.data(), 0, kMdPageSize / kBlock));
+        ASSERT_TRUE(raw_io(w, true, clean_sb.data(), 0, kMdPageSize / g_block));
         auto bad = w.run(BlobStore::load("Nvme0n1"));
         ASSERT_TRUE(bad.has_value());
         ASSERT_FALSE(bad->ok());
@@ -1075,7 +1285,7 @@ TEST(BlobPowerCut, LoadImage) {
     const char* path = std::getenv("STRATA_POWERCUT_IMAGE");
     if (path == nullptr) GTEST_SKIP() << "set STRATA_POWERCUT_IMAGE";
     bool ok;
-    World w(1, ok, {1, env_u64("STRATA_POWERCUT_IMAGE_BLOCKS", 64 * 2048), kBlock, path});
+    World w(1, ok, {1, env_u64("STRATA_POWERCUT_IMAGE_BLOCKS", 64 * 2048), g_block, path});
     ASSERT_TRUE(ok);
     auto bs = w.run(BlobStore::load("Nvme0n1"));
     ASSERT_TRUE(bs.has_value());
@@ -1089,14 +1299,57 @@ TEST(BlobPowerCut, LoadImage) {
     w.on(w.t0, [&] { s.reset(); });
 }
 
-// CI: three fixed seeds, every point (a few seconds); STRATA_SIM_SEED=<n> runs that seed only.
+// The variant STRATA_POWERCUT_BLOCK / _CONCURRENT / _LOAD_CUTS ask for (replays and Long).
+Variant variant_from_env() {
+    Variant v;
+    v.block = static_cast<uint32_t>(env_u64("STRATA_POWERCUT_BLOCK", 512));
+    v.concurrent = env_u64("STRATA_POWERCUT_CONCURRENT", 0) != 0;
+    v.load_cuts = env_u64("STRATA_POWERCUT_LOAD_CUTS", 0) != 0;
+    return v;
+}
+
+// CI: three fixed seeds, every point (a few seconds); STRATA_SIM_SEED=<n> runs that seed only,
+// in the variant the environment names (the other sweeps then skip).
 TEST(BlobPowerCut, EveryWriteAndFlushOfASeededWorkload) {
     const int ops = static_cast<int>(env_u64("STRATA_POWERCUT_OPS", 50));
     if (std::getenv("STRATA_SIM_SEED") != nullptr) {
-        sweep(env_u64("STRATA_SIM_SEED", 8), ops, sample_from_env(0));
+        const Variant v = variant_from_env();
+        ASSERT_TRUE(v.block == 512 || v.block == 4096) << "STRATA_POWERCUT_BLOCK: 512 or 4096";
+        sweep(env_u64("STRATA_SIM_SEED", 8), ops, sample_from_env(0), v);
         return;
     }
     for (uint64_t seed : {8, 9, 10}) sweep(seed, ops, sample_from_env(0));
+}
+
+// A write on a second Thread (often a first write to a thin cluster, which allocates on the md
+// Thread) in flight during every metadata operation.
+TEST(BlobPowerCut, ConcurrentWrites) {
+    if (std::getenv("STRATA_SIM_SEED") != nullptr) GTEST_SKIP() << "replaying one seed";
+    const int ops = static_cast<int>(env_u64("STRATA_POWERCUT_OPS", 50));
+    Variant v;
+    v.concurrent = true;
+    for (uint64_t seed : {8, 9}) sweep(seed, ops, sample_from_env(0), v);
+}
+
+// 4096-byte LBAs: the super block and every metadata page are one sector (no tear inside them).
+TEST(BlobPowerCut, FourKiBBlocks) {
+    if (std::getenv("STRATA_SIM_SEED") != nullptr) GTEST_SKIP() << "replaying one seed";
+    const int ops = static_cast<int>(env_u64("STRATA_POWERCUT_OPS", 50));
+    Variant v;
+    v.block = 4096;
+    sweep(8, ops, sample_from_env(0), v);
+    v.concurrent = true;
+    sweep(10, ops, sample_from_env(0), v);
+}
+
+// A double crash: every cut point, then a cut at every write and flush of the dirty load
+// after it; the next load must find the same.
+TEST(BlobPowerCut, CutsDuringTheRecoveryLoad) {
+    if (std::getenv("STRATA_SIM_SEED") != nullptr) GTEST_SKIP() << "replaying one seed";
+    const int ops = static_cast<int>(env_u64("STRATA_POWERCUT_OPS", 50));
+    Variant v;
+    v.load_cuts = true;
+    sweep(8, ops, sample_from_env(0), v);
 }
 
 // More seeds and longer workloads: ctest label "long" (STRATA_POWERCUT_LONG=1 to run).
@@ -1105,7 +1358,7 @@ TEST(BlobPowerCut, Long) {
     const uint64_t first = env_u64("STRATA_SIM_SEED", 100);
     const uint64_t seeds = env_u64("STRATA_POWERCUT_SEEDS", 20);
     const int ops = static_cast<int>(env_u64("STRATA_POWERCUT_OPS", 80));
-    for (uint64_t s = first; s < first + seeds; ++s) sweep(s, ops, sample_from_env(0));
+    for (uint64_t s = first; s < first + seeds; ++s) sweep(s, ops, sample_from_env(0), variant_from_env());
 }
 
 }  // namespace
