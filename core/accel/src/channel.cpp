@@ -39,6 +39,15 @@ Status side(const void* flat, const struct iovec* iov, uint32_t cnt, uint64_t le
     total = len;
     return {};
 }
+
+// Where a task's completion goes: done(ctx) for a single op, else its slot of batch b.
+void bind(Task& t, DoneFn done, void* ctx, Batch* b, uint32_t index) noexcept {
+    t.done = done;
+    t.ctx = ctx;
+    t.batch = b;
+    t.batch_index = index;
+}
+
 }  // namespace
 
 Status normalize(const Op& op, Task& t) noexcept {
@@ -156,9 +165,7 @@ Status ChannelImpl::submit(const Op& op, DoneFn done, void* ctx) noexcept {
         tasks_.put(t);
         return s;
     }
-    t->done = done;
-    t->ctx = ctx;
-    t->batch = nullptr;
+    bind(*t, done, ctx, nullptr, 0);
     if (Status s = dispatch(*t); !s) {
         tasks_.put(t);
         return s;
@@ -189,10 +196,7 @@ Status ChannelImpl::submit_batch(Op* ops, uint32_t count, DoneFn done, void* ctx
     for (uint32_t i = 0; i < count; ++i) {
         Task* t = tasks_.get();
         (void)normalize(ops[i], *t);
-        t->done = nullptr;
-        t->ctx = nullptr;
-        t->batch = b;
-        t->batch_index = i;
+        bind(*t, nullptr, nullptr, b, i);
         if (Status s = dispatch(*t); !s) {
             // A module refused after validation: the batch is already accepted, so the op
             // completes with that status through the software queue (never inside submit).
@@ -253,77 +257,62 @@ Status Channel::submit(const Op& op, DoneFn done, void* ctx) noexcept {
 Status Channel::submit_batch(Op* ops, uint32_t count, DoneFn done, void* ctx) noexcept {
     return impl_->submit_batch(ops, count, done, ctx);
 }
+// The convenience forms name their Op's fields with designated initializers (declaration order)
+// and go through the one submit path: no per-op cost over submit() itself.
 Status Channel::submit_copy(void* dst, const void* src, uint64_t len, DoneFn done,
                             void* ctx) noexcept {
-    Op op;
-    op.opcode = Opcode::copy;
-    op.dst = dst;
-    op.src = src;
-    op.len = len;
-    return impl_->submit(op, done, ctx);
+    return impl_->submit(Op{.opcode = Opcode::copy, .dst = dst, .src = src, .len = len}, done, ctx);
 }
 Status Channel::submit_copyv(const struct iovec* dst_iov, uint32_t dst_iovcnt,
                              const struct iovec* src_iov, uint32_t src_iovcnt, DoneFn done,
                              void* ctx) noexcept {
     if (dst_iov == nullptr || src_iov == nullptr) return kBadArg("null iovec array");
-    Op op;
-    op.opcode = Opcode::copy;
-    op.dst_iov = dst_iov;
-    op.dst_iovcnt = dst_iovcnt;
-    op.src_iov = src_iov;
-    op.src_iovcnt = src_iovcnt;
-    return impl_->submit(op, done, ctx);
+    return impl_->submit(Op{.opcode = Opcode::copy,
+                            .dst_iov = dst_iov,
+                            .dst_iovcnt = dst_iovcnt,
+                            .src_iov = src_iov,
+                            .src_iovcnt = src_iovcnt},
+                         done, ctx);
 }
 Status Channel::submit_fill(void* dst, uint8_t fill_byte, uint64_t len, DoneFn done,
                             void* ctx) noexcept {
-    Op op;
-    op.opcode = Opcode::fill;
-    op.dst = dst;
-    op.fill_byte = fill_byte;
-    op.len = len;
-    return impl_->submit(op, done, ctx);
+    return impl_->submit(
+        Op{.opcode = Opcode::fill, .dst = dst, .len = len, .fill_byte = fill_byte}, done, ctx);
 }
 Status Channel::submit_compare(const void* a, const void* b, uint64_t len,
                                uint64_t* miscompare_offset, DoneFn done, void* ctx) noexcept {
-    Op op;
-    op.opcode = Opcode::compare;
-    op.src = a;
-    op.dst = const_cast<void*>(b);
-    op.len = len;
-    op.miscompare_offset = miscompare_offset;
-    return impl_->submit(op, done, ctx);
+    return impl_->submit(Op{.opcode = Opcode::compare,
+                            .dst = const_cast<void*>(b),
+                            .src = a,
+                            .len = len,
+                            .miscompare_offset = miscompare_offset},
+                         done, ctx);
 }
 Status Channel::submit_crc32c(uint32_t* crc_dst, const void* src, uint64_t len, uint32_t seed,
                               DoneFn done, void* ctx) noexcept {
-    Op op;
-    op.opcode = Opcode::crc32c;
-    op.crc_dst = crc_dst;
-    op.src = src;
-    op.len = len;
-    op.seed = seed;
-    return impl_->submit(op, done, ctx);
+    return impl_->submit(
+        Op{.opcode = Opcode::crc32c, .src = src, .len = len, .seed = seed, .crc_dst = crc_dst},
+        done, ctx);
 }
 Status Channel::submit_crc32cv(uint32_t* crc_dst, const struct iovec* iov, uint32_t iovcnt,
                                uint32_t seed, DoneFn done, void* ctx) noexcept {
     if (iov == nullptr) return kBadArg("null iovec array");
-    Op op;
-    op.opcode = Opcode::crc32c;
-    op.crc_dst = crc_dst;
-    op.src_iov = iov;
-    op.src_iovcnt = iovcnt;
-    op.seed = seed;
-    return impl_->submit(op, done, ctx);
+    return impl_->submit(Op{.opcode = Opcode::crc32c,
+                            .src_iov = iov,
+                            .src_iovcnt = iovcnt,
+                            .seed = seed,
+                            .crc_dst = crc_dst},
+                         done, ctx);
 }
 Status Channel::submit_copy_crc32c(void* dst, const void* src, uint64_t len, uint32_t* crc_dst,
                                    uint32_t seed, DoneFn done, void* ctx) noexcept {
-    Op op;
-    op.opcode = Opcode::copy_crc32c;
-    op.dst = dst;
-    op.src = src;
-    op.len = len;
-    op.crc_dst = crc_dst;
-    op.seed = seed;
-    return impl_->submit(op, done, ctx);
+    return impl_->submit(Op{.opcode = Opcode::copy_crc32c,
+                            .dst = dst,
+                            .src = src,
+                            .len = len,
+                            .seed = seed,
+                            .crc_dst = crc_dst},
+                         done, ctx);
 }
 Status Channel::submit_copy_crc32cv(void* dst, const struct iovec* src_iov, uint32_t src_iovcnt,
                                     uint32_t* crc_dst, uint32_t seed, DoneFn done,
@@ -331,25 +320,23 @@ Status Channel::submit_copy_crc32cv(void* dst, const struct iovec* src_iov, uint
     if (src_iov == nullptr) return kBadArg("null iovec array");
     uint64_t total = 0;
     if (!iov_total(src_iov, src_iovcnt, &total)) return kBadArg("iovec with a null base");
-    Op op;
-    op.opcode = Opcode::copy_crc32c;
-    op.dst = dst;
-    op.len = total;
-    op.src_iov = src_iov;
-    op.src_iovcnt = src_iovcnt;
-    op.crc_dst = crc_dst;
-    op.seed = seed;
-    return impl_->submit(op, done, ctx);
+    return impl_->submit(Op{.opcode = Opcode::copy_crc32c,
+                            .dst = dst,
+                            .len = total,
+                            .src_iov = src_iov,
+                            .src_iovcnt = src_iovcnt,
+                            .seed = seed,
+                            .crc_dst = crc_dst},
+                         done, ctx);
 }
 Status Channel::submit_xor(void* dst, const void* const* srcs, uint32_t nsrcs, uint64_t len,
                            DoneFn done, void* ctx) noexcept {
-    Op op;
-    op.opcode = Opcode::xor_;
-    op.dst = dst;
-    op.xor_srcs = srcs;
-    op.xor_nsrcs = nsrcs;
-    op.len = len;
-    return impl_->submit(op, done, ctx);
+    return impl_->submit(Op{.opcode = Opcode::xor_,
+                            .dst = dst,
+                            .len = len,
+                            .xor_srcs = srcs,
+                            .xor_nsrcs = nsrcs},
+                         done, ctx);
 }
 
 const char* Channel::module_for(Opcode op) const noexcept {
