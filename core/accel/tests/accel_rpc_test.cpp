@@ -205,6 +205,8 @@ TEST_F(AccelRpcTest, EmulatedIoatChannelsByRpc) {
     EXPECT_TRUE(rpc("sim_ioat_delete", {{"traddr", "0000:00:04.1"}}).contains("error"));
     EXPECT_TRUE(rpc("sim_ioat_clear_faults", {{"traddr", "0000:00:04.1"}}).contains("error"));
     EXPECT_EQ(rpc("sim_get_devices")["result"].size(), 0u);
+    // The deleted channel left the bus: its address takes a new one.
+    EXPECT_EQ(rpc("sim_ioat_create", {{"traddr", "0000:00:04.1"}})["result"], "0000:00:04.1");
 }
 
 TEST_F(AccelRpcTest, BadOptionsInConfigFailStartWithAClearMessage) {

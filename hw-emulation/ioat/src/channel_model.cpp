@@ -81,6 +81,9 @@ ChannelModel::ChannelModel(PciBus& bus, env::PciAddress address, ModelConfig con
 ChannelModel::~ChannelModel() {
     if (poller_) thread_.unregister_poller(poller_);
     if (timer_) thread_.unregister_poller(timer_);
+    // Left on the bus, the function would still be enumerated and claimable, its BAR calling
+    // into this freed model, and its address taken for a new one.
+    if (fn_ != nullptr && !fn_->removed()) (void)bus_.remove_function(address_);
 }
 
 void ChannelModel::set_reset_delay_ns(uint64_t ns) noexcept {

@@ -85,7 +85,8 @@ public:
     static Result<std::unique_ptr<ChannelModel>> create(PciBus& bus, const env::PciAddress& address,
                                                         ModelConfig config,
                                                         runtime::Thread& thread);
-    ~ChannelModel() override;  // on `thread`, after the driver detached
+    // On `thread`, after the driver detached: takes the function off the bus.
+    ~ChannelModel() override;
     ChannelModel(const ChannelModel&) = delete;
     ChannelModel& operator=(const ChannelModel&) = delete;
 
