@@ -12,7 +12,7 @@
 #include <strata/bdev/module.h>
 #include <strata/env/env.h>
 #include <strata/env/memory.h>
-#include <strata/runtime/sim_fixture.h>
+#include <strata/bdev/io_fixture.h>
 
 #include "malloc/malloc.h"
 #include "null/null.h"
@@ -69,17 +69,9 @@ public:
     std::vector<BdevIo*> held;
 };
 
-struct Done {
-    int calls = 0;
-    IoStatus status;
-    static void cb(void* ctx, const IoStatus& s) {
-        auto* d = static_cast<Done*>(ctx);
-        ++d->calls;
-        d->status = s;
-    }
-};
+using testing::Done;
 
-class BdevTest : public runtime::testing::SimFixture {
+class BdevTest : public testing::BdevIoFixture {
 protected:
     void SetUp() override {
         ASSERT_TRUE(env::init().ok());
@@ -87,11 +79,7 @@ protected:
         register_module(kTestModule);
     }
     void TearDown() override {
-        on(t0(), [&] {
-            if (ch) put_channel(ch);
-            ch = nullptr;
-            desc.reset();
-        });
+        close_rw();
         run_until_idle();
         for (Bdev* b : list()) {
             bool gone = false;
@@ -111,34 +99,9 @@ protected:
         on(t0(), [&] { ASSERT_TRUE(register_bdev(std::move(b)).ok()); });
         return raw;
     }
-    void open_rw(const std::string& name) {
-        on(t0(), [&] {
-            auto d = open(name, true, [this](Event e, Bdev&) { events.push_back(e); });
-            ASSERT_TRUE(d.ok()) << d.error().message();
-            desc = std::move(*d);
-            ch = desc->get_channel();
-            ASSERT_NE(ch, nullptr);
-        });
-    }
-    template <class F>
-    IoStatus io(F submit) {
-        Done d;
-        Status s;
-        on(t0(), [&] { s = submit(&Done::cb, &d); });
-        EXPECT_TRUE(s.ok()) << s.to_string();
-        if (!s.ok()) return IoStatus{s.code(), 0};
-        EXPECT_EQ(d.calls, 0) << "callback ran inside submit";
-        EXPECT_TRUE(poll_until([&] { return d.calls > 0; }));
-        EXPECT_EQ(d.calls, 1);
-        return d.status;
-    }
     static void pattern(uint8_t* p, size_t n, int seed) {
         for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(i * 7 + seed + (i >> 8));
     }
-
-    std::unique_ptr<Desc> desc;
-    Channel* ch = nullptr;
-    std::vector<Event> events;
 };
 
 TEST_F(BdevTest, MallocRoundTripWithUnalignedBuffers) {

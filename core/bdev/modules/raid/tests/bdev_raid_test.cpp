@@ -18,7 +18,7 @@
 #include <strata/bdev/module.h>
 #include <strata/env/env.h>
 #include <strata/env/memory.h>
-#include <strata/runtime/sim_fixture.h>
+#include <strata/bdev/io_fixture.h>
 
 #include "malloc/malloc.h"
 #include "raid/raid.h"
@@ -63,15 +63,7 @@ public:
     uint64_t failed = 0;
 };
 
-struct Done {
-    int calls = 0;
-    IoStatus status;
-    static void cb(void* ctx, const IoStatus& s) {
-        auto* d = static_cast<Done*>(ctx);
-        ++d->calls;
-        d->status = s;
-    }
-};
+using testing::Done;
 
 // Block content: tag 0 is zeroes (fresh malloc); otherwise the lba and tag, repeated.
 void fill_block(uint8_t* p, uint32_t bs, uint64_t lba, uint64_t tag) {
@@ -192,7 +184,7 @@ private:
     uint32_t outstanding_ = 0;
 };
 
-class RaidTest : public runtime::testing::SimFixture {
+class RaidTest : public testing::BdevIoFixture {
 protected:
     void SetUp() override {
         ASSERT_TRUE(env::init().ok());
@@ -207,11 +199,7 @@ protected:
     void TearDown() override {
         for (auto& l : loads) stop_load(*l);
         loads.clear();
-        on(t0(), [&] {
-            if (ch) put_channel(ch);
-            ch = nullptr;
-            desc.reset();
-        });
+        close_rw();
         // Raids first (their members are claimed), then everything else.
         json all;
         on(t0(), [&] { all = *raid_get_bdevs("all"); });
@@ -263,26 +251,6 @@ protected:
         });
         return out;
     }
-    void open_rw(const std::string& name) {
-        on(t0(), [&] {
-            auto d = open(name, true);
-            ASSERT_TRUE(d.ok()) << d.error().message();
-            desc = std::move(*d);
-            ch = desc->get_channel();
-            ASSERT_NE(ch, nullptr);
-        });
-    }
-    template <class F>
-    IoStatus io(F submit) {
-        Done d;
-        Status s;
-        on(t0(), [&] { s = submit(&Done::cb, &d); });
-        EXPECT_TRUE(s.ok()) << s.to_string();
-        if (!s.ok()) return IoStatus{s.code(), 0};
-        EXPECT_TRUE(poll_until([&] { return d.calls > 0; }));
-        EXPECT_EQ(d.calls, 1);
-        return d.status;
-    }
     // Reads a whole bdev by name (t0, its own desc).
     std::vector<uint8_t> read_all(const std::string& name) {
         std::unique_ptr<Desc> d;
@@ -332,8 +300,6 @@ protected:
         EXPECT_EQ(bad, 0u) << "acknowledged blocks that do not read back";
     }
 
-    std::unique_ptr<Desc> desc;
-    Channel* ch = nullptr;
     std::vector<std::unique_ptr<Load>> loads;
 };
 
