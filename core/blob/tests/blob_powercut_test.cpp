@@ -377,13 +377,17 @@ Task<bool> io_channel(Run& r, bool get) {
 }
 
 // Concurrent variant: starts a write (often the first to a thin cluster, which allocates on
-// the md Thread) to a writable blob the metadata operation does not change. It is pending in
-// both models; the operation's flush may or may not cover it.
-void start_bg_write(Run& r, BlobId target) {
+// the md Thread) to a writable blob the metadata operation does not change, or to its target
+// when `same_ok` (the operation keeps the target writable and its data where it is: sync_md,
+// a resize that grows it, inflate, decouple). It is pending in both models; the operation's
+// flush may or may not cover it.
+void start_bg_write(Run& r, BlobId target, bool same_ok) {
     const Model& after = *r.after;
     const BlobId id = pick(r, [&](const BlobModel& b, BlobId i) {
         auto it = after.blobs.find(i);
-        return !b.ro && b.clusters > 0 && i != target && it != after.blobs.end() && it->second == b;
+        if (b.ro || b.clusters == 0 || it == after.blobs.end()) return false;
+        if (i == target) return same_ok && !it->second.ro && it->second.clusters >= b.clusters;
+        return it->second == b;
     });
     if (id == kInvalidBlobId || (r.io_ch == nullptr && !r.channel_per_write)) return;
     const uint64_t total = r.model.blobs[id].clusters * g_spc;
@@ -405,13 +409,15 @@ void start_bg_write(Run& r, BlobId target) {
 }
 
 // The metadata operation `what` is about to run: `after` is the model if it completes. It
-// changes `target` (or nothing that exists yet); `concurrent_ok`: blobs stay open meanwhile.
-void begin(Run& r, std::string what, Model after, BlobId target = kInvalidBlobId, bool concurrent_ok = true) {
+// changes `target` (or nothing that exists yet); `concurrent_ok`: blobs stay open meanwhile;
+// `same_ok`: the concurrent write may go to the target (see start_bg_write).
+void begin(Run& r, std::string what, Model after, BlobId target = kInvalidBlobId, bool concurrent_ok = true,
+           bool same_ok = false) {
     r.trace.push_back(what);
     ++r.ops_done;
     r.inflight = std::move(what);
     r.after = std::move(after);
-    if (r.io_thread && concurrent_ok) start_bg_write(r, target);
+    if (r.io_thread && concurrent_ok) start_bg_write(r, target, same_ok);
 }
 // It was acknowledged: the state is `after` (with the created blob's real id), and every write
 // before it is durable (it flushed).
@@ -539,7 +545,7 @@ Task<bool> step_op(Run& r) {
             after.blobs[id].ro = true;
             blob.set_read_only();
         }
-        begin(r, fmt::format("xattrs+sync_md 0x{:x}", id), std::move(after), id);
+        begin(r, fmt::format("xattrs+sync_md 0x{:x}", id), std::move(after), id, true, true);
         auto e = co_await blob.sync_md();
         if (!e.ok()) co_return fail(r.inflight, e.error());
         ack(r);
@@ -553,7 +559,7 @@ Task<bool> step_op(Run& r) {
         BlobModel& b = after.blobs[id];
         b.clusters = n;
         b.own.erase(b.own.lower_bound(n * g_spc), b.own.end());
-        begin(r, fmt::format("resize 0x{:x} to {}", id, n), std::move(after), id);
+        begin(r, fmt::format("resize 0x{:x} to {}", id, n), std::move(after), id, true, true);
         auto e = co_await r.open[id]->resize(n);
         if (!e.ok()) co_return fail(r.inflight, e.error());
         ack(r);
@@ -622,7 +628,7 @@ Task<bool> step_op(Run& r) {
             Model::pin_zeroes(b, p.clusters * g_spc, b.clusters * g_spc);
             b.parent = p.parent;
         }
-        begin(r, fmt::format("{} 0x{:x}", full ? "inflate" : "decouple", id), std::move(after), id);
+        begin(r, fmt::format("{} 0x{:x}", full ? "inflate" : "decouple", id), std::move(after), id, true, true);
         Result<void> e;
         if (full)
             e = co_await r.bs->inflate(id);
