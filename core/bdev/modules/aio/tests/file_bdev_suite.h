@@ -33,6 +33,7 @@
 
 #include <strata/base/random.h>
 #include <strata/bdev/bdev.h>
+#include <strata/bdev/io_fixture.h>  // Done
 #include <strata/bdev/module.h>
 #include <strata/env/env.h>
 #include <strata/runtime/sim_fixture.h>
@@ -61,16 +62,6 @@ struct AlignedBuf {
 inline void fill_pattern(uint8_t* p, size_t n, uint64_t seed) {
     for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>((i * 131 + seed * 7 + (i >> 9)) & 0xFF);
 }
-
-struct Done {
-    int calls = 0;
-    IoStatus status;
-    static void cb(void* ctx, const IoStatus& s) {
-        auto* d = static_cast<Done*>(ctx);
-        ++d->calls;
-        d->status = s;
-    }
-};
 
 template <class Traits>
 class FileBdevTest : public runtime::testing::SimFixture {

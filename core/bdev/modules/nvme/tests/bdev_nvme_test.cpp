@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <strata/bdev/bdev.h>
+#include <strata/bdev/io_fixture.h>
 #include <strata/env/env.h>
 #include <strata/env/memory.h>
 #include <strata/hwemu/nvme/controller.h>
@@ -20,15 +21,7 @@ namespace {
 
 const env::PciAddress kAddr{0, 2, 0, 0};
 
-struct Done {
-    int calls = 0;
-    IoStatus status;
-    static void cb(void* c, const IoStatus& s) {
-        auto* d = static_cast<Done*>(c);
-        ++d->calls;
-        d->status = s;
-    }
-};
+using testing::Done;
 
 class BdevNvmeTest : public runtime::testing::SimFixture {
 protected:
