@@ -6,8 +6,11 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include <strata/base/log.h>
 #include <strata/env/env.h>
 #include <strata/env/memory.h>
 #include <strata/env/pci.h>
@@ -335,6 +338,30 @@ TEST_F(PciBusTest, RemoveFunctionTakesItOffTheBusAndTellsAClaimant) {
     EXPECT_EQ(bar0.read32(kRegId), 0xffffffffu);
     EXPECT_EQ(env::enumerate()->size(), before - 1);
     EXPECT_EQ(bus->remove_function(kAddr).code(), Errc::not_found);
+    on(threads[0], [&] { ASSERT_TRUE(fn->detach().ok()); });
+}
+
+// What the log says: a model going away with no driver on it is routine (info), a function
+// pulled from under a driver is a surprise removal (notice), whichever call did it.
+TEST_F(PciBusTest, RemovalIsLoggedAsWhatItIs) {
+    auto* pci = log_find_component("hwemu_pci");
+    ASSERT_NE(pci, nullptr);
+    pci->set_level(LogLevel::info);
+    std::vector<std::pair<LogLevel, std::string>> lines;
+    log_set_sink([&](const LogRecord& r) {
+        if (r.component == pci) lines.emplace_back(r.level, std::string(r.message));
+    });
+    ASSERT_TRUE(bus->remove_function(kNvmeAddr).ok());  // never claimed
+    claim_and_start();
+    ASSERT_TRUE(bus->remove_function(kAddr).ok());  // claimed
+    log_set_sink({});
+    pci->set_level(std::nullopt);
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_EQ(lines[0].first, LogLevel::info);
+    EXPECT_NE(lines[0].second.find(": removed"), std::string::npos) << lines[0].second;
+    EXPECT_EQ(lines[1].first, LogLevel::notice);
+    EXPECT_NE(lines[1].second.find("surprise removal"), std::string::npos) << lines[1].second;
+    run_until_idle();
     on(threads[0], [&] { ASSERT_TRUE(fn->detach().ok()); });
 }
 
