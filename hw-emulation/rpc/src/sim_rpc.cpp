@@ -279,8 +279,8 @@ void add_fault_rpcs(rpc::App& app, const std::string& prefix, std::string inject
               })});
 }
 
-// sim_ioat_delete is the orderly path: a channel a driver holds is refused (the accel framework
-// has no hot-remove recovery for it mid-run); sim_pci_surprise_remove pulls it from under one.
+// sim_ioat_delete is the orderly removal, so a channel a driver holds is refused; pulling one from
+// under a driver is what sim_pci_surprise_remove is for.
 Result<void> ioat_may_remove(ioat::ChannelModel& m, const std::string& addr) {
     if (m.function().claimed())
         return Error(Errc::busy, fmt::format("the emulated I/OAT channel at {} is in use by a "
