@@ -12,7 +12,6 @@
 #include <strata/env/memory.h>
 #include <strata/hwemu/nvme/controller.h>
 #include <strata/hwemu/pci/pci_bus.h>
-#include <strata/runtime/sim_fixture.h>
 
 #include "nvme/nvme.h"
 
@@ -23,7 +22,7 @@ const env::PciAddress kAddr{0, 2, 0, 0};
 
 using testing::Done;
 
-class BdevNvmeTest : public runtime::testing::SimFixture {
+class BdevNvmeTest : public testing::BdevIoFixture {
 protected:
     void SetUp() override {
         ASSERT_TRUE(env::init().ok());
@@ -48,12 +47,14 @@ protected:
         bdev_names = **names;
     }
     void TearDown() override {
-        close();
+        close_rw();
         if (!detached) {
             std::optional<Result<void>> r;
             on(threads[0], [&] { nvme_detach("Nvme0", [&](Result<void> x) { r = std::move(x); }); });
             EXPECT_TRUE(poll_until([&] { return r.has_value(); }));
-            if (r) EXPECT_TRUE(r->ok()) << r->error().message();
+            if (r) {
+                EXPECT_TRUE(r->ok()) << r->error().message();
+            }
         }
         on(threads[2], [&] { model.reset(); });
         SimFixture::TearDown();
@@ -61,42 +62,9 @@ protected:
         EXPECT_EQ(env::dma_region_count(), 0u);
         env::fini();
     }
-    void open_on(runtime::Thread* t, const std::string& name) {
-        thread = t;
-        on(t, [&] {
-            auto d = open(name, true, [this](Event e, Bdev&) { events.push_back(e); });
-            ASSERT_TRUE(d.ok()) << d.error().message();
-            desc = std::move(*d);
-            ch = desc->get_channel();
-            ASSERT_NE(ch, nullptr);
-        });
-    }
-    void close() {
-        if (!desc) return;
-        on(thread, [&] {
-            put_channel(ch);
-            ch = nullptr;
-            desc.reset();
-        });
-    }
-    template <class F>
-    IoStatus io(F submit) {
-        Done d;
-        Status s;
-        on(thread, [&] { s = submit(&Done::cb, &d); });
-        EXPECT_TRUE(s.ok()) << s.to_string();
-        if (!s.ok()) return IoStatus{s.code(), 0};
-        EXPECT_TRUE(poll_until([&] { return d.calls > 0; }));
-        return d.status;
-    }
-
     std::unique_ptr<hwemu::PciBus> bus;
     std::unique_ptr<hwemu::nvme::Controller> model;
     std::vector<std::string> bdev_names;
-    runtime::Thread* thread = nullptr;
-    std::unique_ptr<Desc> desc;
-    Channel* ch = nullptr;
-    std::vector<Event> events;
     bool detached = false;
 };
 
@@ -113,7 +81,7 @@ TEST_F(BdevNvmeTest, OneBdevPerNamespace) {
 }
 
 TEST_F(BdevNvmeTest, IoThroughTheLayerFromAnotherThread) {
-    open_on(threads[1], "Nvme0n1");
+    open_rw("Nvme0n1", threads[1]);
     // Heap memory, unaligned: the layer bounces it into DMA memory for the driver.
     std::vector<uint8_t> w(300 * 512 + 1), r(300 * 512 + 1);
     for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint8_t>(i * 13);
@@ -138,21 +106,21 @@ TEST_F(BdevNvmeTest, NamespaceChangesAddAndRemoveBdevs) {
 }
 
 TEST_F(BdevNvmeTest, HotRemovalRemovesBdevs) {
-    open_on(threads[1], "Nvme0n1");
+    open_rw("Nvme0n1", threads[1]);
     on(threads[2], [&] { ASSERT_TRUE(bus->surprise_remove(kAddr).ok()); });
     ASSERT_TRUE(poll_until([&] { return !events.empty(); }));
     EXPECT_EQ(events[0], Event::remove);
     std::vector<uint8_t> buf(512);
-    on(thread, [&] { EXPECT_EQ(read(*desc, *ch, buf.data(), 0, 1, &Done::cb, nullptr).code(), Errc::shutdown); });
-    close();
+    on(io_thread, [&] { EXPECT_EQ(read(*desc, *ch, buf.data(), 0, 1, &Done::cb, nullptr).code(), Errc::shutdown); });
+    close_rw();
     ASSERT_TRUE(poll_until([&] { return find("Nvme0n1") == nullptr && find("Nvme0n2") == nullptr; }));
 }
 
 TEST_F(BdevNvmeTest, HotRemovalUnderLoadCompletesEveryIoOnce) {
-    open_on(threads[1], "Nvme0n1");
+    open_rw("Nvme0n1", threads[1]);
     std::vector<uint8_t> buf(64 * 4096);
     std::vector<Done> dones(64);
-    on(thread, [&] {
+    on(io_thread, [&] {
         for (int i = 0; i < 64; ++i)
             ASSERT_TRUE(write(*desc, *ch, buf.data() + i * 4096, uint64_t(i) * 8, 8, &Done::cb, &dones[i]).ok());
     });
@@ -169,7 +137,7 @@ TEST_F(BdevNvmeTest, HotRemovalUnderLoadCompletesEveryIoOnce) {
     }
     EXPECT_GT(failed, 0) << "a removal under load that failed nothing is suspicious";
     ASSERT_TRUE(poll_until([&] { return !events.empty(); }));
-    close();
+    close_rw();
     ASSERT_TRUE(poll_until([&] { return find("Nvme0n1") == nullptr; }));
 }
 

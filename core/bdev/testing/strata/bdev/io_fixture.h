@@ -1,6 +1,6 @@
 // Shared by GoogleTests of the bdev layer and its modules that drive bdevs directly (no App) on
 // the runtime SimFixture: an I/O completion recorder, and a fixture holding one bdev open for
-// writing on threads[0] with a one-I/O-at-a-time helper that checks the layer's completion
+// writing on one Thread with a one-I/O-at-a-time helper that checks the layer's completion
 // contract (accepted, never completed inside submit, completed exactly once).
 #pragma once
 
@@ -25,13 +25,14 @@ struct Done {
     }
 };
 
-// start_sim() first (threads[0] is the I/O Thread); call close_rw() in TearDown before the
-// bdevs go.
+// start_sim() first; call close_rw() in TearDown before the bdevs go.
 class BdevIoFixture : public runtime::testing::SimFixture {
 protected:
-    // Opens `name` for writing on threads[0] into desc / ch; its events go to `events`.
-    void open_rw(const std::string& name) {
-        on(threads[0], [&] {
+    // Opens `name` for writing on `thread` (default threads[0]), which then runs io(), into
+    // desc / ch; its events go to `events`.
+    void open_rw(const std::string& name, runtime::Thread* thread = nullptr) {
+        io_thread = thread != nullptr ? thread : threads[0];
+        on(io_thread, [&] {
             auto d = open(name, true, [this](Event e, Bdev&) { events.push_back(e); });
             ASSERT_TRUE(d.ok()) << d.error().message();
             desc = std::move(*d);
@@ -40,18 +41,19 @@ protected:
         });
     }
     void close_rw() {
-        on(threads[0], [&] {
+        if (!desc) return;
+        on(io_thread, [&] {
             if (ch) put_channel(ch);
             ch = nullptr;
             desc.reset();
         });
     }
-    // submit(done, ctx) on threads[0], then the simulator until it completed.
+    // submit(done, ctx) on the I/O Thread, then the simulator until it completed.
     template <class F>
     IoStatus io(F submit) {
         Done d;
         Status s;
-        on(threads[0], [&] { s = submit(&Done::cb, &d); });
+        on(io_thread != nullptr ? io_thread : threads[0], [&] { s = submit(&Done::cb, &d); });
         EXPECT_TRUE(s.ok()) << s.to_string();
         if (!s.ok()) return IoStatus{s.code(), 0};
         EXPECT_EQ(d.calls, 0) << "callback ran inside submit";
@@ -60,6 +62,7 @@ protected:
         return d.status;
     }
 
+    runtime::Thread* io_thread = nullptr;
     std::unique_ptr<Desc> desc;
     Channel* ch = nullptr;
     std::vector<Event> events;
