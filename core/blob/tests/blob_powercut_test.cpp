@@ -300,6 +300,10 @@ struct Run {  // (blob::Run in TEST bodies: gtest has a Run too)
     uint64_t bg_serial = 0;  // 0: none in flight
     Status bg_status;
     std::vector<uint8_t> bg_buf;
+    // A write to the blob being snapshotted lands before the freeze (in the clusters the
+    // snapshot takes) or after it (in the blob): resolved by reading the snapshot afterwards.
+    BlobId bg_snapshotted = kInvalidBlobId;
+    uint64_t bg_off = 0, bg_n = 0;
 };
 
 // Exactly the clusters and md pages the blobs reference are in use, none twice. Every blob of
@@ -379,8 +383,8 @@ Task<bool> io_channel(Run& r, bool get) {
 // Concurrent variant: starts a write (often the first to a thin cluster, which allocates on
 // the md Thread) to a writable blob the metadata operation does not change, or to its target
 // when `same_ok` (the operation keeps the target writable and its data where it is: sync_md,
-// a resize that grows it, inflate, decouple). It is pending in both models; the operation's
-// flush may or may not cover it.
+// a resize that grows it, inflate, decouple; or a snapshot of it, see bg_snapshotted). It is
+// pending in both models; the operation's flush may or may not cover it.
 void start_bg_write(Run& r, BlobId target, bool same_ok) {
     const Model& after = *r.after;
     const BlobId id = pick(r, [&](const BlobModel& b, BlobId i) {
@@ -399,6 +403,13 @@ void start_bg_write(Run& r, BlobId target, bool same_ok) {
         stamp(r.bg_buf.data() + i * g_block, serial, off + i);
         r.model.blobs[id].own[off + i].pending.push_back(serial);
         r.after->blobs[id].own[off + i].pending.push_back(serial);
+    }
+    // A snapshot of `id` (the new read-only blob): its sectors may hold the write too.
+    if (auto it = r.after->blobs.find(kNewId); id == target && it != r.after->blobs.end() && it->second.ro) {
+        for (uint64_t i = 0; i < n; ++i) it->second.own[off + i].pending.push_back(serial);
+        r.bg_snapshotted = id;
+        r.bg_off = off;
+        r.bg_n = n;
     }
     r.trace.push_back(fmt::format("  with write 0x{:x} {}+{} serial {} on {}", id, off, n, serial,
                                   r.io_thread->name()));
@@ -580,7 +591,7 @@ Task<bool> step_op(Run& r) {
         b.parent = kNewId;
         b.thin = true;
         after.blobs[kNewId] = std::move(snap);
-        begin(r, fmt::format("snapshot 0x{:x}", id), after, id);
+        begin(r, fmt::format("snapshot 0x{:x}", id), after, id, true, true);
         std::vector<Xattr> xs = xattr_vec(r.after->blobs[kNewId].xattrs);
         auto sid = co_await r.bs->create_snapshot(id, std::move(xs));
         if (!sid.ok()) co_return fail(r.inflight, sid.error());
@@ -691,17 +702,48 @@ Task<bool> step_op(Run& r) {
     }
 }
 
+// The snapshot of the blob the concurrent write went to was acknowledged: the sectors of the
+// snapshot that do not read the write never had it (the snapshot is read-only since).
+Task<bool> resolve_snapshotted(Run& r) {
+    const BlobId sid = r.model.blobs.at(r.bg_snapshotted).parent;
+    std::vector<uint8_t> buf(r.bg_n * g_block);
+    IoWait w;
+    Status s = read(*r.ch, *r.open.at(sid), buf.data(), r.bg_off, r.bg_n, IoWait::cb, &w);
+    if (s.ok()) s = co_await w.r;
+    if (!s.ok()) {
+        r.error = fmt::format("reading snapshot 0x{:x}: {}", sid, s.to_string());
+        co_return false;
+    }
+    BlobModel& snap = r.model.blobs.at(sid);
+    size_t in_snapshot = 0;
+    for (uint64_t i = 0; i < r.bg_n; ++i) {
+        uint64_t serial;
+        std::memcpy(&serial, buf.data() + i * g_block, 8);
+        if (serial == r.bg_serial) {
+            ++in_snapshot;
+            continue;
+        }
+        SectorVal& v = snap.own[r.bg_off + i];
+        std::erase(v.pending, r.bg_serial);
+        if (!v.durable && v.pending.empty()) snap.own.erase(r.bg_off + i);
+    }
+    r.trace.push_back(fmt::format("  {} of {} sectors in the snapshot", in_snapshot, r.bg_n));
+    co_return true;
+}
+
 // One operation, and the concurrent write started with it done (it uses the blobs).
 Task<bool> step(Run& r) {
     bool ok = co_await step_op(r);
     if (r.bg_started) {
         while (!r.bg_done) co_await runtime::sleep_for(1000);
         r.bg_started = false;
-        r.bg_serial = 0;
         if (ok && !r.bg_status.ok()) {
             r.error = fmt::format("concurrent write: {}", r.bg_status.to_string());
             ok = false;
         }
+        if (ok && r.bg_snapshotted != kInvalidBlobId) ok = co_await resolve_snapshotted(r);
+        r.bg_snapshotted = kInvalidBlobId;
+        r.bg_serial = 0;
     }
     co_return ok;
 }
