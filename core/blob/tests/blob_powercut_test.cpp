@@ -304,6 +304,7 @@ struct Run {  // (blob::Run in TEST bodies: gtest has a Run too)
     // snapshot takes) or after it (in the blob): resolved by reading the snapshot afterwards.
     BlobId bg_snapshotted = kInvalidBlobId;
     uint64_t bg_off = 0, bg_n = 0;
+    uint64_t bg_writes = 0, bg_same = 0;  // for the coverage line: operations with a write, to their blob
 };
 
 // Exactly the clusters and md pages the blobs reference are in use, none twice. Every blob of
@@ -416,6 +417,8 @@ void start_bg_write(Run& r, BlobId target, bool same_ok) {
     r.bg_started = true;
     r.bg_done = false;
     r.bg_serial = serial;
+    ++r.bg_writes;
+    r.bg_same += id == target;
     runtime::spawn(*r.io_thread, bg_write(r, id, off, n), [](bool) {});
 }
 
@@ -881,6 +884,7 @@ Task<Result<Loaded>> read_store(BlobStore& bs, bool check_masks) {
 
 struct Counts {
     uint64_t write = 0, flush = 0, write_zeroes = 0;
+    uint64_t concurrent = 0, concurrent_same = 0;  // operations with a write in flight (to their blob)
 };
 
 struct Point {
@@ -930,6 +934,8 @@ public:
                         fmt::format("{}", fmt::join(r.trace, "; ")).c_str());
         if (!r.live_failures.empty()) return Error(Errc::corrupt, "live store: " + r.live_failures[0]);
         Counts c;
+        c.concurrent = r.bg_writes;
+        c.concurrent_same = r.bg_same;
         w.on(w.dev, [&] {
             for (auto& e : w.model->faults().entries()) {
                 if (e.id == ids[0]) c.write = e.matched;
@@ -1142,10 +1148,13 @@ void sweep(uint64_t seed, int ops, uint64_t sample, Variant v = {}) {
                     ++load_cuts[i];
                 }
         }
-        const std::string loads =
+        std::string loads =
             v.load_cuts ? fmt::format(", each then cut in its load: {} cuts ({} writes, {} flushes)",
                                       load_cuts[0] + load_cuts[1], load_cuts[0], load_cuts[1])
                         : std::string{};
+        if (v.concurrent)
+            loads += fmt::format(", {} operations with a write in flight ({} to their own blob)",
+                                 counts->concurrent, counts->concurrent_same);
         std::printf("powercut: seed %llu %s: %zu of %zu points (%llu writes, %llu flushes, %llu write "
                     "zeroes)%s, %zu failures\n",
                     static_cast<unsigned long long>(seed), variant_name(v, torn).c_str(), points.size(), total,
