@@ -104,8 +104,17 @@ SuperBlock make_super(const Geometry& g, std::string_view bstype) {
     sb.md_start = g.md_start;
     sb.md_len = g.md_len;
     std::memcpy(sb.bstype, bstype.data(), std::min(bstype.size(), kBsTypeLen));
-    seal_page(&sb);
+    seal_super(sb);
     return sb;
+}
+
+void seal_super(SuperBlock& sb) noexcept {
+    sb.head_crc = crc32c(0, &sb, offsetof(SuperBlock, head_crc));
+    seal_page(&sb);
+}
+
+uint64_t max_total_clusters(const Geometry& g) noexcept {
+    return std::min<uint64_t>(g.cluster_mask_len * 8 * kMdPageSize, UINT32_MAX - 1);
 }
 
 Result<Geometry> parse_super(const void* page, uint64_t bdev_bytes, uint32_t block_size) {

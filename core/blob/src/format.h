@@ -43,13 +43,20 @@ struct SuperBlock {
     // crc32c of each mask's bytes (ceil(bits / 8)); meaningful when clean.
     uint32_t cluster_mask_crc, page_mask_crc, blobid_mask_crc;
     char bstype[kBsTypeLen];
-    uint8_t reserved[kMdPageSize - 140 - 4];
+    // crc32c of bytes 0..139. Every field and this crc are in the first 512-byte sector and
+    // the rest is zero up to `crc`, which is then the same constant for every super block (a
+    // CRC over a message followed by its own CRC leaves a fixed residue): the first sector
+    // alone decides, so a rewrite torn at a sector boundary reads as one whole version, old or
+    // new (docs/design/blobstore.md, "Torn super block"). 0 in super blocks written before.
+    uint32_t head_crc;
+    uint8_t reserved[kMdPageSize - 144 - 4];
     uint32_t crc;  // crc32c of every byte before it
 };
 static_assert(sizeof(SuperBlock) == kMdPageSize);
 static_assert(offsetof(SuperBlock, total_clusters) == 32);
 static_assert(offsetof(SuperBlock, cluster_mask_crc) == 112);
 static_assert(offsetof(SuperBlock, bstype) == 124);
+static_assert(offsetof(SuperBlock, head_crc) == 140);
 static_assert(offsetof(SuperBlock, crc) == kMdPageSize - 4);
 
 inline constexpr size_t kMdHeaderSize = 24;
@@ -153,7 +160,12 @@ struct Geometry {
 };
 
 Result<Geometry> compute_geometry(uint64_t bdev_bytes, uint32_t block_size, const BsOptions& opts);
-SuperBlock make_super(const Geometry& g, std::string_view bstype);
+SuperBlock make_super(const Geometry& g, std::string_view bstype);  // dirty, sealed
+// Writes head_crc and crc: after any change to a super block's fields.
+void seal_super(SuperBlock& sb) noexcept;
+// The most clusters the store can grow to: what its cluster mask region (sized at format)
+// holds, and below 2^32 - 1.
+uint64_t max_total_clusters(const Geometry& g) noexcept;
 // Checks signature, crc, version and that the geometry is self-consistent and fits a bdev of
 // `bdev_bytes` with `block_size`. The message names the failed check.
 Result<Geometry> parse_super(const void* page, uint64_t bdev_bytes, uint32_t block_size);
@@ -180,6 +192,12 @@ public:
     bool test(uint64_t i) const noexcept { return (bytes_[i >> 3] >> (i & 7)) & 1; }
     void set(uint64_t i) noexcept { bytes_[i >> 3] |= static_cast<uint8_t>(1u << (i & 7)); }
     void clear(uint64_t i) noexcept { bytes_[i >> 3] &= static_cast<uint8_t>(~(1u << (i & 7))); }
+    // Grows the mask; the new bits are clear.
+    void grow(uint64_t bits) {
+        STRATA_ASSERT(bits >= bits_);
+        bits_ = bits;
+        bytes_.resize((bits + 7) / 8, 0);
+    }
     // First clear bit in [from, to), or UINT64_MAX.
     uint64_t find_clear(uint64_t from, uint64_t to) const noexcept;
     uint64_t count() const noexcept;
