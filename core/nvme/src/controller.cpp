@@ -402,10 +402,16 @@ void ControllerImpl::request_reset(const char* why) {
 }
 
 runtime::Task<Result<void>> ControllerImpl::create_io_queues(QPairImpl& qp) {
+    // A reset that starts while this runs aborts these admin commands and recreates the queues
+    // itself: nothing here may touch the controller after that (a Delete I/O CQ would remove
+    // the queue the reset just made).
+    const uint64_t epoch = reset_epoch;
     auto cq = co_await admin(spec::make_create_io_cq(0, qp.qid, qp.entries, qp.cq_iova));
+    if (reset_epoch != epoch) co_return Error(Errc::aborted, "overtaken by a reset");
     NVME_CO_TRY(cq);
     if (!cq->ok()) co_return admin_error(*this, "Create I/O Completion Queue", *cq);
     auto sq = co_await admin(spec::make_create_io_sq(0, qp.qid, qp.entries, qp.sq_iova, qp.qid));
+    if (reset_epoch != epoch) co_return Error(Errc::aborted, "overtaken by a reset");
     NVME_CO_TRY(sq);
     if (!sq->ok()) {
         (void)co_await admin(spec::make_delete_io_cq(0, qp.qid));
@@ -428,6 +434,7 @@ void post_connect(const std::shared_ptr<QPairImpl>& qp, bool ok) {
 
 runtime::Task<Result<void>> ControllerImpl::do_reset() {
     resetting = true;
+    ++reset_epoch;
     state = ControllerState::resetting;
     ++stats.resets;
 
@@ -464,7 +471,11 @@ runtime::Task<Result<void>> ControllerImpl::do_reset() {
     }
     if (result) result = co_await scan_namespaces();
     if (result) {
-        for (auto& qp : io_qps) {
+        // free_io_qpair's message runs at this loop's suspensions and erases from io_qps: walk
+        // a copy, and skip a qpair freed meanwhile (its queues are not recreated).
+        const std::vector<std::shared_ptr<QPairImpl>> to_recreate = io_qps;
+        for (const auto& qp : to_recreate) {
+            if (std::find(io_qps.begin(), io_qps.end(), qp) == io_qps.end()) continue;
             if (qp->qid > io_queues_granted) {
                 post_connect(qp, false);
                 continue;
@@ -519,7 +530,14 @@ void ControllerImpl::on_hot_remove() {
 }
 
 runtime::Task<void> ControllerImpl::delete_io_queues(std::shared_ptr<QPairImpl> qp) {
-    if (!gone() && !resetting) {
+    if (resetting) {
+        // The reset may have recreated this qpair's queues before the free arrived: delete them
+        // once it is over, or the qid would be handed out again while the device still has it.
+        runtime::AsyncResult<Result<void>> reset_done;
+        reset_waiters.push_back(&reset_done);
+        (void)co_await reset_done;
+    }
+    if (!gone()) {
         auto sq = co_await admin(spec::make_delete_io_sq(0, qp->qid));
         if (sq && sq->ok()) (void)co_await admin(spec::make_delete_io_cq(0, qp->qid));
     }
@@ -664,7 +682,9 @@ Result<std::unique_ptr<QPair>> Controller::alloc_io_qpair(runtime::Thread& owner
     }
     auto create = [](ControllerImpl* ci, std::shared_ptr<QPairImpl> q) -> runtime::Task<void> {
         if (ci->resetting) co_return;  // the reset creates every queue in its list
+        const uint64_t epoch = ci->reset_epoch;
         auto r = co_await ci->create_io_queues(*q);
+        if (ci->reset_epoch != epoch) co_return;  // a reset took the qpair over
         if (q->link == Link::freeing) co_return;
         if (!r)
             STRATA_ERRLOG(log_nvme, "nvme {}: qpair {}: {}", ci->address.to_string(), q->qid,

@@ -138,6 +138,9 @@ public:
     Controller* self = nullptr;
     runtime::Poller* health_poller = nullptr;
     bool resetting = false;
+    // Counts resets started: an admin sequence that a reset overtook (it aborts the admin
+    // queue) sees it change and leaves the queues to the reset.
+    uint64_t reset_epoch = 0;
     std::vector<runtime::AsyncResult<Result<void>>*> reset_waiters;
     uint32_t aers_outstanding = 0;
 

@@ -286,6 +286,58 @@ TEST_F(NvmeDriverTest, ResetUnderLoadCompletesEveryCommandOnce) {
     EXPECT_EQ(std::memcmp(rb.p, b.p, 4096), 0);
 }
 
+// Found by the blobstore power-cut sweep: a qpair allocated just before a reset (its Create
+// I/O CQ/SQ aborted by it) and another freed while the reset runs. The reset used to walk its
+// qpair list while the free erased from it, the overtaken create went on (deleting the queue
+// the reset had just made), and the freed qpair's queues stayed on the device, so its qid
+// could not be created again.
+TEST_F(NvmeDriverTest, QPairsAllocatedAndFreedAcrossAResetStayConsistent) {
+    ControllerConfig cfg = two_formats();
+    cfg.enable_delay_ns = 5'000'000;  // a long reset: the free lands inside it
+    start(cfg, {}, 2);
+    std::unique_ptr<QPair> freed_during, created_before;
+    on(admin(), [&] {
+        auto r = ctrl->alloc_io_qpair(*threads[1], {});
+        ASSERT_TRUE(r.ok()) << r.error().message();
+        freed_during = std::move(*r);
+    });
+    ASSERT_TRUE(poll_until([&] { return freed_during->connected(); }));
+    const uint16_t freed_qid = freed_during->id();
+
+    std::optional<Result<void>> reset;
+    on(admin(), [&] {
+        auto r = ctrl->alloc_io_qpair(*threads[1], {});  // its Create I/O CQ is in flight...
+        ASSERT_TRUE(r.ok()) << r.error().message();
+        created_before = std::move(*r);
+        runtime::spawn(*admin(), ctrl->reset(),  // ...when the reset aborts the admin queue
+                       [&](Result<void> v) { reset.emplace(std::move(v)); });
+    });
+    bool freed = false;
+    on(threads[1], [&] {
+        ctrl->free_io_qpair(std::move(freed_during), [](void* p) { *static_cast<bool*>(p) = true; },
+                            &freed);
+    });
+    ASSERT_TRUE(poll_until([&] { return reset.has_value() && freed; }));
+    ASSERT_TRUE(reset->ok()) << reset->error().message();
+    ASSERT_TRUE(poll_until([&] { return created_before->connected(); }));
+    EXPECT_EQ(ctrl->state(), ControllerState::ready);
+    qpairs.emplace_back(threads[1], std::move(created_before));
+    QPair& b = *qpairs.back().second;
+
+    // The freed qpair's qid is created again: the device must have deleted its queues.
+    QPair& c = qpair(threads[1]);
+    EXPECT_TRUE(c.connected());
+    EXPECT_EQ(c.id(), freed_qid);
+    const Namespace& n = ns(1);
+    DmaBuf w(4096), r(4096);
+    for (QPair* qp : {&b, &c}) {
+        fill_pattern(w.bytes(), 4096, qp->id());
+        ASSERT_TRUE(io(threads[1], [&](IoDoneFn d, void* x) { return qp->write(n, w.p, 64, 8, d, x); }).ok());
+        ASSERT_TRUE(io(threads[1], [&](IoDoneFn d, void* x) { return qp->read(n, r.p, 64, 8, d, x); }).ok());
+        EXPECT_EQ(std::memcmp(r.p, w.p, 4096), 0) << "qpair " << qp->id();
+    }
+}
+
 TEST_F(NvmeDriverTest, NamespaceAddedRaisesEvent) {
     start(two_formats());
     int changes = 0;
