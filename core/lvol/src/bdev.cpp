@@ -117,7 +117,9 @@ public:
                             {"num_allocated_clusters", b.num_allocated_clusters()},
                             {"snapshot", b.is_snapshot()},
                             {"clone", b.is_clone()},
-                            {"esnap_clone", false}};
+                            {"esnap_clone", !b.external_snapshot().empty()}};
+        if (!b.external_snapshot().empty())
+            j["external_snapshot_name"] = std::string(b.external_snapshot());
         if (b.is_clone()) {
             auto it = l.lvs->lvols.find(b.parent_id());
             if (it != l.lvs->lvols.end()) j["base_snapshot"] = it->second->name;
