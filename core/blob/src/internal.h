@@ -42,6 +42,9 @@ struct Request : ListHook<> {
     uint64_t alloc_index = 0;
     Status alloc_status;
     Request* next_waiter = nullptr;
+    // Unmap of a thin blob covered whole allocated clusters: after the bdev unmaps, the md
+    // Thread releases them (kReleaseWanted -> kReleaseSent).
+    enum : uint8_t { kReleaseNone, kReleaseWanted, kReleaseSent } release = kReleaseNone;
 };
 
 class Channel final : public runtime::IoChannel {
@@ -83,6 +86,7 @@ public:
     void refresh_atomics() noexcept {
         num_clusters_.store(md.clusters.size(), std::memory_order_release);
         read_only_.store(md.flags & format::kFlagReadOnly, std::memory_order_release);
+        thin_.store(md.flags & format::kFlagThin, std::memory_order_release);
     }
     // The ancestor whose own cluster backs index i, or nullptr (reads zeroes or the external
     // snapshot).
@@ -93,6 +97,10 @@ public:
     const BlobImpl* esnap_for(uint64_t i) const noexcept;
     // Whether unallocated cluster i reads data other than zeroes.
     bool backed(uint64_t i) const noexcept;
+    // Whether unallocated cluster i would read the chain's external snapshot, which is missing
+    // (opened degraded).
+    bool esnap_missing_for(uint64_t i) const noexcept;
+    bool degraded() const noexcept;
 
     StoreImpl& bs;
     BlobId id;
@@ -109,8 +117,14 @@ public:
     std::unique_ptr<bdev::Desc> esnap;  // the external snapshot, open while this blob is
     bdev::Channel* esnap_md_ch = nullptr;
     uint64_t esnap_units = 0;  // its size in io units
+    // Opened degraded: the external snapshot bdev was missing. Cleared (release) only after
+    // esnap is set, so a reader that sees false (acquire) may read esnap.
+    std::atomic<bool> esnap_missing{false};
     std::atomic<uint64_t> num_clusters_{0};
     std::atomic<bool> read_only_{false};
+    std::atomic<bool> thin_{false};  // unmap of whole clusters releases them
+    // How clusters released by a shrinking resize are cleared on the bdev (Blob::set_clear_method).
+    ClearMethod clear_method = ClearMethod::none;
     std::atomic<uint32_t> frozen{0};
     std::atomic<uint32_t> inflight{0};
     uint64_t persist_wanted = 0, persist_done = 0;
@@ -129,6 +143,7 @@ public:
     Task<Result<void>> format(const BsOptions& o);
     Task<Result<void>> load(const LoadOptions& o);
     Task<Result<void>> unload();
+    Task<Result<void>> grow();
     void close_bdev() noexcept;
 
     // ---- operations (md Thread) ----
@@ -136,13 +151,15 @@ public:
     // open_blob / close_blob: the caller holds the md lock.
     Task<Result<BlobImpl*>> open_blob(BlobId id, bool user, bool need_esnap = true);
     Task<Result<void>> close_blob(BlobImpl* b, bool user);
-    Task<Result<void>> delete_blob(BlobId id);
+    Task<Result<void>> delete_blob(BlobId id, ClearMethod clear = ClearMethod::none);
     Task<Result<BlobId>> create_snapshot(BlobId id, std::vector<Xattr> xattrs);
     Task<Result<BlobId>> create_clone(BlobId snapshot_id, std::vector<Xattr> xattrs);
     Task<Result<void>> inflate(BlobId id, bool only_parent);
     Task<Result<BlobId>> create_esnap_clone(std::string bdev_name, uint64_t num_clusters,
                                             std::vector<Xattr> xattrs);
     Task<Result<void>> open_esnap(BlobImpl& b);
+    Task<Result<void>> attach_esnap(BlobImpl& b);
+    Task<void> esnap_removed(std::string bdev_name);  // its remove event: degrade the readers
     Task<void> close_esnap(BlobImpl& b);
     Task<Result<void>> copy_from_esnap(const BlobImpl& root, uint64_t index, uint32_t dst);
     Task<Result<void>> resize(BlobImpl& b, uint64_t num_clusters);
@@ -151,13 +168,17 @@ public:
     // ---- data path hooks ----
     static void alloc_msg(void* req);  // on the md Thread
     void handle_alloc(Request* r);
+    static void release_msg(void* req);  // on the md Thread: an unmap's whole clusters
+    Task<Result<void>> run_release(Request* r);
+    // Unmaps or zeroes clusters about to be freed (md Thread).
+    Task<Result<void>> clear_clusters(const std::vector<uint32_t>& clusters, ClearMethod how);
 
     // ---- state ----
     runtime::Thread* md_thread = nullptr;
     std::unique_ptr<bdev::Desc> desc;
     bdev::Channel* md_ch = nullptr;
     bool has_flush = true;
-    uint64_t bdev_bytes = 0;
+    std::atomic<uint64_t> bdev_bytes{0};  // I/O Threads read it for flush; grow() raises it
     format::Geometry g;
     std::string bstype;
     format::Bitmap used_clusters, used_pages, used_ids;
@@ -228,5 +249,6 @@ protected:
 void process(Request* r) noexcept;          // io.cpp
 void resubmit_parked(Request* r) noexcept;
 void alloc_done_msg(void* req) noexcept;    // io.cpp: the md Thread answered an allocation
+void release_done_msg(void* req) noexcept;  // io.cpp: the md Thread released an unmap's clusters
 
 }  // namespace strata::blob

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <strata/bdev/module.h>
+
 #include "internal.h"
 
 namespace strata::blob {
@@ -82,6 +84,14 @@ int slice(Request* r, uint64_t off, uint64_t len) noexcept {
 
 void resubmit_parked(Request* r) noexcept { start(r); }
 
+void release_done_msg(void* p) noexcept {
+    auto* r = static_cast<Request*>(p);
+    // The request left the in-flight count while the md Thread froze the blob; finish() gives
+    // back what it takes.
+    r->blob->inflight.fetch_add(1, std::memory_order_seq_cst);
+    finish(r, r->alloc_status);
+}
+
 void alloc_done_msg(void* p) noexcept {
     auto* r = static_cast<Request*>(p);
     if (!r->alloc_status.ok()) {
@@ -107,7 +117,21 @@ const BlobImpl* BlobImpl::esnap_for(uint64_t i) const noexcept {
 }
 
 bool BlobImpl::backed(uint64_t i) const noexcept {
-    return backing_ancestor(i) != nullptr || esnap_for(i) != nullptr;
+    if (backing_ancestor(i) != nullptr) return true;
+    return esnap_missing_for(i) || esnap_for(i) != nullptr;
+}
+
+bool BlobImpl::esnap_missing_for(uint64_t i) const noexcept {
+    const BlobImpl* top = this;
+    for (; top->parent != nullptr; top = top->parent)
+        if (i >= top->parent->clusters_atomic()) return false;
+    return top->esnap_missing.load(std::memory_order_acquire);
+}
+
+bool BlobImpl::degraded() const noexcept {
+    const BlobImpl* top = this;
+    while (top->parent != nullptr) top = top->parent;
+    return top->esnap_missing.load(std::memory_order_acquire);
 }
 
 bdev::Channel* Channel::esnap_channel(bdev::Desc& d) noexcept {
@@ -164,6 +188,10 @@ void process(Request* r) noexcept {
                     k = a->cluster(ci);
                     break;
                 }
+                if (b->esnap_missing_for(ci)) {
+                    finish(r, Status(Errc::io_error, "external snapshot bdev missing (degraded blob)"));
+                    return;
+                }
                 if (const BlobImpl* root = b->esnap_for(ci);
                     root != nullptr && r->pos < root->esnap_units) {
                     // The external snapshot: same offsets on its own bdev (which may end
@@ -210,6 +238,15 @@ void process(Request* r) noexcept {
                 break;
             }
         }
+        if (r->op == Request::Op::unmap && seg_end - r->pos == upc &&
+            b->thin_.load(std::memory_order_acquire)) {
+            // A whole cluster of a thin blob: released once the bdev has unmapped it.
+            r->release = Request::kReleaseWanted;
+            if (!desc.bdev().supports(bdev::IoType::unmap)) {
+                r->pos = seg_end;
+                continue;
+            }
+        }
         const uint64_t lba = uint64_t{k} * upc + r->pos % upc;
         const uint64_t n_units = seg_end - r->pos;
         r->seg_end = seg_end;
@@ -238,6 +275,14 @@ void process(Request* r) noexcept {
         } else if (!st.ok()) {
             finish(r, st);
         }
+        return;
+    }
+    if (r->release == Request::kReleaseWanted) {
+        // The md Thread freezes the blob to release the clusters, and a freeze waits for every
+        // request in flight: this one steps out of the count until release_done_msg.
+        r->release = Request::kReleaseSent;
+        b->inflight.fetch_sub(1, std::memory_order_seq_cst);
+        runtime::deliver(*s.md_thread, &StoreImpl::release_msg, r);
         return;
     }
     finish(r, {});
@@ -307,6 +352,7 @@ Status submit_request(Channel& ch, Blob& blob, Request::Op op, const iovec* iov,
     r->end = offset + num;
     r->done = done;
     r->ctx = ctx;
+    r->release = Request::kReleaseNone;
     // Started by message so the callback never runs inside this call.
     Status s = ch.thread().send(start_msg, r);
     if (!s.ok()) {

@@ -84,6 +84,9 @@ Task<Result<void>> StoreImpl::bdev_io(bdev::IoType type, void* buf, uint64_t off
         case bdev::IoType::write_zeroes:
             s = bdev::write_zeroes(*desc, *md_ch, off / unit, bytes / unit, IoWait::cb, &w);
             break;
+        case bdev::IoType::unmap:
+            s = bdev::unmap(*desc, *md_ch, off / unit, bytes / unit, IoWait::cb, &w);
+            break;
         case bdev::IoType::flush:
             s = bdev::flush(*desc, *md_ch, 0, bdev_bytes / unit, IoWait::cb, &w);
             break;
@@ -353,7 +356,12 @@ Task<void> StoreImpl::unfreeze(BlobImpl& b) {
 // ---- external snapshots (md Thread) ---------------------------------------------------------
 
 Task<Result<void>> StoreImpl::open_esnap(BlobImpl& b) {
-    auto d = bdev::open(b.md.external, false);
+    // Removal of the bdev (deleted, hot-removed) degrades the blobs reading it rather than
+    // holding the removal up until they close.
+    auto d = bdev::open(b.md.external, false, [this](bdev::Event e, bdev::Bdev& bd) {
+        if (e == bdev::Event::remove)
+            runtime::spawn(*md_thread, esnap_removed(bd.name()), [] {});
+    });
     if (!d.ok())
         co_return errorf(d.code(), fmt::format("blob {}: external snapshot bdev '{}': {}", id_str(b.id),
                                                b.md.external, d.error().message()));
@@ -507,7 +515,9 @@ Task<Result<void>> StoreImpl::run_alloc(PendingAlloc* pa) {
         const BlobImpl* esnap = src ? nullptr : b.esnap_for(pa->index);
         // (No co_await inside ?: — GCC 12 miscompiles it.)
         Result<void> r;
-        if (esnap)
+        if (!src && b.esnap_missing_for(pa->index))  // zeroes would hide the snapshot's data
+            r = errorf(Errc::io_error, "external snapshot bdev missing (degraded blob)");
+        else if (esnap)
             r = co_await copy_from_esnap(*esnap, pa->index, static_cast<uint32_t>(k));
         else
             r = co_await fill_cluster(src, pa->index, static_cast<uint32_t>(k));
@@ -534,6 +544,112 @@ Task<Result<void>> StoreImpl::run_alloc(PendingAlloc* pa) {
     }
     delete pa;
     co_return Result<void>{};
+}
+
+Task<void> StoreImpl::esnap_removed(std::string name) {
+    auto lock = co_await md_lock();
+    std::vector<BlobImpl*> tops;
+    for (auto& [id, bp] : open_blobs)
+        if (bp->esnap && bp->esnap->bdev().name() == name) tops.push_back(bp.get());
+    for (BlobImpl* t : tops) {
+        STRATA_WARNLOG(log_blob, "blob {}: external snapshot '{}' removed: degraded", id_str(t->id), name);
+        // New I/O sees the flag and fails before touching the bdev; the freeze waits out I/O
+        // that may still use its channels, which close_esnap then puts.
+        t->esnap_missing.store(true, std::memory_order_release);
+        std::vector<BlobImpl*> chain;
+        for (auto& [id, bp] : open_blobs) {
+            const BlobImpl* top = bp.get();
+            while (top->parent != nullptr) top = top->parent;
+            if (top == t) chain.push_back(bp.get());
+        }
+        for (BlobImpl* b : chain) co_await freeze(*b);
+        co_await close_esnap(*t);
+        for (BlobImpl* b : chain) co_await unfreeze(*b);
+    }
+}
+
+Task<Result<void>> StoreImpl::attach_esnap(BlobImpl& b) {
+    BlobImpl* top = &b;
+    while (top->parent != nullptr) top = top->parent;
+    if (!top->esnap_missing.load(std::memory_order_acquire)) co_return Result<void>{};
+    auto r = co_await open_esnap(*top);
+    if (!r.ok()) co_return r;
+    // After esnap is set: a data path that sees the flag clear may use it.
+    top->esnap_missing.store(false, std::memory_order_release);
+    STRATA_NOTICELOG(log_blob, "blob {}: external snapshot '{}' attached", id_str(top->id),
+                     top->md.external);
+    co_return Result<void>{};
+}
+
+// ---- releasing unmapped clusters (md Thread) ---------------------------------------------------
+
+void StoreImpl::release_msg(void* p) {
+    auto* r = static_cast<Request*>(p);
+    StoreImpl& s = r->blob->bs;
+    runtime::spawn(*s.md_thread, s.run_release(r), [](Result<void>) {});
+}
+
+Task<Result<void>> StoreImpl::run_release(Request* r) {
+    BlobImpl& b = *r->blob;
+    Status st;
+    {
+        // The lock orders the release with snapshot, resize, inflate and delete; the freeze
+        // waits out every I/O that may still address the clusters (a first-write allocation on
+        // another Thread is such an I/O), so no cluster index is reused while a request holds it.
+        auto lock = co_await md_lock();
+        co_await freeze(b);
+        std::vector<std::pair<uint64_t, uint32_t>> freed;
+        if ((b.md.flags & format::kFlagThin) && !(b.md.flags & format::kFlagReadOnly)) {
+            const uint64_t upc = units_per_cluster;
+            const uint64_t first = (r->start + upc - 1) / upc;
+            const uint64_t last = std::min<uint64_t>(r->end / upc, b.md.clusters.size());
+            for (uint64_t i = first; i < last; ++i) {
+                const uint32_t k = b.md.clusters[i];
+                if (k == kUnallocated) continue;
+                freed.emplace_back(i, k);
+                b.publish_cluster(i, kUnallocated);
+            }
+        }
+        if (!freed.empty()) {
+            auto res = co_await persist(b);
+            if (res.ok()) {
+                for (auto [i, k] : freed) used_clusters.clear(k);  // rule 3
+            } else {
+                for (auto [i, k] : freed) b.publish_cluster(i, k);
+                st = Status(res.code(), "releasing unmapped clusters failed");
+                STRATA_ERRLOG(log_blob, "blob {}: releasing {} unmapped clusters: {}", id_str(b.id),
+                              freed.size(), res.error().message());
+            }
+        }
+        co_await unfreeze(b);
+    }
+    r->alloc_status = st;
+    runtime::deliver(r->ch->thread(), release_done_msg, r);
+    co_return Result<void>{};
+}
+
+Task<Result<void>> StoreImpl::clear_clusters(const std::vector<uint32_t>& clusters, ClearMethod how) {
+    if (how == ClearMethod::none || clusters.empty()) co_return Result<void>{};
+    bdev::IoType t = bdev::IoType::write_zeroes;
+    if (how == ClearMethod::unmap) {
+        if (!desc->bdev().supports(bdev::IoType::unmap)) co_return Result<void>{};
+        t = bdev::IoType::unmap;
+    }
+    const uint64_t cs = g.cluster_size;
+    std::vector<uint32_t> ks;
+    for (uint32_t k : clusters)
+        if (k != kUnallocated) ks.push_back(k);
+    std::sort(ks.begin(), ks.end());
+    // Runs of adjacent clusters in one I/O each (bounded, so no single I/O is huge).
+    const size_t max_run = std::max<uint64_t>(1, (64ull << 20) / cs);
+    for (size_t i = 0; i < ks.size();) {
+        size_t j = i + 1;
+        while (j < ks.size() && ks[j] == ks[j - 1] + 1 && j - i < max_run) ++j;
+        auto r = co_await bdev_io(t, nullptr, uint64_t{ks[i]} * cs, (j - i) * cs);
+        if (!r.ok()) co_return r;
+        i = j;
+    }
+    co_return co_await flush();
 }
 
 // ---- format / load / unload -----------------------------------------------------------------
@@ -591,7 +707,7 @@ Task<Result<void>> StoreImpl::write_super(bool clean, uint32_t ccrc, uint32_t pc
     sb.cluster_mask_crc = ccrc;
     sb.page_mask_crc = pcrc;
     sb.blobid_mask_crc = icrc;
-    format::seal_page(&sb);
+    format::seal_super(sb);
     auto r = co_await write_page(0, &sb);
     if (r.ok()) r = co_await flush();
     co_return r;
@@ -629,7 +745,8 @@ namespace {
 // dirty one (unload) replaced clean = 0 with zero mask crcs; a dirty one torn over a clean one
 // (load) replaced clean = 1 with the crcs of the masks on disk, which nothing has written
 // since. Either way the store is dirty: `page` becomes that dirty super block, sealed. Only a
-// crc-verified reconstruction is accepted, so damage is still refused.
+// crc-verified reconstruction is accepted, so damage is still refused. Super blocks with a
+// head_crc (format.h) never get here when torn: their first sector alone decides.
 Task<bool> untear_super(StoreImpl& s, std::vector<uint8_t>& page) {
     format::SuperBlock sb;
     std::memcpy(&sb, page.data(), sizeof sb);
@@ -743,10 +860,11 @@ Task<Result<void>> StoreImpl::load(const LoadOptions& o) {
     for (auto& [id, f] : found) {
         const auto peer = found.find(f.md.pending_peer);
         const bool peer_points_here = peer != found.end() && peer->second.md.parent_id == id;
-        // A snapshot whose mark could not be cleared (create_snapshot only warns) was done:
-        // later operations may have moved its blob on (snapshotted again, ...), but whatever
-        // has it as parent proves the blob once pointed here. Nothing can reference a
-        // snapshot whose creation never got that far.
+        // A snapshot whose mark could not be cleared (written before create_snapshot retried
+        // or undid a failed clear, or whose undo failed too) got as far as its blob pointing
+        // at it: later operations may have moved the blob on (snapshotted again, ...), but
+        // whatever has it as parent proves that. Nothing can reference a snapshot whose
+        // creation never got that far.
         if (f.md.pending_op == format::kPendingSnapshotOf)
             (peer_points_here || parents.count(id) ? clear_flag : drop).push_back(id);
         else if (f.md.pending_op == format::kPendingMergeInto)
@@ -854,6 +972,45 @@ Task<Result<void>> StoreImpl::unload() {
     co_return Result<void>{};
 }
 
+// ---- grow (docs/design/blobstore.md, "Growing") ------------------------------------------------
+
+Task<Result<void>> StoreImpl::grow() {
+    if (unloading) co_return errorf(Errc::shutdown, "blobstore is unloading");
+    const bdev::Bdev& bd = desc->bdev();
+    const uint64_t bytes = bd.num_blocks() * uint64_t{bd.block_size()};
+    const uint64_t want = bytes / g.cluster_size;
+    if (want <= g.total_clusters) {
+        // SPDK's bs_grow_live answers success when there is nothing to grow; a bdev that shrank
+        // under the store is not the grow's to repair.
+        if (want < g.total_clusters)
+            STRATA_WARNLOG(log_blob, "bdev '{}' ({} clusters) is smaller than its blobstore ({} "
+                                     "clusters): not shrinking", bd.name(), want, g.total_clusters);
+        co_return Result<void>{};
+    }
+    const uint64_t limit = format::max_total_clusters(g);
+    if (want > limit)
+        co_return errorf(Errc::no_space,
+                         fmt::format("blobstore cannot grow to {} clusters: its cluster mask ({} md "
+                                     "pages, sized at format) holds at most {} clusters ({} bytes)",
+                                     want, g.cluster_mask_len, limit, limit * g.cluster_size));
+    format::Geometry ng = g;
+    ng.total_clusters = want;
+    // A per-blob limit equal to the store's size is the default (clamped at format): it follows.
+    if (g.max_clusters_per_blob == g.total_clusters) ng.max_clusters_per_blob = want;
+    bdev_bytes = bytes;  // flushes from now on cover the new clusters
+    // Rule 7: loaded means dirty on disk (rule 5), so the masks need no write; the new size is
+    // one super block, and the clusters become allocatable only once it is durable.
+    format::SuperBlock sb = format::make_super(ng, bstype);
+    auto r = co_await write_page(0, &sb);
+    if (r.ok()) r = co_await flush();
+    if (!r.ok()) co_return r;
+    STRATA_NOTICELOG(log_blob, "blobstore on '{}' grew from {} to {} clusters", bd.name(),
+                     g.total_clusters, want);
+    used_clusters.grow(want);
+    g = ng;
+    co_return Result<void>{};
+}
+
 // ---- slots --------------------------------------------------------------------------------------
 
 Result<uint32_t> StoreImpl::reserve_slot() {
@@ -947,6 +1104,10 @@ Task<Result<BlobImpl*>> StoreImpl::open_blob(BlobId id, bool user, bool need_esn
     auto it = open_blobs.find(id);
     if (it != open_blobs.end()) {
         BlobImpl* b = it->second.get();
+        if (need_esnap && b->degraded())
+            co_return errorf(Errc::not_found,
+                             fmt::format("blob {}: external snapshot bdev missing (open degraded)",
+                                         id_str(id)));
         (user ? b->user_refs : b->internal_refs)++;
         co_return b;
     }
@@ -964,11 +1125,18 @@ Task<Result<BlobImpl*>> StoreImpl::open_blob(BlobId id, bool user, bool need_esn
     if (b->md.flags & format::kFlagExternal) {
         auto e = co_await open_esnap(*b);
         if (!e.ok() && need_esnap) co_return e.error();
+        if (!e.ok()) {
+            STRATA_NOTICELOG(log_blob, "blob {} opens degraded: {}", id_str(id), e.error().message());
+            b->esnap_missing.store(true, std::memory_order_release);
+        }
     }
     if (b->md.parent_id != kInvalidBlobId) {
         // Another open of this id may have finished while we read: take that one instead.
-        auto p = co_await open_blob(b->md.parent_id, false);
-        if (!p.ok()) co_return p.error();
+        auto p = co_await open_blob(b->md.parent_id, false, need_esnap);
+        if (!p.ok()) {
+            co_await close_esnap(*b);
+            co_return p.error();
+        }
         b->parent = *p;
     }
     it = open_blobs.find(id);
@@ -1010,7 +1178,23 @@ Task<Result<void>> StoreImpl::close_blob(BlobImpl* b, bool user) {
     co_return r;
 }
 
-Task<Result<void>> StoreImpl::delete_blob(BlobId id) {
+namespace {
+
+// A blob bigger than its parent `p` reads zeroes beyond p's size. Whether p's ancestors (or the
+// external snapshot at the chain's top) would give cluster `i` data were they its parent, as
+// after a decouple or a merge of p into it: then the blob needs zeroes of its own there.
+bool backed_beyond_parent(const BlobImpl& p, uint64_t i) {
+    const BlobImpl* top = &p;
+    for (const BlobImpl* a = p.parent; a != nullptr; top = a, a = a->parent) {
+        if (i >= a->md.clusters.size()) return false;
+        if (a->md.clusters[i] != kUnallocated) return true;
+    }
+    return (top->md.flags & format::kFlagExternal) != 0;
+}
+
+}  // namespace
+
+Task<Result<void>> StoreImpl::delete_blob(BlobId id, ClearMethod clear) {
     auto lock = co_await md_lock();
     if (!entries.count(id)) co_return errorf(Errc::not_found, fmt::format("blob {} not found", id_str(id)));
     if (auto it = open_blobs.find(id); it != open_blobs.end() && it->second->user_refs > 0)
@@ -1022,25 +1206,48 @@ Task<Result<void>> StoreImpl::delete_blob(BlobId id) {
         co_return errorf(Errc::busy, fmt::format("snapshot {} has {} clones: delete or inflate all "
                                                  "but one first", id_str(id), clones.size()));
     // A blob going away does not need its external snapshot (which may be gone already); a
-    // snapshot merging into its clone hands it over, so then it must open.
-    auto sr = co_await open_blob(id, false, !clones.empty());
+    // snapshot merging into its clone hands it over, degraded or not.
+    auto sr = co_await open_blob(id, false, false);
     if (!sr.ok()) co_return sr.error();
     BlobImpl* s = *sr;
     BlobImpl* c = nullptr;
     if (!clones.empty()) {
-        auto cr = co_await open_blob(clones[0], false);
+        auto cr = co_await open_blob(clones[0], false, false);
         if (!cr.ok()) {
             (void)co_await close_blob(s, false);
             co_return cr.error();
         }
         c = *cr;
         co_await freeze(*c);
+        // Beyond the snapshot's size the clone reads zeroes, and must go on doing so once the
+        // snapshot's parent is its parent (as decouple does): zeroed clusters of its own there.
+        std::vector<std::pair<size_t, uint32_t>> zeroed;
+        Result<void> zr;
+        for (size_t i = s->md.clusters.size(); i < c->md.clusters.size() && zr.ok(); ++i) {
+            if (c->md.clusters[i] != kUnallocated || !backed_beyond_parent(*s, i)) continue;
+            const uint64_t k = alloc_cluster();
+            if (k == UINT64_MAX) {
+                zr = errorf(Errc::no_space, fmt::format("no space to merge blob {}", id_str(id)));
+                break;
+            }
+            zeroed.emplace_back(i, static_cast<uint32_t>(k));
+            zr = co_await fill_cluster(nullptr, i, static_cast<uint32_t>(k));
+        }
+        if (zr.ok() && !zeroed.empty()) zr = co_await flush();  // rule 1
+        if (!zr.ok()) {
+            for (auto [i, k] : zeroed) used_clusters.clear(k);
+            co_await unfreeze(*c);
+            (void)co_await close_blob(c, false);
+            (void)co_await close_blob(s, false);
+            co_return zr;
+        }
         // Rule 6: the snapshot records the merge before the clone takes its clusters.
         s->md.pending_op = format::kPendingMergeInto;
         s->md.pending_peer = c->id;
         auto r = co_await persist(*s);
         if (!r.ok()) {
             s->md.pending_op = format::kPendingNone;
+            for (auto [i, k] : zeroed) used_clusters.clear(k);
             co_await unfreeze(*c);
             (void)co_await close_blob(c, false);
             (void)co_await close_blob(s, false);
@@ -1054,6 +1261,7 @@ Task<Result<void>> StoreImpl::delete_blob(BlobId id) {
             else if (s->md.clusters[i] != kUnallocated)
                 left.push_back(s->md.clusters[i]);
         }
+        for (auto [i, k] : zeroed) c->md.clusters[i] = k;
         c->md.parent_id = s->md.parent_id;
         if (s->md.flags & format::kFlagExternal) {  // the external snapshot moves down too
             c->md.flags |= format::kFlagExternal;
@@ -1062,6 +1270,7 @@ Task<Result<void>> StoreImpl::delete_blob(BlobId id) {
         r = co_await persist(*c);
         if (!r.ok()) {
             c->md = saved;
+            for (auto [i, k] : zeroed) used_clusters.clear(k);
             co_await unfreeze(*c);
             (void)co_await close_blob(c, false);
             (void)co_await close_blob(s, false);
@@ -1075,6 +1284,9 @@ Task<Result<void>> StoreImpl::delete_blob(BlobId id) {
             c->esnap_md_ch = std::exchange(s->esnap_md_ch, nullptr);
             c->esnap_units = s->esnap_units;
         }
+        if (s->md.flags & format::kFlagExternal)  // the clone is the chain's top now
+            c->esnap_missing.store(s->esnap_missing.load(std::memory_order_acquire),
+                                   std::memory_order_release);
         s->internal_refs--;  // the clone's reference
         c->refresh_atomics();
         entries[c->id].parent = s->md.parent_id;
@@ -1087,6 +1299,12 @@ Task<Result<void>> StoreImpl::delete_blob(BlobId id) {
     }
     // After a failed tombstone of a merged snapshot the next load finishes the delete (the
     // clone no longer points at it): carry on.
+    if (r.ok()) {
+        // Cleared once no metadata maps them and before anything can allocate them.
+        if (auto cr = co_await clear_clusters(s->md.clusters, clear); !cr.ok())
+            STRATA_WARNLOG(log_blob, "blob {}: clearing its clusters: {}", id_str(id),
+                           cr.error().message());
+    }
     for (uint32_t k : s->md.clusters)
         if (k != kUnallocated) used_clusters.clear(k);
     for (uint32_t p : s->ext_pages) used_pages.clear(p);
@@ -1164,8 +1382,39 @@ Task<Result<BlobId>> StoreImpl::create_snapshot(BlobId id, std::vector<Xattr> xa
         (void)co_await close_blob(b, false);
         co_return r.error();
     }
+    // The snapshot is acknowledged only once its mark is cleared on disk: with the mark left,
+    // load drops it as unfinished as soon as nothing references it any more (its blob
+    // inflated, decoupled or deleted before anything rewrote the snapshot). One retry for a
+    // transient error; else the snapshot is undone and fails.
+    s->md.pending_op = format::kPendingNone;
+    s->md.pending_peer = kInvalidBlobId;
+    r = co_await persist(*s);
+    if (!r.ok()) r = co_await persist(*s);
+    if (!r.ok()) {
+        STRATA_WARNLOG(log_blob, "snapshot {}: clearing the pending mark: {}; undoing it", id_str(s->id),
+                       r.error().message());
+        const uint64_t generation = b->md.generation;  // the next write must outrank b -> s
+        b->md = saved;
+        b->md.generation = generation;
+        auto undo = co_await persist(*b);
+        if (undo.ok()) {
+            // The blob owns its clusters again: a marked snapshot nothing points at is dropped
+            // by load, so the tombstone only saves that work.
+            (void)co_await tombstone(s->slot, s->cur_slot, s->md.generation);
+            for (uint32_t p : s->ext_pages) used_pages.clear(p);
+            release_slot(*slot);
+        } else {
+            // On disk the blob may still point at the snapshot: its slot and pages stay
+            // reserved until a load decides, and the blob is rewritten when it is closed.
+            b->dirty = true;
+        }
+        co_await unfreeze(*b);
+        (void)co_await close_blob(b, false);
+        co_return r.error();
+    }
     s->parent = b->parent;  // the blob's reference on its old parent moves to the snapshot
     b->parent = s;
+    b->refresh_atomics();  // thin now
     s->esnap = std::move(b->esnap);  // same descriptor: per-Thread channels stay valid
     s->esnap_md_ch = std::exchange(b->esnap_md_ch, nullptr);
     s->esnap_units = b->esnap_units;
@@ -1173,14 +1422,6 @@ Task<Result<BlobId>> StoreImpl::create_snapshot(BlobId id, std::vector<Xattr> xa
     open_blobs.emplace(s->id, std::move(snap));
     entries[s->id] = Entry{s->md.parent_id};
     entries[b->id].parent = s->id;
-    s->md.pending_op = format::kPendingNone;
-    s->md.pending_peer = kInvalidBlobId;
-    r = co_await persist(*s);
-    if (!r.ok()) {  // load completes it: the blob already points at the snapshot
-        STRATA_WARNLOG(log_blob, "snapshot {}: clearing the pending mark: {}", id_str(s->id),
-                       r.error().message());
-        s->dirty = true;  // retried when the snapshot is closed
-    }
     co_await unfreeze(*b);
     const BlobId sid = s->id;
     (void)co_await close_blob(b, false);
@@ -1252,8 +1493,13 @@ Task<Result<void>> StoreImpl::inflate(BlobId id, bool only_parent) {
             esrc = b->esnap_for(i);
             if (esrc == nullptr) continue;
         } else if (only_parent) {
-            src = i < p->md.clusters.size() && p->md.clusters[i] != kUnallocated ? p : nullptr;
-            if (src == nullptr) continue;
+            if (i >= p->md.clusters.size()) {
+                // Zeroes until now; what p's parent has there once it is b's parent.
+                if (!backed_beyond_parent(*p, i)) continue;  // else src stays null: zeroes
+            } else {
+                src = p->md.clusters[i] != kUnallocated ? p : nullptr;
+                if (src == nullptr) continue;
+            }
         } else {
             src = b->backing_ancestor(i);
             if (src == nullptr) esrc = b->esnap_for(i);
@@ -1306,6 +1552,7 @@ Task<Result<void>> StoreImpl::inflate(BlobId id, bool only_parent) {
         co_await close_esnap(*b);
     }
     entries[id].parent = b->md.parent_id;
+    b->refresh_atomics();  // thick after inflate
     co_await unfreeze(*b);
     if (p) (void)co_await close_blob(p, false);  // b's reference
     (void)co_await close_blob(b, false);
@@ -1349,6 +1596,9 @@ Task<Result<void>> StoreImpl::resize(BlobImpl& b, uint64_t n) {
         b.md = saved;
         for (uint32_t k : fresh) used_clusters.clear(k);
     } else {
+        if (auto cr = co_await clear_clusters(freed, b.clear_method); !cr.ok())
+            STRATA_WARNLOG(log_blob, "blob {}: clearing released clusters: {}", id_str(b.id),
+                           cr.error().message());
         for (uint32_t k : freed) used_clusters.clear(k);  // rule 3: after the md no longer maps them
     }
     b.refresh_atomics();
@@ -1433,6 +1683,8 @@ std::vector<std::string> Blob::xattr_names() const {
     for (const Xattr& x : impl_->md.xattrs) out.push_back(x.name);
     return out;
 }
+void Blob::set_clear_method(ClearMethod how) noexcept { impl_->clear_method = how; }
+
 void Blob::set_read_only() {
     impl_->md.flags |= format::kFlagReadOnly;
     impl_->dirty = true;
@@ -1490,6 +1742,10 @@ Task<Result<void>> locked_unload(StoreImpl& s) {
     auto lock = co_await s.md_lock();
     co_return co_await s.unload();
 }
+Task<Result<void>> locked_grow(StoreImpl& s) {
+    auto lock = co_await s.md_lock();
+    co_return co_await s.grow();
+}
 Task<Result<Blob*>> locked_open(StoreImpl& s, BlobId id) {
     auto lock = co_await s.md_lock();
     if (s.unloading) co_return Error(Errc::shutdown, "blobstore is unloading");
@@ -1504,6 +1760,7 @@ Task<Result<void>> locked_close(StoreImpl& s, BlobImpl* b) {
 }  // namespace
 
 Task<Result<void>> BlobStore::unload() { STRATA_BLOB_HOP(impl_->md_thread, locked_unload(*impl_)); }
+Task<Result<void>> BlobStore::grow() { STRATA_BLOB_HOP(impl_->md_thread, locked_grow(*impl_)); }
 
 runtime::Thread& BlobStore::md_thread() const noexcept { return *impl_->md_thread; }
 
@@ -1531,8 +1788,8 @@ Task<Result<Blob*>> BlobStore::open_blob(BlobId id) {
 Task<Result<void>> BlobStore::close_blob(Blob* blob) {
     STRATA_BLOB_HOP(impl_->md_thread, locked_close(*impl_, &blob->impl()));
 }
-Task<Result<void>> BlobStore::delete_blob(BlobId id) {
-    STRATA_BLOB_HOP(impl_->md_thread, impl_->delete_blob(id));
+Task<Result<void>> BlobStore::delete_blob(BlobId id, ClearMethod clear) {
+    STRATA_BLOB_HOP(impl_->md_thread, impl_->delete_blob(id, clear));
 }
 Task<Result<BlobId>> BlobStore::create_snapshot(BlobId id, std::vector<Xattr> xattrs) {
     STRATA_BLOB_HOP(impl_->md_thread, impl_->create_snapshot(id, std::move(xattrs)));
@@ -1546,6 +1803,28 @@ Task<Result<BlobId>> BlobStore::create_esnap_clone(std::string bdev_name, uint64
                     impl_->create_esnap_clone(std::move(bdev_name), num_clusters, std::move(xattrs)));
 }
 std::string_view Blob::external_snapshot() const noexcept { return impl_->md.external; }
+bool Blob::is_degraded() const noexcept { return impl_->degraded(); }
+
+namespace {
+Task<Result<Blob*>> locked_open_degraded(StoreImpl& s, BlobId id) {
+    auto lock = co_await s.md_lock();
+    if (s.unloading) co_return Error(Errc::shutdown, "blobstore is unloading");
+    auto r = co_await s.open_blob(id, true, false);
+    if (!r.ok()) co_return r.error();
+    co_return &(*r)->handle;
+}
+Task<Result<void>> locked_attach(StoreImpl& s, BlobImpl* b) {
+    auto lock = co_await s.md_lock();
+    co_return co_await s.attach_esnap(*b);
+}
+}  // namespace
+
+Task<Result<Blob*>> BlobStore::open_blob_degraded(BlobId id) {
+    STRATA_BLOB_HOP(impl_->md_thread, locked_open_degraded(*impl_, id));
+}
+Task<Result<void>> BlobStore::attach_external_snapshot(Blob* blob) {
+    STRATA_BLOB_HOP(impl_->md_thread, locked_attach(*impl_, &blob->impl()));
+}
 Task<Result<void>> BlobStore::inflate(BlobId id) {
     STRATA_BLOB_HOP(impl_->md_thread, impl_->inflate(id, false));
 }

@@ -23,6 +23,7 @@
 #include "internal.h"
 #include "error/error.h"
 #include "malloc/malloc.h"
+#include "window_bdev.h"
 
 namespace strata::blob {
 namespace {
@@ -1346,6 +1347,608 @@ TEST_F(BlobLoadTest, PowerCutsWithAVolatileWriteCacheKeepWhatWasAcknowledged) {
     EXPECT_GT(checked, 20u);
     std::printf("seed %llu: %zu power cuts, %zu flushed writes checked\n",
                 static_cast<unsigned long long>(test_seed()), cuts.size(), checked);
+}
+
+// ---- unmap releasing clusters of thin blobs ----------------------------------------------------
+
+class BlobUnmapTest : public BlobLoadTest {
+protected:
+    Status unmap_range(Blob* b, uint64_t off, uint64_t n, runtime::Thread* th = nullptr) {
+        th = th ? th : t0();
+        Channel* ch = channel(th);
+        IoDone d;
+        Status s;
+        on(th, [&] { s = unmap(*ch, *b, off, n, IoDone::cb, &d); });
+        if (!s.ok()) return s;
+        EXPECT_TRUE(poll_until([&] { return d.calls > 0; }));
+        return d.status;
+    }
+    static bool zeroes(const std::vector<uint8_t>& v) {
+        return std::all_of(v.begin(), v.end(), [](uint8_t c) { return c == 0; });
+    }
+    // A copy of the bdev as it is now loads dirty with the masks the live store has.
+    void expect_dirty_load_matches() {
+        const Masks live = masks();
+        auto img = image();
+        if (bdev::find("Malloc1") == nullptr) make_malloc("Malloc1");
+        restore("Malloc1", img);
+        auto copy = load_store("Malloc1");
+        ASSERT_TRUE(copy.ok()) << copy.error().message();
+        EXPECT_TRUE((*copy)->info().loaded_dirty);
+        EXPECT_EQ((*copy)->impl().used_clusters, live.clusters);
+        ASSERT_TRUE(run((*copy)->unload()).ok());
+        on(t0(), [&] { copy->reset(); });
+    }
+};
+
+TEST_F(BlobUnmapTest, ThinUnmapReleasesWholeClustersOnly) {
+    init_store();
+    const uint64_t free0 = bs->info().free_clusters;
+    BlobId id = create(6, true);
+    Blob* b = open(id);
+    std::vector<std::vector<uint8_t>> data(6, std::vector<uint8_t>(kCluster));
+    for (uint64_t c = 0; c < 5; ++c) {
+        pattern(data[c], static_cast<int>(c) + 70);
+        ASSERT_TRUE(io(b, true, data[c], c * kUnitsPerCluster).ok());
+    }
+    EXPECT_EQ(b->num_allocated_clusters(), 5u);
+    EXPECT_EQ(bs->info().free_clusters, free0 - 5);
+    // From the middle of cluster 0 to the end of cluster 3: 1, 2 and 3 are covered whole.
+    ASSERT_TRUE(unmap_range(b, kUnitsPerCluster / 2, 4 * kUnitsPerCluster - kUnitsPerCluster / 2).ok());
+    EXPECT_EQ(b->num_allocated_clusters(), 2u);
+    EXPECT_EQ(bs->info().free_clusters, free0 - 2);
+    EXPECT_TRUE(b->is_cluster_allocated(0));
+    EXPECT_TRUE(b->is_cluster_allocated(4));
+    for (uint64_t c = 1; c < 4; ++c) {
+        EXPECT_FALSE(b->is_cluster_allocated(c));
+        EXPECT_TRUE(zeroes(read_back(b, c * kUnitsPerCluster, kUnitsPerCluster))) << c;
+    }
+    // The partial cluster went to the bdev (malloc zeroes unmapped blocks): its first half stays.
+    auto r0 = read_back(b, 0, kUnitsPerCluster / 2);
+    EXPECT_TRUE(std::equal(r0.begin(), r0.end(), data[0].begin()));
+    EXPECT_EQ(read_back(b, 4 * kUnitsPerCluster, kUnitsPerCluster), data[4]);
+    // Durable before completion: a copy taken now loads dirty with the same free clusters.
+    expect_dirty_load_matches();
+    // A released cluster is allocated again by the next write.
+    ASSERT_TRUE(io(b, true, data[2], 2 * kUnitsPerCluster).ok());
+    EXPECT_EQ(b->num_allocated_clusters(), 3u);
+    close(b);
+    reload();
+    b = open(id);
+    EXPECT_EQ(b->num_allocated_clusters(), 3u);
+    EXPECT_EQ(bs->info().free_clusters, free0 - 3);
+    EXPECT_EQ(read_back(b, 2 * kUnitsPerCluster, kUnitsPerCluster), data[2]);
+    EXPECT_EQ(read_back(b, 4 * kUnitsPerCluster, kUnitsPerCluster), data[4]);
+    close(b);
+}
+
+TEST_F(BlobUnmapTest, ThickUnmapKeepsItsClusters) {
+    init_store();
+    const uint64_t free0 = bs->info().free_clusters;
+    Blob* b = open(create(3, false));
+    ASSERT_TRUE(unmap_range(b, 0, 3 * kUnitsPerCluster).ok());
+    EXPECT_EQ(b->num_allocated_clusters(), 3u);
+    EXPECT_EQ(bs->info().free_clusters, free0 - 3);
+    close(b);
+}
+
+TEST_F(BlobUnmapTest, CloneUnmapExposesTheParentWriteZeroesReadsZeroes) {
+    init_store();
+    BlobId id = create(2, true);
+    Blob* b = open(id);
+    std::vector<uint8_t> old_data(kCluster), new_data(kCluster);
+    pattern(old_data, 80);
+    pattern(new_data, 81);
+    ASSERT_TRUE(io(b, true, old_data, 0).ok());
+    ASSERT_TRUE(io(b, true, old_data, kUnitsPerCluster).ok());
+    ASSERT_TRUE(run(bs->create_snapshot(id)).ok());  // b is now a thin clone
+    ASSERT_TRUE(io(b, true, new_data, 0).ok());
+    ASSERT_TRUE(io(b, true, new_data, kUnitsPerCluster).ok());
+    EXPECT_EQ(b->num_allocated_clusters(), 2u);
+    const uint64_t free1 = bs->info().free_clusters;
+    // Unmap: the clone's cluster goes and the snapshot's data shows ("undefined" allows it).
+    ASSERT_TRUE(unmap_range(b, 0, kUnitsPerCluster).ok());
+    EXPECT_EQ(b->num_allocated_clusters(), 1u);
+    EXPECT_EQ(bs->info().free_clusters, free1 + 1);
+    EXPECT_EQ(read_back(b, 0, kUnitsPerCluster), old_data);
+    // write_zeroes must read zeroes: it keeps (or allocates) the cluster.
+    IoDone d;
+    on(t0(), [&] {
+        ASSERT_TRUE(write_zeroes(*channel(t0()), *b, kUnitsPerCluster, kUnitsPerCluster, IoDone::cb, &d).ok());
+    });
+    ASSERT_TRUE(poll_until([&] { return d.calls == 1; }));
+    ASSERT_TRUE(d.status.ok());
+    EXPECT_TRUE(zeroes(read_back(b, kUnitsPerCluster, kUnitsPerCluster)));
+    EXPECT_EQ(b->num_allocated_clusters(), 1u);
+    close(b);
+}
+
+TEST_F(BlobUnmapTest, UnmapAndWritesOnTwoThreadsAtOnce) {
+    init_store();
+    const uint64_t free0 = bs->info().free_clusters;
+    constexpr uint64_t kClusters = 12;
+    BlobId id = create(kClusters, true);
+    Blob* b = open(id);
+    std::vector<uint8_t> w(kCluster);
+    pattern(w, 90);
+    for (uint64_t c = 0; c < 6; ++c) ASSERT_TRUE(io(b, true, w, c * kUnitsPerCluster).ok());
+    // Thread 1 unmaps clusters 0..5 one at a time while Thread 2 writes (first writes, which
+    // allocate) clusters 6..11, and rewrites cluster 0 and 5 (racing their release).
+    Channel* c1 = channel(threads[1]);
+    Channel* c2 = channel(threads[2]);
+    std::vector<IoDone> ud(6), wd(kClusters - 6 + 2);
+    std::vector<std::vector<uint8_t>> bufs(wd.size(), std::vector<uint8_t>(4 * kBlock));
+    ASSERT_TRUE(threads[1]->post([&] {
+        for (uint64_t c = 0; c < 6; ++c)
+            ASSERT_TRUE(unmap(*c1, *b, c * kUnitsPerCluster, kUnitsPerCluster, IoDone::cb, &ud[c]).ok());
+    }).ok());
+    ASSERT_TRUE(threads[2]->post([&] {
+        for (size_t i = 0; i < wd.size(); ++i) {
+            pattern(bufs[i], static_cast<int>(i) + 91);
+            const uint64_t c = i < kClusters - 6 ? 6 + i : (i == kClusters - 6 ? 0 : 5);
+            ASSERT_TRUE(write(*c2, *b, bufs[i].data(), c * kUnitsPerCluster + 8, 4, IoDone::cb, &wd[i]).ok());
+        }
+    }).ok());
+    ASSERT_TRUE(poll_until([&] {
+        for (auto* v : {&ud, &wd})
+            for (auto& d : *v)
+                if (d.calls == 0) return false;
+        return true;
+    }));
+    for (auto& d : ud) EXPECT_TRUE(d.status.ok()) << d.status.to_string();
+    for (auto& d : wd) EXPECT_TRUE(d.status.ok()) << d.status.to_string();
+    for (uint64_t c = 6; c < kClusters; ++c)
+        EXPECT_EQ(read_back(b, c * kUnitsPerCluster + 8, 4), bufs[c - 6]);
+    for (uint64_t c = 1; c < 5; ++c) EXPECT_FALSE(b->is_cluster_allocated(c));
+    // Clusters 0 and 5 hold either the write or nothing, whichever came last; the counts agree
+    // with the masks in every case.
+    uint64_t allocated = 0;
+    for (uint64_t c = 0; c < kClusters; ++c) allocated += b->is_cluster_allocated(c);
+    EXPECT_EQ(b->num_allocated_clusters(), allocated);
+    EXPECT_EQ(bs->info().free_clusters, free0 - allocated);
+    for (uint64_t c : {0, 5}) {
+        auto r = read_back(b, c * kUnitsPerCluster + 8, 4);
+        if (b->is_cluster_allocated(c)) EXPECT_EQ(r, bufs[c == 0 ? kClusters - 6 : kClusters - 5]);
+        else EXPECT_TRUE(zeroes(r));
+    }
+    expect_dirty_load_matches();
+    close(b);
+}
+
+TEST_F(BlobUnmapTest, DeleteAndShrinkClearTheirClusters) {
+    init_store();
+    std::vector<uint8_t> w(kCluster);
+    pattern(w, 95);
+    auto clusters_of = [&](BlobId id) {
+        std::vector<uint32_t> out;
+        auto it = bs->impl().open_blobs.find(id);
+        for (uint32_t k : it->second->md.clusters)
+            if (k != format::kUnallocated) out.push_back(k);
+        return out;
+    };
+    auto base_cluster = [&](uint32_t k) {
+        std::vector<uint8_t> v(kCluster);
+        bdev_rw("Malloc0", false, v.data(), uint64_t{k} * kUnitsPerCluster, kUnitsPerCluster);
+        return v;
+    };
+    // Delete with write_zeroes: the freed clusters read zeroes on the bdev.
+    BlobId a = create(2, false);
+    Blob* ab = open(a);
+    for (uint64_t c = 0; c < 2; ++c) ASSERT_TRUE(io(ab, true, w, c * kUnitsPerCluster).ok());
+    const auto ka = clusters_of(a);
+    close(ab);
+    ASSERT_EQ(ka.size(), 2u);
+    EXPECT_EQ(base_cluster(ka[0]), w);
+    ASSERT_TRUE(run(bs->delete_blob(a, ClearMethod::write_zeroes)).ok());
+    for (uint32_t k : ka) EXPECT_TRUE(zeroes(base_cluster(k)));
+    // Delete with none leaves the data where it was.
+    BlobId n = create(1, false);
+    Blob* nb = open(n);
+    ASSERT_TRUE(io(nb, true, w, 0).ok());
+    const auto kn = clusters_of(n);
+    close(nb);
+    ASSERT_TRUE(run(bs->delete_blob(n, ClearMethod::none)).ok());
+    EXPECT_EQ(base_cluster(kn[0]), w);
+    // A shrinking resize clears with the blob's clear method.
+    BlobId r = create(3, false);
+    Blob* rb = open(r);
+    for (uint64_t c = 0; c < 3; ++c) ASSERT_TRUE(io(rb, true, w, c * kUnitsPerCluster).ok());
+    const auto kr = clusters_of(r);
+    rb->set_clear_method(ClearMethod::unmap);  // malloc zeroes what it unmaps
+    ASSERT_TRUE(run(rb->resize(1)).ok());
+    EXPECT_EQ(base_cluster(kr[0]), w);
+    EXPECT_TRUE(zeroes(base_cluster(kr[1])));
+    EXPECT_TRUE(zeroes(base_cluster(kr[2])));
+    close(rb);
+}
+
+// ---- grow (BlobStore::grow, docs/design/blobstore.md "Growing") ---------------------------------
+
+// The store sits on a window over Malloc0 (tests/window_bdev.h) that grows like a resized LUN.
+class BlobGrowTest : public BlobTest {
+protected:
+    static constexpr uint64_t kSmall = 4 * 1024 * 1024 / kBlock;  // 4 MiB: 64 clusters
+
+    void window(uint64_t blocks) {
+        on(t0(), [&] { ASSERT_TRUE(testing::window_create("Win0", "Malloc0", blocks).ok()); });
+    }
+    void resize_window(uint64_t blocks, bool beyond_base = false) {
+        on(t0(), [&] { ASSERT_TRUE(testing::window_resize("Win0", blocks, beyond_base).ok()); });
+    }
+    void init_on_window(BsOptions o = {.cluster_sz = kCluster}) {
+        auto r = run(BlobStore::init("Win0", o));
+        ASSERT_TRUE(r.ok()) << r.error().message();
+        bs = std::move(*r);
+    }
+    void reload_window() {
+        release_channels();
+        ASSERT_TRUE(run(bs->unload()).ok());
+        on(t0(), [&] { bs.reset(); });
+        auto r = load_store("Win0");
+        ASSERT_TRUE(r.ok()) << r.error().message();
+        bs = std::move(*r);
+    }
+    // Whatever the durable bytes say now, as after a crash: the store is dropped without unload.
+    void crash_and_load() {
+        release_channels();
+        on(t0(), [&] { bs.reset(); });
+        auto r = load_store("Win0");
+        ASSERT_TRUE(r.ok()) << r.error().message();
+        bs = std::move(*r);
+    }
+    std::vector<uint8_t> super_page() {  // through the window: Malloc0 is claimed by it
+        std::vector<uint8_t> p(kMdPageSize);
+        bdev_rw("Win0", false, p.data(), 0, kMdPageSize / kBlock);
+        return p;
+    }
+};
+
+TEST_F(BlobGrowTest, GrowsKeepsDataAndUsesTheNewClusters) {
+    window(kSmall);
+    init_on_window();
+    EXPECT_EQ(bs->info().total_clusters, 64u);
+    // Same size: nothing to do.
+    ASSERT_TRUE(run(bs->grow()).ok());
+    EXPECT_EQ(bs->info().total_clusters, 64u);
+    const uint64_t free0 = bs->info().free_clusters;
+    // Fill the store; its last cluster carries data.
+    const BlobId a = create(free0, false);
+    EXPECT_EQ(bs->info().free_clusters, 0u);
+    EXPECT_EQ(run(bs->create_blob({1, false, {}})).code(), Errc::no_space);
+    Blob* ab = open(a);
+    std::vector<uint8_t> wa(kCluster);
+    pattern(wa, 7);
+    ASSERT_TRUE(io(ab, true, wa, (free0 - 1) * kUnitsPerCluster).ok());
+
+    resize_window(kBdevBlocks);  // 16 MiB
+    ASSERT_TRUE(run(bs->grow()).ok());
+    EXPECT_EQ(bs->info().total_clusters, 256u);
+    EXPECT_EQ(bs->info().free_clusters, 192u);
+    EXPECT_EQ(read_back(ab, (free0 - 1) * kUnitsPerCluster, kUnitsPerCluster), wa);
+    // The new clusters serve thick creates, thin first writes and a resize past the old size
+    // (the default per-blob limit, the store's size, followed it).
+    const BlobId b = create(100, false);
+    const BlobId t = create(8, true);
+    Blob* bb = open(b);
+    Blob* tb = open(t);
+    ASSERT_TRUE(run(ab->resize(free0 + 80)).ok());
+    EXPECT_EQ(bs->info().free_clusters, 12u);  // 192 - 100 - 80
+    std::vector<uint8_t> wb(kCluster), wt(kCluster), wz(kCluster);
+    pattern(wb, 8);
+    pattern(wt, 9);
+    pattern(wz, 10);
+    ASSERT_TRUE(io(bb, true, wb, 99 * kUnitsPerCluster).ok());
+    ASSERT_TRUE(io(tb, true, wt, 5 * kUnitsPerCluster).ok());
+    ASSERT_TRUE(io(ab, true, wz, (free0 + 79) * kUnitsPerCluster).ok());
+    EXPECT_EQ(bs->info().free_clusters, 11u);
+    for (Blob* x : {ab, bb, tb})
+        for (uint64_t i = 0; i < x->num_clusters(); ++i)
+            if (x->is_cluster_allocated(i)) EXPECT_LT(x->impl().md.clusters[i], 256u);
+    close(ab);
+    close(bb);
+    close(tb);
+
+    auto check = [&](const char* when) {
+        SCOPED_TRACE(when);
+        EXPECT_EQ(bs->info().total_clusters, 256u);
+        EXPECT_EQ(bs->info().free_clusters, 11u);
+        Blob* a2 = open(a);
+        Blob* b2 = open(b);
+        Blob* t2 = open(t);
+        ASSERT_TRUE(a2 && b2 && t2);
+        EXPECT_EQ(read_back(a2, (free0 - 1) * kUnitsPerCluster, kUnitsPerCluster), wa);
+        EXPECT_EQ(read_back(a2, (free0 + 79) * kUnitsPerCluster, kUnitsPerCluster), wz);
+        EXPECT_EQ(read_back(b2, 99 * kUnitsPerCluster, kUnitsPerCluster), wb);
+        EXPECT_EQ(read_back(t2, 5 * kUnitsPerCluster, kUnitsPerCluster), wt);
+        close(a2);
+        close(b2);
+        close(t2);
+    };
+    // Dirty: a copy of the bytes as they are (the store on disk is dirty while loaded).
+    {
+        auto img = image("Win0");  // Malloc0 is claimed by the window
+        make_malloc("Malloc1");
+        restore("Malloc1", img);
+        auto copy = load_store("Malloc1");
+        ASSERT_TRUE(copy.ok()) << copy.error().message();
+        EXPECT_TRUE((*copy)->info().loaded_dirty);
+        EXPECT_EQ((*copy)->info().total_clusters, 256u);
+        EXPECT_EQ((*copy)->info().free_clusters, 11u);
+        EXPECT_EQ((*copy)->impl().used_clusters, bs->impl().used_clusters);
+        ASSERT_TRUE(run((*copy)->unload()).ok());
+        on(t0(), [&] { copy->reset(); });
+    }
+    crash_and_load();
+    EXPECT_TRUE(bs->info().loaded_dirty);
+    check("dirty load");
+    reload_window();
+    EXPECT_FALSE(bs->info().loaded_dirty);
+    check("clean load");
+}
+
+TEST_F(BlobGrowTest, ShrinkIsIgnoredAndABiggerBdevLoadsAtItsOldSize) {
+    window(kSmall);
+    init_on_window();
+    const BlobId a = create(3, false);
+    // A store whose bdev grew loads at the size it has (SPDK does not grow on load).
+    resize_window(2 * kSmall);
+    reload_window();
+    EXPECT_EQ(bs->info().total_clusters, 64u);
+    // A smaller bdev: nothing to grow, not an error, nothing changes.
+    resize_window(kSmall / 2);
+    ASSERT_TRUE(run(bs->grow()).ok());
+    EXPECT_EQ(bs->info().total_clusters, 64u);
+    resize_window(2 * kSmall);
+    ASSERT_TRUE(run(bs->grow()).ok());
+    EXPECT_EQ(bs->info().total_clusters, 128u);
+    reload_window();
+    EXPECT_EQ(bs->info().total_clusters, 128u);
+    EXPECT_NE(open(a), nullptr);
+}
+
+TEST_F(BlobGrowTest, BeyondTheClusterMaskIsRefused) {
+    // 4 KiB clusters: the one cluster mask page holds 32768 clusters (128 MiB).
+    window(kSmall);
+    init_on_window({.cluster_sz = 4096, .num_md_pages = 16});
+    EXPECT_EQ(bs->info().total_clusters, 1024u);
+    EXPECT_EQ(format::max_total_clusters(bs->impl().g), 32768u);
+    // Only the size matters here: the window may claim more than Malloc0 has.
+    resize_window((32768ull + 1) * 4096 / kBlock, true);
+    auto r = run(bs->grow());
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.code(), Errc::no_space);
+    EXPECT_NE(r.error().message().find("at most 32768 clusters"), std::string::npos)
+        << r.error().message();
+    EXPECT_EQ(bs->info().total_clusters, 1024u);
+    resize_window(kBdevBlocks);
+    ASSERT_TRUE(run(bs->grow()).ok());
+    EXPECT_EQ(bs->info().total_clusters, 4096u);
+}
+
+// The grow's super block write torn by a power cut at sector granularity: whichever version the
+// first sector holds is what loads (with head_crc the page crc is the same for every version),
+// dirty as the grow wrote it. Other damage is refused.
+TEST_F(BlobGrowTest, TornGrowSuperBlockLoadsTheOldOrTheNewSize) {
+    window(kSmall);
+    init_on_window();
+    const BlobId a = create(2, false);
+    const auto before = super_page();
+    resize_window(kBdevBlocks);
+    ASSERT_TRUE(run(bs->grow()).ok());
+    const auto after = super_page();
+    ASSERT_NE(before, after);
+    auto torn = [&](const std::vector<uint8_t>& first, const std::vector<uint8_t>& rest) {
+        std::vector<uint8_t> p = rest;
+        std::memcpy(p.data(), first.data(), kBlock);
+        bdev_rw("Win0", true, p.data(), 0, kMdPageSize / kBlock);
+    };
+    torn(after, before);  // new first sector, old crc
+    crash_and_load();
+    EXPECT_TRUE(bs->info().loaded_dirty);
+    EXPECT_EQ(bs->info().total_clusters, 256u);
+    EXPECT_NE(open(a), nullptr);
+    close(&bs->impl().open_blobs.begin()->second->handle);
+    torn(before, after);  // old first sector, new crc (a device tearing out of order)
+    crash_and_load();
+    EXPECT_TRUE(bs->info().loaded_dirty);
+    EXPECT_EQ(bs->info().total_clusters, 64u);
+    EXPECT_EQ(bs->info().free_clusters, 64u - bs->impl().g.first_data_cluster - 2);
+    // A flipped bit in the first sector, or anything but zeroes after it, is damage.
+    release_channels();
+    ASSERT_TRUE(run(bs->unload()).ok());
+    on(t0(), [&] { bs.reset(); });
+    for (size_t at : {size_t{40}, size_t{1000}}) {
+        auto p = super_page();
+        p[at] ^= 1;
+        bdev_rw("Win0", true, p.data(), 0, kMdPageSize / kBlock);
+        auto bad = load_store("Win0");
+        ASSERT_FALSE(bad.ok());
+        EXPECT_EQ(bad.error().message(), "super block: bad crc");
+        p[at] ^= 1;
+        bdev_rw("Win0", true, p.data(), 0, kMdPageSize / kBlock);
+    }
+    auto ok = load_store("Win0");
+    ASSERT_TRUE(ok.ok()) << ok.error().message();
+    bs = std::move(*ok);
+}
+
+TEST_F(BlobTest, ExternalSnapshotMissingOpensDegradedThenAttaches) {
+    init_store();
+    on(t0(), [&] { ASSERT_TRUE(bdev::malloc_create({"Base", 2 * kUnitsPerCluster, kBlock, {}, 0}).ok()); });
+    std::vector<uint8_t> base(2 * kCluster);
+    pattern(base, 43);
+    bdev_rw("Base", true, base.data(), 0, 2 * kUnitsPerCluster);
+    auto id = run(bs->create_esnap_clone("Base", 2));
+    ASSERT_TRUE(id.ok());
+    Blob* b = open(*id);
+    std::vector<uint8_t> own(kBlock, 0x5a);
+    ASSERT_TRUE(io(b, true, own, kUnitsPerCluster).ok());  // cluster 1 is its own now
+    auto snap = run(bs->create_snapshot(*id));             // the chain: b -> snap -> Base
+    ASSERT_TRUE(snap.ok());
+    close(b);
+    // Keep the bytes, delete the bdev, reload: the blob (and its snapshot) open only degraded.
+    release_channels();
+    bool gone = false;
+    on(t0(), [&] { bdev::malloc_delete("Base", [&](Result<void>) { gone = true; }); });
+    ASSERT_TRUE(poll_until([&] { return gone; }));
+    reload();
+    EXPECT_EQ(run(bs->open_blob(*id)).code(), Errc::not_found);
+    auto dr = run(bs->open_blob_degraded(*id));
+    ASSERT_TRUE(dr.ok()) << dr.error().message();
+    b = *dr;
+    EXPECT_TRUE(b->is_degraded());
+    EXPECT_EQ(b->external_snapshot(), "");  // the snapshot holds it now
+    // A plain open of the degraded chain and operations needing the bdev are refused.
+    EXPECT_EQ(run(bs->open_blob(*snap)).code(), Errc::not_found);
+    EXPECT_EQ(run(bs->inflate(*id)).code(), Errc::not_found);
+    // Reads of its own cluster work; of the external snapshot's, io_error; so does a first
+    // write (it would have to copy from the bdev).
+    std::vector<uint8_t> got(kBlock);
+    ASSERT_TRUE(io(b, false, got, kUnitsPerCluster).ok());
+    EXPECT_EQ(got, own);
+    EXPECT_EQ(io(b, false, got, 3).code(), Errc::io_error);
+    EXPECT_EQ(io(b, true, own, 3).code(), Errc::io_error);
+    EXPECT_EQ(run(bs->attach_external_snapshot(b)).code(), Errc::not_found);
+    // The bdev comes back: attach, and reads see its data.
+    on(t0(), [&] { ASSERT_TRUE(bdev::malloc_create({"Base", 2 * kUnitsPerCluster, kBlock, {}, 0}).ok()); });
+    bdev_rw("Base", true, base.data(), 0, 2 * kUnitsPerCluster);
+    auto ar = run(bs->attach_external_snapshot(b));
+    ASSERT_TRUE(ar.ok()) << ar.error().message();
+    EXPECT_FALSE(b->is_degraded());
+    auto r0 = read_back(b, 0, kUnitsPerCluster);
+    EXPECT_EQ(r0, std::vector<uint8_t>(base.begin(), base.begin() + kCluster));
+    close(b);
+    // Deleting works on a degraded chain too.
+    release_channels();
+    gone = false;
+    on(t0(), [&] { bdev::malloc_delete("Base", [&](Result<void>) { gone = true; }); });
+    ASSERT_TRUE(poll_until([&] { return gone; }));
+    reload();
+    auto d2 = run(bs->open_blob_degraded(*id));
+    ASSERT_TRUE(d2.ok());
+    // The degraded snapshot merges into its (open, degraded) clone, which stays degraded.
+    ASSERT_TRUE(run(bs->delete_blob(*snap)).ok());
+    EXPECT_TRUE((*d2)->is_degraded());
+    EXPECT_EQ((*d2)->external_snapshot(), "Base");
+    EXPECT_EQ(io(*d2, false, got, 3).code(), Errc::io_error);
+    ASSERT_TRUE(io(*d2, false, got, kUnitsPerCluster).ok());
+    EXPECT_EQ(got, own);
+    close(*d2);
+    ASSERT_TRUE(run(bs->delete_blob(*id)).ok());
+}
+
+TEST_F(BlobUnmapTest, PowerCutsDuringUnmapReleaseLoadConsistently) {
+    init_store();
+    BlobId id = create(8, true);
+    Blob* b = open(id);
+    Channel* ch = channel(t0());
+    std::vector<std::vector<uint8_t>> data(8, std::vector<uint8_t>(4 * kBlock));
+    for (int c = 0; c < 8; ++c) pattern(data[c], 200 + c);
+    int written = 0;  // clusters whose write completed (malloc: completed is durable)
+    bool finished = false;
+    struct W {
+        static Task<Result<void>> run(Channel* ch, Blob* b, std::vector<std::vector<uint8_t>>* data,
+                                      int* written) {
+            for (int c = 0; c < 8; ++c) {
+                IoWaitS w;
+                Status s = write(*ch, *b, (*data)[c].data(), c * kUnitsPerCluster, 4, IoWaitS::cb, &w);
+                if (!s.ok()) co_return Error(s);
+                if (Status st = co_await w.r; !st.ok()) co_return Error(st);
+                *written = c + 1;
+            }
+            for (int c = 0; c < 6; c += 2) {  // clusters 6 and 7 stay
+                IoWaitS w;
+                Status s = unmap(*ch, *b, c * kUnitsPerCluster, 2 * kUnitsPerCluster, IoWaitS::cb, &w);
+                if (!s.ok()) co_return Error(s);
+                if (Status st = co_await w.r; !st.ok()) co_return Error(st);
+            }
+            co_return Result<void>{};
+        }
+    };
+    runtime::spawn(*t0(), W::run(ch, b, &data, &written), [&](Result<void> r) {
+        EXPECT_TRUE(r.ok()) << r.error().message();
+        finished = true;
+    });
+    std::vector<std::pair<std::vector<uint8_t>, int>> images;
+    std::mt19937 rng(static_cast<uint32_t>(test_seed()));
+    while (!finished) {
+        for (int n = std::uniform_int_distribution<int>(1, 12)(rng); n > 0 && !finished; --n) sim->step();
+        if (finished) break;
+        std::vector<uint8_t> img(kBdevBlocks * kBlock);
+        bool got = false;
+        std::unique_ptr<bdev::Desc> d;
+        bdev::Channel* bch = nullptr;
+        ASSERT_TRUE(t0()->post([&] {  // one atomic step of the sim: a consistent cut
+            d = bdev::open("Malloc0", false).value();
+            bch = d->get_channel();
+            ASSERT_TRUE(bdev::read(*d, *bch, img.data(), 0, kBdevBlocks,
+                                   [](void* p, const bdev::IoStatus&) { *static_cast<bool*>(p) = true; },
+                                   &got).ok());
+        }).ok());
+        const int w_at = written;
+        while (!got) sim->step();
+        on(t0(), [&] {
+            bdev::put_channel(bch);
+            d.reset();
+        });
+        images.emplace_back(std::move(img), w_at);
+    }
+    ASSERT_GT(images.size(), 5u);
+    EXPECT_EQ(b->num_allocated_clusters(), 2u);
+    close(b);
+    make_malloc("Malloc1");
+    for (auto& [img, w_at] : images) {
+        restore("Malloc1", img);
+        auto copy = load_store("Malloc1");
+        ASSERT_TRUE(copy.ok()) << copy.error().message();  // no cluster owned twice, none lost
+        auto& s = (*copy)->impl();
+        auto ob = run((*copy)->open_blob(id));
+        ASSERT_TRUE(ob.ok()) << ob.error().message();
+        // The mask holds exactly the blob's clusters (plus none leaked by a half-done release).
+        EXPECT_EQ((*copy)->info().free_clusters + (*ob)->num_allocated_clusters(),
+                  s.g.total_clusters - s.g.first_data_cluster);
+        Channel* cch = nullptr;
+        on(t0(), [&] { cch = (*copy)->get_channel(); });
+        for (int c = 6; c < std::min(w_at, 8); ++c) {
+            std::vector<uint8_t> got(4 * kBlock);
+            IoDone dd;
+            on(t0(), [&] { ASSERT_TRUE(read(*cch, **ob, got.data(), c * kUnitsPerCluster, 4, IoDone::cb, &dd).ok()); });
+            ASSERT_TRUE(poll_until([&] { return dd.calls == 1; }));
+            EXPECT_EQ(got, data[c]) << "cluster " << c;
+        }
+        on(t0(), [&] { put_channel(cch); });
+        ASSERT_TRUE(run((*copy)->close_blob(*ob)).ok());
+        run_until_idle();
+        ASSERT_TRUE(run((*copy)->unload()).ok());
+        on(t0(), [&] { copy->reset(); });
+    }
+}
+
+TEST_F(BlobUnmapTest, AFailedReleaseFailsTheUnmapAndKeepsTheClusters) {
+    // Its own base: the error module remembers the bases it was asked to wrap process-wide.
+    make_malloc("MallocU");
+    on(t0(), [&] { ASSERT_TRUE(bdev::error_create("MallocU", "").ok()); });
+    auto r = run(BlobStore::init("EE_MallocU", {.cluster_sz = kCluster}));
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    bs = std::move(*r);
+    Blob* b = open(create(2, true));
+    std::vector<uint8_t> w(kCluster);
+    pattern(w, 97);
+    ASSERT_TRUE(io(b, true, w, 0).ok());
+    const uint64_t free1 = bs->info().free_clusters;
+    // The bdev's unmap succeeds (error bdev over malloc) but the metadata write fails.
+    bdev::ErrorInjection e;
+    e.io_type = bdev::IoType::write;
+    e.num = 1;
+    on(t0(), [&] { ASSERT_TRUE(bdev::error_inject("EE_MallocU", e).ok()); });
+    EXPECT_EQ(unmap_range(b, 0, kUnitsPerCluster).code(), Errc::io_error);
+    EXPECT_TRUE(b->is_cluster_allocated(0));
+    EXPECT_EQ(bs->info().free_clusters, free1);
+    // A retry releases it.
+    ASSERT_TRUE(unmap_range(b, 0, kUnitsPerCluster).ok());
+    EXPECT_FALSE(b->is_cluster_allocated(0));
+    EXPECT_EQ(bs->info().free_clusters, free1 + 1);
+    close(b);
 }
 
 }  // namespace

@@ -90,6 +90,10 @@ struct Xattr {
     std::vector<uint8_t> value;
 };
 
+// How clusters a blob gives up (delete, shrinking resize) are cleared on the bdev before they
+// are free again (SPDK's blob_clear_method). unmap is skipped on a bdev without unmap.
+enum class ClearMethod : uint8_t { none, unmap, write_zeroes };
+
 struct BlobOptions {
     uint64_t num_clusters = 0;
     bool thin_provision = false;  // clusters allocated on first write
@@ -130,9 +134,13 @@ public:
     bool is_snapshot() const noexcept;             // has clones (or was made by create_snapshot)
     bool is_clone() const noexcept;                // has a parent
     BlobId parent_id() const noexcept;             // kInvalidBlobId without a parent blob
-    // The bdev this blob (or the top of its parent chain) reads unallocated clusters from, as
-    // created by create_esnap_clone; empty for none. md Thread.
+    // The external snapshot bdev this blob itself holds (create_esnap_clone; a snapshot of such
+    // a blob takes it over, so its clones read it through the chain); empty for none. md Thread.
     std::string_view external_snapshot() const noexcept;
+    // Opened by open_blob_degraded while the external snapshot bdev of its chain is missing:
+    // reads of clusters it (and its parents) do not own, and first writes to them, fail with
+    // Errc::io_error until BlobStore::attach_external_snapshot succeeds. md Thread.
+    bool is_degraded() const noexcept;
     // Whether cluster `index` of this blob is backed by a cluster of its own.
     bool is_cluster_allocated(uint64_t index) const noexcept;
 
@@ -144,6 +152,10 @@ public:
     Result<std::span<const uint8_t>> get_xattr(std::string_view name) const;  // Errc::not_found
     Result<void> remove_xattr(std::string_view name);                         // Errc::not_found
     std::vector<std::string> xattr_names() const;
+
+    // How a shrinking resize clears the clusters it releases (in memory only, like SPDK's blob
+    // option; default none).
+    void set_clear_method(ClearMethod how) noexcept;
 
     // Marks the blob's data read-only (writes then fail with Errc::permission_denied); durable
     // after sync_md(). A snapshot is read-only from creation.
@@ -187,6 +199,13 @@ public:
     // Every blob must be closed and every Channel put back. Writes the masks and the clean
     // super block. The store is then inert: destroy it.
     Task<Result<void>> unload();
+    // Takes in the bdev's current size (after it grew: Event::resize) as SPDK's
+    // spdk_bs_grow_live: total_clusters becomes size / cluster_sz, and the new clusters are free.
+    // Durable when done; a crash meanwhile leaves the old size or the new one. Nothing to do
+    // (ok) when the bdev has no whole cluster more, or shrank. Errc::no_space beyond what the
+    // cluster mask region, sized at format, can hold (ceil(total_clusters / 32768) md pages of
+    // 32768 clusters each: the message gives the limit).
+    Task<Result<void>> grow();
 
     runtime::Thread& md_thread() const noexcept;
     BsInfo info() const;  // md Thread
@@ -197,11 +216,21 @@ public:
     // The same Blob for repeated opens of one id (reference counted). Errc::not_found,
     // Errc::corrupt (metadata fails its checks).
     Task<Result<Blob*>> open_blob(BlobId id);
+    // As open_blob, but a blob whose external snapshot bdev (its own or its chain's) is missing
+    // opens degraded (Blob::is_degraded) instead of failing: SPDK's degraded esnap clone.
+    Task<Result<Blob*>> open_blob_degraded(BlobId id);
+    // Opens the missing external snapshot bdev of a degraded blob's chain (it was registered
+    // since): the blob and every open blob of the chain stop being degraded. Ok at once when
+    // not degraded; Errc::not_found while the bdev is still missing; the block-size check of
+    // create_esnap_clone (Errc::invalid_argument).
+    Task<Result<void>> attach_external_snapshot(Blob* blob);
     // Syncs changed metadata, then drops the reference.
     Task<Result<void>> close_blob(Blob* blob);
     // Errc::busy while open; Errc::busy for a snapshot with more than one clone; a snapshot
-    // with exactly one clone hands its clusters to the clone, which takes its parent.
-    Task<Result<void>> delete_blob(BlobId id);
+    // with exactly one clone hands its clusters to the clone, which takes its parent. The
+    // clusters freed are cleared with `clear` once the delete is durable, before they can be
+    // allocated again (a crash in between leaves them free and uncleared).
+    Task<Result<void>> delete_blob(BlobId id, ClearMethod clear = ClearMethod::none);
     // The blob's clusters move to a new read-only, thick snapshot blob; the blob becomes a
     // clone of it (thin, parent = snapshot) holding nothing yet. In-flight I/O to the blob
     // completes first and new I/O waits while it runs. Returns the snapshot's id.
@@ -213,7 +242,9 @@ public:
     // store's io unit); a first write copies the cluster from it. num_clusters 0: the bdev's
     // size, rounded up. Snapshots of it take the external snapshot up the chain; inflate and
     // decouple_parent copy its data and drop it. Opening the blob fails (Errc::not_found) while
-    // the bdev is missing.
+    // the bdev is missing; open_blob_degraded opens it anyway. While a blob of its chain is
+    // open degraded, operations that need the external snapshot (snapshot, clone, inflate,
+    // decouple, a plain open) fail with Errc::not_found; close and delete work.
     Task<Result<BlobId>> create_esnap_clone(std::string bdev_name, uint64_t num_clusters = 0,
                                             std::vector<Xattr> xattrs = {});
     // Allocates every cluster the blob does not own, copying the ancestors' data (or zeroes);
@@ -266,6 +297,9 @@ Status writev(Channel& ch, Blob& blob, const iovec* iov, int iovcnt, uint64_t of
 Status write_zeroes(Channel& ch, Blob& blob, uint64_t offset_io_units, uint64_t num_io_units,
                     IoDoneFn done, void* ctx) noexcept;
 // Contents of the range are undefined afterwards (passed to the bdev for allocated clusters).
+// On a thin blob, the clusters the range covers whole are also released: the md Thread drops
+// them from the cluster map durably before the callback, they count as free again, and reads
+// of them see the parent's data (a clone), the external snapshot's, or zeroes.
 Status unmap(Channel& ch, Blob& blob, uint64_t offset_io_units, uint64_t num_io_units,
              IoDoneFn done, void* ctx) noexcept;
 // Makes completed writes durable (flushes the bdev; metadata of allocations is already durable).
