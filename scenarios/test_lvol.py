@@ -116,3 +116,124 @@ def test_lvstore_on_nvme_survives_restart(seed, tmp_path):
         assert w2.bdev("lvs0/thin").read(5 * MIB_BLOCKS, 16) == bytes(16 * BS)
         assert lvol_info(w2, "lvs0/thin")["base_snapshot"] == "snap"
         assert w2.bdev("Nvme0n1").info()["claimed"] is True
+
+
+def test_thin_unmap_releases_clusters_and_clear_method(world, seed):
+    rng = random.Random(seed)
+    world.rpc("bdev_malloc_create", name="Malloc0", num_blocks=32 * MIB_BLOCKS, block_size=BS)
+    world.rpc("bdev_lvol_create_lvstore", bdev_name="Malloc0", lvs_name="lvs0", cluster_sz=1 << 20)
+    free = lambda: world.rpc("bdev_lvol_get_lvstores")[0]["free_clusters"]  # noqa: E731
+    free0 = free()
+    world.rpc("bdev_lvol_create", lvol_name="thin", size_in_mib=4, thin_provision=True, lvs_name="lvs0")
+    thin = world.bdev("lvs0/thin")
+    data = blocks(rng, 4 * MIB_BLOCKS)
+    thin.write(0, data)
+    assert lvol_info(world, "lvs0/thin")["num_allocated_clusters"] == 4
+    # Whole clusters 1 and 2 go back to the store; the halves of 0 and 3 stay allocated.
+    thin.unmap(MIB_BLOCKS // 2, 3 * MIB_BLOCKS)
+    assert lvol_info(world, "lvs0/thin")["num_allocated_clusters"] == 2
+    assert free() == free0 - 2
+    assert thin.read(MIB_BLOCKS, MIB_BLOCKS) == bytes(MIB_BLOCKS * BS)
+    assert thin.read(0, MIB_BLOCKS // 2) == data[:MIB_BLOCKS // 2 * BS]
+    assert thin.read(3 * MIB_BLOCKS + MIB_BLOCKS // 2, 8) == \
+        data[(3 * MIB_BLOCKS + MIB_BLOCKS // 2) * BS:(3 * MIB_BLOCKS + MIB_BLOCKS // 2 + 8) * BS]
+
+    # clear_method: what the base holds after the lvol is deleted.
+    marks = {"none": 0xb2, "write_zeroes": 0xa1}
+    for cm, v in marks.items():
+        world.rpc("bdev_lvol_create", lvol_name=cm, size_in_mib=1, lvs_name="lvs0", clear_method=cm)
+        world.bdev("lvs0/" + cm).write(0, bytes([v]) * (MIB_BLOCKS * BS))
+    for cm in marks:  # both deleted before anything reuses their clusters
+        world.rpc("bdev_lvol_delete", name="lvs0/" + cm)
+    base = world.bdev("Malloc0").read(0, 32 * MIB_BLOCKS)
+    held = {v: sum(base[i:i + BS] == bytes([v]) * BS for i in range(0, len(base), BS))
+            for v in marks.values()}
+    assert held == {0xb2: MIB_BLOCKS, 0xa1: 0}
+    with pytest.raises(RpcError):
+        world.rpc("bdev_lvol_create", lvol_name="x", size_in_mib=1, lvs_name="lvs0", clear_method="shred")
+
+
+def test_esnap_clone_degraded_until_its_bdev_returns(seed, tmp_path):
+    rng = random.Random(seed)
+    backing = str(tmp_path / "ns1.img")
+    ext = blocks(rng, 2 * MIB_BLOCKS)
+    mine = blocks(rng, 8)
+    with strata.World(seed=seed) as w:
+        assert nvme_stack(w, backing) == ["Nvme0n1"]
+        w.rpc("bdev_lvol_create_lvstore", bdev_name="Nvme0n1", lvs_name="lvs0", cluster_sz=1 << 20)
+        w.rpc("bdev_malloc_create", name="Ext", num_blocks=2 * MIB_BLOCKS, block_size=BS)
+        w.bdev("Ext").write(0, ext)
+        u = w.rpc("bdev_lvol_clone_bdev", bdev="Ext", lvs_name="lvs0", clone_name="ec")
+        info = [l for l in w.rpc("bdev_lvol_get_lvols") if l["name"] == "ec"][0]
+        assert (info["is_esnap_clone"], info["is_degraded"], info["external_snapshot_name"]) == \
+            (True, False, "Ext")
+        ec = w.bdev("lvs0/ec")
+        assert ec.read(0, 2 * MIB_BLOCKS) == ext
+        ec.write(16, mine)
+        ec.flush()
+        assert w.bdev("Ext").read(16, 8) == ext[16 * BS:24 * BS]  # copy on write, Ext untouched
+        saved = w.rpc("save_config")
+    # Restart without Ext.
+    for s in saved["subsystems"]:
+        s["config"] = [e for e in s["config"] if e.get("params", {}).get("name") != "Ext"]
+    with strata.World(seed=seed + 1, config=saved) as w2:
+        assert w2.rpc("bdev_wait_for_examine") is True
+        info = w2.rpc("bdev_lvol_get_lvols")[0]
+        assert (info["name"], info["is_degraded"]) == ("ec", True)
+        assert u not in [b["name"] for b in w2.rpc("bdev_get_bdevs")]
+        w2.rpc("bdev_malloc_create", name="Ext", num_blocks=2 * MIB_BLOCKS, block_size=BS)
+        w2.bdev("Ext").write(0, ext)
+        assert w2.rpc("bdev_wait_for_examine") is True
+        assert w2.rpc("bdev_lvol_get_lvols")[0]["is_degraded"] is False
+        want = bytearray(ext)
+        want[16 * BS:24 * BS] = mine
+        assert w2.bdev(u).read(0, 2 * MIB_BLOCKS) == bytes(want)
+        w2.rpc("bdev_lvol_delete", name="lvs0/ec")
+        assert w2.rpc("bdev_lvol_get_lvols") == []
+
+
+def test_grow_lvstore_with_its_base(seed, tmp_path):
+    """SPDK's way to grow a store: enlarge the file under an aio bdev, bdev_aio_rescan, then
+    bdev_lvol_grow_lvstore; the new clusters are free, the data stays, and it all survives a
+    restart from save_config."""
+    rng = random.Random(seed)
+    path = tmp_path / "base.img"
+    with open(path, "wb") as f:
+        f.truncate(16 << 20)
+    with strata.World(seed=seed) as w:
+        w.rpc("bdev_aio_create", name="F0", filename=str(path), block_size=BS)
+        lvs = w.rpc("bdev_lvol_create_lvstore", bdev_name="F0", lvs_name="lvs0", cluster_sz=1 << 20)
+        store = lambda: w.rpc("bdev_lvol_get_lvstores", uuid=lvs)[0]  # noqa: E731
+        total0, free0 = store()["total_data_clusters"], store()["free_clusters"]
+        # Nothing to grow yet: not an error.
+        assert w.rpc("bdev_lvol_grow_lvstore", lvs_name="lvs0") is True
+        assert store()["total_data_clusters"] == total0
+        w.rpc("bdev_lvol_create", lvol_name="vol", size_in_mib=4, lvs_name="lvs0")
+        vol = w.bdev("lvs0/vol")
+        data = blocks(rng, 64)
+        vol.write(100, data)
+        vol.flush()
+
+        with open(path, "r+b") as f:
+            f.truncate(48 << 20)
+        assert w.rpc("bdev_aio_rescan", name="F0") is True
+        assert w.rpc("bdev_lvol_grow_lvstore", uuid=lvs) is True
+        assert store()["total_data_clusters"] == total0 + 32
+        assert store()["free_clusters"] == free0 - 4 + 32
+        assert vol.read(100, 64) == data
+        # The new clusters serve an lvol larger than the whole store was.
+        w.rpc("bdev_lvol_create", lvol_name="big", size_in_mib=total0 + 8, lvs_name="lvs0")
+        tail = blocks(rng, 8)
+        big = w.bdev("lvs0/big")
+        big.write((total0 + 8) * MIB_BLOCKS - 8, tail)
+        big.flush()
+        with pytest.raises(RpcError):
+            w.rpc("bdev_lvol_grow_lvstore", lvs_name="nope")
+        free1 = store()["free_clusters"]
+        saved = w.rpc("save_config")
+    with strata.World(seed=seed + 1, config=saved) as w2:
+        assert w2.rpc("bdev_wait_for_examine") is True
+        s = w2.rpc("bdev_lvol_get_lvstores", uuid=lvs)[0]
+        assert (s["total_data_clusters"], s["free_clusters"]) == (total0 + 32, free1)
+        assert w2.bdev("lvs0/vol").read(100, 64) == data
+        assert w2.bdev("lvs0/big").read((total0 + 8) * MIB_BLOCKS - 8, 8) == tail

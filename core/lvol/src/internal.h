@@ -25,7 +25,10 @@ struct Lvol {
     std::string uuid;
     blob::BlobId id = blob::kInvalidBlobId;
     blob::Blob* blob = nullptr;  // open for the lvol's lifetime in memory
-    bdev::Bdev* bdev = nullptr;  // an LvolBdev; null while unregistered
+    bdev::Bdev* bdev = nullptr;  // an LvolBdev; null while unregistered (or degraded)
+    // Applied by the blobstore to the clusters a delete or a shrinking resize frees; kept in
+    // the blob's "clear_method" xattr (SPDK keeps it in memory only: lost at restart there).
+    ClearMethod clear_method = ClearMethod::unmap;
     std::string alias() const;
 };
 

@@ -105,6 +105,28 @@ blob::Xattr xattr(const char* name, const std::string& value) {
     return {name, std::vector<uint8_t>(value.begin(), value.end())};
 }
 
+blob::ClearMethod blob_clear(ClearMethod m) noexcept {
+    switch (m) {
+    case ClearMethod::none: return blob::ClearMethod::none;
+    case ClearMethod::write_zeroes: return blob::ClearMethod::write_zeroes;
+    case ClearMethod::unmap: break;
+    }
+    return blob::ClearMethod::unmap;
+}
+
+// The lvol's clear method: its xattr (unmap, SPDK's default, when absent or unreadable), also
+// handed to the blob for shrinking resizes.
+void apply_clear_method(Lvol& l) {
+    ClearMethod m = ClearMethod::unmap;
+    if (auto v = xattr_string(*l.blob, "clear_method")) {
+        auto p = parse_clear_method(*v);
+        if (p.ok()) m = *p;
+        else STRATA_WARNLOG(log_lvol, "lvol {}: {}; using unmap", l.name, p.error().message());
+    }
+    l.clear_method = m;
+    l.blob->set_clear_method(blob_clear(m));
+}
+
 Result<void> check_name(std::string_view what, const std::string& name) {
     if (name.empty()) return errorf(Errc::invalid_argument, fmt::format("{} name is empty", what));
     if (name.size() > kNameMax)
@@ -161,8 +183,23 @@ uint64_t clusters_for(const Store& s, uint64_t bytes) {
     return (bytes + c - 1) / c;
 }
 
+Task<Result<void>> close_store(Store* s, bool clean);
+
+// Callers hold the operation lock.
 Task<Result<void>> unregister_bdev_wait(bdev::Bdev* b) {
     if (b == nullptr) co_return Result<void>{};
+    // An lvstore on this bdev (a store on an lvol) is unloaded first, cleanly: left to the
+    // removal event, its handler would wait for the operation lock this caller holds, and the
+    // unregistration waits for the store to let go of the bdev.
+    for (;;) {
+        Store* upper = nullptr;
+        for (auto& st : g().stores)
+            if (!st->removing && bdev::find(st->base_bdev) == b) upper = st.get();
+        if (upper == nullptr) break;
+        STRATA_NOTICELOG(log_lvol, "lvstore {}: unloading: its base bdev {} is being removed",
+                         upper->name, upper->base_bdev);
+        (void)co_await close_store(upper, true);
+    }
     AsyncResult<Result<void>> done;
     bdev::unregister_bdev(b->name(), [&done](Result<void> r) { done.set(std::move(r)); });
     co_return co_await done;
@@ -305,6 +342,11 @@ void on_base_event(std::string uuid, bdev::Event e) {
 void add_lvol(Store& s, std::unique_ptr<Lvol> l) {
     Lvol& ref = *l;
     s.lvols[ref.id] = std::move(l);
+    if (ref.blob->is_degraded()) {  // SPDK: a degraded lvol's bdev waits for its esnap (examine)
+        STRATA_NOTICELOG(log_lvol, "lvol {} is degraded: external snapshot missing, no bdev yet",
+                         ref.alias());
+        return;
+    }
     auto r = register_lvol_bdev(ref);
     if (!r.ok())
         STRATA_ERRLOG(log_lvol, "lvol {}: bdev not registered: {}", ref.alias(), r.error().message());
@@ -432,7 +474,9 @@ Task<Result<void>> do_load_lvstore(std::string bdev_name) {
     Result<void> r;
     for (blob::BlobId id = s->bs->first_blob_id(); id != blob::kInvalidBlobId;
          id = s->bs->next_blob_id(id)) {
-        auto ob = co_await s->bs->open_blob(id);
+        // Degraded (an external snapshot bdev missing) is not an error: the lvol is listed and
+        // its bdev registers when that bdev appears.
+        auto ob = co_await s->bs->open_blob_degraded(id);
         if (!ob.ok()) {
             r = errorf(ob.code(), fmt::format("lvstore on {}: blob {:#x}: {}", bdev_name, id,
                                               ob.error().message()));
@@ -458,6 +502,7 @@ Task<Result<void>> do_load_lvstore(std::string bdev_name) {
         l->uuid = *uuid;
         l->id = id;
         l->blob = bl;
+        apply_clear_method(*l);
         found.push_back(std::move(l));
     }
     if (r.ok() && s->super == nullptr)
@@ -508,9 +553,24 @@ Task<Result<void>> do_unload_lvstore(LvsRef ref) {
     co_return co_await close_store(*s, true);
 }
 
+// A store no other store sits on (its base being one of this store's lvols): unloading a
+// store from under another would remove that one's base mid-unload (nested stores).
+Store* next_to_unload() {
+    auto& v = g().stores;
+    for (auto& s : v) {
+        bool under = false;
+        for (auto& t : v) {
+            const bdev::Bdev* base = t == s ? nullptr : bdev::find(t->base_bdev);
+            for (auto& [id, l] : s->lvols) under = under || (base != nullptr && l->bdev == base);
+        }
+        if (!under) return s.get();
+    }
+    return v.front().get();
+}
+
 Task<void> do_unload_all() {
     auto lk = co_await lock();
-    while (!g().stores.empty()) (void)co_await close_store(g().stores.front().get(), true);
+    while (!g().stores.empty()) (void)co_await close_store(next_to_unload(), true);
 }
 
 Task<Result<void>> do_rename_lvstore(std::string old_name, std::string new_name) {
@@ -542,6 +602,22 @@ Task<Result<void>> do_rename_lvstore(std::string old_name, std::string new_name)
     co_return Result<void>{};
 }
 
+// SPDK's spdk_lvs_grow_live: the blobstore takes in its base's current size.
+Task<Result<void>> do_grow_lvstore(LvsRef ref) {
+    auto lk = co_await lock();
+    auto s = resolve_store(ref);
+    if (!s.ok()) co_return s.error();
+    Store& st = **s;
+    const uint64_t before = st.bs->info().total_clusters;
+    auto r = co_await st.bs->grow();
+    if (!r.ok())
+        co_return errorf(r.code(), fmt::format("lvstore {}: {}", st.name, r.error().message()));
+    if (st.bs->info().total_clusters != before)
+        STRATA_NOTICELOG(log_lvol, "lvstore {} grew with bdev {}: {} -> {} clusters", st.name,
+                         st.base_bdev, before, st.bs->info().total_clusters);
+    co_return Result<void>{};
+}
+
 Task<Result<std::string>> do_create_lvol(LvolOptions o) {
     auto lk = co_await lock();
     auto s = resolve_store(o.lvs);
@@ -564,9 +640,12 @@ Task<Result<std::string>> do_create_lvol(LvolOptions o) {
     bo.thin_provision = o.thin_provision;
     bo.xattrs.push_back(xattr("name", o.lvol_name));
     bo.xattrs.push_back(xattr("uuid", uuid));
+    bo.xattrs.push_back(xattr("clear_method", clear_method_name(o.clear_method)));
     auto id = co_await st.bs->create_blob(std::move(bo));
     if (!id.ok()) co_return id.error();
-    co_return co_await adopt_blob(st, *id, o.lvol_name, uuid);
+    auto r = co_await adopt_blob(st, *id, o.lvol_name, uuid);
+    if (auto it = st.lvols.find(*id); it != st.lvols.end()) apply_clear_method(*it->second);
+    co_return r;
 }
 
 Task<Result<std::string>> do_snapshot(std::string lvol_name, std::string snapshot_name) {
@@ -606,6 +685,81 @@ Task<Result<std::string>> do_clone(std::string snapshot_name, std::string clone_
     auto id = co_await st.bs->create_clone((*l)->id, std::move(xs));
     if (!id.ok()) co_return id.error();
     co_return co_await adopt_blob(st, *id, clone_name, uuid);
+}
+
+Task<Result<std::string>> do_clone_bdev(std::string esnap, LvsRef ref, std::string clone_name) {
+    auto lk = co_await lock();
+    auto s = resolve_store(ref);
+    if (!s.ok()) co_return s.error();
+    Store& st = **s;
+    if (auto r = check_name("clone", clone_name); !r.ok()) co_return r.error();
+    if (lvol_by_name(st, clone_name) != nullptr)
+        co_return errorf(Errc::already_exists,
+                         fmt::format("lvol {}/{} already exists", st.name, clone_name));
+    // By name or alias, else by UUID (SPDK records the UUID; the blob here opens by name).
+    bdev::Bdev* b = bdev::find(esnap);
+    if (b == nullptr)
+        for (bdev::Bdev* c : bdev::list())
+            if (c->uuid() == esnap) b = c;
+    if (b == nullptr) co_return errorf(Errc::not_found, fmt::format("bdev {} not found", esnap));
+    if (b->name() == st.base_bdev)
+        co_return errorf(Errc::invalid_argument,
+                         fmt::format("bdev {} is the lvstore's own base", b->name()));
+    // An lvol of this store would hold its own store's bdev open (its delete would wait for
+    // itself): bdev_lvol_snapshot + bdev_lvol_clone do that job.
+    for (auto& [lid, l] : st.lvols)
+        if (l->bdev == b)
+            co_return errorf(Errc::invalid_argument,
+                             fmt::format("bdev {} is an lvol of lvstore {}: use bdev_lvol_clone",
+                                         b->name(), st.name));
+    std::string uuid = fresh_uuid(clone_name);
+    std::vector<blob::Xattr> xs;
+    xs.push_back(xattr("name", clone_name));
+    xs.push_back(xattr("uuid", uuid));
+    auto id = co_await st.bs->create_esnap_clone(b->name(), 0, std::move(xs));
+    if (!id.ok()) co_return id.error();
+    auto r = co_await adopt_blob(st, *id, clone_name, uuid);
+    if (auto it = st.lvols.find(*id); it != st.lvols.end()) apply_clear_method(*it->second);
+    co_return r;
+}
+
+bool any_degraded() {
+    for (auto& s : g().stores)
+        for (auto& [id, l] : s->lvols)
+            if (l->blob != nullptr && l->blob->is_degraded()) return true;
+    return false;
+}
+
+// A bdev was registered: degraded lvols whose external snapshot it is get it and their bdev.
+// (Each tries its own recorded bdev name: a missing one answers not_found, cheaply.)
+Task<void> attach_esnaps(std::string name) {
+    if (!any_degraded() && !g().busy) co_return;  // nothing degraded, no load in progress
+    auto lk = co_await lock();
+    if (!any_degraded()) co_return;
+    for (auto& s : g().stores) {
+        if (s->removing) continue;
+        for (auto& [id, l] : s->lvols) {
+            if (!l->blob->is_degraded()) continue;
+            auto r = co_await s->bs->attach_external_snapshot(l->blob);
+            if (!r.ok()) {
+                if (r.code() != Errc::not_found)
+                    STRATA_ERRLOG(log_lvol, "lvol {}: external snapshot from {}: {}", l->alias(),
+                                  name, r.error().message());
+                continue;
+            }
+            // Attaching one blob of a chain heals its relatives too: register every one healed.
+            for (auto& [id2, l2] : s->lvols) {
+                if (l2->bdev != nullptr || l2->blob->is_degraded()) continue;
+                auto rr = register_lvol_bdev(*l2);
+                if (!rr.ok())
+                    STRATA_ERRLOG(log_lvol, "lvol {}: bdev not registered: {}", l2->alias(),
+                                  rr.error().message());
+                else
+                    STRATA_NOTICELOG(log_lvol, "lvol {}: external snapshot {} arrived, bdev registered",
+                                     l2->alias(), name);
+            }
+        }
+    }
 }
 
 Task<Result<void>> do_rename_lvol(std::string old_name, std::string new_name) {
@@ -687,13 +841,15 @@ Task<Result<void>> do_delete_lvol(std::string name) {
     auto r = co_await unregister_bdev_wait(lv.bdev);
     if (!r.ok()) co_return r;
     r = co_await st.bs->close_blob(lv.blob);
-    if (r.ok()) r = co_await st.bs->delete_blob(lv.id);
+    // The blobstore clears what the delete frees (not clusters a snapshot hands to its clone).
+    if (r.ok()) r = co_await st.bs->delete_blob(lv.id, blob_clear(lv.clear_method));
     if (!r.ok()) {
         // Keep the lvol usable: reopen it and give its bdev back.
-        auto b = co_await st.bs->open_blob(lv.id);
+        auto b = co_await st.bs->open_blob_degraded(lv.id);
         if (b.ok()) {
             lv.blob = *b;
-            (void)register_lvol_bdev(lv);
+            lv.blob->set_clear_method(blob_clear(lv.clear_method));
+            if (!lv.blob->is_degraded()) (void)register_lvol_bdev(lv);
         }
         co_return r;
     }
@@ -717,7 +873,20 @@ Task<Result<void>> examine_task(std::string name) {
     co_return r;
 }
 
+void examine_done() {
+    if (g().examining.fetch_sub(1) != 1) return;
+    auto waiters = std::move(g().examine_waiters);
+    g().examine_waiters.clear();
+    for (auto* w : waiters) w->set(true);
+}
+
 void examine(bdev::Bdev& b) {
+    // Any bdev (an lvol too) may be the external snapshot a degraded lvol waits for; the store
+    // list is the control Thread's, so the check runs there.
+    if (g().ctl != nullptr) {
+        g().examining.fetch_add(1);
+        runtime::spawn(*g().ctl, attach_esnaps(b.name()), [] { examine_done(); });
+    }
     if (&b.module() == &kLvolModule || g().ctl == nullptr || *b.claimed_by() != '\0') return;
     g().examining.fetch_add(1);
     runtime::spawn(*g().ctl, examine_task(b.name()), [](Result<void>) {
@@ -767,6 +936,10 @@ LvolInfo lvol_info(const Lvol& l) {
         auto it = l.lvs->lvols.find(b.parent_id());
         if (it != l.lvs->lvols.end()) i.base_snapshot = it->second->name;
     }
+    i.external_snapshot_name = std::string(b.external_snapshot());
+    i.esnap_clone = !i.external_snapshot_name.empty();
+    i.degraded = b.is_degraded();
+    i.clear_method = l.clear_method;
     if (i.snapshot)
         for (blob::BlobId c : l.lvs->bs->clones(b.id())) {
             auto it = l.lvs->lvols.find(c);
@@ -820,6 +993,7 @@ Task<Result<void>> rename_lvstore(std::string a, std::string b) {
     return on_ctl(do_rename_lvstore(std::move(a), std::move(b)));
 }
 Task<Result<void>> unload_lvstore(LvsRef ref) { return on_ctl(do_unload_lvstore(std::move(ref))); }
+Task<Result<void>> grow_lvstore(LvsRef ref) { return on_ctl(do_grow_lvstore(std::move(ref))); }
 Task<void> unload_all() { return on_ctl_void(do_unload_all()); }
 Task<Result<void>> load_lvstore(std::string n) { return on_ctl(do_load_lvstore(std::move(n))); }
 Task<void> wait_examine() { return on_ctl_void(do_wait_examine()); }
@@ -830,6 +1004,9 @@ Task<Result<std::string>> create_snapshot(std::string a, std::string b) {
 }
 Task<Result<std::string>> create_clone(std::string a, std::string b) {
     return on_ctl(do_clone(std::move(a), std::move(b)));
+}
+Task<Result<std::string>> create_esnap_clone(std::string esnap, LvsRef lvs, std::string clone_name) {
+    return on_ctl(do_clone_bdev(std::move(esnap), std::move(lvs), std::move(clone_name)));
 }
 Task<Result<void>> rename_lvol(std::string a, std::string b) {
     return on_ctl(do_rename_lvol(std::move(a), std::move(b)));

@@ -77,10 +77,11 @@ Json lvol_json(const LvolInfo& i) {
               {"is_thin_provisioned", i.thin_provision},
               {"is_snapshot", i.snapshot},
               {"is_clone", i.clone},
-              {"is_esnap_clone", false},
-              {"is_degraded", false},
+              {"is_esnap_clone", i.esnap_clone},
+              {"is_degraded", i.degraded},
               {"num_allocated_clusters", i.num_allocated_clusters},
               {"lvs", {{"name", i.lvs_name}, {"uuid", i.lvs_uuid}}}};
+    if (i.esnap_clone) j["external_snapshot_name"] = i.external_snapshot_name;
     if (i.clone) j["base_snapshot"] = i.base_snapshot;
     if (i.snapshot) j["clones"] = i.clones;
     return j;
@@ -174,17 +175,16 @@ void register_rpc_module(rpc::App& app) {
                                        std::move(r));
                         }});
     bdev::add_rpc(app, {"bdev_lvol_grow_lvstore",
-                        "Grow a logical volume store onto a base bdev that grew. Not supported "
-                        "yet: the blobstore cannot grow; answers -ENOTSUP (-95).",
+                        "Grow a logical volume store onto its base bdev after the base grew "
+                        "(e.g. bdev_aio_rescan): the new clusters become free. Nothing to do if "
+                        "the base did not grow; -ENOSPC beyond what the store's cluster mask, "
+                        "sized at creation, can hold.",
                         {{"uuid", PT::string, false, "UUID of the lvstore", nullptr},
                          {"lvs_name", PT::string, false, "Name of the lvstore", nullptr}},
-                        rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+                        rpc::Allowed::runtime, "", true, [a](const Json& p, Responder r) {
                             LvsRef ref = lvs_ref(p, "uuid", "lvs_name");
                             if (!one_of(ref, r)) return;
-                            auto v = get_lvstores(ref);
-                            if (!v.ok()) r.error(v.error());
-                            else r.error(Error(Errc::not_supported,
-                                               "bdev_lvol_grow_lvstore: the blobstore cannot grow yet"));
+                            reply_void(*a, grow_lvstore(std::move(ref)), std::move(r));
                         }});
     bdev::add_rpc(app, {"bdev_lvol_create",
                         "Create a logical volume (thick or thin) in an lvstore. Returns its UUID, "
@@ -195,7 +195,8 @@ void register_rpc_module(rpc::App& app) {
                          {"uuid", PT::string, false, "UUID of the lvstore", nullptr},
                          {"lvs_name", PT::string, false, "Name of the lvstore", nullptr},
                          {"clear_method", PT::string, false,
-                          "none, unmap or write_zeroes (validated; deleting does not unmap yet)", "unmap"}},
+                          "How deleting (or shrinking) the lvol clears the clusters it frees: "
+                          "none, unmap or write_zeroes", "unmap"}},
                         rpc::Allowed::runtime, "", true, [a](const Json& p, Responder r) {
                             LvolOptions o;
                             o.lvol_name = p.at("lvol_name").get<std::string>();
@@ -235,6 +236,20 @@ void register_rpc_module(rpc::App& app) {
                             reply_string(*a,
                                          create_clone(p.at("snapshot_name").get<std::string>(),
                                                       p.at("clone_name").get<std::string>()),
+                                         std::move(r));
+                        }});
+    bdev::add_rpc(app, {"bdev_lvol_clone_bdev",
+                        "Create a thin lvol whose unwritten blocks read an external bdev (an "
+                        "external snapshot clone, of the bdev's size). Returns its UUID. After a "
+                        "restart without that bdev the lvol is degraded until it appears.",
+                        {{"bdev", PT::string, true, "Name, alias or UUID of the external bdev", nullptr},
+                         {"lvs_name", PT::string, true, "Name of the lvstore", nullptr},
+                         {"clone_name", PT::string, true, "Name of the clone", nullptr}},
+                        rpc::Allowed::runtime, "", true, [a](const Json& p, Responder r) {
+                            reply_string(*a,
+                                         create_esnap_clone(p.at("bdev").get<std::string>(),
+                                                            LvsRef{"", p.at("lvs_name").get<std::string>()},
+                                                            p.at("clone_name").get<std::string>()),
                                          std::move(r));
                         }});
     bdev::add_rpc(app, {"bdev_lvol_rename", "Rename an lvol (within its lvstore).",

@@ -383,10 +383,285 @@ TEST_F(LvolTest, RpcErrors) {
     EXPECT_EQ(call_error("bdev_lvol_delete_lvstore", Json::object())["code"], -32602);
     EXPECT_EQ(call_error("bdev_lvol_get_lvstores", {{"lvs_name", "none"}})["code"], -ENOENT);
     EXPECT_EQ(call_error("bdev_lvol_get_lvols", {{"lvs_name", "none"}})["code"], -ENOENT);
-    EXPECT_EQ(call_error("bdev_lvol_grow_lvstore", {{"lvs_name", "lvs0"}})["code"], -EOPNOTSUPP);
+    EXPECT_EQ(call_error("bdev_lvol_grow_lvstore", {{"lvs_name", "none"}})["code"], -ENOENT);
     EXPECT_EQ(call_error("bdev_lvol_decouple_parent", {{"name", "lvs0/v"}})["code"], -EINVAL);
     // Nothing of the failures is left behind.
     EXPECT_EQ(call("bdev_lvol_get_lvols").size(), 2u);
+}
+
+// bdev_lvol_grow_lvstore on a base that grows: the base is itself an lvol (the memory bdevs
+// cannot resize; an lvol's resize sends Event::resize like a rescanned LUN).
+TEST_F(LvolTest, GrowLvstoreWithItsBase) {
+    lvstore();
+    const std::string base = lvol("base", 8);
+    const std::string inner =
+        call("bdev_lvol_create_lvstore",
+             {{"bdev_name", "lvs0/base"}, {"lvs_name", "inner"}, {"cluster_sz", 256 << 10}});
+    ASSERT_EQ(inner.size(), 36u);
+    auto store = [&] { return call("bdev_lvol_get_lvstores", {{"lvs_name", "inner"}})[0]; };
+    const uint64_t total0 = store()["total_data_clusters"];
+    EXPECT_GT(total0, 20u);
+    // The base did not grow: nothing to do, not an error.
+    EXPECT_EQ(call("bdev_lvol_grow_lvstore", {{"lvs_name", "inner"}}), true);
+    EXPECT_EQ(store()["total_data_clusters"], total0);
+    const std::string v = lvol("v", 2, false, "inner");
+    Handle& h = open("inner/v");
+    const auto data = pattern(8192, 3);
+    ASSERT_TRUE(write_blocks(h, 100, data).ok());
+    const uint64_t free0 = store()["free_clusters"];
+
+    EXPECT_EQ(call("bdev_lvol_resize", {{"name", "lvs0/base"}, {"size_in_mib", 16}}), true);
+    EXPECT_EQ(call("bdev_lvol_grow_lvstore", {{"uuid", inner}}), true);
+    EXPECT_EQ(store()["total_data_clusters"], total0 + 32);  // 8 MiB of 256 KiB clusters
+    EXPECT_EQ(store()["free_clusters"], free0 + 32);
+    std::vector<uint8_t> back(data.size());
+    ASSERT_TRUE(read_blocks(h, 100, back).ok());
+    EXPECT_EQ(back, data);
+    // An lvol larger than the store was before, and it survives a restart (examine again).
+    ASSERT_NE(lvol("wide", (total0 + 8) / 4, false, "inner"), "");
+    EXPECT_EQ(call("bdev_lvol_get_lvols", {{"lvs_name", "inner"}}).size(), 2u);
+    const uint64_t free1 = store()["free_clusters"];
+    // Unloaded and loaded again, as a restart would (examine skips lvol bdevs, so it is
+    // load_lvstore here).
+    close(h);
+    bool done = false;
+    Result<void> res;
+    runtime::spawn(app->thread(), lvol::unload_lvstore({"", "inner"}), [&](Result<void> r) {
+        res = r;
+        done = true;
+    });
+    ASSERT_TRUE(poll_until([&] { return done; }));
+    ASSERT_TRUE(res.ok()) << res.error().message();
+    done = false;
+    runtime::spawn(app->thread(), lvol::load_lvstore(base), [&](Result<void> r) {
+        res = r;
+        done = true;
+    });
+    ASSERT_TRUE(poll_until([&] { return done; }));
+    ASSERT_TRUE(res.ok()) << res.error().message();
+    EXPECT_EQ(store()["total_data_clusters"], total0 + 32);
+    EXPECT_EQ(store()["free_clusters"], free1);
+    Handle& h2 = open("inner/v");
+    ASSERT_TRUE(read_blocks(h2, 100, back).ok());
+    EXPECT_EQ(back, data);
+
+    // Errors: an unknown store, both or neither of uuid and lvs_name.
+    EXPECT_EQ(call_error("bdev_lvol_grow_lvstore", {{"lvs_name", "nope"}})["code"], -ENOENT);
+    EXPECT_EQ(call_error("bdev_lvol_grow_lvstore", {{"lvs_name", "inner"}, {"uuid", inner}})["code"],
+              -32602);
+    EXPECT_EQ(call_error("bdev_lvol_grow_lvstore")["code"], -32602);
+    close(h2);
+    // The lvol subsystem's fini then unloads inner before lvs0, whose lvol is inner's base.
+}
+
+// Removing an lvol that holds another lvstore (directly, or by deleting its store) unloads the
+// upper store first. It used to deadlock: the upper store's removal handler waited for the
+// operation lock held by the delete, which waited for the removal (found by fuzz/lvol_rpc).
+TEST_F(LvolTest, RemovingTheBaseOfAStackedStoreUnloadsItFirst) {
+    lvstore();
+    lvol("base", 8);
+    ASSERT_EQ(call("bdev_lvol_create_lvstore",
+                   {{"bdev_name", "lvs0/base"}, {"lvs_name", "upper"}, {"cluster_sz", 256 << 10}})
+                  .get<std::string>()
+                  .size(),
+              36u);
+    lvol("v", 1, false, "upper");
+    EXPECT_EQ(call("bdev_lvol_delete", {{"name", "lvs0/base"}}), true);
+    EXPECT_EQ(call_error("bdev_lvol_get_lvstores", {{"lvs_name", "upper"}})["code"], -ENOENT);
+    EXPECT_EQ(bdev::find("upper/v"), nullptr);
+
+    lvol("base2", 8);
+    ASSERT_EQ(call("bdev_lvol_create_lvstore",
+                   {{"bdev_name", "lvs0/base2"}, {"lvs_name", "upper2"}, {"cluster_sz", 256 << 10}})
+                  .get<std::string>()
+                  .size(),
+              36u);
+    EXPECT_EQ(call("bdev_lvol_delete_lvstore", {{"lvs_name", "lvs0"}}), true);
+    EXPECT_EQ(call("bdev_lvol_get_lvstores").size(), 0u);
+}
+
+// ---- clear_method, unmap releasing clusters, external snapshot clones ----------------------------
+
+class LvolClearTest : public LvolTest {
+protected:
+    // Blocks of `bdev` whose every byte is `v` (the whole bdev, read 1 MiB at a time).
+    uint64_t blocks_of(const std::string& bdev, uint8_t v) {
+        Handle& h = open(bdev, false);
+        const uint64_t n = h.desc->bdev().num_blocks();
+        const uint32_t bs = h.desc->bdev().block_size();
+        uint64_t count = 0;
+        std::vector<uint8_t> buf(1 << 20);
+        for (uint64_t off = 0; off < n; off += buf.size() / bs) {
+            buf.resize(std::min<uint64_t>(1 << 20, (n - off) * bs));
+            EXPECT_TRUE(read_blocks(h, off, buf).ok());
+            for (size_t b = 0; b < buf.size(); b += bs)
+                count += std::all_of(buf.begin() + b, buf.begin() + b + bs, [v](uint8_t c) { return c == v; });
+        }
+        close(h);
+        return count;
+    }
+    void fill(const std::string& bdev, uint8_t v, uint64_t blocks) {
+        Handle& h = open(bdev);
+        ASSERT_TRUE(write_blocks(h, 0, std::vector<uint8_t>(blocks * 512, v)).ok());
+        close(h);
+    }
+    std::string lvol_cm(const std::string& name, uint64_t mib, const char* cm, bool thin = false) {
+        Json u = call("bdev_lvol_create", {{"lvol_name", name}, {"size_in_mib", mib},
+                                           {"thin_provision", thin}, {"lvs_name", "lvs0"},
+                                           {"clear_method", cm}});
+        return u.is_string() ? u.get<std::string>() : "";
+    }
+    Json lvol_entry(const std::string& name) {
+        for (const Json& l : call("bdev_lvol_get_lvols"))
+            if (l["name"] == name) return l;
+        return Json();
+    }
+};
+
+TEST_F(LvolClearTest, LvstoreClearMethodAtCreate) {
+    malloc("Malloc1", 65536, 512);
+    malloc("Malloc2", 65536, 512);
+    fill("Malloc1", 0xd4, 65536);
+    fill("Malloc2", 0xd4, 65536);
+    ASSERT_EQ(call("bdev_lvol_create_lvstore", {{"bdev_name", "Malloc1"}, {"lvs_name", "keep"},
+                                                {"clear_method", "none"}}).get<std::string>().size(), 36u);
+    ASSERT_EQ(call("bdev_lvol_create_lvstore", {{"bdev_name", "Malloc2"}, {"lvs_name", "zero"},
+                                                {"clear_method", "write_zeroes"}}).get<std::string>().size(), 36u);
+    EXPECT_GT(blocks_of("Malloc1", 0xd4), 60000u);  // only the metadata region was written
+    EXPECT_EQ(blocks_of("Malloc2", 0xd4), 0u);
+}
+
+TEST_F(LvolClearTest, DeleteAndShrinkClearWithTheLvolsMethodAfterARestart) {
+    lvstore();
+    lvol_cm("wz", 2, "write_zeroes");
+    lvol_cm("none", 2, "none");
+    lvol_cm("um", 2, "unmap");
+    lvol_cm("shrink", 3, "write_zeroes");
+    fill("lvs0/wz", 0xa1, 4096);
+    fill("lvs0/none", 0xb2, 4096);
+    fill("lvs0/um", 0xc3, 4096);
+    fill("lvs0/shrink", 0xe5, 6144);
+    // The method is kept with the lvol (an xattr): it holds after the store is loaded again.
+    reexamine();
+    for (uint8_t v : {0xa1, 0xb2, 0xc3}) EXPECT_EQ(blocks_of("Malloc0", v), 4096u) << int(v);
+    EXPECT_EQ(blocks_of("Malloc0", 0xe5), 6144u);
+    EXPECT_EQ(call("bdev_lvol_delete", {{"name", "lvs0/wz"}}), true);
+    EXPECT_EQ(call("bdev_lvol_delete", {{"name", "lvs0/none"}}), true);
+    EXPECT_EQ(call("bdev_lvol_delete", {{"name", "lvs0/um"}}), true);
+    EXPECT_EQ(blocks_of("Malloc0", 0xa1), 0u);     // zeroed
+    EXPECT_EQ(blocks_of("Malloc0", 0xb2), 4096u);  // left as it was
+    EXPECT_EQ(blocks_of("Malloc0", 0xc3), 0u);     // unmapped (malloc reads zeroes after)
+    EXPECT_EQ(call("bdev_lvol_resize", {{"name", "lvs0/shrink"}, {"size_in_mib", 1}}), true);
+    EXPECT_EQ(blocks_of("Malloc0", 0xe5), 2048u);
+}
+
+TEST_F(LvolClearTest, UnmapOfAThinLvolReleasesItsClusters) {
+    lvstore();
+    const std::string u = lvol("thin", 4, true);
+    auto free_clusters = [&] { return call("bdev_lvol_get_lvstores")[0]["free_clusters"].get<uint64_t>(); };
+    const uint64_t free0 = free_clusters();
+    Handle& h = open("lvs0/thin");
+    const auto data = pattern(4 * 2048 * 512, 7);
+    ASSERT_TRUE(write_blocks(h, 0, data).ok());
+    EXPECT_EQ(lvol_info(u)["num_allocated_clusters"], 4);
+    EXPECT_EQ(free_clusters(), free0 - 4);
+    // Blocks 1024 .. 3*2048+1024: cluster 1 and 2 whole, halves of 0 and 3.
+    ASSERT_TRUE(io([&](IoDoneFn f, void* c) { return unmap(*h.desc, *h.ch, 1024, 3 * 2048, f, c); }).ok());
+    EXPECT_EQ(lvol_info(u)["num_allocated_clusters"], 2);
+    EXPECT_EQ(lvol_entry("thin")["num_allocated_clusters"], 2);
+    EXPECT_EQ(free_clusters(), free0 - 2);
+    std::vector<uint8_t> r(1024 * 512);
+    ASSERT_TRUE(read_blocks(h, 0, r).ok());
+    EXPECT_TRUE(std::equal(r.begin(), r.end(), data.begin()));
+    ASSERT_TRUE(read_blocks(h, 3 * 2048 + 1024, r).ok());
+    EXPECT_TRUE(std::equal(r.begin(), r.end(), data.begin() + (3 * 2048 + 1024) * 512));
+    std::vector<uint8_t> z(2048 * 512);
+    ASSERT_TRUE(read_blocks(h, 2048, z).ok());
+    EXPECT_EQ(z, std::vector<uint8_t>(z.size(), 0));
+}
+
+TEST_F(LvolClearTest, EsnapCloneDegradedWhileItsBdevIsMissing) {
+    lvstore();
+    malloc("Ext", 4096, 512);  // 2 MiB
+    const auto ext = pattern(4096 * 512, 9);
+    {
+        Handle& h = open("Ext");
+        ASSERT_TRUE(write_blocks(h, 0, ext).ok());
+        close(h);
+    }
+    const std::string u = call("bdev_lvol_clone_bdev",
+                               {{"bdev", "Ext"}, {"lvs_name", "lvs0"}, {"clone_name", "ec"}});
+    ASSERT_EQ(u.size(), 36u);
+    const std::string ext_uuid = call("bdev_get_bdevs", {{"name", "Ext"}})[0]["uuid"];
+    ASSERT_EQ(call("bdev_lvol_clone_bdev", {{"bdev", ext_uuid}, {"lvs_name", "lvs0"},
+                                            {"clone_name", "ec2"}}).get<std::string>().size(), 36u);
+    EXPECT_EQ(call_error("bdev_lvol_clone_bdev", {{"bdev", "Nope"}, {"lvs_name", "lvs0"},
+                                                  {"clone_name", "x"}})["code"], -ENOENT);
+    EXPECT_EQ(call_error("bdev_lvol_clone_bdev", {{"bdev", "Malloc0"}, {"lvs_name", "lvs0"},
+                                                  {"clone_name", "x"}})["code"], -EINVAL);
+    EXPECT_EQ(call_error("bdev_lvol_clone_bdev", {{"bdev", "Ext"}, {"lvs_name", "lvs0"},
+                                                  {"clone_name", "ec"}})["code"], -EEXIST);
+    EXPECT_EQ(call_error("bdev_lvol_clone_bdev", {{"bdev", "lvs0/ec"}, {"lvs_name", "lvs0"},
+                                                  {"clone_name", "x"}})["code"], -EINVAL);
+    Json e = lvol_entry("ec");
+    EXPECT_EQ(e["is_esnap_clone"], true);
+    EXPECT_EQ(e["is_degraded"], false);
+    EXPECT_EQ(e["is_thin_provisioned"], true);
+    EXPECT_EQ(e["external_snapshot_name"], "Ext");
+    EXPECT_EQ(lvol_info(u)["esnap_clone"], true);
+    EXPECT_EQ(call("bdev_get_bdevs", {{"name", u}})[0]["num_blocks"], 4096);
+    const auto mine = pattern(8 * 512, 10);
+    {
+        Handle& h = open("lvs0/ec");
+        std::vector<uint8_t> r(ext.size());
+        ASSERT_TRUE(read_blocks(h, 0, r).ok());
+        EXPECT_EQ(r, ext);
+        ASSERT_TRUE(write_blocks(h, 8, mine).ok());  // copies cluster 0 from Ext first
+        close(h);
+    }
+    // Restart without Ext: both clones are listed as degraded and have no bdev.
+    bool done = false;
+    runtime::spawn(app->thread(), lvol::unload_all(), [&] { done = true; });
+    ASSERT_TRUE(poll_until([&] { return done; }));
+    EXPECT_EQ(call("bdev_malloc_delete", {{"name", "Ext"}}), true);
+    call("bdev_passthru_create", {{"base_bdev_name", "Malloc0"}, {"name", "PT0"}});
+    EXPECT_EQ(call("bdev_wait_for_examine"), true);
+    ASSERT_EQ(call("bdev_lvol_get_lvols").size(), 2u);
+    EXPECT_EQ(lvol_entry("ec")["is_degraded"], true);
+    EXPECT_EQ(lvol_entry("ec")["external_snapshot_name"], "Ext");
+    EXPECT_FALSE(exists("lvs0/ec"));
+    EXPECT_FALSE(exists(u));
+    // A degraded lvol can be deleted.
+    EXPECT_EQ(call("bdev_lvol_delete", {{"name", "lvs0/ec2"}}), true);
+    // Ext comes back (same name, same data): examine hands it over and the bdev registers.
+    malloc("Ext", 4096, 512);
+    {
+        Handle& h = open("Ext");
+        ASSERT_TRUE(write_blocks(h, 0, ext).ok());
+        close(h);
+    }
+    EXPECT_EQ(call("bdev_wait_for_examine"), true);
+    ASSERT_TRUE(exists("lvs0/ec"));
+    EXPECT_EQ(lvol_entry("ec")["is_degraded"], false);
+    Handle& h = open("lvs0/ec");
+    std::vector<uint8_t> r(ext.size());
+    ASSERT_TRUE(read_blocks(h, 0, r).ok());
+    auto want = ext;
+    std::copy(mine.begin(), mine.end(), want.begin() + 8 * 512);
+    EXPECT_EQ(r, want);
+    EXPECT_EQ(call("bdev_lvol_get_lvols").size(), 1u);
+    // Ext removed while the lvol is open: the removal completes, the lvol turns degraded (its
+    // bdev stays; reads through to Ext fail) and heals when Ext is back.
+    EXPECT_EQ(call("bdev_malloc_delete", {{"name", "Ext"}}), true);
+    EXPECT_EQ(lvol_entry("ec")["is_degraded"], true);
+    std::vector<uint8_t> one(512);
+    EXPECT_EQ(read_blocks(h, 2048, one).code, Errc::io_error);
+    ASSERT_TRUE(read_blocks(h, 8, one).ok());  // its own cluster
+    EXPECT_TRUE(std::equal(one.begin(), one.end(), mine.begin()));
+    malloc("Ext", 4096, 512);
+    EXPECT_EQ(call("bdev_wait_for_examine"), true);
+    EXPECT_EQ(lvol_entry("ec")["is_degraded"], false);
+    EXPECT_TRUE(read_blocks(h, 2048, one).ok());
 }
 
 }  // namespace

@@ -12,9 +12,10 @@
 // the query functions are control Thread only. Lvol bdev I/O runs on any Thread through a
 // per-Thread blob channel, with nothing allocated per I/O.
 //
-// Not guaranteed: bdev_lvol_grow_lvstore (the blobstore cannot grow yet); the lvol
-// clear_method is validated but deleting an lvol does not unmap its clusters
-// (the blobstore releases them).
+// Not guaranteed: growing a store beyond what its cluster mask, sized at create, can hold
+// (grow_lvstore refuses: Errc::no_space); clearing (clear_method) after a crash between a
+// delete's metadata and the clear (the clusters are free, not cleared); an external snapshot
+// renamed away (it is found by name: its clones turn degraded).
 #pragma once
 
 #include <cstdint>
@@ -82,6 +83,11 @@ struct LvolInfo {
     bool thin_provision = false, read_only = false, snapshot = false, clone = false;
     std::string base_snapshot;        // the parent's lvol name (clones)
     std::vector<std::string> clones;  // the clones' lvol names (snapshots)
+    // An external snapshot clone (bdev_lvol_clone_bdev), and the bdev it reads through to;
+    // degraded while that bdev (of its chain) is missing: no lvol bdev until it appears.
+    bool esnap_clone = false, degraded = false;
+    std::string external_snapshot_name;
+    ClearMethod clear_method = ClearMethod::unmap;
 };
 
 // Where every operation (and every lvstore load found by examine) runs. Set before use.
@@ -95,6 +101,11 @@ Task<Result<std::string>> create_lvstore(LvsOptions options);
 // Removes every lvol bdev, deletes the store from the bdev and releases the claim.
 Task<Result<void>> delete_lvstore(LvsRef ref);
 Task<Result<void>> rename_lvstore(std::string old_name, std::string new_name);
+// Takes in the base bdev's current size after it grew (SPDK's bdev_lvol_grow_lvstore): the
+// new clusters are free; durable when done. Nothing to do (ok) if the base did not grow.
+// Errc::not_found, Errc::no_space (beyond what the store's cluster mask can hold: the message
+// gives the limit).
+Task<Result<void>> grow_lvstore(LvsRef ref);
 // Closes the store cleanly, leaving it on its bdev (examine brings it back). Used at shutdown.
 Task<Result<void>> unload_lvstore(LvsRef ref);
 Task<void> unload_all();
@@ -111,6 +122,13 @@ Task<Result<std::string>> create_lvol(LvolOptions options);
 // The lvol becomes a clone of a new read-only snapshot named snapshot_name in the same store.
 Task<Result<std::string>> create_snapshot(std::string lvol_name, std::string snapshot_name);
 Task<Result<std::string>> create_clone(std::string snapshot_name, std::string clone_name);
+// SPDK's bdev_lvol_clone_bdev: a thin lvol of the bdev's size whose unwritten blocks read the
+// bdev `esnap_bdev` (name, alias or UUID; opened read-only while the lvol is open, its block
+// size must be the store's). The blob records the bdev's name. After a restart without that
+// bdev the lvol is degraded: listed, but its bdev registers only once a bdev of that name
+// appears (examine). Errc::not_found, Errc::invalid_argument (block size, the store's own base).
+Task<Result<std::string>> create_esnap_clone(std::string esnap_bdev, LvsRef lvs,
+                                             std::string clone_name);
 // new_name is a bare lvol name (the store stays).
 Task<Result<void>> rename_lvol(std::string old_name, std::string new_name);
 Task<Result<void>> resize_lvol(std::string name, uint64_t size_bytes);
