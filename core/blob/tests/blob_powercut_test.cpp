@@ -1359,6 +1359,25 @@ TEST(BlobPowerCut, TornSuperBlockLoadsDirty) {
     }
 }
 
+// The regression tests' start: formats the store on the namespace (the sweep's geometry) into
+// r.bs, creates a thick blob of `clusters` clusters and opens it (held open, as lvol does).
+// nullptr on any failure.
+Task<Blob*> format_with_open_blob(blob::Run& r, uint64_t clusters) {
+    BsOptions o;
+    o.cluster_sz = kCluster;
+    o.num_md_pages = kMdPages;
+    std::string name = "Nvme0n1";
+    auto bs = co_await BlobStore::init(std::move(name), o);
+    if (!bs.ok()) co_return nullptr;
+    r.bs = std::move(*bs);
+    BlobOptions bo;
+    bo.num_clusters = clusters;
+    auto id = co_await r.bs->create_blob(std::move(bo));
+    if (!id.ok()) co_return nullptr;
+    auto open = co_await r.bs->open_blob(*id);
+    co_return open.ok() ? *open : nullptr;
+}
+
 // A snapshot whose pending mark could not be cleared (its third metadata write failed; the
 // snapshot is still acknowledged) and whose blob was then snapshotted again: the load used to
 // drop the first snapshot (its blob no longer points at it) and then refuse the store ("parent
@@ -1370,20 +1389,10 @@ TEST(BlobPowerCut, SnapshotWithAStaleMarkSurvivesASecondSnapshot) {
     blob::Run r(4, 0);
     r.num_ops = 0;
     auto body = [](World& w, blob::Run& r, std::string& err) -> Task<bool> {
-        BsOptions o;
-        o.cluster_sz = kCluster;
-        o.num_md_pages = kMdPages;
-        std::string name = "Nvme0n1";
-        auto bs = co_await BlobStore::init(std::move(name), o);
-        if (!bs.ok()) co_return false;
-        r.bs = std::move(*bs);
-        BlobOptions bo;
-        bo.num_clusters = 1;
-        auto b = co_await r.bs->create_blob(std::move(bo));
-        if (!b.ok()) co_return false;
         // Held open (as lvol does), so the chain is not closed (which would retry the mark).
-        auto open = co_await r.bs->open_blob(*b);
-        if (!open.ok()) co_return false;
+        Blob* open = co_await format_with_open_blob(r, 1);
+        if (open == nullptr) co_return false;
+        const BlobId b = open->id();
         // The snapshot writes S (marked), then B, then S unmarked: fail the third write
         // (create_snapshot now retries it; before, the mark stayed and this was the bug).
         hwemu::FaultRule rule;
@@ -1393,14 +1402,14 @@ TEST(BlobPowerCut, SnapshotWithAStaleMarkSurvivesASecondSnapshot) {
         rule.status = 0x0006;
         const uint32_t id = w.model->faults().add(rule);  // one OS thread: safe between steps
         std::vector<Xattr> none;
-        auto s1 = co_await r.bs->create_snapshot(*b, std::move(none));
+        auto s1 = co_await r.bs->create_snapshot(b, std::move(none));
         w.model->faults().remove(id);
         if (!s1.ok()) {
             err = "snapshot 1: " + s1.error().message();
             co_return false;
         }
         std::vector<Xattr> none2;
-        auto s2 = co_await r.bs->create_snapshot(*b, std::move(none2));
+        auto s2 = co_await r.bs->create_snapshot(b, std::move(none2));
         if (!s2.ok()) {
             err = "snapshot 2: " + s2.error().message();
             co_return false;
@@ -1447,28 +1456,17 @@ TEST(BlobPowerCut, StaleMarkSnapshotSurvivesInflateDecoupleDelete) {
             std::optional<BlobId> snap_id;  // set when the snapshot was acknowledged
             BlobId blob_id = kInvalidBlobId;
             auto body = [&](World& w, blob::Run& r, std::string& err) -> Task<bool> {
-                BsOptions o;
-                o.cluster_sz = kCluster;
-                o.num_md_pages = kMdPages;
-                std::string name = "Nvme0n1";
-                auto bs = co_await BlobStore::init(std::move(name), o);
-                if (!bs.ok()) co_return false;
-                r.bs = std::move(*bs);
+                Blob* open = co_await format_with_open_blob(r, 1);
+                if (open == nullptr) co_return false;
                 r.ch = r.bs->get_channel();
-                BlobOptions bo;
-                bo.num_clusters = 1;
-                auto b = co_await r.bs->create_blob(std::move(bo));
-                if (!b.ok()) co_return false;
-                blob_id = *b;
-                auto open = co_await r.bs->open_blob(*b);
-                if (!open.ok()) co_return false;
-                r.open[*b] = *open;
+                blob_id = open->id();
+                r.open[blob_id] = open;
                 IoWait wr;
-                Status s = write(*r.ch, **open, data.data(), 0, g_spc, IoWait::cb, &wr);
+                Status s = write(*r.ch, *open, data.data(), 0, g_spc, IoWait::cb, &wr);
                 if (s.ok()) s = co_await wr.r;
                 if (s.ok()) {
                     IoWait f;
-                    s = flush(*r.ch, **open, IoWait::cb, &f);
+                    s = flush(*r.ch, *open, IoWait::cb, &f);
                     if (s.ok()) s = co_await f.r;
                 }
                 if (!s.ok()) {
@@ -1488,7 +1486,7 @@ TEST(BlobPowerCut, StaleMarkSnapshotSurvivesInflateDecoupleDelete) {
                     rules.push_back(w.model->faults().add(rule));  // one OS thread: between steps
                 }
                 std::vector<Xattr> none;
-                auto sid = co_await r.bs->create_snapshot(*b, std::move(none));
+                auto sid = co_await r.bs->create_snapshot(blob_id, std::move(none));
                 for (uint32_t id : rules) w.model->faults().remove(id);
                 if (sid.ok()) {
                     snap_id = *sid;
@@ -1498,13 +1496,13 @@ TEST(BlobPowerCut, StaleMarkSnapshotSurvivesInflateDecoupleDelete) {
                 }
                 Result<void> e;
                 if (then == Then::inflate) {
-                    e = co_await r.bs->inflate(*b);
+                    e = co_await r.bs->inflate(blob_id);
                 } else if (then == Then::decouple) {
-                    e = co_await r.bs->decouple_parent(*b);
+                    e = co_await r.bs->decouple_parent(blob_id);
                 } else {
-                    (void)co_await r.bs->close_blob(r.open[*b]);
-                    r.open.erase(*b);
-                    e = co_await r.bs->delete_blob(*b);
+                    (void)co_await r.bs->close_blob(r.open[blob_id]);
+                    r.open.erase(blob_id);
+                    e = co_await r.bs->delete_blob(blob_id);
                 }
                 if (!e.ok() && (snap_id || then == Then::remove)) {  // no parent: nothing to do
                     err = "then: " + e.error().message();
@@ -1566,33 +1564,23 @@ TEST(BlobPowerCut, DecoupleOrMergeKeepsZeroesBeyondTheParent) {
                 if (!e.ok()) err = fmt::format("{}: {}", what, e.error().message());
                 return e.ok();
             };
-            BsOptions o;
-            o.cluster_sz = kCluster;
-            o.num_md_pages = kMdPages;
-            std::string name = "Nvme0n1";
-            auto bs = co_await BlobStore::init(std::move(name), o);
-            if (!bs.ok()) co_return false;
-            r.bs = std::move(*bs);
+            Blob* ao = co_await format_with_open_blob(r, 2);
+            if (ao == nullptr) co_return false;
             r.ch = r.bs->get_channel();
-            BlobOptions bo;
-            bo.num_clusters = 2;
-            auto a = co_await r.bs->create_blob(std::move(bo));
-            if (!a.ok()) co_return false;
-            auto ao = co_await r.bs->open_blob(*a);
-            if (!ao.ok()) co_return false;
-            Blob& ab = **ao;
+            Blob& ab = *ao;
+            const BlobId a = ab.id();
             IoWait wr;
             Status s = write(*r.ch, ab, data.data(), 0, 2 * g_spc, IoWait::cb, &wr);
             if (s.ok()) s = co_await wr.r;
             if (!s.ok()) co_return false;
             std::vector<Xattr> none;
-            auto g = co_await r.bs->create_snapshot(*a, std::move(none));  // G: the data
+            auto g = co_await r.bs->create_snapshot(a, std::move(none));  // G: the data
             if (!g.ok()) co_return false;
             if (!check(co_await ab.resize(0), "resize a")) co_return false;  // A: 0 clusters over G
             ab.set_read_only();
             if (!check(co_await ab.sync_md(), "sync a")) co_return false;
             std::vector<Xattr> none2;
-            auto c = co_await r.bs->create_clone(*a, std::move(none2));
+            auto c = co_await r.bs->create_clone(a, std::move(none2));
             if (!c.ok()) co_return false;
             clone_id = *c;
             auto co = co_await r.bs->open_blob(*c);
@@ -1600,7 +1588,7 @@ TEST(BlobPowerCut, DecoupleOrMergeKeepsZeroesBeyondTheParent) {
             if (!check(co_await (*co)->resize(2), "resize clone")) co_return false;  // beyond A
             if (merge) {
                 if (!check(co_await r.bs->close_blob(&ab), "close a")) co_return false;
-                if (!check(co_await r.bs->delete_blob(*a), "delete a")) co_return false;
+                if (!check(co_await r.bs->delete_blob(a), "delete a")) co_return false;
             } else {
                 if (!check(co_await r.bs->decouple_parent(*c), "decouple")) co_return false;
                 if (!check(co_await r.bs->close_blob(&ab), "close a")) co_return false;
