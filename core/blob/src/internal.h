@@ -225,9 +225,18 @@ public:
     // Reads a slot pair and follows the newest complete chain. strict: a slot with no complete
     // chain is corrupt unless nothing valid was ever written there (or only a first write, torn).
     Task<Result<SlotState>> read_slot(uint32_t slot, bool strict);
-    // Generations in a free slot pair, so a new blob there outranks what is left in it.
-    Task<Result<std::pair<uint64_t, uint32_t>>> slot_generation(uint32_t slot);
-    Result<uint32_t> reserve_slot();
+    // A free blob slot for a new blob: `md` carries its id and the generation left in the slot
+    // pair (so the new blob outranks what is there), `cur_slot` the root copy holding it. The
+    // slot stays reserved until persist_new() or release_slot().
+    struct NewBlob {
+        uint32_t slot = 0;
+        uint32_t cur_slot = 1;
+        format::BlobMd md;
+    };
+    Task<Result<NewBlob>> take_slot();
+    // Writes the new blob's metadata (rule: durable before it is reported) and lists it with
+    // `parent`; on failure the slot goes back.
+    Task<Result<BlobId>> persist_new(NewBlob nb, BlobId parent);
     void release_slot(uint32_t slot);
     Task<Result<void>> write_md(BlobImpl& b);
     Task<Result<void>> persist(BlobImpl& b);

@@ -450,29 +450,14 @@ Task<Result<BlobId>> StoreImpl::create_esnap_clone(std::string name, uint64_t n,
     if (n > g.max_clusters_per_blob)
         co_return errorf(Errc::invalid_argument,
                          fmt::format("{} clusters exceed the limit {}", n, g.max_clusters_per_blob));
-    auto slot = reserve_slot();
-    if (!slot.ok()) co_return slot.error();
-    auto gen = co_await slot_generation(*slot);
-    if (!gen.ok()) {
-        release_slot(*slot);
-        co_return gen.error();
-    }
-    BlobMd m;
-    m.id = format::make_blob_id(*slot);
-    m.generation = gen->first;
+    auto nb = co_await take_slot();
+    if (!nb.ok()) co_return nb.error();
+    BlobMd& m = nb->md;
     m.flags = format::kFlagThin | format::kFlagExternal;
     m.external = std::move(name);
     m.clusters.assign(n, kUnallocated);
     m.xattrs = std::move(xattrs);
-    BlobImpl tmp(*this, std::move(m), *slot);
-    tmp.cur_slot = gen->second;
-    auto r = co_await persist(tmp);
-    if (!r.ok()) {
-        release_slot(*slot);
-        co_return r.error();
-    }
-    entries[tmp.id] = Entry{};
-    co_return tmp.id;
+    co_return co_await persist_new(std::move(*nb), kInvalidBlobId);
 }
 
 // ---- thin allocation (md Thread) ---------------------------------------------------------------
@@ -1013,13 +998,35 @@ Task<Result<void>> StoreImpl::grow() {
 
 // ---- slots --------------------------------------------------------------------------------------
 
-Result<uint32_t> StoreImpl::reserve_slot() {
-    const uint64_t slot = used_ids.find_clear(0, g.max_blobs);
-    if (slot == UINT64_MAX) return errorf(Errc::no_space, "no free blob id");
+Task<Result<StoreImpl::NewBlob>> StoreImpl::take_slot() {
+    const uint64_t free_slot = used_ids.find_clear(0, g.max_blobs);
+    if (free_slot == UINT64_MAX) co_return errorf(Errc::no_space, "no free blob id");
+    const auto slot = static_cast<uint32_t>(free_slot);
     used_ids.set(slot);
     used_pages.set(2 * slot);
     used_pages.set(2 * slot + 1);
-    return static_cast<uint32_t>(slot);
+    std::vector<uint8_t> roots(2 * kMdPageSize);
+    auto r = co_await bdev_io(bdev::IoType::read, roots.data(), root_page(slot, 0) * kMdPageSize,
+                              2 * kMdPageSize);
+    if (!r.ok()) {
+        release_slot(slot);
+        co_return r.error();
+    }
+    NewBlob nb;
+    nb.slot = slot;
+    nb.md.id = format::make_blob_id(slot);
+    nb.cur_slot = 1;  // the first write goes to root copy 0
+    for (uint32_t w = 0; w < 2; ++w) {
+        const uint8_t* p = roots.data() + w * kMdPageSize;
+        format::MdPage hdr;
+        std::memcpy(&hdr, p, format::kMdHeaderSize);
+        if (format::check_page(p, nb.md.id, hdr.generation, 0).ok() &&
+            hdr.generation >= nb.md.generation) {
+            nb.md.generation = hdr.generation;
+            nb.cur_slot = w;
+        }
+    }
+    co_return nb;
 }
 
 void StoreImpl::release_slot(uint32_t slot) {
@@ -1028,24 +1035,16 @@ void StoreImpl::release_slot(uint32_t slot) {
     used_pages.clear(2 * slot + 1);
 }
 
-Task<Result<std::pair<uint64_t, uint32_t>>> StoreImpl::slot_generation(uint32_t slot) {
-    std::vector<uint8_t> roots(2 * kMdPageSize);
-    auto r = co_await bdev_io(bdev::IoType::read, roots.data(), root_page(slot, 0) * kMdPageSize,
-                              2 * kMdPageSize);
-    if (!r.ok()) co_return r.error();
-    uint64_t gen = 0;
-    uint32_t cur = 1;  // the first write goes to slot 0
-    for (uint32_t w = 0; w < 2; ++w) {
-        const uint8_t* p = roots.data() + w * kMdPageSize;
-        format::MdPage hdr;
-        std::memcpy(&hdr, p, format::kMdHeaderSize);
-        if (format::check_page(p, format::make_blob_id(slot), hdr.generation, 0).ok() &&
-            hdr.generation >= gen) {
-            gen = hdr.generation;
-            cur = w;
-        }
+Task<Result<BlobId>> StoreImpl::persist_new(NewBlob nb, BlobId parent) {
+    BlobImpl tmp(*this, std::move(nb.md), nb.slot);
+    tmp.cur_slot = nb.cur_slot;
+    auto r = co_await persist(tmp);
+    if (!r.ok()) {
+        release_slot(nb.slot);
+        co_return r.error();
     }
-    co_return std::pair<uint64_t, uint32_t>{gen, cur};
+    entries[tmp.id] = Entry{parent};
+    co_return tmp.id;
 }
 
 // ---- operations -------------------------------------------------------------------------------
@@ -1057,29 +1056,22 @@ Task<Result<BlobId>> StoreImpl::create_blob(BlobOptions o) {
         co_return errorf(Errc::invalid_argument,
                          fmt::format("{} clusters exceed the limit {}", o.num_clusters, g.max_clusters_per_blob));
     if (auto x = check_xattrs(o.xattrs); !x.ok()) co_return x.error();
-    auto slot = reserve_slot();
-    if (!slot.ok()) co_return slot.error();
-    auto gen = co_await slot_generation(*slot);
-    if (!gen.ok()) {
-        release_slot(*slot);
-        co_return gen.error();
-    }
-    BlobMd m;
-    m.id = format::make_blob_id(*slot);
-    m.generation = gen->first;
+    auto nb = co_await take_slot();
+    if (!nb.ok()) co_return nb.error();
+    BlobMd& m = nb->md;
     m.flags = o.thin_provision ? uint32_t{format::kFlagThin} : 0u;
     m.xattrs = std::move(o.xattrs);
     m.clusters.assign(o.num_clusters, kUnallocated);
     std::vector<uint32_t> fresh;
     auto undo = [&] {
         for (uint32_t c : fresh) used_clusters.clear(c);
-        release_slot(*slot);
     };
     if (!o.thin_provision) {
         for (auto& c : m.clusters) {
             const uint64_t k = alloc_cluster();
             if (k == UINT64_MAX) {
                 undo();
+                release_slot(nb->slot);
                 co_return errorf(Errc::no_space, fmt::format("no space for {} clusters", o.num_clusters));
             }
             c = static_cast<uint32_t>(k);
@@ -1089,15 +1081,14 @@ Task<Result<BlobId>> StoreImpl::create_blob(BlobOptions o) {
     // Rule 1: zeroed clusters are durable before the metadata mapping them.
     auto r = co_await zero_clusters(fresh);
     if (r.ok() && !fresh.empty()) r = co_await flush();
-    BlobImpl tmp(*this, std::move(m), *slot);
-    tmp.cur_slot = gen->second;
-    if (r.ok()) r = co_await persist(tmp);
     if (!r.ok()) {
         undo();
+        release_slot(nb->slot);
         co_return r.error();
     }
-    entries[tmp.id] = Entry{};
-    co_return tmp.id;
+    auto id = co_await persist_new(std::move(*nb), kInvalidBlobId);
+    if (!id.ok()) undo();
+    co_return id;
 }
 
 Task<Result<BlobImpl*>> StoreImpl::open_blob(BlobId id, bool user, bool need_esnap) {
@@ -1332,21 +1323,14 @@ Task<Result<BlobId>> StoreImpl::create_snapshot(BlobId id, std::vector<Xattr> xa
         co_return errorf(Errc::invalid_argument,
                          fmt::format("blob {} is read-only: clone it instead", id_str(id)));
     }
-    auto slot = reserve_slot();
-    if (!slot.ok()) {
+    auto nb = co_await take_slot();
+    if (!nb.ok()) {
         (void)co_await close_blob(b, false);
-        co_return slot.error();
+        co_return nb.error();
     }
-    auto gen = co_await slot_generation(*slot);
-    if (!gen.ok()) {
-        release_slot(*slot);
-        (void)co_await close_blob(b, false);
-        co_return gen.error();
-    }
+    const uint32_t slot = nb->slot;
     co_await freeze(*b);
-    BlobMd sm;
-    sm.id = format::make_blob_id(*slot);
-    sm.generation = gen->first;
+    BlobMd& sm = nb->md;
     sm.parent_id = b->md.parent_id;
     sm.flags = format::kFlagReadOnly | format::kFlagSnapshot;
     sm.pending_op = format::kPendingSnapshotOf;
@@ -1355,13 +1339,13 @@ Task<Result<BlobId>> StoreImpl::create_snapshot(BlobId id, std::vector<Xattr> xa
     sm.xattrs = std::move(xattrs);
     sm.flags |= b->md.flags & format::kFlagExternal;  // the external snapshot moves up
     sm.external = b->md.external;
-    auto snap = std::make_unique<BlobImpl>(*this, std::move(sm), *slot);
-    snap->cur_slot = gen->second;
+    auto snap = std::make_unique<BlobImpl>(*this, std::move(sm), slot);
+    snap->cur_slot = nb->cur_slot;
     BlobImpl* s = snap.get();
     // Rule 6: the snapshot (marked pending) is durable before the blob gives up its clusters.
     auto r = co_await persist(*s);
     if (!r.ok()) {
-        release_slot(*slot);
+        release_slot(slot);
         co_await unfreeze(*b);
         (void)co_await close_blob(b, false);
         co_return r.error();
@@ -1377,7 +1361,7 @@ Task<Result<BlobId>> StoreImpl::create_snapshot(BlobId id, std::vector<Xattr> xa
         b->md = saved;
         (void)co_await tombstone(s->slot, s->cur_slot, s->md.generation);
         for (uint32_t p : s->ext_pages) used_pages.clear(p);
-        release_slot(*slot);
+        release_slot(slot);
         co_await unfreeze(*b);
         (void)co_await close_blob(b, false);
         co_return r.error();
@@ -1402,7 +1386,7 @@ Task<Result<BlobId>> StoreImpl::create_snapshot(BlobId id, std::vector<Xattr> xa
             // by load, so the tombstone only saves that work.
             (void)co_await tombstone(s->slot, s->cur_slot, s->md.generation);
             for (uint32_t p : s->ext_pages) used_pages.clear(p);
-            release_slot(*slot);
+            release_slot(slot);
         } else {
             // On disk the blob may still point at the snapshot: its slot and pages stay
             // reserved until a load decides, and the blob is rewritten when it is closed.
@@ -1441,29 +1425,14 @@ Task<Result<BlobId>> StoreImpl::create_clone(BlobId snapshot_id, std::vector<Xat
     if (!ro)
         co_return errorf(Errc::invalid_argument,
                          fmt::format("blob {} is not read-only: snapshot it first", id_str(snapshot_id)));
-    auto slot = reserve_slot();
-    if (!slot.ok()) co_return slot.error();
-    auto gen = co_await slot_generation(*slot);
-    if (!gen.ok()) {
-        release_slot(*slot);
-        co_return gen.error();
-    }
-    BlobMd m;
-    m.id = format::make_blob_id(*slot);
-    m.generation = gen->first;
+    auto nb = co_await take_slot();
+    if (!nb.ok()) co_return nb.error();
+    BlobMd& m = nb->md;
     m.parent_id = snapshot_id;
     m.flags = format::kFlagThin;
     m.clusters.assign(n, kUnallocated);
     m.xattrs = std::move(xattrs);
-    BlobImpl tmp(*this, std::move(m), *slot);
-    tmp.cur_slot = gen->second;
-    auto r = co_await persist(tmp);
-    if (!r.ok()) {
-        release_slot(*slot);
-        co_return r.error();
-    }
-    entries[tmp.id] = Entry{snapshot_id};
-    co_return tmp.id;
+    co_return co_await persist_new(std::move(*nb), snapshot_id);
 }
 
 Task<Result<void>> StoreImpl::inflate(BlobId id, bool only_parent) {
