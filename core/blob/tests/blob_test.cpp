@@ -74,9 +74,13 @@ protected:
             if (!bs->impl().unloading) (void)run(bs->unload());
             on(t0(), [&] { bs.reset(); });
         }
-        for (bdev::Bdev* b : bdev::list()) {
+        // By name: removing a base also removes the bdevs stacked on it (the grow tests' window).
+        std::vector<std::string> names;
+        for (bdev::Bdev* b : bdev::list()) names.push_back(b->name());
+        for (const std::string& name : names) {
+            if (bdev::find(name) == nullptr) continue;
             bool gone = false;
-            on(t0(), [&] { bdev::unregister_bdev(b->name(), [&](Result<void>) { gone = true; }); });
+            on(t0(), [&] { bdev::unregister_bdev(name, [&](Result<void>) { gone = true; }); });
             EXPECT_TRUE(poll_until([&] { return gone; }));
         }
         run_until_idle();
