@@ -126,19 +126,20 @@ runtime::PollStatus ChannelImpl::poll(void* ctx) noexcept {
     return work > 0 ? runtime::PollStatus::busy : runtime::PollStatus::idle;
 }
 
-size_t ChannelImpl::route(Opcode op) const noexcept {
-    size_t idx = routed_module(op);
-    if (idx >= kMaxModules || !module_channels_[idx]) return software_index();
-    return idx;
+size_t ChannelImpl::serving_module(size_t wanted) const noexcept {
+    if (wanted >= kMaxModules || !module_channels_[wanted]) return software_index();
+    return wanted;
 }
 
 const char* ChannelImpl::module_for(Opcode op) const noexcept {
-    return modules()[route(op)]->name();
+    return modules()[serving_module(routed_module(op))]->name();
 }
 
 Status ChannelImpl::dispatch(Task& t) noexcept {
+    // The route is read once: accel_assign_opc may change it from another Thread meanwhile,
+    // and a second read that saw the change counted a fallback that did not happen.
     const size_t want = routed_module(t.op.opcode);
-    size_t idx = route(t.op.opcode);
+    const size_t idx = serving_module(want);
     if (idx != want) ++stats_.fallbacks;  // routed to a module this Thread has no channel of
     t.module_index = static_cast<uint8_t>(idx);
     t.channel = this;

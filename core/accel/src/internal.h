@@ -46,7 +46,9 @@ public:
 
 private:
     static runtime::PollStatus poll(void* ctx) noexcept;
-    size_t route(Opcode op) const noexcept;
+    // The module that serves `wanted` (a routed_module() index) on this Thread: it, or
+    // software when this Thread has no channel of it.
+    size_t serving_module(size_t wanted) const noexcept;
     Status dispatch(Task& task) noexcept;
 
     runtime::Thread& thread_;
