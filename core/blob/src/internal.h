@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include <strata/base/intrusive_list.h>
@@ -91,8 +92,15 @@ public:
     // The ancestor whose own cluster backs index i, or nullptr (reads zeroes or the external
     // snapshot).
     const BlobImpl* backing_ancestor(uint64_t i) const noexcept;
-    // The top of the parent chain when it reads through to an external snapshot, else nullptr.
-    const BlobImpl* esnap_root() const noexcept;
+    // The top of the parent chain (the blob itself without a parent): where an external
+    // snapshot hangs.
+    const BlobImpl* chain_top() const noexcept;
+    BlobImpl* chain_top() noexcept {
+        return const_cast<BlobImpl*>(std::as_const(*this).chain_top());
+    }
+    // The chain's top if cluster i lies within every ancestor (beyond an ancestor's size the
+    // chain reads zeroes), else nullptr.
+    const BlobImpl* chain_top_covering(uint64_t i) const noexcept;
     // The chain's top when unallocated cluster i reads from its external snapshot.
     const BlobImpl* esnap_for(uint64_t i) const noexcept;
     // Whether unallocated cluster i reads data other than zeroes.
@@ -247,7 +255,9 @@ public:
     Task<void> unfreeze(BlobImpl& b);
     Task<Result<void>> run_alloc(PendingAlloc* pa);
     Task<Result<void>> write_masks_and_super(bool clean);
-    Task<Result<void>> write_super(bool clean, uint32_t ccrc, uint32_t pcrc, uint32_t icrc);
+    // The super block for `geometry` (g, or the one a grow is making durable), then a flush.
+    Task<Result<void>> write_super(const format::Geometry& geometry, bool clean, uint32_t ccrc,
+                                   uint32_t pcrc, uint32_t icrc);
     Result<void> check_xattrs(const std::vector<Xattr>& xs) const;
     void release_parent_chain(BlobImpl* b);
 

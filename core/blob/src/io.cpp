@@ -101,18 +101,22 @@ void alloc_done_msg(void* p) noexcept {
     process(r);
 }
 
-const BlobImpl* BlobImpl::esnap_root() const noexcept {
+const BlobImpl* BlobImpl::chain_top() const noexcept {
     const BlobImpl* top = this;
     while (top->parent != nullptr) top = top->parent;
-    return top->esnap ? top : nullptr;
+    return top;
 }
 
-const BlobImpl* BlobImpl::esnap_for(uint64_t i) const noexcept {
-    // Beyond the size of any blob up the chain the data is zeroes, as for blob parents.
+const BlobImpl* BlobImpl::chain_top_covering(uint64_t i) const noexcept {
     const BlobImpl* top = this;
     for (; top->parent != nullptr; top = top->parent)
         if (i >= top->parent->clusters_atomic()) return nullptr;
-    if (!top->esnap || i * bs.units_per_cluster >= top->esnap_units) return nullptr;
+    return top;
+}
+
+const BlobImpl* BlobImpl::esnap_for(uint64_t i) const noexcept {
+    const BlobImpl* top = chain_top_covering(i);
+    if (top == nullptr || !top->esnap || i * bs.units_per_cluster >= top->esnap_units) return nullptr;
     return top;
 }
 
@@ -122,16 +126,12 @@ bool BlobImpl::backed(uint64_t i) const noexcept {
 }
 
 bool BlobImpl::esnap_missing_for(uint64_t i) const noexcept {
-    const BlobImpl* top = this;
-    for (; top->parent != nullptr; top = top->parent)
-        if (i >= top->parent->clusters_atomic()) return false;
-    return top->esnap_missing.load(std::memory_order_acquire);
+    const BlobImpl* top = chain_top_covering(i);
+    return top != nullptr && top->esnap_missing.load(std::memory_order_acquire);
 }
 
 bool BlobImpl::degraded() const noexcept {
-    const BlobImpl* top = this;
-    while (top->parent != nullptr) top = top->parent;
-    return top->esnap_missing.load(std::memory_order_acquire);
+    return chain_top()->esnap_missing.load(std::memory_order_acquire);
 }
 
 bdev::Channel* Channel::esnap_channel(bdev::Desc& d) noexcept {
@@ -183,17 +183,18 @@ void process(Request* r) noexcept {
         if (k == format::kUnallocated) {
             const BlobImpl* a = b->backing_ancestor(ci);
             switch (r->op) {
-            case Request::Op::read:
+            case Request::Op::read: {
                 if (a != nullptr) {
                     k = a->cluster(ci);
                     break;
                 }
-                if (b->esnap_missing_for(ci)) {
+                // One walk up the chain for both: the external snapshot at its top, if any.
+                const BlobImpl* root = b->chain_top_covering(ci);
+                if (root != nullptr && root->esnap_missing.load(std::memory_order_acquire)) {
                     finish(r, Status(Errc::io_error, "external snapshot bdev missing (degraded blob)"));
                     return;
                 }
-                if (const BlobImpl* root = b->esnap_for(ci);
-                    root != nullptr && r->pos < root->esnap_units) {
+                if (root != nullptr && root->esnap && r->pos < root->esnap_units) {
                     // The external snapshot: same offsets on its own bdev (which may end
                     // inside this cluster: the rest reads zeroes on the next turn).
                     const uint64_t end = std::min(seg_end, root->esnap_units);
@@ -221,6 +222,7 @@ void process(Request* r) noexcept {
                 }
                 r->pos = seg_end;
                 continue;
+            }
             case Request::Op::write_zeroes:
                 if (!b->backed(ci)) {  // reads zeroes already
                     r->pos = seg_end;

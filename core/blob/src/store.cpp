@@ -542,11 +542,8 @@ Task<void> StoreImpl::esnap_removed(std::string name) {
         // that may still use its channels, which close_esnap then puts.
         t->esnap_missing.store(true, std::memory_order_release);
         std::vector<BlobImpl*> chain;
-        for (auto& [id, bp] : open_blobs) {
-            const BlobImpl* top = bp.get();
-            while (top->parent != nullptr) top = top->parent;
-            if (top == t) chain.push_back(bp.get());
-        }
+        for (auto& [id, bp] : open_blobs)
+            if (bp->chain_top() == t) chain.push_back(bp.get());
         for (BlobImpl* b : chain) co_await freeze(*b);
         co_await close_esnap(*t);
         for (BlobImpl* b : chain) co_await unfreeze(*b);
@@ -554,8 +551,7 @@ Task<void> StoreImpl::esnap_removed(std::string name) {
 }
 
 Task<Result<void>> StoreImpl::attach_esnap(BlobImpl& b) {
-    BlobImpl* top = &b;
-    while (top->parent != nullptr) top = top->parent;
+    BlobImpl* top = b.chain_top();
     if (!top->esnap_missing.load(std::memory_order_acquire)) co_return Result<void>{};
     auto r = co_await open_esnap(*top);
     if (!r.ok()) co_return r;
@@ -682,12 +678,13 @@ Task<Result<void>> StoreImpl::format(const BsOptions& o) {
                               g.md_len * kMdPageSize);
     if (r.ok()) r = co_await flush();
     // Rule 5: on disk the new store is dirty (an empty walk) until unload writes the masks.
-    if (r.ok()) r = co_await write_super(false, 0, 0, 0);
+    if (r.ok()) r = co_await write_super(g, false, 0, 0, 0);
     co_return r;
 }
 
-Task<Result<void>> StoreImpl::write_super(bool clean, uint32_t ccrc, uint32_t pcrc, uint32_t icrc) {
-    format::SuperBlock sb = format::make_super(g, bstype);
+Task<Result<void>> StoreImpl::write_super(const format::Geometry& geometry, bool clean,
+                                           uint32_t ccrc, uint32_t pcrc, uint32_t icrc) {
+    format::SuperBlock sb = format::make_super(geometry, bstype);
     sb.clean = clean ? 1 : 0;
     sb.cluster_mask_crc = ccrc;
     sb.page_mask_crc = pcrc;
@@ -718,7 +715,7 @@ Task<Result<void>> StoreImpl::write_masks_and_super(bool clean) {
     // Rule 5: the masks are durable before the super block calls them exact.
     auto r = co_await flush();
     if (!r.ok()) co_return r;
-    co_return co_await write_super(clean, crcs[0], crcs[1], crcs[2]);
+    co_return co_await write_super(g, clean, crcs[0], crcs[1], crcs[2]);
 }
 
 namespace {
@@ -916,7 +913,7 @@ Task<Result<void>> StoreImpl::load(const LoadOptions& o) {
     for (auto& [id, f] : found) entries[id] = Entry{f.md.parent_id};
 
     // Rule 5: dirty on disk before the first change.
-    r = co_await write_super(false, 0, 0, 0);
+    r = co_await write_super(g, false, 0, 0, 0);
     if (!r.ok()) co_return r;
     for (auto& [slot, t] : tombstones) {
         r = co_await tombstone(slot, t.first, t.second);
@@ -985,9 +982,7 @@ Task<Result<void>> StoreImpl::grow() {
     bdev_bytes = bytes;  // flushes from now on cover the new clusters
     // Rule 7: loaded means dirty on disk (rule 5), so the masks need no write; the new size is
     // one super block, and the clusters become allocatable only once it is durable.
-    format::SuperBlock sb = format::make_super(ng, bstype);
-    auto r = co_await write_page(0, &sb);
-    if (r.ok()) r = co_await flush();
+    auto r = co_await write_super(ng, false, 0, 0, 0);
     if (!r.ok()) co_return r;
     STRATA_NOTICELOG(log_blob, "blobstore on '{}' grew from {} to {} clusters", bd.name(),
                      g.total_clusters, want);
@@ -1715,10 +1710,10 @@ Task<Result<void>> locked_grow(StoreImpl& s) {
     auto lock = co_await s.md_lock();
     co_return co_await s.grow();
 }
-Task<Result<Blob*>> locked_open(StoreImpl& s, BlobId id) {
+Task<Result<Blob*>> locked_open(StoreImpl& s, BlobId id, bool need_esnap) {
     auto lock = co_await s.md_lock();
     if (s.unloading) co_return Error(Errc::shutdown, "blobstore is unloading");
-    auto r = co_await s.open_blob(id, true);
+    auto r = co_await s.open_blob(id, true, need_esnap);
     if (!r.ok()) co_return r.error();
     co_return &(*r)->handle;
 }
@@ -1752,7 +1747,7 @@ Task<Result<BlobId>> BlobStore::create_blob(BlobOptions options) {
     STRATA_BLOB_HOP(impl_->md_thread, impl_->create_blob(std::move(options)));
 }
 Task<Result<Blob*>> BlobStore::open_blob(BlobId id) {
-    STRATA_BLOB_HOP(impl_->md_thread, locked_open(*impl_, id));
+    STRATA_BLOB_HOP(impl_->md_thread, locked_open(*impl_, id, true));
 }
 Task<Result<void>> BlobStore::close_blob(Blob* blob) {
     STRATA_BLOB_HOP(impl_->md_thread, locked_close(*impl_, &blob->impl()));
@@ -1775,13 +1770,6 @@ std::string_view Blob::external_snapshot() const noexcept { return impl_->md.ext
 bool Blob::is_degraded() const noexcept { return impl_->degraded(); }
 
 namespace {
-Task<Result<Blob*>> locked_open_degraded(StoreImpl& s, BlobId id) {
-    auto lock = co_await s.md_lock();
-    if (s.unloading) co_return Error(Errc::shutdown, "blobstore is unloading");
-    auto r = co_await s.open_blob(id, true, false);
-    if (!r.ok()) co_return r.error();
-    co_return &(*r)->handle;
-}
 Task<Result<void>> locked_attach(StoreImpl& s, BlobImpl* b) {
     auto lock = co_await s.md_lock();
     co_return co_await s.attach_esnap(*b);
@@ -1789,7 +1777,7 @@ Task<Result<void>> locked_attach(StoreImpl& s, BlobImpl* b) {
 }  // namespace
 
 Task<Result<Blob*>> BlobStore::open_blob_degraded(BlobId id) {
-    STRATA_BLOB_HOP(impl_->md_thread, locked_open_degraded(*impl_, id));
+    STRATA_BLOB_HOP(impl_->md_thread, locked_open(*impl_, id, false));
 }
 Task<Result<void>> BlobStore::attach_external_snapshot(Blob* blob) {
     STRATA_BLOB_HOP(impl_->md_thread, locked_attach(*impl_, &blob->impl()));
