@@ -553,24 +553,10 @@ Task<Result<void>> do_unload_lvstore(LvsRef ref) {
     co_return co_await close_store(*s, true);
 }
 
-// A store no other store sits on (its base being one of this store's lvols): unloading a
-// store from under another would remove that one's base mid-unload (nested stores).
-Store* next_to_unload() {
-    auto& v = g().stores;
-    for (auto& s : v) {
-        bool under = false;
-        for (auto& t : v) {
-            const bdev::Bdev* base = t == s ? nullptr : bdev::find(t->base_bdev);
-            for (auto& [id, l] : s->lvols) under = under || (base != nullptr && l->bdev == base);
-        }
-        if (!under) return s.get();
-    }
-    return v.front().get();
-}
-
 Task<void> do_unload_all() {
     auto lk = co_await lock();
-    while (!g().stores.empty()) (void)co_await close_store(next_to_unload(), true);
+    // A store on another store's lvol is unloaded first by unregister_bdev_wait.
+    while (!g().stores.empty()) (void)co_await close_store(g().stores.front().get(), true);
 }
 
 Task<Result<void>> do_rename_lvstore(std::string old_name, std::string new_name) {
@@ -889,12 +875,7 @@ void examine(bdev::Bdev& b) {
     }
     if (&b.module() == &kLvolModule || g().ctl == nullptr || *b.claimed_by() != '\0') return;
     g().examining.fetch_add(1);
-    runtime::spawn(*g().ctl, examine_task(b.name()), [](Result<void>) {
-        if (g().examining.fetch_sub(1) != 1) return;
-        auto waiters = std::move(g().examine_waiters);
-        g().examine_waiters.clear();
-        for (auto* w : waiters) w->set(true);
-    });
+    runtime::spawn(*g().ctl, examine_task(b.name()), [](Result<void>) { examine_done(); });
 }
 
 // Runs an operation on the control Thread and comes back to the caller's.
