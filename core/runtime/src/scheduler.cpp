@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include <strata/base/log.h>
+#include <strata/runtime/host.h>
 
 #include "poller.h"
 
@@ -32,14 +33,15 @@ Scheduler::Scheduler(uint32_t reactor_count) : reactor_count_(reactor_count) {
 
 Scheduler::~Scheduler() = default;
 
-Thread* Scheduler::create_thread(std::string name, int reactor) {
+Thread* Scheduler::create_thread(std::string name, int reactor, Host* host) {
+    if (host == nullptr) host = &current_host();
     Thread* t;
     {
         std::lock_guard lock(threads_mutex_);
         uint32_t r = reactor >= 0 ? static_cast<uint32_t>(reactor) % reactor_count_
                                   : next_reactor_++ % reactor_count_;
         threads_.push_back(std::unique_ptr<Thread>(
-            new Thread(*this, next_thread_id_++, r, std::move(name), message_ring_capacity)));
+            new Thread(*this, *host, next_thread_id_++, r, std::move(name), message_ring_capacity)));
         t = threads_.back().get();
     }
     on_thread_created(*t);

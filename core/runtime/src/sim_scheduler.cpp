@@ -1,6 +1,7 @@
 #include <strata/runtime/scheduler.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include <strata/base/log.h>
 
@@ -14,12 +15,31 @@ namespace {
 enum StepKind : uint64_t { kMessage = 1, kPoller = 2, kTimer = 3, kTimeJump = 4 };
 }
 
+namespace {
+std::atomic<int> g_live_simulators{0};  // a diagnostic count, not module state
+}  // namespace
+
+namespace detail {
+int live_simulators() noexcept { return g_live_simulators.load(std::memory_order_relaxed); }
+}  // namespace detail
+
 SimScheduler::SimScheduler(uint64_t seed, uint32_t reactors)
     : Scheduler(reactors), seed_(seed), prng_(seed) {
-    trace_.add(seed);
+    event_trace_ = &events_;
+    g_live_simulators.fetch_add(1, std::memory_order_relaxed);
 }
 
-SimScheduler::~SimScheduler() { release_all_threads(); }
+SimScheduler::~SimScheduler() {
+    release_all_threads();
+    g_live_simulators.fetch_sub(1, std::memory_order_relaxed);
+}
+
+uint64_t SimScheduler::trace_hash() const noexcept {
+    TraceHash h;
+    h.add(trace_.value());
+    h.add(events_.hash.value());
+    return h.value();
+}
 
 void SimScheduler::on_thread_created(Thread&) {}
 

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include <strata/base/log.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/io_device.h>
 #include <strata/runtime/scheduler.h>
 
@@ -21,14 +22,32 @@ const RealClock kFallbackClock;
 Thread* current_thread() noexcept { return tls_current; }
 void set_current_thread(Thread* thread) noexcept { tls_current = thread; }
 
+Host& current_host() noexcept {
+    return tls_current != nullptr ? tls_current->host() : detail::scoped_host();
+}
+
 uint64_t now_ns() noexcept {
     if (tls_current != nullptr) return tls_current->scheduler().now_ns();
+    STRATA_ASSERT_MSG(detail::live_simulators() == 0,
+                      "now_ns() read outside any Thread while a simulator runs: time under the "
+                      "simulator is virtual; read it on a Thread or from the scheduler's clock()");
     return kFallbackClock.now_ns();
 }
 
-Thread::Thread(Scheduler& scheduler, uint32_t id, uint32_t reactor, std::string name,
+void trace_event(TraceKind kind, uint64_t a, uint64_t b, uint64_t c) noexcept {
+    Thread* t = tls_current;
+    if (t == nullptr || t->event_trace_ == nullptr) return;
+    TraceHash& h = t->event_trace_->hash;
+    h.add((static_cast<uint64_t>(kind) << 32) | t->id_);
+    h.add(a);
+    h.add(b);
+    h.add(c);
+    ++t->event_trace_->count;
+}
+
+Thread::Thread(Scheduler& scheduler, Host& host, uint32_t id, uint32_t reactor, std::string name,
                size_t ring_capacity)
-    : scheduler_(&scheduler), id_(id), reactor_(reactor), name_(std::move(name)),
+    : scheduler_(&scheduler), host_(&host), event_trace_(scheduler.event_trace()), id_(id), reactor_(reactor), name_(std::move(name)),
       ring_(ring_capacity) {}
 
 Thread::~Thread() {

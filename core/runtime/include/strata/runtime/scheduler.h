@@ -39,8 +39,10 @@ public:
     uint64_t now_ns() const noexcept { return clock().now_ns(); }
     virtual bool simulated() const noexcept = 0;
 
-    // Control path, any OS thread. reactor < 0 places the Thread round-robin.
-    Thread* create_thread(std::string name, int reactor = -1);
+    // Control path, any OS thread. reactor < 0 places the Thread round-robin. The Thread works
+    // for `host`, by default the creator's (current_host(): the running Thread's, or a
+    // HostScope's).
+    Thread* create_thread(std::string name, int reactor = -1, Host* host = nullptr);
     uint32_t reactor_count() const noexcept { return reactor_count_; }
     std::vector<Thread*> threads() const;  // snapshot, in creation order
     Thread* find_thread(std::string_view name) const;
@@ -48,6 +50,7 @@ public:
     std::vector<ReactorInfo> reactors() const;
 
     size_t message_ring_capacity = 16384;  // per Thread; set before creating Threads
+    EventTrace* event_trace() const noexcept { return event_trace_; }  // nullptr: real mode
 
 protected:
     explicit Scheduler(uint32_t reactor_count);
@@ -58,6 +61,7 @@ protected:
     std::vector<std::unique_ptr<Thread>>& threads_locked() { return threads_; }
 
     mutable std::mutex threads_mutex_;  // control path: creation and listing only
+    EventTrace* event_trace_ = nullptr;  // trace_event()'s target; set by the simulator
 
 private:
     std::vector<std::unique_ptr<Thread>> threads_;
@@ -140,8 +144,15 @@ public:
     // still advances the clock (bdevperf --sim).
     uint64_t step_cost_ns = 0;
 
-    // Hash of every step taken (Thread, kind, poller, time): equal seeds, equal hash.
-    uint64_t trace_hash() const noexcept { return trace_.value(); }
+    // Hash of the run: every step taken (Thread, kind, poller, time) and every event the stack
+    // recorded with trace_event() (completed bdev I/O with a checksum of read data, RPC
+    // replies, device commands). It does not start from the seed: two seeds that happen to
+    // drive the same work give the same hash, and any difference in what ran or what the
+    // stack returned changes it. Equal seeds, equal hash.
+    uint64_t trace_hash() const noexcept;
+    // Only the events part, and how many events were recorded.
+    uint64_t event_hash() const noexcept { return events_.hash.value(); }
+    uint64_t event_count() const noexcept { return events_.count; }
     const SimStats& sim_stats() const noexcept { return stats_; }
     Prng& prng() noexcept { return prng_; }  // for simulated models that need randomness
 
@@ -162,10 +173,16 @@ private:
     Prng prng_;
     VirtualClock clock_;
     TraceHash trace_;
+    EventTrace events_;
     SimStats stats_;
     uint64_t epoch_ = 1;  // bumps whenever anything did work
     std::vector<Candidate> candidates_;
 };
+
+namespace detail {
+// SimSchedulers alive in the process (now_ns() refuses to read real time while any is).
+int live_simulators() noexcept;
+}  // namespace detail
 
 // Installs the runtime's log hooks (virtual time, Thread name). Called by schedulers.
 void install_log_hooks();

@@ -18,10 +18,12 @@
 #include <vector>
 
 #include <strata/base/mpsc_ring.h>
+#include <strata/base/random.h>
 #include <strata/base/status.h>
 
 namespace strata::runtime {
 
+class Host;
 class Scheduler;
 class Thread;
 class IoDevice;
@@ -35,8 +37,27 @@ using PollFn = PollStatus (*)(void* ctx);
 // The Thread whose code is running on this OS thread now, or nullptr outside any Thread.
 Thread* current_thread() noexcept;
 
-// Time from the current Thread's scheduler (virtual under the simulator).
+// Time from the current Thread's scheduler (virtual under the simulator). Outside any Thread
+// it is CLOCK_MONOTONIC, except while a simulator exists in the process: there a clock read
+// from outside its Threads is a programming error (asserted), never a silent real-time value.
 uint64_t now_ns() noexcept;
+
+// What the stack did, for the simulator's trace hash (SimScheduler::trace_hash): the kind of
+// event and up to three words (a completed bdev I/O's type, range and status; an RPC reply's
+// digest; a device command). Under the simulator each event is folded into the run's hash, so
+// two runs of one seed agree on what happened, not only on which Thread ran; in real mode it
+// costs one predictable branch.
+enum class TraceKind : uint64_t {
+    bdev_io = 1,      // a: type << 56 | status, b: offset_blocks, c: num_blocks ^ data checksum
+    rpc_reply = 2,    // a: digest of the reply text
+    device_cmd = 3,   // a: opcode/queue, b, c: command words (device models)
+    user = 4,         // tests and harness probes
+};
+void trace_event(TraceKind kind, uint64_t a = 0, uint64_t b = 0, uint64_t c = 0) noexcept;
+struct EventTrace {
+    TraceHash hash;
+    uint64_t count = 0;
+};
 
 struct ThreadStats {
     uint64_t messages = 0;          // messages executed
@@ -67,6 +88,8 @@ public:
     uint32_t id() const noexcept { return id_; }
     uint32_t reactor() const noexcept { return reactor_; }
     Scheduler& scheduler() const noexcept { return *scheduler_; }
+    // The Host (App) this Thread works for: its modules' state (host.h).
+    Host& host() const noexcept { return *host_; }
 
     // --- messages (any OS thread) ---
     // Runs fn(ctx) on this Thread. Messages from one sender run in the order sent.
@@ -128,13 +151,14 @@ private:
     friend class ThreadTestPeer;
     friend struct IoChannelAccess;
     friend void deliver(Thread&, MsgFn, void*);
+    friend void trace_event(TraceKind, uint64_t, uint64_t, uint64_t) noexcept;
 
     struct Message {
         MsgFn fn;
         void* ctx;
     };
 
-    Thread(Scheduler& scheduler, uint32_t id, uint32_t reactor, std::string name,
+    Thread(Scheduler& scheduler, Host& host, uint32_t id, uint32_t reactor, std::string name,
            size_t ring_capacity);
 
     bool has_message() const noexcept { return !deferred_.empty() || ring_.ready(); }
@@ -148,6 +172,8 @@ private:
     void release_everything() noexcept;  // scheduler shutdown
 
     Scheduler* scheduler_;
+    Host* host_;
+    EventTrace* event_trace_;  // the simulator's event hash; nullptr in real mode
     uint32_t id_;
     uint32_t reactor_;
     std::string name_;
