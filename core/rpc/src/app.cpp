@@ -11,6 +11,7 @@
 
 #include <strata/base/log.h>
 #include <strata/rpc/internal/framer.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
 #include "server.h"
@@ -45,9 +46,23 @@ Json id_of(const Json& req) {
 }
 }  // namespace
 
+namespace {
+std::unique_ptr<runtime::Host> make_host(runtime::Scheduler& scheduler, const AppOptions& o) {
+    if (o.host != nullptr) return nullptr;
+    uint64_t seed =
+        scheduler.simulated()
+            ? runtime::Host::seed_for(static_cast<runtime::SimScheduler&>(scheduler).seed(),
+                                      o.host_name)
+            : runtime::Host::entropy_seed();
+    return std::make_unique<runtime::Host>(o.host_name, seed);
+}
+}  // namespace
+
 App::App(runtime::Scheduler& scheduler, AppOptions options)
-    : scheduler_(scheduler), options_(std::move(options)) {
-    thread_ = scheduler_.create_thread("app_thread", options_.app_reactor);
+    : scheduler_(scheduler), options_(std::move(options)),
+      own_host_(make_host(scheduler_, options_)),
+      host_(options_.host != nullptr ? options_.host : own_host_.get()) {
+    thread_ = scheduler_.create_thread("app_thread", options_.app_reactor, host_);
     registry_.set_reply_thread(thread_);
     if (!scheduler_.simulated()) {
         // Real mode: watch the signal flag (set by request_stop_from_signal).
@@ -59,6 +74,7 @@ App::App(runtime::Scheduler& scheduler, AppOptions options)
 }
 
 App::~App() {
+    runtime::HostScope scope(*host_);
     if (!stopped() && (scheduler_.simulated() ||
                        static_cast<runtime::RealScheduler&>(scheduler_).running())) {
         request_stop();
@@ -324,6 +340,7 @@ void App::call_async(const Json& request, std::function<void(Json)> done) {
 }
 
 Json App::call(const Json& request, uint64_t timeout_ns) {
+    runtime::HostScope scope(*host_);
     struct CallState {
         std::mutex m;
         std::condition_variable cv;

@@ -21,8 +21,7 @@
 // Owning Thread: everything except the construction, start(), call(), request_stop*(),
 // stopped() and the const accessors runs on the app Thread.
 //
-// Not guaranteed: an App is not restartable after stop; two Apps on one scheduler work but
-// share the process-global log levels; call() from a Thread of the same scheduler deadlocks
+// Not guaranteed: an App is not restartable after stop; call() from a Thread of the same scheduler deadlocks
 // under RealScheduler (use call_async there).
 #pragma once
 
@@ -40,6 +39,7 @@
 #include <strata/runtime/thread.h>
 
 namespace strata::runtime {
+class Host;
 class Scheduler;
 }  // namespace strata::runtime
 
@@ -71,6 +71,11 @@ struct AppOptions {
     std::string config_file;
     std::optional<Json> config;
     int app_reactor = 0;  // reactor the app Thread is placed on
+    // The Host whose module state this App uses (runtime/host.h). nullptr: the App makes and
+    // owns its own, named host_name (under the simulator seeded from the simulator's seed and
+    // that name), so two Apps never share a bdev, an lvol store or an emulated bus.
+    runtime::Host* host = nullptr;
+    std::string host_name = "app";
 };
 
 class App {
@@ -82,6 +87,9 @@ public:
 
     runtime::Scheduler& scheduler() const noexcept { return scheduler_; }
     runtime::Thread& thread() const noexcept { return *thread_; }
+    // Every module's state for this App. Code that reaches modules from outside the App's
+    // Threads (a test's main, a binding) does so inside a runtime::HostScope(app.host()).
+    runtime::Host& host() const noexcept { return *host_; }
     Registry& registry() noexcept { return registry_; }
     const Registry& registry() const noexcept { return registry_; }
     const AppOptions& options() const noexcept { return options_; }
@@ -157,6 +165,8 @@ private:
 
     runtime::Scheduler& scheduler_;
     AppOptions options_;
+    std::unique_ptr<runtime::Host> own_host_;  // destroyed last: module state outlives the rest
+    runtime::Host* host_;
     runtime::Thread* thread_;
     Registry registry_;
     std::vector<std::unique_ptr<Subsystem>> subsystems_;
