@@ -1,6 +1,9 @@
 #include <strata/runtime/host.h>
 
+#include <cstring>
 #include <random>
+
+#include <fmt/format.h>
 
 namespace strata::runtime {
 
@@ -31,6 +34,20 @@ Host::~Host() {
 uint64_t Host::random_u64() {
     std::lock_guard lock(mu_);
     return prng_.next();
+}
+
+std::string Host::new_uuid() {
+    uint8_t b[16];
+    for (int i = 0; i < 16; i += 8) {
+        const uint64_t v = random_u64();
+        std::memcpy(b + i, &v, 8);
+    }
+    b[6] = static_cast<uint8_t>((b[6] & 0x0F) | 0x40);  // version 4
+    b[8] = static_cast<uint8_t>((b[8] & 0x3F) | 0x80);  // RFC 4122 variant
+    return fmt::format("{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-"
+                       "{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+                       b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+                       b[12], b[13], b[14], b[15]);
 }
 
 uint64_t Host::seed_for(uint64_t sim_seed, std::string_view name) noexcept {

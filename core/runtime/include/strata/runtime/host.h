@@ -84,6 +84,8 @@ public:
 
     // Control path, any OS thread.
     uint64_t random_u64();
+    // A random (version 4, RFC 4122) UUID from this Host's PRNG, "xxxxxxxx-xxxx-4xxx-...".
+    std::string new_uuid();
 
     // The seed a simulated Host named `name` gets from the simulator's seed: a pure function,
     // so a seed replayed alone gives the same identifiers as inside a larger run.
