@@ -27,7 +27,15 @@ PYBIND11_MODULE(_strata, m) {
         .def_property_readonly("closed", &World::closed)
         .def("now", &World::now, "virtual time in ns")
         .def("trace_hash", &World::trace_hash,
-             "hash of every step taken: equal seeds and workloads give equal hashes")
+             "hash of the run: every step taken and every event the stack recorded (completed "
+             "bdev I/O with a checksum of read data, RPC replies, device commands); equal seeds "
+             "and workloads give equal hashes, and it does not start from the seed")
+        .def("event_hash", &World::event_hash, "hash of the stack's recorded events alone")
+        .def("event_count", &World::event_count, "number of events recorded so far")
+        .def("trace_user_event", &World::trace_user_event, pyb::arg("value"),
+             "folds a harness event into the trace (on the app Thread)")
+        .def("perturb_next_choice", &World::perturb_next_choice,
+             "the next step with several candidates runs another one than the seed chose")
         .def("call", &World::call, pyb::arg("method"), pyb::arg("params") = pyb::none(),
              pyb::arg("timeout_ns") = 60'000'000'000ull,
              "Calls a method; returns the whole JSON-RPC response as a dict.")

@@ -16,8 +16,11 @@ namespace pyb = pybind11;
 World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object config) {
     if (reactors == 0 || reactors > 64)
         throw pyb::value_error("reactors must be in [1, 64]");
+    host_ = std::make_unique<runtime::Host>("world", runtime::Host::seed_for(seed, "world"));
+    runtime::HostScope scope(*host_);
     rpc::AppOptions opts;
     opts.wait_for_rpc = wait_for_rpc;
+    opts.host = host_.get();
     if (!config.is_none()) {
         if (pyb::isinstance<pyb::str>(config))
             opts.config_file = config.cast<std::string>();
@@ -47,6 +50,7 @@ World::~World() {
     // The framework stops first (bdev fini detaches drivers such as bdev_nvme's from the
     // emulated devices), then the devices go.
     pyb::gil_scoped_release nogil;
+    runtime::HostScope scope(*host_);
     try {
         if (app_) {
             app_->request_stop();
@@ -70,6 +74,7 @@ World::~World() {
 
 void World::close() {
     if (!app_) return;
+    runtime::HostScope scope(*host_);
     {
         pyb::gil_scoped_release nogil;
         app_->request_stop();
@@ -247,6 +252,20 @@ void World::post_marks(const std::vector<std::string>& threads, uint32_t count) 
         }
     }
     if (!failed.empty()) throw std::runtime_error(failed);
+}
+
+void World::trace_user_event(uint64_t value) {
+    check_open();
+    Guard g(*this);
+    runtime::Thread* t = app_ ? &app_->thread() : nullptr;
+    pyb::gil_scoped_release nogil;
+    bool done = false;
+    Status s = t->post([value, &done] {
+        runtime::trace_event(runtime::TraceKind::user, value);
+        done = true;
+    });
+    if (!s.ok()) throw std::runtime_error("trace_user_event: " + s.to_string());
+    sched_->run_until([&] { return done; });
 }
 
 pyb::list World::take_marks() {

@@ -1,5 +1,7 @@
 // World: an App (the daemon's framework and method registry) on a SimScheduler, driven from
-// the calling Python thread.
+// the calling Python thread. A World owns its Host (runtime/host.h): its bdevs, lvol stores,
+// emulated PCI bus, DMA memory and IOVA map; every entry point runs in it, so two Worlds in one
+// process share nothing.
 //
 // Single-threaded: one Python thread drives a World at a time; a second caller (another
 // thread, or a run_until predicate re-entering the World) gets a RuntimeError. The simulation
@@ -18,6 +20,7 @@
 #include <pybind11/pybind11.h>
 
 #include <strata/rpc/app.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
 namespace strata::hwemu {
@@ -38,6 +41,11 @@ public:
     uint64_t now() const { return sched_->now_ns(); }
     uint64_t steps() const { return sched_->sim_stats().steps; }
     uint64_t trace_hash() const { return sched_->trace_hash(); }
+    uint64_t event_hash() const { return sched_->event_hash(); }
+    uint64_t event_count() const { return sched_->event_count(); }
+    // Harness probe: folds a user event into the trace (tests perturb a run with it).
+    void trace_user_event(uint64_t value);
+    void perturb_next_choice() { sched_->perturb_next_choice(); }
     bool closed() const { return app_ == nullptr; }
 
     // Full JSON-RPC response for one request built from method/params.
@@ -92,7 +100,7 @@ public:
 private:
     class Guard {
     public:
-        explicit Guard(World& w) : w_(w) {
+        explicit Guard(World& w) : w_(w), scope_(*w.host_) {
             bool expected = false;
             if (!w_.busy_.compare_exchange_strong(expected, true))
                 throw std::runtime_error(
@@ -103,6 +111,7 @@ private:
 
     private:
         World& w_;
+        runtime::HostScope scope_;
     };
     struct Devices;
     struct DevicesDeleter {
@@ -123,6 +132,7 @@ private:
                 uint64_t timeout_ns = 600'000'000'000ull);
     void check_open() const;
 
+    std::unique_ptr<runtime::Host> host_;  // first: destroyed after everything that uses it
     std::unique_ptr<runtime::SimScheduler> sched_;
     std::unique_ptr<rpc::App> app_;
     std::atomic<bool> busy_{false};

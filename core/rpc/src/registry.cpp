@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 
 #include <strata/base/log.h>
+#include <strata/base/random.h>
+#include <strata/runtime/scheduler.h>
 #include <strata/runtime/thread.h>
 
 namespace strata::rpc {
@@ -75,16 +77,30 @@ void Responder::error(int code, std::string message, Json data) {
 
 void Responder::error(const Error& e) { error(errc_error_code(e.code()), e.message()); }
 
+namespace {
+// Under the simulator every reply goes into the run's trace (runtime::trace_event), so two runs
+// of a seed must agree on what each RPC answered, not only on the order things ran.
+void deliver_reply(Responder::State& st, Json response) {
+    runtime::Thread* self = runtime::current_thread();
+    if (self != nullptr && self->scheduler().event_trace() != nullptr && !response.is_discarded()) {
+        TraceHash h;
+        for (unsigned char c : response.dump()) h.add(c);
+        runtime::trace_event(runtime::TraceKind::rpc_reply, h.value());
+    }
+    st.done(std::move(response));
+}
+}  // namespace
+
 void Responder::finish(Json response) {
     auto st = std::move(state_);
     if (!st || st->replied.exchange(true)) return;
     if (st->notification) response = Json(Json::value_t::discarded);
     runtime::Thread* t = st->reply_thread;
     if (t == nullptr || runtime::current_thread() == t) {
-        st->done(std::move(response));
+        deliver_reply(*st, std::move(response));
         return;
     }
-    Status s = t->post([st, r = std::move(response)]() mutable { st->done(std::move(r)); });
+    Status s = t->post([st, r = std::move(response)]() mutable { deliver_reply(*st, std::move(r)); });
     if (!s.ok()) {
         STRATA_WARNLOG(log_rpc, "rpc reply dropped: app thread refused the message ({})",
                        s.to_string());

@@ -11,7 +11,12 @@
 namespace strata::runtime {
 
 namespace {
-uint64_t log_time_now() { return now_ns(); }
+// A log record outside any Thread under the simulator has no meaningful time: it shows 0
+// rather than tripping now_ns()'s check (logging must never assert).
+uint64_t log_time_now() {
+    if (current_thread() == nullptr && detail::live_simulators() != 0) return 0;
+    return now_ns();
+}
 std::string_view log_thread_name() {
     Thread* t = current_thread();
     return t != nullptr ? std::string_view(t->name()) : std::string_view{};

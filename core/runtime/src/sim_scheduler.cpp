@@ -114,7 +114,12 @@ void SimScheduler::run_candidate(const Candidate& c) {
 SimScheduler::StepResult SimScheduler::step_bounded(uint64_t deadline_ns) {
     collect_candidates();
     if (!candidates_.empty()) {
-        const Candidate c = candidates_[prng_.uniform(candidates_.size())];
+        size_t pick = prng_.uniform(candidates_.size());
+        if (perturb_pending_ && candidates_.size() > 1) {
+            pick = (pick + 1) % candidates_.size();
+            perturb_pending_ = false;
+        }
+        const Candidate c = candidates_[pick];
         run_candidate(c);
         ++stats_.steps;
         if (step_cost_ns != 0) clock_.advance_to(clock_.now_ns() + step_cost_ns);

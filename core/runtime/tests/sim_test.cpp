@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -286,7 +287,7 @@ struct RunResult {
     uint64_t end_ns;
 };
 
-RunResult run_workload(uint64_t seed) {
+RunResult run_workload(uint64_t seed, bool perturb = false) {
     SimScheduler sim(seed, 2);
     auto w = std::make_unique<Workload>();
     w->sim = &sim;
@@ -301,6 +302,10 @@ RunResult run_workload(uint64_t seed) {
         });
     }
     for (int i = 0; i < 8; ++i) (void)w->threads[i % 4]->send(hop, new Hop{w.get(), static_cast<uint64_t>(i)});
+    if (perturb) {
+        sim.run_until([] { return false; }, 5 * kNsPerMs);
+        sim.perturb_next_choice();
+    }
     sim.run_until([] { return false; }, 50 * kNsPerMs);
     // Unregister the device once every channel is gone; pollers go with the scheduler.
     bool unregistered = false;
@@ -328,6 +333,50 @@ TEST(SimDeterminism, SameSeedSameRunDifferentSeedsDiffer) {
         if (r.trace_hash != a.trace_hash && r.log != a.log) ++distinct;
     }
     EXPECT_GE(distinct, 7) << "different seeds should interleave differently";
+}
+
+TEST(SimDeterminism, OnePerturbedSchedulingDecisionChangesTheHash) {
+    RunResult a = run_workload(42);
+    RunResult p = run_workload(42, /*perturb=*/true);
+    EXPECT_NE(a.trace_hash, p.trace_hash);
+    EXPECT_EQ(run_workload(42, true).trace_hash, p.trace_hash) << "a perturbation replays too";
+}
+
+// One Thread, one chain of messages: every step has one candidate, so the seed decides nothing
+// and the hash must not differ by seed (it used to start from the seed).
+uint64_t single_chain_hash(uint64_t seed, uint64_t event_value) {
+    SimScheduler sim(seed, 1);
+    Thread* t = sim.create_thread("only");
+    int left = 5;
+    std::function<void()> next = [&] {
+        trace_event(TraceKind::user, event_value, static_cast<uint64_t>(left));
+        if (--left > 0) (void)t->post(next);
+    };
+    (void)t->post(next);
+    sim.run_until_idle();
+    EXPECT_EQ(left, 0);
+    EXPECT_EQ(sim.event_count(), 5u);
+    return sim.trace_hash();
+}
+
+TEST(SimDeterminism, HashCoversWhatRanNotTheSeed) {
+    EXPECT_EQ(single_chain_hash(1, 7), single_chain_hash(2, 7));
+    EXPECT_NE(single_chain_hash(1, 7), single_chain_hash(1, 8)) << "events must count";
+}
+
+TEST(SimDeterminism, TraceEventOutsideTheSimulatorIsFree) {
+    trace_event(TraceKind::user, 1);  // no Thread: nothing recorded, nothing asserted
+    RealScheduler real({.cores = {0}, .pin = false});
+    EXPECT_EQ(real.event_trace(), nullptr);
+}
+
+TEST(SimDeathTest, ReadingTheClockOutsideAThreadUnderTheSimulatorIsAnError) {
+    EXPECT_DEATH(
+        {
+            SimScheduler sim(1, 1);
+            (void)now_ns();
+        },
+        "outside any Thread while a simulator runs");
 }
 
 }  // namespace

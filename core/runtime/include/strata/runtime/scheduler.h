@@ -150,6 +150,10 @@ public:
     // drive the same work give the same hash, and any difference in what ran or what the
     // stack returned changes it. Equal seeds, equal hash.
     uint64_t trace_hash() const noexcept;
+    // Harness knob: the next step that has more than one candidate runs another one than the
+    // seed chose (the PRNG draw is unchanged). Tests use it to prove the trace hash notices a
+    // different interleaving.
+    void perturb_next_choice() noexcept { perturb_pending_ = true; }
     // Only the events part, and how many events were recorded.
     uint64_t event_hash() const noexcept { return events_.hash.value(); }
     uint64_t event_count() const noexcept { return events_.count; }
@@ -174,6 +178,7 @@ private:
     VirtualClock clock_;
     TraceHash trace_;
     EventTrace events_;
+    bool perturb_pending_ = false;
     SimStats stats_;
     uint64_t epoch_ = 1;  // bumps whenever anything did work
     std::vector<Candidate> candidates_;
