@@ -16,7 +16,7 @@ STAGE_FAILURES=0
 # WARNING line, it does not fail: the budgets keep the default run well inside CI's 90 minutes
 # while later issues add stages (ci_budget_total sums what a run will do).
 declare -A STAGE_BUDGET=(
-    [install-deps]=360 [hugepages]=30 [build-dev]=780 [ctest]=300 [ctest-long]=1800
+    [install-deps]=360 [hugepages]=30 [build-dev]=780 [ctest]=300 [ctest-long]=300
     [pytest]=180 [vm]=120 [build-asan]=1380 [ctest-asan]=480 [build-tsan]=240
     [ctest-tsan]=90 [build-fuzz]=390 [fuzz-smoke]=210
 )
