@@ -23,14 +23,22 @@ function(strata_tsan_targets)
   set_property(GLOBAL APPEND PROPERTY STRATA_TSAN_TARGETS ${ARGN})
 endfunction()
 
-# strata_add_test(NAME <exe> SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s])
+# strata_add_test(NAME <exe> SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s]
+#                 [LONG <gtest filter> [LONG_ENVIRONMENT VAR=value] [LONG_TIMEOUT s]])
 #   A GoogleTest executable registered with ctest. Every test gets the label `unit`
 #   (run by the asan stage); tests of the real, multi-OS-thread scheduler add `tsan`.
+#   Each test is its own ctest (gtest_discover_tests), which reports a GTEST_SKIP as ctest
+#   "Skipped" (its SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]"), so CI counts it apart from passes.
+#   LONG: the tests the filter names (e.g. `Suite.Long`) get the label `long` instead, alone (not
+#   `unit`: neither the default ctest stage nor the sanitizer stages run them, `ci/test --long`
+#   does), with LONG_ENVIRONMENT (one variable: discovery flattens lists) and LONG_TIMEOUT
+#   (default 1800 s).
 function(strata_add_test)
   if(NOT STRATA_BUILD_TESTS)
     return()
   endif()
-  cmake_parse_arguments(A "" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(A "" "NAME;TIMEOUT;LONG;LONG_ENVIRONMENT;LONG_TIMEOUT"
+                        "SOURCES;DEPS;LABELS" ${ARGN})
   add_executable(${A_NAME} ${A_SOURCES})
   target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gtest GTest::gtest_main)
   target_compile_options(${A_NAME} PRIVATE -Wall -Wextra -Wno-unused-parameter)
@@ -48,9 +56,42 @@ function(strata_add_test)
   if("tsan" IN_LIST A_LABELS)
     strata_tsan_targets(${A_NAME})
   endif()
-  gtest_discover_tests(${A_NAME}
+  set(filter "")
+  if(A_LONG)
+    set(filter TEST_FILTER "-${A_LONG}")
+  endif()
+  gtest_discover_tests(${A_NAME} ${filter}
     PROPERTIES LABELS ${label} TIMEOUT ${A_TIMEOUT}
     DISCOVERY_TIMEOUT 60)
+  if(A_LONG)
+    if(NOT A_LONG_TIMEOUT)
+      set(A_LONG_TIMEOUT 1800)
+    endif()
+    set(env "")
+    if(A_LONG_ENVIRONMENT)
+      set(env ENVIRONMENT ${A_LONG_ENVIRONMENT})
+    endif()
+    gtest_discover_tests(${A_NAME} TEST_FILTER "${A_LONG}"
+      PROPERTIES LABELS long TIMEOUT ${A_LONG_TIMEOUT} ${env}
+      DISCOVERY_TIMEOUT 60)
+  endif()
+endfunction()
+
+# strata_gtest_whole_test(NAME <exe> [LABELS ...] [TIMEOUT s])
+#   Registers a GoogleTest executable (built by the caller) as ONE ctest, for tests that need a
+#   label list discovery would flatten (`unit;tsan`). A GTEST_SKIP inside must still show: the
+#   run goes through gtest_whole.sh, which exits 77 (SKIP_RETURN_CODE: ctest "Skipped") when the
+#   binary passed with a skipped test. Not SKIP_REGULAR_EXPRESSION: a match wins over a non-zero
+#   exit, so one skipped test would hide another's failure.
+function(strata_gtest_whole_test)
+  cmake_parse_arguments(A "" "NAME;TIMEOUT" "LABELS" ${ARGN})
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 300)
+  endif()
+  add_test(NAME ${A_NAME}
+           COMMAND bash ${PROJECT_SOURCE_DIR}/cmake/gtest_whole.sh $<TARGET_FILE:${A_NAME}>)
+  set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
+                       SKIP_RETURN_CODE 77)
 endfunction()
 
 # strata_add_executable(NAME <exe> SOURCES ... DEPS ...)

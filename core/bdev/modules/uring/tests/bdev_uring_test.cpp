@@ -1,8 +1,9 @@
 // bdev_uring against the real kernel: the shared file-bdev suite (aio/tests/file_bdev_suite.h).
-// Every test skips, saying why, where io_uring is disabled.
+// Every test skips, saying why, where io_uring is disabled (fails under STRATA_REQUIRE_URING=1).
 #include "uring/uring.h"
 
 #include "file_bdev_suite.h"
+#include "uring_required.h"
 
 namespace strata::bdev::testing {
 namespace {
@@ -12,7 +13,7 @@ struct UringTraits {
     static constexpr bool kFallocate = false;  // write zeroes emulated by the layer, no unmap
     static constexpr bool kReadonly = false;   // bdev_uring_create has no readonly (as in SPDK)
     static const Module& module() { return kUringModule; }
-    static std::string unavailable() { return uring_unavailable_reason(); }
+    static std::string unavailable() { return uring_skip_reason(); }
     static Result<Bdev*> create(const FileBdevParams& p) {
         return uring_create({p.filename, p.name, p.block_size, {}});
     }

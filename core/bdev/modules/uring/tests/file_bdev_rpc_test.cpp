@@ -8,6 +8,7 @@
 
 #include "passthru/tests/vbdev_fixture.h"
 #include "uring/uring.h"
+#include "uring_required.h"
 
 namespace strata::bdev::testing {
 namespace {
@@ -16,7 +17,7 @@ class FileBdevRpcTest : public VbdevTest, public ::testing::WithParamInterface<s
 protected:
     void SetUp() override {
         if (module() == "uring") {
-            if (std::string why = uring_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
+            if (std::string why = uring_skip_reason(); !why.empty()) GTEST_SKIP() << why;
         }
         char tmpl[] = "/tmp/strata_file_rpc_XXXXXX";
         const int fd = ::mkstemp(tmpl);
