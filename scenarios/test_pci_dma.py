@@ -57,11 +57,26 @@ def test_iova_is_not_a_host_address(engine):
         engine.dma_read(iova + 4096, 1)
 
 
-def test_one_world_owns_the_bus(engine):
+def test_two_worlds_have_their_own_bus(engine):
+    # Each World is its own machine: its own emulated bus (a function at the same address as the
+    # other World's, claimed independently), its own DMA memory and IOVA map.
     import strata
     other = strata.World(seed=engine.seed + 1)
     try:
-        with pytest.raises(RuntimeError, match="owns the emulated PCI bus"):
-            other.add_copy_engine("0000:00:05.0")
+        other.add_copy_engine(ADDR)
+        assert [f["address"] for f in other.pci_functions()] == [ADDR]
+        src, dst = engine.dma_alloc(4096), engine.dma_alloc(4096)
+        engine.dma_write(src, b"mine")
+        o_src, o_dst = other.dma_alloc(4096), other.dma_alloc(4096)
+        other.dma_write(o_src, b"theirs")
+        assert other.copy_engine_run(ADDR, o_src, o_dst, 6) == "done"
+        assert other.dma_read(o_dst, 6) == b"theirs"
+        assert engine.copy_engine_run(ADDR, src, dst, 4) == "done"
+        assert engine.dma_read(dst, 4) == b"mine"
+        # An IOVA only the first World mapped faults on the other World's device.
+        far = engine.dma_alloc(1 << 20)
+        assert other.copy_engine_run(ADDR, far + (1 << 19), o_dst, 8) == "dma_error"
+        assert other.dma_fault_count(ADDR) == 1
+        assert engine.dma_fault_count(ADDR) == 0
     finally:
         other.close()

@@ -17,8 +17,6 @@ namespace pyb = pybind11;
 namespace strata::py {
 
 namespace {
-std::atomic<World*> g_bus_owner{nullptr};  // the sim backend has one bus per process
-
 env::PciAddress parse_address(const std::string& text) {
     auto a = env::PciAddress::parse(text);
     if (!a.ok()) throw pyb::value_error(a.error().message());
@@ -58,17 +56,15 @@ void World::DevicesDeleter::operator()(Devices* d) const { delete d; }
 World::Devices& World::devices() {
     check_open();
     if (devices_) return *devices_;
-    World* expected = nullptr;
-    if (!g_bus_owner.compare_exchange_strong(expected, this))
-        throw std::runtime_error("another World in this process owns the emulated PCI bus; "
-                                 "close it first");
     if (!env::initialized()) {
         auto r = env::init();
-        if (!r.ok()) {
-            g_bus_owner.store(nullptr);
-            throw std::runtime_error(r.error().message());
-        }
+        if (!r.ok()) throw std::runtime_error(r.error().message());
     }
+    // The World's own bus: it attaches to the current Host, the World's (its entry points run
+    // in it), so every World has its own devices, DMA memory and IOVA map. A Host with a bus
+    // already (only if this World's calls were not in its own Host) is refused, not asserted.
+    if (env::internal::sim_pci_provider() != nullptr)
+        throw std::runtime_error("this World's Host already has an emulated PCI bus");
     auto d = std::make_unique<Devices>();
     d->bus = std::make_unique<hwemu::PciBus>();
     d->thread = sched_->find_thread("devices");
@@ -98,7 +94,6 @@ void World::close_devices() {
     d.bus.reset();
     for (auto& [iova, buf] : d.buffers) env::dma_free(buf.first);
     devices_.reset();
-    g_bus_owner.store(nullptr);
 }
 
 void World::add_copy_engine(const std::string& address) {

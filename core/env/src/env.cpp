@@ -5,7 +5,6 @@
 
 #include <strata/base/log.h>
 #include <strata/env/env.h>
-#include <strata/env/internal/iova_map.h>
 
 #include "env_internal.h"
 
@@ -28,11 +27,24 @@ std::span<const BackendEntry> backend_table() noexcept { return kBackends; }
 
 }  // namespace internal
 
+// The backend is process-wide state on purpose: DPDK's EAL initialises once per process and
+// owns the process's hugepages and PCI bus, so the backend (and its selection) cannot belong to
+// one Host. Everything a Host does with it - its DMA regions, IOVA map, claims and emulated bus -
+// is kept in that Host (internal::HostEnv); the counters below only let fini() check all Hosts.
 namespace {
 std::mutex g_mu;
 std::unique_ptr<internal::Backend> g_backend;  // under g_mu for changes
 std::atomic<internal::Backend*> g_running{nullptr};
+std::atomic<int64_t> g_regions{0};  // DMA regions over every Host
+std::atomic<int64_t> g_claims{0};   // claimed PCI functions over every Host
 }  // namespace
+
+void detail::count_regions(int64_t delta) noexcept {
+    g_regions.fetch_add(delta, std::memory_order_relaxed);
+}
+void detail::count_claims(int64_t delta) noexcept {
+    g_claims.fetch_add(delta, std::memory_order_relaxed);
+}
 
 Result<void> init(const EnvOptions& options) {
     std::lock_guard lock(g_mu);
@@ -69,10 +81,13 @@ Result<void> init(const EnvOptions& options) {
 void fini() {
     std::lock_guard lock(g_mu);
     if (!g_backend) return;
-    size_t left = internal::iova_map().size();
-    STRATA_ASSERT_MSG(left == 0, "env::fini with %zu DMA regions still allocated/registered", left);
-    size_t claimed = detail::claimed_count();
-    STRATA_ASSERT_MSG(claimed == 0, "env::fini with %zu PCI functions still claimed", claimed);
+    // Every Host's, not only the caller's: the backend under them all stops.
+    int64_t left = g_regions.load(std::memory_order_relaxed);
+    STRATA_ASSERT_MSG(left == 0, "env::fini with %lld DMA regions still allocated/registered",
+                      static_cast<long long>(left));
+    int64_t claimed = g_claims.load(std::memory_order_relaxed);
+    STRATA_ASSERT_MSG(claimed == 0, "env::fini with %lld PCI functions still claimed",
+                      static_cast<long long>(claimed));
     g_backend->stop();
     g_running.store(nullptr, std::memory_order_release);
     g_backend.reset();

@@ -202,9 +202,4 @@ std::vector<Region> IovaMap::regions() const {
     return g.snap()->by_vaddr;
 }
 
-IovaMap& iova_map() noexcept {
-    static IovaMap* map = new IovaMap;  // never destroyed: lookups may run during exit
-    return *map;
-}
-
 }  // namespace strata::env::internal

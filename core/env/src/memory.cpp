@@ -12,15 +12,11 @@
 
 namespace strata::env {
 
-using internal::iova_map;
+using internal::HostEnv;
 using internal::Region;
 using internal::RegionKind;
 
-namespace {
-// Serialises alloc/free/register/unregister against each other (the map has its own mutex;
-// this keeps a backend call and its map update together).
-std::mutex g_mem_mu;
-}  // namespace
+// Every call acts on the current Host's state (internal::host_env()): its map, its mutex.
 
 Result<void*> dma_alloc(size_t size_bytes, size_t align, bool zeroed) {
     if (align == 0) align = 64;
@@ -29,32 +25,37 @@ Result<void*> dma_alloc(size_t size_bytes, size_t align, bool zeroed) {
         return Error(Errc::invalid_argument,
                      fmt::format("dma_alloc: alignment {} is not a power of two", align));
     internal::Backend& be = detail::backend();
-    std::lock_guard lock(g_mem_mu);
+    HostEnv& he = internal::host_env();
+    std::lock_guard lock(he.mem_mu);
     auto a = be.dma_alloc(size_bytes, align, zeroed);
     if (!a.ok()) return a.error();
     Region r{reinterpret_cast<uintptr_t>(a->vaddr), a->iova, size_bytes, RegionKind::allocation,
              a->cookie};
-    auto ins = iova_map().insert(r);
+    auto ins = he.map.insert(r);
     if (!ins.ok()) {
         be.dma_free(a->vaddr, size_bytes, a->cookie);
         return Error(Errc::internal, "dma_alloc: backend returned overlapping memory: " +
                                          ins.error().message());
     }
+    detail::count_regions(1);
     return a->vaddr;
 }
 
 void dma_free(void* ptr) noexcept {
     if (!ptr) return;
     internal::Backend& be = detail::backend();
-    std::lock_guard lock(g_mem_mu);
+    HostEnv& he = internal::host_env();
+    std::lock_guard lock(he.mem_mu);
     Region r;
-    bool found = iova_map().find_vaddr(reinterpret_cast<uintptr_t>(ptr), &r);
+    bool found = he.map.find_vaddr(reinterpret_cast<uintptr_t>(ptr), &r);
     STRATA_ASSERT_MSG(found && r.vaddr == reinterpret_cast<uintptr_t>(ptr) &&
                           r.kind == RegionKind::allocation,
-                      "dma_free(%p): not a live dma_alloc buffer (double free, interior pointer "
-                      "or registered memory)",
-                      ptr);
-    (void)iova_map().erase(r.vaddr);
+                      "dma_free(%p) in Host '%s': not a live dma_alloc buffer of this Host "
+                      "(double free, interior pointer, registered memory, or allocated in "
+                      "another Host)",
+                      ptr, he.host.name().c_str());
+    (void)he.map.erase(r.vaddr);
+    detail::count_regions(-1);
     be.dma_free(ptr, r.len, r.backend_cookie);
 }
 
@@ -62,9 +63,10 @@ Result<void> register_memory(void* addr, size_t len) {
     if (!addr || len == 0)
         return Error(Errc::invalid_argument, "register_memory: null address or zero length");
     internal::Backend& be = detail::backend();
-    std::lock_guard lock(g_mem_mu);
+    HostEnv& he = internal::host_env();
+    std::lock_guard lock(he.mem_mu);
     uintptr_t va = reinterpret_cast<uintptr_t>(addr);
-    for (const Region& r : iova_map().regions()) {
+    for (const Region& r : he.map.regions()) {
         if (va < r.vaddr + r.len && r.vaddr < va + len)
             return Error(Errc::already_exists,
                          fmt::format("register_memory {}+{:#x}: overlaps DMA region {:#x}+{:#x}",
@@ -74,26 +76,28 @@ Result<void> register_memory(void* addr, size_t len) {
     if (!pieces.ok()) return pieces.error();
     std::vector<uintptr_t> inserted;
     for (const auto& p : *pieces) {
-        auto ins = iova_map().insert(
+        auto ins = he.map.insert(
             Region{p.vaddr, p.iova, p.len, RegionKind::registration, reinterpret_cast<uintptr_t>(addr)});
         if (!ins.ok()) {
-            for (uintptr_t v : inserted) (void)iova_map().erase(v);
+            for (uintptr_t v : inserted) (void)he.map.erase(v);
             (void)be.unregister_memory(addr, len);
             return ins.error();
         }
         inserted.push_back(p.vaddr);
     }
+    detail::count_regions(static_cast<int64_t>(inserted.size()));
     return {};
 }
 
 Result<void> unregister_memory(void* addr, size_t len) {
     internal::Backend& be = detail::backend();
-    std::lock_guard lock(g_mem_mu);
+    HostEnv& he = internal::host_env();
+    std::lock_guard lock(he.mem_mu);
     uintptr_t va = reinterpret_cast<uintptr_t>(addr);
     // The pieces of one registration carry its start address as cookie and tile [va, va+len).
     std::vector<Region> pieces;
     size_t total = 0;
-    for (const Region& r : iova_map().regions()) {
+    for (const Region& r : he.map.regions()) {
         if (r.kind == RegionKind::registration && r.backend_cookie == va) {
             pieces.push_back(r);
             total += r.len;
@@ -103,25 +107,28 @@ Result<void> unregister_memory(void* addr, size_t len) {
         return Error(Errc::not_found,
                      fmt::format("unregister_memory {}+{:#x}: no such registration", addr, len));
     STRATA_TRY(be.unregister_memory(addr, len));
-    for (const Region& r : pieces) (void)iova_map().erase(r.vaddr);
+    for (const Region& r : pieces) (void)he.map.erase(r.vaddr);
+    detail::count_regions(-static_cast<int64_t>(pieces.size()));
     return {};
 }
 
 uint64_t iova_of(const void* ptr) noexcept {
-    return iova_map().iova_of(reinterpret_cast<uintptr_t>(ptr));
+    return internal::iova_map().iova_of(reinterpret_cast<uintptr_t>(ptr));
 }
 
 Status translate(const void* addr, size_t len, std::span<IovaSegment> out, size_t* count) noexcept {
-    return iova_map().translate(reinterpret_cast<uintptr_t>(addr), len, out, count, nullptr);
+    return internal::iova_map().translate(reinterpret_cast<uintptr_t>(addr), len, out, count,
+                                          nullptr);
 }
 
 Result<std::vector<IovaSegment>> translate(const void* addr, size_t len) {
     if (len == 0) return Error(Errc::invalid_argument, "translate: empty range");
+    const internal::IovaMap& map = internal::iova_map();
     std::vector<IovaSegment> segs(4);
     for (;;) {
         size_t n = 0;
         uintptr_t fault = 0;
-        Status s = iova_map().translate(reinterpret_cast<uintptr_t>(addr), len, segs, &n, &fault);
+        Status s = map.translate(reinterpret_cast<uintptr_t>(addr), len, segs, &n, &fault);
         if (s.ok()) {
             segs.resize(n);
             return segs;
@@ -133,13 +140,13 @@ Result<std::vector<IovaSegment>> translate(const void* addr, size_t len) {
         if (s.code() == Errc::not_found)
             return Error(Errc::not_found,
                          fmt::format("translate {}+{:#x}: byte {:#x} (offset {:#x}) is not DMA "
-                                     "memory (neither dma_alloc'ed nor registered)",
+                                     "memory (neither dma_alloc'ed nor registered in this Host)",
                                      addr, len, fault, fault - reinterpret_cast<uintptr_t>(addr)));
         return Error(s);
     }
 }
 
-size_t dma_region_count() noexcept { return iova_map().size(); }
+size_t dma_region_count() noexcept { return internal::iova_map().size(); }
 
 // --- DmaBufferCache ---
 

@@ -86,18 +86,13 @@ Result<std::vector<PciDeviceInfo>> enumerate(const PciFilter& filter) {
     return out;
 }
 
-namespace {
-std::mutex g_claim_mu;
-std::set<PciAddress> g_claimed;  // in this process, under g_claim_mu
-}  // namespace
-
-size_t detail::claimed_count() noexcept {
-    std::lock_guard lock(g_claim_mu);
-    return g_claimed.size();
-}
-
+// Claims are kept per Host (HostEnv::claimed): a function claimed in one Host is independent of
+// another Host's, which under the sim backend is a different function on a different bus even at
+// the same address. Real functions are one per machine whatever the Host: the dpdk backend's lock
+// file refuses a second claim of a BDF from any Host or process.
 Result<std::unique_ptr<PciFunction>> claim(const PciAddress& address) {
     internal::Backend& be = detail::backend();
+    internal::HostEnv& he = internal::host_env();
     auto list = be.pci_enumerate();
     if (!list.ok()) return list.error();
     auto it = std::find_if(list->begin(), list->end(),
@@ -106,23 +101,25 @@ Result<std::unique_ptr<PciFunction>> claim(const PciAddress& address) {
         return Error(Errc::not_found, fmt::format("PCI function {} not found (backend '{}')",
                                                   address.to_string(), be.name()));
     {
-        std::lock_guard lock(g_claim_mu);
-        if (!g_claimed.insert(address).second)
+        std::lock_guard lock(he.claim_mu);
+        if (!he.claimed.insert(address).second)
             return Error(Errc::busy, fmt::format("PCI function {} is already claimed by this "
-                                                 "process",
-                                                 address.to_string()));
+                                                 "process (Host '{}')",
+                                                 address.to_string(), he.host.name()));
     }
     auto impl = be.pci_claim(address);
     if (!impl.ok()) {
-        std::lock_guard lock(g_claim_mu);
-        g_claimed.erase(address);
+        std::lock_guard lock(he.claim_mu);
+        he.claimed.erase(address);
         return impl.error();
     }
-    return std::unique_ptr<PciFunction>(new PciFunction(*it, std::move(*impl)));
+    detail::count_claims(1);
+    return std::unique_ptr<PciFunction>(new PciFunction(*it, std::move(*impl), &he));
 }
 
-PciFunction::PciFunction(PciDeviceInfo info, std::unique_ptr<internal::PciFunctionImpl> impl)
-    : info_(std::move(info)), impl_(std::move(impl)) {}
+PciFunction::PciFunction(PciDeviceInfo info, std::unique_ptr<internal::PciFunctionImpl> impl,
+                         internal::HostEnv* host_env)
+    : info_(std::move(info)), impl_(std::move(impl)), host_env_(host_env) {}
 
 PciFunction::~PciFunction() { (void)detach(); }
 
@@ -132,8 +129,12 @@ Result<void> PciFunction::detach() {
     if (!impl_) return {};
     auto r = impl_->detach();
     impl_.reset();
-    std::lock_guard lock(g_claim_mu);
-    g_claimed.erase(info_.address);
+    {
+        // The Host it was claimed in, whichever Host detaches it.
+        std::lock_guard lock(host_env_->claim_mu);
+        host_env_->claimed.erase(info_.address);
+    }
+    detail::count_claims(-1);
     return r;
 }
 

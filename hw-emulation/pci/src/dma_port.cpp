@@ -15,7 +15,7 @@ template <class Copy>
 Status DmaPort::access(uint64_t iova, size_t len, bool is_write, Copy&& copy) noexcept {
     if (fn_.removed()) return Status(Errc::device_removed, "function removed");
     if (len == 0) return Status::success();
-    auto& map = env::internal::iova_map();
+    const env::internal::IovaMap& map = map_;
     // Pass 1: the whole range must be mapped (no partial effects on a fault).
     uint64_t cur = iova;
     const uint64_t end = iova + len;

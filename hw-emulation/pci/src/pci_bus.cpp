@@ -27,6 +27,10 @@ constexpr uint16_t kStatusCapList = 1u << 4;
 void put16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
 void put32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 
+// Names bus instances for their lock files (PciBus::lock_path), nothing more. Process-wide on
+// purpose: lock files live in the file system, which every Host of the process shares, and two
+// Hosts' buses may have a function at the same address, so their ids must differ; a per-Host
+// count would give both Hosts' first bus the same id and one lock file for two functions.
 std::atomic<uint32_t> g_bus_serial{0};
 
 }  // namespace
@@ -35,7 +39,8 @@ std::atomic<uint32_t> g_bus_serial{0};
 
 EmulatedFunction::EmulatedFunction(PciBus& bus, env::PciAddress address, PciFunctionConfig config,
                                    PciModel* model)
-    : bus_(bus), address_(address), config_(std::move(config)), model_(model), dma_(*this) {
+    : bus_(bus), address_(address), config_(std::move(config)), model_(model),
+      dma_(*this, bus.iova_map()) {
     name_ = config_.name.empty()
                 ? fmt::format("{:04x}:{:04x}", config_.vendor_id, config_.device_id)
                 : config_.name;
@@ -201,11 +206,12 @@ private:
 
 // --- PciBus ---
 
-PciBus::PciBus()
-    : id_(fmt::format("{}_{}", ::getpid(), g_bus_serial.fetch_add(1))) {
-    STRATA_ASSERT_MSG(env::internal::sim_pci_provider() == nullptr,
-                      "another emulated PCI bus is attached to the sim backend");
-    env::internal::set_sim_pci_provider(this);
+PciBus::PciBus(runtime::Host& host)
+    : host_(host), map_(env::internal::iova_map(host)),
+      id_(fmt::format("{}_{}", ::getpid(), g_bus_serial.fetch_add(1))) {
+    STRATA_ASSERT_MSG(env::internal::sim_pci_provider(host_) == nullptr,
+                      "another emulated PCI bus is attached to Host '%s'", host_.name().c_str());
+    env::internal::set_sim_pci_provider(host_, this);
 }
 
 PciBus::~PciBus() {
@@ -216,7 +222,8 @@ PciBus::~PciBus() {
     for (auto& fn : removed_)
         STRATA_ASSERT_MSG(!fn->claimed_, "PciBus destroyed while removed %s is still claimed",
                           fn->address().to_string().c_str());
-    if (env::internal::sim_pci_provider() == this) env::internal::set_sim_pci_provider(nullptr);
+    if (env::internal::sim_pci_provider(host_) == this)
+        env::internal::set_sim_pci_provider(host_, nullptr);
 }
 
 std::string PciBus::lock_path(const env::PciAddress& address) const {

@@ -15,7 +15,9 @@
 #include <strata/env/memory.h>
 #include <strata/env/pci.h>
 #include <strata/hwemu/pci/copy_engine.h>
+#include <strata/env/internal/iova_map.h>
 #include <strata/hwemu/pci/pci_bus.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/sim_fixture.h>
 
 namespace strata::hwemu {
@@ -282,10 +284,13 @@ TEST_F(PciBusTest, DmaFaultsAreCountedAndReported) {
     EXPECT_EQ(run_copy(env::iova_of(*src), old, 16), 3u);
     EXPECT_EQ(dev.fn->dma_fault_count(), 4u);
     EXPECT_EQ(bus->dma_fault_count(), 4u);
-    // The direct port API returns the code.
-    uint8_t tmp[8];
-    EXPECT_EQ(dev.fn->dma().read(0, tmp, 8).code(), Errc::dma_fault);
-    EXPECT_EQ(dev.fn->dma().read(UINT64_MAX - 2, tmp, 8).code(), Errc::dma_fault);
+    // The direct port API returns the code (called on the device's Thread, as its poller would:
+    // the fault's log line reads the simulated clock).
+    on(threads[1], [&] {
+        uint8_t tmp[8];
+        EXPECT_EQ(dev.fn->dma().read(0, tmp, 8).code(), Errc::dma_fault);
+        EXPECT_EQ(dev.fn->dma().read(UINT64_MAX - 2, tmp, 8).code(), Errc::dma_fault);
+    });
     EXPECT_EQ(dev.fn->dma_fault_count(), 6u);
     env::dma_free(*src);
 }
@@ -304,7 +309,9 @@ TEST_F(PciBusTest, SurpriseRemovalNotifiesOwnerThread) {
     claim_and_start();
     RemoveProbe probe;
     on(threads[0], [&] { fn->set_hot_remove_target(threads[0], &RemoveProbe::on_remove, &probe); });
-    ASSERT_TRUE(bus->surprise_remove(kAddr).ok());
+    // The removal's log line reads the simulated clock: pull the function from a Thread (the
+    // device's side).
+    on(threads[1], [&] { ASSERT_TRUE(bus->surprise_remove(kAddr).ok()); });
     ASSERT_TRUE(poll_until([&] { return probe.count > 0; }));
     run_until_idle();
     EXPECT_EQ(probe.count, 1) << "delivered once";
@@ -332,7 +339,7 @@ TEST_F(PciBusTest, RemoveFunctionTakesItOffTheBusAndTellsAClaimant) {
     claim_and_start();
     RemoveProbe probe;
     on(threads[0], [&] { fn->set_hot_remove_target(threads[0], &RemoveProbe::on_remove, &probe); });
-    ASSERT_TRUE(bus->remove_function(kAddr).ok());
+    on(threads[1], [&] { ASSERT_TRUE(bus->remove_function(kAddr).ok()); });
     ASSERT_TRUE(poll_until([&] { return probe.count > 0; }));
     EXPECT_TRUE(fn->removed());
     EXPECT_EQ(bar0.read32(kRegId), 0xffffffffu);
@@ -353,7 +360,7 @@ TEST_F(PciBusTest, RemovalIsLoggedAsWhatItIs) {
     });
     ASSERT_TRUE(bus->remove_function(kNvmeAddr).ok());  // never claimed
     claim_and_start();
-    ASSERT_TRUE(bus->remove_function(kAddr).ok());  // claimed
+    on(threads[1], [&] { ASSERT_TRUE(bus->remove_function(kAddr).ok()); });  // claimed
     log_set_sink({});
     pci->set_level(std::nullopt);
     ASSERT_EQ(lines.size(), 2u);
@@ -370,11 +377,142 @@ TEST_F(PciBusTest, RemovalBeforeTargetIsDeliveredWhenSet) {
     auto c = env::claim(kAddr);
     ASSERT_TRUE(c.ok());
     fn = std::move(*c);
-    ASSERT_TRUE(bus->surprise_remove(kAddr).ok());
+    on(threads[1], [&] { ASSERT_TRUE(bus->surprise_remove(kAddr).ok()); });
     RemoveProbe probe;
     fn->set_hot_remove_target(threads[1], &RemoveProbe::on_remove, &probe);
     ASSERT_TRUE(poll_until([&] { return probe.count > 0; }));
     EXPECT_EQ(probe.ran_on, threads[1]);
+}
+
+
+// Two Hosts are two machines: each has its own emulated bus, with a copy engine at the SAME
+// address, claimed independently; each device reaches only its own Host's DMA memory (its IOVA
+// map), so an IOVA mapped only in Host A is a DMA fault for B's device.
+class PciTwoHostsTest : public runtime::testing::SimFixture {
+protected:
+    struct Machine {
+        explicit Machine(std::string name, uint64_t seed) : host(std::move(name), seed) {}
+        runtime::Host host;
+        std::unique_ptr<PciBus> bus;
+        CopyDevice dev;
+        std::unique_ptr<env::PciFunction> fn;
+        env::Bar bar0;
+        runtime::Thread* thread = nullptr;
+    };
+
+    void SetUp() override {
+        ASSERT_TRUE(env::init().ok());
+        start_sim(5, 0);
+        for (Machine* m : {&a, &b}) {
+            runtime::HostScope scope(m->host);
+            m->bus = std::make_unique<PciBus>();  // the current Host's
+            ASSERT_EQ(&m->bus->host(), &m->host);
+            auto f = m->bus->add_function(kAddr, copy_config(), &m->dev);
+            ASSERT_TRUE(f.ok()) << f.error().message();
+            m->dev.fn = *f;
+            auto c = env::claim(kAddr);
+            ASSERT_TRUE(c.ok()) << m->host.name() << ": " << c.error().message();
+            m->fn = std::move(*c);
+            auto bar = m->fn->map_bar(0);
+            ASSERT_TRUE(bar.ok());
+            m->bar0 = *bar;
+            m->thread = sim->create_thread(m->host.name());  // belongs to the Host in scope
+        }
+        for (Machine* m : {&a, &b}) on(m->thread, [m] { m->dev.start(m->thread); });
+    }
+    void TearDown() override {
+        for (Machine* m : {&a, &b}) {
+            if (m->dev.poller) on(m->thread, [m] { m->dev.stop(); });
+            m->fn.reset();
+        }
+        SimFixture::TearDown();
+        for (Machine* m : {&a, &b}) m->bus.reset();
+        EXPECT_EQ(env::internal::iova_map(a.host).size(), 0u);
+        EXPECT_EQ(env::internal::iova_map(b.host).size(), 0u);
+        env::fini();
+    }
+    // Allocates in m's Host (on its Thread, as a driver would).
+    void* alloc(Machine& m, size_t len, uint8_t fill) {
+        void* p = nullptr;
+        on(m.thread, [&] {
+            p = *env::dma_alloc(len, 4096);
+            std::memset(p, fill, len);
+        });
+        return p;
+    }
+    uint64_t iova(Machine& m, void* p) {
+        uint64_t i = env::kInvalidIova;
+        on(m.thread, [&] { i = env::iova_of(p); });
+        return i;
+    }
+    void release(Machine& m, void* p) {
+        on(m.thread, [&] { env::dma_free(p); });
+    }
+    uint32_t run_copy(Machine& m, uint64_t src, uint64_t dst, uint32_t len) {
+        on(m.thread, [&] {
+            m.bar0.write64(kRegSrc, src);
+            m.bar0.write64(kRegDst, dst);
+            m.bar0.write32(kRegLen, len);
+            m.bar0.write32(kRegDoorbell, 1);
+        });
+        uint32_t st = 0;
+        EXPECT_TRUE(poll_until([&] {
+            st = m.bar0.read32(kRegStatus);
+            return st >= 2;
+        }));
+        return st;
+    }
+
+    static constexpr PciAddress kAddr{0, 0x01, 0x00, 0};
+    Machine a{"host_a", 1};
+    Machine b{"host_b", 2};
+};
+
+TEST_F(PciTwoHostsTest, EachHostHasItsOwnBusAndClaims) {
+    for (Machine* m : {&a, &b}) {
+        runtime::HostScope scope(m->host);
+        auto list = env::enumerate();
+        ASSERT_TRUE(list.ok());
+        ASSERT_EQ(list->size(), 1u) << "only its own bus";
+        EXPECT_EQ(env::claim(kAddr).code(), Errc::busy) << "claimed in this Host";
+        EXPECT_TRUE(m->dev.fn->claimed());
+    }
+    EXPECT_NE(a.bus->lock_path(kAddr), b.bus->lock_path(kAddr));
+    // Released in A only: B's function at the same address stays claimed.
+    ASSERT_TRUE(a.fn->detach().ok());
+    EXPECT_FALSE(a.dev.fn->claimed());
+    EXPECT_TRUE(b.dev.fn->claimed());
+    runtime::HostScope scope(a.host);
+    auto again = env::claim(kAddr);
+    ASSERT_TRUE(again.ok()) << again.error().message();
+    a.fn = std::move(*again);
+}
+
+TEST_F(PciTwoHostsTest, ADeviceReachesOnlyItsHostsMemory) {
+    void* a_src = alloc(a, 4096, 0xaa);
+    void* a_dst = alloc(a, 4096, 0);
+    void* b_src = alloc(b, 4096, 0xbb);
+    void* b_dst = alloc(b, 4096, 0);
+    // Each Host numbers its own IOVAs: the same IOVAs name different memory in A and B.
+    ASSERT_EQ(iova(a, a_src), iova(b, b_src));
+    EXPECT_EQ(iova(b, a_src), env::kInvalidIova) << "A's buffer is not DMA memory in B";
+    EXPECT_EQ(run_copy(a, iova(a, a_src), iova(a, a_dst), 4096), 2u);
+    EXPECT_EQ(run_copy(b, iova(b, b_src), iova(b, b_dst), 4096), 2u);
+    EXPECT_EQ(static_cast<uint8_t*>(a_dst)[4095], 0xaa);
+    EXPECT_EQ(static_cast<uint8_t*>(b_dst)[4095], 0xbb) << "B's device copied B's memory";
+    // An IOVA only A has mapped: B's device faults, nothing is written, A's device is unharmed.
+    void* a_big = alloc(a, 1 << 20, 0xcc);
+    uint64_t only_in_a = iova(a, a_big) + (1 << 19);
+    std::memset(b_dst, 0, 4096);
+    EXPECT_EQ(run_copy(b, only_in_a, iova(b, b_dst), 64), 3u);
+    EXPECT_EQ(b.dev.fn->dma_fault_count(), 1u);
+    EXPECT_EQ(b.dev.fn->dma().last_fault_iova(), only_in_a);
+    EXPECT_EQ(static_cast<uint8_t*>(b_dst)[0], 0);
+    EXPECT_EQ(run_copy(a, only_in_a, iova(a, a_dst), 64), 2u);
+    EXPECT_EQ(static_cast<uint8_t*>(a_dst)[0], 0xcc);
+    EXPECT_EQ(a.bus->dma_fault_count(), 0u);
+    for (void* p : {a_src, a_dst, a_big}) release(a, p);
+    for (void* p : {b_src, b_dst}) release(b, p);
 }
 
 }  // namespace

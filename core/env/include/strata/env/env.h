@@ -8,6 +8,12 @@
 // env::init() selects and starts the backend once per process. Every other env call made before
 // init() starts the default ("sim") backend, so tests and tools need no set-up.
 //
+// Per process, per Host: the backend and its selection are process-wide (DPDK's EAL exists once
+// per process and owns its hugepages and PCI bus). What code does with it belongs to the
+// runtime::Host it runs in (runtime::current_host(): an App's, a Python World's): its DMA regions
+// and IOVA map, its claimed PCI functions and, under the sim backend, its emulated PCI bus and
+// IOVA space. Two Hosts in one process share none of these, as two machines would not.
+//
 // Thread-safety: init()/fini() are control path, from any OS thread, serialised internally.
 #pragma once
 
@@ -55,7 +61,7 @@ struct EnvOptions {
 Result<void> init(const EnvOptions& options = {});
 
 // Stops the backend: every DMA allocation and registration must be gone and every PCI function
-// detached (asserted). The sim backend can be started again afterwards; DPDK's EAL cannot
+// detached, in every Host (asserted; a Host also asserts it for itself when destroyed). The sim backend can be started again afterwards; DPDK's EAL cannot
 // (a later init("dpdk") in the same process reports that).
 void fini();
 

@@ -1,7 +1,10 @@
 // DMA memory and IOVA translation.
 //
 // Every byte a device may reach is in the env's IOVA map: buffers from dma_alloc() and user
-// memory added with register_memory(). Drivers hand devices IOVAs, never pointers; under the sim
+// memory added with register_memory(). Each runtime::Host has its own map: every call below acts
+// on the current Host's (runtime::current_host()), so a buffer is freed, translated and reached by
+// devices in the Host that allocated it; another Host does not know it (iova_of gives
+// kInvalidIova, dma_free asserts, a device on that Host's emulated bus faults). Drivers hand devices IOVAs, never pointers; under the sim
 // backend IOVAs deliberately differ from virtual addresses (they start at 0x10'0000'0000 and keep
 // the page offset), so a pointer passed where an IOVA belongs is a DMA fault at once.
 //
@@ -56,7 +59,8 @@ Result<std::vector<IovaSegment>> translate(const void* addr, size_t len);
 // is too small (*count then holds the segments written).
 Status translate(const void* addr, size_t len, std::span<IovaSegment> out, size_t* count) noexcept;
 
-// Number of live DMA regions (allocations + registrations); tests check for leaks with it.
+// Number of live DMA regions (allocations + registrations) of the current Host; tests check for
+// leaks with it.
 size_t dma_region_count() noexcept;
 
 // A fixed-size DMA buffer cache owned by one runtime::Thread (typically inside an IoChannel):

@@ -1,9 +1,9 @@
 // PCI functions: enumerate, claim exclusively, config space, BARs, hot removal.
 //
 // A claimed function is a PciFunction owned by one runtime::Thread (the driver's). Claims are
-// exclusive within the process and across processes (a lock file per function, held while
-// claimed; the dpdk backend's /var/tmp/strata_pci_lock_<BDF>, the sim backend's is per emulated
-// bus). A Bar is a concrete class: volatile MMIO on a mapped (VFIO) BAR, else a call to the
+// exclusive within the runtime::Host that made them and across processes (a lock file per
+// function, held while claimed; the dpdk backend's /var/tmp/strata_pci_lock_<BDF>, the sim
+// backend's is per emulated bus, and each Host has its own bus). A Bar is a concrete class: volatile MMIO on a mapped (VFIO) BAR, else a call to the
 // emulated function's handler - one predictable branch, no virtual call on the MMIO path.
 //
 // Hot removal: the backend (vfio request notifier, or the emulated bus's surprise removal) sends
@@ -28,6 +28,7 @@ namespace strata::env {
 
 namespace internal {
 class PciFunctionImpl;
+struct HostEnv;
 }
 
 struct PciAddress {
@@ -66,7 +67,8 @@ struct PciFilter {
     bool matches(const PciDeviceInfo& info) const noexcept;
 };
 
-// Functions the running backend sees, sorted by address. Control path.
+// Functions the running backend sees from the current Host (sim: that Host's emulated bus),
+// sorted by address. Control path.
 Result<std::vector<PciDeviceInfo>> enumerate(const PciFilter& filter = {});
 
 // Emulated BARs: the handler of a function on the sim bus (implemented in hw-emulation/pci).
@@ -162,17 +164,22 @@ public:
 
 private:
     friend Result<std::unique_ptr<PciFunction>> claim(const PciAddress& address);
-    PciFunction(PciDeviceInfo info, std::unique_ptr<internal::PciFunctionImpl> impl);
+    PciFunction(PciDeviceInfo info, std::unique_ptr<internal::PciFunctionImpl> impl,
+                internal::HostEnv* host_env);
     Status config_read(uint32_t offset, void* buf, uint32_t len) const;
     Status config_write(uint32_t offset, const void* buf, uint32_t len);
 
     PciDeviceInfo info_;
     std::unique_ptr<internal::PciFunctionImpl> impl_;
+    internal::HostEnv* host_env_;  // the Host it was claimed in (its claim bookkeeping)
 };
 
-// Claims one function exclusively. Errors: not_found (no such function), busy (claimed by this
-// process or another: the message says which), and the backend's own (not_supported for a
-// function not bound to vfio-pci, permission_denied, io_error).
+// Claims one function exclusively, in the current runtime::Host: the functions a Host sees are
+// its own (under the sim backend, its emulated bus), and a claim is exclusive within that Host
+// and, through the backend's lock file, across processes (real functions: also across Hosts).
+// Errors: not_found (no such function), busy (claimed in this Host or by another process: the
+// message says which), and the backend's own (not_supported for a function not bound to vfio-pci,
+// permission_denied, io_error). The function must be detached before its Host is destroyed.
 Result<std::unique_ptr<PciFunction>> claim(const PciAddress& address);
 
 }  // namespace strata::env

@@ -3,8 +3,11 @@
 //
 // Backends are listed in one explicit table (src/env.cpp: {"sim", make_sim_backend},
 // {"dpdk", make_dpdk_backend} when STRATA_ENV_HAVE_DPDK), never registered from static
-// constructors. The env core owns the IOVA map and the claim bookkeeping; a backend only
-// provides memory with IOVAs and PCI access:
+// constructors. One backend runs per process (DPDK's EAL exists once per process); the env core
+// owns the IOVA maps and the claim bookkeeping, one of each per runtime::Host; a backend only
+// provides memory with IOVAs and PCI access, and is called in the Host of its caller
+// (runtime::current_host(): the sim backend keeps its per-Host parts, the IOVA space and the
+// emulated bus, there):
 //   - dma_alloc returns host memory plus its IOVA (contiguous); the core records the region.
 //   - register_memory returns the IOVA pieces of a user range (one piece per contiguous run).
 //   - pci_claim returns a PciFunctionImpl that holds the backend's own exclusivity (lock file).
@@ -20,6 +23,7 @@
 #include <strata/base/status.h>
 #include <strata/env/env.h>
 #include <strata/env/pci.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/thread.h>
 
 namespace strata::env::internal {
@@ -84,7 +88,9 @@ std::unique_ptr<Backend> make_dpdk_backend();
 #endif
 
 // The sim backend's PCI side: an emulated bus (hw-emulation/pci's PciBus) plugs in here, so env
-// never links device models. At most one provider at a time; nullptr detaches.
+// never links device models. One provider per runtime::Host (each App or World has its own bus;
+// enumerate/claim in a Host see only that Host's); nullptr detaches. The forms without a Host
+// act on runtime::current_host().
 class SimPciProvider {
 public:
     virtual Result<std::vector<PciDeviceInfo>> list() = 0;
@@ -95,6 +101,8 @@ protected:
 };
 void set_sim_pci_provider(SimPciProvider* provider) noexcept;
 SimPciProvider* sim_pci_provider() noexcept;
+void set_sim_pci_provider(runtime::Host& host, SimPciProvider* provider) noexcept;
+SimPciProvider* sim_pci_provider(runtime::Host& host) noexcept;
 
 // Cross-process exclusivity for a claimed function: an fcntl write lock on `path` (the file
 // holds the owner's pid). Returns the fd holding the lock (release_lock_file closes it and, with

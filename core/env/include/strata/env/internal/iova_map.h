@@ -1,4 +1,6 @@
 // The IOVA map: sorted DMA regions, shared by every backend (internal to env and hw-emulation).
+// Each runtime::Host has its own (its DMA memory); the sim backend's emulated bus translates its
+// devices' DMA through the map of the Host it was created in.
 //
 // Readers (lookups by virtual address or by IOVA) take no lock: the map is an immutable snapshot
 // replaced copy-on-write under a writer mutex; retired snapshots are freed by the next writer
@@ -15,6 +17,10 @@
 
 #include <strata/base/status.h>
 #include <strata/env/memory.h>
+
+namespace strata::runtime {
+class Host;
+}
 
 namespace strata::env::internal {
 
@@ -68,7 +74,10 @@ private:
     std::vector<const Snapshot*> retired_;  // under mu_
 };
 
-// The process's map (all backends record their regions here).
+// The current Host's map (runtime::current_host()): every backend records the regions allocated
+// or registered in a Host in that Host's map.
 IovaMap& iova_map() noexcept;
+// A given Host's map (an emulated bus keeps the one of the Host it belongs to).
+IovaMap& iova_map(runtime::Host& host) noexcept;
 
 }  // namespace strata::env::internal

@@ -1,7 +1,8 @@
 // DmaPort: the only way a device model touches host memory.
 //
-// Every access translates its IOVA range through the env's IOVA map (possibly across several
-// regions). An unmapped IOVA, or a range running past the end of a region into unmapped space, is
+// Every access translates its IOVA range through the IOVA map of the runtime::Host its bus
+// belongs to (possibly across several regions): a device reaches the DMA memory of its own
+// machine only, whichever OS thread runs its poller. An unmapped IOVA, or a range running past the end of a region into unmapped space, is
 // a DMA fault: nothing is copied, the function's fault counter is incremented, the address is
 // logged (component hwemu_pci) and remembered, and Errc::dma_fault is returned so the model fails
 // the command as hardware does (an error completion or a fatal status). A removed function's
@@ -17,13 +18,19 @@
 
 #include <strata/base/status.h>
 
+namespace strata::env::internal {
+class IovaMap;
+}
+
 namespace strata::hwemu {
 
 class EmulatedFunction;
 
 class DmaPort {
 public:
-    explicit DmaPort(EmulatedFunction& fn) noexcept : fn_(fn) {}
+    // map: the IOVA map of the bus's Host (it outlives the bus).
+    DmaPort(EmulatedFunction& fn, const env::internal::IovaMap& map) noexcept
+        : fn_(fn), map_(map) {}
 
     Status read(uint64_t iova, void* dst, size_t len) noexcept;
     Status write(uint64_t iova, const void* src, size_t len) noexcept;
@@ -50,6 +57,7 @@ private:
     Status access(uint64_t iova, size_t len, bool is_write, Copy&& copy) noexcept;
 
     EmulatedFunction& fn_;
+    const env::internal::IovaMap& map_;
     std::atomic<uint64_t> faults_{0};
     std::atomic<uint64_t> last_fault_iova_{0};
     std::atomic<uint64_t> bytes_read_{0};

@@ -11,7 +11,10 @@
 // return all-ones, writes are dropped and the model's DMA fails with Errc::device_removed.
 //
 // Ownership and threads: a PciBus is created by the test/World (control path) and attaches itself
-// to the sim backend for its lifetime (one bus at a time). Model callbacks run on the Thread that
+// for its lifetime to the sim backend of one runtime::Host (the current one unless named; one bus
+// per Host): env::enumerate/claim in that Host reach it, and its devices' DMA goes through that
+// Host's IOVA map. Two Hosts (two Apps or Worlds) each have their own bus, and may have functions
+// at the same address. The bus must go before its Host. Model callbacks run on the Thread that
 // touches the BAR; models hand work to their own poller, as hardware would.
 #pragma once
 
@@ -26,8 +29,10 @@
 
 #include <strata/base/status.h>
 #include <strata/env/internal/backend.h>
+#include <strata/env/internal/iova_map.h>
 #include <strata/env/pci.h>
 #include <strata/hwemu/pci/dma_port.h>
+#include <strata/runtime/host.h>
 
 namespace strata::hwemu {
 
@@ -116,7 +121,8 @@ private:
 
 class PciBus final : private env::internal::SimPciProvider {
 public:
-    PciBus();   // attaches to the sim backend (asserts no other bus is attached)
+    // Attaches to the sim backend of `host` (asserts it has no other bus).
+    explicit PciBus(runtime::Host& host = runtime::current_host());
     ~PciBus();  // detaches; every function must be unclaimed (asserted)
     PciBus(const PciBus&) = delete;
     PciBus& operator=(const PciBus&) = delete;
@@ -132,6 +138,9 @@ public:
     Result<void> remove_function(const env::PciAddress& address);
 
     EmulatedFunction* find(const env::PciAddress& address) noexcept;
+    runtime::Host& host() const noexcept { return host_; }
+    // The IOVA map its devices' DMA goes through (its Host's).
+    const env::internal::IovaMap& iova_map() const noexcept { return map_; }
     uint64_t dma_fault_count() const noexcept;  // all functions, removed ones included
     // This bus's cross-process lock file for a function (sim claims are per bus instance).
     std::string lock_path(const env::PciAddress& address) const;
@@ -147,6 +156,8 @@ private:
     mutable std::mutex mu_;
     std::map<env::PciAddress, std::shared_ptr<EmulatedFunction>> functions_;
     std::vector<std::shared_ptr<EmulatedFunction>> removed_;
+    runtime::Host& host_;
+    const env::internal::IovaMap& map_;
     std::string id_;  // "<pid>_<n>", fixed at construction (a forked child shares it)
 };
 
