@@ -42,7 +42,8 @@ stage() {
     # Counts from the runners CI readers look for.
     grep -E '^[0-9]+% tests passed|tests failed out of|^=+ .*(passed|failed|error).* in [0-9.]+s|^[0-9]+ (passed|failed)|^\[fuzz\]|^\[demo\]|^install-deps:|^hugepages|^vm:' "$log" || true
     if [ -n "$budget" ] && [ "$secs" -gt "$budget" ]; then
-        echo "[stage] $name: WARNING: ${secs}s is over its budget of ${budget}s (ci/lib.sh STAGE_BUDGET)"
+        echo "[stage] $name: WARNING: ${secs}s is over its budget of ${budget}s" \
+             "(ci/lib.sh STAGE_BUDGET)"
         STAGE_OVER_BUDGET=$((STAGE_OVER_BUDGET + 1))
     fi
     if [ "$rc" -ne 0 ]; then
@@ -103,7 +104,8 @@ count_tests() {
         TOTAL_SKIPPED=$((TOTAL_SKIPPED + s))
         return 0
     fi
-    line=$(grep -E '[0-9]+ (passed|failed|skipped|errors?)' "$log" | grep -E ' in [0-9.]+s' | tail -n1 || true)
+    line=$(grep -E '[0-9]+ (passed|failed|skipped|errors?)' "$log" | grep -E ' in [0-9.]+s' \
+        | tail -n1 || true)
     if [ -n "$line" ]; then
         p=$(pytest_count "$line" passed)
         f=$(( $(pytest_count "$line" failed) + $(pytest_count "$line" 'errors?') ))
@@ -120,7 +122,9 @@ count_tests() {
 ctest_skipped() {
     awk '/^The following tests did not run:/ { on = 1; next }
          on && /^[[:space:]]*$/ { on = 0 }
-         on && / \(Skipped\)$/ { sub(/^[[:space:]]*[0-9]+ - /, ""); sub(/ \(Skipped\)$/, ""); print }' "$1"
+         on && / \(Skipped\)$/ {
+             sub(/^[[:space:]]*[0-9]+ - /, ""); sub(/ \(Skipped\)$/, ""); print
+         }' "$1"
 }
 
 # pytest_count LINE WORD: the number before WORD (a regex) in pytest's closing line, else 0.
@@ -138,7 +142,8 @@ summary() {
     local line
     for line in "${STAGE_RESULTS[@]}"; do echo "  $line"; done
     if [ "$STAGE_OVER_BUDGET" -ne 0 ]; then
-        echo "==== WARNING: $STAGE_OVER_BUDGET stage(s) over budget (see docs/performance.md, CI time budget) ===="
+        echo "==== WARNING: $STAGE_OVER_BUDGET stage(s) over budget" \
+             "(docs/performance.md, CI time budget) ===="
     fi
     if [ "$STAGE_FAILURES" -ne 0 ]; then
         echo "==== $STAGE_FAILURES stage(s) failed ===="
