@@ -190,23 +190,37 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             case 7:
                 if ((v & 0xFF) == 0x5A && !removed) {
                     removed = true;
-                    (void)bus->surprise_remove(kAddr);
+                    on([&] { (void)bus->surprise_remove(kAddr); });  // logs: on a Thread
                 }
                 sim->advance((v >> 8) & 0xFFFFF);  // up to ~1 ms of virtual time
                 break;
         }
     }
 
-    // Tear down: every operation must complete exactly once, and detach must work.
+    // Tear down: every operation must complete exactly once, and detach must work: the device now
+    // finishes a reset at once, so detach confirms it and frees the ring (nothing is leaked).
     dev.reset_hold = 0;
     dev.reset_reads = 0;
+    struct Detached {
+        int calls = 0;
+        ioat::DetachResult result;
+        static void done(void* ctx, const ioat::DetachResult& r) {
+            auto* d = static_cast<Detached*>(ctx);
+            ++d->calls;
+            d->result = r;
+        }
+    } detached;
     on([&] {
         (void)ch->reset();
         (void)ch->process_completions();
         if (ch->outstanding() != 0) std::abort();
-        if (!ch->detach().ok()) std::abort();
-        ch.reset();
+        if (!ch->detach(&Detached::done, &detached).ok()) std::abort();
     });
+    if (!sim->run_until([&] { return detached.calls > 0; }, sim->now_ns() + 1'000'000'000))
+        std::abort();
+    if (detached.calls != 1 || !detached.result.status.ok() || detached.result.ring_leaked)
+        std::abort();
+    on([&] { ch.reset(); });
     for (auto& c : ops)
         if (c->calls != 1) std::abort();
     env::dma_free(buf);

@@ -215,8 +215,25 @@ void fini(runtime::MsgFn done, void* ctx) {
     struct Fin {
         runtime::MsgFn done;
         void* ctx;
+        runtime::Thread* thread = nullptr;
+        runtime::Poller* poller = nullptr;
+        // Modules still finishing destroyed channels' work (an I/OAT channel whose ring may be
+        // freed only after the engine confirmed its reset).
+        static bool modules_busy() {
+            for (Module* m : g().modules)
+                if (m->busy()) return true;
+            return false;
+        }
+        static runtime::PollStatus wait(void* c) {
+            auto* fin = static_cast<Fin*>(c);
+            if (modules_busy()) return runtime::PollStatus::idle;
+            fin->thread->unregister_poller(fin->poller);
+            fin->done(fin->ctx);
+            delete fin;
+            return runtime::PollStatus::busy;
+        }
     };
-    auto* f = new Fin{done, ctx};
+    auto* f = new Fin{done, ctx, t};
     runtime::unregister_io_device(
         *G.device,
         [](void* c) {
@@ -231,6 +248,10 @@ void fini(runtime::MsgFn done, void* ctx) {
                 }
                 GG.device.reset();
                 recompute_routes();
+            }
+            if (Fin::modules_busy()) {
+                fin->poller = fin->thread->register_poller(&Fin::wait, fin, "accel_fini", 10'000);
+                return;
             }
             fin->done(fin->ctx);
             delete fin;

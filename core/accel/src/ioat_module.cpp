@@ -191,25 +191,48 @@ public:
         return nullptr;  // no function left: this Thread's copies/fills go to software
     }
 
-    void release(const env::PciAddress& addr) {
-        // From a channel destructor, on its Thread: the function can serve the next Thread.
-        std::lock_guard lock(mu_);
-        if (started_) free_.push_back(addr);
+    // A channel's ioat::Channel detaches in the background (the engine must confirm its reset
+    // before the ring is freed); the framework's fini waits for these.
+    bool busy() const noexcept override { return closing_.load() > 0; }
+
+    // From a channel destructor, on its Thread.
+    void close(std::unique_ptr<ioat::Channel> ch, const env::PciAddress& addr) {
+        ++closing_;
+        ioat::Channel::close(std::move(ch), &IoatModule::on_closed, new Closing{this, addr});
     }
 
 private:
+    struct Closing {
+        IoatModule* module;
+        env::PciAddress addr;
+    };
+    // On the channel's Thread once the detach finished: the function can serve the next Thread,
+    // unless its ring had to be kept (the channel never confirmed its reset: do not reuse it).
+    static void on_closed(void* ctx, const ioat::DetachResult& r) {
+        std::unique_ptr<Closing> c(static_cast<Closing*>(ctx));
+        IoatModule& m = *c->module;
+        if (r.ring_leaked) {
+            STRATA_ERRLOG(log_accel, "ioat accel module: {} did not confirm its reset, not reused",
+                          c->addr.to_string());
+        } else {
+            std::lock_guard lock(m.mu_);
+            if (m.started_) m.free_.push_back(c->addr);
+        }
+        --m.closing_;
+    }
+
     std::mutex mu_;
     std::vector<env::PciAddress> free_;
     std::atomic<size_t> total_{0};
     std::atomic<bool> started_{false};
+    std::atomic<int> closing_{0};
 };
 
 IoatChannel::~IoatChannel() {
-    // Outstanding ops are dropped (the framework warns): detach refuses with busy then and the
-    // ioat::Channel destructor releases the function without running callbacks.
-    (void)ch_->detach();
-    ch_.reset();
-    module_.release(address_);
+    // Outstanding ops are dropped (the framework warns): close() drops their callbacks, resets
+    // the channel and frees its ring once the engine confirmed; the function returns to the pool
+    // then.
+    module_.close(std::move(ch_), address_);
 }
 
 }  // namespace

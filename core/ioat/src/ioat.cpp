@@ -2,6 +2,7 @@
 // the design (ring accounting, completion word, halt recovery).
 #include <strata/ioat/ioat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -21,7 +22,7 @@ STRATA_LOG_COMPONENT(ioat);
 namespace {
 constexpr uint32_t kAllOnes32 = 0xFFFFFFFFu;
 constexpr uint64_t kResetTimeoutNs = 100'000'000;  // 100 ms, then the channel is declared dead
-constexpr int kDetachResetPolls = 100'000;         // CHANCMD reads while detach waits for the reset
+constexpr uint64_t kDetachPollNs = 10'000;          // CHANCMD check period while detach waits
 
 // The Errc a halted channel's failed operation completes with, and a static name for context.
 Status status_from_chanerr(uint32_t chanerr) noexcept {
@@ -55,7 +56,7 @@ Result<std::vector<env::PciAddress>> probe() {
 
 class ChannelImpl {
 public:
-    enum class State : uint8_t { resetting, running, removed, dead, detached };
+    enum class State : uint8_t { resetting, running, removed, dead, detaching, detached };
 
     ChannelImpl(runtime::Thread& owner, ChannelOptions options) : owner_(owner), opts_(options) {}
     ~ChannelImpl() { release(); }
@@ -67,7 +68,12 @@ public:
     void flush() noexcept;
     int process() noexcept;
     Status reset() noexcept;
-    Result<void> detach();
+    Status detach(Channel::DetachFn done, void* ctx) noexcept;
+    // Takes ownership of `self` and detaches it in the background (close(), ~Channel()).
+    static void close(std::unique_ptr<ChannelImpl> self, Channel::DetachFn done,
+                      void* ctx) noexcept;
+    // Nothing left for the device to write into: the Channel may be destroyed at once.
+    bool quiescent() const noexcept { return state_ == State::detached && !detach_poller_; }
 
     uint32_t ring_free() const noexcept {
         return static_cast<uint32_t>(opts_.ring_size - 1 - (head_ - tail_));
@@ -113,6 +119,16 @@ public:
     runtime::Poller* watchdog_ = nullptr;
     bool did_work_ = false;  // register writes in this process() call (reset, start, doorbell)
 
+    // Detach. The ring and completion word are freed only once the channel confirmed the reset
+    // (or the function is gone); ring_kept_ when a detach timed out and they were kept instead.
+    runtime::Poller* detach_poller_ = nullptr;
+    bool detach_started_ = false;  // this detach's reset was written (deferred inside process())
+    uint64_t detach_started_ns_ = 0;
+    Channel::DetachFn detach_done_ = nullptr;
+    void* detach_ctx_ = nullptr;
+    bool ring_kept_ = false;
+    std::unique_ptr<ChannelImpl> self_;  // close(): owns itself until the detach finished
+
 private:
     // A timed poller on the owner: finishes resets and detects stalls even when the owner polls
     // only while it expects completions (and gives the simulator a deadline to advance to).
@@ -128,6 +144,24 @@ private:
     static void on_hot_remove(void* ctx) noexcept {
         static_cast<ChannelImpl*>(ctx)->removal_seen_ = true;
     }
+    // The detach poller: a timed poller, so the wait is measured on the scheduler's clock and,
+    // under the simulator, virtual time advances to the next check while the model's poller
+    // (another Thread on the same OS thread) applies the reset.
+    static runtime::PollStatus detach_poll(void* ctx) noexcept {
+        auto* self = static_cast<ChannelImpl*>(ctx);
+        if (!self->detach_started_) {
+            if (self->in_process_) return runtime::PollStatus::idle;
+            self->start_detach();
+        }
+        return self->detach_step();
+    }
+    bool gone() const noexcept {
+        return state_ == State::removed || removal_seen_ || (fn_ && fn_->removed());
+    }
+    void begin_detach() noexcept;
+    void start_detach() noexcept;
+    runtime::PollStatus detach_step() noexcept;
+    void finish_detach(const DetachResult& result) noexcept;
     uint64_t slot_iova(uint64_t counter) const noexcept {
         return ring_iova_ + (counter & mask_) * spec::descriptor_size_bytes;
     }
@@ -256,8 +290,8 @@ void ChannelImpl::start_channel() noexcept {
 
 Status ChannelImpl::submit(spec::Op op, uint64_t dst, uint64_t src, uint64_t len,
                            Channel::DoneFn done, void* ctx) noexcept {
-    if (state_ == State::removed || state_ == State::detached)
-        return Status(Errc::device_removed, "ioat: channel removed");
+    if (state_ == State::removed || state_ == State::detaching || state_ == State::detached)
+        return Status(Errc::device_removed, "ioat: channel removed or detached");
     if (state_ == State::dead) return Status(Errc::io_error, "ioat: channel failed to reset");
     if (len == 0) return Status(Errc::invalid_argument, "ioat: zero length");
     if (done == nullptr) return Status(Errc::invalid_argument, "ioat: no completion callback");
@@ -391,7 +425,7 @@ int ChannelImpl::go_removed() noexcept {
 }
 
 int ChannelImpl::process() noexcept {
-    if (in_process_ || state_ == State::detached) return 0;
+    if (in_process_ || state_ == State::detaching || state_ == State::detached) return 0;
     in_process_ = true;
     struct Guard {
         bool& b;
@@ -478,45 +512,120 @@ int ChannelImpl::process() noexcept {
 }
 
 Status ChannelImpl::reset() noexcept {
-    if (state_ == State::removed || state_ == State::detached)
-        return Status(Errc::device_removed, "ioat: channel removed");
+    if (state_ == State::removed || state_ == State::detaching || state_ == State::detached)
+        return Status(Errc::device_removed, "ioat: channel removed or detached");
     reset_requested_ = true;
     if (state_ == State::dead) state_ = State::resetting;
     return Status::success();
 }
 
-Result<void> ChannelImpl::detach() {
-    if (state_ == State::detached) return {};
-    if (in_process_) return Error(Errc::busy, "ioat: detach from inside a completion callback");
-    if (outstanding_ops_ != 0 && state_ != State::removed)
-        return Error(Errc::busy, fmt::format("ioat: {}: {} operations outstanding",
-                                             info_.address.to_string(), outstanding_ops_));
-    if (state_ == State::removed && outstanding_ops_ != 0) {
-        go_removed();
-    }
-    // Quiesce a live channel before freeing the ring and completion word it may still touch:
-    // reset, and wait (bounded) until the channel reports the reset done. A device model on the
-    // same OS thread (the simulator) cannot answer while we spin; its DMA to freed memory then
-    // faults against the IOVA map instead.
-    if (state_ != State::removed && !fn_->removed() && !removal_seen_) {
-        write_command(spec::chancmd::reset);
-        const int polls = owner_.scheduler().simulated() ? 0 : kDetachResetPolls;
-        for (int i = 0; i < polls; ++i) {
-            const uint32_t cmd = bar_.read32(creg(spec::chan_reg::chancmd));
-            if (cmd == kAllOnes32 || (cmd & spec::chancmd::reset) == 0) break;
-        }
-    }
-    state_ = State::detached;
-    release();
-    return {};
+Status ChannelImpl::detach(Channel::DetachFn done, void* ctx) noexcept {
+    if (detach_poller_) return Status(Errc::busy, "ioat: detach in progress");
+    if (in_process_) return Status(Errc::busy, "ioat: detach from inside a completion callback");
+    if (state_ != State::detached && outstanding_ops_ != 0 && state_ != State::removed)
+        return Status(Errc::busy, "ioat: operations outstanding");
+    if (state_ == State::removed && outstanding_ops_ != 0) go_removed();
+    detach_done_ = done;
+    detach_ctx_ = ctx;
+    begin_detach();
+    return Status::success();
 }
 
+void ChannelImpl::close(std::unique_ptr<ChannelImpl> self, Channel::DetachFn done,
+                        void* ctx) noexcept {
+    ChannelImpl& c = *self;
+    if (c.outstanding_ops_ != 0) {
+        STRATA_WARNLOG(log_ioat, "{}: closed with {} operations outstanding (callbacks dropped)",
+                       c.info_.address.to_string(), c.outstanding_ops_);
+        std::fill(c.done_.begin(), c.done_.end(), nullptr);
+        c.outstanding_ops_ = 0;
+    }
+    c.opts_.on_removed = nullptr;  // its owner is going away
+    c.self_ = std::move(self);
+    // A detach in progress goes on; its caller is destroying the Channel, so its `done` is
+    // replaced (it must not run on a gone owner).
+    c.detach_done_ = done;
+    c.detach_ctx_ = ctx;
+    if (!c.detach_poller_) c.begin_detach();
+}
+
+// The reset is written at once unless we are inside a completion callback (process() still walks
+// the ring): then the detach poller's first run writes it.
+void ChannelImpl::begin_detach() noexcept {
+    detach_started_ = false;
+    if (!in_process_) start_detach();
+    detach_poller_ = owner_.register_poller(&ChannelImpl::detach_poll, this, "ioat_detach",
+                                            kDetachPollNs);
+}
+
+void ChannelImpl::start_detach() noexcept {
+    detach_started_ = true;
+    if (watchdog_) owner_.unregister_poller(watchdog_);
+    if (state_ != State::detached) state_ = State::detaching;
+    detach_started_ns_ = runtime::now_ns();
+    // Quiesce the channel before its ring and completion word are freed. A retry after a timeout
+    // writes the reset again (harmless while one is pending).
+    if (fn_ && !gone()) {
+        ++stats_.resets;
+        write_command(spec::chancmd::reset);
+    }
+}
+
+runtime::PollStatus ChannelImpl::detach_step() noexcept {
+    const bool clean = state_ == State::detached && !ring_kept_;  // nothing left to free
+    bool confirmed = clean || !fn_ || gone();
+    if (!confirmed) {
+        const uint32_t cmd = bar_.read32(creg(spec::chan_reg::chancmd));
+        confirmed = cmd == kAllOnes32 || (cmd & spec::chancmd::reset) == 0;
+    }
+    if (confirmed) {
+        if (!clean) {
+            if (ring_kept_)
+                STRATA_NOTICELOG(log_ioat, "{}: channel reset confirmed at last, kept ring freed",
+                                 info_.address.to_string());
+            ring_kept_ = false;
+            state_ = State::detached;
+            release();
+        }
+        finish_detach(DetachResult{Status::success(), false});
+        return runtime::PollStatus::busy;
+    }
+    if (runtime::now_ns() - detach_started_ns_ < opts_.detach_timeout_us * 1000)
+        return runtime::PollStatus::idle;
+    ++stats_.detach_timeouts;
+    STRATA_ERRLOG(log_ioat,
+                  "{}: channel did not confirm its reset within {} us; its descriptor ring and "
+                  "completion word ({} bytes) are kept, not freed, as the engine may still write "
+                  "them (leaked)",
+                  info_.address.to_string(), opts_.detach_timeout_us,
+                  size_t{opts_.ring_size} * spec::descriptor_size_bytes + 64);
+    ring_kept_ = true;
+    state_ = State::detached;
+    finish_detach(DetachResult{
+        Status(Errc::timeout, "ioat: channel reset not confirmed, ring kept"), true});
+    return runtime::PollStatus::busy;
+}
+
+// Last use of `this` when the channel closed itself: the self reference goes last.
+void ChannelImpl::finish_detach(const DetachResult& result) noexcept {
+    owner_.unregister_poller(detach_poller_);
+    const Channel::DetachFn done = detach_done_;
+    void* ctx = detach_ctx_;
+    detach_done_ = nullptr;
+    detach_ctx_ = nullptr;
+    std::unique_ptr<ChannelImpl> self = std::move(self_);
+    if (done) done(ctx, result);
+}
+
+// Frees the ring and the completion word unless a timed-out detach kept them: those stay
+// allocated (and mapped) for good, as the engine may still write them.
 void ChannelImpl::release() noexcept {
     if (watchdog_) owner_.unregister_poller(watchdog_);
     if (fn_) {
         (void)fn_->detach();
         fn_.reset();
     }
+    if (ring_kept_) return;
     env::dma_free(ring_);
     ring_ = nullptr;
     env::dma_free(comp_);
@@ -526,7 +635,14 @@ void ChannelImpl::release() noexcept {
 // ---- Channel --------------------------------------------------------------------------------
 
 Channel::Channel(std::unique_ptr<ChannelImpl> impl) noexcept : impl_(std::move(impl)) {}
-Channel::~Channel() = default;
+Channel::~Channel() {
+    if (impl_ && !impl_->quiescent()) ChannelImpl::close(std::move(impl_), nullptr, nullptr);
+}
+
+void Channel::close(std::unique_ptr<Channel> ch, DetachFn done, void* ctx) noexcept {
+    if (!ch) return;
+    ChannelImpl::close(std::move(ch->impl_), done, ctx);
+}
 
 Result<std::unique_ptr<Channel>> Channel::attach(const env::PciAddress& address,
                                                  runtime::Thread& owner, ChannelOptions options) {
@@ -565,8 +681,14 @@ bool Channel::removed() const noexcept {
 Status Channel::reset() noexcept {
     return impl_->reset();
 }
-Result<void> Channel::detach() {
-    return impl_->detach();
+Status Channel::detach(DetachFn done, void* ctx) {
+    return impl_->detach(done, ctx);
+}
+bool Channel::detached() const noexcept {
+    return impl_->state_ == ChannelImpl::State::detached && !impl_->ring_kept_;
+}
+bool Channel::ring_leaked() const noexcept {
+    return impl_->ring_kept_;
 }
 const ChannelInfo& Channel::info() const noexcept {
     return impl_->info_;

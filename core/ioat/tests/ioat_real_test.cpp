@@ -128,7 +128,27 @@ TEST(IoatRealScheduler, DriverAndModelOnDifferentOsThreads) {
             EXPECT_EQ(st.bad_completions, 0u);
             EXPECT_EQ(st.ops_failed, 0u);
             driver->unregister_poller(poller);
-            EXPECT_TRUE(ch->detach().ok());
+        });
+        // Detach waits for the model (on the other OS thread) to confirm the reset, on the
+        // driver's poller; `done` runs there.
+        struct Detached {
+            std::atomic<int> calls{0};
+            DetachResult result;
+            static void done(void* ctx, const DetachResult& r) {
+                auto* d = static_cast<Detached*>(ctx);
+                d->result = r;
+                d->calls.fetch_add(1, std::memory_order_release);
+            }
+        } detached;
+        run_on(driver, [&] { EXPECT_TRUE(ch->detach(&Detached::done, &detached).ok()); });
+        while (detached.calls.load(std::memory_order_acquire) == 0 &&
+               std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::microseconds(100));
+        ASSERT_EQ(detached.calls.load(std::memory_order_acquire), 1);
+        EXPECT_TRUE(detached.result.status.ok()) << detached.result.status.to_string();
+        EXPECT_FALSE(detached.result.ring_leaked);
+        run_on(driver, [&] {
+            EXPECT_TRUE(ch->detached());
             ch.reset();
         });
         run_on(device, [&] { model.reset(); });

@@ -7,6 +7,7 @@
 #include <functional>
 #include <vector>
 
+#include <strata/base/log.h>
 #include <strata/env/env.h>
 #include <strata/env/memory.h>
 #include <strata/hwemu/faults/fault_plan.h>
@@ -46,6 +47,23 @@ struct Op {
     }
 };
 
+// A detach's completion record.
+struct Detached {
+    int calls = 0;
+    DetachResult result;
+    // What was true when `done` ran: the ring already freed, the model's reset count.
+    size_t regions_then = 0;
+    uint64_t model_resets_then = 0;
+    ChannelModel* model = nullptr;
+    static void done(void* ctx, const DetachResult& r) {
+        auto* d = static_cast<Detached*>(ctx);
+        ++d->calls;
+        d->result = r;
+        d->regions_then = env::dma_region_count();
+        if (d->model) d->model_resets_then = d->model->stats().resets;
+    }
+};
+
 class IoatDriverTest : public runtime::testing::SimFixture {
 protected:
     void SetUp() override {
@@ -57,9 +75,9 @@ protected:
         if (ch) {
             on(threads[0], [&] {
                 if (poller) threads[0]->unregister_poller(poller);
-                (void)ch->detach();
-                ch.reset();
             });
+            if (!ch->detached()) (void)detach_and_wait();
+            on(threads[0], [&] { ch.reset(); });
         }
         if (model) on(threads[1], [&] { model.reset(); });
         for (void* p : allocations) env::dma_free(p);
@@ -142,6 +160,22 @@ protected:
                 if (o.calls == 0) return false;
             return true;
         });
+    }
+    // Detaches on the owner and runs the simulator until `done` ran (once, never inside detach).
+    DetachResult detach_and_wait(Detached* rec = nullptr) {
+        Detached local;
+        Detached& d = rec ? *rec : local;
+        d.model = model.get();
+        Status s;
+        on(threads[0], [&] {
+            s = ch->detach(&Detached::done, &d);
+            EXPECT_EQ(d.calls, 0);
+        });
+        EXPECT_TRUE(s.ok()) << s.to_string();
+        if (!s) return DetachResult{s, false};
+        EXPECT_TRUE(poll_until([&] { return d.calls > 0; }));
+        EXPECT_EQ(d.calls, 1);
+        return d.result;
     }
     void add_fault(FaultRule r) {
         on(threads[1], [&] { model->faults().add(r); });
@@ -686,7 +720,8 @@ TEST_F(IoatDriverTest, HotRemoveFailsOutstandingOpsAndDetachWorks) {
         ch->flush();
     });
     advance(250'000);
-    ASSERT_TRUE(bus->surprise_remove(kAddr).ok());
+    // Pulled on the model's Thread (the removal is logged with the virtual time).
+    on(threads[1], [&] { ASSERT_TRUE(bus->surprise_remove(kAddr).ok()); });
     ASSERT_TRUE(wait_all(ops));
     Tally t = tally(ops, Errc::device_removed);
     EXPECT_EQ(t.other, 0);
@@ -694,12 +729,15 @@ TEST_F(IoatDriverTest, HotRemoveFailsOutstandingOpsAndDetachWorks) {
     EXPECT_TRUE(ch->removed());
     Op late;
     EXPECT_EQ(copy(buf, buf + 1024, 64, late), Errc::device_removed);
-    on(threads[0], [&] {
-        threads[0]->unregister_poller(poller);
-        EXPECT_TRUE(ch->detach().ok());
-        EXPECT_TRUE(ch->detach().ok());  // idempotent
-        ch.reset();
-    });
+    on(threads[0], [&] { threads[0]->unregister_poller(poller); });
+    // The function is gone: nothing to wait for, the ring is freed.
+    DetachResult r = detach_and_wait();
+    EXPECT_TRUE(r.status.ok()) << r.status.to_string();
+    EXPECT_FALSE(r.ring_leaked);
+    EXPECT_TRUE(ch->detached());
+    r = detach_and_wait();  // idempotent
+    EXPECT_TRUE(r.status.ok());
+    on(threads[0], [&] { ch.reset(); });
     (void)removed_calls;
 }
 
@@ -733,9 +771,139 @@ TEST_F(IoatDriverTest, DetachWithOutstandingOpsIsRefused) {
     auto* buf = alloc(8192);
     Op op;
     ASSERT_TRUE(copy(buf, buf + 4096, 64, op).ok());
-    on(threads[0], [&] { EXPECT_EQ(ch->detach().code(), Errc::busy); });
+    on(threads[0], [&] { EXPECT_EQ(ch->detach(&Detached::done, nullptr), Errc::busy); });
     ASSERT_TRUE(wait(op));
     EXPECT_TRUE(op.status.ok());
+}
+
+// Detach under the simulator waits, in virtual time, for the model to apply the reset it wrote
+// (the model's poller runs on another Thread of the same OS thread): the ring and the completion
+// word are freed only after the channel confirmed.
+TEST_F(IoatDriverTest, DetachWaitsForTheChannelResetBeforeFreeingTheRing) {
+    ModelConfig cfg;
+    cfg.reset_delay_ns = 2'000'000;  // a reset takes 2 ms
+    make(cfg);
+    auto* buf = alloc(8192);
+    Op op;
+    ASSERT_TRUE(copy(buf, buf + 4096, 4096, op).ok());
+    ASSERT_TRUE(wait(op));
+    on(threads[0], [&] { threads[0]->unregister_poller(poller); });
+    const size_t regions = env::dma_region_count();  // + ring + completion word
+    const uint64_t resets = model->stats().resets;   // the one at attach
+    Detached d;
+    d.model = model.get();
+    const uint64_t t0 = sim->now_ns();
+    on(threads[0], [&] {
+        ASSERT_TRUE(ch->detach(&Detached::done, &d).ok());
+        EXPECT_EQ(d.calls, 0);  // never inside detach
+        Op late;
+        EXPECT_EQ(ch->submit_copy(iova(buf), iova(buf + 4096), 64, &Op::done, &late),
+                  Errc::device_removed);
+        EXPECT_EQ(ch->detach(&Detached::done, &d), Errc::busy);  // one detach at a time
+    });
+    advance(1'000'000);  // the model is still resetting: detach waits, nothing is freed
+    EXPECT_EQ(d.calls, 0);
+    EXPECT_EQ(env::dma_region_count(), regions);
+    EXPECT_EQ(model->stats().resets, resets);
+    EXPECT_TRUE(model->function().claimed());
+    EXPECT_FALSE(ch->detached());
+    ASSERT_TRUE(poll_until([&] { return d.calls > 0; }));
+    EXPECT_EQ(d.calls, 1);
+    EXPECT_TRUE(d.result.status.ok()) << d.result.status.to_string();
+    EXPECT_FALSE(d.result.ring_leaked);
+    EXPECT_GE(sim->now_ns() - t0, 2'000'000u);
+    // When `done` ran, the model had applied the reset and the ring was already freed.
+    EXPECT_EQ(d.model_resets_then, resets + 1);
+    EXPECT_EQ(d.regions_then, regions - 2);
+    EXPECT_EQ(env::dma_region_count(), regions - 2);
+    EXPECT_FALSE(model->function().claimed());
+    EXPECT_TRUE(ch->detached());
+    EXPECT_FALSE(ch->ring_leaked());
+    EXPECT_EQ(ch->stats().detach_timeouts, 0u);
+    EXPECT_EQ(bus->dma_fault_count(), 0u);
+}
+
+// A channel whose reset never completes: detach gives up after detach_timeout_us on the
+// scheduler's clock and keeps the ring and the completion word (the engine may still write
+// them), counts and logs it at error level naming the channel, and says so; a later detach,
+// once the channel answers, frees them.
+TEST_F(IoatDriverTest, DetachTimesOutOnAStuckResetAndKeepsTheRing) {
+    ChannelOptions opts;
+    opts.detach_timeout_us = 50'000;
+    make({}, opts);
+    on(threads[0], [&] { threads[0]->unregister_poller(poller); });
+    on(threads[1], [&] { model->set_reset_delay_ns(hwemu::ioat::kResetNever); });
+    std::vector<std::string> errors;
+    log_set_sink([&](const LogRecord& r) {
+        if (r.level == LogLevel::error && std::string_view(r.component->name()) == "ioat")
+            errors.emplace_back(r.message);
+    });
+    const size_t regions = env::dma_region_count();
+    const uint64_t t0 = sim->now_ns();
+    Detached d;
+    DetachResult r = detach_and_wait(&d);
+    log_set_sink({});
+    EXPECT_EQ(r.status, Errc::timeout);
+    EXPECT_TRUE(r.ring_leaked);
+    const uint64_t waited = sim->now_ns() - t0;
+    EXPECT_GE(waited, 50'000'000u);
+    EXPECT_LT(waited, 60'000'000u);
+    EXPECT_EQ(env::dma_region_count(), regions);  // nothing freed
+    EXPECT_EQ(d.regions_then, regions);
+    EXPECT_EQ(model->stats().resets, 1u);  // the detach reset was never applied
+    EXPECT_EQ(ch->stats().detach_timeouts, 1u);
+    EXPECT_TRUE(ch->ring_leaked());
+    EXPECT_FALSE(ch->detached());
+    EXPECT_TRUE(model->function().claimed());
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_NE(errors[0].find(kAddr.to_string()), std::string::npos) << errors[0];
+    EXPECT_NE(errors[0].find("leaked"), std::string::npos) << errors[0];
+    // The channel answers again: a retry confirms the reset and frees the ring.
+    on(threads[1], [&] { model->set_reset_delay_ns(0); });
+    r = detach_and_wait();
+    EXPECT_TRUE(r.status.ok()) << r.status.to_string();
+    EXPECT_FALSE(r.ring_leaked);
+    EXPECT_EQ(env::dma_region_count(), regions - 2);
+    EXPECT_EQ(model->stats().resets, 2u);
+    EXPECT_TRUE(ch->detached());
+    EXPECT_FALSE(model->function().claimed());
+}
+
+// Destroying a Channel that was not detached (close(), or the destructor) drops its outstanding
+// operations and detaches in the background: the ring is freed only after the reset.
+TEST_F(IoatDriverTest, CloseDropsOutstandingOpsAndDetachesInTheBackground) {
+    ModelConfig cfg;
+    cfg.per_descriptor_ns = 1'000'000;  // work still in flight when closed
+    cfg.reset_delay_ns = 500'000;
+    make(cfg);
+    auto* buf = alloc(8192);
+    Op op;
+    ASSERT_TRUE(copy(buf, buf + 4096, 64, op).ok());
+    on(threads[0], [&] { threads[0]->unregister_poller(poller); });
+    const size_t regions = env::dma_region_count();
+    Detached d;
+    d.model = model.get();
+    on(threads[0], [&] { Channel::close(std::move(ch), &Detached::done, &d); });
+    EXPECT_EQ(d.calls, 0);
+    EXPECT_EQ(env::dma_region_count(), regions);
+    ASSERT_TRUE(poll_until([&] { return d.calls > 0; }));
+    EXPECT_TRUE(d.result.status.ok());
+    EXPECT_EQ(d.model_resets_then, 2u);
+    EXPECT_EQ(env::dma_region_count(), regions - 2);
+    EXPECT_FALSE(model->function().claimed());
+    EXPECT_EQ(op.calls, 0);  // dropped, never called
+    EXPECT_EQ(bus->dma_fault_count(), 0u);
+    // The destructor does the same, without a callback.
+    const size_t before = env::dma_region_count();
+    on(threads[0], [&] {
+        auto c = Channel::attach(kAddr, *threads[0]);
+        ASSERT_TRUE(c.ok()) << c.error().message();
+        c.value().reset();  // destroyed while the attach-time reset is still in progress
+    });
+    EXPECT_EQ(env::dma_region_count(), before + 2);
+    EXPECT_TRUE(model->function().claimed());
+    ASSERT_TRUE(poll_until([&] { return !model->function().claimed(); }));
+    EXPECT_EQ(env::dma_region_count(), before);
 }
 
 // Hostile completion words through the decoder (the fuzz target goes further).

@@ -25,6 +25,10 @@ constexpr const char* kDstFault = "ioat model: destination";
 uint64_t chan_off(uint32_t reg) {
     return spec::channel_reg(kChan, reg);
 }
+// When a reset started now completes (kResetNever: never).
+uint64_t reset_due(uint64_t now, uint64_t delay) noexcept {
+    return delay == kResetNever || delay > kResetNever - now ? kResetNever : now + delay;
+}
 }  // namespace
 
 PciFunctionConfig ChannelModel::pci_config(const ModelConfig& config) {
@@ -88,7 +92,8 @@ ChannelModel::~ChannelModel() {
 
 void ChannelModel::set_reset_delay_ns(uint64_t ns) noexcept {
     reset_delay_ns_ = ns;
-    if (reset_due_ns_ != 0) reset_due_ns_ = std::min(reset_due_ns_, runtime::now_ns() + ns);
+    // A pending reset's new due time is armed by the next run() (the poller is active).
+    if (reset_due_ns_ != 0) reset_due_ns_ = std::min(reset_due_ns_, reset_due(runtime::now_ns(), ns));
 }
 
 ChanState ChannelModel::state() const noexcept {
@@ -337,9 +342,10 @@ runtime::PollStatus ChannelModel::run() {
             // A reset takes reset_delay_ns: the channel stops and CHANCMD keeps showing the
             // reset bit until then.
             const uint64_t now = runtime::now_ns();
-            if (reset_due_ns_ == 0) reset_due_ns_ = now + reset_delay_ns_;
+            if (reset_due_ns_ == 0) reset_due_ns_ = reset_due(now, reset_delay_ns_);
             if (now < reset_due_ns_) {
-                arm_timer(reset_due_ns_);
+                // A stuck reset arms no timer: nothing happens until the delay changes.
+                if (reset_due_ns_ != kResetNever) arm_timer(reset_due_ns_);
                 return runtime::PollStatus::idle;
             }
         }

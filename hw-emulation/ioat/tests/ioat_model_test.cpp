@@ -185,6 +185,26 @@ TEST_F(IoatModelTest, SlowResetShowsInChancmdUntilDone) {
     EXPECT_EQ(model->stats().resets, 1u);
 }
 
+// A stuck channel: the reset is never applied, however long we wait, until the delay changes.
+TEST_F(IoatModelTest, StuckResetIsNeverAppliedUntilTheDelayChanges) {
+    ModelConfig cfg;
+    cfg.reset_delay_ns = kResetNever;
+    make(cfg);
+    advance(1000);  // "never" must not wrap around from a non-zero time
+    wr32(creg(spec::chan_reg::chancmd), spec::chancmd::reset);
+    auto reset_shown = [&] {
+        return (bar.read32(creg(spec::chan_reg::chancmd)) & spec::chancmd::reset) != 0;
+    };
+    EXPECT_FALSE(poll_until([&] { return !reset_shown(); }, 5 * runtime::kNsPerSec));
+    EXPECT_TRUE(reset_shown());
+    EXPECT_EQ(model->stats().resets, 0u);
+    const uint64_t t0 = sim->now_ns();
+    on(threads[1], [&] { model->set_reset_delay_ns(50'000); });
+    ASSERT_TRUE(poll_until([&] { return !reset_shown(); }));
+    EXPECT_LE(sim->now_ns() - t0, 100'000u);
+    EXPECT_EQ(model->stats().resets, 1u);
+}
+
 TEST_F(IoatModelTest, CopyChainWritesCompletionAfterMarkedDescriptor) {
     make();
     start();
@@ -475,7 +495,7 @@ TEST_F(IoatModelTest, RemovalStopsTheChannel) {
     make();
     start();
     auto* buf = static_cast<uint8_t*>(alloc(8192));
-    ASSERT_TRUE(bus->surprise_remove(kAddr).ok());
+    on(threads[1], [&] { ASSERT_TRUE(bus->surprise_remove(kAddr).ok()); });
     put_copy(0, buf, buf + 4096, 64, true);
     doorbell(1);
     run_until_idle();

@@ -77,6 +77,9 @@ public:
                                                           ChannelImpl& owner) = 0;
     // Extra fields for accel_get_module_info (may stay empty).
     virtual void describe(std::string& out) const { (void)out; }
+    // Work its destroyed channels still finish in the background (the ioat module: a device
+    // confirming its reset before the ring is freed). fini completes only once no module is busy.
+    virtual bool busy() const noexcept { return false; }
 };
 
 // Completes a task accepted by a module (owner Thread, never inside submit).

@@ -7,7 +7,7 @@
 //   ch->submit_copy(dst_iova, src_iova, len, done, ctx);           // queues descriptors
 //   ch->flush();                                                   // one doorbell (DMACOUNT)
 //   ... poller: ch->process_completions();                         // callbacks run here
-//   ch->detach();                                                  // fails nothing silently
+//   ch->detach(done, ctx);        // resets, waits for the channel, then frees; done reports it
 //
 // Data path. submit_copy / submit_fill write 64-byte descriptors into a ring of dma_alloc'd
 // memory (split at the device's XFERCAP) and return at once: Errc::busy when the ring has no
@@ -32,6 +32,13 @@
 // write is recovered that way). reset() fails all outstanding operations with Errc::aborted and
 // restarts the channel. After a hot removal every outstanding operation fails with
 // Errc::device_removed, new ones are refused, and detach() still works.
+//
+// Detach never frees memory the engine may still write. It resets the channel and waits, without
+// blocking the owner (a timed poller on the scheduler's clock, virtual under the simulator where
+// the model applies the reset in its own poller), until CHANCMD shows the reset done; only then
+// are the ring and the completion word freed. A channel that does not confirm within
+// detach_timeout_us keeps them (a deliberate leak, counted and logged at error level) and the
+// result says so. Destroying a Channel that was not detached detaches it in the background.
 #pragma once
 
 #include <cstdint>
@@ -57,6 +64,10 @@ struct ChannelOptions {
     // were failed by the next process_completions()). Optional.
     runtime::MsgFn on_removed = nullptr;
     void* on_removed_ctx = nullptr;
+    // How long detach waits, on the owner's scheduler clock, for the channel to confirm its
+    // reset before it gives up and keeps (leaks) the ring rather than free memory the engine
+    // may still write.
+    uint64_t detach_timeout_us = 100'000;
 };
 
 struct ChannelStats {
@@ -70,6 +81,16 @@ struct ChannelStats {
     uint64_t resets = 0;           // channel resets issued (attach, recovery, reset())
     uint64_t stalls = 0;           // stall checks that read CHANSTS by MMIO
     uint64_t bad_completions = 0;  // completion words rejected as impossible (hostile device)
+    uint64_t detach_timeouts = 0;  // detaches whose reset was never confirmed (ring kept)
+};
+
+// What a detach did. Errc::timeout when the channel did not confirm its reset within
+// detach_timeout_us: the engine may still write the ring and the completion word, so they were
+// kept, not freed (ring_leaked), and the function stays claimed while the Channel lives (a
+// later detach() retries).
+struct DetachResult {
+    Status status;
+    bool ring_leaked = false;
 };
 
 // Capabilities read at attach.
@@ -89,6 +110,7 @@ class ChannelImpl;
 class Channel {
 public:
     using DoneFn = void (*)(void* ctx, Status s);
+    using DetachFn = void (*)(void* ctx, const DetachResult& result);
 
     // Claims the function, checks version/XFERCAP, allocates the ring and the completion word,
     // and starts a channel reset (finished from process_completions(); submissions before that
@@ -97,7 +119,10 @@ public:
     static Result<std::unique_ptr<Channel>> attach(const env::PciAddress& address,
                                                    runtime::Thread& owner,
                                                    ChannelOptions options = {});
-    ~Channel();  // detaches if still attached (outstanding callbacks are dropped: detach first)
+    // Never waits and never frees what the engine may still write: a Channel not detached yet
+    // (or still detaching) is detached in the background as close() does; one whose detach timed
+    // out releases the function and leaves its ring leaked. On the owner Thread.
+    ~Channel();
     Channel(const Channel&) = delete;
     Channel& operator=(const Channel&) = delete;
 
@@ -122,9 +147,25 @@ public:
     // Fails every outstanding operation with Errc::aborted (from the next process_completions())
     // and resets the channel. Errc::device_removed after removal.
     Status reset() noexcept;
-    // Releases the ring and the function. Outstanding operations must have completed (call
-    // process_completions() until outstanding() == 0); Errc::busy otherwise. Idempotent.
-    Result<void> detach();
+    // Detaches: resets a live channel, waits (see the top of this file) until the channel
+    // confirms the reset or the function is gone, then frees the ring and the completion word,
+    // releases the function and runs done(ctx, result) on the owner Thread, never inside this
+    // call. On timeout result.status is Errc::timeout and result.ring_leaked is set: the memory
+    // is kept, stats().detach_timeouts counts it, and detach may be called again to retry (it
+    // frees once the channel confirms). Refused at once, and `done` never runs: Errc::busy with
+    // operations outstanding (call process_completions() until outstanding() == 0), from inside
+    // a completion callback, or while a detach is in progress. On a detached channel `done` runs
+    // with success. The Channel must outlive `done` (or use close()). `done` may be null.
+    Status detach(DetachFn done, void* ctx);
+    bool detached() const noexcept;     // detached, the ring freed
+    bool ring_leaked() const noexcept;  // a detach timed out: the ring is kept (not freed)
+
+    // Destroys `ch` without waiting: outstanding operations are dropped (their callbacks never
+    // run), then it detaches as above in the background and deletes itself after `done` (may be
+    // null) ran on the owner Thread. The owner Thread does not exit before that. For owners that
+    // go away first (the accel ioat module's per-Thread channel). On the owner Thread.
+    static void close(std::unique_ptr<Channel> ch, DetachFn done = nullptr,
+                      void* ctx = nullptr) noexcept;
 
     const ChannelInfo& info() const noexcept;
     ChannelStats stats() const noexcept;

@@ -52,6 +52,10 @@
 
 namespace strata::hwemu::ioat {
 
+// A reset_delay_ns that never ends: a stuck channel whose reset is never applied (CHANCMD keeps
+// showing it, nothing is processed) until set_reset_delay_ns() sets a finite delay.
+inline constexpr uint64_t kResetNever = UINT64_MAX;
+
 struct ModelConfig {
     uint16_t device_id = strata::ioat::spec::pci_device::skx;  // 0x2021, Skylake-SP CBDMA
     uint8_t version = strata::ioat::spec::ver_3_3;
@@ -61,7 +65,8 @@ struct ModelConfig {
     uint64_t bandwidth_bytes_per_us = 0;  // and size / bandwidth (0: unlimited)
     uint64_t poll_period_ns = 1000;       // timed poller period when a latency model is set
     uint32_t descriptors_per_poll = 64;
-    uint64_t reset_delay_ns = 0;  // time a CHANCMD reset takes (CHANCMD shows it meanwhile)
+    uint64_t reset_delay_ns = 0;  // time a CHANCMD reset takes (CHANCMD shows it meanwhile);
+                                  // kResetNever: it is never applied
     uint64_t seed = 1;            // the fault plan's Prng
 };
 
@@ -101,8 +106,8 @@ public:
     uint32_t chanerr() const noexcept { return chanerr_.load(std::memory_order_acquire); }
     strata::ioat::spec::ChanState state() const noexcept;
     uint64_t xfercap_bytes() const noexcept { return xfercap_bytes_; }
-    // From `thread`: how long a CHANCMD reset takes (a slow or stuck channel). A reset in progress
-    // finishes no later than `ns` from now.
+    // From `thread`: how long a CHANCMD reset takes (a slow or stuck channel; kResetNever: never
+    // applied). A reset in progress finishes no later than `ns` from now.
     void set_reset_delay_ns(uint64_t ns) noexcept;
 
     // PciModel
