@@ -9,6 +9,7 @@
 
 #include <strata/base/log.h>
 #include <strata/nvme/qpair.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/task.h>
 
 namespace strata::bdev {
@@ -67,10 +68,12 @@ protected:
     }
 };
 
-// Touched on the app (admin) Thread only.
+// The attached controllers of one Host (App), touched on its app (admin) Thread only.
+struct Ctrlrs {
+    std::map<std::string, std::unique_ptr<NvmeCtrlr>> by_name;
+};
 std::map<std::string, std::unique_ptr<NvmeCtrlr>>& ctrlrs() {
-    static std::map<std::string, std::unique_ptr<NvmeCtrlr>> m;
-    return m;
+    return runtime::current_host().get<Ctrlrs>().by_name;
 }
 
 void submit_io(QpairState& st, BdevIo& io) noexcept;
