@@ -16,6 +16,7 @@
 #include <strata/env/env.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
 namespace {
@@ -40,6 +41,7 @@ struct World {
     }
     void settle() { sim->run_until([] { return false; }, sim->now_ns() + 5'000'000); }
     void cleanup() {
+        strata::runtime::HostScope scope(app->host());  // bdev::list() below is the App's
         json raids = call("bdev_raid_get_bdevs", {{"category", "all"}});
         for (const auto& r : raids["result"]) call("bdev_raid_delete", {{"name", r["name"]}});
         for (int round = 0; round < 8 && !strata::bdev::list().empty(); ++round) {

@@ -15,6 +15,7 @@
 #include <strata/env/env.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
 namespace {
@@ -33,6 +34,7 @@ struct World {
             if (n.rfind("bdev_", 0) == 0) methods.push_back(n);
     }
     void remove_all_bdevs() {
+        strata::runtime::HostScope scope(app->host());  // bdev::list() below is the App's
         // Raids are module state that outlives their bdevs (configuring/offline): delete them
         // too, or each input would leave one behind.
         auto raids = app->call_method("bdev_raid_get_bdevs", {{"category", "all"}}, 10'000'000'000ull);

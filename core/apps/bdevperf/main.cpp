@@ -24,6 +24,7 @@
 #include <strata/env/memory.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
 #include "../common/env_cli.h"
@@ -348,6 +349,8 @@ int main(int argc, char** argv) {
     int rc = 0;
     {
         rpc::App app(*sched, aopts);
+        // This main lists the App's bdevs and makes the job Threads: in the App's Host.
+        runtime::HostScope host_scope(app.host());
         rpc::register_all_modules(app);
         if (real) real->start();
         std::atomic<bool> started{false};

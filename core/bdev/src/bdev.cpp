@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <strata/base/assert.h>
-#include <strata/base/random.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/task.h>
 
 #include "internal.h"
@@ -16,34 +16,66 @@ namespace strata::bdev {
 
 namespace {
 
-struct Registry {
+class StatelessChannel final : public runtime::IoChannel {};
+class StatelessDevice final : public runtime::IoDevice {
+public:
+    StatelessDevice() : IoDevice("bdev_stateless") {}
+
+protected:
+    std::unique_ptr<runtime::IoChannel> create_channel(runtime::Thread&) override {
+        return std::make_unique<StatelessChannel>();
+    }
+};
+
+}  // namespace
+
+// The layer's state in one Host (one App): its bdevs, modules and the layer's own IoDevices.
+// Bdevs keep a pointer to it, so the paths that follow a bdev (channels, unregistration) do
+// not depend on which Host the calling OS thread is in.
+class LayerState {
+public:
+    LayerState() {
+        runtime::register_io_device(*mgmt);
+        runtime::register_io_device(*stateless);
+    }
+    ~LayerState() {
+        // An App's bdev fini unregistered every bdev before its Host goes, and with them every
+        // channel. Anything left (a test that never deleted a bdev) may still be pointed at by
+        // Threads that outlive the Host: it is left allocated, loudly, rather than freed under
+        // them. The devices hold no state of their own beyond their channel count.
+        if (!bdevs.empty()) {
+            STRATA_WARNLOG(log_bdev, "{} bdev(s) still registered when their Host goes: leaked",
+                           bdevs.size());
+            for (auto& b : bdevs) (void)b.release();
+        }
+        keep_if_in_use(std::move(mgmt));
+        keep_if_in_use(std::move(stateless));
+    }
+    LayerState(const LayerState&) = delete;
+    LayerState& operator=(const LayerState&) = delete;
+
     std::mutex mu;
     std::map<std::string, Bdev*, std::less<>> by_name;  // names and aliases
     std::vector<std::unique_ptr<Bdev>> bdevs;
     std::vector<const Module*> modules;
-    uint64_t uuid_counter = 0;
+    // Never unregistered: no Thread is at hand when the Host goes; channel_count() tells
+    // whether a Thread still holds one of their channels.
+    std::unique_ptr<MgmtDevice> mgmt = std::make_unique<MgmtDevice>();
+    std::unique_ptr<runtime::IoDevice> stateless = std::make_unique<StatelessDevice>();
+
+private:
+    template <class D>
+    static void keep_if_in_use(std::unique_ptr<D> device) {
+        if (device->channel_count() == 0) return;
+        STRATA_WARNLOG(log_bdev, "io_device {} still has {} channel(s) when its Host goes: leaked",
+                       device->io_device_name(), device->channel_count());
+        (void)device.release();
+    }
 };
 
-Registry& registry() {
-    static Registry r;
-    return r;
-}
+namespace {
 
-std::string make_uuid(const std::string& name, uint64_t counter) {
-    // Deterministic (the simulator replays byte for byte), unique within the process.
-    Prng prng(std::hash<std::string>{}(name) ^ (counter * 0x9E3779B97F4A7C15ull));
-    uint8_t b[16];
-    for (int i = 0; i < 16; i += 8) {
-        const uint64_t v = prng.next();
-        std::memcpy(b + i, &v, 8);
-    }
-    b[6] = static_cast<uint8_t>((b[6] & 0x0F) | 0x40);  // version 4
-    b[8] = static_cast<uint8_t>((b[8] & 0x3F) | 0x80);  // RFC 4122 variant
-    return fmt::format("{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-"
-                       "{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-                       b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-                       b[12], b[13], b[14], b[15]);
-}
+LayerState& registry() { return runtime::current_host().get<LayerState>(); }
 
 bool valid_block_size(uint32_t bs) { return bs >= 512 && bs <= 65536 && (bs & (bs - 1)) == 0; }
 
@@ -114,7 +146,7 @@ void Bdev::info_json(nlohmann::json&) const {}
 void Bdev::config_json(nlohmann::json&) const {}
 
 std::unique_ptr<runtime::IoChannel> Bdev::create_channel(runtime::Thread&) {
-    auto* mgmt = runtime::get_channel<MgmtChannel>(MgmtDevice::get());
+    auto* mgmt = runtime::get_channel<MgmtChannel>(*impl_->layer->mgmt);
     if (mgmt == nullptr) return nullptr;
     runtime::IoChannel* module_ch = runtime::get_io_channel(module_io_device());
     if (module_ch == nullptr) {
@@ -139,20 +171,20 @@ void Bdev::notify_resize(uint64_t num_blocks) {
 // ---- registry -----------------------------------------------------------------------------
 
 void register_module(const Module& module) {
-    Registry& r = registry();
+    LayerState& r = registry();
     std::lock_guard lock(r.mu);
     if (std::find(r.modules.begin(), r.modules.end(), &module) == r.modules.end())
         r.modules.push_back(&module);
 }
 
 std::vector<const Module*> modules() {
-    Registry& r = registry();
+    LayerState& r = registry();
     std::lock_guard lock(r.mu);
     return r.modules;
 }
 
 Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev) {
-    Registry& r = registry();
+    LayerState& r = registry();
     auto& p = bdev->props_;
     if (p.name.empty()) return Error(Errc::invalid_argument, "bdev name is empty");
     if (!valid_block_size(p.block_size))
@@ -174,10 +206,12 @@ Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev) {
             if (r.by_name.count(a) != 0 || a == p.name)
                 return Error(Errc::already_exists,
                              fmt::format("bdev {}: alias {} is already taken", p.name, a));
-        if (p.uuid.empty()) p.uuid = make_uuid(p.name, ++r.uuid_counter);
+        // Random per creation (drawn from the Host's PRNG: a simulator seed replays it).
+        if (p.uuid.empty()) p.uuid = runtime::current_host().new_uuid();
         r.by_name.emplace(p.name, raw);
         for (const auto& a : p.aliases) r.by_name.emplace(a, raw);
         r.bdevs.push_back(std::move(bdev));
+        raw->impl().layer = &r;
         modules = r.modules;
     }
     runtime::register_io_device(*raw);
@@ -189,7 +223,7 @@ Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev) {
 }
 
 Result<void> rename_alias(Bdev& bdev, std::string_view old_alias, std::string new_alias) {
-    Registry& r = registry();
+    LayerState& r = *bdev.impl().layer;
     std::lock_guard lock(r.mu);
     auto& aliases = bdev.props_.aliases;
     auto a = std::find(aliases.begin(), aliases.end(), old_alias);
@@ -205,7 +239,7 @@ Result<void> rename_alias(Bdev& bdev, std::string_view old_alias, std::string ne
 }
 
 Bdev* find(std::string_view name) noexcept {
-    Registry& r = registry();
+    LayerState& r = registry();
     std::lock_guard lock(r.mu);
     auto it = r.by_name.find(name);
     if (it == r.by_name.end() || it->second->impl().removing) return nullptr;
@@ -213,7 +247,7 @@ Bdev* find(std::string_view name) noexcept {
 }
 
 std::vector<Bdev*> list() {
-    Registry& r = registry();
+    LayerState& r = registry();
     std::lock_guard lock(r.mu);
     std::vector<Bdev*> out;
     for (auto& b : r.bdevs)
@@ -238,7 +272,7 @@ void maybe_finish_unregister(Bdev* bdev) {
 
 void finish_unregister(Bdev* bdev) {
     bdev->destruct([bdev] {
-        Registry& r = registry();
+        LayerState& r = *bdev->impl().layer;
         std::function<void(Result<void>)> done = std::move(bdev->impl().unregister_done);
         std::unique_ptr<Bdev> owned;
         {
@@ -263,7 +297,7 @@ void finish_unregister(Bdev* bdev) {
 void unregister_bdev(std::string_view name, std::function<void(Result<void>)> done) {
     Bdev* bdev = nullptr;
     {
-        Registry& r = registry();
+        LayerState& r = registry();
         std::lock_guard lock(r.mu);
         auto it = r.by_name.find(name);
         if (it != r.by_name.end()) bdev = it->second;
@@ -332,7 +366,7 @@ Result<std::unique_ptr<Desc>> open(std::string_view name, bool write,
     if (thread == nullptr) return Error(Errc::invalid_argument, "bdev::open outside a Thread");
     Bdev* bdev = nullptr;
     {
-        Registry& r = registry();
+        LayerState& r = registry();
         std::lock_guard lock(r.mu);
         auto it = r.by_name.find(name);
         if (it != r.by_name.end()) bdev = it->second;
@@ -426,37 +460,6 @@ void get_iostat(Bdev& bdev, std::function<void(const IoStats&)> done) {
         });
 }
 
-namespace {
-
-class StatelessChannel final : public runtime::IoChannel {};
-class StatelessDevice final : public runtime::IoDevice {
-public:
-    StatelessDevice() : IoDevice("bdev_stateless") {}
-
-protected:
-    std::unique_ptr<runtime::IoChannel> create_channel(runtime::Thread&) override {
-        return std::make_unique<StatelessChannel>();
-    }
-};
-
-}  // namespace
-
-runtime::IoDevice& stateless_io_device() {
-    static StatelessDevice* device = [] {
-        auto* d = new StatelessDevice();  // lives for the process
-        runtime::register_io_device(*d);
-        return d;
-    }();
-    return *device;
-}
-
-MgmtDevice& MgmtDevice::get() {
-    static MgmtDevice* device = [] {
-        auto* d = new MgmtDevice();  // lives for the process: channels come and go per Thread
-        runtime::register_io_device(*d);
-        return d;
-    }();
-    return *device;
-}
+runtime::IoDevice& stateless_io_device() { return *registry().stateless; }
 
 }  // namespace strata::bdev

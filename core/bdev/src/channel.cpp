@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include <strata/base/assert.h>
+#include <strata/base/crc.h>
 #include <strata/runtime/scheduler.h>
 
 #include "internal.h"
@@ -180,6 +181,8 @@ Channel::Channel(Bdev& b, MgmtChannel* m, runtime::IoChannel* module)
     may_bounce_ = p.required_alignment > 1 || p.needs_dma_memory;
     may_split_ = p.max_io_blocks != 0 || p.optimal_io_boundary != 0 || p.max_unmap_blocks != 0 ||
                  may_bounce_;
+    runtime::Thread* t = runtime::current_thread();  // created on its own Thread
+    traced_ = t != nullptr && t->scheduler().event_trace() != nullptr;
 }
 
 Channel::~Channel() {
@@ -532,12 +535,25 @@ void Channel::finish(BdevIo& io) noexcept {
         return;
     }
     account(io);
+    if (traced_) [[unlikely]] trace(io);
     outstanding_.remove(io);
     IoDoneFn done = io.done_;
     void* ctx = io.ctx_;
     const IoStatus status = io.status_;
     mgmt->release(io);
     if (done) done(ctx, status);
+}
+
+void Channel::trace(const BdevIo& io) noexcept {
+    // What the caller got back: type, range, status and, for a read, a checksum of its data
+    // (a changed byte on the device changes the simulator's event hash).
+    uint64_t sum = 0;
+    if (io.type_ == IoType::read && io.status_.ok()) sum = crc32c(0, io.iovs());
+    const uint64_t status =
+        (static_cast<uint64_t>(io.status_.code) << 16) | io.status_.nvme_status;
+    runtime::trace_event(runtime::TraceKind::bdev_io,
+                         (static_cast<uint64_t>(io.type_) << 56) | status, io.offset_blocks_,
+                         io.num_blocks_ ^ (sum << 32));
 }
 
 void Channel::do_abort(BdevIo& io) noexcept {

@@ -23,6 +23,8 @@ inline constexpr size_t kIoPoolPerThread = 1024;
 inline constexpr size_t kBounceBytes = 128 * 1024;  // bounce / emulation buffer size
 inline constexpr uint32_t kMaxChildrenInFlight = 8;
 
+class LayerState;  // bdev.cpp: the layer's state in one Host
+
 class DescImpl {
 public:
     Bdev* bdev = nullptr;
@@ -40,6 +42,7 @@ public:
 
 class BdevImpl {
 public:
+    LayerState* layer = nullptr;  // the registry (Host) the bdev is registered in
     std::mutex mu;  // control path only: descs, claim, gone_stats
     std::vector<DescImpl*> descs;
     const Module* claimed_by = nullptr;
@@ -69,8 +72,7 @@ public:
 
 class MgmtDevice final : public runtime::IoDevice {
 public:
-    MgmtDevice() : IoDevice("bdev_mgmt") {}
-    static MgmtDevice& get();
+    MgmtDevice() : IoDevice("bdev_mgmt") {}  // one per Host (LayerState)
 
 protected:
     std::unique_ptr<runtime::IoChannel> create_channel(runtime::Thread&) override {
@@ -104,6 +106,7 @@ private:
     void do_abort(BdevIo& io) noexcept;
     bool qos_admit(const BdevIo& io) noexcept;
     void account(const BdevIo& io) noexcept;
+    void trace(const BdevIo& io) noexcept;  // the completion, into the simulator's event hash
     static runtime::PollStatus qos_poll(void* ctx);
     static runtime::PollStatus timeout_poll(void* ctx);
 
@@ -117,6 +120,8 @@ private:
     // per-I/O checks are skipped for them.
     bool may_bounce_ = false;
     bool may_split_ = false;
+    // Under the simulator only: real mode pays this one branch per I/O and no hashing.
+    bool traced_ = false;
 };
 
 }  // namespace strata::bdev

@@ -191,6 +191,31 @@ runtime::Task<Result<void>> ControllerImpl::set_queue_count() {
     co_return Result<void>{};
 }
 
+namespace {
+
+// The Namespace UUID of a CNS 03h descriptor list, or zeros. A malformed list (a length the
+// spec does not fix for its type, running off the page) ends the walk.
+std::array<uint8_t, 16> uuid_descriptor(const std::vector<uint8_t>& list) {
+    size_t at = 0;
+    while (at + sizeof(spec::NsIdDescriptorHeader) <= list.size()) {
+        spec::NsIdDescriptorHeader h;
+        std::memcpy(&h, list.data() + at, sizeof(h));
+        if (h.nidt == 0) break;  // end of the list
+        const auto type = static_cast<spec::NidType>(h.nidt);
+        at += sizeof(h);
+        if (h.nidl != spec::nid_length(type) || at + h.nidl > list.size()) break;
+        if (type == spec::NidType::uuid) {
+            std::array<uint8_t, 16> u;
+            std::memcpy(u.data(), list.data() + at, u.size());
+            return u;
+        }
+        at += h.nidl;
+    }
+    return {};
+}
+
+}  // namespace
+
 runtime::Task<Result<void>> ControllerImpl::scan_namespaces() {
     std::vector<uint32_t> ids;
     auto list = std::make_unique<spec::NsList>();
@@ -209,6 +234,7 @@ runtime::Task<Result<void>> ControllerImpl::scan_namespaces() {
     }
     for (auto& ns : namespaces) ns->active = false;
     auto data = std::make_unique<spec::IdentifyNamespace>();
+    std::vector<uint8_t> desc(spec::identify_data_bytes);
     for (uint32_t id : ids) {
         auto rn = co_await admin(spec::make_identify(0, spec::Cns::ns, id), data.get(), sizeof(*data));
         NVME_CO_TRY(rn);
@@ -236,6 +262,13 @@ runtime::Task<Result<void>> ControllerImpl::scan_namespaces() {
         ns->max_io_blocks = static_cast<uint32_t>(
             std::min<uint64_t>(max_transfer / ns->block_size_bytes, 65536));
         ns->active = ns->max_io_blocks != 0;
+        ns->uuid = {};
+        if (vs >= 0x10300) {  // the descriptor list is mandatory from NVMe 1.3
+            auto rd = co_await admin(spec::make_identify(0, spec::Cns::ns_id_desc_list, id),
+                                     desc.data(), desc.size());
+            NVME_CO_TRY(rd);
+            if (rd->ok()) ns->uuid = uuid_descriptor(desc);
+        }
     }
     std::sort(namespaces.begin(), namespaces.end(),
               [](const auto& a, const auto& b) { return a->id < b->id; });

@@ -186,6 +186,9 @@ uint16_t ControllerImpl::admin_identify(const spec::Sqe& sqe) {
             if (ns == nullptr) return st(GenericStatus::invalid_ns_or_format);
             size_t at = 0;
             auto put = [&](spec::NidType type, const uint8_t* data, uint8_t len) {
+                if (type != spec::NidType::csi &&
+                    std::all_of(data, data + len, [](uint8_t b) { return b == 0; }))
+                    return;  // an identifier the namespace does not have is not listed
                 spec::NsIdDescriptorHeader h{static_cast<uint8_t>(type), len, {}};
                 std::memcpy(out + at, &h, sizeof(h));
                 std::memcpy(out + at + sizeof(h), data, len);

@@ -1090,6 +1090,9 @@ Result<void> ControllerImpl::add_namespace(NamespaceConfig cfg, bool notify) {
     ns->eui64[0] = 0x52;  // a locally administered-looking OUI prefix, never all zero
     ns->uuid[6] = static_cast<uint8_t>((ns->uuid[6] & 0x0F) | 0x40);  // version 4
     ns->uuid[8] = static_cast<uint8_t>((ns->uuid[8] & 0x3F) | 0x80);  // variant 1
+    if (!cfg.report_eui64) ns->eui64 = {};
+    if (!cfg.report_nguid) ns->nguid = {};
+    if (!cfg.report_uuid) ns->uuid = {};
     ns->cfg = cfg;
     const uint32_t nsid = cfg.nsid;
     namespaces_[nsid] = std::move(ns);

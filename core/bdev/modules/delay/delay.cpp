@@ -9,6 +9,7 @@
 
 #include <strata/base/intrusive_list.h>
 #include <strata/base/random.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
 #include "passthru/vbdev.h"
@@ -30,12 +31,15 @@ constexpr const char* kLatencyNames[kLatencyCount] = {"avg_read", "p99_read", "a
 
 Result<void> attach(const DelayOptions& o);
 
-vbdev::ConfigRegistry<DelayOptions>& configs() {
-    static vbdev::ConfigRegistry<DelayOptions> r(
-        "delay", [](const DelayOptions& o) { return o.name; },
-        [](const DelayOptions& o) { return o.base_bdev_name; }, &attach);
-    return r;
-}
+// What the module was asked to create, per Host (App).
+struct Configs : vbdev::ConfigRegistry<DelayOptions> {
+    Configs()
+        : ConfigRegistry(
+              "delay", [](const DelayOptions& o) { return o.name; },
+              [](const DelayOptions& o) { return o.base_bdev_name; }, &attach) {}
+};
+
+vbdev::ConfigRegistry<DelayOptions>& configs() { return runtime::current_host().get<Configs>(); }
 
 class DelayChannel final : public vbdev::BaseChannel {
 public:

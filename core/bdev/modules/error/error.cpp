@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <strata/base/intrusive_list.h>
+#include <strata/runtime/host.h>
 
 #include "passthru/vbdev.h"
 
@@ -29,12 +30,15 @@ struct Config {
 
 Result<void> attach(const Config& c);
 
-vbdev::ConfigRegistry<Config>& configs() {
-    static vbdev::ConfigRegistry<Config> r(
-        "error", [](const Config& c) { return vbdev_name(c.base_name); },
-        [](const Config& c) { return c.base_name; }, &attach);
-    return r;
-}
+// What the module was asked to create, per Host (App).
+struct Configs : vbdev::ConfigRegistry<Config> {
+    Configs()
+        : ConfigRegistry(
+              "error", [](const Config& c) { return vbdev_name(c.base_name); },
+              [](const Config& c) { return c.base_name; }, &attach) {}
+};
+
+vbdev::ConfigRegistry<Config>& configs() { return runtime::current_host().get<Configs>(); }
 
 // One I/O type's armed error. Written by the RPC handler, read by every channel's Thread:
 // relaxed atomics, with `num` published last (release) so a reader that sees a count sees

@@ -1,6 +1,7 @@
 #include "nvme/nvme.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <memory>
 
@@ -9,6 +10,7 @@
 
 #include <strata/base/log.h>
 #include <strata/nvme/qpair.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/task.h>
 
 namespace strata::bdev {
@@ -67,10 +69,12 @@ protected:
     }
 };
 
-// Touched on the app (admin) Thread only.
+// The attached controllers of one Host (App), touched on its app (admin) Thread only.
+struct Ctrlrs {
+    std::map<std::string, std::unique_ptr<NvmeCtrlr>> by_name;
+};
 std::map<std::string, std::unique_ptr<NvmeCtrlr>>& ctrlrs() {
-    static std::map<std::string, std::unique_ptr<NvmeCtrlr>> m;
-    return m;
+    return runtime::current_host().get<Ctrlrs>().by_name;
 }
 
 void submit_io(QpairState& st, BdevIo& io) noexcept;
@@ -253,8 +257,35 @@ private:
     const nvme::Namespace& ns_;
 };
 
+std::string uuid_text(const uint8_t* b) {
+    return fmt::format("{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-"
+                       "{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+                       b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+                       b[12], b[13], b[14], b[15]);
+}
+
+template <size_t N>
+bool all_zero(const std::array<uint8_t, N>& a) {
+    return std::all_of(a.begin(), a.end(), [](uint8_t b) { return b == 0; });
+}
+
+// The namespace's own identity, as SPDK's bdev_nvme takes it, so a bdev keeps its UUID across
+// restarts and hosts: the Namespace UUID (descriptor list), else the NGUID, else the EUI-64 in
+// the first 8 bytes; "" when the device reports none (the layer then draws a random one).
+std::string namespace_uuid(const nvme::Namespace& ns) {
+    if (!all_zero(ns.uuid)) return uuid_text(ns.uuid.data());
+    if (!all_zero(ns.identify.nguid)) return uuid_text(ns.identify.nguid.data());
+    if (!all_zero(ns.identify.eui64)) {
+        std::array<uint8_t, 16> b{};
+        std::copy(ns.identify.eui64.begin(), ns.identify.eui64.end(), b.begin());
+        return uuid_text(b.data());
+    }
+    return {};
+}
+
 Result<void> add_namespace_bdev(NvmeCtrlr& c, const nvme::Namespace& ns) {
     Bdev::Properties p;
+    p.uuid = namespace_uuid(ns);
     p.name = fmt::format("{}n{}", c.name, ns.id);
     p.product_name = "NVMe disk";
     p.block_size = ns.block_size_bytes;

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <strata/runtime/host.h>
+
 #include "passthru/vbdev.h"
 
 namespace strata::bdev {
@@ -13,12 +15,15 @@ void examine(Bdev& bdev);
 void fini(std::function<void()> done);
 Result<void> attach(const PassthruOptions& o);
 
-vbdev::ConfigRegistry<PassthruOptions>& configs() {
-    static vbdev::ConfigRegistry<PassthruOptions> r(
-        "passthru", [](const PassthruOptions& o) { return o.name; },
-        [](const PassthruOptions& o) { return o.base_bdev_name; }, &attach);
-    return r;
-}
+// What the module was asked to create, per Host (App).
+struct Configs : vbdev::ConfigRegistry<PassthruOptions> {
+    Configs()
+        : ConfigRegistry(
+              "passthru", [](const PassthruOptions& o) { return o.name; },
+              [](const PassthruOptions& o) { return o.base_bdev_name; }, &attach) {}
+};
+
+vbdev::ConfigRegistry<PassthruOptions>& configs() { return runtime::current_host().get<Configs>(); }
 
 class PassthruBdev final : public Bdev {
 public:

@@ -15,6 +15,7 @@
 #include <strata/base/assert.h>
 #include <strata/base/log.h>
 #include <strata/env/memory.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/task.h>
 
 namespace strata::bdev {
@@ -170,10 +171,7 @@ struct Registry {
     std::vector<std::unique_ptr<Raid>> raids;
     uint64_t next_id = 1;
 };
-Registry& registry() {
-    static Registry r;
-    return r;
-}
+Registry& registry() { return runtime::current_host().get<Registry>(); }  // per Host (App)
 Raid* find_raid(std::string_view name) {
     for (auto& r : registry().raids)
         if (r->name == name) return r.get();

@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <strata/runtime/host.h>
+
 #include "passthru/vbdev.h"
 
 namespace strata::bdev {
@@ -33,10 +35,7 @@ struct State {
     std::vector<Config> configs;
 };
 
-State& state() {
-    static State s;
-    return s;
-}
+State& state() { return runtime::current_host().get<State>(); }  // per Host (App)
 
 Config* config_of(const std::string& base) {  // under state().mu
     for (auto& c : state().configs)

@@ -190,8 +190,8 @@ private:
     std::unique_ptr<BdevImpl> impl_;
 };
 
-// For modules whose I/O needs no per-Thread state (malloc, null): a shared device whose
-// channels are empty.
+// For modules whose I/O needs no per-Thread state (malloc, null): the current Host's shared
+// device whose channels are empty.
 runtime::IoDevice& stateless_io_device();
 
 // ---- registry (control path, any Thread) --------------------------------------------------

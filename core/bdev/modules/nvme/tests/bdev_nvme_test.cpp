@@ -141,5 +141,47 @@ TEST_F(BdevNvmeTest, HotRemovalUnderLoadCompletesEveryIoOnce) {
     ASSERT_TRUE(poll_until([&] { return find("Nvme0n1") == nullptr; }));
 }
 
+// The bdev's UUID is the namespace's own identity when the device reports one (Namespace UUID,
+// else NGUID, else EUI-64 padded), so it survives re-creation; else a random one per creation.
+TEST_F(BdevNvmeTest, UuidFromTheNamespaceIdentity) {
+    // Namespace 3 again and again with the identifiers it reports: the model derives them from
+    // the serial number and nsid, so what is reported is the same every time.
+    auto uuid_with = [&](bool eui64, bool nguid, bool uuid) {
+        hwemu::nvme::NamespaceConfig c{3, 1024, 512, {}};
+        c.report_eui64 = eui64;
+        c.report_nguid = nguid;
+        c.report_uuid = uuid;
+        on(threads[2], [&] { ASSERT_TRUE(model->add_namespace(c).ok()); });
+        EXPECT_TRUE(poll_until([&] { return find("Nvme0n3") != nullptr; }));
+        Bdev* b = find("Nvme0n3");
+        std::string u = b != nullptr ? b->uuid() : "";
+        on(threads[2], [&] { ASSERT_TRUE(model->remove_namespace(3).ok()); });
+        EXPECT_TRUE(poll_until([&] { return find("Nvme0n3") == nullptr; }));
+        return u;
+    };
+    const std::string all = uuid_with(true, true, true);
+    const std::string nguid = uuid_with(true, true, false);
+    const std::string eui64 = uuid_with(true, false, false);
+    const std::string none1 = uuid_with(false, false, false);
+    const std::string none2 = uuid_with(false, false, false);
+    EXPECT_EQ(uuid_with(true, true, true), all) << "the device's identity is stable";
+    EXPECT_EQ(uuid_with(false, false, true), all) << "the Namespace UUID comes first";
+    EXPECT_EQ(uuid_with(false, true, false), nguid) << "then the NGUID";
+    EXPECT_EQ(all.size(), 36u);
+    EXPECT_EQ(all[14], '4') << all;  // the model's Namespace UUID is a version 4 one
+    EXPECT_NE(nguid, all);
+    EXPECT_NE(eui64, nguid);
+    // EUI-64 in the first 8 bytes, zero padded; the model's OUI byte is 0x52.
+    EXPECT_EQ(eui64.substr(0, 2), "52") << eui64;
+    EXPECT_EQ(eui64.substr(19), "0000-000000000000") << eui64;
+    // Nothing reported: random per creation.
+    EXPECT_EQ(none1.size(), 36u);
+    EXPECT_EQ(none1[14], '4') << none1;
+    EXPECT_NE(none1, none2);
+    EXPECT_NE(none1, all);
+    // The two default namespaces report all three: distinct, stable UUIDs.
+    EXPECT_NE(find("Nvme0n1")->uuid(), find("Nvme0n2")->uuid());
+}
+
 }  // namespace
 }  // namespace strata::bdev

@@ -20,6 +20,7 @@
 #include <strata/env/memory.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
 namespace strata::bdev::testing {
@@ -56,6 +57,8 @@ protected:
         rpc::AppOptions o;
         o.config = std::move(config);
         app = std::make_unique<rpc::App>(*sim, std::move(o));
+        // The test's main reaches the App's modules (find, list) and makes its worker there.
+        host_scope.emplace(app->host());
         rpc::register_all_modules(*app);
         worker = sim->create_thread("worker", 1);
         std::optional<Result<void>> started;
@@ -69,9 +72,10 @@ protected:
         handles_.clear();
         app->request_stop();
         EXPECT_TRUE(poll_until([&] { return app->stopped(); }));
+        EXPECT_TRUE(list().empty());
+        host_scope.reset();
         app.reset();
         sim.reset();
-        EXPECT_TRUE(list().empty());
         EXPECT_EQ(env::dma_region_count(), 0u);
         env::fini();
     }
@@ -185,6 +189,7 @@ protected:
 
     std::unique_ptr<runtime::SimScheduler> sim;
     std::unique_ptr<rpc::App> app;
+    std::optional<runtime::HostScope> host_scope;  // app's Host, while it lives
     runtime::Thread* worker = nullptr;
 
 private:

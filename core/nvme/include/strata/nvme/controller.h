@@ -24,6 +24,7 @@
 // Errc::device_removed.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -64,7 +65,10 @@ struct Namespace {
     uint64_t num_blocks = 0;
     uint32_t max_io_blocks = 0;  // per command, from MDTS and the driver's PRP list size
     bool active = false;
-    spec::IdentifyNamespace identify{};
+    spec::IdentifyNamespace identify{};  // NGUID and EUI-64 are there (zero: not reported)
+    // The Namespace UUID from the Namespace Identification Descriptor list (NVMe 1.3+); zero
+    // when the controller lists none.
+    std::array<uint8_t, 16> uuid{};
     uint64_t size_bytes() const noexcept { return num_blocks * block_size_bytes; }
 };
 

@@ -44,6 +44,12 @@ struct NamespaceConfig {
     uint64_t num_blocks = 0;          // 0: 1 GiB worth of blocks
     uint32_t block_size_bytes = 512;  // 512 or 4096
     std::string backing_file;         // empty: RAM (sparse); else a sparse file (created)
+    // Identifiers the namespace reports (Identify Namespace EUI64 and NGUID, the CNS 03h
+    // descriptor list), stable ones derived from the serial number and nsid. One turned off
+    // reads as zero and is left out of the descriptor list, like a device without it.
+    bool report_eui64 = true;
+    bool report_nguid = true;
+    bool report_uuid = true;
 };
 
 // Latency of one command: fixed a_ns; uniform in [a_ns, b_ns]; exponential with mean a_ns.
