@@ -750,5 +750,58 @@ TEST_F(LvolTwoAppsTest, EachAppHasItsOwnStoreOfTheSameName) {
     EXPECT_EQ(call(1, "bdev_lvol_get_lvstores")[0]["name"], "lvs1");
 }
 
+// Needs the bdev registry per Host (the bdev change of issue 13): with it process-wide, the
+// same base name cannot exist in two Apps, and the App that stops first deletes the other's
+// bdevs with its own. Param: the first App stops first.
+class LvolTwoAppsStopTest : public LvolTwoAppsTest, public ::testing::WithParamInterface<bool> {
+protected:
+    // The App's bdev_malloc_create entries in its save_config.
+    Json malloc_config(size_t i) {
+        Json out = Json::array();
+        const Json saved = call(i, "save_config");
+        for (const Json& s : saved["subsystems"])
+            if (s["subsystem"] == "bdev")
+                for (const Json& e : s["config"])
+                    if (e["method"] == "bdev_malloc_create") out.push_back(e["params"]);
+        return out;
+    }
+};
+
+TEST_P(LvolTwoAppsStopTest, SameNamesEverywhereAndEitherStopsFirst) {
+    const std::string ua = stack(0, "Malloc0", 65536, "lvs0", "x", 4);
+    const std::string ub = stack(1, "Malloc0", 32768, "lvs0", "y", 2);
+    ASSERT_EQ(ua.size(), 36u);
+    ASSERT_EQ(ub.size(), 36u);
+    EXPECT_NE(ua, ub);
+    for (size_t i : {0u, 1u}) {
+        Json stores = call(i, "bdev_lvol_get_lvstores");
+        ASSERT_EQ(stores.size(), 1u) << i;
+        EXPECT_EQ(stores[0]["uuid"], i == 0 ? ua : ub);
+        EXPECT_EQ(stores[0]["base_bdev"], "Malloc0");
+    }
+    EXPECT_EQ(lvol_names(0), Json::array({"x"}));
+    EXPECT_EQ(lvol_names(1), Json::array({"y"}));
+    Json ma = malloc_config(0), mb = malloc_config(1);
+    ASSERT_EQ(ma.size(), 1u);
+    ASSERT_EQ(mb.size(), 1u);
+    EXPECT_EQ(ma[0]["num_blocks"], 65536);
+    EXPECT_EQ(mb[0]["num_blocks"], 32768);
+
+    // One App stops (its stores unload with it); the other's store keeps working.
+    const size_t first = GetParam() ? 0 : 1, other = 1 - first;
+    stop(first);
+    Json z = call(other, "bdev_lvol_create", {{"lvol_name", "z"}, {"size_in_mib", 1},
+                                              {"lvs_name", "lvs0"}});
+    EXPECT_TRUE(z.is_string());
+    EXPECT_EQ(lvol_names(other), Json::array({other == 0 ? "x" : "y", "z"}));
+    EXPECT_EQ(call(other, "bdev_lvol_get_lvstores")[0]["uuid"], other == 0 ? ua : ub);
+    EXPECT_EQ(call(other, "bdev_lvol_delete_lvstore", {{"lvs_name", "lvs0"}}), true);
+}
+
+INSTANTIATE_TEST_SUITE_P(StopOrder, LvolTwoAppsStopTest, ::testing::Bool(),
+                         [](const auto& info) {
+                             return info.param ? "FirstStopsFirst" : "SecondStopsFirst";
+                         });
+
 }  // namespace
 }  // namespace strata::bdev::testing

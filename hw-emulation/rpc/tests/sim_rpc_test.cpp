@@ -115,5 +115,37 @@ TEST_F(SimRpcTest, CreateListSaveDelete) {
     EXPECT_TRUE(sim_config(a).empty());
 }
 
+// Needs the sim env backend per Host (the env change of issue 13: set_sim_pci_provider
+// registers for runtime::current_host()): with one process-wide provider the second App's bus
+// is refused. Each App puts a device at the same address on its own bus; deleting one leaves
+// the other's. Param: the first App stops first.
+class SimRpcTwoAppsTest : public SimRpcTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(SimRpcTwoAppsTest, SameAddressOnEachAppsBus) {
+    const size_t a = add_app("a"), b = add_app("b");
+    EXPECT_EQ(create_nvme(a, "SIM-A"), kAddr);
+    EXPECT_EQ(create_nvme(b, "SIM-B"), kAddr);
+    EXPECT_EQ(call(a, "sim_get_devices")[0]["serial"], "SIM-A");
+    EXPECT_EQ(call(b, "sim_get_devices")[0]["serial"], "SIM-B");
+    EXPECT_EQ(sim_config(a)[0]["params"]["serial"], "SIM-A");
+    EXPECT_EQ(sim_config(b)[0]["params"]["serial"], "SIM-B");
+    EXPECT_EQ(bus_addresses(a), std::vector<std::string>{kAddr});
+    EXPECT_EQ(bus_addresses(b), std::vector<std::string>{kAddr});
+
+    const size_t first = GetParam() ? a : b, other = first == a ? b : a;
+    EXPECT_EQ(call(first, "sim_nvme_delete", {{"traddr", kAddr}}), true);
+    EXPECT_TRUE(bus_addresses(first).empty());
+    EXPECT_EQ(bus_addresses(other), std::vector<std::string>{kAddr});
+    stop(first);
+    ASSERT_EQ(call(other, "sim_get_devices").size(), 1u);
+    EXPECT_EQ(bus_addresses(other), std::vector<std::string>{kAddr});
+    EXPECT_EQ(call(other, "sim_nvme_delete", {{"traddr", kAddr}}), true);
+}
+
+INSTANTIATE_TEST_SUITE_P(StopOrder, SimRpcTwoAppsTest, ::testing::Bool(),
+                         [](const auto& info) {
+                             return info.param ? "FirstStopsFirst" : "SecondStopsFirst";
+                         });
+
 }  // namespace
 }  // namespace strata::hwemu
