@@ -104,9 +104,11 @@ Status normalize(const Op& op, Task& t) noexcept {
 
 // ---- ChannelImpl ---------------------------------------------------------------------------
 
-ChannelImpl::ChannelImpl(runtime::Thread& thread, const FrameworkOptions& options)
-    : thread_(thread), tasks_(options.task_count), batches_(options.batch_count) {
-    stats_.module_ops.assign(modules().size(), 0);
+ChannelImpl::ChannelImpl(Framework& framework, runtime::Thread& thread,
+                         const FrameworkOptions& options)
+    : framework_(framework), thread_(thread), tasks_(options.task_count),
+      batches_(options.batch_count) {
+    stats_.module_ops.assign(modules(framework_).size(), 0);
     poller_ = thread_.register_poller(&ChannelImpl::poll, this, "accel");
 }
 
@@ -132,13 +134,13 @@ size_t ChannelImpl::serving_module(size_t wanted) const noexcept {
 }
 
 const char* ChannelImpl::module_for(Opcode op) const noexcept {
-    return modules()[serving_module(routed_module(op))]->name();
+    return modules(framework_)[serving_module(routed_module(framework_, op))]->name();
 }
 
 Status ChannelImpl::dispatch(Task& t) noexcept {
     // The route is read once: accel_assign_opc may change it from another Thread meanwhile,
     // and a second read that saw the change counted a fallback that did not happen.
-    const size_t want = routed_module(t.op.opcode);
+    const size_t want = routed_module(framework_, t.op.opcode);
     const size_t idx = serving_module(want);
     if (idx != want) ++stats_.fallbacks;  // routed to a module this Thread has no channel of
     t.module_index = static_cast<uint8_t>(idx);
@@ -249,7 +251,7 @@ Status fallback_to_software(Task& task) noexcept {
 
 Channel::Channel(std::unique_ptr<ChannelImpl> impl) noexcept : impl_(std::move(impl)) {}
 Channel::~Channel() {
-    if (impl_) fold_gone_stats(impl_->stats());
+    if (impl_) fold_gone_stats(impl_->framework(), impl_->stats());
 }
 
 Status Channel::submit(const Op& op, DoneFn done, void* ctx) noexcept {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <strata/accel/rpc.h>
+#include <strata/runtime/host.h>
 
 #include "internal.h"
 
@@ -13,9 +14,23 @@ namespace {
 constexpr std::string_view kOpcodeNames[kOpcodeCount] = {"copy",   "fill",        "compare",
                                                          "crc32c", "copy_crc32c", "xor"};
 
-class Device;
+class Device final : public runtime::IoDevice {
+public:
+    explicit Device(Framework& framework) : IoDevice("accel"), framework_(framework) {}
 
-struct Global {
+protected:
+    std::unique_ptr<runtime::IoChannel> create_channel(runtime::Thread& thread) override;
+
+private:
+    Framework& framework_;
+};
+
+}  // namespace
+
+// One per runtime::Host: two Apps in one process (two Python Worlds) route, configure and
+// count independently. A channel keeps a reference to its Framework, so the data path never
+// looks the Host up.
+struct Framework {
     std::mutex mu;  // control path only
     FrameworkOptions options;
     std::vector<std::unique_ptr<Module>> owned;
@@ -26,12 +41,12 @@ struct Global {
     bool ioat_enabled = false;
     std::unique_ptr<Device> device;
     std::atomic<bool> running{false};
-    // Apps (e.g. two Python Worlds) sharing the process-wide framework: the first init starts
-    // it, the last fini stops it. Under mu.
+    // Apps sharing one Host (AppOptions::host): the first init starts the framework, the last
+    // fini stops it. Under mu.
     int users = 0;
     Stats gone;  // stats of channels already destroyed
 
-    Global() {
+    Framework() {
         // The explicit table, in order: software first (index 0, always started).
         owned.push_back(make_software_module());
         owned.push_back(make_ioat_module());
@@ -39,11 +54,13 @@ struct Global {
         overrides.fill(-1);
         gone.module_ops.assign(modules.size(), 0);
     }
+    ~Framework();
 };
 
-Global& g() {
-    static Global global;
-    return global;
+namespace {
+
+Framework& g() {
+    return runtime::current_host().get<Framework>();
 }
 
 int find_module(std::string_view name) {
@@ -53,9 +70,8 @@ int find_module(std::string_view name) {
     return -1;
 }
 
-// Under g().mu.
-void recompute_routes() {
-    auto& G = g();
+// Under G.mu.
+void recompute_routes(Framework& G) {
     for (size_t op = 0; op < kOpcodeCount; ++op) {
         const auto opc = static_cast<Opcode>(op);
         int best = 0;
@@ -76,14 +92,6 @@ void recompute_routes() {
     }
 }
 
-class Device final : public runtime::IoDevice {
-public:
-    Device() : IoDevice("accel") {}
-
-protected:
-    std::unique_ptr<runtime::IoChannel> create_channel(runtime::Thread& thread) override;
-};
-
 }  // namespace
 
 class ChannelFactory {
@@ -95,9 +103,9 @@ public:
 
 namespace {
 std::unique_ptr<runtime::IoChannel> Device::create_channel(runtime::Thread& thread) {
-    auto& G = g();
+    auto& G = framework_;
     std::lock_guard lock(G.mu);
-    auto impl = std::make_unique<ChannelImpl>(thread, G.options);
+    auto impl = std::make_unique<ChannelImpl>(G, thread, G.options);
     for (size_t i = 0; i < G.modules.size(); ++i) {
         if (!G.started[i]) continue;
         auto mc = G.modules[i]->create_channel(thread, *impl);
@@ -108,20 +116,29 @@ std::unique_ptr<runtime::IoChannel> Device::create_channel(runtime::Thread& thre
 }
 }  // namespace
 
-// Channel death: fold its stats into the totals (control path, once per channel).
-void fold_gone_stats(const Stats& s) {
-    std::lock_guard lock(g().mu);
-    g().gone += s;
+Framework::~Framework() {
+    // fini ran (the App's subsystem fini) unless the framework was left running: then a
+    // channel may still point at this, so the device is left behind rather than freed.
+    if (device != nullptr && device->channel_count() != 0) {
+        STRATA_ERRLOG(log_accel, "accel framework destroyed while running: device leaked");
+        (void)device.release();
+    }
 }
 
-const std::vector<Module*>& modules() {
-    return g().modules;
+// Channel death: fold its stats into the totals (control path, once per channel).
+void fold_gone_stats(Framework& framework, const Stats& s) {
+    std::lock_guard lock(framework.mu);
+    framework.gone += s;
+}
+
+const std::vector<Module*>& modules(const Framework& framework) {
+    return framework.modules;
 }
 size_t software_index() noexcept {
     return 0;
 }
-size_t routed_module(Opcode op) noexcept {
-    return g().routes[static_cast<size_t>(op)].load(std::memory_order_relaxed);
+size_t routed_module(const Framework& framework, Opcode op) noexcept {
+    return framework.routes[static_cast<size_t>(op)].load(std::memory_order_relaxed);
 }
 
 std::string_view opcode_name(Opcode op) noexcept {
@@ -154,8 +171,7 @@ FrameworkOptions options() {
 }
 
 namespace {
-Result<void> start_module_locked(size_t i) {
-    auto& G = g();
+Result<void> start_module_locked(Framework& G, size_t i) {
     if (G.started[i]) return {};
     auto r = G.modules[i]->start();
     if (!r) return r;
@@ -169,22 +185,22 @@ Result<void> init() {
     {
         std::lock_guard lock(G.mu);
         if (G.running.load()) {
-            ++G.users;  // another App in this process already started it: share
+            ++G.users;  // another App of this Host already started it: share
             return {};
         }
         for (size_t i = 0; i < G.modules.size(); ++i) {
             const bool want = i == software_index() ||
                               (G.ioat_enabled && std::string_view(G.modules[i]->name()) == "ioat");
             if (!want) continue;
-            auto r = start_module_locked(i);
+            auto r = start_module_locked(G, i);
             if (!r) {
                 STRATA_ERRLOG(log_accel, "accel module {} failed to start: {}",
                               G.modules[i]->name(), r.error().message());
                 if (i == software_index()) return r;
             }
         }
-        recompute_routes();
-        G.device = std::make_unique<Device>();
+        recompute_routes(G);
+        G.device = std::make_unique<Device>(G);
         runtime::register_io_device(*G.device);
         G.users = 1;
         G.running.store(true);
@@ -213,32 +229,33 @@ void fini(runtime::MsgFn done, void* ctx) {
         G.running.store(false);
     }
     struct Fin {
+        Framework& framework;
         runtime::MsgFn done;
         void* ctx;
         runtime::Thread* thread = nullptr;
         runtime::Poller* poller = nullptr;
         // Modules still finishing destroyed channels' work (an I/OAT channel whose ring may be
         // freed only after the engine confirmed its reset).
-        static bool modules_busy() {
-            for (Module* m : g().modules)
+        bool modules_busy() const {
+            for (Module* m : framework.modules)
                 if (m->busy()) return true;
             return false;
         }
         static runtime::PollStatus wait(void* c) {
             auto* fin = static_cast<Fin*>(c);
-            if (modules_busy()) return runtime::PollStatus::idle;
+            if (fin->modules_busy()) return runtime::PollStatus::idle;
             fin->thread->unregister_poller(fin->poller);
             fin->done(fin->ctx);
             delete fin;
             return runtime::PollStatus::busy;
         }
     };
-    auto* f = new Fin{done, ctx, t};
+    auto* f = new Fin{G, done, ctx, t};
     runtime::unregister_io_device(
         *G.device,
         [](void* c) {
             auto* fin = static_cast<Fin*>(c);
-            auto& GG = g();
+            auto& GG = fin->framework;
             {
                 std::lock_guard lock(GG.mu);
                 for (size_t i = 0; i < GG.modules.size(); ++i) {
@@ -247,9 +264,9 @@ void fini(runtime::MsgFn done, void* ctx) {
                     GG.started[i] = false;
                 }
                 GG.device.reset();
-                recompute_routes();
+                recompute_routes(GG);
             }
-            if (Fin::modules_busy()) {
+            if (fin->modules_busy()) {
                 fin->poller = fin->thread->register_poller(&Fin::wait, fin, "accel_fini", 10'000);
                 return;
             }
@@ -295,8 +312,8 @@ Result<void> enable_ioat_module() {
     G.ioat_enabled = true;
     if (!G.running.load()) return {};
     const int i = find_module("ioat");
-    auto r = start_module_locked(static_cast<size_t>(i));
-    recompute_routes();
+    auto r = start_module_locked(G, static_cast<size_t>(i));
+    recompute_routes(G);
     return r;
 }
 bool ioat_module_enabled() noexcept {
@@ -312,15 +329,17 @@ Result<void> assign_opc(Opcode op, std::string_view module) {
     if (!g().modules[static_cast<size_t>(i)]->supports(op))
         return Error(Errc::not_supported, "accel module '" + std::string(module) +
                                               "' does not support " + std::string(opcode_name(op)));
-    std::lock_guard lock(g().mu);
-    g().overrides[static_cast<size_t>(op)] = i;
-    recompute_routes();
+    auto& G = g();
+    std::lock_guard lock(G.mu);
+    G.overrides[static_cast<size_t>(op)] = i;
+    recompute_routes(G);
     return {};
 }
 void clear_assignments() {
-    std::lock_guard lock(g().mu);
-    g().overrides.fill(-1);
-    recompute_routes();
+    auto& G = g();
+    std::lock_guard lock(G.mu);
+    G.overrides.fill(-1);
+    recompute_routes(G);
 }
 std::vector<std::pair<Opcode, std::string>> assignment_overrides() {
     std::lock_guard lock(g().mu);
@@ -333,7 +352,7 @@ std::vector<std::pair<Opcode, std::string>> assignment_overrides() {
 }
 std::string assigned_module(Opcode op) {
     std::lock_guard lock(g().mu);
-    return g().modules[routed_module(op)]->name();
+    return g().modules[routed_module(g(), op)]->name();
 }
 
 void get_stats(std::function<void(const Stats&)> done) {
@@ -378,6 +397,6 @@ void reset_config() {
     G.options = FrameworkOptions{};
     G.gone = Stats{};
     G.gone.module_ops.assign(G.modules.size(), 0);
-    recompute_routes();
+    recompute_routes(G);
 }
 }  // namespace strata::accel

@@ -24,9 +24,14 @@ struct Batch {
     void* ctx = nullptr;
 };
 
+// The framework's state in one runtime::Host (framework.cpp): modules, routes, options, stats.
+struct Framework;
+
 class ChannelImpl {
 public:
-    ChannelImpl(runtime::Thread& thread, const FrameworkOptions& options);
+    // `framework`: the Host's whose device made this channel; it outlives the channel (the
+    // device is unregistered, every channel gone, before the Host drops it).
+    ChannelImpl(Framework& framework, runtime::Thread& thread, const FrameworkOptions& options);
     ~ChannelImpl();
 
     Status submit(const Op& op, DoneFn done, void* ctx) noexcept;
@@ -39,6 +44,7 @@ public:
     uint32_t outstanding() const noexcept { return outstanding_; }
     Stats& stats() noexcept { return stats_; }
     runtime::Thread& thread() const noexcept { return thread_; }
+    Framework& framework() const noexcept { return framework_; }
 
     void set_module_channel(size_t index, std::unique_ptr<ModuleChannel> mc) {
         module_channels_[index] = std::move(mc);
@@ -51,6 +57,7 @@ private:
     size_t serving_module(size_t wanted) const noexcept;
     Status dispatch(Task& task) noexcept;
 
+    Framework& framework_;  // routes read per op without a Host lookup
     runtime::Thread& thread_;
     ObjectPool<Task> tasks_;
     ObjectPool<Batch> batches_;
@@ -60,16 +67,16 @@ private:
     Stats stats_;
 };
 
-void fold_gone_stats(const Stats& s);  // framework.cpp
+void fold_gone_stats(Framework& framework, const Stats& s);  // framework.cpp
 
 // Validates `op` and fills the task's normalized buffers. invalid_argument with a context.
 Status normalize(const Op& op, Task& task) noexcept;
 
 // Module table and routing (framework.cpp).
-const std::vector<Module*>& modules();
+const std::vector<Module*>& modules(const Framework& framework);
 size_t software_index() noexcept;  // 0
 // Effective module index per opcode (relaxed atomic reads on the data path).
-size_t routed_module(Opcode op) noexcept;
+size_t routed_module(const Framework& framework, Opcode op) noexcept;
 
 // Module factories: the explicit table.
 std::unique_ptr<Module> make_software_module();

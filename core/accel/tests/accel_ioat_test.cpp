@@ -12,6 +12,7 @@
 #include <strata/base/crc.h>
 #include <strata/hwemu/faults/fault_plan.h>
 #include <strata/ioat/spec/spec.h>
+#include <strata/runtime/host.h>
 
 #include "accel_fixture.h"
 
@@ -229,6 +230,77 @@ TEST_F(AccelIoatTest, AssignOpcOverridesAndValidates) {
     EXPECT_STREQ(ch[0]->module_for(Opcode::copy), "ioat");
     ASSERT_TRUE(run(op).ok());
     EXPECT_EQ(descriptors(), before + 1);
+}
+
+// The framework is per runtime::Host (per App): another Host's accel_assign_opc, ioat module
+// and start/stop are its own. This Host (the fixture's) runs with the ioat module; "other"
+// runs software only on a Thread of its own.
+TEST_F(AccelIoatTest, TwoHostsRouteAndConfigureApart) {
+    start_ioat();
+    runtime::Host other("other", 5);
+    runtime::Thread* t = nullptr;
+    {
+        runtime::HostScope scope(other);
+        EXPECT_FALSE(running());
+        EXPECT_FALSE(ioat_module_enabled());
+        EXPECT_FALSE(module_started("ioat"));
+        EXPECT_EQ(assigned_module(Opcode::copy), "software");
+        // Recorded there; no ioat there, so its fills stay on software.
+        ASSERT_TRUE(assign_opc(Opcode::fill, "ioat").ok());
+        t = sim->create_thread("other_t");
+    }
+    ASSERT_EQ(&t->host(), &other);
+    EXPECT_TRUE(assignment_overrides().empty());
+    ASSERT_TRUE(assign_opc(Opcode::copy, "software").ok());
+    EXPECT_STREQ(ch[0]->module_for(Opcode::copy), "software");
+    EXPECT_STREQ(ch[0]->module_for(Opcode::fill), "ioat");
+
+    Channel* och = nullptr;
+    on(t, [&] {
+        ASSERT_TRUE(init().ok());
+        och = get_channel();
+    });
+    ASSERT_NE(och, nullptr);
+    EXPECT_STREQ(och->module_for(Opcode::copy), "software");
+    EXPECT_STREQ(och->module_for(Opcode::fill), "software");
+    {
+        runtime::HostScope scope(other);
+        auto ov = assignment_overrides();
+        ASSERT_EQ(ov.size(), 1u);
+        EXPECT_EQ(ov[0].first, Opcode::fill);
+        EXPECT_EQ(ov[0].second, "ioat");
+    }
+    auto ov = assignment_overrides();
+    ASSERT_EQ(ov.size(), 1u);
+    EXPECT_EQ(ov[0].first, Opcode::copy);
+
+    // A fill on each Host's channel: the engine takes only this Host's.
+    auto* buf = alloc(4096);
+    Op op;
+    op.opcode = Opcode::fill;
+    op.dst = buf;
+    op.len = 4096;
+    op.fill_byte = 0x5a;
+    const uint64_t before = descriptors();
+    Done d;
+    on(t, [&] { ASSERT_TRUE(och->submit(op, &Done::fn, &d).ok()); });
+    ASSERT_TRUE(poll_until([&] { return d.calls == 1; }));
+    EXPECT_TRUE(d.status.ok());
+    EXPECT_EQ(descriptors(), before);
+    ASSERT_TRUE(run(op).ok());
+    EXPECT_EQ(descriptors(), before + 1);
+
+    // The other Host's framework stops; this one keeps running.
+    bool stopped = false;
+    on(t, [&] {
+        put_channel(och);
+        fini([](void* c) { *static_cast<bool*>(c) = true; }, &stopped);
+    });
+    ASSERT_TRUE(poll_until([&] { return stopped; }));
+    EXPECT_TRUE(running());
+    ASSERT_TRUE(run(op).ok());
+    EXPECT_EQ(descriptors(), before + 2);
+    on(t, [&] { t->request_exit(); });
 }
 
 TEST_F(AccelIoatTest, OpsTheEngineCannotDoFallBackToSoftware) {

@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include <strata/base/random.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/io_device.h>
 #include <strata/runtime/task.h>
 
@@ -24,6 +24,8 @@ constexpr const char* kSuperXattr = "lvs_super";
 
 void examine(bdev::Bdev& b);
 
+// The module's state in one Host (one App): its control Thread and stores. Two Apps in one
+// process (two Python Worlds) each have their own, so their store names never meet.
 struct Globals {
     runtime::Thread* ctl = nullptr;
     std::vector<std::unique_ptr<Store>> stores;
@@ -31,13 +33,11 @@ struct Globals {
     std::vector<AsyncResult<bool>*> lock_waiters;
     std::atomic<uint32_t> examining{0};
     std::vector<AsyncResult<bool>*> examine_waiters;
-    uint64_t uuid_counter = 0;
 };
 
-Globals& g() {
-    static Globals s;
-    return s;
-}
+// The running Thread's Host's (or the HostScope's): every entry point runs on a Thread of the
+// App whose stores it names.
+Globals& g() { return runtime::current_host().get<Globals>(); }
 
 // ---- the operation lock ----
 
@@ -74,23 +74,6 @@ Task<Lock> lock() {
 // ---- helpers ----
 
 Error errorf(Errc c, std::string m) { return Error(c, std::move(m)); }
-
-std::string new_uuid(std::string_view salt) {
-    // Deterministic under the simulator (seeded by virtual time), distinct across stores.
-    Prng prng(std::hash<std::string_view>{}(salt) ^ (++g().uuid_counter * 0x9E3779B97F4A7C15ull) ^
-              (runtime::now_ns() * 0xBF58476D1CE4E5B9ull));
-    uint8_t b[16];
-    for (int i = 0; i < 16; i += 8) {
-        const uint64_t v = prng.next();
-        std::memcpy(b + i, &v, 8);
-    }
-    b[6] = static_cast<uint8_t>((b[6] & 0x0F) | 0x40);
-    b[8] = static_cast<uint8_t>((b[8] & 0x3F) | 0x80);
-    return fmt::format("{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-"
-                       "{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-                       b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-                       b[12], b[13], b[14], b[15]);
-}
 
 std::optional<std::string> xattr_string(const blob::Blob& b, std::string_view name) {
     auto v = b.get_xattr(name);
@@ -369,9 +352,11 @@ Task<Result<std::string>> adopt_blob(Store& s, blob::BlobId id, std::string name
     co_return uuid;
 }
 
-std::string fresh_uuid(std::string_view salt) {
+// Random per creation from the Host's PRNG (seeded from the simulator's seed under it, so a
+// seed replays the same UUIDs).
+std::string fresh_uuid() {
     for (;;) {
-        std::string u = new_uuid(salt);
+        std::string u = runtime::current_host().new_uuid();
         bool taken = bdev::find(u) != nullptr;
         for (auto& s : g().stores) taken = taken || s->uuid == u;
         if (!taken) return u;
@@ -420,7 +405,7 @@ Task<Result<std::string>> do_create_lvstore(LvsOptions o) {
     auto bs = co_await blob::BlobStore::init(o.bdev_name, bo);
     if (!bs.ok()) co_return bs.error();
     auto s = std::make_unique<Store>();
-    s->uuid = fresh_uuid(o.lvs_name);
+    s->uuid = fresh_uuid();
     s->name = o.lvs_name;
     s->base_bdev = o.bdev_name;
     s->bs = std::move(*bs);
@@ -620,7 +605,7 @@ Task<Result<std::string>> do_create_lvol(LvolOptions o) {
         co_return errorf(Errc::no_space,
                          fmt::format("lvstore {}: {} clusters wanted, {} free", st.name, n,
                                      info.free_clusters));
-    std::string uuid = fresh_uuid(o.lvol_name);
+    std::string uuid = fresh_uuid();
     blob::BlobOptions bo;
     bo.num_clusters = n;
     bo.thin_provision = o.thin_provision;
@@ -643,7 +628,7 @@ Task<Result<std::string>> do_snapshot(std::string lvol_name, std::string snapsho
     if (lvol_by_name(st, snapshot_name) != nullptr)
         co_return errorf(Errc::already_exists,
                          fmt::format("lvol {}/{} already exists", st.name, snapshot_name));
-    std::string uuid = fresh_uuid(snapshot_name);
+    std::string uuid = fresh_uuid();
     std::vector<blob::Xattr> xs;
     xs.push_back(xattr("name", snapshot_name));
     xs.push_back(xattr("uuid", uuid));
@@ -664,7 +649,7 @@ Task<Result<std::string>> do_clone(std::string snapshot_name, std::string clone_
     if (!(*l)->blob->is_read_only())
         co_return errorf(Errc::invalid_argument,
                          fmt::format("lvol {} is not read-only: clone a snapshot", snapshot_name));
-    std::string uuid = fresh_uuid(clone_name);
+    std::string uuid = fresh_uuid();
     std::vector<blob::Xattr> xs;
     xs.push_back(xattr("name", clone_name));
     xs.push_back(xattr("uuid", uuid));
@@ -698,7 +683,7 @@ Task<Result<std::string>> do_clone_bdev(std::string esnap, LvsRef ref, std::stri
             co_return errorf(Errc::invalid_argument,
                              fmt::format("bdev {} is an lvol of lvstore {}: use bdev_lvol_clone",
                                          b->name(), st.name));
-    std::string uuid = fresh_uuid(clone_name);
+    std::string uuid = fresh_uuid();
     std::vector<blob::Xattr> xs;
     xs.push_back(xattr("name", clone_name));
     xs.push_back(xattr("uuid", uuid));
@@ -882,7 +867,8 @@ void examine(bdev::Bdev& b) {
 template <class T>
 Task<T> on_ctl(Task<T> t) {
     runtime::Thread* caller = runtime::current_thread();
-    STRATA_ASSERT_MSG(g().ctl != nullptr, "lvol: set_control_thread was not called");
+    STRATA_ASSERT_MSG(g().ctl != nullptr,
+                      "lvol: this Host has no control Thread (set_control_thread)");
     co_await runtime::resume_on(*g().ctl);
     T result = co_await t;
     if (caller != nullptr) co_await runtime::resume_on(*caller);
@@ -891,7 +877,8 @@ Task<T> on_ctl(Task<T> t) {
 
 Task<void> on_ctl_void(Task<void> t) {
     runtime::Thread* caller = runtime::current_thread();
-    STRATA_ASSERT_MSG(g().ctl != nullptr, "lvol: set_control_thread was not called");
+    STRATA_ASSERT_MSG(g().ctl != nullptr,
+                      "lvol: this Host has no control Thread (set_control_thread)");
     co_await runtime::resume_on(*g().ctl);
     co_await t;
     if (caller != nullptr) co_await runtime::resume_on(*caller);
@@ -966,7 +953,9 @@ const char* clear_method_name(ClearMethod m) noexcept {
     return "?";
 }
 
-void set_control_thread(runtime::Thread& thread) noexcept { g().ctl = &thread; }
+void set_control_thread(runtime::Thread& thread) noexcept {
+    thread.host().get<Globals>().ctl = &thread;
+}
 
 Task<Result<std::string>> create_lvstore(LvsOptions o) { return on_ctl(do_create_lvstore(std::move(o))); }
 Task<Result<void>> delete_lvstore(LvsRef ref) { return on_ctl(do_delete_lvstore(std::move(ref))); }

@@ -88,9 +88,6 @@ Json lvol_json(const LvolInfo& i) {
 }
 
 void subsystem_fini(rpc::App& app, std::function<void()> done) {
-    // The module's state is process-wide: a second App (another Python World) registered
-    // later moved the control Thread to its own, which may be gone by now.
-    set_control_thread(app.thread());
     runtime::spawn(app.thread(), unload_all(), [done = std::move(done)] { done(); });
 }
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <strata/lvol/lvol.h>
+#include <strata/runtime/host.h>
 
 #include "vbdev_fixture.h"
 
@@ -663,6 +664,144 @@ TEST_F(LvolClearTest, EsnapCloneDegradedWhileItsBdevIsMissing) {
     EXPECT_EQ(lvol_entry("ec")["is_degraded"], false);
     EXPECT_TRUE(read_blocks(h, 2048, one).ok());
 }
+
+// Two Apps (two Python Worlds) in one process on one simulator: the lvol module's state
+// (control Thread, stores, operation lock) is each App's Host's, so each has its own "lvs0".
+class LvolTwoAppsTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(env::init().ok());
+        sim = std::make_unique<runtime::SimScheduler>(7, 2);
+        for (const char* name : {"a", "b"}) {
+            rpc::AppOptions o;
+            o.host_name = name;  // distinct Hosts' PRNGs: distinct UUIDs
+            auto& app = apps.emplace_back(std::make_unique<rpc::App>(*sim, std::move(o)));
+            {
+                runtime::HostScope scope(app->host());
+                rpc::register_all_modules(*app);
+            }
+            std::optional<Result<void>> started;
+            app->start([&](Result<void> r) { started = std::move(r); });
+            ASSERT_TRUE(poll_until([&] { return started.has_value(); }));
+            ASSERT_TRUE(started->ok()) << started->error().message();
+        }
+    }
+    void TearDown() override {
+        for (size_t i = 0; i < apps.size(); ++i) stop(i);
+        sim.reset();
+        EXPECT_EQ(env::dma_region_count(), 0u);
+        env::fini();
+    }
+    bool poll_until(const std::function<bool()>& pred) {
+        return sim->run_until(pred, sim->now_ns() + 30'000'000'000ull);
+    }
+    void stop(size_t i) {
+        if (!apps[i]) return;
+        apps[i]->request_stop();
+        EXPECT_TRUE(poll_until([&] { return apps[i]->stopped(); }));
+        apps[i].reset();
+    }
+    Json call(size_t i, const std::string& method, Json params = Json::object()) {
+        Json r = apps[i]->call_method(method, std::move(params));
+        EXPECT_TRUE(r.contains("result")) << "app " << i << ": " << method << ": " << r.dump();
+        return r.contains("result") ? r["result"] : Json();
+    }
+    // A malloc base, an lvstore on it and one lvol; returns the store's UUID.
+    std::string stack(size_t i, const std::string& base, uint64_t blocks, const std::string& lvs,
+                      const std::string& lvol, uint64_t mib) {
+        call(i, "bdev_malloc_create", {{"name", base}, {"num_blocks", blocks}, {"block_size", 512}});
+        EXPECT_EQ(call(i, "bdev_wait_for_examine"), true);
+        Json u = call(i, "bdev_lvol_create_lvstore",
+                      {{"bdev_name", base}, {"lvs_name", lvs}, {"cluster_sz", 1 << 20}});
+        Json l = call(i, "bdev_lvol_create", {{"lvol_name", lvol}, {"size_in_mib", mib},
+                                              {"lvs_name", lvs}});
+        EXPECT_TRUE(l.is_string());
+        return u.is_string() ? u.get<std::string>() : "";
+    }
+    Json lvol_names(size_t i) {
+        Json names = Json::array();
+        for (const Json& l : call(i, "bdev_lvol_get_lvols")) names.push_back(l["name"]);
+        return names;
+    }
+
+    std::unique_ptr<runtime::SimScheduler> sim;
+    std::vector<std::unique_ptr<rpc::App>> apps;
+};
+
+TEST_F(LvolTwoAppsTest, EachAppHasItsOwnStoreOfTheSameName) {
+    const std::string ua = stack(0, "MallocA", 65536, "lvs0", "x", 4);
+    const std::string ub = stack(1, "MallocB", 32768, "lvs0", "y", 2);
+    ASSERT_EQ(ua.size(), 36u);
+    ASSERT_EQ(ub.size(), 36u);
+    EXPECT_NE(ua, ub);
+    for (size_t i : {0u, 1u}) {
+        Json stores = call(i, "bdev_lvol_get_lvstores");
+        ASSERT_EQ(stores.size(), 1u) << i;
+        EXPECT_EQ(stores[0]["name"], "lvs0");
+        EXPECT_EQ(stores[0]["uuid"], i == 0 ? ua : ub);
+        EXPECT_EQ(stores[0]["base_bdev"], i == 0 ? "MallocA" : "MallocB");
+    }
+    EXPECT_EQ(lvol_names(0), Json::array({"x"}));
+    EXPECT_EQ(lvol_names(1), Json::array({"y"}));
+    // Each App's operations queue on its own lock and control Thread.
+    EXPECT_EQ(call(1, "bdev_lvol_rename_lvstore", {{"old_name", "lvs0"}, {"new_name", "lvs1"}}),
+              true);
+    EXPECT_EQ(call(0, "bdev_lvol_get_lvstores")[0]["name"], "lvs0");
+    EXPECT_EQ(call(1, "bdev_lvol_get_lvstores")[0]["name"], "lvs1");
+}
+
+// Needs the bdev registry per Host (the bdev change of issue 13): with it process-wide, the
+// same base name cannot exist in two Apps, and the App that stops first deletes the other's
+// bdevs with its own. Param: the first App stops first.
+class LvolTwoAppsStopTest : public LvolTwoAppsTest, public ::testing::WithParamInterface<bool> {
+protected:
+    // The App's bdev_malloc_create entries in its save_config.
+    Json malloc_config(size_t i) {
+        Json out = Json::array();
+        const Json saved = call(i, "save_config");
+        for (const Json& s : saved["subsystems"])
+            if (s["subsystem"] == "bdev")
+                for (const Json& e : s["config"])
+                    if (e["method"] == "bdev_malloc_create") out.push_back(e["params"]);
+        return out;
+    }
+};
+
+TEST_P(LvolTwoAppsStopTest, SameNamesEverywhereAndEitherStopsFirst) {
+    const std::string ua = stack(0, "Malloc0", 65536, "lvs0", "x", 4);
+    const std::string ub = stack(1, "Malloc0", 32768, "lvs0", "y", 2);
+    ASSERT_EQ(ua.size(), 36u);
+    ASSERT_EQ(ub.size(), 36u);
+    EXPECT_NE(ua, ub);
+    for (size_t i : {0u, 1u}) {
+        Json stores = call(i, "bdev_lvol_get_lvstores");
+        ASSERT_EQ(stores.size(), 1u) << i;
+        EXPECT_EQ(stores[0]["uuid"], i == 0 ? ua : ub);
+        EXPECT_EQ(stores[0]["base_bdev"], "Malloc0");
+    }
+    EXPECT_EQ(lvol_names(0), Json::array({"x"}));
+    EXPECT_EQ(lvol_names(1), Json::array({"y"}));
+    Json ma = malloc_config(0), mb = malloc_config(1);
+    ASSERT_EQ(ma.size(), 1u);
+    ASSERT_EQ(mb.size(), 1u);
+    EXPECT_EQ(ma[0]["num_blocks"], 65536);
+    EXPECT_EQ(mb[0]["num_blocks"], 32768);
+
+    // One App stops (its stores unload with it); the other's store keeps working.
+    const size_t first = GetParam() ? 0 : 1, other = 1 - first;
+    stop(first);
+    Json z = call(other, "bdev_lvol_create", {{"lvol_name", "z"}, {"size_in_mib", 1},
+                                              {"lvs_name", "lvs0"}});
+    EXPECT_TRUE(z.is_string());
+    EXPECT_EQ(lvol_names(other), Json::array({other == 0 ? "x" : "y", "z"}));
+    EXPECT_EQ(call(other, "bdev_lvol_get_lvstores")[0]["uuid"], other == 0 ? ua : ub);
+    EXPECT_EQ(call(other, "bdev_lvol_delete_lvstore", {{"lvs_name", "lvs0"}}), true);
+}
+
+INSTANTIATE_TEST_SUITE_P(StopOrder, LvolTwoAppsStopTest, ::testing::Bool(),
+                         [](const auto& info) {
+                             return info.param ? "FirstStopsFirst" : "SecondStopsFirst";
+                         });
 
 }  // namespace
 }  // namespace strata::bdev::testing

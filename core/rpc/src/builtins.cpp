@@ -1,5 +1,7 @@
 // Framework built-in RPC methods and the "log" subsystem.
 #include <algorithm>
+#include <optional>
+#include <set>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -7,6 +9,7 @@
 #include <strata/base/log.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
 #ifndef STRATA_VERSION_STRING
@@ -19,10 +22,21 @@ namespace {
 
 using PT = ParamType;
 
-// Strata has one log sink (stderr or the sink a harness installs), so the "print level" of
-// SPDK (stderr threshold, separate from the syslog level) is the same threshold. Kept as its
-// own value so scripts that set and read it back see what they set.
-std::atomic<int> g_print_level{static_cast<int>(LogLevel::notice)};
+// What this App's log RPCs set (a slot of its Host). The levels themselves are process-wide
+// (base/log.h: one sink, the process's stderr, and a threshold per log component), so two Apps
+// in one process share what is printed; each App's save_config writes what IT set, so a saved
+// config replays what that App asked for whatever another App set since
+// (docs/design/runtime.md, "What is process-wide").
+struct LogSettings {
+    std::optional<LogLevel> level;  // log_set_level; unset: save the process's level
+    // Strata has one log sink, so SPDK's "print level" (stderr threshold, separate from the
+    // syslog level) is the same threshold: kept as its own value so scripts that set and read
+    // it back see what they set.
+    LogLevel print_level = LogLevel::notice;
+    std::set<std::string> flags;  // components log_set_flag turned to debug, not cleared since
+};
+
+LogSettings& log_settings(App& app) { return app.host().get<LogSettings>(); }
 
 Json level_json(LogLevel l) { return Json(std::string(log_level_name(l))); }
 
@@ -72,20 +86,17 @@ void reg(App& app, MethodSpec spec) {
     STRATA_ASSERT_MSG(r.ok(), "built-in registration failed: %s", r.error().message().c_str());
 }
 
-void log_write_config(App&, Json& cfg) {
+void log_write_config(App& app, Json& cfg) {
+    const LogSettings& ls = log_settings(app);
     cfg.push_back({{"method", "log_set_level"},
-                   {"params", {{"level", level_json(log_global_level())}}}});
+                   {"params", {{"level", level_json(ls.level.value_or(log_global_level()))}}}});
     cfg.push_back({{"method", "log_set_print_level"},
-                   {"params", {{"level", level_json(static_cast<LogLevel>(g_print_level.load()))}}}});
-    for (LogComponent* c : log_components()) {
-        auto l = c->level();
-        if (l && *l == LogLevel::debug) {
-            cfg.push_back({{"method", "log_set_flag"}, {"params", {{"flag", c->name()}}}});
-        }
-    }
+                   {"params", {{"level", level_json(ls.print_level)}}}});
+    for (const std::string& flag : ls.flags)
+        cfg.push_back({{"method", "log_set_flag"}, {"params", {{"flag", flag}}}});
 }
 
-Result<void> set_flag(std::string_view flag, bool on) {
+Result<void> set_flag(LogSettings& ls, std::string_view flag, bool on) {
     std::vector<LogComponent*> targets;
     if (flag == "all") {
         targets = log_components();
@@ -97,8 +108,10 @@ Result<void> set_flag(std::string_view flag, bool on) {
     for (LogComponent* c : targets) {
         if (on) {
             c->set_level(LogLevel::debug);
+            ls.flags.insert(c->name());
         } else {
             c->set_level(std::nullopt);
+            ls.flags.erase(c->name());
         }
     }
     return {};
@@ -217,7 +230,7 @@ void register_builtins(App& app) {
                                 "ERROR, WARN, NOTICE, INFO or DEBUG (case-insensitive)",
                                 nullptr};
     reg(app, {"log_set_level", "Set the global log level.", {level_param}, Allowed::both, "log",
-              true, [](const Json& p, Responder r) {
+              true, [a](const Json& p, Responder r) {
                   auto l = log_level_parse(p["level"].get<std::string>());
                   if (!l) {
                       r.error(error_code::invalid_params,
@@ -226,6 +239,7 @@ void register_builtins(App& app) {
                       return;
                   }
                   log_set_global_level(*l);
+                  log_settings(*a).level = *l;
                   r.result(true);
               }});
     reg(app, {"log_get_level", "The global log level.", {}, Allowed::both, "log", true,
@@ -233,7 +247,7 @@ void register_builtins(App& app) {
     reg(app, {"log_set_print_level",
               "Set the print level (Strata has a single log sink: recorded and reported, and "
               "the global level decides what is printed).",
-              {level_param}, Allowed::both, "log", true, [](const Json& p, Responder r) {
+              {level_param}, Allowed::both, "log", true, [a](const Json& p, Responder r) {
                   auto l = log_level_parse(p["level"].get<std::string>());
                   if (!l) {
                       r.error(error_code::invalid_params,
@@ -241,18 +255,18 @@ void register_builtins(App& app) {
                               "INFO, DEBUG");
                       return;
                   }
-                  g_print_level = static_cast<int>(*l);
+                  log_settings(*a).print_level = *l;
                   r.result(true);
               }});
     reg(app, {"log_get_print_level", "The print level.", {}, Allowed::both, "log", true,
-              [](const Json&, Responder r) {
-                  r.result(level_json(static_cast<LogLevel>(g_print_level.load())));
+              [a](const Json&, Responder r) {
+                  r.result(level_json(log_settings(*a).print_level));
               }});
     const ParamSpec flag_param{"flag", PT::string, true,
                                "Log component name (see log_get_flags) or \"all\"", nullptr};
     reg(app, {"log_set_flag", "Enable debug logging for a component.", {flag_param},
-              Allowed::both, "log", true, [](const Json& p, Responder r) {
-                  auto res = set_flag(p["flag"].get<std::string>(), true);
+              Allowed::both, "log", true, [a](const Json& p, Responder r) {
+                  auto res = set_flag(log_settings(*a), p["flag"].get<std::string>(), true);
                   if (res) {
                       r.result(true);
                   } else {
@@ -261,8 +275,8 @@ void register_builtins(App& app) {
               }});
     reg(app, {"log_clear_flag",
               "Disable debug logging for a component (it follows the global level again).",
-              {flag_param}, Allowed::both, "log", true, [](const Json& p, Responder r) {
-                  auto res = set_flag(p["flag"].get<std::string>(), false);
+              {flag_param}, Allowed::both, "log", true, [a](const Json& p, Responder r) {
+                  auto res = set_flag(log_settings(*a), p["flag"].get<std::string>(), false);
                   if (res) {
                       r.result(true);
                   } else {

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 
 #include <strata/base/log.h>
 #include <strata/rpc/app.h>
@@ -174,6 +175,44 @@ TEST_F(AppTest, BuiltinsAnswerInSpdkShapes) {
     EXPECT_EQ(reactors["reactors"][1]["lw_threads"][0]["name"], "worker");
     EXPECT_EQ(rpc("framework_wait_init")["result"], true);
     EXPECT_EQ(rpc("framework_start_init")["error"]["code"], error_code::invalid_state);
+}
+
+// Log levels are process-wide (one sink), but what each App's log RPCs set is the App's: its
+// save_config replays what it asked for, whatever the other App set since.
+TEST_F(AppTest, TwoAppsSaveTheLogSettingsEachSet) {
+    make();
+    ASSERT_TRUE(start().ok());
+    AppOptions o;
+    o.host_name = "other";
+    App other(*sim, std::move(o));
+    register_builtins(other);
+    std::optional<Result<void>> started;
+    other.start([&](Result<void> r) { started = std::move(r); });
+    ASSERT_TRUE(sim->run_until([&] { return started.has_value(); }, sim->now_ns() + 10'000'000'000));
+    auto log_config = [](App& a) {
+        const Json saved = a.call_method("save_config");
+        for (const Json& s : saved["result"]["subsystems"])
+            if (s["subsystem"] == "log") return s["config"];
+        return Json();
+    };
+
+    EXPECT_EQ(rpc("log_set_level", {{"level", "INFO"}})["result"], true);
+    EXPECT_EQ(rpc("log_set_print_level", {{"level", "WARN"}})["result"], true);
+    EXPECT_EQ(rpc("log_set_flag", {{"flag", "app"}})["result"], true);
+    EXPECT_EQ(other.call_method("log_set_level", {{"level", "ERROR"}})["result"], true);
+    EXPECT_EQ(other.call_method("log_set_print_level", {{"level", "DEBUG"}})["result"], true);
+    EXPECT_EQ(log_global_level(), LogLevel::error);  // the process's: the last set
+    EXPECT_EQ(rpc("log_get_print_level")["result"], "WARN");
+    EXPECT_EQ(other.call_method("log_get_print_level")["result"], "DEBUG");
+    EXPECT_EQ(log_config(*app),
+              Json::parse(R"([{"method":"log_set_level","params":{"level":"INFO"}},
+                              {"method":"log_set_print_level","params":{"level":"WARN"}},
+                              {"method":"log_set_flag","params":{"flag":"app"}}])"));
+    EXPECT_EQ(log_config(other),
+              Json::parse(R"([{"method":"log_set_level","params":{"level":"ERROR"}},
+                              {"method":"log_set_print_level","params":{"level":"DEBUG"}}])"));
+    EXPECT_EQ(rpc("log_clear_flag", {{"flag", "app"}})["result"], true);
+    EXPECT_EQ(log_config(*app).size(), 2u);
 }
 
 TEST_F(AppTest, HandleRawLikeTheSocket) {

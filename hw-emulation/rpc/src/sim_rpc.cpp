@@ -4,7 +4,9 @@
 // sim_ioat_inject_fault / sim_ioat_clear_faults (I/OAT DMA channels for the accel ioat module).
 //
 // The emulated PCI bus and the device models live on their own Thread ("sim_devices"), created
-// at subsystem init; RPC handlers run on the app Thread and hop there by message.
+// by the first device; RPC handlers run on the app Thread and hop there by message. All of it is
+// per App (a slot of its runtime::Host): two Apps in one process (two Python Worlds, simulated
+// hosts of one cluster) each have their own bus, so each may put a device at the same address.
 #include <strata/hwemu/sim_rpc.h>
 
 #include <map>
@@ -20,6 +22,7 @@
 #include <strata/hwemu/nvme/controller.h>
 #include <strata/hwemu/pci/pci_bus.h>
 #include <strata/rpc/app.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
 namespace strata::hwemu {
@@ -59,6 +62,9 @@ struct DeviceKind {
 using NvmeKind = DeviceKind<nvme::Controller, nvme::ControllerConfig>;
 using IoatKind = DeviceKind<ioat::ChannelModel, ioat::ModelConfig>;
 
+// One App's emulated devices (a slot of its Host). The bus registers itself as the sim env
+// backend's PCI provider of the Host it is created in: the devices' Thread works for the App's
+// Host, so it is that Host's.
 struct SimDevices {
     rpc::App* app = nullptr;
     runtime::Thread* thread = nullptr;
@@ -67,9 +73,10 @@ struct SimDevices {
     IoatKind ioat{"I/OAT channel", {}, {}};
 };
 
+// The running Thread's Host's: handlers run on the app Thread, models on the devices' Thread,
+// both the App's.
 SimDevices& devices() {
-    static SimDevices d;
-    return d;
+    return runtime::current_host().get<SimDevices>();
 }
 
 Result<void> require_sim() {
@@ -81,7 +88,8 @@ Result<void> require_sim() {
                                  env::backend_name()));
     if (devices().thread == nullptr) {  // first device: its Thread
         if (devices().app == nullptr) return Error(Errc::shutdown, "the sim subsystem is not registered");
-        devices().thread = devices().app->scheduler().create_thread("sim_devices");
+        rpc::App& app = *devices().app;
+        devices().thread = app.scheduler().create_thread("sim_devices", -1, &app.host());
     }
     return {};
 }
@@ -171,10 +179,11 @@ Json ioat_config_json(const std::string& traddr, const ioat::ModelConfig& c) {
 Result<PciBus*> ensure_bus() {
     SimDevices& d = devices();
     if (!d.bus) {
-        // One emulated bus per process: a Python World's devices or a test may already own it.
+        // One emulated bus per Host: the World's own device API (bindings) or a test may already
+        // have put one in this App's Host.
         if (env::internal::sim_pci_provider() != nullptr)
             return Error(Errc::busy,
-                         "another emulated PCI bus is in use in this process (e.g. devices added "
+                         "another emulated PCI bus is in use in this App (e.g. devices added "
                          "with the Python World API); use one or the other");
         d.bus = std::make_unique<PciBus>();
     }
@@ -292,13 +301,13 @@ Result<void> ioat_may_remove(ioat::ChannelModel& m, const std::string& addr) {
 }  // namespace
 
 void register_sim_rpc_module(rpc::App& app) {
-    devices().app = &app;
+    app.host().get<SimDevices>().app = &app;
     (void)app.add_subsystem(rpc::Subsystem{
         "sim",
         {},
         nullptr,
-        [](rpc::App&, std::function<void()> done) {
-            SimDevices& d = devices();
+        [](rpc::App& a, std::function<void()> done) {
+            SimDevices& d = a.host().get<SimDevices>();
             if (d.thread == nullptr) {
                 done();
                 return;
@@ -315,10 +324,11 @@ void register_sim_rpc_module(rpc::App& app) {
                 done();
             });
         },
-        [](rpc::App&, Json& cfg) {
-            for (const auto& [addr, c] : devices().nvme.configs)
+        [](rpc::App& a, Json& cfg) {
+            SimDevices& d = a.host().get<SimDevices>();
+            for (const auto& [addr, c] : d.nvme.configs)
                 cfg.push_back({{"method", "sim_nvme_create"}, {"params", config_json(addr, c)}});
-            for (const auto& [addr, c] : devices().ioat.configs)
+            for (const auto& [addr, c] : d.ioat.configs)
                 cfg.push_back({{"method", "sim_ioat_create"}, {"params", ioat_config_json(addr, c)}});
         }});
 

@@ -90,7 +90,10 @@ struct LvolInfo {
     ClearMethod clear_method = ClearMethod::unmap;
 };
 
-// Where every operation (and every lvstore load found by examine) runs. Set before use.
+// Where every operation (and every lvstore load found by examine) runs. Set before use. The
+// module's state (control Thread, stores) is per runtime::Host: this sets `thread`'s Host's,
+// and an operation uses the Host it is called in (current_host()), so two Apps in one process
+// each have their own stores.
 void set_control_thread(runtime::Thread& thread) noexcept;
 
 // ---- lvstores (control Thread) ----
