@@ -1139,10 +1139,14 @@ TEST_F(NvmeModelTest, DmaStore32Release) {
     auto* mem = static_cast<uint32_t*>(alloc(4096));
     DmaPort& dma = ctrl->function().dma();
     const uint64_t faults = dma.fault_count();
-    EXPECT_TRUE(dma.store32_release(iova(mem) + 8, 0xA5A5F00Du).ok());
-    EXPECT_EQ(mem[2], 0xA5A5F00Du);
-    EXPECT_EQ(dma.store32_release(iova(mem) + 2, 1).code(), Errc::invalid_argument);
-    EXPECT_EQ(dma.store32_release(0x1000, 1).code(), Errc::dma_fault);
+    const uint64_t at = iova(mem) + 8;
+    // On the model's Thread, as its poller would: a fault's log line reads the simulated clock.
+    on(threads[1], [&] {
+        EXPECT_TRUE(dma.store32_release(at, 0xA5A5F00Du).ok());
+        EXPECT_EQ(mem[2], 0xA5A5F00Du);
+        EXPECT_EQ(dma.store32_release(at - 6, 1).code(), Errc::invalid_argument);
+        EXPECT_EQ(dma.store32_release(0x1000, 1).code(), Errc::dma_fault);
+    });
     EXPECT_EQ(dma.fault_count(), faults + 2);
 }
 
