@@ -18,6 +18,7 @@
 #include <strata/env/env.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
 namespace {
@@ -91,6 +92,8 @@ struct World {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static World* w = new World();  // one world for the whole run (intentionally leaked)
     if (size > 4096) return 0;
+    // bdev::find/list below reach the App's bdevs only inside its Host.
+    strata::runtime::HostScope scope(w->app->host());
     w->setup();
     std::istringstream in(std::string(reinterpret_cast<const char*>(data), size));
     std::string line;
