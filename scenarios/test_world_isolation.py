@@ -154,3 +154,23 @@ def test_trace_hash_notices_an_rpc_reply_and_a_perturbed_step(seed):
     assert run(False) == base
     assert run(True)[0] != base[0], "a different interleaving must change the trace hash"
     assert run(False, name="N")[1] != base[1], "a different RPC reply must change the events"
+
+
+def test_device_commands_are_in_the_trace(seed):
+    with strata.World(seed=seed) as w:
+        w.rpc("sim_nvme_create", traddr=ADDR,
+              namespaces=[{"nsid": 1, "num_blocks": 2048, "block_size": 512}])
+        w.rpc("bdev_malloc_create", name="M", num_blocks=64, block_size=512)
+        w.rpc("bdev_nvme_attach_controller", name="Nvme0", trtype="PCIe", traddr=ADDR)
+        assert w.event_count("device_cmd") > 0, "attaching ran admin commands"
+        before = (w.event_count("device_cmd"), w.event_count("bdev_io"))
+        w.bdev("M").write(0, b"\x01" * 512)
+        assert w.event_count("bdev_io") >= before[1] + 1  # (+ examine's reads, if still going)
+        w.bdev("Nvme0n1").write(0, b"\x01" * 512)
+        # The model's write, and the I/O queue created and deleted for the Python channel.
+        assert w.event_count("device_cmd") > before[0]
+        assert w.event_count("bdev_io") >= before[1] + 2
+        w.rpc("bdev_get_bdevs")
+        assert w.event_count("rpc_reply") > 0
+        with pytest.raises(ValueError, match="unknown event kind"):
+            w.event_count("nope")

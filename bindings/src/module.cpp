@@ -31,7 +31,9 @@ PYBIND11_MODULE(_strata, m) {
              "bdev I/O with a checksum of read data, RPC replies, device commands); equal seeds "
              "and workloads give equal hashes, and it does not start from the seed")
         .def("event_hash", &World::event_hash, "hash of the stack's recorded events alone")
-        .def("event_count", &World::event_count, "number of events recorded so far")
+        .def("event_count", &World::event_count, pyb::arg("kind") = pyb::none(),
+             "number of events recorded so far, all or of one kind (bdev_io, rpc_reply, "
+             "device_cmd, user)")
         .def("trace_user_event", &World::trace_user_event, pyb::arg("value"),
              "folds a harness event into the trace (on the app Thread)")
         .def("perturb_next_choice", &World::perturb_next_choice,

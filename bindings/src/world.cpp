@@ -254,6 +254,19 @@ void World::post_marks(const std::vector<std::string>& threads, uint32_t count) 
     if (!failed.empty()) throw std::runtime_error(failed);
 }
 
+uint64_t World::event_count(std::optional<std::string> kind) const {
+    if (!kind) return sched_->event_count();
+    static constexpr std::pair<const char*, runtime::TraceKind> kKinds[] = {
+        {"bdev_io", runtime::TraceKind::bdev_io},
+        {"rpc_reply", runtime::TraceKind::rpc_reply},
+        {"device_cmd", runtime::TraceKind::device_cmd},
+        {"user", runtime::TraceKind::user}};
+    for (const auto& [name, k] : kKinds)
+        if (*kind == name) return sched_->event_count(k);
+    throw pybind11::value_error("unknown event kind '" + *kind +
+                                "' (bdev_io, rpc_reply, device_cmd, user)");
+}
+
 void World::trace_user_event(uint64_t value) {
     check_open();
     Guard g(*this);

@@ -42,7 +42,8 @@ public:
     uint64_t steps() const { return sched_->sim_stats().steps; }
     uint64_t trace_hash() const { return sched_->trace_hash(); }
     uint64_t event_hash() const { return sched_->event_hash(); }
-    uint64_t event_count() const { return sched_->event_count(); }
+    // All events, or those of one kind ("bdev_io", "rpc_reply", "device_cmd", "user").
+    uint64_t event_count(std::optional<std::string> kind) const;
     // Harness probe: folds a user event into the trace (tests perturb a run with it).
     void trace_user_event(uint64_t value);
     void perturb_next_choice() { sched_->perturb_next_choice(); }
@@ -71,7 +72,7 @@ public:
     pybind11::list take_marks();
 
     // Emulated PCI devices (hw-emulation) on this World's bus, driven as a driver would.
-    // One World per process may own the bus at a time (the sim backend has one bus).
+    // Each World has its own bus (its Host's), so devices may share an address across Worlds.
     void add_copy_engine(const std::string& address);
     pybind11::list pci_functions();
     uint64_t dma_fault_count(std::optional<std::string> address);

@@ -43,6 +43,7 @@ void trace_event(TraceKind kind, uint64_t a, uint64_t b, uint64_t c) noexcept {
     h.add(b);
     h.add(c);
     ++t->event_trace_->count;
+    ++t->event_trace_->by_kind[static_cast<uint64_t>(kind) & 7];
 }
 
 Thread::Thread(Scheduler& scheduler, Host& host, uint32_t id, uint32_t reactor, std::string name,

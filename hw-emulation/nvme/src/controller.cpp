@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <strata/base/log.h>
+#include <strata/runtime/thread.h>
 
 #include "model.h"
 
@@ -849,6 +850,12 @@ void ControllerImpl::run_command(Command& c) {
     } else {
         status = exec_io(c);
     }
+    // The command as the device saw it, for the simulator's trace hash (free in real mode).
+    runtime::trace_event(runtime::TraceKind::device_cmd,
+                         uint64_t{c.sqe.opc} | (uint64_t{c.sqid} << 8) | (uint64_t{status} << 24) |
+                             (uint64_t{c.drop} << 40),
+                         uint64_t{c.sqe.nsid} | (uint64_t{c.sqe.cdw10} << 32),
+                         uint64_t{c.sqe.cdw11} | (uint64_t{c.sqe.cdw12} << 32));
     if (removed_.load(std::memory_order_acquire)) return;
     if (c.drop) {
         bump(counters_.dropped_completions);

@@ -157,6 +157,9 @@ public:
     // Only the events part, and how many events were recorded.
     uint64_t event_hash() const noexcept { return events_.hash.value(); }
     uint64_t event_count() const noexcept { return events_.count; }
+    uint64_t event_count(TraceKind kind) const noexcept {
+        return events_.by_kind[static_cast<uint64_t>(kind) & 7];
+    }
     const SimStats& sim_stats() const noexcept { return stats_; }
     Prng& prng() noexcept { return prng_; }  // for simulated models that need randomness
 

@@ -57,6 +57,7 @@ void trace_event(TraceKind kind, uint64_t a = 0, uint64_t b = 0, uint64_t c = 0)
 struct EventTrace {
     TraceHash hash;
     uint64_t count = 0;
+    uint64_t by_kind[8] = {};  // indexed by TraceKind
 };
 
 struct ThreadStats {
