@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <strata/lvol/lvol.h>
+#include <strata/rpc/sim_apps.h>
 #include <strata/runtime/host.h>
 
 #include "vbdev_fixture.h"
@@ -667,44 +668,11 @@ TEST_F(LvolClearTest, EsnapCloneDegradedWhileItsBdevIsMissing) {
 
 // Two Apps (two Python Worlds) in one process on one simulator: the lvol module's state
 // (control Thread, stores, operation lock) is each App's Host's, so each has its own "lvs0".
-class LvolTwoAppsTest : public ::testing::Test {
+class LvolTwoAppsTest : public rpc::testing::SimAppsTest {
 protected:
     void SetUp() override {
-        ASSERT_TRUE(env::init().ok());
-        sim = std::make_unique<runtime::SimScheduler>(7, 2);
-        for (const char* name : {"a", "b"}) {
-            rpc::AppOptions o;
-            o.host_name = name;  // distinct Hosts' PRNGs: distinct UUIDs
-            auto& app = apps.emplace_back(std::make_unique<rpc::App>(*sim, std::move(o)));
-            {
-                runtime::HostScope scope(app->host());
-                rpc::register_all_modules(*app);
-            }
-            std::optional<Result<void>> started;
-            app->start([&](Result<void> r) { started = std::move(r); });
-            ASSERT_TRUE(poll_until([&] { return started.has_value(); }));
-            ASSERT_TRUE(started->ok()) << started->error().message();
-        }
-    }
-    void TearDown() override {
-        for (size_t i = 0; i < apps.size(); ++i) stop(i);
-        sim.reset();
-        EXPECT_EQ(env::dma_region_count(), 0u);
-        env::fini();
-    }
-    bool poll_until(const std::function<bool()>& pred) {
-        return sim->run_until(pred, sim->now_ns() + 30'000'000'000ull);
-    }
-    void stop(size_t i) {
-        if (!apps[i]) return;
-        apps[i]->request_stop();
-        EXPECT_TRUE(poll_until([&] { return apps[i]->stopped(); }));
-        apps[i].reset();
-    }
-    Json call(size_t i, const std::string& method, Json params = Json::object()) {
-        Json r = apps[i]->call_method(method, std::move(params));
-        EXPECT_TRUE(r.contains("result")) << "app " << i << ": " << method << ": " << r.dump();
-        return r.contains("result") ? r["result"] : Json();
+        start_sim(7);
+        for (const char* name : {"a", "b"}) add_app(name);
     }
     // A malloc base, an lvstore on it and one lvol; returns the store's UUID.
     std::string stack(size_t i, const std::string& base, uint64_t blocks, const std::string& lvs,
@@ -723,9 +691,6 @@ protected:
         for (const Json& l : call(i, "bdev_lvol_get_lvols")) names.push_back(l["name"]);
         return names;
     }
-
-    std::unique_ptr<runtime::SimScheduler> sim;
-    std::vector<std::unique_ptr<rpc::App>> apps;
 };
 
 TEST_F(LvolTwoAppsTest, EachAppHasItsOwnStoreOfTheSameName) {
@@ -750,9 +715,9 @@ TEST_F(LvolTwoAppsTest, EachAppHasItsOwnStoreOfTheSameName) {
     EXPECT_EQ(call(1, "bdev_lvol_get_lvstores")[0]["name"], "lvs1");
 }
 
-// Needs the bdev registry per Host (the bdev change of issue 13): with it process-wide, the
-// same base name cannot exist in two Apps, and the App that stops first deletes the other's
-// bdevs with its own. Param: the first App stops first.
+// The same base and store names in both Apps (the bdev registry is per Host: were it
+// process-wide, the second Malloc0 would be refused and the App that stops first would delete
+// the other's bdevs with its own). Param: the first App stops first.
 class LvolTwoAppsStopTest : public LvolTwoAppsTest, public ::testing::WithParamInterface<bool> {
 protected:
     // The App's bdev_malloc_create entries in its save_config.

@@ -16,6 +16,7 @@
 #include <strata/rpc/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
+#include <strata/rpc/sim_apps.h>
 
 namespace strata::hwemu {
 namespace {
@@ -25,49 +26,9 @@ using Json = nlohmann::json;
 constexpr const char* kAddr = "0000:05:00.0";
 
 // Apps on one simulator (as two Python Worlds, or simulated hosts of one cluster).
-class SimRpcTest : public ::testing::Test {
+class SimRpcTest : public rpc::testing::SimAppsTest {
 protected:
-    void SetUp() override {
-        ASSERT_TRUE(env::init().ok());
-        sim = std::make_unique<runtime::SimScheduler>(3, 2);
-    }
-    void TearDown() override {
-        for (size_t i = 0; i < apps.size(); ++i) stop(i);
-        sim.reset();
-        EXPECT_EQ(env::dma_region_count(), 0u);
-        env::fini();
-    }
-    size_t add_app(const std::string& name) {
-        rpc::AppOptions o;
-        o.host_name = name;
-        auto& app = apps.emplace_back(std::make_unique<rpc::App>(*sim, std::move(o)));
-        {
-            runtime::HostScope scope(app->host());
-            rpc::register_all_modules(*app);
-        }
-        std::optional<Result<void>> started;
-        app->start([&](Result<void> r) { started = std::move(r); });
-        EXPECT_TRUE(poll_until([&] { return started.has_value(); }));
-        EXPECT_TRUE(started && started->ok()) << (started ? started->error().message() : "");
-        return apps.size() - 1;
-    }
-    bool poll_until(const std::function<bool()>& pred) {
-        return sim->run_until(pred, sim->now_ns() + 30'000'000'000ull);
-    }
-    void stop(size_t i) {
-        if (!apps[i]) return;
-        apps[i]->request_stop();
-        EXPECT_TRUE(poll_until([&] { return apps[i]->stopped(); }));
-        apps[i].reset();
-    }
-    Json rpc(size_t i, const std::string& method, Json params = Json::object()) {
-        return apps[i]->call_method(method, std::move(params));
-    }
-    Json call(size_t i, const std::string& method, Json params = Json::object()) {
-        Json r = rpc(i, method, std::move(params));
-        EXPECT_TRUE(r.contains("result")) << "app " << i << ": " << method << ": " << r.dump();
-        return r.contains("result") ? r["result"] : Json();
-    }
+    void SetUp() override { start_sim(3); }
     Json create_nvme(size_t i, const std::string& serial) {
         return call(i, "sim_nvme_create",
                     {{"traddr", kAddr},
@@ -92,8 +53,6 @@ protected:
         return out;
     }
 
-    std::unique_ptr<runtime::SimScheduler> sim;
-    std::vector<std::unique_ptr<rpc::App>> apps;
 };
 
 TEST_F(SimRpcTest, CreateListSaveDelete) {
@@ -115,9 +74,8 @@ TEST_F(SimRpcTest, CreateListSaveDelete) {
     EXPECT_TRUE(sim_config(a).empty());
 }
 
-// Needs the sim env backend per Host (the env change of issue 13: set_sim_pci_provider
-// registers for runtime::current_host()): with one process-wide provider the second App's bus
-// is refused. Each App puts a device at the same address on its own bus; deleting one leaves
+// Each App puts a device at the same address on its own bus (the sim PCI provider is per Host:
+// with one process-wide provider the second App's bus would be refused); deleting one leaves
 // the other's. Param: the first App stops first.
 class SimRpcTwoAppsTest : public SimRpcTest, public ::testing::WithParamInterface<bool> {};
 
