@@ -10,7 +10,6 @@
 
 namespace strata::env {
 
-STRATA_LOG_COMPONENT(env);
 
 namespace internal {
 
@@ -37,7 +36,12 @@ std::unique_ptr<internal::Backend> g_backend;  // under g_mu for changes
 std::atomic<internal::Backend*> g_running{nullptr};
 std::atomic<int64_t> g_regions{0};  // DMA regions over every Host
 std::atomic<int64_t> g_claims{0};   // claimed PCI functions over every Host
+std::atomic<int64_t> g_abandoned{0};  // of g_regions, those given up to a device (dma_abandon)
 }  // namespace
+
+void detail::count_abandoned(int64_t delta) noexcept {
+    g_abandoned.fetch_add(delta, std::memory_order_relaxed);
+}
 
 void detail::count_regions(int64_t delta) noexcept {
     g_regions.fetch_add(delta, std::memory_order_relaxed);
@@ -82,9 +86,13 @@ void fini() {
     std::lock_guard lock(g_mu);
     if (!g_backend) return;
     // Every Host's, not only the caller's: the backend under them all stops.
-    int64_t left = g_regions.load(std::memory_order_relaxed);
+    const int64_t abandoned = g_abandoned.load(std::memory_order_relaxed);
+    int64_t left = g_regions.load(std::memory_order_relaxed) - abandoned;
     STRATA_ASSERT_MSG(left == 0, "env::fini with %lld DMA regions still allocated/registered",
                       static_cast<long long>(left));
+    if (abandoned != 0)
+        STRATA_ERRLOG(log_env, "env::fini: {} DMA region(s) abandoned to devices stay allocated",
+                      abandoned);
     int64_t claimed = g_claims.load(std::memory_order_relaxed);
     STRATA_ASSERT_MSG(claimed == 0, "env::fini with %lld PCI functions still claimed",
                       static_cast<long long>(claimed));

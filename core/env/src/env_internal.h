@@ -7,9 +7,14 @@
 #include <mutex>
 #include <set>
 
+#include <strata/base/log.h>
 #include <strata/env/internal/backend.h>
 #include <strata/env/internal/iova_map.h>
 #include <strata/runtime/host.h>
+
+namespace strata::env {
+STRATA_LOG_COMPONENT(env);  // log_env, shared by env's sources
+}  // namespace strata::env
 
 namespace strata::env::detail {
 
@@ -19,6 +24,7 @@ internal::Backend& backend();
 // DMA regions and claimed PCI functions over every Host of the process: the backend is one per
 // process, and env::fini() must not stop it under any Host's memory or functions.
 void count_regions(int64_t delta) noexcept;
+void count_abandoned(int64_t delta) noexcept;  // abandoned regions over every Host
 void count_claims(int64_t delta) noexcept;
 
 }  // namespace strata::env::detail
@@ -45,6 +51,7 @@ struct HostEnv {
     std::mutex claim_mu;
     std::set<PciAddress> claimed;  // under claim_mu
     std::atomic<SimPciProvider*> provider{nullptr};
+    std::set<uintptr_t> abandoned;  // dma_abandon'ed allocations (under mem_mu)
 };
 
 // The current Host's env state (runtime::current_host()).

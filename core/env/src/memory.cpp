@@ -55,8 +55,25 @@ void dma_free(void* ptr) noexcept {
                       "another Host)",
                       ptr, he.host.name().c_str());
     (void)he.map.erase(r.vaddr);
+    if (he.abandoned.erase(r.vaddr) != 0) detail::count_abandoned(-1);
     detail::count_regions(-1);
     be.dma_free(ptr, r.len, r.backend_cookie);
+}
+
+void dma_abandon(void* ptr) noexcept {
+    if (!ptr) return;
+    HostEnv& he = internal::host_env();
+    std::lock_guard lock(he.mem_mu);
+    Region r;
+    const uintptr_t va = reinterpret_cast<uintptr_t>(ptr);
+    if (!he.map.find_vaddr(va, &r) || r.vaddr != va || r.kind != RegionKind::allocation) return;
+    if (he.abandoned.insert(va).second) detail::count_abandoned(1);
+}
+
+size_t dma_abandoned_count() noexcept {
+    HostEnv& he = internal::host_env();
+    std::lock_guard lock(he.mem_mu);
+    return he.abandoned.size();
 }
 
 Result<void> register_memory(void* addr, size_t len) {

@@ -600,6 +600,8 @@ runtime::PollStatus ChannelImpl::detach_step() noexcept {
                   info_.address.to_string(), opts_.detach_timeout_us,
                   size_t{opts_.ring_size} * spec::descriptor_size_bytes + 64);
     ring_kept_ = true;
+    env::dma_abandon(ring_);  // the App's teardown reports them rather than asserting
+    env::dma_abandon(comp_);
     state_ = State::detached;
     finish_detach(DetachResult{
         Status(Errc::timeout, "ioat: channel reset not confirmed, ring kept"), true});

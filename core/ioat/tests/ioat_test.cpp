@@ -816,6 +816,7 @@ TEST_F(IoatDriverTest, DetachWaitsForTheChannelResetBeforeFreeingTheRing) {
     EXPECT_EQ(d.model_resets_then, resets + 1);
     EXPECT_EQ(d.regions_then, regions - 2);
     EXPECT_EQ(env::dma_region_count(), regions - 2);
+    EXPECT_EQ(env::dma_abandoned_count(), 0u);
     EXPECT_FALSE(model->function().claimed());
     EXPECT_TRUE(ch->detached());
     EXPECT_FALSE(ch->ring_leaked());
@@ -849,6 +850,7 @@ TEST_F(IoatDriverTest, DetachTimesOutOnAStuckResetAndKeepsTheRing) {
     EXPECT_GE(waited, 50'000'000u);
     EXPECT_LT(waited, 60'000'000u);
     EXPECT_EQ(env::dma_region_count(), regions);  // nothing freed
+    EXPECT_EQ(env::dma_abandoned_count(), 2u);     // ring and completion word, reported as such
     EXPECT_EQ(d.regions_then, regions);
     EXPECT_EQ(model->stats().resets, 1u);  // the detach reset was never applied
     EXPECT_EQ(ch->stats().detach_timeouts, 1u);

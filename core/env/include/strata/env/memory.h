@@ -60,8 +60,15 @@ Result<std::vector<IovaSegment>> translate(const void* addr, size_t len);
 Status translate(const void* addr, size_t len, std::span<IovaSegment> out, size_t* count) noexcept;
 
 // Number of live DMA regions (allocations + registrations) of the current Host; tests check for
-// leaks with it.
+// leaks with it. Abandoned allocations (below) count: they are still mapped.
 size_t dma_region_count() noexcept;
+
+// Gives up a dma_alloc buffer that a device may still write (a DMA engine that never confirmed
+// its reset): it stays allocated and mapped, and the Host's teardown and env::fini() report it at
+// error level instead of asserting on a leak. dma_free may still free it later (once the device
+// confirmed after all). Unknown pointers are ignored.
+void dma_abandon(void* ptr) noexcept;
+size_t dma_abandoned_count() noexcept;  // of the current Host
 
 // A fixed-size DMA buffer cache owned by one runtime::Thread (typically inside an IoChannel):
 // get()/put() take no lock and allocate only when the cache is empty. At most `capacity` free
