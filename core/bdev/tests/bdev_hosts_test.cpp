@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <strata/bdev/bdev.h>
+#include <strata/bdev/io_fixture.h>
 #include <strata/bdev/module.h>
 #include <strata/env/env.h>
 #include <strata/env/memory.h>
@@ -28,15 +29,7 @@ namespace {
 
 using Json = nlohmann::json;
 
-struct Done {
-    int calls = 0;
-    IoStatus status;
-    static void cb(void* c, const IoStatus& s) {
-        auto* d = static_cast<Done*>(c);
-        ++d->calls;
-        d->status = s;
-    }
-};
+using testing::Done;
 
 // One simulated App with every module, and a worker Thread of its Host for I/O.
 class World {
