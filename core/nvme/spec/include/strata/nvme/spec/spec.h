@@ -4,6 +4,7 @@
 
 #include <strata/nvme/spec/bits.h>
 #include <strata/nvme/spec/cdw.h>
+#include <strata/nvme/spec/fabrics.h>
 #include <strata/nvme/spec/commands.h>
 #include <strata/nvme/spec/identify.h>
 #include <strata/nvme/spec/log_pages.h>
