@@ -188,8 +188,7 @@ public:
     bool has_news() const noexcept {
         if (conn_ == nullptr) return true;
         const Pipe& p = conn_->pipe[1 - side_];
-        return p.delivered > p.read || p.fin_delivered || conn_->err[side_] != nullptr ||
-               !conn_->connecting;
+        return p.delivered > p.read || p.fin_delivered || conn_->err[side_] != nullptr;
     }
     void notify() noexcept {
         if (group_ != nullptr) group_->mark_ready(*this);
