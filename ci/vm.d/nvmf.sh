@@ -1,0 +1,306 @@
+# NVMe over TCP interop in the ci/vm guest, sourced by /init (busybox sh; uses its say and step).
+# Every check prints one "STRATA-VM: <check> PASS|FAIL|SKIP (...)" line that ci/vm greps:
+#   nvmf-setup           the kernel's NVMe/TCP host and target modules (ci/vm copies them in
+#                        dependency order, from modprobe --show-depends), lo up, configfs
+#   nvmf-kernel          Linux initiator -> Linux target (nvmet over configfs, a memory-backed
+#                        null_blk on 127.0.0.1:4420): connect through /dev/nvme-fabrics, a 1 MiB
+#                        pattern written with O_DIRECT, read back and compared, disconnect
+#   nvmf-kernel-discovery   the same target's discovery controller (nvme discover with nvme-cli
+#                        when ci/vm found it on the host, a raw discovery connect otherwise)
+#   nvmf-strata-identify    Strata initiator -> Linux target: strata-nvme-identify -r 'trtype:TCP ...'
+#   nvmf-strata-verify      Strata initiator -> Linux target: bdevperf -w verify over bdev_nvme (TCP)
+#   nvmf-tgt             Linux initiator -> strata-tgt (a malloc bdev on 127.0.0.1:4421, set up by
+#                        a JSON config): connect, pattern, read back, compare, disconnect
+#   nvmf-tgt-discovery   strata-tgt's discovery service, through the kernel
+# The Strata checks print SKIP, not FAIL, while the binaries lack NVMe/TCP: the initiator's
+# "(PCIe only)" refusal of trtype TCP, or a strata-tgt that knows no 'nvmf' subsystem /
+# nvmf_* method. Once the binaries have it, any failure is a FAIL.
+
+NVMF_KNQN=nqn.2026-12.io.strata:vm-nvmet
+NVMF_SNQN=nqn.2026-12.io.strata:vm-tgt
+NVMF_DNQN=nqn.2014-08.org.nvmexpress.discovery
+NVMF_KPORT=4420
+NVMF_SPORT=4421
+NVMF_SERIAL=STRATAVMTGT0001
+NVMF_CFS=/sys/kernel/config/nvmet
+NVMF_SECONDS=${SECONDS_PER_RUN:-2}
+
+# nvmf_connect OPTIONS: a fabrics connect through /dev/nvme-fabrics (what nvme-cli does: write
+# the options, read "instance=N,cntlid=M" back on the same descriptor); prints N.
+nvmf_connect() {
+    exec 3<>/dev/nvme-fabrics || return 1
+    if ! printf '%s' "$1" >&3 2>/tmp/nvmf-connect.err; then
+        exec 3>&-
+        return 1
+    fi
+    reply=
+    read -r reply <&3
+    exec 3>&-
+    case "$reply" in
+    instance=*) reply="${reply#instance=}"; echo "${reply%%,*}" ;;
+    *) echo "unexpected reply '$reply'" >/tmp/nvmf-connect.err; return 1 ;;
+    esac
+}
+
+# nvmf_disconnect N: deletes controller nvmeN and waits for it to go.
+nvmf_disconnect() {
+    [ -e "/sys/class/nvme/nvme$1/delete_controller" ] || return 1
+    echo 1 > "/sys/class/nvme/nvme$1/delete_controller" || return 1
+    i=0
+    while [ -e "/sys/class/nvme/nvme$1" ] && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    [ ! -e "/sys/class/nvme/nvme$1" ]
+}
+
+# nvmf_ns_dev N: the block device of controller nvmeN's first namespace, waiting for it (with
+# native multipath, nvme-core's default here, the disk is the subsystem's nvmeSnI head and the
+# controller only has the hidden path nvmeScNnI).
+nvmf_ns_dev() {
+    i=0
+    while [ "$i" -lt 50 ]; do
+        for e in /sys/class/nvme/nvme$1/nvme*n*; do
+            [ -e "$e" ] || continue
+            name=$(basename "$e")
+            head=$(echo "$name" | sed "s/c$1n/n/")
+            if [ -b "/dev/$head" ]; then echo "/dev/$head"; return 0; fi
+        done
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# nvmf_pattern DEV: writes 1 MiB of random data at 4 KiB block 100 with O_DIRECT, reads it back
+# with O_DIRECT, compares. Prints what failed.
+nvmf_pattern() {
+    dd if=/dev/urandom of=/tmp/nvmf-pattern bs=4096 count=256 2>/dev/null
+    if ! dd if=/tmp/nvmf-pattern of="$1" bs=4096 count=256 seek=100 oflag=direct conv=fsync \
+        2>/tmp/nvmf-dd.err; then
+        echo "write to $1 failed: $(tail -n1 /tmp/nvmf-dd.err)"
+        return 1
+    fi
+    if ! dd if="$1" of=/tmp/nvmf-readback bs=4096 count=256 skip=100 iflag=direct \
+        2>/tmp/nvmf-dd.err; then
+        echo "read from $1 failed: $(tail -n1 /tmp/nvmf-dd.err)"
+        return 1
+    fi
+    if ! cmp -s /tmp/nvmf-pattern /tmp/nvmf-readback; then
+        echo "miscompare on $1: $(cmp /tmp/nvmf-pattern /tmp/nvmf-readback 2>&1 | head -n1)"
+        return 1
+    fi
+    echo "1 MiB pattern written and read back on $1"
+}
+
+# nvmf_kernel_io NAME ADDR PORT NQN [SERIAL]: the Linux initiator's check against a target.
+nvmf_kernel_io() {
+    name=$1
+    if ! inst=$(nvmf_connect "transport=tcp,traddr=$2,trsvcid=$3,nqn=$4"); then
+        say "$name FAIL (connect to $2:$3 $4: $(cat /tmp/nvmf-connect.err 2>/dev/null | tail -n1); $(dmesg | grep -i nvme | tail -n1))"
+        return 1
+    fi
+    ctrl=/sys/class/nvme/nvme$inst
+    info="nvme$inst: $(cat "$ctrl/transport" 2>/dev/null) $(cat "$ctrl/address" 2>/dev/null | tr '\n' ' ')model '$(cat "$ctrl/model" 2>/dev/null | sed 's/ *$//')'"
+    if [ -n "${5:-}" ] && [ "$(sed 's/ *$//' "$ctrl/serial" 2>/dev/null)" != "$5" ]; then
+        say "$name FAIL ($info: serial '$(cat "$ctrl/serial" 2>/dev/null)', expected '$5')"
+        nvmf_disconnect "$inst"
+        return 1
+    fi
+    if ! dev=$(nvmf_ns_dev "$inst"); then
+        say "$name FAIL ($info: no namespace block device appeared)"
+        nvmf_disconnect "$inst"
+        return 1
+    fi
+    if ! out=$(nvmf_pattern "$dev"); then
+        say "$name FAIL ($info: $out)"
+        nvmf_disconnect "$inst"
+        return 1
+    fi
+    if ! nvmf_disconnect "$inst"; then
+        say "$name FAIL ($info: $out; nvme$inst still there after delete_controller)"
+        return 1
+    fi
+    say "$name PASS ($info; $out; disconnected)"
+}
+
+# nvmf_discovery NAME ADDR PORT WANT_NQN: the kernel's discovery. With nvme-cli: nvme discover
+# must list WANT_NQN. Without: a connect to the discovery NQN must give a controller that
+# reports it, then a disconnect.
+nvmf_discovery() {
+    name=$1
+    if [ -x /strata/nvme ]; then
+        if ! nvme discover -t tcp -a "$2" -s "$3" > "/tmp/$name.out" 2>&1; then
+            cat "/tmp/$name.out"
+            say "$name FAIL (nvme discover -t tcp -a $2 -s $3: $(tail -n1 "/tmp/$name.out"))"
+            return 1
+        fi
+        cat "/tmp/$name.out"
+        n=$(grep -c '^subnqn:' "/tmp/$name.out")
+        if grep -q "^subnqn: *$4\$" "/tmp/$name.out"; then
+            say "$name PASS (nvme discover: $n log entries, $4 among them)"
+        else
+            say "$name FAIL (nvme discover: $n log entries, $4 not among them)"
+        fi
+        return 0
+    fi
+    if ! inst=$(nvmf_connect "transport=tcp,traddr=$2,trsvcid=$3,nqn=$NVMF_DNQN"); then
+        say "$name FAIL (discovery connect to $2:$3: $(tail -n1 /tmp/nvmf-connect.err))"
+        return 1
+    fi
+    got=$(cat "/sys/class/nvme/nvme$inst/subsysnqn" 2>/dev/null)
+    nvmf_disconnect "$inst"
+    if [ "$got" = "$NVMF_DNQN" ]; then
+        say "$name PASS (discovery controller nvme$inst connected and deleted; no nvme-cli for the log page)"
+    else
+        say "$name FAIL (discovery controller reports subsysnqn '$got')"
+    fi
+}
+
+# nvmf_kernel_target: nvmet over configfs, one subsystem (any host) with a memory-backed
+# null_blk namespace, one TCP port on 127.0.0.1:4420.
+nvmf_kernel_target() {
+    s="$NVMF_CFS/subsystems/$NVMF_KNQN"
+    p="$NVMF_CFS/ports/1"
+    mkdir "$s" &&
+        echo 1 > "$s/attr_allow_any_host" &&
+        echo STRATAVMNVMET01 > "$s/attr_serial" &&
+        mkdir "$s/namespaces/1" &&
+        echo -n /dev/nullb0 > "$s/namespaces/1/device_path" &&
+        echo 1 > "$s/namespaces/1/enable" &&
+        mkdir "$p" &&
+        echo tcp > "$p/addr_trtype" &&
+        echo ipv4 > "$p/addr_adrfam" &&
+        echo 127.0.0.1 > "$p/addr_traddr" &&
+        echo "$NVMF_KPORT" > "$p/addr_trsvcid" &&
+        ln -s "$s" "$p/subsystems/$NVMF_KNQN"
+}
+
+# nvmf_skip_or_fail NAME FILE MSG: SKIP when FILE shows the binary has no NVMe/TCP yet.
+nvmf_skip_or_fail() {
+    if grep -q "PCIe only" "$2"; then
+        say "$1 SKIP (this Strata initiator has no NVMe/TCP yet: $(grep -m1 'PCIe only' "$2"))"
+    elif grep -qE "unknown subsystem 'nvmf'|nvmf_[a-z_]*.*Method not found|Method not found.*nvmf_" "$2"; then
+        say "$1 SKIP (this strata-tgt has no NVMe-oF target yet: $(grep -m1 -E 'nvmf' "$2"))"
+    else
+        say "$1 FAIL ($3)"
+    fi
+}
+
+nvmf_main() {
+    # ---- modules, loopback, configfs ----
+    bad=
+    for ko in $(cat /lib/modules/nvmf/order); do
+        args=
+        case "$ko" in null_blk.ko) args="nr_devices=1 gb=1 memory_backed=1" ;; esac
+        insmod "/lib/modules/nvmf/$ko" $args 2>/tmp/insmod.err || bad="$bad ${ko%.ko}($(tail -n1 /tmp/insmod.err))"
+    done
+    ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
+    mountpoint -q /sys/kernel/config || mount -t configfs configfs /sys/kernel/config
+    missing=
+    for m in nvme_tcp nvmet_tcp null_blk; do [ -d "/sys/module/$m" ] || missing="$missing $m"; done
+    [ -c /dev/nvme-fabrics ] || missing="$missing /dev/nvme-fabrics"
+    [ -b /dev/nullb0 ] || missing="$missing /dev/nullb0"
+    [ -d "$NVMF_CFS" ] || missing="$missing $NVMF_CFS"
+    ip addr show lo | grep -q 'inet 127.0.0.1' || missing="$missing lo(127.0.0.1)"
+    if [ -n "$missing" ]; then
+        say "nvmf-setup FAIL (missing:$missing; insmod failures:${bad:- none})"
+        return 1
+    fi
+    # crct10dif-pclmul and the like may refuse a CPU without their instructions: harmless.
+    say "nvmf-setup PASS ($(wc -w < /lib/modules/nvmf/order) modules, lo up, configfs${bad:+; optional ones that did not load:$bad})"
+
+    # ---- Linux initiator -> Linux target ----
+    if ! nvmf_kernel_target 2>/tmp/nvmet.err; then
+        say "nvmf-kernel FAIL (nvmet configfs setup: $(tail -n1 /tmp/nvmet.err))"
+        return 1
+    fi
+    nvmf_kernel_io nvmf-kernel 127.0.0.1 "$NVMF_KPORT" "$NVMF_KNQN" STRATAVMNVMET01
+    nvmf_discovery nvmf-kernel-discovery 127.0.0.1 "$NVMF_KPORT" "$NVMF_KNQN"
+
+    # ---- Strata initiator -> Linux target ----
+    trid="trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:$NVMF_KPORT subnqn:$NVMF_KNQN"
+    say "nvmf-strata-identify running: strata-nvme-identify -r '$trid'"
+    timeout 60 strata-nvme-identify -r "$trid" > /tmp/nvmf-strata-identify.out 2>&1
+    rc=$?
+    cat /tmp/nvmf-strata-identify.out
+    if [ "$rc" -ne 0 ]; then
+        nvmf_skip_or_fail nvmf-strata-identify /tmp/nvmf-strata-identify.out "exit $rc"
+    elif grep -q '^sn  *: STRATAVMNVMET01' /tmp/nvmf-strata-identify.out &&
+        grep -q '^mn  *: Linux' /tmp/nvmf-strata-identify.out && grep -q '^nsze' /tmp/nvmf-strata-identify.out; then
+        say "nvmf-strata-identify PASS (nvmet's controller: mn Linux, sn STRATAVMNVMET01, namespace data)"
+    else
+        say "nvmf-strata-identify FAIL (exit 0, but no 'sn : STRATAVMNVMET01' / 'mn : Linux' / nsze in the output)"
+    fi
+    cat > /tmp/nvmf-tcp.json <<JSON
+{"subsystems":[{"subsystem":"bdev","config":[
+ {"method":"bdev_nvme_attach_controller","params":{"name":"NvmeT","trtype":"TCP","adrfam":"IPv4",
+  "traddr":"127.0.0.1","trsvcid":"$NVMF_KPORT","subnqn":"$NVMF_KNQN"}}]}]}
+JSON
+    say "nvmf-strata-verify running: bdevperf -c /tmp/nvmf-tcp.json -q 16 -o 4096 -w verify -t $NVMF_SECONDS"
+    timeout 90 bdevperf -c /tmp/nvmf-tcp.json -q 16 -o 4096 -w verify -t "$NVMF_SECONDS" > /tmp/nvmf-strata-verify.out 2>&1
+    rc=$?
+    cat /tmp/nvmf-strata-verify.out
+    if [ "$rc" -ne 0 ]; then
+        nvmf_skip_or_fail nvmf-strata-verify /tmp/nvmf-strata-verify.out "bdevperf exit $rc"
+    else
+        fail=$(awk '$1 == "Total" {print $5}' /tmp/nvmf-strata-verify.out)
+        ios=$(awk '$1 == "Total" {print $3}' /tmp/nvmf-strata-verify.out)
+        case "$fail:$ios" in
+        0.00:0.00 | : | *:) say "nvmf-strata-verify FAIL (no I/O completed: IOPS '$ios', Fail/s '$fail')" ;;
+        0.00:*) say "nvmf-strata-verify PASS (bdevperf 4K verify QD16 over TCP to nvmet: $ios IOPS, no miscompare)" ;;
+        *) say "nvmf-strata-verify FAIL (Fail/s $fail)" ;;
+        esac
+    fi
+
+    # ---- Linux initiator -> strata-tgt ----
+    cat > /tmp/nvmf-tgt.json <<JSON
+{"subsystems":[
+ {"subsystem":"bdev","config":[
+  {"method":"bdev_malloc_create","params":{"name":"Malloc0","num_blocks":16384,"block_size":512}}]},
+ {"subsystem":"nvmf","config":[
+  {"method":"nvmf_create_transport","params":{"trtype":"TCP"}},
+  {"method":"nvmf_create_subsystem","params":{"nqn":"$NVMF_SNQN","allow_any_host":true,
+   "serial_number":"$NVMF_SERIAL","model_number":"Strata ci/vm"}},
+  {"method":"nvmf_subsystem_add_ns","params":{"nqn":"$NVMF_SNQN","namespace":{"bdev_name":"Malloc0"}}},
+  {"method":"nvmf_subsystem_add_listener","params":{"nqn":"$NVMF_SNQN","listen_address":
+   {"trtype":"TCP","adrfam":"IPv4","traddr":"127.0.0.1","trsvcid":"$NVMF_SPORT"}}}]}]}
+JSON
+    # On the second CPU when there is one: its reactor polls, the kernel's initiator needs the other.
+    mask=0x1
+    [ "$(grep -c ^processor /proc/cpuinfo)" -gt 1 ] && mask=0x2
+    say "nvmf-tgt running: strata-tgt -m $mask -c /tmp/nvmf-tgt.json"
+    strata-tgt -m "$mask" -r /tmp/strata-tgt.sock -c /tmp/nvmf-tgt.json > /tmp/nvmf-tgt.out 2>&1 &
+    tgt=$!
+    i=0
+    while kill -0 "$tgt" 2>/dev/null && ! grep -q 'framework initialized' /tmp/nvmf-tgt.out && [ "$i" -lt 300 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if ! kill -0 "$tgt" 2>/dev/null; then
+        wait "$tgt"
+        rc=$?
+        cat /tmp/nvmf-tgt.out
+        nvmf_skip_or_fail nvmf-tgt /tmp/nvmf-tgt.out "strata-tgt exited ($rc) while loading the config"
+        say "nvmf-tgt-discovery SKIP (no strata-tgt running)"
+        return 0
+    fi
+    if ! grep -q 'framework initialized' /tmp/nvmf-tgt.out; then
+        kill -9 "$tgt"
+        cat /tmp/nvmf-tgt.out
+        say "nvmf-tgt FAIL (strata-tgt not initialized after 30 s)"
+        return 1
+    fi
+    nvmf_kernel_io nvmf-tgt 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN" "$NVMF_SERIAL"
+    nvmf_discovery nvmf-tgt-discovery 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN"
+    kill -TERM "$tgt"
+    i=0
+    while kill -0 "$tgt" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 "$tgt" 2>/dev/null; then
+        kill -9 "$tgt"
+        cat /tmp/nvmf-tgt.out
+        say "nvmf-tgt-stop FAIL (strata-tgt still running 10 s after SIGTERM)"
+    else
+        wait "$tgt"
+        rc=$?
+        cat /tmp/nvmf-tgt.out
+        if [ "$rc" -eq 0 ]; then say "nvmf-tgt-stop PASS"; else say "nvmf-tgt-stop FAIL (exit $rc)"; fi
+    fi
+}
