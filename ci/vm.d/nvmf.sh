@@ -3,18 +3,22 @@
 #   nvmf-setup           the kernel's NVMe/TCP host and target modules (ci/vm copies them in
 #                        dependency order, from modprobe --show-depends), lo up, configfs
 #   nvmf-kernel          Linux initiator -> Linux target (nvmet over configfs, a memory-backed
-#                        null_blk on 127.0.0.1:4420): connect through /dev/nvme-fabrics, a 1 MiB
-#                        pattern written with O_DIRECT, read back and compared, disconnect
+#                        null_blk on 127.0.0.1:4420): connect through /dev/nvme-fabrics, two 1 MiB
+#                        patterns written with O_DIRECT (4 KiB and 128 KiB writes), read back and
+#                        compared, disconnect; then all of it again with header and data digests
 #   nvmf-kernel-discovery   the same target's discovery controller (nvme discover with nvme-cli
 #                        when ci/vm found it on the host, a raw discovery connect otherwise)
 #   nvmf-strata-identify    Strata initiator -> Linux target: strata-nvme-identify -r 'trtype:TCP ...'
 #   nvmf-strata-verify      Strata initiator -> Linux target: bdevperf -w verify over bdev_nvme (TCP)
+#   nvmf-strata-verify-digest   the same with header and data digests
 #   nvmf-tgt             Linux initiator -> strata-tgt (a malloc bdev on 127.0.0.1:4421, set up by
-#                        a JSON config): connect, pattern, read back, compare, disconnect
+#                        a JSON config): as nvmf-kernel, without and with digests
 #   nvmf-tgt-discovery   strata-tgt's discovery service, through the kernel
+#   nvmf-tgt-stop        strata-tgt exits 0 on SIGTERM afterwards
 # The Strata checks print SKIP, not FAIL, while the binaries lack NVMe/TCP: the initiator's
-# "(PCIe only)" refusal of trtype TCP, or a strata-tgt that knows no 'nvmf' subsystem /
-# nvmf_* method. Once the binaries have it, any failure is a FAIL.
+# "(PCIe only)" refusal of trtype TCP (or of the hdgst/ddgst parameters, for the digest check),
+# or a strata-tgt that knows no 'nvmf' subsystem / nvmf_* method. Once the binaries have it, any
+# failure is a FAIL.
 
 NVMF_KNQN=nqn.2026-12.io.strata:vm-nvmet
 NVMF_SNQN=nqn.2026-12.io.strata:vm-tgt
@@ -69,56 +73,78 @@ nvmf_ns_dev() {
     return 1
 }
 
-# nvmf_pattern DEV: writes 1 MiB of random data at 4 KiB block 100 with O_DIRECT, reads it back
-# with O_DIRECT, compares. Prints what failed.
-nvmf_pattern() {
-    dd if=/dev/urandom of=/tmp/nvmf-pattern bs=4096 count=256 2>/dev/null
-    if ! dd if=/tmp/nvmf-pattern of="$1" bs=4096 count=256 seek=100 oflag=direct conv=fsync \
-        2>/tmp/nvmf-dd.err; then
-        echo "write to $1 failed: $(tail -n1 /tmp/nvmf-dd.err)"
+# nvmf_dd_check DEV WBS RBS OFFSET_MIB: writes 1 MiB of random data at OFFSET_MIB in WBS-byte
+# blocks with O_DIRECT, reads it back in RBS-byte blocks with O_DIRECT, compares.
+nvmf_dd_check() {
+    dd if=/dev/urandom of=/tmp/nvmf-pattern bs=65536 count=16 2>/dev/null
+    if ! dd if=/tmp/nvmf-pattern of="$1" bs="$2" count=$((1048576 / $2)) seek=$(($4 * 1048576 / $2)) \
+        oflag=direct conv=notrunc,fsync 2>/tmp/nvmf-dd.err; then
+        echo "write to $1 (bs=$2) failed: $(tail -n1 /tmp/nvmf-dd.err)"
         return 1
     fi
-    if ! dd if="$1" of=/tmp/nvmf-readback bs=4096 count=256 skip=100 iflag=direct \
-        2>/tmp/nvmf-dd.err; then
-        echo "read from $1 failed: $(tail -n1 /tmp/nvmf-dd.err)"
+    if ! dd if="$1" of=/tmp/nvmf-readback bs="$3" count=$((1048576 / $3)) skip=$(($4 * 1048576 / $3)) \
+        iflag=direct 2>/tmp/nvmf-dd.err; then
+        echo "read from $1 (bs=$3) failed: $(tail -n1 /tmp/nvmf-dd.err)"
         return 1
     fi
     if ! cmp -s /tmp/nvmf-pattern /tmp/nvmf-readback; then
-        echo "miscompare on $1: $(cmp /tmp/nvmf-pattern /tmp/nvmf-readback 2>&1 | head -n1)"
+        echo "miscompare on $1 (written bs=$2, read bs=$3): $(cmp /tmp/nvmf-pattern /tmp/nvmf-readback 2>&1 | head -n1)"
         return 1
     fi
-    echo "1 MiB pattern written and read back on $1"
 }
 
-# nvmf_kernel_io NAME ADDR PORT NQN [SERIAL]: the Linux initiator's check against a target.
+# nvmf_pattern DEV: two 1 MiB patterns, one written in 4 KiB and read in 128 KiB blocks, one the
+# other way round (a 128 KiB write needs R2T and H2CData beyond the in-capsule data size).
+nvmf_pattern() {
+    nvmf_dd_check "$1" 4096 131072 1 || return 1
+    nvmf_dd_check "$1" 131072 4096 2 || return 1
+    echo "2 x 1 MiB written and read back (4K/128K I/O)"
+}
+
+# nvmf_kernel_io NAME ADDR PORT NQN SERIAL [OPTIONS]: the Linux initiator's check against a
+# target (OPTIONS: more connect options, e.g. ",hdr_digest,data_digest"); prints what it did or
+# why it failed, status 1 on failure.
 nvmf_kernel_io() {
-    name=$1
-    if ! inst=$(nvmf_connect "transport=tcp,traddr=$2,trsvcid=$3,nqn=$4"); then
-        say "$name FAIL (connect to $2:$3 $4: $(cat /tmp/nvmf-connect.err 2>/dev/null | tail -n1); $(dmesg | grep -i nvme | tail -n1))"
+    if ! inst=$(nvmf_connect "transport=tcp,traddr=$2,trsvcid=$3,nqn=$4${6:-}"); then
+        echo "connect to $2:$3 $4: $(cat /tmp/nvmf-connect.err 2>/dev/null | tail -n1); $(dmesg | grep -i nvme | tail -n1)"
         return 1
     fi
     ctrl=/sys/class/nvme/nvme$inst
     info="nvme$inst: $(cat "$ctrl/transport" 2>/dev/null) $(cat "$ctrl/address" 2>/dev/null | tr '\n' ' ')model '$(cat "$ctrl/model" 2>/dev/null | sed 's/ *$//')'"
     if [ -n "${5:-}" ] && [ "$(sed 's/ *$//' "$ctrl/serial" 2>/dev/null)" != "$5" ]; then
-        say "$name FAIL ($info: serial '$(cat "$ctrl/serial" 2>/dev/null)', expected '$5')"
+        echo "$info: serial '$(cat "$ctrl/serial" 2>/dev/null)', expected '$5'"
         nvmf_disconnect "$inst"
         return 1
     fi
     if ! dev=$(nvmf_ns_dev "$inst"); then
-        say "$name FAIL ($info: no namespace block device appeared)"
+        echo "$info: no namespace block device appeared"
         nvmf_disconnect "$inst"
         return 1
     fi
     if ! out=$(nvmf_pattern "$dev"); then
-        say "$name FAIL ($info: $out)"
+        echo "$info: $out"
         nvmf_disconnect "$inst"
         return 1
     fi
     if ! nvmf_disconnect "$inst"; then
-        say "$name FAIL ($info: $out; nvme$inst still there after delete_controller)"
+        echo "$info: $out; nvme$inst still there after delete_controller"
         return 1
     fi
-    say "$name PASS ($info; $out; disconnected)"
+    echo "$info; $out; disconnected"
+}
+
+# nvmf_kernel_both NAME ADDR PORT NQN SERIAL: nvmf_kernel_io without digests, then with header
+# and data digests (crc32c, checked by both ends); one line.
+nvmf_kernel_both() {
+    if ! plain=$(nvmf_kernel_io "$@"); then
+        say "$1 FAIL (no digests: $plain)"
+        return 1
+    fi
+    if ! dig=$(nvmf_kernel_io "$@" ",hdr_digest,data_digest"); then
+        say "$1 FAIL (no digests: PASS; header and data digests: $dig)"
+        return 1
+    fi
+    say "$1 PASS (no digests: $plain; header and data digests: $dig)"
 }
 
 # nvmf_discovery NAME ADDR PORT WANT_NQN: the kernel's discovery. With nvme-cli: nvme discover
@@ -177,6 +203,8 @@ nvmf_kernel_target() {
 nvmf_skip_or_fail() {
     if grep -q "PCIe only" "$2"; then
         say "$1 SKIP (this Strata initiator has no NVMe/TCP yet: $(grep -m1 'PCIe only' "$2"))"
+    elif grep -qE "unknown parameter '(hdgst|ddgst)'" "$2"; then
+        say "$1 SKIP (this Strata initiator has no NVMe/TCP digests yet: $(grep -m1 -E "unknown parameter" "$2"))"
     elif grep -qE "unknown subsystem 'nvmf'|nvmf_[a-z_]*.*Method not found|Method not found.*nvmf_" "$2"; then
         say "$1 SKIP (this strata-tgt has no NVMe-oF target yet: $(grep -m1 -E 'nvmf' "$2"))"
     else
@@ -184,7 +212,38 @@ nvmf_skip_or_fail() {
     fi
 }
 
+# nvmf_strata_verify NAME EXTRA_PARAMS SECONDS: bdevperf -w verify (4 KiB, QD 16) on nvmet's
+# namespace through bdev_nvme_attach_controller trtype TCP (EXTRA_PARAMS: more JSON members).
+nvmf_strata_verify() {
+    cat > "/tmp/$1.json" <<JSON
+{"subsystems":[{"subsystem":"bdev","config":[
+ {"method":"bdev_nvme_attach_controller","params":{"name":"NvmeT","trtype":"TCP","adrfam":"IPv4",
+  "traddr":"127.0.0.1","trsvcid":"$NVMF_KPORT","subnqn":"$NVMF_KNQN"$2}}]}]}
+JSON
+    say "$1 running: bdevperf -c /tmp/$1.json -q 16 -o 4096 -w verify -t $3"
+    timeout 90 bdevperf -c "/tmp/$1.json" -q 16 -o 4096 -w verify -t "$3" > "/tmp/$1.out" 2>&1
+    rc=$?
+    cat "/tmp/$1.out"
+    if [ "$rc" -ne 0 ]; then
+        nvmf_skip_or_fail "$1" "/tmp/$1.out" "bdevperf exit $rc"
+        return
+    fi
+    fail=$(awk '$1 == "Total" {print $5}' "/tmp/$1.out")
+    ios=$(awk '$1 == "Total" {print $3}' "/tmp/$1.out")
+    case "$fail:$ios" in
+    0.00:0.00 | : | *:) say "$1 FAIL (no I/O completed: IOPS '$ios', Fail/s '$fail')" ;;
+    0.00:*) say "$1 PASS (bdevperf 4K verify QD16 over TCP to nvmet${2:+ with header and data digests}: $ios IOPS, no miscompare)" ;;
+    *) say "$1 FAIL (Fail/s $fail)" ;;
+    esac
+}
+
 nvmf_main() {
+    nvmf_t0=$(cut -d' ' -f1 /proc/uptime)
+    nvmf_checks
+    say "nvmf-time $(awk -v t0="$nvmf_t0" '{printf "%.1f", $1 - t0}' /proc/uptime)s for the NVMe/TCP checks"
+}
+
+nvmf_checks() {
     # ---- modules, loopback, configfs ----
     bad=
     for ko in $(cat /lib/modules/nvmf/order); do
@@ -212,7 +271,7 @@ nvmf_main() {
         say "nvmf-kernel FAIL (nvmet configfs setup: $(tail -n1 /tmp/nvmet.err))"
         return 1
     fi
-    nvmf_kernel_io nvmf-kernel 127.0.0.1 "$NVMF_KPORT" "$NVMF_KNQN" STRATAVMNVMET01
+    nvmf_kernel_both nvmf-kernel 127.0.0.1 "$NVMF_KPORT" "$NVMF_KNQN" STRATAVMNVMET01
     nvmf_discovery nvmf-kernel-discovery 127.0.0.1 "$NVMF_KPORT" "$NVMF_KNQN"
 
     # ---- Strata initiator -> Linux target ----
@@ -229,26 +288,8 @@ nvmf_main() {
     else
         say "nvmf-strata-identify FAIL (exit 0, but no 'sn : STRATAVMNVMET01' / 'mn : Linux' / nsze in the output)"
     fi
-    cat > /tmp/nvmf-tcp.json <<JSON
-{"subsystems":[{"subsystem":"bdev","config":[
- {"method":"bdev_nvme_attach_controller","params":{"name":"NvmeT","trtype":"TCP","adrfam":"IPv4",
-  "traddr":"127.0.0.1","trsvcid":"$NVMF_KPORT","subnqn":"$NVMF_KNQN"}}]}]}
-JSON
-    say "nvmf-strata-verify running: bdevperf -c /tmp/nvmf-tcp.json -q 16 -o 4096 -w verify -t $NVMF_SECONDS"
-    timeout 90 bdevperf -c /tmp/nvmf-tcp.json -q 16 -o 4096 -w verify -t "$NVMF_SECONDS" > /tmp/nvmf-strata-verify.out 2>&1
-    rc=$?
-    cat /tmp/nvmf-strata-verify.out
-    if [ "$rc" -ne 0 ]; then
-        nvmf_skip_or_fail nvmf-strata-verify /tmp/nvmf-strata-verify.out "bdevperf exit $rc"
-    else
-        fail=$(awk '$1 == "Total" {print $5}' /tmp/nvmf-strata-verify.out)
-        ios=$(awk '$1 == "Total" {print $3}' /tmp/nvmf-strata-verify.out)
-        case "$fail:$ios" in
-        0.00:0.00 | : | *:) say "nvmf-strata-verify FAIL (no I/O completed: IOPS '$ios', Fail/s '$fail')" ;;
-        0.00:*) say "nvmf-strata-verify PASS (bdevperf 4K verify QD16 over TCP to nvmet: $ios IOPS, no miscompare)" ;;
-        *) say "nvmf-strata-verify FAIL (Fail/s $fail)" ;;
-        esac
-    fi
+    nvmf_strata_verify nvmf-strata-verify "" "$NVMF_SECONDS"
+    nvmf_strata_verify nvmf-strata-verify-digest ',"hdgst":true,"ddgst":true' 1
 
     # ---- Linux initiator -> strata-tgt ----
     cat > /tmp/nvmf-tgt.json <<JSON
@@ -288,7 +329,7 @@ JSON
         say "nvmf-tgt FAIL (strata-tgt not initialized after 30 s)"
         return 1
     fi
-    nvmf_kernel_io nvmf-tgt 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN" "$NVMF_SERIAL"
+    nvmf_kernel_both nvmf-tgt 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN" "$NVMF_SERIAL"
     nvmf_discovery nvmf-tgt-discovery 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN"
     kill -TERM "$tgt"
     i=0
