@@ -237,6 +237,51 @@ JSON
     esac
 }
 
+# nvmf_strata_tgt CONFIG: starts strata-tgt with CONFIG, runs the kernel initiator's checks
+# against it, stops it (SIGTERM, exit 0 expected).
+nvmf_strata_tgt() {
+    # On the second CPU when there is one: its reactor polls, the kernel's initiator needs the other.
+    mask=0x1
+    [ "$(grep -c ^processor /proc/cpuinfo)" -gt 1 ] && mask=0x2
+    say "nvmf-tgt running: strata-tgt -m $mask -c $1"
+    strata-tgt -m "$mask" -r /tmp/strata-tgt.sock -c "$1" > /tmp/nvmf-tgt.out 2>&1 &
+    tgt=$!
+    i=0
+    while kill -0 "$tgt" 2>/dev/null && ! grep -q 'framework initialized' /tmp/nvmf-tgt.out && [ "$i" -lt 300 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if ! kill -0 "$tgt" 2>/dev/null; then
+        wait "$tgt"
+        rc=$?
+        cat /tmp/nvmf-tgt.out
+        nvmf_skip_or_fail nvmf-tgt /tmp/nvmf-tgt.out "strata-tgt exited ($rc) while loading the config"
+        say "nvmf-tgt-discovery SKIP (no strata-tgt running)"
+        return 0
+    fi
+    if ! grep -q 'framework initialized' /tmp/nvmf-tgt.out; then
+        kill -9 "$tgt"
+        cat /tmp/nvmf-tgt.out
+        say "nvmf-tgt FAIL (strata-tgt not initialized after 30 s)"
+        return 1
+    fi
+    nvmf_kernel_both nvmf-tgt 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN" "$NVMF_SERIAL"
+    nvmf_discovery nvmf-tgt-discovery 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN"
+    kill -TERM "$tgt"
+    i=0
+    while kill -0 "$tgt" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 "$tgt" 2>/dev/null; then
+        kill -9 "$tgt"
+        cat /tmp/nvmf-tgt.out
+        say "nvmf-tgt-stop FAIL (strata-tgt still running 10 s after SIGTERM)"
+    else
+        wait "$tgt"
+        rc=$?
+        cat /tmp/nvmf-tgt.out
+        if [ "$rc" -eq 0 ]; then say "nvmf-tgt-stop PASS"; else say "nvmf-tgt-stop FAIL (exit $rc)"; fi
+    fi
+}
+
 nvmf_main() {
     nvmf_t0=$(cut -d' ' -f1 /proc/uptime)
     nvmf_checks
@@ -304,44 +349,5 @@ nvmf_checks() {
   {"method":"nvmf_subsystem_add_listener","params":{"nqn":"$NVMF_SNQN","listen_address":
    {"trtype":"TCP","adrfam":"IPv4","traddr":"127.0.0.1","trsvcid":"$NVMF_SPORT"}}}]}]}
 JSON
-    # On the second CPU when there is one: its reactor polls, the kernel's initiator needs the other.
-    mask=0x1
-    [ "$(grep -c ^processor /proc/cpuinfo)" -gt 1 ] && mask=0x2
-    say "nvmf-tgt running: strata-tgt -m $mask -c /tmp/nvmf-tgt.json"
-    strata-tgt -m "$mask" -r /tmp/strata-tgt.sock -c /tmp/nvmf-tgt.json > /tmp/nvmf-tgt.out 2>&1 &
-    tgt=$!
-    i=0
-    while kill -0 "$tgt" 2>/dev/null && ! grep -q 'framework initialized' /tmp/nvmf-tgt.out && [ "$i" -lt 300 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if ! kill -0 "$tgt" 2>/dev/null; then
-        wait "$tgt"
-        rc=$?
-        cat /tmp/nvmf-tgt.out
-        nvmf_skip_or_fail nvmf-tgt /tmp/nvmf-tgt.out "strata-tgt exited ($rc) while loading the config"
-        say "nvmf-tgt-discovery SKIP (no strata-tgt running)"
-        return 0
-    fi
-    if ! grep -q 'framework initialized' /tmp/nvmf-tgt.out; then
-        kill -9 "$tgt"
-        cat /tmp/nvmf-tgt.out
-        say "nvmf-tgt FAIL (strata-tgt not initialized after 30 s)"
-        return 1
-    fi
-    nvmf_kernel_both nvmf-tgt 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN" "$NVMF_SERIAL"
-    nvmf_discovery nvmf-tgt-discovery 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN"
-    kill -TERM "$tgt"
-    i=0
-    while kill -0 "$tgt" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    if kill -0 "$tgt" 2>/dev/null; then
-        kill -9 "$tgt"
-        cat /tmp/nvmf-tgt.out
-        say "nvmf-tgt-stop FAIL (strata-tgt still running 10 s after SIGTERM)"
-    else
-        wait "$tgt"
-        rc=$?
-        cat /tmp/nvmf-tgt.out
-        if [ "$rc" -eq 0 ]; then say "nvmf-tgt-stop PASS"; else say "nvmf-tgt-stop FAIL (exit $rc)"; fi
-    fi
+    nvmf_strata_tgt /tmp/nvmf-tgt.json
 }
