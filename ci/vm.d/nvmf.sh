@@ -13,8 +13,13 @@
 #   nvmf-strata-verify-digest   the same with header and data digests
 #   nvmf-tgt             Linux initiator -> strata-tgt (a malloc bdev on 127.0.0.1:4421, set up by
 #                        a JSON config): as nvmf-kernel, without and with digests
+#   nvmf-tgt-uuid        the kernel sees the malloc bdev's UUID as the namespace's (Identify
+#                        namespace identification descriptors)
 #   nvmf-tgt-discovery   strata-tgt's discovery service, through the kernel
 #   nvmf-tgt-stop        strata-tgt exits 0 on SIGTERM afterwards
+#   pcap-nvmet, pcap-strata-init, pcap-strata-tgt   captures of a small run of each pair (when
+#                        ci/vm copied tcpdump in), sent to the host on /dev/ttyS1, where ci/vm has
+#                        tshark dissect them (its pcap-* checks)
 # The Strata checks print SKIP, not FAIL, while the binaries lack NVMe/TCP: the initiator's
 # "(PCIe only)" refusal of trtype TCP (or of the hdgst/ddgst parameters, for the digest check),
 # or a strata-tgt that knows no 'nvmf' subsystem / nvmf_* method. Once the binaries have it, any
@@ -26,6 +31,7 @@ NVMF_DNQN=nqn.2014-08.org.nvmexpress.discovery
 NVMF_KPORT=4420
 NVMF_SPORT=4421
 NVMF_SERIAL=STRATAVMTGT0001
+NVMF_UUID=5f1c2a0e-3b7d-4c69-9e41-0d2b8a6f7c13
 NVMF_CFS=/sys/kernel/config/nvmet
 NVMF_SECONDS=${SECONDS_PER_RUN:-2}
 
@@ -73,16 +79,18 @@ nvmf_ns_dev() {
     return 1
 }
 
-# nvmf_dd_check DEV WBS RBS OFFSET_MIB: writes 1 MiB of random data at OFFSET_MIB in WBS-byte
-# blocks with O_DIRECT, reads it back in RBS-byte blocks with O_DIRECT, compares.
+# nvmf_dd_check DEV WBS RBS OFFSET_MIB [BYTES]: writes BYTES (default 1 MiB) of random data at
+# OFFSET_MIB in WBS-byte blocks with O_DIRECT, reads it back in RBS-byte blocks with O_DIRECT,
+# compares.
 nvmf_dd_check() {
-    dd if=/dev/urandom of=/tmp/nvmf-pattern bs=65536 count=16 2>/dev/null
-    if ! dd if=/tmp/nvmf-pattern of="$1" bs="$2" count=$((1048576 / $2)) seek=$(($4 * 1048576 / $2)) \
+    n=${5:-1048576}
+    dd if=/dev/urandom of=/tmp/nvmf-pattern bs=4096 count=$((n / 4096)) 2>/dev/null
+    if ! dd if=/tmp/nvmf-pattern of="$1" bs="$2" count=$((n / $2)) seek=$(($4 * 1048576 / $2)) \
         oflag=direct conv=notrunc,fsync 2>/tmp/nvmf-dd.err; then
         echo "write to $1 (bs=$2) failed: $(tail -n1 /tmp/nvmf-dd.err)"
         return 1
     fi
-    if ! dd if="$1" of=/tmp/nvmf-readback bs="$3" count=$((1048576 / $3)) skip=$(($4 * 1048576 / $3)) \
+    if ! dd if="$1" of=/tmp/nvmf-readback bs="$3" count=$((n / $3)) skip=$(($4 * 1048576 / $3)) \
         iflag=direct 2>/tmp/nvmf-dd.err; then
         echo "read from $1 (bs=$3) failed: $(tail -n1 /tmp/nvmf-dd.err)"
         return 1
@@ -93,26 +101,81 @@ nvmf_dd_check() {
     fi
 }
 
-# nvmf_pattern DEV: two 1 MiB patterns, one written in 4 KiB and read in 128 KiB blocks, one the
-# other way round (a 128 KiB write needs R2T and H2CData beyond the in-capsule data size).
+# nvmf_pattern DEV [BYTES]: two patterns of BYTES (default 1 MiB), one written in 4 KiB and read
+# in 128 KiB blocks (or BYTES when smaller), one the other way round (a 128 KiB write needs R2T
+# and H2CData beyond the in-capsule data size).
 nvmf_pattern() {
-    nvmf_dd_check "$1" 4096 131072 1 || return 1
-    nvmf_dd_check "$1" 131072 4096 2 || return 1
-    echo "2 x 1 MiB written and read back (4K/128K I/O)"
+    n=${2:-1048576}
+    big=131072
+    [ "$n" -lt "$big" ] && big=$n
+    nvmf_dd_check "$1" 4096 "$big" 1 "$n" || return 1
+    nvmf_dd_check "$1" "$big" 4096 2 "$n" || return 1
+    echo "2 x $((n / 1024)) KiB written and read back (4K/$((big / 1024))K I/O)"
 }
 
-# nvmf_kernel_io NAME ADDR PORT NQN SERIAL [OPTIONS]: the Linux initiator's check against a
-# target (OPTIONS: more connect options, e.g. ",hdr_digest,data_digest"); prints what it did or
-# why it failed, status 1 on failure.
+# Captures for tshark on the host (ci/vm dissects them; ci/nvmf-pcap-check): when ci/vm copied
+# tcpdump in, nvmf_cap_start NAME PORT captures lo for that port into /tmp/NAME.pcap and
+# nvmf_cap_send NAME PORT stops it and sends the file base64-encoded on the second serial port
+# (/dev/ttyS1) between "STRATA-PCAP: begin NAME PORT" and "STRATA-PCAP: end NAME" lines.
+NVMF_CAP_PID=
+nvmf_cap_start() {
+    [ -x /strata/tcpdump ] && [ -c /dev/ttyS1 ] || return 0
+    # tcpdump -Z looks the user up.
+    [ -e /etc/passwd ] || { mkdir -p /etc; echo 'root:x:0:0:root:/:/bin/sh' > /etc/passwd; }
+    rm -f "/tmp/$1.pcap"
+    tcpdump -Z root -i lo -U -s 0 -w "/tmp/$1.pcap" "tcp port $2" > "/tmp/$1.tcpdump.log" 2>&1 &
+    NVMF_CAP_PID=$!
+    i=0
+    while ! grep -q 'listening on' "/tmp/$1.tcpdump.log" && [ "$i" -lt 100 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+}
+nvmf_cap_stop() {
+    [ -n "$NVMF_CAP_PID" ] || return 1
+    sleep 0.2
+    kill -INT "$NVMF_CAP_PID"
+    wait "$NVMF_CAP_PID"
+    NVMF_CAP_PID=
+}
+nvmf_cap_send() {
+    nvmf_cap_stop || return 0
+    [ -s "/tmp/$1.pcap" ] || return 0
+    stty -F /dev/ttyS1 115200 -onlcr 2>/dev/null
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    {
+        echo "STRATA-PCAP: begin $1 $2"
+        base64 "/tmp/$1.pcap"
+        echo "STRATA-PCAP: end $1"
+    } > /dev/ttyS1
+    say "$1 captured ($(wc -c < "/tmp/$1.pcap") bytes, sent in $(awk -v t0="$t0" '{printf "%.1f", $1 - t0}' /proc/uptime)s; tcpdump: $(tail -n1 "/tmp/$1.tcpdump.log"))"
+}
+
+# nvmf_cap_kernel NAME ADDR PORT NQN SERIAL: a small captured run of the kernel initiator with
+# digests (two 32 KiB patterns: a 32 KiB write, R2T and H2CData, read back in 4 KiB; 4 KiB
+# writes, in-capsule, read back in one 32 KiB read) and its discovery, for the host's tshark;
+# small because the serial port carries about 160 KB/s of base64 under TCG.
+nvmf_cap_kernel() {
+    [ -x /strata/tcpdump ] || return 0
+    nvmf_cap_start "$1" "$3"
+    out=$(nvmf_kernel_io "$2" "$3" "$4" "$5" ",hdr_digest,data_digest" 32768) ||
+        say "$1 FAIL (the captured run: $out)"
+    [ -x /strata/nvme ] && nvme discover -t tcp -a "$2" -s "$3" > /dev/null 2>&1
+    nvmf_cap_send "$1" "$3"
+}
+
+# nvmf_kernel_io ADDR PORT NQN SERIAL [OPTIONS [BYTES]]: the Linux initiator's check against a
+# target (OPTIONS: more connect options, e.g. ",hdr_digest,data_digest"; BYTES: pattern size);
+# prints what it did or why it failed, status 1 on failure.
 nvmf_kernel_io() {
-    if ! inst=$(nvmf_connect "transport=tcp,traddr=$2,trsvcid=$3,nqn=$4${6:-}"); then
-        echo "connect to $2:$3 $4: $(cat /tmp/nvmf-connect.err 2>/dev/null | tail -n1); $(dmesg | grep -i nvme | tail -n1)"
+    if ! inst=$(nvmf_connect "transport=tcp,traddr=$1,trsvcid=$2,nqn=$3${5:-}"); then
+        echo "connect to $1:$2 $3: $(cat /tmp/nvmf-connect.err 2>/dev/null | tail -n1); $(dmesg | grep -i nvme | tail -n1)"
         return 1
     fi
     ctrl=/sys/class/nvme/nvme$inst
     info="nvme$inst: $(cat "$ctrl/transport" 2>/dev/null) $(cat "$ctrl/address" 2>/dev/null | tr '\n' ' ')model '$(cat "$ctrl/model" 2>/dev/null | sed 's/ *$//')'"
-    if [ -n "${5:-}" ] && [ "$(sed 's/ *$//' "$ctrl/serial" 2>/dev/null)" != "$5" ]; then
-        echo "$info: serial '$(cat "$ctrl/serial" 2>/dev/null)', expected '$5'"
+    if [ -n "${4:-}" ] && [ "$(sed 's/ *$//' "$ctrl/serial" 2>/dev/null)" != "$4" ]; then
+        echo "$info: serial '$(cat "$ctrl/serial" 2>/dev/null)', expected '$4'"
         nvmf_disconnect "$inst"
         return 1
     fi
@@ -121,7 +184,8 @@ nvmf_kernel_io() {
         nvmf_disconnect "$inst"
         return 1
     fi
-    if ! out=$(nvmf_pattern "$dev"); then
+    info="$info, $dev uuid '$(cat "/sys/block/${dev#/dev/}/uuid" 2>/dev/null)'"
+    if ! out=$(nvmf_pattern "$dev" "${6:-}"); then
         echo "$info: $out"
         nvmf_disconnect "$inst"
         return 1
@@ -136,15 +200,19 @@ nvmf_kernel_io() {
 # nvmf_kernel_both NAME ADDR PORT NQN SERIAL: nvmf_kernel_io without digests, then with header
 # and data digests (crc32c, checked by both ends); one line.
 nvmf_kernel_both() {
+    : > "/tmp/$1.info"
+    name=$1
+    shift
     if ! plain=$(nvmf_kernel_io "$@"); then
-        say "$1 FAIL (no digests: $plain)"
+        say "$name FAIL (no digests: $plain)"
         return 1
     fi
     if ! dig=$(nvmf_kernel_io "$@" ",hdr_digest,data_digest"); then
-        say "$1 FAIL (no digests: PASS; header and data digests: $dig)"
+        say "$name FAIL (no digests: PASS; header and data digests: $dig)"
         return 1
     fi
-    say "$1 PASS (no digests: $plain; header and data digests: $dig)"
+    echo "$plain" > "/tmp/$name.info"
+    say "$name PASS (no digests: $plain; header and data digests: $dig)"
 }
 
 # nvmf_discovery NAME ADDR PORT WANT_NQN: the kernel's discovery. With nvme-cli: nvme discover
@@ -266,7 +334,15 @@ nvmf_strata_tgt() {
         return 1
     fi
     nvmf_kernel_both nvmf-tgt 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN" "$NVMF_SERIAL"
+    # The namespace identification descriptors carry the bdev's UUID (the kernel shows it).
+    if grep -q "uuid '$NVMF_UUID'" /tmp/nvmf-tgt.info; then
+        say "nvmf-tgt-uuid PASS (the kernel sees the malloc bdev's UUID $NVMF_UUID)"
+    elif [ -s /tmp/nvmf-tgt.info ]; then
+        say "nvmf-tgt-uuid FAIL (the kernel's namespace: $(grep -o "uuid '[^']*'" /tmp/nvmf-tgt.info), expected the bdev's $NVMF_UUID)"
+    fi
     nvmf_discovery nvmf-tgt-discovery 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN"
+    [ -s /tmp/nvmf-tgt.info ] &&
+        nvmf_cap_kernel pcap-strata-tgt 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN" "$NVMF_SERIAL"
     kill -TERM "$tgt"
     i=0
     while kill -0 "$tgt" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
@@ -318,12 +394,15 @@ nvmf_checks() {
     fi
     nvmf_kernel_both nvmf-kernel 127.0.0.1 "$NVMF_KPORT" "$NVMF_KNQN" STRATAVMNVMET01
     nvmf_discovery nvmf-kernel-discovery 127.0.0.1 "$NVMF_KPORT" "$NVMF_KNQN"
+    nvmf_cap_kernel pcap-nvmet 127.0.0.1 "$NVMF_KPORT" "$NVMF_KNQN" STRATAVMNVMET01
 
     # ---- Strata initiator -> Linux target ----
     trid="trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:$NVMF_KPORT subnqn:$NVMF_KNQN"
     say "nvmf-strata-identify running: strata-nvme-identify -r '$trid'"
+    nvmf_cap_start pcap-strata-init "$NVMF_KPORT"
     timeout 60 strata-nvme-identify -r "$trid" > /tmp/nvmf-strata-identify.out 2>&1
     rc=$?
+    if [ "$rc" -eq 0 ]; then nvmf_cap_send pcap-strata-init "$NVMF_KPORT"; else nvmf_cap_stop; fi
     cat /tmp/nvmf-strata-identify.out
     if [ "$rc" -ne 0 ]; then
         nvmf_skip_or_fail nvmf-strata-identify /tmp/nvmf-strata-identify.out "exit $rc"
@@ -340,7 +419,8 @@ nvmf_checks() {
     cat > /tmp/nvmf-tgt.json <<JSON
 {"subsystems":[
  {"subsystem":"bdev","config":[
-  {"method":"bdev_malloc_create","params":{"name":"Malloc0","num_blocks":16384,"block_size":512}}]},
+  {"method":"bdev_malloc_create","params":{"name":"Malloc0","num_blocks":16384,"block_size":512,
+   "uuid":"$NVMF_UUID"}}]},
  {"subsystem":"nvmf","config":[
   {"method":"nvmf_create_transport","params":{"trtype":"TCP"}},
   {"method":"nvmf_create_subsystem","params":{"nqn":"$NVMF_SNQN","allow_any_host":true,
