@@ -152,9 +152,10 @@ nvmf_cap_send() {
 }
 
 # nvmf_cap_kernel NAME ADDR PORT NQN SERIAL: a small captured run of the kernel initiator with
-# digests (two 32 KiB patterns: a 32 KiB write, R2T and H2CData, read back in 4 KiB; 4 KiB
-# writes, in-capsule, read back in one 32 KiB read) and its discovery, for the host's tshark;
-# small because the serial port carries about 160 KB/s of base64 under TCG.
+# digests (two 32 KiB patterns: 4 KiB writes read back in one 32 KiB read, and one 32 KiB write,
+# which takes R2T and H2CData beyond the target's in-capsule data size, read back in 4 KiB) and
+# its discovery, for the host's tshark; small because the serial port carries about 160 KB/s
+# of base64 under TCG.
 nvmf_cap_kernel() {
     [ -x /strata/tcpdump ] || return 0
     nvmf_cap_start "$1" "$3"
@@ -361,7 +362,7 @@ nvmf_strata_tgt() {
 nvmf_main() {
     nvmf_t0=$(cut -d' ' -f1 /proc/uptime)
     nvmf_checks
-    say "nvmf-time $(awk -v t0="$nvmf_t0" '{printf "%.1f", $1 - t0}' /proc/uptime)s for the NVMe/TCP checks"
+    say "nvmf-time $(awk -v t0="$nvmf_t0" '{printf "%.1f", $1 - t0}' /proc/uptime)s for the NVMe/TCP checks ($(awk '/^MemAvailable/ {print int($2 / 1024)}' /proc/meminfo) MiB available after them)"
 }
 
 nvmf_checks() {
