@@ -10,6 +10,7 @@
 #include "world.h"
 
 namespace pyb = pybind11;
+using strata::py::Cluster;
 using strata::py::World;
 
 PYBIND11_MODULE(_strata, m) {
@@ -17,11 +18,36 @@ PYBIND11_MODULE(_strata, m) {
               "package rather than this module directly.";
     m.attr("version") = std::string(strata::rpc::version_string());
 
+    pyb::class_<Cluster>(m, "Cluster",
+                         "Several hosts (Worlds) on one deterministic simulator: one seed, one "
+                         "clock, one trace hash (single-threaded).")
+        .def(pyb::init<uint64_t, uint32_t>(), pyb::arg("seed"), pyb::arg("reactors") = 1)
+        .def_property_readonly("seed", &Cluster::seed)
+        .def_property_readonly("reactors", &Cluster::reactors)
+        .def_property_readonly("steps", &Cluster::steps, "simulation steps taken so far")
+        .def("now", &Cluster::now, "virtual time in ns")
+        .def("trace_hash", &Cluster::trace_hash,
+             "hash of the whole cluster's run (every host's steps and events)")
+        .def("event_hash", &Cluster::event_hash, "hash of the recorded events alone")
+        .def("event_count", &Cluster::event_count, pyb::arg("kind") = pyb::none())
+        .def("perturb_next_choice", &Cluster::perturb_next_choice)
+        .def("_host_names", &Cluster::host_names, "names of the open hosts, sorted")
+        .def("_run_until", &Cluster::run_until, pyb::arg("predicate"),
+             pyb::arg("timeout_ns") = pyb::none(), pyb::arg("max_steps") = pyb::none())
+        .def("advance", &Cluster::advance, pyb::arg("ns"),
+             "Runs every host for ns of virtual time and leaves the clock there.")
+        .def("step", &Cluster::step, "One step: 'ran', 'time_advanced' or 'idle'.")
+        .def("run_until_idle", &Cluster::run_until_idle, pyb::arg("max_steps") = 100'000'000ull)
+        .def("sim_stats", &Cluster::sim_stats)
+        .def("threads", &Cluster::threads, "every open host's Threads (name, id, reactor, host)");
+
     pyb::class_<World>(m, "World", "An App on the deterministic simulator (single-threaded).")
-        .def(pyb::init<uint64_t, uint32_t, bool, pyb::object>(), pyb::arg("seed"),
-             pyb::arg("reactors") = 1, pyb::arg("wait_for_rpc") = false,
-             pyb::arg("config") = pyb::none())
+        .def(pyb::init<uint64_t, uint32_t, bool, pyb::object, Cluster*, std::string>(),
+             pyb::arg("seed"), pyb::arg("reactors") = 1, pyb::arg("wait_for_rpc") = false,
+             pyb::arg("config") = pyb::none(), pyb::arg("cluster") = nullptr,
+             pyb::arg("name") = "world")
         .def_property_readonly("seed", &World::seed)
+        .def_property_readonly("name", &World::name, "the host's name ('world' when alone)")
         .def_property_readonly("reactors", &World::reactors)
         .def_property_readonly("steps", &World::steps, "simulation steps taken so far")
         .def_property_readonly("closed", &World::closed)

@@ -1,5 +1,6 @@
 #include "world.h"
 
+#include <cctype>
 #include <stdexcept>
 #include <utility>
 
@@ -11,27 +12,189 @@ namespace strata::py {
 
 namespace pyb = pybind11;
 
-// Marks the World busy for the duration of a call: rejects concurrent or re-entrant driving.
+// ---------------------------------------------------------------------------------------------
+// SimCore: the simulator a World (or every World of a Cluster) runs on.
 
-World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object config) {
-    if (reactors == 0 || reactors > 64)
-        throw pyb::value_error("reactors must be in [1, 64]");
-    host_ = std::make_unique<runtime::Host>("world", runtime::Host::seed_for(seed, "world"));
-    runtime::HostScope scope(*host_);
+SimCore::SimCore(uint64_t seed, uint32_t reactors) {
+    if (reactors == 0 || reactors > 64) throw pyb::value_error("reactors must be in [1, 64]");
+    pyb::gil_scoped_release nogil;
+    sched = std::make_unique<runtime::SimScheduler>(seed, reactors);
+}
+
+SimCore::~SimCore() {
+    // The last World or Cluster let go of it; destroying the scheduler may log.
+    try {
+        pyb::gil_scoped_release nogil;
+        sched.reset();
+    } catch (...) {
+    }
+}
+
+SimCore::Busy::Busy(SimCore& c) : c_(c) {
+    bool expected = false;
+    if (!c_.busy.compare_exchange_strong(expected, true))
+        throw std::runtime_error(
+            "the simulation is single-threaded: it is already being driven (from another Python "
+            "thread, or re-entered from a run_until predicate; every host of a Cluster shares "
+            "one simulator)");
+}
+
+bool SimCore::run_until(pyb::object pred, std::optional<uint64_t> timeout_ns,
+                        std::optional<uint64_t> max_steps) {
+    uint64_t deadline = UINT64_MAX;
+    if (timeout_ns) {
+        uint64_t now = sched->now_ns();
+        deadline = *timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + *timeout_ns;
+    }
+    std::optional<pyb::error_already_set> py_error;
+    bool held;
+    {
+        pyb::gil_scoped_release nogil;
+        auto check = [&]() -> bool {
+            pyb::gil_scoped_acquire gil;
+            try {
+                if (PyErr_CheckSignals() != 0) throw pyb::error_already_set();  // Ctrl-C
+                return pyb::bool_(pred()).cast<bool>();
+            } catch (pyb::error_already_set& e) {
+                py_error.emplace(std::move(e));
+                return true;  // stop at once; re-raised below
+            }
+        };
+        // The predicate may already hold: no step needed.
+        held = check() || sched->run_until(check, deadline, max_steps.value_or(UINT64_MAX));
+    }
+    if (py_error) throw std::move(*py_error);
+    return held;
+}
+
+std::string SimCore::step() {
+    runtime::SimScheduler::StepResult r;
+    {
+        pyb::gil_scoped_release nogil;
+        r = sched->step();
+    }
+    switch (r) {
+        case runtime::SimScheduler::StepResult::ran: return "ran";
+        case runtime::SimScheduler::StepResult::time_advanced: return "time_advanced";
+        case runtime::SimScheduler::StepResult::idle: return "idle";
+    }
+    return "idle";
+}
+
+uint64_t SimCore::event_count(std::optional<std::string> kind) const {
+    if (!kind) return sched->event_count();
+    static constexpr std::pair<const char*, runtime::TraceKind> kKinds[] = {
+        {"bdev_io", runtime::TraceKind::bdev_io},
+        {"rpc_reply", runtime::TraceKind::rpc_reply},
+        {"device_cmd", runtime::TraceKind::device_cmd},
+        {"user", runtime::TraceKind::user}};
+    for (const auto& [name, k] : kKinds)
+        if (*kind == name) return sched->event_count(k);
+    throw pybind11::value_error("unknown event kind '" + *kind +
+                                "' (bdev_io, rpc_reply, device_cmd, user)");
+}
+
+pyb::dict SimCore::sim_stats() const {
+    const auto& s = sched->sim_stats();
+    pyb::dict d;
+    d["steps"] = s.steps;
+    d["messages"] = s.messages;
+    d["poller_runs"] = s.poller_runs;
+    d["timer_runs"] = s.timer_runs;
+    d["time_jumps"] = s.time_jumps;
+    return d;
+}
+
+pyb::list SimCore::threads(const runtime::Host* host) const {
+    pyb::list out;
+    for (auto* t : sched->threads()) {
+        if (t->exited()) continue;  // a closed host's, or one that finished
+        if (host != nullptr && &t->host() != host) continue;
+        pyb::dict d;
+        d["name"] = t->name();
+        d["id"] = t->id();
+        d["reactor"] = t->reactor();
+        d["host"] = t->host().name();
+        out.append(d);
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster
+
+Cluster::Cluster(uint64_t seed, uint32_t reactors)
+    : core_(std::make_shared<SimCore>(seed, reactors)) {}
+
+bool Cluster::run_until(pyb::object pred, std::optional<uint64_t> timeout_ns,
+                        std::optional<uint64_t> max_steps) {
+    SimCore::Busy b(*core_);
+    return core_->run_until(std::move(pred), timeout_ns, max_steps);
+}
+
+void Cluster::advance(uint64_t ns) {
+    SimCore::Busy b(*core_);
+    pyb::gil_scoped_release nogil;
+    core_->sched->advance(ns);
+}
+
+std::string Cluster::step() {
+    SimCore::Busy b(*core_);
+    return core_->step();
+}
+
+bool Cluster::run_until_idle(uint64_t max_steps) {
+    SimCore::Busy b(*core_);
+    pyb::gil_scoped_release nogil;
+    return core_->sched->run_until_idle(max_steps);
+}
+
+// ---------------------------------------------------------------------------------------------
+// World
+
+namespace {
+bool valid_host_name(const std::string& n) {
+    if (n.empty() || n.size() > 64) return false;
+    for (char c : n)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+            return false;
+    return true;
+}
+}  // namespace
+
+World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object config,
+             Cluster* cluster, std::string name)
+    : name_(std::move(name)), in_cluster_(cluster != nullptr) {
+    if (!valid_host_name(name_))
+        throw pyb::value_error("host name '" + name_ +
+                               "' is not valid (1 to 64 letters, digits, '_', '-' or '.')");
+    if (cluster != nullptr) {
+        core_ = cluster->core();
+        if (core_->live_hosts.count(name_) != 0)
+            throw pyb::value_error("this cluster already has a host named '" + name_ +
+                                   "' (host names give the identifiers: they must be distinct "
+                                   "among open hosts; close it first to restart it)");
+    } else {
+        core_ = std::make_shared<SimCore>(seed, reactors);
+    }
     rpc::AppOptions opts;
     opts.wait_for_rpc = wait_for_rpc;
-    opts.host = host_.get();
     if (!config.is_none()) {
         if (pyb::isinstance<pyb::str>(config))
             opts.config_file = config.cast<std::string>();
         else
             opts.config = from_python(config);
     }
+    sched_ = core_->sched.get();
+    SimCore::Busy busy(*core_);
+    core_->live_hosts.insert(name_);
+    host_ = std::make_unique<runtime::Host>(name_, runtime::Host::seed_for(sched_->seed(), name_));
+    runtime::HostScope scope(*host_);
+    opts.host = host_.get();
     std::optional<Result<void>> started;
     {
         // Everything that may log runs without the GIL (the log sink takes it; see log_bridge).
         pyb::gil_scoped_release nogil;
-        sched_ = std::make_unique<runtime::SimScheduler>(seed, reactors);
         app_ = std::make_unique<rpc::App>(*sched_, std::move(opts));
         rpc::register_all_modules(*app_);
         app_->start([&started](Result<void> r) { started = std::move(r); });
@@ -41,38 +204,67 @@ World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object co
     if (!started || !started->ok()) {
         std::string msg = started ? started->error().message()
                                   : std::string("the framework did not finish starting");
-        close();
+        try {
+            close_locked();
+        } catch (...) {
+        }
+        if (leaked_) (void)host_.release();
         throw std::runtime_error("World failed to start: " + msg);
     }
 }
 
 World::~World() {
+    if (!host_) return;  // the constructor failed before making it
     // The framework stops first (bdev fini detaches drivers such as bdev_nvme's from the
-    // emulated devices), then the devices go.
-    pyb::gil_scoped_release nogil;
-    runtime::HostScope scope(*host_);
+    // emulated devices), then the devices go, then this Host's Threads; the simulator lives on
+    // while another World or the Cluster holds it.
     try {
+        runtime::HostScope scope(*host_);
         if (app_) {
-            app_->request_stop();
-            sched_->run_until([this] { return app_->stopped(); },
-                              sched_->now_ns() + 600'000'000'000ull);
-            if (app_->stopped()) {
-                app_.reset();
-            } else {
-                (void)app_.release();  // see close()
-                (void)sched_.release();
+            {
+                pyb::gil_scoped_release nogil;
+                app_->request_stop();
+                sched_->run_until([this] { return app_->stopped(); },
+                                  sched_->now_ns() + 600'000'000'000ull);
             }
+            if (app_->stopped()) {
+                close_devices();
+                {
+                    pyb::gil_scoped_release nogil;
+                    app_.reset();
+                }
+                leave_cluster();
+            } else {
+                // See close(): leak the App and its Host (its Threads may still run).
+                (void)app_.release();
+                leaked_ = left_ = true;
+                core_->live_hosts.erase(name_);
+            }
+        } else {
+            leave_cluster();
         }
-        if (sched_) {
-            pyb::gil_scoped_acquire gil;
-            close_devices();
-        }
-        sched_.reset();
+        if (leaked_) (void)host_.release();
     } catch (...) {
     }
 }
 
+void World::leave_cluster() {
+    if (left_) return;
+    left_ = true;
+    {
+        pyb::gil_scoped_release nogil;
+        sched_->release_threads_of(*host_);
+    }
+    core_->live_hosts.erase(name_);
+}
+
 void World::close() {
+    if (!app_) return;
+    SimCore::Busy busy(*core_);
+    close_locked();
+}
+
+void World::close_locked() {
     if (!app_) return;
     runtime::HostScope scope(*host_);
     {
@@ -84,13 +276,25 @@ void World::close() {
             // Leak rather than destroy an App that is still running (its destructor requires a
             // stopped or idle framework); this only happens when a module's fini never finishes.
             (void)app_.release();
+            leaked_ = left_ = true;
+            core_->live_hosts.erase(name_);
             throw std::runtime_error("World.close: the framework did not stop within 600 s of "
                                      "virtual time (a subsystem's fini never completed)");
         }
     }
     // Devices after the framework: bdev fini detaches drivers (bdev_nvme) from emulated devices.
     close_devices();
-    app_.reset();
+    {
+        pyb::gil_scoped_release nogil;
+        app_.reset();
+    }
+    leave_cluster();
+}
+
+runtime::Thread* World::own_thread(std::string_view name) const {
+    for (runtime::Thread* t : sched_->threads())
+        if (!t->exited() && &t->host() == host_.get() && t->name() == name) return t;
+    return nullptr;
 }
 
 void World::check_open() const {
@@ -135,30 +339,7 @@ bool World::run_until(pyb::object pred, std::optional<uint64_t> timeout_ns,
                       std::optional<uint64_t> max_steps) {
     check_open();
     Guard g(*this);
-    uint64_t deadline = UINT64_MAX;
-    if (timeout_ns) {
-        uint64_t now = sched_->now_ns();
-        deadline = *timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + *timeout_ns;
-    }
-    std::optional<pyb::error_already_set> py_error;
-    bool held;
-    {
-        pyb::gil_scoped_release nogil;
-        auto check = [&]() -> bool {
-            pyb::gil_scoped_acquire gil;
-            try {
-                if (PyErr_CheckSignals() != 0) throw pyb::error_already_set();  // Ctrl-C
-                return pyb::bool_(pred()).cast<bool>();
-            } catch (pyb::error_already_set& e) {
-                py_error.emplace(std::move(e));
-                return true;  // stop at once; re-raised below
-            }
-        };
-        // The predicate may already hold: no step needed.
-        held = check() || sched_->run_until(check, deadline, max_steps.value_or(UINT64_MAX));
-    }
-    if (py_error) throw std::move(*py_error);
-    return held;
+    return core_->run_until(std::move(pred), timeout_ns, max_steps);
 }
 
 void World::advance(uint64_t ns) {
@@ -171,17 +352,7 @@ void World::advance(uint64_t ns) {
 std::string World::step() {
     check_open();
     Guard g(*this);
-    runtime::SimScheduler::StepResult r;
-    {
-        pyb::gil_scoped_release nogil;
-        r = sched_->step();
-    }
-    switch (r) {
-        case runtime::SimScheduler::StepResult::ran: return "ran";
-        case runtime::SimScheduler::StepResult::time_advanced: return "time_advanced";
-        case runtime::SimScheduler::StepResult::idle: return "idle";
-    }
-    return "idle";
+    return core_->step();
 }
 
 bool World::run_until_idle(uint64_t max_steps) {
@@ -191,34 +362,15 @@ bool World::run_until_idle(uint64_t max_steps) {
     return sched_->run_until_idle(max_steps);
 }
 
-pyb::dict World::sim_stats() const {
-    const auto& s = sched_->sim_stats();
-    pyb::dict d;
-    d["steps"] = s.steps;
-    d["messages"] = s.messages;
-    d["poller_runs"] = s.poller_runs;
-    d["timer_runs"] = s.timer_runs;
-    d["time_jumps"] = s.time_jumps;
-    return d;
-}
+pyb::dict World::sim_stats() const { return core_->sim_stats(); }
 
-pyb::list World::threads() const {
-    pyb::list out;
-    for (auto* t : sched_->threads()) {
-        pyb::dict d;
-        d["name"] = t->name();
-        d["id"] = t->id();
-        d["reactor"] = t->reactor();
-        out.append(d);
-    }
-    return out;
-}
+pyb::list World::threads() const { return core_->threads(host_.get()); }
 
 uint32_t World::create_thread(const std::string& name, int reactor) {
     check_open();
     Guard g(*this);
     if (name.empty()) throw pyb::value_error("thread name must not be empty");
-    if (sched_->find_thread(name) != nullptr)
+    if (own_thread(name) != nullptr)
         throw pyb::value_error("a thread named '" + name + "' already exists");
     if (reactor >= static_cast<int>(sched_->reactor_count()))
         throw pyb::value_error("reactor " + std::to_string(reactor) + " out of range (world has " +
@@ -232,7 +384,7 @@ void World::post_marks(const std::vector<std::string>& threads, uint32_t count) 
     Guard g(*this);
     std::vector<runtime::Thread*> ts;
     for (const auto& n : threads) {
-        runtime::Thread* t = sched_->find_thread(n);
+        runtime::Thread* t = own_thread(n);
         if (t == nullptr) throw pyb::value_error("no thread named '" + n + "'");
         ts.push_back(t);
     }
@@ -255,16 +407,7 @@ void World::post_marks(const std::vector<std::string>& threads, uint32_t count) 
 }
 
 uint64_t World::event_count(std::optional<std::string> kind) const {
-    if (!kind) return sched_->event_count();
-    static constexpr std::pair<const char*, runtime::TraceKind> kKinds[] = {
-        {"bdev_io", runtime::TraceKind::bdev_io},
-        {"rpc_reply", runtime::TraceKind::rpc_reply},
-        {"device_cmd", runtime::TraceKind::device_cmd},
-        {"user", runtime::TraceKind::user}};
-    for (const auto& [name, k] : kKinds)
-        if (*kind == name) return sched_->event_count(k);
-    throw pybind11::value_error("unknown event kind '" + *kind +
-                                "' (bdev_io, rpc_reply, device_cmd, user)");
+    return core_->event_count(std::move(kind));
 }
 
 void World::trace_user_event(uint64_t value) {
@@ -282,7 +425,6 @@ void World::trace_user_event(uint64_t value) {
 }
 
 pyb::list World::take_marks() {
-    Guard g(*this);
     pyb::list out;
     for (const auto& m : marks_) out.append(pyb::make_tuple(m.thread, m.seq, m.time_ns));
     marks_.clear();

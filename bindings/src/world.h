@@ -3,9 +3,16 @@
 // emulated PCI bus, DMA memory and IOVA map; every entry point runs in it, so two Worlds in one
 // process share nothing.
 //
-// Single-threaded: one Python thread drives a World at a time; a second caller (another
-// thread, or a run_until predicate re-entering the World) gets a RuntimeError. The simulation
-// runs with the GIL released; predicates and log records re-acquire it.
+// Cluster: several Worlds (hosts) on one SimScheduler (SimCore): one seed, one virtual clock,
+// one trace hash; each host still its own Host and App. Running any of them (run_until,
+// advance, an RPC waiting for its reply) runs every host. A standalone World is a cluster of
+// one, its host named "world". The SimCore outlives every World on it (shared ownership); a
+// host may close while the others run on (its Threads are released, runtime/scheduler.h).
+//
+// Single-threaded: one Python thread drives a simulation (a World or every World of a Cluster)
+// at a time; a second caller (another thread, or a run_until predicate re-entering it) gets a
+// RuntimeError. The simulation runs with the GIL released; predicates and log records
+// re-acquire it.
 #pragma once
 
 #include <atomic>
@@ -13,8 +20,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <pybind11/pybind11.h>
@@ -29,9 +38,76 @@ class PciBus;
 
 namespace strata::py {
 
+// The simulator shared by the hosts of one cluster. Driving it (Sim) needs the GIL-free busy
+// flag; host names are checked with the GIL held.
+struct SimCore {
+    SimCore(uint64_t seed, uint32_t reactors);
+    ~SimCore();
+    std::unique_ptr<runtime::SimScheduler> sched;
+    std::atomic<bool> busy{false};
+    std::set<std::string> live_hosts;  // names of the Worlds open on it
+
+    // Marks the simulation busy for a call: rejects concurrent or re-entrant driving.
+    class Busy {
+    public:
+        explicit Busy(SimCore& c);
+        ~Busy() { c_.busy.store(false); }
+        Busy(const Busy&) = delete;
+        Busy& operator=(const Busy&) = delete;
+
+    private:
+        SimCore& c_;
+    };
+
+    // The simulator controls shared by World and Cluster (the caller holds Busy when driving).
+    bool run_until(pybind11::object pred, std::optional<uint64_t> timeout_ns,
+                   std::optional<uint64_t> max_steps);
+    std::string step();
+    uint64_t event_count(std::optional<std::string> kind) const;
+    pybind11::dict sim_stats() const;
+    // Threads of one Host, or of every Host (each entry then names its host).
+    pybind11::list threads(const runtime::Host* host) const;
+};
+
+// Several hosts (Worlds) on one simulator; Python's strata.Cluster. Hosts are made by the World
+// constructor with this Cluster (strata.Cluster.host()).
+class Cluster {
+public:
+    Cluster(uint64_t seed, uint32_t reactors);
+    const std::shared_ptr<SimCore>& core() const { return core_; }
+
+    uint64_t seed() const { return core_->sched->seed(); }
+    uint32_t reactors() const { return core_->sched->reactor_count(); }
+    uint64_t now() const { return core_->sched->now_ns(); }
+    uint64_t steps() const { return core_->sched->sim_stats().steps; }
+    uint64_t trace_hash() const { return core_->sched->trace_hash(); }
+    uint64_t event_hash() const { return core_->sched->event_hash(); }
+    uint64_t event_count(std::optional<std::string> kind) const {
+        return core_->event_count(std::move(kind));
+    }
+    void perturb_next_choice() { core_->sched->perturb_next_choice(); }
+    std::vector<std::string> host_names() const {
+        return {core_->live_hosts.begin(), core_->live_hosts.end()};
+    }
+
+    bool run_until(pybind11::object pred, std::optional<uint64_t> timeout_ns,
+                   std::optional<uint64_t> max_steps);
+    void advance(uint64_t ns);
+    std::string step();
+    bool run_until_idle(uint64_t max_steps);
+    pybind11::dict sim_stats() const { return core_->sim_stats(); }
+    pybind11::list threads() const { return core_->threads(nullptr); }
+
+private:
+    std::shared_ptr<SimCore> core_;
+};
+
 class World {
 public:
-    World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pybind11::object config);
+    // cluster: nullptr makes a World of its own (its own simulator, its host named "world");
+    // otherwise the World is host `name` of that cluster (seed and reactors are the cluster's).
+    World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pybind11::object config,
+          Cluster* cluster = nullptr, std::string name = "world");
     ~World();
     World(const World&) = delete;
     World& operator=(const World&) = delete;
@@ -42,6 +118,8 @@ public:
     uint64_t steps() const { return sched_->sim_stats().steps; }
     uint64_t trace_hash() const { return sched_->trace_hash(); }
     uint64_t event_hash() const { return sched_->event_hash(); }
+    const std::string& name() const { return name_; }
+    bool in_cluster() const { return in_cluster_; }
     // All events, or those of one kind ("bdev_io", "rpc_reply", "device_cmd", "user").
     uint64_t event_count(std::optional<std::string> kind) const;
     // Harness probe: folds a user event into the trace (tests perturb a run with it).
@@ -99,21 +177,20 @@ public:
                                pybind11::object arg, pybind11::object data, uint64_t timeout_ns);
 
 private:
+    // Busy (the whole simulation: every host of a cluster) and the World's Host current.
     class Guard {
     public:
-        explicit Guard(World& w) : w_(w), scope_(*w.host_) {
-            bool expected = false;
-            if (!w_.busy_.compare_exchange_strong(expected, true))
-                throw std::runtime_error(
-                    "World is single-threaded: it is already being driven (from another Python "
-                    "thread, or re-entered from a run_until predicate)");
-        }
-        ~Guard() { w_.busy_.store(false); }
+        explicit Guard(World& w) : busy_(*w.core_), scope_(*w.host_) {}
 
     private:
-        World& w_;
+        SimCore::Busy busy_;
         runtime::HostScope scope_;
     };
+    // A Thread of this World's Host by name (other hosts of a cluster may use the same names).
+    runtime::Thread* own_thread(std::string_view name) const;
+    // After the App stopped: frees this Host's Threads and its name in the cluster.
+    void leave_cluster();
+    void close_locked();  // close() with the simulation already marked busy
     struct Devices;
     struct DevicesDeleter {
         void operator()(Devices* d) const;  // defined where Devices is complete
@@ -133,10 +210,14 @@ private:
                 uint64_t timeout_ns = 600'000'000'000ull);
     void check_open() const;
 
-    std::unique_ptr<runtime::Host> host_;  // first: destroyed after everything that uses it
-    std::unique_ptr<runtime::SimScheduler> sched_;
+    std::shared_ptr<SimCore> core_;        // first: outlives the Host and the App
+    std::unique_ptr<runtime::Host> host_;  // destroyed after everything that uses it
+    runtime::SimScheduler* sched_ = nullptr;  // core_->sched
     std::unique_ptr<rpc::App> app_;
-    std::atomic<bool> busy_{false};
+    std::string name_;
+    bool in_cluster_ = false;
+    bool left_ = false;    // leave_cluster() done
+    bool leaked_ = false;  // the App never stopped: it and the Host are leaked, not destroyed
     struct Mark {
         std::string thread;
         uint32_t seq;

@@ -5,6 +5,9 @@
     w.advance(1_000_000)        # 1 ms of virtual time
     w.trace_hash()              # equal seeds and equal workloads give equal hashes
 
+Several hosts in one seeded run (an initiator and targets, each its own World with its own
+devices and bdevs, on one scheduler): see strata.Cluster.
+
 A World is single-threaded: drive it from one Python thread at a time (a second thread, or a
 run_until predicate that calls back into the World, gets a RuntimeError). The simulation runs
 in the calling thread; the GIL is released while it runs and re-acquired for predicates and
@@ -48,8 +51,11 @@ class World(_Base):
         RuntimeError with the loader's message.
     """
 
-    def __init__(self, seed=None, reactors=1, wait_for_rpc=False, config=None):
+    def __init__(self, seed=None, reactors=1, wait_for_rpc=False, config=None, *,
+                 _cluster=None, _name="world"):
         native = _require_native()
+        if _cluster is not None:  # strata.Cluster.host(): the cluster's seed and reactors
+            seed, reactors = _cluster.seed, _cluster.reactors
         if seed is None:
             import random
             seed = random.SystemRandom().randrange(1, 2**63)
@@ -61,7 +67,8 @@ class World(_Base):
             import os
             config = os.fspath(config)
         self._constructed = False
-        native.World.__init__(self, seed, reactors, bool(wait_for_rpc), config)
+        self.cluster = _cluster
+        native.World.__init__(self, seed, reactors, bool(wait_for_rpc), config, _cluster, _name)
         self._constructed = True
 
     def rpc(self, method, /, **params):
@@ -142,6 +149,9 @@ class World(_Base):
     def __repr__(self):
         if not getattr(self, "_constructed", False):
             return "World(<failed to start>)"  # the native half does not exist: touch nothing
+        if self.cluster is not None:
+            return "World(host=%r, seed=%d, now=%dns%s)" % (
+                self.name, self.seed, self.now(), ", closed" if self.closed else "")
         return "World(seed=%d, reactors=%d, now=%dns, steps=%d)" % (
             self.seed, self.reactors, self.now(), self.steps)
 
