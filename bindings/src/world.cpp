@@ -5,6 +5,7 @@
 #include <utility>
 
 #include <strata/rpc/modules.h>
+#include <strata/sock/sim.h>
 
 #include "json_py.h"
 
@@ -22,11 +23,30 @@ SimCore::SimCore(uint64_t seed, uint32_t reactors) {
 }
 
 SimCore::~SimCore() {
-    // The last World or Cluster let go of it; destroying the scheduler may log.
+    // The last World or Cluster let go of it; destroying the scheduler may log. The network
+    // goes first (its Thread is the scheduler's), after every host (each held this core).
     try {
         pyb::gil_scoped_release nogil;
+        if (net) {
+            net.reset();
+            sched->run_until_idle(100'000);  // the network's Thread takes its exit message
+        }
         sched.reset();
     } catch (...) {
+    }
+}
+
+std::string SimCore::address_for(const std::string& name,
+                                 const std::optional<std::string>& wanted) {
+    if (wanted) return *wanted;
+    if (auto it = addresses.find(name); it != addresses.end()) return it->second;
+    for (;;) {
+        std::string a = "10.0." + std::to_string(next_address / 250) + "." +
+                        std::to_string(next_address % 250 + (next_address / 250 == 0 ? 0 : 1));
+        ++next_address;
+        bool used = false;
+        for (const auto& [n, addr] : addresses) used |= addr == a;
+        if (!used) return a;
     }
 }
 
@@ -124,7 +144,132 @@ pyb::list SimCore::threads(const runtime::Host* host) const {
 // Cluster
 
 Cluster::Cluster(uint64_t seed, uint32_t reactors)
-    : core_(std::make_shared<SimCore>(seed, reactors)) {}
+    : core_(std::make_shared<SimCore>(seed, reactors)) {
+    pyb::gil_scoped_release nogil;
+    core_->net = std::make_unique<sock::SimNetwork>(*core_->sched,
+                                                    runtime::Host::seed_for(seed, "simnet"));
+}
+
+namespace {
+pyb::dict link_dict(const sock::LinkParams& l) {
+    pyb::dict d;
+    d["latency_ns"] = l.latency_ns;
+    d["bytes_per_sec"] = l.bytes_per_sec;
+    d["max_segment_bytes"] = l.max_segment_bytes;
+    return d;
+}
+pyb::dict endpoint_dict(const sock::Endpoint& e) {
+    pyb::dict d;
+    d["address"] = e.address;
+    d["port"] = e.port;
+    return d;
+}
+}  // namespace
+
+pyb::dict Cluster::net_info() {
+    SimCore::Busy b(*core_);
+    const auto& st = core_->net->stats();
+    pyb::dict d;
+    d["seed"] = core_->net->seed();
+    d["default_link"] = link_dict(core_->net->default_link());
+    d["segments"] = st.segments;
+    d["bytes"] = st.bytes;
+    d["connects"] = st.connects;
+    d["refused"] = st.refused;
+    d["resets"] = st.resets;
+    d["delivery_hash"] = core_->net->delivery_hash();
+    pyb::dict hosts;
+    for (const auto& [n, a] : core_->addresses) hosts[pyb::str(n)] = a;
+    d["addresses"] = hosts;
+    return d;
+}
+
+void Cluster::net_set_link(std::optional<std::string> a, std::optional<std::string> b,
+                           std::optional<uint64_t> latency_ns,
+                           std::optional<uint64_t> bytes_per_sec,
+                           std::optional<uint32_t> max_segment_bytes) {
+    SimCore::Busy busy(*core_);
+    if (a.has_value() != b.has_value())
+        throw pyb::value_error("give both ends of a link, or neither for the default link");
+    if (max_segment_bytes && *max_segment_bytes == 0)
+        throw pyb::value_error("max_segment_bytes must be at least 1");
+    auto& net = *core_->net;
+    sock::LinkParams l = a ? net.link(*a, *b) : net.default_link();
+    if (latency_ns) l.latency_ns = *latency_ns;
+    if (bytes_per_sec) l.bytes_per_sec = *bytes_per_sec;
+    if (max_segment_bytes) l.max_segment_bytes = *max_segment_bytes;
+    if (a)
+        net.set_link(*a, *b, l);
+    else
+        net.set_default_link(l);
+}
+
+pyb::dict Cluster::net_link(std::optional<std::string> a, std::optional<std::string> b) {
+    if (a.has_value() != b.has_value())
+        throw pyb::value_error("give both ends of a link, or neither for the default link");
+    return link_dict(a ? core_->net->link(*a, *b) : core_->net->default_link());
+}
+
+void Cluster::net_delay(const std::string& a, const std::string& b, uint64_t extra_ns,
+                        uint64_t duration_ns) {
+    SimCore::Busy busy(*core_);
+    core_->net->delay(a, b, extra_ns, duration_ns);
+}
+
+void Cluster::net_stall(const std::string& a, const std::string& b, uint64_t duration_ns) {
+    SimCore::Busy busy(*core_);
+    core_->net->stall(a, b, duration_ns);
+}
+
+void Cluster::net_partition(const std::string& a, const std::string& b, const std::string& mode) {
+    if (mode != "timeout" && mode != "refuse")
+        throw pyb::value_error("mode must be 'timeout' or 'refuse', got '" + mode + "'");
+    SimCore::Busy busy(*core_);
+    core_->net->partition(a, b, mode == "refuse" ? sock::PartitionMode::refuse
+                                                 : sock::PartitionMode::timeout);
+}
+
+void Cluster::net_heal(const std::string& a, const std::string& b) {
+    SimCore::Busy busy(*core_);
+    core_->net->heal(a, b);
+}
+
+size_t Cluster::net_reset(const std::string& a, const std::string& b) {
+    SimCore::Busy busy(*core_);
+    return core_->net->reset(a, b);
+}
+
+void Cluster::net_reset_connection(uint64_t id) {
+    SimCore::Busy busy(*core_);
+    Status s = core_->net->reset(id);
+    if (!s.ok()) throw pyb::value_error("reset connection " + std::to_string(id) + ": " +
+                                        s.to_string());
+}
+
+void Cluster::net_slow_reader(const std::string& address, uint64_t bytes_per_sec) {
+    SimCore::Busy busy(*core_);
+    core_->net->slow_reader(address, bytes_per_sec);
+}
+
+pyb::list Cluster::net_connections() {
+    pyb::list out;
+    for (const auto& c : core_->net->connections()) {
+        pyb::dict d;
+        d["id"] = c.id;
+        d["client"] = endpoint_dict(c.client);
+        d["server"] = endpoint_dict(c.server);
+        d["bytes_to_server"] = c.bytes_to_server;
+        d["bytes_to_client"] = c.bytes_to_client;
+        d["queued_to_server"] = c.queued_to_server;
+        d["queued_to_client"] = c.queued_to_client;
+        d["state"] = c.state;
+        out.append(d);
+    }
+    return out;
+}
+
+uint64_t Cluster::net_connect_timeout_ns() const { return core_->net->connect_timeout_ns; }
+void Cluster::net_set_connect_timeout_ns(uint64_t ns) { core_->net->connect_timeout_ns = ns; }
 
 bool Cluster::run_until(pyb::object pred, std::optional<uint64_t> timeout_ns,
                         std::optional<uint64_t> max_steps) {
@@ -163,7 +308,7 @@ bool valid_host_name(const std::string& n) {
 }  // namespace
 
 World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object config,
-             Cluster* cluster, std::string name)
+             Cluster* cluster, std::string name, std::optional<std::string> address)
     : name_(std::move(name)), in_cluster_(cluster != nullptr) {
     if (!valid_host_name(name_))
         throw pyb::value_error("host name '" + name_ +
@@ -191,6 +336,18 @@ World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object co
     host_ = std::make_unique<runtime::Host>(name_, runtime::Host::seed_for(sched_->seed(), name_));
     runtime::HostScope scope(*host_);
     opts.host = host_.get();
+    if (core_->net) {
+        // On the cluster's network before the App starts (a config may listen at once).
+        std::string a = core_->address_for(name_, address);
+        Status s = core_->net->attach(*host_, a);
+        if (!s.ok()) {
+            core_->live_hosts.erase(name_);
+            host_.reset();
+            throw pyb::value_error("host '" + name_ + "': address '" + a + "': " + s.to_string());
+        }
+        address_ = a;
+        core_->addresses[name_] = a;
+    }
     std::optional<Result<void>> started;
     {
         // Everything that may log runs without the GIL (the log sink takes it; see log_bridge).
@@ -221,6 +378,7 @@ World::~World() {
     try {
         runtime::HostScope scope(*host_);
         if (app_) {
+            close_sock();
             {
                 pyb::gil_scoped_release nogil;
                 app_->request_stop();
@@ -252,8 +410,11 @@ void World::leave_cluster() {
     if (left_) return;
     left_ = true;
     {
+        // Its Threads first (nothing may run for a Host that is gone), then the Host with every
+        // module's state; its network address is free again (a restart may take it).
         pyb::gil_scoped_release nogil;
         sched_->release_threads_of(*host_);
+        host_.reset();
     }
     core_->live_hosts.erase(name_);
 }
@@ -267,6 +428,7 @@ void World::close() {
 void World::close_locked() {
     if (!app_) return;
     runtime::HostScope scope(*host_);
+    close_sock();  // the harness's sockets before the network sees the Host go
     {
         pyb::gil_scoped_release nogil;
         app_->request_stop();
@@ -292,6 +454,7 @@ void World::close_locked() {
 }
 
 runtime::Thread* World::own_thread(std::string_view name) const {
+    if (!host_) return nullptr;
     for (runtime::Thread* t : sched_->threads())
         if (!t->exited() && &t->host() == host_.get() && t->name() == name) return t;
     return nullptr;
@@ -364,7 +527,10 @@ bool World::run_until_idle(uint64_t max_steps) {
 
 pyb::dict World::sim_stats() const { return core_->sim_stats(); }
 
-pyb::list World::threads() const { return core_->threads(host_.get()); }
+pyb::list World::threads() const {
+    if (!host_) return pyb::list();
+    return core_->threads(host_.get());
+}
 
 uint32_t World::create_thread(const std::string& name, int reactor) {
     check_open();

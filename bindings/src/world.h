@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <map>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -32,6 +33,10 @@
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
+namespace strata::sock {
+class SimNetwork;
+}
+
 namespace strata::hwemu {
 class PciBus;
 }
@@ -44,8 +49,15 @@ struct SimCore {
     SimCore(uint64_t seed, uint32_t reactors);
     ~SimCore();
     std::unique_ptr<runtime::SimScheduler> sched;
+    // A Cluster's network (the hosts' sim sockets; before the scheduler in destruction order is
+    // handled by ~SimCore). nullptr for a standalone World: its sockets make a private one.
+    std::unique_ptr<sock::SimNetwork> net;
     std::atomic<bool> busy{false};
     std::set<std::string> live_hosts;  // names of the Worlds open on it
+    std::map<std::string, std::string> addresses;  // host name -> its address, kept for restarts
+    uint32_t next_address = 1;                     // 10.0.0.N for hosts given none
+    // The address for host `name`: `wanted`, else the one it had, else the next free 10.0.0.N.
+    std::string address_for(const std::string& name, const std::optional<std::string>& wanted);
 
     // Marks the simulation busy for a call: rejects concurrent or re-entrant driving.
     class Busy {
@@ -98,6 +110,24 @@ public:
     pybind11::dict sim_stats() const { return core_->sim_stats(); }
     pybind11::list threads() const { return core_->threads(nullptr); }
 
+    // The network (sock/sim.h): faults and listings; durations in ns of virtual time.
+    pybind11::dict net_info();
+    void net_set_link(std::optional<std::string> a, std::optional<std::string> b,
+                      std::optional<uint64_t> latency_ns, std::optional<uint64_t> bytes_per_sec,
+                      std::optional<uint32_t> max_segment_bytes);
+    pybind11::dict net_link(std::optional<std::string> a, std::optional<std::string> b);
+    void net_delay(const std::string& a, const std::string& b, uint64_t extra_ns,
+                   uint64_t duration_ns);
+    void net_stall(const std::string& a, const std::string& b, uint64_t duration_ns);
+    void net_partition(const std::string& a, const std::string& b, const std::string& mode);
+    void net_heal(const std::string& a, const std::string& b);
+    size_t net_reset(const std::string& a, const std::string& b);
+    void net_reset_connection(uint64_t id);
+    void net_slow_reader(const std::string& address, uint64_t bytes_per_sec);
+    pybind11::list net_connections();
+    uint64_t net_connect_timeout_ns() const;
+    void net_set_connect_timeout_ns(uint64_t ns);
+
 private:
     std::shared_ptr<SimCore> core_;
 };
@@ -106,8 +136,11 @@ class World {
 public:
     // cluster: nullptr makes a World of its own (its own simulator, its host named "world");
     // otherwise the World is host `name` of that cluster (seed and reactors are the cluster's).
+    // address: the host's address on the cluster's network (default: its previous one, else the
+    // next free 10.0.0.N); ignored without a cluster.
     World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pybind11::object config,
-          Cluster* cluster = nullptr, std::string name = "world");
+          Cluster* cluster = nullptr, std::string name = "world",
+          std::optional<std::string> address = std::nullopt);
     ~World();
     World(const World&) = delete;
     World& operator=(const World&) = delete;
@@ -119,6 +152,7 @@ public:
     uint64_t trace_hash() const { return sched_->trace_hash(); }
     uint64_t event_hash() const { return sched_->event_hash(); }
     const std::string& name() const { return name_; }
+    const std::string& address() const { return address_; }  // "" outside a cluster
     bool in_cluster() const { return in_cluster_; }
     // All events, or those of one kind ("bdev_io", "rpc_reply", "device_cmd", "user").
     uint64_t event_count(std::optional<std::string> kind) const;
@@ -167,6 +201,16 @@ public:
                              uint64_t num_blocks, pybind11::object data, pybind11::object data2,
                              uint64_t timeout_ns);
 
+    // Socket harness (sock_py.cpp): a netcat on this World's Host over its sockets (the
+    // cluster's sim network). Ids name listeners and connections; strata/world.py wraps them.
+    uint32_t sock_listen(uint16_t port, bool echo);
+    uint32_t sock_connect(const std::string& address, uint16_t port);
+    void sock_send(uint32_t id, const std::string& data);
+    pybind11::bytes sock_recv(uint32_t id);
+    pybind11::dict sock_info(uint32_t id);
+    std::vector<uint32_t> sock_accepted(uint32_t listener);
+    void sock_close(uint32_t id, bool abort);
+
     // NVMe (nvme_py.cpp): the controller model (hw-emulation/nvme) on this World's bus and a
     // driver handle (core/nvme) on it; strata/nvme.py wraps these dispatchers.
     void add_nvme(const std::string& address, pybind11::object config);
@@ -180,12 +224,16 @@ private:
     // Busy (the whole simulation: every host of a cluster) and the World's Host current.
     class Guard {
     public:
-        explicit Guard(World& w) : busy_(*w.core_), scope_(*w.host_) {}
+        explicit Guard(World& w) : busy_(*w.core_), scope_(w.open_host()) {}
 
     private:
         SimCore::Busy busy_;
         runtime::HostScope scope_;
     };
+    runtime::Host& open_host() const {
+        if (!host_) throw std::runtime_error("World is closed");
+        return *host_;
+    }
     // A Thread of this World's Host by name (other hosts of a cluster may use the same names).
     runtime::Thread* own_thread(std::string_view name) const;
     // After the App stopped: frees this Host's Threads and its name in the cluster.
@@ -199,6 +247,12 @@ private:
     void close_devices();
     hwemu::PciBus& devices_bus();           // devices.cpp
     runtime::Thread* devices_thread();
+    struct Sock;
+    struct SockDeleter {
+        void operator()(Sock* s) const;
+    };
+    Sock& sock();
+    void close_sock();
     struct Nvme;
     struct NvmeDeleter {
         void operator()(Nvme* n) const;
@@ -215,6 +269,7 @@ private:
     runtime::SimScheduler* sched_ = nullptr;  // core_->sched
     std::unique_ptr<rpc::App> app_;
     std::string name_;
+    std::string address_;
     bool in_cluster_ = false;
     bool left_ = false;    // leave_cluster() done
     bool leaked_ = false;  // the App never stopped: it and the Host are leaked, not destroyed
@@ -226,6 +281,7 @@ private:
     std::vector<Mark> marks_;
     std::unique_ptr<Devices, DevicesDeleter> devices_;
     std::unique_ptr<Nvme, NvmeDeleter> nvme_;
+    std::unique_ptr<Sock, SockDeleter> sock_;
 };
 
 }  // namespace strata::py

@@ -47,17 +47,28 @@ class Cluster(_Base):
         native.Cluster.__init__(self, seed, reactors)
         self._hosts = {}  # name -> World, open or closed (the latest of that name)
 
-    def host(self, name, wait_for_rpc=False, config=None):
+    def host(self, name, address=None, wait_for_rpc=False, config=None):
         """Starts host `name` (letters, digits, '_', '-', '.') and returns its strata.World.
 
+        address: its address on the cluster's network (world.address); default: the address
+            this name had before (a restarted host keeps it), else the next free 10.0.0.N.
         wait_for_rpc and config as for strata.World. ValueError when an open host of this
-        cluster already has that name; a closed host's name may be reused (a restart)."""
+        cluster already has that name or address; a closed host's name and address may be
+        taken again (a restart: same name, same identifiers)."""
         from .world import World
         if not isinstance(name, str):
             raise TypeError("host name must be a str, got %r" % (name,))
-        w = World(wait_for_rpc=wait_for_rpc, config=config, _cluster=self, _name=name)
+        if address is not None and not isinstance(address, str):
+            raise TypeError("address must be a str, got %r" % (address,))
+        w = World(wait_for_rpc=wait_for_rpc, config=config, _cluster=self, _name=name,
+                  _address=address)
         self._hosts[name] = w
         return w
+
+    @property
+    def network(self):
+        """The cluster's simulated network (strata.cluster.Network): links and faults."""
+        return Network(self)
 
     def __getitem__(self, name):
         """The open host named `name` (KeyError if none)."""
@@ -102,3 +113,114 @@ class Cluster(_Base):
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _ns(seconds):
+    if seconds is None:
+        return None
+    if seconds < 0:
+        raise ValueError("a duration must not be negative, got %r" % (seconds,))
+    return int(round(seconds * 1e9))
+
+
+class Network:
+    """The simulated network of a Cluster (core/sock sim.h).
+
+    Every host is attached under its address (world.address). Bytes travel as a stream per
+    direction, cut into segments at seeded boundaries, each delivered after the link's latency
+    and its serialisation at the link's bandwidth, in order and exactly once. Same seed, same
+    bytes at the same virtual times: every delivery is in the cluster's trace hash.
+
+    Endpoints `a` and `b` below are addresses ("10.0.0.2") or host names of this cluster
+    ("target"), in either order; a fault applies to both directions between them. Durations
+    are in seconds of virtual time (floats welcome). Faults take effect for what is sent or
+    delivered from now on.
+    """
+
+    def __init__(self, cluster):
+        self._c = cluster
+
+    def _addr(self, x):
+        from .world import World
+        if isinstance(x, World):
+            return x.address
+        if not isinstance(x, str):
+            raise TypeError("an endpoint is an address, a host name or a World, got %r" % (x,))
+        h = self._c._hosts.get(x)
+        return h.address if h is not None and h.address else x
+
+    def info(self):
+        """Counters (segments, bytes, connects, refused, resets), the default link, the
+        delivery hash, and {host name: address}."""
+        return self._c._net_info()
+
+    def addresses(self):
+        """{host name: address} of every host that ever joined (a closed host's too)."""
+        return dict(self.info()["addresses"])
+
+    def set_link(self, a=None, b=None, latency_us=None, bandwidth=None, max_segment_bytes=None):
+        """Sets the link between a and b (both ways), or with neither the default link of every
+        pair without its own. latency_us: one-way latency in microseconds; bandwidth: bytes
+        per second (0: unlimited); max_segment_bytes: segments are 1..max bytes, the
+        boundaries seeded. Parameters left None keep their value."""
+        self._c._net_set_link(None if a is None else self._addr(a),
+                              None if b is None else self._addr(b),
+                              None if latency_us is None else int(round(latency_us * 1000)),
+                              bandwidth, max_segment_bytes)
+
+    def link(self, a=None, b=None):
+        """{latency_ns, bytes_per_sec, max_segment_bytes} of a link (default link without a, b)."""
+        return self._c._net_link(None if a is None else self._addr(a),
+                                 None if b is None else self._addr(b))
+
+    def delay(self, a, b, extra_us, seconds):
+        """Adds extra_us of one-way latency to segments sent between a and b during the next
+        `seconds` (in order: later bytes never overtake earlier ones)."""
+        self._c._net_delay(self._addr(a), self._addr(b), int(round(extra_us * 1000)),
+                           _ns(seconds))
+
+    def stall(self, a, b, seconds):
+        """Delivers nothing between a and b for `seconds`; then everything queued flows, in
+        order (a stalled switch port)."""
+        self._c._net_stall(self._addr(a), self._addr(b), _ns(seconds))
+
+    def partition(self, a, b, mode="timeout"):
+        """Cuts a from b until heal(): nothing is delivered (bytes wait, connections stay up);
+        new connects time out after connect_timeout (mode "timeout") or are refused ("refuse")."""
+        self._c._net_partition(self._addr(a), self._addr(b), mode)
+
+    def heal(self, a, b):
+        """Lifts a partition: queued bytes flow again, in order, exactly once."""
+        self._c._net_heal(self._addr(a), self._addr(b))
+
+    def reset(self, a=None, b=None, connection_id=None):
+        """Resets every connection between a and b, or one by id (connections()): both ends see
+        "connection reset"; bytes in flight are dropped. Returns how many were reset."""
+        if connection_id is not None:
+            if a is not None or b is not None:
+                raise ValueError("give a connection_id or two endpoints, not both")
+            self._c._net_reset_connection(connection_id)
+            return 1
+        if a is None or b is None:
+            raise ValueError("give both endpoints (or a connection_id)")
+        return self._c._net_reset(self._addr(a), self._addr(b))
+
+    def slow_reader(self, address, bandwidth):
+        """Bytes reach `address` (a host) at most at `bandwidth` bytes per second, from every
+        peer together; 0 lifts it."""
+        self._c._net_slow_reader(self._addr(address), bandwidth)
+
+    def connections(self):
+        """Every connection: {id, client: {address, port}, server, bytes_to_server,
+        bytes_to_client, queued_to_server, queued_to_client, state}; state is "connecting",
+        "established", "closing", "closed", "reset" or "failed"."""
+        return self._c._net_connections()
+
+    @property
+    def connect_timeout(self):
+        """Seconds before a connect across a partition (mode "timeout") fails."""
+        return self._c._net_connect_timeout_ns / 1e9
+
+    @connect_timeout.setter
+    def connect_timeout(self, seconds):
+        self._c._net_connect_timeout_ns = _ns(seconds)

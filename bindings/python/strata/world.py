@@ -52,7 +52,7 @@ class World(_Base):
     """
 
     def __init__(self, seed=None, reactors=1, wait_for_rpc=False, config=None, *,
-                 _cluster=None, _name="world"):
+                 _cluster=None, _name="world", _address=None):
         native = _require_native()
         if _cluster is not None:  # strata.Cluster.host(): the cluster's seed and reactors
             seed, reactors = _cluster.seed, _cluster.reactors
@@ -68,7 +68,8 @@ class World(_Base):
             config = os.fspath(config)
         self._constructed = False
         self.cluster = _cluster
-        native.World.__init__(self, seed, reactors, bool(wait_for_rpc), config, _cluster, _name)
+        native.World.__init__(self, seed, reactors, bool(wait_for_rpc), config, _cluster, _name,
+                              _address)
         self._constructed = True
 
     def rpc(self, method, /, **params):
@@ -136,6 +137,22 @@ class World(_Base):
         opts.update(options)
         self._nvme_attach(address, opts)
         return NvmeController(self, address)
+
+    def sock_listen(self, port, echo=False):
+        """Listens on `port` with this World's sockets (a Cluster's hosts: the sim network, at
+        the host's address) and returns a strata.sock.Listener. echo=True sends every byte
+        received on an accepted connection back. A harness for socket-level checks."""
+        from .sock import Listener
+        return Listener(self, self._sock_listen(port, bool(echo)))
+
+    def sock_connect(self, address, port):
+        """Connects to address:port (another host's address, or a host name of the same
+        cluster) and returns a strata.sock.Connection (connecting: run the simulation until
+        .state is "established")."""
+        from .sock import Connection
+        if self.cluster is not None and address in self.cluster.hosts:
+            address = self.cluster.hosts[address].address
+        return Connection(self, self._sock_connect(address, port))
 
     def run_until(self, predicate, timeout_ns=None, max_steps=None):
         """Steps the simulation until predicate() is true (checked after every step).
