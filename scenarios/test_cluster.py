@@ -54,6 +54,29 @@ def test_two_hosts_have_independent_bdevs(seed):
         assert {t["host"] for t in c.threads()} == {"target", "initiator", "simnet"}
 
 
+def test_two_hosts_with_the_same_thread_names_and_device_addresses(seed):
+    addr = "0000:01:00.0"
+    with strata.Cluster(seed=seed, reactors=2) as c:
+        hosts = [c.host("target"), c.host("initiator")]
+        ctrls = []
+        for i, w in enumerate(hosts):
+            w.create_thread("worker")  # the name is per host
+            # Each host's own emulated bus, devices Thread and driver, at the same address.
+            w.add_nvme(addr, namespaces=[{"nsid": 1, "num_blocks": 2048, "block_size": 512}])
+            ctrls.append(w.nvme_attach(addr))
+            ctrls[i].write(1, 0, bytes([0x40 + i]) * 512)
+        for w in hosts:
+            w.post_marks(["worker"], 2)
+        c.run_until_idle()
+        for i, w in enumerate(hosts):
+            assert [m[:2] for m in w.take_marks()] == [("worker", 0), ("worker", 1)]
+            assert ctrls[i].read(1, 0, 1) == bytes([0x40 + i]) * 512
+            assert [t["name"] for t in w.threads()].count("worker") == 1
+        hosts[0].close()
+        assert ctrls[1].read(1, 0, 1) == bytes([0x41]) * 512
+        ctrls[1].detach()
+
+
 def test_host_names_are_distinct_and_valid(seed):
     with strata.Cluster(seed=seed) as c:
         c.host("target")
