@@ -81,6 +81,18 @@ def world(request, seed):
         _strata.log_set_level(levels[0])
 
 
+@pytest.fixture
+def cluster(request, seed):
+    """A strata.Cluster on the seeded simulator (reactors from @pytest.mark.world, default 2),
+    with no hosts yet: add them with cluster.host(name). Every host is closed after the test."""
+    import strata
+    m = request.node.get_closest_marker("world")
+    reactors = m.kwargs.get("reactors", 2) if m else 2
+    c = strata.Cluster(seed=seed, reactors=reactors)
+    yield c
+    c.close()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

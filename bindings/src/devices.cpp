@@ -67,7 +67,7 @@ World::Devices& World::devices() {
         throw std::runtime_error("this World's Host already has an emulated PCI bus");
     auto d = std::make_unique<Devices>();
     d->bus = std::make_unique<hwemu::PciBus>();
-    d->thread = sched_->find_thread("devices");
+    d->thread = own_thread("devices");
     if (d->thread == nullptr) d->thread = sched_->create_thread("devices");
     devices_.reset(d.release());
     return *devices_;

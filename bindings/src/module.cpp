@@ -10,6 +10,7 @@
 #include "world.h"
 
 namespace pyb = pybind11;
+using strata::py::Cluster;
 using strata::py::World;
 
 PYBIND11_MODULE(_strata, m) {
@@ -17,11 +18,62 @@ PYBIND11_MODULE(_strata, m) {
               "package rather than this module directly.";
     m.attr("version") = std::string(strata::rpc::version_string());
 
+    pyb::class_<Cluster>(m, "Cluster",
+                         "Several hosts (Worlds) on one deterministic simulator: one seed, one "
+                         "clock, one trace hash (single-threaded).")
+        .def(pyb::init<uint64_t, uint32_t>(), pyb::arg("seed"), pyb::arg("reactors") = 1)
+        .def_property_readonly("seed", &Cluster::seed)
+        .def_property_readonly("reactors", &Cluster::reactors)
+        .def_property_readonly("steps", &Cluster::steps, "simulation steps taken so far")
+        .def("now", &Cluster::now, "virtual time in ns")
+        .def("trace_hash", &Cluster::trace_hash,
+             "hash of the whole cluster's run (every host's steps and events)")
+        .def("event_hash", &Cluster::event_hash, "hash of the recorded events alone")
+        .def("event_count", &Cluster::event_count, pyb::arg("kind") = pyb::none())
+        .def("perturb_next_choice", &Cluster::perturb_next_choice)
+        .def("_host_names", &Cluster::host_names, "names of the open hosts, sorted")
+        .def("_run_until", &Cluster::run_until, pyb::arg("predicate"),
+             pyb::arg("timeout_ns") = pyb::none(), pyb::arg("max_steps") = pyb::none())
+        .def("advance", &Cluster::advance, pyb::arg("ns"),
+             "Runs every host for ns of virtual time and leaves the clock there.")
+        .def("step", &Cluster::step, "One step: 'ran', 'time_advanced' or 'idle'.")
+        .def("run_until_idle", &Cluster::run_until_idle, pyb::arg("max_steps") = 100'000'000ull)
+        .def("sim_stats", &Cluster::sim_stats)
+        .def("threads", &Cluster::threads, "every open host's Threads (name, id, reactor, host)")
+        .def("_net_info", &Cluster::net_info)
+        .def("_net_set_link", &Cluster::net_set_link, pyb::arg("a") = pyb::none(),
+             pyb::arg("b") = pyb::none(), pyb::arg("latency_ns") = pyb::none(),
+             pyb::arg("bytes_per_sec") = pyb::none(), pyb::arg("max_segment_bytes") = pyb::none())
+        .def("_net_link", &Cluster::net_link, pyb::arg("a") = pyb::none(),
+             pyb::arg("b") = pyb::none())
+        .def("_net_delay", &Cluster::net_delay)
+        .def("_net_stall", &Cluster::net_stall)
+        .def("_net_partition", &Cluster::net_partition)
+        .def("_net_heal", &Cluster::net_heal)
+        .def("_net_reset", &Cluster::net_reset)
+        .def("_net_reset_connection", &Cluster::net_reset_connection)
+        .def("_net_slow_reader", &Cluster::net_slow_reader)
+        .def("_net_connections", &Cluster::net_connections)
+        .def_property("_net_connect_timeout_ns", &Cluster::net_connect_timeout_ns,
+                      &Cluster::net_set_connect_timeout_ns);
+
     pyb::class_<World>(m, "World", "An App on the deterministic simulator (single-threaded).")
-        .def(pyb::init<uint64_t, uint32_t, bool, pyb::object>(), pyb::arg("seed"),
-             pyb::arg("reactors") = 1, pyb::arg("wait_for_rpc") = false,
-             pyb::arg("config") = pyb::none())
+        .def(pyb::init<uint64_t, uint32_t, bool, pyb::object, Cluster*, std::string,
+                       std::optional<std::string>>(),
+             pyb::arg("seed"), pyb::arg("reactors") = 1, pyb::arg("wait_for_rpc") = false,
+             pyb::arg("config") = pyb::none(), pyb::arg("cluster") = nullptr,
+             pyb::arg("name") = "world", pyb::arg("address") = pyb::none())
         .def_property_readonly("seed", &World::seed)
+        .def_property_readonly("name", &World::name, "the host's name ('world' when alone)")
+        .def_property_readonly("address", &World::address,
+                               "the host's address on its cluster's network ('' when alone)")
+        .def("_sock_listen", &World::sock_listen, pyb::arg("port"), pyb::arg("echo") = false)
+        .def("_sock_connect", &World::sock_connect, pyb::arg("address"), pyb::arg("port"))
+        .def("_sock_send", &World::sock_send, pyb::arg("id"), pyb::arg("data"))
+        .def("_sock_recv", &World::sock_recv, pyb::arg("id"))
+        .def("_sock_info", &World::sock_info, pyb::arg("id"))
+        .def("_sock_accepted", &World::sock_accepted, pyb::arg("listener"))
+        .def("_sock_close", &World::sock_close, pyb::arg("id"), pyb::arg("abort") = false)
         .def_property_readonly("reactors", &World::reactors)
         .def_property_readonly("steps", &World::steps, "simulation steps taken so far")
         .def_property_readonly("closed", &World::closed)

@@ -120,7 +120,7 @@ World::Nvme& World::nvme() {
     devices();  // the bus and the devices Thread
     if (!nvme_) {
         nvme_.reset(new Nvme());
-        nvme_->host = sched_->find_thread("nvme_host");
+        nvme_->host = own_thread("nvme_host");
         if (nvme_->host == nullptr) nvme_->host = sched_->create_thread("nvme_host");
     }
     return *nvme_;

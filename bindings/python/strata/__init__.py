@@ -1,5 +1,5 @@
 """Strata's Python package: an in-process simulated stack (World), a JSON-RPC client for a
-running strata-tgt (Client), and a helper that runs strata-tgt for tests (daemon.Daemon).
+running strata-tgt (Client), several simulated hosts in one seeded run (Cluster), and a helper that runs strata-tgt for tests (daemon.Daemon).
 
 World needs the native module `_strata` (built into build/<preset>/bindings; `source ci/env.sh`
 puts it on PYTHONPATH). Client, Daemon and the strata-rpc CLI need only the standard library.
@@ -12,7 +12,7 @@ from .errors import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT
 __version__ = "0.1.0"
 version = __version__
 
-__all__ = ["World", "RpcError", "Client", "Daemon", "version", "native_available",
+__all__ = ["World", "Cluster", "RpcError", "Client", "Daemon", "version", "native_available",
            "RpcConnectionError", "RpcTimeout", "ProtocolError", "DEFAULT_SOCKET",
            "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND", "INVALID_PARAMS",
            "INTERNAL_ERROR"]
@@ -30,6 +30,11 @@ def __getattr__(name):
         from .world import World, _require_native
         _require_native()
         return World
+    if name == "Cluster":
+        from .cluster import Cluster
+        from .world import _require_native
+        _require_native()
+        return Cluster
     if name == "Daemon":
         from .daemon import Daemon
         return Daemon

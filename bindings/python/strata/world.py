@@ -5,6 +5,9 @@
     w.advance(1_000_000)        # 1 ms of virtual time
     w.trace_hash()              # equal seeds and equal workloads give equal hashes
 
+Several hosts in one seeded run (an initiator and targets, each its own World with its own
+devices and bdevs, on one scheduler): see strata.Cluster.
+
 A World is single-threaded: drive it from one Python thread at a time (a second thread, or a
 run_until predicate that calls back into the World, gets a RuntimeError). The simulation runs
 in the calling thread; the GIL is released while it runs and re-acquired for predicates and
@@ -48,8 +51,11 @@ class World(_Base):
         RuntimeError with the loader's message.
     """
 
-    def __init__(self, seed=None, reactors=1, wait_for_rpc=False, config=None):
+    def __init__(self, seed=None, reactors=1, wait_for_rpc=False, config=None, *,
+                 _cluster=None, _name="world", _address=None):
         native = _require_native()
+        if _cluster is not None:  # strata.Cluster.host(): the cluster's seed and reactors
+            seed, reactors = _cluster.seed, _cluster.reactors
         if seed is None:
             import random
             seed = random.SystemRandom().randrange(1, 2**63)
@@ -61,7 +67,9 @@ class World(_Base):
             import os
             config = os.fspath(config)
         self._constructed = False
-        native.World.__init__(self, seed, reactors, bool(wait_for_rpc), config)
+        self.cluster = _cluster
+        native.World.__init__(self, seed, reactors, bool(wait_for_rpc), config, _cluster, _name,
+                              _address)
         self._constructed = True
 
     def rpc(self, method, /, **params):
@@ -130,6 +138,22 @@ class World(_Base):
         self._nvme_attach(address, opts)
         return NvmeController(self, address)
 
+    def sock_listen(self, port, echo=False):
+        """Listens on `port` with this World's sockets (a Cluster's hosts: the sim network, at
+        the host's address) and returns a strata.sock.Listener. echo=True sends every byte
+        received on an accepted connection back. A harness for socket-level checks."""
+        from .sock import Listener
+        return Listener(self, self._sock_listen(port, bool(echo)))
+
+    def sock_connect(self, address, port):
+        """Connects to address:port (another host's address, or a host name of the same
+        cluster) and returns a strata.sock.Connection (connecting: run the simulation until
+        .state is "established")."""
+        from .sock import Connection
+        if self.cluster is not None and address in self.cluster.hosts:
+            address = self.cluster.hosts[address].address
+        return Connection(self, self._sock_connect(address, port))
+
     def run_until(self, predicate, timeout_ns=None, max_steps=None):
         """Steps the simulation until predicate() is true (checked after every step).
 
@@ -142,6 +166,9 @@ class World(_Base):
     def __repr__(self):
         if not getattr(self, "_constructed", False):
             return "World(<failed to start>)"  # the native half does not exist: touch nothing
+        if self.cluster is not None:
+            return "World(host=%r, seed=%d, now=%dns%s)" % (
+                self.name, self.seed, self.now(), ", closed" if self.closed else "")
         return "World(seed=%d, reactors=%d, now=%dns, steps=%d)" % (
             self.seed, self.reactors, self.now(), self.steps)
 

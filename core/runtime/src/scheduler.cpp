@@ -84,6 +84,16 @@ std::vector<ReactorInfo> Scheduler::reactors() const {
     return out;
 }
 
+size_t Scheduler::release_threads_of(const Host& host) noexcept {
+    size_t n = 0;
+    for (Thread* t : threads()) {
+        if (t->exited() || &t->host() != &host) continue;
+        t->release_everything();
+        ++n;
+    }
+    return n;
+}
+
 void Scheduler::release_all_threads() noexcept {
     for (Thread* t : threads())
         if (!t->exited()) t->release_everything();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <vector>
 
 #include <strata/base/log.h>
 #include <strata/runtime/host.h>
@@ -306,7 +307,10 @@ void deliver(Thread& target, MsgFn fn, void* ctx) {
 void for_each_thread(MsgFn fn, void* ctx, MsgFn done) {
     Thread* origin = current_thread();
     STRATA_ASSERT_MSG(origin != nullptr, "for_each_thread must be called on a Thread");
-    auto* st = new ForEachThread{origin->scheduler().threads(), 0, false, origin, fn, ctx, done};
+    std::vector<Thread*> threads = origin->scheduler().threads();
+    // Only this Host's: another App on the same (simulated) scheduler is another machine.
+    std::erase_if(threads, [origin](Thread* t) { return &t->host() != &origin->host(); });
+    auto* st = new ForEachThread{std::move(threads), 0, false, origin, fn, ctx, done};
     for_each_thread_step(st);
 }
 

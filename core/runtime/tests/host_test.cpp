@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <regex>
 #include <string>
 #include <vector>
@@ -95,6 +96,71 @@ TEST(Host, UuidsAreRandomV4AndReplayFromTheSeed) {
     EXPECT_EQ(again.new_uuid(), u2);
     EXPECT_NE(other.new_uuid(), u1);
     EXPECT_NE(Host::seed_for(42, "world"), Host::seed_for(42, "target"));
+}
+
+// Several Hosts on one simulator (a simulated cluster): for_each_thread stays in the caller's
+// Host, and one Host's Threads can be released while the other's keep running.
+TEST(Host, ForEachThreadVisitsOnlyTheCallersHost) {
+    Host a("a", 1), b("b", 2);
+    SimScheduler sim(7, 2);
+    Thread* a1 = sim.create_thread("a1", -1, &a);
+    sim.create_thread("b1", -1, &b);
+    sim.create_thread("a2", -1, &a);
+    sim.create_thread("b2", -1, &b);
+    std::vector<std::string> visited;
+    bool done = false;
+    struct Ctx {
+        std::vector<std::string>* visited;
+        bool* done;
+    } ctx{&visited, &done};
+    (void)a1->post([&ctx] {
+        for_each_thread(
+            [](void* c) {
+                static_cast<Ctx*>(c)->visited->push_back(current_thread()->name());
+            },
+            &ctx, [](void* c) { *static_cast<Ctx*>(c)->done = true; });
+    });
+    sim.run_until([&] { return done; });
+    EXPECT_EQ(visited, (std::vector<std::string>{"a1", "a2"}));
+}
+
+TEST(Host, ReleasingOneHostsThreadsLeavesTheOthersRunning) {
+    auto a = std::make_unique<Host>("a", 1);
+    Host b("b", 2);
+    SimScheduler sim(9, 1);
+    Thread* ta = sim.create_thread("ta", -1, a.get());
+    Thread* tb = sim.create_thread("tb", -1, &b);
+    int a_runs = 0, b_runs = 0;
+    (void)ta->post([&] {
+        current_thread()->register_poller(
+            [](void* c) {
+                ++*static_cast<int*>(c);
+                return PollStatus::idle;
+            },
+            &a_runs, "a_timer", 1'000);
+    });
+    (void)tb->post([&] {
+        current_thread()->register_poller(
+            [](void* c) {
+                ++*static_cast<int*>(c);
+                return PollStatus::idle;
+            },
+            &b_runs, "b_timer", 1'000);
+    });
+    sim.advance(10'000);
+    EXPECT_GT(a_runs, 0);
+    EXPECT_GT(b_runs, 0);
+    (void)ta->post([] {});  // undelivered: dropped
+    EXPECT_EQ(sim.release_threads_of(*a), 1u);
+    EXPECT_TRUE(ta->exited());
+    EXPECT_FALSE(tb->exited());
+    EXPECT_EQ(sim.release_threads_of(*a), 0u);
+    a.reset();  // the Host goes while the simulator runs on
+    const int a_before = a_runs, b_before = b_runs;
+    sim.advance(10'000);
+    EXPECT_EQ(a_runs, a_before);
+    EXPECT_GT(b_runs, b_before);
+    EXPECT_FALSE(ta->post([] {}).ok());  // an exited Thread refuses messages
 }
 
 }  // namespace

@@ -309,14 +309,21 @@ Status SimNetwork::attach(runtime::Host& host, std::string address) {
     if (address.empty()) return Status(Errc::invalid_argument, "empty address");
     if (is_loopback_name(address) || is_any(address))
         return Status(Errc::invalid_argument, "a loopback or wildcard address cannot be attached");
-    if (nodes_.count(address) != 0) return Status(Errc::already_exists, "address taken");
+    auto it = nodes_.find(address);
+    // The address of a Host that is gone may be taken again (a restarted host of a cluster).
+    if (it != nodes_.end() && it->second->host != nullptr)
+        return Status(Errc::already_exists, "address taken");
     HostState& hs = host_state(host);
     if (hs.network != nullptr && hs.network != hs.private_network.get())
         return Status(Errc::already_exists, "Host already attached to a network");
-    auto node = std::make_unique<SimNode>();
-    node->address = address;
-    node->host = &host;
-    nodes_[address] = std::move(node);
+    if (it != nodes_.end()) {
+        it->second->host = &host;
+    } else {
+        auto node = std::make_unique<SimNode>();
+        node->address = address;
+        node->host = &host;
+        nodes_[address] = std::move(node);
+    }
     hs.network = this;
     hs.address = std::move(address);
     return Status::success();

@@ -48,6 +48,12 @@ public:
     Thread* find_thread(std::string_view name) const;
     Thread* thread_by_id(uint32_t id) const;
     std::vector<ReactorInfo> reactors() const;
+    // Control path, where no Thread of `host` can be running (under the simulator: between
+    // steps; real mode: once stopped). Releases every Thread of `host` that has not exited (its
+    // undelivered messages dropped, pollers unregistered, channels freed) and marks it exited,
+    // so the Host can be destroyed while the scheduler runs on for other Hosts (one host of a
+    // simulated cluster shutting down). Returns how many Threads it released.
+    size_t release_threads_of(const Host& host) noexcept;
 
     size_t message_ring_capacity = 16384;  // per Thread; set before creating Threads
     EventTrace* event_trace() const noexcept { return event_trace_; }  // nullptr: real mode

@@ -196,8 +196,9 @@ private:
 // message turn until it succeeds, so a completion is never lost (must run on a Thread).
 void deliver(Thread& target, MsgFn fn, void* ctx);
 
-// Runs fn(ctx) on every Thread of the current Thread's scheduler, one after another, then
-// done(ctx) back on the calling Thread. Control path.
+// Runs fn(ctx) on every Thread of the current Thread's Host (its App; other Hosts sharing the
+// scheduler, as in a simulated cluster, are not visited), one after another, then done(ctx)
+// back on the calling Thread. Control path.
 void for_each_thread(MsgFn fn, void* ctx, MsgFn done);
 
 }  // namespace strata::runtime
