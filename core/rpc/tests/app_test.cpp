@@ -88,7 +88,8 @@ protected:
         // The framework's own methods and the log subsystem only: the module table's
         // subsystems (sim, accel, bdev, lvol, ...) have their own tests.
         register_builtins(*app);
-        toy_b.worker = toy_a.worker = sim->create_thread("worker", 1);
+        // The App's own worker: thread_get_stats lists only the Threads of the App's Host.
+        toy_b.worker = toy_a.worker = sim->create_thread("worker", 1, &app->host());
         // Registered in reverse of dependency order on purpose.
         register_toy(*app, toy_b, events, "toyb", {"toya"});
         register_toy(*app, toy_a, events, "toya", {"log"});
