@@ -7,6 +7,8 @@ skip, naming what is missing, in a build without the NVMe-oF target or the NVMe/
 (strata.nvmf.missing); every failure prints its seed and replays from it.
 """
 
+import struct
+
 import pytest
 
 import strata
@@ -136,3 +138,73 @@ def test_namespace_hot_removed_under_io(pair, seed):
     t.add_ns("Malloc0", nsid=1)
     c.advance(1 * S)
     assert "Nvme0n1" in [b["name"] for b in ini.rpc("bdev_get_bdevs")]
+
+
+# --- the target alone, spoken to byte by byte over the sim network ----------------------------
+
+
+def icreq(hpda=0, dgst=0, maxr2t=0):
+    """An NVMe/TCP ICReq PDU (NVMe/TCP transport spec 3.6.2.2): 128 bytes."""
+    return struct.pack("<BBBBIHBBI", 0x00, 0, 128, 0, 128, 0, hpda, dgst, maxr2t) + bytes(112)
+
+
+def expect_icresp(c, conn):
+    assert c.run_until(lambda: conn.info()["received"] >= 128 or conn.state != "established",
+                       timeout_ns=5 * S), "no ICResp within 5 s"
+    resp = conn.recv()
+    assert len(resp) >= 128, "the target answered %r (%s)" % (resp[:16], conn.info())
+    pdu_type, flags, hlen, pdo, plen, pfv, cpda, dgst, maxh2cdata = struct.unpack_from(
+        "<BBBBIHBBI", resp)
+    assert (pdu_type, hlen, plen, pfv) == (0x01, 128, 128, 0)
+    assert maxh2cdata >= 4096 and maxh2cdata % 4 == 0
+    return resp
+
+
+def test_target_speaks_nvme_tcp_over_the_sim_network_and_survives_garbage(cluster, seed):
+    target, client = cluster.host("target"), cluster.host("client")
+    reasons = nvmf.missing(target, initiator=False)
+    if reasons:
+        pytest.skip("not in this build: " + "; ".join(reasons))
+    target.rpc("bdev_malloc_create", name="Malloc0", num_blocks=BLOCKS, block_size=512)
+    nvmf.Target(target, ["Malloc0"])
+    c = cluster
+
+    good = client.sock_connect("target", nvmf.DEFAULT_PORT)
+    assert c.run_until(lambda: good.state != "connecting", timeout_ns=S)
+    assert good.state == "established", good.info()
+    good.send(icreq())
+    expect_icresp(c, good)
+
+    # A connection that sends garbage is terminated alone (C2HTermReq and/or close).
+    bad = client.sock_connect("target", nvmf.DEFAULT_PORT)
+    assert c.run_until(lambda: bad.state == "established", timeout_ns=S)
+    bad.send(b"\xff" * 256)
+    assert c.run_until(lambda: bad.state in ("eof", "error"), timeout_ns=10 * S), bad.info()
+    got = bad.recv()
+    if got:
+        assert got[0] == 0x03, "expected a C2HTermReq, got PDU type %#x" % got[0]
+    # A connection that stops mid-PDU, then vanishes with a reset.
+    half = client.sock_connect("target", nvmf.DEFAULT_PORT)
+    assert c.run_until(lambda: half.state == "established", timeout_ns=S)
+    half.send(icreq()[:50])
+    c.advance(100 * MS)
+    half.abort()
+    c.advance(100 * MS)
+
+    # The target and its first connection go on; a new connection is served.
+    assert good.state == "established"
+    assert target.rpc("nvmf_get_subsystems")
+    again = client.sock_connect("target", nvmf.DEFAULT_PORT)
+    assert c.run_until(lambda: again.state == "established", timeout_ns=S)
+    again.send(icreq())
+    expect_icresp(c, again)
+
+    # Across a partition a connect fails; healed, it is served again.
+    c.network.partition("target", "client", mode="refuse")
+    cut = client.sock_connect("target", nvmf.DEFAULT_PORT)
+    assert c.run_until(lambda: cut.state == "error", timeout_ns=S)
+    c.network.heal("target", "client")
+    healed = client.sock_connect("target", nvmf.DEFAULT_PORT)
+    assert c.run_until(lambda: healed.state == "established", timeout_ns=S)
+    healed.send(icreq())
+    expect_icresp(c, healed)

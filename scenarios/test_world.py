@@ -116,6 +116,11 @@ def test_json_converter_round_trips():
     out = _strata.to_json_roundtrip(v)
     assert out == dict(v, tuple=[1, 2])
     assert type(out["t"]) is bool and type(out["i"]) is int and type(out["x"]) is float
+    # Numbers are typed as the JSON parser types request text (what the socket server gives a
+    # method): non-negative integers unsigned, negative ones signed. A method that takes only an
+    # unsigned number (is_number_unsigned) must accept world.rpc(..., nsid=1).
+    assert _strata._json_kinds([0, 1, 2**63, 2**64 - 1, -1, -2**63, 1.5]) == [
+        "unsigned", "unsigned", "unsigned", "unsigned", "integer", "integer", "float"]
     with pytest.raises(ValueError, match="does not fit"):
         _strata.to_json_roundtrip(2**64)
     with pytest.raises(ValueError, match="float"):

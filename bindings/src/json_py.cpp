@@ -58,6 +58,9 @@ json from_python_at(pyb::handle o, int depth) {
         long long s = PyLong_AsLongLongAndOverflow(o.ptr(), &overflow);
         if (overflow == 0) {
             if (s == -1 && PyErr_Occurred()) throw pyb::error_already_set();
+            // As the JSON parser types numbers read from text (the socket server's requests): a
+            // non-negative integer is unsigned, so methods see the same JSON from a World.
+            if (s >= 0) return static_cast<uint64_t>(s);
             return static_cast<int64_t>(s);
         }
         if (overflow > 0) {

@@ -1,6 +1,8 @@
 // nlohmann::json <-> Python objects.
 //
 // JSON null/bool/int/uint/float/string/array/object map to None/bool/int/float/str/list/dict.
+// A non-negative Python int becomes an unsigned JSON number, a negative one a signed number,
+// as the JSON parser types them when it reads request text.
 // From Python: bool before int; ints must fit int64 or uint64; floats must be finite; dict keys
 // must be str; list and tuple become arrays; anything else is a TypeError naming its type.
 #pragma once

@@ -160,4 +160,17 @@ PYBIND11_MODULE(_strata, m) {
     m.def("to_json_roundtrip", [](pyb::object o) {
         return strata::py::to_python(strata::py::from_python(o));
     }, "Converts a value to JSON and back (tests the converter).");
+    m.def("_json_kinds", [](pyb::object o) {
+        // The JSON number kinds a value converts to, as the parser would type them from text.
+        std::vector<std::string> out;
+        auto walk = [&out](const nlohmann::json& j, auto& self) -> void {
+            if (j.is_number_unsigned()) out.push_back("unsigned");
+            else if (j.is_number_integer()) out.push_back("integer");
+            else if (j.is_number_float()) out.push_back("float");
+            else if (j.is_structured())
+                for (const auto& e : j) self(e, self);
+        };
+        walk(strata::py::from_python(o), walk);
+        return out;
+    }, "The number kinds (unsigned, integer, float) of a value converted to JSON, in order.");
 }
