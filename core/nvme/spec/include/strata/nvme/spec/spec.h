@@ -13,3 +13,4 @@
 #include <strata/nvme/spec/queue.h>
 #include <strata/nvme/spec/registers.h>
 #include <strata/nvme/spec/status.h>
+#include <strata/nvme/spec/tcp.h>
