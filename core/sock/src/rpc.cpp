@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <strata/rpc/app.h>
+#include <strata/runtime/scheduler.h>
 #include <strata/runtime/thread.h>
 #include <strata/sock/rpc.h>
 #include <strata/sock/sim.h>
