@@ -704,3 +704,51 @@ TEST(NvmeSpecCommands, AdminBuilders) {
     EXPECT_EQ(spec::make_async_event_request(8).opc, 0x0Cu);
     EXPECT_EQ(spec::make_keep_alive(9).opc, 0x18u);
 }
+
+// NVMe/TCP PDUs: byte images as Linux's nvme-tcp and SPDK put them on the wire.
+TEST(NvmeSpecTcp, PduByteImages) {
+    namespace tcp = spec::tcp;
+    // An ICReq with HPDA 0, both digests, MAXR2T 0 (one R2T): 00 00 80 00 80000000 0000 00 03 ...
+    tcp::IcReq req{};
+    req.ch = {static_cast<uint8_t>(tcp::PduType::ic_req), 0, tcp::ic_pdu_size, 0, tcp::ic_pdu_size};
+    req.dgst = tcp::dgst::hdgst_enable | tcp::dgst::ddgst_enable;
+    uint8_t b[128];
+    std::memcpy(b, &req, sizeof b);
+    EXPECT_EQ(b[0], 0x00);
+    EXPECT_EQ(b[2], 0x80);
+    EXPECT_EQ(b[4], 0x80);
+    EXPECT_EQ(b[11], 0x03);
+
+    // A TermReq with FES 1 and FEI 0x04030201: FEI sits at bytes 10..13, little-endian.
+    tcp::TermReq term{};
+    term.fes = static_cast<uint16_t>(tcp::Fes::invalid_header_field);
+    term.fei.set(0x04030201u);
+    uint8_t t[24];
+    std::memcpy(t, &term, sizeof t);
+    EXPECT_EQ(t[8], 0x01);
+    EXPECT_EQ(t[9], 0x00);
+    EXPECT_EQ(t[10], 0x01);
+    EXPECT_EQ(t[13], 0x04);
+    EXPECT_EQ(term.status(), tcp::Fes::invalid_header_field);
+
+    // Header lengths per type; unknown types are recognised.
+    EXPECT_EQ(tcp::expected_hlen(tcp::PduType::capsule_cmd), 72u);
+    EXPECT_EQ(tcp::expected_hlen(tcp::PduType::capsule_resp), 24u);
+    EXPECT_TRUE(tcp::pdu_type_known(9));
+    EXPECT_FALSE(tcp::pdu_type_known(8));
+    EXPECT_FALSE(tcp::pdu_type_known(0x10));
+
+    // PDO: header + digest rounded up to (PDA + 1) dwords.
+    EXPECT_EQ(tcp::data_offset(72, false, 0), 72u);
+    EXPECT_EQ(tcp::data_offset(24, true, 0), 28u);
+    EXPECT_EQ(tcp::data_offset(24, true, 7), 32u);
+
+    // SGLs: in-capsule (Data Block, Offset) is 0x01, transport (Transport Data Block, Transport
+    // Specific) 0x5A, in SGL byte 15.
+    spec::Sqe sqe{};
+    sqe.set_dptr_sgl(tcp::make_transport_sgl(8192));
+    EXPECT_EQ(sqe.prp2 >> 56, 0x5Au);
+    EXPECT_EQ(sqe.dptr_sgl().length, 8192u);
+    sqe.set_dptr_sgl(tcp::make_in_capsule_sgl(512));
+    EXPECT_EQ(sqe.prp2 >> 56, 0x01u);
+}

@@ -4,6 +4,7 @@
 
 #include <strata/nvme/spec/bits.h>
 #include <strata/nvme/spec/cdw.h>
+#include <strata/nvme/spec/fabrics.h>
 #include <strata/nvme/spec/commands.h>
 #include <strata/nvme/spec/identify.h>
 #include <strata/nvme/spec/log_pages.h>
@@ -12,3 +13,4 @@
 #include <strata/nvme/spec/queue.h>
 #include <strata/nvme/spec/registers.h>
 #include <strata/nvme/spec/status.h>
+#include <strata/nvme/spec/tcp.h>
