@@ -22,8 +22,9 @@
 //                                               subsystem deleted, controller destroyed)
 //   connection gone (peer closed, protocol -->  Qpair::closed(): from now on the core hands no
 //     error, or after disconnect())              new work to it and completes what it holds
-//   frees the Qpair once closed() was called and outstanding() == 0 (in-flight bdev I/O still
-//   writes into the Request's buffers until its complete() call).
+//   frees the Qpair in Qpair::released()  <--  after closed(), once nothing is outstanding (in-
+//                                               flight bdev I/O still uses the Request's buffers
+//                                               until its complete() call)
 //
 // Threads: a Qpair belongs to one Thread (its connection's poll group) for its whole life:
 // exec(), complete(), disconnect() and closed() all run there. Subsystems, controllers and the
@@ -34,6 +35,7 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -42,6 +44,7 @@
 
 #include <strata/base/intrusive_list.h>
 #include <strata/base/status.h>
+#include <strata/bdev/bdev.h>
 #include <strata/nvme/spec/fabrics.h>
 #include <strata/nvme/spec/queue.h>
 #include <strata/runtime/thread.h>
@@ -89,6 +92,7 @@ struct Request : ListHook<RequestCoreTag> {  // the hook is the core's (held/pen
         uint32_t nsid = 0;
         uint32_t state = 0;
         void* aux = nullptr;
+        bdev::IoWaitEntry wait{};  // retry when the bdev_io pool was empty
     } core;
 
     // Resets the core-private part and the response (a transport reusing a Request calls this
@@ -137,6 +141,10 @@ public:
     // The core wants this qpair gone: close the connection (if not already closing), then
     // call closed(). Idempotent. On the qpair's Thread.
     virtual void disconnect() noexcept = 0;
+    // After closed(): the core holds nothing of this qpair any more (outstanding() == 0); the
+    // transport may delete it now, from inside this call. Called once, on the qpair's Thread
+    // (possibly from inside closed() when nothing was outstanding).
+    virtual void released() noexcept {}
     // Addresses for nvmf_subsystem_get_qpairs ("listen_address", "peer_address").
     virtual TransportAddress listen_address() const { return {}; }
     virtual TransportAddress peer_address() const { return {}; }
@@ -146,9 +154,9 @@ public:
     // completes what it holds (AERs, a fused first half) and hands out nothing new; bdev I/O in
     // flight completes through complete() as usual. Call once, on the qpair's Thread.
     void closed() noexcept;
-    // Requests exec()'d and not yet completed: free the Qpair only when this is 0 after
-    // closed().
-    uint32_t outstanding() const noexcept { return outstanding_; }
+    // Requests exec()'d and not yet completed, plus the core's own references (messages in
+    // flight to this qpair): free the Qpair only once this is 0 after closed() (released()).
+    uint32_t outstanding() const noexcept { return outstanding_.load(std::memory_order_acquire); }
 
     // ---- state ----
     uint16_t qid() const noexcept { return qid_; }
@@ -171,7 +179,7 @@ private:
     uint16_t qid_ = 0;
     uint16_t sqsize_ = 0;
     bool closed_ = false;
-    uint32_t outstanding_ = 0;
+    std::atomic<uint32_t> outstanding_{0};
     QpairStats stats_{};
     std::unique_ptr<CoreState> core_;
 };

@@ -1,0 +1,401 @@
+// The socket contract, for every implementation over loopback: posix and uring against the
+// kernel (driven from the test's main, real time), sim on a SimNetwork (driven by stepping the
+// SimScheduler, virtual time).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <strata/runtime/host.h>
+#include <strata/runtime/scheduler.h>
+#include <strata/sock/sim.h>
+#include <strata/sock/sock.h>
+
+namespace strata::sock {
+namespace {
+
+bool uring_required() {
+    const char* v = std::getenv("STRATA_REQUIRE_URING");
+    return v != nullptr && v[0] == '1';
+}
+
+struct Events {
+    int count = 0;
+    static void fn(void* ctx, Socket&) { static_cast<Events*>(ctx)->count++; }
+};
+
+class SockTest : public ::testing::TestWithParam<std::string> {
+protected:
+    void SetUp() override {
+        impl_ = GetParam();
+        if (impl_ == "uring") {
+            bool have = false;
+            for (auto& n : impl_names()) have |= n == "uring";
+            std::string why;
+            if (!have) why = "built without liburing";
+            if (why.empty()) {
+                // Probe: a listener needs a working ring.
+                SocketOptions o;
+                o.impl = "uring";
+                auto l = listen({"127.0.0.1", 0}, o);
+                if (!l && l.code() == Errc::not_supported) why = l.error().message();
+            }
+            if (!why.empty()) {
+                if (uring_required()) FAIL() << "STRATA_REQUIRE_URING=1 but " << why;
+                GTEST_SKIP() << why;
+            }
+        }
+        if (impl_ == "sim") {
+            sim_ = std::make_unique<runtime::SimScheduler>(7);
+            host_ = std::make_unique<runtime::Host>("sock_test", 7);
+            scope_ = std::make_unique<runtime::HostScope>(*host_);
+            net_ = std::make_unique<SimNetwork>(*sim_, 11);
+            ASSERT_TRUE(net_->attach(*host_, "10.0.0.1").ok());
+        }
+        group_ = SocketGroup::create();
+    }
+    void TearDown() override {
+        group_.reset();
+        net_.reset();
+        scope_.reset();
+        host_.reset();
+        sim_.reset();
+    }
+
+    SocketOptions opts() const {
+        SocketOptions o;
+        o.impl = impl_;
+        return o;
+    }
+    std::string loopback() const { return "127.0.0.1"; }
+
+    // Polls the group (and steps the simulator) until pred() holds.
+    bool pump(const std::function<bool()>& pred, double seconds = 10) {
+        auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(static_cast<int>(seconds * 1000));
+        const uint64_t vdeadline = sim_ ? sim_->now_ns() + uint64_t(seconds * 1e9) : 0;
+        while (!pred()) {
+            group_->poll();
+            if (sim_) {
+                if (sim_->step() == runtime::SimScheduler::StepResult::idle) {
+                    group_->poll();
+                    if (pred()) return true;
+                    return false;
+                }
+                if (sim_->now_ns() > vdeadline) return false;
+            } else if (std::chrono::steady_clock::now() > deadline) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    std::unique_ptr<Listener> make_listener() {
+        auto l = listen({loopback(), 0}, opts());
+        EXPECT_TRUE(l.ok()) << (l ? "" : l.error().message());
+        return l ? std::move(*l) : nullptr;
+    }
+
+    // A connected pair: client (connect) and server (accept).
+    bool make_pair(Listener& l, std::unique_ptr<Socket>& client, std::unique_ptr<Socket>& server) {
+        auto c = connect({loopback(), l.local().port}, opts());
+        if (!c) {
+            ADD_FAILURE() << c.error().message();
+            return false;
+        }
+        client = std::move(*c);
+        bool ok = pump([&] {
+            if (!server) {
+                auto a = l.accept();
+                if (a) server = std::move(*a);
+            }
+            return server != nullptr && client->connected();
+        });
+        EXPECT_TRUE(ok) << "no connection";
+        return ok;
+    }
+
+    // Writes everything (retrying partial writes), while the peer reads into `out`.
+    void transfer(Socket& from, Socket& to, const std::vector<uint8_t>& data,
+                  std::vector<uint8_t>& out) {
+        size_t sent = 0;
+        std::vector<uint8_t> buf(64 * 1024);
+        size_t partial = 0;
+        ASSERT_TRUE(pump(
+            [&] {
+                while (sent < data.size()) {
+                    auto w = from.write(data.data() + sent, data.size() - sent);
+                    if (!w) {
+                        EXPECT_EQ(w.code(), Errc::busy) << w.error().message();
+                        break;
+                    }
+                    if (*w < data.size() - sent) ++partial;
+                    sent += *w;
+                }
+                for (;;) {
+                    auto r = to.read(buf.data(), buf.size());
+                    if (!r) {
+                        EXPECT_EQ(r.code(), Errc::busy) << r.error().message();
+                        break;
+                    }
+                    out.insert(out.end(), buf.begin(), buf.begin() + *r);
+                }
+                return out.size() == data.size();
+            },
+            60));
+        EXPECT_GT(partial, 0u) << "expected at least one partial write";
+    }
+
+    std::string impl_;
+    std::unique_ptr<runtime::SimScheduler> sim_;
+    std::unique_ptr<runtime::Host> host_;
+    std::unique_ptr<runtime::HostScope> scope_;
+    std::unique_ptr<SimNetwork> net_;
+    std::unique_ptr<SocketGroup> group_;
+};
+
+TEST_P(SockTest, ListenPortZeroReportsBoundPort) {
+    auto l = make_listener();
+    ASSERT_TRUE(l);
+    EXPECT_NE(l->local().port, 0);
+    EXPECT_STREQ(l->impl_name(), impl_.c_str());
+    // The same port again is in use.
+    auto again = listen({loopback(), l->local().port}, opts());
+    ASSERT_FALSE(again.ok());
+    EXPECT_EQ(again.code(), Errc::already_exists);
+}
+
+TEST_P(SockTest, EchoOverLoopback) {
+    auto l = make_listener();
+    ASSERT_TRUE(l);
+    std::unique_ptr<Socket> c, s;
+    ASSERT_TRUE(make_pair(*l, c, s));
+    EXPECT_EQ(c->peer().port, l->local().port);
+    EXPECT_EQ(s->peer().port, c->local().port);
+    EXPECT_STREQ(c->impl_name(), impl_.c_str());
+    Events ev_s, ev_c;
+    ASSERT_TRUE(group_->add(*s, &Events::fn, &ev_s).ok());
+    ASSERT_TRUE(group_->add(*c, &Events::fn, &ev_c).ok());
+    const char msg[] = "hello, strata";
+    ASSERT_TRUE(c->write(msg, sizeof(msg)).ok());
+    ASSERT_TRUE(pump([&] { return ev_s.count > 0; }));
+    char buf[64] = {};
+    size_t got = 0;
+    ASSERT_TRUE(pump([&] {
+        auto r = s->read(buf + got, sizeof(buf) - got);
+        if (r) got += *r;
+        return got == sizeof(msg);
+    }));
+    EXPECT_STREQ(buf, msg);
+    // Echo back, as two iovecs.
+    iovec iov[2] = {{buf, 5}, {buf + 5, sizeof(msg) - 5}};
+    auto w = s->writev(iov, 2);
+    ASSERT_TRUE(w.ok());
+    EXPECT_EQ(*w, sizeof(msg));
+    ASSERT_TRUE(pump([&] { return ev_c.count > 0; }));
+    char back[64] = {};
+    got = 0;
+    ASSERT_TRUE(pump([&] {
+        auto r = c->read(back + got, sizeof(back) - got);
+        if (r) got += *r;
+        return got == sizeof(msg);
+    }));
+    EXPECT_STREQ(back, msg);
+    // Nothing more to read: busy.
+    EXPECT_EQ(c->read(back, sizeof(back)).code(), Errc::busy);
+    group_->remove(*s);
+    group_->remove(*c);
+}
+
+TEST_P(SockTest, LargeTransferWithPartialWrites) {
+    auto l = make_listener();
+    ASSERT_TRUE(l);
+    std::unique_ptr<Socket> c, s;
+    ASSERT_TRUE(make_pair(*l, c, s));
+    std::vector<uint8_t> data(32 * 1024 * 1024);
+    uint64_t x = 12345;
+    for (auto& b : data) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        b = static_cast<uint8_t>(x >> 56);
+    }
+    std::vector<uint8_t> out;
+    out.reserve(data.size());
+    transfer(*c, *s, data, out);
+    ASSERT_EQ(out.size(), data.size());
+    EXPECT_TRUE(out == data);
+}
+
+TEST_P(SockTest, EndOfStream) {
+    auto l = make_listener();
+    ASSERT_TRUE(l);
+    std::unique_ptr<Socket> c, s;
+    ASSERT_TRUE(make_pair(*l, c, s));
+    Events ev;
+    ASSERT_TRUE(group_->add(*s, &Events::fn, &ev).ok());
+    ASSERT_TRUE(c->write("abc", 3).ok());
+    c->close();
+    c->close();  // idempotent
+    EXPECT_FALSE(c->connected());
+    std::string got;
+    Errc last = Errc::ok;
+    ASSERT_TRUE(pump([&] {
+        char buf[16];
+        auto r = s->read(buf, sizeof(buf));
+        if (r) got.append(buf, *r);
+        last = r.code();
+        return last == Errc::shutdown;
+    }));
+    EXPECT_EQ(got, "abc");
+    EXPECT_GT(ev.count, 0);
+    group_->remove(*s);
+}
+
+TEST_P(SockTest, AbortGivesPeerReset) {
+    auto l = make_listener();
+    ASSERT_TRUE(l);
+    std::unique_ptr<Socket> c, s;
+    ASSERT_TRUE(make_pair(*l, c, s));
+    Events ev;
+    ASSERT_TRUE(group_->add(*s, &Events::fn, &ev).ok());
+    c->abort();
+    Result<size_t> r = Status(Errc::busy);
+    ASSERT_TRUE(pump([&] {
+        char buf[16];
+        r = s->read(buf, sizeof(buf));
+        return r.code() != Errc::busy;
+    }));
+    EXPECT_EQ(r.code(), Errc::io_error);
+    EXPECT_NE(r.error().message().find("connection reset"), std::string::npos)
+        << r.error().message();
+    EXPECT_FALSE(s->connected());
+    group_->remove(*s);
+}
+
+TEST_P(SockTest, ConnectRefused) {
+    uint16_t port;
+    {
+        auto l = make_listener();
+        ASSERT_TRUE(l);
+        port = l->local().port;
+    }
+    auto c = connect({loopback(), port}, opts());
+    ASSERT_TRUE(c.ok()) << c.error().message();
+    Events ev;
+    ASSERT_TRUE(group_->add(**c, &Events::fn, &ev).ok());
+    ASSERT_TRUE(pump([&] { return ev.count > 0; }));
+    char b;
+    auto r = (*c)->read(&b, 1);
+    EXPECT_EQ(r.code(), Errc::io_error);
+    if (!r) {
+        EXPECT_NE(r.error().message().find("connection refused"), std::string::npos);
+    }
+    EXPECT_FALSE((*c)->connected());
+    group_->remove(**c);
+}
+
+TEST_P(SockTest, ManySocketsInOneGroup) {
+    auto l = make_listener();
+    ASSERT_TRUE(l);
+    constexpr int kN = 48;
+    std::vector<std::unique_ptr<Socket>> cs(kN), ss(kN);
+    for (int i = 0; i < kN; ++i) ASSERT_TRUE(make_pair(*l, cs[i], ss[i]));
+    struct Ctx {
+        Socket* s;
+        std::string got;
+    };
+    std::vector<Ctx> ctx(kN);
+    auto fn = [](void* p, Socket& s) {
+        auto* c = static_cast<Ctx*>(p);
+        char buf[64];
+        for (;;) {
+            auto r = s.read(buf, sizeof(buf));
+            if (!r) break;
+            c->got.append(buf, *r);
+        }
+    };
+    for (int i = 0; i < kN; ++i) {
+        ctx[i].s = ss[i].get();
+        ASSERT_TRUE(group_->add(*ss[i], fn, &ctx[i]).ok());
+    }
+    // A socket in a group cannot join a second time.
+    EXPECT_FALSE(group_->add(*ss[0], fn, &ctx[0]).ok());
+    for (int i = 0; i < kN; ++i) {
+        std::string m = "message " + std::to_string(i);
+        ASSERT_TRUE(cs[i]->write(m.data(), m.size()).ok());
+    }
+    ASSERT_TRUE(pump([&] {
+        for (int i = 0; i < kN; ++i)
+            if (ctx[i].got != "message " + std::to_string(i)) return false;
+        return true;
+    }));
+    // Callbacks that remove other sockets of the same batch are safe.
+    for (int i = 0; i < kN; ++i) group_->remove(*ss[i]);
+}
+
+TEST_P(SockTest, BadAddressErrors) {
+    auto l = listen({"not an address!", 0}, opts());
+    ASSERT_FALSE(l.ok());
+    EXPECT_EQ(l.code(), Errc::invalid_argument);
+    auto e = listen({"", 0}, opts());
+    EXPECT_EQ(e.code(), Errc::invalid_argument);
+    auto c = connect({"", 4420}, opts());
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.code(), Errc::invalid_argument);
+    SocketOptions bad;
+    bad.impl = "carrier-pigeon";
+    EXPECT_EQ(connect({"127.0.0.1", 1}, bad).code(), Errc::not_supported);
+}
+
+INSTANTIATE_TEST_SUITE_P(Impl, SockTest, ::testing::Values("posix", "uring", "sim"),
+                         [](const auto& info) { return info.param; });
+
+TEST(SockTestPosix, Ipv6Loopback) {
+    SocketOptions o;
+    o.impl = "posix";
+    auto l = listen({"::1", 0}, o);
+    if (!l) GTEST_SKIP() << "no IPv6 loopback: " << l.error().message();
+    auto c = connect({"::1", (*l)->local().port}, o);
+    ASSERT_TRUE(c.ok());
+    std::unique_ptr<Socket> s;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!s && std::chrono::steady_clock::now() < deadline) {
+        auto a = (*l)->accept();
+        if (a) s = std::move(*a);
+    }
+    ASSERT_TRUE(s);
+    EXPECT_EQ(to_string((*l)->local()), "[::1]:" + std::to_string((*l)->local().port));
+}
+
+TEST(SockTestApi, DefaultsAndOptions) {
+    runtime::Host host("opts", 1);
+    runtime::HostScope scope(host);
+    EXPECT_EQ(default_impl(), "posix");  // not on a simulated Thread
+    auto o = get_impl_options("posix");
+    ASSERT_TRUE(o.ok());
+    EXPECT_EQ(o->recv_buf_size, 2u * 1024 * 1024);
+    ImplOptions n = *o;
+    n.recv_buf_size = 4096;
+    n.enable_zerocopy_send_client = true;
+    ASSERT_TRUE(set_impl_options("posix", n).ok());
+    EXPECT_EQ(get_impl_options("posix")->recv_buf_size, 4096u);
+    EXPECT_EQ(get_impl_options("nope").code(), Errc::not_found);
+    ASSERT_TRUE(set_default_impl("sim").ok());
+    EXPECT_EQ(default_impl(), "sim");
+    EXPECT_FALSE(set_default_impl("nope").ok());
+    {
+        // Another Host keeps its own.
+        runtime::Host other("other", 2);
+        runtime::HostScope s2(other);
+        EXPECT_EQ(default_impl(), "posix");
+        EXPECT_EQ(get_impl_options("posix")->recv_buf_size, 2u * 1024 * 1024);
+    }
+    EXPECT_EQ(to_string(Endpoint{"127.0.0.1", 4420}), "127.0.0.1:4420");
+}
+
+}  // namespace
+}  // namespace strata::sock
