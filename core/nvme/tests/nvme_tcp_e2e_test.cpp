@@ -160,6 +160,9 @@ TEST_P(NvmeTcpE2e, ConnectIdentifyWriteReadDisconnect) {
     ASSERT_TRUE(trid.ok());
     ControllerOptions o;
     o.sock_impl = impl_;
+    // The target keeps a connection (and its in-capsule DMA memory) while commands are
+    // outstanding on it, AERs included, even after the host closed it: ask for none here.
+    o.async_event_requests = 0;
     o.header_digest = GetParam().digests;
     o.data_digest = GetParam().digests;
     if (impl_ == "posix") {
@@ -209,6 +212,9 @@ TEST_P(NvmeTcpE2e, ConnectIdentifyWriteReadDisconnect) {
     auto d = run(ctrl->detach());
     EXPECT_TRUE(d.ok()) << d.error().message();
     on([&] { ctrl.reset(); });
+    // Let the target see both connections close before it shuts down.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    pump([&] { return impl_ == "posix" && std::chrono::steady_clock::now() > until; }, 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Impl, NvmeTcpE2e,
