@@ -117,13 +117,15 @@ nvmf_pattern() {
 # tcpdump in, nvmf_cap_start NAME PORT captures lo for that port into /tmp/NAME.pcap and
 # nvmf_cap_send NAME PORT stops it and sends the file base64-encoded on the second serial port
 # (/dev/ttyS1) between "STRATA-PCAP: begin NAME PORT" and "STRATA-PCAP: end NAME" lines.
+# --immediate-mode: without it the packet ring hands packets over in blocks, after up to a
+# second, and a short run's packets were lost when tcpdump was stopped.
 NVMF_CAP_PID=
 nvmf_cap_start() {
     [ -x /strata/tcpdump ] && [ -c /dev/ttyS1 ] || return 0
     # tcpdump -Z looks the user up.
     [ -e /etc/passwd ] || { mkdir -p /etc; echo 'root:x:0:0:root:/:/bin/sh' > /etc/passwd; }
     rm -f "/tmp/$1.pcap"
-    tcpdump -Z root -i lo -U -s 0 -w "/tmp/$1.pcap" "tcp port $2" > "/tmp/$1.tcpdump.log" 2>&1 &
+    tcpdump -Z root --immediate-mode -i lo -U -s 0 -w "/tmp/$1.pcap" "tcp port $2" > "/tmp/$1.tcpdump.log" 2>&1 &
     NVMF_CAP_PID=$!
     i=0
     while ! grep -q 'listening on' "/tmp/$1.tcpdump.log" && [ "$i" -lt 100 ]; do
@@ -148,7 +150,7 @@ nvmf_cap_send() {
         base64 "/tmp/$1.pcap"
         echo "STRATA-PCAP: end $1"
     } > /dev/ttyS1
-    say "$1 captured ($(wc -c < "/tmp/$1.pcap") bytes, sent in $(awk -v t0="$t0" '{printf "%.1f", $1 - t0}' /proc/uptime)s; tcpdump: $(tail -n1 "/tmp/$1.tcpdump.log"))"
+    say "$1 captured ($(wc -c < "/tmp/$1.pcap") bytes, sent in $(awk -v t0="$t0" '{printf "%.1f", $1 - t0}' /proc/uptime)s; tcpdump: $(grep -m1 'packets captured' "/tmp/$1.tcpdump.log"))"
 }
 
 # nvmf_cap_kernel NAME ADDR PORT NQN SERIAL: a small captured run of the kernel initiator with

@@ -7,6 +7,7 @@
 #include <strata/hwemu/sim_rpc.h>
 #include <strata/lvol/rpc.h>
 #include <strata/nvmf/nvmf.h>
+#include <strata/nvmf/tcp.h>
 #include <strata/sock/rpc.h>
 
 namespace strata::rpc {
@@ -19,6 +20,7 @@ const std::vector<ModuleEntry>& module_table() {
         {"bdev", &bdev::register_rpc_module},
         {"lvol", &lvol::register_rpc_module},  // after bdev: its methods join the bdev group
         {"nvmf", &nvmf::register_rpc_module},  // after bdev: namespaces are bdevs
+        {"nvmf_tcp", &nvmf::register_tcp_rpc_module},  // the TCP transport, after the core
     };
     return table;
 }

@@ -279,11 +279,17 @@ using detail::SimSocket;
 
 // ---- SimNetwork ----
 
+struct SimNetwork::Kicker {
+    SimNetwork* net;
+    bool pending = false;
+};
+
 SimNetwork::SimNetwork(runtime::SimScheduler& scheduler, uint64_t seed)
     : scheduler_(scheduler), seed_(seed), prng_(seed) {
     host_ = std::make_unique<runtime::Host>(
         "simnet", runtime::Host::seed_for(scheduler.seed(), "simnet"));
     thread_ = scheduler.create_thread("simnet", -1, host_.get());
+    kicker_ = new Kicker{this};
     events_.reserve(256);
 }
 
@@ -299,6 +305,11 @@ SimNetwork::~SimNetwork() {
         }
     }
     if (timer_ != nullptr) thread_->unregister_poller(timer_);
+    // A wake-up still queued finds the network gone and frees its context.
+    if (kicker_->pending)
+        kicker_->net = nullptr;
+    else
+        delete kicker_;
     runtime::Thread* t = thread_;
     (void)t->post([t] { t->request_exit(); });
 }
@@ -390,20 +401,24 @@ void SimNetwork::schedule(uint64_t at_ns, uint64_t conn, uint8_t kind, uint8_t d
 }
 
 void SimNetwork::kick() noexcept {
-    if (kick_pending_) return;
-    kick_pending_ = true;
-    Status s = thread_->send(&SimNetwork::kick_fn, this);
+    if (kicker_->pending) return;
+    kicker_->pending = true;
+    Status s = thread_->send(&SimNetwork::kick_fn, kicker_);
     if (!s.ok()) {
-        kick_pending_ = false;
+        kicker_->pending = false;
         STRATA_ERRLOG(log_simnet, "simnet: cannot wake the network Thread: {}", s.to_string());
     }
 }
 
 void SimNetwork::kick_fn(void* ctx) {
-    auto* self = static_cast<SimNetwork*>(ctx);
-    self->kick_pending_ = false;
-    self->run_due();
-    self->rearm();
+    auto* k = static_cast<Kicker*>(ctx);
+    k->pending = false;
+    if (k->net == nullptr) {
+        delete k;
+        return;
+    }
+    k->net->run_due();
+    k->net->rearm();
 }
 
 runtime::PollStatus SimNetwork::timer_fn(void* ctx) {

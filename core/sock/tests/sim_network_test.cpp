@@ -528,3 +528,31 @@ TEST(SimNetPrivate, UnattachedHostGetsItsOwnNetworkOnASimulatedThread) {
 
 }  // namespace
 }  // namespace strata::sock
+
+namespace strata::sock {
+namespace {
+
+// The Host (and its private network) goes while the network's wake-up message is still queued
+// on its Thread: the message must find the network gone, not touch freed memory.
+TEST(SimNetPrivate, HostGoneWithAWakeUpQueued) {
+    runtime::SimScheduler sim(5);
+    auto h = std::make_unique<runtime::Host>("x", 5);
+    runtime::Thread* t = sim.create_thread("t", -1, h.get());
+    std::unique_ptr<Listener> l;
+    std::unique_ptr<Socket> c;
+    ASSERT_TRUE(t->post([&] {
+                     l = take(listen({"127.0.0.1", 0}));
+                     c = take(connect({"127.0.0.1", l->local().port}));
+                 }).ok());
+    ASSERT_TRUE(sim.run_until([&] { return c != nullptr; }));
+    runtime::Thread* simnet = sim.find_thread("simnet");
+    ASSERT_NE(simnet, nullptr);
+    EXPECT_GT(simnet->pending_messages(), 0u);  // the wake-up for the SYN
+    c.reset();
+    l.reset();
+    h.reset();
+    EXPECT_TRUE(sim.run_until_idle());
+}
+
+}  // namespace
+}  // namespace strata::sock

@@ -36,9 +36,10 @@ protected:
         if (impl_ == "uring") {
             bool have = false;
             for (auto& n : impl_names()) have |= n == "uring";
+            if (!have)  // the implementation is not written yet (README): nothing to require
+                GTEST_SKIP() << "no uring socket implementation in this build";
             std::string why;
-            if (!have) why = "built without liburing";
-            if (why.empty()) {
+            {
                 // Probe: a listener needs a working ring.
                 SocketOptions o;
                 o.impl = "uring";

@@ -202,7 +202,8 @@ private:
     runtime::Thread* thread_ = nullptr;
     runtime::Poller* timer_ = nullptr;
     uint64_t armed_at_ = UINT64_MAX;
-    bool kick_pending_ = false;
+    struct Kicker;  // the wake-up message's context: outlives the network if still queued
+    Kicker* kicker_ = nullptr;
     uint64_t next_seq_ = 0;
     uint64_t next_conn_ = 1;
     LinkParams default_link_;
