@@ -229,6 +229,9 @@ void GroupImpl::mark_ready(SocketBase& s) noexcept {
 
 uint32_t GroupImpl::poll(uint32_t max_events) noexcept {
     uint32_t n = 0;
+    // The ring first: its completions queue sockets on the ready list (and sockets closed with
+    // operations in flight finish there even when no member is left).
+    if (uring_ != nullptr) (void)uring_group_poll(*uring_, *this, max_events);
     // Sockets the implementations queued (sim deliveries, uring completions, failures found
     // without the kernel), oldest first.
     if (!ready_.empty()) {
@@ -246,8 +249,6 @@ uint32_t GroupImpl::poll(uint32_t max_events) noexcept {
         }
         batch_.clear();
     }
-    if (members_[static_cast<int>(Kind::uring)] > 0 && uring_ != nullptr && n < max_events)
-        n += uring_group_poll(*uring_, *this, max_events - n);
     if (members_[static_cast<int>(Kind::posix)] > 0 && epfd_ >= 0 && n < max_events) {
         const int want = static_cast<int>(max_events - n);
         if (events_.size() < static_cast<size_t>(want)) events_.resize(want);
