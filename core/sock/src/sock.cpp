@@ -83,8 +83,12 @@ HostState::~HostState() {
     }
 }
 
-HostState& host_state() { return runtime::current_host().get<HostState>(); }
-HostState& host_state(runtime::Host& host) { return host.get<HostState>(); }
+HostState& host_state() {
+    return runtime::current_host().get<HostState>();
+}
+HostState& host_state(runtime::Host& host) {
+    return host.get<HostState>();
+}
 
 std::vector<std::string> impl_names() {
     std::vector<std::string> out;
@@ -97,7 +101,8 @@ Result<ImplOptions> get_impl_options(std::string_view impl) {
     std::lock_guard lock(hs.mu);
     auto it = hs.options.find(impl);
     if (it == hs.options.end())
-        return Error(Errc::not_found, "socket implementation '" + std::string(impl) + "' not found");
+        return Error(Errc::not_found,
+                     "socket implementation '" + std::string(impl) + "' not found");
     return it->second;
 }
 
@@ -153,7 +158,9 @@ SocketBase::~SocketBase() {
 
 // ---- SocketGroup ----
 
-std::unique_ptr<SocketGroup> SocketGroup::create() { return std::make_unique<GroupImpl>(); }
+std::unique_ptr<SocketGroup> SocketGroup::create() {
+    return std::make_unique<GroupImpl>();
+}
 
 GroupImpl::GroupImpl() {
     ready_.reserve(64);

@@ -30,7 +30,9 @@ namespace {
 constexpr uint64_t kTagRecv = 1, kTagSend = 2, kTagPoll = 3;
 constexpr size_t kMinRing = 64 * 1024, kMaxRing = 1024 * 1024;
 
-size_t ring_size(uint32_t asked) { return std::clamp<size_t>(asked, kMinRing, kMaxRing); }
+size_t ring_size(uint32_t asked) {
+    return std::clamp<size_t>(asked, kMinRing, kMaxRing);
+}
 
 }  // namespace
 
@@ -74,8 +76,8 @@ Result<UringGroup*> uring_group_create() {
     int rc = io_uring_queue_init(256, &g->ring, 0);
     if (rc < 0) {
         delete g;
-        return Error(Errc::not_supported, std::string("io_uring_queue_init: ") +
-                                              std::strerror(-rc));
+        return Error(Errc::not_supported,
+                     std::string("io_uring_queue_init: ") + std::strerror(-rc));
     }
     return g;
 }
@@ -186,8 +188,7 @@ uint32_t uring_group_poll(UringGroup& ug, GroupImpl& group, uint32_t) noexcept {
             posted |= post(ug, *st, kTagRecv);
         if (!st->send_posted && !st->aborting && st->queued > st->sent)
             posted |= post(ug, *st, kTagSend);
-        if (st->sock == nullptr && !st->cancel_posted &&
-            (st->aborting || st->queued == st->sent)) {
+        if (st->sock == nullptr && !st->cancel_posted && (st->aborting || st->queued == st->sent)) {
             if (st->recv_posted) posted |= post_cancel(ug, *st, kTagRecv);
             if (st->poll_posted) posted |= post_cancel(ug, *st, kTagPoll);
             st->cancel_posted = true;
@@ -400,9 +401,7 @@ public:
         // Otherwise the ring keeps it (its receive completes into its buffer, queued bytes are
         // still sent); the socket reads what arrived from the buffer.
     }
-    bool still_ready() const noexcept override {
-        return st_ != nullptr && st_->wr > st_->rd;
-    }
+    bool still_ready() const noexcept override { return st_ != nullptr && st_->wr > st_->rd; }
 
 private:
     void let_go(bool abortive) noexcept {
@@ -439,17 +438,16 @@ public:
     Result<std::unique_ptr<Socket>> accept() noexcept override {
         sockaddr_storage ss{};
         socklen_t len = sizeof(ss);
-        int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len,
-                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd =
+            ::accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
-                errno == ECONNABORTED)
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 return Status(Errc::busy, "no connection pending");
             return Status(Errc::io_error, errno_context(errno));
         }
         apply_options(fd, so_, io_);
-        return std::unique_ptr<Socket>(std::make_unique<UringSocket>(
-            fd, local_endpoint(fd), endpoint_of(ss), false, io_));
+        return std::unique_ptr<Socket>(
+            std::make_unique<UringSocket>(fd, local_endpoint(fd), endpoint_of(ss), false, io_));
     }
     const Endpoint& local() const noexcept override { return local_; }
     const char* impl_name() const noexcept override { return "uring"; }

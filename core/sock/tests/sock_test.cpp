@@ -287,15 +287,17 @@ TEST_P(SockTest, CloseSendsWhatWasAccepted) {
     std::vector<uint8_t> got;
     std::vector<uint8_t> buf(65536);
     Errc last = Errc::ok;
-    ASSERT_TRUE(pump([&] {
-        for (;;) {
-            auto r = s->read(buf.data(), buf.size());
-            last = r.code();
-            if (!r) break;
-            got.insert(got.end(), buf.begin(), buf.begin() + *r);
-        }
-        return last == Errc::shutdown || last == Errc::io_error;
-    }, 30));
+    ASSERT_TRUE(pump(
+        [&] {
+            for (;;) {
+                auto r = s->read(buf.data(), buf.size());
+                last = r.code();
+                if (!r) break;
+                got.insert(got.end(), buf.begin(), buf.begin() + *r);
+            }
+            return last == Errc::shutdown || last == Errc::io_error;
+        },
+        30));
     EXPECT_EQ(last, Errc::shutdown);
     ASSERT_EQ(got.size(), accepted);
     EXPECT_TRUE(std::equal(got.begin(), got.end(), data.begin()));

@@ -45,9 +45,9 @@ struct Endpoint {
 std::string to_string(const Endpoint& e);  // "127.0.0.1:4420", "[::1]:4420"
 
 struct SocketOptions {
-    std::string impl;       // "posix", "uring", "sim"; empty: the current Host's default
-    bool no_delay = true;   // TCP_NODELAY
-    int priority = 0;       // SO_PRIORITY (posix, uring)
+    std::string impl;      // "posix", "uring", "sim"; empty: the current Host's default
+    bool no_delay = true;  // TCP_NODELAY
+    int priority = 0;      // SO_PRIORITY (posix, uring)
 };
 
 class Socket {
