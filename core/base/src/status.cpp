@@ -61,7 +61,8 @@ std::string Status::to_string() const {
 std::string Error::to_string() const {
     std::string s(errc_name(code_));
     s += ": ";
-    s += message_.empty() ? std::string(errc_message(code_)) : message_;
+    const std::string& m = message();
+    s += m.empty() ? std::string(errc_message(code_)) : m;
     return s;
 }
 

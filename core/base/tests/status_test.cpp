@@ -2,6 +2,22 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+// Counts heap allocations made by this test binary, for the allocation-free Result check.
+namespace {
+std::atomic<uint64_t> g_allocations{0};
+}  // namespace
+void* operator new(size_t n) {
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+
 namespace strata {
 namespace {
 
@@ -54,6 +70,25 @@ TEST(Result, VoidResultFromStatus) {
     EXPECT_TRUE(ok.ok());
     Result<void> bad = Status(Errc::timeout);
     EXPECT_EQ(bad.code(), Errc::timeout);
+}
+
+// The data path returns Result<T> built from a Status (a socket read that would block, on every
+// poll): that must not allocate, even with a context longer than the small-string buffer.
+Result<size_t> would_block() noexcept {
+    return Status(Errc::busy, "would block: nothing to read on this socket yet");
+}
+
+TEST(Result, FromStatusAllocatesNothingUntilTheMessageIsRead) {
+    uint64_t before = g_allocations.load();
+    for (int i = 0; i < 100; ++i) {
+        auto r = would_block();
+        EXPECT_EQ(r.code(), Errc::busy);
+    }
+    EXPECT_EQ(g_allocations.load(), before);
+    auto r = would_block();
+    EXPECT_EQ(r.error().message(),
+              "busy: resource temporarily unavailable (would block: nothing to read on this socket yet)");
+    EXPECT_EQ(r.error().to_string(), "busy: " + r.error().message());
 }
 
 TEST(ResultDeathTest, ValueOnErrorAborts) {

@@ -74,16 +74,29 @@ static_assert(std::is_trivially_copyable_v<Status>);
 class Error {
 public:
     Error(Errc code, std::string message) : code_(code), message_(std::move(message)) {}
-    Error(Status status)  // NOLINT: implicit so a Status can be returned as Result's error
-        : code_(status.code()), message_(status.to_string()) {}
+    // Implicit so a Status can be returned as Result's error. It allocates nothing: the data
+    // path returns Result<T> built from a Status (a socket read that would block), and the
+    // sentence is formatted from the code and the static context only when message() asks.
+    Error(Status status) noexcept  // NOLINT
+        : code_(status.code()), context_(status.context()), from_status_(true) {}
 
     Errc code() const noexcept { return code_; }
-    const std::string& message() const noexcept { return message_; }
+    // Formats a Status-built message on first use (not safe to call first from two OS threads
+    // at once on one Error; an Error belongs to the code that received it).
+    const std::string& message() const {
+        if (from_status_) {
+            message_ = Status(code_, context_).to_string();
+            from_status_ = false;
+        }
+        return message_;
+    }
     std::string to_string() const;
 
 private:
     Errc code_;
-    std::string message_;
+    const char* context_ = nullptr;
+    mutable bool from_status_ = false;
+    mutable std::string message_;
 };
 
 // Result<T>: a value or an Error. Small subset of std::expected (C++23), kept here until we move.
