@@ -632,6 +632,22 @@ TEST_P(NvmfTcpE2e, GetTransports) {
     EXPECT_TRUE(r.contains("error"));
     r = app_->call_method("nvmf_create_transport", {{"trtype", "RDMA"}});
     EXPECT_TRUE(r.contains("error"));
+
+    // save_config: the nvmf section starts with nvmf_create_transport and its params pass the
+    // method's schema (re-running it is refused only because the transport exists).
+    Json saved = call("save_config", Json::object());
+    Json entry;
+    for (auto& sub : saved["subsystems"])
+        if (sub["subsystem"] == "nvmf" && !sub["config"].empty()) entry = sub["config"][0];
+    ASSERT_EQ(entry.value("method", ""), "nvmf_create_transport") << saved.dump();
+    EXPECT_EQ(entry["params"]["trtype"], "TCP");
+    EXPECT_EQ(entry["params"]["in_capsule_data_size"], 4096);
+    EXPECT_EQ(entry["params"]["poll_groups"], 2);
+    r = app_->call_method("nvmf_create_transport", entry["params"]);
+    ASSERT_TRUE(r.contains("error"));
+    EXPECT_NE(r["error"]["code"], rpc::error_code::invalid_params) << r.dump();
+    EXPECT_NE(r["error"]["message"].get<std::string>().find("exists"), std::string::npos)
+        << r.dump();
 }
 
 INSTANTIATE_TEST_SUITE_P(Impl, NvmfTcpE2e,
