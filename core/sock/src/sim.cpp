@@ -26,7 +26,9 @@ constexpr const char* kTimedOutMsg = "connection timed out";
 bool is_loopback_name(std::string_view a) {
     return a == "127.0.0.1" || a == "localhost" || a == "::1" || a == "[::1]";
 }
-bool is_any(std::string_view a) { return a == "0.0.0.0" || a == "::" || a == "[::]"; }
+bool is_any(std::string_view a) {
+    return a == "0.0.0.0" || a == "::" || a == "[::]";
+}
 }  // namespace
 
 namespace detail {
@@ -286,8 +288,8 @@ struct SimNetwork::Kicker {
 
 SimNetwork::SimNetwork(runtime::SimScheduler& scheduler, uint64_t seed)
     : scheduler_(scheduler), seed_(seed), prng_(seed) {
-    host_ = std::make_unique<runtime::Host>(
-        "simnet", runtime::Host::seed_for(scheduler.seed(), "simnet"));
+    host_ = std::make_unique<runtime::Host>("simnet",
+                                            runtime::Host::seed_for(scheduler.seed(), "simnet"));
     thread_ = scheduler.create_thread("simnet", -1, host_.get());
     kicker_ = new Kicker{this};
     events_.reserve(256);
@@ -314,7 +316,9 @@ SimNetwork::~SimNetwork() {
     (void)t->post([t] { t->request_exit(); });
 }
 
-uint64_t SimNetwork::now() const noexcept { return scheduler_.now_ns(); }
+uint64_t SimNetwork::now() const noexcept {
+    return scheduler_.now_ns();
+}
 
 Status SimNetwork::attach(runtime::Host& host, std::string address) {
     if (address.empty()) return Status(Errc::invalid_argument, "empty address");
@@ -372,7 +376,9 @@ SimLink* SimNetwork::find_link(std::string_view a, std::string_view b) {
     return l.get();
 }
 
-void SimNetwork::set_default_link(const LinkParams& params) { default_link_ = params; }
+void SimNetwork::set_default_link(const LinkParams& params) {
+    default_link_ = params;
+}
 
 void SimNetwork::set_link(std::string_view a, std::string_view b, const LinkParams& params) {
     SimLink* l = find_link(a, b);
@@ -445,50 +451,50 @@ bool SimNetwork::run_due() noexcept {
         SimConn& c = *it->second;
         did = true;
         switch (e.kind) {
-        case kDeliver:
-            c.pipe[e.dir].scheduled = false;
-            deliver(c, e.dir, t);
-            break;
-        case kSyn: {
-            if (c.closed[0]) {
-                conns_.erase(it);
+            case kDeliver:
+                c.pipe[e.dir].scheduled = false;
+                deliver(c, e.dir, t);
+                break;
+            case kSyn: {
+                if (c.closed[0]) {
+                    conns_.erase(it);
+                    break;
+                }
+                auto l = c.node[1]->listeners.find(c.ep[1].port);
+                const uint64_t lat = link(c.node[0]->address, c.node[1]->address).latency_ns;
+                if (l == c.node[1]->listeners.end()) {
+                    schedule(t + lat, c.id, kRefused);
+                    break;
+                }
+                SimListener* listener = l->second;
+                c.pipe[1].init(listener->options().send_buf_size);
+                c.server_created = true;
+                auto s = std::make_unique<SimSocket>(this, &c, 1);
+                c.sock[1] = s.get();
+                listener->backlog_.push_back(std::move(s));
+                schedule(t + lat, c.id, kEstablished);
                 break;
             }
-            auto l = c.node[1]->listeners.find(c.ep[1].port);
-            const uint64_t lat = link(c.node[0]->address, c.node[1]->address).latency_ns;
-            if (l == c.node[1]->listeners.end()) {
-                schedule(t + lat, c.id, kRefused);
+            case kEstablished:
+                c.connecting = false;
+                ++stats_.connects;
+                runtime::trace_event(runtime::TraceKind::user, kTraceTag | c.id, ~uint64_t{0}, t);
+                if (c.sock[0] != nullptr) c.sock[0]->notify();
+                // Bytes the server sent before the client knew it was connected.
+                if (c.pipe[1].delivered > c.pipe[1].read && c.sock[0] != nullptr)
+                    c.sock[0]->notify();
                 break;
-            }
-            SimListener* listener = l->second;
-            c.pipe[1].init(listener->options().send_buf_size);
-            c.server_created = true;
-            auto s = std::make_unique<SimSocket>(this, &c, 1);
-            c.sock[1] = s.get();
-            listener->backlog_.push_back(std::move(s));
-            schedule(t + lat, c.id, kEstablished);
-            break;
-        }
-        case kEstablished:
-            c.connecting = false;
-            ++stats_.connects;
-            runtime::trace_event(runtime::TraceKind::user, kTraceTag | c.id, ~uint64_t{0}, t);
-            if (c.sock[0] != nullptr) c.sock[0]->notify();
-            // Bytes the server sent before the client knew it was connected.
-            if (c.pipe[1].delivered > c.pipe[1].read && c.sock[0] != nullptr)
-                c.sock[0]->notify();
-            break;
-        case kRefused:
-        case kTimedOut:
-            c.connecting = false;
-            c.err[0] = e.kind == kRefused ? kRefusedMsg : kTimedOutMsg;
-            ++stats_.refused;
-            runtime::trace_event(runtime::TraceKind::user, kTraceTag | c.id, e.kind, t);
-            if (c.sock[0] != nullptr) c.sock[0]->notify();
-            maybe_reap(c.id);
-            break;
-        default:
-            break;
+            case kRefused:
+            case kTimedOut:
+                c.connecting = false;
+                c.err[0] = e.kind == kRefused ? kRefusedMsg : kTimedOutMsg;
+                ++stats_.refused;
+                runtime::trace_event(runtime::TraceKind::user, kTraceTag | c.id, e.kind, t);
+                if (c.sock[0] != nullptr) c.sock[0]->notify();
+                maybe_reap(c.id);
+                break;
+            default:
+                break;
         }
     }
     return did;
@@ -740,7 +746,7 @@ void SimNetwork::host_gone(runtime::Host& host) noexcept {
 }
 
 Result<std::unique_ptr<Listener>> SimNetwork::listen_on(const Endpoint& local,
-                                                       const ImplOptions& io) {
+                                                        const ImplOptions& io) {
     SimNode* node = node_for(runtime::current_host());
     if (node == nullptr) return Error(Errc::not_supported, "Host not on this network");
     if (local.address.empty()) return Error(Errc::invalid_argument, "empty address");
@@ -748,7 +754,8 @@ Result<std::unique_ptr<Listener>> SimNetwork::listen_on(const Endpoint& local,
         local.address != node->address)
         return Error(Errc::invalid_argument, "'" + local.address +
                                                  "' is not an address of this host on the "
-                                                 "simulated network (" + node->address + ")");
+                                                 "simulated network (" +
+                                                 node->address + ")");
     uint16_t port = local.port;
     if (port == 0) {
         for (int tries = 0; tries < 16384; ++tries) {
@@ -768,7 +775,7 @@ Result<std::unique_ptr<Listener>> SimNetwork::listen_on(const Endpoint& local,
 }
 
 Result<std::unique_ptr<Socket>> SimNetwork::connect_to(const Endpoint& remote,
-                                                      const ImplOptions& io) {
+                                                       const ImplOptions& io) {
     SimNode* from = node_for(runtime::current_host());
     if (from == nullptr) return Error(Errc::not_supported, "Host not on this network");
     if (remote.address.empty()) return Error(Errc::invalid_argument, "empty address");

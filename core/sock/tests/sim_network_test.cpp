@@ -61,7 +61,8 @@ protected:
         for (;;) {
             group->poll();  // callbacks first: they see arrivals before pred() reads them
             if (pred()) return true;
-            if (sim->step() == runtime::SimScheduler::StepResult::idle || sim->now_ns() > deadline) {
+            if (sim->step() == runtime::SimScheduler::StepResult::idle ||
+                sim->now_ns() > deadline) {
                 group->poll();
                 return pred();
             }
@@ -302,14 +303,16 @@ TEST_F(SimNetTest, PartitionThenHealDeliversEverythingOnceInOrder) {
     net->partition("10.0.0.1", "10.0.0.2");
     auto d = pattern(500'000, 5);
     size_t sent = 0;
-    run([&] {
-        while (sent < d.size()) {
-            auto w = client->write(d.data() + sent, d.size() - sent);
-            if (!w) break;
-            sent += *w;
-        }
-        return false;
-    }, 50 * kMs);
+    run(
+        [&] {
+            while (sent < d.size()) {
+                auto w = client->write(d.data() + sent, d.size() - sent);
+                if (!w) break;
+                sent += *w;
+            }
+            return false;
+        },
+        50 * kMs);
     EXPECT_TRUE(drain(*server).empty());
     auto c = net->connections();
     ASSERT_EQ(c.size(), 1u);
@@ -323,11 +326,13 @@ TEST_F(SimNetTest, PartitionThenHealDeliversEverythingOnceInOrder) {
     }
     const uint64_t t0 = sim->now_ns();
     Result<size_t> r = Status(Errc::busy);
-    ASSERT_TRUE(run([&] {
-        char x;
-        r = late->read(&x, 1);
-        return r.code() != Errc::busy;
-    }, 5000 * kMs));
+    ASSERT_TRUE(run(
+        [&] {
+            char x;
+            r = late->read(&x, 1);
+            return r.code() != Errc::busy;
+        },
+        5000 * kMs));
     EXPECT_EQ(r.code(), Errc::io_error);
     EXPECT_NE(r.error().message().find("timed out"), std::string::npos);
     EXPECT_GE(sim->now_ns() - t0, net->connect_timeout_ns);

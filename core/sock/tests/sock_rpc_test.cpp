@@ -113,11 +113,11 @@ TEST_F(SockRpcTest, BadParamsAreRejected) {
     EXPECT_TRUE(rpc("sock_impl_set_options", {{"impl_name", "nope"}}).contains("error"));
     EXPECT_TRUE(rpc("sock_impl_set_options", {{"impl_name", "posix"}, {"recv_buf_size", -1}})
                     .contains("error"));
-    EXPECT_TRUE(rpc("sock_impl_set_options", {{"impl_name", "posix"}, {"bogus", 1}})
-                    .contains("error"));
-    EXPECT_TRUE(rpc("sock_impl_set_options",
-                    {{"impl_name", "posix"}, {"recv_buf_size", 1ull << 40}})
-                    .contains("error"));
+    EXPECT_TRUE(
+        rpc("sock_impl_set_options", {{"impl_name", "posix"}, {"bogus", 1}}).contains("error"));
+    EXPECT_TRUE(
+        rpc("sock_impl_set_options", {{"impl_name", "posix"}, {"recv_buf_size", 1ull << 40}})
+            .contains("error"));
     auto e = rpc("sock_set_default_impl", {{"impl_name", "carrier-pigeon"}});
     ASSERT_TRUE(e.contains("error"));
     EXPECT_NE(e["error"]["message"].get<std::string>().find("carrier-pigeon"), std::string::npos);
@@ -136,17 +136,22 @@ TEST_F(SockRpcTest, SimNetworkMethods) {
     auto r = rpc("sim_network_set_link", {{"latency_ns", 5000}, {"max_segment_bytes", 512}});
     EXPECT_EQ(r["result"], true) << r.dump();
     EXPECT_EQ(rpc("sim_network_get_info")["result"]["default_link"]["latency_ns"], 5000);
-    EXPECT_EQ(rpc("sim_network_set_link",
-                  {{"addr_a", "10.0.0.1"}, {"addr_b", "10.0.0.2"}, {"bytes_per_sec", 1000}})["result"],
-              true);
+    EXPECT_EQ(
+        rpc("sim_network_set_link",
+            {{"addr_a", "10.0.0.1"}, {"addr_b", "10.0.0.2"}, {"bytes_per_sec", 1000}})["result"],
+        true);
     EXPECT_EQ(rpc("sim_network_partition", {{"addr_a", "a"}, {"addr_b", "b"}})["result"], true);
     EXPECT_EQ(rpc("sim_network_heal", {{"addr_a", "a"}, {"addr_b", "b"}})["result"], true);
-    EXPECT_EQ(rpc("sim_network_stall", {{"addr_a", "a"}, {"addr_b", "b"}, {"duration_ns", 1}})
-                  ["result"], true);
-    EXPECT_EQ(rpc("sim_network_delay", {{"addr_a", "a"}, {"addr_b", "b"}, {"extra_ns", 1},
-                                        {"duration_ns", 1}})["result"], true);
-    EXPECT_EQ(rpc("sim_network_slow_reader", {{"address", "127.0.0.1"}, {"bytes_per_sec", 0}})
-                  ["result"], true);
+    EXPECT_EQ(
+        rpc("sim_network_stall", {{"addr_a", "a"}, {"addr_b", "b"}, {"duration_ns", 1}})["result"],
+        true);
+    EXPECT_EQ(
+        rpc("sim_network_delay",
+            {{"addr_a", "a"}, {"addr_b", "b"}, {"extra_ns", 1}, {"duration_ns", 1}})["result"],
+        true);
+    EXPECT_EQ(
+        rpc("sim_network_slow_reader", {{"address", "127.0.0.1"}, {"bytes_per_sec", 0}})["result"],
+        true);
     EXPECT_EQ(rpc("sim_network_reset", {{"addr_a", "a"}, {"addr_b", "b"}})["result"], 0);
     EXPECT_EQ(rpc("sim_network_get_connections")["result"], Json::array());
 }
@@ -166,8 +171,8 @@ TEST(SockRpcReal, SimNetworkMethodsRefuseOnARealApp) {
         ASSERT_TRUE(r.contains("error")) << r.dump();
         EXPECT_NE(r["error"]["message"].get<std::string>().find("simulator"), std::string::npos);
         // The SPDK methods work there.
-        EXPECT_TRUE(app.call_method("sock_impl_get_options", {{"impl_name", "posix"}})
-                        .contains("result"));
+        EXPECT_TRUE(
+            app.call_method("sock_impl_get_options", {{"impl_name", "posix"}}).contains("result"));
         app.request_stop();
         while (!app.stopped()) std::this_thread::yield();
     }
