@@ -60,7 +60,7 @@ public:
     }
     void disconnect() noexcept override {
         ++disconnects;
-        closed();
+        if (!slow_disconnect) closed();
     }
     void released() noexcept override { is_released = true; }
     bool done(const Request& r) const {
@@ -70,6 +70,7 @@ public:
     std::vector<Request*> completed;
     int disconnects = 0;
     bool is_released = false;
+    bool slow_disconnect = false;  // a transport still flushing: closed() comes later
 };
 
 // A command and its data buffer.
@@ -947,6 +948,25 @@ TEST_F(NvmfIo, NamespaceHotRemoveAndSubsystemDelete) {
     EXPECT_EQ(admin.disconnects, 1);
     EXPECT_EQ(io.disconnects, 1);
     EXPECT_TRUE(admin.is_released && io.is_released);
+}
+
+TEST_F(NvmfIo, IoQueueOutlivingItsAdminQueueStillFollowsTheSubsystem) {
+    io.slow_disconnect = true;
+    w.on_worker([&] { admin.closed(); });
+    ASSERT_TRUE(w.run_until([&] { return io.disconnects == 1; }));
+    EXPECT_TRUE(w.call("nvmf_subsystem_get_controllers", {{"nqn", kNqn}}).empty());
+    // The I/O queue is still there: a namespace removal reaches it.
+    w.call("nvmf_subsystem_remove_ns", {{"nqn", kNqn}, {"nsid", 1}});
+    EXPECT_EQ(read(0, 1).sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_ns_or_format));
+    // Deleting the subsystem waits for it.
+    bool deleted = false;
+    ASSERT_TRUE(w.app->thread()
+                    .post([&] { delete_subsystem(kNqn, [&](Result<void>) { deleted = true; }); })
+                    .ok());
+    w.settle(50'000'000);
+    EXPECT_FALSE(deleted);
+    w.on_worker([&] { io.closed(); });
+    ASSERT_TRUE(w.run_until([&] { return deleted && io.is_released; }));
 }
 
 TEST_F(NvmfIo, ClosedQpairFailsNewCommandsAndDrainsInFlight) {
