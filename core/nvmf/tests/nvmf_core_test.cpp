@@ -432,6 +432,44 @@ TEST(NvmfRpc, ListenersCallTheTransportAndFeedDiscovery) {
     w.call_error("nvmf_subsystem_remove_listener", {{"nqn", kNqn}, {"listen_address", addr}});
 }
 
+TEST(NvmfRpc, SavedConfigReplays) {
+    Json entries;
+    {
+        World w;
+        w.setup_subsystem();
+        w.call_error("nvmf_subsystem_add_ns",
+                     {{"nqn", kNqn}, {"namespace", {{"bdev_name", "Malloc1x"}}}});  // no such bdev
+        w.call("bdev_malloc_create", {{"name", "Malloc1"}, {"num_blocks", 64}, {"block_size", 512}});
+        w.call("nvmf_subsystem_add_ns",
+               {{"nqn", kNqn},
+                {"namespace", {{"bdev_name", "Malloc1"}, {"nsid", 5}, {"nguid", "000102030405060708090A0B0C0D0E0F"},
+                               {"eui64", "0011223344556677"}, {"uuid", "12345678-1234-4234-8234-123456789abc"}}}});
+        runtime::HostScope scope(w.app->host());  // save_config outside any Thread
+        const Json saved = w.app->save_config();
+        for (const auto& sub : saved["subsystems"])
+            if (sub["subsystem"] == "nvmf") entries = sub["config"];
+    }
+    ASSERT_TRUE(entries.is_array());
+    World w2;
+    w2.call("bdev_malloc_create", {{"name", "Malloc0"}, {"num_blocks", 1024}, {"block_size", 512}});
+    w2.call("bdev_malloc_create", {{"name", "Malloc1"}, {"num_blocks", 64}, {"block_size", 512}});
+    size_t n = 0;
+    for (const auto& e : entries) {
+        if (e["method"] == "nvmf_create_transport") continue;  // the fake transport is there
+        w2.call(e["method"].get<std::string>(), e["params"]);
+        ++n;
+    }
+    EXPECT_EQ(n, 4u);  // create_subsystem, 2 x add_ns, add_host
+    Json s = w2.call("nvmf_get_subsystems", {{"nqn", kNqn}})[0];
+    EXPECT_EQ(s["serial_number"], "SN0001");
+    EXPECT_EQ(s["hosts"][0]["nqn"], kHost);
+    ASSERT_EQ(s["namespaces"].size(), 2u);
+    EXPECT_EQ(s["namespaces"][1]["nsid"], 5);
+    EXPECT_EQ(s["namespaces"][1]["nguid"], "000102030405060708090A0B0C0D0E0F");
+    EXPECT_EQ(s["namespaces"][1]["eui64"], "0011223344556677");
+    EXPECT_EQ(s["namespaces"][1]["uuid"], "12345678-1234-4234-8234-123456789abc");
+}
+
 // ---- Fabrics -----------------------------------------------------------------------------------
 
 TEST(NvmfFabrics, ConnectChecks) {
