@@ -307,13 +307,15 @@ SimNetwork::~SimNetwork() {
         }
     }
     if (timer_ != nullptr) thread_->unregister_poller(timer_);
-    // A wake-up still queued finds the network gone and frees its context.
-    if (kicker_->pending)
-        kicker_->net = nullptr;
-    else
-        delete kicker_;
-    runtime::Thread* t = thread_;
-    (void)t->post([t] { t->request_exit(); });
+    // A wake-up still queued finds the network gone and frees its context; run it now, with the
+    // Thread's exit request, so nothing is left in the ring (no message, no allocation, leaks
+    // when the scheduler drops it at shutdown).
+    kicker_->net = nullptr;
+    if (!kicker_->pending) delete kicker_;
+    kicker_ = nullptr;
+    (void)thread_->send([](void* t) { static_cast<runtime::Thread*>(t)->request_exit(); },
+                        thread_);
+    (void)thread_->poll();
 }
 
 uint64_t SimNetwork::now() const noexcept {

@@ -561,3 +561,116 @@ TEST(SimNetPrivate, HostGoneWithAWakeUpQueued) {
 
 }  // namespace
 }  // namespace strata::sock
+
+namespace strata::sock {
+namespace {
+
+// The way the NVMe-oF target and initiator use it: each side's sockets in a SocketGroup polled
+// by a poller of a Thread of its own Host, pollers idle when nothing moved, the SimScheduler
+// alone drives everything and jumps virtual time across link latency.
+struct EchoServer {
+    std::unique_ptr<Listener> listener;
+    std::unique_ptr<SocketGroup> group;
+    std::vector<std::unique_ptr<Socket>> conns;
+    runtime::Poller* poller = nullptr;
+
+    static void on_event(void*, Socket& s) {
+        char buf[256];
+        auto r = s.read(buf, sizeof(buf));
+        if (r) EXPECT_EQ(s.write(buf, *r).code(), Errc::ok);  // small: fits the window
+    }
+    static runtime::PollStatus poll(void* ctx) {
+        auto* self = static_cast<EchoServer*>(ctx);
+        bool busy = false;
+        for (auto a = self->listener->accept(); a; a = self->listener->accept()) {
+            EXPECT_TRUE(self->group->add(**a, &on_event, nullptr).ok());
+            self->conns.push_back(std::move(*a));
+            busy = true;
+        }
+        busy |= self->group->poll() > 0;
+        return busy ? runtime::PollStatus::busy : runtime::PollStatus::idle;
+    }
+};
+
+struct PingClient {
+    std::unique_ptr<Socket> sock;
+    std::unique_ptr<SocketGroup> group;
+    runtime::Poller* poller = nullptr;
+    int round_trips = 0;
+    bool waiting = false;
+    std::string got;
+
+    static void on_event(void* ctx, Socket& s) {
+        auto* self = static_cast<PingClient*>(ctx);
+        char buf[256];
+        for (auto r = s.read(buf, sizeof(buf)); r; r = s.read(buf, sizeof(buf)))
+            self->got.append(buf, *r);
+        if (self->waiting && self->got == "ping") {
+            self->got.clear();
+            self->waiting = false;
+            ++self->round_trips;
+        }
+    }
+    static runtime::PollStatus poll(void* ctx) {
+        auto* self = static_cast<PingClient*>(ctx);
+        bool busy = self->group->poll() > 0;
+        if (self->sock->connected() && !self->waiting && self->round_trips < 10) {
+            EXPECT_EQ(self->sock->write("ping", 4).code(), Errc::ok);
+            self->waiting = true;
+            busy = true;
+        }
+        return busy ? runtime::PollStatus::busy : runtime::PollStatus::idle;
+    }
+};
+
+TEST(SimNetThreads, PingPongBetweenPollersOfTwoHosts) {
+    runtime::SimScheduler sim(9);
+    runtime::Host a("a", 1), b("b", 2);
+    SimNetwork net(sim, 9);
+    ASSERT_TRUE(net.attach(a, "10.0.0.1").ok());
+    ASSERT_TRUE(net.attach(b, "10.0.0.2").ok());
+    LinkParams lp;
+    lp.latency_ns = kMs;
+    net.set_default_link(lp);
+    runtime::Thread* ta = sim.create_thread("ta", -1, &a);
+    runtime::Thread* tb = sim.create_thread("tb", -1, &b);
+    EchoServer srv;
+    PingClient cli;
+    ASSERT_TRUE(ta->post([&] {
+                      srv.listener = take(listen({"10.0.0.1", 4420}));
+                      srv.group = SocketGroup::create();
+                      srv.poller = ta->register_poller(&EchoServer::poll, &srv, "echo");
+                      EXPECT_TRUE(
+                          tb->post([&] {
+                                cli.sock = take(connect({"10.0.0.1", 4420}));
+                                cli.group = SocketGroup::create();
+                                EXPECT_TRUE(
+                                    cli.group->add(*cli.sock, &PingClient::on_event, &cli).ok());
+                                cli.poller = tb->register_poller(&PingClient::poll, &cli, "ping");
+                            }).ok());
+                  }).ok());
+    ASSERT_TRUE(sim.run_until([&] { return cli.round_trips == 10; }, 10'000 * kMs));
+    // Connect (2 latencies) and 10 round trips (2 each), all in virtual time.
+    EXPECT_GE(sim.now_ns(), 22 * kMs);
+    EXPECT_LT(sim.now_ns(), 30 * kMs);
+    bool done_a = false, done_b = false;
+    ASSERT_TRUE(tb->post([&] {
+                      tb->unregister_poller(cli.poller);
+                      cli.group->remove(*cli.sock);
+                      cli.sock.reset();
+                      cli.group.reset();
+                      done_b = true;
+                  }).ok());
+    ASSERT_TRUE(ta->post([&] {
+                      ta->unregister_poller(srv.poller);
+                      for (auto& c : srv.conns) srv.group->remove(*c);
+                      srv.conns.clear();
+                      srv.group.reset();
+                      srv.listener.reset();
+                      done_a = true;
+                  }).ok());
+    ASSERT_TRUE(sim.run_until([&] { return done_a && done_b; }));
+}
+
+}  // namespace
+}  // namespace strata::sock

@@ -36,7 +36,7 @@ protected:
         if (impl_ == "uring") {
             bool have = false;
             for (auto& n : impl_names()) have |= n == "uring";
-            if (!have)  // the implementation is not written yet (README): nothing to require
+            if (!have)  // built without liburing: no implementation to require
                 GTEST_SKIP() << "no uring socket implementation in this build";
             std::string why;
             {
