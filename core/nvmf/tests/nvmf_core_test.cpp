@@ -60,7 +60,7 @@ public:
     }
     void disconnect() noexcept override {
         ++disconnects;
-        closed();
+        if (!slow_disconnect) closed();
     }
     void released() noexcept override { is_released = true; }
     bool done(const Request& r) const {
@@ -70,6 +70,7 @@ public:
     std::vector<Request*> completed;
     int disconnects = 0;
     bool is_released = false;
+    bool slow_disconnect = false;  // a transport still flushing: closed() comes later
 };
 
 // A command and its data buffer.
@@ -431,6 +432,44 @@ TEST(NvmfRpc, ListenersCallTheTransportAndFeedDiscovery) {
     w.call_error("nvmf_subsystem_remove_listener", {{"nqn", kNqn}, {"listen_address", addr}});
 }
 
+TEST(NvmfRpc, SavedConfigReplays) {
+    Json entries;
+    {
+        World w;
+        w.setup_subsystem();
+        w.call_error("nvmf_subsystem_add_ns",
+                     {{"nqn", kNqn}, {"namespace", {{"bdev_name", "Malloc1x"}}}});  // no such bdev
+        w.call("bdev_malloc_create", {{"name", "Malloc1"}, {"num_blocks", 64}, {"block_size", 512}});
+        w.call("nvmf_subsystem_add_ns",
+               {{"nqn", kNqn},
+                {"namespace", {{"bdev_name", "Malloc1"}, {"nsid", 5}, {"nguid", "000102030405060708090A0B0C0D0E0F"},
+                               {"eui64", "0011223344556677"}, {"uuid", "12345678-1234-4234-8234-123456789abc"}}}});
+        runtime::HostScope scope(w.app->host());  // save_config outside any Thread
+        const Json saved = w.app->save_config();
+        for (const auto& sub : saved["subsystems"])
+            if (sub["subsystem"] == "nvmf") entries = sub["config"];
+    }
+    ASSERT_TRUE(entries.is_array());
+    World w2;
+    w2.call("bdev_malloc_create", {{"name", "Malloc0"}, {"num_blocks", 1024}, {"block_size", 512}});
+    w2.call("bdev_malloc_create", {{"name", "Malloc1"}, {"num_blocks", 64}, {"block_size", 512}});
+    size_t n = 0;
+    for (const auto& e : entries) {
+        if (e["method"] == "nvmf_create_transport") continue;  // the fake transport is there
+        w2.call(e["method"].get<std::string>(), e["params"]);
+        ++n;
+    }
+    EXPECT_EQ(n, 4u);  // create_subsystem, 2 x add_ns, add_host
+    Json s = w2.call("nvmf_get_subsystems", {{"nqn", kNqn}})[0];
+    EXPECT_EQ(s["serial_number"], "SN0001");
+    EXPECT_EQ(s["hosts"][0]["nqn"], kHost);
+    ASSERT_EQ(s["namespaces"].size(), 2u);
+    EXPECT_EQ(s["namespaces"][1]["nsid"], 5);
+    EXPECT_EQ(s["namespaces"][1]["nguid"], "000102030405060708090A0B0C0D0E0F");
+    EXPECT_EQ(s["namespaces"][1]["eui64"], "0011223344556677");
+    EXPECT_EQ(s["namespaces"][1]["uuid"], "12345678-1234-4234-8234-123456789abc");
+}
+
 // ---- Fabrics -----------------------------------------------------------------------------------
 
 TEST(NvmfFabrics, ConnectChecks) {
@@ -527,6 +566,52 @@ TEST(NvmfFabrics, ConnectChecks) {
     EXPECT_TRUE(w.run_until([&] {
         return w.call("nvmf_subsystem_get_controllers", {{"nqn", kNqn}})[0]["num_io_qpairs"] == 0;
     }));
+}
+
+TEST(NvmfFabrics, DiscoveryController) {
+    World w;
+    w.setup_subsystem();
+    const Json addr = {{"trtype", "TCP"}, {"adrfam", "IPv4"}, {"traddr", "10.0.0.1"}, {"trsvcid", "4420"}};
+    w.call("nvmf_subsystem_add_listener", {{"nqn", kNqn}, {"listen_address", addr}});
+    w.call("nvmf_subsystem_add_listener",
+           {{"nqn", "nqn.2014-08.org.nvmexpress.discovery"}, {"listen_address", addr}});
+    FakeQpair& q = w.new_qpair();
+    w.connect_admin(q, 0, std::string(spec::discovery_nqn));
+    Cmd id(admin_sqe(spec::AdminOpcode::identify, 0, 1), 4096);
+    w.run(q, id);
+    spec::IdentifyController ic;
+    std::memcpy(&ic, id.data.data(), sizeof(ic));
+    EXPECT_EQ(ic.cntrltype, 2u);
+    EXPECT_EQ(ic.nn, 0u);
+    EXPECT_EQ(spec::nqn_field(ic.subnqn), spec::discovery_nqn);
+    // The header first (as hosts do), then the entries from offset 1024.
+    Cmd hdr(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x70 | (255u << 16)), 1024);
+    w.run(q, hdr);
+    ASSERT_TRUE(hdr.sf().ok());
+    spec::DiscoveryLogHeader h;
+    std::memcpy(&h, hdr.data.data(), sizeof(h));
+    EXPECT_EQ(h.numrec, 2u);
+    Cmd ents(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x70 | (511u << 16)), 2048);
+    ents.req.cmd.cdw12 = 1024;
+    w.run(q, ents);
+    ASSERT_TRUE(ents.sf().ok());
+    spec::DiscoveryLogEntry e0, e1;
+    std::memcpy(&e0, ents.data.data(), sizeof(e0));
+    std::memcpy(&e1, ents.data.data() + 1024, sizeof(e1));
+    EXPECT_EQ(e0.subtype, 3);  // the discovery subsystem itself
+    EXPECT_EQ(e1.subtype, 2);
+    EXPECT_EQ(spec::nqn_field(e1.subnqn), kNqn);
+    EXPECT_EQ(spec::trimmed(e1.traddr), "10.0.0.1");
+    // Other log pages and I/O queues are refused on a discovery controller.
+    Cmd smart(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x02 | (127u << 16)), 512);
+    w.run(q, smart);
+    EXPECT_FALSE(smart.sf().ok());
+    Cmd unaligned(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x70 | (255u << 16)), 1024);
+    unaligned.req.cmd.cdw12 = 2;
+    w.run(q, unaligned);
+    EXPECT_EQ(unaligned.sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_field));
+    FakeQpair& io = w.new_qpair();
+    EXPECT_EQ(w.connect(io, 1, 1, std::string(spec::discovery_nqn)).sc(), 0x82);
 }
 
 TEST(NvmfFabrics, PropertiesAndControllerState) {
@@ -947,6 +1032,25 @@ TEST_F(NvmfIo, NamespaceHotRemoveAndSubsystemDelete) {
     EXPECT_EQ(admin.disconnects, 1);
     EXPECT_EQ(io.disconnects, 1);
     EXPECT_TRUE(admin.is_released && io.is_released);
+}
+
+TEST_F(NvmfIo, IoQueueOutlivingItsAdminQueueStillFollowsTheSubsystem) {
+    io.slow_disconnect = true;
+    w.on_worker([&] { admin.closed(); });
+    ASSERT_TRUE(w.run_until([&] { return io.disconnects == 1; }));
+    EXPECT_TRUE(w.call("nvmf_subsystem_get_controllers", {{"nqn", kNqn}}).empty());
+    // The I/O queue is still there: a namespace removal reaches it.
+    w.call("nvmf_subsystem_remove_ns", {{"nqn", kNqn}, {"nsid", 1}});
+    EXPECT_EQ(read(0, 1).sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_ns_or_format));
+    // Deleting the subsystem waits for it.
+    bool deleted = false;
+    ASSERT_TRUE(w.app->thread()
+                    .post([&] { delete_subsystem(kNqn, [&](Result<void>) { deleted = true; }); })
+                    .ok());
+    w.settle(50'000'000);
+    EXPECT_FALSE(deleted);
+    w.on_worker([&] { io.closed(); });
+    ASSERT_TRUE(w.run_until([&] { return deleted && io.is_released; }));
 }
 
 TEST_F(NvmfIo, ClosedQpairFailsNewCommandsAndDrainsInFlight) {
