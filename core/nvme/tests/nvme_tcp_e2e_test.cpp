@@ -163,6 +163,7 @@ TEST_P(NvmeTcpE2e, ConnectIdentifyWriteReadDisconnect) {
     // The target keeps a connection (and its in-capsule DMA memory) while commands are
     // outstanding on it, AERs included, even after the host closed it: ask for none here.
     o.async_event_requests = 0;
+    o.keep_alive_timeout_ms = 0;  // KATO 0: the target may drop the association at once
     o.header_digest = GetParam().digests;
     o.data_digest = GetParam().digests;
     if (impl_ == "posix") {
