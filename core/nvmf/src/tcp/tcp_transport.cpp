@@ -50,6 +50,7 @@ constexpr uint32_t kRxStaging = 16384;
 constexpr int kTxIov = 64;
 constexpr uint32_t kAdminInCapsule = pdu::admin_in_capsule_size;
 const uint8_t kZeros[128] = {};
+constexpr uint64_t kTermReqTimeoutNs = 1'000'000'000;
 
 class TcpConn;
 class TcpPollGroup;
@@ -248,6 +249,7 @@ public:
 
     bool conn_closed() const noexcept { return state_ == State::closed; }
     bool terminating() const noexcept { return state_ == State::terminating; }
+    uint64_t terminating_since_ns() const noexcept { return term_ns_; }
     bool tx_pending() const noexcept { return !txq_.empty(); }
     uint32_t in_use() const noexcept { return in_use_; }
     bool reapable() const noexcept { return state_ == State::closed && core_released_ && in_use_ == 0; }
@@ -309,6 +311,7 @@ private:
     bool closed_reported_ = false;
     bool registered_ = false;  // in the SocketGroup
     bool core_released_ = false;
+    uint64_t term_ns_ = 0;  // when the C2HTermReq was queued
 };
 
 // ---- TcpConn ---------------------------------------------------------------------------------
@@ -840,6 +843,7 @@ void TcpConn::terminate(pdu::Fes fes, uint32_t fei, const uint8_t* hdr, uint32_t
     term_pdu_.hdr_len = pdu::term_req_hlen + hdr_len;
     term_pdu_.total = term_pdu_.hdr_len;
     state_ = State::terminating;
+    term_ns_ = runtime::now_ns();
     // Nothing more is read; what is queued (responses already owed, then the TermReq) goes
     // out, then the socket closes (flush() closes once the queue is empty).
     if (registered_) group_.sockets().remove(*sock_);
@@ -982,6 +986,10 @@ runtime::PollStatus TcpPollGroup::poll() noexcept {
             c.flush();
             busy = true;
         }
+        // A peer that stops reading cannot hold a terminated connection open: the C2HTermReq
+        // gets one second to be accepted by the socket.
+        if (c.terminating() && runtime::now_ns() - c.terminating_since_ns() > kTermReqTimeoutNs)
+            c.close_conn("C2HTermReq not accepted in time");
         if (c.reapable()) {
             reap(c);
             busy = true;
