@@ -464,7 +464,8 @@ void set_features(Request& req, Controller& c) {
             const uint32_t granted = std::min(std::min(nsqr, ncqr) + 1, std::max(max, 1u));
             c.num_io_queues = granted;
             c.num_queues_set = true;
-            req.rsp.dw0 = (max - 1) | ((max - 1) << 16);
+            const uint32_t n = std::max(max, 1u) - 1;  // 0's based
+            req.rsp.dw0 = n | (n << 16);
             return;
         }
         case spec::FeatureId::keep_alive_timer:

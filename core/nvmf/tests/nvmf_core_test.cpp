@@ -831,6 +831,39 @@ TEST(NvmfAdmin, AsyncEventsOnNamespaceChanges) {
     EXPECT_TRUE(w.call("nvmf_subsystem_get_controllers", {{"nqn", kNqn}}).empty());
 }
 
+TEST(NvmfAdmin, ResizedNamespaceRaisesAnEventAndGrows) {
+    World w;
+    w.call("bdev_malloc_create", {{"name", "Base"}, {"num_blocks", 32768}, {"block_size", 512}});
+    w.call("bdev_lvol_create_lvstore", {{"bdev_name", "Base"}, {"lvs_name", "lvs"}, {"cluster_sz", 1048576}});
+    w.call("bdev_lvol_create", {{"lvol_name", "vol"}, {"size_in_mib", 2}, {"lvs_name", "lvs"}});
+    w.call("nvmf_create_subsystem", {{"nqn", kNqn}, {"allow_any_host", true}});
+    EXPECT_EQ(w.call("nvmf_subsystem_add_ns", {{"nqn", kNqn}, {"namespace", {{"bdev_name", "lvs/vol"}}}}), 1);
+    FakeQpair& q = w.new_qpair();
+    const uint16_t cntlid = w.connect_admin(q);
+    FakeQpair& io = w.new_qpair();
+    ASSERT_TRUE(w.connect(io, 1, cntlid).sf().ok());
+    Cmd aec(admin_sqe(spec::AdminOpcode::set_features, 0, 0x0B, 1u << 8));
+    w.run(q, aec);
+    Cmd aer(admin_sqe(spec::AdminOpcode::async_event_request));
+    w.start(q, aer);
+    Cmd beyond(io_sqe(spec::NvmOpcode::write, 1, 4096, 1), 512);
+    w.run(io, beyond);
+    EXPECT_EQ(beyond.sc(), static_cast<uint8_t>(spec::GenericStatus::lba_out_of_range));
+
+    w.call("bdev_lvol_resize", {{"name", "lvs/vol"}, {"size_in_mib", 4}});
+    ASSERT_TRUE(w.run_until([&] { return q.done(aer.req); }));
+    EXPECT_EQ(aer.req.rsp.dw0, 0x00040002u);
+    Cmd idn(admin_sqe(spec::AdminOpcode::identify, 1, 0), 4096);
+    w.run(q, idn);
+    spec::IdentifyNamespace in;
+    std::memcpy(&in, idn.data.data(), sizeof(in));
+    EXPECT_EQ(in.nsze, 8192u);
+    w.settle();
+    Cmd now_in(io_sqe(spec::NvmOpcode::write, 1, 4096, 1), 512);
+    w.run(io, now_in);
+    EXPECT_TRUE(now_in.sf().ok());
+}
+
 TEST(NvmfAdmin, KeepAliveTimeoutTearsTheControllerDown) {
     World w;
     w.setup_subsystem();
