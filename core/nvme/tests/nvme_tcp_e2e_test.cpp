@@ -155,13 +155,8 @@ struct Io {
     }
 };
 
-// DISABLED (known, not the initiator): the body passes in all four variants (connect,
-// Identify, namespace, in-capsule and R2T writes, reads compared, clean disconnect), but the
-// teardown aborts: "Host 'app' destroyed with 2 DMA regions still allocated" - the TCP
-// transport's two poll-group buffer pools are still allocated when the App goes (its
-// shutdown never reaches TcpPollGroup::shutdown in this two-Host setup). Run it with
-// --gtest_also_run_disabled_tests once the target side is fixed.
-TEST_P(NvmeTcpE2e, DISABLED_ConnectIdentifyWriteReadDisconnect) {
+// Connect, Identify, namespace, in-capsule and R2T writes, reads compared, clean disconnect.
+TEST_P(NvmeTcpE2e, ConnectIdentifyWriteReadDisconnect) {
     auto trid = parse_transport_id(fmt_trid());
     ASSERT_TRUE(trid.ok());
     ControllerOptions o;
