@@ -6,6 +6,7 @@
 #include <strata/bdev/rpc.h>
 #include <strata/hwemu/sim_rpc.h>
 #include <strata/lvol/rpc.h>
+#include <strata/nvmf/nvmf.h>
 
 namespace strata::rpc {
 
@@ -15,6 +16,7 @@ const std::vector<ModuleEntry>& module_table() {
         {"accel", &accel::register_rpc_module},  // before bdev: bdev modules use accel
         {"bdev", &bdev::register_rpc_module},
         {"lvol", &lvol::register_rpc_module},  // after bdev: its methods join the bdev group
+        {"nvmf", &nvmf::register_rpc_module},  // after bdev: namespaces are bdevs
     };
     return table;
 }
