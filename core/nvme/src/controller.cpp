@@ -10,6 +10,7 @@
 #include <strata/runtime/scheduler.h>
 
 #include "internal.h"
+#include "tcp.h"
 
 namespace strata::nvme {
 
@@ -33,7 +34,7 @@ constexpr uint16_t kPciCommandMemory = 1u << 1;
 constexpr uint16_t kPciCommandBusMaster = 1u << 2;
 
 Error admin_error(const ControllerImpl& c, const char* what, const Completion& cpl) {
-    return Error(cpl.errc(), fmt::format("nvme {}: {} failed: {}", c.address.to_string(), what,
+    return Error(cpl.errc(), fmt::format("nvme {}: {} failed: {}", c.label(), what,
                                          cpl.name().view()));
 }
 
@@ -88,15 +89,15 @@ runtime::Task<Result<void>> ControllerImpl::wait_ready(bool ready) {
         if (csts.all_ones())
             co_return Error(Errc::device_removed,
                             fmt::format("nvme {}: registers read all-ones (device gone)",
-                                        address.to_string()));
+                                        label()));
         if (ready && csts.cfs())
             co_return Error(Errc::io_error, fmt::format("nvme {}: controller fatal status while "
-                                                        "enabling", address.to_string()));
+                                                        "enabling", label()));
         if ((csts.rdy() != 0) == ready) co_return Result<void>{};
         if (runtime::now_ns() >= deadline) {
             co_return Error(Errc::timeout,
                             fmt::format("nvme {}: CSTS.RDY did not become {} within CAP.TO "
-                                        "({} ms)", address.to_string(), ready ? 1 : 0,
+                                        "({} ms)", label(), ready ? 1 : 0,
                                         timeout_ns / 1'000'000));
         }
         co_await runtime::sleep_for(kReadyPollNs);
@@ -140,13 +141,19 @@ runtime::Task<Result<void>> ControllerImpl::enable() {
 runtime::Task<Result<Completion>> ControllerImpl::admin(spec::Sqe sqe, void* buf, size_t len) {
     if (gone())
         co_return Error(Errc::device_removed, fmt::format("nvme {}: controller is {}",
-                                                          address.to_string(), state_name(state)));
+                                                          label(), state_name(state)));
     void* bounce = nullptr;
     const auto dir = spec::opcode_direction(sqe.opc);
+    std::vector<uint8_t> heap;  // fabrics: no DMA, the socket copies
     if (len != 0) {
-        auto mem = env::dma_alloc(len, kPageBytes, true);
-        if (!mem) co_return mem.error();
-        bounce = *mem;
+        if (fabrics) {
+            heap.assign(len, 0);
+            bounce = heap.data();
+        } else {
+            auto mem = env::dma_alloc(len, kPageBytes, true);
+            if (!mem) co_return mem.error();
+            bounce = *mem;
+        }
         if (buf && dir == spec::DataDirection::host_to_controller) std::memcpy(bounce, buf, len);
     }
     runtime::AsyncResult<Completion> done;
@@ -154,14 +161,14 @@ runtime::Task<Result<Completion>> ControllerImpl::admin(spec::Sqe sqe, void* buf
     const bool is_aer = sqe.opc == static_cast<uint8_t>(spec::AdminOpcode::async_event_request);
     Status s = admin_qp->submit(sqe, &iov, 1, len, complete_async, &done, is_aer);
     if (!s.ok()) {
-        env::dma_free(bounce);
+        if (!fabrics) env::dma_free(bounce);
         co_return Error(s);
     }
     ++stats.admin_commands;
     Completion cpl = co_await done;
     if (buf && len != 0 && dir == spec::DataDirection::controller_to_host && cpl.ok())
         std::memcpy(buf, bounce, len);
-    env::dma_free(bounce);
+    if (!fabrics) env::dma_free(bounce);
     co_return cpl;
 }
 
@@ -243,7 +250,7 @@ runtime::Task<Result<void>> ControllerImpl::scan_namespaces() {
         if (data->nsze == 0 || !data->current_lba_format(fmt) || fmt.data_size_bytes() == 0) {
             if (data->nsze != 0)
                 STRATA_WARNLOG(log_nvme, "nvme {}: namespace {} has an invalid LBA format; ignored",
-                               address.to_string(), id);
+                               label(), id);
             continue;
         }
         auto it = std::find_if(namespaces.begin(), namespaces.end(),
@@ -287,7 +294,7 @@ runtime::Task<void> handle_event(ControllerImpl* c, uint32_t dw0) {
     const spec::AsyncEventCompletion ev{dw0};
     const uint8_t lid = ev.log_page();
     STRATA_NOTICELOG(log_nvme, "nvme {}: async event type {} info {:#x} log page {:#x}",
-                     c->address.to_string(), static_cast<int>(ev.type()), ev.info(), lid);
+                     c->label(), static_cast<int>(ev.type()), ev.info(), lid);
     // Reading the log page (RAE=0) re-arms events of this type.
     const size_t len = lid == static_cast<uint8_t>(spec::LogPage::changed_ns_list) ? 4096
                        : lid == static_cast<uint8_t>(spec::LogPage::smart_health) ? 512
@@ -299,13 +306,13 @@ runtime::Task<void> handle_event(ControllerImpl* c, uint32_t dw0) {
                                    buf.data(), len);
         if (!r || !r->ok())
             STRATA_WARNLOG(log_nvme, "nvme {}: reading log page {:#x} for an event failed",
-                           c->address.to_string(), lid);
+                           c->label(), lid);
     }
     if (ev.type() == spec::AsyncEventType::notice &&
         ev.info() == static_cast<uint8_t>(spec::AsyncNoticeInfo::ns_attribute_changed) && !c->gone()) {
         auto r = co_await c->scan_namespaces();
         if (!r) {
-            STRATA_ERRLOG(log_nvme, "nvme {}: namespace rescan failed: {}", c->address.to_string(),
+            STRATA_ERRLOG(log_nvme, "nvme {}: namespace rescan failed: {}", c->label(),
                           r.error().message());
         } else if (c->ns_change_fn) {
             c->ns_change_fn(*c->self);
@@ -322,7 +329,7 @@ void aer_done(void* ctx, const Completion& cpl) {
         // controller refuses more (AER limit exceeded): nothing to re-arm.
         if (cpl.status != kStatusResetAborted && cpl.status != kStatusControllerGone)
             STRATA_WARNLOG(log_nvme, "nvme {}: async event request failed: {}",
-                           c->address.to_string(), cpl.name().view());
+                           c->label(), cpl.name().view());
         return;
     }
     ++c->stats.async_events;
@@ -349,15 +356,15 @@ runtime::Task<Result<void>> ControllerImpl::init() {
     vs = bar.read32(spec::reg::vs);
     if (cap.raw == ~uint64_t{0})
         co_return Error(Errc::device_removed, fmt::format("nvme {}: CAP reads all-ones",
-                                                          address.to_string()));
+                                                          label()));
     if ((cap.css() & spec::Cap::css_nvm) == 0)
         co_return Error(Errc::not_supported, fmt::format("nvme {}: NVM command set not supported "
-                                                         "(CAP.CSS {:#x})", address.to_string(),
+                                                         "(CAP.CSS {:#x})", label(),
                                                          cap.css()));
     if (cap.mpsmin() != 0)
         co_return Error(Errc::not_supported, fmt::format("nvme {}: 4 KiB memory pages not "
                                                          "supported (CAP.MPSMIN {})",
-                                                         address.to_string(), cap.mpsmin()));
+                                                         label(), cap.mpsmin()));
     NVME_CO_TRY(co_await disable());
 
     const uint32_t admin_entries = std::clamp<uint32_t>(
@@ -381,14 +388,14 @@ runtime::Task<Result<void>> ControllerImpl::init() {
         spec::AsyncEventConfigFeature{}.set_smart(0xFF).set_nan(1).raw));
     if (!aen || !aen->ok())
         STRATA_WARNLOG(log_nvme, "nvme {}: async event configuration refused; namespace changes "
-                                 "will not be noticed", address.to_string());
+                                 "will not be noticed", label());
     state = ControllerState::ready;
     submit_aers();
     health_poller = admin_thread->register_poller(
         [](void* p) { return static_cast<ControllerImpl*>(p)->check_health(); }, this, "nvme_health",
         kHealthPollNs);
     STRATA_INFOLOG(log_nvme, "nvme {}: ready: {} namespace(s), {} I/O queues, max transfer {} KiB{}",
-                   address.to_string(), namespaces.size(), io_queues_granted, max_transfer / 1024,
+                   label(), namespaces.size(), io_queues_granted, max_transfer / 1024,
                    sgl ? ", SGL" : "");
     co_return Result<void>{};
 }
@@ -421,7 +428,7 @@ void ControllerImpl::abort_command(uint16_t qid, uint16_t cid) {
         // DW0 bit 0 set: the command was not aborted.
         if (!r || !r->ok() || (r->dw0 & 1u) != 0) {
             STRATA_WARNLOG(log_nvme, "nvme {}: abort of qpair {} cid {} did not work; resetting",
-                           c->address.to_string(), q, id);
+                           c->label(), q, id);
             c->request_reset("abort failed");
         }
     };
@@ -430,7 +437,11 @@ void ControllerImpl::abort_command(uint16_t qid, uint16_t cid) {
 
 void ControllerImpl::request_reset(const char* why) {
     if (gone() || resetting || state == ControllerState::initializing) return;
-    STRATA_WARNLOG(log_nvme, "nvme {}: resetting the controller: {}", address.to_string(), why);
+    if (fabrics) {
+        fabrics_connection_lost(why);
+        return;
+    }
+    STRATA_WARNLOG(log_nvme, "nvme {}: resetting the controller: {}", label(), why);
     runtime::spawn(*admin_thread, do_reset(), [](Result<void>) {});
 }
 
@@ -533,7 +544,7 @@ runtime::Task<Result<void>> ControllerImpl::do_reset() {
             spec::AsyncEventConfigFeature{}.set_smart(0xFF).set_nan(1).raw));
         submit_aers();
         STRATA_NOTICELOG(log_nvme, "nvme {}: reset complete, {} qpair(s) reconnected",
-                         address.to_string(), io_qps.size());
+                         label(), io_qps.size());
         if (ns_change_fn) ns_change_fn(*self);
     }
     auto waiters = std::move(reset_waiters);
@@ -545,7 +556,7 @@ runtime::Task<Result<void>> ControllerImpl::do_reset() {
 void ControllerImpl::fail_controller(Errc why, const char* what) {
     if (state == ControllerState::failed || state == ControllerState::detached) return;
     if (state != ControllerState::removed) state = ControllerState::failed;
-    STRATA_ERRLOG(log_nvme, "nvme {}: controller {}: {}", address.to_string(), state_name(state),
+    STRATA_ERRLOG(log_nvme, "nvme {}: controller {}: {}", label(), state_name(state),
                   what);
     for (auto& qp : io_qps) {
         std::shared_ptr<QPairImpl> keep = qp;
@@ -570,7 +581,7 @@ runtime::Task<void> ControllerImpl::delete_io_queues(std::shared_ptr<QPairImpl> 
         reset_waiters.push_back(&reset_done);
         (void)co_await reset_done;
     }
-    if (!gone()) {
+    if (!gone() && !fabrics) {  // fabrics: closing the connection deleted the queue
         auto sq = co_await admin(spec::make_delete_io_sq(0, qp->qid));
         if (sq && sq->ok()) (void)co_await admin(spec::make_delete_io_cq(0, qp->qid));
     }
@@ -583,8 +594,10 @@ Controller::Controller(std::unique_ptr<ControllerImpl> impl) : impl_(std::move(i
 
 Controller::~Controller() {
     ControllerImpl& c = *impl_;
+    *c.alive = false;
     if (c.state == ControllerState::detached) return;
     if (c.health_poller) c.admin_thread->unregister_poller(c.health_poller);
+    if (c.keep_alive_poller) c.admin_thread->unregister_poller(c.keep_alive_poller);
     if (c.admin_qp) {
         c.admin_qp->fail(kStatusControllerGone);
         c.admin_qp->stop_pollers();
@@ -599,6 +612,10 @@ runtime::Task<Result<std::unique_ptr<Controller>>> Controller::attach(const env:
     STRATA_ASSERT_MSG(thread != nullptr, "nvme::Controller::attach outside a Thread");
     auto impl = std::make_unique<ControllerImpl>();
     impl->address = address;
+    impl->name = address.to_string();
+    impl->trid.trtype = TrType::pcie;
+    impl->trid.trstring = "PCIE";
+    impl->trid.traddr = address.to_string();
     impl->options = options;
     impl->admin_thread = thread;
     auto fn = env::claim(address);
@@ -631,6 +648,10 @@ runtime::Task<Result<std::unique_ptr<Controller>>> Controller::attach(const env:
 }
 
 const env::PciAddress& Controller::address() const noexcept { return impl_->address; }
+const TransportId& Controller::transport_id() const noexcept { return impl_->trid; }
+bool Controller::is_fabrics() const noexcept { return impl_->fabrics; }
+const std::string& Controller::host_nqn() const noexcept { return impl_->hostnqn; }
+uint16_t Controller::cntlid() const noexcept { return impl_->cntlid; }
 runtime::Thread& Controller::admin_thread() const noexcept { return *impl_->admin_thread; }
 ControllerState Controller::state() const noexcept { return impl_->state; }
 const spec::IdentifyController& Controller::identify() const noexcept { return impl_->ident; }
@@ -682,7 +703,7 @@ Result<std::unique_ptr<QPair>> Controller::alloc_io_qpair(runtime::Thread& owner
                                                           const QPairOptions& options) {
     ControllerImpl& c = *impl_;
     if (c.gone()) return Error(Errc::device_removed, fmt::format("nvme {}: controller is {}",
-                                                                  c.address.to_string(),
+                                                                  c.label(),
                                                                   state_name(c.state)));
     uint16_t qid = 0;
     for (uint32_t i = 1; i <= c.io_queues_granted && i < c.qid_used.size(); ++i) {
@@ -693,14 +714,20 @@ Result<std::unique_ptr<QPair>> Controller::alloc_io_qpair(runtime::Thread& owner
     }
     if (qid == 0)
         return Error(Errc::no_space, fmt::format("nvme {}: all {} I/O queues are in use",
-                                                 c.address.to_string(), c.io_queues_granted));
+                                                 c.label(), c.io_queues_granted));
     const uint32_t entries = std::clamp<uint32_t>(options.queue_entries, 2, c.cap.max_queue_entries());
     const uint32_t requests = options.requests != 0 ? std::min<uint32_t>(options.requests, 65535)
                                                     : entries - 1;
     auto qp = std::make_shared<QPairImpl>(c, owner, qid, entries, requests,
                                           options.max_completions_per_poll, c.options.timeout_us);
+    if (c.fabrics) {
+        qp->tcp = std::make_unique<TcpConn>();
+        qp->tcp->want_hdgst = c.options.header_digest;
+        qp->tcp->want_ddgst = c.options.data_digest;
+        qp->tcp->in_capsule_max = c.ioccsz_bytes;
+    }
     if (Status s = qp->allocate(); !s.ok())
-        return Error(s.code(), fmt::format("nvme {}: qpair memory: {}", c.address.to_string(),
+        return Error(s.code(), fmt::format("nvme {}: qpair memory: {}", c.label(),
                                            s.to_string()));
     qp->bar = c.bar;
     qp->sq_doorbell = c.doorbell_offset(qid, false);
@@ -716,11 +743,11 @@ Result<std::unique_ptr<QPair>> Controller::alloc_io_qpair(runtime::Thread& owner
     auto create = [](ControllerImpl* ci, std::shared_ptr<QPairImpl> q) -> runtime::Task<void> {
         if (ci->resetting) co_return;  // the reset creates every queue in its list
         const uint64_t epoch = ci->reset_epoch;
-        auto r = co_await ci->create_io_queues(*q);
+        auto r = ci->fabrics ? co_await ci->fabrics_connect_queue(q) : co_await ci->create_io_queues(*q);
         if (ci->reset_epoch != epoch) co_return;  // a reset took the qpair over
         if (q->link == Link::freeing) co_return;
         if (!r)
-            STRATA_ERRLOG(log_nvme, "nvme {}: qpair {}: {}", ci->address.to_string(), q->qid,
+            STRATA_ERRLOG(log_nvme, "nvme {}: qpair {}: {}", ci->label(), q->qid,
                           r.error().message());
         post_connect(q, r.ok());
     };
@@ -757,12 +784,13 @@ runtime::Task<Result<void>> Controller::reset() {
     ControllerImpl& c = *impl_;
     if (c.gone())
         co_return Error(Errc::device_removed, fmt::format("nvme {}: controller is {}",
-                                                          c.address.to_string(), state_name(c.state)));
+                                                          c.label(), state_name(c.state)));
     if (c.resetting) {
         runtime::AsyncResult<Result<void>> waiter;
         c.reset_waiters.push_back(&waiter);
         co_return co_await waiter;
     }
+    if (c.fabrics) co_return co_await c.fabrics_reset("reset requested");
     co_return co_await c.do_reset();
 }
 
@@ -771,9 +799,21 @@ runtime::Task<Result<void>> Controller::detach() {
     if (c.state == ControllerState::detached) co_return Result<void>{};
     if (!c.io_qps.empty() || c.qpairs_deleting > 0)
         co_return Error(Errc::busy, fmt::format("nvme {}: {} qpair(s) still allocated, {} being deleted",
-                                                c.address.to_string(), c.io_qps.size(),
+                                                c.label(), c.io_qps.size(),
                                                 c.qpairs_deleting));
     if (c.health_poller) c.admin_thread->unregister_poller(c.health_poller);
+    if (c.fabrics) {
+        if (c.keep_alive_poller) c.admin_thread->unregister_poller(c.keep_alive_poller);
+        if (!c.gone() && c.options.shutdown_on_detach && c.admin_qp &&
+            c.admin_qp->link == Link::connected)
+            co_await c.fabrics_shutdown();
+        if (c.admin_qp) {
+            c.admin_qp->fail(kStatusControllerGone);
+            c.admin_qp->stop_pollers();
+        }
+        c.state = ControllerState::detached;
+        co_return Result<void>{};
+    }
     if (!c.gone() && c.options.shutdown_on_detach) {
         spec::Cc cc{c.bar.read32(spec::reg::cc)};
         cc.set_shn(spec::Cc::shn_normal);
@@ -785,7 +825,7 @@ runtime::Task<Result<void>> Controller::detach() {
             if (csts.all_ones() || csts.shst() == spec::Csts::shst_complete) break;
             if (runtime::now_ns() >= deadline) {
                 STRATA_WARNLOG(log_nvme, "nvme {}: shutdown did not complete within CAP.TO",
-                               c.address.to_string());
+                               c.label());
                 break;
             }
             co_await runtime::sleep_for(kReadyPollNs);

@@ -1,8 +1,11 @@
 // Driver internals shared by the controller (admin side) and the queue pairs.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <strata/base/intrusive_list.h>
@@ -11,6 +14,7 @@
 #include <strata/nvme/controller.h>
 #include <strata/nvme/qpair.h>
 #include <strata/nvme/spec/spec.h>
+#include <strata/nvme/transport_id.h>
 
 namespace strata::nvme {
 
@@ -43,11 +47,15 @@ struct Request : ListHook<> {
 
 enum class Link : uint8_t { connecting, connected, disconnected, failed, freeing };
 
+struct TcpConn;  // the NVMe/TCP transport state of a queue pair (tcp.h)
+
 class QPairImpl {
 public:
     QPairImpl(ControllerImpl& ctrl, runtime::Thread& owner, uint16_t qid, uint32_t entries,
               uint32_t requests, uint32_t max_completions, uint64_t timeout_us);
     ~QPairImpl();
+    QPairImpl(const QPairImpl&) = delete;
+    QPairImpl& operator=(const QPairImpl&) = delete;
 
     // Control path (owner Thread, or the admin Thread for the admin queue).
     Status allocate();  // queue and slot memory; Errc::no_memory
@@ -68,6 +76,26 @@ public:
     uint32_t process(uint32_t max) noexcept;  // doorbell, reap, send what waited
     uint32_t outstanding_count() const noexcept { return static_cast<uint32_t>(outstanding_.size()); }
 
+    // ---- NVMe/TCP transport (tcp_qpair.cpp). A qpair is TCP when `tcp` is set; the PCIe data
+    // path tests that pointer once per submitted command (submit, submit_with_list) and once
+    // per poll (process, ring_sq_doorbell, send_waiting): one predictable branch, no virtual
+    // call. Requests, their lists, timeouts and the exactly-once failure paths are shared.
+    Status tcp_allocate();
+    // Owner Thread: opens the connection and runs ICReq/ICResp and Fabrics Connect; `done`
+    // runs once on the owner with the outcome (the qpair is then connected, or closed).
+    void tcp_start_connect(std::function<void(Status)> done);
+    // Owner Thread: closes the connection; outstanding commands complete with `status` once,
+    // waiting ones stay queued for the next connection.
+    void tcp_close(spec::StatusField status);
+    // Fails waiting commands (fast_io_fail_timeout_sec) and refuses new ones until connected.
+    void tcp_fast_fail(bool on);
+    Status tcp_submit(const spec::Sqe& sqe, const iovec* iov, int iovcnt, size_t len,
+                      IoDoneFn done, void* ctx, bool no_timeout) noexcept;
+    uint32_t tcp_process(uint32_t max) noexcept;
+    void tcp_flush() noexcept;
+    void tcp_send_waiting() noexcept;
+    std::unique_ptr<TcpConn> tcp;
+
     ControllerImpl& ctrl;
     runtime::Thread& owner;
     const uint16_t qid;
@@ -86,7 +114,16 @@ public:
     QPairStats stats{};
 
 private:
+    friend struct TcpPeer;
     Request* take_request() noexcept;
+    bool tcp_try_send(Request& r) noexcept;
+    void tcp_lost(const char* why) noexcept;
+    uint32_t tcp_recv(uint32_t max) noexcept;
+    bool tcp_handle_header() noexcept;
+    void tcp_pdu_sent(void* pdu) noexcept;
+    void tcp_send_connect() noexcept;
+    void tcp_protocol_error(const char* what) noexcept;
+    static void tcp_connect_done(void* ctx, const Completion& cpl);
     Status build_data(Request& r, const iovec* iov, int iovcnt, size_t len) noexcept;
     void enqueue(Request& r) noexcept;
     bool try_send(Request& r) noexcept;
@@ -114,6 +151,21 @@ private:
 class ControllerImpl {
 public:
     env::PciAddress address;
+    // NVMe-oF: set by Controller::connect (fabrics.cpp). Registers are properties (Property
+    // Get/Set on the admin queue), queues are connections.
+    bool fabrics = false;
+    TransportId trid;
+    std::string hostnqn;
+    std::array<uint8_t, 16> hostid{};
+    uint16_t cntlid = 0;
+    uint32_t ioccsz_bytes = 0;  // in-capsule data the I/O queues take (IOCCSZ * 16 - 64)
+    std::string name;           // for logs: the PCI address or "traddr:trsvcid nqn"
+    const char* label() const noexcept { return name.c_str(); }
+    runtime::Poller* keep_alive_poller = nullptr;
+    bool keep_alive_outstanding = false;
+    uint64_t keep_alive_sent_ns = 0;
+    uint64_t loss_started_ns = 0;
+    std::shared_ptr<bool> alive = std::make_shared<bool>(true);  // cleared by ~Controller
     ControllerOptions options;
     runtime::Thread* admin_thread = nullptr;
     std::unique_ptr<env::PciFunction> function;
@@ -170,6 +222,19 @@ public:
     void on_hot_remove();
     void abort_command(uint16_t qid, uint16_t cid);
     runtime::PollStatus check_health();
+
+    // ---- NVMe-oF (fabrics.cpp)
+    runtime::Task<Result<uint64_t>> prop_get(uint32_t ofst, bool eight_bytes);
+    runtime::Task<Result<void>> prop_set(uint32_t ofst, uint64_t value, bool eight_bytes);
+    runtime::Task<Result<void>> fabrics_connect_queue(std::shared_ptr<QPairImpl> qp);
+    runtime::Task<Result<void>> fabrics_enable();
+    runtime::Task<Result<void>> fabrics_init(bool discovery);
+    runtime::Task<Result<void>> fabrics_reconnect_once();
+    runtime::Task<Result<void>> fabrics_reset(const char* why);
+    runtime::Task<void> fabrics_shutdown();
+    void fabrics_connection_lost(const char* why);
+    void start_keep_alive();
+    runtime::PollStatus keep_alive_tick();
 };
 
 // Control-path adapters: complete an AsyncResult from a command callback.

@@ -7,6 +7,7 @@
 #include <strata/runtime/scheduler.h>
 
 #include "internal.h"
+#include "tcp.h"
 
 namespace strata::nvme {
 
@@ -40,6 +41,7 @@ QPairImpl::~QPairImpl() {
 }
 
 Status QPairImpl::allocate() {
+    if (tcp) return tcp_allocate();
     auto sq_mem = env::dma_alloc(size_t{entries} * spec::sqe_size_bytes, kPageBytes, true);
     auto cq_mem = env::dma_alloc(size_t{entries} * spec::cqe_size_bytes, kPageBytes, true);
     auto slot_mem = env::dma_alloc(requests_.size() * size_t{kListSlotBytes}, kPageBytes, false);
@@ -167,6 +169,8 @@ Status QPairImpl::build_data(Request& r, const iovec* iov, int iovcnt, size_t le
 
 Status QPairImpl::submit(const spec::Sqe& sqe, const iovec* iov, int iovcnt, size_t len,
                          IoDoneFn done, void* ctx, bool no_timeout) noexcept {
+    // The one transport test on the PCIe submission path (see docs/design/nvme-tcp.md).
+    if (tcp) [[unlikely]] return tcp_submit(sqe, iov, iovcnt, len, done, ctx, no_timeout);
     if (link == Link::failed || link == Link::freeing)
         return Status(Errc::device_removed, "nvme controller failed or removed");
     Request* r = take_request();
@@ -189,10 +193,18 @@ Status QPairImpl::submit(const spec::Sqe& sqe, const iovec* iov, int iovcnt, siz
 
 Status QPairImpl::submit_with_list(const spec::Sqe& sqe, const void* list, size_t list_bytes,
                                    IoDoneFn done, void* ctx) noexcept {
-    if (link == Link::failed || link == Link::freeing)
-        return Status(Errc::device_removed, "nvme controller failed or removed");
     if (list_bytes == 0 || list_bytes > kListSlotBytes)
         return Status(Errc::invalid_argument, "list too large");
+    if (tcp) [[unlikely]] {
+        // The list travels as the command's data: copy it into the request's slot first.
+        Request* slot = free_.empty() ? nullptr : &free_.front();
+        if (slot == nullptr) return Status(Errc::busy, "nvme request pool empty");
+        std::memcpy(slot->list, list, list_bytes);
+        iovec v{slot->list, list_bytes};
+        return tcp_submit(sqe, &v, 1, list_bytes, done, ctx, false);  // takes that same request
+    }
+    if (link == Link::failed || link == Link::freeing)
+        return Status(Errc::device_removed, "nvme controller failed or removed");
     Request* r = take_request();
     if (r == nullptr) return Status(Errc::busy, "nvme request pool empty");
     std::memcpy(r->list, list, list_bytes);
@@ -236,6 +248,10 @@ bool QPairImpl::try_send(Request& r) noexcept {
 }
 
 void QPairImpl::send_waiting() noexcept {
+    if (tcp) [[unlikely]] {
+        tcp_send_waiting();
+        return;
+    }
     while (!waiting_.empty()) {
         Request& r = waiting_.front();
         waiting_.remove(r);
@@ -247,6 +263,10 @@ void QPairImpl::send_waiting() noexcept {
 }
 
 void QPairImpl::ring_sq_doorbell() noexcept {
+    if (tcp) [[unlikely]] {
+        tcp_flush();
+        return;
+    }
     if (unrung_ == 0 || link != Link::connected) return;
     unrung_ = 0;
     ++stats.doorbells;
@@ -303,7 +323,7 @@ uint32_t QPairImpl::reap(uint32_t max) noexcept {
             if (bad_logged_++ < kBadCompletionLogLimit) {
                 STRATA_ERRLOG(log_nvme,
                               "{} qpair {}: rejected completion ({}): cid {} sqid {} sqhd {} status {:#x}",
-                              ctrl.address.to_string(), qid, bad, cqe.cid, cqe.sqid, cqe.sqhd,
+                              ctrl.label(), qid, bad, cqe.cid, cqe.sqid, cqe.sqhd,
                               cqe.status);
             }
             continue;
@@ -329,6 +349,7 @@ uint32_t QPairImpl::reap(uint32_t max) noexcept {
 }
 
 uint32_t QPairImpl::process(uint32_t max) noexcept {
+    if (tcp) [[unlikely]] return tcp_process(max);
     ring_sq_doorbell();
     const uint32_t n = reap(max);
     if (n != 0 && !waiting_.empty()) {
@@ -339,8 +360,14 @@ uint32_t QPairImpl::process(uint32_t max) noexcept {
 }
 
 runtime::PollStatus QPairImpl::poll(void* ctx) {
-    return static_cast<QPairImpl*>(ctx)->process(0) != 0 ? runtime::PollStatus::busy
-                                                          : runtime::PollStatus::idle;
+    auto* q = static_cast<QPairImpl*>(ctx);
+    if (q->tcp) [[unlikely]] {
+        const uint64_t bytes = q->tcp->bytes_in + q->tcp->bytes_out;
+        const uint32_t n = q->process(0);
+        return n != 0 || q->tcp->bytes_in + q->tcp->bytes_out != bytes ? runtime::PollStatus::busy
+                                                                        : runtime::PollStatus::idle;
+    }
+    return q->process(0) != 0 ? runtime::PollStatus::busy : runtime::PollStatus::idle;
 }
 
 // ---- failure paths (control path: messages from the admin Thread) -------------------------
@@ -384,6 +411,19 @@ void QPairImpl::mark_connected() {
 void QPairImpl::fail(spec::StatusField status) {
     if (link == Link::freeing) return;
     link = Link::failed;
+    if (tcp) {
+        if (tcp->socket) {
+            tcp->socket->close();
+            tcp->socket.reset();
+        }
+        tcp->phase = TcpConn::Phase::closed;
+        while (SendPdu* p = tcp->send_list.pop_front()) p->queued = false;
+        tcp->reset_rx();
+        if (auto cb = std::move(tcp->on_connected)) {
+            tcp->on_connected = nullptr;
+            cb(Status(Errc::device_removed, "nvme-tcp: qpair failed"));
+        }
+    }
     IntrusiveList<Request> out;
     out.splice_back(outstanding_);
     fail_list(out, status);
@@ -405,7 +445,7 @@ void QPairImpl::check_timeouts() noexcept {
             ++stats.timeouts;
             ++ctrl.stats.timeouts;
             STRATA_WARNLOG(log_nvme, "{} qpair {}: command cid {} opc {:#x} timed out",
-                           ctrl.address.to_string(), qid, r.cid, r.sqe.opc);
+                           ctrl.label(), qid, r.cid, r.sqe.opc);
         }
         const bool admin_queue = qid == 0;
         if (!admin_queue && !r.abort_sent) {

@@ -1,4 +1,4 @@
-// The NVMe driver (PCIe transport): a controller attached through env, its namespaces, and the
+// The NVMe driver (PCIe transport, and NVMe/TCP: Controller::connect): a controller attached through env, its namespaces, and the
 // I/O queue pairs of its Threads (qpair.h).
 //
 // Threads. A Controller belongs to the Thread that attached it (its admin Thread): every method
@@ -38,7 +38,9 @@
 #include <strata/nvme/spec/opcodes.h>
 #include <strata/nvme/spec/registers.h>
 #include <strata/nvme/spec/queue.h>
+#include <strata/nvme/transport_id.h>
 #include <strata/runtime/task.h>
+#include <strata/sock/sock.h>
 
 namespace strata::nvme {
 
@@ -55,6 +57,35 @@ struct ControllerOptions {
     bool use_sgl = true;                // use SGLs when the controller supports them and PRPs cannot
                                         // describe the buffer
     bool shutdown_on_detach = true;     // CC.SHN normal shutdown (flushes the device's cache)
+
+    // ---- NVMe-oF (Controller::connect; ignored by attach). Names and defaults follow SPDK's
+    // bdev_nvme_attach_controller where it has them.
+    std::string hostnqn;  // empty: this Host's "nqn.2014-08.org.nvmexpress:uuid:<uuid>"
+    std::array<uint8_t, 16> hostid{};  // zero: the UUID of the default host NQN (or a new one)
+    bool header_digest = false;        // hdgst: ask for CRC-32C header digests
+    bool data_digest = false;          // ddgst: ask for CRC-32C data digests
+    uint32_t keep_alive_timeout_ms = 10'000;  // KATO in Connect; Keep Alive sent every KATO/2
+    // After a connection loss the controller reconnects (admin + every I/O qpair), retrying
+    // every reconnect_delay_sec, and fails for good once ctrlr_loss_timeout_sec have passed
+    // (-1: never; 0: a single attempt). fast_io_fail_timeout_sec (0: off): after this long,
+    // queued I/O fails and new I/O is refused until the reconnect succeeds.
+    int32_t ctrlr_loss_timeout_sec = 0;
+    uint32_t reconnect_delay_sec = 0;
+    uint32_t fast_io_fail_timeout_sec = 0;
+    uint32_t connect_timeout_ms = 10'000;  // socket + ICReq + Connect, per queue
+    std::string sock_impl;                 // "posix", "uring", "sim"; empty: the Host default
+    // Opens a queue's connection; empty: sock::connect. Tests plug a socket double in here.
+    std::function<Result<std::unique_ptr<sock::Socket>>(const sock::Endpoint&)> connect_socket;
+};
+
+// One record of a discovery log page (log page 70h), decoded.
+struct DiscoveryEntry {
+    TransportId trid;      // trtype, adrfam, traddr, trsvcid, subnqn
+    uint8_t subtype = 0;   // 1 referral, 2 NVMe subsystem, 3 current discovery subsystem
+    uint16_t portid = 0;
+    uint16_t cntlid = 0;
+    uint16_t asqsz = 0;
+    uint8_t treq = 0;
 };
 
 // A namespace as the driver knows it. Read it on the admin Thread; qpairs take it by const
@@ -99,11 +130,27 @@ public:
     // supported), device_removed.
     static runtime::Task<Result<std::unique_ptr<Controller>>> attach(const env::PciAddress& address,
                                                                     ControllerOptions options = {});
+    // NVMe-oF (trtype TCP) or PCIe (trtype PCIe: attach(traddr)). For TCP: connects the admin
+    // queue (ICReq/ICResp, Fabrics Connect with KATO), reads CAP and VS and enables the
+    // controller through Property Get/Set, then the same init as attach (Identify, Number of
+    // Queues, namespaces, AERs). I/O qpairs are connections of their own, connected on their
+    // owner Thread. Errors: invalid_argument (bad transport id), not_supported (trtype),
+    // io_error / timeout / protocol_error naming the step.
+    static runtime::Task<Result<std::unique_ptr<Controller>>> connect(const TransportId& trid,
+                                                                     ControllerOptions options = {});
+    // Connects to a discovery controller (subnqn empty: the well-known discovery NQN), reads
+    // the whole discovery log page and disconnects. Run on a Thread.
+    static runtime::Task<Result<std::vector<DiscoveryEntry>>> discover(const TransportId& trid,
+                                                                       ControllerOptions options = {});
     ~Controller();  // detaches synchronously if still attached (no shutdown notification)
     Controller(const Controller&) = delete;
     Controller& operator=(const Controller&) = delete;
 
-    const env::PciAddress& address() const noexcept;
+    const env::PciAddress& address() const noexcept;  // PCIe; zero for fabrics
+    const TransportId& transport_id() const noexcept;
+    bool is_fabrics() const noexcept;
+    const std::string& host_nqn() const noexcept;  // fabrics: the host NQN used
+    uint16_t cntlid() const noexcept;               // fabrics: from Connect
     runtime::Thread& admin_thread() const noexcept;
     ControllerState state() const noexcept;
     const spec::IdentifyController& identify() const noexcept;
