@@ -263,7 +263,7 @@ nvmf_tcp_conn = {
 }
 
 # ---- nvmf_admin: byte 0 flags; records (ctl, SQE, data) ----
-A_CONNECT, A_ENABLE, A_IOQ, A_KATO = 1, 2, 4, 8
+A_CONNECT, A_ENABLE, A_IOQ, A_KATO, A_CLOSE = 1, 2, 4, 8, 16
 LEN = {0: 0, 8: 1, 64: 2, 512: 3, 1024: 4, 4096: 5, 8192: 6}
 
 
@@ -326,6 +326,7 @@ nvmf_admin = {
                                   rec(sqe(0x02, 81, 9, cdw12=0), 512, io=True),
                                   rec(sqe(0x01, 82, 1, cdw12=3), 512, io=True, data=pattern(512))),
     "admin_before_enable": admin_seed(A_CONNECT, rec(identify_sqe(90, 1), 4096), rec(sqe(0x7E, 91))),
+    "connect_then_close": admin_seed(A_CONNECT | A_CLOSE, rec(identify_sqe(1, 1), 4096)),
     "not_connected": admin_seed(0, rec(identify_sqe(1, 1), 4096), rec(prop_get(2, 0))),
 }
 
