@@ -3,6 +3,7 @@
 // layout of nvme-cli's `nvme id-ctrl` / `nvme id-ns` (or as JSON with the same field names).
 // --env sim (the default) creates emulated controllers (--emulate) and runs under the seeded
 // simulator; --env dpdk uses real VFIO devices on a real reactor.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -17,6 +18,7 @@
 #include <strata/base/log.h>
 #include <strata/env/env.h>
 #include <strata/nvme/controller.h>
+#include <strata/nvme/transport_id.h>
 #include <strata/runtime/scheduler.h>
 
 #include "../common/env_cli.h"
@@ -263,6 +265,53 @@ int fail(const std::string& msg) {
     return 1;
 }
 
+int identify_fabrics(const nvme::TransportId& t, const std::vector<uint32_t>& nsids,
+                     bool no_namespaces, bool text) {
+    runtime::RealSchedulerOptions so;
+    so.cores = {0};
+    so.pin = false;
+    runtime::RealScheduler sched(so);
+    runtime::Thread* admin = sched.create_thread("nvme_identify", 0);
+    sched.start();
+    int rc = 0;
+    {
+        apps::Harness h(sched);
+        nvme::ControllerOptions opts;
+        opts.keep_alive_timeout_ms = 0;
+        const std::string where = nvme::to_string(t);
+        auto connected = h.run(*admin, nvme::Controller::connect(t, opts));
+        if (!connected || !*connected) {
+            rc = fail(fmt::format("{}: connect failed: {}", where,
+                                  connected ? (*connected).error().message() : "timed out"));
+        } else {
+            std::unique_ptr<nvme::Controller> ctrl = std::move(**connected);
+            Json cj;
+            cj["transport_id"] = where;
+            h.on(*admin, [&] {
+                cj["controller"] = print_controller(*ctrl, text);
+                Json nss = Json::array();
+                if (!no_namespaces) {
+                    for (const nvme::Namespace* n : ctrl->namespaces()) {
+                        if (!nsids.empty() && std::find(nsids.begin(), nsids.end(), n->id) == nsids.end())
+                            continue;
+                        if (text) std::printf("\n");
+                        nss.push_back(print_namespace(*n, text));
+                    }
+                }
+                cj["namespaces"] = std::move(nss);
+            });
+            if (!text)
+                std::printf("%s\n", Json{{"controllers", Json::array({std::move(cj)})}}.dump(2).c_str());
+            std::fflush(stdout);
+            auto d = h.run(*admin, ctrl->detach());
+            if (!d || !*d) rc = fail(fmt::format("{}: disconnect failed", where));
+            h.on(*admin, [&] { ctrl.reset(); });
+        }
+    }
+    sched.stop();
+    return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -275,7 +324,8 @@ int main(int argc, char** argv) {
     uint64_t seed = 1;
     apps::EnvCli env_cli;
     cli.add_option("-r,--transport-id", trid,
-                   "Controller to identify: 'trtype:PCIe traddr:0000:01:00.0' or a BDF "
+                   "Controller to identify: 'trtype:PCIe traddr:0000:01:00.0', a BDF, or "
+                   "'trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:4420 subnqn:...' (NVMe/TCP) "
                    "(default: every NVMe function the environment sees)");
     cli.add_option("-n,--namespace-id", nsids, "Only these namespaces (repeatable; default: all active)");
     cli.add_flag("--controller-only", no_namespaces, "Print the controller data only");
@@ -299,6 +349,10 @@ int main(int argc, char** argv) {
     } else {
         log_set_global_level(LogLevel::warn);  // attach/detach notices would clutter the output
     }
+    // NVMe-oF: 'trtype:TCP adrfam:IPv4 traddr:... trsvcid:... subnqn:...' connects through the
+    // NVMe/TCP initiator on a real reactor (no environment, no emulation).
+    if (auto t = nvme::parse_transport_id(trid); !trid.empty() && t && t->trtype == nvme::TrType::tcp)
+        return identify_fabrics(*t, nsids, no_namespaces, text);
     std::optional<env::PciAddress> only;
     if (!trid.empty()) {
         auto a = apps::parse_transport_id(trid);

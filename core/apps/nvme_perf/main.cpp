@@ -30,6 +30,7 @@
 #include <strata/env/env.h>
 #include <strata/env/memory.h>
 #include <strata/nvme/controller.h>
+#include <strata/nvme/transport_id.h>
 #include <strata/nvme/qpair.h>
 #include <strata/runtime/scheduler.h>
 
@@ -251,7 +252,8 @@ int main(int argc, char** argv) {
     cli.add_option("-t,--time", opt.seconds, "Run time in seconds")->required()->check(CLI::PositiveNumber);
     cli.add_option("-c,--core-mask", cpumask, "Core mask: one qpair per core (0x3, [0,2-3])")->capture_default_str();
     cli.add_option("-r,--transport-id", trid,
-                   "Controller: 'trtype:PCIe traddr:0000:01:00.0' or a BDF (default: the first NVMe function)");
+                   "Controller: 'trtype:PCIe traddr:0000:01:00.0', a BDF (default: the first NVMe function), or "
+                   "'trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:4420 subnqn:...' (NVMe/TCP)");
     cli.add_option("-n,--namespace-id", nsid, "Namespace to use (default: the first active one)");
     cli.add_option("--emulate", emulate,
                    "sim: namespaces of the emulated controller, e.g. 'ns=1:size=1G:bs=512' (default 1 GiB, 512 B)");
@@ -280,7 +282,11 @@ int main(int argc, char** argv) {
     if (!cores) return fail(fmt::format("-c '{}': {}", cpumask, cores.error().message()));
     if (cores->empty()) return fail(fmt::format("-c '{}': the core mask selects no core", cpumask));
     std::optional<env::PciAddress> only;
-    if (!trid.empty()) {
+    // NVMe-oF: a TCP transport id connects through the NVMe/TCP initiator (no emulation).
+    std::optional<nvme::TransportId> fabrics;
+    if (auto t = nvme::parse_transport_id(trid); !trid.empty() && t && t->trtype == nvme::TrType::tcp)
+        fabrics = *t;
+    if (!trid.empty() && !fabrics) {
         auto a = apps::parse_transport_id(trid);
         if (!a) return fail(fmt::format("-r: {}", a.error().message()));
         only = *a;
@@ -293,7 +299,7 @@ int main(int argc, char** argv) {
     if ((!emulate.empty() || !latency.empty()) && env_cli.env != "sim")
         return fail("--emulate and --latency need --env sim");
     if (auto r = apps::init_env(env_cli, *cores); !r) return fail(r.error().message());
-    const bool sim = env::backend_name() == "sim";
+    const bool sim = env::backend_name() == "sim" && !fabrics;
 
     runtime::RealSchedulerOptions so;
     so.cores = *cores;
@@ -357,17 +363,21 @@ int main(int argc, char** argv) {
         }
         emulated->set_zero_latency(latency.empty());
     }
-    auto addrs = apps::nvme_functions(only);
+    auto addrs = fabrics ? Result<std::vector<env::PciAddress>>(std::vector<env::PciAddress>{env::PciAddress{}})
+                         : apps::nvme_functions(only);
     if (!addrs) {
         cleanup();
         return fail(addrs.error().message());
     }
     const env::PciAddress addr = addrs->front();
+    const std::string where = fabrics ? fmt::format("TCP {}:{} {}", fabrics->traddr, fabrics->trsvcid, fabrics->subnqn)
+                                      : addr.to_string();
     {
-        auto attached = h.run(*admin, nvme::Controller::attach(addr));
+        auto attached = fabrics ? h.run(*admin, nvme::Controller::connect(*fabrics))
+                                : h.run(*admin, nvme::Controller::attach(addr));
         if (!attached || !*attached) {
             cleanup();
-            return fail(fmt::format("{}: attach failed: {}", addr.to_string(),
+            return fail(fmt::format("{}: attach failed: {}", where,
                                     attached ? (*attached).error().message() : "timed out"));
         }
         ctrl = std::move(**attached);
@@ -382,8 +392,8 @@ int main(int argc, char** argv) {
     });
     if (ns == nullptr) {
         cleanup();
-        return fail(nsid ? fmt::format("{}: namespace {} is not active", addr.to_string(), nsid)
-                         : fmt::format("{}: no active namespace", addr.to_string()));
+        return fail(nsid ? fmt::format("{}: namespace {} is not active", where, nsid)
+                         : fmt::format("{}: no active namespace", where));
     }
     if (opt.io_size % ns->block_size_bytes != 0 ||
         opt.io_size / ns->block_size_bytes > ns->max_io_blocks || opt.io_size > ns->size_bytes()) {
@@ -427,7 +437,7 @@ int main(int argc, char** argv) {
                      opt.qd, workers.front()->qp->queue_entries() - 1);
 
     std::printf("Attached to NVMe controller at %s (%s), namespace %u: %llu blocks of %u bytes\n",
-                addr.to_string().c_str(), sim ? (latency.empty() ? "emulated, zero latency" : "emulated") : "dpdk",
+                where.c_str(), fabrics ? "nvme-tcp" : sim ? (latency.empty() ? "emulated, zero latency" : "emulated") : "dpdk",
                 ns->id, static_cast<unsigned long long>(ns->num_blocks), ns->block_size_bytes);
     std::printf("Running %s, %llu-byte I/O, queue depth %u on %zu core(s) for %g seconds...\n", pattern.c_str(),
                 static_cast<unsigned long long>(opt.io_size), opt.qd, workers.size(), opt.seconds);
@@ -481,7 +491,7 @@ int main(int argc, char** argv) {
         const double iops = static_cast<double>(w->ios.load()) / secs;
         const double mib = static_cast<double>(w->bytes.load()) / secs / 1048576.0;
         const Histogram& hst = w->hist;
-        const std::string label = fmt::format("PCIE ({}) NSID {} from core {:2}", addr.to_string(), ns->id, w->core);
+        const std::string label = fmt::format("{} ({}) NSID {} from core {:2}", fabrics ? "TCP" : "PCIE", where, ns->id, w->core);
         std::printf("%-40s: %12.2f %10.2f %10.2f %10.2f %10.2f\n", label.c_str(), iops, mib,
                     hst.count ? static_cast<double>(hst.sum_ns) / static_cast<double>(hst.count) / 1e3 : 0.0,
                     hst.count ? static_cast<double>(hst.min_ns) / 1e3 : 0.0, static_cast<double>(hst.max_ns) / 1e3);

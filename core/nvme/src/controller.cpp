@@ -743,7 +743,10 @@ Result<std::unique_ptr<QPair>> Controller::alloc_io_qpair(runtime::Thread& owner
     auto create = [](ControllerImpl* ci, std::shared_ptr<QPairImpl> q) -> runtime::Task<void> {
         if (ci->resetting) co_return;  // the reset creates every queue in its list
         const uint64_t epoch = ci->reset_epoch;
-        auto r = ci->fabrics ? co_await ci->fabrics_connect_queue(q) : co_await ci->create_io_queues(*q);
+        // (Not a conditional expression: GCC 12 miscompiles co_await inside ?:.)
+        Result<void> r;
+        if (ci->fabrics) r = co_await ci->fabrics_connect_queue(q);
+        else r = co_await ci->create_io_queues(*q);
         if (ci->reset_epoch != epoch) co_return;  // a reset took the qpair over
         if (q->link == Link::freeing) co_return;
         if (!r)

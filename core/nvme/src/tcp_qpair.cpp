@@ -130,8 +130,8 @@ void QPairImpl::tcp_start_connect(std::function<void(Status)> done) {
 #endif
     }
     if (!s) {
-        STRATA_ERRLOG(log_nvme, "{} qpair {}: connect to {}: {}", ctrl.label(), qid,
-                      sock::to_string(ep), s.error().message());
+        STRATA_ERRLOG(log_nvme, "{} qpair {}: connect to {}:{}: {}", ctrl.label(), qid,
+                      ep.address, ep.port, s.error().message());
         done(Status(s.code(), "nvme-tcp: socket connect failed"));
         return;
     }
@@ -177,8 +177,8 @@ void QPairImpl::tcp_send_connect() noexcept {
     spec::ConnectData data{};
     std::memcpy(data.hostid.data(), ctrl.hostid.data(), 16);
     data.cntlid = qid == 0 ? spec::cntlid_dynamic : ctrl.cntlid;
-    spec::set_padded(data.subnqn, ctrl.trid.subnqn);
-    spec::set_padded(data.hostnqn, ctrl.hostnqn);
+    spec::set_padded(data.subnqn, ctrl.trid.subnqn, '\0');
+    spec::set_padded(data.hostnqn, ctrl.hostnqn, '\0');
     static_assert(sizeof(data) == 1024);
     std::memcpy(c.connect_data.data(), &data, sizeof(data));
 

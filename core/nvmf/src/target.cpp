@@ -33,7 +33,12 @@ XferDir xfer_direction(const nvme::spec::Sqe& cmd) noexcept {
     const uint8_t bits = cmd.opc == nvme::spec::fabrics_opcode
                              ? static_cast<uint8_t>(nvme::spec::fabrics_type(cmd) & 0x3)
                              : static_cast<uint8_t>(cmd.opc & 0x3);
-    return bits == 3 ? XferDir::none : static_cast<XferDir>(bits);
+    if (bits == 3) return XferDir::none;
+    // As SPDK's nvmf_req_get_xfer: an SGL of length 0 carries no data. Hosts (Linux nvme-tcp,
+    // SPDK, Strata) send data-less commands whose opcode has the host-to-controller bit, such as
+    // Set Features (Number of Queues), with a zero-length transport SGL.
+    if (cmd.psdt() != nvme::spec::Psdt::prp && cmd.dptr_sgl().length == 0) return XferDir::none;
+    return static_cast<XferDir>(bits);
 }
 
 bool TransportAddress::operator==(const TransportAddress& o) const noexcept {

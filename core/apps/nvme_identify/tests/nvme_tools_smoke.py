@@ -64,8 +64,13 @@ rc, out, err = run([IDENTIFY, "-r", "0000:07:00.0"])
 check(rc != 0 and "no NVMe controller at 0000:07:00.0" in err, "missing controller error", err)
 rc, out, err = run([IDENTIFY, "--emulate", "ns=1:size=1000:bs=512"])
 check(rc != 0 and "multiple of the block size" in err, "bad --emulate error", err)
+rc, out, err = run([IDENTIFY, "-r", "trtype:RDMA traddr:1.2.3.4"])
+check(rc != 0 and "not supported" in err, "unsupported transport error", err)
+# NVMe/TCP: the transport id is checked, and a refused connection is reported.
 rc, out, err = run([IDENTIFY, "-r", "trtype:TCP traddr:1.2.3.4"])
-check(rc != 0 and "PCIe only" in err, "unsupported transport error", err)
+check(rc != 0 and "subnqn is required" in err, "TCP without subnqn error", err)
+rc, out, err = run([IDENTIFY, "-r", "trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:1 subnqn:nqn.2016-06.io.spdk:cnode1"])
+check(rc != 0 and "connect failed" in err, "TCP connection refused error", err)
 
 # perf: every pattern briefly, figures present, no errors.
 for pattern in ["randread", "randwrite", "read", "write", "rw", "randrw"]:

@@ -62,6 +62,7 @@ public:
     uint32_t queue_entries;
     std::vector<std::string> bdevs;  // registered namespace bdevs
     bool detaching = false;
+    NvmeAttachOptions attach;  // as given, for save_config
 
 protected:
     std::unique_ptr<runtime::IoChannel> create_channel(runtime::Thread& t) override {
@@ -323,6 +324,28 @@ void sync_namespaces(NvmeCtrlr& c) {
 void write_config(nlohmann::json& methods) {
     for (auto& [name, c] : ctrlrs()) {
         if (c->detaching) continue;
+        if (c->ctrl->is_fabrics()) {
+            // SPDK's names and spelling (save_config of bdev_nvme_attach_controller).
+            const nvme::TransportId& t = c->attach.trid;
+            const nvme::ControllerOptions& o = c->attach.controller;
+            nlohmann::json p = {{"name", name},
+                                {"trtype", "TCP"},
+                                {"adrfam", nvme::adrfam_name(c->ctrl->transport_id().adrfam)},
+                                {"traddr", t.traddr},
+                                {"trsvcid", c->ctrl->transport_id().trsvcid},
+                                {"subnqn", t.subnqn},
+                                {"hostnqn", c->ctrl->host_nqn()},
+                                {"hdgst", o.header_digest},
+                                {"ddgst", o.data_digest},
+                                {"ctrlr_loss_timeout_sec", o.ctrlr_loss_timeout_sec},
+                                {"reconnect_delay_sec", o.reconnect_delay_sec},
+                                {"fast_io_fail_timeout_sec", o.fast_io_fail_timeout_sec},
+                                {"keep_alive_timeout_ms", o.keep_alive_timeout_ms},
+                                {"io_queue_size", c->queue_entries}};
+            if (o.timeout_us != 0) p["timeout_us"] = o.timeout_us;
+            methods.push_back({{"method", "bdev_nvme_attach_controller"}, {"params", p}});
+            continue;
+        }
         methods.push_back({{"method", "bdev_nvme_attach_controller"},
                            {"params",
                             {{"name", name},
@@ -360,7 +383,11 @@ void nvme_attach(const NvmeAttachOptions& o, std::function<void(Result<std::vect
     }
     runtime::Thread* thread = runtime::current_thread();
     auto run = [](NvmeAttachOptions opts) -> runtime::Task<Result<std::vector<std::string>>> {
-        auto r = co_await nvme::Controller::attach(opts.address, opts.controller);
+        Result<std::unique_ptr<nvme::Controller>> r = Error(Errc::internal, "unset");
+        if (opts.trid.trtype == nvme::TrType::tcp)
+            r = co_await nvme::Controller::connect(opts.trid, opts.controller);
+        else
+            r = co_await nvme::Controller::attach(opts.address, opts.controller);
         if (!r) co_return r.error();
         if (ctrlrs().count(opts.name) != 0) {  // raced with another attach of the same name
             (void)co_await (*r)->detach();
@@ -369,6 +396,8 @@ void nvme_attach(const NvmeAttachOptions& o, std::function<void(Result<std::vect
         }
         auto c = std::make_unique<NvmeCtrlr>(opts.name, std::move(*r), opts.io_queue_entries);
         NvmeCtrlr* raw = c.get();
+        raw->attach = opts;
+        raw->attach.controller.connect_socket = nullptr;
         ctrlrs().emplace(opts.name, std::move(c));
         runtime::register_io_device(*raw);
         raw->ctrl->on_namespace_change([raw](nvme::Controller&) {
@@ -440,7 +469,10 @@ void nvme_reset(const std::string& name, std::function<void(Result<void>)> done)
 std::vector<NvmeControllerInfo> nvme_controllers() {
     std::vector<NvmeControllerInfo> out;
     for (auto& [name, c] : ctrlrs())
-        out.push_back({name, c->ctrl->address().to_string(), nvme::state_name(c->ctrl->state()), c->bdevs});
+        out.push_back({name, c->ctrl->transport_id(),
+                       c->ctrl->is_fabrics() ? c->ctrl->transport_id().traddr
+                                             : c->ctrl->address().to_string(),
+                       nvme::state_name(c->ctrl->state()), c->bdevs});
     return out;
 }
 

@@ -19,7 +19,10 @@ extern const Module kNvmeModule;
 
 struct NvmeAttachOptions {
     std::string name;  // controller name; bdevs are <name>n<nsid>
-    env::PciAddress address;
+    env::PciAddress address;  // PCIe (trid.trtype pcie)
+    // NVMe-oF: trid.trtype tcp with traddr, trsvcid, subnqn (Controller::connect); the fabrics
+    // options (hostnqn, digests, keep-alive, reconnect limits) are in `controller`.
+    nvme::TransportId trid;
     nvme::ControllerOptions controller;
     uint32_t io_queue_entries = 256;
 };
@@ -35,6 +38,7 @@ void nvme_reset(const std::string& name, std::function<void(Result<void>)> done)
 // Controller names and their PCI addresses, for bdev_nvme_get_controllers.
 struct NvmeControllerInfo {
     std::string name;
+    nvme::TransportId trid;  // trtype, traddr (PCI address or IP), adrfam, trsvcid, subnqn
     std::string traddr;
     std::string state;
     std::vector<std::string> bdevs;

@@ -102,7 +102,7 @@ struct TcpReq : Request, ListHook<WaitTag> {
 class TcpPollGroup {
 public:
     TcpPollGroup(TcpTransportImpl& t, runtime::Thread& thread, uint32_t index, uint32_t nbufs)
-        : transport_(t), thread_(&thread), index_(index), nbufs_(nbufs) {}
+        : transport_(t), thread_(&thread), host_(&thread.host()), index_(index), nbufs_(nbufs) {}
     ~TcpPollGroup();
 
     void init();  // on its Thread
@@ -119,6 +119,7 @@ public:
     void unstarve(TcpConn& c) noexcept;
 
     runtime::Thread& thread() const noexcept { return *thread_; }
+    runtime::Host& host() const noexcept { return *host_; }
     sock::SocketGroup& sockets() noexcept { return *sockets_; }
     TcpTransportImpl& transport() noexcept { return transport_; }
     size_t connections() const noexcept { return conns_.size(); }
@@ -131,6 +132,7 @@ private:
 
     TcpTransportImpl& transport_;
     runtime::Thread* thread_;
+    runtime::Host* host_;  // DMA memory is the Host's: freed under its scope
     uint32_t index_;
     uint32_t nbufs_;
     uint32_t buf_size_ = 0;
@@ -350,6 +352,7 @@ Status TcpConn::init() {
 }
 
 TcpConn::~TcpConn() {
+    runtime::HostScope scope(group_.host());
     if (icd_mem_) {
         if (icd_dma_)
             env::dma_free(icd_mem_);
@@ -893,6 +896,7 @@ void TcpPollGroup::init() {
 
 TcpPollGroup::~TcpPollGroup() {
     // Normally empty after shutdown(); at Host teardown without one, the sockets go with it.
+    runtime::HostScope scope(*host_);
     while (TcpConn* c = conns_.pop_front()) delete c;
     if (mem_) {
         if (mem_dma_)

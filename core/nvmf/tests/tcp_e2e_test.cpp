@@ -1,0 +1,599 @@
+// The NVMe/TCP target end to end: one simulated App (malloc bdev, subsystem, TCP listener) and a
+// minimal initiator written here, PDU by PDU, over sim sockets (deterministic, virtual time) and
+// posix loopback sockets (real kernel TCP). ICReq, Connect (admin and I/O), Property Set,
+// Identify, in-capsule writes, R2T/H2CData writes, C2HData reads, header and data digests on and
+// off; a garbage stream, a protocol violation and a connection cut mid-PDU each terminate their
+// connection alone while another keeps working.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <strata/base/crc.h>
+#include <strata/env/env.h>
+#include <strata/nvme/spec/commands.h>
+#include <strata/nvme/spec/fabrics.h>
+#include <strata/nvme/spec/status.h>
+#include <strata/nvme/spec/tcp.h>
+#include <strata/nvmf/nvmf.h>
+#include <strata/nvmf/tcp.h>
+#include <strata/rpc/app.h>
+#include <strata/rpc/modules.h>
+#include <strata/runtime/host.h>
+#include <strata/runtime/scheduler.h>
+#include <strata/sock/sim.h>
+#include <strata/sock/sock.h>
+
+namespace strata::nvmf {
+namespace {
+
+namespace spec = nvme::spec;
+namespace pdu = nvme::spec::tcp;
+using Json = nlohmann::json;
+using Bytes = std::vector<uint8_t>;
+
+constexpr const char* kNqn = "nqn.2016-06.io.strata:cnode1";
+constexpr const char* kHostNqn = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
+
+struct Params {
+    std::string impl;  // "sim" or "posix"
+    bool digests;
+};
+
+class NvmfTcpE2e : public ::testing::TestWithParam<Params> {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(env::init().ok());
+        impl_ = GetParam().impl;
+        sim_ = std::make_unique<runtime::SimScheduler>(42, 2);
+        app_ = std::make_unique<rpc::App>(*sim_);
+        rpc::register_all_modules(*app_);
+        register_tcp_rpc_methods(*app_);
+        if (impl_ == "sim") {
+            net_ = std::make_unique<sock::SimNetwork>(*sim_, 43);
+            ASSERT_TRUE(net_->attach(app_->host(), "10.0.0.1").ok());
+            client_host_ = std::make_unique<runtime::Host>("client", 44);
+            ASSERT_TRUE(net_->attach(*client_host_, "10.0.0.2").ok());
+            addr_ = "10.0.0.1";
+        } else {
+            client_host_ = std::make_unique<runtime::Host>("client", 44);
+            addr_ = "127.0.0.1";
+        }
+        std::optional<Result<void>> started;
+        app_->start([&](Result<void> r) { started = std::move(r); });
+        ASSERT_TRUE(pump([&] { return started.has_value(); }));
+        ASSERT_TRUE(started->ok());
+        {
+            runtime::HostScope scope(app_->host());
+            ASSERT_TRUE(sock::set_default_impl(impl_).ok());
+        }
+
+        call("bdev_malloc_create", {{"name", "Malloc0"}, {"num_blocks", 8192}, {"block_size", 512}});
+        call("nvmf_create_transport", {{"trtype", "tcp"},
+                                       {"in_capsule_data_size", 4096},
+                                       {"io_unit_size", 16384},
+                                       {"max_io_size", 131072},
+                                       {"num_shared_buffers", 64},
+                                       {"poll_groups", 2}});
+        port_ = impl_ == "sim" ? 4420 : static_cast<uint16_t>(20000 + (::getpid() % 20000));
+        on_app([&] {
+            SubsystemOptions so;
+            so.nqn = kNqn;
+            so.allow_any_host = true;
+            auto r = create_subsystem(so);
+            ASSERT_TRUE(r.ok()) << r.error().message();
+            NamespaceOptions no;
+            no.bdev_name = "Malloc0";
+            auto n = add_namespace(kNqn, no);
+            ASSERT_TRUE(n.ok()) << n.error().message();
+            TransportAddress a{"TCP", "IPv4", addr_, std::to_string(port_)};
+            auto l = add_listener(kNqn, a);
+            ASSERT_TRUE(l.ok()) << l.error().message();
+        });
+    }
+
+    void TearDown() override {
+        clients_.clear();
+        if (app_) {
+            bool down = false;
+            on_app([&] { tcp_transport_shutdown([](void* p) { *static_cast<bool*>(p) = true; }, &down); });
+            pump([&] { return down; });
+            app_->request_stop();
+            pump([&] { return app_->stopped(); });
+        }
+        app_.reset();
+        net_.reset();
+        client_host_.reset();
+        sim_.reset();
+    }
+
+    // Steps the simulator until pred() holds: a wall-clock bound (posix sockets move in real
+    // time) and a virtual-time bound.
+    bool pump(const std::function<bool()>& pred, double seconds = 20) {
+        const auto deadline = std::chrono::steady_clock::now() +
+                              std::chrono::milliseconds(static_cast<int>(seconds * 1000));
+        const uint64_t vdeadline = sim_->now_ns() + static_cast<uint64_t>(seconds * 1e9);
+        while (!pred()) {
+            for (auto& c : clients_)
+                if (c->group) c->group->poll();
+            const auto r = sim_->step();
+            if (impl_ == "sim" && r == runtime::SimScheduler::StepResult::idle) {
+                if (pred()) return true;
+                return false;
+            }
+            if (impl_ == "sim" && sim_->now_ns() > vdeadline) return false;
+            if (std::chrono::steady_clock::now() > deadline) return false;
+        }
+        return true;
+    }
+
+    TcpStats stats() {
+        runtime::HostScope scope(app_->host());
+        return tcp_stats();
+    }
+
+    Json call(const std::string& method, Json params) {
+        Json r = app_->call_method(method, std::move(params));
+        EXPECT_TRUE(r.contains("result")) << method << ": " << r.dump();
+        return r.contains("result") ? r["result"] : Json();
+    }
+
+    template <class F>
+    void on_app(F&& fn) {
+        bool done = false;
+        ASSERT_TRUE(app_->thread().post([&] {
+                        fn();
+                        done = true;
+                    }).ok());
+        ASSERT_TRUE(pump([&] { return done; }));
+    }
+
+    // ---- the test initiator ----
+    struct Client {
+        std::unique_ptr<sock::SocketGroup> group;
+        std::unique_ptr<sock::Socket> s;
+        Bytes rx;
+        bool eof = false;
+        bool hdgst = false;
+        bool ddgst = false;
+        uint16_t cid = 0;
+        uint16_t cntlid = 0;
+    };
+
+    Client& connect_client() {
+        runtime::HostScope scope(*client_host_);
+        auto c = std::make_unique<Client>();
+        sock::SocketOptions o;
+        o.impl = impl_;
+        auto s = sock::connect({addr_, port_}, o);
+        EXPECT_TRUE(s.ok()) << (s ? "" : s.error().message());
+        c->s = std::move(*s);
+        c->group = sock::SocketGroup::create();
+        EXPECT_TRUE(c->group->add(*c->s, [](void*, sock::Socket&) {}, nullptr).ok());
+        Client* raw = c.get();
+        clients_.push_back(std::move(c));
+        EXPECT_TRUE(pump([&] { return raw->s->connected(); })) << "connect";
+        return *raw;
+    }
+
+    void send(Client& c, const Bytes& b) {
+        runtime::HostScope scope(*client_host_);
+        size_t off = 0;
+        ASSERT_TRUE(pump([&] {
+            while (off < b.size()) {
+                auto r = c.s->write(b.data() + off, b.size() - off);
+                if (!r) return false;
+                off += *r;
+            }
+            return true;
+        })) << "send";
+    }
+
+    void read_some(Client& c) {
+        runtime::HostScope scope(*client_host_);
+        uint8_t buf[65536];
+        while (true) {
+            auto r = c.s->read(buf, sizeof buf);
+            if (!r) {
+                if (r.error().code() != Errc::busy) c.eof = true;
+                return;
+            }
+            c.rx.insert(c.rx.end(), buf, buf + *r);
+        }
+    }
+
+    // The next whole PDU (empty when the connection ended first).
+    Bytes recv_pdu(Client& c) {
+        Bytes out;
+        pump([&] {
+            read_some(c);
+            if (c.rx.size() >= 8) {
+                uint32_t plen;
+                std::memcpy(&plen, c.rx.data() + 4, 4);
+                if (c.rx.size() >= plen) {
+                    out.assign(c.rx.begin(), c.rx.begin() + plen);
+                    c.rx.erase(c.rx.begin(), c.rx.begin() + plen);
+                    return true;
+                }
+            }
+            return c.eof;
+        });
+        return out;
+    }
+
+    // Waits for the connection to end (the target closed it).
+    bool wait_eof(Client& c) {
+        return pump([&] {
+            read_some(c);
+            return c.eof;
+        });
+    }
+
+    Bytes icreq(bool hdgst, bool ddgst) {
+        pdu::IcReq r{};
+        r.ch = {0, 0, 128, 0, 128};
+        r.dgst = static_cast<uint8_t>((hdgst ? pdu::dgst::hdgst_enable : 0) |
+                                      (ddgst ? pdu::dgst::ddgst_enable : 0));
+        Bytes b(sizeof r);
+        std::memcpy(b.data(), &r, sizeof r);
+        return b;
+    }
+
+    void handshake(Client& c, bool digests) {
+        send(c, icreq(digests, digests));
+        Bytes resp = recv_pdu(c);
+        ASSERT_EQ(resp.size(), 128u);
+        pdu::IcResp r;
+        std::memcpy(&r, resp.data(), sizeof r);
+        EXPECT_EQ(r.ch.pdu_type, 1);
+        EXPECT_EQ(r.pfv, 0);
+        EXPECT_EQ(r.dgst, digests ? 3 : 0);
+        EXPECT_GE(r.maxh2cdata, 4096u);
+        c.hdgst = c.ddgst = digests;
+    }
+
+    // A PDU with optional in-capsule/H2C data, digests as negotiated.
+    Bytes make_pdu(const Client& c, const uint8_t* hdr, uint32_t hlen, const Bytes& data,
+                   bool digestible = true) {
+        const bool hd = digestible && c.hdgst;
+        const bool dd = digestible && c.ddgst && !data.empty();
+        const uint32_t pdo = data.empty() ? 0 : hlen + (hd ? 4 : 0);
+        Bytes b(hdr, hdr + hlen);
+        auto* ch = reinterpret_cast<pdu::CommonHeader*>(b.data());
+        ch->flags = static_cast<uint8_t>(ch->flags | (hd ? pdu::flags::hdgstf : 0) |
+                                         (dd ? pdu::flags::ddgstf : 0));
+        ch->pdo = static_cast<uint8_t>(pdo);
+        ch->plen = hlen + (hd ? 4 : 0) + static_cast<uint32_t>(data.size()) + (dd ? 4 : 0);
+        auto le32 = [&](uint32_t v) {
+            for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+        };
+        if (hd) le32(crc32c(0, b.data(), hlen));
+        b.insert(b.end(), data.begin(), data.end());
+        if (dd) le32(crc32c(0, data.data(), data.size()));
+        return b;
+    }
+
+    Bytes capsule(Client& c, spec::Sqe sqe, const Bytes& icd = {}) {
+        pdu::CapsuleCmd cmd{};
+        cmd.ch = {4, 0, 72, 0, 0};
+        sqe.set_psdt(spec::Psdt::sgl_mptr_contig);
+        if (!icd.empty())
+            sqe.set_dptr_sgl(pdu::make_in_capsule_sgl(static_cast<uint32_t>(icd.size())));
+        cmd.sqe = sqe;
+        return make_pdu(c, reinterpret_cast<const uint8_t*>(&cmd), 72, icd);
+    }
+
+    // Checks the digests of a received PDU and returns its data part.
+    Bytes pdu_data(const Client& c, const Bytes& p) {
+        pdu::CommonHeader ch;
+        std::memcpy(&ch, p.data(), 8);
+        if (ch.has_hdgst()) {
+            uint32_t d;
+            std::memcpy(&d, p.data() + ch.hlen, 4);
+            EXPECT_EQ(d, crc32c(0, p.data(), ch.hlen)) << "header digest";
+        }
+        EXPECT_EQ(ch.has_hdgst(), c.hdgst && ch.pdu_type != 1 && ch.pdu_type != 3);
+        if (ch.pdo == 0) return {};
+        const uint32_t end = ch.plen - (ch.has_ddgst() ? 4 : 0);
+        Bytes d(p.begin() + ch.pdo, p.begin() + end);
+        if (ch.has_ddgst()) {
+            uint32_t dg;
+            std::memcpy(&dg, p.data() + end, 4);
+            EXPECT_EQ(dg, crc32c(0, d.data(), d.size())) << "data digest";
+        }
+        return d;
+    }
+
+    spec::Cqe resp_of(const Bytes& p) {
+        spec::Cqe cqe{};
+        EXPECT_EQ(p.size() >= 24 ? p[0] : 0xFF, 5) << "expected a CapsuleResp";
+        if (p.size() >= 24) std::memcpy(&cqe, p.data() + 8, sizeof cqe);
+        return cqe;
+    }
+
+    // Sends a command with no data / in-capsule data and returns its response (and, for
+    // reads, the C2HData payload in *data).
+    spec::Cqe run_cmd(Client& c, spec::Sqe sqe, const Bytes& icd = {}, Bytes* data = nullptr,
+                      uint32_t read_len = 0) {
+        sqe.cid = ++c.cid;
+        if (read_len) sqe.set_dptr_sgl(pdu::make_transport_sgl(read_len));
+        send(c, capsule(c, sqe, icd));
+        while (true) {
+            Bytes p = recv_pdu(c);
+            if (p.empty()) {
+                ADD_FAILURE() << "connection closed";
+                return {};
+            }
+            if (p[0] == 7) {  // C2HData
+                pdu::DataPdu d;
+                std::memcpy(&d, p.data(), sizeof d);
+                EXPECT_EQ(d.cccid, sqe.cid);
+                Bytes payload = pdu_data(c, p);
+                if (data) {
+                    if (data->size() < d.datao + payload.size()) data->resize(d.datao + payload.size());
+                    std::memcpy(data->data() + d.datao, payload.data(), payload.size());
+                }
+                if (d.ch.flags & pdu::flags::success) {
+                    spec::Cqe ok{};
+                    ok.cid = sqe.cid;
+                    return ok;
+                }
+                continue;
+            }
+            pdu_data(c, p);
+            spec::Cqe cqe = resp_of(p);
+            EXPECT_EQ(cqe.cid, sqe.cid);
+            return cqe;
+        }
+    }
+
+    spec::Cqe fabric_connect(Client& c, uint16_t qid, uint16_t cntlid) {
+        spec::ConnectCommand cc{};
+        cc.opcode = spec::fabrics_opcode;
+        cc.fctype = 0x01;
+        cc.qid = qid;
+        cc.sqsize = 31;
+        cc.kato = 0;
+        spec::Sqe sqe;
+        std::memcpy(&sqe, &cc, sizeof sqe);
+        spec::ConnectData cd{};
+        cd.hostid[0] = 0x11;
+        cd.cntlid = cntlid;
+        std::strncpy(cd.subnqn.data(), kNqn, cd.subnqn.size() - 1);
+        std::strncpy(cd.hostnqn.data(), kHostNqn, cd.hostnqn.size() - 1);
+        Bytes icd(sizeof cd);
+        std::memcpy(icd.data(), &cd, sizeof cd);
+        return run_cmd(c, sqe, icd);
+    }
+
+    spec::Cqe property_set(Client& c, uint32_t ofst, uint64_t value) {
+        spec::PropertySetCommand p{};
+        p.opcode = spec::fabrics_opcode;
+        p.fctype = 0x00;
+        p.attrib = 0;
+        p.ofst = ofst;
+        p.value = value;
+        spec::Sqe sqe;
+        std::memcpy(&sqe, &p, sizeof sqe);
+        return run_cmd(c, sqe);
+    }
+
+    // Admin connection: ICReq, Connect, CC.EN = 1.
+    Client& admin(bool digests) {
+        Client& a = connect_client();
+        handshake(a, digests);
+        spec::Cqe r = fabric_connect(a, 0, 0xFFFF);
+        EXPECT_TRUE(r.ok()) << "connect status " << r.status;
+        a.cntlid = static_cast<uint16_t>(r.dw0);
+        // CC: EN, IOSQES 6, IOCQES 4.
+        r = property_set(a, 0x14, 1u | (6u << 16) | (4u << 20));
+        EXPECT_TRUE(r.ok()) << "property set status " << r.status;
+        return a;
+    }
+
+    Client& io_queue(const Client& adm, bool digests) {
+        Client& q = connect_client();
+        handshake(q, digests);
+        spec::Cqe r = fabric_connect(q, 1, adm.cntlid);
+        EXPECT_TRUE(r.ok()) << "I/O connect status " << r.status;
+        return q;
+    }
+
+    // A large write through R2T / H2CData (chunk bytes per H2CData PDU).
+    spec::Cqe r2t_write(Client& c, uint64_t slba, const Bytes& data, uint32_t chunk,
+                        bool corrupt_digest = false) {
+        spec::Sqe sqe = spec::make_write(0, 1, slba, static_cast<uint32_t>(data.size() / 512));
+        sqe.cid = ++c.cid;
+        sqe.set_psdt(spec::Psdt::sgl_mptr_contig);
+        sqe.set_dptr_sgl(pdu::make_transport_sgl(static_cast<uint32_t>(data.size())));
+        send(c, capsule(c, sqe));
+        Bytes p = recv_pdu(c);
+        EXPECT_EQ(p.empty() ? 0xFF : p[0], 9) << "expected an R2T";
+        if (p.empty() || p[0] != 9) return {};
+        pdu_data(c, p);
+        pdu::R2T r2t;
+        std::memcpy(&r2t, p.data(), sizeof r2t);
+        EXPECT_EQ(r2t.cccid, sqe.cid);
+        EXPECT_EQ(r2t.r2to, 0u);
+        EXPECT_EQ(r2t.r2tl, data.size());
+        for (uint32_t off = 0; off < data.size(); off += chunk) {
+            const uint32_t n = std::min<uint32_t>(chunk, static_cast<uint32_t>(data.size()) - off);
+            pdu::DataPdu h{};
+            h.ch = {6, static_cast<uint8_t>(off + n == data.size() ? pdu::flags::last_pdu : 0), 24,
+                    0, 0};
+            h.cccid = sqe.cid;
+            h.ttag = r2t.ttag;
+            h.datao = off;
+            h.datal = n;
+            Bytes b = make_pdu(c, reinterpret_cast<const uint8_t*>(&h), 24,
+                               Bytes(data.begin() + off, data.begin() + off + n));
+            if (corrupt_digest && c.ddgst) b.back() ^= 0xFF;
+            send(c, b);
+        }
+        p = recv_pdu(c);
+        pdu_data(c, p);
+        return resp_of(p);
+    }
+
+    Bytes read_back(Client& c, uint64_t slba, uint32_t bytes) {
+        Bytes out;
+        spec::Cqe r = run_cmd(c, spec::make_read(0, 1, slba, bytes / 512), {}, &out, bytes);
+        EXPECT_TRUE(r.ok()) << "read status " << r.status;
+        return out;
+    }
+
+    static Bytes pattern(size_t n, uint8_t seed) {
+        Bytes b(n);
+        for (size_t i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(seed + i * 7 + (i >> 9));
+        return b;
+    }
+
+    std::string impl_;
+    std::unique_ptr<runtime::SimScheduler> sim_;
+    std::unique_ptr<rpc::App> app_;
+    std::unique_ptr<sock::SimNetwork> net_;
+    std::unique_ptr<runtime::Host> client_host_;
+    std::vector<std::unique_ptr<Client>> clients_;
+    std::string addr_;
+    uint16_t port_ = 4420;
+};
+
+TEST_P(NvmfTcpE2e, ConnectIdentifyWriteReadBack) {
+    const bool dg = GetParam().digests;
+    Client& a = admin(dg);
+    ASSERT_NE(a.cntlid, 0);
+    // Identify Controller through C2HData: the subsystem's NQN at byte 768.
+    Bytes id;
+    spec::Cqe r = run_cmd(a, spec::make_identify(0, spec::Cns::ctrlr), {}, &id, 4096);
+    ASSERT_TRUE(r.ok()) << r.status;
+    ASSERT_EQ(id.size(), 4096u);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(id.data() + 768)), kNqn);
+
+    Client& q = io_queue(a, dg);
+    // In-capsule write (4 KiB), read back.
+    Bytes w = pattern(4096, 1);
+    spec::Sqe wr = spec::make_write(0, 1, 8, 8);
+    r = run_cmd(q, wr, w);
+    ASSERT_TRUE(r.ok()) << r.status;
+    EXPECT_EQ(read_back(q, 8, 4096), w);
+
+    // A 64 KiB write through R2T in 16 KiB H2CData PDUs, read back whole.
+    Bytes big = pattern(65536, 9);
+    r = r2t_write(q, 100, big, 16384);
+    ASSERT_TRUE(r.ok()) << r.status;
+    EXPECT_EQ(read_back(q, 100, 65536), big);
+    // The largest I/O (max_io_size 128 KiB = 8 pool buffers) in one H2CData.
+    Bytes huge = pattern(131072, 3);
+    r = r2t_write(q, 1000, huge, 131072);
+    ASSERT_TRUE(r.ok()) << r.status;
+    EXPECT_EQ(read_back(q, 1000, 131072), huge);
+    EXPECT_EQ(stats().protocol_errors, 0u);
+}
+
+TEST_P(NvmfTcpE2e, GarbageTerminatesOnlyThatConnection) {
+    const bool dg = GetParam().digests;
+    Client& a = admin(dg);
+    Client& q = io_queue(a, dg);
+    // Garbage from the first byte: an unknown PDU type -> C2HTermReq FES 1, FEI 0, then close.
+    Client& g = connect_client();
+    const std::string junk = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    send(g, Bytes(junk.begin(), junk.end()));
+    Bytes t = recv_pdu(g);
+    ASSERT_GE(t.size(), 24u);
+    EXPECT_EQ(t[0], 3);
+    pdu::TermReq tr;
+    std::memcpy(&tr, t.data(), sizeof tr);
+    EXPECT_EQ(tr.status(), pdu::Fes::invalid_header_field);
+    EXPECT_EQ(tr.fei.get(), 0u);
+    EXPECT_EQ(tr.ch.plen, 24u + 8u);  // the offending 8 bytes of header
+    EXPECT_TRUE(wait_eof(g));
+
+    // A CapsuleCmd before the ICReq: PDU sequence error.
+    Client& s = connect_client();
+    Client fake;
+    send(s, capsule(fake, spec::make_read(1, 1, 0, 1)));
+    t = recv_pdu(s);
+    ASSERT_GE(t.size(), 24u);
+    std::memcpy(&tr, t.data(), sizeof tr);
+    EXPECT_EQ(tr.status(), pdu::Fes::pdu_sequence_error);
+    EXPECT_TRUE(wait_eof(s));
+
+    // An H2CData for a transfer that does not exist: invalid TTAG (FEI 10).
+    Client& h = connect_client();
+    handshake(h, dg);
+    pdu::DataPdu d{};
+    d.ch = {6, pdu::flags::last_pdu, 24, 0, 0};
+    d.ttag = 77;
+    d.datal = 512;
+    send(h, make_pdu(h, reinterpret_cast<const uint8_t*>(&d), 24, Bytes(512, 1)));
+    t = recv_pdu(h);
+    ASSERT_GE(t.size(), 24u);
+    std::memcpy(&tr, t.data(), sizeof tr);
+    EXPECT_EQ(tr.status(), pdu::Fes::invalid_header_field);
+    EXPECT_EQ(tr.fei.get(), pdu::fei::ttag);
+    EXPECT_TRUE(wait_eof(h));
+
+    // Half a CapsuleCmd, then the host goes away.
+    Client& m = connect_client();
+    handshake(m, dg);
+    Bytes half = capsule(m, spec::make_read(1, 1, 0, 1));
+    half.resize(30);
+    send(m, half);
+    {
+        runtime::HostScope scope(*client_host_);
+        m.s->close();
+    }
+
+    // The I/O connection still works.
+    Bytes w = pattern(2048, 5);
+    spec::Cqe r = run_cmd(q, spec::make_write(0, 1, 50, 4), w);
+    ASSERT_TRUE(r.ok()) << r.status;
+    EXPECT_EQ(read_back(q, 50, 2048), w);
+    EXPECT_TRUE(pump([&] { return stats().connections_closed >= 4; }));
+    EXPECT_GE(stats().protocol_errors, 3u);
+}
+
+TEST_P(NvmfTcpE2e, DataDigestErrorFailsTheCommandNotTheConnection) {
+    if (!GetParam().digests) GTEST_SKIP() << "needs data digests";
+    Client& a = admin(true);
+    Client& q = io_queue(a, true);
+    Bytes big = pattern(32768, 4);
+    spec::Cqe r = r2t_write(q, 200, big, 8192, /*corrupt_digest=*/true);
+    EXPECT_EQ(r.sct(), 0);
+    EXPECT_EQ(r.sc(), static_cast<uint16_t>(spec::GenericStatus::transient_transport_error));
+    // The same write without corruption goes through on the same connection.
+    r = r2t_write(q, 200, big, 8192);
+    ASSERT_TRUE(r.ok()) << r.status;
+    EXPECT_EQ(read_back(q, 200, 32768), big);
+    EXPECT_GE(stats().data_digest_errors, 1u);
+}
+
+TEST_P(NvmfTcpE2e, GetTransports) {
+    Json t = call("nvmf_get_transports", Json::object());
+    ASSERT_EQ(t.size(), 1u);
+    EXPECT_EQ(t[0]["trtype"], "TCP");
+    EXPECT_EQ(t[0]["in_capsule_data_size"], 4096);
+    EXPECT_EQ(t[0]["io_unit_size"], 16384);
+    // A second TCP transport, and an unknown type, are refused.
+    Json r = app_->call_method("nvmf_create_transport", {{"trtype", "TCP"}});
+    EXPECT_TRUE(r.contains("error"));
+    r = app_->call_method("nvmf_create_transport", {{"trtype", "RDMA"}});
+    EXPECT_TRUE(r.contains("error"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Impl, NvmfTcpE2e,
+                         ::testing::Values(Params{"sim", false}, Params{"sim", true},
+                                           Params{"posix", false}, Params{"posix", true}),
+                         [](const auto& info) {
+                             return info.param.impl + (info.param.digests ? "_digests" : "_plain");
+                         });
+
+}  // namespace
+}  // namespace strata::nvmf
