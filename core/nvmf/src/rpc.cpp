@@ -115,7 +115,8 @@ Result<NamespaceOptions> parse_namespace(const Json& n) {
     for (auto it = n.begin(); it != n.end(); ++it) {
         const std::string& k = it.key();
         if (k == "bdev_name" && it->is_string()) o.bdev_name = it->get<std::string>();
-        else if (k == "nsid" && it->is_number_unsigned()) o.nsid = it->get<uint32_t>();
+        else if (k == "nsid" && it->is_number_integer() && *it >= 0 && *it <= 0xFFFFFFFFll)
+            o.nsid = it->get<uint32_t>();
         else if (k == "uuid" && it->is_string()) {
             if (!parse_uuid(it->get<std::string>(), o.uuid))
                 return Error(Errc::invalid_argument, "Invalid UUID " + it->get<std::string>());

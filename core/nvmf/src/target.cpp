@@ -239,8 +239,8 @@ void Qpair::closed() noexcept {
                     finish(*r);
                 }
                 if (c->ka_poller) target_impl().home().unregister_poller(c->ka_poller);
-                auto& v = c->subsys->ctrlrs;
-                v.erase(std::remove(v.begin(), v.end(), c), v.end());
+                // It stays on the subsystem's list (hidden from Connect and the RPCs) until its
+                // last I/O queue detaches: namespace changes still reach those queues.
                 c->disconnect_all();
             }
             auto& counters = target_impl().counters;
@@ -263,6 +263,8 @@ Controller::Controller(Subsystem& s, uint16_t id, std::string host, std::array<u
 
 Controller::~Controller() {
     if (ka_poller) target_impl().home().unregister_poller(ka_poller);
+    auto& v = subsys->ctrlrs;
+    v.erase(std::remove(v.begin(), v.end(), this), v.end());
 }
 
 uint32_t Controller::live_qpairs() const {
@@ -757,6 +759,7 @@ Result<std::vector<ControllerInfo>> controllers(std::string_view nqn) {
     if (s == nullptr) return no_subsystem(nqn);
     std::vector<ControllerInfo> v;
     for (Controller* c : s->ctrlrs) {
+        if (c->admin_gone) continue;
         uint32_t io = 0;
         for (size_t q = 1; q < c->qpairs.size(); ++q) io += c->qpairs[q] != nullptr;
         v.push_back({c->cntlid, c->hostnqn, uuid_text(c->hostid), io});
@@ -770,7 +773,7 @@ Result<std::vector<QpairInfo>> qpairs(std::string_view nqn) {
     std::vector<QpairInfo> v;
     for (Controller* c : s->ctrlrs)
         for (Qpair* q : c->qpairs)
-            if (q != nullptr)
+            if (q != nullptr && !c->admin_gone)
                 v.push_back({c->cntlid, q->qid(), q->is_closed() ? "deleting" : "active",
                              q->listen_address()});
     return v;

@@ -363,3 +363,61 @@ TEST(NvmfTcpPdu, DeadAfterError) {
 }
 
 }  // namespace
+
+namespace {
+
+// Arbitrary streams (random bytes after a valid ICReq, and mutated valid PDUs): the receiver
+// never reads or writes out of bounds (ASan/UBSan builds check), always makes progress, and
+// once it reports an error it stays failed.
+TEST(NvmfTcpPdu, ArbitraryStreamsNeverWedge) {
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    auto next = [&] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        return x;
+    };
+    for (int round = 0; round < 2000; ++round) {
+        RecvConfig cfg;
+        cfg.hdgst = next() & 1;
+        cfg.ddgst = next() & 1;
+        cfg.cpda = static_cast<uint32_t>(next() % 4);
+        cfg.max_in_capsule = 4096;
+        cfg.maxh2cdata = 8192;
+        PduReceiver rx(cfg);
+        Bytes stream = (round & 1) ? icreq() : Bytes{};
+        Bytes body = capsule(static_cast<uint32_t>(next() % 600), cfg.hdgst, cfg.ddgst);
+        for (int k = 0; k < 4; ++k) body[next() % body.size()] = static_cast<uint8_t>(next());
+        stream.insert(stream.end(), body.begin(), body.end());
+        for (int k = 0; k < 200; ++k) stream.push_back(static_cast<uint8_t>(next()));
+        Bytes scratch(1 << 17);
+        iovec iov{scratch.data(), scratch.size()};
+        size_t off = 0;
+        bool failed = false;
+        int guard = 0;
+        while (off < stream.size() && ++guard < 100000) {
+            const size_t chunk = 1 + next() % 97;
+            RecvEvent ev;
+            const size_t n = rx.feed(stream.data() + off, std::min(chunk, stream.size() - off), &ev);
+            off += n;
+            if (ev == RecvEvent::error) {
+                failed = true;
+                EXPECT_LE(rx.error_header_length(), 128u);
+                break;
+            }
+            if (ev == RecvEvent::header) {
+                ASSERT_LE(rx.data_length(), scratch.size());
+                rx.set_data_destination(&iov, 1);
+            }
+            ASSERT_TRUE(n > 0 || ev != RecvEvent::none) << "no progress";
+        }
+        ASSERT_LT(guard, 100000);
+        if (failed) {
+            RecvEvent ev;
+            EXPECT_EQ(rx.feed(stream.data(), stream.size(), &ev), 0u);
+            EXPECT_EQ(ev, RecvEvent::error);
+        }
+    }
+}
+
+}  // namespace

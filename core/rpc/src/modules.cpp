@@ -7,16 +7,20 @@
 #include <strata/hwemu/sim_rpc.h>
 #include <strata/lvol/rpc.h>
 #include <strata/nvmf/nvmf.h>
+#include <strata/nvmf/tcp.h>
+#include <strata/sock/rpc.h>
 
 namespace strata::rpc {
 
 const std::vector<ModuleEntry>& module_table() {
     static const std::vector<ModuleEntry> table = {
         {"sim", &hwemu::register_sim_rpc_module},  // emulated devices first: bdevs sit on them
+        {"sock", &sock::register_rpc_module},
         {"accel", &accel::register_rpc_module},  // before bdev: bdev modules use accel
         {"bdev", &bdev::register_rpc_module},
         {"lvol", &lvol::register_rpc_module},  // after bdev: its methods join the bdev group
         {"nvmf", &nvmf::register_rpc_module},  // after bdev: namespaces are bdevs
+        {"nvmf_tcp", &nvmf::register_tcp_rpc_module},  // the TCP transport, after the core
     };
     return table;
 }

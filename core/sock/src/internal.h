@@ -116,7 +116,7 @@ struct HostState {
     ~HostState();
 
     runtime::Host& host;
-    std::mutex mu;  // control path: RPC Thread vs. the Threads that listen and connect
+    std::mutex mu;             // control path: RPC Thread vs. the Threads that listen and connect
     std::string default_impl;  // empty: "sim" under the simulator, else "posix"
     std::map<std::string, ImplOptions, std::less<>> options;
     bool default_set = false;

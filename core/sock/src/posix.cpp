@@ -126,18 +126,18 @@ Result<int> open_connect(const Endpoint& remote, const SocketOptions& so, const 
 
 const char* errno_context(int e) noexcept {
     switch (e) {
-    case ECONNRESET:
-    case EPIPE:
-        return "connection reset";
-    case ECONNREFUSED:
-        return "connection refused";
-    case ETIMEDOUT:
-        return "connection timed out";
-    case EHOSTUNREACH:
-    case ENETUNREACH:
-        return "host unreachable";
-    default:
-        return "socket error";
+        case ECONNRESET:
+        case EPIPE:
+            return "connection reset";
+        case ECONNREFUSED:
+            return "connection refused";
+        case ETIMEDOUT:
+            return "connection timed out";
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+            return "host unreachable";
+        default:
+            return "socket error";
     }
 }
 
@@ -277,17 +277,17 @@ private:
 
     Status usable() noexcept {
         switch (state_) {
-        case State::connecting:
-            check_connect();
-            if (state_ == State::connecting) return Status(Errc::busy, "connecting");
-            if (state_ == State::failed) return Status(Errc::io_error, errno_context(error_));
-            return Status::success();
-        case State::established:
-            return Status::success();
-        case State::failed:
-            return Status(Errc::io_error, errno_context(error_));
-        case State::closed:
-            break;
+            case State::connecting:
+                check_connect();
+                if (state_ == State::connecting) return Status(Errc::busy, "connecting");
+                if (state_ == State::failed) return Status(Errc::io_error, errno_context(error_));
+                return Status::success();
+            case State::established:
+                return Status::success();
+            case State::failed:
+                return Status(Errc::io_error, errno_context(error_));
+            case State::closed:
+                break;
         }
         return Status(Errc::io_error, "socket closed");
     }
@@ -309,11 +309,10 @@ public:
     Result<std::unique_ptr<Socket>> accept() noexcept override {
         sockaddr_storage ss{};
         socklen_t len = sizeof(ss);
-        int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len,
-                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd =
+            ::accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
-                errno == ECONNABORTED)
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 return Status(Errc::busy, "no connection pending");
             return Status(Errc::io_error, errno_context(errno));
         }

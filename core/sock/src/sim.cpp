@@ -26,7 +26,9 @@ constexpr const char* kTimedOutMsg = "connection timed out";
 bool is_loopback_name(std::string_view a) {
     return a == "127.0.0.1" || a == "localhost" || a == "::1" || a == "[::1]";
 }
-bool is_any(std::string_view a) { return a == "0.0.0.0" || a == "::" || a == "[::]"; }
+bool is_any(std::string_view a) {
+    return a == "0.0.0.0" || a == "::" || a == "[::]";
+}
 }  // namespace
 
 namespace detail {
@@ -188,8 +190,7 @@ public:
     bool has_news() const noexcept {
         if (conn_ == nullptr) return true;
         const Pipe& p = conn_->pipe[1 - side_];
-        return p.delivered > p.read || p.fin_delivered || conn_->err[side_] != nullptr ||
-               !conn_->connecting;
+        return p.delivered > p.read || p.fin_delivered || conn_->err[side_] != nullptr;
     }
     void notify() noexcept {
         if (group_ != nullptr) group_->mark_ready(*this);
@@ -280,11 +281,17 @@ using detail::SimSocket;
 
 // ---- SimNetwork ----
 
+struct SimNetwork::Kicker {
+    SimNetwork* net;
+    bool pending = false;
+};
+
 SimNetwork::SimNetwork(runtime::SimScheduler& scheduler, uint64_t seed)
     : scheduler_(scheduler), seed_(seed), prng_(seed) {
-    host_ = std::make_unique<runtime::Host>(
-        "simnet", runtime::Host::seed_for(scheduler.seed(), "simnet"));
+    host_ = std::make_unique<runtime::Host>("simnet",
+                                            runtime::Host::seed_for(scheduler.seed(), "simnet"));
     thread_ = scheduler.create_thread("simnet", -1, host_.get());
+    kicker_ = new Kicker{this};
     events_.reserve(256);
 }
 
@@ -300,11 +307,20 @@ SimNetwork::~SimNetwork() {
         }
     }
     if (timer_ != nullptr) thread_->unregister_poller(timer_);
-    runtime::Thread* t = thread_;
-    (void)t->post([t] { t->request_exit(); });
+    // A wake-up still queued finds the network gone and frees its context; run it now, with the
+    // Thread's exit request, so nothing is left in the ring (no message, no allocation, leaks
+    // when the scheduler drops it at shutdown).
+    kicker_->net = nullptr;
+    if (!kicker_->pending) delete kicker_;
+    kicker_ = nullptr;
+    (void)thread_->send([](void* t) { static_cast<runtime::Thread*>(t)->request_exit(); },
+                        thread_);
+    (void)thread_->poll();
 }
 
-uint64_t SimNetwork::now() const noexcept { return scheduler_.now_ns(); }
+uint64_t SimNetwork::now() const noexcept {
+    return scheduler_.now_ns();
+}
 
 Status SimNetwork::attach(runtime::Host& host, std::string address) {
     if (address.empty()) return Status(Errc::invalid_argument, "empty address");
@@ -362,7 +378,9 @@ SimLink* SimNetwork::find_link(std::string_view a, std::string_view b) {
     return l.get();
 }
 
-void SimNetwork::set_default_link(const LinkParams& params) { default_link_ = params; }
+void SimNetwork::set_default_link(const LinkParams& params) {
+    default_link_ = params;
+}
 
 void SimNetwork::set_link(std::string_view a, std::string_view b, const LinkParams& params) {
     SimLink* l = find_link(a, b);
@@ -384,20 +402,24 @@ void SimNetwork::schedule(uint64_t at_ns, uint64_t conn, uint8_t kind, uint8_t d
 }
 
 void SimNetwork::kick() noexcept {
-    if (kick_pending_) return;
-    kick_pending_ = true;
-    Status s = thread_->send(&SimNetwork::kick_fn, this);
+    if (kicker_->pending) return;
+    kicker_->pending = true;
+    Status s = thread_->send(&SimNetwork::kick_fn, kicker_);
     if (!s.ok()) {
-        kick_pending_ = false;
+        kicker_->pending = false;
         STRATA_ERRLOG(log_simnet, "simnet: cannot wake the network Thread: {}", s.to_string());
     }
 }
 
 void SimNetwork::kick_fn(void* ctx) {
-    auto* self = static_cast<SimNetwork*>(ctx);
-    self->kick_pending_ = false;
-    self->run_due();
-    self->rearm();
+    auto* k = static_cast<Kicker*>(ctx);
+    k->pending = false;
+    if (k->net == nullptr) {
+        delete k;
+        return;
+    }
+    k->net->run_due();
+    k->net->rearm();
 }
 
 runtime::PollStatus SimNetwork::timer_fn(void* ctx) {
@@ -431,50 +453,50 @@ bool SimNetwork::run_due() noexcept {
         SimConn& c = *it->second;
         did = true;
         switch (e.kind) {
-        case kDeliver:
-            c.pipe[e.dir].scheduled = false;
-            deliver(c, e.dir, t);
-            break;
-        case kSyn: {
-            if (c.closed[0]) {
-                conns_.erase(it);
+            case kDeliver:
+                c.pipe[e.dir].scheduled = false;
+                deliver(c, e.dir, t);
+                break;
+            case kSyn: {
+                if (c.closed[0]) {
+                    conns_.erase(it);
+                    break;
+                }
+                auto l = c.node[1]->listeners.find(c.ep[1].port);
+                const uint64_t lat = link(c.node[0]->address, c.node[1]->address).latency_ns;
+                if (l == c.node[1]->listeners.end()) {
+                    schedule(t + lat, c.id, kRefused);
+                    break;
+                }
+                SimListener* listener = l->second;
+                c.pipe[1].init(listener->options().send_buf_size);
+                c.server_created = true;
+                auto s = std::make_unique<SimSocket>(this, &c, 1);
+                c.sock[1] = s.get();
+                listener->backlog_.push_back(std::move(s));
+                schedule(t + lat, c.id, kEstablished);
                 break;
             }
-            auto l = c.node[1]->listeners.find(c.ep[1].port);
-            const uint64_t lat = link(c.node[0]->address, c.node[1]->address).latency_ns;
-            if (l == c.node[1]->listeners.end()) {
-                schedule(t + lat, c.id, kRefused);
+            case kEstablished:
+                c.connecting = false;
+                ++stats_.connects;
+                runtime::trace_event(runtime::TraceKind::user, kTraceTag | c.id, ~uint64_t{0}, t);
+                if (c.sock[0] != nullptr) c.sock[0]->notify();
+                // Bytes the server sent before the client knew it was connected.
+                if (c.pipe[1].delivered > c.pipe[1].read && c.sock[0] != nullptr)
+                    c.sock[0]->notify();
                 break;
-            }
-            SimListener* listener = l->second;
-            c.pipe[1].init(listener->options().send_buf_size);
-            c.server_created = true;
-            auto s = std::make_unique<SimSocket>(this, &c, 1);
-            c.sock[1] = s.get();
-            listener->backlog_.push_back(std::move(s));
-            schedule(t + lat, c.id, kEstablished);
-            break;
-        }
-        case kEstablished:
-            c.connecting = false;
-            ++stats_.connects;
-            runtime::trace_event(runtime::TraceKind::user, kTraceTag | c.id, ~uint64_t{0}, t);
-            if (c.sock[0] != nullptr) c.sock[0]->notify();
-            // Bytes the server sent before the client knew it was connected.
-            if (c.pipe[1].delivered > c.pipe[1].read && c.sock[0] != nullptr)
-                c.sock[0]->notify();
-            break;
-        case kRefused:
-        case kTimedOut:
-            c.connecting = false;
-            c.err[0] = e.kind == kRefused ? kRefusedMsg : kTimedOutMsg;
-            ++stats_.refused;
-            runtime::trace_event(runtime::TraceKind::user, kTraceTag | c.id, e.kind, t);
-            if (c.sock[0] != nullptr) c.sock[0]->notify();
-            maybe_reap(c.id);
-            break;
-        default:
-            break;
+            case kRefused:
+            case kTimedOut:
+                c.connecting = false;
+                c.err[0] = e.kind == kRefused ? kRefusedMsg : kTimedOutMsg;
+                ++stats_.refused;
+                runtime::trace_event(runtime::TraceKind::user, kTraceTag | c.id, e.kind, t);
+                if (c.sock[0] != nullptr) c.sock[0]->notify();
+                maybe_reap(c.id);
+                break;
+            default:
+                break;
         }
     }
     return did;
@@ -726,7 +748,7 @@ void SimNetwork::host_gone(runtime::Host& host) noexcept {
 }
 
 Result<std::unique_ptr<Listener>> SimNetwork::listen_on(const Endpoint& local,
-                                                       const ImplOptions& io) {
+                                                        const ImplOptions& io) {
     SimNode* node = node_for(runtime::current_host());
     if (node == nullptr) return Error(Errc::not_supported, "Host not on this network");
     if (local.address.empty()) return Error(Errc::invalid_argument, "empty address");
@@ -734,7 +756,8 @@ Result<std::unique_ptr<Listener>> SimNetwork::listen_on(const Endpoint& local,
         local.address != node->address)
         return Error(Errc::invalid_argument, "'" + local.address +
                                                  "' is not an address of this host on the "
-                                                 "simulated network (" + node->address + ")");
+                                                 "simulated network (" +
+                                                 node->address + ")");
     uint16_t port = local.port;
     if (port == 0) {
         for (int tries = 0; tries < 16384; ++tries) {
@@ -754,7 +777,7 @@ Result<std::unique_ptr<Listener>> SimNetwork::listen_on(const Endpoint& local,
 }
 
 Result<std::unique_ptr<Socket>> SimNetwork::connect_to(const Endpoint& remote,
-                                                      const ImplOptions& io) {
+                                                       const ImplOptions& io) {
     SimNode* from = node_for(runtime::current_host());
     if (from == nullptr) return Error(Errc::not_supported, "Host not on this network");
     if (remote.address.empty()) return Error(Errc::invalid_argument, "empty address");

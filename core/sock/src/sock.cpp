@@ -83,8 +83,12 @@ HostState::~HostState() {
     }
 }
 
-HostState& host_state() { return runtime::current_host().get<HostState>(); }
-HostState& host_state(runtime::Host& host) { return host.get<HostState>(); }
+HostState& host_state() {
+    return runtime::current_host().get<HostState>();
+}
+HostState& host_state(runtime::Host& host) {
+    return host.get<HostState>();
+}
 
 std::vector<std::string> impl_names() {
     std::vector<std::string> out;
@@ -97,7 +101,8 @@ Result<ImplOptions> get_impl_options(std::string_view impl) {
     std::lock_guard lock(hs.mu);
     auto it = hs.options.find(impl);
     if (it == hs.options.end())
-        return Error(Errc::not_found, "socket implementation '" + std::string(impl) + "' not found");
+        return Error(Errc::not_found,
+                     "socket implementation '" + std::string(impl) + "' not found");
     return it->second;
 }
 
@@ -153,7 +158,9 @@ SocketBase::~SocketBase() {
 
 // ---- SocketGroup ----
 
-std::unique_ptr<SocketGroup> SocketGroup::create() { return std::make_unique<GroupImpl>(); }
+std::unique_ptr<SocketGroup> SocketGroup::create() {
+    return std::make_unique<GroupImpl>();
+}
 
 GroupImpl::GroupImpl() {
     ready_.reserve(64);
@@ -229,6 +236,9 @@ void GroupImpl::mark_ready(SocketBase& s) noexcept {
 
 uint32_t GroupImpl::poll(uint32_t max_events) noexcept {
     uint32_t n = 0;
+    // The ring first: its completions queue sockets on the ready list (and sockets closed with
+    // operations in flight finish there even when no member is left).
+    if (uring_ != nullptr) (void)uring_group_poll(*uring_, *this, max_events);
     // Sockets the implementations queued (sim deliveries, uring completions, failures found
     // without the kernel), oldest first.
     if (!ready_.empty()) {
@@ -246,8 +256,6 @@ uint32_t GroupImpl::poll(uint32_t max_events) noexcept {
         }
         batch_.clear();
     }
-    if (members_[static_cast<int>(Kind::uring)] > 0 && uring_ != nullptr && n < max_events)
-        n += uring_group_poll(*uring_, *this, max_events - n);
     if (members_[static_cast<int>(Kind::posix)] > 0 && epfd_ >= 0 && n < max_events) {
         const int want = static_cast<int>(max_events - n);
         if (events_.size() < static_cast<size_t>(want)) events_.resize(want);

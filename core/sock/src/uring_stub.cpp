@@ -5,11 +5,17 @@ namespace strata::sock {
 
 struct UringGroup {};
 
-std::string uring_unavailable_reason() { return "built without liburing"; }
+std::string uring_unavailable_reason() {
+    return "built without liburing";
+}
 Result<UringGroup*> uring_group_create() {
     return Error(Errc::not_supported, "built without liburing");
 }
-void uring_group_destroy(UringGroup* g) noexcept { delete g; }
-uint32_t uring_group_poll(UringGroup&, GroupImpl&, uint32_t) noexcept { return 0; }
+void uring_group_destroy(UringGroup* g) noexcept {
+    delete g;
+}
+uint32_t uring_group_poll(UringGroup&, GroupImpl&, uint32_t) noexcept {
+    return 0;
+}
 
 }  // namespace strata::sock

@@ -5,6 +5,9 @@
 
 #include <fmt/format.h>
 
+#include <functional>
+#include <memory>
+
 #include <strata/nvmf/tcp.h>
 #include <strata/rpc/app.h>
 
@@ -136,6 +139,28 @@ void register_tcp_rpc_methods(rpc::App& app) {
         }});
     // Idempotent: the nvmf RPC module and a test may both register these.
     STRATA_ASSERT(r.ok() || r.error().code() == Errc::already_exists);
+}
+
+void register_tcp_rpc_module(rpc::App& app) {
+    // An App subsystem of its own only for its fini: it depends on "nvmf", so it stops first
+    // (connections closed, poll group Threads stopped once their bdev I/O completed) before
+    // the core deletes the subsystems. Its config is empty: the nvmf subsystem's save_config
+    // writes nvmf_create_transport from Transport::options_json().
+    (void)app.add_subsystem(rpc::Subsystem{
+        "nvmf_tcp",
+        {"nvmf"},
+        {},
+        [](rpc::App&, std::function<void()> done) {
+            auto* d = new std::function<void()>(std::move(done));
+            tcp_transport_shutdown(
+                [](void* p) {
+                    std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()>*>(p));
+                    (*f)();
+                },
+                d);
+        },
+        {}});
+    register_tcp_rpc_methods(app);
 }
 
 }  // namespace strata::nvmf

@@ -50,6 +50,7 @@ constexpr uint32_t kRxStaging = 16384;
 constexpr int kTxIov = 64;
 constexpr uint32_t kAdminInCapsule = pdu::admin_in_capsule_size;
 const uint8_t kZeros[128] = {};
+constexpr uint64_t kTermReqTimeoutNs = 1'000'000'000;
 
 class TcpConn;
 class TcpPollGroup;
@@ -129,6 +130,7 @@ private:
     static runtime::PollStatus poll_fn(void* ctx) noexcept;
     runtime::PollStatus poll() noexcept;
     void reap(TcpConn& c) noexcept;
+    void free_memory() noexcept;
 
     TcpTransportImpl& transport_;
     runtime::Thread* thread_;
@@ -195,6 +197,7 @@ public:
     struct Counters {
         std::atomic<uint64_t> connections_accepted{0};
         std::atomic<uint64_t> connections_closed{0};
+        std::atomic<uint64_t> connections_freed{0};
         std::atomic<uint64_t> protocol_errors{0};
         std::atomic<uint64_t> term_reqs_received{0};
         std::atomic<uint64_t> data_digest_errors{0};
@@ -215,6 +218,7 @@ private:
     std::vector<std::unique_ptr<TcpListenerEntry>> listeners_;
     uint32_t next_group_ = 0;
     uint32_t groups_left_ = 0;
+    bool shut_down_ = false;
     void (*shutdown_done_)(void*) = nullptr;
     void* shutdown_ctx_ = nullptr;
 };
@@ -245,6 +249,7 @@ public:
 
     bool conn_closed() const noexcept { return state_ == State::closed; }
     bool terminating() const noexcept { return state_ == State::terminating; }
+    uint64_t terminating_since_ns() const noexcept { return term_ns_; }
     bool tx_pending() const noexcept { return !txq_.empty(); }
     uint32_t in_use() const noexcept { return in_use_; }
     bool reapable() const noexcept { return state_ == State::closed && core_released_ && in_use_ == 0; }
@@ -306,6 +311,7 @@ private:
     bool closed_reported_ = false;
     bool registered_ = false;  // in the SocketGroup
     bool core_released_ = false;
+    uint64_t term_ns_ = 0;  // when the C2HTermReq was queued
 };
 
 // ---- TcpConn ---------------------------------------------------------------------------------
@@ -837,6 +843,7 @@ void TcpConn::terminate(pdu::Fes fes, uint32_t fei, const uint8_t* hdr, uint32_t
     term_pdu_.hdr_len = pdu::term_req_hlen + hdr_len;
     term_pdu_.total = term_pdu_.hdr_len;
     state_ = State::terminating;
+    term_ns_ = runtime::now_ns();
     // Nothing more is read; what is queued (responses already owed, then the TermReq) goes
     // out, then the socket closes (flush() closes once the queue is empty).
     if (registered_) group_.sockets().remove(*sock_);
@@ -898,12 +905,17 @@ TcpPollGroup::~TcpPollGroup() {
     // Normally empty after shutdown(); at Host teardown without one, the sockets go with it.
     runtime::HostScope scope(*host_);
     while (TcpConn* c = conns_.pop_front()) delete c;
-    if (mem_) {
-        if (mem_dma_)
-            env::dma_free(mem_);
-        else
-            ::operator delete(mem_, std::align_val_t{4096});
-    }
+    free_memory();
+}
+
+void TcpPollGroup::free_memory() noexcept {
+    if (!mem_) return;
+    free_.clear();
+    if (mem_dma_)
+        env::dma_free(mem_);
+    else
+        ::operator delete(mem_, std::align_val_t{4096});
+    mem_ = nullptr;
 }
 
 bool TcpPollGroup::get_buffers(TcpReq& req, uint32_t len) noexcept {
@@ -974,6 +986,10 @@ runtime::PollStatus TcpPollGroup::poll() noexcept {
             c.flush();
             busy = true;
         }
+        // A peer that stops reading cannot hold a terminated connection open: the C2HTermReq
+        // gets one second to be accepted by the socket.
+        if (c.terminating() && runtime::now_ns() - c.terminating_since_ns() > kTermReqTimeoutNs)
+            c.close_conn("C2HTermReq not accepted in time");
         if (c.reapable()) {
             reap(c);
             busy = true;
@@ -982,6 +998,7 @@ runtime::PollStatus TcpPollGroup::poll() noexcept {
     if (shutting_down_ && conns_.empty() && poller_) {
         thread_->unregister_poller(poller_);
         sockets_.reset();
+        free_memory();
         thread_->request_exit();
         auto* done = shutdown_done_;
         auto* ctx = shutdown_ctx_;
@@ -991,6 +1008,7 @@ runtime::PollStatus TcpPollGroup::poll() noexcept {
 }
 
 void TcpPollGroup::reap(TcpConn& c) noexcept {
+    ++transport_.stats().connections_freed;
     conns_.remove(c);
     delete &c;
 }
@@ -1102,10 +1120,16 @@ std::string TcpTransportImpl::options_json() const {
                         {"abort_timeout_sec", opts_.abort_timeout_sec},
                         {"acceptor_poll_rate", opts_.acceptor_poll_rate},
                         {"control_msg_num", opts_.control_msg_num}};
+    if (opts_.poll_groups != 0) j["poll_groups"] = opts_.poll_groups;  // Strata extension
     return j.dump();
 }
 
 void TcpTransportImpl::shutdown(void (*done)(void*), void* ctx) {
+    if (shut_down_) {  // idempotent: the groups' Threads are gone
+        if (done) done(ctx);
+        return;
+    }
+    shut_down_ = true;
     for (auto& l : listeners_)
         if (l->poller) runtime::current_thread()->unregister_poller(l->poller);
     listeners_.clear();
@@ -1175,6 +1199,7 @@ TcpStats tcp_stats() {
     auto& c = t->stats();
     out.connections_accepted = c.connections_accepted.load(std::memory_order_relaxed);
     out.connections_closed = c.connections_closed.load(std::memory_order_relaxed);
+    out.connections_freed = c.connections_freed.load(std::memory_order_relaxed);
     out.protocol_errors = c.protocol_errors.load(std::memory_order_relaxed);
     out.term_reqs_received = c.term_reqs_received.load(std::memory_order_relaxed);
     out.data_digest_errors = c.data_digest_errors.load(std::memory_order_relaxed);

@@ -57,6 +57,7 @@ struct TcpOptions {
 struct TcpStats {
     uint64_t connections_accepted = 0;
     uint64_t connections_closed = 0;
+    uint64_t connections_freed = 0;  // closed and every request back (bdev I/O completed)
     uint64_t protocol_errors = 0;  // C2HTermReq sent
     uint64_t term_reqs_received = 0;
     uint64_t data_digest_errors = 0;
@@ -75,7 +76,10 @@ TcpStats tcp_stats();
 // connections' outstanding requests have completed; done() on the calling Thread.
 void tcp_transport_shutdown(void (*done)(void* ctx), void* ctx);
 
-// nvmf_create_transport and nvmf_get_transports (subsystem "nvmf").
+// nvmf_create_transport and nvmf_get_transports (subsystem "nvmf"). Idempotent.
 void register_tcp_rpc_methods(rpc::App& app);
+// The module-table entry (core/rpc/src/modules.cpp): the methods above and an App subsystem
+// "nvmf_tcp" (depends on "nvmf") whose fini shuts the transport down.
+void register_tcp_rpc_module(rpc::App& app);
 
 }  // namespace strata::nvmf

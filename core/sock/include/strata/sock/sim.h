@@ -63,9 +63,9 @@ class Thread;
 namespace strata::sock {
 
 struct LinkParams {
-    uint64_t latency_ns = 20'000;          // one way
-    uint64_t bytes_per_sec = 0;            // 0: unlimited
-    uint32_t max_segment_bytes = 16384;    // segments are 1..max bytes, boundaries seeded
+    uint64_t latency_ns = 20'000;        // one way
+    uint64_t bytes_per_sec = 0;          // 0: unlimited
+    uint32_t max_segment_bytes = 16384;  // segments are 1..max bytes, boundaries seeded
     bool operator==(const LinkParams&) const = default;
 };
 
@@ -78,7 +78,7 @@ struct ConnectionInfo {
     uint64_t id = 0;
     Endpoint client;  // the side that connected
     Endpoint server;
-    uint64_t bytes_to_server = 0;   // delivered
+    uint64_t bytes_to_server = 0;  // delivered
     uint64_t bytes_to_client = 0;
     uint64_t queued_to_server = 0;  // accepted by writev, not yet delivered
     uint64_t queued_to_client = 0;
@@ -87,11 +87,11 @@ struct ConnectionInfo {
 };
 
 struct SimNetworkStats {
-    uint64_t segments = 0;      // segments delivered
-    uint64_t bytes = 0;         // bytes delivered
-    uint64_t connects = 0;      // connections established
-    uint64_t refused = 0;       // connects refused or timed out
-    uint64_t resets = 0;        // connections reset (abort or fault)
+    uint64_t segments = 0;  // segments delivered
+    uint64_t bytes = 0;     // bytes delivered
+    uint64_t connects = 0;  // connections established
+    uint64_t refused = 0;   // connects refused or timed out
+    uint64_t resets = 0;    // connections reset (abort or fault)
 };
 
 struct HostState;
@@ -202,7 +202,8 @@ private:
     runtime::Thread* thread_ = nullptr;
     runtime::Poller* timer_ = nullptr;
     uint64_t armed_at_ = UINT64_MAX;
-    bool kick_pending_ = false;
+    struct Kicker;  // the wake-up message's context: outlives the network if still queued
+    Kicker* kicker_ = nullptr;
     uint64_t next_seq_ = 0;
     uint64_t next_conn_ = 1;
     LinkParams default_link_;

@@ -7,8 +7,8 @@
 // Implementations, chosen per socket (SocketOptions::impl) or by the Host's default
 // (sock_set_default_impl; "sim" under the simulator, else "posix"):
 //   posix  non-blocking TCP, readiness from epoll
-//   uring  liburing: receives posted ahead into registered buffers, sends queued and submitted
-//          once per poll
+//   uring  liburing, one ring per SocketGroup: receives posted ahead into per-socket buffers,
+//          sends queued and submitted once per poll
 //   sim    the simulator's in-process network (sim.h): bytes delivered as a stream, split into
 //          segments at seeded boundaries, with latency, bandwidth and injectable faults. Same
 //          seed, same bytes in the same order.
@@ -45,9 +45,9 @@ struct Endpoint {
 std::string to_string(const Endpoint& e);  // "127.0.0.1:4420", "[::1]:4420"
 
 struct SocketOptions {
-    std::string impl;       // "posix", "uring", "sim"; empty: the current Host's default
-    bool no_delay = true;   // TCP_NODELAY
-    int priority = 0;       // SO_PRIORITY (posix, uring)
+    std::string impl;      // "posix", "uring", "sim"; empty: the current Host's default
+    bool no_delay = true;  // TCP_NODELAY
+    int priority = 0;      // SO_PRIORITY (posix, uring)
 };
 
 class Socket {

@@ -1,0 +1,1068 @@
+// The transport-independent NVMe-oF core, driven without sockets: a fake transport registers
+// with the Target, fake qpairs on a worker Thread hand Requests to nvmf::exec(), and the test
+// reads the CQEs (and data) the core completes them with. Setup goes through the nvmf_* RPCs,
+// so they are tested on the way.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <strata/bdev/bdev.h>
+#include <strata/nvme/spec/spec.h>
+#include <strata/nvmf/nvmf.h>
+#include <strata/nvmf/transport.h>
+#include <strata/rpc/app.h>
+#include <strata/rpc/modules.h>
+#include <strata/runtime/host.h>
+#include <strata/runtime/scheduler.h>
+
+namespace strata::nvmf {
+namespace {
+
+using Json = nlohmann::json;
+namespace spec = nvme::spec;
+
+constexpr const char* kNqn = "nqn.2016-06.io.spdk:cnode1";
+constexpr const char* kHost = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
+constexpr const char* kOtherHost = "nqn.2016-06.io.spdk:host2";
+
+class FakeTransport final : public Transport {
+public:
+    std::string_view name() const noexcept override { return "TCP"; }
+    spec::TransportType trtype() const noexcept override { return spec::TransportType::tcp; }
+    const TransportLimits& limits() const noexcept override { return limits_; }
+    Status listen(const TransportAddress& a) override {
+        if (a.trsvcid == "1") return Status(Errc::permission_denied);
+        listening.push_back(a);
+        return Status();
+    }
+    void stop_listening(const TransportAddress& a) override {
+        listening.erase(std::find(listening.begin(), listening.end(), a));
+    }
+    std::string options_json() const override { return R"({"trtype":"TCP","max_queue_depth":128})"; }
+
+    TransportLimits limits_{};
+    std::vector<TransportAddress> listening;
+};
+
+class FakeQpair final : public Qpair {
+public:
+    using Qpair::Qpair;
+    void complete(Request& req) noexcept override {
+        EXPECT_TRUE(&thread() == runtime::current_thread());
+        completed.push_back(&req);
+    }
+    void disconnect() noexcept override {
+        ++disconnects;
+        if (!slow_disconnect) closed();
+    }
+    void released() noexcept override { is_released = true; }
+    bool done(const Request& r) const {
+        return std::find(completed.begin(), completed.end(), &r) != completed.end();
+    }
+
+    std::vector<Request*> completed;
+    int disconnects = 0;
+    bool is_released = false;
+    bool slow_disconnect = false;  // a transport still flushing: closed() comes later
+};
+
+// A command and its data buffer.
+struct Cmd {
+    Request req;
+    std::vector<uint8_t> data;
+
+    explicit Cmd(spec::Sqe sqe, size_t bytes = 0, XferDir dir = XferDir::none) {
+        req.cmd = sqe;
+        data.assign(bytes, 0);
+        if (bytes != 0) {
+            req.iov[0] = {data.data(), bytes};
+            req.iovcnt = 1;
+        }
+        req.length = static_cast<uint32_t>(bytes);
+        req.xfer = bytes ? (dir == XferDir::none ? xfer_direction(sqe) : dir) : XferDir::none;
+    }
+    spec::StatusField sf() const { return req.rsp.sf(); }
+    uint8_t sc() const { return static_cast<uint8_t>(req.rsp.sc()); }
+    uint8_t sct() const { return static_cast<uint8_t>(req.rsp.sct()); }
+};
+
+spec::Sqe fabrics_sqe(spec::FabricsCommandType type) {
+    spec::Sqe s{};
+    s.opc = spec::fabrics_opcode;
+    s.nsid = static_cast<uint8_t>(type);  // FCTYPE is byte 4
+    return s;
+}
+
+spec::Sqe connect_sqe(uint16_t qid, uint16_t sqsize, uint32_t kato = 0, uint16_t recfmt = 0) {
+    spec::ConnectCommand c{};
+    c.opcode = spec::fabrics_opcode;
+    c.fctype = static_cast<uint8_t>(spec::FabricsCommandType::connect);
+    c.qid = qid;
+    c.sqsize = sqsize;
+    c.kato = kato;
+    c.recfmt = recfmt;
+    return std::bit_cast<spec::Sqe>(c);
+}
+
+spec::Sqe property_sqe(bool set, uint32_t ofst, uint64_t value, bool eight) {
+    if (set) {
+        spec::PropertySetCommand c{};
+        c.opcode = spec::fabrics_opcode;
+        c.fctype = static_cast<uint8_t>(spec::FabricsCommandType::property_set);
+        c.attrib = eight ? 1 : 0;
+        c.ofst = ofst;
+        c.value = value;
+        return std::bit_cast<spec::Sqe>(c);
+    }
+    spec::PropertyGetCommand c{};
+    c.opcode = spec::fabrics_opcode;
+    c.fctype = static_cast<uint8_t>(spec::FabricsCommandType::property_get);
+    c.attrib = eight ? 1 : 0;
+    c.ofst = ofst;
+    return std::bit_cast<spec::Sqe>(c);
+}
+
+spec::Sqe admin_sqe(spec::AdminOpcode op, uint32_t nsid = 0, uint32_t cdw10 = 0, uint32_t cdw11 = 0) {
+    spec::Sqe s{};
+    s.opc = static_cast<uint8_t>(op);
+    s.nsid = nsid;
+    s.cdw10 = cdw10;
+    s.cdw11 = cdw11;
+    return s;
+}
+
+spec::Sqe io_sqe(spec::NvmOpcode op, uint32_t nsid, uint64_t slba, uint32_t nlb) {
+    spec::Sqe s{};
+    s.opc = static_cast<uint8_t>(op);
+    s.nsid = nsid;
+    s.set_slba(slba);
+    s.cdw12 = nlb - 1;
+    return s;
+}
+
+class World {
+public:
+    explicit World(uint64_t seed = 1) {
+        sim = std::make_unique<runtime::SimScheduler>(seed, 2);
+        app = std::make_unique<rpc::App>(*sim);
+        rpc::register_all_modules(*app);
+        worker = sim->create_thread("worker", 1, &app->host());
+        std::optional<Result<void>> started;
+        app->start([&](Result<void> r) { started = std::move(r); });
+        EXPECT_TRUE(run_until([&] { return started.has_value(); }));
+        EXPECT_TRUE(started && started->ok());
+        auto t = std::make_unique<FakeTransport>();
+        transport = t.get();
+        runtime::HostScope scope(app->host());
+        EXPECT_TRUE(add_transport(std::move(t)).ok());
+    }
+    ~World() {
+        for (auto& q : qpairs)
+            if (!q->is_closed()) on_worker([&] { q->closed(); });
+        run_until([&] {
+            return std::all_of(qpairs.begin(), qpairs.end(),
+                               [](auto& q) { return q->is_released; });
+        });
+        on_worker([&] { qpairs.clear(); });
+        app->request_stop();
+        EXPECT_TRUE(run_until([&] { return app->stopped(); }));
+        app.reset();
+        sim.reset();
+    }
+
+    bool run_until(const std::function<bool()>& pred, uint64_t ns = 30'000'000'000ull) {
+        return sim->run_until(pred, sim->now_ns() + ns);
+    }
+    void settle(uint64_t ns = 10'000'000) { sim->run_until([] { return false; }, sim->now_ns() + ns); }
+    template <class F>
+    void on_worker(F&& fn) {
+        bool done = false;
+        ASSERT_TRUE(worker->post([&] {
+                         fn();
+                         done = true;
+                     }).ok());
+        ASSERT_TRUE(run_until([&] { return done; }));
+    }
+
+    Json call(const std::string& method, Json params = Json::object()) {
+        Json r = app->call_method(method, std::move(params));
+        EXPECT_TRUE(r.contains("result")) << method << ": " << r.dump();
+        return r.contains("result") ? r["result"] : Json();
+    }
+    Json call_error(const std::string& method, Json params) {
+        Json r = app->call_method(method, std::move(params));
+        EXPECT_TRUE(r.contains("error")) << method << ": " << r.dump();
+        return r.contains("error") ? r["error"] : Json();
+    }
+
+    FakeQpair& new_qpair() {
+        qpairs.push_back(std::make_unique<FakeQpair>(*transport, *worker));
+        return *qpairs.back();
+    }
+
+    // Runs one command to completion.
+    void run(FakeQpair& q, Cmd& c) {
+        forget(q, c);
+        c.req.qpair = &q;
+        on_worker([&] {
+            exec(c.req);
+            EXPECT_FALSE(q.done(c.req)) << "completed inside exec()";
+        });
+        ASSERT_TRUE(run_until([&] { return q.done(c.req); })) << "command never completed";
+    }
+    // A Cmd may live where an earlier, completed one lived.
+    static void forget(FakeQpair& q, Cmd& c) {
+        q.completed.erase(std::remove(q.completed.begin(), q.completed.end(), &c.req),
+                          q.completed.end());
+    }
+    void start(FakeQpair& q, Cmd& c) {
+        forget(q, c);
+        c.req.qpair = &q;
+        on_worker([&] { exec(c.req); });
+    }
+
+    Cmd connect(FakeQpair& q, uint16_t qid, uint16_t cntlid = spec::cntlid_dynamic,
+                const std::string& subnqn = kNqn, const std::string& hostnqn = kHost,
+                uint32_t kato = 0, uint16_t sqsize = 31, uint16_t recfmt = 0) {
+        Cmd c(connect_sqe(qid, sqsize, kato, recfmt), spec::connect_data_bytes,
+              XferDir::host_to_controller);
+        spec::ConnectData d{};
+        d.cntlid = cntlid;
+        d.hostid = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+        spec::set_padded(d.subnqn, subnqn, '\0');
+        spec::set_padded(d.hostnqn, hostnqn, '\0');
+        std::memcpy(c.data.data(), &d, sizeof(d));
+        run(q, c);
+        return c;
+    }
+    // Connect + CC.EN = 1; returns the controller id.
+    uint16_t connect_admin(FakeQpair& q, uint32_t kato = 0, const std::string& subnqn = kNqn) {
+        Cmd c = connect(q, 0, spec::cntlid_dynamic, subnqn, kHost, kato);
+        EXPECT_TRUE(c.sf().ok()) << int(c.sc());
+        Cmd en(property_sqe(true, spec::reg::cc, 0x00460001, false));
+        run(q, en);
+        EXPECT_TRUE(en.sf().ok());
+        return static_cast<uint16_t>(c.req.rsp.dw0 & 0xFFFF);
+    }
+
+    void setup_subsystem(uint64_t blocks = 1024) {
+        call("bdev_malloc_create",
+             {{"name", "Malloc0"}, {"num_blocks", blocks}, {"block_size", 512},
+              {"uuid", "5a5a5a5a-0000-4000-8000-123456789abc"}});
+        call("nvmf_create_subsystem", {{"nqn", kNqn}, {"serial_number", "SN0001"},
+                                       {"allow_any_host", false}});
+        call("nvmf_subsystem_add_host", {{"nqn", kNqn}, {"host", kHost}});
+        EXPECT_EQ(call("nvmf_subsystem_add_ns", {{"nqn", kNqn}, {"namespace", {{"bdev_name", "Malloc0"}}}}),
+                  1);
+    }
+
+    std::unique_ptr<runtime::SimScheduler> sim;
+    std::unique_ptr<rpc::App> app;
+    runtime::Thread* worker = nullptr;
+    FakeTransport* transport = nullptr;
+    std::vector<std::unique_ptr<FakeQpair>> qpairs;
+};
+
+// ---- spec helpers ----------------------------------------------------------------------------
+
+TEST(NvmfSpec, NqnValidation) {
+    using spec::NqnError;
+    EXPECT_EQ(spec::validate_nqn("nqn.2014-08.org.nvmexpress.discovery"), NqnError::ok);
+    EXPECT_EQ(spec::validate_nqn("nqn.2016-06.io.spdk:cnode1"), NqnError::ok);
+    EXPECT_EQ(spec::validate_nqn(kHost), NqnError::ok);
+    EXPECT_EQ(spec::validate_nqn("nqn.2014-08.org.nvmexpress:uuid:1111111-2222-3333-4444-555555555555"),
+              NqnError::bad_uuid);
+    EXPECT_EQ(spec::validate_nqn("nqn.2016-06"), NqnError::bad_date);
+    EXPECT_EQ(spec::validate_nqn("nqn.16-06.io.spdk:x"), NqnError::bad_date);
+    EXPECT_EQ(spec::validate_nqn("iqn.2016-06.io.spdk:x"), NqnError::no_prefix);
+    EXPECT_EQ(spec::validate_nqn("nqn.20"), NqnError::too_short);
+    EXPECT_EQ(spec::validate_nqn("nqn.2016-06.io.spdk"), NqnError::no_user_string);
+    EXPECT_EQ(spec::validate_nqn("nqn.2016-06.io.spdk:"), NqnError::no_user_string);
+    EXPECT_EQ(spec::validate_nqn("nqn.2016-06.1o.spdk:x"), NqnError::bad_domain);
+    EXPECT_EQ(spec::validate_nqn("nqn.2016-06.io-.spdk:x"), NqnError::bad_domain);
+    EXPECT_EQ(spec::validate_nqn("nqn.2016-06.io..spdk:x"), NqnError::bad_domain);
+    EXPECT_EQ(spec::validate_nqn("nqn.2016-06.io.spdk-:x"), NqnError::bad_domain);
+    EXPECT_EQ(spec::validate_nqn("nqn.2016-06.io.sp-dk:x"), NqnError::ok);
+    EXPECT_EQ(spec::validate_nqn("nqn.2016-06." + std::string(64, 'a') + ":x"),
+              NqnError::label_too_long);
+    EXPECT_EQ(spec::validate_nqn("nqn.2016-06.io.spdk:\xff"), NqnError::bad_utf8);
+    EXPECT_EQ(spec::validate_nqn("nqn.2016-06.io.spdk:caf\xc3\xa9"), NqnError::ok);
+    const std::string base = "nqn.2016-06.io.spdk:";
+    EXPECT_EQ(spec::validate_nqn(base + std::string(223 - base.size(), 'x')), NqnError::ok);
+    EXPECT_EQ(spec::validate_nqn(base + std::string(224 - base.size(), 'x')), NqnError::too_long);
+}
+
+TEST(NvmfSpec, FabricsLayouts) {
+    spec::Sqe s = fabrics_sqe(spec::FabricsCommandType::property_get);
+    EXPECT_EQ(spec::fabrics_type(s), 0x04);
+    const auto bytes = std::bit_cast<std::array<uint8_t, 64>>(connect_sqe(3, 127, 5000));
+    EXPECT_EQ(bytes[0], 0x7F);
+    EXPECT_EQ(bytes[4], 0x01);
+    EXPECT_EQ(bytes[42], 3);    // QID
+    EXPECT_EQ(bytes[44], 127);  // SQSIZE
+    EXPECT_EQ(bytes[48] | (bytes[49] << 8), 5000);  // KATO
+    EXPECT_EQ(xfer_direction(connect_sqe(0, 31)), XferDir::host_to_controller);
+    EXPECT_EQ(xfer_direction(fabrics_sqe(spec::FabricsCommandType::property_get)), XferDir::none);
+    EXPECT_EQ(xfer_direction(admin_sqe(spec::AdminOpcode::identify)), XferDir::controller_to_host);
+    EXPECT_EQ(xfer_direction(io_sqe(spec::NvmOpcode::write, 1, 0, 1)), XferDir::host_to_controller);
+    EXPECT_EQ(spec::fabrics_status_name(0x84), "CONNECT INVALID HOST");
+}
+
+// ---- RPCs ------------------------------------------------------------------------------------
+
+TEST(NvmfRpc, SubsystemLifecycleAndShapes) {
+    World w;
+    w.setup_subsystem();
+    Json subs = w.call("nvmf_get_subsystems");
+    ASSERT_EQ(subs.size(), 2u);
+    EXPECT_EQ(subs[0]["nqn"], "nqn.2014-08.org.nvmexpress.discovery");
+    EXPECT_EQ(subs[0]["subtype"], "Discovery");
+    const Json& s = subs[1];
+    EXPECT_EQ(s["nqn"], kNqn);
+    EXPECT_EQ(s["subtype"], "NVMe");
+    EXPECT_EQ(s["serial_number"], "SN0001");
+    EXPECT_EQ(s["allow_any_host"], false);
+    EXPECT_EQ(s["hosts"][0]["nqn"], kHost);
+    EXPECT_EQ(s["max_namespaces"], 32);
+    EXPECT_EQ(s["min_cntlid"], 1);
+    EXPECT_EQ(s["max_cntlid"], 0xFFEF);
+    ASSERT_EQ(s["namespaces"].size(), 1u);
+    EXPECT_EQ(s["namespaces"][0]["nsid"], 1);
+    EXPECT_EQ(s["namespaces"][0]["bdev_name"], "Malloc0");
+    EXPECT_EQ(s["namespaces"][0]["uuid"], "5a5a5a5a-0000-4000-8000-123456789abc");
+
+    // The bdev is claimed: another writer cannot open it.
+    {
+        runtime::HostScope scope(w.app->host());
+        bool refused = false;
+        w.on_worker([&] { refused = !bdev::open("Malloc0", true).ok(); });
+        EXPECT_TRUE(refused);
+    }
+    // Errors.
+    w.call_error("nvmf_create_subsystem", {{"nqn", kNqn}});                         // exists
+    w.call_error("nvmf_create_subsystem", {{"nqn", "nqn.2016-06.io.spdk"}});         // invalid
+    w.call_error("nvmf_create_subsystem", {{"nqn", "nqn.2016-06.io.spdk:x"}, {"ana_reporting", true}});
+    w.call_error("nvmf_create_subsystem", {{"nqn", "nqn.2016-06.io.spdk:x"}, {"tgt_name", "t"}});
+    w.call_error("nvmf_create_subsystem",
+                 {{"nqn", "nqn.2016-06.io.spdk:x"}, {"serial_number", std::string(21, '1')}});
+    w.call_error("nvmf_create_subsystem",
+                 {{"nqn", "nqn.2016-06.io.spdk:x"}, {"min_cntlid", 10}, {"max_cntlid", 5}});
+    w.call("nvmf_create_subsystem", {{"nqn", "nqn.2016-06.io.spdk:x"}, {"ana_reporting", false}});
+    w.call_error("nvmf_subsystem_add_ns", {{"nqn", kNqn}, {"namespace", {{"bdev_name", "Nope"}}}});
+    w.call_error("nvmf_subsystem_add_ns",
+                 {{"nqn", kNqn}, {"namespace", {{"bdev_name", "Malloc0"}, {"ptpl_file", "/x"}}}});
+    w.call_error("nvmf_subsystem_add_ns",
+                 {{"nqn", "nqn.2016-06.io.spdk:x"}, {"namespace", {{"bdev_name", "Malloc0"}}}});
+    w.call_error("nvmf_subsystem_add_host", {{"nqn", kNqn}, {"host", kHost}});
+    w.call_error("nvmf_subsystem_add_host", {{"nqn", kNqn}, {"host", "bogus"}});
+    w.call_error("nvmf_subsystem_remove_ns", {{"nqn", kNqn}, {"nsid", 7}});
+    w.call("nvmf_subsystem_remove_host", {{"nqn", kNqn}, {"host", kHost}});
+    w.call("nvmf_subsystem_allow_any_host", {{"nqn", kNqn}, {"allow_any_host", true}});
+    EXPECT_EQ(w.call("nvmf_get_subsystems", {{"nqn", kNqn}})[0]["allow_any_host"], true);
+    w.call("nvmf_delete_subsystem", {{"nqn", "nqn.2016-06.io.spdk:x"}});
+    w.call_error("nvmf_delete_subsystem", {{"nqn", "nqn.2016-06.io.spdk:x"}});
+    w.call("nvmf_subsystem_remove_ns", {{"nqn", kNqn}, {"nsid", 1}});
+    EXPECT_TRUE(w.call("nvmf_get_subsystems", {{"nqn", kNqn}})[0]["namespaces"].empty());
+    w.call("nvmf_delete_subsystem", {{"nqn", kNqn}});
+    EXPECT_EQ(w.call("nvmf_get_subsystems").size(), 1u);
+    w.call("bdev_malloc_delete", {{"name", "Malloc0"}});
+}
+
+TEST(NvmfRpc, ListenersCallTheTransportAndFeedDiscovery) {
+    World w;
+    w.setup_subsystem();
+    const Json addr = {{"trtype", "tcp"}, {"adrfam", "ipv4"}, {"traddr", "127.0.0.1"}, {"trsvcid", "4420"}};
+    Json e = w.call_error("nvmf_subsystem_add_listener",
+                          {{"nqn", kNqn}, {"listen_address", {{"trtype", "RDMA"}, {"traddr", "1.2.3.4"}, {"trsvcid", "1"}}}});
+    EXPECT_NE(e["message"].get<std::string>().find("RDMA transport"), std::string::npos);
+    w.call_error("nvmf_subsystem_add_listener",
+                 {{"nqn", kNqn}, {"listen_address", {{"trtype", "tcp"}, {"traddr", "1.2.3.4"}, {"trsvcid", "1"}}}});
+    w.call_error("nvmf_subsystem_add_listener", {{"nqn", kNqn}, {"listen_address", {{"traddr", "x"}}}});
+    w.call_error("nvmf_subsystem_add_listener",
+                 {{"nqn", kNqn}, {"listen_address", addr}, {"secure_channel", true}});
+    runtime::HostScope scope(w.app->host());
+    const uint64_t g0 = discovery_genctr();
+    w.call("nvmf_subsystem_add_listener", {{"nqn", kNqn}, {"listen_address", addr}});
+    EXPECT_GT(discovery_genctr(), g0);
+    ASSERT_EQ(w.transport->listening.size(), 1u);
+    EXPECT_EQ(w.transport->listening[0].traddr, "127.0.0.1");
+    Json ls = w.call("nvmf_subsystem_get_listeners", {{"nqn", kNqn}});
+    ASSERT_EQ(ls.size(), 1u);
+    EXPECT_EQ(ls[0]["address"]["trtype"], "TCP");
+    EXPECT_EQ(ls[0]["address"]["adrfam"], "IPv4");
+    EXPECT_EQ(ls[0]["address"]["trsvcid"], "4420");
+    Json subs = w.call("nvmf_get_subsystems", {{"nqn", kNqn}});
+    EXPECT_EQ(subs[0]["listen_addresses"][0]["traddr"], "127.0.0.1");
+
+    // Discovery log: one entry for an allowed host, none for another.
+    auto page = discovery_log(kHost);
+    ASSERT_EQ(page.size(), 2048u);
+    spec::DiscoveryLogHeader h;
+    std::memcpy(&h, page.data(), sizeof(h));
+    EXPECT_EQ(h.numrec, 1u);
+    EXPECT_EQ(h.genctr, discovery_genctr());
+    spec::DiscoveryLogEntry ent;
+    std::memcpy(&ent, page.data() + 1024, sizeof(ent));
+    EXPECT_EQ(ent.trtype, 3);
+    EXPECT_EQ(ent.adrfam, 1);
+    EXPECT_EQ(ent.subtype, 2);
+    EXPECT_EQ(ent.cntlid, 0xFFFF);
+    EXPECT_EQ(spec::nqn_field(ent.subnqn), kNqn);
+    EXPECT_EQ(spec::trimmed(ent.traddr), "127.0.0.1");
+    EXPECT_EQ(spec::trimmed(ent.trsvcid), "4420");
+    std::memcpy(&h, discovery_log(kOtherHost).data(), sizeof(h));
+    EXPECT_EQ(h.numrec, 0u);
+
+    // Save config carries the transport, subsystem, namespace, host and listener.
+    Json cfg = w.app->save_config();
+    std::string text = cfg.dump();
+    for (const char* m : {"nvmf_create_transport", "nvmf_create_subsystem", "nvmf_subsystem_add_ns",
+                          "nvmf_subsystem_add_host", "nvmf_subsystem_add_listener"})
+        EXPECT_NE(text.find(m), std::string::npos) << m;
+
+    w.call("nvmf_subsystem_remove_listener", {{"nqn", kNqn}, {"listen_address", addr}});
+    EXPECT_TRUE(w.transport->listening.empty());
+    w.call_error("nvmf_subsystem_remove_listener", {{"nqn", kNqn}, {"listen_address", addr}});
+}
+
+TEST(NvmfRpc, SavedConfigReplays) {
+    Json entries;
+    {
+        World w;
+        w.setup_subsystem();
+        w.call_error("nvmf_subsystem_add_ns",
+                     {{"nqn", kNqn}, {"namespace", {{"bdev_name", "Malloc1x"}}}});  // no such bdev
+        w.call("bdev_malloc_create", {{"name", "Malloc1"}, {"num_blocks", 64}, {"block_size", 512}});
+        w.call("nvmf_subsystem_add_ns",
+               {{"nqn", kNqn},
+                {"namespace", {{"bdev_name", "Malloc1"}, {"nsid", 5}, {"nguid", "000102030405060708090A0B0C0D0E0F"},
+                               {"eui64", "0011223344556677"}, {"uuid", "12345678-1234-4234-8234-123456789abc"}}}});
+        runtime::HostScope scope(w.app->host());  // save_config outside any Thread
+        const Json saved = w.app->save_config();
+        for (const auto& sub : saved["subsystems"])
+            if (sub["subsystem"] == "nvmf") entries = sub["config"];
+    }
+    ASSERT_TRUE(entries.is_array());
+    World w2;
+    w2.call("bdev_malloc_create", {{"name", "Malloc0"}, {"num_blocks", 1024}, {"block_size", 512}});
+    w2.call("bdev_malloc_create", {{"name", "Malloc1"}, {"num_blocks", 64}, {"block_size", 512}});
+    size_t n = 0;
+    for (const auto& e : entries) {
+        if (e["method"] == "nvmf_create_transport") continue;  // the fake transport is there
+        w2.call(e["method"].get<std::string>(), e["params"]);
+        ++n;
+    }
+    EXPECT_EQ(n, 4u);  // create_subsystem, 2 x add_ns, add_host
+    Json s = w2.call("nvmf_get_subsystems", {{"nqn", kNqn}})[0];
+    EXPECT_EQ(s["serial_number"], "SN0001");
+    EXPECT_EQ(s["hosts"][0]["nqn"], kHost);
+    ASSERT_EQ(s["namespaces"].size(), 2u);
+    EXPECT_EQ(s["namespaces"][1]["nsid"], 5);
+    EXPECT_EQ(s["namespaces"][1]["nguid"], "000102030405060708090A0B0C0D0E0F");
+    EXPECT_EQ(s["namespaces"][1]["eui64"], "0011223344556677");
+    EXPECT_EQ(s["namespaces"][1]["uuid"], "12345678-1234-4234-8234-123456789abc");
+}
+
+// ---- Fabrics -----------------------------------------------------------------------------------
+
+TEST(NvmfFabrics, ConnectChecks) {
+    World w;
+    w.setup_subsystem();
+    FakeQpair& q = w.new_qpair();
+    // Before Connect only Connect works.
+    Cmd id(admin_sqe(spec::AdminOpcode::identify, 0, 1), 4096);
+    w.run(q, id);
+    EXPECT_EQ(id.sc(), static_cast<uint8_t>(spec::GenericStatus::command_sequence_error));
+
+    Cmd bad_fmt = w.connect(q, 0, 0xFFFF, kNqn, kHost, 0, 31, 1);
+    EXPECT_EQ(bad_fmt.sct(), 1);
+    EXPECT_EQ(bad_fmt.sc(), 0x80);
+    Cmd no_sub = w.connect(q, 0, 0xFFFF, "nqn.2016-06.io.spdk:nope");
+    EXPECT_EQ(no_sub.sc(), 0x82);
+    spec::ConnectResponseDw0 dw0{no_sub.req.rsp.dw0};
+    EXPECT_EQ(dw0.iattr(), 1);
+    EXPECT_EQ(dw0.ipo(), 256);
+    Cmd bad_host = w.connect(q, 0, 0xFFFF, kNqn, kOtherHost);
+    EXPECT_EQ(bad_host.sc(), 0x84);
+    Cmd sq0 = w.connect(q, 0, 0xFFFF, kNqn, kHost, 0, 0);
+    EXPECT_EQ(sq0.sc(), 0x82);
+    EXPECT_EQ(spec::ConnectResponseDw0{sq0.req.rsp.dw0}.ipo(), 44);
+    Cmd bigsq = w.connect(q, 0, 0xFFFF, kNqn, kHost, 0, 1000);
+    EXPECT_EQ(bigsq.sc(), 0x82);
+    Cmd static_id = w.connect(q, 0, 5);
+    EXPECT_EQ(static_id.sc(), 0x82);
+    EXPECT_EQ(spec::ConnectResponseDw0{static_id.req.rsp.dw0}.ipo(), 16);
+    // A short data buffer.
+    Cmd short_data(connect_sqe(0, 31), 100, XferDir::host_to_controller);
+    w.run(q, short_data);
+    EXPECT_EQ(short_data.sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_field));
+
+    Cmd ok = w.connect(q, 0);
+    ASSERT_TRUE(ok.sf().ok());
+    const uint16_t cntlid = ok.req.rsp.dw0 & 0xFFFF;
+    EXPECT_EQ(cntlid, 1);
+    EXPECT_EQ(q.qid(), 0);
+    EXPECT_EQ(q.sq_size(), 32);
+    EXPECT_TRUE(q.connected());
+    Cmd again = w.connect(q, 0);
+    EXPECT_EQ(again.sc(), static_cast<uint8_t>(spec::GenericStatus::command_sequence_error));
+
+    // Admin commands need CC.EN first.
+    Cmd id2(admin_sqe(spec::AdminOpcode::identify, 0, 1), 4096);
+    w.run(q, id2);
+    EXPECT_EQ(id2.sc(), static_cast<uint8_t>(spec::GenericStatus::command_sequence_error));
+
+    // I/O queue checks: before enable, wrong cntlid, wrong host, qid range.
+    FakeQpair& io = w.new_qpair();
+    Cmd early = w.connect(io, 1, cntlid);
+    EXPECT_EQ(early.sc(), static_cast<uint8_t>(spec::GenericStatus::command_sequence_error));
+    Cmd en(property_sqe(true, spec::reg::cc, 0x00460001, false));
+    w.run(q, en);
+    ASSERT_TRUE(en.sf().ok());
+    Cmd wrong_id = w.connect(io, 1, static_cast<uint16_t>(cntlid + 1));
+    EXPECT_EQ(wrong_id.sc(), 0x82);
+    EXPECT_EQ(spec::ConnectResponseDw0{wrong_id.req.rsp.dw0}.ipo(), 16);
+    w.call("nvmf_subsystem_add_host", {{"nqn", kNqn}, {"host", kOtherHost}});
+    Cmd wrong_host = w.connect(io, 1, cntlid, kNqn, kOtherHost);
+    EXPECT_EQ(wrong_host.sc(), 0x82);
+    EXPECT_EQ(spec::ConnectResponseDw0{wrong_host.req.rsp.dw0}.ipo(), 512);
+    Cmd big_qid = w.connect(io, 500, cntlid);
+    EXPECT_EQ(big_qid.sc(), 0x82);
+    EXPECT_EQ(spec::ConnectResponseDw0{big_qid.req.rsp.dw0}.ipo(), 42);
+    Cmd io_ok = w.connect(io, 1, cntlid);
+    ASSERT_TRUE(io_ok.sf().ok());
+    EXPECT_EQ(io.qid(), 1);
+    FakeQpair& dup = w.new_qpair();
+    Cmd dup_qid = w.connect(dup, 1, cntlid);
+    EXPECT_EQ(dup_qid.sc(), 0x82);
+
+    Json ctrlrs = w.call("nvmf_subsystem_get_controllers", {{"nqn", kNqn}});
+    ASSERT_EQ(ctrlrs.size(), 1u);
+    EXPECT_EQ(ctrlrs[0]["cntlid"], cntlid);
+    EXPECT_EQ(ctrlrs[0]["hostnqn"], kHost);
+    EXPECT_EQ(ctrlrs[0]["hostid"], "01020304-0506-0708-090a-0b0c0d0e0f10");
+    EXPECT_EQ(ctrlrs[0]["num_io_qpairs"], 1);
+    EXPECT_EQ(w.call("nvmf_subsystem_get_qpairs", {{"nqn", kNqn}}).size(), 2u);
+    Json st = w.call("nvmf_get_stats");
+    EXPECT_EQ(st["poll_groups"][0]["current_admin_qpairs"], 1);
+    EXPECT_EQ(st["poll_groups"][0]["current_io_qpairs"], 1);
+
+    // A second controller gets another id.
+    FakeQpair& q2 = w.new_qpair();
+    EXPECT_EQ(w.connect_admin(q2), cntlid + 1);
+
+    // Disconnect on the I/O queue: completed, then the transport is asked to disconnect.
+    Cmd disc(fabrics_sqe(spec::FabricsCommandType::disconnect));
+    w.run(io, disc);
+    EXPECT_TRUE(disc.sf().ok());
+    EXPECT_TRUE(w.run_until([&] { return io.disconnects == 1 && io.is_released; }));
+    EXPECT_TRUE(w.run_until([&] {
+        return w.call("nvmf_subsystem_get_controllers", {{"nqn", kNqn}})[0]["num_io_qpairs"] == 0;
+    }));
+}
+
+TEST(NvmfFabrics, DiscoveryController) {
+    World w;
+    w.setup_subsystem();
+    const Json addr = {{"trtype", "TCP"}, {"adrfam", "IPv4"}, {"traddr", "10.0.0.1"}, {"trsvcid", "4420"}};
+    w.call("nvmf_subsystem_add_listener", {{"nqn", kNqn}, {"listen_address", addr}});
+    w.call("nvmf_subsystem_add_listener",
+           {{"nqn", "nqn.2014-08.org.nvmexpress.discovery"}, {"listen_address", addr}});
+    FakeQpair& q = w.new_qpair();
+    w.connect_admin(q, 0, std::string(spec::discovery_nqn));
+    Cmd id(admin_sqe(spec::AdminOpcode::identify, 0, 1), 4096);
+    w.run(q, id);
+    spec::IdentifyController ic;
+    std::memcpy(&ic, id.data.data(), sizeof(ic));
+    EXPECT_EQ(ic.cntrltype, 2u);
+    EXPECT_EQ(ic.nn, 0u);
+    EXPECT_EQ(spec::nqn_field(ic.subnqn), spec::discovery_nqn);
+    // The header first (as hosts do), then the entries from offset 1024.
+    Cmd hdr(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x70 | (255u << 16)), 1024);
+    w.run(q, hdr);
+    ASSERT_TRUE(hdr.sf().ok());
+    spec::DiscoveryLogHeader h;
+    std::memcpy(&h, hdr.data.data(), sizeof(h));
+    EXPECT_EQ(h.numrec, 2u);
+    Cmd ents(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x70 | (511u << 16)), 2048);
+    ents.req.cmd.cdw12 = 1024;
+    w.run(q, ents);
+    ASSERT_TRUE(ents.sf().ok());
+    spec::DiscoveryLogEntry e0, e1;
+    std::memcpy(&e0, ents.data.data(), sizeof(e0));
+    std::memcpy(&e1, ents.data.data() + 1024, sizeof(e1));
+    EXPECT_EQ(e0.subtype, 3);  // the discovery subsystem itself
+    EXPECT_EQ(e1.subtype, 2);
+    EXPECT_EQ(spec::nqn_field(e1.subnqn), kNqn);
+    EXPECT_EQ(spec::trimmed(e1.traddr), "10.0.0.1");
+    // Other log pages and I/O queues are refused on a discovery controller.
+    Cmd smart(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x02 | (127u << 16)), 512);
+    w.run(q, smart);
+    EXPECT_FALSE(smart.sf().ok());
+    Cmd unaligned(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x70 | (255u << 16)), 1024);
+    unaligned.req.cmd.cdw12 = 2;
+    w.run(q, unaligned);
+    EXPECT_EQ(unaligned.sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_field));
+    FakeQpair& io = w.new_qpair();
+    EXPECT_EQ(w.connect(io, 1, 1, std::string(spec::discovery_nqn)).sc(), 0x82);
+}
+
+TEST(NvmfFabrics, PropertiesAndControllerState) {
+    World w;
+    w.setup_subsystem();
+    FakeQpair& q = w.new_qpair();
+    ASSERT_TRUE(w.connect(q, 0).sf().ok());
+    Cmd cap(property_sqe(false, spec::reg::cap, 0, true));
+    w.run(q, cap);
+    ASSERT_TRUE(cap.sf().ok());
+    spec::Cap c{uint64_t{cap.req.rsp.dw0} | (uint64_t{cap.req.rsp.dw1} << 32)};
+    EXPECT_EQ(c.mqes(), 127u);
+    EXPECT_EQ(c.css() & 1, 1u);
+    Cmd cap4(property_sqe(false, spec::reg::cap, 0, false));
+    w.run(q, cap4);
+    EXPECT_EQ(cap4.sc(), 0x82);
+    Cmd vs(property_sqe(false, spec::reg::vs, 0, false));
+    w.run(q, vs);
+    EXPECT_EQ(vs.req.rsp.dw0, 0x00010400u);
+    Cmd bad(property_sqe(false, 0x999, 0, false));
+    w.run(q, bad);
+    EXPECT_EQ(bad.sc(), 0x82);
+    Cmd setvs(property_sqe(true, spec::reg::vs, 1, false));
+    w.run(q, setvs);
+    EXPECT_EQ(setvs.sc(), 0x82);
+
+    auto csts = [&] {
+        Cmd g(property_sqe(false, spec::reg::csts, 0, false));
+        w.run(q, g);
+        return spec::Csts{g.req.rsp.dw0};
+    };
+    EXPECT_EQ(csts().rdy(), 0u);
+    Cmd en(property_sqe(true, spec::reg::cc, 0x00460001, false));
+    w.run(q, en);
+    EXPECT_EQ(csts().rdy(), 1u);
+    Cmd cc(property_sqe(false, spec::reg::cc, 0, false));
+    w.run(q, cc);
+    EXPECT_EQ(cc.req.rsp.dw0, 0x00460001u);
+    Cmd shn(property_sqe(true, spec::reg::cc, 0x00464001, false));  // SHN = 01b
+    w.run(q, shn);
+    EXPECT_EQ(csts().shst(), 2u);
+    Cmd off(property_sqe(true, spec::reg::cc, 0x00460000, false));
+    w.run(q, off);
+    EXPECT_EQ(csts().rdy(), 0u);
+    // Invalid CC values fail the controller.
+    Cmd badcc(property_sqe(true, spec::reg::cc, 0x00000001, false));
+    w.run(q, badcc);
+    EXPECT_EQ(csts().cfs(), 1u);
+    // Authentication commands are not supported.
+    Cmd auth(fabrics_sqe(spec::FabricsCommandType::auth_send));
+    w.run(q, auth);
+    EXPECT_EQ(auth.sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_field));
+}
+
+// ---- Admin -------------------------------------------------------------------------------------
+
+TEST(NvmfAdmin, IdentifyLogPagesFeatures) {
+    World w;
+    w.setup_subsystem(2048);
+    FakeQpair& q = w.new_qpair();
+    const uint16_t cntlid = w.connect_admin(q, 10000);
+
+    Cmd idc(admin_sqe(spec::AdminOpcode::identify, 0, 1), 4096);
+    w.run(q, idc);
+    ASSERT_TRUE(idc.sf().ok());
+    spec::IdentifyController ic;
+    std::memcpy(&ic, idc.data.data(), sizeof(ic));
+    EXPECT_EQ(ic.cntlid, cntlid);
+    EXPECT_EQ(spec::trimmed(ic.sn), "SN0001");
+    EXPECT_EQ(spec::trimmed(ic.mn), "Strata bdev Controller");
+    EXPECT_EQ(spec::nqn_field(ic.subnqn), kNqn);
+    EXPECT_EQ(ic.ioccsz, (64u + 4096u) / 16u);
+    EXPECT_EQ(ic.iorcsz, 1u);
+    EXPECT_EQ(ic.icdoff, 0u);
+    EXPECT_EQ(ic.msdbd, 1u);
+    EXPECT_EQ(ic.kas, 10u);
+    EXPECT_EQ(ic.nn, 32u);
+    EXPECT_EQ(ic.cntrltype, 1u);
+    EXPECT_EQ(ic.fuses, 1u);
+    EXPECT_EQ(ic.oncs & 0xD, 0xDu);
+    EXPECT_EQ(ic.sgls & 0x3, 1u);
+    EXPECT_EQ(ic.mdts, 5u);  // 128 KiB = 4 KiB << 5
+
+    Cmd idn(admin_sqe(spec::AdminOpcode::identify, 1, 0), 4096);
+    w.run(q, idn);
+    spec::IdentifyNamespace in;
+    std::memcpy(&in, idn.data.data(), sizeof(in));
+    EXPECT_EQ(in.nsze, 2048u);
+    EXPECT_EQ(in.lbaf[0].lbads, 9u);
+    Cmd idn_inactive(admin_sqe(spec::AdminOpcode::identify, 5, 0), 4096);
+    w.run(q, idn_inactive);
+    EXPECT_TRUE(idn_inactive.sf().ok());
+    EXPECT_TRUE(std::all_of(idn_inactive.data.begin(), idn_inactive.data.end(), [](uint8_t b) { return b == 0; }));
+    Cmd idn_bad(admin_sqe(spec::AdminOpcode::identify, 33, 0), 4096);
+    w.run(q, idn_bad);
+    EXPECT_EQ(idn_bad.sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_ns_or_format));
+
+    Cmd list(admin_sqe(spec::AdminOpcode::identify, 0, 2), 4096);
+    w.run(q, list);
+    spec::NsList nl;
+    std::memcpy(&nl, list.data.data(), sizeof(nl));
+    EXPECT_EQ(nl.nsid[0], 1u);
+    EXPECT_EQ(nl.nsid[1], 0u);
+
+    Cmd desc(admin_sqe(spec::AdminOpcode::identify, 1, 3), 4096);
+    w.run(q, desc);
+    ASSERT_TRUE(desc.sf().ok());
+    EXPECT_EQ(desc.data[0], static_cast<uint8_t>(spec::NidType::uuid));
+    EXPECT_EQ(desc.data[1], 16);
+    const std::array<uint8_t, 4> uuid_head{0x5a, 0x5a, 0x5a, 0x5a};
+    EXPECT_TRUE(std::equal(uuid_head.begin(), uuid_head.end(), desc.data.begin() + 4));
+    EXPECT_EQ(desc.data[15 + 4], 0xbc);
+
+    Cmd badcns(admin_sqe(spec::AdminOpcode::identify, 0, 0x13), 4096);
+    w.run(q, badcns);
+    EXPECT_EQ(badcns.sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_field));
+
+    // Log pages.
+    Cmd smart(admin_sqe(spec::AdminOpcode::get_log_page, spec::nsid_all, 0x02 | (127u << 16)), 512);
+    w.run(q, smart);
+    EXPECT_TRUE(smart.sf().ok());
+    Cmd err(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x01 | (15u << 16)), 64);
+    w.run(q, err);
+    EXPECT_TRUE(err.sf().ok());
+    Cmd nolog(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x70 | (255u << 16)), 1024);
+    w.run(q, nolog);
+    EXPECT_EQ(nolog.sct(), 1);
+    EXPECT_EQ(nolog.sc(), 0x09);
+    Cmd toolong(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x02 | (1023u << 16)), 512);
+    w.run(q, toolong);
+    EXPECT_FALSE(toolong.sf().ok());
+
+    // Features.
+    Cmd nq(admin_sqe(spec::AdminOpcode::set_features, 0, 0x07, (3u << 16) | 3u));
+    w.run(q, nq);
+    EXPECT_TRUE(nq.sf().ok());
+    Cmd gnq(admin_sqe(spec::AdminOpcode::get_features, 0, 0x07));
+    w.run(q, gnq);
+    EXPECT_EQ(gnq.req.rsp.dw0 & 0xFFFF, 3u);  // 4 queues granted, 0's based
+    Cmd ka(admin_sqe(spec::AdminOpcode::get_features, 0, 0x0F));
+    w.run(q, ka);
+    EXPECT_EQ(ka.req.rsp.dw0, 10000u);
+    Cmd vwc(admin_sqe(spec::AdminOpcode::set_features, 0, 0x06, 1));
+    w.run(q, vwc);
+    Cmd gvwc(admin_sqe(spec::AdminOpcode::get_features, 0, 0x06));
+    w.run(q, gvwc);
+    EXPECT_EQ(gvwc.req.rsp.dw0, 1u);
+    Cmd badf(admin_sqe(spec::AdminOpcode::get_features, 0, 0x55));
+    w.run(q, badf);
+    EXPECT_EQ(badf.sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_field));
+    Cmd badop(admin_sqe(spec::AdminOpcode::format_nvm));
+    w.run(q, badop);
+    EXPECT_EQ(badop.sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_opcode));
+
+    // The I/O queue count granted limits I/O connects.
+    FakeQpair& io = w.new_qpair();
+    EXPECT_EQ(w.connect(io, 5, cntlid).sc(), 0x82);
+    EXPECT_TRUE(w.connect(io, 4, cntlid).sf().ok());
+    Cmd nq2(admin_sqe(spec::AdminOpcode::set_features, 0, 0x07, 0));
+    w.run(q, nq2);
+    EXPECT_EQ(nq2.sc(), static_cast<uint8_t>(spec::GenericStatus::command_sequence_error));
+}
+
+TEST(NvmfAdmin, AsyncEventsOnNamespaceChanges) {
+    World w;
+    w.setup_subsystem();
+    w.call("bdev_malloc_create", {{"name", "Malloc1"}, {"num_blocks", 64}, {"block_size", 4096}});
+    FakeQpair& q = w.new_qpair();
+    w.connect_admin(q);
+    Cmd aec(admin_sqe(spec::AdminOpcode::set_features, 0, 0x0B, 1u << 8));
+    w.run(q, aec);
+    std::vector<std::unique_ptr<Cmd>> aers;
+    for (int i = 0; i < 5; ++i) {
+        aers.push_back(std::make_unique<Cmd>(admin_sqe(spec::AdminOpcode::async_event_request)));
+        aers.back()->req.cmd.cid = static_cast<uint16_t>(100 + i);
+        w.start(q, *aers.back());
+    }
+    w.settle();
+    // The fifth exceeds the limit (AERL + 1 = 4).
+    ASSERT_TRUE(q.done(aers[4]->req));
+    EXPECT_EQ(aers[4]->sct(), 1);
+    EXPECT_EQ(aers[4]->sc(), 0x05);
+    for (int i = 0; i < 4; ++i) EXPECT_FALSE(q.done(aers[i]->req));
+
+    EXPECT_EQ(w.call("nvmf_subsystem_add_ns", {{"nqn", kNqn}, {"namespace", {{"bdev_name", "Malloc1"}, {"nsid", 7}}}}), 7);
+    ASSERT_TRUE(w.run_until([&] { return q.done(aers[0]->req); }));
+    EXPECT_TRUE(aers[0]->sf().ok());
+    EXPECT_EQ(aers[0]->req.rsp.dw0, 0x00040002u);  // notice, ns attribute changed, log 04h
+    // Masked until the log is read: a removal sends nothing yet.
+    w.call("nvmf_subsystem_remove_ns", {{"nqn", kNqn}, {"nsid", 7}});
+    w.settle();
+    EXPECT_FALSE(q.done(aers[1]->req));
+    Cmd log(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x04 | (1023u << 16)), 4096);
+    w.run(q, log);
+    uint32_t ids[2];
+    std::memcpy(ids, log.data.data(), 8);
+    EXPECT_EQ(ids[0], 7u);
+    EXPECT_EQ(ids[1], 0u);
+    // Unmasked: the next change is reported.
+    w.call("nvmf_subsystem_add_ns", {{"nqn", kNqn}, {"namespace", {{"bdev_name", "Malloc1"}}}});
+    ASSERT_TRUE(w.run_until([&] { return q.done(aers[1]->req); }));
+
+    // Abort an outstanding AER by its CID.
+    Cmd ab(admin_sqe(spec::AdminOpcode::abort, 0, (102u << 16) | 0u));
+    w.run(q, ab);
+    EXPECT_EQ(ab.req.rsp.dw0, 0u);
+    ASSERT_TRUE(q.done(aers[2]->req));
+    EXPECT_EQ(aers[2]->sc(), static_cast<uint8_t>(spec::GenericStatus::abort_requested));
+    Cmd ab2(admin_sqe(spec::AdminOpcode::abort, 0, (999u << 16) | 0u));
+    w.run(q, ab2);
+    EXPECT_EQ(ab2.req.rsp.dw0, 1u);
+
+    // Closing the admin queue completes the last AER.
+    w.on_worker([&] { q.closed(); });
+    ASSERT_TRUE(w.run_until([&] { return q.done(aers[3]->req) && q.is_released; }));
+    EXPECT_EQ(aers[3]->sc(), static_cast<uint8_t>(spec::GenericStatus::aborted_sq_deletion));
+    EXPECT_TRUE(w.call("nvmf_subsystem_get_controllers", {{"nqn", kNqn}}).empty());
+}
+
+TEST(NvmfAdmin, KeepAliveTimeoutTearsTheControllerDown) {
+    World w;
+    w.setup_subsystem();
+    FakeQpair& q = w.new_qpair();
+    const uint16_t cntlid = w.connect_admin(q, 2000);
+    FakeQpair& io = w.new_qpair();
+    ASSERT_TRUE(w.connect(io, 1, cntlid).sf().ok());
+    // Keep-alives every second keep it alive.
+    for (int i = 0; i < 6; ++i) {
+        w.settle(1'000'000'000);
+        Cmd ka(admin_sqe(spec::AdminOpcode::keep_alive));
+        w.run(q, ka);
+        ASSERT_TRUE(ka.sf().ok());
+    }
+    EXPECT_EQ(q.disconnects, 0);
+    EXPECT_EQ(io.disconnects, 0);
+    // Silence for longer than KATO: both queues are disconnected.
+    w.settle(3'500'000'000ull);
+    EXPECT_EQ(q.disconnects, 1);
+    EXPECT_EQ(io.disconnects, 1);
+    EXPECT_TRUE(w.run_until([&] { return q.is_released && io.is_released; }));
+    EXPECT_TRUE(w.call("nvmf_subsystem_get_controllers", {{"nqn", kNqn}}).empty());
+}
+
+// ---- I/O ---------------------------------------------------------------------------------------
+
+class NvmfIo : public ::testing::Test {
+protected:
+    void SetUp() override {
+        w.setup_subsystem(1024);
+        cntlid = w.connect_admin(admin);
+        ASSERT_TRUE(w.connect(io, 1, cntlid).sf().ok());
+    }
+    Cmd write(uint64_t slba, uint32_t nlb, uint8_t fill, uint32_t nsid = 1) {
+        Cmd c(io_sqe(spec::NvmOpcode::write, nsid, slba, nlb), nlb * 512u);
+        std::fill(c.data.begin(), c.data.end(), fill);
+        w.run(io, c);
+        return c;
+    }
+    Cmd read(uint64_t slba, uint32_t nlb, uint32_t nsid = 1) {
+        Cmd c(io_sqe(spec::NvmOpcode::read, nsid, slba, nlb), nlb * 512u);
+        w.run(io, c);
+        return c;
+    }
+    World w;
+    FakeQpair& admin = w.new_qpair();
+    FakeQpair& io = w.new_qpair();
+    uint16_t cntlid = 0;
+};
+
+TEST_F(NvmfIo, ReadWriteAndStatuses) {
+    ASSERT_TRUE(write(10, 4, 0xAB).sf().ok());
+    Cmd r = read(10, 4);
+    ASSERT_TRUE(r.sf().ok());
+    EXPECT_TRUE(std::all_of(r.data.begin(), r.data.end(), [](uint8_t b) { return b == 0xAB; }));
+    EXPECT_EQ(r.req.rsp.sqid, 1);
+
+    // Scattered buffers: the Request's iovecs go to the bdev as they are.
+    Cmd sg(io_sqe(spec::NvmOpcode::read, 1, 10, 2), 1024);
+    sg.req.iov[0] = {sg.data.data(), 100};
+    sg.req.iov[1] = {sg.data.data() + 100, 924};
+    sg.req.iovcnt = 2;
+    w.run(io, sg);
+    EXPECT_TRUE(sg.sf().ok());
+    EXPECT_EQ(sg.data[500], 0xAB);
+
+    EXPECT_EQ(read(1020, 8).sc(), static_cast<uint8_t>(spec::GenericStatus::lba_out_of_range));
+    EXPECT_EQ(read(~0ull - 1, 4).sc(), static_cast<uint8_t>(spec::GenericStatus::lba_out_of_range));
+    EXPECT_EQ(read(0, 1, 2).sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_ns_or_format));
+    EXPECT_EQ(read(0, 1, 0).sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_ns_or_format));
+    EXPECT_TRUE(read(0, 1).req.rsp.sf().dnr() == 0);
+    Cmd shortbuf(io_sqe(spec::NvmOpcode::read, 1, 0, 4), 512);
+    w.run(io, shortbuf);
+    EXPECT_EQ(shortbuf.sc(), static_cast<uint8_t>(spec::GenericStatus::data_sgl_length_invalid));
+    Cmd bad(io_sqe(spec::NvmOpcode::verify, 1, 0, 1));
+    w.run(io, bad);
+    EXPECT_EQ(bad.sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_opcode));
+    EXPECT_TRUE(bad.sf().dnr());
+
+    Cmd fl(io_sqe(spec::NvmOpcode::flush, 1, 0, 1));
+    w.run(io, fl);
+    EXPECT_TRUE(fl.sf().ok());
+
+    Cmd wz(io_sqe(spec::NvmOpcode::write_zeroes, 1, 11, 2));
+    w.run(io, wz);
+    EXPECT_TRUE(wz.sf().ok());
+    Cmd r2 = read(10, 4);
+    EXPECT_EQ(r2.data[0], 0xAB);
+    EXPECT_EQ(r2.data[512], 0);
+    EXPECT_EQ(r2.data[1024 + 511], 0);
+    EXPECT_EQ(r2.data[1536], 0xAB);
+
+    // Dataset Management: deallocate two ranges (malloc unmaps to zeroes).
+    ASSERT_TRUE(write(100, 8, 0x11).sf().ok());
+    Cmd dsm(io_sqe(spec::NvmOpcode::dataset_management, 1, 0, 1), 2 * 16);
+    dsm.req.cmd.cdw10 = 1;        // 2 ranges
+    dsm.req.cmd.cdw11 = 1u << 2;  // AD
+    const spec::DsmRange ranges[2] = {{0, 2, 100}, {0, 1, 105}};
+    std::memcpy(dsm.data.data(), ranges, sizeof(ranges));
+    w.run(io, dsm);
+    EXPECT_TRUE(dsm.sf().ok());
+    Cmd r3 = read(100, 8);
+    EXPECT_EQ(r3.data[0], 0);
+    EXPECT_EQ(r3.data[2 * 512], 0x11);
+    EXPECT_EQ(r3.data[5 * 512], 0);
+    EXPECT_EQ(r3.data[6 * 512], 0x11);
+    const spec::DsmRange out_of_range{0, 10, 1020};
+    Cmd dsm_bad(io_sqe(spec::NvmOpcode::dataset_management, 1, 0, 1), 16);
+    dsm_bad.req.cmd.cdw11 = 1u << 2;
+    std::memcpy(dsm_bad.data.data(), &out_of_range, 16);
+    w.run(io, dsm_bad);
+    EXPECT_EQ(dsm_bad.sc(), static_cast<uint8_t>(spec::GenericStatus::lba_out_of_range));
+
+    EXPECT_EQ(io.stats().io_commands + io.stats().admin_commands, io.stats().commands);
+    EXPECT_EQ(io.stats().admin_commands, 1u);  // the Connect
+    EXPECT_GT(io.stats().bytes_read, 0u);
+    EXPECT_GT(io.stats().errors, 0u);
+}
+
+TEST_F(NvmfIo, CompareAndFusedCompareAndWrite) {
+    ASSERT_TRUE(write(0, 2, 0x5A).sf().ok());
+    Cmd cmp(io_sqe(spec::NvmOpcode::compare, 1, 0, 2), 1024);
+    std::fill(cmp.data.begin(), cmp.data.end(), 0x5A);
+    w.run(io, cmp);
+    EXPECT_TRUE(cmp.sf().ok());
+    Cmd miss(io_sqe(spec::NvmOpcode::compare, 1, 0, 2), 1024);
+    w.run(io, miss);
+    EXPECT_EQ(miss.sct(), 2);
+    EXPECT_EQ(miss.sc(), 0x85);
+
+    auto fused = [&](uint8_t expect, uint8_t value, Cmd& first, Cmd& second) {
+        first.req.cmd.set_fuse(spec::Fuse::first);
+        std::fill(first.data.begin(), first.data.end(), expect);
+        second.req.cmd.set_fuse(spec::Fuse::second);
+        std::fill(second.data.begin(), second.data.end(), value);
+        w.start(io, first);
+        w.start(io, second);
+        ASSERT_TRUE(w.run_until([&] { return io.done(first.req) && io.done(second.req); }));
+    };
+    Cmd f1(io_sqe(spec::NvmOpcode::compare, 1, 0, 2), 1024), s1(io_sqe(spec::NvmOpcode::write, 1, 0, 2), 1024);
+    fused(0x5A, 0x77, f1, s1);
+    EXPECT_TRUE(f1.sf().ok());
+    EXPECT_TRUE(s1.sf().ok());
+    EXPECT_EQ(read(0, 2).data[0], 0x77);
+    Cmd f2(io_sqe(spec::NvmOpcode::compare, 1, 0, 2), 1024), s2(io_sqe(spec::NvmOpcode::write, 1, 0, 2), 1024);
+    fused(0x5A, 0x99, f2, s2);  // miscompare: nothing written
+    EXPECT_EQ(f2.sct(), 2);
+    EXPECT_EQ(f2.sc(), 0x85);
+    EXPECT_EQ(s2.sc(), static_cast<uint8_t>(spec::GenericStatus::aborted_failed_fused));
+    EXPECT_EQ(read(0, 2).data[0], 0x77);
+
+    // A first half followed by an unfused command: aborted (missing fused).
+    Cmd lone(io_sqe(spec::NvmOpcode::compare, 1, 0, 2), 1024);
+    lone.req.cmd.set_fuse(spec::Fuse::first);
+    w.start(io, lone);
+    Cmd after = read(0, 1);
+    EXPECT_TRUE(after.sf().ok());
+    ASSERT_TRUE(io.done(lone.req));
+    EXPECT_EQ(lone.sc(), static_cast<uint8_t>(spec::GenericStatus::aborted_missing_fused));
+    // A second half alone.
+    Cmd orphan(io_sqe(spec::NvmOpcode::write, 1, 0, 1), 512);
+    orphan.req.cmd.set_fuse(spec::Fuse::second);
+    w.run(io, orphan);
+    EXPECT_EQ(orphan.sc(), static_cast<uint8_t>(spec::GenericStatus::aborted_missing_fused));
+    // Mismatched ranges.
+    Cmd f3(io_sqe(spec::NvmOpcode::compare, 1, 0, 2), 1024), s3(io_sqe(spec::NvmOpcode::write, 1, 2, 2), 1024);
+    fused(0x77, 0x01, f3, s3);
+    EXPECT_EQ(f3.sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_field));
+    EXPECT_EQ(s3.sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_field));
+}
+
+TEST_F(NvmfIo, NamespaceHotRemoveAndSubsystemDelete) {
+    ASSERT_TRUE(write(0, 1, 1).sf().ok());
+    // I/O in flight while the namespace goes: it completes, then the namespace is gone.
+    Cmd inflight(io_sqe(spec::NvmOpcode::read, 1, 0, 1), 512);
+    w.start(io, inflight);
+    bool removed = false;
+    ASSERT_TRUE(w.app->thread()
+                    .post([&] {
+                        remove_namespace(kNqn, 1, [&](Result<void> r) {
+                            EXPECT_TRUE(r.ok());
+                            removed = true;
+                        });
+                    })
+                    .ok());
+    ASSERT_TRUE(w.run_until([&] { return removed && io.done(inflight.req); }));
+    EXPECT_EQ(read(0, 1).sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_ns_or_format));
+    // Re-added: visible to the connected queue at once.
+    w.call("nvmf_subsystem_add_ns", {{"nqn", kNqn}, {"namespace", {{"bdev_name", "Malloc0"}, {"nsid", 1}}}});
+    w.settle();
+    EXPECT_TRUE(read(0, 1).sf().ok());
+    // Hot-removing the bdev itself removes the namespace.
+    w.call("bdev_malloc_delete", {{"name", "Malloc0"}});
+    w.settle();
+    EXPECT_TRUE(w.call("nvmf_get_subsystems", {{"nqn", kNqn}})[0]["namespaces"].empty());
+    EXPECT_EQ(read(0, 1).sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_ns_or_format));
+    // Deleting the subsystem disconnects its queues.
+    w.call("nvmf_delete_subsystem", {{"nqn", kNqn}});
+    EXPECT_EQ(admin.disconnects, 1);
+    EXPECT_EQ(io.disconnects, 1);
+    EXPECT_TRUE(admin.is_released && io.is_released);
+}
+
+TEST_F(NvmfIo, IoQueueOutlivingItsAdminQueueStillFollowsTheSubsystem) {
+    io.slow_disconnect = true;
+    w.on_worker([&] { admin.closed(); });
+    ASSERT_TRUE(w.run_until([&] { return io.disconnects == 1; }));
+    EXPECT_TRUE(w.call("nvmf_subsystem_get_controllers", {{"nqn", kNqn}}).empty());
+    // The I/O queue is still there: a namespace removal reaches it.
+    w.call("nvmf_subsystem_remove_ns", {{"nqn", kNqn}, {"nsid", 1}});
+    EXPECT_EQ(read(0, 1).sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_ns_or_format));
+    // Deleting the subsystem waits for it.
+    bool deleted = false;
+    ASSERT_TRUE(w.app->thread()
+                    .post([&] { delete_subsystem(kNqn, [&](Result<void>) { deleted = true; }); })
+                    .ok());
+    w.settle(50'000'000);
+    EXPECT_FALSE(deleted);
+    w.on_worker([&] { io.closed(); });
+    ASSERT_TRUE(w.run_until([&] { return deleted && io.is_released; }));
+}
+
+TEST_F(NvmfIo, ClosedQpairFailsNewCommandsAndDrainsInFlight) {
+    Cmd inflight(io_sqe(spec::NvmOpcode::write, 1, 0, 1), 512);
+    w.start(io, inflight);
+    w.on_worker([&] { io.closed(); });
+    EXPECT_FALSE(io.is_released);
+    ASSERT_TRUE(w.run_until([&] { return io.done(inflight.req) && io.is_released; }));
+    EXPECT_TRUE(inflight.sf().ok());
+    Cmd late = read(0, 1);
+    EXPECT_EQ(late.sc(), static_cast<uint8_t>(spec::GenericStatus::aborted_sq_deletion));
+}
+
+}  // namespace
+}  // namespace strata::nvmf
