@@ -221,11 +221,10 @@ void Qpair::closed() noexcept {
     closed_ = true;
     take_ref(*this);  // until the Target's Thread has dropped us
     io_qpair_closed(*this);
-    if (ctrlr_ == nullptr) {
-        drop_ref(*this);
-        return;
-    }
-    // The Target's Thread detaches us from the controller (and completes what it holds).
+    // The Target's Thread detaches us from the controller (and completes what it holds). Always
+    // by message, even when no controller is set here: a Connect still in flight on the
+    // Target's Thread (sent before this message, so it runs first) may attach one, and
+    // ctrlr_ is the Target's Thread's to read until the Connect completion arrives.
     Qpair* self = this;
     Status s = target_impl().home().post([self] {
         Controller* c = self->controller();
