@@ -18,7 +18,7 @@ STAGE_FAILURES=0
 declare -A STAGE_BUDGET=(
     [install-deps]=360 [hugepages]=30 [build-dev]=780 [ctest]=300 [ctest-long]=300
     [pytest]=180 [vm]=120 [build-asan]=1380 [ctest-asan]=480 [build-tsan]=240
-    [ctest-tsan]=90 [build-fuzz]=390 [fuzz-smoke]=210
+    [ctest-tsan]=90 [build-fuzz]=450 [fuzz-smoke]=280
 )
 CI_LIMIT_SECONDS=5400
 STAGE_OVER_BUDGET=0

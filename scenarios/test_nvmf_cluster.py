@@ -130,7 +130,7 @@ def test_namespace_hot_removed_under_io(pair, seed):
             break
         try:
             dev.read(0, 1)
-        except (RuntimeError, strata.RpcError):
+        except (strata.bdev.BdevIoError, RuntimeError, strata.RpcError):
             pass
         c.advance(100 * MS)
     assert "Nvme0n1" not in [b["name"] for b in ini.rpc("bdev_get_bdevs")]
