@@ -26,6 +26,10 @@ void invalid_connect_param(Request& req, spec::ConnectInvalidAttr attr, uint16_t
     spec::ConnectResponseDw0 dw0{};
     dw0.set_iattr(static_cast<uint8_t>(attr)).set_ipo(ipo);
     req.rsp.dw0 = dw0.raw;
+    // The host sees only IATTR/IPO; the operator gets the reason in the target's log.
+    STRATA_NOTICELOG(log_nvmf_ctrlr, "fabrics command (fctype {:#x}) refused: invalid parameter in the {} at byte {}",
+                     static_cast<unsigned>(reinterpret_cast<const uint8_t*>(&req.cmd)[4]),
+                     attr == spec::ConnectInvalidAttr::data ? "data" : "command", ipo);
 }
 
 void fabrics_status(Request& req, spec::FabricsStatus sc) {
@@ -87,7 +91,12 @@ void connect(Request& req) {
         invalid_connect_param(req, spec::ConnectInvalidAttr::data, offsetof(spec::ConnectData, subnqn));
         return;
     }
-    if (!spec::nqn_is_valid(hostnqn)) {
+    // As SPDK's target: the host NQN must fit its field, but its form is not checked here, and
+    // an empty one is a host without a name (SPDK's own perf sends none unless told), allowed
+    // where any host is. The allow-list below compares names exactly.
+    if (hostnqn.size() > spec::nqn_max_bytes) {
+        STRATA_NOTICELOG(log_nvmf_ctrlr, "Connect to {}: host NQN longer than {} bytes", subnqn,
+                         spec::nqn_max_bytes);
         invalid_connect_param(req, spec::ConnectInvalidAttr::data, offsetof(spec::ConnectData, hostnqn));
         return;
     }
@@ -160,6 +169,8 @@ void connect(Request& req) {
     }
     Controller* c = *it;
     if (c->hostnqn != hostnqn) {
+        STRATA_NOTICELOG(log_nvmf_ctrlr, "I/O queue Connect to controller {} of {}: host NQN '{}' is not the controller's '{}'",
+                         c->cntlid, s->opts.nqn, hostnqn, c->hostnqn);
         invalid_connect_param(req, spec::ConnectInvalidAttr::data, offsetof(spec::ConnectData, hostnqn));
         return;
     }

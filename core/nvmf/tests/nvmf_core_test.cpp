@@ -491,6 +491,13 @@ TEST(NvmfFabrics, ConnectChecks) {
     EXPECT_EQ(dw0.ipo(), 256);
     Cmd bad_host = w.connect(q, 0, 0xFFFF, kNqn, kOtherHost);
     EXPECT_EQ(bad_host.sc(), 0x84);
+    // A host without a name (SPDK's perf sends an empty host NQN unless told one) is not on
+    // the allow-list; a host NQN that does not fit its field is an invalid parameter.
+    Cmd nameless = w.connect(q, 0, 0xFFFF, kNqn, "");
+    EXPECT_EQ(nameless.sc(), 0x84);
+    Cmd overlong = w.connect(q, 0, 0xFFFF, kNqn, "nqn.2014-08.org.example:" + std::string(232, 'h'));
+    EXPECT_EQ(overlong.sc(), 0x82);
+    EXPECT_EQ(spec::ConnectResponseDw0{overlong.req.rsp.dw0}.ipo(), 512);
     Cmd sq0 = w.connect(q, 0, 0xFFFF, kNqn, kHost, 0, 0);
     EXPECT_EQ(sq0.sc(), 0x82);
     EXPECT_EQ(spec::ConnectResponseDw0{sq0.req.rsp.dw0}.ipo(), 44);
@@ -566,6 +573,12 @@ TEST(NvmfFabrics, ConnectChecks) {
     EXPECT_TRUE(w.run_until([&] {
         return w.call("nvmf_subsystem_get_controllers", {{"nqn", kNqn}})[0]["num_io_qpairs"] == 0;
     }));
+
+    // Where any host may connect, so may one without a name (as SPDK's target allows).
+    w.call("nvmf_subsystem_allow_any_host", {{"nqn", kNqn}, {"allow_any_host", true}});
+    FakeQpair& q3 = w.new_qpair();
+    Cmd nameless_any = w.connect(q3, 0, 0xFFFF, kNqn, "");
+    EXPECT_TRUE(nameless_any.sf().ok()) << int(nameless_any.sc());
 }
 
 TEST(NvmfFabrics, DiscoveryController) {
