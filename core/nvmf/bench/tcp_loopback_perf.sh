@@ -19,7 +19,7 @@ RUNS=${RUNS:-3}
 PORT=${PORT:-4420}
 NQN=nqn.2016-06.io.spdk:cnode1
 TRID="trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:$PORT subnqn:$NQN"
-TGT=$BUILD_DIR/core/apps/strata-tgt
+TGT=${STRATA_TGT:-$BUILD_DIR/core/apps/strata-tgt}
 PERF=$BUILD_DIR/core/apps/strata-nvme-perf
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT

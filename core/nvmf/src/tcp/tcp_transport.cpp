@@ -243,7 +243,8 @@ public:
         static_cast<TcpConn*>(ctx)->process_rx();
     }
     void process_rx() noexcept;
-    void flush() noexcept;
+    // Sends what the queue holds, as far as the socket takes it; whether any byte went.
+    bool flush() noexcept;
     void buffers_ready(TcpReq& req) noexcept;
     void close_conn(const char* why) noexcept;
 
@@ -770,13 +771,15 @@ void TcpConn::send_response(TcpReq& req) noexcept {
     }
 }
 
+// Queued PDUs go out on the poll group's next run, one writev for everything the completions
+// since the last run queued (not a system call per response).
 void TcpConn::queue(TxPdu& p) noexcept {
     p.sent = 0;
     txq_.push_back(p);
-    flush();
 }
 
-void TcpConn::flush() noexcept {
+bool TcpConn::flush() noexcept {
+    bool moved = false;
     while (!txq_.empty() && sock_ && state_ != State::closed) {
         iovec iov[kTxIov];
         int cnt = 0;
@@ -804,10 +807,11 @@ void TcpConn::flush() noexcept {
         }
         auto r = sock_->writev(iov, cnt);
         if (!r) {
-            if (r.error().code() == Errc::busy) return;
+            if (r.error().code() == Errc::busy) return moved;
             close_conn("send failed");
-            return;
+            return true;
         }
+        moved = true;
         size_t n = *r;
         while (n > 0 && !txq_.empty()) {
             TxPdu& p = txq_.front();
@@ -819,9 +823,13 @@ void TcpConn::flush() noexcept {
                 if (p.req && p.last) release(*p.req);
             }
         }
-        if (*r < offered) return;
+        if (*r < offered) return moved;
     }
-    if (txq_.empty() && state_ == State::terminating) close_conn("terminated");
+    if (txq_.empty() && state_ == State::terminating) {
+        close_conn("terminated");
+        moved = true;
+    }
+    return moved;
 }
 
 void TcpConn::terminate(pdu::Fes fes, uint32_t fei, const uint8_t* hdr, uint32_t hdr_len) noexcept {
@@ -982,10 +990,9 @@ runtime::PollStatus TcpPollGroup::poll() noexcept {
     for (auto it = conns_.begin(); it != conns_.end();) {
         TcpConn& c = *it;
         ++it;
-        if (c.tx_pending()) {
-            c.flush();
-            busy = true;
-        }
+        // Busy only when bytes moved: a peer that does not read must not keep the poller busy
+        // (the simulator advances time only when every poller is idle).
+        if (c.tx_pending() && c.flush()) busy = true;
         // A peer that stops reading cannot hold a terminated connection open: the C2HTermReq
         // gets one second to be accepted by the socket.
         if (c.terminating() && runtime::now_ns() - c.terminating_since_ns() > kTermReqTimeoutNs)
