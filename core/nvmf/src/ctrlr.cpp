@@ -424,7 +424,8 @@ void get_log_page(Request& req, Controller& c) {
                 std::vector<uint32_t> ids = c.changed_ns;
                 std::sort(ids.begin(), ids.end());
                 if (c.changed_ns_overflow) ids.assign(1, spec::nsid_all);
-                std::memcpy(page.data(), ids.data(), std::min<size_t>(ids.size(), 1024) * 4);
+                if (!ids.empty())  // memcpy from an empty vector's null data() is undefined
+                    std::memcpy(page.data(), ids.data(), std::min<size_t>(ids.size(), 1024) * 4);
                 if (!rae) {
                     c.changed_ns.clear();
                     c.changed_ns_overflow = false;
