@@ -495,6 +495,13 @@ TEST_P(NvmfTcpE2e, ConnectIdentifyWriteReadBack) {
     r = r2t_write(q, 100, big, 16384);
     ASSERT_TRUE(r.ok()) << r.status;
     EXPECT_EQ(read_back(q, 100, 65536), big);
+    // Either side of the small-buffer size (8 KiB): one small buffer, then two large ones.
+    for (uint32_t len : {8192u, 8704u}) {
+        Bytes b = pattern(len, static_cast<uint8_t>(len >> 7));
+        r = r2t_write(q, 400, b, 16384);
+        ASSERT_TRUE(r.ok()) << r.status;
+        EXPECT_EQ(read_back(q, 400, len), b) << len;
+    }
     // The largest I/O (max_io_size 128 KiB = 8 pool buffers) in one H2CData.
     Bytes huge = pattern(131072, 3);
     r = r2t_write(q, 1000, huge, 131072);
