@@ -405,7 +405,8 @@ void TcpConn::release(TcpReq& req) noexcept {
 
 void TcpConn::process_rx() noexcept {
     group_.unstarve(*this);
-    for (int round = 0; round < 16; ++round) {
+    bool drained = false;
+    for (int round = 0;; ++round) {
         if (state_ != State::ic_wait && state_ != State::running) return;
         // Whatever the staging buffer holds, PDU by PDU (a zero-length feed also delivers an
         // event pending after direct placement).
@@ -417,12 +418,18 @@ void TcpConn::process_rx() noexcept {
             if (!handle_event(ev)) return;
             if (state_ != State::ic_wait && state_ != State::running) return;
         }
+        // A read shorter than asked drained the socket: the group reports it again when more
+        // arrives (every implementation is level-triggered), so no read is spent on EAGAIN.
+        if (drained || round == 16) return;
         rx_head_ = rx_tail_ = 0;
         const bool direct = rx_.in_data();
+        size_t asked = kRxStaging;
         Result<size_t> r = [&] {
             if (direct) {
                 iovec v[kMaxRequestIov];
                 const uint32_t k = rx_.data_iov_remaining(v, kMaxRequestIov);
+                asked = 0;
+                for (uint32_t i = 0; i < k; ++i) asked += v[i].iov_len;
                 return sock_->readv(v, static_cast<int>(k));
             }
             return sock_->read(rxbuf_.get(), kRxStaging);
@@ -437,6 +444,7 @@ void TcpConn::process_rx() noexcept {
             rx_.data_received(*r);
         else
             rx_tail_ = static_cast<uint32_t>(*r);
+        drained = *r < asked;
     }
 }
 
