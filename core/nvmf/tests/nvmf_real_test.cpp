@@ -11,11 +11,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <chrono>
 #include <cstring>
 #include <memory>
-#include <optional>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +23,7 @@
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
 #include <strata/runtime/host.h>
+#include <strata/runtime/real_wait.h>
 #include <strata/runtime/scheduler.h>
 
 #include "nvmf_fakes.h"
@@ -123,25 +121,12 @@ public:
     }
 
     template <class P>
-    static bool wait_for(P pred, int seconds = 60) {
-        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-        while (!pred()) {
-            if (std::chrono::steady_clock::now() > until) return false;
-            std::this_thread::sleep_for(std::chrono::microseconds(200));
-        }
-        return true;
+    static bool wait_for(P pred) {
+        return runtime::testing::wait_for(pred);
     }
-    // Runs fn on `thread` and waits for it.
     template <class F>
     static void on(runtime::Thread* thread, F&& fn) {
-        std::atomic<bool> done{false};
-        ASSERT_TRUE(thread
-                        ->post([&] {
-                            fn();
-                            done.store(true, std::memory_order_release);
-                        })
-                        .ok());
-        ASSERT_TRUE(wait_for([&] { return done.load(std::memory_order_acquire); }));
+        runtime::testing::run_on(thread, std::forward<F>(fn));
     }
 
     Json call(const std::string& method, Json params = Json::object()) {
