@@ -634,6 +634,31 @@ TEST_P(NvmfTcpE2e, ConnectionHeldUntilBdevIoCompletes) {
     }(), w);
 }
 
+TEST_P(NvmfTcpE2e, ConnectionWithoutIcReqIsClosedAfterTenSeconds) {
+    if (impl_ != "sim") GTEST_SKIP() << "virtual time: the timeout is 10 s";
+    Client& silent = connect_client();
+    Client& greeted = connect_client();
+    handshake(greeted, GetParam().digests);
+    const uint64_t closed_before = stats().connections_closed;
+    // Still open well inside the timeout.
+    EXPECT_FALSE(pump([&] {
+        read_some(silent);
+        return silent.eof;
+    }, 8));
+    EXPECT_EQ(stats().connections_closed, closed_before);
+    // Past it: closed by the target, alone (the connection that sent its ICReq stays).
+    EXPECT_TRUE(pump([&] {
+        read_some(silent);
+        return silent.eof;
+    }, 5));
+    EXPECT_EQ(stats().connections_closed, closed_before + 1);
+    EXPECT_TRUE(silent.rx.empty());  // no PDU, just the close
+    read_some(greeted);
+    EXPECT_FALSE(greeted.eof);
+    Client& a = admin(GetParam().digests);
+    EXPECT_NE(a.cntlid, 0);
+}
+
 TEST_P(NvmfTcpE2e, GetTransports) {
     Json t = call("nvmf_get_transports", Json::object());
     ASSERT_EQ(t.size(), 1u);

@@ -56,6 +56,9 @@ constexpr uint64_t kTermReqTimeoutNs = 1'000'000'000;
 // cache sets, which tripled the cost of copying C2HData into the socket.
 constexpr uint32_t kSmallBuf = 8192;
 constexpr uint32_t kSmallBufsPerGroup = 1024;
+// A connection that has not sent its ICReq this long after accept is closed (SPDK has no such
+// option; hosts send the ICReq at once, so a fixed bound only stops idle sockets piling up).
+constexpr uint64_t kIcReqTimeoutNs = 10'000'000'000;
 
 class TcpConn;
 class TcpPollGroup;
@@ -258,6 +261,9 @@ public:
 
     bool conn_closed() const noexcept { return state_ == State::closed; }
     bool terminating() const noexcept { return state_ == State::terminating; }
+    bool icreq_overdue() const noexcept {
+        return state_ == State::ic_wait && runtime::now_ns() - accepted_ns_ > kIcReqTimeoutNs;
+    }
     uint64_t terminating_since_ns() const noexcept { return term_ns_; }
     bool tx_pending() const noexcept { return !txq_.empty(); }
     uint32_t in_use() const noexcept { return in_use_; }
@@ -321,6 +327,7 @@ private:
     bool registered_ = false;  // in the SocketGroup
     bool core_released_ = false;
     uint64_t term_ns_ = 0;  // when the C2HTermReq was queued
+    uint64_t accepted_ns_ = 0;  // when the poll group took the connection (ICReq timeout)
 };
 
 // ---- TcpConn ---------------------------------------------------------------------------------
@@ -363,6 +370,7 @@ Status TcpConn::init() {
     rx_.config() = cfg;
     Status s = group_.sockets().add(*sock_, &TcpConn::on_socket, this);
     registered_ = s.ok();
+    accepted_ns_ = runtime::now_ns();
     return s;
 }
 
@@ -1035,6 +1043,7 @@ runtime::PollStatus TcpPollGroup::poll() noexcept {
         // gets one second to be accepted by the socket.
         if (c.terminating() && runtime::now_ns() - c.terminating_since_ns() > kTermReqTimeoutNs)
             c.close_conn("C2HTermReq not accepted in time");
+        if (c.icreq_overdue()) c.close_conn("no ICReq within 10 s");
         if (c.reapable()) {
             reap(c);
             busy = true;
@@ -1082,6 +1091,7 @@ Status TcpTransportImpl::start() {
         groups_.push_back(std::move(g));
         Status s = t->post([gp] { gp->init(); });
         if (!s.ok()) return s;
+        add_poll_group(*t);  // listed by nvmf_get_stats before a qpair connects there
     }
     return {};
 }
