@@ -76,12 +76,13 @@ void RealScheduler::reactor_main(Reactor& r) {
         if (phase >= 2) break;
         bool busy = false;
         uint64_t messages = 0;
-        // One clock read per Thread polled: each poll's end is the next one's start (a clock
-        // read costs as much as an idle Thread's whole poll).
+        // One clock read per Thread polled: each poll's end is the next one's start and the
+        // time its timers are checked against (a clock read costs as much as an idle Thread's
+        // whole poll).
         uint64_t t0 = clock_.now_ns();
         for (Thread* t : r.threads) {
             if (t->exited()) continue;
-            bool b = t->poll() == PollStatus::busy;
+            bool b = t->poll(64, t0) == PollStatus::busy;
             const uint64_t t1 = clock_.now_ns();
             (b ? t->stats_.busy_ns : t->stats_.idle_ns) += t1 - t0;
             t0 = t1;

@@ -182,7 +182,7 @@ void Thread::maybe_finish_exit() noexcept {
     }
 }
 
-PollStatus Thread::poll(uint32_t max_messages) {
+PollStatus Thread::poll(uint32_t max_messages, uint64_t now_ns) {
     Thread* prev = current_thread();
     set_current_thread(this);
     in_poll_ = true;
@@ -197,7 +197,7 @@ PollStatus Thread::poll(uint32_t max_messages) {
         if (p->state == Poller::State::active) busy |= run_poller(p);
     }
     if (!timed_.empty()) {
-        uint64_t now = scheduler_->now_ns();
+        const uint64_t now = now_ns != kReadClock ? now_ns : scheduler_->now_ns();
         while (Poller* p = next_due_timer(now)) busy |= run_poller(p);
     }
     reap_unregistered();

@@ -131,8 +131,11 @@ public:
 
     // One iteration: up to max_messages messages, every active poller, every due timed poller.
     // Called by the real scheduler's reactor loop (and usable by a test driving a Thread by
-    // hand). Returns whether anything did work.
-    PollStatus poll(uint32_t max_messages = 64);
+    // hand). Returns whether anything did work. `now_ns`: the scheduler's time, read by the
+    // caller just before (the reactor loop reads the clock once per Thread polled and passes
+    // it on); timed pollers due by then run. kReadClock: poll() reads it when a timer exists.
+    static constexpr uint64_t kReadClock = UINT64_MAX;
+    PollStatus poll(uint32_t max_messages = 64, uint64_t now_ns = kReadClock);
 
     const ThreadStats& stats() const noexcept { return stats_; }
     size_t io_channel_count() const noexcept { return channels_.size(); }
