@@ -46,20 +46,13 @@
 #include "../core/nvme/src/internal.h"
 #include "../core/nvme/src/tcp.h"
 
+#include "fuzz_check.h"
+
 namespace {
 
 using namespace strata;
 namespace spec = nvme::spec;
 namespace stcp = nvme::spec::tcp;
-
-// An invariant: a violation aborts (the fuzzer's crash) and names the line.
-#define CHECK(c)                                                                \
-    do {                                                                        \
-        if (!(c)) {                                                             \
-            std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); \
-            std::abort();                                                       \
-        }                                                                       \
-    } while (0)
 
 // The target's side of the connection, as the qpair sees it.
 struct Wire {

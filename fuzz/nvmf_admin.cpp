@@ -42,19 +42,13 @@
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
+#include "fuzz_check.h"
+#include "nvmf_fuzz_app.h"
+
 namespace {
 
 using namespace strata;
 namespace spec = nvme::spec;
-
-// An invariant: a violation aborts (the fuzzer's crash) and names the line.
-#define CHECK(c)                                                                \
-    do {                                                                        \
-        if (!(c)) {                                                             \
-            std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); \
-            std::abort();                                                       \
-        }                                                                       \
-    } while (0)
 
 constexpr const char* kNqn = "nqn.2016-06.io.strata:fuzz";
 constexpr const char* kHostNqn = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
@@ -112,55 +106,20 @@ public:
     uint32_t next = 0;
 };
 
-struct World {
-    World() {
-        log_set_sink([](const LogRecord&) {});
-        if (!env::init().ok()) std::abort();
-        sim = std::make_unique<runtime::SimScheduler>(1, 2);
-        app = std::make_unique<rpc::App>(*sim);
-        rpc::register_all_modules(*app);
-        bool done = false;
-        app->start([&](Result<void>) { done = true; });
-        sim->run_until([&] { return done; });
-        auto r = app->call_method("bdev_malloc_create",
-                                  {{"name", "Malloc0"}, {"num_blocks", 256}, {"block_size", 512}});
-        CHECK(r.contains("result"));
+// The shared target (nvmf_fuzz_app.h) with a fake transport and a Thread for the qpairs.
+struct World : fuzz::NvmfFuzzApp {
+    World() : NvmfFuzzApp(1, 2, kNqn) {
         on_app([&] {
             CHECK(nvmf::add_transport(std::make_unique<FakeTransport>()).ok());
             transport = nvmf::find_transport("FUZZ");
-            nvmf::SubsystemOptions so;
-            so.nqn = kNqn;
-            so.allow_any_host = true;
-            CHECK(nvmf::create_subsystem(so).ok());
-            nvmf::NamespaceOptions no;
-            no.bdev_name = "Malloc0";
-            CHECK(nvmf::add_namespace(kNqn, no).ok());
         });
         qthread = sim->create_thread("nvmf_fuzz_qpairs", -1, &app->host());
         CHECK(qthread != nullptr);
     }
     template <class F>
-    void on_app(F&& fn) {
-        bool done = false;
-        CHECK(app->thread().post([&] {
-                      fn();
-                      done = true;
-                  }).ok());
-        sim->run_until([&] { return done; });
-        CHECK(done);
-    }
-    template <class F>
     void on_q(F&& fn) {
-        bool done = false;
-        CHECK(qthread->post([&] {
-                      fn();
-                      done = true;
-                  }).ok());
-        sim->run_until([&] { return done; });
-        CHECK(done);
+        on(*qthread, std::forward<F>(fn));
     }
-    std::unique_ptr<runtime::SimScheduler> sim;
-    std::unique_ptr<rpc::App> app;
     nvmf::Transport* transport = nullptr;
     runtime::Thread* qthread = nullptr;
 };

@@ -43,6 +43,9 @@
 #include <strata/sock/sim.h>
 #include <strata/sock/sock.h>
 
+#include "fuzz_check.h"
+#include "nvmf_fuzz_app.h"
+
 namespace {
 
 using namespace strata;
@@ -50,44 +53,23 @@ namespace spec = nvme::spec;
 namespace pdu = nvme::spec::tcp;
 using Bytes = std::vector<uint8_t>;
 
-// An invariant: a violation aborts (the fuzzer's crash) and names the line.
-#define CHECK(c)                                                                \
-    do {                                                                        \
-        if (!(c)) {                                                             \
-            std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); \
-            std::abort();                                                       \
-        }                                                                       \
-    } while (0)
-
 constexpr const char* kNqn = "nqn.2016-06.io.strata:fuzz";
 constexpr const char* kHostNqn = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
 constexpr const char* kAddr = "10.0.0.1";
 constexpr uint16_t kPort = 4420;
 
-struct World {
-    World() {
-        log_set_sink([](const LogRecord&) {});
-        if (!env::init().ok()) std::abort();
-        sim = std::make_unique<runtime::SimScheduler>(42, 1);
-        app = std::make_unique<rpc::App>(*sim);
-        rpc::register_all_modules(*app);
+// The shared target (nvmf_fuzz_app.h) on a sim network with a client Host, the TCP transport
+// and a listener.
+struct World : fuzz::NvmfFuzzApp {
+    World() : NvmfFuzzApp(42, 1, kNqn) {
         net = std::make_unique<sock::SimNetwork>(*sim, 43);
         CHECK(net->attach(app->host(), kAddr).ok());
         client_host = std::make_unique<runtime::Host>("client", 44);
         CHECK(net->attach(*client_host, "10.0.0.2").ok());
-        bool started = false;
-        app->start([&](Result<void> r) {
-            CHECK(r.ok());
-            started = true;
-        });
-        CHECK(pump([&] { return started; }, 10'000'000'000ull));
         {
             runtime::HostScope scope(app->host());
             CHECK(sock::set_default_impl("sim").ok());
         }
-        auto r = app->call_method("bdev_malloc_create",
-                                  {{"name", "Malloc0"}, {"num_blocks", 256}, {"block_size", 512}});
-        CHECK(r.contains("result"));
         on_app([&] {
             nvmf::TcpOptions o;
             o.max_queue_depth = 32;
@@ -99,13 +81,6 @@ struct World {
             o.poll_groups = 1;
             o.acceptor_poll_rate = 100;  // us: connections are accepted quickly
             CHECK(nvmf::create_tcp_transport(o).ok());
-            nvmf::SubsystemOptions so;
-            so.nqn = kNqn;
-            so.allow_any_host = true;
-            CHECK(nvmf::create_subsystem(so).ok());
-            nvmf::NamespaceOptions no;
-            no.bdev_name = "Malloc0";
-            CHECK(nvmf::add_namespace(kNqn, no).ok());
             CHECK(nvmf::add_listener(kNqn, {"TCP", "IPv4", kAddr, std::to_string(kPort)}).ok());
         });
     }
@@ -120,16 +95,6 @@ struct World {
         }
         return true;
     }
-    template <class F>
-    void on_app(F&& fn) {
-        bool done = false;
-        CHECK(app->thread().post([&] {
-                      fn();
-                      done = true;
-                  }).ok());
-        CHECK(pump([&] { return done; }, 10'000'000'000ull));
-    }
-
     nvmf::TcpStats stats() {
         runtime::HostScope scope(app->host());
         return nvmf::tcp_stats();
@@ -228,8 +193,6 @@ struct World {
         return out;
     }
 
-    std::unique_ptr<runtime::SimScheduler> sim;
-    std::unique_ptr<rpc::App> app;
     std::unique_ptr<sock::SimNetwork> net;
     std::unique_ptr<runtime::Host> client_host;
     std::unique_ptr<sock::SocketGroup> group;

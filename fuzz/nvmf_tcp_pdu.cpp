@@ -28,21 +28,14 @@
 
 #include <strata/nvmf/internal/tcp_pdu.h>
 
+#include "fuzz_check.h"
+
 namespace {
 
 using strata::nvmf::tcp::PduReceiver;
 using strata::nvmf::tcp::RecvConfig;
 using strata::nvmf::tcp::RecvEvent;
 namespace pdu = strata::nvme::spec::tcp;
-
-// An invariant: a violation aborts (the fuzzer's crash) and names the line.
-#define CHECK(c)                                                                \
-    do {                                                                        \
-        if (!(c)) {                                                             \
-            std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); \
-            std::abort();                                                       \
-        }                                                                       \
-    } while (0)
 
 constexpr size_t kGuard = 64;
 constexpr uint8_t kGuardByte = 0xE7;

@@ -21,6 +21,7 @@
 #include <strata/nvme/qpair.h>
 #include <strata/nvmf/nvmf.h>
 #include <strata/nvmf/tcp.h>
+#include <strata/nvmf/testing/tcp_target.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
 #include <strata/runtime/host.h>
@@ -42,75 +43,27 @@ struct Params {
 class NvmeTcpE2e : public ::testing::TestWithParam<Params> {
 protected:
     void SetUp() override {
-        ASSERT_TRUE(env::init().ok());
-        impl_ = GetParam().impl;
-        sim_ = std::make_unique<runtime::SimScheduler>(42, 2);
-        app_ = std::make_unique<rpc::App>(*sim_);
-        rpc::register_all_modules(*app_);
-        nvmf::register_tcp_rpc_methods(*app_);
-        client_host_ = std::make_unique<runtime::Host>("initiator", 44);
-        if (impl_ == "sim") {
-            net_ = std::make_unique<sock::SimNetwork>(*sim_, 43);
-            ASSERT_TRUE(net_->attach(app_->host(), "10.0.0.1").ok());
-            ASSERT_TRUE(net_->attach(*client_host_, "10.0.0.2").ok());
-            addr_ = "10.0.0.1";
-        } else {
-            addr_ = "127.0.0.1";
-        }
-        std::optional<Result<void>> started;
-        app_->start([&](Result<void> r) { started = std::move(r); });
-        ASSERT_TRUE(pump([&] { return started.has_value(); }));
-        ASSERT_TRUE(started->ok());
-        {
-            runtime::HostScope scope(app_->host());
-            ASSERT_TRUE(sock::set_default_impl(impl_).ok());
-        }
+        ASSERT_NO_FATAL_FAILURE(t_.start(GetParam().impl, "initiator"));
         call("bdev_malloc_create", {{"name", "Malloc0"}, {"num_blocks", 8192}, {"block_size", 512}});
         call("nvmf_create_transport", {{"trtype", "tcp"}, {"in_capsule_data_size", 4096}});
-        port_ = impl_ == "sim" ? 4420 : static_cast<uint16_t>(21000 + (::getpid() % 20000));
+        port_ = t_.port(21000);
         call("nvmf_create_subsystem", {{"nqn", kNqn}, {"allow_any_host", true}});
         call("nvmf_subsystem_add_ns", {{"nqn", kNqn}, {"namespace", {{"bdev_name", "Malloc0"}}}});
-        call("nvmf_subsystem_add_listener",
-             {{"nqn", kNqn},
-              {"listen_address",
-               {{"trtype", "tcp"}, {"adrfam", "ipv4"}, {"traddr", addr_}, {"trsvcid", std::to_string(port_)}}}});
-        thread_ = sim_->create_thread("initiator", 0, client_host_.get());
+        call("nvmf_subsystem_add_listener", {{"nqn", kNqn},
+                                             {"listen_address",
+                                              {{"trtype", "tcp"},
+                                               {"adrfam", "ipv4"},
+                                               {"traddr", t_.addr},
+                                               {"trsvcid", std::to_string(port_)}}}});
+        thread_ = t_.sim->create_thread("initiator", 0, t_.client_host.get());
     }
 
-    void TearDown() override {
-        if (app_) {
-            bool down = false;
-            ASSERT_TRUE(app_->thread().post([&] {
-                nvmf::tcp_transport_shutdown([](void* p) { *static_cast<bool*>(p) = true; }, &down);
-            }).ok());
-            pump([&] { return down; });
-            app_->request_stop();
-            pump([&] { return app_->stopped(); });
-        }
-        app_.reset();
-        net_.reset();
-        client_host_.reset();
-        sim_.reset();
-    }
+    void TearDown() override { t_.stop(); }
 
     bool pump(const std::function<bool()>& pred, double seconds = 30) {
-        const auto deadline = std::chrono::steady_clock::now() +
-                              std::chrono::milliseconds(static_cast<int>(seconds * 1000));
-        const uint64_t vdeadline = sim_->now_ns() + static_cast<uint64_t>(seconds * 1e9);
-        while (!pred()) {
-            const auto r = sim_->step();
-            if (impl_ == "sim" && r == runtime::SimScheduler::StepResult::idle) return pred();
-            if (impl_ == "sim" && sim_->now_ns() > vdeadline) return false;
-            if (std::chrono::steady_clock::now() > deadline) return false;
-        }
-        return true;
+        return t_.pump(pred, seconds);
     }
-
-    Json call(const std::string& method, Json params) {
-        Json r = app_->call_method(method, std::move(params));
-        EXPECT_TRUE(r.contains("result")) << method << ": " << r.dump();
-        return r.contains("result") ? r["result"] : Json();
-    }
+    Json call(const std::string& method, Json params) { return t_.call(method, std::move(params)); }
 
     template <class T>
     T run(runtime::Task<T> task) {
@@ -123,24 +76,15 @@ protected:
 
     template <class F>
     void on(F&& fn) {
-        bool done = false;
-        ASSERT_TRUE(thread_->post([&] {
-            fn();
-            done = true;
-        }).ok());
-        ASSERT_TRUE(pump([&] { return done; }));
+        ASSERT_TRUE(t_.on(*thread_, std::forward<F>(fn)));
     }
 
-    std::string impl_, addr_;
+    nvmf::testing::TcpTarget t_;
     uint16_t port_ = 0;
-    std::unique_ptr<runtime::SimScheduler> sim_;
-    std::unique_ptr<rpc::App> app_;
-    std::unique_ptr<sock::SimNetwork> net_;
-    std::unique_ptr<runtime::Host> client_host_;
     runtime::Thread* thread_ = nullptr;
 
     std::string fmt_trid() const {
-        return "trtype:TCP adrfam:IPv4 traddr:" + addr_ + " trsvcid:" + std::to_string(port_) +
+        return "trtype:TCP adrfam:IPv4 traddr:" + t_.addr + " trsvcid:" + std::to_string(port_) +
                " subnqn:" + kNqn;
     }
 };
@@ -160,14 +104,14 @@ TEST_P(NvmeTcpE2e, ConnectIdentifyWriteReadDisconnect) {
     auto trid = parse_transport_id(fmt_trid());
     ASSERT_TRUE(trid.ok());
     ControllerOptions o;
-    o.sock_impl = impl_;
+    o.sock_impl = t_.impl;
     // The target keeps a connection (and its in-capsule DMA memory) while commands are
     // outstanding on it, AERs included, even after the host closed it: ask for none here.
     o.async_event_requests = 0;
     o.keep_alive_timeout_ms = 0;  // KATO 0: the target may drop the association at once
     o.header_digest = GetParam().digests;
     o.data_digest = GetParam().digests;
-    if (impl_ == "posix") {
+    if (t_.impl == "posix") {
         // Kernel sockets move in real time while the simulator's clock jumps whenever every
         // poller is idle: no virtual-time timers that real latency could trip.
         o.keep_alive_timeout_ms = 0;
@@ -216,7 +160,7 @@ TEST_P(NvmeTcpE2e, ConnectIdentifyWriteReadDisconnect) {
     on([&] { ctrl.reset(); });
     // Let the target see both connections close before it shuts down.
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
-    pump([&] { return impl_ == "posix" && std::chrono::steady_clock::now() > until; }, 1);
+    pump([&] { return t_.impl == "posix" && std::chrono::steady_clock::now() > until; }, 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Impl, NvmeTcpE2e,

@@ -20,6 +20,7 @@
 #include <strata/nvmf/transport.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
+#include <strata/rpc/sim_apps.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
@@ -31,23 +32,36 @@ namespace {
 using Json = nlohmann::json;
 using namespace test;  // NOLINT(google-build-using-namespace)
 
-class World {
+// The App on a simulator (rpc::testing::SimAppsTest) with a worker Thread for the fake qpairs
+// and the fake transport; built in the constructor, so a derived fixture's members can use it.
+class World : public rpc::testing::SimAppsTest {
+protected:
+    World() {
+        start_sim(1);
+        open();
+    }
+    void TearDown() override {
+        close_qpairs();
+        SimAppsTest::TearDown();
+    }
+    // A new App in place of the current one (a restart: module state starts empty).
+    void reopen() {
+        close_qpairs();
+        stop(apps.size() - 1);
+        open();
+    }
+
 public:
-    explicit World(uint64_t seed = 1) {
-        sim = std::make_unique<runtime::SimScheduler>(seed, 2);
-        app = std::make_unique<rpc::App>(*sim);
-        rpc::register_all_modules(*app);
+    void open() {
+        const size_t i = add_app("app");
+        app = apps[i].get();
         worker = sim->create_thread("worker", 1, &app->host());
-        std::optional<Result<void>> started;
-        app->start([&](Result<void> r) { started = std::move(r); });
-        EXPECT_TRUE(run_until([&] { return started.has_value(); }));
-        EXPECT_TRUE(started && started->ok());
         auto t = std::make_unique<FakeTransport>();
         transport = t.get();
         runtime::HostScope scope(app->host());
         EXPECT_TRUE(add_transport(std::move(t)).ok());
     }
-    ~World() {
+    void close_qpairs() {
         for (auto& q : qpairs)
             if (!q->is_closed()) on(q->thread(), [&] { q->closed(); });
         run_until([&] {
@@ -55,10 +69,6 @@ public:
                                [](auto& q) { return q->is_released; });
         });
         on_worker([&] { qpairs.clear(); });
-        app->request_stop();
-        EXPECT_TRUE(run_until([&] { return app->stopped(); }));
-        app.reset();
-        sim.reset();
     }
 
     bool run_until(const std::function<bool()>& pred, uint64_t ns = 30'000'000'000ull) {
@@ -80,9 +90,7 @@ public:
     }
 
     Json call(const std::string& method, Json params = Json::object()) {
-        Json r = app->call_method(method, std::move(params));
-        EXPECT_TRUE(r.contains("result")) << method << ": " << r.dump();
-        return r.contains("result") ? r["result"] : Json();
+        return SimAppsTest::call(apps.size() - 1, method, std::move(params));
     }
     Json call_error(const std::string& method, Json params) {
         Json r = app->call_method(method, std::move(params));
@@ -157,12 +165,15 @@ public:
                   1);
     }
 
-    std::unique_ptr<runtime::SimScheduler> sim;
-    std::unique_ptr<rpc::App> app;
+    strata::rpc::App* app = nullptr;
     runtime::Thread* worker = nullptr;
     FakeTransport* transport = nullptr;
     std::vector<std::unique_ptr<FakeQpair>> qpairs;
 };
+
+using NvmfRpc = World;
+using NvmfFabrics = World;
+using NvmfAdmin = World;
 
 // ---- spec helpers ----------------------------------------------------------------------------
 
@@ -211,8 +222,8 @@ TEST(NvmfSpec, FabricsLayouts) {
 
 // ---- RPCs ------------------------------------------------------------------------------------
 
-TEST(NvmfRpc, SubsystemLifecycleAndShapes) {
-    World w;
+TEST_F(NvmfRpc, SubsystemLifecycleAndShapes) {
+    auto& w = *this;
     w.setup_subsystem();
     Json subs = w.call("nvmf_get_subsystems");
     ASSERT_EQ(subs.size(), 2u);
@@ -269,8 +280,8 @@ TEST(NvmfRpc, SubsystemLifecycleAndShapes) {
     w.call("bdev_malloc_delete", {{"name", "Malloc0"}});
 }
 
-TEST(NvmfRpc, ListenersCallTheTransportAndFeedDiscovery) {
-    World w;
+TEST_F(NvmfRpc, ListenersCallTheTransportAndFeedDiscovery) {
+    auto& w = *this;
     w.setup_subsystem();
     const Json addr = {{"trtype", "tcp"}, {"adrfam", "ipv4"}, {"traddr", "127.0.0.1"}, {"trsvcid", "4420"}};
     Json e = w.call_error("nvmf_subsystem_add_listener",
@@ -326,10 +337,10 @@ TEST(NvmfRpc, ListenersCallTheTransportAndFeedDiscovery) {
     w.call_error("nvmf_subsystem_remove_listener", {{"nqn", kNqn}, {"listen_address", addr}});
 }
 
-TEST(NvmfRpc, SavedConfigReplays) {
+TEST_F(NvmfRpc, SavedConfigReplays) {
     Json entries;
     {
-        World w;
+        auto& w = *this;
         w.setup_subsystem();
         w.call_error("nvmf_subsystem_add_ns",
                      {{"nqn", kNqn}, {"namespace", {{"bdev_name", "Malloc1x"}}}});  // no such bdev
@@ -344,7 +355,8 @@ TEST(NvmfRpc, SavedConfigReplays) {
             if (sub["subsystem"] == "nvmf") entries = sub["config"];
     }
     ASSERT_TRUE(entries.is_array());
-    World w2;
+    reopen();
+    auto& w2 = *this;
     w2.call("bdev_malloc_create", {{"name", "Malloc0"}, {"num_blocks", 1024}, {"block_size", 512}});
     w2.call("bdev_malloc_create", {{"name", "Malloc1"}, {"num_blocks", 64}, {"block_size", 512}});
     size_t n = 0;
@@ -366,8 +378,8 @@ TEST(NvmfRpc, SavedConfigReplays) {
 
 // ---- Fabrics -----------------------------------------------------------------------------------
 
-TEST(NvmfFabrics, ConnectChecks) {
-    World w;
+TEST_F(NvmfFabrics, ConnectChecks) {
+    auto& w = *this;
     w.setup_subsystem();
     FakeQpair& q = w.new_qpair();
     // Before Connect only Connect works.
@@ -475,8 +487,8 @@ TEST(NvmfFabrics, ConnectChecks) {
     EXPECT_TRUE(nameless_any.sf().ok()) << int(nameless_any.sc());
 }
 
-TEST(NvmfFabrics, DiscoveryController) {
-    World w;
+TEST_F(NvmfFabrics, DiscoveryController) {
+    auto& w = *this;
     w.setup_subsystem();
     const Json addr = {{"trtype", "TCP"}, {"adrfam", "IPv4"}, {"traddr", "10.0.0.1"}, {"trsvcid", "4420"}};
     w.call("nvmf_subsystem_add_listener", {{"nqn", kNqn}, {"listen_address", addr}});
@@ -521,8 +533,8 @@ TEST(NvmfFabrics, DiscoveryController) {
     EXPECT_EQ(w.connect(io, 1, 1, std::string(spec::discovery_nqn)).sc(), 0x82);
 }
 
-TEST(NvmfFabrics, PropertiesAndControllerState) {
-    World w;
+TEST_F(NvmfFabrics, PropertiesAndControllerState) {
+    auto& w = *this;
     w.setup_subsystem();
     FakeQpair& q = w.new_qpair();
     ASSERT_TRUE(w.connect(q, 0).sf().ok());
@@ -575,8 +587,8 @@ TEST(NvmfFabrics, PropertiesAndControllerState) {
 
 // ---- Admin -------------------------------------------------------------------------------------
 
-TEST(NvmfAdmin, IdentifyLogPagesFeatures) {
-    World w;
+TEST_F(NvmfAdmin, IdentifyLogPagesFeatures) {
+    auto& w = *this;
     w.setup_subsystem(2048);
     FakeQpair& q = w.new_qpair();
     const uint16_t cntlid = w.connect_admin(q, 10000);
@@ -682,8 +694,8 @@ TEST(NvmfAdmin, IdentifyLogPagesFeatures) {
     EXPECT_EQ(nq2.sc(), static_cast<uint8_t>(spec::GenericStatus::command_sequence_error));
 }
 
-TEST(NvmfAdmin, AsyncEventsOnNamespaceChanges) {
-    World w;
+TEST_F(NvmfAdmin, AsyncEventsOnNamespaceChanges) {
+    auto& w = *this;
     w.setup_subsystem();
     w.call("bdev_malloc_create", {{"name", "Malloc1"}, {"num_blocks", 64}, {"block_size", 4096}});
     FakeQpair& q = w.new_qpair();
@@ -738,8 +750,8 @@ TEST(NvmfAdmin, AsyncEventsOnNamespaceChanges) {
     EXPECT_TRUE(w.call("nvmf_subsystem_get_controllers", {{"nqn", kNqn}}).empty());
 }
 
-TEST(NvmfAdmin, ResizedNamespaceRaisesAnEventAndGrows) {
-    World w;
+TEST_F(NvmfAdmin, ResizedNamespaceRaisesAnEventAndGrows) {
+    auto& w = *this;
     w.call("bdev_malloc_create", {{"name", "Base"}, {"num_blocks", 32768}, {"block_size", 512}});
     w.call("bdev_lvol_create_lvstore", {{"bdev_name", "Base"}, {"lvs_name", "lvs"}, {"cluster_sz", 1048576}});
     w.call("bdev_lvol_create", {{"lvol_name", "vol"}, {"size_in_mib", 2}, {"lvs_name", "lvs"}});
@@ -771,8 +783,8 @@ TEST(NvmfAdmin, ResizedNamespaceRaisesAnEventAndGrows) {
     EXPECT_TRUE(now_in.sf().ok());
 }
 
-TEST(NvmfAdmin, KeepAliveTimeoutTearsTheControllerDown) {
-    World w;
+TEST_F(NvmfAdmin, KeepAliveTimeoutTearsTheControllerDown) {
+    auto& w = *this;
     w.setup_subsystem();
     FakeQpair& q = w.new_qpair();
     const uint16_t cntlid = w.connect_admin(q, 2000);
@@ -797,7 +809,7 @@ TEST(NvmfAdmin, KeepAliveTimeoutTearsTheControllerDown) {
 
 // ---- I/O ---------------------------------------------------------------------------------------
 
-class NvmfIo : public ::testing::Test {
+class NvmfIo : public World {
 protected:
     void SetUp() override {
         w.setup_subsystem(1024);
@@ -815,7 +827,7 @@ protected:
         w.run(io, c);
         return c;
     }
-    World w;
+    NvmfIo& w = *this;
     FakeQpair& admin = w.new_qpair();
     FakeQpair& io = w.new_qpair();
     uint16_t cntlid = 0;

@@ -24,6 +24,7 @@
 #include <strata/nvme/spec/tcp.h>
 #include <strata/nvmf/nvmf.h>
 #include <strata/nvmf/tcp.h>
+#include <strata/nvmf/testing/tcp_target.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
 #include <strata/runtime/host.h>
@@ -50,31 +51,7 @@ struct Params {
 class NvmfTcpE2e : public ::testing::TestWithParam<Params> {
 protected:
     void SetUp() override {
-        ASSERT_TRUE(env::init().ok());
-        impl_ = GetParam().impl;
-        sim_ = std::make_unique<runtime::SimScheduler>(42, 2);
-        app_ = std::make_unique<rpc::App>(*sim_);
-        rpc::register_all_modules(*app_);
-        register_tcp_rpc_methods(*app_);
-        if (impl_ == "sim") {
-            net_ = std::make_unique<sock::SimNetwork>(*sim_, 43);
-            ASSERT_TRUE(net_->attach(app_->host(), "10.0.0.1").ok());
-            client_host_ = std::make_unique<runtime::Host>("client", 44);
-            ASSERT_TRUE(net_->attach(*client_host_, "10.0.0.2").ok());
-            addr_ = "10.0.0.1";
-        } else {
-            client_host_ = std::make_unique<runtime::Host>("client", 44);
-            addr_ = "127.0.0.1";
-        }
-        std::optional<Result<void>> started;
-        app_->start([&](Result<void> r) { started = std::move(r); });
-        ASSERT_TRUE(pump([&] { return started.has_value(); }));
-        ASSERT_TRUE(started->ok());
-        {
-            runtime::HostScope scope(app_->host());
-            ASSERT_TRUE(sock::set_default_impl(impl_).ok());
-        }
-
+        ASSERT_NO_FATAL_FAILURE(t_.start(GetParam().impl, "client"));
         call("bdev_malloc_create", {{"name", "Malloc0"}, {"num_blocks", 8192}, {"block_size", 512}});
         call("nvmf_create_transport", {{"trtype", "tcp"},
                                        {"in_capsule_data_size", 4096},
@@ -82,7 +59,7 @@ protected:
                                        {"max_io_size", 131072},
                                        {"num_shared_buffers", 64},
                                        {"poll_groups", 2}});
-        port_ = impl_ == "sim" ? 4420 : static_cast<uint16_t>(20000 + (::getpid() % 20000));
+        port_ = t_.port(20000);
         on_app([&] {
             SubsystemOptions so;
             so.nqn = kNqn;
@@ -97,9 +74,9 @@ protected:
             Result<void> l = Error(Errc::already_exists, "no port tried");
             for (int tries = 0; tries < 50 && !l.ok(); ++tries) {
                 if (tries > 0) port_ = static_cast<uint16_t>(port_ + 1 + tries * 37);
-                TransportAddress a{"TCP", "IPv4", addr_, std::to_string(port_)};
+                TransportAddress a{"TCP", "IPv4", t_.addr, std::to_string(port_)};
                 l = add_listener(kNqn, a);
-                if (impl_ == "sim") break;
+                if (t_.simulated()) break;
             }
             ASSERT_TRUE(l.ok()) << l.error().message();
         });
@@ -107,57 +84,34 @@ protected:
 
     void TearDown() override {
         clients_.clear();
-        if (app_) {
-            bool down = false;
-            on_app([&] { tcp_transport_shutdown([](void* p) { *static_cast<bool*>(p) = true; }, &down); });
-            pump([&] { return down; });
-            app_->request_stop();
-            pump([&] { return app_->stopped(); });
-        }
-        app_.reset();
-        net_.reset();
-        client_host_.reset();
-        sim_.reset();
+        t_.stop();
     }
 
-    // Steps the simulator until pred() holds: a wall-clock bound (posix sockets move in real
-    // time) and a virtual-time bound.
+    // Steps the simulator (and polls the test's client sockets) until pred() holds: bounded by
+    // virtual time and steps on the sim network, by the wall clock on loopback (TcpTarget).
     bool pump(const std::function<bool()>& pred, double seconds = 20) {
-        const auto deadline = std::chrono::steady_clock::now() +
-                              std::chrono::milliseconds(static_cast<int>(seconds * 1000));
-        const uint64_t vdeadline = sim_->now_ns() + static_cast<uint64_t>(seconds * 1e9);
-        while (!pred()) {
+        return t_.pump(pred, seconds, [&] {
             for (auto& c : clients_)
                 if (c->group) c->group->poll();
-            const auto r = sim_->step();
-            if (impl_ == "sim" && r == runtime::SimScheduler::StepResult::idle) {
-                if (pred()) return true;
-                return false;
-            }
-            if (impl_ == "sim" && sim_->now_ns() > vdeadline) return false;
-            if (std::chrono::steady_clock::now() > deadline) return false;
-        }
-        return true;
+        });
     }
 
     TcpStats stats() {
-        runtime::HostScope scope(app_->host());
+        runtime::HostScope scope(t_.app->host());
         return tcp_stats();
     }
 
-    Json call(const std::string& method, Json params) {
-        Json r = app_->call_method(method, std::move(params));
-        EXPECT_TRUE(r.contains("result")) << method << ": " << r.dump();
-        return r.contains("result") ? r["result"] : Json();
-    }
+    Json call(const std::string& method, Json params) { return t_.call(method, std::move(params)); }
 
     template <class F>
     void on_app(F&& fn) {
         bool done = false;
-        ASSERT_TRUE(app_->thread().post([&] {
-                        fn();
-                        done = true;
-                    }).ok());
+        ASSERT_TRUE(t_.app->thread()
+                        .post([&] {
+                            fn();
+                            done = true;
+                        })
+                        .ok());
         ASSERT_TRUE(pump([&] { return done; }));
     }
 
@@ -174,11 +128,11 @@ protected:
     };
 
     Client& connect_client() {
-        runtime::HostScope scope(*client_host_);
+        runtime::HostScope scope(*t_.client_host);
         auto c = std::make_unique<Client>();
         sock::SocketOptions o;
-        o.impl = impl_;
-        auto s = sock::connect({addr_, port_}, o);
+        o.impl = t_.impl;
+        auto s = sock::connect({t_.addr, port_}, o);
         EXPECT_TRUE(s.ok()) << (s ? "" : s.error().message());
         c->s = std::move(*s);
         c->group = sock::SocketGroup::create();
@@ -190,7 +144,7 @@ protected:
     }
 
     void send(Client& c, const Bytes& b) {
-        runtime::HostScope scope(*client_host_);
+        runtime::HostScope scope(*t_.client_host);
         size_t off = 0;
         ASSERT_TRUE(pump([&] {
             while (off < b.size()) {
@@ -203,7 +157,7 @@ protected:
     }
 
     void read_some(Client& c) {
-        runtime::HostScope scope(*client_host_);
+        runtime::HostScope scope(*t_.client_host);
         uint8_t buf[65536];
         while (true) {
             auto r = c.s->read(buf, sizeof buf);
@@ -461,13 +415,8 @@ protected:
         return b;
     }
 
-    std::string impl_;
-    std::unique_ptr<runtime::SimScheduler> sim_;
-    std::unique_ptr<rpc::App> app_;
-    std::unique_ptr<sock::SimNetwork> net_;
-    std::unique_ptr<runtime::Host> client_host_;
+    testing::TcpTarget t_;
     std::vector<std::unique_ptr<Client>> clients_;
-    std::string addr_;
     uint16_t port_ = 4420;
 };
 
@@ -560,7 +509,7 @@ TEST_P(NvmfTcpE2e, GarbageTerminatesOnlyThatConnection) {
     half.resize(30);
     send(m, half);
     {
-        runtime::HostScope scope(*client_host_);
+        runtime::HostScope scope(*t_.client_host);
         m.s->close();
     }
 
@@ -589,7 +538,7 @@ TEST_P(NvmfTcpE2e, DataDigestErrorFailsTheCommandNotTheConnection) {
 }
 
 TEST_P(NvmfTcpE2e, ConnectionHeldUntilBdevIoCompletes) {
-    if (impl_ != "sim") GTEST_SKIP() << "virtual time for the delay bdev";
+    if (t_.impl != "sim") GTEST_SKIP() << "virtual time for the delay bdev";
     // Namespace 2: a malloc bdev behind a 50 ms delay bdev.
     call("bdev_malloc_create", {{"name", "Malloc1"}, {"num_blocks", 2048}, {"block_size", 512}});
     call("bdev_delay_create", {{"base_bdev_name", "Malloc1"}, {"name", "Delay0"},
@@ -613,7 +562,7 @@ TEST_P(NvmfTcpE2e, ConnectionHeldUntilBdevIoCompletes) {
     send(q, capsule(q, sqe, w));
     const uint64_t closed_before = stats().connections_closed;
     {
-        runtime::HostScope scope(*client_host_);
+        runtime::HostScope scope(*t_.client_host);
         q.s->close();
     }
     ASSERT_TRUE(pump([&] { return stats().connections_closed > closed_before; }));
@@ -666,9 +615,9 @@ TEST_P(NvmfTcpE2e, GetTransports) {
     EXPECT_EQ(t[0]["in_capsule_data_size"], 4096);
     EXPECT_EQ(t[0]["io_unit_size"], 16384);
     // A second TCP transport, and an unknown type, are refused.
-    Json r = app_->call_method("nvmf_create_transport", {{"trtype", "TCP"}});
+    Json r = t_.app->call_method("nvmf_create_transport", {{"trtype", "TCP"}});
     EXPECT_TRUE(r.contains("error"));
-    r = app_->call_method("nvmf_create_transport", {{"trtype", "RDMA"}});
+    r = t_.app->call_method("nvmf_create_transport", {{"trtype", "RDMA"}});
     EXPECT_TRUE(r.contains("error"));
 
     // save_config: the nvmf section starts with nvmf_create_transport and its params pass the
@@ -681,7 +630,7 @@ TEST_P(NvmfTcpE2e, GetTransports) {
     EXPECT_EQ(entry["params"]["trtype"], "TCP");
     EXPECT_EQ(entry["params"]["in_capsule_data_size"], 4096);
     EXPECT_EQ(entry["params"]["poll_groups"], 2);
-    r = app_->call_method("nvmf_create_transport", entry["params"]);
+    r = t_.app->call_method("nvmf_create_transport", entry["params"]);
     ASSERT_TRUE(r.contains("error"));
     EXPECT_NE(r["error"]["code"], rpc::error_code::invalid_params) << r.dump();
     EXPECT_NE(r["error"]["message"].get<std::string>().find("exists"), std::string::npos)

@@ -44,6 +44,13 @@ bool someone_listens(const sockaddr_un& addr) {
 
 std::string errno_text(int e) { return fmt::format("{} (errno {})", std::strerror(e), e); }
 
+// The name listen() binds before renaming to `path`: same directory (rename() stays in one
+// file system), hidden, unique per final path and process.
+std::string temp_path_for(const std::string& path) {
+    const auto cut = path.rfind('/') + 1;  // 0 without a slash
+    return fmt::format("{}.{}.{}.tmp", path.substr(0, cut), path.substr(cut), ::getpid());
+}
+
 }  // namespace
 
 struct Server::Conn {
@@ -73,24 +80,41 @@ Result<void> Server::listen(const std::string& path, uint32_t mode, size_t max_r
         }
         ::unlink(path.c_str());  // stale socket from a dead process
     }
+    // Bind to a temporary name in the same directory, listen(), then rename() to the final
+    // path: the path appears only once connects to it are accepted (bound but not listening,
+    // a connect would be refused). A temporary name too long for sun_path: bind the final path
+    // directly (the short window comes back only for such paths).
+    const std::string tmp = temp_path_for(path);
+    auto tmp_addr = make_addr(tmp);
+    const bool via_tmp = static_cast<bool>(tmp_addr);
+    const std::string& bound = via_tmp ? tmp : path;
+    if (via_tmp) ::unlink(tmp.c_str());  // left by a process of ours that died here
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return Error(Errc::io_error, "socket(): " + errno_text(errno));
     // Create with the final mode: no window where the socket is more open than asked.
     mode_t old = ::umask(0777 & ~mode);
-    int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr));
+    const sockaddr_un& baddr = via_tmp ? *tmp_addr : *addr;
+    int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&baddr), sizeof(baddr));
     int bind_errno = errno;
     ::umask(old);
     if (rc != 0) {
         ::close(fd);
         return Error(Errc::io_error,
-                     fmt::format("cannot bind rpc socket '{}': {}", path, errno_text(bind_errno)));
+                     fmt::format("cannot bind rpc socket '{}': {}", bound, errno_text(bind_errno)));
     }
-    ::chmod(path.c_str(), mode);
+    ::chmod(bound.c_str(), mode);
     if (::listen(fd, 128) != 0) {
         int e = errno;
         ::close(fd);
-        ::unlink(path.c_str());
-        return Error(Errc::io_error, fmt::format("listen on '{}': {}", path, errno_text(e)));
+        ::unlink(bound.c_str());
+        return Error(Errc::io_error, fmt::format("listen on '{}': {}", bound, errno_text(e)));
+    }
+    if (via_tmp && ::rename(tmp.c_str(), path.c_str()) != 0) {
+        int e = errno;
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        return Error(Errc::io_error,
+                     fmt::format("rename rpc socket to '{}': {}", path, errno_text(e)));
     }
     listen_fd_ = fd;
     path_ = path;
@@ -100,7 +124,10 @@ Result<void> Server::listen(const std::string& path, uint32_t mode, size_t max_r
 }
 
 void Server::stop_accepting() {
+    // The path goes first: it never names a socket that refuses connects (and a process that
+    // takes the path over once ours is closed keeps its socket file).
     if (listen_fd_ >= 0) {
+        ::unlink(path_.c_str());
         ::close(listen_fd_);
         listen_fd_ = -1;
     }
@@ -126,10 +153,6 @@ void Server::close() {
         app_.thread().unregister_poller(poller_);
     }
     poller_ = nullptr;
-    if (!path_.empty()) {
-        ::unlink(path_.c_str());
-        path_.clear();
-    }
 }
 
 runtime::PollStatus Server::poll(void* ctx) {

@@ -1,8 +1,10 @@
 // Server: the JSON-RPC 2.0 Unix-socket server of an App (private to core/rpc).
 //
 // Lifecycle: created and polled on the app Thread; listen() binds the socket (0600 by default;
-// a stale socket file is replaced only if nobody accepts on it), a timed poller accepts, reads,
-// frames and writes; close() stops accepting, closes every connection and unlinks the path.
+// a stale socket file is replaced only if nobody accepts on it) under a temporary name, listens
+// and renames it to the path, so the path exists only while connects to it are accepted; a
+// timed poller accepts, reads, frames and writes; stop_accepting() unlinks the path, then
+// closes the listening socket; close() also closes every connection.
 // Non-blocking syscalls only; a client that disconnects mid-request has its reply dropped.
 #pragma once
 

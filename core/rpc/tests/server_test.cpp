@@ -296,6 +296,38 @@ TEST_F(ServerTest, StaleSocketReplacedLiveOneRefused) {
     EXPECT_EQ(c.recv(1).at(0)["result"], "NOTICE");
 }
 
+// The socket path exists only while the server accepts on it: a client that finds the path is
+// never refused, neither at start (bind, then listen: the path used to appear at bind) nor at
+// stop. A prober connects in a loop while Apps start and stop; ENOENT is fine, ECONNREFUSED
+// is the bug.
+TEST_F(ServerTest, PathExistsOnlyWhileAccepting) {
+    std::atomic<bool> quit{false};
+    std::atomic<int> refused{0};
+    std::atomic<int> accepted{0};
+    std::thread prober([&] {
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+        while (!quit) {
+            int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (fd < 0) continue;
+            if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0)
+                ++accepted;
+            else if (errno == ECONNREFUSED)
+                ++refused;
+            ::close(fd);
+        }
+    });
+    for (int i = 0; i < 40 && refused == 0; i++) {
+        start();
+        TearDown();
+    }
+    quit = true;
+    prober.join();
+    EXPECT_EQ(refused, 0) << "a connect found the path but was refused";
+    EXPECT_GT(accepted, 0) << "the prober never reached a server: the test proves nothing";
+}
+
 }  // namespace
 }  // namespace strata::rpc
 

@@ -108,6 +108,23 @@ Result<int> open_listener(const Endpoint& local, const SocketOptions& so, const 
     return fd;
 }
 
+FdListener::~FdListener() {
+    ::close(fd_);
+}
+
+Result<std::unique_ptr<Socket>> FdListener::accept() noexcept {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+            return Status(Errc::busy, "no connection pending");
+        return Status(Errc::io_error, errno_context(errno));
+    }
+    apply_options(fd, so_, io_);
+    return make_socket(fd, local_endpoint(fd), endpoint_of(ss));
+}
+
 Result<int> open_connect(const Endpoint& remote, const SocketOptions& so, const ImplOptions& io,
                          Endpoint& peer, int& immediate_error) {
     auto ra = resolve(remote, false);
@@ -300,34 +317,15 @@ private:
     bool in_epoll_ = false;
 };
 
-class PosixListener final : public Listener {
+class PosixListener final : public FdListener {
 public:
-    PosixListener(int fd, Endpoint local, SocketOptions so, ImplOptions io)
-        : fd_(fd), local_(std::move(local)), so_(std::move(so)), io_(io) {}
-    ~PosixListener() override { ::close(fd_); }
-
-    Result<std::unique_ptr<Socket>> accept() noexcept override {
-        sockaddr_storage ss{};
-        socklen_t len = sizeof(ss);
-        int fd =
-            ::accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
-                return Status(Errc::busy, "no connection pending");
-            return Status(Errc::io_error, errno_context(errno));
-        }
-        apply_options(fd, so_, io_);
-        return std::unique_ptr<Socket>(
-            std::make_unique<PosixSocket>(fd, local_endpoint(fd), endpoint_of(ss), false));
-    }
-    const Endpoint& local() const noexcept override { return local_; }
+    using FdListener::FdListener;
     const char* impl_name() const noexcept override { return "posix"; }
 
 private:
-    int fd_;
-    Endpoint local_;
-    SocketOptions so_;
-    ImplOptions io_;
+    std::unique_ptr<Socket> make_socket(int fd, Endpoint local, Endpoint peer) override {
+        return std::make_unique<PosixSocket>(fd, std::move(local), std::move(peer), false);
+    }
 };
 
 Result<std::unique_ptr<Listener>> posix_listen(const Endpoint& local, const SocketOptions& so,

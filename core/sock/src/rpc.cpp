@@ -120,201 +120,164 @@ Json endpoint_json(const Endpoint& e) {
     return {{"address", e.address}, {"port", e.port}};
 }
 
+// A sim_network_* method: the sock subsystem's, allowed at start-up and at run time, its
+// handler called with this App's simulated network (or the method answers an error).
+using NetHandler = void (*)(SimNetwork* net, const Json& params, Responder& r);
+void add_net_rpc(rpc::App& app, const char* name, const char* description,
+                 std::vector<rpc::ParamSpec> params, NetHandler fn) {
+    add_rpc(app, {name, description, std::move(params), rpc::Allowed::both, "", true,
+                  [fn](const Json& p, Responder r) {
+                      SimNetwork* net = network_or_error(r);
+                      if (net != nullptr) fn(net, p, r);
+                  }});
+}
+
 void register_sim_network_rpcs(rpc::App& app) {
-    add_rpc(app, {"sim_network_get_info",
-                  "The simulated network of this App: its address on it, seed, default link, "
-                  "counters and the hash of every delivery so far.",
-                  {},
-                  rpc::Allowed::both,
-                  "",
-                  true,
-                  [](const Json&, Responder r) {
-                      SimNetwork* net = network_or_error(r);
-                      if (net == nullptr) return;
-                      const auto& st = net->stats();
-                      const auto& l = net->default_link();
-                      r.result({{"address", host_state().address},
-                                {"seed", net->seed()},
-                                {"default_link",
-                                 {{"latency_ns", l.latency_ns},
-                                  {"bytes_per_sec", l.bytes_per_sec},
-                                  {"max_segment_bytes", l.max_segment_bytes}}},
-                                {"segments", st.segments},
-                                {"bytes", st.bytes},
-                                {"connects", st.connects},
-                                {"refused", st.refused},
-                                {"resets", st.resets},
-                                {"delivery_hash", net->delivery_hash()}});
-                  }});
-    add_rpc(
-        app,
-        {"sim_network_set_link",
-         "Set a link's parameters (both directions); without addr_a/addr_b, the default for "
-         "every link without its own. Applies to bytes sent afterwards.",
-         {{"addr_a", PT::string, false, "One end's address (omit for the default link)", nullptr},
-          {"addr_b", PT::string, false, "The other end's address", nullptr},
-          {"latency_ns", PT::uint, false, "One-way latency, ns", nullptr},
-          {"bytes_per_sec", PT::uint, false, "Bandwidth, bytes/s (0: unlimited)", nullptr},
-          {"max_segment_bytes", PT::uint, false,
-           "Largest segment; boundaries are drawn in 1..max from the seed", nullptr}},
-         rpc::Allowed::both,
-         "",
-         true,
-         [](const Json& p, Responder r) {
-             SimNetwork* net = network_or_error(r);
-             if (net == nullptr) return;
-             const bool pair = p.contains("addr_a") || p.contains("addr_b");
-             if (pair && !(p.contains("addr_a") && p.contains("addr_b"))) {
-                 r.error(rpc::error_code::invalid_params, "give both addr_a and addr_b");
-                 return;
-             }
-             LinkParams l =
-                 pair ? net->link(addr(p, "addr_a"), addr(p, "addr_b")) : net->default_link();
-             l.latency_ns = rpc::param_or<uint64_t>(p, "latency_ns", l.latency_ns);
-             l.bytes_per_sec = rpc::param_or<uint64_t>(p, "bytes_per_sec", l.bytes_per_sec);
-             uint64_t seg = rpc::param_or<uint64_t>(p, "max_segment_bytes", l.max_segment_bytes);
-             if (seg == 0 || seg > UINT32_MAX) {
-                 r.error(rpc::error_code::invalid_params,
-                         "'max_segment_bytes' must be 1..4294967295");
-                 return;
-             }
-             l.max_segment_bytes = static_cast<uint32_t>(seg);
-             if (pair)
-                 net->set_link(addr(p, "addr_a"), addr(p, "addr_b"), l);
-             else
-                 net->set_default_link(l);
-             r.result(true);
-         }});
-    add_rpc(app, {"sim_network_partition",
-                  "Partition two addresses: nothing is delivered between them until "
-                  "sim_network_heal; new connects time out (mode \"timeout\") or are refused "
-                  "(\"refuse\").",
-                  {kAddrA, kAddrB, {"mode", PT::string, false, "timeout or refuse", "timeout"}},
-                  rpc::Allowed::both,
-                  "",
-                  true,
-                  [](const Json& p, Responder r) {
-                      SimNetwork* net = network_or_error(r);
-                      if (net == nullptr) return;
-                      auto mode = rpc::param_or<std::string>(p, "mode", "timeout");
-                      if (mode != "timeout" && mode != "refuse") {
-                          r.error(rpc::error_code::invalid_params,
-                                  "'mode' must be \"timeout\" or \"refuse\"");
-                          return;
-                      }
-                      net->partition(
-                          addr(p, "addr_a"), addr(p, "addr_b"),
-                          mode == "refuse" ? PartitionMode::refuse : PartitionMode::timeout);
-                      r.result(true);
-                  }});
-    add_rpc(app,
-            {"sim_network_heal",
-             "Lift a partition: the bytes queued between the two addresses flow again, in order.",
-             {kAddrA, kAddrB},
-             rpc::Allowed::both,
-             "",
-             true,
-             [](const Json& p, Responder r) {
-                 SimNetwork* net = network_or_error(r);
-                 if (net == nullptr) return;
-                 net->heal(addr(p, "addr_a"), addr(p, "addr_b"));
-                 r.result(true);
-             }});
-    add_rpc(app, {"sim_network_reset",
-                  "Reset connections: one by id, or every connection between two addresses. Both "
-                  "ends see \"connection reset\". Returns how many were reset.",
-                  {{"addr_a", PT::string, false, "One end's address", nullptr},
-                   {"addr_b", PT::string, false, "The other end's address", nullptr},
-                   {"connection_id", PT::uint, false, "A connection (sim_network_get_connections)",
-                    nullptr}},
-                  rpc::Allowed::both,
-                  "",
-                  true,
-                  [](const Json& p, Responder r) {
-                      SimNetwork* net = network_or_error(r);
-                      if (net == nullptr) return;
-                      if (p.contains("connection_id")) {
-                          auto s = net->reset(p.at("connection_id").get<uint64_t>());
-                          if (!s.ok())
-                              r.error(Error(s.code(), "no such connection"));
-                          else
-                              r.result(1);
-                          return;
-                      }
-                      if (!p.contains("addr_a") || !p.contains("addr_b")) {
-                          r.error(rpc::error_code::invalid_params,
-                                  "give connection_id, or addr_a and addr_b");
-                          return;
-                      }
-                      r.result(net->reset(addr(p, "addr_a"), addr(p, "addr_b")));
-                  }});
-    add_rpc(app, {"sim_network_stall",
-                  "Stall a link: nothing is delivered between the two addresses for duration_ns of "
-                  "virtual time, then everything flows in order.",
-                  {kAddrA, kAddrB, {"duration_ns", PT::uint, true, "How long, ns", nullptr}},
-                  rpc::Allowed::both,
-                  "",
-                  true,
-                  [](const Json& p, Responder r) {
-                      SimNetwork* net = network_or_error(r);
-                      if (net == nullptr) return;
-                      net->stall(addr(p, "addr_a"), addr(p, "addr_b"),
-                                 p.at("duration_ns").get<uint64_t>());
-                      r.result(true);
-                  }});
-    add_rpc(app, {"sim_network_delay",
-                  "Add extra one-way latency to a link for the segments sent within duration_ns.",
-                  {kAddrA,
-                   kAddrB,
-                   {"extra_ns", PT::uint, true, "Extra latency, ns", nullptr},
-                   {"duration_ns", PT::uint, true, "For how long, ns", nullptr}},
-                  rpc::Allowed::both,
-                  "",
-                  true,
-                  [](const Json& p, Responder r) {
-                      SimNetwork* net = network_or_error(r);
-                      if (net == nullptr) return;
-                      net->delay(addr(p, "addr_a"), addr(p, "addr_b"),
-                                 p.at("extra_ns").get<uint64_t>(),
-                                 p.at("duration_ns").get<uint64_t>());
-                      r.result(true);
-                  }});
-    add_rpc(app, {"sim_network_slow_reader",
-                  "Limit the rate at which bytes reach an address (0 lifts the limit).",
-                  {{"address", PT::string, true, "The receiving address", nullptr},
-                   {"bytes_per_sec", PT::uint, true, "Rate, bytes/s; 0: unlimited", nullptr}},
-                  rpc::Allowed::both,
-                  "",
-                  true,
-                  [](const Json& p, Responder r) {
-                      SimNetwork* net = network_or_error(r);
-                      if (net == nullptr) return;
-                      net->slow_reader(p.at("address").get<std::string>(),
-                                       p.at("bytes_per_sec").get<uint64_t>());
-                      r.result(true);
-                  }});
-    add_rpc(app, {"sim_network_get_connections",
-                  "Connections on the simulated network: id, endpoints, bytes delivered and queued "
-                  "each way, state (connecting, established, closing, closed, reset, failed).",
-                  {},
-                  rpc::Allowed::both,
-                  "",
-                  true,
-                  [](const Json&, Responder r) {
-                      SimNetwork* net = network_or_error(r);
-                      if (net == nullptr) return;
-                      Json out = Json::array();
-                      for (const auto& c : net->connections())
-                          out.push_back({{"id", c.id},
-                                         {"client", endpoint_json(c.client)},
-                                         {"server", endpoint_json(c.server)},
-                                         {"bytes_to_server", c.bytes_to_server},
-                                         {"bytes_to_client", c.bytes_to_client},
-                                         {"queued_to_server", c.queued_to_server},
-                                         {"queued_to_client", c.queued_to_client},
-                                         {"state", c.state}});
-                      r.result(std::move(out));
-                  }});
+    add_net_rpc(app, "sim_network_get_info",
+                "The simulated network of this App: its address on it, seed, default link, "
+                "counters and the hash of every delivery so far.",
+                {}, [](SimNetwork* net, const Json&, Responder& r) {
+                    const auto& st = net->stats();
+                    const auto& l = net->default_link();
+                    r.result({{"address", host_state().address},
+                              {"seed", net->seed()},
+                              {"default_link",
+                               {{"latency_ns", l.latency_ns},
+                                {"bytes_per_sec", l.bytes_per_sec},
+                                {"max_segment_bytes", l.max_segment_bytes}}},
+                              {"segments", st.segments},
+                              {"bytes", st.bytes},
+                              {"connects", st.connects},
+                              {"refused", st.refused},
+                              {"resets", st.resets},
+                              {"delivery_hash", net->delivery_hash()}});
+                });
+    add_net_rpc(
+        app, "sim_network_set_link",
+        "Set a link's parameters (both directions); without addr_a/addr_b, the default for "
+        "every link without its own. Applies to bytes sent afterwards.",
+        {{"addr_a", PT::string, false, "One end's address (omit for the default link)", nullptr},
+         {"addr_b", PT::string, false, "The other end's address", nullptr},
+         {"latency_ns", PT::uint, false, "One-way latency, ns", nullptr},
+         {"bytes_per_sec", PT::uint, false, "Bandwidth, bytes/s (0: unlimited)", nullptr},
+         {"max_segment_bytes", PT::uint, false,
+          "Largest segment; boundaries are drawn in 1..max from the seed", nullptr}},
+        [](SimNetwork* net, const Json& p, Responder& r) {
+            const bool pair = p.contains("addr_a") || p.contains("addr_b");
+            if (pair && !(p.contains("addr_a") && p.contains("addr_b"))) {
+                r.error(rpc::error_code::invalid_params, "give both addr_a and addr_b");
+                return;
+            }
+            LinkParams l =
+                pair ? net->link(addr(p, "addr_a"), addr(p, "addr_b")) : net->default_link();
+            l.latency_ns = rpc::param_or<uint64_t>(p, "latency_ns", l.latency_ns);
+            l.bytes_per_sec = rpc::param_or<uint64_t>(p, "bytes_per_sec", l.bytes_per_sec);
+            uint64_t seg = rpc::param_or<uint64_t>(p, "max_segment_bytes", l.max_segment_bytes);
+            if (seg == 0 || seg > UINT32_MAX) {
+                r.error(rpc::error_code::invalid_params,
+                        "'max_segment_bytes' must be 1..4294967295");
+                return;
+            }
+            l.max_segment_bytes = static_cast<uint32_t>(seg);
+            if (pair)
+                net->set_link(addr(p, "addr_a"), addr(p, "addr_b"), l);
+            else
+                net->set_default_link(l);
+            r.result(true);
+        });
+    add_net_rpc(app, "sim_network_partition",
+                "Partition two addresses: nothing is delivered between them until "
+                "sim_network_heal; new connects time out (mode \"timeout\") or are refused "
+                "(\"refuse\").",
+                {kAddrA, kAddrB, {"mode", PT::string, false, "timeout or refuse", "timeout"}},
+                [](SimNetwork* net, const Json& p, Responder& r) {
+                    auto mode = rpc::param_or<std::string>(p, "mode", "timeout");
+                    if (mode != "timeout" && mode != "refuse") {
+                        r.error(rpc::error_code::invalid_params,
+                                "'mode' must be \"timeout\" or \"refuse\"");
+                        return;
+                    }
+                    net->partition(
+                        addr(p, "addr_a"), addr(p, "addr_b"),
+                        mode == "refuse" ? PartitionMode::refuse : PartitionMode::timeout);
+                    r.result(true);
+                });
+    add_net_rpc(
+        app, "sim_network_heal",
+        "Lift a partition: the bytes queued between the two addresses flow again, in order.",
+        {kAddrA, kAddrB}, [](SimNetwork* net, const Json& p, Responder& r) {
+            net->heal(addr(p, "addr_a"), addr(p, "addr_b"));
+            r.result(true);
+        });
+    add_net_rpc(
+        app, "sim_network_reset",
+        "Reset connections: one by id, or every connection between two addresses. Both "
+        "ends see \"connection reset\". Returns how many were reset.",
+        {{"addr_a", PT::string, false, "One end's address", nullptr},
+         {"addr_b", PT::string, false, "The other end's address", nullptr},
+         {"connection_id", PT::uint, false, "A connection (sim_network_get_connections)", nullptr}},
+        [](SimNetwork* net, const Json& p, Responder& r) {
+            if (p.contains("connection_id")) {
+                auto s = net->reset(p.at("connection_id").get<uint64_t>());
+                if (!s.ok())
+                    r.error(Error(s.code(), "no such connection"));
+                else
+                    r.result(1);
+                return;
+            }
+            if (!p.contains("addr_a") || !p.contains("addr_b")) {
+                r.error(rpc::error_code::invalid_params,
+                        "give connection_id, or addr_a and addr_b");
+                return;
+            }
+            r.result(net->reset(addr(p, "addr_a"), addr(p, "addr_b")));
+        });
+    add_net_rpc(app, "sim_network_stall",
+                "Stall a link: nothing is delivered between the two addresses for duration_ns of "
+                "virtual time, then everything flows in order.",
+                {kAddrA, kAddrB, {"duration_ns", PT::uint, true, "How long, ns", nullptr}},
+                [](SimNetwork* net, const Json& p, Responder& r) {
+                    net->stall(addr(p, "addr_a"), addr(p, "addr_b"),
+                               p.at("duration_ns").get<uint64_t>());
+                    r.result(true);
+                });
+    add_net_rpc(app, "sim_network_delay",
+                "Add extra one-way latency to a link for the segments sent within duration_ns.",
+                {kAddrA,
+                 kAddrB,
+                 {"extra_ns", PT::uint, true, "Extra latency, ns", nullptr},
+                 {"duration_ns", PT::uint, true, "For how long, ns", nullptr}},
+                [](SimNetwork* net, const Json& p, Responder& r) {
+                    net->delay(addr(p, "addr_a"), addr(p, "addr_b"),
+                               p.at("extra_ns").get<uint64_t>(),
+                               p.at("duration_ns").get<uint64_t>());
+                    r.result(true);
+                });
+    add_net_rpc(app, "sim_network_slow_reader",
+                "Limit the rate at which bytes reach an address (0 lifts the limit).",
+                {{"address", PT::string, true, "The receiving address", nullptr},
+                 {"bytes_per_sec", PT::uint, true, "Rate, bytes/s; 0: unlimited", nullptr}},
+                [](SimNetwork* net, const Json& p, Responder& r) {
+                    net->slow_reader(p.at("address").get<std::string>(),
+                                     p.at("bytes_per_sec").get<uint64_t>());
+                    r.result(true);
+                });
+    add_net_rpc(app, "sim_network_get_connections",
+                "Connections on the simulated network: id, endpoints, bytes delivered and queued "
+                "each way, state (connecting, established, closing, closed, reset, failed).",
+                {}, [](SimNetwork* net, const Json&, Responder& r) {
+                    Json out = Json::array();
+                    for (const auto& c : net->connections())
+                        out.push_back({{"id", c.id},
+                                       {"client", endpoint_json(c.client)},
+                                       {"server", endpoint_json(c.server)},
+                                       {"bytes_to_server", c.bytes_to_server},
+                                       {"bytes_to_client", c.bytes_to_client},
+                                       {"queued_to_server", c.queued_to_server},
+                                       {"queued_to_client", c.queued_to_client},
+                                       {"state", c.state}});
+                    r.result(std::move(out));
+                });
 }
 
 }  // namespace

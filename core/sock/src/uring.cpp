@@ -440,34 +440,16 @@ private:
     Endpoint peer_;
 };
 
-class UringListener final : public Listener {
+class UringListener final : public FdListener {
 public:
-    UringListener(int fd, Endpoint local, SocketOptions so, ImplOptions io)
-        : fd_(fd), local_(std::move(local)), so_(std::move(so)), io_(io) {}
-    ~UringListener() override { ::close(fd_); }
-
-    Result<std::unique_ptr<Socket>> accept() noexcept override {
-        sockaddr_storage ss{};
-        socklen_t len = sizeof(ss);
-        int fd =
-            ::accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
-                return Status(Errc::busy, "no connection pending");
-            return Status(Errc::io_error, errno_context(errno));
-        }
-        apply_options(fd, so_, io_);
-        return std::unique_ptr<Socket>(
-            std::make_unique<UringSocket>(fd, local_endpoint(fd), endpoint_of(ss), false, io_));
-    }
-    const Endpoint& local() const noexcept override { return local_; }
+    using FdListener::FdListener;
     const char* impl_name() const noexcept override { return "uring"; }
 
 private:
-    int fd_;
-    Endpoint local_;
-    SocketOptions so_;
-    ImplOptions io_;
+    std::unique_ptr<Socket> make_socket(int fd, Endpoint local, Endpoint peer) override {
+        return std::make_unique<UringSocket>(fd, std::move(local), std::move(peer), false,
+                                             impl_options());
+    }
 };
 
 Result<std::unique_ptr<Listener>> uring_listen(const Endpoint& local, const SocketOptions& so,

@@ -5,9 +5,9 @@
 
 #include <optional>
 
-#include <strata/env/env.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
+#include <strata/rpc/sim_apps.h>
 #include <strata/runtime/scheduler.h>
 
 namespace strata::sock {
@@ -15,44 +15,24 @@ namespace {
 
 using rpc::Json;
 
-class SockRpcTest : public ::testing::Test {
+// One App with every module on the simulator (rpc::testing::SimAppsTest); start() adds it,
+// with a config to load, and rpc() calls the newest one.
+class SockRpcTest : public rpc::testing::SimAppsTest {
 protected:
-    Result<void> start(Json config = nullptr) {
-        if (!env::initialized()) EXPECT_TRUE(env::init().ok());
-        sim = std::make_unique<runtime::SimScheduler>(11, 2);
-        rpc::AppOptions o;
-        if (!config.is_null()) o.config = std::move(config);
-        app = std::make_unique<rpc::App>(*sim, std::move(o));
-        rpc::register_all_modules(*app);
-        std::optional<Result<void>> res;
-        app->start([&](Result<void> r) { res = std::move(r); });
-        EXPECT_TRUE(
-            sim->run_until([&] { return res.has_value(); }, sim->now_ns() + 10'000'000'000));
-        return res ? *res : Result<void>(Error(Errc::timeout, "start did not finish"));
+    void SetUp() override { start_sim(11); }
+    void start(std::optional<Json> config = std::nullopt) { add_app("app", std::move(config)); }
+    Json rpc(const char* m, Json params = nullptr) {
+        return SimAppsTest::rpc(apps.size() - 1, m, std::move(params));
     }
-    void TearDown() override {
-        if (app) {
-            app->request_stop();
-            EXPECT_TRUE(
-                sim->run_until([&] { return app->stopped(); }, sim->now_ns() + 10'000'000'000));
-            app.reset();
-        }
-        sim.reset();
-        if (env::initialized()) env::fini();
-    }
-    Json rpc(const char* m, Json params = nullptr) { return app->call_method(m, params); }
     static Json subsystem(const Json& cfg, const std::string& name) {
         for (const auto& s : cfg["subsystems"])
             if (s["subsystem"] == name) return s["config"];
         return nullptr;
     }
-
-    std::unique_ptr<runtime::SimScheduler> sim;
-    std::unique_ptr<rpc::App> app;
 };
 
 TEST_F(SockRpcTest, ImplOptionsRoundTripThroughSaveConfig) {
-    ASSERT_TRUE(start().ok());
+    ASSERT_NO_FATAL_FAILURE(start());
     auto o = rpc("sock_impl_get_options", {{"impl_name", "posix"}});
     ASSERT_TRUE(o.contains("result")) << o.dump();
     EXPECT_EQ(o["result"], Json::parse(R"({"recv_buf_size": 2097152, "send_buf_size": 2097152,
@@ -84,8 +64,8 @@ TEST_F(SockRpcTest, ImplOptionsRoundTripThroughSaveConfig) {
     EXPECT_EQ(sock[1]["params"]["impl_name"], "posix");
     EXPECT_EQ(sock[1]["params"]["recv_buf_size"], 65536);
 
-    TearDown();
-    ASSERT_TRUE(start(cfg).ok());
+    stop(0);
+    ASSERT_NO_FATAL_FAILURE(start(cfg));
     EXPECT_EQ(subsystem(rpc("save_config")["result"], "sock"), sock);
     EXPECT_EQ(rpc("sock_impl_get_options", {{"impl_name", "posix"}})["result"]["recv_buf_size"],
               65536);
@@ -100,14 +80,14 @@ TEST_F(SockRpcTest, SpdkSavedSockSectionLoads) {
           "enable_quickack": false, "enable_placement_id": 0,
           "enable_zerocopy_send_server": true, "enable_zerocopy_send_client": false,
           "zerocopy_threshold": 0, "tls_version": 0, "enable_ktls": false}}]}]})");
-    ASSERT_TRUE(start(cfg).ok());
+    ASSERT_NO_FATAL_FAILURE(start(cfg));
     EXPECT_EQ(rpc("sock_impl_get_options",
                   {{"impl_name", "posix"}})["result"]["enable_zerocopy_send_server"],
               true);
 }
 
 TEST_F(SockRpcTest, BadParamsAreRejected) {
-    ASSERT_TRUE(start().ok());
+    ASSERT_NO_FATAL_FAILURE(start());
     EXPECT_TRUE(rpc("sock_impl_get_options", {{"impl_name", "nope"}}).contains("error"));
     EXPECT_TRUE(rpc("sock_impl_get_options", Json::object()).contains("error"));
     EXPECT_TRUE(rpc("sock_impl_set_options", {{"impl_name", "nope"}}).contains("error"));
@@ -129,7 +109,7 @@ TEST_F(SockRpcTest, BadParamsAreRejected) {
 }
 
 TEST_F(SockRpcTest, SimNetworkMethods) {
-    ASSERT_TRUE(start().ok());
+    ASSERT_NO_FATAL_FAILURE(start());
     auto info = rpc("sim_network_get_info");
     ASSERT_TRUE(info.contains("result")) << info.dump();
     EXPECT_EQ(info["result"]["address"], "127.0.0.1");

@@ -31,17 +31,7 @@ def run_bad(args, expect):
 def rpc(path, method, params=None, rid=1):
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(10)
-    # The socket file appears at bind(), a moment before listen(): a connect in between is
-    # refused (seen under TSan, where start-up is slow). Retry that, for a bounded time.
-    deadline = time.time() + 10
-    while True:
-        try:
-            s.connect(path)
-            break
-        except ConnectionRefusedError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.02)
+    s.connect(path)
     req = {"jsonrpc": "2.0", "method": method, "id": rid}
     if params is not None:
         req["params"] = params

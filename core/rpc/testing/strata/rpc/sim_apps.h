@@ -39,10 +39,12 @@ protected:
     }
 
     // A started App with every module; its Host is named `host_name` (distinct names give
-    // distinct PRNG streams, hence distinct UUIDs, under one seed). Returns its index.
-    size_t add_app(const std::string& host_name) {
+    // distinct PRNG streams, hence distinct UUIDs, under one seed), `config` loaded at start
+    // (as strata-tgt -c would). Returns its index.
+    size_t add_app(const std::string& host_name, std::optional<Json> config = std::nullopt) {
         AppOptions o;
         o.host_name = host_name;
+        o.config = std::move(config);
         auto& app = apps.emplace_back(std::make_unique<App>(*sim, std::move(o)));
         {
             runtime::HostScope scope(app->host());
