@@ -140,6 +140,67 @@ class Io:
                                            n.status)
 
 
+class Queue:
+    """A descriptor and channel of one bdev held open on one Thread (Bdev.queue()). I/O
+    submitted through it shares that channel from burst to burst -- for an NVMe bdev one qpair
+    and, over NVMe/TCP, one connection -- as an application's I/O would; Bdev.submit_* instead
+    open a descriptor per I/O, and an NVMe bdev then makes a fresh qpair for every burst.
+
+    state: "opening" (posted), "open", "closing", "closed" or "failed" (error says why). It
+    closes on close(), when its bdev is being removed (removed is then True) or when its World
+    stops, each time once its I/O has completed; I/O submitted after that is refused.
+    outstanding, submitted, completed: counts of its I/O.
+    """
+
+    __slots__ = ("_bdev", "_n")
+
+    def __init__(self, bdev, native):
+        self._bdev, self._n = bdev, native
+
+    state = property(lambda self: self._n.state)
+    error = property(lambda self: self._n.error)
+    removed = property(lambda self: self._n.removed)
+    outstanding = property(lambda self: self._n.outstanding)
+    submitted = property(lambda self: self._n.submitted)
+    completed = property(lambda self: self._n.completed)
+    thread = property(lambda self: self._n.thread)
+    bdev = property(lambda self: self._bdev)
+
+    @property
+    def closed(self):
+        return self._n.state in ("closed", "failed")
+
+    def submit(self, op, offset_blocks=0, num_blocks=0, data=None, data2=None):
+        """As Bdev.submit, on this queue's descriptor, channel and Thread."""
+        w = self._bdev.world
+        return Io(w.bdev_submit(self._bdev.name, op, offset_blocks, num_blocks,
+                                None if data is None else bytes(data),
+                                None if data2 is None else bytes(data2), None, self._n))
+
+    def submit_read(self, offset_blocks, num_blocks):
+        return self.submit("read", offset_blocks, num_blocks)
+
+    def submit_write(self, offset_blocks, data):
+        return self.submit("write", offset_blocks, 0, data)
+
+    def close(self):
+        """Posts the close: it happens once the queue's I/O has completed (run the simulation
+        until .closed)."""
+        self._bdev.world.bdev_queue_close(self._n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if not self._bdev.world.closed and not self.closed:
+            self.close()
+        return False
+
+    def __repr__(self):
+        n = self._n
+        return "Queue(%s on %s: %s, %d outstanding)" % (n.bdev, n.thread, n.state, n.outstanding)
+
+
 def wait(driver, ios, timeout_ns=None, max_steps=None):
     """Runs `driver` (a World or a Cluster) until every Io in `ios` is done; returns whether
     they all are (False: the timeout or step budget ran out, or the simulation went idle)."""
@@ -241,6 +302,12 @@ class Bdev:
 
     def submit_read(self, offset_blocks, num_blocks, thread=None):
         return self.submit("read", offset_blocks, num_blocks, thread=thread)
+
+    def queue(self, thread=None, write=True):
+        """Opens a Queue (a descriptor and channel held open) on `thread` (default the app
+        Thread); the opening is posted and happens when the simulation next runs, before any
+        I/O submitted through it. write=False opens read-only (a claimed bdev allows that)."""
+        return Queue(self, self.world.bdev_queue(self.name, bool(write), thread))
 
     def submit_write(self, offset_blocks, data, thread=None):
         """data: a whole number of blocks (checked by the bdev layer: refused otherwise)."""
