@@ -414,12 +414,13 @@ def test_qd8_32k_writes_all_complete_xfail(scenario, seed):
     sbdev.wait(sc.c, [sc.q.submit_read(0, 1)], timeout_ns=S)  # the I/O qpair is connected
     ios = [sc.q.submit_write(i * 64, bytes([i + 1]) * (64 * BS)) for i in range(8)]
     done = sbdev.wait(sc.c, ios, timeout_ns=2 * S)
+    completed = sum(io.done for io in ios)
     executed = sc.tgt.rpc("bdev_get_iostat", name="Malloc0")["bdevs"][0]["num_write_ops"]
     # Any new bytes on the connection release it: proof that it sat in the target's buffer.
     nudge = sc.q.submit_read(0, 1)
     assert sbdev.wait(sc.c, ios + [nudge], timeout_ns=S), "still stuck after a nudge"
     assert done, "seed %d: %d of 8 writes completed within 2 s, the target executed %d" % (
-        seed, sum(io.done for io in ios), executed)
+        seed, completed, executed)
 
 
 @pytest.mark.xfail(strict=True, reason=(
