@@ -84,6 +84,17 @@ def test_queue_close_and_read_only_queue(world, malloc):
     assert world.run_until(lambda: q.closed, timeout_ns=S)
 
 
+def test_a_queue_belongs_to_its_world(world, malloc, seed):
+    q = malloc.queue()
+    with strata.World(seed=seed) as other:
+        with pytest.raises(ValueError, match="another host"):
+            other.bdev_submit("M0", "read", 0, 1, None, None, None, q._n)
+        with pytest.raises(ValueError, match="another host"):
+            other.bdev_queue_close(q._n)
+    io = q.submit_read(0, 1)
+    assert sbdev.wait(world, [io]) and io.ok
+
+
 def test_world_close_with_io_and_queues_outstanding(seed):
     w = strata.World(seed=seed)
     w.rpc("bdev_malloc_create", name="M0", num_blocks=64, block_size=512)

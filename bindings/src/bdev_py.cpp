@@ -46,6 +46,7 @@ struct BdevQueue : std::enable_shared_from_this<BdevQueue> {
     bool removed = false;           // its bdev is being removed
     uint32_t outstanding = 0;
     uint64_t submitted = 0, completed = 0;
+    std::weak_ptr<int> owner;  // its World's BdevIos::token
     std::unique_ptr<bdev::Desc> desc;
     bdev::Channel* ch = nullptr;
 };
@@ -247,6 +248,9 @@ struct World::BdevIos {
     std::deque<std::shared_ptr<BdevIo>> retired;
     std::vector<std::shared_ptr<BdevQueue>> queues;  // not yet closed
     uint64_t next_id = 1;
+    // Identifies this World's registry to its queues (BdevQueue::owner): a queue of another
+    // World, or of this one before it closed, is told apart without comparing raw pointers.
+    std::shared_ptr<int> token = std::make_shared<int>(0);
 };
 
 void World::BdevIosDeleter::operator()(BdevIos* b) const { delete b; }
@@ -262,8 +266,8 @@ std::shared_ptr<BdevIo> World::post_bdev_io(const std::string& name, const std::
             "unknown bdev operation '{}' (read, write, compare, compare_and_write, "
             "write_zeroes, unmap, flush, reset)", op));
     BdevIos& r = bdev_ios();
-    if (queue && std::find(r.queues.begin(), r.queues.end(), queue) == r.queues.end())
-        throw pyb::value_error("that queue is not open on this host");
+    if (queue && queue->owner.lock() != r.token)
+        throw pyb::value_error("that queue belongs to another host, or to this one before it closed");
     runtime::Thread* t = queue ? queue->thread : thread_named(thread);
     for (auto it = r.open.begin(); it != r.open.end();) {
         if ((*it)->closed) {
@@ -333,6 +337,7 @@ std::shared_ptr<BdevQueue> World::bdev_queue(const std::string& name, bool write
     q->write = write;
     q->thread = t;
     q->thread_name = t->name();
+    q->owner = r.token;
     Status s;
     {
         pyb::gil_scoped_release nogil;
@@ -349,6 +354,7 @@ void World::bdev_queue_close(const std::shared_ptr<BdevQueue>& q) {
     Guard g(*this);
     check_open();
     if (q->state == "closed" || q->state == "failed") return;
+    if (q->owner.lock() != bdev_ios().token) throw pyb::value_error("that queue belongs to another host");
     pyb::gil_scoped_release nogil;
     (void)q->thread->post([q] {
         if (q->state == "open" || q->state == "opening") q->state = "closing";
