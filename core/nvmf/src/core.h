@@ -2,11 +2,15 @@
 // controllers, and the per-qpair state the I/O path uses.
 //
 // Threads: Target, Subsystem, Namespace and Controller live on the Target's Thread (the Thread
-// that first used the Target: the app Thread). Qpair::CoreState lives on the qpair's Thread;
-// the Target's Thread writes it only before the qpair is connected (the Connect completion
-// message orders that) and otherwise reaches it by message.
+// that first used the Target: the app Thread). Qpair::CoreState lives on the qpair's Thread,
+// except its `ctl` part, which is the Target's Thread's view of the qpair (its controller and
+// queue id). Neither Thread writes what the other reads: a successful Connect sets `ctl` on the
+// Target's Thread and hands the qpair's own state (queue id, namespace view, poll group) over in
+// the Connect completion message (attach_qpair). A PollGroup is written and read only on its
+// Thread; the Target's Thread gathers poll group and qpair counters by messaging their Threads.
 #pragma once
 
+#include <array>
 #include <deque>
 #include <memory>
 #include <string>
@@ -14,6 +18,7 @@
 
 #include <strata/bdev/bdev.h>
 #include <strata/bdev/module.h>
+#include <strata/nvme/spec/log_pages.h>
 #include <strata/nvme/spec/spec.h>
 #include <strata/nvmf/nvmf.h>
 #include <strata/nvmf/transport.h>
@@ -65,16 +70,61 @@ struct NsChannel {
     std::function<void()> on_drained;  // removal waiting for in-flight I/O
 };
 
+// The core's statistics of one Thread that runs qpairs (SPDK's spdk_nvmf_poll_group stat):
+// created on the Target's Thread (a transport announcing its poll group Thread, or the first
+// Connect of a qpair on a Thread), owned by the Target, its counters written and read only on
+// its own Thread (thread_id and stats.name are fixed at creation).
+struct PollGroup {
+    uint32_t thread_id = 0;
+    PollGroupStats stats;  // `transports` unused here
+};
+
+// Request::Core.state bit: the command went to the Target's Thread (Fabrics/admin), where its
+// error (if any) is logged; I/O commands are logged from the qpair's Thread.
+inline constexpr uint32_t kReqControl = 0x8000'0000u;
+
+// An error log entry on its way from a qpair's Thread to the controller (Target's Thread) and
+// back: a fixed slot of the qpair, so an I/O error allocates nothing.
+struct ErrorSlot {
+    spec::ErrorInfoEntry entry{};
+    Qpair* qpair = nullptr;
+    uint32_t lost = 0;  // errors before this one that found every slot busy (not logged)
+    bool busy = false;  // the qpair's Thread only
+};
+inline constexpr uint32_t kErrorSlots = 4;
+inline constexpr uint32_t kErrorLogEntries = 128;  // Identify ELPE + 1, per controller
+
 struct Qpair::CoreState {
+    // ---- the qpair's Thread ----
     std::vector<NsChannel> ns;            // index nsid - 1 (I/O qpairs)
     Request* fused_first = nullptr;       // a held Compare (FUSE first)
-    bool detached = false;                // the Target's Thread dropped it
     IntrusiveList<Request, RequestCoreTag> deferred;  // completions to send (never inside exec)
     bool flush_scheduled = false;
     bool in_exec = false;  // completions inside exec() are deferred
+    PollGroup* group = nullptr;  // from the Connect completion
+    bool counted = false;        // in group's current_*_qpairs
+    std::array<ErrorSlot, kErrorSlots> err_slots{};
+    uint32_t err_lost = 0;
+
+    // ---- the Target's Thread only ----
+    struct Control {
+        Controller* ctrlr = nullptr;  // set by a successful Connect, cleared when detached
+        uint16_t qid = 0;
+        bool disconnecting = false;  // the core asked the transport to drop it
+    } ctl;
+};
+
+// What a successful Connect hands to the qpair's Thread with its completion.
+struct Attach {
+    Controller* ctrlr = nullptr;  // opaque on the qpair's Thread (Qpair::connected())
+    uint16_t qid = 0;
+    uint16_t sqsize = 0;
+    PollGroup* group = nullptr;
+    std::vector<NsChannel> ns;  // I/O queues: the subsystem's namespaces at Connect
 };
 
 struct QpairAccess {
+    // The qpair's Thread only.
     static void set(Qpair& q, Controller* c, uint16_t qid, uint16_t sqsize) {
         q.ctrlr_ = c;
         q.qid_ = qid;
@@ -112,12 +162,18 @@ public:
     bool changed_ns_overflow = false;
     bool failed = false;
     bool admin_gone = false;
-    uint64_t error_count = 0;
+    uint64_t error_count = 0;             // errors over the controller's life (SMART)
+    std::vector<spec::ErrorInfoEntry> errlog;  // ring of kErrorLogEntries
+    uint64_t errlog_stored = 0;           // entries ever written to the ring
+    QpairStats retired{};                 // counters of its qpairs that are gone (SMART)
 
     uint32_t live_qpairs() const;
     void notify_ns_changed(uint32_t nsid);
     void flush_aens();
     void disconnect_all();  // asks every qpair's transport to disconnect
+    // Logs an error (the Error Information log, newest first); `lost` errors before it were
+    // counted but not logged.
+    void log_error(const spec::ErrorInfoEntry& e, uint32_t lost = 0);
 };
 
 class Target {
@@ -130,10 +186,11 @@ public:
     std::vector<std::unique_ptr<Transport>> transports;
     std::vector<std::unique_ptr<Subsystem>> subsystems;  // [0] the discovery subsystem
     uint64_t genctr = 0;
-    TargetStats counters;
+    std::vector<std::unique_ptr<PollGroup>> groups;  // by Thread id, in creation order
 
     Subsystem* find(std::string_view nqn) const;
     runtime::Thread& home();  // the Target's Thread (set on first use from a Thread)
+    PollGroup& group_for(runtime::Thread& thread);
 };
 
 Target& target_impl();
@@ -156,6 +213,11 @@ void exec_control(Request& req) noexcept;
 void exec_io(Request& req) noexcept;
 // Qpair teardown on the I/O side (qpair Thread): put channels, drop the held fused command.
 void io_qpair_closed(Qpair& q) noexcept;
+// On the Target's Thread, after a successful Connect: the qpair's Thread applies `a` (queue id,
+// namespace view, poll group), then the Connect completes.
+void finish_connect(Request& req, std::unique_ptr<Attach> a) noexcept;
+// The Error Information log entry of a command completed with an error (pure).
+spec::ErrorInfoEntry error_entry(const Request& req, uint16_t sqid) noexcept;
 // Takes a reference on the qpair (a message in flight to it); drop_ref on its Thread.
 void take_ref(Qpair& q) noexcept;
 void drop_ref(Qpair& q) noexcept;

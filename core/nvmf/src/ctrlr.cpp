@@ -1,6 +1,7 @@
 // Fabrics (Connect, Property Get/Set, Disconnect) and admin commands, on the Target's Thread.
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -66,21 +67,23 @@ void arm_keep_alive(Controller& c) {
 
 // ---- Connect -----------------------------------------------------------------------------------
 
-void connect(Request& req) {
+// On success returns what the qpair's Thread takes over with the completion (finish_connect).
+std::unique_ptr<Attach> connect(Request& req) {
     Target& t = target_impl();
     Qpair& q = *req.qpair;
+    auto& ctl = q.core().ctl;
     const auto cmd = std::bit_cast<spec::ConnectCommand>(req.cmd);
-    if (q.connected()) {
+    if (ctl.ctrlr != nullptr) {
         set_generic(req, GenericStatus::command_sequence_error);
-        return;
+        return {};
     }
     if (cmd.recfmt != spec::connect_recfmt) {
         fabrics_status(req, spec::FabricsStatus::incompatible_format);
-        return;
+        return {};
     }
     if (req.length < spec::connect_data_bytes || req.xfer != XferDir::host_to_controller) {
         set_generic(req, GenericStatus::invalid_field);
-        return;
+        return {};
     }
     spec::ConnectData data{};
     copy_from_iov(req, &data, sizeof(data));
@@ -89,7 +92,7 @@ void connect(Request& req) {
     Subsystem* s = t.find(subnqn);
     if (s == nullptr || !spec::nqn_is_valid(subnqn)) {
         invalid_connect_param(req, spec::ConnectInvalidAttr::data, offsetof(spec::ConnectData, subnqn));
-        return;
+        return {};
     }
     // As SPDK's target: the host NQN must fit its field, but its form is not checked here, and
     // an empty one is a host without a name (SPDK's own perf sends none unless told), allowed
@@ -98,29 +101,29 @@ void connect(Request& req) {
         STRATA_NOTICELOG(log_nvmf_ctrlr, "Connect to {}: host NQN longer than {} bytes", subnqn,
                          spec::nqn_max_bytes);
         invalid_connect_param(req, spec::ConnectInvalidAttr::data, offsetof(spec::ConnectData, hostnqn));
-        return;
+        return {};
     }
     if (!s->host_allowed(hostnqn)) {
         fabrics_status(req, spec::FabricsStatus::invalid_host);
         spec::ConnectResponseDw0 dw0{};
         dw0.set_iattr(1).set_ipo(offsetof(spec::ConnectData, hostnqn));
         req.rsp.dw0 = dw0.raw;
-        return;
+        return {};
     }
     if (s->deleting) {
         fabrics_status(req, spec::FabricsStatus::controller_busy);
-        return;
+        return {};
     }
     const TransportLimits& lim = limits_of(q);
     const uint32_t max_depth = cmd.qid == 0 ? lim.max_aq_depth : lim.max_queue_depth;
     if (cmd.sqsize == 0 || uint32_t{cmd.sqsize} + 1 > max_depth) {
         invalid_connect_param(req, spec::ConnectInvalidAttr::command, offsetof(spec::ConnectCommand, sqsize));
-        return;
+        return {};
     }
     if (cmd.qid == 0) {
         if (data.cntlid != spec::cntlid_dynamic) {
             invalid_connect_param(req, spec::ConnectInvalidAttr::data, offsetof(spec::ConnectData, cntlid));
-            return;
+            return {};
         }
         // A free controller id in [min_cntlid, max_cntlid], round robin.
         const uint16_t lo = s->discovery ? spec::cntlid_min : s->opts.min_cntlid;
@@ -138,54 +141,65 @@ void connect(Request& req) {
         }
         if (id == 0) {
             fabrics_status(req, spec::FabricsStatus::controller_busy);
-            return;
+            return {};
         }
         auto* c = new Controller(*s, id, std::string(hostnqn), data.hostid, q, cmd.kato);
         c->qpairs.assign(std::max<uint32_t>(lim.max_qpairs_per_ctrlr, 1), nullptr);
         c->qpairs[0] = &q;
         c->num_io_queues = std::max<uint32_t>(lim.max_qpairs_per_ctrlr, 1) - 1;
         s->ctrlrs.push_back(c);
-        QpairAccess::set(q, c, 0, static_cast<uint16_t>(cmd.sqsize + 1));
+        ctl.ctrlr = c;
+        ctl.qid = 0;
         arm_keep_alive(*c);
-        ++t.counters.admin_qpairs;
-        ++t.counters.current_admin_qpairs;
         spec::ConnectResponseDw0 dw0{};
         dw0.set_cntlid(id);
         req.rsp.dw0 = dw0.raw;
         const std::string host(hostnqn);
         STRATA_INFOLOG(log_nvmf_ctrlr, "controller {} of {} for host {}", id, s->opts.nqn, host);
-        return;
+        auto a = std::make_unique<Attach>();
+        a->ctrlr = c;
+        a->qid = 0;
+        a->sqsize = static_cast<uint16_t>(cmd.sqsize + 1);
+        a->group = &t.group_for(q.thread());
+        return a;
     }
     // I/O queue: join the controller named by CNTLID.
     if (s->discovery) {
         invalid_connect_param(req, spec::ConnectInvalidAttr::command, offsetof(spec::ConnectCommand, qid));
-        return;
+        return {};
     }
     auto it = std::find_if(s->ctrlrs.begin(), s->ctrlrs.end(),
                            [&](Controller* c) { return c->cntlid == data.cntlid; });
     if (it == s->ctrlrs.end() || (*it)->failed || (*it)->admin_gone) {
         invalid_connect_param(req, spec::ConnectInvalidAttr::data, offsetof(spec::ConnectData, cntlid));
-        return;
+        return {};
     }
     Controller* c = *it;
     if (c->hostnqn != hostnqn) {
         STRATA_NOTICELOG(log_nvmf_ctrlr, "I/O queue Connect to controller {} of {}: host NQN '{}' is not the controller's '{}'",
                          c->cntlid, s->opts.nqn, hostnqn, c->hostnqn);
         invalid_connect_param(req, spec::ConnectInvalidAttr::data, offsetof(spec::ConnectData, hostnqn));
-        return;
+        return {};
     }
     if ((c->cc & 1) == 0 || (c->csts & 1) == 0) {
         set_generic(req, GenericStatus::command_sequence_error);
-        return;
+        return {};
     }
     if (cmd.qid > c->num_io_queues || cmd.qid >= c->qpairs.size() || c->qpairs[cmd.qid] != nullptr) {
         invalid_connect_param(req, spec::ConnectInvalidAttr::command, offsetof(spec::ConnectCommand, qid));
-        return;
+        return {};
     }
     c->qpairs[cmd.qid] = &q;
-    // The qpair's namespace view; it is not connected yet, so nothing on its Thread reads this
-    // before the Connect completion (a message) arrives.
-    auto& v = q.core().ns;
+    ctl.ctrlr = c;
+    ctl.qid = cmd.qid;
+    // The qpair's namespace view, handed to its Thread with the Connect completion; later
+    // namespace changes are sent after it (broadcast_ns), so they apply in order.
+    auto a = std::make_unique<Attach>();
+    a->ctrlr = c;
+    a->qid = cmd.qid;
+    a->sqsize = static_cast<uint16_t>(cmd.sqsize + 1);
+    a->group = &t.group_for(q.thread());
+    auto& v = a->ns;
     v.assign(s->ns.size(), NsChannel{});
     for (size_t i = 0; i < s->ns.size(); ++i) {
         Namespace* n = s->ns[i].get();
@@ -195,12 +209,10 @@ void connect(Request& req) {
         v[i].num_blocks = n->num_blocks;
         v[i].active = true;
     }
-    QpairAccess::set(q, c, cmd.qid, static_cast<uint16_t>(cmd.sqsize + 1));
-    ++t.counters.io_qpairs;
-    ++t.counters.current_io_qpairs;
     spec::ConnectResponseDw0 dw0{};
     dw0.set_cntlid(c->cntlid);
     req.rsp.dw0 = dw0.raw;
+    return a;
 }
 
 // ---- Property Get/Set ------------------------------------------------------------------------
@@ -255,6 +267,7 @@ void property_set(Request& req, Controller& c) {
         csts.set_rdy(0);
         for (size_t i = 1; i < c.qpairs.size(); ++i)
             if (Qpair* q = c.qpairs[i]) {
+                q->core().ctl.disconnecting = true;
                 take_ref(*q);
                 Status s = q->thread().post([q] {
                     if (!q->is_closed()) q->disconnect();
@@ -293,7 +306,7 @@ void identify_controller(Request& req, Controller& c) {
     id.aerl = kAerLimit - 1;
     id.frmw = 1;
     id.lpa = 0x04;  // extended data for Get Log Page
-    id.elpe = 0;
+    id.elpe = kErrorLogEntries - 1;
     id.kas = kKasUnits;
     id.sqes = 0x66;
     id.cqes = 0x44;
@@ -385,40 +398,103 @@ void identify(Request& req, Controller& c) {
 
 // ---- Get Log Page ----------------------------------------------------------------------------
 
-void get_log_page(Request& req, Controller& c) {
+// SMART / Health: the controller's own figures now, the qpairs' counters gathered by messaging
+// each qpair's Thread (only it writes them); the page is built and the command completed when
+// the last answer is back. Nothing of the Controller is used after the start (it may go).
+struct SmartGather {
+    Request* req = nullptr;
+    spec::SmartHealthLog log{};
+    QpairStats sum{};
+    uint64_t offset = 0, len = 0;
+    uint32_t pending = 1;
+
+    void add(const QpairStats& s) {
+        sum.bytes_read += s.bytes_read;
+        sum.bytes_written += s.bytes_written;
+        sum.read_commands += s.read_commands;
+        sum.write_commands += s.write_commands;
+    }
+    void ack() {
+        if (--pending != 0) return;
+        std::unique_ptr<SmartGather> self(this);
+        log.data_units_read.set((sum.bytes_read / 512 + 999) / 1000);
+        log.data_units_written.set((sum.bytes_written / 512 + 999) / 1000);
+        log.host_read_commands.set(sum.read_commands);
+        log.host_write_commands.set(sum.write_commands);
+        zero_iov(*req);
+        if (offset < sizeof(log))
+            copy_to_iov(*req, reinterpret_cast<const uint8_t*>(&log) + offset,
+                        std::min<uint64_t>(len, sizeof(log) - offset));
+        finish(*req);
+    }
+};
+
+void smart_log(Request& req, Controller& c, uint64_t offset, uint64_t len) {
+    auto* g = new SmartGather;
+    g->req = &req;
+    g->offset = offset;
+    g->len = len;
+    g->log.composite_temperature.set(273 + 25);
+    g->log.available_spare = 100;
+    g->log.available_spare_threshold = 10;
+    g->log.num_err_log_entries.set(c.error_count);
+    g->add(c.retired);
+    runtime::Thread* home = &target_impl().home();
+    for (Qpair* q : c.qpairs) {
+        if (q == nullptr) continue;
+        ++g->pending;
+        take_ref(*q);
+        Status s = q->thread().post([g, q, home] {
+            const QpairStats st = q->stats();
+            Status s2 = home->post([g, st] {
+                g->add(st);
+                g->ack();
+            });
+            STRATA_ASSERT_MSG(s2.ok(), "nvmf: cannot message the Target's Thread");
+            drop_ref(*q);
+        });
+        STRATA_ASSERT_MSG(s.ok(), "nvmf: cannot message a qpair's Thread");
+    }
+    g->ack();
+}
+
+// Returns true when the request is completed later (SMART gathers from the qpairs' Threads).
+bool get_log_page(Request& req, Controller& c) {
     const uint8_t lid = req.cmd.cdw10 & 0xFF;
     const bool rae = (req.cmd.cdw10 >> 15) & 1;
     const uint64_t numd = ((uint64_t{req.cmd.cdw11} & 0xFFFF) << 16 | (req.cmd.cdw10 >> 16)) + 1;
     const uint64_t len = numd * 4;
     const uint64_t offset = uint64_t{req.cmd.cdw12} | (uint64_t{req.cmd.cdw13} << 32);
-    if (offset & 3) return set_generic(req, GenericStatus::invalid_field);
-    if (len > req.length) return set_generic(req, GenericStatus::data_sgl_length_invalid);
+    if (offset & 3) {
+        set_generic(req, GenericStatus::invalid_field);
+        return false;
+    }
+    if (len > req.length) {
+        set_generic(req, GenericStatus::data_sgl_length_invalid);
+        return false;
+    }
     std::vector<uint8_t> page;
     if (c.subsys->discovery) {
-        if (lid != spec::log_page_discovery) return set_generic(req, GenericStatus::invalid_field);
+        if (lid != spec::log_page_discovery) {
+            set_generic(req, GenericStatus::invalid_field);
+            return false;
+        }
         page = discovery_log(c.hostnqn);
     } else {
         switch (static_cast<spec::LogPage>(lid)) {
-            case spec::LogPage::error_info: page.assign(64, 0); break;
-            case spec::LogPage::smart_health: {
-                spec::SmartHealthLog log{};
-                log.composite_temperature.set(273 + 25);
-                log.available_spare = 100;
-                log.available_spare_threshold = 10;
-                QpairStats sum{};
-                for (Qpair* q : c.qpairs)
-                    if (q) {
-                        sum.bytes_read += q->stats().bytes_read;
-                        sum.bytes_written += q->stats().bytes_written;
-                        sum.io_commands += q->stats().io_commands;
-                    }
-                log.data_units_read.set((sum.bytes_read / 512 + 999) / 1000);
-                log.data_units_written.set((sum.bytes_written / 512 + 999) / 1000);
-                log.host_read_commands.set(sum.io_commands);
-                page.resize(sizeof(log));
-                std::memcpy(page.data(), &log, sizeof(log));
+            case spec::LogPage::error_info: {
+                // ELPE + 1 entries, newest first; unused ones zero (error count 0).
+                page.assign(kErrorLogEntries * sizeof(spec::ErrorInfoEntry), 0);
+                const uint64_t n = std::min<uint64_t>(c.errlog_stored, kErrorLogEntries);
+                for (uint64_t i = 0; i < n; ++i)
+                    std::memcpy(page.data() + i * sizeof(spec::ErrorInfoEntry),
+                                &c.errlog[(c.errlog_stored - 1 - i) % kErrorLogEntries],
+                                sizeof(spec::ErrorInfoEntry));
                 break;
             }
+            case spec::LogPage::smart_health:
+                smart_log(req, c, offset, len);
+                return true;
             case spec::LogPage::changed_ns_list: {
                 page.assign(4096, 0);
                 std::vector<uint32_t> ids = c.changed_ns;
@@ -434,13 +510,15 @@ void get_log_page(Request& req, Controller& c) {
                 break;
             }
             default:
-                return set_status(req, static_cast<uint8_t>(spec::Sct::command_specific), 0x09,
-                                  true);  // Invalid Log Page
+                set_status(req, static_cast<uint8_t>(spec::Sct::command_specific), 0x09,
+                           true);  // Invalid Log Page
+                return false;
         }
     }
     zero_iov(req);
     if (offset < page.size())
         copy_to_iov(req, page.data() + offset, std::min<uint64_t>(len, page.size() - offset));
+    return false;
 }
 
 // ---- Features --------------------------------------------------------------------------------
@@ -518,7 +596,9 @@ void abort_cmd(Request& req, Controller& c) {
 bool admin(Request& req, Controller& c) {
     switch (static_cast<spec::AdminOpcode>(req.cmd.opc)) {
         case spec::AdminOpcode::identify: identify(req, c); break;
-        case spec::AdminOpcode::get_log_page: get_log_page(req, c); break;
+        case spec::AdminOpcode::get_log_page:
+            if (get_log_page(req, c)) return true;
+            break;
         case spec::AdminOpcode::get_features: get_features(req, c); break;
         case spec::AdminOpcode::set_features: set_features(req, c); break;
         case spec::AdminOpcode::keep_alive:
@@ -542,24 +622,30 @@ bool admin(Request& req, Controller& c) {
 
 void exec_control(Request& req) noexcept {
     Qpair& q = *req.qpair;
+    // The Target's Thread's own view of the qpair (never the qpair Thread's fields).
+    auto& ctl = q.core().ctl;
     if (req.cmd.opc == spec::fabrics_opcode) {
         const auto type = static_cast<spec::FabricsCommandType>(spec::fabrics_type(req.cmd));
         if (type == spec::FabricsCommandType::connect) {
-            connect(req);
-        } else if (!q.connected()) {
+            if (auto a = connect(req)) {
+                finish_connect(req, std::move(a));
+                return;
+            }
+        } else if (ctl.ctrlr == nullptr) {
             set_generic(req, GenericStatus::command_sequence_error);
         } else {
-            Controller& c = *q.controller();
+            Controller& c = *ctl.ctrlr;
             switch (type) {
                 case spec::FabricsCommandType::property_get:
-                    if (q.qid() != 0) set_generic(req, GenericStatus::invalid_field);
+                    if (ctl.qid != 0) set_generic(req, GenericStatus::invalid_field);
                     else property_get(req, c);
                     break;
                 case spec::FabricsCommandType::property_set:
-                    if (q.qid() != 0) set_generic(req, GenericStatus::invalid_field);
+                    if (ctl.qid != 0) set_generic(req, GenericStatus::invalid_field);
                     else property_set(req, c);
                     break;
                 case spec::FabricsCommandType::disconnect: {
+                    ctl.disconnecting = true;
                     take_ref(q);
                     finish(req);
                     Qpair* qp = &q;
@@ -576,14 +662,14 @@ void exec_control(Request& req) noexcept {
                     break;
             }
         }
-        if (!req.rsp.sf().ok()) ++QpairAccess::stats(q).errors;
-        finish(req);
-        return;
-    }
-    if (!q.connected()) {
+    } else if (ctl.ctrlr == nullptr) {
+        set_generic(req, GenericStatus::command_sequence_error);
+    } else if (ctl.qid != 0) {
+        // A command on an I/O queue before its Connect completed there (the host did not wait
+        // for the response): not an admin command, whatever its opcode says.
         set_generic(req, GenericStatus::command_sequence_error);
     } else {
-        Controller& c = *q.controller();
+        Controller& c = *ctl.ctrlr;
         if (c.failed || c.admin_gone) {
             set_generic(req, GenericStatus::aborted_sq_deletion);
         } else if ((c.cc & 1) == 0 || (c.csts & 1) == 0) {
@@ -592,7 +678,7 @@ void exec_control(Request& req) noexcept {
             return;
         }
     }
-    if (!req.rsp.sf().ok()) ++QpairAccess::stats(q).errors;
+    if (!req.rsp.sf().ok() && ctl.ctrlr != nullptr) ctl.ctrlr->log_error(error_entry(req, ctl.qid));
     finish(req);
 }
 

@@ -53,15 +53,23 @@ void map_status(Request& req, const bdev::IoStatus& st, bool compare) {
     }
 }
 
+// Successful data commands (errors are counted for every command as it completes).
 void account(Request& req) {
+    if (!req.rsp.sf().ok()) return;
     auto& st = QpairAccess::stats(*req.qpair);
-    if (!req.rsp.sf().ok()) {
-        ++st.errors;
-        return;
+    switch (static_cast<spec::NvmOpcode>(req.cmd.opc)) {
+        case spec::NvmOpcode::read:
+            st.bytes_read += req.length;
+            ++st.read_commands;
+            break;
+        case spec::NvmOpcode::compare: ++st.read_commands; break;
+        case spec::NvmOpcode::write:
+            st.bytes_written += req.length;
+            ++st.write_commands;
+            break;
+        case spec::NvmOpcode::write_zeroes: ++st.write_commands; break;
+        default: break;
     }
-    const auto op = static_cast<spec::NvmOpcode>(req.cmd.opc);
-    if (op == spec::NvmOpcode::read) st.bytes_read += req.length;
-    else if (op == spec::NvmOpcode::write) st.bytes_written += req.length;
 }
 
 void io_complete(void* ctx, const bdev::IoStatus& st) {
@@ -160,6 +168,7 @@ void submit(Request& req) {
         req.core.wait.fn = &retry;
         req.core.wait.ctx = &req;
         bdev::queue_io_wait(ch, req.core.wait);
+        if (PollGroup* g = q.core().group) ++g->stats.pending_bdev_io;
         ++e.inflight;  // keeps the channel until the retry
         return;
     }
@@ -183,7 +192,6 @@ void retry(void* ctx) {
 
 void fail(Request& req, GenericStatus sc) {
     set_generic(req, sc);
-    ++QpairAccess::stats(*req.qpair).errors;
     finish_deferred(req);
 }
 

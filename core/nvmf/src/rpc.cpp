@@ -418,21 +418,27 @@ void register_rpc_module(rpc::App& app) {
                 out.push_back({{"address", address_json(l)}, {"ana_state", "optimized"}});
             r.result(std::move(out));
         });
-    add(app, "nvmf_get_stats", "Target statistics (one aggregate poll group in this version).",
+    add(app, "nvmf_get_stats", "Target statistics: one entry per poll group (gathered on its Thread).",
         {tgt_name()}, [](const Json& p, Responder r) {
             if (!check_tgt(p, r)) return;
-            const TargetStats s = stats();
-            Json tr = Json::array();
-            for (Transport* t : transports()) tr.push_back({{"trtype", t->name()}});
-            Json pg = {{"name", "nvmf_tgt_poll_group_000"},
-                       {"admin_qpairs", s.admin_qpairs},
-                       {"io_qpairs", s.io_qpairs},
-                       {"current_admin_qpairs", s.current_admin_qpairs},
-                       {"current_io_qpairs", s.current_io_qpairs},
-                       {"pending_bdev_io", s.pending_bdev_io},
-                       {"completed_nvme_io", s.completed_nvme_io},
-                       {"transports", std::move(tr)}};
-            r.result({{"tick_rate", 1'000'000'000}, {"poll_groups", Json::array({std::move(pg)})}});
+            poll_group_stats([r = std::make_shared<Responder>(std::move(r))](
+                                 std::vector<PollGroupStats> groups) {
+                Json pgs = Json::array();
+                for (const auto& g : groups) {
+                    Json tr = Json::array();
+                    for (const auto& t : g.transports) tr.push_back({{"trtype", t}});
+                    pgs.push_back({{"name", g.name},
+                                   {"admin_qpairs", g.admin_qpairs},
+                                   {"io_qpairs", g.io_qpairs},
+                                   {"current_admin_qpairs", g.current_admin_qpairs},
+                                   {"current_io_qpairs", g.current_io_qpairs},
+                                   {"pending_bdev_io", g.pending_bdev_io},
+                                   {"completed_nvme_io", g.completed_nvme_io},
+                                   {"transports", std::move(tr)}});
+                }
+                // SPDK's tick_rate is its TSC rate; Strata's clock counts nanoseconds.
+                r->result({{"tick_rate", 1'000'000'000}, {"poll_groups", std::move(pgs)}});
+            });
         });
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -141,8 +142,59 @@ void maybe_released(Qpair& q) noexcept {
     if (q.is_closed() && q.outstanding() == 0) q.released();
 }
 
+// ---- the error log: entries from the qpair's Thread reach the controller by message ----------
+
+// On the qpair's Thread: the slot is back (the Target's Thread logged or dropped it).
+void error_slot_back(void* ctx) {
+    auto& slot = *static_cast<ErrorSlot*>(ctx);
+    slot.busy = false;
+    drop_ref(*slot.qpair);
+}
+
+// On the Target's Thread: log the entry with the qpair's controller (if it is still attached),
+// then hand the slot back.
+void error_slot_log(void* ctx) {
+    auto& slot = *static_cast<ErrorSlot*>(ctx);
+    if (Controller* c = slot.qpair->core().ctl.ctrlr) c->log_error(slot.entry, slot.lost);
+    runtime::deliver(slot.qpair->thread(), &error_slot_back, &slot);
+}
+
+// On the qpair's Thread: an I/O command failed; its entry goes to the controller in a free slot
+// (none free: counted, and reported as lost with the next one).
+void ship_error(Qpair& q, const Request& req) noexcept {
+    auto& core = q.core();
+    for (ErrorSlot& slot : core.err_slots) {
+        if (slot.busy) continue;
+        slot.entry = error_entry(req, q.qid());
+        slot.qpair = &q;
+        slot.lost = core.err_lost;
+        slot.busy = true;
+        take_ref(q);
+        if (target_impl().home().send(&error_slot_log, &slot).ok()) {
+            core.err_lost = 0;
+            return;
+        }
+        slot.busy = false;
+        QpairAccess::outstanding(q).fetch_sub(1);  // not drop_ref: the caller holds one
+        break;
+    }
+    ++core.err_lost;
+}
+
+// Every completion passes here on the qpair's Thread, just before the transport sees it: the
+// qpair's and its poll group's counters, and I/O errors to the error log (Fabrics and admin
+// errors are logged on the Target's Thread, which knows the controller).
+void account_completion(Qpair& q, const Request& req) noexcept {
+    const bool ok = req.rsp.sf().ok();
+    if (!ok) ++QpairAccess::stats(q).errors;
+    if ((req.core.state & kReqControl) != 0 || q.qid() == 0 || !q.connected()) return;
+    if (PollGroup* g = q.core().group) ++g->stats.completed_nvme_io;
+    if (!ok && !q.is_closed()) ship_error(q, req);
+}
+
 void complete_now(Request& req) noexcept {
     Qpair& q = *req.qpair;
+    account_completion(q, req);
     q.complete(req);
     QpairAccess::outstanding(q).fetch_sub(1, std::memory_order_acq_rel);
     maybe_released(q);
@@ -156,6 +208,7 @@ void flush_deferred(void* ctx) {
     list.splice_back(q.core().deferred);
     QpairAccess::outstanding(q).fetch_add(1);
     while (Request* r = list.pop_front()) {
+        account_completion(q, *r);
         q.complete(*r);
         QpairAccess::outstanding(q).fetch_sub(1);
     }
@@ -204,6 +257,7 @@ void exec(Request& req) noexcept {
     }
     if (req.cmd.opc == spec::fabrics_opcode || !q.connected() || q.qid() == 0) {
         ++st.admin_commands;
+        req.core.state = kReqControl;
         Status s = target_impl().home().send(
             [](void* ctx) { exec_control(*static_cast<Request*>(ctx)); }, &req);
         if (!s.ok()) {
@@ -216,22 +270,46 @@ void exec(Request& req) noexcept {
     exec_io(req);
 }
 
+namespace {
+// On the qpair's Thread, after the Target's Thread detached it: out of its poll group's current
+// count, no longer connected.
+void detached_here(void* ctx) {
+    auto& q = *static_cast<Qpair*>(ctx);
+    auto& core = q.core();
+    if (core.counted) {
+        core.counted = false;
+        if (q.qid() == 0) --core.group->stats.current_admin_qpairs;
+        else --core.group->stats.current_io_qpairs;
+    }
+    QpairAccess::set(q, nullptr, q.qid(), q.sq_size());
+    drop_ref(q);
+}
+}  // namespace
+
 void Qpair::closed() noexcept {
     if (closed_) return;
     closed_ = true;
     take_ref(*this);  // until the Target's Thread has dropped us
     io_qpair_closed(*this);
     // The Target's Thread detaches us from the controller (and completes what it holds). Always
-    // by message, even when no controller is set here: a Connect still in flight on the
-    // Target's Thread (sent before this message, so it runs first) may attach one, and
-    // ctrlr_ is the Target's Thread's to read until the Connect completion arrives.
+    // by message, even when this Thread saw no Connect complete: a Connect still in flight on
+    // the Target's Thread (sent before this message, so it runs first) may attach one, and
+    // only the Target's Thread knows (core().ctl). The counters so far go to the controller's
+    // SMART totals.
     Qpair* self = this;
-    Status s = target_impl().home().post([self] {
-        Controller* c = self->controller();
+    const QpairStats last = stats_;
+    Status s = target_impl().home().post([self, last] {
+        auto& ctl = self->core().ctl;
+        Controller* c = ctl.ctrlr;
         if (c != nullptr) {
-            if (self->qid() < c->qpairs.size() && c->qpairs[self->qid()] == self)
-                c->qpairs[self->qid()] = nullptr;
-            if (self->qid() == 0 && !c->admin_gone) {
+            const uint16_t qid = ctl.qid;
+            ctl = {};
+            if (qid < c->qpairs.size() && c->qpairs[qid] == self) c->qpairs[qid] = nullptr;
+            c->retired.bytes_read += last.bytes_read;
+            c->retired.bytes_written += last.bytes_written;
+            c->retired.read_commands += last.read_commands;
+            c->retired.write_commands += last.write_commands;
+            if (qid == 0 && !c->admin_gone) {
                 c->admin_gone = true;
                 c->admin = nullptr;
                 while (Request* r = c->aers.pop_front()) {
@@ -243,16 +321,35 @@ void Qpair::closed() noexcept {
                 // last I/O queue detaches: namespace changes still reach those queues.
                 c->disconnect_all();
             }
-            auto& counters = target_impl().counters;
-            if (self->qid() == 0) --counters.current_admin_qpairs;
-            else --counters.current_io_qpairs;
-            QpairAccess::set(*self, nullptr, self->qid(), self->sq_size());
             if (c->admin_gone && c->live_qpairs() == 0) delete c;
         }
-        Status s2 = self->thread().send([](void* p) { drop_ref(*static_cast<Qpair*>(p)); }, self);
-        STRATA_ASSERT_MSG(s2.ok(), "nvmf: cannot message the qpair's Thread");
+        runtime::deliver(self->thread(), &detached_here, self);
     });
     STRATA_ASSERT_MSG(s.ok(), "nvmf: cannot message the Target's Thread");
+}
+
+void finish_connect(Request& req, std::unique_ptr<Attach> a) noexcept {
+    Request* r = &req;
+    Status s = req.qpair->thread().post([r, a = std::move(a)] {
+        Qpair& q = *r->qpair;
+        auto& core = q.core();
+        QpairAccess::set(q, a->ctrlr, a->qid, a->sqsize);
+        core.group = a->group;
+        if (a->qid != 0) core.ns = std::move(a->ns);
+        if (core.group != nullptr) {
+            auto& g = core.group->stats;
+            if (a->qid == 0) {
+                ++g.admin_qpairs;
+                ++g.current_admin_qpairs;
+            } else {
+                ++g.io_qpairs;
+                ++g.current_io_qpairs;
+            }
+            core.counted = true;
+        }
+        complete_now(*r);
+    });
+    STRATA_ASSERT_MSG(s.ok(), "nvmf: cannot message the qpair's Thread");
 }
 
 // ---- Controller ----------------------------------------------------------------------------
@@ -276,6 +373,7 @@ uint32_t Controller::live_qpairs() const {
 void Controller::disconnect_all() {
     for (Qpair* q : qpairs) {
         if (q == nullptr) continue;
+        q->core().ctl.disconnecting = true;
         take_ref(*q);
         Status s = q->thread().post([q] {
             if (!q->is_closed()) q->disconnect();
@@ -283,6 +381,54 @@ void Controller::disconnect_all() {
         });
         STRATA_ASSERT_MSG(s.ok(), "nvmf: cannot message a qpair's Thread");
     }
+}
+
+void Controller::log_error(const spec::ErrorInfoEntry& e, uint32_t lost) {
+    if (errlog.size() != kErrorLogEntries) errlog.assign(kErrorLogEntries, spec::ErrorInfoEntry{});
+    error_count += uint64_t{lost} + 1;
+    spec::ErrorInfoEntry& slot = errlog[errlog_stored++ % kErrorLogEntries];
+    slot = e;
+    slot.error_count = error_count;
+}
+
+namespace {
+// Byte of the SQE a generic status points at (Parameter Error Location); FFFFh: none.
+uint16_t parameter_location(spec::GenericStatus sc) noexcept {
+    switch (sc) {
+        case spec::GenericStatus::invalid_opcode: return 0;  // CDW0.OPC
+        case spec::GenericStatus::aborted_missing_fused:
+        case spec::GenericStatus::aborted_failed_fused: return 1;  // CDW0.FUSE (bits 1:0)
+        case spec::GenericStatus::invalid_ns_or_format: return 4;  // NSID
+        case spec::GenericStatus::data_sgl_length_invalid:
+        case spec::GenericStatus::sgl_descriptor_type_invalid:
+        case spec::GenericStatus::invalid_sgl_offset: return 24;  // DPTR
+        case spec::GenericStatus::lba_out_of_range: return 40;    // CDW10 (SLBA)
+        default: return 0xFFFF;
+    }
+}
+}  // namespace
+
+spec::ErrorInfoEntry error_entry(const Request& req, uint16_t sqid) noexcept {
+    spec::ErrorInfoEntry e{};
+    e.sqid = sqid;
+    e.cid = req.cmd.cid;
+    e.status = static_cast<uint16_t>(req.rsp.status & ~uint16_t{1});  // phase tag 0
+    e.parameter_location =
+        req.rsp.sct() == 0 ? parameter_location(static_cast<spec::GenericStatus>(req.rsp.sc()))
+                           : uint16_t{0xFFFF};
+    e.nsid = req.cmd.nsid;
+    if (sqid != 0 && req.cmd.opc != spec::fabrics_opcode) {
+        switch (static_cast<spec::NvmOpcode>(req.cmd.opc)) {
+            case spec::NvmOpcode::read:
+            case spec::NvmOpcode::write:
+            case spec::NvmOpcode::compare:
+            case spec::NvmOpcode::write_zeroes: e.lba = req.cmd.slba(); break;
+            default: break;
+        }
+    }
+    e.trtype = static_cast<uint8_t>(req.qpair != nullptr ? req.qpair->transport().trtype()
+                                                          : spec::TransportType::tcp);
+    return e;
 }
 
 void Controller::notify_ns_changed(uint32_t nsid) {
@@ -324,6 +470,53 @@ runtime::Thread& Target::home() {
     if (thread == nullptr) thread = runtime::current_thread();
     STRATA_ASSERT_MSG(thread != nullptr, "nvmf: the Target is used outside any Thread");
     return *thread;
+}
+
+PollGroup& Target::group_for(runtime::Thread& t) {
+    for (auto& g : groups)
+        if (g->thread_id == t.id()) return *g;
+    auto g = std::make_unique<PollGroup>();
+    g->thread_id = t.id();
+    g->stats.name = t.name();
+    groups.push_back(std::move(g));
+    return *groups.back();
+}
+
+void add_poll_group(runtime::Thread& thread) { target_impl().group_for(thread); }
+
+void poll_group_stats(std::function<void(std::vector<PollGroupStats>)> done) {
+    Target& t = target_impl();
+    struct Gather {
+        std::vector<const PollGroup*> groups;  // fixed at the start: read-only while visiting
+        std::vector<std::optional<PollGroupStats>> seen;
+        std::vector<std::string> transports;
+        std::function<void(std::vector<PollGroupStats>)> done;
+    };
+    auto* g = new Gather;
+    for (const auto& p : t.groups) g->groups.push_back(p.get());
+    g->seen.resize(g->groups.size());
+    for (Transport* tr : transports()) g->transports.emplace_back(tr->name());
+    g->done = std::move(done);
+    // Each Thread copies its own groups' counters (only it writes them); exited Threads are
+    // skipped, so a stopped poll group drops out of the list.
+    runtime::for_each_thread(
+        [](void* ctx) {
+            auto* g = static_cast<Gather*>(ctx);
+            const uint32_t id = runtime::current_thread()->id();
+            for (size_t i = 0; i < g->groups.size(); ++i)
+                if (g->groups[i]->thread_id == id) g->seen[i] = g->groups[i]->stats;
+        },
+        g,
+        [](void* ctx) {
+            std::unique_ptr<Gather> g(static_cast<Gather*>(ctx));
+            std::vector<PollGroupStats> out;
+            for (auto& s : g->seen) {
+                if (!s) continue;
+                s->transports = g->transports;
+                out.push_back(std::move(*s));
+            }
+            g->done(std::move(out));
+        });
 }
 
 Subsystem* Target::find(std::string_view nqn) const {
@@ -774,12 +967,11 @@ Result<std::vector<QpairInfo>> qpairs(std::string_view nqn) {
     for (Controller* c : s->ctrlrs)
         for (Qpair* q : c->qpairs)
             if (q != nullptr && !c->admin_gone)
-                v.push_back({c->cntlid, q->qid(), q->is_closed() ? "deleting" : "active",
+                v.push_back({c->cntlid, q->core().ctl.qid,
+                             q->core().ctl.disconnecting ? "deleting" : "active",
                              q->listen_address()});
     return v;
 }
-
-TargetStats stats() { return target_impl().counters; }
 
 uint64_t discovery_genctr() { return target_impl().genctr; }
 

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <strata/bdev/bdev.h>
+#include <strata/nvme/spec/log_pages.h>
 #include <strata/nvme/spec/spec.h>
 #include <strata/nvmf/nvmf.h>
 #include <strata/nvmf/transport.h>
@@ -22,130 +23,13 @@
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
+#include "nvmf_fakes.h"
+
 namespace strata::nvmf {
 namespace {
 
 using Json = nlohmann::json;
-namespace spec = nvme::spec;
-
-constexpr const char* kNqn = "nqn.2016-06.io.spdk:cnode1";
-constexpr const char* kHost = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
-constexpr const char* kOtherHost = "nqn.2016-06.io.spdk:host2";
-
-class FakeTransport final : public Transport {
-public:
-    std::string_view name() const noexcept override { return "TCP"; }
-    spec::TransportType trtype() const noexcept override { return spec::TransportType::tcp; }
-    const TransportLimits& limits() const noexcept override { return limits_; }
-    Status listen(const TransportAddress& a) override {
-        if (a.trsvcid == "1") return Status(Errc::permission_denied);
-        listening.push_back(a);
-        return Status();
-    }
-    void stop_listening(const TransportAddress& a) override {
-        listening.erase(std::find(listening.begin(), listening.end(), a));
-    }
-    std::string options_json() const override { return R"({"trtype":"TCP","max_queue_depth":128})"; }
-
-    TransportLimits limits_{};
-    std::vector<TransportAddress> listening;
-};
-
-class FakeQpair final : public Qpair {
-public:
-    using Qpair::Qpair;
-    void complete(Request& req) noexcept override {
-        EXPECT_TRUE(&thread() == runtime::current_thread());
-        completed.push_back(&req);
-    }
-    void disconnect() noexcept override {
-        ++disconnects;
-        if (!slow_disconnect) closed();
-    }
-    void released() noexcept override { is_released = true; }
-    bool done(const Request& r) const {
-        return std::find(completed.begin(), completed.end(), &r) != completed.end();
-    }
-
-    std::vector<Request*> completed;
-    int disconnects = 0;
-    bool is_released = false;
-    bool slow_disconnect = false;  // a transport still flushing: closed() comes later
-};
-
-// A command and its data buffer.
-struct Cmd {
-    Request req;
-    std::vector<uint8_t> data;
-
-    explicit Cmd(spec::Sqe sqe, size_t bytes = 0, XferDir dir = XferDir::none) {
-        req.cmd = sqe;
-        data.assign(bytes, 0);
-        if (bytes != 0) {
-            req.iov[0] = {data.data(), bytes};
-            req.iovcnt = 1;
-        }
-        req.length = static_cast<uint32_t>(bytes);
-        req.xfer = bytes ? (dir == XferDir::none ? xfer_direction(sqe) : dir) : XferDir::none;
-    }
-    spec::StatusField sf() const { return req.rsp.sf(); }
-    uint8_t sc() const { return static_cast<uint8_t>(req.rsp.sc()); }
-    uint8_t sct() const { return static_cast<uint8_t>(req.rsp.sct()); }
-};
-
-spec::Sqe fabrics_sqe(spec::FabricsCommandType type) {
-    spec::Sqe s{};
-    s.opc = spec::fabrics_opcode;
-    s.nsid = static_cast<uint8_t>(type);  // FCTYPE is byte 4
-    return s;
-}
-
-spec::Sqe connect_sqe(uint16_t qid, uint16_t sqsize, uint32_t kato = 0, uint16_t recfmt = 0) {
-    spec::ConnectCommand c{};
-    c.opcode = spec::fabrics_opcode;
-    c.fctype = static_cast<uint8_t>(spec::FabricsCommandType::connect);
-    c.qid = qid;
-    c.sqsize = sqsize;
-    c.kato = kato;
-    c.recfmt = recfmt;
-    return std::bit_cast<spec::Sqe>(c);
-}
-
-spec::Sqe property_sqe(bool set, uint32_t ofst, uint64_t value, bool eight) {
-    if (set) {
-        spec::PropertySetCommand c{};
-        c.opcode = spec::fabrics_opcode;
-        c.fctype = static_cast<uint8_t>(spec::FabricsCommandType::property_set);
-        c.attrib = eight ? 1 : 0;
-        c.ofst = ofst;
-        c.value = value;
-        return std::bit_cast<spec::Sqe>(c);
-    }
-    spec::PropertyGetCommand c{};
-    c.opcode = spec::fabrics_opcode;
-    c.fctype = static_cast<uint8_t>(spec::FabricsCommandType::property_get);
-    c.attrib = eight ? 1 : 0;
-    c.ofst = ofst;
-    return std::bit_cast<spec::Sqe>(c);
-}
-
-spec::Sqe admin_sqe(spec::AdminOpcode op, uint32_t nsid = 0, uint32_t cdw10 = 0, uint32_t cdw11 = 0) {
-    spec::Sqe s{};
-    s.opc = static_cast<uint8_t>(op);
-    s.nsid = nsid;
-    s.cdw10 = cdw10;
-    s.cdw11 = cdw11;
-    return s;
-}
-
-spec::Sqe io_sqe(spec::NvmOpcode op, uint32_t nsid, uint64_t slba, uint32_t nlb) {
-    spec::Sqe s{};
-    s.opc = static_cast<uint8_t>(op);
-    s.nsid = nsid;
-    s.set_slba(slba);
-    s.cdw12 = nlb - 1;
-    return s;
-}
+using namespace test;  // NOLINT(google-build-using-namespace)
 
 class World {
 public:
@@ -165,7 +49,7 @@ public:
     }
     ~World() {
         for (auto& q : qpairs)
-            if (!q->is_closed()) on_worker([&] { q->closed(); });
+            if (!q->is_closed()) on(q->thread(), [&] { q->closed(); });
         run_until([&] {
             return std::all_of(qpairs.begin(), qpairs.end(),
                                [](auto& q) { return q->is_released; });
@@ -182,13 +66,17 @@ public:
     }
     void settle(uint64_t ns = 10'000'000) { sim->run_until([] { return false; }, sim->now_ns() + ns); }
     template <class F>
-    void on_worker(F&& fn) {
+    void on(runtime::Thread& thread, F&& fn) {
         bool done = false;
-        ASSERT_TRUE(worker->post([&] {
+        ASSERT_TRUE(thread.post([&] {
                          fn();
                          done = true;
                      }).ok());
         ASSERT_TRUE(run_until([&] { return done; }));
+    }
+    template <class F>
+    void on_worker(F&& fn) {
+        on(*worker, std::forward<F>(fn));
     }
 
     Json call(const std::string& method, Json params = Json::object()) {
@@ -202,8 +90,8 @@ public:
         return r.contains("error") ? r["error"] : Json();
     }
 
-    FakeQpair& new_qpair() {
-        qpairs.push_back(std::make_unique<FakeQpair>(*transport, *worker));
+    FakeQpair& new_qpair(runtime::Thread* thread = nullptr) {
+        qpairs.push_back(std::make_unique<FakeQpair>(*transport, thread ? *thread : *worker));
         return *qpairs.back();
     }
 
@@ -211,7 +99,7 @@ public:
     void run(FakeQpair& q, Cmd& c) {
         forget(q, c);
         c.req.qpair = &q;
-        on_worker([&] {
+        on(q.thread(), [&] {
             exec(c.req);
             EXPECT_FALSE(q.done(c.req)) << "completed inside exec()";
         });
@@ -225,12 +113,12 @@ public:
     void start(FakeQpair& q, Cmd& c) {
         forget(q, c);
         c.req.qpair = &q;
-        on_worker([&] { exec(c.req); });
+        on(q.thread(), [&] { exec(c.req); });
     }
 
-    Cmd connect(FakeQpair& q, uint16_t qid, uint16_t cntlid = spec::cntlid_dynamic,
-                const std::string& subnqn = kNqn, const std::string& hostnqn = kHost,
-                uint32_t kato = 0, uint16_t sqsize = 31, uint16_t recfmt = 0) {
+    static Cmd connect_cmd(uint16_t qid, uint16_t cntlid = spec::cntlid_dynamic,
+                           const std::string& subnqn = kNqn, const std::string& hostnqn = kHost,
+                           uint32_t kato = 0, uint16_t sqsize = 31, uint16_t recfmt = 0) {
         Cmd c(connect_sqe(qid, sqsize, kato, recfmt), spec::connect_data_bytes,
               XferDir::host_to_controller);
         spec::ConnectData d{};
@@ -239,6 +127,12 @@ public:
         spec::set_padded(d.subnqn, subnqn, '\0');
         spec::set_padded(d.hostnqn, hostnqn, '\0');
         std::memcpy(c.data.data(), &d, sizeof(d));
+        return c;
+    }
+    Cmd connect(FakeQpair& q, uint16_t qid, uint16_t cntlid = spec::cntlid_dynamic,
+                const std::string& subnqn = kNqn, const std::string& hostnqn = kHost,
+                uint32_t kato = 0, uint16_t sqsize = 31, uint16_t recfmt = 0) {
+        Cmd c = connect_cmd(qid, cntlid, subnqn, hostnqn, kato, sqsize, recfmt);
         run(q, c);
         return c;
     }
@@ -1108,6 +1002,232 @@ TEST_F(NvmfIo, ClosedQpairFailsNewCommandsAndDrainsInFlight) {
     EXPECT_TRUE(inflight.sf().ok());
     Cmd late = read(0, 1);
     EXPECT_EQ(late.sc(), static_cast<uint8_t>(spec::GenericStatus::aborted_sq_deletion));
+}
+
+
+// ---- Connect handover, error log, SMART, statistics ------------------------------------------
+
+// The Target's Thread hands the queue id and namespace view to the qpair's Thread with the
+// Connect completion: a command the host sends before that completion is not mistaken for an
+// admin command (a Read's opcode is Get Log Page's), and a queue closed while its Connect is
+// still on the Target's Thread leaves nothing behind.
+TEST(NvmfFabrics, IoQueueCommandsBeforeItsConnectCompletes) {
+    World w;
+    w.setup_subsystem();
+    FakeQpair& admin = w.new_qpair();
+    const uint16_t cntlid = w.connect_admin(admin);
+    FakeQpair& io = w.new_qpair();
+    Cmd c = World::connect_cmd(1, cntlid);
+    Cmd early(io_sqe(spec::NvmOpcode::read, 1, 0, 1), 512);
+    w.on_worker([&] {
+        c.req.qpair = &io;
+        exec(c.req);
+        early.req.qpair = &io;
+        exec(early.req);
+    });
+    ASSERT_TRUE(w.run_until([&] { return io.done(c.req) && io.done(early.req); }));
+    EXPECT_TRUE(c.sf().ok());
+    EXPECT_EQ(early.sct(), 0);
+    EXPECT_EQ(early.sc(), static_cast<uint8_t>(spec::GenericStatus::command_sequence_error));
+    EXPECT_EQ(io.qid(), 1);
+    Cmd r(io_sqe(spec::NvmOpcode::read, 1, 0, 1), 512);
+    w.run(io, r);
+    EXPECT_TRUE(r.sf().ok());
+
+    FakeQpair& gone = w.new_qpair();
+    Cmd c2 = World::connect_cmd(2, cntlid);
+    w.on_worker([&] {
+        c2.req.qpair = &gone;
+        exec(c2.req);
+        gone.closed();
+    });
+    ASSERT_TRUE(w.run_until([&] { return gone.done(c2.req) && gone.is_released; }));
+    EXPECT_EQ(w.call("nvmf_subsystem_get_controllers", {{"nqn", kNqn}})[0]["num_io_qpairs"], 1);
+    EXPECT_EQ(w.call("nvmf_subsystem_get_qpairs", {{"nqn", kNqn}}).size(), 2u);
+}
+
+spec::Sqe with_cid(spec::Sqe s, uint16_t cid) {
+    s.cid = cid;
+    return s;
+}
+
+// Get Log Page 01h: up to ELPE + 1 = 128 entries, newest first.
+std::vector<spec::ErrorInfoEntry> error_log(World& w, FakeQpair& admin, uint32_t entries = 128) {
+    Cmd c(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x01 | ((entries * 16 - 1) << 16)),
+          entries * 64);
+    w.run(admin, c);
+    EXPECT_TRUE(c.sf().ok());
+    std::vector<spec::ErrorInfoEntry> v(entries);
+    std::memcpy(v.data(), c.data.data(), entries * 64);
+    return v;
+}
+
+spec::SmartHealthLog smart(World& w, FakeQpair& admin) {
+    Cmd c(admin_sqe(spec::AdminOpcode::get_log_page, spec::nsid_all, 0x02 | (127u << 16)), 512);
+    w.run(admin, c);
+    EXPECT_TRUE(c.sf().ok());
+    spec::SmartHealthLog log;
+    std::memcpy(&log, c.data.data(), sizeof(log));
+    return log;
+}
+
+TEST_F(NvmfIo, ErrorLogEntriesNewestFirstAndCountedInSmart) {
+    Cmd idc(admin_sqe(spec::AdminOpcode::identify, 0, 1), 4096);
+    w.run(admin, idc);
+    spec::IdentifyController ic;
+    std::memcpy(&ic, idc.data.data(), sizeof(ic));
+    EXPECT_EQ(ic.elpe, 127u);
+    auto log = error_log(w, admin, 4);
+    EXPECT_EQ(log[0].error_count, 0u);  // empty
+
+    Cmd range(with_cid(io_sqe(spec::NvmOpcode::read, 1, 1020, 8), 10), 8 * 512);
+    w.run(io, range);
+    Cmd nons(with_cid(io_sqe(spec::NvmOpcode::write, 2, 7, 1), 20), 512);
+    w.run(io, nons);
+    Cmd badcns(with_cid(admin_sqe(spec::AdminOpcode::identify, 0, 0x13), 30), 4096);
+    w.run(admin, badcns);
+    ASSERT_FALSE(range.sf().ok());
+    ASSERT_FALSE(nons.sf().ok());
+    ASSERT_FALSE(badcns.sf().ok());
+    ASSERT_TRUE(write(0, 1, 1).sf().ok());  // successes are not logged
+
+    log = error_log(w, admin, 4);
+    EXPECT_EQ(log[0].error_count, 3u);
+    EXPECT_EQ(log[0].sqid, 0);
+    EXPECT_EQ(log[0].cid, 30);
+    EXPECT_EQ(log[0].status, badcns.req.rsp.status & ~1u);
+    EXPECT_EQ(log[0].parameter_location, 0xFFFF);
+    EXPECT_EQ(log[0].trtype, 3);  // TCP (the fake transport's type)
+    EXPECT_EQ(log[1].error_count, 2u);
+    EXPECT_EQ(log[1].sqid, 1);
+    EXPECT_EQ(log[1].cid, 20);
+    EXPECT_EQ(log[1].nsid, 2u);
+    EXPECT_EQ(log[1].lba, 7u);
+    EXPECT_EQ(log[1].parameter_location, 4);  // NSID
+    EXPECT_EQ(log[1].status, nons.req.rsp.status & ~1u);
+    EXPECT_EQ(nons.sc(), static_cast<uint8_t>(spec::GenericStatus::invalid_ns_or_format));
+    EXPECT_EQ(log[2].error_count, 1u);
+    EXPECT_EQ(log[2].cid, 10);
+    EXPECT_EQ(log[2].lba, 1020u);
+    EXPECT_EQ(log[2].nsid, 1u);
+    EXPECT_EQ(log[2].parameter_location, 40);  // SLBA
+    EXPECT_EQ(log[3].error_count, 0u);
+    EXPECT_EQ(smart(w, admin).num_err_log_entries.lo(), 3u);
+
+    // A burst that completes in one go finds the qpair's few message slots busy: the overflow is
+    // counted (and reported with the next entry), not logged.
+    std::vector<std::unique_ptr<Cmd>> burst;
+    for (int i = 0; i < 10; ++i)
+        burst.push_back(std::make_unique<Cmd>(
+            with_cid(io_sqe(spec::NvmOpcode::read, 3, 0, 1), static_cast<uint16_t>(100 + i)), 512));
+    w.on_worker([&] {
+        for (auto& c : burst) {
+            c->req.qpair = &io;
+            exec(c->req);
+        }
+    });
+    ASSERT_TRUE(w.run_until([&] {
+        return std::all_of(burst.begin(), burst.end(), [&](auto& c) { return io.done(c->req); });
+    }));
+    w.settle();
+    Cmd next(with_cid(io_sqe(spec::NvmOpcode::read, 3, 0, 1), 200), 512);
+    w.run(io, next);
+    log = error_log(w, admin);
+    EXPECT_EQ(log[0].error_count, 3u + 10u + 1u);
+    EXPECT_EQ(log[0].cid, 200);
+    EXPECT_EQ(smart(w, admin).num_err_log_entries.lo(), 14u);
+    // Error counts only grow, newest first.
+    for (size_t i = 1; i < log.size() && log[i].error_count != 0; ++i)
+        EXPECT_LT(log[i].error_count, log[i - 1].error_count);
+
+    // The ring keeps the newest 128 (each error's slot back before the next: none lost).
+    for (int i = 0; i < 130; ++i) {
+        Cmd bad(with_cid(io_sqe(spec::NvmOpcode::read, 3, 0, 1), static_cast<uint16_t>(1000 + i)), 512);
+        w.run(io, bad);
+        w.settle(100'000);
+    }
+    log = error_log(w, admin);
+    EXPECT_EQ(log[0].error_count, 144u);
+    EXPECT_EQ(log[0].cid, 1129);
+    EXPECT_EQ(log[127].error_count, 144u - 127u);
+    EXPECT_EQ(log[127].cid, 1002);
+    // An offset into the page.
+    Cmd part(admin_sqe(spec::AdminOpcode::get_log_page, 0, 0x01 | (15u << 16)), 64);
+    part.req.cmd.cdw12 = 64 * 5;
+    w.run(admin, part);
+    spec::ErrorInfoEntry e5;
+    std::memcpy(&e5, part.data.data(), sizeof(e5));
+    EXPECT_EQ(e5.error_count, 144u - 5u);
+}
+
+TEST_F(NvmfIo, SmartGathersQpairCountersAndKeepsThoseOfClosedQueues) {
+    ASSERT_TRUE(write(0, 4, 1).sf().ok());
+    ASSERT_TRUE(read(0, 4).sf().ok());
+    ASSERT_TRUE(read(0, 2).sf().ok());
+    Cmd wz(io_sqe(spec::NvmOpcode::write_zeroes, 1, 8, 2));
+    w.run(io, wz);
+    auto log = smart(w, admin);
+    EXPECT_EQ(log.host_read_commands.lo(), 2u);
+    EXPECT_EQ(log.host_write_commands.lo(), 2u);
+    EXPECT_EQ(log.data_units_read.lo(), 1u);     // 3 KiB: one unit of 1000 x 512 bytes, rounded up
+    EXPECT_EQ(log.data_units_written.lo(), 1u);
+    EXPECT_EQ(log.composite_temperature.get(), 298);
+    // The I/O queue goes; its counts stay with the controller.
+    w.on_worker([&] { io.closed(); });
+    ASSERT_TRUE(w.run_until([&] { return io.is_released; }));
+    log = smart(w, admin);
+    EXPECT_EQ(log.host_read_commands.lo(), 2u);
+    EXPECT_EQ(log.host_write_commands.lo(), 2u);
+}
+
+Json group_named(const Json& stats, const std::string& name) {
+    for (const auto& g : stats["poll_groups"])
+        if (g["name"] == name) return g;
+    return Json();
+}
+
+TEST(NvmfStats, OnePollGroupPerThreadGatheredThere) {
+    World w;
+    w.setup_subsystem();
+    runtime::Thread* w2 = w.sim->create_thread("worker2", 0, &w.app->host());
+    runtime::Thread* idle = w.sim->create_thread("pg_idle", 0, &w.app->host());
+    w.on(w.app->thread(), [&] { add_poll_group(*idle); });
+    FakeQpair& admin = w.new_qpair();
+    const uint16_t cntlid = w.connect_admin(admin);
+    FakeQpair& io1 = w.new_qpair(w2);
+    FakeQpair& io2 = w.new_qpair(w2);
+    ASSERT_TRUE(w.connect(io1, 1, cntlid).sf().ok());
+    ASSERT_TRUE(w.connect(io2, 2, cntlid).sf().ok());
+    Cmd a(io_sqe(spec::NvmOpcode::write, 1, 0, 1), 512), b(io_sqe(spec::NvmOpcode::read, 1, 0, 1), 512),
+        c(io_sqe(spec::NvmOpcode::read, 9, 0, 1), 512);
+    w.run(io1, a);
+    w.run(io1, b);
+    w.run(io2, c);
+    Json st = w.call("nvmf_get_stats");
+    EXPECT_EQ(st["tick_rate"], 1'000'000'000);
+    Json g1 = group_named(st, "worker");
+    ASSERT_TRUE(g1.is_object()) << st.dump();
+    EXPECT_EQ(g1["admin_qpairs"], 1);
+    EXPECT_EQ(g1["current_admin_qpairs"], 1);
+    EXPECT_EQ(g1["io_qpairs"], 0);
+    EXPECT_EQ(g1["completed_nvme_io"], 0);
+    EXPECT_EQ(g1["transports"], Json::array({{{"trtype", "TCP"}}}));
+    Json g2 = group_named(st, "worker2");
+    ASSERT_TRUE(g2.is_object()) << st.dump();
+    EXPECT_EQ(g2["io_qpairs"], 2);
+    EXPECT_EQ(g2["current_io_qpairs"], 2);
+    EXPECT_EQ(g2["completed_nvme_io"], 3);  // errors included, Connects not
+    EXPECT_EQ(g2["pending_bdev_io"], 0);
+    Json gi = group_named(st, "pg_idle");
+    ASSERT_TRUE(gi.is_object()) << st.dump();
+    EXPECT_EQ(gi["io_qpairs"], 0);
+    EXPECT_EQ(st["poll_groups"].size(), 3u);
+
+    w.on(*w2, [&] { io2.closed(); });
+    ASSERT_TRUE(w.run_until([&] { return io2.is_released; }));
+    g2 = group_named(w.call("nvmf_get_stats"), "worker2");
+    EXPECT_EQ(g2["io_qpairs"], 2);
+    EXPECT_EQ(g2["current_io_qpairs"], 1);
 }
 
 }  // namespace

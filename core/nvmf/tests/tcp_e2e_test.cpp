@@ -495,6 +495,13 @@ TEST_P(NvmfTcpE2e, ConnectIdentifyWriteReadBack) {
     r = r2t_write(q, 100, big, 16384);
     ASSERT_TRUE(r.ok()) << r.status;
     EXPECT_EQ(read_back(q, 100, 65536), big);
+    // Either side of the small-buffer size (8 KiB): one small buffer, then two large ones.
+    for (uint32_t len : {8192u, 8704u}) {
+        Bytes b = pattern(len, static_cast<uint8_t>(len >> 7));
+        r = r2t_write(q, 400, b, 16384);
+        ASSERT_TRUE(r.ok()) << r.status;
+        EXPECT_EQ(read_back(q, 400, len), b) << len;
+    }
     // The largest I/O (max_io_size 128 KiB = 8 pool buffers) in one H2CData.
     Bytes huge = pattern(131072, 3);
     r = r2t_write(q, 1000, huge, 131072);
@@ -625,6 +632,31 @@ TEST_P(NvmfTcpE2e, ConnectionHeldUntilBdevIoCompletes) {
         EXPECT_TRUE(r.ok()) << r.status;
         return out;
     }(), w);
+}
+
+TEST_P(NvmfTcpE2e, ConnectionWithoutIcReqIsClosedAfterTenSeconds) {
+    if (impl_ != "sim") GTEST_SKIP() << "virtual time: the timeout is 10 s";
+    Client& silent = connect_client();
+    Client& greeted = connect_client();
+    handshake(greeted, GetParam().digests);
+    const uint64_t closed_before = stats().connections_closed;
+    // Still open well inside the timeout.
+    EXPECT_FALSE(pump([&] {
+        read_some(silent);
+        return silent.eof;
+    }, 8));
+    EXPECT_EQ(stats().connections_closed, closed_before);
+    // Past it: closed by the target, alone (the connection that sent its ICReq stays).
+    EXPECT_TRUE(pump([&] {
+        read_some(silent);
+        return silent.eof;
+    }, 5));
+    EXPECT_EQ(stats().connections_closed, closed_before + 1);
+    EXPECT_TRUE(silent.rx.empty());  // no PDU, just the close
+    read_some(greeted);
+    EXPECT_FALSE(greeted.eof);
+    Client& a = admin(GetParam().digests);
+    EXPECT_NE(a.cntlid, 0);
 }
 
 TEST_P(NvmfTcpE2e, GetTransports) {

@@ -125,7 +125,10 @@ public:
         Pipe& p = conn_->pipe[1 - side_];
         uint64_t avail = p.delivered - p.read;
         if (avail == 0) {
-            if (p.fin_delivered) return Status(Errc::shutdown, "end of stream");
+            if (p.fin_delivered) {
+                end_read_ = true;
+                return Status(Errc::shutdown, "end of stream");
+            }
             return Status(Errc::busy, "nothing to read");
         }
         size_t done = 0;
@@ -182,10 +185,12 @@ public:
         if (has_news()) g.mark_ready(*this);
         return Status::success();
     }
+    // Level semantics, as epoll's: bytes, or an end of stream or error not read yet.
     bool still_ready() const noexcept override {
         if (conn_ == nullptr) return false;
         const Pipe& p = conn_->pipe[1 - side_];
-        return p.delivered > p.read;
+        return p.delivered > p.read ||
+               ((p.fin_delivered || conn_->err[side_] != nullptr) && !end_read_);
     }
     bool has_news() const noexcept {
         if (conn_ == nullptr) return true;
@@ -204,7 +209,10 @@ private:
     Status usable() noexcept {
         if (net_ == nullptr) return Status(Errc::io_error, "simulated network gone");
         if (conn_ == nullptr) return Status(Errc::io_error, "socket closed");
-        if (const char* e = conn_->err[side_]) return Status(Errc::io_error, e);
+        if (const char* e = conn_->err[side_]) {
+            end_read_ = true;
+            return Status(Errc::io_error, e);
+        }
         if (conn_->connecting) return Status(Errc::busy, "connecting");
         return Status::success();
     }
@@ -232,6 +240,7 @@ private:
     SimNetwork* net_;
     SimConn* conn_;
     int side_;
+    bool end_read_ = false;  // a read or write has returned the end of stream or the error
     Endpoint local_;
     Endpoint peer_;
 };

@@ -50,6 +50,7 @@ struct alignas(8) UState {
     bool recv_posted = false, send_posted = false, poll_posted = false, cancel_posted = false;
     uint32_t inflight = 0;
     bool connecting = false, eof = false, closing = false, aborting = false;
+    bool end_read = false;  // a read has returned the end of stream or the error
     int err = 0;
 
     ~UState() {
@@ -309,8 +310,14 @@ public:
             }
             return done;
         }
-        if (st.err != 0) return Status(Errc::io_error, errno_context(st.err));
-        if (st.eof) return Status(Errc::shutdown, "end of stream");
+        if (st.err != 0) {
+            st.end_read = true;
+            return Status(Errc::io_error, errno_context(st.err));
+        }
+        if (st.eof) {
+            st.end_read = true;
+            return Status(Errc::shutdown, "end of stream");
+        }
         if (st.member || st.recv_posted) return Status(Errc::busy, "nothing to read");
         ssize_t n = ::readv(st.fd, iov, iovcnt);
         if (n > 0) return static_cast<size_t>(n);
@@ -401,7 +408,11 @@ public:
         // Otherwise the ring keeps it (its receive completes into its buffer, queued bytes are
         // still sent); the socket reads what arrived from the buffer.
     }
-    bool still_ready() const noexcept override { return st_ != nullptr && st_->wr > st_->rd; }
+    // Level semantics, as epoll's: bytes, or an end of stream or error not read yet.
+    bool still_ready() const noexcept override {
+        return st_ != nullptr &&
+               (st_->wr > st_->rd || ((st_->eof || st_->err != 0) && !st_->end_read));
+    }
 
 private:
     void let_go(bool abortive) noexcept {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <strata/runtime/host.h>
@@ -259,6 +260,42 @@ TEST_P(SockTest, EndOfStream) {
     }));
     EXPECT_EQ(got, "abc");
     EXPECT_GT(ev.count, 0);
+    group_->remove(*s);
+}
+
+// A callback that reads once per report and gets fewer bytes than it asked for stops there: the
+// group must report the socket again for the end of stream behind those bytes (level semantics,
+// which the NVMe-oF target relies on to skip the read that would return EAGAIN).
+TEST_P(SockTest, EndOfStreamReportedAgainAfterAShortRead) {
+    auto l = make_listener();
+    ASSERT_TRUE(l);
+    std::unique_ptr<Socket> c, s;
+    ASSERT_TRUE(make_pair(*l, c, s));
+    struct OneReadPerReport {
+        std::string got;
+        bool eof = false;
+        static void fn(void* ctx, Socket& sock) {
+            auto* self = static_cast<OneReadPerReport*>(ctx);
+            char buf[16];
+            auto r = sock.read(buf, sizeof(buf));
+            if (r)
+                self->got.append(buf, *r);
+            else if (r.code() == Errc::shutdown)
+                self->eof = true;
+        }
+    } reader;
+    ASSERT_TRUE(c->write("abc", 3).ok());
+    c->close();
+    // Let the bytes and the end of stream both arrive before the socket joins the group.
+    if (sim_) {
+        while (sim_->step() != runtime::SimScheduler::StepResult::idle) {
+        }
+    } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_TRUE(group_->add(*s, &OneReadPerReport::fn, &reader).ok());
+    EXPECT_TRUE(pump([&] { return reader.eof; }));
+    EXPECT_EQ(reader.got, "abc");
     group_->remove(*s);
 }
 

@@ -69,10 +69,16 @@ struct SubsystemInfo {
     uint16_t min_cntlid = 0, max_cntlid = 0;
     std::vector<NamespaceInfo> namespaces;
 };
-struct TargetStats {
-    uint64_t admin_qpairs = 0, io_qpairs = 0;  // ever connected
+// One poll group's statistics (nvmf_get_stats; SPDK's spdk_nvmf_poll_group_stat): a poll group
+// is a Thread that runs qpairs (the TCP transport's poll group Threads, or any Thread a
+// transport's qpair connected on).
+struct PollGroupStats {
+    std::string name;                          // the Thread's name
+    uint64_t admin_qpairs = 0, io_qpairs = 0;  // ever connected there
     uint64_t current_admin_qpairs = 0, current_io_qpairs = 0;
-    uint64_t pending_bdev_io = 0, completed_nvme_io = 0;
+    uint64_t pending_bdev_io = 0;    // as SPDK: times an I/O waited for a bdev_io (cumulative)
+    uint64_t completed_nvme_io = 0;  // commands completed on I/O queues
+    std::vector<std::string> transports;  // the Target's transports (names)
 };
 
 // Errors carry SPDK-like messages; Errc::already_exists, not_found, invalid_argument, busy.
@@ -93,7 +99,9 @@ std::vector<SubsystemInfo> subsystems();  // the discovery subsystem first
 Result<SubsystemInfo> subsystem_info(std::string_view nqn);
 Result<std::vector<ControllerInfo>> controllers(std::string_view nqn);
 Result<std::vector<QpairInfo>> qpairs(std::string_view nqn);
-TargetStats stats();
+// Gathers every live poll group's counters by messaging its Thread (one after another), then
+// done(groups) on the Target's Thread. Control path, on the Target's Thread.
+void poll_group_stats(std::function<void(std::vector<PollGroupStats>)> done);
 
 // The discovery log page as the target would serve it to `hostnqn` (all entries), for tests.
 std::vector<uint8_t> discovery_log(std::string_view hostnqn);

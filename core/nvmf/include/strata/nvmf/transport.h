@@ -116,6 +116,8 @@ struct QpairStats {
     uint64_t errors = 0;
     uint64_t bytes_read = 0;
     uint64_t bytes_written = 0;
+    uint64_t read_commands = 0;   // Read, Compare completed successfully (SMART)
+    uint64_t write_commands = 0;  // Write, Write Zeroes completed successfully (SMART)
 };
 
 // A transport address (SPDK's listen_address / transport id).
@@ -158,14 +160,16 @@ public:
     // flight to this qpair): free the Qpair only once this is 0 after closed() (released()).
     uint32_t outstanding() const noexcept { return outstanding_.load(std::memory_order_acquire); }
 
-    // ---- state ----
+    // ---- state (the qpair's Thread) ----
+    // Set when the Connect completion reaches the qpair's Thread, before complete(); the
+    // Target's Thread keeps its own view and never reads or writes these.
     uint16_t qid() const noexcept { return qid_; }
     uint16_t sq_size() const noexcept { return sqsize_; }  // entries (1's based); 0 before Connect
     bool connected() const noexcept { return ctrlr_ != nullptr; }
     Controller* controller() const noexcept { return ctrlr_; }  // nullptr until Connect
     runtime::Thread& thread() const noexcept { return *thread_; }
     Transport& transport() const noexcept { return *transport_; }
-    const QpairStats& stats() const noexcept { return stats_; }
+    const QpairStats& stats() const noexcept { return stats_; }  // written on the qpair's Thread
     bool is_closed() const noexcept { return closed_; }
 
     struct CoreState;  // core private (namespace channels, held requests ...)
@@ -220,5 +224,8 @@ Target& target();  // the current Host's Target
 Status add_transport(std::unique_ptr<Transport> transport);
 Transport* find_transport(std::string_view name) noexcept;  // case-insensitive
 std::vector<Transport*> transports();
+// A transport's poll group Thread: nvmf_get_stats lists it from now on (a Thread where a qpair
+// connects is listed from its first Connect anyway). On the Target's Thread.
+void add_poll_group(runtime::Thread& thread);
 
 }  // namespace strata::nvmf
