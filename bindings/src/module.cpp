@@ -57,8 +57,8 @@ PYBIND11_MODULE(_strata, m) {
         .def_property("_net_connect_timeout_ns", &Cluster::net_connect_timeout_ns,
                       &Cluster::net_set_connect_timeout_ns);
 
-    pyb::class_<World>(m, "World", "An App on the deterministic simulator (single-threaded).")
-        .def(pyb::init<uint64_t, uint32_t, bool, pyb::object, Cluster*, std::string,
+    pyb::class_<World> world(m, "World", "An App on the deterministic simulator (single-threaded).");
+    world.def(pyb::init<uint64_t, uint32_t, bool, pyb::object, Cluster*, std::string,
                        std::optional<std::string>>(),
              pyb::arg("seed"), pyb::arg("reactors") = 1, pyb::arg("wait_for_rpc") = false,
              pyb::arg("config") = pyb::none(), pyb::arg("cluster") = nullptr,
@@ -149,6 +149,7 @@ PYBIND11_MODULE(_strata, m) {
              pyb::arg("timeout_ns") = 60'000'000'000ull)
         .def("surprise_remove", &World::surprise_remove, pyb::arg("address"),
              "Removes the function from the bus as if unplugged: BAR reads return all-ones.");
+    strata::py::bind_bdev_io(m, world);  // _strata.BdevIo and World.bdev_submit
 
     m.def("set_log_callback", &strata::py::set_log_callback, pyb::arg("callback"),
           "callback(level, component, thread, time_ns, message, file, line) or None.");

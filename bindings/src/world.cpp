@@ -386,6 +386,7 @@ World::~World() {
                                   sched_->now_ns() + 600'000'000'000ull);
             }
             if (app_->stopped()) {
+                close_bdev_ios();
                 close_devices();
                 {
                     pyb::gil_scoped_release nogil;
@@ -394,6 +395,7 @@ World::~World() {
                 leave_cluster();
             } else {
                 // See close(): leak the App and its Host (its Threads may still run).
+                (void)bdev_ios_.release();  // leaked too: its I/Os may still complete
                 (void)app_.release();
                 leaked_ = left_ = true;
                 core_->live_hosts.erase(name_);
@@ -440,10 +442,12 @@ void World::close_locked() {
             (void)app_.release();
             leaked_ = left_ = true;
             core_->live_hosts.erase(name_);
+            (void)bdev_ios_.release();  // leaked too: its I/Os may still complete
             throw std::runtime_error("World.close: the framework did not stop within 600 s of "
                                      "virtual time (a subsystem's fini never completed)");
         }
     }
+    close_bdev_ios();
     // Devices after the framework: bdev fini detaches drivers (bdev_nvme) from emulated devices.
     close_devices();
     {

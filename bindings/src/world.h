@@ -43,6 +43,12 @@ class PciBus;
 
 namespace strata::py {
 
+struct BdevIo;     // bdev_py.cpp: one asynchronous bdev I/O (strata.bdev.Io)
+struct BdevQueue;  // bdev_py.cpp: a descriptor and channel held open (strata.bdev.Queue)
+class World;
+// Registers _strata.BdevIo, _strata.BdevQueue and World.bdev_submit/bdev_queue (bdev_py.cpp).
+void bind_bdev_io(pybind11::module_& m, pybind11::class_<World>& world);
+
 // The simulator shared by the hosts of one cluster. Driving it (Sim) needs the GIL-free busy
 // flag; host names are checked with the GIL held.
 struct SimCore {
@@ -200,6 +206,20 @@ public:
     pybind11::object bdev_io(const std::string& name, const std::string& op, uint64_t offset_blocks,
                              uint64_t num_blocks, pybind11::object data, pybind11::object data2,
                              uint64_t timeout_ns);
+    // The same I/O, asynchronous: posted to `thread` (a Thread of this host by name; default
+    // the app Thread), where the simulator opens the bdev, submits and completes it as it runs.
+    // Through `queue` (then name and thread are the queue's): on its descriptor and channel.
+    // The handle says when it is done and how (bdev_py.cpp, strata.bdev.Io).
+    std::shared_ptr<BdevIo> bdev_submit(const std::string& name, const std::string& op,
+                                        uint64_t offset_blocks, uint64_t num_blocks,
+                                        pybind11::object data, pybind11::object data2,
+                                        std::optional<std::string> thread,
+                                        std::shared_ptr<BdevQueue> queue);
+    // Posts the opening of a descriptor and channel of `name` on `thread`, held until
+    // bdev_queue_close, the bdev's removal or the World's close (each once its I/O completed).
+    std::shared_ptr<BdevQueue> bdev_queue(const std::string& name, bool write,
+                                          std::optional<std::string> thread);
+    void bdev_queue_close(const std::shared_ptr<BdevQueue>& queue);
 
     // Socket harness (sock_py.cpp): a netcat on this World's Host over its sockets (the
     // cluster's sim network). Ids name listeners and connections; strata/world.py wraps them.
@@ -259,6 +279,18 @@ private:
     };
     Nvme& nvme();
     void close_nvme();
+    struct BdevIos;  // bdev_py.cpp: the I/Os posted from Python
+    struct BdevIosDeleter {
+        void operator()(BdevIos* b) const;
+    };
+    std::shared_ptr<BdevIo> post_bdev_io(const std::string& name, const std::string& op,
+                                         uint64_t offset_blocks, uint64_t num_blocks,
+                                         pybind11::object data, pybind11::object data2,
+                                         const std::optional<std::string>& thread,
+                                         const std::shared_ptr<BdevQueue>& queue);
+    BdevIos& bdev_ios();
+    runtime::Thread* thread_named(const std::optional<std::string>& name);  // default: app
+    void close_bdev_ios();  // after the App stopped: I/Os still out are abandoned
     std::optional<std::string> release_nvme_host(void* host);
     bool run_on(runtime::Thread* t, const std::function<void()>& fn,
                 uint64_t timeout_ns = 600'000'000'000ull);
@@ -282,6 +314,7 @@ private:
     std::unique_ptr<Devices, DevicesDeleter> devices_;
     std::unique_ptr<Nvme, NvmeDeleter> nvme_;
     std::unique_ptr<Sock, SockDeleter> sock_;
+    std::unique_ptr<BdevIos, BdevIosDeleter> bdev_ios_;
 };
 
 }  // namespace strata::py
