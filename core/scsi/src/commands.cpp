@@ -357,7 +357,7 @@ void unmap_cmd(Task& t) noexcept {
     }
     const uint32_t count = bdl / 16;
     if (count > kMaxUnmapDescriptors) return invalid_param_field(t, 2), complete(t);
-    t.data_transferred = plen;
+    t.data_transferred = uint32_t(avail);
     for (uint32_t i = 0; i < count; ++i) {
         uint8_t d[16];
         data_out(t, d, 16, 8 + 16 * size_t(i));

@@ -422,6 +422,7 @@ void remove_lun(Device& dev, uint64_t lun_id, std::function<void(Result<void>)> 
 
 const std::string& device_name(const Device& dev) noexcept { return dev.name; }
 int32_t device_id(const Device& dev) noexcept { return dev.id; }
+runtime::Thread& device_thread(const Device& dev) noexcept { return *dev.thread; }
 uint32_t outstanding_tasks(const Device& dev) noexcept {
     return static_cast<uint32_t>(const_cast<Device&>(dev).outstanding.size() +
                                  const_cast<Device&>(dev).deferred.size());

@@ -9,8 +9,14 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include <strata/bdev/bdev.h>
 #include <strata/env/env.h>
+#include <strata/rpc/app.h>
+#include <strata/rpc/modules.h>
+#include <strata/runtime/host.h>
+#include <strata/runtime/scheduler.h>
 #include <strata/runtime/sim_fixture.h>
 #include <strata/scsi/scsi.h>
 
@@ -399,6 +405,12 @@ TEST_F(ScsiTest, Unmap) {
     be(&c[7], p.size(), 2);
     EXPECT_EQ(run(c, 0, p)->t.status, status::good);
     EXPECT_EQ(read_blocks(300, 8), std::vector<uint8_t>(4096, 0));
+    // A parameter list length beyond the data-out: the descriptors that are there count, and
+    // data_transferred stays within the transfer (found by fuzz_scsi_cdb).
+    be(&c[7], p.size() + 100, 2);
+    auto longer = run(c, 0, p);
+    EXPECT_EQ(longer->t.status, status::good);
+    EXPECT_EQ(longer->t.data_transferred, p.size());
     auto oor = unmap_params({{kBlocks - 1, 2}});
     be(&c[7], oor.size(), 2);
     EXPECT_TRUE(run(c, 0, oor)->check(0x5, 0x2100));
@@ -805,6 +817,48 @@ TEST_F(ScsiTest, DeviceRegistryAndClaims) {
     encode_lun(1000, l);
     EXPECT_EQ(l[0], 0x43);
     EXPECT_EQ(decode_lun(l), 1000u);
+}
+
+// scsi_get_devices through an App with every module: SPDK's result shape, the (empty) "scsi"
+// section of save_config, and App stop destroying the devices left behind.
+TEST(ScsiRpcTest, GetDevicesAndStop) {
+    using Json = nlohmann::json;
+    runtime::SimScheduler sim(5, 1);
+    auto app = std::make_unique<rpc::App>(sim);
+    rpc::register_all_modules(*app);
+    bool started = false;
+    app->start([&](Result<void> r) { started = r.ok(); });
+    ASSERT_TRUE(sim.run_until([&] { return started; }, sim.now_ns() + 10 * runtime::kNsPerSec));
+    Json r = app->call_method("bdev_malloc_create",
+                              {{"name", "Malloc0"}, {"num_blocks", 64}, {"block_size", 512}});
+    ASSERT_TRUE(r.contains("result")) << r.dump();
+    EXPECT_EQ(app->call_method("scsi_get_devices", Json::object())["result"], Json::array());
+    bool made = false;
+    ASSERT_TRUE(app->thread()
+                    .post([&] {
+                        auto d = create_device({.name = "iqn.2016-06.io.spdk:Target1", .id = 0,
+                                                .luns = {{0, "Malloc0"}}});
+                        made = d.ok();
+                    })
+                    .ok());
+    ASSERT_TRUE(sim.run_until([&] { return made; }, sim.now_ns() + runtime::kNsPerSec));
+    EXPECT_EQ(app->call_method("scsi_get_devices", Json::object())["result"],
+              Json::parse(R"([{"id":0,"device_name":"iqn.2016-06.io.spdk:Target1"}])"));
+    {
+        runtime::HostScope scope(app->host());
+        bool found = false;
+        const Json cfg = app->save_config();
+        for (const auto& s : cfg["subsystems"])
+            if (s["subsystem"] == "scsi") {
+                found = true;
+                EXPECT_EQ(s["config"], Json::array());
+            }
+        EXPECT_TRUE(found);
+    }
+    app->request_stop();
+    ASSERT_TRUE(sim.run_until([&] { return app->stopped(); }, sim.now_ns() + 10 * runtime::kNsPerSec));
+    runtime::HostScope scope(app->host());
+    EXPECT_TRUE(list_devices().empty());
 }
 
 }  // namespace

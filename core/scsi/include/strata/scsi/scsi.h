@@ -32,6 +32,7 @@
 #include <strata/base/intrusive_list.h>
 #include <strata/base/status.h>
 #include <strata/bdev/bdev.h>
+#include <strata/runtime/thread.h>
 
 namespace strata::scsi {
 
@@ -200,6 +201,7 @@ void remove_lun(Device& dev, uint64_t lun_id, std::function<void(Result<void>)> 
 
 const std::string& device_name(const Device& dev) noexcept;
 int32_t device_id(const Device& dev) noexcept;
+runtime::Thread& device_thread(const Device& dev) noexcept;  // any Thread
 std::vector<LunInfo> list_luns(const Device& dev);
 uint32_t outstanding_tasks(const Device& dev) noexcept;
 
