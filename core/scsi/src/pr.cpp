@@ -117,7 +117,7 @@ void execute_pr_in(Task& t) noexcept {
             break;
         case 0x02:  // REPORT CAPABILITIES
             put_be16(d, 8);
-            d[2] = 0x10;  // CRH: a RESERVE(6) would conflict, there is none
+            // byte 2: no CRH (no RESERVE(6)), SIP_C, ATP_C or PTPL_C
             d[3] = 0x80;  // TMV: the type mask is valid
             d[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02;
             d[5] = 0x01;
