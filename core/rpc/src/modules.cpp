@@ -8,6 +8,7 @@
 #include <strata/lvol/rpc.h>
 #include <strata/nvmf/nvmf.h>
 #include <strata/nvmf/tcp.h>
+#include <strata/scsi/rpc.h>
 #include <strata/sock/rpc.h>
 
 namespace strata::rpc {
@@ -19,6 +20,7 @@ const std::vector<ModuleEntry>& module_table() {
         {"accel", &accel::register_rpc_module},  // before bdev: bdev modules use accel
         {"bdev", &bdev::register_rpc_module},
         {"lvol", &lvol::register_rpc_module},  // after bdev: its methods join the bdev group
+        {"scsi", &scsi::register_rpc_module},  // after bdev: LUNs are bdevs
         {"nvmf", &nvmf::register_rpc_module},  // after bdev: namespaces are bdevs
         {"nvmf_tcp", &nvmf::register_tcp_rpc_module},  // the TCP transport, after the core
     };
