@@ -606,7 +606,8 @@ LoginConnection::Outcome LoginConnection::on_pdu(const uint8_t* bhs, std::span<c
 
 // ---- full feature phase: Text Request ------------------------------------------------------
 
-void TextNegotiator::respond(const TextReq& req, std::vector<uint8_t>& out, PduDigests dg) {
+void TextNegotiator::respond(const TextReq& req, std::vector<uint8_t>& out, PduDigests dg,
+                             bool ack_only) {
     TextRsp r{};
     r.opcode = uint8_t(Opcode::text_rsp);
     r.lun = req.lun;
@@ -614,7 +615,12 @@ void TextNegotiator::respond(const TextReq& req, std::vector<uint8_t>& out, PduD
     const size_t left = out_text_.size() - out_off_;
     const size_t n = std::min<size_t>(left, std::max<uint32_t>(512, neg_->initiator_mrdsl));
     const bool more = n < left;
-    if (more) {
+    if (ack_only) {
+        r.flags = 0;
+        ttt_ = next_ttt_++;
+        if (next_ttt_ == kReservedTag) next_ttt_ = 1;
+        r.ttt.set(ttt_);
+    } else if (more) {
         r.flags = text_flags::cont;
         ttt_ = next_ttt_++;
         if (next_ttt_ == kReservedTag) next_ttt_ = 1;
@@ -648,26 +654,35 @@ bool TextNegotiator::on_pdu(const uint8_t* bhs, std::span<const uint8_t> data,
     }
     const uint32_t ttt = req.ttt.get();
     if (ttt != kReservedTag) {
-        // Continuation of our long response: must echo our TTT with no text.
-        if (ttt != ttt_ || out_text_.empty() || !data.empty()) {
+        // A continuation: it must echo the TTT of our last (non-final) response.
+        if (ttt != ttt_) {
             append_reject(out, RejectReason::invalid_pdu_field, bhs, neg_->sn, dg);
             return true;
         }
-        respond(req, out, dg);
-        return true;
+        if (!out_text_.empty()) {  // the rest of our long response: no text from them
+            if (!data.empty() || cont) {
+                append_reject(out, RejectReason::protocol_error, bhs, neg_->sn, dg);
+                return true;
+            }
+            respond(req, out, dg);
+            return true;
+        }
+        // Otherwise more of the initiator's own C-bit text follows.
+    } else {
+        // A new negotiation resets any pending one (§11.10.4).
+        in_text_.clear();
+        out_text_.clear();
+        out_off_ = 0;
+        ttt_ = kReservedTag;
     }
-    // A new negotiation resets any pending one (§11.10.4).
-    out_text_.clear();
-    out_off_ = 0;
-    ttt_ = kReservedTag;
     if (in_text_.size() + data.size() > LoginConnection::kMaxLoginText) {
         in_text_.clear();
         append_reject(out, RejectReason::protocol_error, bhs, neg_->sn, dg);
         return true;
     }
     in_text_.append(reinterpret_cast<const char*>(data.data()), data.size());
-    if (cont) {  // empty response, F=0, until the initiator's text is complete
-        respond(req, out, dg);
+    if (cont) {  // an empty, non-final response with a TTT, until the text is complete
+        respond(req, out, dg, /*ack_only=*/true);
         return true;
     }
     std::string text = std::move(in_text_);

@@ -660,6 +660,37 @@ TEST(IscsiSendTargets, LongResponseContinues) {
     EXPECT_EQ(out[0], uint8_t(Opcode::reject));
 }
 
+TEST(IscsiSendTargets, ContinuedInitiatorText) {
+    FakeHost host;
+    host.targets[kIqnT] = TargetInfo{kIqnT, "", {}};
+    Negotiated n;
+    n.session_type = SessionType::discovery;
+    TextNegotiator tn(&host, &n);
+    const std::string st = kv({{"SendTargets", "All"}});
+    TextReq q{};
+    q.opcode = uint8_t(Opcode::text_req);
+    q.flags = text_flags::cont;
+    q.ttt.set(kReservedTag);
+    std::vector<uint8_t> out;
+    ASSERT_TRUE(tn.on_pdu(reinterpret_cast<uint8_t*>(&q),
+                          {reinterpret_cast<const uint8_t*>(st.data()), 5}, out, {}));
+    auto rsp = bhs_as<TextRsp>(out.data());
+    EXPECT_EQ(rsp.opcode, uint8_t(Opcode::text_rsp));
+    EXPECT_EQ(rsp.flags, 0);  // not final, no text
+    EXPECT_EQ(rsp.data_segment_length.get(), 0u);
+    ASSERT_NE(rsp.ttt.get(), kReservedTag);
+    q.flags = text_flags::final;
+    q.ttt = rsp.ttt;
+    out.clear();
+    ASSERT_TRUE(tn.on_pdu(reinterpret_cast<uint8_t*>(&q),
+                          {reinterpret_cast<const uint8_t*>(st.data()) + 5, st.size() - 5}, out, {}));
+    rsp = bhs_as<TextRsp>(out.data());
+    EXPECT_EQ(rsp.flags, text_flags::final);
+    const std::string text(reinterpret_cast<const char*>(out.data()) + 48, rsp.data_segment_length.get());
+    EXPECT_EQ(text, "TargetName="s + kIqnT + "\0TargetAddress=10.0.0.1:3260,1\0"
+                    "TargetAddress=[fe80::1]:3260,1\0"s);
+}
+
 TEST(IscsiSendTargets, NormalSessionListsItsTarget) {
     std::vector<SendTargetsEntry> t = {{"iqn.a:1", {"1.1.1.1:3260,1"}}, {"iqn.a:2", {"1.1.1.1:3260,1"}}};
     EXPECT_EQ(build_send_targets(t, "All", false, "iqn.a:2"),

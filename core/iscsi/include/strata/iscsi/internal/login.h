@@ -206,7 +206,8 @@ public:
                 PduDigests dg);
 
 private:
-    void respond(const TextReq& req, std::vector<uint8_t>& out, PduDigests dg);
+    void respond(const TextReq& req, std::vector<uint8_t>& out, PduDigests dg,
+                 bool ack_only = false);
     LoginHost* host_;
     Negotiated* neg_;
     std::string in_text_;
