@@ -166,37 +166,21 @@ void PduReceiver::finish(RecvEvent* ev) noexcept {
 }
 
 void PduReceiver::set_data_destination(const iovec* iov, uint32_t iovcnt) noexcept {
-    iov_ = iov;
-    iovcnt_ = iovcnt;
-    iov_idx_ = 0;
-    iov_off_ = 0;
+    dest_.reset(iov, iovcnt);
     dest_set_ = true;
     discard_ = false;
 }
 
 void PduReceiver::discard_data() noexcept {
-    iov_ = nullptr;
-    iovcnt_ = 0;
+    dest_.reset(nullptr, 0);
     dest_set_ = true;
     discard_ = true;
 }
 
 void PduReceiver::copy_data(const uint8_t* p, size_t n) noexcept {
     if (pdu_ddgst_) crc_ = crc32c(crc_, p, n);
-    if (discard_) return;
-    size_t done = 0;
-    while (done < n && iov_idx_ < iovcnt_) {
-        const iovec& v = iov_[iov_idx_];
-        const size_t k = std::min(v.iov_len - iov_off_, n - done);
-        std::memcpy(static_cast<uint8_t*>(v.iov_base) + iov_off_, p + done, k);
-        done += k;
-        iov_off_ += k;
-        if (iov_off_ == v.iov_len) {
-            ++iov_idx_;
-            iov_off_ = 0;
-        }
-    }
     // A destination shorter than the data is the caller's bug: the rest is dropped.
+    if (!discard_) dest_.copy_in(p, n);
 }
 
 size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noexcept {

@@ -16,6 +16,8 @@
 #include <span>
 #include <vector>
 
+#include <strata/base/iov.h>
+
 namespace strata::iscsi {
 
 // ---- big-endian field types ---------------------------------------------------------------
@@ -459,9 +461,7 @@ private:
     uint32_t data_len_ = 0;
     uint32_t crc_ = 0;
     uint64_t pdus_ = 0;
-    const iovec* iov_ = nullptr;
-    uint32_t iovcnt_ = 0, iov_idx_ = 0;
-    size_t iov_off_ = 0;
+    IovCursor dest_;
     ParsedAhs ahs_parsed_{};
     std::array<uint8_t, 4> tail_{};  // padding and data digest
     std::array<uint8_t, kMaxHeader> hdr_{};
