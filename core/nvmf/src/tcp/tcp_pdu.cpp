@@ -179,76 +179,34 @@ void PduReceiver::finish_pdu(RecvEvent* event) noexcept {
 }
 
 void PduReceiver::set_data_destination(const iovec* iov, uint32_t iovcnt) noexcept {
-    iov_ = iov;
-    iovcnt_ = iovcnt;
-    iov_idx_ = 0;
-    iov_off_ = 0;
+    dest_.reset(iov, iovcnt);
     dest_set_ = true;
     discard_ = false;
 }
 
 void PduReceiver::discard_data() noexcept {
-    iov_ = nullptr;
-    iovcnt_ = 0;
+    dest_.reset(nullptr, 0);
     dest_set_ = true;
     discard_ = true;
 }
 
 size_t PduReceiver::copy_data(const uint8_t* p, size_t n) noexcept {
-    size_t done = 0;
-    if (discard_) {
-        if (pdu_ddgst_) crc_ = crc32c(crc_, p, n);
-        return n;
-    }
-    while (done < n && iov_idx_ < iovcnt_) {
-        const iovec& v = iov_[iov_idx_];
-        const size_t room = v.iov_len - iov_off_;
-        const size_t k = std::min(room, n - done);
-        std::memcpy(static_cast<uint8_t*>(v.iov_base) + iov_off_, p + done, k);
-        if (pdu_ddgst_) crc_ = crc32c(crc_, p + done, k);
-        done += k;
-        iov_off_ += k;
-        if (iov_off_ == v.iov_len) {
-            ++iov_idx_;
-            iov_off_ = 0;
-        }
-    }
-    // Destination shorter than the data (a caller bug, never the peer's): drop the rest.
-    if (done < n) {
-        if (pdu_ddgst_) crc_ = crc32c(crc_, p + done, n - done);
-        done = n;
-    }
-    return done;
+    if (pdu_ddgst_) crc_ = crc32c(crc_, p, n);
+    // A destination shorter than the data (a caller bug, never the peer's): the rest is dropped.
+    if (!discard_) dest_.copy_in(p, n);
+    return n;
 }
 
 uint32_t PduReceiver::data_iov_remaining(iovec* out, uint32_t max) const noexcept {
     if (!in_data()) return 0;
-    uint32_t left = data_len_ - got_;
-    uint32_t k = 0;
-    size_t off = iov_off_;
-    for (uint32_t i = iov_idx_; i < iovcnt_ && k < max && left > 0; ++i) {
-        const size_t len = std::min<size_t>(iov_[i].iov_len - off, left);
-        out[k++] = {static_cast<uint8_t*>(iov_[i].iov_base) + off, len};
-        left -= static_cast<uint32_t>(len);
-        off = 0;
-    }
-    return k;
+    return dest_.remaining(out, max, data_len_ - got_);
 }
 
 void PduReceiver::data_received(size_t n) noexcept {
     // Bytes already in the destination: advance and digest them there.
-    size_t left = n;
-    while (left > 0 && iov_idx_ < iovcnt_) {
-        const iovec& v = iov_[iov_idx_];
-        const size_t k = std::min(v.iov_len - iov_off_, left);
-        if (pdu_ddgst_) crc_ = crc32c(crc_, static_cast<uint8_t*>(v.iov_base) + iov_off_, k);
-        iov_off_ += k;
-        left -= k;
-        if (iov_off_ == v.iov_len) {
-            ++iov_idx_;
-            iov_off_ = 0;
-        }
-    }
+    dest_.advance(n, [this](const uint8_t* p, size_t k) {
+        if (pdu_ddgst_) crc_ = crc32c(crc_, p, k);
+    });
     got_ += static_cast<uint32_t>(n);  // feed() moves on once got_ reaches data_len_
 }
 

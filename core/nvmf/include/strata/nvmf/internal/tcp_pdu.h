@@ -35,6 +35,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <strata/base/iov.h>
 #include <strata/nvme/spec/tcp.h>
 
 namespace strata::nvmf::tcp {
@@ -135,10 +136,7 @@ private:
     uint32_t data_len_ = 0;
     uint32_t crc_ = 0;       // data digest so far
     uint64_t pdus_ = 0;
-    const iovec* iov_ = nullptr;
-    uint32_t iovcnt_ = 0;
-    uint32_t iov_idx_ = 0;
-    size_t iov_off_ = 0;
+    IovCursor dest_;
     std::array<uint8_t, 4> ddgst_{};
     alignas(8) std::array<uint8_t, kMaxHeader> hdr_{};
 };

@@ -1,0 +1,139 @@
+// Fuzz target: the iSCSI target's PDU receiver (iscsi::PduReceiver) over arbitrary
+// initiator-to-target bytes, fed twice: in chunks at fuzzer-chosen split points and as one
+// buffer. Invariants:
+//   - feed() consumes at most what it was given; after an error every feed() reports it again
+//     and consumes nothing
+//   - a header event repeats until set_data_destination()/discard_data()
+//   - data lands only inside the destination (guard bytes around it stay intact)
+//   - the split run and the whole run give the same PDUs, data, digest verdicts and error
+//
+// Input: byte 0 = config: bit 0 header digest, bit 1 data digest, bits 2..3
+// MaxRecvDataSegmentLength (512, 8192, 65536, 262144), bits 4..7 split mode (0: one buffer;
+// else chunks of at most 1 << mode bytes from a PRNG seeded with byte 1); byte 1 = split seed;
+// byte 2 = placement seed (per PDU: discard or one destination); the rest is the stream.
+// Seeds: fuzz/corpus/gen_iscsi.py.
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include <strata/iscsi/internal/pdu.h>
+
+namespace {
+
+using namespace strata::iscsi;
+
+#define CHECK(c)                                                                         \
+    do {                                                                                 \
+        if (!(c)) {                                                                      \
+            std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c);   \
+            std::abort();                                                                \
+        }                                                                                \
+    } while (0)
+
+constexpr size_t kGuard = 32;
+constexpr uint8_t kGuardByte = 0xA5;
+
+struct Rng {
+    uint32_t s;
+    uint32_t next() {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        return s;
+    }
+};
+
+struct Outcome {
+    std::vector<uint8_t> trace;  // headers, data and verdicts of every PDU
+    int error = 0;
+    uint64_t pdus = 0;
+};
+
+Outcome run(const RecvConfig& cfg, const uint8_t* data, size_t size, uint32_t mode, uint32_t seed,
+            uint32_t place_seed) {
+    Outcome o;
+    PduReceiver rx(cfg);
+    Rng split{seed * 2654435761u + 1};
+    Rng place{place_seed * 2246822519u + 7};
+    std::vector<uint8_t> arena;
+    iovec iov{};
+    bool discard = false;
+    size_t off = 0;
+    while (off < size) {
+        size_t chunk = size - off;
+        if (mode) chunk = std::min<size_t>(chunk, 1 + split.next() % (1u << mode));
+        size_t used = 0;
+        while (true) {
+            RecvEvent ev;
+            const size_t n = rx.feed(data + off + used, chunk - used, &ev);
+            CHECK(n <= chunk - used);
+            used += n;
+            if (ev == RecvEvent::none) {
+                CHECK(used == chunk);
+                break;
+            }
+            if (ev == RecvEvent::error) {
+                CHECK(rx.failed());
+                RecvEvent again;
+                CHECK(rx.feed(data, size, &again) == 0 && again == RecvEvent::error);
+                o.error = int(rx.error());
+                o.pdus = rx.pdus_received();
+                return o;
+            }
+            if (ev == RecvEvent::header) {
+                const uint32_t len = rx.data_length();
+                CHECK(len > 0 && len <= cfg.max_recv_data_segment_length);
+                RecvEvent again;
+                CHECK(rx.feed(data + off + used, chunk - used, &again) == 0);
+                CHECK(again == RecvEvent::header);
+                discard = place.next() % 4 == 0;
+                if (discard) {
+                    rx.discard_data();
+                } else {
+                    arena.assign(len + 2 * kGuard, kGuardByte);
+                    iov = {arena.data() + kGuard, len};
+                    rx.set_data_destination(&iov, 1);
+                }
+                continue;
+            }
+            // pdu
+            const uint32_t hl = kBhsSize + rx.ahs_length();
+            o.trace.insert(o.trace.end(), rx.header(), rx.header() + hl);
+            o.trace.push_back(rx.data_digest_ok());
+            if (rx.data_length() && !discard) {
+                for (size_t i = 0; i < kGuard; ++i) {
+                    CHECK(arena[i] == kGuardByte);
+                    CHECK(arena[kGuard + rx.data_length() + i] == kGuardByte);
+                }
+                o.trace.insert(o.trace.end(), arena.begin() + kGuard,
+                               arena.begin() + kGuard + rx.data_length());
+            }
+            CHECK(rx.at_pdu_boundary());
+        }
+        off += chunk;
+    }
+    o.pdus = rx.pdus_received();
+    return o;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    if (size < 3) return 0;
+    static const uint32_t kMrdsl[4] = {512, 8192, 65536, 262144};
+    RecvConfig cfg;
+    cfg.header_digest = data[0] & 1;
+    cfg.data_digest = data[0] & 2;
+    cfg.max_recv_data_segment_length = kMrdsl[(data[0] >> 2) & 3];
+    const uint32_t mode = std::min<uint32_t>(data[0] >> 4, 12);
+    const Outcome a = run(cfg, data + 3, size - 3, mode, data[1], data[2]);
+    const Outcome b = run(cfg, data + 3, size - 3, 0, 0, data[2]);
+    CHECK(a.trace == b.trace);
+    CHECK(a.error == b.error);
+    CHECK(a.pdus == b.pdus);
+    return 0;
+}
