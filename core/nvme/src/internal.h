@@ -47,6 +47,7 @@ struct Request : ListHook<> {
 
 enum class Link : uint8_t { connecting, connected, disconnected, failed, freeing };
 
+struct TcpReq;
 struct TcpConn;  // the NVMe/TCP transport state of a queue pair (tcp.h)
 
 class QPairImpl {
@@ -119,6 +120,12 @@ private:
     bool tcp_try_send(Request& r) noexcept;
     void tcp_lost(const char* why) noexcept;
     uint32_t tcp_recv(uint32_t max) noexcept;
+    // Parses the buffered bytes until they are used up or `until_completed` is reached; false
+    // once the connection is gone.
+    bool tcp_rx_parse(uint64_t until_completed) noexcept;
+    bool tcp_rx_placed(size_t n) noexcept;
+    bool tcp_rx_c2h_done() noexcept;
+    TcpReq* tcp_rx_target() noexcept;
     bool tcp_handle_header() noexcept;
     void tcp_pdu_sent(void* pdu) noexcept;
     void tcp_send_connect() noexcept;
