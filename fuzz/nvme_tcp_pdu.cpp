@@ -1,7 +1,8 @@
 // Fuzz target: the NVMe/TCP initiator's receive path (core/nvme/src/tcp_qpair.cpp: the header
-// check check_c2h_header, tcp_handle_header and the data/digest states of tcp_recv) over
+// check check_c2h_header, tcp_handle_header, and tcp_rx_parse over the receive buffer) over
 // arbitrary target-to-host bytes (ICResp, CapsuleResp, C2HData, R2T, C2HTermReq, garbage).
-// The initiator reads straight from its socket, so the smallest unit that consumes bytes is a
+// The initiator reads from its socket into a receive buffer (or, for a payload, straight into
+// the command's buffer), so the smallest unit that consumes bytes is a
 // TCP QPairImpl with a socket double (ControllerOptions::connect_socket) that serves the
 // fuzzer's bytes in chunks and swallows what the host sends.
 //

@@ -16,18 +16,10 @@ namespace strata::nvme {
 
 namespace {
 
-// co_return the error of a failed Result/Status from a coroutine.
-inline Error error_of(const Status& s) { return Error(s); }
-template <class T>
-Error error_of(const Result<T>& r) { return r.error(); }
-
-#define NVME_CO_TRY(expr)                                      \
-    do {                                                       \
-        auto nvme_try_ = (expr);                               \
-        if (!nvme_try_.ok()) co_return error_of(nvme_try_);    \
-    } while (0)
+#define NVME_CO_TRY STRATA_NVME_CO_TRY
 
 constexpr uint64_t kReadyPollNs = 100'000;      // CSTS poll interval while waiting for RDY
+constexpr uint64_t kFabricsReadyPollNs = 1'000'000;  // the same over a Property Get
 constexpr uint64_t kHealthPollNs = 10'000'000;  // CSTS.CFS / surprise-removal check
 constexpr uint16_t kPciCommandOffset = 0x04;
 constexpr uint16_t kPciCommandMemory = 1u << 1;
@@ -81,11 +73,32 @@ const char* state_name(ControllerState s) noexcept {
 
 // ---- registers and the enable handshake ----------------------------------------------------
 
+spec::Cc enabling_cc() noexcept {
+    spec::Cc cc{};
+    cc.set_css(spec::Cc::css_nvm)
+        .set_mps(0)
+        .set_ams(spec::Cc::ams_round_robin)
+        .set_shn(spec::Cc::shn_none)
+        .set_iosqes(spec::sqe_size_log2)
+        .set_iocqes(spec::cqe_size_log2)
+        .set_en(1);
+    return cc;
+}
+
+runtime::Task<Result<uint32_t>> ControllerImpl::read_csts() {
+    if (!fabrics) co_return bar.read32(spec::reg::csts);
+    auto r = co_await prop_get(spec::reg::csts, false);
+    NVME_CO_TRY(r);
+    co_return static_cast<uint32_t>(*r);
+}
+
 runtime::Task<Result<void>> ControllerImpl::wait_ready(bool ready) {
     const uint64_t timeout_ns = std::max<uint64_t>(cap.to(), 1) * 500'000'000ull;
     const uint64_t deadline = runtime::now_ns() + timeout_ns;
     for (;;) {
-        const spec::Csts csts{bar.read32(spec::reg::csts)};
+        auto raw = co_await read_csts();
+        NVME_CO_TRY(raw);
+        const spec::Csts csts{*raw};
         if (csts.all_ones())
             co_return Error(Errc::device_removed,
                             fmt::format("nvme {}: registers read all-ones (device gone)",
@@ -100,7 +113,7 @@ runtime::Task<Result<void>> ControllerImpl::wait_ready(bool ready) {
                                         "({} ms)", label(), ready ? 1 : 0,
                                         timeout_ns / 1'000'000));
         }
-        co_await runtime::sleep_for(kReadyPollNs);
+        co_await runtime::sleep_for(fabrics ? kFabricsReadyPollNs : kReadyPollNs);
     }
 }
 
@@ -124,15 +137,7 @@ runtime::Task<Result<void>> ControllerImpl::enable() {
                                     .raw);
     bar.write64(spec::reg::asq, admin_qp->sq_iova);
     bar.write64(spec::reg::acq, admin_qp->cq_iova);
-    spec::Cc cc{};
-    cc.set_css(spec::Cc::css_nvm)
-        .set_mps(0)
-        .set_ams(spec::Cc::ams_round_robin)
-        .set_shn(spec::Cc::shn_none)
-        .set_iosqes(spec::sqe_size_log2)
-        .set_iocqes(spec::cqe_size_log2)
-        .set_en(1);
-    bar.write32(spec::reg::cc, cc.raw);
+    bar.write32(spec::reg::cc, enabling_cc().raw);
     co_return co_await wait_ready(true);
 }
 
@@ -381,6 +386,17 @@ runtime::Task<Result<void>> ControllerImpl::init() {
 
     NVME_CO_TRY(co_await identify_controller());
     admin_qp->sgl = false;  // admin commands use PRPs (SGLs are for I/O commands only)
+    NVME_CO_TRY(co_await init_queues_and_events());
+    health_poller = admin_thread->register_poller(
+        [](void* p) { return static_cast<ControllerImpl*>(p)->check_health(); }, this, "nvme_health",
+        kHealthPollNs);
+    STRATA_INFOLOG(log_nvme, "nvme {}: ready: {} namespace(s), {} I/O queues, max transfer {} KiB{}",
+                   label(), namespaces.size(), io_queues_granted, max_transfer / 1024,
+                   sgl ? ", SGL" : "");
+    co_return Result<void>{};
+}
+
+runtime::Task<Result<void>> ControllerImpl::init_queues_and_events() {
     NVME_CO_TRY(co_await set_queue_count());
     NVME_CO_TRY(co_await scan_namespaces());
     auto aen = co_await admin(spec::make_set_features(
@@ -391,12 +407,6 @@ runtime::Task<Result<void>> ControllerImpl::init() {
                                  "will not be noticed", label());
     state = ControllerState::ready;
     submit_aers();
-    health_poller = admin_thread->register_poller(
-        [](void* p) { return static_cast<ControllerImpl*>(p)->check_health(); }, this, "nvme_health",
-        kHealthPollNs);
-    STRATA_INFOLOG(log_nvme, "nvme {}: ready: {} namespace(s), {} I/O queues, max transfer {} KiB{}",
-                   label(), namespaces.size(), io_queues_granted, max_transfer / 1024,
-                   sgl ? ", SGL" : "");
     co_return Result<void>{};
 }
 

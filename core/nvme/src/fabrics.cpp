@@ -17,15 +17,7 @@ namespace strata::nvme {
 
 namespace {
 
-inline Error error_of(const Status& s) { return Error(s); }
-template <class T>
-Error error_of(const Result<T>& r) { return r.error(); }
-
-#define FAB_CO_TRY(expr)                                    \
-    do {                                                    \
-        auto fab_try_ = (expr);                             \
-        if (!fab_try_.ok()) co_return error_of(fab_try_);   \
-    } while (0)
+#define FAB_CO_TRY STRATA_NVME_CO_TRY
 
 constexpr uint64_t kReadyPollNs = 1'000'000;
 
@@ -180,38 +172,13 @@ runtime::Task<Result<void>> ControllerImpl::fabrics_enable() {
     auto ccr = co_await prop_get(spec::reg::cc, false);
     FAB_CO_TRY(ccr);
     spec::Cc cc{static_cast<uint32_t>(*ccr)};
-    const uint64_t timeout_ns = std::max<uint64_t>(cap.to(), 1) * 500'000'000ull;
-    auto wait_rdy = [](ControllerImpl* c, bool want, uint64_t tmo) -> runtime::Task<Result<void>> {
-        const uint64_t deadline = runtime::now_ns() + tmo;
-        for (;;) {
-            auto cs = co_await c->prop_get(spec::reg::csts, false);
-            FAB_CO_TRY(cs);
-            const spec::Csts csts{static_cast<uint32_t>(*cs)};
-            if (want && csts.cfs())
-                co_return Error(Errc::io_error, fmt::format("nvme {}: controller fatal status "
-                                                            "while enabling", c->label()));
-            if ((csts.rdy() != 0) == want) co_return Result<void>{};
-            if (runtime::now_ns() >= deadline)
-                co_return Error(Errc::timeout, fmt::format("nvme {}: CSTS.RDY did not become {} "
-                                                           "within CAP.TO", c->label(), want ? 1 : 0));
-            co_await runtime::sleep_for(kReadyPollNs);
-        }
-    };
     if (cc.en() != 0) {
         cc.set_en(0);
         FAB_CO_TRY(co_await prop_set(spec::reg::cc, cc.raw, false));
-        FAB_CO_TRY(co_await wait_rdy(this, false, timeout_ns));
+        FAB_CO_TRY(co_await wait_ready(false));
     }
-    spec::Cc en{};
-    en.set_css(spec::Cc::css_nvm)
-        .set_mps(0)
-        .set_ams(spec::Cc::ams_round_robin)
-        .set_shn(spec::Cc::shn_none)
-        .set_iosqes(spec::sqe_size_log2)
-        .set_iocqes(spec::cqe_size_log2)
-        .set_en(1);
-    FAB_CO_TRY(co_await prop_set(spec::reg::cc, en.raw, false));
-    co_return co_await wait_rdy(this, true, timeout_ns);
+    FAB_CO_TRY(co_await prop_set(spec::reg::cc, enabling_cc().raw, false));
+    co_return co_await wait_ready(true);
 }
 
 // ---- queues --------------------------------------------------------------------------------
@@ -254,15 +221,7 @@ runtime::Task<Result<void>> ControllerImpl::fabrics_init(bool discovery) {
         state = ControllerState::ready;
         co_return Result<void>{};
     }
-    FAB_CO_TRY(co_await set_queue_count());
-    FAB_CO_TRY(co_await scan_namespaces());
-    auto aen = co_await admin(spec::make_set_features(
-        0, spec::FeatureId::async_event_config,
-        spec::AsyncEventConfigFeature{}.set_smart(0xFF).set_nan(1).raw));
-    if (!aen || !aen->ok())
-        STRATA_WARNLOG(log_nvme, "nvme {}: async event configuration refused", label());
-    state = ControllerState::ready;
-    submit_aers();
+    FAB_CO_TRY(co_await init_queues_and_events());
     start_keep_alive();
     STRATA_INFOLOG(log_nvme, "nvme {}: connected (cntlid {}): {} namespace(s), {} I/O queues, "
                    "in-capsule data {} bytes, digests {}/{}", label(), cntlid, namespaces.size(),

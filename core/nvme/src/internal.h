@@ -20,6 +20,21 @@ namespace strata::nvme {
 
 STRATA_LOG_COMPONENT(nvme);
 
+// co_return the error of a failed Result/Status from a control-path coroutine.
+inline Error error_of(const Status& s) { return Error(s); }
+template <class T>
+Error error_of(const Result<T>& r) { return r.error(); }
+
+#define STRATA_NVME_CO_TRY(expr)                               \
+    do {                                                       \
+        auto nvme_try_ = (expr);                               \
+        if (!nvme_try_.ok()) co_return error_of(nvme_try_);    \
+    } while (0)
+
+// The CC value that enables a controller, PCIe or fabrics alike: NVM command set, 4 KiB
+// pages, round robin, 64-byte SQ and 16-byte CQ entries.
+spec::Cc enabling_cc() noexcept;
+
 // Every request owns one page-aligned 4 KiB slot of DMA memory for its PRP list, SGL segment or
 // DSM ranges, so no list ever crosses a page and none needs chaining.
 inline constexpr uint32_t kListSlotBytes = 4096;
@@ -47,6 +62,7 @@ struct Request : ListHook<> {
 
 enum class Link : uint8_t { connecting, connected, disconnected, failed, freeing };
 
+struct TcpReq;
 struct TcpConn;  // the NVMe/TCP transport state of a queue pair (tcp.h)
 
 class QPairImpl {
@@ -119,6 +135,12 @@ private:
     bool tcp_try_send(Request& r) noexcept;
     void tcp_lost(const char* why) noexcept;
     uint32_t tcp_recv(uint32_t max) noexcept;
+    // Parses the buffered bytes until they are used up or `until_completed` is reached; false
+    // once the connection is gone.
+    bool tcp_rx_parse(uint64_t until_completed) noexcept;
+    bool tcp_rx_placed(size_t n) noexcept;
+    bool tcp_rx_c2h_done() noexcept;
+    TcpReq* tcp_rx_target() noexcept;
     bool tcp_handle_header() noexcept;
     void tcp_pdu_sent(void* pdu) noexcept;
     void tcp_send_connect() noexcept;
@@ -208,7 +230,13 @@ public:
     runtime::Task<Result<void>> init();
     runtime::Task<Result<void>> enable();
     runtime::Task<Result<void>> disable();
+    // CSTS: a register read (PCIe) or a Property Get (fabrics).
+    runtime::Task<Result<uint32_t>> read_csts();
+    // Polls CSTS until RDY is `ready`, CFS (while enabling) or CAP.TO. PCIe and fabrics.
     runtime::Task<Result<void>> wait_ready(bool ready);
+    // The steps after Identify Controller that PCIe and fabrics share: number of queues,
+    // namespaces, async event configuration; then ready, with the AERs posted.
+    runtime::Task<Result<void>> init_queues_and_events();
     runtime::Task<Result<Completion>> admin(spec::Sqe sqe, void* buf = nullptr, size_t len = 0);
     runtime::Task<Result<void>> identify_controller();
     runtime::Task<Result<void>> set_queue_count();

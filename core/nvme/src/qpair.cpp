@@ -418,7 +418,7 @@ void QPairImpl::fail(spec::StatusField status) {
         }
         tcp->phase = TcpConn::Phase::closed;
         while (SendPdu* p = tcp->send_list.pop_front()) p->queued = false;
-        tcp->reset_rx();
+        tcp->reset_stream();
         if (auto cb = std::move(tcp->on_connected)) {
             tcp->on_connected = nullptr;
             cb(Status(Errc::device_removed, "nvme-tcp: qpair failed"));

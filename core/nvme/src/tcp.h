@@ -19,6 +19,9 @@ namespace strata::nvme {
 
 inline constexpr int kTcpMaxIov = 32;           // iovecs a command's buffer may have
 inline constexpr uint32_t kTcpHdrBytes = 256;   // header + digest + padding of a PDU we send
+// The receive buffer of a connection: one read takes up to this many bytes, and every PDU in
+// them is parsed before the next read (see docs/design/nvme-tcp.md, "Receive path").
+inline constexpr uint32_t kTcpRecvBufBytes = 128 * 1024;
 
 // One PDU on its way out: header bytes (with header digest and padding), then a slice of the
 // command's data, then the data digest.
@@ -92,7 +95,10 @@ struct TcpConn {
     IntrusiveList<SendPdu> send_list;
     SendPdu ic_pdu;
 
-    // Receive state.
+    // Receive state. Bytes read but not yet parsed sit in rbuf[rpos, rend).
+    std::unique_ptr<uint8_t[]> rbuf;
+    uint32_t rpos = 0, rend = 0;
+    uint64_t reads = 0;                 // readv calls that returned bytes
     Rx rx = Rx::header;
     alignas(8) std::array<uint8_t, 8 + 128 + 4> rx_hdr{};
     size_t rx_have = 0;
@@ -118,6 +124,11 @@ struct TcpConn {
         rx_off = rx_left = 0;
         rx_crc = 0;
         rx_ddgst_have = 0;
+    }
+    // A new (or no) connection: the parser state and the unparsed bytes of the last one go.
+    void reset_stream() noexcept {
+        reset_rx();
+        rpos = rend = 0;
     }
 };
 

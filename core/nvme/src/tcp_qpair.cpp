@@ -98,6 +98,8 @@ Status QPairImpl::tcp_allocate() {
     TcpConn& c = *tcp;
     c.reqs = std::make_unique<TcpReq[]>(requests_.size());
     c.lists.assign(requests_.size() * size_t{kListSlotBytes}, 0);
+    c.rbuf = std::make_unique_for_overwrite<uint8_t[]>(kTcpRecvBufBytes);
+    c.rpos = c.rend = 0;
     for (size_t i = 0; i < requests_.size(); ++i) {
         Request& r = requests_[i];
         r.cid = static_cast<uint16_t>(i);
@@ -140,7 +142,7 @@ void QPairImpl::tcp_start_connect(std::function<void(Status)> done) {
     c.phase = TcpConn::Phase::ic_req;
     c.hdgst = c.ddgst = false;
     c.lost_reason = nullptr;
-    c.reset_rx();
+    c.reset_stream();
     c.connect_deadline_ns =
         runtime::now_ns() + uint64_t{std::max<uint32_t>(ctrl.options.connect_timeout_ms, 1)} * 1'000'000;
     link = Link::connecting;
@@ -246,7 +248,7 @@ void QPairImpl::tcp_close(spec::StatusField status) {
     }
     c.phase = TcpConn::Phase::closed;
     while (SendPdu* p = c.send_list.pop_front()) p->queued = false;
-    c.reset_rx();
+    c.reset_stream();
     auto cb = std::move(c.on_connected);
     c.on_connected = nullptr;
     if (link == Link::connected || link == Link::connecting) disconnect(status);
@@ -263,7 +265,7 @@ void QPairImpl::tcp_lost(const char* why) noexcept {
     c.socket.reset();
     c.phase = TcpConn::Phase::closed;
     while (SendPdu* p = c.send_list.pop_front()) p->queued = false;
-    c.reset_rx();
+    c.reset_stream();
     // Outstanding commands end now, once; waiting ones stay for the reconnect. A Connect in
     // flight ends here too and reports through on_connected.
     if (link == Link::connected || link == Link::connecting) disconnect(kStatusResetAborted);
@@ -669,26 +671,73 @@ bool QPairImpl::tcp_handle_header() noexcept {
     }
 }
 
-uint32_t QPairImpl::tcp_recv(uint32_t max) noexcept {
+// The receive path reads big chunks: one readv takes whatever the socket holds, up to the
+// receive buffer, and every PDU in it is parsed before the next read. A C2HData payload found
+// in the buffer is copied to the command's buffer; one that is still to come when the buffer
+// runs dry is read straight into the command's buffer, with the receive buffer behind it in the
+// same readv for what follows. A read that returns less than it asked for drained the socket,
+// so no second read is made just to see Errc::busy.
+
+// The command the C2HData being received belongs to, or nullptr (connection ended) if it ended
+// meanwhile (a timeout).
+TcpReq* QPairImpl::tcp_rx_target() noexcept {
     TcpConn& c = *tcp;
-    const uint64_t before = stats.completed;
-    auto read_failed = [&](const Result<size_t>& r) {
-        if (r.code() == Errc::busy) return;
-        tcp_lost(r.code() == Errc::shutdown ? "connection closed by the target"
-                                            : "connection reset or failed");
-    };
-    for (int iter = 0; iter < 512 && c.socket; ++iter) {
-        if (stats.completed - before >= max) break;
+    if (requests_[static_cast<size_t>(c.rx_req)].state != Request::State::outstanding) {
+        tcp_lost("data for a command that already ended");
+        return nullptr;
+    }
+    return &c.reqs[static_cast<size_t>(c.rx_req)];
+}
+
+// Bytes [rx_off, rx_off + n) of the C2HData payload are in the command's buffer: digest them,
+// advance, and at the end of the payload wait for the data digest or finish the PDU. False once
+// the connection is gone.
+bool QPairImpl::tcp_rx_placed(size_t n) noexcept {
+    TcpConn& c = *tcp;
+    TcpReq& t = c.reqs[static_cast<size_t>(c.rx_req)];
+    if (c.ddgst) {
+        iovec d[kTcpMaxIov];
+        const int m = slice_iov(t.iov.data(), t.iovcnt, c.rx_off, n, d, kTcpMaxIov);
+        c.rx_crc = crc32c_iov(c.rx_crc, d, static_cast<size_t>(std::max(m, 0)));
+    }
+    c.rx_off += n;
+    c.rx_left -= n;
+    t.c2h_next = c.rx_off;
+    if (c.rx_left != 0) return true;
+    if (c.ddgst) {
+        c.rx = TcpConn::Rx::ddgst;
+        return true;
+    }
+    return tcp_rx_c2h_done();
+}
+
+// A C2HData PDU is complete; with SUCCESS it completes its command too.
+bool QPairImpl::tcp_rx_c2h_done() noexcept {
+    TcpConn& c = *tcp;
+    const size_t cid = static_cast<size_t>(c.rx_req);
+    const bool success = (c.rx_flags & stcp::flags::success) != 0;
+    c.reset_rx();
+    if (success) {
+        Request& req = requests_[cid];
+        outstanding_.remove(req);
+        complete(req, Completion{});
+    }
+    return tcp->socket != nullptr;
+}
+
+bool QPairImpl::tcp_rx_parse(uint64_t until_completed) noexcept {
+    TcpConn& c = *tcp;
+    while (c.rpos < c.rend) {
+        if (stats.completed >= until_completed) return true;
+        const uint8_t* p = c.rbuf.get() + c.rpos;
+        const size_t avail = c.rend - c.rpos;
         switch (c.rx) {
             case TcpConn::Rx::header: {
-                auto r = c.socket->read(c.rx_hdr.data() + c.rx_have, c.rx_need - c.rx_have);
-                if (!r) {
-                    read_failed(r);
-                    return static_cast<uint32_t>(stats.completed - before);
-                }
-                c.bytes_in += *r;
-                c.rx_have += *r;
-                if (c.rx_have < c.rx_need) continue;
+                const size_t take = std::min(avail, c.rx_need - c.rx_have);
+                std::memcpy(c.rx_hdr.data() + c.rx_have, p, take);
+                c.rpos += static_cast<uint32_t>(take);
+                c.rx_have += take;
+                if (c.rx_have < c.rx_need) break;
                 if (c.rx_need == stcp::common_header_size) {
                     stcp::CommonHeader ch;
                     std::memcpy(&ch, c.rx_hdr.data(), sizeof(ch));
@@ -700,90 +749,96 @@ uint32_t QPairImpl::tcp_recv(uint32_t max) noexcept {
                                       ctrl.label(), qid, h.error().message(), ch.pdu_type,
                                       ch.hlen, ch.plen);
                         tcp_protocol_error("malformed PDU header");
-                        return static_cast<uint32_t>(stats.completed - before);
+                        return false;
                     }
                     c.rx_info = *h;
                     c.rx_need = h->hdr_total;
-                    if (c.rx_need > c.rx_have) continue;
+                    if (c.rx_need > c.rx_have) break;
                 }
-                if (!tcp_handle_header()) return static_cast<uint32_t>(stats.completed - before);
+                if (!tcp_handle_header()) return false;
                 break;
             }
             case TcpConn::Rx::pad: {
-                uint8_t scratch[128];
-                auto r = c.socket->read(scratch, std::min<size_t>(c.rx_skip, sizeof(scratch)));
-                if (!r) {
-                    read_failed(r);
-                    return static_cast<uint32_t>(stats.completed - before);
-                }
-                c.bytes_in += *r;
-                c.rx_skip -= *r;
+                const size_t take = std::min(avail, c.rx_skip);
+                c.rpos += static_cast<uint32_t>(take);
+                c.rx_skip -= take;
                 if (c.rx_skip == 0) c.rx = TcpConn::Rx::data;
                 break;
             }
             case TcpConn::Rx::data: {
-                Request& req = requests_[static_cast<size_t>(c.rx_req)];
-                if (req.state != Request::State::outstanding) {  // ended meanwhile (timeout)
-                    tcp_lost("data for a command that already ended");
-                    return static_cast<uint32_t>(stats.completed - before);
-                }
-                TcpReq& t = c.reqs[static_cast<size_t>(c.rx_req)];
+                TcpReq* t = tcp_rx_target();
+                if (t == nullptr) return false;
+                const size_t take = std::min(avail, c.rx_left);
                 iovec v[kTcpMaxIov];
-                const int k = slice_iov(t.iov.data(), t.iovcnt, c.rx_off, c.rx_left, v, kTcpMaxIov);
+                const int k = slice_iov(t->iov.data(), t->iovcnt, c.rx_off, take, v, kTcpMaxIov);
                 STRATA_ASSERT(k > 0);
-                auto r = c.socket->readv(v, k);
-                if (!r) {
-                    read_failed(r);
-                    return static_cast<uint32_t>(stats.completed - before);
+                const uint8_t* from = p;
+                for (int i = 0; i < k; ++i) {
+                    std::memcpy(v[i].iov_base, from, v[i].iov_len);
+                    from += v[i].iov_len;
                 }
-                const size_t got = *r;
-                c.bytes_in += got;
-                if (c.ddgst) {
-                    iovec d[kTcpMaxIov];
-                    const int m = slice_iov(t.iov.data(), t.iovcnt, c.rx_off, got, d, kTcpMaxIov);
-                    c.rx_crc = crc32c_iov(c.rx_crc, d, static_cast<size_t>(std::max(m, 0)));
-                }
-                c.rx_off += got;
-                c.rx_left -= got;
-                t.c2h_next = c.rx_off;
-                if (c.rx_left != 0) break;
-                if (c.ddgst) {
-                    c.rx = TcpConn::Rx::ddgst;
-                    break;
-                }
-                [[fallthrough]];
+                c.rpos += static_cast<uint32_t>(take);
+                if (!tcp_rx_placed(take)) return false;
+                break;
             }
             case TcpConn::Rx::ddgst: {
-                if (c.rx == TcpConn::Rx::ddgst) {
-                    auto r = c.socket->read(c.rx_ddgst.data() + c.rx_ddgst_have, 4 - c.rx_ddgst_have);
-                    if (!r) {
-                        read_failed(r);
-                        return static_cast<uint32_t>(stats.completed - before);
-                    }
-                    c.bytes_in += *r;
-                    c.rx_ddgst_have += *r;
-                    if (c.rx_ddgst_have < 4) break;
-                    uint32_t want;
-                    std::memcpy(&want, c.rx_ddgst.data(), 4);
-                    if (want != c.rx_crc) {
-                        tcp_protocol_error("data digest mismatch");
-                        return static_cast<uint32_t>(stats.completed - before);
-                    }
+                const size_t take = std::min(avail, 4 - c.rx_ddgst_have);
+                std::memcpy(c.rx_ddgst.data() + c.rx_ddgst_have, p, take);
+                c.rpos += static_cast<uint32_t>(take);
+                c.rx_ddgst_have += take;
+                if (c.rx_ddgst_have < 4) break;
+                uint32_t want;
+                std::memcpy(&want, c.rx_ddgst.data(), 4);
+                if (want != c.rx_crc) {
+                    tcp_protocol_error("data digest mismatch");
+                    return false;
                 }
-                // The C2HData PDU is complete.
-                const size_t cid = static_cast<size_t>(c.rx_req);
-                const bool success = (c.rx_flags & stcp::flags::success) != 0;
-                c.reset_rx();
-                if (success) {
-                    Request& req = requests_[cid];
-                    outstanding_.remove(req);
-                    complete(req, Completion{});
-                }
+                if (!tcp_rx_c2h_done()) return false;
                 break;
             }
         }
     }
-    return static_cast<uint32_t>(stats.completed - before);
+    return c.socket != nullptr;
+}
+
+uint32_t QPairImpl::tcp_recv(uint32_t max) noexcept {
+    TcpConn& c = *tcp;
+    const uint64_t before = stats.completed;
+    const uint64_t until = before + max;
+    auto done = [&] { return static_cast<uint32_t>(stats.completed - before); };
+    // What an earlier poll left in the buffer (it stopped at `max` completions) comes first.
+    if (!tcp_rx_parse(until)) return done();
+    for (int reads = 0; reads < 4 && c.socket && c.rpos == c.rend && stats.completed < until;
+         ++reads) {
+        iovec v[kTcpMaxIov + 1];
+        int n = 0;
+        size_t direct = 0;  // payload bytes asked for straight into the command's buffer
+        if (c.rx == TcpConn::Rx::data) {
+            TcpReq* t = tcp_rx_target();
+            if (t == nullptr) return done();
+            n = slice_iov(t->iov.data(), t->iovcnt, c.rx_off, c.rx_left, v, kTcpMaxIov);
+            STRATA_ASSERT(n > 0);
+            direct = c.rx_left;
+        }
+        v[n++] = {c.rbuf.get(), kTcpRecvBufBytes};
+        auto r = c.socket->readv(v, n);
+        if (!r) {
+            if (r.code() != Errc::busy)
+                tcp_lost(r.code() == Errc::shutdown ? "connection closed by the target"
+                                                    : "connection reset or failed");
+            return done();
+        }
+        const size_t got = *r;
+        ++c.reads;
+        c.bytes_in += got;
+        const size_t placed = std::min(got, direct);
+        c.rpos = 0;
+        c.rend = static_cast<uint32_t>(got - placed);
+        if (placed != 0 && !tcp_rx_placed(placed)) return done();
+        if (!tcp_rx_parse(until)) return done();
+        if (got < direct + kTcpRecvBufBytes) break;  // drained: no read just to see busy
+    }
+    return done();
 }
 
 uint32_t QPairImpl::tcp_process(uint32_t max) noexcept {

@@ -35,6 +35,7 @@ struct Pipe {
     bool closed[2] = {false, false};
     bool reset = false;
     size_t max_chunk = 0;  // bytes per read at most (0: no limit): splits PDUs anywhere
+    uint64_t reads[2] = {0, 0};  // readv calls by side i that returned bytes
 };
 
 class PipeSocket final : public sock::Socket {
@@ -60,6 +61,7 @@ public:
             got += take;
             budget -= take;
         }
+        ++p_->reads[side_];
         return got;
     }
     Result<size_t> writev(const iovec* iov, int iovcnt) noexcept override {
@@ -131,7 +133,7 @@ struct FakeTarget {
     bool read_with_success = true;   // C2HData SUCCESS instead of a CapsuleResp
     size_t max_chunk = 0;
     uint32_t connects = 0, keep_alives = 0, io_commands = 0;
-    std::vector<std::pair<Conn*, uint16_t>> held;  // held reads
+    std::vector<std::pair<Conn*, spec::Sqe>> held;  // held reads
     // Replaces the answer to the next I/O read: raw bytes written instead.
     std::function<std::vector<uint8_t>(uint16_t cid, const spec::Sqe&)> hostile_read;
     std::vector<spec::DiscoveryLogEntry> discovery;
@@ -211,6 +213,15 @@ struct FakeTarget {
         if (!read_with_success) respond(c, cid);
     }
 
+    // Answers every held read at once: a burst of PDUs on the wire before the host reads.
+    void release_held() {
+        for (auto& [c, s] : held) {
+            const uint32_t nlb = (s.cdw12 & 0xFFFF) + 1;
+            send_data_and_respond(*c, s.cid, disk.data() + s.slba() * kBlock, nlb * kBlock);
+        }
+        held.clear();
+    }
+
     void admin_command(Conn& c, const spec::Sqe& s, const std::vector<uint8_t>& icd) {
         const auto opc = static_cast<spec::AdminOpcode>(s.opc);
         const uint32_t len = s.dptr_sgl().length;
@@ -281,7 +292,7 @@ struct FakeTarget {
                 return;
             }
             if (hold_io) {
-                held.emplace_back(&c, s.cid);
+                held.emplace_back(&c, s);
                 return;
             }
             if ((lba + nlb) > kBlocks) {
@@ -590,6 +601,70 @@ TEST_F(NvmeTcpTest, DigestsAndSplitSegments) {
     write_read(200, 40, 4);
     EXPECT_EQ(qp->stats().bad_completions, 0u);
 }
+
+// 32 reads answered in one burst (two C2HData PDUs each, with SUCCESS or followed by a
+// CapsuleResp): the host takes many PDUs per socket read instead of a read or more per PDU.
+// Cut into 1000-byte pieces, the same burst splits headers and payloads across reads anywhere
+// (a payload then goes straight into the command's buffer) and comes out the same.
+struct BurstCase {
+    size_t max_chunk;
+    bool read_with_success;
+};
+
+class NvmeTcpBurstTest : public NvmeTcpTest, public ::testing::WithParamInterface<BurstCase> {};
+
+TEST_P(NvmeTcpBurstTest, ManyPdusPerReadAndPdusSplitAcrossReads) {
+    target.max_chunk = GetParam().max_chunk;
+    target.read_with_success = GetParam().read_with_success;
+    start(options());
+    const Namespace* ns = ctrl->find_namespace(1);
+    ASSERT_NE(ns, nullptr);
+    constexpr int kReads = 32;
+    constexpr uint32_t kBlocksPerRead = 2;
+    for (size_t i = 0; i < target.disk.size(); ++i)
+        target.disk[i] = static_cast<uint8_t>(i * 13 + 5);
+    std::vector<std::vector<uint8_t>> bufs(kReads, std::vector<uint8_t>(kBlocksPerRead * kBlock));
+    std::vector<Io> ios(kReads);
+    target.hold_io = true;
+    on(threads[1], [&] {
+        for (int i = 0; i < kReads; ++i)
+            ASSERT_TRUE(qp->read(*ns, bufs[i].data(), uint64_t(i) * 7, kBlocksPerRead, Io::cb,
+                                 &ios[i]).ok());
+    });
+    ASSERT_TRUE(poll_until([&] { return target.held.size() == kReads; }));
+    Pipe& pipe = *target.conns.back()->pipe;
+    const uint64_t reads_before = pipe.reads[0];
+    on(threads[2], [&] { target.release_held(); });
+    ASSERT_TRUE(poll_until([&] {
+        return std::all_of(ios.begin(), ios.end(), [](const Io& io) { return io.calls > 0; });
+    }));
+    const uint64_t reads = pipe.reads[0] - reads_before;
+    const size_t per_io =  // two C2HData PDUs, and a CapsuleResp without SUCCESS
+        2 * (24 + kBlocksPerRead * kBlock / 2) + (GetParam().read_with_success ? 0 : 24);
+    const size_t burst = kReads * per_io;
+    if (GetParam().max_chunk == 0)
+        EXPECT_LE(reads, 2u) << "one read per PDU or worse";
+    else
+        EXPECT_LE(reads, burst / GetParam().max_chunk + 2) << "more reads than pieces";
+    for (int i = 0; i < kReads; ++i) {
+        SCOPED_TRACE(i);
+        EXPECT_EQ(ios[i].calls, 1);
+        EXPECT_TRUE(ios[i].cpl.ok()) << ios[i].cpl.name().view();
+        const uint8_t* want = target.disk.data() + uint64_t(i) * 7 * kBlock;
+        EXPECT_TRUE(std::equal(bufs[i].begin(), bufs[i].end(), want));
+    }
+    EXPECT_EQ(qp->stats().bad_completions, 0u);
+    target.hold_io = false;
+    write_read(300, 3, 77);  // and the stream is still in step
+}
+
+INSTANTIATE_TEST_SUITE_P(Burst, NvmeTcpBurstTest,
+                         ::testing::Values(BurstCase{0, true}, BurstCase{0, false},
+                                           BurstCase{1000, true}, BurstCase{1000, false}),
+                         [](const ::testing::TestParamInfo<BurstCase>& i) {
+                             return std::string(i.param.max_chunk ? "split" : "whole") +
+                                    (i.param.read_with_success ? "_success" : "_resp");
+                         });
 
 // Hostile PDUs answer a read: the read ends once with kStatusResetAborted, the controller
 // reconnects and the next read works.

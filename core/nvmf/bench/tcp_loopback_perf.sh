@@ -9,6 +9,11 @@
 #   core/nvmf/bench/tcp_loopback_perf.sh                     Strata only
 #   SPDK_DIR=/tmp/spdk core/nvmf/bench/tcp_loopback_perf.sh  with SPDK
 #   QDS="32 128" SECONDS_PER_RUN=5 RUNS=3 BUILD_DIR=build/dev
+# An A/B of initiator builds: INITIATORS adds strata-nvme-perf binaries as name=path, TARGETS
+# picks the targets, PERF_STAT=1 runs each initiator under `perf stat` and adds its readv calls
+# and syscalls per I/O (busy-polling, most are the polls that find nothing):
+#   SPDK_DIR=/tmp/spdk TARGETS=spdk INITIATORS="base=/tmp/perf-base" PERF_STAT=1 \
+#       core/nvmf/bench/tcp_loopback_perf.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
 
@@ -71,15 +76,19 @@ start_target() {  # start_target strata|spdk: sets TGT_PID
 }
 stop_target() { kill "$TGT_PID" 2>/dev/null; wait "$TGT_PID" 2>/dev/null || true; }
 
-run_initiator() {  # run_initiator strata|spdk QD -> prints "iops mean_us p50_us p99_us ios"
-    local out
+run_initiator() {  # run_initiator strata|spdk|name=path QD -> "iops mean_us p50_us p99_us ios rv/io sc/io"
+    local out cmd=() extra=()
     case $1 in
-    strata)
-        out=$("$PERF" -q "$2" -o 4096 -w randread -t "$T" -c 0x2 -r "$TRID" 2>&1) ;;
+    strata) cmd=("$PERF") ;;
     spdk)
-        out=$(LD_LIBRARY_PATH=$SPDK_DIR/build/lib "$SPDK_DIR/build/bin/spdk_nvme_perf" \
-            -q "$2" -o 4096 -w randread -t "$T" -c 0x2 -r "$TRID" -L 2>&1) ;;
+        cmd=(env "LD_LIBRARY_PATH=$SPDK_DIR/build/lib" "$SPDK_DIR/build/bin/spdk_nvme_perf")
+        extra=(-L) ;;
+    *=*) cmd=("${1#*=}") ;;
     esac
+    rm -f "$WORK/stat"
+    [ -n "${PERF_STAT:-}" ] &&
+        cmd=(perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_readv -o "$WORK/stat" "${cmd[@]}")
+    out=$("${cmd[@]}" -q "$2" -o 4096 -w randread -t "$T" -c 0x2 -r "$TRID" "${extra[@]}" 2>&1)
     echo "$out" >>"$WORK/perf.log"
     # Both tools print a Total line: "Total : IOPS MiB/s avg min max" (latencies in us).
     echo "$out" | awk -v t="$T" '
@@ -87,28 +96,40 @@ run_initiator() {  # run_initiator strata|spdk QD -> prints "iops mean_us p50_us
         total && /p50/ { for (i = 1; i < NF; i++) { if ($i == "p50") p50 = $(i+1); if ($i == "p99") p99 = $(i+1) }; total = 0 }
         /^ *50\.00000% *:/ && p50 == "" { p50 = $NF; sub(/us$/, "", p50) }
         /^ *99\.00000% *:/ && p99 == "" { p99 = $NF; sub(/us$/, "", p99) }
-        END { printf "%s %s %s %s %.0f\n", iops, avg, (p50 == "" ? "-" : p50), (p99 == "" ? "-" : p99), iops * t }'
+        END { printf "%s %s %s %s %.0f", iops, avg, (p50 == "" ? "-" : p50), (p99 == "" ? "-" : p99), iops * t }'
+    if [ -f "$WORK/stat" ]; then
+        awk '/raw_syscalls/ { gsub(",", "", $1); sc = $1 } /sys_enter_readv/ { gsub(",", "", $1); rv = $1 }
+             END { printf " %s %s", rv, sc }' "$WORK/stat"
+    fi
+    echo
 }
 
 targets=(strata)
 initiators=(strata)
 if [ -n "${SPDK_DIR:-}" ]; then targets+=(spdk); initiators+=(spdk); fi
+[ -n "${TARGETS:-}" ] && read -ra targets <<<"$TARGETS"
+read -ra more <<<"${INITIATORS:-}"
+initiators+=("${more[@]}")
 HZ=$(tsc_hz)
 TICK=$(getconf CLK_TCK)
-printf '%-8s %-9s %4s %4s %10s %9s %9s %9s %12s\n' target initiator qd run iops mean_us p50 p99 tgt_cyc/io
+printf '%-8s %-9s %4s %4s %10s %9s %9s %9s %12s%s\n' target initiator qd run iops mean_us p50 p99 \
+    tgt_cyc/io "${PERF_STAT:+  readv/io  syscalls/io}"
 for qd in $QDS; do
     for run in $(seq "$RUNS"); do
         for tgt in "${targets[@]}"; do
             for ini in "${initiators[@]}"; do
                 start_target "$tgt"
                 t0=$(cpu_ticks "$TGT_PID")
-                read -r iops avg p50 p99 ios < <(run_initiator "$ini" "$qd")
+                read -r iops avg p50 p99 ios rv sc < <(run_initiator "$ini" "$qd")
                 t1=$(cpu_ticks "$TGT_PID")
                 stop_target
                 cyc=$(awk -v d=$((t1 - t0)) -v tk="$TICK" -v hz="$HZ" -v n="$ios" \
                     'BEGIN { if (n > 0) printf "%.0f", d / tk * hz / n; else print "-" }')
-                printf '%-8s %-9s %4s %4s %10s %9s %9s %9s %12s\n' "$tgt" "$ini" "$qd" "$run" \
-                    "$iops" "$avg" "$p50" "$p99" "$cyc"
+                calls=""
+                [ -n "${rv:-}" ] && calls=$(awk -v rv="$rv" -v sc="$sc" -v n="$ios" \
+                    'BEGIN { if (n > 0) printf "  %8.2f  %11.2f", rv / n, sc / n }')
+                printf '%-8s %-9s %4s %4s %10s %9s %9s %9s %12s%s\n' "$tgt" "${ini%%=*}" "$qd" \
+                    "$run" "$iops" "$avg" "$p50" "$p99" "$cyc" "$calls"
             done
         done
     done
