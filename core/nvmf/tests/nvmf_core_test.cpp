@@ -1023,8 +1023,8 @@ TEST_F(NvmfIo, ClosedQpairFailsNewCommandsAndDrainsInFlight) {
 // Connect completion: a command the host sends before that completion is not mistaken for an
 // admin command (a Read's opcode is Get Log Page's), and a queue closed while its Connect is
 // still on the Target's Thread leaves nothing behind.
-TEST(NvmfFabrics, IoQueueCommandsBeforeItsConnectCompletes) {
-    World w;
+TEST_F(NvmfFabrics, IoQueueCommandsBeforeItsConnectCompletes) {
+    auto& w = *this;
     w.setup_subsystem();
     FakeQpair& admin = w.new_qpair();
     const uint16_t cntlid = w.connect_admin(admin);
@@ -1198,8 +1198,10 @@ Json group_named(const Json& stats, const std::string& name) {
     return Json();
 }
 
-TEST(NvmfStats, OnePollGroupPerThreadGatheredThere) {
-    World w;
+using NvmfStats = World;
+
+TEST_F(NvmfStats, OnePollGroupPerThreadGatheredThere) {
+    auto& w = *this;
     w.setup_subsystem();
     runtime::Thread* w2 = w.sim->create_thread("worker2", 0, &w.app->host());
     runtime::Thread* idle = w.sim->create_thread("pg_idle", 0, &w.app->host());
