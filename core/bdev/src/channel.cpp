@@ -950,12 +950,9 @@ Status compare_and_writev(Desc& d, Channel& ch, const iovec* cmp, int cmp_cnt, c
     return ch.submit(d.impl(), IoType::compare_and_write, wr, wr_cnt, cmp, cmp_cnt, off, n, done, ctx);
 }
 
-Status lock_lba_range(Desc& d, Channel& ch, uint64_t off, uint64_t n, RangeLockFn done, void* ctx) {
-    Bdev& b = d.bdev();
-    if (b.impl().removing) return Status(Errc::shutdown, "bdev is being removed");
-    if (b.impl().lock_home == nullptr) return Status(Errc::not_supported, "bdev registered outside a Thread");
-    if (n == 0 || off >= b.num_blocks() || n > b.num_blocks() - off)
-        return Status(Errc::invalid_argument, "range beyond the bdev");
+namespace {
+
+RangeLock* new_range_lock(Bdev& b, Channel& ch, uint64_t off, uint64_t n, RangeLockFn done, void* ctx) {
     auto* l = new RangeLock;
     l->bdev = &b;
     l->offset = off;
@@ -965,23 +962,25 @@ Status lock_lba_range(Desc& d, Channel& ch, uint64_t off, uint64_t n, RangeLockF
     l->owner_thread = &ch.thread();
     l->done = done;
     l->ctx = ctx;
-    lock_request(l);
+    return l;
+}
+
+}  // namespace
+
+Status lock_lba_range(Desc& d, Channel& ch, uint64_t off, uint64_t n, RangeLockFn done, void* ctx) {
+    Bdev& b = d.bdev();
+    if (b.impl().removing) return Status(Errc::shutdown, "bdev is being removed");
+    if (b.impl().lock_home == nullptr) return Status(Errc::not_supported, "bdev registered outside a Thread");
+    if (n == 0 || off >= b.num_blocks() || n > b.num_blocks() - off)
+        return Status(Errc::invalid_argument, "range beyond the bdev");
+    lock_request(new_range_lock(b, ch, off, n, done, ctx));
     return {};
 }
 
 Status unlock_lba_range(Desc& d, Channel& ch, uint64_t off, uint64_t n, RangeLockFn done, void* ctx) {
     Bdev& b = d.bdev();
     if (b.impl().lock_home == nullptr) return Status(Errc::not_supported, "bdev registered outside a Thread");
-    auto* req = new RangeLock;
-    req->bdev = &b;
-    req->offset = off;
-    req->len = n;
-    req->owner_ch = &ch;
-    req->owner = ctx;
-    req->owner_thread = &ch.thread();
-    req->done = done;
-    req->ctx = ctx;
-    runtime::deliver(*b.impl().lock_home, &lock_home_find_unlock, req);
+    runtime::deliver(*b.impl().lock_home, &lock_home_find_unlock, new_range_lock(b, ch, off, n, done, ctx));
     return {};
 }
 
