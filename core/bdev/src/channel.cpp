@@ -296,6 +296,10 @@ void Channel::cw_granted(void* ctx, Status status) {
 
 void Channel::cw_unlock(BdevIo& parent) noexcept {
     auto* l = static_cast<RangeLock*>(parent.range_lock_);
+    if (l == nullptr) {
+        finish(parent);
+        return;
+    }
     l->done = &Channel::cw_unlocked;
     unlock_request(l);
 }

@@ -430,7 +430,7 @@ TEST_F(RangeLockTest, HoldsOtherWritersLetsReadsAndTheOwnerThrough) {
     EXPECT_EQ(b->data[9 * 512], 0x44);
 
     on(t0(), [&] { ASSERT_TRUE(unlock_lba_range(*desc, *ch, 8, 8, &LockDone::cb, &l).ok()); });
-    ASSERT_TRUE(poll_until([&] { return wd.calls == 1 && mined.calls == 1; }));
+    ASSERT_TRUE(poll_until([&] { return wd.calls == 1 && mined.calls == 1 && l.calls == 2; }));
     EXPECT_EQ(l.calls, 2);  // granted, then unlocked
     EXPECT_TRUE(wd.status.ok());
     EXPECT_EQ(b->data[10 * 512], 0x22);  // landed after the unlock
