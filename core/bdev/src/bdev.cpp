@@ -197,6 +197,7 @@ Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev) {
         return Error(Errc::invalid_argument,
                      fmt::format("bdev {}: required alignment must be a power of two", p.name));
     Bdev* raw = bdev.get();
+    raw->impl().lock_home = runtime::current_thread();  // where LBA range locks are ordered
     std::vector<const Module*> modules;
     {
         std::lock_guard lock(r.mu);

@@ -22,11 +22,18 @@ enum : uint8_t {
     kEmulatedCompare = 3,     // read into a bounce buffer, compared on completion
     kCompareAndWriteParent = 4,
     kCompareAndWritePhase2 = 5,
+    kCompareAndWriteLocking = 6,  // emulated compare-and-write waiting for its range lock
 };
 
 bool is_write_type(IoType t) noexcept {
     return t == IoType::write || t == IoType::write_zeroes || t == IoType::unmap ||
            t == IoType::compare_and_write || t == IoType::flush;
+}
+
+// The types an LBA range lock holds back (bdev.h lock_lba_range).
+bool is_locked_type(IoType t) noexcept {
+    return t == IoType::write || t == IoType::write_zeroes || t == IoType::unmap ||
+           t == IoType::compare_and_write;
 }
 
 bool has_range(IoType t) noexcept {
@@ -103,6 +110,205 @@ Errc nvme_errc(uint16_t sct, uint16_t sc) noexcept {
 }
 
 }  // namespace
+
+// ---- LBA range locks: the home Thread's side ----------------------------------------------
+// A lock goes to the bdev's lock_home Thread, which keeps granted ranges disjoint (an overlapping
+// request waits there in arrival order), announces the range to every channel with
+// for_each_channel, and grants once each channel that had overlapping writes in flight has
+// reported them done. done runs on the owner's Thread. Only messages; no shared mutable state.
+namespace {
+
+bool lock_is_owner(const RangeLock& l, const Channel* ch, const BdevIo* io, void* io_ctx) noexcept {
+    return l.owner_ch == ch && (l.owner == io_ctx || l.owner == io);
+}
+
+void lock_home_request(void* p);
+
+void lock_owner_notify(void* p) {
+    auto* l = static_cast<RangeLock*>(p);
+    const RangeLockFn fn = l->done;
+    void* ctx = l->ctx;
+    const Status status = l->status;
+    if (l->finished) delete l;
+    fn(ctx, status);
+}
+
+void lock_maybe_grant(RangeLock* l) {
+    if (!l->announced || l->granted || l->cleared != l->waiting) return;
+    l->granted = true;
+    l->status = {};
+    runtime::deliver(*l->owner_thread, &lock_owner_notify, l);
+}
+
+void lock_home_cleared(void* p) {  // a channel's overlapping writes have all completed
+    auto* l = static_cast<RangeLock*>(p);
+    ++l->cleared;
+    lock_maybe_grant(l);
+}
+
+void lock_home_request(void* p) {
+    auto* l = static_cast<RangeLock*>(p);
+    BdevImpl& bi = l->bdev->impl();
+    if (bi.removing) {
+        l->status = Status(Errc::shutdown, "bdev is being removed");
+        l->finished = true;
+        runtime::deliver(*l->owner_thread, &lock_owner_notify, l);
+        return;
+    }
+    for (RangeLock* g : bi.locks_granted) {
+        if (g->overlaps(l->offset, l->len)) {
+            bi.locks_waiting.push_back(l);
+            return;
+        }
+    }
+    bi.locks_granted.push_back(l);
+    runtime::for_each_channel(
+        *l->bdev,
+        [](runtime::IoChannel& c, void* ctx) {
+            static_cast<Channel&>(c).lock_announce(*static_cast<RangeLock*>(ctx));
+        },
+        l,
+        [](void* ctx) {
+            auto* lk = static_cast<RangeLock*>(ctx);
+            lk->announced = true;
+            lock_maybe_grant(lk);
+        });
+}
+
+void lock_home_unlock(void* p) {
+    auto* l = static_cast<RangeLock*>(p);
+    BdevImpl& bi = l->bdev->impl();
+    std::erase(bi.locks_granted, l);
+    runtime::for_each_channel(
+        *l->bdev,
+        [](runtime::IoChannel& c, void* ctx) {
+            static_cast<Channel&>(c).lock_withdraw(*static_cast<RangeLock*>(ctx));
+        },
+        l,
+        [](void* ctx) {
+            auto* lk = static_cast<RangeLock*>(ctx);
+            BdevImpl& b = lk->bdev->impl();
+            lk->status = {};
+            lk->finished = true;
+            runtime::deliver(*lk->owner_thread, &lock_owner_notify, lk);
+            // Requests that waited on it, in their order (still overlapping ones wait again).
+            std::vector<RangeLock*> retry;
+            retry.swap(b.locks_waiting);
+            for (RangeLock* w : retry) lock_home_request(w);
+        });
+}
+
+// An unlock request: finds the caller's granted lock on the home Thread.
+void lock_home_find_unlock(void* p) {
+    auto* req = static_cast<RangeLock*>(p);
+    BdevImpl& bi = req->bdev->impl();
+    for (RangeLock* g : bi.locks_granted) {
+        if (g->granted && g->owner_ch == req->owner_ch && g->owner == req->owner &&
+            g->offset == req->offset && g->len == req->len) {
+            g->done = req->done;
+            g->ctx = req->ctx;
+            g->owner_thread = req->owner_thread;
+            delete req;
+            lock_home_unlock(g);
+            return;
+        }
+    }
+    req->status = Status(Errc::not_found, "no such LBA range lock held");
+    req->finished = true;
+    runtime::deliver(*req->owner_thread, &lock_owner_notify, req);
+}
+
+void lock_request(RangeLock* l) { runtime::deliver(*l->bdev->impl().lock_home, &lock_home_request, l); }
+void unlock_request(RangeLock* l) { runtime::deliver(*l->bdev->impl().lock_home, &lock_home_unlock, l); }
+
+}  // namespace
+
+// ---- LBA range locks: the channels' side ---------------------------------------------------
+
+bool Channel::lock_blocks(const BdevIo& io) const noexcept {
+    if (!is_locked_type(io.type_)) return false;  // reads, flush, reset, abort pass
+    for (const HeldRange& h : locks_)
+        if (h.lock->overlaps(io.offset_blocks_, io.num_blocks_) && !lock_is_owner(*h.lock, this, &io, io.ctx_))
+            return true;
+    return false;
+}
+
+bool Channel::lock_in_flight(const RangeLock& l, const BdevIo* except) noexcept {
+    for (BdevIo& io : outstanding_) {
+        // Parked writes and compare-and-writes still waiting for their own lock have not
+        // touched the blocks (and waiting for the latter could deadlock).
+        if (&io == except || io.lock_parked_ || io.state_ == kCompareAndWriteLocking) continue;
+        if (is_locked_type(io.type_) && l.overlaps(io.offset_blocks_, io.num_blocks_) &&
+            !lock_is_owner(l, this, &io, io.ctx_))
+            return true;
+    }
+    return false;
+}
+
+void Channel::lock_announce(RangeLock& l) noexcept {
+    const bool busy = lock_in_flight(l, nullptr);
+    locks_.push_back(HeldRange{&l, busy});
+    if (busy) ++l.waiting;  // for_each_channel visits one channel after another
+}
+
+void Channel::lock_io_done(BdevIo& io) noexcept {
+    if (!is_locked_type(io.type_)) return;
+    for (HeldRange& h : locks_) {
+        if (h.pending && h.lock->overlaps(io.offset_blocks_, io.num_blocks_) &&
+            !lock_in_flight(*h.lock, &io)) {
+            h.pending = false;
+            runtime::deliver(*bdev.impl().lock_home, &lock_home_cleared, h.lock);
+        }
+    }
+}
+
+void Channel::lock_withdraw(RangeLock& l) noexcept {
+    std::erase_if(locks_, [&](const HeldRange& h) { return h.lock == &l; });
+    // Send the parked writes again in their order; those another lock still covers park again.
+    IntrusiveList<BdevIo, QueuedTag> parked;
+    while (!locked_.empty()) {
+        BdevIo& io = locked_.front();
+        locked_.remove(io);
+        parked.push_back(io);
+    }
+    while (!parked.empty()) {
+        BdevIo& io = parked.front();
+        parked.remove(io);
+        io.lock_parked_ = false;
+        io.in_submit_ = true;  // completions one message later, not inside this visit
+        start(io);
+        io.in_submit_ = false;
+    }
+}
+
+void Channel::cw_granted(void* ctx, Status status) {
+    auto& io = *static_cast<BdevIo*>(ctx);
+    Channel& ch = *io.ch_;
+    if (!status.ok()) {
+        io.range_lock_ = nullptr;  // freed by lock_owner_notify
+        io.status_ = IoStatus{status.code(), 0};
+        ch.finish(io);
+        return;
+    }
+    io.state_ = kCompareAndWriteParent;
+    ch.issue_children(io);
+}
+
+void Channel::cw_unlock(BdevIo& parent) noexcept {
+    auto* l = static_cast<RangeLock*>(parent.range_lock_);
+    if (l == nullptr) {
+        finish(parent);
+        return;
+    }
+    l->done = &Channel::cw_unlocked;
+    unlock_request(l);
+}
+
+void Channel::cw_unlocked(void* ctx, Status) {
+    auto& io = *static_cast<BdevIo*>(ctx);
+    io.range_lock_ = nullptr;
+    io.ch_->finish(io);
+}
 
 // ---- BdevIo -------------------------------------------------------------------------------
 
@@ -276,6 +482,13 @@ Status Channel::submit(DescImpl& d, IoType type, const iovec* iov, int iovcnt, c
 }
 
 void Channel::start(BdevIo& io) noexcept {
+    if (!locks_.empty()) [[unlikely]] {
+        if (lock_blocks(io)) {
+            io.lock_parked_ = true;
+            locked_.push_back(io);
+            return;
+        }
+    }
     if (qos_on_ && (io.type_ == IoType::read || io.type_ == IoType::write) &&
         (!queued_.empty() || !qos_admit(io))) {
         ++stats.qos_queued;
@@ -355,8 +568,27 @@ void Channel::dispatch(BdevIo& io) noexcept {
             break;
         case IoType::compare_and_write:
             if (!bdev.supports(IoType::compare_and_write)) {
-                io.state_ = kCompareAndWriteParent;
-                issue_children(io);
+                // Compare, then write, under an LBA range lock on the blocks.
+                if (bdev.impl().lock_home == nullptr) {
+                    io.complete(Errc::not_supported);  // registered outside a Thread
+                    return;
+                }
+                auto* l = new (std::nothrow) RangeLock;
+                if (l == nullptr) {
+                    io.complete(Errc::no_memory);
+                    return;
+                }
+                l->bdev = &bdev;
+                l->offset = io.offset_blocks_;
+                l->len = io.num_blocks_;
+                l->owner_ch = this;
+                l->owner = &io;
+                l->owner_thread = &thread();
+                l->done = &Channel::cw_granted;
+                l->ctx = &io;
+                io.range_lock_ = l;
+                io.state_ = kCompareAndWriteLocking;
+                lock_request(l);
                 return;
             }
             break;
@@ -405,7 +637,8 @@ void Channel::issue_children(BdevIo& parent) noexcept {
     if (parent.state_ == kCompareAndWriteParent || parent.state_ == kCompareAndWritePhase2) {
         BdevIo* child = mgmt->pool.get();
         if (child == nullptr) {
-            parent.complete(Errc::busy);
+            parent.status_ = IoStatus{Errc::busy, 0};
+            cw_unlock(parent);
             return;
         }
         const bool compare_phase = parent.state_ == kCompareAndWriteParent;
@@ -495,12 +728,12 @@ void Channel::child_done(BdevIo& child) noexcept {
             parent.state_ = kCompareAndWritePhase2;
             issue_children(parent);
         } else {
-            finish(parent);
+            cw_unlock(parent);
         }
         return;
     }
     if (parent.state_ == kCompareAndWritePhase2) {
-        finish(parent);
+        cw_unlock(parent);
         return;
     }
     const uint64_t end = parent.offset_blocks_ + parent.num_blocks_;
@@ -534,6 +767,7 @@ void Channel::finish(BdevIo& io) noexcept {
         runtime::deliver(thread(), &IoOps::finish_later, &io);
         return;
     }
+    if (!locks_.empty()) [[unlikely]] lock_io_done(io);
     account(io);
     if (traced_) [[unlikely]] trace(io);
     outstanding_.remove(io);
@@ -718,6 +952,40 @@ Status compare_and_writev(Desc& d, Channel& ch, const iovec* cmp, int cmp_cnt, c
                           int wr_cnt, uint64_t off, uint64_t n, IoDoneFn done, void* ctx) noexcept {
     if (cmp == nullptr || cmp_cnt <= 0) return Status(Errc::invalid_argument, "no compare buffer");
     return ch.submit(d.impl(), IoType::compare_and_write, wr, wr_cnt, cmp, cmp_cnt, off, n, done, ctx);
+}
+
+namespace {
+
+RangeLock* new_range_lock(Bdev& b, Channel& ch, uint64_t off, uint64_t n, RangeLockFn done, void* ctx) {
+    auto* l = new RangeLock;
+    l->bdev = &b;
+    l->offset = off;
+    l->len = n;
+    l->owner_ch = &ch;
+    l->owner = ctx;
+    l->owner_thread = &ch.thread();
+    l->done = done;
+    l->ctx = ctx;
+    return l;
+}
+
+}  // namespace
+
+Status lock_lba_range(Desc& d, Channel& ch, uint64_t off, uint64_t n, RangeLockFn done, void* ctx) {
+    Bdev& b = d.bdev();
+    if (b.impl().removing) return Status(Errc::shutdown, "bdev is being removed");
+    if (b.impl().lock_home == nullptr) return Status(Errc::not_supported, "bdev registered outside a Thread");
+    if (n == 0 || off >= b.num_blocks() || n > b.num_blocks() - off)
+        return Status(Errc::invalid_argument, "range beyond the bdev");
+    lock_request(new_range_lock(b, ch, off, n, done, ctx));
+    return {};
+}
+
+Status unlock_lba_range(Desc& d, Channel& ch, uint64_t off, uint64_t n, RangeLockFn done, void* ctx) {
+    Bdev& b = d.bdev();
+    if (b.impl().lock_home == nullptr) return Status(Errc::not_supported, "bdev registered outside a Thread");
+    runtime::deliver(*b.impl().lock_home, &lock_home_find_unlock, new_range_lock(b, ch, off, n, done, ctx));
+    return {};
 }
 
 Status reset(Desc& d, Channel& ch, IoDoneFn done, void* ctx) noexcept {

@@ -25,6 +25,28 @@ inline constexpr uint32_t kMaxChildrenInFlight = 8;
 
 class LayerState;  // bdev.cpp: the layer's state in one Host
 
+class Channel;
+
+// An LBA range lock (bdev.h lock_lba_range). Ordered on the bdev's lock_home Thread: granted
+// ranges never overlap; a request overlapping a granted one waits there in arrival order.
+struct RangeLock {
+    Bdev* bdev = nullptr;
+    uint64_t offset = 0, len = 0;
+    Channel* owner_ch = nullptr;
+    void* owner = nullptr;  // I/O on owner_ch whose caller ctx (or BdevIo) is this passes
+    runtime::Thread* owner_thread = nullptr;
+    RangeLockFn done = nullptr;  // grant, then unlock: on owner_thread
+    void* ctx = nullptr;
+    Status status;
+    // On lock_home only: channels that had overlapping I/O in flight when the range was
+    // announced (counted by the announcing pass), and how many have drained since.
+    uint32_t waiting = 0, cleared = 0;
+    bool announced = false;
+    bool granted = false;
+    bool finished = false;  // refused or unlocked: freed after done runs
+    bool overlaps(uint64_t off, uint64_t n) const noexcept { return off < offset + len && offset < off + n; }
+};
+
 class DescImpl {
 public:
     Bdev* bdev = nullptr;
@@ -53,6 +75,10 @@ public:
     // QoS limits, read by every channel's QoS poller.
     std::atomic<uint64_t> qos_ios{0}, qos_rw_bytes{0}, qos_r_bytes{0}, qos_w_bytes{0};
     std::atomic<uint32_t> qos_generation{0};
+    // LBA range locks: touched on lock_home only (the Thread that registered the bdev).
+    runtime::Thread* lock_home = nullptr;
+    std::vector<RangeLock*> locks_granted;  // announced or being announced
+    std::vector<RangeLock*> locks_waiting;  // overlapping a granted one, in arrival order
 };
 
 // The per-Thread state shared by every bdev channel on that Thread: the bdev_io pool, the
@@ -90,6 +116,10 @@ public:
                   void* ctx, void* victim = nullptr) noexcept;
     void finish(BdevIo& io) noexcept;  // a completed io: bounce, split accounting, callback
 
+    // LBA range locks (channel.cpp): run on this channel's Thread by for_each_channel.
+    void lock_announce(RangeLock& l) noexcept;
+    void lock_withdraw(RangeLock& l) noexcept;
+
     Bdev& bdev;
     MgmtChannel* mgmt;
     runtime::IoChannel* module_ch;
@@ -112,6 +142,19 @@ private:
 
     IntrusiveList<BdevIo> outstanding_;  // top-level I/O in submission order
     IntrusiveList<BdevIo, QueuedTag> queued_;  // waiting for QoS tokens
+    // LBA range locks known to this channel; empty but for the rare lock (one branch per I/O).
+    struct HeldRange {
+        RangeLock* lock;
+        uint32_t pending;  // overlapping writes in flight here when announced, not yet done
+    };
+    std::vector<HeldRange> locks_;
+    IntrusiveList<BdevIo, QueuedTag> locked_;  // writes parked on a lock, in submission order
+    bool lock_blocks(const BdevIo& io) const noexcept;
+    bool lock_in_flight(const RangeLock& l, const BdevIo* except) noexcept;
+    void lock_io_done(BdevIo& io) noexcept;
+    void cw_unlock(BdevIo& parent) noexcept;
+    static void cw_granted(void* ctx, Status status);
+    static void cw_unlocked(void* ctx, Status status);
     runtime::Poller* qos_poller_ = nullptr;
     runtime::Poller* timeout_poller_ = nullptr;
     int64_t tokens_ios_ = 0, tokens_rw_ = 0, tokens_r_ = 0, tokens_w_ = 0;

@@ -51,6 +51,11 @@ public:
     void execute(BdevIo& io) {
         size_t pos = io.offset_blocks() * block_size();
         const size_t end = pos + io.length_bytes();
+        if (io.type() == IoType::write)  // what the media saw, in order (range-lock tests)
+            log.push_back({io.type(), io.offset_blocks(), io.num_blocks(),
+                           static_cast<const uint8_t*>(io.iovs()[0].iov_base)[0]});
+        else if (io.type() == IoType::read)
+            log.push_back({io.type(), io.offset_blocks(), io.num_blocks(), 0});
         if (io.type() == IoType::unmap) {
             std::memset(data.data() + pos, 0, end - pos);
         } else {
@@ -63,6 +68,12 @@ public:
         }
         io.complete(Errc::ok);
     }
+    struct Logged {
+        IoType type;
+        uint64_t offset, num;
+        uint8_t first;  // a write's first byte
+    };
+    std::vector<Logged> log;
     std::vector<uint8_t> data;
     uint64_t submitted = 0, violations = 0;
     bool hold = false, with_unmap = false;
@@ -333,6 +344,238 @@ TEST_F(BdevTest, PoolExhaustionAndIoWait) {
         for (auto& d : dones) n += d.calls;
         return n == accepted;
     }));
+}
+
+}  // namespace
+}  // namespace strata::bdev
+
+namespace strata::bdev {
+namespace {
+
+// A second opener of a bdev on another Thread (its own desc and channel).
+struct Peer {
+    runtime::Thread* thread = nullptr;
+    std::unique_ptr<Desc> desc;
+    Channel* ch = nullptr;
+};
+
+struct LockDone {
+    int calls = 0;
+    Status status;
+    int io_calls = 0;  // I/O submitted with this (the lock's owner ctx) as its ctx
+    static void cb(void* ctx, Status s) {
+        auto* d = static_cast<LockDone*>(ctx);
+        ++d->calls;
+        d->status = s;
+    }
+    static void io_cb(void* ctx, const IoStatus&) { ++static_cast<LockDone*>(ctx)->io_calls; }
+};
+
+class RangeLockTest : public BdevTest {
+protected:
+    Peer open_peer(const std::string& name, runtime::Thread* t) {
+        Peer p;
+        p.thread = t;
+        on(t, [&] {
+            auto d = open(name, true, [](Event, Bdev&) {});
+            ASSERT_TRUE(d.ok());
+            p.desc = std::move(*d);
+            p.ch = p.desc->get_channel();
+        });
+        return p;
+    }
+    void close_peer(Peer& p) {
+        on(p.thread, [&] {
+            put_channel(p.ch);
+            p.ch = nullptr;
+            p.desc.reset();
+        });
+    }
+    void lock(uint64_t off, uint64_t n, LockDone& l) {
+        on(t0(), [&] { ASSERT_TRUE(lock_lba_range(*desc, *ch, off, n, &LockDone::cb, &l).ok()); });
+    }
+};
+
+TEST_F(RangeLockTest, HoldsOtherWritersLetsReadsAndTheOwnerThrough) {
+    Bdev::Properties p;
+    p.name = "Lock1";
+    p.num_blocks = 64;
+    CheckingBdev* b = make_checking(p);
+    open_rw("Lock1");
+    Peer peer = open_peer("Lock1", threads[1]);
+    LockDone l;
+    lock(8, 8, l);
+    ASSERT_TRUE(poll_until([&] { return l.calls == 1; }));
+    ASSERT_TRUE(l.status.ok());
+
+    std::vector<uint8_t> w(512, 0x22), w2(512, 0x33), own(512, 0x44), mine(512, 0x55), r(512);
+    Done wd, w2d, rd, mined;
+    on(peer.thread, [&] {
+        ASSERT_TRUE(write(*peer.desc, *peer.ch, w.data(), 10, 1, &Done::cb, &wd).ok());
+        ASSERT_TRUE(write(*peer.desc, *peer.ch, w2.data(), 20, 1, &Done::cb, &w2d).ok());
+        ASSERT_TRUE(read(*peer.desc, *peer.ch, r.data(), 10, 1, &Done::cb, &rd).ok());
+    });
+    on(t0(), [&] {
+        // The owner (ctx == the lock's ctx) passes; another ctx on the same channel waits.
+        ASSERT_TRUE(write(*desc, *ch, own.data(), 9, 1, &LockDone::io_cb, &l).ok());
+        ASSERT_TRUE(write(*desc, *ch, mine.data(), 11, 1, &Done::cb, &mined).ok());
+    });
+    run_until_idle();
+    EXPECT_EQ(wd.calls, 0) << "a write from another channel went through the lock";
+    EXPECT_EQ(mined.calls, 0) << "a write by a non-owner on the owner's channel went through";
+    EXPECT_EQ(w2d.calls, 1) << "a write outside the range waited";
+    EXPECT_EQ(rd.calls, 1) << "a read waited";
+    EXPECT_EQ(l.io_calls, 1) << "the owner's own write waited";
+    EXPECT_EQ(b->data[10 * 512], 0);
+    EXPECT_EQ(b->data[9 * 512], 0x44);
+
+    on(t0(), [&] { ASSERT_TRUE(unlock_lba_range(*desc, *ch, 8, 8, &LockDone::cb, &l).ok()); });
+    ASSERT_TRUE(poll_until([&] { return wd.calls == 1 && mined.calls == 1 && l.calls == 2; }));
+    EXPECT_EQ(l.calls, 2);  // granted, then unlocked
+    EXPECT_TRUE(wd.status.ok());
+    EXPECT_EQ(b->data[10 * 512], 0x22);  // landed after the unlock
+    EXPECT_EQ(b->data[11 * 512], 0x55);
+    // Unlocking what is not held: not_found, through the callback.
+    LockDone bad;
+    on(t0(), [&] { ASSERT_TRUE(unlock_lba_range(*desc, *ch, 8, 8, &LockDone::cb, &bad).ok()); });
+    ASSERT_TRUE(poll_until([&] { return bad.calls == 1; }));
+    EXPECT_EQ(bad.status.code(), Errc::not_found);
+    close_peer(peer);
+}
+
+TEST_F(RangeLockTest, OutstandingOverlappingWriteDelaysTheGrant) {
+    Bdev::Properties p;
+    p.name = "Lock2";
+    p.num_blocks = 64;
+    CheckingBdev* b = make_checking(p);
+    open_rw("Lock2");
+    Peer peer = open_peer("Lock2", threads[1]);
+    b->hold = true;
+    std::vector<uint8_t> w(512, 0x66), r(512);
+    Done wd, rd;
+    on(peer.thread, [&] {
+        ASSERT_TRUE(write(*peer.desc, *peer.ch, w.data(), 5, 1, &Done::cb, &wd).ok());
+        ASSERT_TRUE(read(*peer.desc, *peer.ch, r.data(), 6, 1, &Done::cb, &rd).ok());
+    });
+    run_until_idle();
+    ASSERT_EQ(b->held.size(), 2u);
+    LockDone l;
+    lock(0, 16, l);
+    run_until_idle();
+    EXPECT_EQ(l.calls, 0) << "granted while an overlapping write was in flight";
+    on(peer.thread, [&] { b->execute(*b->held[1]); });  // the read: does not matter
+    run_until_idle();
+    EXPECT_EQ(l.calls, 0);
+    on(peer.thread, [&] { b->execute(*b->held[0]); });
+    ASSERT_TRUE(poll_until([&] { return l.calls == 1; }));
+    EXPECT_TRUE(l.status.ok());
+    b->hold = false;
+    b->held.clear();
+    on(t0(), [&] { ASSERT_TRUE(unlock_lba_range(*desc, *ch, 0, 16, &LockDone::cb, &l).ok()); });
+    ASSERT_TRUE(poll_until([&] { return l.calls == 2; }));
+    close_peer(peer);
+}
+
+// Emulated compare-and-write on Thread 0 races plain writes of the same blocks on Thread 1.
+// Every compare-and-write that wrote must have had no other write reach the media between its
+// compare (a read) and its write. Without the range lock this fails (checked by hand).
+TEST_F(RangeLockTest, CompareAndWriteIsAtomicAgainstWritesFromAnotherChannel) {
+    Bdev::Properties p;
+    p.name = "Lock3";
+    p.num_blocks = 64;
+    CheckingBdev* b = make_checking(p);
+    open_rw("Lock3");
+    Peer peer = open_peer("Lock3", threads[1]);
+    constexpr uint64_t kOff = 8, kN = 8;
+    struct Race {
+        Desc* desc;
+        Channel* ch;
+        Peer* peer;
+        std::vector<uint8_t> cmp = std::vector<uint8_t>(kN * 512, 0xB0);
+        std::vector<uint8_t> wr = std::vector<uint8_t>(kN * 512, 0xA0);
+        std::vector<uint8_t> bw = std::vector<uint8_t>(kN * 512, 0xB0);
+        iovec c{}, w{};
+        int rounds = 0, matched = 0, writes = 0, errors = 0;
+        bool stop = false;
+        static void cw_next(void* ctx, const IoStatus& s) {
+            auto* r = static_cast<Race*>(ctx);
+            if (s.ok()) ++r->matched;
+            else if (s.code != Errc::corrupt) ++r->errors;
+            if (++r->rounds == 300) {
+                r->stop = true;
+                return;
+            }
+            r->submit_cw();
+        }
+        void submit_cw() {
+            if (!compare_and_writev(*desc, *ch, &c, 1, &w, 1, kOff, kN, &cw_next, this).ok()) ++errors;
+        }
+        static void w_next(void* ctx, const IoStatus& s) {
+            auto* r = static_cast<Race*>(ctx);
+            if (!s.ok()) ++r->errors;
+            ++r->writes;
+            if (!r->stop) r->submit_w();
+        }
+        void submit_w() {
+            // Alternate whole-range and one-block writes inside the range.
+            const uint64_t off = (writes % 2 == 0) ? kOff : kOff + writes % kN;
+            const uint64_t n = (writes % 2 == 0) ? kN : 1;
+            if (!write(*peer->desc, *peer->ch, bw.data(), off, n, &w_next, this).ok()) ++errors;
+        }
+    } race{desc.get(), ch, &peer};
+    race.c = iovec{race.cmp.data(), race.cmp.size()};
+    race.w = iovec{race.wr.data(), race.wr.size()};
+    on(peer.thread, [&] { race.submit_w(); });
+    on(t0(), [&] { race.submit_cw(); });
+    ASSERT_TRUE(poll_until([&] { return race.stop; }, 100 * runtime::kNsPerSec));
+    run_until_idle();
+    EXPECT_EQ(race.errors, 0);
+    EXPECT_GT(race.matched, 10) << "the race never let a compare-and-write match";
+    EXPECT_GT(race.writes, 10);
+    // On the media: each 0xA0 write follows its compare (the last read before it) with no
+    // 0xB0 write to overlapping blocks in between.
+    int torn = 0;
+    for (size_t i = 0; i < b->log.size(); ++i) {
+        const auto& e = b->log[i];
+        if (e.type != IoType::write || e.first != 0xA0) continue;
+        size_t j = i;
+        while (j > 0 && b->log[j - 1].type != IoType::read) --j;
+        for (size_t k = j; k < i; ++k)
+            if (b->log[k].type == IoType::write && b->log[k].first == 0xB0) ++torn;
+    }
+    EXPECT_EQ(torn, 0) << "writes from another channel landed between compare and write";
+    close_peer(peer);
+}
+
+TEST_F(RangeLockTest, RemovalWhileLockedDoesNotHang) {
+    on(t0(), [&] { ASSERT_TRUE(null_create({"NullL", 100, 512, {}}).ok()); });
+    open_rw("NullL");
+    Peer peer = open_peer("NullL", threads[1]);
+    LockDone l;
+    lock(0, 10, l);
+    ASSERT_TRUE(poll_until([&] { return l.calls == 1; }));
+    std::vector<uint8_t> w(512, 1), cmp(512, 0);
+    iovec ci{cmp.data(), 512}, wi{w.data(), 512};
+    Done wd, cwd;
+    on(peer.thread, [&] {
+        ASSERT_TRUE(write(*peer.desc, *peer.ch, w.data(), 3, 1, &Done::cb, &wd).ok());
+        ASSERT_TRUE(compare_and_writev(*peer.desc, *peer.ch, &ci, 1, &wi, 1, 4, 1, &Done::cb, &cwd).ok());
+    });
+    run_until_idle();
+    EXPECT_EQ(wd.calls, 0);
+    bool removed = false;
+    on(t0(), [&] { unregister_bdev("NullL", [&](Result<void> r) { removed = r.ok(); }); });
+    ASSERT_TRUE(poll_until([&] { return !events.empty(); }));
+    // A new lock on a bdev going away is refused.
+    LockDone late;
+    on(peer.thread, [&] {
+        EXPECT_EQ(lock_lba_range(*peer.desc, *peer.ch, 50, 1, &LockDone::cb, &late).code(), Errc::shutdown);
+    });
+    on(t0(), [&] { ASSERT_TRUE(unlock_lba_range(*desc, *ch, 0, 10, &LockDone::cb, &l).ok()); });
+    ASSERT_TRUE(poll_until([&] { return l.calls == 2 && wd.calls == 1 && cwd.calls == 1; }));
+    close_peer(peer);
+    close_rw();
+    ASSERT_TRUE(poll_until([&] { return removed; }));
 }
 
 }  // namespace

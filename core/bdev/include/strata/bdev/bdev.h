@@ -118,8 +118,9 @@ Status flush(Desc& desc, Channel& ch, uint64_t offset_blocks, uint64_t num_block
 Status comparev(Desc& desc, Channel& ch, const iovec* iov, int iovcnt, uint64_t offset_blocks,
                 uint64_t num_blocks, IoDoneFn done, void* ctx) noexcept;
 // Compare with `compare` and, only if equal, write `write`; Errc::corrupt on a miscompare
-// (nothing written). Not atomic against concurrent writes to the same blocks from elsewhere:
-// callers that race writers on the same range serialize themselves.
+// (nothing written). Atomic against writes to the same blocks from any channel: unless the
+// module does it natively (none does today), the layer takes an LBA range lock on the blocks
+// (below), compares, writes and unlocks before completing.
 Status compare_and_writev(Desc& desc, Channel& ch, const iovec* compare, int compare_iovcnt,
                           const iovec* write, int write_iovcnt, uint64_t offset_blocks,
                           uint64_t num_blocks, IoDoneFn done, void* ctx) noexcept;
@@ -128,6 +129,22 @@ Status compare_and_writev(Desc& desc, Channel& ch, const iovec* compare, int com
 Status reset(Desc& desc, Channel& ch, IoDoneFn done, void* ctx) noexcept;
 // Aborts outstanding I/O on this channel whose callback context is `victim_ctx`.
 Status abort(Desc& desc, Channel& ch, void* victim_ctx, IoDoneFn done, void* ctx) noexcept;
+
+// ---- LBA range locks ----------------------------------------------------------------------
+// lock_lba_range announces [offset, offset + num) to every channel of the bdev, waits until
+// writes (write, write_zeroes, unmap, compare-and-write) overlapping it that were in flight
+// then have completed, then calls done(ctx, status) on this channel's Thread. While it is held,
+// overlapping writes submitted on other channels, or on `ch` with a callback ctx other than
+// `ctx`, are parked and sent in submission order at unlock; reads are never held. A lock
+// overlapping a held one waits for it. unlock_lba_range takes the same (ch, range, ctx) and
+// calls done once every channel has let its parked writes go. Control path: each lock or
+// unlock allocates and visits every channel; the data path pays one branch on an empty
+// container per I/O. Known limit: a channel created while a lock is held does not see it.
+using RangeLockFn = void (*)(void* ctx, Status status);
+Status lock_lba_range(Desc& desc, Channel& ch, uint64_t offset_blocks, uint64_t num_blocks,
+                      RangeLockFn done, void* ctx);
+Status unlock_lba_range(Desc& desc, Channel& ch, uint64_t offset_blocks, uint64_t num_blocks,
+                        RangeLockFn done, void* ctx);
 
 // When a submit returned Errc::busy: fn(ctx) runs on this Thread once a bdev_io is free again.
 struct IoWaitEntry {

@@ -122,6 +122,8 @@ private:
     int orig_iovcnt_ = 0;
     iovec bounce_iov_{};
     bool timed_out_reported_ = false;
+    bool lock_parked_ = false;       // waiting in its channel for an LBA range lock to go
+    void* range_lock_ = nullptr;     // emulated compare-and-write: the range lock it holds
     iovec inline_iovs_[kMaxIoVecs];
     iovec inline_compare_iovs_[1];
 };
