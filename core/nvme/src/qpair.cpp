@@ -489,6 +489,11 @@ QPair::~QPair() = default;
 uint16_t QPair::id() const noexcept { return impl_->qid; }
 runtime::Thread& QPair::owner() const noexcept { return impl_->owner; }
 bool QPair::connected() const noexcept { return impl_->link == Link::connected; }
+Errc QPair::submit_state() const noexcept {
+    if (impl_->link == Link::failed || impl_->link == Link::freeing) return Errc::device_removed;
+    if (impl_->tcp && impl_->tcp->fast_fail) return Errc::io_error;
+    return Errc::ok;
+}
 uint32_t QPair::queue_entries() const noexcept { return impl_->entries; }
 uint32_t QPair::outstanding() const noexcept {
     return static_cast<uint32_t>(impl_->stats.submitted - impl_->stats.completed);

@@ -855,15 +855,21 @@ TEST_F(NvmeTcpTest, ControllerFailsAfterCtrlrLossTimeout) {
     std::vector<uint8_t> buf(kBlock);
     Io waiting;
     run_until_idle_ms(100);
-    on(threads[1], [&] { ASSERT_TRUE(qp->read(*ns, buf.data(), 0, 1, Io::cb, &waiting).ok()); });
+    on(threads[1], [&] {
+        EXPECT_FALSE(qp->connected());
+        EXPECT_EQ(qp->submit_state(), Errc::ok) << "reconnecting: submissions wait";
+        ASSERT_TRUE(qp->read(*ns, buf.data(), 0, 1, Io::cb, &waiting).ok());
+    });
     // fast_io_fail_timeout_sec: the waiting read fails before the controller does.
     ASSERT_TRUE(poll_until([&] { return waiting.calls > 0; }, 10 * runtime::kNsPerSec));
     EXPECT_EQ(waiting.cpl.status, kStatusResetAborted);
     EXPECT_FALSE(failed);
+    on(threads[1], [&] { EXPECT_EQ(qp->submit_state(), Errc::io_error) << "past fast_io_fail"; });
     ASSERT_TRUE(poll_until([&] { return failed; }, 20 * runtime::kNsPerSec));
     EXPECT_EQ(ctrl->state(), ControllerState::failed);
     Io after;
     on(threads[1], [&] {
+        EXPECT_EQ(qp->submit_state(), Errc::device_removed);
         EXPECT_EQ(qp->read(*ns, buf.data(), 0, 1, Io::cb, &after).code(), Errc::device_removed);
     });
     EXPECT_EQ(waiting.calls, 1);

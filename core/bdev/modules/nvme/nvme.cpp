@@ -28,9 +28,14 @@ namespace {
 
 class NvmeCtrlr;
 
+struct QpairState;
+
 // What a BdevIo carries through the driver (module_ctx).
 struct IoCtx {
     const nvme::Namespace* ns;
+    QpairState* st;           // the channel's state, for a retry from the completion
+    uint16_t last_status;     // the NVMe status (SCT<<8 | SC) of the last failed attempt
+    int32_t retries;          // retries counted against bdev_retry_count
     nvme::spec::DsmRange range;
 };
 
@@ -41,7 +46,12 @@ struct QpairState {
     nvme::Controller* ctrl = nullptr;
     bool failed = false;
     Errc failure = Errc::ok;
+    int32_t retry_count = kDefaultBdevRetryCount;  // bdev_retry_count when the channel was made
     IntrusiveList<BdevIo, QueuedTag> waiting;
+    // I/O to resubmit once the qpair is connected again: ended by a reset or connection loss
+    // (or another retryable status), or submitted while the qpair was not connected. Fails
+    // with its last status when the qpair fails for good or fast_io_fail_timeout_sec passes.
+    IntrusiveList<BdevIo, QueuedTag> retry;
 };
 
 class NvmeChannel final : public runtime::IoChannel {
@@ -62,6 +72,7 @@ public:
     uint32_t queue_entries;
     std::vector<std::string> bdevs;  // registered namespace bdevs
     bool detaching = false;
+    int32_t retry_count = kDefaultBdevRetryCount;  // bdev_retry_count at attach
     NvmeAttachOptions attach;  // as given, for save_config
 
 protected:
@@ -80,10 +91,59 @@ std::map<std::string, std::unique_ptr<NvmeCtrlr>>& ctrlrs() {
 
 void submit_io(QpairState& st, BdevIo& io) noexcept;
 
+uint16_t raw_status(nvme::spec::StatusField s) noexcept {
+    return static_cast<uint16_t>((s.sct() << 8) | s.sc());
+}
+
+// SPDK's bdev_nvme_io_complete_nvme_status: a failed command is retried unless it says Do Not
+// Retry, was aborted on request (an abort or a timeout's abort) or used up bdev_retry_count
+// (-1: no limit; 0: no retries at all). A path status or "aborted: SQ deletion" (what a reset
+// or connection loss ends outstanding commands with) waits for the reconnect and does not
+// count as a retry; any other status counts.
+bool should_retry(IoCtx& c, const nvme::Completion& cpl) noexcept {
+    const nvme::spec::StatusField s = cpl.status;
+    if (s.dnr() != 0 || s == nvme::spec::make_status(nvme::spec::GenericStatus::abort_requested))
+        return false;
+    if (c.st->retry_count != -1 && c.retries >= c.st->retry_count) return false;
+    // The driver's own timeout status is a path status but counts: a target that never answers
+    // must not have the command resent forever.
+    const bool path = (s.sct() == 3 && s != nvme::kStatusTimedOut) ||
+                      (s.sct() == 0 && s.sc() == uint8_t(nvme::spec::GenericStatus::aborted_sq_deletion));
+    if (!path) ++c.retries;
+    return true;
+}
+
 void io_done(void* ctx, const nvme::Completion& cpl) {
     auto* io = static_cast<BdevIo*>(ctx);
-    const uint16_t raw = static_cast<uint16_t>((cpl.status.sct() << 8) | cpl.status.sc());
+    const uint16_t raw = raw_status(cpl.status);
+    IoCtx& c = *io->module_ctx<IoCtx>();
+    if (!cpl.ok() && should_retry(c, cpl)) {
+        c.last_status = raw;
+        c.st->retry.push_back(*io);  // the channel's poller resubmits it (never from here)
+        return;
+    }
     io->complete(IoStatus{cpl.errc(), raw});
+}
+
+// The waiting-for-reconnect list: resubmitted when the qpair is connected, failed with each
+// I/O's last status when it can no longer wait (controller failed, fast_io_fail), else kept.
+// Returns whether anything left the list.
+bool drain_retry(QpairState& st) noexcept {
+    if (st.retry.empty() || !st.qp) return false;
+    const Errc e = st.qp->submit_state();
+    IntrusiveList<BdevIo, QueuedTag> again;
+    if (e != Errc::ok) {
+        again.splice_back(st.retry);
+        while (BdevIo* io = again.pop_front()) {
+            const uint16_t raw = io->module_ctx<IoCtx>()->last_status;
+            io->complete(IoStatus{e, raw});
+        }
+        return true;
+    }
+    if (!st.qp->connected()) return false;
+    again.splice_back(st.retry);
+    while (BdevIo* io = again.pop_front()) submit_io(st, *io);
+    return true;
 }
 
 void retry_waiting(QpairState& st) noexcept {
@@ -103,6 +163,12 @@ void submit_io(QpairState& st, BdevIo& io) noexcept {
         return;
     }
     IoCtx& c = *io.module_ctx<IoCtx>();
+    if (!st.qp->connected() && st.retry_count != 0 && st.qp->submit_state() == Errc::ok) {
+        // Reconnecting: wait in the channel, go out after the reconnect (or fail with it).
+        c.last_status = raw_status(nvme::kStatusResetAborted);
+        st.retry.push_back(io);
+        return;
+    }
     const nvme::Namespace& ns = *c.ns;
     nvme::QPair& qp = *st.qp;
     const auto iov = io.iovs();
@@ -146,14 +212,16 @@ void submit_io(QpairState& st, BdevIo& io) noexcept {
 
 runtime::PollStatus retry_poll(void* p) {
     auto* st = static_cast<QpairState*>(p);
-    if (st->waiting.empty() || !st->qp) return runtime::PollStatus::idle;
+    const bool moved = drain_retry(*st);
+    if (st->waiting.empty() || !st->qp) return moved ? runtime::PollStatus::busy : runtime::PollStatus::idle;
     const size_t before = st->waiting.size();
     retry_waiting(*st);
-    return st->waiting.size() < before ? runtime::PollStatus::busy : runtime::PollStatus::idle;
+    return moved || st->waiting.size() < before ? runtime::PollStatus::busy : runtime::PollStatus::idle;
 }
 
 NvmeChannel::NvmeChannel(NvmeCtrlr& c, runtime::Thread& t) {
     state->ctrl = c.ctrl.get();
+    state->retry_count = c.retry_count;
     retry_poller = t.register_poller(&retry_poll, state.get(), "bdev_nvme_retry");
     std::weak_ptr<QpairState> weak = state;
     nvme::Controller* ctrl = c.ctrl.get();
@@ -191,6 +259,7 @@ NvmeChannel::NvmeChannel(NvmeCtrlr& c, runtime::Thread& t) {
 NvmeChannel::~NvmeChannel() {
     thread().unregister_poller(retry_poller);
     while (BdevIo* io = state->waiting.pop_front()) io->complete(Errc::aborted);
+    while (BdevIo* io = state->retry.pop_front()) io->complete(Errc::aborted);
     if (state->qp) state->ctrl->free_io_qpair(std::move(state->qp));
 }
 
@@ -235,7 +304,11 @@ public:
             });
             return;
         }
-        io.module_ctx<IoCtx>()->ns = &ns_;
+        IoCtx& c = *io.module_ctx<IoCtx>();
+        c.ns = &ns_;
+        c.st = &st;
+        c.retries = 0;
+        c.last_status = 0;
         submit_io(st, io);
     }
 
@@ -372,6 +445,8 @@ void fini(std::function<void()> done) {
 
 }  // namespace
 
+NvmeModuleOptions& nvme_options() { return runtime::current_host().get<NvmeModuleOptions>(); }
+
 void nvme_attach(const NvmeAttachOptions& o, std::function<void(Result<std::vector<std::string>>)> done) {
     if (o.name.empty()) {
         done(Error(Errc::invalid_argument, "controller name is empty"));
@@ -396,6 +471,7 @@ void nvme_attach(const NvmeAttachOptions& o, std::function<void(Result<std::vect
         }
         auto c = std::make_unique<NvmeCtrlr>(opts.name, std::move(*r), opts.io_queue_entries);
         NvmeCtrlr* raw = c.get();
+        raw->retry_count = nvme_options().bdev_retry_count;
         raw->attach = opts;
         raw->attach.controller.connect_socket = nullptr;
         ctrlrs().emplace(opts.name, std::move(c));

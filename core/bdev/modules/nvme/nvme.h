@@ -17,6 +17,20 @@ namespace strata::bdev {
 
 extern const Module kNvmeModule;
 
+// SPDK's default bdev_retry_count.
+inline constexpr int32_t kDefaultBdevRetryCount = 3;
+
+// Module options of one Host (SPDK's bdev_nvme_set_options; only what Strata implements).
+struct NvmeModuleOptions {
+    // Retries of an I/O failed with a retryable status (no Do Not Retry, not aborted on
+    // request), counted per I/O; -1: unlimited, 0: none (I/O a reset or connection loss ends
+    // fails right away, as before). I/O ended by a reset/connection loss ("aborted: SQ
+    // deletion") or with a path status waits for the reconnect without counting. Read when a
+    // controller is attached.
+    int32_t bdev_retry_count = kDefaultBdevRetryCount;
+};
+NvmeModuleOptions& nvme_options();  // this Host's
+
 struct NvmeAttachOptions {
     std::string name;  // controller name; bdevs are <name>n<nsid>
     env::PciAddress address;  // PCIe (trid.trtype pcie)

@@ -30,6 +30,11 @@ protected:
         start_sim(5, 3);
         hwemu::nvme::ControllerConfig cfg;
         cfg.namespaces = {{1, 1 << 16, 512, {}}, {2, 1 << 12, 4096, {}}};
+        if (io_latency_ns != 0) {
+            cfg.io_latency[0x01] = {hwemu::nvme::LatencySpec::Kind::fixed, io_latency_ns, 0};  // write
+            cfg.io_latency[0x02] = {hwemu::nvme::LatencySpec::Kind::fixed, io_latency_ns, 0};  // read
+        }
+        cfg.enable_delay_ns = enable_delay_ns;
         on(threads[2], [&] {
             auto m = hwemu::nvme::Controller::create(*bus, kAddr, cfg, *threads[2]);
             ASSERT_TRUE(m.ok()) << m.error().message();
@@ -37,6 +42,7 @@ protected:
         });
         std::optional<Result<std::vector<std::string>>> names;
         on(threads[0], [&] {
+            nvme_options().bdev_retry_count = bdev_retry_count;
             NvmeAttachOptions o;
             o.name = "Nvme0";
             o.address = kAddr;
@@ -66,6 +72,9 @@ protected:
     std::unique_ptr<hwemu::nvme::Controller> model;
     std::vector<std::string> bdev_names;
     bool detached = false;
+    uint64_t io_latency_ns = 0;   // model latency of reads and writes (virtual time)
+    uint64_t enable_delay_ns = 0;  // model time from CC.EN=1 to ready (a reset's length)
+    int32_t bdev_retry_count = kDefaultBdevRetryCount;
 };
 
 TEST_F(BdevNvmeTest, OneBdevPerNamespace) {
@@ -181,6 +190,137 @@ TEST_F(BdevNvmeTest, UuidFromTheNamespaceIdentity) {
     EXPECT_NE(none1, all);
     // The two default namespaces report all three: distinct, stable UUIDs.
     EXPECT_NE(find("Nvme0n1")->uuid(), find("Nvme0n2")->uuid());
+}
+
+// I/O in flight when the controller resets (what a NVMe/TCP connection loss does too: the
+// driver ends outstanding commands with "aborted: SQ deletion") waits in the channel and is
+// resubmitted after the reconnect, as SPDK's bdev_nvme does.
+class BdevNvmeRetryTest : public BdevNvmeTest {
+protected:
+    BdevNvmeRetryTest() {
+        io_latency_ns = 2'000'000;
+        enable_delay_ns = 5'000'000;
+    }
+    static constexpr int kIos = 32;  // writes and reads each, 8 blocks per I/O
+    std::vector<uint8_t> pattern(uint8_t seed) {
+        std::vector<uint8_t> b(kIos * 8 * 512);
+        for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<uint8_t>(i * 7 + seed);
+        return b;
+    }
+    // Writes `w` to blocks 0.. and reads blocks 4096.. into `r`, all at once, then resets the
+    // controller while they are in flight; returns when every I/O and the reset completed.
+    void io_across_reset(std::vector<uint8_t>& w, std::vector<uint8_t>& r, std::vector<Done>& dones,
+                         std::optional<Result<void>>& reset_done) {
+        dones.assign(2 * kIos, Done{});
+        std::vector<uint8_t> one(512);  // the channel's qpair is there (it arrives by message)
+        EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return read(*desc, *ch, one.data(), 0, 1, d, c); }).ok());
+        on(io_thread, [&] {
+            for (int i = 0; i < kIos; ++i) {
+                ASSERT_TRUE(write(*desc, *ch, w.data() + i * 4096, uint64_t(i) * 8, 8, &Done::cb, &dones[i]).ok());
+                ASSERT_TRUE(read(*desc, *ch, r.data() + i * 4096, 4096 + uint64_t(i) * 8, 8, &Done::cb,
+                                 &dones[kIos + i]).ok());
+            }
+        });
+        on(threads[0], [&] { nvme_reset("Nvme0", [&](Result<void> x) { reset_done = std::move(x); }); });
+        ASSERT_TRUE(poll_until([&] {
+            for (auto& d : dones)
+                if (d.calls == 0) return false;
+            return reset_done.has_value();
+        }));
+    }
+};
+
+TEST_F(BdevNvmeRetryTest, OutstandingIoAcrossAResetCompletesOnceAfterTheReconnect) {
+    open_rw("Nvme0n1", threads[1]);
+    std::vector<uint8_t> old_data = pattern(1), w = pattern(2), r(w.size());
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return write(*desc, *ch, old_data.data(), 4096, kIos * 8, d, c); }).ok());
+    std::vector<Done> dones;
+    std::optional<Result<void>> reset_done;
+    io_across_reset(w, r, dones, reset_done);
+    ASSERT_TRUE(reset_done->ok()) << reset_done->error().message();
+    for (size_t i = 0; i < dones.size(); ++i) {
+        EXPECT_EQ(dones[i].calls, 1) << i;
+        EXPECT_TRUE(dones[i].status.ok()) << i << ": " << errc_name(dones[i].status.code);
+    }
+    EXPECT_EQ(r, old_data) << "reads resubmitted after the reset return the data";
+    std::vector<uint8_t> back(w.size());
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return read(*desc, *ch, back.data(), 0, kIos * 8, d, c); }).ok());
+    EXPECT_EQ(back, w) << "writes resubmitted after the reset landed";
+    (void)poll_until([] { return false; }, 50'000'000);  // late duplicates would show up
+    for (auto& d : dones) EXPECT_EQ(d.calls, 1);
+}
+
+TEST_F(BdevNvmeRetryTest, IoSubmittedWhileResettingWaitsAndSucceeds) {
+    open_rw("Nvme0n1", threads[1]);
+    std::optional<Result<void>> reset_done;
+    on(threads[0], [&] { nvme_reset("Nvme0", [&](Result<void> x) { reset_done = std::move(x); }); });
+    (void)poll_until([] { return false; }, 1'000'000);  // the queues are closed, the model not ready
+    ASSERT_FALSE(reset_done.has_value());
+    std::vector<uint8_t> w = pattern(3), r(w.size());
+    std::vector<Done> dones(2);
+    on(io_thread, [&] {
+        ASSERT_TRUE(write(*desc, *ch, w.data(), 0, kIos * 8, &Done::cb, &dones[0]).ok());
+    });
+    ASSERT_TRUE(poll_until([&] { return dones[0].calls > 0 && reset_done.has_value(); }));
+    EXPECT_TRUE(reset_done->ok());
+    EXPECT_EQ(dones[0].calls, 1);
+    EXPECT_TRUE(dones[0].status.ok()) << errc_name(dones[0].status.code);
+    EXPECT_TRUE(io([&](IoDoneFn d, void* c) { return read(*desc, *ch, r.data(), 0, kIos * 8, d, c); }).ok());
+    EXPECT_EQ(r, w);
+}
+
+// bdev_retry_count 0: no retries, I/O a reset ends fails once with the abort status.
+class BdevNvmeNoRetryTest : public BdevNvmeRetryTest {
+protected:
+    BdevNvmeNoRetryTest() { bdev_retry_count = 0; }
+};
+
+TEST_F(BdevNvmeNoRetryTest, ResetAbortsOutstandingIoOnce) {
+    open_rw("Nvme0n1", threads[1]);
+    std::vector<uint8_t> w = pattern(4), r(w.size());
+    std::vector<Done> dones;
+    std::optional<Result<void>> reset_done;
+    io_across_reset(w, r, dones, reset_done);
+    int aborted = 0;
+    for (auto& d : dones) {
+        EXPECT_EQ(d.calls, 1);
+        if (!d.status.ok()) {
+            ++aborted;
+            EXPECT_EQ(d.status.code, Errc::aborted);
+            EXPECT_EQ(d.status.nvme_status, 0x0008) << "SCT 0, SC 08h: aborted, SQ deletion";
+        }
+    }
+    EXPECT_GT(aborted, 0);
+}
+
+// The controller does not come back (removed during the reset): I/O waiting for the reconnect
+// fails, each once.
+TEST_F(BdevNvmeRetryTest, IoWaitingForAReconnectFailsOnceWhenTheControllerIsGone) {
+    open_rw("Nvme0n1", threads[1]);
+    std::vector<uint8_t> w = pattern(5), r(w.size());
+    std::vector<Done> dones(2 * kIos);
+    on(io_thread, [&] {
+        for (int i = 0; i < kIos; ++i) {
+            ASSERT_TRUE(write(*desc, *ch, w.data() + i * 4096, uint64_t(i) * 8, 8, &Done::cb, &dones[i]).ok());
+            ASSERT_TRUE(read(*desc, *ch, r.data() + i * 4096, uint64_t(i) * 8, 8, &Done::cb, &dones[kIos + i]).ok());
+        }
+    });
+    std::optional<Result<void>> reset_done;
+    on(threads[0], [&] { nvme_reset("Nvme0", [&](Result<void> x) { reset_done = std::move(x); }); });
+    on(threads[2], [&] { ASSERT_TRUE(bus->surprise_remove(kAddr).ok()); });
+    ASSERT_TRUE(poll_until([&] {
+        for (auto& d : dones)
+            if (d.calls == 0) return false;
+        return true;
+    }));
+    (void)poll_until([] { return false; }, 50'000'000);  // late duplicates would show up
+    int failed = 0;
+    for (auto& d : dones) {
+        EXPECT_EQ(d.calls, 1);
+        failed += d.status.ok() ? 0 : 1;
+    }
+    EXPECT_GT(failed, 0);
+    close_rw();
 }
 
 }  // namespace

@@ -69,6 +69,11 @@ public:
     uint16_t id() const noexcept;
     runtime::Thread& owner() const noexcept;
     bool connected() const noexcept;
+    // What a submission would meet now: Errc::ok when it is accepted (sent, or waiting while
+    // the qpair (re)connects), Errc::device_removed when the controller failed or the qpair is
+    // being freed, Errc::io_error while an NVMe/TCP reconnect is past fast_io_fail_timeout_sec.
+    // Lets a caller holding I/O for a reconnect (bdev_nvme) decide whether it can still wait.
+    Errc submit_state() const noexcept;
     uint32_t queue_entries() const noexcept;
     uint32_t outstanding() const noexcept;  // submitted and not yet completed (incl. waiting)
     const QPairStats& stats() const noexcept;
