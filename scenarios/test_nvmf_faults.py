@@ -18,8 +18,7 @@ Each test runs under a few seeds derived from the `seed` fixture (seed, seed+1, 
 names the cluster's seed, and `--seed S` with the same test id replays it step for step
 (test_same_seed_same_trace checks one scenario's trace hash).
 
-Bugs these scenarios found have tests at the end of the file: a regression test for one fixed
-on main, a strict xfail for one still open.
+Bugs these scenarios found have regression tests at the end of the file (both fixed on main).
 """
 
 import contextlib
@@ -255,8 +254,8 @@ def test_io_outstanding_through_a_transient_network_fault(scenario, seed, fault)
 
 def test_io_outstanding_through_a_connection_reset(scenario, seed):
     """Both connections reset under QD I/O: the initiator reconnects (ctrlr_loss_timeout_sec
-    -1); each outstanding I/O completes once -- today with an error status for those the reset
-    aborted (see test_io_aborted_by_a_reset_is_retried_xfail) -- and the data is consistent."""
+    -1); each outstanding I/O completes once (bdev_nvme retries what the reset aborted: see
+    test_io_aborted_by_a_connection_reset_is_retried) and the data is consistent."""
     for s in seeds(seed):
         with replaying(s, seed):
             sc = scenario(s)
@@ -394,7 +393,7 @@ def test_same_seed_same_trace(seed):
     assert _reset_run(seed + 1)[0] != a[0]
 
 
-# ---- bugs found by these scenarios (xfail until core/nvme fixes them) -------------------------
+# ---- bugs found by these scenarios (regression tests) ------------------------------------------
 
 
 def test_the_checker_notices_a_lost_write(scenario, seed):
@@ -423,13 +422,11 @@ def test_qd8_32k_writes_all_complete(scenario, seed):
     assert all(io.ok for io in ios)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "initiator (core/nvme fabrics reset + bdev_nvme): I/O outstanding when the connection is "
-    "lost completes with 'aborted' (kStatusResetAborted) even with ctrlr_loss_timeout_sec -1 "
-    "and the controller reconnecting at once; SPDK's bdev_nvme retries I/O aborted by SQ "
-    "deletion after the reconnect (bdev_retry_count) and the path is only 'truly gone' past "
-    "ctrlr_loss_timeout_sec"))
-def test_io_aborted_by_a_connection_reset_is_retried_xfail(scenario, seed):
+def test_io_aborted_by_a_connection_reset_is_retried(scenario, seed):
+    """Regression: I/O outstanding when the connection was lost completed 'aborted'
+    (kStatusResetAborted) although the controller reconnected at once (ctrlr_loss_timeout_sec
+    -1). bdev_nvme now holds it and resubmits it after the reconnect, as SPDK's does
+    (bdev_retry_count); it fails only once the path is truly gone."""
     sc = scenario(seed)
     sc.round()
     burst = sc.submit_burst()
