@@ -212,6 +212,9 @@ public:
             o.address = kAddr;
             // Commands lost in a power cut are noticed by their timeout: abort, then reset.
             o.controller.timeout_us = 10'000;
+            // Injected error statuses must reach the blobstore, whose own retries are under
+            // test: bdev_nvme's retries of statuses without Do Not Retry are off here.
+            bdev::nvme_options().bdev_retry_count = 0;
             bdev::nvme_attach(o, [&](Result<std::vector<std::string>> r) { names = std::move(r); });
         });
         if (!poll_until([&] { return names.has_value(); }) || !names->ok()) return;
