@@ -716,12 +716,17 @@ Result<std::unique_ptr<QPair>> Controller::alloc_io_qpair(runtime::Thread& owner
                                                                   c.label(),
                                                                   state_name(c.state)));
     uint16_t qid = 0;
-    for (uint32_t i = 1; i <= c.io_queues_granted && i < c.qid_used.size(); ++i) {
+    const uint32_t nq = std::min<uint32_t>(c.io_queues_granted,
+                                           static_cast<uint32_t>(c.qid_used.size()) - 1);
+    const uint32_t first = c.fabrics && c.next_fabrics_qid <= nq ? c.next_fabrics_qid : 1;
+    for (uint32_t k = 0; k < nq; ++k) {
+        const uint32_t i = (first - 1 + k) % nq + 1;
         if (!c.qid_used[i]) {
             qid = static_cast<uint16_t>(i);
             break;
         }
     }
+    if (c.fabrics && qid != 0) c.next_fabrics_qid = qid % nq + 1;
     if (qid == 0)
         return Error(Errc::no_space, fmt::format("nvme {}: all {} I/O queues are in use",
                                                  c.label(), c.io_queues_granted));

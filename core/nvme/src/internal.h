@@ -206,6 +206,10 @@ public:
     // coroutine touches this controller when its admin commands complete).
     uint32_t qpairs_deleting = 0;
     std::vector<bool> qid_used;
+    // Fabrics: where the next I/O queue id search starts. A target tears a queue down
+    // asynchronously after its connection closes (Linux nvmet answers a Connect for a qid it
+    // still holds with Command Sequence Error), so a just-freed qid is the last one reused.
+    uint32_t next_fabrics_qid = 1;
     std::vector<std::unique_ptr<Namespace>> namespaces;  // sorted by id; inactive ones kept
     std::function<void(Controller&)> ns_change_fn;
     std::function<void(Controller&, Errc)> failure_fn;
