@@ -20,33 +20,14 @@
 #include <strata/env/memory.h>
 #include <strata/hwemu/ioat/channel_model.h>
 #include <strata/hwemu/pci/pci_bus.h>
+#include <strata/runtime/real_wait.h>
 #include <strata/runtime/scheduler.h>
 
 namespace strata::accel {
 namespace {
 
-template <class F>
-void run_on(runtime::Thread* thread, F fn) {
-    std::atomic<bool> done{false};
-    ASSERT_TRUE(thread
-                    ->post([&] {
-                        fn();
-                        done.store(true, std::memory_order_release);
-                    })
-                    .ok());
-    while (!done.load(std::memory_order_acquire))
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
-}
-
-template <class P>
-bool wait_for(P pred, int seconds = 60) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > until) return false;
-        std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
-    return true;
-}
+using runtime::testing::run_on;
+using runtime::testing::wait_for;
 
 constexpr size_t kLen = 20'000;  // several descriptors at a 4 KiB XFERCAP
 constexpr int kRounds = 400;

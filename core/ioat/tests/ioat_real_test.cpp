@@ -15,6 +15,7 @@
 #include <strata/hwemu/ioat/channel_model.h>
 #include <strata/hwemu/pci/pci_bus.h>
 #include <strata/ioat/ioat.h>
+#include <strata/runtime/real_wait.h>
 #include <strata/runtime/scheduler.h>
 
 namespace strata::ioat {
@@ -22,18 +23,7 @@ namespace {
 
 constexpr env::PciAddress kAddr{0, 0x00, 0x04, 0};
 
-template <class F>
-void run_on(runtime::Thread* thread, F fn) {
-    std::atomic<bool> done{false};
-    ASSERT_TRUE(thread
-                    ->post([&] {
-                        fn();
-                        done.store(true, std::memory_order_release);
-                    })
-                    .ok());
-    while (!done.load(std::memory_order_acquire))
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
-}
+using runtime::testing::run_on;
 
 struct Op {
     std::atomic<int> calls{0};

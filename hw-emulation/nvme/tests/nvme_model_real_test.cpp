@@ -17,6 +17,7 @@
 #include <strata/hwemu/nvme/controller.h>
 #include <strata/hwemu/pci/pci_bus.h>
 #include <strata/nvme/spec/spec.h>
+#include <strata/runtime/real_wait.h>
 #include <strata/runtime/scheduler.h>
 
 namespace strata::hwemu::nvme {
@@ -25,19 +26,7 @@ namespace {
 namespace spec = strata::nvme::spec;
 constexpr env::PciAddress kAddr{0, 0x06, 0x00, 0};
 
-// Runs fn on `thread` and waits for it (from a non-Thread OS thread).
-template <class F>
-void run_on(runtime::Thread* thread, F fn) {
-    std::atomic<bool> done{false};
-    ASSERT_TRUE(thread
-                    ->post([&] {
-                        fn();
-                        done.store(true, std::memory_order_release);
-                    })
-                    .ok());
-    while (!done.load(std::memory_order_acquire))
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
-}
+using runtime::testing::run_on;
 
 struct HostQueue {
     uint16_t qid = 0;
