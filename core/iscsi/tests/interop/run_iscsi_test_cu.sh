@@ -11,7 +11,7 @@
 # when every failure is listed in the expected-failures file, 1 on a NEW failure (or a test
 # that never ran: the suite crashed or hung), 77 when it cannot run here (no iscsi-test-cu, or
 # a strata-tgt without the iSCSI target: "unknown subsystem 'iscsi'" / iscsi_*: "Method not
-# found"); ctest shows 77 as Skipped.
+# found"); ctest shows 77 as Skipped. STRATA_REQUIRE_ISCSI=1 turns that skip into a failure.
 #   run_iscsi_test_cu.sh                      strata-tgt from $BUILD_DIR (default build/dev)
 #   run_iscsi_test_cu.sh --target tgtd        Debian's tgtd (root: it needs /var/run/tgtd)
 #   TESTS=ALL.Read10 LUNS=malloc PORT=3262 KEEP=1 run_iscsi_test_cu.sh
@@ -54,7 +54,11 @@ EXPECTED=${EXPECTED:-$HERE/expected-failures-$TARGET.txt}
 WORK=$(mktemp -d /tmp/iscsi-test-cu.XXXXXX)
 TGT_PID=
 
-skip() { echo "iscsi-test-cu: SKIP ($*)"; exit 77; }
+skip() {  # STRATA_REQUIRE_ISCSI=1 (set once the target has landed): a skip is a failure
+    if [ "${STRATA_REQUIRE_ISCSI:-0}" = 1 ]; then echo "iscsi-test-cu: FAIL (cannot run: $*)"; exit 1; fi
+    echo "iscsi-test-cu: SKIP ($*)"
+    exit 77
+}
 cleanup() {
     if [ -n "$TGT_PID" ]; then
         kill -TERM "$TGT_PID" 2>/dev/null
