@@ -18,6 +18,8 @@
 #   --expected FILE   the expected failures (default expected-failures-<target>.txt beside this
 #                     script); a line is "[<lun>:]<Suite>.<Test> <reason>", # comments
 #   --write-expected  print the failures of this run in that format (to start a list)
+#   --parse OUT       only print how iscsi-test-cu's output OUT parses (the parser's test,
+#                     tests/interop/parse_test.sh)
 # TESTS is iscsi-test-cu's -t (default ALL: the SCSI and iSCSI families, 230 tests);
 # TEST_TIMEOUT bounds one LUN's run (default 600 s).
 set -uo pipefail
@@ -34,7 +36,8 @@ while [ $# -gt 0 ]; do
     --expected) EXPECTED=$2; shift 2 ;;
     --expected=*) EXPECTED=${1#*=}; shift ;;
     --write-expected) WRITE_EXPECTED=1; shift ;;
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --parse) PARSE_ONLY=$2; shift 2 ;;
+    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_iscsi_test_cu.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -70,7 +73,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v iscsi-test-cu >/dev/null || skip "iscsi-test-cu not installed (ci/install-deps installs libiscsi-bin)"
+[ -n "${PARSE_ONLY:-}" ] || command -v iscsi-test-cu >/dev/null || skip "iscsi-test-cu not installed (ci/install-deps installs libiscsi-bin)"
 
 wait_port() {  # wait_port PID: until something listens on $PORT, or PID exits
     for _ in $(seq 300); do
@@ -188,6 +191,11 @@ parse() {
     END { if (name != "") printf "%s CRASH %s\n", name, "the suite ended during this test" }
     ' "$1"
 }
+
+if [ -n "${PARSE_ONLY:-}" ]; then
+    parse "$PARSE_ONLY"
+    exit 0
+fi
 
 # expected LUN TEST: prints the reason when the file lists TEST (for LUN or for every LUN).
 expected() {
