@@ -3,14 +3,15 @@
 # strata-tgt and against Debian's tgt (tgtd), the same initiator, the same LUN size and block
 # size (LUN_MIB, 4 KiB blocks: a malloc bdev for strata-tgt, an rdwr file in /dev/shm for tgtd,
 # both in RAM), 4 KiB random I/O at each queue depth, the target on core 0 (strata-tgt -m 0x1;
-# tgtd and its threads under taskset), the initiator on core 1. Each (target, qd) pair runs
-# RUNS times, interleaved; prints every run (IOPS and the target's CPU cycles per I/O: its CPU
-# time over the run, at the TSC rate, divided by the I/Os done), then the medians and
-# strata/tgtd's IOPS ratio per queue depth.
+# tgtd and its threads under taskset), the initiator on core 1. Each (target, workload, qd)
+# runs RUNS times, interleaved, a fresh target each run; prints every run (IOPS and the
+# target's CPU cycles per I/O: its CPU time over the run, at the TSC rate, divided by the I/Os
+# done), then the medians and strata/tgtd's IOPS ratio.
 #   core/iscsi/bench/iscsi_perf.sh                 both targets, QDS="1 32 128", 3 x 5 s
-#   TARGETS=tgtd QDS=32 RUNS=5 SECONDS_PER_RUN=10 BUILD_DIR=build/dev LUN_MIB=256
-# Workloads: randread only. Debian 12's iscsi-perf (libiscsi 1.19) issues READ16 and nothing
-# else (no write option), so a random-write figure needs another libiscsi initiator.
+#   TARGETS=tgtd WORKLOADS=randwrite QDS=32 RUNS=5 SECONDS_PER_RUN=10 LUN_MIB=256
+# Workloads: randread is iscsi-perf -r (READ16). Debian 12's iscsi-perf (libiscsi 1.19) cannot
+# write, so randwrite is iscsi_rw_perf.c beside this script (WRITE16 through the same libiscsi,
+# built here with cc -liscsi when libiscsi-dev is installed, else left out with the reason).
 # A strata-tgt without the iSCSI target is reported and left out (tgtd still runs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
@@ -32,6 +33,13 @@ TGT_PID=
 trap 'stop_target; rm -rf "$WORK" "$IMG"' EXIT
 
 command -v iscsi-perf >/dev/null || { echo "iscsi-perf missing (ci/install-deps installs libiscsi-bin)" >&2; exit 1; }
+read -ra workloads <<<"${WORKLOADS:-randread randwrite}"
+RW_PERF=$WORK/iscsi_rw_perf
+if [[ " ${workloads[*]} " == *" randwrite "* ]] &&
+    ! cc -O2 -o "$RW_PERF" core/iscsi/bench/iscsi_rw_perf.c -liscsi 2>"$WORK/cc.log"; then
+    echo "randwrite: left out (cannot build core/iscsi/bench/iscsi_rw_perf.c: libiscsi-dev missing? $(head -n1 "$WORK/cc.log"))"
+    read -ra workloads <<<"${workloads[*]/randwrite/}"
+fi
 read -ra targets <<<"${TARGETS:-strata tgtd}"
 targets=("${targets[@]//,/ }")
 read -ra targets <<<"${targets[*]}"
@@ -107,10 +115,13 @@ strata_usable() {  # prints why strata-tgt cannot serve iSCSI, nothing when it c
         echo "strata-tgt did not listen on $PORT: $(tail -n1 "$WORK/tgt.log")"
 }
 
-run_perf() {  # run_perf QD -> "iops"
+run_perf() {  # run_perf WORKLOAD QD -> "iops"
     local out
     # 4 KiB blocks: one block per request, random LBAs.
-    out=$(taskset -c 1 iscsi-perf -i "$IQN:initiator" -m "$1" -b 1 -r -t "$T" "$URL" 2>&1 | tr '\r' '\n')
+    case $1 in
+    randread) out=$(taskset -c 1 iscsi-perf -i "$IQN:initiator" -m "$2" -b 1 -r -t "$T" "$URL" 2>&1 | tr '\r' '\n') ;;
+    randwrite) out=$(taskset -c 1 "$RW_PERF" -i "$IQN:initiator" -m "$2" -w -t "$T" "$URL" 2>&1) ;;
+    esac
     echo "$out" >>"$WORK/perf.log"
     echo "$out" | awk '/^iops average/ { iops = $3 } END { print (iops == "" ? "-" : iops) }'
 }
@@ -131,21 +142,23 @@ done
 
 HZ=$(tsc_hz)
 TICK=$(getconf CLK_TCK)
-echo "iscsi-perf 4 KiB randread, LUN ${LUN_MIB} MiB (4 KiB blocks), ${T} s per run, $RUNS runs, target core 0, initiator core 1"
+echo "4 KiB ${workloads[*]} (iscsi-perf / iscsi_rw_perf), LUN ${LUN_MIB} MiB (4 KiB blocks), ${T} s per run, $RUNS runs, target core 0, initiator core 1"
 printf '%-7s %-9s %4s %4s %10s %12s\n' target workload qd run iops tgt_cyc/io
 : >"$WORK/results"
 for qd in $QDS; do
     for run in $(seq "$RUNS"); do
-        for tgt in "${usable[@]}"; do
-            start_target "$tgt"
-            t0=$(cpu_ticks "$TGT_PID")
-            iops=$(run_perf "$qd")
-            t1=$(cpu_ticks "$TGT_PID")
-            stop_target
-            cyc=$(awk -v d=$((t1 - t0)) -v tk="$TICK" -v hz="$HZ" -v i="$iops" -v t="$T" \
-                'BEGIN { n = i * t; if (n > 0) printf "%.0f", d / tk * hz / n; else print "-" }')
-            printf '%-7s %-9s %4s %4s %10s %12s\n' "$tgt" randread "$qd" "$run" "$iops" "$cyc"
-            echo "$tgt randread $qd $iops $cyc" >>"$WORK/results"
+        for wl in "${workloads[@]}"; do
+            for tgt in "${usable[@]}"; do
+                start_target "$tgt"
+                t0=$(cpu_ticks "$TGT_PID")
+                iops=$(run_perf "$wl" "$qd")
+                t1=$(cpu_ticks "$TGT_PID")
+                stop_target
+                cyc=$(awk -v d=$((t1 - t0)) -v tk="$TICK" -v hz="$HZ" -v i="$iops" -v t="$T" \
+                    'BEGIN { n = i * t; if (n > 0) printf "%.0f", d / tk * hz / n; else print "-" }')
+                printf '%-7s %-9s %4s %4s %10s %12s\n' "$tgt" "$wl" "$qd" "$run" "$iops" "$cyc"
+                echo "$tgt $wl $qd $iops $cyc" >>"$WORK/results"
+            done
         done
     done
 done
@@ -155,24 +168,24 @@ printf '%-9s %4s' workload qd
 for tgt in "${usable[@]}"; do printf ' %12s %12s' "$tgt-iops" "$tgt-cyc/io"; done
 [[ " ${usable[*]} " == *" strata "* && " ${usable[*]} " == *" tgtd "* ]] && printf ' %12s' strata/tgtd
 echo
-median() {  # median TARGET QD COLUMN
-    awk -v t="$1" -v q="$2" -v c="$3" '$1 == t && $3 == q && $c != "-" { print $c }' "$WORK/results" |
+median() {  # median TARGET WORKLOAD QD COLUMN
+    awk -v t="$1" -v w="$2" -v q="$3" -v c="$4" '$1 == t && $2 == w && $3 == q && $c != "-" { print $c }' "$WORK/results" |
         sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
                                             else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-for qd in $QDS; do
-    printf '%-9s %4s' randread "$qd"
+for wl in "${workloads[@]}"; do for qd in $QDS; do
+    printf '%-9s %4s' "$wl" "$qd"
     declare -A med=()
     for tgt in "${usable[@]}"; do
-        med[$tgt]=$(median "$tgt" "$qd" 4)
-        printf ' %12s %12s' "${med[$tgt]}" "$(median "$tgt" "$qd" 5)"
+        med[$tgt]=$(median "$tgt" "$wl" "$qd" 4)
+        printf ' %12s %12s' "${med[$tgt]}" "$(median "$tgt" "$wl" "$qd" 5)"
     done
     if [ -n "${med[strata]:-}" ] && [ -n "${med[tgtd]:-}" ]; then
         awk -v s="${med[strata]}" -v t="${med[tgtd]}" 'BEGIN { if (t > 0 && s != "-") printf " %11.2fx", s / t; else printf " %12s", "-" }'
     fi
     echo
     unset med
-done
+done; done
 echo "(iscsi-perf's output: rerun with KEEP=1 to keep $WORK)"
 [ -n "${KEEP:-}" ] && { trap 'stop_target; rm -f "$IMG"' EXIT; echo "kept $WORK"; }
 exit 0
