@@ -1,5 +1,5 @@
 # iSCSI interop in the ci/vm guest, sourced by /init (busybox sh; uses its say, and nvmf.sh's
-# nvmf_pattern for the data check). Linux's own initiator: the kernel's iscsi_tcp driven by
+# nvmf_pattern / nvmf_dd_check for the data checks and tgt_start / tgt_stop for strata-tgt). Linux's own initiator: the kernel's iscsi_tcp driven by
 # open-iscsi's iscsid and iscsiadm (ci/vm copies them in from Debian's open-iscsi .debs, with
 # /etc/iscsi/initiatorname.iscsi and an iscsid.conf whose node settings carry the CHAP
 # credentials). Every check prints one "STRATA-VM: <check> PASS|FAIL|SKIP (...)" line that
@@ -180,19 +180,9 @@ iscsi_strata_tgt() {
    "pg_ig_maps":[{"pg_tag":1,"ig_tag":1}],"luns":[{"bdev_name":"Malloc0","lun_id":0}],
    "queue_depth":64,"require_chap":true,"chap_group":1}}]}]}
 JSON
-    mask=0x1
-    [ "$(grep -c ^processor /proc/cpuinfo)" -gt 1 ] && mask=0x2
-    say "iscsi-tgt running: strata-tgt -m $mask -c /tmp/iscsi-tgt.json"
-    strata-tgt -m "$mask" -r /tmp/strata-tgt-iscsi.sock -c /tmp/iscsi-tgt.json > /tmp/iscsi-tgt.out 2>&1 &
-    tgt=$!
-    i=0
-    while kill -0 "$tgt" 2>/dev/null && ! grep -q 'framework initialized' /tmp/iscsi-tgt.out && [ "$i" -lt 300 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if ! kill -0 "$tgt" 2>/dev/null; then
-        wait "$tgt"
-        rc=$?
+    tgt_start iscsi-tgt /tmp/iscsi-tgt.out /tmp/iscsi-tgt.json /tmp/strata-tgt-iscsi.sock
+    case $? in
+    1)
         why=$(grep -m1 -E "unknown subsystem 'iscsi'|\(iscsi_[a-z_]*\): Method not found|Method not found: 'iscsi_" /tmp/iscsi-tgt.out)
         if [ -n "$why" ]; then
             for c in iscsi-tgt iscsi-tgt-badchap iscsi-tgt-mutual iscsi-tgt-stop; do
@@ -200,30 +190,18 @@ JSON
             done
         else
             cat /tmp/iscsi-tgt.out
-            say "iscsi-tgt FAIL (strata-tgt exited ($rc) while loading the config)"
+            say "iscsi-tgt FAIL (strata-tgt exited ($TGT_RC) while loading the config)"
         fi
         return 0
-    fi
-    if ! grep -q 'framework initialized' /tmp/iscsi-tgt.out; then
-        kill -9 "$tgt"
+        ;;
+    2)
         cat /tmp/iscsi-tgt.out
         say "iscsi-tgt FAIL (strata-tgt not initialized after 30 s)"
         return 1
-    fi
+        ;;
+    esac
     iscsi_check iscsi-tgt "$ISCSI_TGT" "$ISCSI_SPORT"
-    kill -TERM "$tgt"
-    i=0
-    while kill -0 "$tgt" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    if kill -0 "$tgt" 2>/dev/null; then
-        kill -9 "$tgt"
-        cat /tmp/iscsi-tgt.out
-        say "iscsi-tgt-stop FAIL (strata-tgt still running 10 s after SIGTERM)"
-    else
-        wait "$tgt"
-        rc=$?
-        cat /tmp/iscsi-tgt.out
-        if [ "$rc" -eq 0 ]; then say "iscsi-tgt-stop PASS"; else say "iscsi-tgt-stop FAIL (exit $rc)"; fi
-    fi
+    tgt_stop iscsi-tgt-stop /tmp/iscsi-tgt.out
 }
 
 iscsi_main() {
