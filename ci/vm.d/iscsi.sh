@@ -218,6 +218,9 @@ iscsi_checks() {
     # LIO's fabric directory appears when made (what targetcli does).
     [ -d "$ISCSI_CFS" ] && mkdir -p "$ISCSI_CFS/iscsi" 2>/tmp/lio.err
     mkdir -p /run/lock/iscsi /etc/iscsi/nodes /etc/iscsi/send_targets /etc/iscsi/ifaces
+    # iscsid serves only root, found by name (getpwuid of the peer): "daemon access denied"
+    # without a passwd entry.
+    grep -q '^root:' /etc/passwd 2>/dev/null || echo 'root:x:0:0:root:/:/bin/sh' >> /etc/passwd
     iscsid -f > /tmp/iscsid.log 2>&1 &
     i=0
     while ! pidof iscsid > /dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
