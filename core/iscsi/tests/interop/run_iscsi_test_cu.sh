@@ -20,8 +20,9 @@
 #   --write-expected  print the failures of this run in that format (to start a list)
 #   --parse OUT       only print how iscsi-test-cu's output OUT parses (the parser's test,
 #                     tests/interop/parse_test.sh)
-# TESTS is iscsi-test-cu's -t (default ALL: the SCSI and iSCSI families, 230 tests);
-# TEST_TIMEOUT bounds one LUN's run (default 600 s).
+# TESTS is iscsi-test-cu's -t (default ALL: the SCSI and iSCSI families, 230 tests); the URL
+# is given twice, so the MultipathIO tests run over two sessions (MULTIPATH=0: once);
+# TEST_TIMEOUT bounds one LUN's run (default 300 s; ctest allows 900 s for both).
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../../.." && pwd)"
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
     --expected=*) EXPECTED=${1#*=}; shift ;;
     --write-expected) WRITE_EXPECTED=1; shift ;;
     --parse) PARSE_ONLY=$2; shift 2 ;;
-    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "run_iscsi_test_cu.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -48,7 +49,7 @@ TGT=${STRATA_TGT:-$BUILD_DIR/core/apps/strata-tgt}
 PORT=${PORT:-3262}
 TESTS=${TESTS:-ALL}
 LUNS=${LUNS:-"malloc lvol"}
-TEST_TIMEOUT=${TEST_TIMEOUT:-600}
+TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 LUN_MIB=64
 IQN_BASE=iqn.2026-12.io.strata
 INI=$IQN_BASE:iscsi-test-cu
@@ -208,10 +209,12 @@ expected() {
 }
 
 run_lun() {  # run_lun LUN URL: runs the suite, prints the per-test list, sets SUMMARY_<lun>
-    local lun=$1 url=$2 out="$WORK/$lun.out" res="$WORK/$lun.res" t0=$SECONDS rc=0
+    local lun=$1 url=$2 out="$WORK/$lun.out" res="$WORK/$lun.res" t0=$SECONDS rc=0 MP_URL=
+    # The same URL again as the "multipath" one: the MultipathIO tests run over two sessions.
+    [ "${MULTIPATH:-1}" = 1 ] && MP_URL=$url
     mkdir -p "$WORK/$lun"
     (cd "$WORK/$lun" && timeout --kill-after=10 "$TEST_TIMEOUT" stdbuf -o0 -e0 iscsi-test-cu --dataloss \
-        -i "$INI" -I "$INI2" -t "$TESTS" "$url") >"$out" 2>&1 || rc=$?
+        -i "$INI" -I "$INI2" -t "$TESTS" "$url" $MP_URL) >"$out" 2>&1 || rc=$?
     local secs=$((SECONDS - t0))
     parse "$out" >"$res"
     # Tests of the family that never reported (a crash or a hang stopped the run).
