@@ -30,6 +30,7 @@ SHM=/dev/shm
 [ -d "$SHM" ] && [ -w "$SHM" ] || SHM=$WORK
 IMG=$(mktemp "$SHM/strata-iscsi-perf.XXXXXX")
 TGT_PID=
+CUR=
 trap 'stop_target; rm -rf "$WORK" "$IMG"' EXIT
 
 command -v iscsi-perf >/dev/null || { echo "iscsi-perf missing (ci/install-deps installs libiscsi-bin)" >&2; exit 1; }
@@ -72,7 +73,8 @@ wait_port() {
     return 1
 }
 
-start_target() {  # start_target strata|tgtd: sets TGT_PID and URL
+start_target() {  # start_target strata|tgtd: sets TGT_PID, CUR and URL
+    CUR=$1
     case $1 in
     strata)
         "$TGT" -m 0x1 -c "$WORK/tgt.json" -r "$WORK/strata.sock" --log-level WARN \
@@ -100,6 +102,8 @@ start_target() {  # start_target strata|tgtd: sets TGT_PID and URL
 }
 stop_target() {
     [ -n "$TGT_PID" ] || return 0
+    # tgtd -f leaves SIGTERM unanswered: it stops on tgtadm's "delete system".
+    [ "$CUR" = tgtd ] && { tgtadm -C "$CTL" --op delete --mode system >/dev/null 2>&1 || true; }
     kill "$TGT_PID" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$TGT_PID" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$TGT_PID" 2>/dev/null || true

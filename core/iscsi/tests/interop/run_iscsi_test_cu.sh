@@ -65,6 +65,8 @@ skip() {  # STRATA_REQUIRE_ISCSI=1 (set once the target has landed): a skip is a
 }
 cleanup() {
     if [ -n "$TGT_PID" ]; then
+        # tgtd -f leaves SIGTERM unanswered: it stops on tgtadm's "delete system".
+        if [ "$TARGET" = tgtd ]; then "${TGTADM[@]}" --op delete --mode system >/dev/null 2>&1; fi
         kill -TERM "$TGT_PID" 2>/dev/null
         for _ in $(seq 50); do kill -0 "$TGT_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$TGT_PID" 2>/dev/null
