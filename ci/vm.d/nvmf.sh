@@ -308,34 +308,68 @@ JSON
     esac
 }
 
-# nvmf_strata_tgt CONFIG: starts strata-tgt with CONFIG, runs the kernel initiator's checks
-# against it, stops it (SIGTERM, exit 0 expected).
-nvmf_strata_tgt() {
-    # On the second CPU when there is one: its reactor polls, the kernel's initiator needs the other.
+# tgt_start NAME OUT CONFIG SOCK: starts strata-tgt with CONFIG (RPC socket SOCK, output in
+# OUT; sets TGT_PID) on the second CPU when there is one (its reactor polls, the kernel's
+# initiator needs the other), says "NAME running", waits up to 30 s for 'framework
+# initialized'. Status 0: running; 1: it exited while loading (its status in TGT_RC); 2: it
+# never initialized (killed). Shared with iscsi.sh.
+tgt_start() {
     mask=0x1
     [ "$(grep -c ^processor /proc/cpuinfo)" -gt 1 ] && mask=0x2
-    say "nvmf-tgt running: strata-tgt -m $mask -c $1"
-    strata-tgt -m "$mask" -r /tmp/strata-tgt.sock -c "$1" > /tmp/nvmf-tgt.out 2>&1 &
-    tgt=$!
+    say "$1 running: strata-tgt -m $mask -c $3"
+    strata-tgt -m "$mask" -r "$4" -c "$3" > "$2" 2>&1 &
+    TGT_PID=$!
     i=0
-    while kill -0 "$tgt" 2>/dev/null && ! grep -q 'framework initialized' /tmp/nvmf-tgt.out && [ "$i" -lt 300 ]; do
+    while kill -0 "$TGT_PID" 2>/dev/null && ! grep -q 'framework initialized' "$2" && [ "$i" -lt 300 ]; do
         sleep 0.1
         i=$((i + 1))
     done
-    if ! kill -0 "$tgt" 2>/dev/null; then
-        wait "$tgt"
+    if ! kill -0 "$TGT_PID" 2>/dev/null; then
+        wait "$TGT_PID"
+        TGT_RC=$?
+        return 1
+    fi
+    if ! grep -q 'framework initialized' "$2"; then
+        kill -9 "$TGT_PID"
+        return 2
+    fi
+    return 0
+}
+
+# tgt_stop NAME OUT: SIGTERM to TGT_PID; "NAME PASS" when it exits 0 within 10 s.
+tgt_stop() {
+    kill -TERM "$TGT_PID"
+    i=0
+    while kill -0 "$TGT_PID" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 "$TGT_PID" 2>/dev/null; then
+        kill -9 "$TGT_PID"
+        cat "$2"
+        say "$1 FAIL (strata-tgt still running 10 s after SIGTERM)"
+    else
+        wait "$TGT_PID"
         rc=$?
+        cat "$2"
+        if [ "$rc" -eq 0 ]; then say "$1 PASS"; else say "$1 FAIL (exit $rc)"; fi
+    fi
+}
+
+# nvmf_strata_tgt CONFIG: starts strata-tgt with CONFIG, runs the kernel initiator's checks
+# against it, stops it (SIGTERM, exit 0 expected).
+nvmf_strata_tgt() {
+    tgt_start nvmf-tgt /tmp/nvmf-tgt.out "$1" /tmp/strata-tgt.sock
+    case $? in
+    1)
         cat /tmp/nvmf-tgt.out
-        nvmf_skip_or_fail nvmf-tgt /tmp/nvmf-tgt.out "strata-tgt exited ($rc) while loading the config"
+        nvmf_skip_or_fail nvmf-tgt /tmp/nvmf-tgt.out "strata-tgt exited ($TGT_RC) while loading the config"
         say "nvmf-tgt-discovery SKIP (no strata-tgt running)"
         return 0
-    fi
-    if ! grep -q 'framework initialized' /tmp/nvmf-tgt.out; then
-        kill -9 "$tgt"
+        ;;
+    2)
         cat /tmp/nvmf-tgt.out
         say "nvmf-tgt FAIL (strata-tgt not initialized after 30 s)"
         return 1
-    fi
+        ;;
+    esac
     nvmf_kernel_both nvmf-tgt 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN" "$NVMF_SERIAL"
     # The namespace identification descriptors carry the bdev's UUID (the kernel shows it).
     if grep -q "uuid '$NVMF_UUID'" /tmp/nvmf-tgt.info; then
@@ -346,19 +380,7 @@ nvmf_strata_tgt() {
     nvmf_discovery nvmf-tgt-discovery 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN"
     [ -s /tmp/nvmf-tgt.info ] &&
         nvmf_cap_kernel pcap-strata-tgt 127.0.0.1 "$NVMF_SPORT" "$NVMF_SNQN" "$NVMF_SERIAL"
-    kill -TERM "$tgt"
-    i=0
-    while kill -0 "$tgt" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    if kill -0 "$tgt" 2>/dev/null; then
-        kill -9 "$tgt"
-        cat /tmp/nvmf-tgt.out
-        say "nvmf-tgt-stop FAIL (strata-tgt still running 10 s after SIGTERM)"
-    else
-        wait "$tgt"
-        rc=$?
-        cat /tmp/nvmf-tgt.out
-        if [ "$rc" -eq 0 ]; then say "nvmf-tgt-stop PASS"; else say "nvmf-tgt-stop FAIL (exit $rc)"; fi
-    fi
+    tgt_stop nvmf-tgt-stop /tmp/nvmf-tgt.out
 }
 
 nvmf_main() {
