@@ -139,6 +139,16 @@ protected:
         return ok;
     }
 
+    // A listener and a connected pair whose server side is in the group, counting its events.
+    bool make_pair_in_group(std::unique_ptr<Listener>& l, std::unique_ptr<Socket>& client,
+                            std::unique_ptr<Socket>& server, Events& ev) {
+        l = make_listener();
+        if (!l || !make_pair(*l, client, server)) return false;
+        Status st = group_->add(*server, &Events::fn, &ev);
+        EXPECT_TRUE(st.ok()) << st.to_string();
+        return st.ok();
+    }
+
     // Writes everything (retrying partial writes), while the peer reads into `out`.
     void transfer(Socket& from, Socket& to, const std::vector<uint8_t>& data,
                   std::vector<uint8_t>& out) {
@@ -256,12 +266,10 @@ TEST_P(SockTest, LargeTransferWithPartialWrites) {
 }
 
 TEST_P(SockTest, EndOfStream) {
-    auto l = make_listener();
-    ASSERT_TRUE(l);
+    std::unique_ptr<Listener> l;
     std::unique_ptr<Socket> c, s;
-    ASSERT_TRUE(make_pair(*l, c, s));
     Events ev;
-    ASSERT_TRUE(group_->add(*s, &Events::fn, &ev).ok());
+    ASSERT_TRUE(make_pair_in_group(l, c, s, ev));
     ASSERT_TRUE(c->write("abc", 3).ok());
     c->close();
     c->close();  // idempotent
@@ -359,12 +367,10 @@ TEST_P(SockTest, CloseSendsWhatWasAccepted) {
 }
 
 TEST_P(SockTest, AbortGivesPeerReset) {
-    auto l = make_listener();
-    ASSERT_TRUE(l);
+    std::unique_ptr<Listener> l;
     std::unique_ptr<Socket> c, s;
-    ASSERT_TRUE(make_pair(*l, c, s));
     Events ev;
-    ASSERT_TRUE(group_->add(*s, &Events::fn, &ev).ok());
+    ASSERT_TRUE(make_pair_in_group(l, c, s, ev));
     c->abort();
     Result<size_t> r = Status(Errc::busy);
     ASSERT_TRUE(pump([&] {
@@ -448,12 +454,10 @@ TEST_P(SockTest, ManySocketsInOneGroup) {
 // in its ~50 us window.
 TEST_P(SockTest, BytesFromAnotherThreadReportedByTheNextPoll) {
     if (sim_) GTEST_SKIP() << "the simulator runs on one OS thread";
-    auto l = make_listener();
-    ASSERT_TRUE(l);
+    std::unique_ptr<Listener> l;
     std::unique_ptr<Socket> c, s;
-    ASSERT_TRUE(make_pair(*l, c, s));
     Events ev;
-    ASSERT_TRUE(group_->add(*s, &Events::fn, &ev).ok());
+    ASSERT_TRUE(make_pair_in_group(l, c, s, ev));
     group_->poll();  // uring: posts the receive
     constexpr int kTrials = 20;
     std::atomic<int> go{0}, done{0};
