@@ -9,10 +9,11 @@
 // writev hands the bytes straight to the kernel (sendmsg, MSG_DONTWAIT), as SPDK's uring sock
 // does for its synchronous writev: the kernel copies them into its send buffer once. Staging them
 // in a per-socket send ring for one batched IORING_OP_SEND per poll (this file before
-// 2026-12-07) cost a user-space copy of every byte sent: memmove was 6.5-6.8% of the NVMe-oF
-// target's samples at 4 KiB reads, more than the system calls it saved (docs/performance.md).
-// Registered buffers would not remove that copy: the bytes are in the caller's buffers, which
-// writev must let go of when it returns.
+// 2026-12-07) cost a user-space copy of every byte sent: memmove was 2.8-6.9% of the NVMe-oF
+// target's samples at 4 KiB reads. Measured: level with posix at QD 32, but the staged build
+// was still ahead at QD 128 (docs/performance.md, "Socket implementations"; open). Registered
+// buffers would not remove that copy: the bytes are in the caller's buffers, which writev must
+// let go of when it returns.
 //
 // A socket outside any group uses plain syscalls. The receive ring belongs to a state object
 // (UState) that the ring keeps until its last operation completed: a socket closed or destroyed
