@@ -14,6 +14,10 @@
 # and syscalls per I/O (busy-polling, most are the polls that find nothing):
 #   SPDK_DIR=/tmp/spdk TARGETS=spdk INITIATORS="base=/tmp/perf-base" PERF_STAT=1 \
 #       core/nvmf/bench/tcp_loopback_perf.sh
+# Strata's target on another socket implementation: a target named strata-IMPL (IMPL: posix,
+# uring) sets it with sock_set_default_impl; STRATA_TGT picks the strata-tgt binary, and a
+# target written NAME@PATH runs the strata-tgt at PATH (an A/B of target builds in one run):
+#   TARGETS="strata strata-uring strata-uring@/tmp/tgt-before" core/nvmf/bench/tcp_loopback_perf.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
 
@@ -61,10 +65,17 @@ wait_port() {
 }
 
 start_target() {  # start_target strata|spdk: sets TGT_PID
-    case $1 in
-    strata)
-        "$TGT" -m 0x1 -c "$WORK/tgt.json" -r "$WORK/strata.sock" --log-level WARN \
-            >"$WORK/tgt.log" 2>&1 &
+    local name=${1%%@*} bin=$TGT
+    [[ $1 == *@* ]] && bin=${1#*@}
+    case $name in
+    strata | strata-*)
+        local cfg=$WORK/tgt.json
+        if [ "$name" != strata ]; then
+            cfg=$WORK/tgt-${name#strata-}.json
+            sed 's/^{"subsystems":\[$/{"subsystems":[{"subsystem":"sock","config":[{"method":"sock_set_default_impl","params":{"impl_name":"'"${name#strata-}"'"}}]},/' \
+                "$WORK/tgt.json" >"$cfg"
+        fi
+        "$bin" -m 0x1 -c "$cfg" -r "$WORK/strata.sock" --log-level WARN >"$WORK/tgt.log" 2>&1 &
         ;;
     spdk)
         LD_LIBRARY_PATH=$SPDK_DIR/build/lib "$SPDK_DIR/build/bin/nvmf_tgt" -m 0x1 \
@@ -112,7 +123,7 @@ read -ra more <<<"${INITIATORS:-}"
 initiators+=("${more[@]}")
 HZ=$(tsc_hz)
 TICK=$(getconf CLK_TCK)
-printf '%-8s %-9s %4s %4s %10s %9s %9s %9s %12s%s\n' target initiator qd run iops mean_us p50 p99 \
+printf '%-12s %-9s %4s %4s %10s %9s %9s %9s %12s%s\n' target initiator qd run iops mean_us p50 p99 \
     tgt_cyc/io "${PERF_STAT:+  readv/io  syscalls/io}"
 for qd in $QDS; do
     for run in $(seq "$RUNS"); do
@@ -128,7 +139,9 @@ for qd in $QDS; do
                 calls=""
                 [ -n "${rv:-}" ] && calls=$(awk -v rv="$rv" -v sc="$sc" -v n="$ios" \
                     'BEGIN { if (n > 0) printf "  %8.2f  %11.2f", rv / n, sc / n }')
-                printf '%-8s %-9s %4s %4s %10s %9s %9s %9s %12s%s\n' "$tgt" "${ini%%=*}" "$qd" \
+                label=$tgt
+                [[ $tgt == *@* ]] && label=${tgt%%@*}@$(basename "${tgt#*@}")
+                printf '%-12s %-9s %4s %4s %10s %9s %9s %9s %12s%s\n' "$label" "${ini%%=*}" "$qd" \
                     "$run" "$iops" "$avg" "$p50" "$p99" "$cyc" "$calls"
             done
         done

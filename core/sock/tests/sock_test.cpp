@@ -2,7 +2,9 @@
 // kernel (driven from the test's main, real time), sim on a SimNetwork (driven by stepping the
 // SimScheduler, virtual time).
 #include <gtest/gtest.h>
+#include <sched.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +25,21 @@ namespace {
 bool uring_required() {
     const char* v = std::getenv("STRATA_REQUIRE_URING");
     return v != nullptr && v[0] == '1';
+}
+
+// Pins the calling thread to one CPU (false when there is no such CPU); unpin() undoes it.
+bool pin_to_cpu(int cpu) {
+    if (static_cast<int>(std::thread::hardware_concurrency()) <= cpu) return false;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return ::sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+void unpin() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (unsigned i = 0; i < std::thread::hardware_concurrency(); ++i) CPU_SET(i, &set);
+    (void)::sched_setaffinity(0, sizeof(set), &set);
 }
 
 struct Events {
@@ -120,6 +137,16 @@ protected:
         });
         EXPECT_TRUE(ok) << "no connection";
         return ok;
+    }
+
+    // A listener and a connected pair whose server side is in the group, counting its events.
+    bool make_pair_in_group(std::unique_ptr<Listener>& l, std::unique_ptr<Socket>& client,
+                            std::unique_ptr<Socket>& server, Events& ev) {
+        l = make_listener();
+        if (!l || !make_pair(*l, client, server)) return false;
+        Status st = group_->add(*server, &Events::fn, &ev);
+        EXPECT_TRUE(st.ok()) << st.to_string();
+        return st.ok();
     }
 
     // Writes everything (retrying partial writes), while the peer reads into `out`.
@@ -239,12 +266,10 @@ TEST_P(SockTest, LargeTransferWithPartialWrites) {
 }
 
 TEST_P(SockTest, EndOfStream) {
-    auto l = make_listener();
-    ASSERT_TRUE(l);
+    std::unique_ptr<Listener> l;
     std::unique_ptr<Socket> c, s;
-    ASSERT_TRUE(make_pair(*l, c, s));
     Events ev;
-    ASSERT_TRUE(group_->add(*s, &Events::fn, &ev).ok());
+    ASSERT_TRUE(make_pair_in_group(l, c, s, ev));
     ASSERT_TRUE(c->write("abc", 3).ok());
     c->close();
     c->close();  // idempotent
@@ -342,12 +367,10 @@ TEST_P(SockTest, CloseSendsWhatWasAccepted) {
 }
 
 TEST_P(SockTest, AbortGivesPeerReset) {
-    auto l = make_listener();
-    ASSERT_TRUE(l);
+    std::unique_ptr<Listener> l;
     std::unique_ptr<Socket> c, s;
-    ASSERT_TRUE(make_pair(*l, c, s));
     Events ev;
-    ASSERT_TRUE(group_->add(*s, &Events::fn, &ev).ok());
+    ASSERT_TRUE(make_pair_in_group(l, c, s, ev));
     c->abort();
     Result<size_t> r = Status(Errc::busy);
     ASSERT_TRUE(pump([&] {
@@ -421,6 +444,60 @@ TEST_P(SockTest, ManySocketsInOneGroup) {
     }));
     // Callbacks that remove other sockets of the same batch are safe.
     for (int i = 0; i < kN; ++i) group_->remove(*ss[i]);
+}
+
+// Bytes another OS thread sends while the polling thread makes no system call are reported by
+// the very next poll. uring: the receive's completion waits for task work on the polling thread
+// (COOP_TASKRUN, no interrupt into a busy-polling thread); the group's poll must run it
+// (IORING_SQ_TASKRUN -> io_uring_get_events) rather than leave it to the next timer tick
+// (4 ms at HZ=250). Statistical: without that, a trial passes only when a tick happens to land
+// in its ~50 us window.
+TEST_P(SockTest, BytesFromAnotherThreadReportedByTheNextPoll) {
+    if (sim_) GTEST_SKIP() << "the simulator runs on one OS thread";
+    std::unique_ptr<Listener> l;
+    std::unique_ptr<Socket> c, s;
+    Events ev;
+    ASSERT_TRUE(make_pair_in_group(l, c, s, ev));
+    group_->poll();  // uring: posts the receive
+    constexpr int kTrials = 20;
+    std::atomic<int> go{0}, done{0};
+    // The writer on another CPU than this thread, so that running it does not preempt this one
+    // (a context switch would run the task work too).
+    const bool pinned = pin_to_cpu(0);
+    std::thread writer([&] {
+        if (pinned) (void)pin_to_cpu(1);
+        for (int t = 1; t <= kTrials; ++t) {
+            while (go.load() != t) std::this_thread::yield();
+            char b = static_cast<char>('a' + t);
+            EXPECT_TRUE(c->write(&b, 1).ok());
+            done.store(t);
+        }
+    });
+    int hits = 0;
+    std::string got;
+    for (int t = 1; t <= kTrials; ++t) {
+        go.store(t);
+        while (done.load() != t) {
+        }  // spin: no system call on this thread
+        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        const int before = ev.count;
+        group_->poll();
+        if (ev.count > before) ++hits;
+        ASSERT_TRUE(pump([&] {
+            char b;
+            auto r = s->read(&b, 1);
+            if (r) got.push_back(b);
+            return got.size() == static_cast<size_t>(t);
+        }));
+        group_->poll();  // uring: posts the next receive before the next trial's bytes
+    }
+    writer.join();
+    if (pinned) unpin();
+    EXPECT_GE(hits, kTrials / 2) << "polls that saw bytes already sent";
+    EXPECT_EQ(got.size(), static_cast<size_t>(kTrials));
+    group_->remove(*s);
 }
 
 TEST_P(SockTest, BadAddressErrors) {

@@ -7,8 +7,9 @@
 // Implementations, chosen per socket (SocketOptions::impl) or by the Host's default
 // (sock_set_default_impl; "sim" under the simulator, else "posix"):
 //   posix  non-blocking TCP, readiness from epoll
-//   uring  liburing, one ring per SocketGroup: receives posted ahead into per-socket buffers,
-//          sends queued and submitted once per poll
+//   uring  liburing, one ring per SocketGroup: receives posted ahead into per-socket buffers
+//          and submitted once per poll, completions reaped without a system call; sends go
+//          straight to the kernel (sendmsg), as posix
 //   sim    the simulator's in-process network (sim.h): bytes delivered as a stream, split into
 //          segments at seeded boundaries, with latency, bandwidth and injectable faults. Same
 //          seed, same bytes in the same order.
