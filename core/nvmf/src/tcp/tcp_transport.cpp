@@ -133,7 +133,6 @@ public:
     sock::SocketGroup& sockets() noexcept { return *sockets_; }
     TcpTransportImpl& transport() noexcept { return transport_; }
     size_t connections() const noexcept { return conns_.size(); }
-    uint32_t free_buffers() const noexcept { return static_cast<uint32_t>(free_.size()); }
     bool buffers_available() const noexcept { return !free_.empty() || !free_small_.empty(); }
 
 private:

@@ -77,7 +77,7 @@ public:
     // Direct placement: while in_data(), the connection may read from the socket straight into
     // the destination: data_iov_remaining() gives the unfilled part (up to max iovecs), then
     // data_received(n) accounts for n bytes placed there.
-    bool in_data() const noexcept { return phase_ == Phase::data && dest_set_ && !discard_; }
+    bool in_data() const noexcept { return phase_ == Phase::data && dest_.placing(); }
     uint32_t data_iov_remaining(iovec* out, uint32_t max) const noexcept;
     void data_received(size_t n) noexcept;
 
@@ -116,13 +116,10 @@ private:
     bool check_ch() noexcept;      // after 8 bytes
     bool check_header() noexcept;  // after hlen + hdgst bytes
     void finish_pdu(RecvEvent* event) noexcept;
-    size_t copy_data(const uint8_t* p, size_t n) noexcept;
 
     RecvConfig cfg_;
     Phase phase_ = Phase::ch;
     bool ic_done_ = false;
-    bool dest_set_ = false;
-    bool discard_ = false;
     bool ddgst_ok_ = true;
     bool pdu_hdgst_ = false;
     bool pdu_ddgst_ = false;
@@ -134,9 +131,8 @@ private:
     uint32_t hdr_total_ = 0; // hlen + header digest
     uint32_t pad_len_ = 0;
     uint32_t data_len_ = 0;
-    uint32_t crc_ = 0;       // data digest so far
     uint64_t pdus_ = 0;
-    IovCursor dest_;
+    DataDestination dest_;  // the data's destination and digest so far
     std::array<uint8_t, 4> ddgst_{};
     alignas(8) std::array<uint8_t, kMaxHeader> hdr_{};
 };
