@@ -46,6 +46,7 @@ constexpr const char* kHostNqn = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-
 struct Params {
     std::string impl;  // "sim" or "posix"
     bool digests;
+    uint32_t accel = 0;  // ddgst_accel_threshold (0: data digests inline)
 };
 
 class NvmfTcpE2e : public ::testing::TestWithParam<Params> {
@@ -58,7 +59,8 @@ protected:
                                        {"io_unit_size", 16384},
                                        {"max_io_size", 131072},
                                        {"num_shared_buffers", 64},
-                                       {"poll_groups", 2}});
+                                       {"poll_groups", 2},
+                                       {"ddgst_accel_threshold", GetParam().accel}});
         port_ = t_.port(20000);
         on_app([&] {
             SubsystemOptions so;
@@ -457,6 +459,8 @@ TEST_P(NvmfTcpE2e, ConnectIdentifyWriteReadBack) {
     ASSERT_TRUE(r.ok()) << r.status;
     EXPECT_EQ(read_back(q, 1000, 131072), huge);
     EXPECT_EQ(stats().protocol_errors, 0u);
+    // Data digests through accel when asked (threshold 8192: the 4 KiB ones stay inline).
+    EXPECT_EQ(stats().data_digests_accel > 0, GetParam().accel != 0);
 }
 
 TEST_P(NvmfTcpE2e, GarbageTerminatesOnlyThatConnection) {
@@ -535,6 +539,66 @@ TEST_P(NvmfTcpE2e, DataDigestErrorFailsTheCommandNotTheConnection) {
     ASSERT_TRUE(r.ok()) << r.status;
     EXPECT_EQ(read_back(q, 200, 32768), big);
     EXPECT_GE(stats().data_digest_errors, 1u);
+}
+
+// Data digests through accel: an accel op that fails or returns a wrong CRC never lets data
+// through unverified or unprotected. Received data: the command fails with Transient
+// Transport Error and is not executed. Sent data: a failed op fails the command (no C2HData);
+// a wrong CRC goes out as a wrong DDGST, which the host detects.
+TEST_P(NvmfTcpE2e, AccelDigestFaultsNeverPassWrongData) {
+    if (GetParam().accel != 1) GTEST_SKIP() << "every data digest through accel";
+    Client& a = admin(true);
+    Client& q = io_queue(a, true);
+    TcpDigestFaults* faults = nullptr;
+    {
+        runtime::HostScope scope(t_.app->host());
+        faults = &tcp_digest_faults();
+    }
+    const auto transient = static_cast<uint16_t>(spec::GenericStatus::transient_transport_error);
+    const Bytes before = read_back(q, 300, 16384);
+    const uint64_t errors_before = stats().data_digest_errors;
+
+    // H2CData: accel's CRC is wrong -> the write fails and nothing is written.
+    Bytes big = pattern(16384, 6);
+    faults->corrupt = 1;
+    spec::Cqe r = r2t_write(q, 300, big, 16384);
+    EXPECT_EQ(r.sc(), transient);
+    EXPECT_EQ(faults->corrupt.load(), 0u);
+    // In-capsule data: accel fails the op -> the write fails.
+    faults->fail = 1;
+    r = run_cmd(q, spec::make_write(0, 1, 300, 8), pattern(4096, 7));
+    EXPECT_EQ(r.sc(), transient);
+    EXPECT_EQ(faults->fail.load(), 0u);
+    EXPECT_EQ(read_back(q, 300, 16384), before);
+    EXPECT_EQ(stats().data_digest_errors, errors_before + 2);
+
+    // C2HData: accel fails the op -> a CapsuleResp with the error and no data.
+    faults->fail = 1;
+    Bytes out;
+    r = run_cmd(q, spec::make_read(0, 1, 300, 32), {}, &out, 16384);
+    EXPECT_EQ(r.sc(), transient);
+    EXPECT_TRUE(out.empty());
+    // C2HData: accel's CRC is wrong -> the DDGST the host receives does not match the data.
+    faults->corrupt = 1;
+    spec::Sqe rd = spec::make_read(0, 1, 300, 32);
+    rd.cid = ++q.cid;
+    rd.set_dptr_sgl(pdu::make_transport_sgl(16384));
+    send(q, capsule(q, rd));
+    Bytes p = recv_pdu(q);
+    ASSERT_EQ(p.empty() ? 0xFF : p[0], 7) << "expected a C2HData";
+    pdu::CommonHeader ch;
+    std::memcpy(&ch, p.data(), 8);
+    ASSERT_TRUE(ch.has_ddgst());
+    uint32_t dg;
+    std::memcpy(&dg, p.data() + ch.plen - 4, 4);
+    EXPECT_NE(dg, crc32c(0, p.data() + ch.pdo, ch.plen - 4 - ch.pdo));
+    EXPECT_TRUE(resp_of(recv_pdu(q)).ok());
+
+    // The connection goes on: a good write through accel, read back.
+    r = r2t_write(q, 300, big, 8192);
+    ASSERT_TRUE(r.ok()) << r.status;
+    EXPECT_EQ(read_back(q, 300, 16384), big);
+    EXPECT_EQ(stats().protocol_errors, 0u);
 }
 
 TEST_P(NvmfTcpE2e, ConnectionHeldUntilBdevIoCompletes) {
@@ -639,9 +703,13 @@ TEST_P(NvmfTcpE2e, GetTransports) {
 
 INSTANTIATE_TEST_SUITE_P(Impl, NvmfTcpE2e,
                          ::testing::Values(Params{"sim", false}, Params{"sim", true},
-                                           Params{"posix", false}, Params{"posix", true}),
+                                           Params{"posix", false}, Params{"posix", true},
+                                           Params{"sim", true, 1}, Params{"posix", true, 1},
+                                           Params{"sim", true, 8192}),
                          [](const auto& info) {
-                             return info.param.impl + (info.param.digests ? "_digests" : "_plain");
+                             const auto& p = info.param;
+                             return p.impl + (p.digests ? "_digests" : "_plain") +
+                                    (p.accel ? "_accel" + std::to_string(p.accel) : "");
                          });
 
 }  // namespace

@@ -228,7 +228,9 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
             }
             got_ = 0;
             ddgst_ok_ = true;
-            dest_.start(pdu_ddgst_);
+            ddgst_deferred_ = pdu_ddgst_ && cfg_.ddgst_defer_min != 0 &&
+                              data_len_ >= cfg_.ddgst_defer_min;
+            dest_.start(pdu_ddgst_ && !ddgst_deferred_);
             if (data_len_ == 0) {
                 finish_pdu(event);
                 return used;
@@ -287,7 +289,7 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
             got_ += static_cast<uint32_t>(k);
             used += k;
             if (got_ < pdu::digest_size) return used;
-            ddgst_ok_ = le32(ddgst_.data()) == dest_.crc();
+            ddgst_ok_ = ddgst_deferred_ || le32(ddgst_.data()) == dest_.crc();
             finish_pdu(event);
             return used;
         }
