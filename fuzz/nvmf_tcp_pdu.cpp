@@ -14,7 +14,8 @@
 // byte 1 = limits: bits 0..1 max_in_capsule (0, 4096, 8192, 131072), bits 2..3 maxh2cdata
 // (4096, 8192, 65536, 131072), bits 4..7 split mode (0: one buffer; else chunk sizes from a
 // PRNG seeded with byte 2, at most 1 << mode bytes); byte 2 = split seed; byte 3 = placement
-// seed (per PDU: discard, one iovec, or several); the rest is the byte stream.
+// seed (per PDU: discard, one iovec, or several; bit 7 also defers the data digests of PDUs
+// with 512 data bytes or more to the caller, ddgst_defer_min); the rest is the byte stream.
 // Seeds: fuzz/corpus/gen_nvmf_tcp.py (see fuzz/corpus/README.md).
 #include <sys/uio.h>
 
@@ -172,6 +173,12 @@ Outcome run(const RecvConfig& cfg, bool negotiate, const uint8_t* data, size_t s
             o.events.push_back(2);
             o.events.push_back(rx.ch().pdu_type);
             o.events.push_back(rx.data_digest_ok());
+            o.events.push_back(rx.data_digest_deferred());
+            if (rx.data_digest_deferred()) {
+                CHECK(rx.data_digest_ok());
+                CHECK(rx.config().ddgst_defer_min != 0 &&
+                      rx.data_length() >= rx.config().ddgst_defer_min);
+            }
             if (placing) {
                 cur.check_guards();
                 cur.collect(o.placed);
@@ -202,6 +209,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     cfg.cpda = data[0] >> 3;
     cfg.max_in_capsule = kInCapsule[data[1] & 3];
     cfg.maxh2cdata = kMaxH2c[(data[1] >> 2) & 3];
+    cfg.ddgst_defer_min = (data[3] & 0x80) ? 512 : 0;
     const uint32_t split_mode = std::min<uint32_t>(data[1] >> 4, 12);
     const uint8_t* stream = data + 4;
     const size_t len = size - 4;
