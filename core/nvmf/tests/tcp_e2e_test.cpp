@@ -601,6 +601,50 @@ TEST_P(NvmfTcpE2e, AccelDigestFaultsNeverPassWrongData) {
     EXPECT_EQ(stats().protocol_errors, 0u);
 }
 
+// A connection that goes away right after its last H2CData, whose digest goes to accel: the
+// connection is freed once everything is back and the target goes on (run under ASan, this
+// is the close-while-an-op-is-in-flight path). Whether the close or the op's completion comes
+// first depends on poller order, so this does not prove the hold itself (close_conn keeps a
+// request with dg_pending); breaking that hold did not turn it red.
+TEST_P(NvmfTcpE2e, ConnectionClosedWhileAccelVerifiesData) {
+    if (GetParam().accel != 1) GTEST_SKIP() << "every data digest through accel";
+    Client& a = admin(true);
+    Client& q = io_queue(a, true);
+    const Bytes data = pattern(16384, 2);
+    spec::Sqe sqe = spec::make_write(0, 1, 600, 32);
+    sqe.cid = ++q.cid;
+    sqe.set_psdt(spec::Psdt::sgl_mptr_contig);
+    sqe.set_dptr_sgl(pdu::make_transport_sgl(16384));
+    send(q, capsule(q, sqe));
+    Bytes p = recv_pdu(q);
+    ASSERT_EQ(p.empty() ? 0xFF : p[0], 9) << "expected an R2T";
+    pdu::R2T r2t;
+    std::memcpy(&r2t, p.data(), sizeof r2t);
+    pdu::DataPdu h{};
+    h.ch = {6, pdu::flags::last_pdu, 24, 0, 0};
+    h.cccid = sqe.cid;
+    h.ttag = r2t.ttag;
+    h.datal = 16384;
+    const uint64_t accel_before = stats().data_digests_accel;
+    const uint64_t closed_before = stats().connections_closed;
+    send(q, make_pdu(q, reinterpret_cast<const uint8_t*>(&h), 24, data));
+    {
+        runtime::HostScope scope(*t_.client_host);
+        q.s->close();
+    }
+    ASSERT_TRUE(pump([&] {
+        const auto st = stats();
+        return st.connections_closed > closed_before &&
+               st.connections_freed == st.connections_closed;
+    }));
+    EXPECT_GT(stats().data_digests_accel, accel_before);
+    // The target goes on.
+    Client& q2 = io_queue(a, true, 2);
+    spec::Cqe r = r2t_write(q2, 600, data, 8192);
+    ASSERT_TRUE(r.ok()) << r.status;
+    EXPECT_EQ(read_back(q2, 600, 16384), data);
+}
+
 TEST_P(NvmfTcpE2e, ConnectionHeldUntilBdevIoCompletes) {
     if (t_.impl != "sim") GTEST_SKIP() << "virtual time for the delay bdev";
     // Namespace 2: a malloc bdev behind a 50 ms delay bdev.
