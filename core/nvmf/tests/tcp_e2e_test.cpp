@@ -368,9 +368,10 @@ protected:
         return q;
     }
 
-    // A large write through R2T / H2CData (chunk bytes per H2CData PDU).
+    // A large write through R2T / H2CData (chunk bytes per H2CData PDU). close_after: the
+    // host closes its socket right after the last H2CData (no response is read).
     spec::Cqe r2t_write(Client& c, uint64_t slba, const Bytes& data, uint32_t chunk,
-                        bool corrupt_digest = false) {
+                        bool corrupt_digest = false, bool close_after = false) {
         spec::Sqe sqe = spec::make_write(0, 1, slba, static_cast<uint32_t>(data.size() / 512));
         sqe.cid = ++c.cid;
         sqe.set_psdt(spec::Psdt::sgl_mptr_contig);
@@ -398,6 +399,11 @@ protected:
                                Bytes(data.begin() + off, data.begin() + off + n));
             if (corrupt_digest && c.ddgst) b.back() ^= 0xFF;
             send(c, b);
+        }
+        if (close_after) {
+            runtime::HostScope scope(*t_.client_host);
+            c.s->close();
+            return {};
         }
         p = recv_pdu(c);
         pdu_data(c, p);
@@ -611,27 +617,9 @@ TEST_P(NvmfTcpE2e, ConnectionClosedWhileAccelVerifiesData) {
     Client& a = admin(true);
     Client& q = io_queue(a, true);
     const Bytes data = pattern(16384, 2);
-    spec::Sqe sqe = spec::make_write(0, 1, 600, 32);
-    sqe.cid = ++q.cid;
-    sqe.set_psdt(spec::Psdt::sgl_mptr_contig);
-    sqe.set_dptr_sgl(pdu::make_transport_sgl(16384));
-    send(q, capsule(q, sqe));
-    Bytes p = recv_pdu(q);
-    ASSERT_EQ(p.empty() ? 0xFF : p[0], 9) << "expected an R2T";
-    pdu::R2T r2t;
-    std::memcpy(&r2t, p.data(), sizeof r2t);
-    pdu::DataPdu h{};
-    h.ch = {6, pdu::flags::last_pdu, 24, 0, 0};
-    h.cccid = sqe.cid;
-    h.ttag = r2t.ttag;
-    h.datal = 16384;
     const uint64_t accel_before = stats().data_digests_accel;
     const uint64_t closed_before = stats().connections_closed;
-    send(q, make_pdu(q, reinterpret_cast<const uint8_t*>(&h), 24, data));
-    {
-        runtime::HostScope scope(*t_.client_host);
-        q.s->close();
-    }
+    r2t_write(q, 600, data, 16384, /*corrupt_digest=*/false, /*close_after=*/true);
     ASSERT_TRUE(pump([&] {
         const auto st = stats();
         return st.connections_closed > closed_before &&
