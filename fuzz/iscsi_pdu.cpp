@@ -16,36 +16,19 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <vector>
 
 #include <strata/iscsi/internal/pdu.h>
+
+#include "fuzz_check.h"
+#include "split_feed.h"
 
 namespace {
 
 using namespace strata::iscsi;
 
-#define CHECK(c)                                                                         \
-    do {                                                                                 \
-        if (!(c)) {                                                                      \
-            std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c);   \
-            std::abort();                                                                \
-        }                                                                                \
-    } while (0)
-
 constexpr size_t kGuard = 32;
 constexpr uint8_t kGuardByte = 0xA5;
-
-struct Rng {
-    uint32_t s;
-    uint32_t next() {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        return s;
-    }
-};
 
 struct Outcome {
     std::vector<uint8_t> trace;  // headers, data and verdicts of every PDU
@@ -57,38 +40,33 @@ Outcome run(const RecvConfig& cfg, const uint8_t* data, size_t size, uint32_t mo
             uint32_t place_seed) {
     Outcome o;
     PduReceiver rx(cfg);
-    Rng split{seed * 2654435761u + 1};
-    Rng place{place_seed * 2246822519u + 7};
+    strata::fuzz::Rng place{place_seed * 2246822519u + 7};
     std::vector<uint8_t> arena;
     iovec iov{};
     bool discard = false;
-    size_t off = 0;
-    while (off < size) {
-        size_t chunk = size - off;
-        if (mode) chunk = std::min<size_t>(chunk, 1 + split.next() % (1u << mode));
+    strata::fuzz::feed_split(data, size, mode, seed, [&](const uint8_t* p, size_t chunk) {
         size_t used = 0;
         while (true) {
             RecvEvent ev;
-            const size_t n = rx.feed(data + off + used, chunk - used, &ev);
+            const size_t n = rx.feed(p + used, chunk - used, &ev);
             CHECK(n <= chunk - used);
             used += n;
             if (ev == RecvEvent::none) {
                 CHECK(used == chunk);
-                break;
+                return true;
             }
             if (ev == RecvEvent::error) {
                 CHECK(rx.failed());
                 RecvEvent again;
                 CHECK(rx.feed(data, size, &again) == 0 && again == RecvEvent::error);
                 o.error = int(rx.error());
-                o.pdus = rx.pdus_received();
-                return o;
+                return false;
             }
             if (ev == RecvEvent::header) {
                 const uint32_t len = rx.data_length();
                 CHECK(len > 0 && len <= cfg.max_recv_data_segment_length);
                 RecvEvent again;
-                CHECK(rx.feed(data + off + used, chunk - used, &again) == 0);
+                CHECK(rx.feed(p + used, chunk - used, &again) == 0);
                 CHECK(again == RecvEvent::header);
                 discard = place.next() % 4 == 0;
                 if (discard) {
@@ -114,8 +92,7 @@ Outcome run(const RecvConfig& cfg, const uint8_t* data, size_t size, uint32_t mo
             }
             CHECK(rx.at_pdu_boundary());
         }
-        off += chunk;
-    }
+    });
     o.pdus = rx.pdus_received();
     return o;
 }

@@ -14,7 +14,8 @@
 // byte 1 = limits: bits 0..1 max_in_capsule (0, 4096, 8192, 131072), bits 2..3 maxh2cdata
 // (4096, 8192, 65536, 131072), bits 4..7 split mode (0: one buffer; else chunk sizes from a
 // PRNG seeded with byte 2, at most 1 << mode bytes); byte 2 = split seed; byte 3 = placement
-// seed (per PDU: discard, one iovec, or several); the rest is the byte stream.
+// seed (per PDU: discard, one iovec, or several; bit 7 also defers the data digests of PDUs
+// with 512 data bytes or more to the caller, ddgst_defer_min); the rest is the byte stream.
 // Seeds: fuzz/corpus/gen_nvmf_tcp.py (see fuzz/corpus/README.md).
 #include <sys/uio.h>
 
@@ -29,6 +30,7 @@
 #include <strata/nvmf/internal/tcp_pdu.h>
 
 #include "fuzz_check.h"
+#include "split_feed.h"
 
 namespace {
 
@@ -39,16 +41,6 @@ namespace pdu = strata::nvme::spec::tcp;
 
 constexpr size_t kGuard = 64;
 constexpr uint8_t kGuardByte = 0xE7;
-
-struct Rng {
-    uint32_t s;
-    uint32_t next() noexcept {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        return s;
-    }
-};
 
 struct Outcome {
     std::vector<uint8_t> events;  // event kinds, with the data length for headers
@@ -99,14 +91,11 @@ Outcome run(const RecvConfig& cfg, bool negotiate, const uint8_t* data, size_t s
             uint32_t split_mode, uint32_t split_seed, uint32_t place_seed) {
     Outcome o;
     PduReceiver rx(cfg);
-    Rng split{split_seed * 2654435761u + 1};
-    Rng place{place_seed * 2246822519u + 7};
+    strata::fuzz::Rng place{place_seed * 2246822519u + 7};
     Placement cur;
     bool placing = false;
-    size_t off = 0;
-    while (off < size) {
-        size_t chunk = size - off;
-        if (split_mode != 0) chunk = std::min<size_t>(chunk, 1 + split.next() % (1u << split_mode));
+    strata::fuzz::feed_split(data, size, split_mode, split_seed, [&](const uint8_t* p,
+                                                                     size_t chunk) {
         size_t used = 0;
         while (true) {
             // Direct placement: what the socket would readv straight into the destination.
@@ -129,19 +118,19 @@ Outcome run(const RecvConfig& cfg, bool negotiate, const uint8_t* data, size_t s
                 size_t left = n;
                 for (uint32_t i = 0; i < k && left > 0; ++i) {
                     const size_t t = std::min(left, v[i].iov_len);
-                    std::memcpy(v[i].iov_base, data + off + used + (n - left), t);
+                    std::memcpy(v[i].iov_base, p + used + (n - left), t);
                     left -= t;
                 }
                 used += n;
                 if (n) rx.data_received(n);
             }
             RecvEvent ev;
-            const size_t n = rx.feed(data + off + used, chunk - used, &ev);
+            const size_t n = rx.feed(p + used, chunk - used, &ev);
             CHECK(n <= chunk - used);
             used += n;
             if (ev == RecvEvent::none) {
                 CHECK(used == chunk);
-                break;
+                return true;
             }
             if (ev == RecvEvent::error) {
                 CHECK(rx.failed());
@@ -154,9 +143,8 @@ Outcome run(const RecvConfig& cfg, bool negotiate, const uint8_t* data, size_t s
                     CHECK(rx.feed(data, size, &again) == 0);
                     CHECK(again == RecvEvent::error);
                 }
-                o.pdus = rx.pdus_received();
                 o.events.push_back(3);
-                return o;
+                return false;
             }
             if (ev == RecvEvent::header) {
                 CHECK(!placing);
@@ -166,7 +154,7 @@ Outcome run(const RecvConfig& cfg, bool negotiate, const uint8_t* data, size_t s
                 // the padding before the data (CPDA: up to 31 dwords past the header); if the
                 // bytes end inside the padding, it reports nothing (all consumed).
                 RecvEvent again;
-                const size_t pad = rx.feed(data + off + used, chunk - used, &again);
+                const size_t pad = rx.feed(p + used, chunk - used, &again);
                 CHECK(again == RecvEvent::header ||
                       (again == RecvEvent::none && used + pad == chunk));
                 CHECK(pad <= 4 * 32);
@@ -185,6 +173,12 @@ Outcome run(const RecvConfig& cfg, bool negotiate, const uint8_t* data, size_t s
             o.events.push_back(2);
             o.events.push_back(rx.ch().pdu_type);
             o.events.push_back(rx.data_digest_ok());
+            o.events.push_back(rx.data_digest_deferred());
+            if (rx.data_digest_deferred()) {
+                CHECK(rx.data_digest_ok());
+                CHECK(rx.config().ddgst_defer_min != 0 &&
+                      rx.data_length() >= rx.config().ddgst_defer_min);
+            }
             if (placing) {
                 cur.check_guards();
                 cur.collect(o.placed);
@@ -196,8 +190,7 @@ Outcome run(const RecvConfig& cfg, bool negotiate, const uint8_t* data, size_t s
                 rx.config().ddgst = (ic.dgst & pdu::dgst::ddgst_enable) != 0;
             }
         }
-        off += chunk;
-    }
+    });
     if (placing) cur.check_guards();
     o.pdus = rx.pdus_received();
     return o;
@@ -216,6 +209,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     cfg.cpda = data[0] >> 3;
     cfg.max_in_capsule = kInCapsule[data[1] & 3];
     cfg.maxh2cdata = kMaxH2c[(data[1] >> 2) & 3];
+    cfg.ddgst_defer_min = (data[3] & 0x80) ? 512 : 0;
     const uint32_t split_mode = std::min<uint32_t>(data[1] >> 4, 12);
     const uint8_t* stream = data + 4;
     const size_t len = size - 4;

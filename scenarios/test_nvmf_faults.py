@@ -53,9 +53,10 @@ def block(seed, gen, lba):
 class Scenario:
     """One seeded run: target + initiator, a queue on Nvme0n1, a model of what each block may
     hold. attach: bdev_nvme_attach_controller options; persistent: the target's namespace on
-    an emulated NVMe SSD with a backing file (survives a target restart) instead of malloc."""
+    an emulated NVMe SSD with a backing file (survives a target restart) instead of malloc;
+    transport: extra nvmf_create_transport parameters."""
 
-    def __init__(self, seed, tmp_path=None, persistent=False, **attach):
+    def __init__(self, seed, tmp_path=None, persistent=False, transport=None, **attach):
         self.seed = seed
         self.rng = random.Random(seed)
         self.c = strata.Cluster(seed=seed, reactors=2)
@@ -77,7 +78,7 @@ class Scenario:
         else:
             self.tgt.rpc("bdev_malloc_create", name="Malloc0", num_blocks=BLOCKS, block_size=BS)
             backing = "Malloc0"
-        self.target = nvmf.Target(self.tgt, [backing])
+        self.target = nvmf.Target(self.tgt, [backing], transport=transport)
         opts = dict(ctrlr_loss_timeout_sec=-1, reconnect_delay_sec=1)
         opts.update(attach)
         assert nvmf.attach(self.ini, self.target, name="Nvme0", **opts) == ["Nvme0n1"]
@@ -249,6 +250,34 @@ def test_io_outstanding_through_a_transient_network_fault(scenario, seed, fault)
                 net.slow_reader("target", 0)
             sc.round()
             sc.verify_all()
+            sc.finish()
+
+
+@pytest.mark.parametrize("fault", ["slow_reader", "reset"])
+def test_digests_through_accel_with_io_outstanding(scenario, seed, fault):
+    """Header and data digests on, every data digest the target handles through the accel
+    framework (ddgst_accel_threshold 1): a slow reader, or a connection reset, with QD I/O
+    outstanding; every I/O completes once and every block holds what the model allows."""
+    for s in seeds(seed):
+        with replaying(s, seed):
+            sc = scenario(s, transport={"ddgst_accel_threshold": 1}, hdgst=True, ddgst=True)
+            net = sc.c.network
+            sc.round()
+            burst = sc.submit_burst()
+            assert sc.in_flight(burst) > 0
+            if fault == "slow_reader":
+                net.slow_reader("target", 200_000)
+                errors = sc.settle(burst)
+                net.slow_reader("target", 0)
+            else:
+                assert net.reset("target", "initiator") >= 1
+                errors = sc.settle(burst, allow_errors=True)
+                assert set(errors) <= {"aborted", "io_error"}, errors
+            sc.round()
+            sc.verify_all()
+            ops = sc.tgt.rpc("accel_get_stats")["operations"]
+            crc = sum(o["executed"] for o in ops if o["opcode"] == "crc32c")
+            assert crc > 0, "no data digest went through accel: %r" % ops
             sc.finish()
 
 

@@ -261,6 +261,9 @@ int main(int argc, char** argv) {
                    "sim: device latency instead of zero-latency mode: 'fixed:10us', 'uniform:5us:20us', "
                    "'exp:80us', or per opcode 'read=fixed:80us,write=fixed:20us'");
     cli.add_flag("--no-pin", no_pin, "Do not pin reactor threads to their cores");
+    bool hdgst = false, ddgst = false;
+    cli.add_flag("-H,--enable-tcp-hdgst", hdgst, "NVMe/TCP: ask for header digests (spdk_nvme_perf -H)");
+    cli.add_flag("-I,--enable-tcp-ddgst", ddgst, "NVMe/TCP: ask for data digests (spdk_nvme_perf -I)");
     cli.add_option("--log-level", log_level, "Global log level: ERROR WARN NOTICE INFO DEBUG");
     apps::add_env_options(cli, env_cli);
     CLI11_PARSE(cli, argc, argv);
@@ -373,7 +376,10 @@ int main(int argc, char** argv) {
     const std::string where = fabrics ? fmt::format("TCP {}:{} {}", fabrics->traddr, fabrics->trsvcid, fabrics->subnqn)
                                       : addr.to_string();
     {
-        auto attached = fabrics ? h.run(*admin, nvme::Controller::connect(*fabrics))
+        nvme::ControllerOptions co;
+        co.header_digest = hdgst;
+        co.data_digest = ddgst;
+        auto attached = fabrics ? h.run(*admin, nvme::Controller::connect(*fabrics, co))
                                 : h.run(*admin, nvme::Controller::attach(addr));
         if (!attached || !*attached) {
             cleanup();

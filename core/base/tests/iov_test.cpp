@@ -38,5 +38,47 @@ TEST(IovCursor, AdvanceVisitsPlacedBytes) {
     EXPECT_EQ(rem[0].iov_len, 1u);
 }
 
+TEST(DataDestination, CopiesPlacesAndDigestsEveryByte) {
+    const uint8_t src[9] = {'1', '2', '3', '4', '5', '6', '7', '8', '9'};
+    uint8_t a[4] = {}, b[5] = {};
+    iovec v[2] = {{a, 4}, {b, 5}};
+    DataDestination d;
+    d.start(true);
+    EXPECT_FALSE(d.chosen());
+    d.set(v, 2);
+    EXPECT_TRUE(d.placing());
+    d.copy_in(src, 3);
+    iovec rem[2];
+    ASSERT_EQ(d.remaining(rem, 2, 100), 2u);
+    std::memcpy(rem[0].iov_base, src + 3, 1);  // the caller reads straight into the destination
+    std::memcpy(rem[1].iov_base, src + 4, 2);
+    d.placed(3);
+    d.copy_in(src + 6, 3);
+    EXPECT_EQ(std::memcmp(a, src, 4), 0);
+    EXPECT_EQ(std::memcmp(b, src + 4, 5), 0);
+    EXPECT_EQ(d.crc(), 0xE3069283u);  // crc32c("123456789")
+    d.clear();
+    EXPECT_FALSE(d.chosen());
+}
+
+TEST(DataDestination, DiscardStillDigestsAndDigestOffLeavesZero) {
+    const uint8_t src[9] = {'1', '2', '3', '4', '5', '6', '7', '8', '9'};
+    DataDestination d;
+    d.start(true);
+    d.discard();
+    EXPECT_TRUE(d.chosen());
+    EXPECT_FALSE(d.placing());
+    d.copy_in(src, 5);
+    d.digest_only(src + 5, 4);
+    EXPECT_EQ(d.crc(), 0xE3069283u);
+    d.start(false);
+    uint8_t a[9] = {};
+    iovec v{a, 9};
+    d.set(&v, 1);
+    d.copy_in(src, 9);
+    EXPECT_EQ(d.crc(), 0u);
+    EXPECT_EQ(a[8], '9');
+}
+
 }  // namespace
 }  // namespace strata

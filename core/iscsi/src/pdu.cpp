@@ -166,22 +166,10 @@ void PduReceiver::finish(RecvEvent* ev) noexcept {
 }
 
 void PduReceiver::set_data_destination(const iovec* iov, uint32_t iovcnt) noexcept {
-    dest_.reset(iov, iovcnt);
-    dest_set_ = true;
-    discard_ = false;
+    dest_.set(iov, iovcnt);
 }
 
-void PduReceiver::discard_data() noexcept {
-    dest_.reset(nullptr, 0);
-    dest_set_ = true;
-    discard_ = true;
-}
-
-void PduReceiver::copy_data(const uint8_t* p, size_t n) noexcept {
-    if (pdu_ddgst_) crc_ = crc32c(crc_, p, n);
-    // A destination shorter than the data is the caller's bug: the rest is dropped.
-    if (!discard_) dest_.copy_in(p, n);
-}
+void PduReceiver::discard_data() noexcept { dest_.discard(); }
 
 size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noexcept {
     *event = RecvEvent::none;
@@ -220,10 +208,8 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
                 return used;
             }
             got_ = 0;
-            crc_ = 0;
             ddgst_ok_ = true;
-            dest_set_ = false;
-            discard_ = false;
+            dest_.start(pdu_ddgst_);
             if (data_len_ == 0) {
                 finish(event);
                 return used;
@@ -233,14 +219,14 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
             return used;
         }
         case Phase::data: {
-            if (!dest_set_) {
+            if (!dest_.chosen()) {
                 *event = RecvEvent::header;
                 return used;
             }
             if (got_ < data_len_) {
                 if (used == len) return used;
                 const size_t k = std::min<size_t>(data_len_ - got_, len - used);
-                copy_data(data + used, k);
+                dest_.copy_in(data + used, k);
                 got_ += uint32_t(k);
                 used += k;
                 if (got_ < data_len_) return used;
@@ -259,7 +245,7 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
                 for (size_t i = 0; i < k; ++i) {
                     const uint32_t pos = got_ + uint32_t(i);
                     if (pos < pad) {
-                        if (pdu_ddgst_) crc_ = crc32c(crc_, data + used + i, 1);
+                        dest_.digest_only(data + used + i, 1);
                     } else {
                         tail_[pos - pad] = data[used + i];
                     }
@@ -268,7 +254,7 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
                 used += k;
                 if (got_ < want) return used;
             }
-            if (pdu_ddgst_) ddgst_ok_ = crc_ == le32(tail_.data());
+            if (pdu_ddgst_) ddgst_ok_ = dest_.crc() == le32(tail_.data());
             finish(event);
             return used;
         }

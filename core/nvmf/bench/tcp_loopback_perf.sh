@@ -2,7 +2,7 @@
 # NVMe-oF/TCP on loopback, side by side: Strata's initiator (strata-nvme-perf) against Strata's
 # target (strata-tgt) and, when SPDK_DIR names an SPDK build (../shared/SPDK-ANCHOR.md), against
 # SPDK's nvmf_tgt with the same initiator, and SPDK's spdk_nvme_perf against both targets.
-# Null bdev, 4 KiB random read, target on core 0, initiator on core 1, each run RUNS times,
+# Null bdev, 4 KiB (IO_SIZE) random read, target on core 0, initiator on core 1, each run RUNS times,
 # interleaved; prints IOPS, mean/p50/p99 latency where the tool reports them, and the target's
 # CPU cycles per I/O (its CPU time over the run, at the TSC rate, divided by the I/Os done).
 #
@@ -18,6 +18,12 @@
 # uring) sets it with sock_set_default_impl; STRATA_TGT picks the strata-tgt binary, and a
 # target written NAME@PATH runs the strata-tgt at PATH (an A/B of target builds in one run):
 #   TARGETS="strata strata-uring strata-uring@/tmp/tgt-before" core/nvmf/bench/tcp_loopback_perf.sh
+# Digests: DIGESTS=1 makes every initiator ask for header and data digests (-H -I, the flags
+# of both strata-nvme-perf and spdk_nvme_perf); the target "strata-accel" is Strata's target
+# computing data digests through the accel framework (ddgst_accel_threshold ACCEL_THRESHOLD,
+# default 1: all of them), "strata" computes them inline. IO_SIZE (default 4096) sets -o and
+# PATTERN (default randread; randwrite sends the data the other way) -w:
+#   DIGESTS=1 TARGETS="strata strata-accel" IO_SIZE=65536 core/nvmf/bench/tcp_loopback_perf.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
 
@@ -26,6 +32,9 @@ QDS=${QDS:-"32 128"}
 T=${SECONDS_PER_RUN:-5}
 RUNS=${RUNS:-3}
 PORT=${PORT:-4420}
+IO_SIZE=${IO_SIZE:-4096}
+PATTERN=${PATTERN:-randread}
+ACCEL_THRESHOLD=${ACCEL_THRESHOLD:-1}
 NQN=nqn.2016-06.io.spdk:cnode1
 TRID="trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:$PORT subnqn:$NQN"
 TGT=${STRATA_TGT:-$BUILD_DIR/core/apps/strata-tgt}
@@ -49,6 +58,11 @@ cat >"$WORK/tgt.json" <<EOF
      {"trtype":"TCP","adrfam":"IPv4","traddr":"127.0.0.1","trsvcid":"$PORT"}}}]}]}
 EOF
 
+# strata-accel: the same target with data digests through accel.
+sed "s/\"params\":{\"trtype\":\"TCP\"}/\"params\":{\"trtype\":\"TCP\",\"ddgst_accel_threshold\":$ACCEL_THRESHOLD}/" \
+    "$WORK/tgt.json" >"$WORK/tgt-accel.json"
+grep -q ddgst_accel_threshold "$WORK/tgt-accel.json" || { echo "tgt-accel.json not made" >&2; exit 1; }
+
 tsc_hz() {  # the TSC's rate: the kernel's tsc_khz when exported, else the CPU's nominal MHz
     local mhz
     mhz=$(awk -F: '/^cpu MHz/ {print $2; exit}' /proc/cpuinfo)
@@ -64,13 +78,15 @@ wait_port() {
     return 1
 }
 
-start_target() {  # start_target strata|spdk: sets TGT_PID
+start_target() {  # start_target strata|strata-accel|strata-IMPL|spdk[@PATH]: sets TGT_PID
     local name=${1%%@*} bin=$TGT
     [[ $1 == *@* ]] && bin=${1#*@}
     case $name in
     strata | strata-*)
         local cfg=$WORK/tgt.json
-        if [ "$name" != strata ]; then
+        if [ "$name" = strata-accel ]; then
+            cfg=$WORK/tgt-accel.json
+        elif [ "$name" != strata ]; then
             cfg=$WORK/tgt-${name#strata-}.json
             sed 's/^{"subsystems":\[$/{"subsystems":[{"subsystem":"sock","config":[{"method":"sock_set_default_impl","params":{"impl_name":"'"${name#strata-}"'"}}]},/' \
                 "$WORK/tgt.json" >"$cfg"
@@ -99,7 +115,8 @@ run_initiator() {  # run_initiator strata|spdk|name=path QD -> "iops mean_us p50
     rm -f "$WORK/stat"
     [ -n "${PERF_STAT:-}" ] &&
         cmd=(perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_readv -o "$WORK/stat" "${cmd[@]}")
-    out=$("${cmd[@]}" -q "$2" -o 4096 -w randread -t "$T" -c 0x2 -r "$TRID" "${extra[@]}" 2>&1)
+    [ -n "${DIGESTS:-}" ] && extra+=(-H -I)
+    out=$("${cmd[@]}" -q "$2" -o "$IO_SIZE" -w "$PATTERN" -t "$T" -c 0x2 -r "$TRID" "${extra[@]}" 2>&1)
     echo "$out" >>"$WORK/perf.log"
     # Both tools print a Total line: "Total : IOPS MiB/s avg min max" (latencies in us).
     echo "$out" | awk -v t="$T" '

@@ -298,6 +298,33 @@ TEST(NvmfTcpPdu, HeaderAndDataDigests) {
     EXPECT_EQ(used, b.size());
 }
 
+TEST(NvmfTcpPdu, DataDigestDeferredFromTheThresholdOn) {
+    // ddgst_defer_min: PDUs with at least that much data leave the check to the caller, with
+    // the received DDGST; smaller ones are checked here as before.
+    RecvConfig cfg;
+    cfg.ddgst = true;
+    cfg.ddgst_defer_min = 100;
+    auto rx = after_ic(cfg);
+    Bytes b = capsule(100, false, true);
+    b[80] ^= 1;  // a corrupted data byte: the receiver does not notice, the caller must
+    auto o = run(rx, b);
+    EXPECT_EQ(o.events.back(), RecvEvent::pdu);
+    EXPECT_TRUE(rx.data_digest_deferred());
+    EXPECT_TRUE(rx.data_digest_ok());
+    Bytes placed(100, 0xAB);
+    placed[80 - 72] ^= 1;
+    EXPECT_EQ(o.data, placed);
+    EXPECT_EQ(rx.data_digest(), strata::crc32c(0, Bytes(100, 0xAB).data(), 100));
+    EXPECT_NE(rx.data_digest(), strata::crc32c(0, o.data.data(), o.data.size()));
+    // Below the threshold: checked here.
+    b = capsule(99, false, true);
+    b[80] ^= 1;
+    o = run(rx, b);
+    EXPECT_EQ(o.events.back(), RecvEvent::pdu);
+    EXPECT_FALSE(rx.data_digest_deferred());
+    EXPECT_FALSE(rx.data_digest_ok());
+}
+
 TEST(NvmfTcpPdu, DataLimits) {
     RecvConfig cfg;
     cfg.max_in_capsule = 4096;

@@ -173,29 +173,15 @@ void PduReceiver::finish_pdu(RecvEvent* event) noexcept {
     ++pdus_;
     phase_ = Phase::ch;
     got_ = 0;
-    dest_set_ = false;
-    discard_ = false;
+    dest_.clear();
     *event = RecvEvent::pdu;
 }
 
 void PduReceiver::set_data_destination(const iovec* iov, uint32_t iovcnt) noexcept {
-    dest_.reset(iov, iovcnt);
-    dest_set_ = true;
-    discard_ = false;
+    dest_.set(iov, iovcnt);
 }
 
-void PduReceiver::discard_data() noexcept {
-    dest_.reset(nullptr, 0);
-    dest_set_ = true;
-    discard_ = true;
-}
-
-size_t PduReceiver::copy_data(const uint8_t* p, size_t n) noexcept {
-    if (pdu_ddgst_) crc_ = crc32c(crc_, p, n);
-    // A destination shorter than the data (a caller bug, never the peer's): the rest is dropped.
-    if (!discard_) dest_.copy_in(p, n);
-    return n;
-}
+void PduReceiver::discard_data() noexcept { dest_.discard(); }
 
 uint32_t PduReceiver::data_iov_remaining(iovec* out, uint32_t max) const noexcept {
     if (!in_data()) return 0;
@@ -203,10 +189,7 @@ uint32_t PduReceiver::data_iov_remaining(iovec* out, uint32_t max) const noexcep
 }
 
 void PduReceiver::data_received(size_t n) noexcept {
-    // Bytes already in the destination: advance and digest them there.
-    dest_.advance(n, [this](const uint8_t* p, size_t k) {
-        if (pdu_ddgst_) crc_ = crc32c(crc_, p, k);
-    });
+    dest_.placed(n);  // bytes already in the destination: advanced over and digested there
     got_ += static_cast<uint32_t>(n);  // feed() moves on once got_ reaches data_len_
 }
 
@@ -244,10 +227,10 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
                 return used;
             }
             got_ = 0;
-            crc_ = 0;
             ddgst_ok_ = true;
-            dest_set_ = false;
-            discard_ = false;
+            ddgst_deferred_ = pdu_ddgst_ && cfg_.ddgst_defer_min != 0 &&
+                              data_len_ >= cfg_.ddgst_defer_min;
+            dest_.start(pdu_ddgst_ && !ddgst_deferred_);
             if (data_len_ == 0) {
                 finish_pdu(event);
                 return used;
@@ -258,7 +241,7 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
                 discard_data();
             }
             phase_ = pad_len_ > 0 ? Phase::pad : Phase::data;
-            if (!dest_set_) {
+            if (!dest_.chosen()) {
                 *event = RecvEvent::header;
                 return used;
             }
@@ -275,14 +258,14 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
             break;
         }
         case Phase::data: {
-            if (!dest_set_) {
+            if (!dest_.chosen()) {
                 *event = RecvEvent::header;
                 return used;
             }
             if (got_ < data_len_) {
                 if (used == len) return used;
                 const size_t k = std::min<size_t>(data_len_ - got_, len - used);
-                copy_data(data + used, k);
+                dest_.copy_in(data + used, k);
                 got_ += static_cast<uint32_t>(k);
                 used += k;
                 if (got_ < data_len_) return used;
@@ -296,7 +279,7 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
             return used;
         }
         case Phase::ddgst: {
-            if (!dest_set_) {
+            if (!dest_.chosen()) {
                 *event = RecvEvent::header;
                 return used;
             }
@@ -306,7 +289,7 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
             got_ += static_cast<uint32_t>(k);
             used += k;
             if (got_ < pdu::digest_size) return used;
-            ddgst_ok_ = le32(ddgst_.data()) == crc_;
+            ddgst_ok_ = ddgst_deferred_ || le32(ddgst_.data()) == dest_.crc();
             finish_pdu(event);
             return used;
         }

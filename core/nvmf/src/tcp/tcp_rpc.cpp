@@ -68,6 +68,10 @@ void register_tcp_rpc_methods(rpc::App& app) {
         {"disable_command_passthru", PT::bool_, false, "Accepted, no effect", nullptr},
         {"poll_groups", PT::uint, false,
          "Strata: poll group Threads (0: one per reactor)", 0},
+        {"ddgst_accel_threshold", PT::uint, false,
+         "Strata: data digests of PDUs with at least this many bytes go through accel "
+         "(0: always inline)",
+         0},
     };
     auto r = app.registry().add(rpc::MethodSpec{
         "nvmf_create_transport",
@@ -100,6 +104,7 @@ void register_tcp_rpc_methods(rpc::App& app) {
             take(p, "zcopy", o.zcopy);
             take(p, "control_msg_num", o.control_msg_num);
             take(p, "poll_groups", o.poll_groups);
+            take(p, "ddgst_accel_threshold", o.ddgst_accel_threshold);
             // SPDK clamps io_unit_size so that max_io_size fits in 16 units.
             if (uint64_t{o.io_unit_size} * kMaxRequestIov < o.max_io_size)
                 o.io_unit_size = (o.max_io_size + kMaxRequestIov - 1) / kMaxRequestIov;

@@ -10,6 +10,13 @@
 //                         controller-to-host / no data: exec
 //   Qpair::complete    -> C2HData (+ CapsuleResp unless SUCCESS), or CapsuleResp
 //   last PDU written   -> buffers back to the pool, the TcpReq back to the free list
+// Data digests through accel (ddgst_accel_threshold): a received PDU's digest is verified by a
+// crc32c op on the poll group's accel channel once its data is placed (dg_pending); the
+// command starts (CapsuleCmd) or executes (last H2CData) only when every such op of it has
+// completed, a mismatch or failed op failing it with Transient Transport Error. A C2HData's
+// digest is computed the same way before its PDUs are queued; a failed op fails the command
+// (CapsuleResp with Transient Transport Error, no data). While an op is in flight the request
+// stays held, like one the core is executing.
 // A closed connection releases what the transport holds at once and waits (in its poll group)
 // for the core's outstanding requests to complete before it is freed with their buffers.
 #include <algorithm>
@@ -22,6 +29,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <strata/accel/accel.h>
 #include <strata/base/crc.h>
 #include <strata/base/intrusive_list.h>
 #include <strata/base/log.h>
@@ -91,7 +99,9 @@ struct TxPdu : ListHook<TxTag> {
     bool last = false;
 };
 
-enum class ReqState : uint8_t { free, rx_data, wait_buffer, wait_h2c, executing, tx };
+// digest: all data received, its digest being verified through accel; tx_digest: the C2HData's
+// digest being computed through accel.
+enum class ReqState : uint8_t { free, rx_data, wait_buffer, wait_h2c, digest, executing, tx_digest, tx };
 
 struct TcpReq : Request, ListHook<WaitTag> {
     TcpConn* conn = nullptr;
@@ -103,6 +113,18 @@ struct TcpReq : Request, ListHook<WaitTag> {
     std::array<void*, kMaxRequestIov> bufs{};
     uint32_t h2c_next = 0;  // the DATAO the next H2CData must carry
     bool digest_error = false;
+    // Data digest through accel: an op in flight (the request is held until it completes),
+    // its result and the DDGST it must match; the data it covers (an H2CData's slice, or the
+    // in-capsule data) and, for a CapsuleCmd, its in-capsule length.
+    bool dg_pending = false;
+    bool dg_capsule = false;  // the op covers in-capsule data (start_request follows)
+    bool tx_has_data = false;  // a C2HData is built in tx_data
+    bool tx_success = false;   // it carries SUCCESS: no CapsuleResp
+    uint32_t dg_crc = 0;
+    uint32_t dg_expect = 0;
+    uint32_t dg_icd_len = 0;
+    uint32_t dg_iovcnt = 0;
+    std::array<iovec, kMaxRequestIov> dg_iov{};
     TxPdu tx_data;
     TxPdu tx_resp;
 };
@@ -133,8 +155,10 @@ public:
     sock::SocketGroup& sockets() noexcept { return *sockets_; }
     TcpTransportImpl& transport() noexcept { return transport_; }
     size_t connections() const noexcept { return conns_.size(); }
-    uint32_t free_buffers() const noexcept { return static_cast<uint32_t>(free_.size()); }
     bool buffers_available() const noexcept { return !free_.empty() || !free_small_.empty(); }
+    // The accel channel for data digests (ddgst_accel_threshold), nullptr when unused.
+    accel::Channel* accel() const noexcept { return accel_; }
+    TcpDigestFaults& digest_faults() const noexcept { return *faults_; }
 
 private:
     static runtime::PollStatus poll_fn(void* ctx) noexcept;
@@ -149,6 +173,8 @@ private:
     uint32_t nbufs_;
     uint32_t buf_size_ = 0;
     runtime::Poller* poller_ = nullptr;
+    accel::Channel* accel_ = nullptr;
+    TcpDigestFaults* faults_ = nullptr;
     std::unique_ptr<sock::SocketGroup> sockets_;
     void* mem_ = nullptr;
     bool mem_dma_ = false;
@@ -213,6 +239,7 @@ public:
         std::atomic<uint64_t> term_reqs_received{0};
         std::atomic<uint64_t> data_digest_errors{0};
         std::atomic<uint64_t> header_digest_errors{0};
+        std::atomic<uint64_t> data_digests_accel{0};
     };
     // Bumped from every poll group's Thread (relaxed atomics: statistics only).
     Counters& stats() noexcept { return stats_; }
@@ -286,6 +313,17 @@ private:
     bool on_pdu() noexcept;
     void on_icreq() noexcept;
     void start_request(TcpReq& req, uint32_t icd_len, bool digest_ok) noexcept;
+    // Data digests through accel.
+    bool digest_by_accel(uint32_t len) const noexcept {
+        const uint32_t t = transport_.options().ddgst_accel_threshold;
+        return group_.accel() && t != 0 && len >= t;
+    }
+    bool submit_digest(TcpReq& req, const iovec* iov, uint32_t iovcnt, accel::DoneFn done) noexcept;
+    uint32_t faulted_crc(Status& s, uint32_t crc) noexcept;
+    static void rx_digest_done(void* ctx, Status s) noexcept;
+    static void tx_digest_done(void* ctx, Status s) noexcept;
+    void h2c_complete(TcpReq& req) noexcept;
+    void queue_response(TcpReq& req) noexcept;
     void execute(TcpReq& req) noexcept;
     void fail_request(TcpReq& req, uint8_t sc) noexcept;
     void send_response(TcpReq& req) noexcept;
@@ -318,6 +356,7 @@ private:
     TxPdu term_pdu_;
     TcpReq* cur_ = nullptr;  // the request whose CapsuleCmd / H2CData is being received
     std::array<iovec, kMaxRequestIov> h2c_iov_{};
+    uint32_t h2c_iovcnt_ = 0;
     uint32_t hpda_ = 0;
     bool hdgst_ = false;
     bool ddgst_ = false;
@@ -397,6 +436,10 @@ TcpReq* TcpConn::alloc_req() noexcept {
     r.nbufs = 0;
     r.h2c_next = 0;
     r.digest_error = false;
+    r.dg_pending = false;
+    r.dg_capsule = false;
+    r.tx_has_data = false;
+    r.tx_success = false;
     r.state = ReqState::rx_data;
     return &r;
 }
@@ -526,6 +569,7 @@ bool TcpConn::on_header() noexcept {
             skip = 0;
         }
         cur_ = req;
+        h2c_iovcnt_ = k;
         rx_.set_data_destination(h2c_iov_.data(), k);
         return true;
     }
@@ -557,6 +601,22 @@ bool TcpConn::on_pdu() noexcept {
         TcpReq& req = *cur_;
         cur_ = nullptr;
         req.cmd = rx_.header_as<pdu::CapsuleCmd>().sqe;
+        if (rx_.data_digest_deferred()) {
+            // In-capsule data: the destination iovecs (not yet trimmed to the SGL) hold
+            // exactly data_length() bytes.
+            req.dg_expect = rx_.data_digest();
+            req.dg_icd_len = rx_.data_length();
+            req.state = ReqState::digest;
+            req.dg_capsule = true;
+            if (submit_digest(req, req.iov.data(), req.iovcnt, &TcpConn::rx_digest_done))
+                return true;
+            req.dg_capsule = false;
+            const bool ok = crc32c_iov(0, req.iov.data(), req.iovcnt) == req.dg_expect;
+            if (!ok) ++transport_.stats().data_digest_errors;
+            req.state = ReqState::rx_data;
+            start_request(req, rx_.data_length(), ok);
+            return true;
+        }
         const bool ok = rx_.data_digest_ok();
         if (!ok) ++transport_.stats().data_digest_errors;
         start_request(req, rx_.data_length(), ok);
@@ -567,20 +627,111 @@ bool TcpConn::on_pdu() noexcept {
         cur_ = nullptr;
         const auto h = rx_.header_as<pdu::DataPdu>();
         req.h2c_next += h.datal;
-        if (!rx_.data_digest_ok()) {
+        bool ok = rx_.data_digest_ok();
+        if (rx_.data_digest_deferred()) {
+            // One op per request in flight: a later PDU whose predecessor's op has not
+            // completed yet is verified inline (h2c_iov_ is this PDU's slice).
+            const uint32_t expect = rx_.data_digest();
+            if (!req.dg_pending) req.dg_expect = expect;
+            if (req.dg_pending ||
+                !submit_digest(req, h2c_iov_.data(), h2c_iovcnt_, &TcpConn::rx_digest_done))
+                ok = crc32c_iov(0, h2c_iov_.data(), h2c_iovcnt_) == expect;
+        }
+        if (!ok) {
             req.digest_error = true;
             ++transport_.stats().data_digest_errors;
         }
         if (req.h2c_next == req.length) {
-            if (req.digest_error)
-                fail_request(req, static_cast<uint8_t>(spec::GenericStatus::transient_transport_error));
+            if (req.dg_pending)
+                req.state = ReqState::digest;  // rx_digest_done goes on
             else
-                execute(req);
+                h2c_complete(req);
         }
         return true;
     }
     default: return true;  // the receiver lets nothing else through
     }
+}
+
+void TcpConn::h2c_complete(TcpReq& req) noexcept {
+    if (req.digest_error)
+        fail_request(req, static_cast<uint8_t>(spec::GenericStatus::transient_transport_error));
+    else
+        execute(req);
+}
+
+// Submits crc32c(iov) to the poll group's accel channel; false if accel refused it (the caller
+// computes it inline). The iovecs are copied: the op outlives the receiver's slice.
+bool TcpConn::submit_digest(TcpReq& req, const iovec* iov, uint32_t iovcnt,
+                            accel::DoneFn done) noexcept {
+    req.dg_iovcnt = iovcnt;
+    std::copy(iov, iov + iovcnt, req.dg_iov.begin());
+    req.dg_crc = 0;
+    if (!group_.accel()->submit_crc32cv(&req.dg_crc, req.dg_iov.data(), iovcnt, 0, done, &req).ok())
+        return false;
+    req.dg_pending = true;
+    ++transport_.stats().data_digests_accel;
+    return true;
+}
+
+// The test hook (TcpDigestFaults): an op made to fail, or a CRC made wrong.
+uint32_t TcpConn::faulted_crc(Status& s, uint32_t crc) noexcept {
+    auto take = [](std::atomic<uint32_t>& n) {
+        uint32_t v = n.load(std::memory_order_relaxed);
+        while (v > 0 && !n.compare_exchange_weak(v, v - 1, std::memory_order_relaxed)) {}
+        return v > 0;
+    };
+    TcpDigestFaults& f = group_.digest_faults();
+    if (take(f.fail)) s = Status(Errc::io_error, "injected accel failure");
+    if (take(f.corrupt)) crc ^= 0x1;
+    return crc;
+}
+
+void TcpConn::rx_digest_done(void* ctx, Status s) noexcept {
+    auto& req = *static_cast<TcpReq*>(ctx);
+    TcpConn& c = *req.conn;
+    req.dg_pending = false;
+    const uint32_t crc = c.faulted_crc(s, req.dg_crc);
+    if (c.state_ != State::running) {  // closed meanwhile: the request was held for this op
+        c.release(req);
+        return;
+    }
+    // A failed op counts as a digest error: the data was not verified.
+    const bool ok = s.ok() && crc == req.dg_expect;
+    if (!ok) {
+        ++c.transport_.stats().data_digest_errors;
+        if (!s.ok())
+            STRATA_WARNLOG(log_nvmf_tcp, "{}: accel crc32c failed ({}): data digest not verified",
+                           sock::to_string(c.sock_peer_), s.name());
+    }
+    if (req.dg_capsule) {  // a CapsuleCmd's in-capsule data
+        req.dg_capsule = false;
+        req.state = ReqState::rx_data;
+        c.start_request(req, req.dg_icd_len, ok);
+        return;
+    }
+    if (!ok) req.digest_error = true;
+    if (req.state == ReqState::digest) c.h2c_complete(req);  // the last H2CData is in
+}
+
+void TcpConn::tx_digest_done(void* ctx, Status s) noexcept {
+    auto& req = *static_cast<TcpReq*>(ctx);
+    TcpConn& c = *req.conn;
+    req.dg_pending = false;
+    const uint32_t crc = c.faulted_crc(s, req.dg_crc);
+    if (c.state_ != State::running) {
+        c.release(req);
+        return;
+    }
+    if (!s.ok()) {
+        // No digest, no data: the command fails (the host may retry it).
+        STRATA_WARNLOG(log_nvmf_tcp, "{}: accel crc32c failed ({}): C2HData not sent",
+                       sock::to_string(c.sock_peer_), s.name());
+        c.fail_request(req, static_cast<uint8_t>(spec::GenericStatus::transient_transport_error));
+        return;
+    }
+    put_le32(req.tx_data.ddgst, crc);
+    c.queue_response(req);
 }
 
 void TcpConn::on_icreq() noexcept {
@@ -590,6 +741,9 @@ void TcpConn::on_icreq() noexcept {
     ddgst_ = (ic.dgst & pdu::dgst::ddgst_enable) != 0;
     rx_.config().hdgst = hdgst_;
     rx_.config().ddgst = ddgst_;
+    // Received data digests from this size on are verified through accel (on_pdu).
+    const uint32_t t = transport_.options().ddgst_accel_threshold;
+    rx_.config().ddgst_defer_min = ddgst_ && group_.accel() ? t : 0;
     pdu::IcResp resp{};
     resp.ch = {static_cast<uint8_t>(pdu::PduType::ic_resp), 0, pdu::ic_pdu_size, 0,
                pdu::ic_pdu_size};
@@ -740,6 +894,7 @@ void TcpConn::send_response(TcpReq& req) noexcept {
     req.rsp.sqhd = static_cast<uint16_t>(sqsize ? sqhd_ % sqsize : sqhd_);
     const bool data = req.xfer == XferDir::controller_to_host && req.rsp.ok() && req.length > 0;
     bool success_flag = false;
+    req.tx_has_data = data;
     if (data) {
         TxPdu& p = req.tx_data;
         p = TxPdu{};
@@ -770,16 +925,31 @@ void TcpConn::send_response(TcpReq& req) noexcept {
         p.data = req.iov.data();
         p.data_cnt = k;
         p.data_len = req.length;
-        if (ddgst_) {
-            put_le32(p.ddgst, crc32c_iov(0, req.iov.data(), k));
-            p.has_ddgst = true;
-        }
         p.total = p.hdr_len + p.pad_len + p.data_len + dd;
         p.req = &req;
         p.last = success_flag;
-        queue(p);
+        req.tx_success = success_flag;  // for tx_digest_done
+        if (ddgst_) {
+            p.has_ddgst = true;
+            if (digest_by_accel(req.length)) {
+                req.state = ReqState::tx_digest;
+                if (submit_digest(req, req.iov.data(), k, &TcpConn::tx_digest_done))
+                    return;  // queued by tx_digest_done
+                req.state = ReqState::tx;
+            }
+            put_le32(p.ddgst, crc32c_iov(0, req.iov.data(), k));
+        }
     }
-    if (!success_flag) {
+    req.tx_success = success_flag;
+    queue_response(req);
+}
+
+// Queues what send_response built: the C2HData (if any), then the CapsuleResp unless the
+// C2HData carries SUCCESS.
+void TcpConn::queue_response(TcpReq& req) noexcept {
+    req.state = ReqState::tx;
+    if (req.tx_has_data) queue(req.tx_data);
+    if (!req.tx_success) {
         TxPdu& p = req.tx_resp;
         p = TxPdu{};
         pdu::CapsuleResp c{};
@@ -902,7 +1072,10 @@ void TcpConn::close_conn(const char* why) noexcept {
     cur_ = nullptr;
     for (uint32_t i = 0; i < depth_; ++i) {
         TcpReq& r = reqs_[i];
-        if (r.state != ReqState::free && r.state != ReqState::executing) release(r);
+        // Held: what the core executes (back through complete()) and what accel is digesting
+        // (back through rx/tx_digest_done).
+        if (r.state != ReqState::free && r.state != ReqState::executing && !r.dg_pending)
+            release(r);
     }
     ++transport_.stats().connections_closed;
     if (!closed_reported_) {
@@ -936,6 +1109,9 @@ void TcpPollGroup::init() {
             free_small_.push_back(static_cast<uint8_t*>(mem_) + large_bytes + size_t{i - 1} * kSmallBuf);
     }
     poller_ = thread_->register_poller(&TcpPollGroup::poll_fn, this, "nvmf_tcp_poll_group");
+    faults_ = &host_->get<TcpDigestFaults>();
+    // Without a running accel framework, digests stay inline.
+    if (o.ddgst_accel_threshold != 0) accel_ = accel::get_channel();
 }
 
 TcpPollGroup::~TcpPollGroup() {
@@ -1051,6 +1227,8 @@ runtime::PollStatus TcpPollGroup::poll() noexcept {
     }
     if (shutting_down_ && conns_.empty() && poller_) {
         thread_->unregister_poller(poller_);
+        if (accel_) accel::put_channel(accel_);
+        accel_ = nullptr;
         sockets_.reset();
         free_memory();
         thread_->request_exit();
@@ -1175,7 +1353,8 @@ std::string TcpTransportImpl::options_json() const {
                         {"abort_timeout_sec", opts_.abort_timeout_sec},
                         {"acceptor_poll_rate", opts_.acceptor_poll_rate},
                         {"control_msg_num", opts_.control_msg_num}};
-    if (opts_.poll_groups != 0) j["poll_groups"] = opts_.poll_groups;  // Strata extension
+    if (opts_.poll_groups != 0) j["poll_groups"] = opts_.poll_groups;  // Strata extensions
+    if (opts_.ddgst_accel_threshold != 0) j["ddgst_accel_threshold"] = opts_.ddgst_accel_threshold;
     return j.dump();
 }
 
@@ -1243,6 +1422,10 @@ Status create_tcp_transport(const TcpOptions& options) {
     return add_transport(std::move(t));
 }
 
+TcpDigestFaults& tcp_digest_faults() noexcept {
+    return runtime::current_host().get<TcpDigestFaults>();
+}
+
 TcpTransport* tcp_transport() noexcept {
     return dynamic_cast<TcpTransport*>(find_transport("TCP"));
 }
@@ -1259,6 +1442,7 @@ TcpStats tcp_stats() {
     out.term_reqs_received = c.term_reqs_received.load(std::memory_order_relaxed);
     out.data_digest_errors = c.data_digest_errors.load(std::memory_order_relaxed);
     out.header_digest_errors = c.header_digest_errors.load(std::memory_order_relaxed);
+    out.data_digests_accel = c.data_digests_accel.load(std::memory_order_relaxed);
     return out;
 }
 

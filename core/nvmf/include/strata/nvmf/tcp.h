@@ -16,6 +16,7 @@
 // subsystems.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -48,6 +49,11 @@ struct TcpOptions {
     uint32_t control_msg_num = 32;        // accepted, no effect
     uint32_t maxh2cdata = 131072;         // MAXH2CDATA announced in ICResp
     uint32_t poll_groups = 0;             // 0: one per reactor (Strata extension, for tests)
+    // Strata extension: data digests (when the host negotiated them) of PDUs carrying at least
+    // this many data bytes are computed and verified through the accel framework (crc32c on
+    // the poll group's accel channel) instead of inline; 0: always inline (the default, see
+    // docs/design/nvmf.md "Digests"). Header digests are always inline.
+    uint32_t ddgst_accel_threshold = 0;
 
     // Checks ranges and consistency (io_unit_size * 16 >= max_io_size, ...).
     Status validate() const;
@@ -62,7 +68,17 @@ struct TcpStats {
     uint64_t term_reqs_received = 0;
     uint64_t data_digest_errors = 0;
     uint64_t header_digest_errors = 0;
+    uint64_t data_digests_accel = 0;  // data digests computed or verified through accel
 };
+
+// Test hook, the current Host's: the next `fail` data digests computed through accel complete
+// as if accel had failed the op, the next `corrupt` ones with a wrong CRC (a faulty engine).
+// Set from any Thread; consumed on the poll groups' Threads.
+struct TcpDigestFaults {
+    std::atomic<uint32_t> fail{0};
+    std::atomic<uint32_t> corrupt{0};
+};
+TcpDigestFaults& tcp_digest_faults() noexcept;
 
 // Creates the TCP transport and registers it with the current Host's Target (add_transport).
 // On the Target's Thread. Errc::already_exists when there is one.

@@ -445,13 +445,10 @@ private:
     bool check_bhs() noexcept;
     bool check_header() noexcept;
     void finish(RecvEvent* ev) noexcept;
-    void copy_data(const uint8_t* p, size_t n) noexcept;
 
     RecvConfig cfg_;
     Phase phase_ = Phase::bhs;
     RecvError err_ = RecvError::none;
-    bool dest_set_ = false;
-    bool discard_ = false;
     bool ddgst_ok_ = true;
     bool pdu_hdgst_ = false;
     bool pdu_ddgst_ = false;
@@ -459,9 +456,8 @@ private:
     uint32_t ahs_len_ = 0;
     uint32_t hdr_total_ = 0;  // BHS + AHS + header digest
     uint32_t data_len_ = 0;
-    uint32_t crc_ = 0;
     uint64_t pdus_ = 0;
-    IovCursor dest_;
+    DataDestination dest_;  // the data segment's destination and digest
     ParsedAhs ahs_parsed_{};
     std::array<uint8_t, 4> tail_{};  // padding and data digest
     std::array<uint8_t, kMaxHeader> hdr_{};

@@ -50,6 +50,11 @@ struct RecvConfig {
     uint32_t cpda = 0;               // the CPDA we announce in ICResp (0..31)
     uint32_t max_in_capsule = 8192;  // in-capsule data limit for CapsuleCmd
     uint32_t maxh2cdata = 131072;    // MAXH2CDATA we announce
+    // Data digests of PDUs carrying at least this many data bytes are not computed here but
+    // left to the caller (the transport verifies them through the accel framework):
+    // data_digest_deferred() and data_digest() at the pdu event. 0: every digest is checked
+    // here, as the bytes arrive.
+    uint32_t ddgst_defer_min = 0;
 };
 
 enum class RecvEvent : uint8_t { none, header, pdu, error };
@@ -77,7 +82,7 @@ public:
     // Direct placement: while in_data(), the connection may read from the socket straight into
     // the destination: data_iov_remaining() gives the unfilled part (up to max iovecs), then
     // data_received(n) accounts for n bytes placed there.
-    bool in_data() const noexcept { return phase_ == Phase::data && dest_set_ && !discard_; }
+    bool in_data() const noexcept { return phase_ == Phase::data && dest_.placing(); }
     uint32_t data_iov_remaining(iovec* out, uint32_t max) const noexcept;
     void data_received(size_t n) noexcept;
 
@@ -96,7 +101,15 @@ public:
     }
     uint32_t header_length() const noexcept { return hlen_; }  // without the digest
     uint32_t data_length() const noexcept { return data_len_; }
+    // Whether DDGST matched; true for a PDU whose check was deferred (see below).
     bool data_digest_ok() const noexcept { return ddgst_ok_; }
+    // At the pdu event: the data digest was not checked (ddgst_defer_min): the caller computes
+    // the crc32c of the data it placed and compares it with data_digest(), the DDGST received.
+    bool data_digest_deferred() const noexcept { return ddgst_deferred_; }
+    uint32_t data_digest() const noexcept {
+        return uint32_t{ddgst_[0]} | uint32_t{ddgst_[1]} << 8 | uint32_t{ddgst_[2]} << 16 |
+               uint32_t{ddgst_[3]} << 24;
+    }
 
     bool ic_received() const noexcept { return ic_done_; }
     bool failed() const noexcept { return phase_ == Phase::failed; }
@@ -116,16 +129,14 @@ private:
     bool check_ch() noexcept;      // after 8 bytes
     bool check_header() noexcept;  // after hlen + hdgst bytes
     void finish_pdu(RecvEvent* event) noexcept;
-    size_t copy_data(const uint8_t* p, size_t n) noexcept;
 
     RecvConfig cfg_;
     Phase phase_ = Phase::ch;
     bool ic_done_ = false;
-    bool dest_set_ = false;
-    bool discard_ = false;
     bool ddgst_ok_ = true;
     bool pdu_hdgst_ = false;
     bool pdu_ddgst_ = false;
+    bool ddgst_deferred_ = false;
     pdu::Fes fes_{};
     uint32_t fei_ = 0;
     uint32_t err_hdr_len_ = 0;
@@ -134,9 +145,8 @@ private:
     uint32_t hdr_total_ = 0; // hlen + header digest
     uint32_t pad_len_ = 0;
     uint32_t data_len_ = 0;
-    uint32_t crc_ = 0;       // data digest so far
     uint64_t pdus_ = 0;
-    IovCursor dest_;
+    DataDestination dest_;  // the data's destination and digest so far
     std::array<uint8_t, 4> ddgst_{};
     alignas(8) std::array<uint8_t, kMaxHeader> hdr_{};
 };
