@@ -192,6 +192,17 @@ rpc::ParamSpec tag_param(const char* what) {
 }
 Result<int32_t> tag_of(const Json& p) { return int32_of(p.at("tag"), "tag"); }
 
+// A method whose only parameter is a group's tag.
+void add_tag_method(rpc::App& app, std::string name, std::string description, const char* what,
+                    Result<void> (*fn)(int32_t)) {
+    add(app, std::move(name), std::move(description), {tag_param(what)},
+        [fn](const Json& p, Responder r) {
+            auto tag = tag_of(p);
+            if (!tag.ok()) return fail(r, tag.error());
+            reply(r, fn(*tag));
+        });
+}
+
 // ---- JSON shapes (SPDK's *_info_json) -------------------------------------------------------------
 
 Json options_json(const TargetOptions& o, bool extensions_always) {
@@ -255,22 +266,16 @@ Json auth_group_json(const AuthGroupConfig& ag) {
 }
 
 Json target_node_json(const TargetNodeConfig& n) {
-    Json j = Json::object();
-    j["name"] = n.name;
-    if (!n.alias_name.empty()) j["alias_name"] = n.alias_name;
     Json maps = Json::array();
     for (const auto& m : n.pg_ig_maps) maps.push_back({{"pg_tag", m.pg_tag}, {"ig_tag", m.ig_tag}});
-    j["pg_ig_maps"] = std::move(maps);
     Json luns = Json::array();
     for (const auto& l : n.luns) luns.push_back({{"bdev_name", l.bdev_name}, {"lun_id", l.lun_id}});
-    j["luns"] = std::move(luns);
-    j["queue_depth"] = n.queue_depth;
-    j["disable_chap"] = n.disable_chap;
-    j["require_chap"] = n.require_chap;
-    j["mutual_chap"] = n.mutual_chap;
-    j["chap_group"] = n.chap_group;
-    j["header_digest"] = n.header_digest;
-    j["data_digest"] = n.data_digest;
+    Json j = {{"name", n.name},         {"pg_ig_maps", std::move(maps)},
+              {"luns", std::move(luns)}, {"queue_depth", n.queue_depth},
+              {"disable_chap", n.disable_chap}, {"require_chap", n.require_chap},
+              {"mutual_chap", n.mutual_chap},   {"chap_group", n.chap_group},
+              {"header_digest", n.header_digest}, {"data_digest", n.data_digest}};
+    if (!n.alias_name.empty()) j["alias_name"] = n.alias_name;
     return j;
 }
 
@@ -441,20 +446,13 @@ void register_rpc_module(rpc::App& app) {
             pg.wait = rpc::param_or<bool>(p, "wait", false);
             reply(r, create_portal_group(pg));
         });
-    add(app, "iscsi_start_portal_group", "Start listening on a portal group created with wait.",
-        {tag_param("Portal group")}, [](const Json& p, Responder r) {
-            auto tag = tag_of(p);
-            if (!tag.ok()) return fail(r, tag.error());
-            reply(r, start_portal_group(*tag));
-        });
-    add(app, "iscsi_delete_portal_group",
-        "Delete a portal group (stops listening, closes its connections); not while a target "
-        "node maps it.",
-        {tag_param("Portal group")}, [](const Json& p, Responder r) {
-            auto tag = tag_of(p);
-            if (!tag.ok()) return fail(r, tag.error());
-            reply(r, delete_portal_group(*tag));
-        });
+    add_tag_method(app, "iscsi_start_portal_group",
+                   "Start listening on a portal group created with wait.", "Portal group",
+                   &start_portal_group);
+    add_tag_method(app, "iscsi_delete_portal_group",
+                   "Delete a portal group (stops listening, closes its connections); not while "
+                   "a target node maps it.",
+                   "Portal group", &delete_portal_group);
     add(app, "iscsi_get_portal_groups", "List the portal groups.", {},
         [](const Json&, Responder r) {
             Json out = Json::array();
@@ -502,13 +500,9 @@ void register_rpc_module(rpc::App& app) {
             if (!ig.ok()) return fail(r, ig.error());
             reply(r, initiator_group_remove_initiators(*ig));
         });
-    add(app, "iscsi_delete_initiator_group",
-        "Delete an initiator group; not while a target node maps it.",
-        {tag_param("Initiator group")}, [](const Json& p, Responder r) {
-            auto tag = tag_of(p);
-            if (!tag.ok()) return fail(r, tag.error());
-            reply(r, delete_initiator_group(*tag));
-        });
+    add_tag_method(app, "iscsi_delete_initiator_group",
+                   "Delete an initiator group; not while a target node maps it.",
+                   "Initiator group", &delete_initiator_group);
     add(app, "iscsi_get_initiator_groups", "List the initiator groups.", {},
         [](const Json&, Responder r) {
             Json out = Json::array();
@@ -553,13 +547,9 @@ void register_rpc_module(rpc::App& app) {
             if (!tag.ok()) return fail(r, tag.error());
             reply(r, auth_group_remove_secret(*tag, p.at("user").get<std::string>()));
         });
-    add(app, "iscsi_delete_auth_group",
-        "Delete an auth group; not while a target node or discovery uses it.",
-        {tag_param("Auth group")}, [](const Json& p, Responder r) {
-            auto tag = tag_of(p);
-            if (!tag.ok()) return fail(r, tag.error());
-            reply(r, delete_auth_group(*tag));
-        });
+    add_tag_method(app, "iscsi_delete_auth_group",
+                   "Delete an auth group; not while a target node or discovery uses it.",
+                   "Auth group", &delete_auth_group);
     add(app, "iscsi_get_auth_groups", "List the auth groups with their secrets.", {},
         [](const Json&, Responder r) {
             Json out = Json::array();

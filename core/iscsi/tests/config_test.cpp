@@ -71,12 +71,13 @@ protected:
             EXPECT_TRUE(scsi::list_devices().empty());
             ASSERT_TRUE(set_options(TargetOptions{}).ok());
         });
-        for (const char* n : {"M0", "M1", "M2", "M3"}) {
-            bool gone = false;
-            on(t0(), [&] { bdev::unregister_bdev(n, [&](Result<void>) { gone = true; }); });
-            poll_until([&] { return gone; });
-        }
-        run_until_idle();
+        // Every LUN released its claim: the malloc bdevs delete cleanly.
+        size_t deleted = 0;
+        on(t0(), [&] {
+            for (const char* n : {"M0", "M1", "M2", "M3"})
+                bdev::malloc_delete(n, [&](Result<void> r) { deleted += r.ok(); });
+        });
+        EXPECT_TRUE(poll_until([&] { return deleted == 4; }));
         SimFixture::TearDown();
         env::fini();
     }
