@@ -24,6 +24,7 @@
 
 #include <fmt/format.h>
 
+#include <strata/bdev/module.h>
 #include <strata/iscsi/internal/target.h>
 #include <strata/iscsi/target.h>
 #include <strata/runtime/host.h>
@@ -1050,8 +1051,14 @@ std::vector<TargetNodeConfig> target_nodes() {
     Config& c = config();
     std::lock_guard lock(c.mu);
     std::vector<TargetNodeConfig> out;
-    for (const auto& n : c.nodes)
-        if (!n->deleting) out.push_back(n->cfg);
+    for (const auto& n : c.nodes) {
+        if (n->deleting) continue;
+        // A LUN whose bdev is gone was hot-removed (core/scsi removed it from the device when
+        // the bdev went): forget it, so listings and save_config show what the device has.
+        std::erase_if(n->cfg.luns,
+                      [](const TargetLun& l) { return bdev::find(l.bdev_name) == nullptr; });
+        out.push_back(n->cfg);
+    }
     return out;
 }
 

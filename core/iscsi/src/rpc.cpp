@@ -294,8 +294,12 @@ void write_config(rpc::App&, Json& cfg) {
     for (const auto& ig : initiator_groups())
         cfg.push_back(
             {{"method", "iscsi_create_initiator_group"}, {"params", initiator_group_json(ig)}});
+    // A node whose every LUN was hot-removed cannot be created again (a node needs a LUN):
+    // left out, so the saved config still loads.
     for (const auto& n : target_nodes())
-        cfg.push_back({{"method", "iscsi_create_target_node"}, {"params", target_node_json(n)}});
+        if (!n.luns.empty())
+            cfg.push_back(
+                {{"method", "iscsi_create_target_node"}, {"params", target_node_json(n)}});
 }
 
 void fini(rpc::App&, std::function<void()> done) { shutdown(std::move(done)); }
