@@ -95,6 +95,7 @@ void mgmt_done_fn(scsi::MgmtTask&, void* ctx) {
 Conn::Conn(PollGroup& g, std::unique_ptr<sock::Socket> s, int32_t pg_tag)
     : group_(&g), net_(g.net()), sock_(std::move(s)), pg_tag_(pg_tag) {
     peer_ip_ = sock_->peer().address;
+    local_ip_ = sock_->local().address;
     opts_ = net_.dir().options();
     accepted_ns_ = runtime::now_ns();
     // CHAP challenges: seeded per connection (virtual time under the simulator: deterministic).
@@ -175,7 +176,7 @@ uint16_t Conn::new_session(const Isid& isid, std::string_view initiator, std::st
     return net_.new_session(*this, isid, initiator, target, type);
 }
 std::vector<SendTargetsEntry> Conn::send_targets(std::string_view initiator) {
-    return net_.dir().send_targets(initiator, peer_ip_);
+    return net_.dir().send_targets(initiator, peer_ip_, local_ip_);
 }
 bool Conn::lookup(int32_t group, std::string_view user, ChapSecret* out) const {
     return net_.dir().chap_secrets().lookup(group, user, out);

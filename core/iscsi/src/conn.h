@@ -184,6 +184,7 @@ private:
     std::unique_ptr<sock::Socket> sock_;
     int32_t pg_tag_;
     std::string peer_ip_;
+    std::string local_ip_;
     State state_ = State::login;
     bool registered_ = false;
     TargetOptions opts_;

@@ -14,8 +14,9 @@ public:
     AuthPolicy discovery_policy() override { return internal::discovery_policy(); }
     const ChapSecrets& chap_secrets() override { return internal::chap_secrets(); }
     std::vector<SendTargetsEntry> send_targets(std::string_view initiator,
-                                               std::string_view initiator_addr) override {
-        return internal::send_targets(initiator, initiator_addr);
+                                               std::string_view initiator_addr,
+                                               std::string_view target_addr) override {
+        return internal::send_targets(initiator, initiator_addr, target_addr);
     }
     TargetOptions options() override { return iscsi::options(); }
 };

@@ -56,7 +56,8 @@ public:
     }
     AuthPolicy discovery_policy() override { return {}; }
     const ChapSecrets& chap_secrets() override { return *this; }
-    std::vector<SendTargetsEntry> send_targets(std::string_view, std::string_view) override {
+    std::vector<SendTargetsEntry> send_targets(std::string_view, std::string_view,
+                                               std::string_view) override {
         return {{kTarget, {"10.0.0.1:3260,1"}}};
     }
     TargetOptions options() override { return opts; }

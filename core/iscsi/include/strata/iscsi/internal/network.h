@@ -22,8 +22,10 @@ public:
                                        std::string_view initiator_addr, int32_t pg_tag) = 0;
     virtual AuthPolicy discovery_policy() = 0;
     virtual const ChapSecrets& chap_secrets() = 0;
+    // `target_addr`: the connection's local address (reported for wildcard portals).
     virtual std::vector<SendTargetsEntry> send_targets(std::string_view initiator,
-                                                       std::string_view initiator_addr) = 0;
+                                                       std::string_view initiator_addr,
+                                                       std::string_view target_addr) = 0;
     // A copy: options change on the app Thread (only while nothing runs).
     virtual TargetOptions options() = 0;
 };
