@@ -29,6 +29,11 @@ bool is_answer_word(std::string_view v) {
     return v == "NotUnderstood" || v == "Irrelevant" || v == "Reject";
 }
 
+// The session's command window: the node's queue depth, else max_queue_depth.
+uint32_t window(const TargetInfo& t, const TargetOptions& o) {
+    return std::max<uint32_t>(1, t.queue_depth ? t.queue_depth : o.max_queue_depth);
+}
+
 // Our value for a negotiated session key.
 uint32_t target_value(KeyId id, const TargetOptions& o, const SessionParams& sp) {
     switch (id) {
@@ -443,7 +448,7 @@ void LoginConnection::send_response(const LoginReq& req, bool transit, uint8_t n
     r.stat_sn.set(neg_.sn.stat_sn++);
     r.exp_cmd_sn.set(cmd_sn_);
     const bool final = !more && transit && nsg == uint8_t(Stage::full_feature);
-    const uint32_t depth = std::max<uint32_t>(1, cfg_.options->max_queue_depth);
+    const uint32_t depth = window(target_, *cfg_.options);
     r.max_cmd_sn.set(final ? cmd_sn_ + depth - 1 : cmd_sn_);
     append_pdu(out, &r,
                std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(out_text_.data()) + out_off_, n),
@@ -500,8 +505,7 @@ LoginConnection::Outcome LoginConnection::on_pdu(const uint8_t* bhs, std::span<c
             stage_ = Stage(out_nsg_);
             if (stage_ == Stage::full_feature) {
                 neg_.sn.exp_cmd_sn = cmd_sn_;
-                const uint32_t qd = target_.queue_depth ? target_.queue_depth : cfg_.options->max_queue_depth;
-            neg_.sn.max_cmd_sn = cmd_sn_ + std::max<uint32_t>(1, qd) - 1;
+                neg_.sn.max_cmd_sn = cmd_sn_ + window(target_, *cfg_.options) - 1;
                 return Outcome::full_feature;
             }
         }
@@ -607,8 +611,7 @@ LoginConnection::Outcome LoginConnection::on_pdu(const uint8_t* bhs, std::span<c
         stage_ = Stage(nsg);
         if (stage_ == Stage::full_feature) {
             neg_.sn.exp_cmd_sn = cmd_sn_;
-            const uint32_t qd = target_.queue_depth ? target_.queue_depth : cfg_.options->max_queue_depth;
-            neg_.sn.max_cmd_sn = cmd_sn_ + std::max<uint32_t>(1, qd) - 1;
+            neg_.sn.max_cmd_sn = cmd_sn_ + window(target_, *cfg_.options) - 1;
             return Outcome::full_feature;
         }
     }

@@ -22,6 +22,7 @@
 #include <strata/iscsi/internal/network.h>
 #include <strata/iscsi/internal/pdu.h>
 #include <strata/iscsi/internal/text.h>
+#include <strata/iscsi/target.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
 #include <strata/runtime/host.h>
@@ -199,12 +200,12 @@ protected:
     NetworkStats stats() { return network_stats(*network); }
 
     // ---- the initiator ----
-    Client& connect() {
+    Client& connect(uint16_t port = 3260) {
         runtime::HostScope scope(*client_host);
         auto c = std::make_unique<Client>();
         sock::SocketOptions o;
         o.impl = "sim";
-        auto s = sock::connect({"10.0.0.1", 3260}, o);
+        auto s = sock::connect({"10.0.0.1", port}, o);
         EXPECT_TRUE(s.ok());
         c->s = std::move(*s);
         c->group = sock::SocketGroup::create();
@@ -344,6 +345,7 @@ protected:
         bool chap = false;
         std::string chap_secret = "secret1secret1";
         bool discovery = false;
+        std::string target = kTarget;
     };
     // A whole login; the final response's status (class << 8 | detail), -1 if none came.
     int login(Client& c) { return login(c, LoginOpts{}); }
@@ -354,7 +356,7 @@ protected:
             append_key(t, "SessionType", "Discovery");
         else {
             append_key(t, "SessionType", "Normal");
-            append_key(t, "TargetName", kTarget);
+            append_key(t, "TargetName", o.target);
         }
         if (o.chap) {
             append_key(t, "AuthMethod", "CHAP,None");
@@ -892,6 +894,61 @@ TEST_F(IscsiConnTest, ViolationsEndThatConnectionAlone) {
     // The good connection was never disturbed.
     EXPECT_TRUE(run(good, Bytes(6, 0), 0, false).ok());
     EXPECT_GE(stats().protocol_errors, 2u);
+}
+
+// The network layer under the real configuration (src/config.cpp): installed with
+// set_network(make_network()), listening when the portal group is created, logins answered by
+// lookup_target (ACL, node, device on a node Thread), connections listed, and a node's
+// deletion ending its sessions.
+TEST_F(IscsiConnTest, WithTheConfiguration) {
+    auto r = app->call_method("bdev_malloc_create",
+                              {{"name", "Malloc1"}, {"num_blocks", 2048}, {"block_size", 512}});
+    ASSERT_TRUE(r.contains("result")) << r.dump();
+    std::optional<Result<void>> made;
+    ASSERT_TRUE(on(app->thread(), [&] {
+        set_network(make_network());
+        ASSERT_TRUE(create_portal_group({1, {{"10.0.0.1", "3261"}}}).ok());
+        ASSERT_TRUE(create_initiator_group({1, {"ANY"}, {"10.0.0.0/8"}}).ok());
+        TargetNodeConfig n;
+        n.name = "disk2";
+        n.pg_ig_maps = {{1, 1}};
+        n.luns = {{"Malloc1", 0}};
+        n.queue_depth = 8;
+        create_target_node(n, [&](Result<void> x) { made = std::move(x); });
+    }));
+    ASSERT_TRUE(pump([&] { return made.has_value(); }));
+    ASSERT_TRUE(made->ok()) << made->error().message();
+    Client& bad = connect(3261);
+    LoginOpts o;
+    o.target = "iqn.2016-06.io.spdk:nosuch";
+    EXPECT_EQ(login(bad, o), 0x0203);
+    Client& c = connect(3261);
+    o.target = "iqn.2016-06.io.spdk:disk2";
+    ASSERT_EQ(login(c, o), 0);
+    EXPECT_EQ(c.max_cmd_sn, c.cmd_sn + 7);  // the node's queue depth
+    run(c, Bytes(6, 0), 0, false);
+    const Bytes d = pattern(300 * 512, 4);
+    ASSERT_TRUE(run(c, cdb16(0x8a, 7, 300), 300 * 512, false, d, 8192).ok());
+    auto rd = run(c, cdb16(0x88, 7, 300), 300 * 512, true);
+    ASSERT_TRUE(rd.ok());
+    EXPECT_EQ(rd.data, d);
+    std::vector<ConnectionInfo> conns;
+    ASSERT_TRUE(on(app->thread(), [&] { get_connections([&](auto v) { conns = std::move(v); }); }));
+    ASSERT_EQ(conns.size(), 1u);
+    EXPECT_EQ(conns[0].target_node_name, "iqn.2016-06.io.spdk:disk2");
+    EXPECT_EQ(conns[0].tsih, c.tsih);
+    // Deleting the node ends its session first.
+    std::optional<Result<void>> deleted;
+    ASSERT_TRUE(on(app->thread(), [&] {
+        delete_target_node("iqn.2016-06.io.spdk:disk2", [&](Result<void> x) { deleted = std::move(x); });
+    }));
+    ASSERT_TRUE(pump([&] { return deleted.has_value(); }));
+    EXPECT_TRUE(deleted->ok());
+    EXPECT_TRUE(closed_by_target(c));
+    bool down = false;
+    ASSERT_TRUE(on(app->thread(), [&] { shutdown([&] { down = true; }); }));
+    ASSERT_TRUE(pump([&] { return down; }));
+    ASSERT_TRUE(on(app->thread(), [&] { set_network(nullptr); }));
 }
 
 }  // namespace
