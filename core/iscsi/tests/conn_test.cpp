@@ -538,6 +538,20 @@ protected:
         return v;
     }
 
+    // A Text Request "SendTargets=All"; the response.
+    std::optional<Pdu> send_targets(Client& c) {
+        TextReq t{};
+        t.opcode = uint8_t(Opcode::text_req) | kImmediateBit;
+        t.flags = kFinalBit;
+        t.itt.set(c.itt++);
+        t.ttt.set(kReservedTag);
+        t.cmd_sn.set(c.cmd_sn);
+        std::string kv;
+        append_key(kv, "SendTargets", "All");
+        send(c, &t, Bytes(kv.begin(), kv.end()));
+        return recv(c);
+    }
+
     void nop_ping(Client& c, const Bytes& data = {}) {
         NopOut n{};
         n.opcode = uint8_t(Opcode::nop_out) | kImmediateBit;
@@ -723,16 +737,7 @@ TEST_F(IscsiConnTest, LogoutAndTextSendTargets) {
     start_network();
     Client& c = connect();
     ASSERT_EQ(login(c), 0);
-    TextReq t{};
-    t.opcode = uint8_t(Opcode::text_req) | kImmediateBit;
-    t.flags = kFinalBit;
-    t.itt.set(c.itt++);
-    t.ttt.set(kReservedTag);
-    t.cmd_sn.set(c.cmd_sn);
-    std::string kv;
-    append_key(kv, "SendTargets", "All");
-    send(c, &t, Bytes(kv.begin(), kv.end()));
-    auto p = recv(c);
+    auto p = send_targets(c);
     ASSERT_TRUE(p);
     ASSERT_EQ(p->op(), uint8_t(Opcode::text_rsp));
     EXPECT_EQ(parse_keys(p->data)["TargetName"], kTarget);
@@ -758,16 +763,7 @@ TEST_F(IscsiConnTest, DiscoverySession) {
     o.discovery = true;
     ASSERT_EQ(login(c, o), 0);
     EXPECT_EQ(stats().moved, 0u);
-    TextReq t{};
-    t.opcode = uint8_t(Opcode::text_req) | kImmediateBit;
-    t.flags = kFinalBit;
-    t.itt.set(c.itt++);
-    t.ttt.set(kReservedTag);
-    t.cmd_sn.set(c.cmd_sn);
-    std::string kv;
-    append_key(kv, "SendTargets", "All");
-    send(c, &t, Bytes(kv.begin(), kv.end()));
-    auto p = recv(c);
+    auto p = send_targets(c);
     ASSERT_TRUE(p);
     auto keys = parse_keys(p->data);
     EXPECT_EQ(keys["TargetName"], kTarget);
