@@ -79,45 +79,47 @@ struct ConnectionInfo {
 };
 
 // ---- control path, app Thread ----------------------------------------------------------------
+// Failures are Results whose message names the offending value ("initiator group 3 not found",
+// "'iqn.x' is not a valid iSCSI name: ..."), so the RPCs pass them on as they are.
 // Options change only while no portal group and no target node exist (SPDK: before the iscsi
 // subsystem starts); Errc::busy otherwise, invalid_argument for a value out of its range.
-Status set_options(const TargetOptions& options);
+Result<void> set_options(const TargetOptions& options);
 const TargetOptions& options();
 
 // Errc::already_exists (tag), invalid_argument (tag < 1, no portals, bad host or port).
 // Listening starts at once unless `wait`; a port in use fails the call (nothing kept).
-Status create_portal_group(const PortalGroupConfig& pg);
-Status start_portal_group(int32_t tag);  // iscsi_start_portal_group, for `wait` groups
+Result<void> create_portal_group(const PortalGroupConfig& pg);
+Result<void> start_portal_group(int32_t tag);  // iscsi_start_portal_group, for `wait` groups
 // Errc::not_found; busy while a target node maps it. Stops listening; connections that came
 // in on it are closed.
-Status delete_portal_group(int32_t tag);
+Result<void> delete_portal_group(int32_t tag);
 std::vector<PortalGroupConfig> portal_groups();
 
-Status create_initiator_group(const InitiatorGroupConfig& ig);
-Status initiator_group_add_initiators(const InitiatorGroupConfig& add);     // same tag
-Status initiator_group_remove_initiators(const InitiatorGroupConfig& rm);   // same tag
-Status delete_initiator_group(int32_t tag);  // busy while mapped
+Result<void> create_initiator_group(const InitiatorGroupConfig& ig);
+Result<void> initiator_group_add_initiators(const InitiatorGroupConfig& add);     // same tag
+Result<void> initiator_group_remove_initiators(const InitiatorGroupConfig& rm);   // same tag
+Result<void> delete_initiator_group(int32_t tag);  // busy while mapped
 std::vector<InitiatorGroupConfig> initiator_groups();
 
-Status create_auth_group(const AuthGroupConfig& ag);
-Status auth_group_add_secret(int32_t tag, const ChapSecretConfig& secret);
-Status auth_group_remove_secret(int32_t tag, const std::string& user);
-Status delete_auth_group(int32_t tag);  // busy while a target node or discovery uses it
+Result<void> create_auth_group(const AuthGroupConfig& ag);
+Result<void> auth_group_add_secret(int32_t tag, const ChapSecretConfig& secret);
+Result<void> auth_group_remove_secret(int32_t tag, const std::string& user);
+Result<void> delete_auth_group(int32_t tag);  // busy while a target node or discovery uses it
 std::vector<AuthGroupConfig> auth_groups();
 
-Status set_discovery_auth(const DiscoveryAuth& auth);
+Result<void> set_discovery_auth(const DiscoveryAuth& auth);
 DiscoveryAuth discovery_auth();
 
 // Creates the node's SCSI device (core/scsi) with its LUNs, claiming their bdevs. Asynchronous
 // because the device is created on the Thread it will run on; done() on the app Thread.
-void create_target_node(const TargetNodeConfig& node, std::function<void(Status)> done);
+void create_target_node(const TargetNodeConfig& node, std::function<void(Result<void>)> done);
 // Ends the node's sessions, destroys its device (releasing the bdevs), then done().
-void delete_target_node(const std::string& name, std::function<void(Status)> done);
+void delete_target_node(const std::string& name, std::function<void(Result<void>)> done);
 void target_node_add_lun(const std::string& name, const TargetLun& lun,
-                         std::function<void(Status)> done);
-Status target_node_add_pg_ig_maps(const std::string& name, const std::vector<PgIgMap>& maps);
-Status target_node_remove_pg_ig_maps(const std::string& name, const std::vector<PgIgMap>& maps);
-Status target_node_set_auth(const std::string& name, const DiscoveryAuth& auth);
+                         std::function<void(Result<void>)> done);
+Result<void> target_node_add_pg_ig_maps(const std::string& name, const std::vector<PgIgMap>& maps);
+Result<void> target_node_remove_pg_ig_maps(const std::string& name, const std::vector<PgIgMap>& maps);
+Result<void> target_node_set_auth(const std::string& name, const DiscoveryAuth& auth);
 std::vector<TargetNodeConfig> target_nodes();
 
 // Snapshot of every connection (gathered from the Threads that own them); done on app Thread.

@@ -23,6 +23,9 @@
 namespace strata::scsi {
 class Device;
 }
+namespace strata::runtime {
+class Thread;
+}
 
 namespace strata::iscsi::internal {
 
@@ -45,9 +48,16 @@ AuthPolicy discovery_policy();
 // The current Host's auth groups, for LoginConnection's CHAP (ChapSecrets::lookup).
 const ChapSecrets& chap_secrets();
 // SendTargets: every node this initiator may reach, each with the non-private portals of the
-// portal groups it maps for this initiator ("host:port,tag").
+// portal groups it maps for this initiator ("host:port,tag"). A wildcard portal ("0.0.0.0",
+// "[::]") is reported as `target_addr` (the connection's local address) when one is given.
 std::vector<SendTargetsEntry> send_targets(std::string_view initiator,
-                                           std::string_view initiator_addr);
+                                           std::string_view initiator_addr,
+                                           std::string_view target_addr = {});
+// The Threads target nodes run on: one per reactor, created on first use (app Thread), each
+// node's SCSI device placed on them round-robin (TargetLookup::device lives on one of them;
+// scsi::device_thread() names it). The network layer may run its connections there too.
+// They exit at shutdown().
+std::vector<runtime::Thread*> node_threads();
 
 // ---- the network layer (installed per Host) --------------------------------------------------
 class Network {
