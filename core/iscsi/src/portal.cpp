@@ -346,7 +346,8 @@ void NetworkImpl::shutdown(std::function<void()> done) {
                       return stopped->load() == *left;
                   },
                             [this, done] {
-                                for (runtime::Thread* t : reactors_) t->request_exit();
+                                for (runtime::Thread* t : reactors_)
+                                    (void)t->post([t] { t->request_exit(); });
                                 reactors_.clear();
                                 if (done) done();
                             });

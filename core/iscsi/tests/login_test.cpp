@@ -283,8 +283,7 @@ TEST_F(LoginTest, RequiredDigests) {
     keys.replace(keys.find("CRC32C,None"), 11, "None");        // HeaderDigest
     keys.replace(keys.find("DataDigest=None"), 15, "DataDigest=CRC32C,None");
     auto o = send(op_to_ffp, keys, &r);
-    EXPECT_EQ(r.keys["HeaderDigest"], "Reject");
-    EXPECT_EQ(r.keys["DataDigest"], "CRC32C");
+    // The login fails at the transition (the failure response carries no keys).
     for (int i = 0; i < 3 && o == LoginConnection::Outcome::in_progress; ++i)
         o = send(op_to_ffp, "", &r);
     EXPECT_EQ(o, LoginConnection::Outcome::failed);
