@@ -5,6 +5,7 @@
 #include <strata/accel/rpc.h>
 #include <strata/bdev/rpc.h>
 #include <strata/hwemu/sim_rpc.h>
+#include <strata/iscsi/rpc.h>
 #include <strata/lvol/rpc.h>
 #include <strata/nvmf/nvmf.h>
 #include <strata/nvmf/tcp.h>
@@ -21,6 +22,7 @@ const std::vector<ModuleEntry>& module_table() {
         {"bdev", &bdev::register_rpc_module},
         {"lvol", &lvol::register_rpc_module},  // after bdev: its methods join the bdev group
         {"scsi", &scsi::register_rpc_module},  // after bdev: LUNs are bdevs
+        {"iscsi", &iscsi::register_rpc_module},  // after scsi: target nodes are SCSI devices
         {"nvmf", &nvmf::register_rpc_module},  // after bdev: namespaces are bdevs
         {"nvmf_tcp", &nvmf::register_tcp_rpc_module},  // the TCP transport, after the core
     };
