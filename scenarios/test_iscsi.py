@@ -198,6 +198,15 @@ class Scenario:
                             % s.login_error)
             self.fail("login failed: %s (status %s/%s)" % (
                 s.login_error, s.info.get("status_class"), s.info.get("status_detail")))
+        # A new I_T nexus may see a unit attention (power on, reset: sense key 6) on its first
+        # command; TEST UNIT READY consumes it, as an OS initiator's scan does.
+        for _ in range(3):
+            tur = s.submit_test_unit_ready()
+            if not iscsi.wait(self.c, [tur], timeout_ns=10 * S):
+                self.fail("TEST UNIT READY never completed")
+            if tur.status == "good":
+                break
+            assert tur.status == "check_condition" and tur.sense_key == 6, tur
         return s
 
     def fail(self, msg):
@@ -250,10 +259,11 @@ class Scenario:
             self.may[lba + i] = {found[0]}
 
     def verify_all(self, slots=64, slot_blocks=64):
-        burst = [(self.s.submit_read(0, i * slot_blocks, slot_blocks), None)
-                 for i in range(slots)]
-        for k in range(0, len(burst), QD):
-            self.settle(burst[k:k + QD])
+        for k in range(0, slots, QD):
+            burst = [(self.s.submit_read(0, i * slot_blocks, slot_blocks), None)
+                     for i in range(k, min(k + QD, slots))]
+            self.ios += [io for io, _ in burst]
+            self.settle(burst)
 
     def close(self):
         self.c.close()

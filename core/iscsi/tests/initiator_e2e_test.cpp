@@ -1,6 +1,7 @@
 // End to end on the simulated network: the test initiator (core/iscsi/testing) against the
 // real target — its configuration (portal group, initiator group, auth group, target node on a
-// malloc bdev, through the control API the RPCs call) and its network layer. Discovery,
+// malloc bdev, through the control API the RPCs call) and its network layer (installed by the
+// iscsi subsystem's init). Discovery,
 // logins with and without CHAP and digests, reads and writes of many sizes with many
 // outstanding, each write data path, task management, logout, a connection reset mid-write
 // and a corrupted Data-Out.
@@ -60,9 +61,6 @@ protected:
         auto r = app->call_method("bdev_malloc_create",
                                   {{"name", "Malloc0"}, {"num_blocks", kBlocks}, {"block_size", kBs}});
         ASSERT_TRUE(r.contains("result")) << r.dump();
-        on(app->thread(), [&] {
-            internal::set_network(internal::make_network(internal::config_directory()));
-        });
     }
     // Portal group 1 at 10.0.0.1:3260, initiator group 2 (ANY), node disk1 with Malloc0.
     void configure(const std::function<void(TargetNodeConfig&)>& tweak = {}) {
@@ -88,7 +86,6 @@ protected:
         bool down = false;
         on(app->thread(), [&] { shutdown([&] { down = true; }); });
         EXPECT_TRUE(run([&] { return down; }));
-        on(app->thread(), [&] { internal::set_network(nullptr); });
         app->request_stop();
         run([&] { return app->stopped(); });
         app.reset();
