@@ -400,3 +400,19 @@ def test_lun_hot_removal_under_io(scenario, seed):
         assert iscsi.wait(sc.c, [io], timeout_ns=HANG_NS)
         assert io.status != "good", io
     sc.close()
+
+
+def test_same_seed_same_trace(seed):
+    """A run with outstanding I/O and a reset replays step for step from its seed."""
+    def run():
+        sc = Scenario(seed, immediate_data=False)
+        sc.settle(sc.burst())
+        burst = sc.burst()
+        sc.c.advance(30_000)
+        sc.c.network.reset("target", "initiator")
+        statuses = [io.status for io, _ in burst] if sc.settle(burst, allow_errors=True) is not None else []
+        h = sc.c.trace_hash()
+        sc.close()
+        return h, statuses
+
+    assert run() == run()
