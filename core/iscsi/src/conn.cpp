@@ -760,12 +760,15 @@ void Conn::refill(Cmd& c) noexcept {
     if (t.residual) res_flags = t.residual_overflow ? rsp_flags::overflow : rsp_flags::underflow;
     for (int k = 0; k < Cmd::kBatch; ++k) {
         if (c.din_off < c.din_len) {
-            const uint32_t seg = std::min(c.din_len - c.din_off, seg_max);
+            // A Data-In sequence is at most MaxBurstLength: F ends each one (RFC 7143 §13.13).
+            const uint32_t burst = std::max<uint32_t>(512, session_->params.max_burst_length);
+            const uint32_t seq_end = std::min(c.din_len, (c.din_off / burst + 1) * burst);
+            const uint32_t seg = std::min(seq_end - c.din_off, seg_max);
             const bool last = c.din_off + seg == c.din_len;
             const bool status = last && !c.rsp_pending;
             DataIn h{};
             h.opcode = uint8_t(Opcode::data_in);
-            h.flags = last ? kFinalBit : 0;
+            h.flags = c.din_off + seg == seq_end ? kFinalBit : 0;
             std::memcpy(h.lun.b, c.lun_field, 8);
             h.itt.set(c.itt);
             h.ttt.set(kReservedTag);

@@ -430,6 +430,7 @@ protected:
         uint8_t flags = 0;
         uint32_t r2ts = 0;
         uint32_t data_ins = 0;
+        uint32_t sequences = 0;  // Data-In PDUs with the F bit
         bool ok() const { return status == 0; }
     };
 
@@ -508,6 +509,7 @@ protected:
                 EXPECT_EQ(d.buffer_offset.get(), res.data.size());
                 EXPECT_LE(p->data.size(), 8192u);  // our MaxRecvDataSegmentLength
                 ++res.data_ins;
+                if (d.flags & kFinalBit) ++res.sequences;
                 res.data.insert(res.data.end(), p->data.begin(), p->data.end());
                 if (d.flags & data_in_flags::status) {
                     res.status = d.status;
@@ -607,6 +609,7 @@ TEST_F(IscsiConnTest, LoginNoAuthReadWriteMovesToTheDeviceThread) {
         ASSERT_TRUE(r.ok()) << blocks;
         EXPECT_EQ(r.data, d) << blocks;
         EXPECT_EQ(r.data_ins, (len + 8191) / 8192);
+        EXPECT_EQ(r.sequences, (len + 262143) / 262144) << blocks;  // MaxBurstLength each
     }
 }
 
