@@ -35,6 +35,7 @@ constexpr uint32_t kRxStaging = 16384;
 constexpr int kFlushIovs = 64;
 constexpr uint32_t kExtraCmds = 8;  // immediate commands beyond the CmdSN window
 constexpr uint64_t kLoginTimeoutNs = 60'000'000'000;
+constexpr uint64_t kDrainTimeoutNs = 1'000'000'000;
 const uint8_t kZeros[4] = {};
 
 void put_le32(uint8_t* p, uint32_t v) noexcept {
@@ -252,8 +253,7 @@ bool Conn::login_pdu() noexcept {
         STRATA_NOTICELOG(log_iscsi, "{}: login failed ({:02x}/{:02x}: {})", peer_ip_,
                          login_->status().status_class, login_->status().status_detail,
                          login_->failure_reason());
-        close_after_flush_ = true;
-        state_ = State::logout;  // nothing more is read; closes once the response is out
+        stop_reading();  // closes once the response is out
         return false;
     }
     if (outcome == LoginConnection::Outcome::full_feature) {
@@ -414,9 +414,18 @@ void Conn::violation(RejectReason reason, const char* why) noexcept {
     ++net_.stats().protocol_errors;
     STRATA_WARNLOG(log_iscsi, "{}: protocol error ({}): closing the connection", peer_ip_, why);
     reject(reason);
-    close_after_flush_ = true;
-    state_ = State::logout;
+    stop_reading();
     if (cur_) cur_ = nullptr;
+}
+
+// Nothing more is read (the socket leaves the group, so a peer that keeps sending cannot keep
+// the poll group busy); what is queued goes out, then the connection closes, or after
+// kDrainTimeoutNs if the peer does not read.
+void Conn::stop_reading() noexcept {
+    close_after_flush_ = true;
+    if (state_ != State::closed) state_ = State::logout;
+    drain_ns_ = runtime::now_ns();
+    detach_group();
 }
 
 // ---- commands ----------------------------------------------------------------------------------
@@ -884,8 +893,7 @@ void Conn::logout() noexcept {
     append_pdu(t->bytes, &r, {}, dg());
     queue_ctrl(t);
     if (close_me) {
-        close_after_flush_ = true;
-        state_ = State::logout;
+        stop_reading();
         if (reason == 0) net_.end_session(session_, this);
     }
 }
@@ -990,8 +998,7 @@ void Conn::text() noexcept {
     queue_ctrl(t);
     if (!ok) {
         ++net_.stats().protocol_errors;
-        close_after_flush_ = true;
-        state_ = State::logout;
+        stop_reading();
     }
 }
 
@@ -1047,6 +1054,10 @@ bool Conn::flush() noexcept {
 }
 
 bool Conn::check_timers(uint64_t now) noexcept {
+    if (state_ == State::logout && now - drain_ns_ > kDrainTimeoutNs) {
+        close("the initiator does not read");
+        return true;
+    }
     if (state_ == State::login && now - accepted_ns_ > kLoginTimeoutNs) {
         close("login not completed in time");
         return true;

@@ -157,6 +157,7 @@ private:
     bool check_cmd_sn(const Bhs& b) noexcept;  // false: outside the window, dropped
     void violation(RejectReason reason, const char* why) noexcept;
     void reject(RejectReason reason) noexcept;
+    void stop_reading() noexcept;
 
     Cmd* alloc_cmd() noexcept;
     bool get_buffers(Cmd& c, uint32_t len) noexcept;
@@ -218,6 +219,7 @@ private:
     uint32_t ping_ttt_ = 1;
     uint64_t accepted_ns_ = 0;
     bool close_after_flush_ = false;
+    uint64_t drain_ns_ = 0;
     bool logout_session_ = false;
 };
 
