@@ -107,6 +107,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     cfg.data_digest = data[0] & 2;
     cfg.max_recv_data_segment_length = kMrdsl[(data[0] >> 2) & 3];
     const uint32_t mode = std::min<uint32_t>(data[0] >> 4, 12);
+    cfg.from_target = (data[0] >> 4) > 12;  // 13..15: an initiator's receiver (target opcodes)
     const Outcome a = run(cfg, data + 3, size - 3, mode, data[1], data[2]);
     const Outcome b = run(cfg, data + 3, size - 3, 0, 0, data[2]);
     CHECK(a.trace == b.trace);

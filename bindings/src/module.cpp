@@ -150,6 +150,7 @@ PYBIND11_MODULE(_strata, m) {
         .def("surprise_remove", &World::surprise_remove, pyb::arg("address"),
              "Removes the function from the bus as if unplugged: BAR reads return all-ones.");
     strata::py::bind_bdev_io(m, world);  // _strata.BdevIo and World.bdev_submit
+    strata::py::bind_iscsi(m, world);    // _strata.IscsiSession/IscsiIo and World._iscsi_*
 
     m.def("set_log_callback", &strata::py::set_log_callback, pyb::arg("callback"),
           "callback(level, component, thread, time_ns, message, file, line) or None.");

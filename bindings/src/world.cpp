@@ -378,6 +378,7 @@ World::~World() {
     try {
         runtime::HostScope scope(*host_);
         if (app_) {
+            close_iscsi();  // its sockets, like the harness's, before the Host goes
             close_sock();
             {
                 pyb::gil_scoped_release nogil;
@@ -430,6 +431,7 @@ void World::close() {
 void World::close_locked() {
     if (!app_) return;
     runtime::HostScope scope(*host_);
+    close_iscsi();  // the initiators' sockets, like the harness's, before the Host goes
     close_sock();  // the harness's sockets before the network sees the Host go
     {
         pyb::gil_scoped_release nogil;

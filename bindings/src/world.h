@@ -48,6 +48,10 @@ struct BdevQueue;  // bdev_py.cpp: a descriptor and channel held open (strata.bd
 class World;
 // Registers _strata.BdevIo, _strata.BdevQueue and World.bdev_submit/bdev_queue (bdev_py.cpp).
 void bind_bdev_io(pybind11::module_& m, pybind11::class_<World>& world);
+struct IscsiSession;  // iscsi_py.cpp: one iSCSI test initiator (strata.iscsi.Initiator)
+struct IscsiIo;       // iscsi_py.cpp: one operation on it
+// Registers _strata.IscsiSession, _strata.IscsiIo and World._iscsi_* (iscsi_py.cpp).
+void bind_iscsi(pybind11::module_& m, pybind11::class_<World>& world);
 
 // The simulator shared by the hosts of one cluster. Driving it (Sim) needs the GIL-free busy
 // flag; host names are checked with the GIL held.
@@ -240,6 +244,14 @@ public:
     pybind11::object nvme_host(const std::string& address, const std::string& op,
                                pybind11::object arg, pybind11::object data, uint64_t timeout_ns);
 
+    // iSCSI test initiator (iscsi_py.cpp, core/iscsi/testing) on this host's "iscsi_initiator"
+    // Thread: connect+login, one operation, control (drop, close, corruption); strata/iscsi.py.
+    std::shared_ptr<IscsiSession> iscsi_connect(pybind11::dict options);
+    std::shared_ptr<IscsiIo> iscsi_submit(std::shared_ptr<IscsiSession> session,
+                                          const std::string& op, pybind11::dict args);
+    void iscsi_control(std::shared_ptr<IscsiSession> session, const std::string& op,
+                       pybind11::dict args);
+
 private:
     // Busy (the whole simulation: every host of a cluster) and the World's Host current.
     class Guard {
@@ -279,6 +291,12 @@ private:
     };
     Nvme& nvme();
     void close_nvme();
+    struct Iscsi;
+    struct IscsiDeleter {
+        void operator()(Iscsi* p) const;
+    };
+    Iscsi& iscsi();
+    void close_iscsi();
     struct BdevIos;  // bdev_py.cpp: the I/Os posted from Python
     struct BdevIosDeleter {
         void operator()(BdevIos* b) const;
@@ -314,6 +332,7 @@ private:
     std::unique_ptr<Devices, DevicesDeleter> devices_;
     std::unique_ptr<Nvme, NvmeDeleter> nvme_;
     std::unique_ptr<Sock, SockDeleter> sock_;
+    std::unique_ptr<Iscsi, IscsiDeleter> iscsi_;
     std::unique_ptr<BdevIos, BdevIosDeleter> bdev_ios_;
 };
 

@@ -29,6 +29,11 @@ bool is_answer_word(std::string_view v) {
     return v == "NotUnderstood" || v == "Irrelevant" || v == "Reject";
 }
 
+// The session's command window: the node's queue depth, else max_queue_depth.
+uint32_t window(const TargetInfo& t, const TargetOptions& o) {
+    return std::max<uint32_t>(1, t.queue_depth ? t.queue_depth : o.max_queue_depth);
+}
+
 // Our value for a negotiated session key.
 uint32_t target_value(KeyId id, const TargetOptions& o, const SessionParams& sp) {
     switch (id) {
@@ -43,7 +48,9 @@ uint32_t target_value(KeyId id, const TargetOptions& o, const SessionParams& sp)
                                     0xffffff);
     case KeyId::default_time2wait: return std::min<uint32_t>(o.default_time2wait, 3600);
     case KeyId::default_time2retain: return std::min<uint32_t>(o.default_time2retain, 3600);
-    case KeyId::max_outstanding_r2t: return std::clamp<uint32_t>(o.max_r2t_per_connection, 1, 65535);
+    // SPDK offers 1 (one R2T outstanding per command); max_r2t_per_connection is the
+    // connection layer's cap of outstanding R2Ts across its commands, not an offer.
+    case KeyId::max_outstanding_r2t: return 1;
     case KeyId::data_pdu_in_order: return 1;
     case KeyId::data_sequence_in_order: return 1;
     case KeyId::error_recovery_level: return 0;  // only ERL 0 is implemented
@@ -317,8 +324,11 @@ bool LoginConnection::negotiate(const KeyDef& d, std::string_view value, std::st
     switch (d.kind) {
     case KeyKind::list: {  // HeaderDigest, DataDigest
         std::string_view chosen;
+        // A node requiring a digest accepts CRC32C only (SPDK's header_digest/data_digest).
+        const bool required = d.id == KeyId::header_digest ? target_.header_digest
+                                                             : target_.data_digest;
         for_each_item(value, [&](std::string_view v) {
-            const bool ok = v == "CRC32C" || v == "None";
+            const bool ok = v == "CRC32C" || (v == "None" && !required);
             if (ok) chosen = v;
             return ok;
         });
@@ -438,7 +448,7 @@ void LoginConnection::send_response(const LoginReq& req, bool transit, uint8_t n
     r.stat_sn.set(neg_.sn.stat_sn++);
     r.exp_cmd_sn.set(cmd_sn_);
     const bool final = !more && transit && nsg == uint8_t(Stage::full_feature);
-    const uint32_t depth = std::max<uint32_t>(1, cfg_.options->max_queue_depth);
+    const uint32_t depth = window(target_, *cfg_.options);
     r.max_cmd_sn.set(final ? cmd_sn_ + depth - 1 : cmd_sn_);
     append_pdu(out, &r,
                std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(out_text_.data()) + out_off_, n),
@@ -495,7 +505,7 @@ LoginConnection::Outcome LoginConnection::on_pdu(const uint8_t* bhs, std::span<c
             stage_ = Stage(out_nsg_);
             if (stage_ == Stage::full_feature) {
                 neg_.sn.exp_cmd_sn = cmd_sn_;
-                neg_.sn.max_cmd_sn = cmd_sn_ + std::max<uint32_t>(1, cfg_.options->max_queue_depth) - 1;
+                neg_.sn.max_cmd_sn = cmd_sn_ + window(target_, *cfg_.options) - 1;
                 return Outcome::full_feature;
             }
         }
@@ -582,6 +592,10 @@ LoginConnection::Outcome LoginConnection::on_pdu(const uint8_t* bhs, std::span<c
     }
     if (transit && nsg == uint8_t(Stage::full_feature)) add_offers(rsp);
     if (offered_.any()) do_transit = false;  // wait for the answers
+    if (do_transit && nsg == uint8_t(Stage::full_feature) &&
+        ((target_.header_digest && !neg_.header_digest) ||
+         (target_.data_digest && !neg_.data_digest)))
+        return fail(initiator_error, "the target requires CRC32C digests", out);
     if (do_transit && nsg == uint8_t(Stage::full_feature) && neg_.leading) {
         neg_.tsih = cfg_.host->new_session(neg_.isid, neg_.initiator_name, neg_.target_name,
                                            neg_.session_type);
@@ -597,7 +611,7 @@ LoginConnection::Outcome LoginConnection::on_pdu(const uint8_t* bhs, std::span<c
         stage_ = Stage(nsg);
         if (stage_ == Stage::full_feature) {
             neg_.sn.exp_cmd_sn = cmd_sn_;
-            neg_.sn.max_cmd_sn = cmd_sn_ + std::max<uint32_t>(1, cfg_.options->max_queue_depth) - 1;
+            neg_.sn.max_cmd_sn = cmd_sn_ + window(target_, *cfg_.options) - 1;
             return Outcome::full_feature;
         }
     }

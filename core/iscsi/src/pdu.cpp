@@ -37,6 +37,22 @@ bool opcode_from_initiator(uint8_t op) noexcept {
     }
 }
 
+bool opcode_from_target(uint8_t op) noexcept {
+    switch (Opcode(op & kOpcodeMask)) {
+    case Opcode::nop_in:
+    case Opcode::scsi_rsp:
+    case Opcode::task_mgmt_rsp:
+    case Opcode::login_rsp:
+    case Opcode::text_rsp:
+    case Opcode::data_in:
+    case Opcode::logout_rsp:
+    case Opcode::r2t:
+    case Opcode::async_msg:
+    case Opcode::reject: return true;
+    default: return false;
+    }
+}
+
 const char* opcode_name(uint8_t op) noexcept {
     switch (Opcode(op & kOpcodeMask)) {
     case Opcode::nop_out: return "NOP-Out";
@@ -64,7 +80,7 @@ const char* opcode_name(uint8_t op) noexcept {
 const char* recv_error_name(RecvError e) noexcept {
     switch (e) {
     case RecvError::none: return "none";
-    case RecvError::bad_opcode: return "opcode not valid from an initiator";
+    case RecvError::bad_opcode: return "opcode not valid from the sending side";
     case RecvError::bad_ahs: return "malformed additional header segment";
     case RecvError::data_too_long: return "DataSegmentLength exceeds MaxRecvDataSegmentLength";
     case RecvError::header_digest: return "header digest error";
@@ -114,7 +130,7 @@ bool PduReceiver::fail(RecvError e, RecvEvent* ev) noexcept {
 
 bool PduReceiver::check_bhs() noexcept {
     const Bhs& b = bhs();
-    if (!opcode_from_initiator(b.opcode)) {
+    if (cfg_.from_target ? !opcode_from_target(b.opcode) : !opcode_from_initiator(b.opcode)) {
         err_ = RecvError::bad_opcode;
         return false;
     }
@@ -128,6 +144,9 @@ bool PduReceiver::check_bhs() noexcept {
     case Opcode::task_mgmt_req:
     case Opcode::logout_req:
     case Opcode::snack:
+    case Opcode::task_mgmt_rsp:
+    case Opcode::logout_rsp:
+    case Opcode::r2t:
         if (data_len_ != 0) {
             err_ = RecvError::unexpected_data;
             return false;

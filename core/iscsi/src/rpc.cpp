@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <strata/base/assert.h>
+#include <strata/iscsi/internal/network.h>
 #include <strata/iscsi/rpc.h>
 #include <strata/iscsi/target.h>
 #include <strata/rpc/app.h>
@@ -302,6 +303,12 @@ void write_config(rpc::App&, Json& cfg) {
                 {{"method", "iscsi_create_target_node"}, {"params", target_node_json(n)}});
 }
 
+// init: the network layer over the configuration, so portal groups listen.
+void init(rpc::App&, std::function<void(Result<void>)> done) {
+    internal::set_network(internal::make_network(internal::config_directory()));
+    done({});
+}
+
 void fini(rpc::App&, std::function<void()> done) { shutdown(std::move(done)); }
 
 // ---- iscsi_set_options ----------------------------------------------------------------------------
@@ -412,10 +419,10 @@ Result<TargetOptions> options_of(const Json& p) {
 }  // namespace
 
 void register_rpc_module(rpc::App& app) {
-    // init: nothing yet (the network layer is installed here when it lands); fini: every
-    // connection closed, portal stopped and node destroyed before the scsi and bdev layers go.
+    // init: the network layer installed; fini: every connection closed, portal stopped and
+    // node destroyed before the scsi and bdev layers go (shutdown() frees the network layer).
     (void)app.add_subsystem(
-        rpc::Subsystem{"iscsi", {"scsi", "bdev", "sock"}, {}, &fini, &write_config});
+        rpc::Subsystem{"iscsi", {"scsi", "bdev", "sock"}, &init, &fini, &write_config});
 
     add(app, "iscsi_set_options",
         "Set the iSCSI target's global options (only while no portal group and no target node "

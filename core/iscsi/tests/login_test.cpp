@@ -257,6 +257,53 @@ TEST_F(LoginTest, NoAuthTwoStages) {
     EXPECT_EQ(n.target_name, kIqnT);
 }
 
+// SPDK offers MaxOutstandingR2T=1; max_r2t_per_connection caps the R2Ts of a whole
+// connection in the connection layer and is never offered.
+TEST_F(LoginTest, MaxOutstandingR2TIsOneWhateverTheConnectionCap) {
+    opts.max_r2t_per_connection = 16;
+    reset();
+    Rsp r;
+    ASSERT_EQ(send(sec_to_op, identity() + kv({{"AuthMethod", "None"}}), &r),
+              LoginConnection::Outcome::in_progress);
+    send(op_to_ffp, kv({{"MaxOutstandingR2T", "8"}}), &r);
+    EXPECT_EQ(r.keys["MaxOutstandingR2T"], "1");
+    EXPECT_EQ(conn->negotiated().session.max_outstanding_r2t, 1u);
+}
+
+// A node requiring digests (SPDK's header_digest/data_digest) accepts CRC32C only, and a login
+// that ends without them fails.
+TEST_F(LoginTest, RequiredDigests) {
+    host.targets[kIqnT].header_digest = true;
+    host.targets[kIqnT].data_digest = true;
+    reset();
+    Rsp r;
+    ASSERT_EQ(send(sec_to_op, identity() + kv({{"AuthMethod", "None"}}), &r),
+              LoginConnection::Outcome::in_progress);
+    std::string keys = linux_op_keys();
+    keys.replace(keys.find("CRC32C,None"), 11, "None");        // HeaderDigest
+    keys.replace(keys.find("DataDigest=None"), 15, "DataDigest=CRC32C,None");
+    auto o = send(op_to_ffp, keys, &r);
+    // The login fails at the transition (the failure response carries no keys).
+    for (int i = 0; i < 3 && o == LoginConnection::Outcome::in_progress; ++i)
+        o = send(op_to_ffp, "", &r);
+    EXPECT_EQ(o, LoginConnection::Outcome::failed);
+    EXPECT_EQ(conn->status(), login_status::initiator_error);
+    // Both offered: the login completes with both digests on.
+    tsih = 0;
+    reset();
+    ASSERT_EQ(send(sec_to_op, identity() + kv({{"AuthMethod", "None"}}), &r),
+              LoginConnection::Outcome::in_progress);
+    keys = linux_op_keys();
+    keys.replace(keys.find("CRC32C,None"), 11, "None,CRC32C");
+    keys.replace(keys.find("DataDigest=None"), 15, "DataDigest=CRC32C");
+    o = send(op_to_ffp, keys, &r);
+    for (int i = 0; i < 3 && o == LoginConnection::Outcome::in_progress; ++i)
+        o = send(op_to_ffp, "", &r);
+    EXPECT_EQ(o, LoginConnection::Outcome::full_feature);
+    EXPECT_TRUE(conn->negotiated().header_digest);
+    EXPECT_TRUE(conn->negotiated().data_digest);
+}
+
 TEST_F(LoginTest, OperationalOnlyAndTargetOffers) {
     // Straight into the operational stage, leaving FirstBurstLength unsaid: the target offers
     // its 8192 (the default 65536 would exceed it) and completes only after the answer.

@@ -231,6 +231,23 @@ TEST(IscsiPduReceiver, ProtocolErrors) {
         EXPECT_EQ(feed_all(rx, s, s.size()).error, RecvError::bad_opcode);
     }
     {
+        // An initiator's receiver (from_target): target opcodes pass, initiator opcodes do not,
+        // and an R2T with data is malformed.
+        RecvConfig cfg;
+        cfg.from_target = true;
+        auto s = scsi_write_pdu(0, 0, {});
+        s[0] = uint8_t(Opcode::scsi_rsp);
+        PduReceiver rx(cfg);
+        EXPECT_EQ(feed_all(rx, s, s.size()).error, RecvError::none);
+        s[0] = uint8_t(Opcode::scsi_cmd);
+        PduReceiver rx2(cfg);
+        EXPECT_EQ(feed_all(rx2, s, s.size()).error, RecvError::bad_opcode);
+        auto d = scsi_write_pdu(8, 0, {});
+        d[0] = uint8_t(Opcode::r2t);
+        PduReceiver rx3(cfg);
+        EXPECT_EQ(feed_all(rx3, d, d.size()).error, RecvError::unexpected_data);
+    }
+    {
         auto s = scsi_write_pdu(0, 0, {}, {0x00, 0x05, 0x07, 0x00, 0, 0, 0, 0});  // unknown AHS
         PduReceiver rx;
         EXPECT_EQ(feed_all(rx, s, s.size()).error, RecvError::bad_ahs);

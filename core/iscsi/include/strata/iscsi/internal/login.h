@@ -86,6 +86,11 @@ struct TargetInfo {
     std::string name;
     std::string alias;  // sent as TargetAlias if not empty
     AuthPolicy auth;
+    // The node requires CRC32C digests: a list without CRC32C is answered Reject and the
+    // digest stays off, which ends the login (see LoginConnection).
+    bool header_digest = false;
+    bool data_digest = false;
+    uint32_t queue_depth = 0;  // the session's command window; 0: options.max_queue_depth
 };
 
 using Isid = std::array<uint8_t, 6>;

@@ -78,6 +78,7 @@ enum class Opcode : uint8_t {
     reject = 0x3f,
 };
 bool opcode_from_initiator(uint8_t op) noexcept;  // one of the eight initiator opcodes
+bool opcode_from_target(uint8_t op) noexcept;     // one of the ten target opcodes
 const char* opcode_name(uint8_t op) noexcept;     // "SCSI Command", "?" if unknown
 
 inline constexpr uint8_t kOpcodeMask = 0x3f;
@@ -389,6 +390,9 @@ struct RecvConfig {
     // Our declared MaxRecvDataSegmentLength (8192 during login, RFC 7143 §13.12).
     uint32_t max_recv_data_segment_length = 8192;
     uint32_t max_ahs_bytes = 255 * 4;  // TotalAHSLength limit, in bytes
+    // Which side's PDUs are accepted: false (the target's receiver) the initiator opcodes,
+    // true (an initiator's receiver, core/iscsi/testing) the target opcodes.
+    bool from_target = false;
 };
 
 enum class RecvEvent : uint8_t { none, header, pdu, error };
@@ -398,7 +402,7 @@ enum class RecvEvent : uint8_t { none, header, pdu, error };
 // the PDU is delivered with data_digest_ok() false and the connection sends a Reject (§7.8).
 enum class RecvError : uint8_t {
     none,
-    bad_opcode,           // not an initiator opcode (target side)
+    bad_opcode,           // not an opcode of the sending side (RecvConfig::from_target)
     bad_ahs,              // TotalAHSLength over the limit or AHS malformed
     data_too_long,        // DataSegmentLength > MaxRecvDataSegmentLength
     header_digest,        // header digest mismatch
@@ -406,7 +410,7 @@ enum class RecvError : uint8_t {
 };
 const char* recv_error_name(RecvError e) noexcept;
 
-// The target's incremental PDU receiver: a pure state machine from bytes to PDUs (no I/O, no
+// The incremental PDU receiver (the target's; an initiator's with RecvConfig::from_target): a pure state machine from bytes to PDUs (no I/O, no
 // allocation, no clock). feed() consumes bytes and stops at each event:
 //   header  a whole, checked header (BHS + AHS, header digest verified) of a PDU with data.
 //           The caller says where the data goes: set_data_destination(iov) or discard_data();
