@@ -58,8 +58,9 @@ protected:
             ASSERT_TRUE(sock::set_default_impl("sim").ok());
         }
         ini_thread = sim->create_thread("ini", -1, client_host.get());
-        auto r = app->call_method("bdev_malloc_create",
-                                  {{"name", "Malloc0"}, {"num_blocks", kBlocks}, {"block_size", kBs}});
+        auto r =
+            app->call_method("bdev_malloc_create",
+                             {{"name", "Malloc0"}, {"num_blocks", kBlocks}, {"block_size", kBs}});
         ASSERT_TRUE(r.contains("result")) << r.dump();
     }
     // Portal group 1 at 10.0.0.1:3260, initiator group 2 (ANY), node disk1 with Malloc0.
@@ -158,8 +159,9 @@ protected:
         }
         on(ini_thread, [&] {
             for (size_t i = 0; i < n; ++i)
-                ASSERT_TRUE(ini->write(0, lbas[i], blocks[i], kBs, data[i].data(),
-                                       [&res, i](const ScsiResult& r) { res[i] = r; }, i % 2)
+                ASSERT_TRUE(ini->write(
+                                   0, lbas[i], blocks[i], kBs, data[i].data(),
+                                   [&res, i](const ScsiResult& r) { res[i] = r; }, i % 2)
                                 .ok());
         });
         ASSERT_TRUE(run([&] {
@@ -173,8 +175,9 @@ protected:
         res.assign(n, std::nullopt);
         on(ini_thread, [&] {
             for (size_t i = 0; i < n; ++i)
-                ASSERT_TRUE(ini->read(0, lbas[i], blocks[i], kBs, back[i].data(),
-                                      [&res, i](const ScsiResult& r) { res[i] = r; }, i % 3 == 0)
+                ASSERT_TRUE(ini->read(
+                                   0, lbas[i], blocks[i], kBs, back[i].data(),
+                                   [&res, i](const ScsiResult& r) { res[i] = r; }, i % 3 == 0)
                                 .ok());
         });
         ASSERT_TRUE(run([&] {
@@ -294,7 +297,8 @@ TEST_F(IscsiE2eTest, ResetMidWriteThenLoginAgain) {
                                    [&, i](const ScsiResult& r) {
                                        ++calls[i];
                                        st[i] = r.ok() ? Status{} : Status(Errc::io_error);
-                                   }).ok());
+                                   })
+                            .ok());
         }
     });
     sim->advance(30'000);
@@ -317,7 +321,8 @@ TEST_F(IscsiE2eTest, ResetMidWriteThenLoginAgain) {
                                   [&](const ScsiResult& r) {
                                       EXPECT_TRUE(r.ok());
                                       ++done;
-                                  }).ok());
+                                  })
+                            .ok());
     });
     ASSERT_TRUE(run([&] { return done == kN; }));
     for (int i = 0; i < kN; ++i) {
@@ -349,7 +354,8 @@ TEST_F(IscsiE2eTest, CorruptDataOutNeverLands) {
     auto data = pattern(16 * kBs, 3);
     std::optional<ScsiResult> r;
     on(ini_thread, [&] {
-        ASSERT_TRUE(ini->write(0, 0, 16, kBs, data.data(), [&](const ScsiResult& x) { r = x; }).ok());
+        ASSERT_TRUE(
+            ini->write(0, 0, 16, kBs, data.data(), [&](const ScsiResult& x) { r = x; }).ok());
     });
     ASSERT_TRUE(run([&] { return r.has_value(); }));
     EXPECT_FALSE(r->ok());
@@ -359,7 +365,8 @@ TEST_F(IscsiE2eTest, CorruptDataOutNeverLands) {
     std::vector<uint8_t> back(16 * kBs);
     r.reset();
     on(ini_thread, [&] {
-        ASSERT_TRUE(ini->read(0, 0, 16, kBs, back.data(), [&](const ScsiResult& x) { r = x; }).ok());
+        ASSERT_TRUE(
+            ini->read(0, 0, 16, kBs, back.data(), [&](const ScsiResult& x) { r = x; }).ok());
     });
     ASSERT_TRUE(run([&] { return r.has_value(); }));
     ASSERT_TRUE(r->ok());
@@ -376,7 +383,8 @@ TEST_F(IscsiE2eTest, TaskManagementAndPing) {
                                          [&](Status s, uint8_t r) {
                                              EXPECT_TRUE(s.ok());
                                              resp = r;
-                                         }).ok());
+                                         })
+                        .ok());
         ASSERT_TRUE(ini->ping({9, 8, 7}, [&](Status s) { pong = s; }).ok());
     });
     ASSERT_TRUE(run([&] { return resp.has_value() && pong.has_value(); }));
@@ -384,9 +392,8 @@ TEST_F(IscsiE2eTest, TaskManagementAndPing) {
     EXPECT_TRUE(pong->ok());
     // After a LUN reset the first command may see a unit attention; then the LUN works.
     std::optional<ScsiResult> r;
-    on(ini_thread, [&] {
-        ASSERT_TRUE(ini->test_unit_ready(0, [&](const ScsiResult& x) { r = x; }).ok());
-    });
+    on(ini_thread,
+       [&] { ASSERT_TRUE(ini->test_unit_ready(0, [&](const ScsiResult& x) { r = x; }).ok()); });
     ASSERT_TRUE(run([&] { return r.has_value(); }));
     EXPECT_TRUE(r->ok() || r->sense_key() == 6) << int(r->status) << " " << int(r->sense_key());
     write_read_verify({8}, 11);
