@@ -27,6 +27,8 @@
 #include <strata/sock/sim.h>
 #include <strata/sock/sock.h>
 
+#include "initiator_harness.h"
+
 namespace strata::iscsi::testing {
 namespace {
 
@@ -34,7 +36,7 @@ constexpr uint32_t kBs = 512;
 constexpr uint32_t kBlocks = 16384;
 constexpr const char* kTarget = "iqn.2016-06.io.spdk:disk1";
 
-class IscsiE2eTest : public ::testing::Test {
+class IscsiE2eTest : public ::testing::Test, protected InitiatorHarness {
 protected:
     void SetUp() override {
         ASSERT_TRUE(env::init().ok());
@@ -95,20 +97,6 @@ protected:
         sim.reset();
         env::fini();
     }
-    bool run(const std::function<bool()>& pred, uint64_t seconds = 30) {
-        return sim->run_until(pred, sim->now_ns() + seconds * 1'000'000'000ull);
-    }
-    template <class F>
-    void on(runtime::Thread& t, F&& fn) {
-        bool done = false;
-        ASSERT_TRUE(t.post([&] {
-                         fn();
-                         done = true;
-                     }).ok());
-        ASSERT_TRUE(run([&] { return done; }));
-    }
-    void on(runtime::Thread* t, const std::function<void()>& fn) { on(*t, fn); }
-
     InitiatorOptions opts(bool discovery = false) {
         InitiatorOptions o;
         o.portal = {"10.0.0.1", 3260};
@@ -116,33 +104,7 @@ protected:
         o.seed = 5;
         return o;
     }
-    // Logs in; for a normal session, TEST UNIT READY until the unit attention a new I_T nexus
-    // may see (power on / reset, 06/29/xx) is consumed, as an OS initiator does.
-    Status login(InitiatorOptions o) {
-        std::optional<Status> st;
-        on(ini_thread, [&] {
-            ini = std::make_unique<Initiator>(std::move(o));
-            ini->login([&](Status s) { st = s; });
-        });
-        EXPECT_TRUE(run([&] { return st.has_value(); }));
-        if (!st || !st->ok() || ini->session().discovery) return st.value_or(Status(Errc::timeout));
-        for (int i = 0; i < 3; ++i) {
-            std::optional<ScsiResult> r;
-            on(ini_thread, [&] {
-                EXPECT_TRUE(ini->test_unit_ready(0, [&](const ScsiResult& x) { r = x; }).ok());
-            });
-            EXPECT_TRUE(run([&] { return r.has_value(); }));
-            if (!r || r->ok()) break;
-            EXPECT_EQ(r->sense_key(), 6) << "TEST UNIT READY: status " << int(r->status);
-        }
-        return *st;
-    }
-    static std::vector<uint8_t> pattern(size_t n, uint64_t seed) {
-        std::vector<uint8_t> v(n);
-        Prng p(seed);
-        for (auto& x : v) x = uint8_t(p.next());
-        return v;
-    }
+    Status login(InitiatorOptions o) { return InitiatorHarness::login(std::move(o), true); }
     // Writes `count` extents of the given sizes (all outstanding), then reads them back (all
     // outstanding) and compares.
     void write_read_verify(const std::vector<uint32_t>& blocks, uint64_t seed, uint64_t base = 0) {
@@ -191,12 +153,9 @@ protected:
         }
     }
 
-    std::unique_ptr<runtime::SimScheduler> sim;
     std::unique_ptr<rpc::App> app;
     std::unique_ptr<runtime::Host> client_host;
     std::unique_ptr<sock::SimNetwork> net;
-    runtime::Thread* ini_thread = nullptr;
-    std::unique_ptr<Initiator> ini;
 };
 
 const std::vector<uint32_t> kSizes = {1, 8, 16, 64, 128, 256, 3, 17, 1, 512, 8, 8};

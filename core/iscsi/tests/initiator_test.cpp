@@ -23,6 +23,8 @@
 #include <strata/sock/sim.h>
 #include <strata/sock/sock.h>
 
+#include "initiator_harness.h"
+
 namespace strata::iscsi::testing {
 namespace {
 
@@ -516,7 +518,7 @@ struct FakeTarget {
     }
 };
 
-class InitiatorTest : public ::testing::Test {
+class InitiatorTest : public ::testing::Test, protected InitiatorHarness {
 protected:
     void SetUp() override {
         sim = std::make_unique<runtime::SimScheduler>(11, 1);
@@ -534,7 +536,7 @@ protected:
             ASSERT_TRUE(sock::set_default_impl("sim").ok());
         }
         tt = sim->create_thread("tgt", -1, tgt_host.get());
-        it = sim->create_thread("ini", -1, ini_host.get());
+        it = ini_thread = sim->create_thread("ini", -1, ini_host.get());
         target = std::make_unique<FakeTarget>();
         on(tt, [&] { target->start(); });
     }
@@ -547,60 +549,12 @@ protected:
         ini_host.reset();
         tgt_host.reset();
     }
-    template <class F>
-    void on(runtime::Thread* t, F&& fn) {
-        bool done = false;
-        ASSERT_TRUE(t->post([&] {
-                         fn();
-                         done = true;
-                     }).ok());
-        ASSERT_TRUE(run([&] { return done; }));
-    }
-    bool run(const std::function<bool()>& pred, uint64_t timeout_ns = 30'000 * kMs) {
-        return sim->run_until(pred, sim->now_ns() + timeout_ns);
-    }
-
     InitiatorOptions opts(bool discovery = false) {
         InitiatorOptions o;
         o.portal = {"10.0.0.1", 3260};
         o.target_name = discovery ? "" : kTarget;
         o.seed = 3;
         return o;
-    }
-    // Logs in; the login's status.
-    Status login(InitiatorOptions o) {
-        std::optional<Status> st;
-        on(it, [&] {
-            ini = std::make_unique<Initiator>(std::move(o));
-            ini->login([&](Status s) { st = s; });
-        });
-        EXPECT_TRUE(run([&] { return st.has_value(); })) << "login never finished";
-        return st.value_or(Status(Errc::timeout));
-    }
-    // One command, run to completion.
-    ScsiResult run_cmd(const std::function<Result<uint32_t>(ScsiDone)>& submit) {
-        std::optional<ScsiResult> res;
-        on(it, [&] {
-            auto r = submit([&](const ScsiResult& x) { res = x; });
-            if (!r.ok()) {
-                ScsiResult f;
-                f.transport = Status(r.code());
-                res = f;
-            }
-        });
-        EXPECT_TRUE(run([&] { return res.has_value(); })) << "command never completed";
-        if (!res) {
-            ScsiResult f;
-            f.transport = Status(Errc::timeout);
-            return f;
-        }
-        return *res;
-    }
-    std::vector<uint8_t> pattern(size_t n, uint64_t seed) {
-        std::vector<uint8_t> v(n);
-        Prng p(seed);
-        for (auto& x : v) x = uint8_t(p.next());
-        return v;
     }
     void write_read_verify(uint64_t lba, uint32_t blocks, uint64_t seed, bool use16 = false) {
         auto data = pattern(size_t(blocks) * kBs, seed);
@@ -618,13 +572,11 @@ protected:
         EXPECT_EQ(back, data);
     }
 
-    std::unique_ptr<runtime::SimScheduler> sim;
     std::unique_ptr<runtime::Host> tgt_host, ini_host;
     std::unique_ptr<sock::SimNetwork> net;
     runtime::Thread* tt = nullptr;
     runtime::Thread* it = nullptr;
     std::unique_ptr<FakeTarget> target;
-    std::unique_ptr<Initiator> ini;
 };
 
 TEST_F(InitiatorTest, DiscoveryAndSendTargets) {
