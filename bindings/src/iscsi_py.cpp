@@ -37,7 +37,7 @@ struct IscsiIo {
     std::string status = "pending";  // good, check_condition, scsi status name, or the errc
     std::string error;               // the initiator's error() when it failed in transport
     int scsi_status = -1;
-    int response = -1;               // iSCSI response; TMF response for task management
+    int response = -1;  // iSCSI response; TMF response for task management
     uint8_t sense_key = 0, asc = 0, ascq = 0;
     uint32_t residual = 0, data_in = 0, itt = 0;
     std::vector<uint8_t> buf;
@@ -70,7 +70,9 @@ struct World::Iscsi {
     uint64_t next_id = 1;
 };
 
-void World::IscsiDeleter::operator()(Iscsi* p) const { delete p; }
+void World::IscsiDeleter::operator()(Iscsi* p) const {
+    delete p;
+}
 
 namespace {
 
@@ -112,8 +114,8 @@ void finish(IscsiIo& io, const it::ScsiResult& r, it::Initiator* ini) {
 
 // On the session's Thread.
 void start_op(IscsiSession& s, const std::shared_ptr<IscsiIo>& io, const pyb::dict* /*unused*/,
-              std::vector<uint8_t> cdb, int dir, uint32_t length, uint32_t block_size,
-              bool use16, bool fua, uint32_t ref_itt, std::string what) {
+              std::vector<uint8_t> cdb, int dir, uint32_t length, uint32_t block_size, bool use16,
+              bool fua, uint32_t ref_itt, std::string what) {
     io->started = true;
     it::Initiator* ini = s.ini.get();
     if (!ini) {
@@ -125,8 +127,8 @@ void start_op(IscsiSession& s, const std::shared_ptr<IscsiIo>& io, const pyb::di
     const std::string& op = io->op;
     if (op == "read") {
         io->buf.assign(size_t(io->blocks) * block_size, 0);
-        r = ini->read(io->lun, io->lba, uint32_t(io->blocks), block_size, io->buf.data(),
-                      scsi_done, use16);
+        r = ini->read(io->lun, io->lba, uint32_t(io->blocks), block_size, io->buf.data(), scsi_done,
+                      use16);
     } else if (op == "write") {
         r = ini->write(io->lun, io->lba, uint32_t(io->blocks), block_size, io->buf.data(),
                        scsi_done, use16, fua);
@@ -163,7 +165,8 @@ void start_op(IscsiSession& s, const std::shared_ptr<IscsiIo>& io, const pyb::di
         r = ini->task_management(f, io->lun, ref_itt, [io, ini](Status st, uint8_t resp) {
             if (++io->completions > 1) return;
             io->response = resp;
-            io->status = st.ok() ? (resp == 0 ? "good" : "tmf_response") : std::string(errc_name(st.code()));
+            io->status =
+                st.ok() ? (resp == 0 ? "good" : "tmf_response") : std::string(errc_name(st.code()));
             if (!st.ok()) io->error = ini->error();
         });
     } else if (op == "ping") {
@@ -210,8 +213,7 @@ World::Iscsi& World::iscsi() {
     if (iscsi_) return *iscsi_;
     std::unique_ptr<Iscsi, IscsiDeleter> p(new Iscsi);
     p->thread = own_thread("iscsi_initiator");
-    if (p->thread == nullptr)
-        p->thread = sched_->create_thread("iscsi_initiator", -1, host_.get());
+    if (p->thread == nullptr) p->thread = sched_->create_thread("iscsi_initiator", -1, host_.get());
     iscsi_ = std::move(p);
     return *iscsi_;
 }
@@ -295,7 +297,8 @@ std::shared_ptr<IscsiSession> World::iscsi_connect(pyb::dict o) {
             });
         });
     }
-    if (!st.ok()) throw std::runtime_error("iscsi: cannot post to the initiator Thread: " + st.to_string());
+    if (!st.ok())
+        throw std::runtime_error("iscsi: cannot post to the initiator Thread: " + st.to_string());
     m.sessions.push_back(s);
     return s;
 }
@@ -337,10 +340,10 @@ std::shared_ptr<IscsiIo> World::iscsi_submit(std::shared_ptr<IscsiSession> s, co
     Status st;
     {
         pyb::gil_scoped_release nogil;
-        st = s->thread->post([s, io, cdb = std::move(cdb), dir, length, bs, use16, fua, ref,
-                              what]() mutable {
-            start_op(*s, io, nullptr, std::move(cdb), dir, length, bs, use16, fua, ref, what);
-        });
+        st = s->thread->post(
+            [s, io, cdb = std::move(cdb), dir, length, bs, use16, fua, ref, what]() mutable {
+                start_op(*s, io, nullptr, std::move(cdb), dir, length, bs, use16, fua, ref, what);
+            });
     }
     if (!st.ok()) throw std::runtime_error("iscsi: cannot post: " + st.to_string());
     return io;
@@ -380,44 +383,48 @@ void World::iscsi_control(std::shared_ptr<IscsiSession> s, const std::string& op
 
 void bind_iscsi(pyb::module_& m, pyb::class_<World>& world) {
     pyb::class_<IscsiSession, std::shared_ptr<IscsiSession>>(
-        m, "IscsiSession", "One iSCSI initiator connection (World._iscsi_connect); use strata.iscsi.")
+        m, "IscsiSession",
+        "One iSCSI initiator connection (World._iscsi_connect); use strata.iscsi.")
         .def_readonly("id", &IscsiSession::id)
         .def_readonly("login", &IscsiSession::login)
         .def_readonly("login_error", &IscsiSession::login_error)
         .def_readonly("closed", &IscsiSession::closed)
         .def_readonly("corrupted_tx", &IscsiSession::corrupted_tx)
         .def_readonly("corrupted_rx", &IscsiSession::corrupted_rx)
-        .def_property_readonly("state", [](const IscsiSession& s) -> std::string {
-            return s.ini ? s.ini->state_name() : "closed";
-        })
-        .def_property_readonly("error", [](const IscsiSession& s) -> std::string {
-            return s.ini ? s.ini->error() : "";
-        })
-        .def_property_readonly("outstanding", [](const IscsiSession& s) -> uint32_t {
-            return s.ini ? s.ini->outstanding() : 0;
-        })
-        .def_property_readonly("info", [](const IscsiSession& s) {
-            pyb::dict d;
-            if (!s.ini) return d;
-            const it::SessionInfo& i = s.ini->session();
-            d["discovery"] = i.discovery;
-            d["tsih"] = i.tsih;
-            d["header_digest"] = i.header_digest;
-            d["data_digest"] = i.data_digest;
-            d["immediate_data"] = i.immediate_data;
-            d["initial_r2t"] = i.initial_r2t;
-            d["first_burst_length"] = i.first_burst_length;
-            d["max_burst_length"] = i.max_burst_length;
-            d["max_send_data_segment_length"] = i.max_send_data_segment_length;
-            d["target_alias"] = i.target_alias;
-            d["target_portal_group_tag"] = i.target_portal_group_tag;
-            d["status_class"] = i.status_class;
-            d["status_detail"] = i.status_detail;
-            pyb::list keys;
-            for (auto& [k, v] : i.keys) keys.append(pyb::make_tuple(k, v));
-            d["keys"] = keys;
-            return d;
-        })
+        .def_property_readonly("state",
+                               [](const IscsiSession& s) -> std::string {
+                                   return s.ini ? s.ini->state_name() : "closed";
+                               })
+        .def_property_readonly(
+            "error",
+            [](const IscsiSession& s) -> std::string { return s.ini ? s.ini->error() : ""; })
+        .def_property_readonly(
+            "outstanding",
+            [](const IscsiSession& s) -> uint32_t { return s.ini ? s.ini->outstanding() : 0; })
+        .def_property_readonly("info",
+                               [](const IscsiSession& s) {
+                                   pyb::dict d;
+                                   if (!s.ini) return d;
+                                   const it::SessionInfo& i = s.ini->session();
+                                   d["discovery"] = i.discovery;
+                                   d["tsih"] = i.tsih;
+                                   d["header_digest"] = i.header_digest;
+                                   d["data_digest"] = i.data_digest;
+                                   d["immediate_data"] = i.immediate_data;
+                                   d["initial_r2t"] = i.initial_r2t;
+                                   d["first_burst_length"] = i.first_burst_length;
+                                   d["max_burst_length"] = i.max_burst_length;
+                                   d["max_send_data_segment_length"] =
+                                       i.max_send_data_segment_length;
+                                   d["target_alias"] = i.target_alias;
+                                   d["target_portal_group_tag"] = i.target_portal_group_tag;
+                                   d["status_class"] = i.status_class;
+                                   d["status_detail"] = i.status_detail;
+                                   pyb::list keys;
+                                   for (auto& [k, v] : i.keys) keys.append(pyb::make_tuple(k, v));
+                                   d["keys"] = keys;
+                                   return d;
+                               })
         .def_property_readonly("stats", [](const IscsiSession& s) {
             pyb::dict d;
             if (!s.ini) return d;
@@ -458,19 +465,24 @@ void bind_iscsi(pyb::module_& m, pyb::class_<World>& world) {
         .def_readonly("data_in", &IscsiIo::data_in)
         .def_readonly("itt", &IscsiIo::itt)
         .def_property_readonly("done", &IscsiIo::done)
-        .def_property_readonly("status", [](const IscsiIo& io) -> std::string {
-            if (!io.started) return "pending";
-            if (!io.accepted) return "refused";
-            return io.status;
-        })
-        .def_property_readonly("refusal", [](const IscsiIo& io) -> std::optional<std::string> {
-            if (!io.started || io.accepted) return std::nullopt;
-            return io.refusal;
-        })
-        .def_property_readonly("data", [](const IscsiIo& io) -> pyb::object {
-            if (io.completions == 0 || io.status != "good" || io.op == "write") return pyb::none();
-            return pyb::bytes(reinterpret_cast<const char*>(io.buf.data()), io.buf.size());
-        })
+        .def_property_readonly("status",
+                               [](const IscsiIo& io) -> std::string {
+                                   if (!io.started) return "pending";
+                                   if (!io.accepted) return "refused";
+                                   return io.status;
+                               })
+        .def_property_readonly("refusal",
+                               [](const IscsiIo& io) -> std::optional<std::string> {
+                                   if (!io.started || io.accepted) return std::nullopt;
+                                   return io.refusal;
+                               })
+        .def_property_readonly(
+            "data",
+            [](const IscsiIo& io) -> pyb::object {
+                if (io.completions == 0 || io.status != "good" || io.op == "write")
+                    return pyb::none();
+                return pyb::bytes(reinterpret_cast<const char*>(io.buf.data()), io.buf.size());
+            })
         .def_property_readonly("targets", [](const IscsiIo& io) {
             pyb::list l;
             for (auto& t : io.targets) {

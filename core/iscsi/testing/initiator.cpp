@@ -24,8 +24,12 @@ constexpr uint32_t kTextItt = 0x54000000;    // Text Requests (SendTargets)
 constexpr uint32_t kMaxLoginRounds = 32;
 
 // Serial number arithmetic (RFC 1982, 32 bits).
-bool sn_lt(uint32_t a, uint32_t b) noexcept { return int32_t(a - b) < 0; }
-bool sn_le(uint32_t a, uint32_t b) noexcept { return int32_t(a - b) <= 0; }
+bool sn_lt(uint32_t a, uint32_t b) noexcept {
+    return int32_t(a - b) < 0;
+}
+bool sn_le(uint32_t a, uint32_t b) noexcept {
+    return int32_t(a - b) <= 0;
+}
 
 uint32_t be32(const uint8_t* p) noexcept {
     return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
@@ -121,12 +125,12 @@ struct Initiator::Task {
 struct Initiator::LoginState {
     enum class Step : uint8_t { first, chap_a, chap_r, chap_done, operational };
     Step step = Step::first;
-    uint8_t csg = 0;            // the stage we are in
+    uint8_t csg = 0;  // the stage we are in
     bool op_keys_sent = false;
     uint32_t rounds = 0;
-    std::string in_text;        // response text gathered across C-bit PDUs
+    std::string in_text;  // response text gathered across C-bit PDUs
     std::vector<std::pair<std::string, std::string>> pending;  // answers to target offers
-    std::vector<std::string> sent_keys;  // operational keys we offered
+    std::vector<std::string> sent_keys;                        // operational keys we offered
     uint8_t mutual_id = 0;
     std::vector<uint8_t> mutual_challenge;
     bool awaiting_continue = false;  // we sent an empty request to get the rest (C bit)
@@ -139,7 +143,11 @@ Initiator::Initiator(InitiatorOptions options) : opt_(std::move(options)) {
     if (opt_.isid == std::array<uint8_t, 6>{}) {
         Prng p(opt_.seed ^ 0x15c5115c5115c51ull);
         const uint64_t v = p.next();
-        opt_.isid = {0x80, uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24),
+        opt_.isid = {0x80,
+                     uint8_t(v),
+                     uint8_t(v >> 8),
+                     uint8_t(v >> 16),
+                     uint8_t(v >> 24),
                      uint8_t(v >> 32)};
     }
     // Task slots: the queue depth, plus room for task management and pings.
@@ -171,13 +179,20 @@ Initiator::~Initiator() {
 
 const char* Initiator::state_name() const noexcept {
     switch (state_) {
-    case State::idle: return "idle";
-    case State::connecting: return "connecting";
-    case State::login: return "login";
-    case State::full_feature: return "full_feature";
-    case State::logging_out: return "logging_out";
-    case State::closed: return "closed";
-    case State::failed: return "failed";
+        case State::idle:
+            return "idle";
+        case State::connecting:
+            return "connecting";
+        case State::login:
+            return "login";
+        case State::full_feature:
+            return "full_feature";
+        case State::logging_out:
+            return "logging_out";
+        case State::closed:
+            return "closed";
+        case State::failed:
+            return "failed";
     }
     return "?";
 }
@@ -364,190 +379,197 @@ void Initiator::on_pdu() {
         return;
     }
     switch (b.op()) {
-    case Opcode::login_rsp: on_login_rsp(); return;
-    case Opcode::text_rsp: on_text_rsp(); return;
-    case Opcode::scsi_rsp: {
-        const auto r = bhs_as<ScsiRsp>(h);
-        take_stat_sn(r.stat_sn.get());
-        update_sn(r.exp_cmd_sn.get(), r.max_cmd_sn.get());
-        Task* t = task_by_itt(r.itt.get());
-        if (t == nullptr || t->kind != Task::Kind::scsi) {
-            lost(fmt::format("SCSI Response for unknown ITT {:#x}", r.itt.get()));
+        case Opcode::login_rsp:
+            on_login_rsp();
             return;
-        }
-        ScsiResult res;
-        res.response = r.response;
-        res.status = r.status;
-        res.flags = r.flags & (rsp_flags::overflow | rsp_flags::underflow);
-        res.residual = r.residual_count.get();
-        res.data_in = t->data_in;
-        if (len >= 2) {
-            const uint32_t sl = uint32_t(scratch_[0]) << 8 | scratch_[1];
-            res.sense.assign(scratch_.begin() + 2, scratch_.begin() + 2 + std::min(sl, len - 2));
-        }
-        complete(*t, res);
-        break;
-    }
-    case Opcode::data_in: {
-        const auto d = bhs_as<DataIn>(h);
-        ++stats_.data_in_pdus;
-        update_sn(d.exp_cmd_sn.get(), d.max_cmd_sn.get());
-        Task* t = task_by_itt(d.itt.get());
-        if (t == nullptr) {  // cannot happen: on_header checked it
-            lost("Data-In for a task that went");
+        case Opcode::text_rsp:
+            on_text_rsp();
             return;
-        }
-        t->data_in += len;
-        if (d.flags & data_in_flags::status) {
-            take_stat_sn(d.stat_sn.get());
-            ScsiResult res;
-            res.status = d.status;
-            res.flags = d.flags & (data_in_flags::overflow | data_in_flags::underflow);
-            res.residual = d.residual_count.get();
-            res.data_in = t->data_in;
-            complete(*t, res);
-        }
-        break;
-    }
-    case Opcode::r2t: {
-        const auto r = bhs_as<R2t>(h);
-        ++stats_.r2ts;
-        update_sn(r.exp_cmd_sn.get(), r.max_cmd_sn.get());
-        Task* t = task_by_itt(r.itt.get());
-        const uint32_t off = r.buffer_offset.get(), want = r.desired_data_transfer_length.get();
-        if (t == nullptr || t->kind != Task::Kind::scsi || t->cmd.dir != DataDir::write ||
-            off > t->cmd.length || want > t->cmd.length - off || want == 0 ||
-            r.ttt.get() == kReservedTag) {
-            lost(fmt::format("R2T for ITT {:#x} offset {} length {} fits no write", r.itt.get(),
-                             off, want));
-            return;
-        }
-        send_data_out(*t, r.ttt.get(), off, want, false);
-        break;
-    }
-    case Opcode::nop_in: {
-        const auto n = bhs_as<NopIn>(h);
-        update_sn(n.exp_cmd_sn.get(), n.max_cmd_sn.get());
-        if (n.itt.get() != kReservedTag) {
-            take_stat_sn(n.stat_sn.get());
-            if (n.itt.get() == nop_itt_) {  // the keep-alive's answer
-                nop_itt_ = kReservedTag;
-                nop_sent_ticks_ = 0;
-                Task* t = task_by_itt(n.itt.get());
-                if (t) free_task(*t);
-                break;
-            }
-            Task* t = task_by_itt(n.itt.get());
-            if (t == nullptr || t->kind != Task::Kind::nop) {
-                lost(fmt::format("NOP-In for unknown ITT {:#x}", n.itt.get()));
+        case Opcode::scsi_rsp: {
+            const auto r = bhs_as<ScsiRsp>(h);
+            take_stat_sn(r.stat_sn.get());
+            update_sn(r.exp_cmd_sn.get(), r.max_cmd_sn.get());
+            Task* t = task_by_itt(r.itt.get());
+            if (t == nullptr || t->kind != Task::Kind::scsi) {
+                lost(fmt::format("SCSI Response for unknown ITT {:#x}", r.itt.get()));
                 return;
             }
-            const bool same = len == t->nop_data.size() &&
-                              std::equal(scratch_.begin(), scratch_.begin() + len,
-                                         t->nop_data.begin());
-            auto cb = std::move(t->nop_done);
-            free_task(*t);
-            if (cb) cb(same ? Status{} : Status(Errc::corrupt, "NOP-In echoed other data"));
+            ScsiResult res;
+            res.response = r.response;
+            res.status = r.status;
+            res.flags = r.flags & (rsp_flags::overflow | rsp_flags::underflow);
+            res.residual = r.residual_count.get();
+            res.data_in = t->data_in;
+            if (len >= 2) {
+                const uint32_t sl = uint32_t(scratch_[0]) << 8 | scratch_[1];
+                res.sense.assign(scratch_.begin() + 2,
+                                 scratch_.begin() + 2 + std::min(sl, len - 2));
+            }
+            complete(*t, res);
             break;
         }
-        if (n.ttt.get() != kReservedTag) {  // the target pings: answer with its TTT
-            NopOut o{};
-            o.opcode = uint8_t(Opcode::nop_out) | kImmediateBit;
-            o.flags = kFinalBit;
-            o.lun = n.lun;
-            o.itt.set(kReservedTag);
-            o.ttt = n.ttt;
-            o.cmd_sn.set(cmd_sn_);
-            o.exp_stat_sn.set(exp_stat_sn_);
-            queue_pdu(&o, scratch_.data(), len);
-            ++stats_.nop_in_answered;
-        }
-        break;
-    }
-    case Opcode::task_mgmt_rsp: {
-        const auto r = bhs_as<TaskMgmtRsp>(h);
-        take_stat_sn(r.stat_sn.get());
-        update_sn(r.exp_cmd_sn.get(), r.max_cmd_sn.get());
-        Task* t = task_by_itt(r.itt.get());
-        if (t == nullptr || t->kind != Task::Kind::tmf) {
-            lost(fmt::format("Task Management Response for unknown ITT {:#x}", r.itt.get()));
-            return;
-        }
-        // Function complete: the tasks it ended get no SCSI Response (RFC 7143 §11.6.1);
-        // they complete here, aborted.
-        if (r.response == 0) {
-            const uint8_t f = t->tmf_function;
-            const uint64_t lun = t->tmf_lun;
-            const uint32_t ref = t->ref_itt;
-            for (auto& tp : tasks_) {
-                Task& x = *tp;
-                if (!x.busy || x.kind != Task::Kind::scsi || !x.sent) continue;
-                const bool hit = f == tmf::abort_task ? x.itt == ref
-                                 : f == tmf::lun_reset || f == tmf::abort_task_set ||
-                                           f == tmf::clear_task_set
-                                     ? x.cmd.lun == lun
-                                     : f == tmf::target_warm_reset || f == tmf::target_cold_reset;
-                if (!hit) continue;
-                ScsiResult res;
-                res.transport = Status(Errc::aborted, "aborted by task management");
-                res.data_in = x.data_in;
-                ++stats_.failed;
-                complete(x, res);
+        case Opcode::data_in: {
+            const auto d = bhs_as<DataIn>(h);
+            ++stats_.data_in_pdus;
+            update_sn(d.exp_cmd_sn.get(), d.max_cmd_sn.get());
+            Task* t = task_by_itt(d.itt.get());
+            if (t == nullptr) {  // cannot happen: on_header checked it
+                lost("Data-In for a task that went");
+                return;
             }
+            t->data_in += len;
+            if (d.flags & data_in_flags::status) {
+                take_stat_sn(d.stat_sn.get());
+                ScsiResult res;
+                res.status = d.status;
+                res.flags = d.flags & (data_in_flags::overflow | data_in_flags::underflow);
+                res.residual = d.residual_count.get();
+                res.data_in = t->data_in;
+                complete(*t, res);
+            }
+            break;
         }
-        auto cb = std::move(t->tmf_done);
-        free_task(*t);
-        if (cb) cb(Status{}, r.response);
-        break;
-    }
-    case Opcode::logout_rsp: {
-        const auto r = bhs_as<LogoutRsp>(h);
-        take_stat_sn(r.stat_sn.get());
-        auto cb = std::move(logout_done_);
-        logout_done_ = nullptr;
-        const uint8_t resp = r.response;
-        finish_closed(resp == 0 ? "logged out" : fmt::format("logout response {}", resp), false,
-                      false);
-        if (cb) cb(resp == 0 ? Status{} : Status(Errc::io_error, "logout refused"));
-        return;
-    }
-    case Opcode::async_msg: {
-        const auto a = bhs_as<AsyncMsg>(h);
-        ++stats_.async_messages;
-        update_sn(a.exp_cmd_sn.get(), a.max_cmd_sn.get());
-        STRATA_INFOLOG(log_iscsi_ini, "async message event {} from the target", a.async_event);
-        break;
-    }
-    case Opcode::reject: {
-        const auto r = bhs_as<Reject>(h);
-        ++stats_.rejects;
-        take_stat_sn(r.stat_sn.get());
-        update_sn(r.exp_cmd_sn.get(), r.max_cmd_sn.get());
-        const uint32_t itt = len >= kBhsSize ? be32(scratch_.data() + 16) : kReservedTag;
-        STRATA_WARNLOG(log_iscsi_ini, "the target rejected a PDU (reason {:#x}, ITT {:#x})",
-                       r.reason, itt);
-        // A rejected command or data PDU of a live task: at ERL 0 its outcome is unknown, so
-        // the connection goes (its tasks fail) rather than leave it hanging.
-        if (task_by_itt(itt) != nullptr) {
-            lost(fmt::format("the target rejected a PDU of task {:#x} (reason {:#x})", itt,
-                             r.reason));
+        case Opcode::r2t: {
+            const auto r = bhs_as<R2t>(h);
+            ++stats_.r2ts;
+            update_sn(r.exp_cmd_sn.get(), r.max_cmd_sn.get());
+            Task* t = task_by_itt(r.itt.get());
+            const uint32_t off = r.buffer_offset.get(), want = r.desired_data_transfer_length.get();
+            if (t == nullptr || t->kind != Task::Kind::scsi || t->cmd.dir != DataDir::write ||
+                off > t->cmd.length || want > t->cmd.length - off || want == 0 ||
+                r.ttt.get() == kReservedTag) {
+                lost(fmt::format("R2T for ITT {:#x} offset {} length {} fits no write", r.itt.get(),
+                                 off, want));
+                return;
+            }
+            send_data_out(*t, r.ttt.get(), off, want, false);
+            break;
+        }
+        case Opcode::nop_in: {
+            const auto n = bhs_as<NopIn>(h);
+            update_sn(n.exp_cmd_sn.get(), n.max_cmd_sn.get());
+            if (n.itt.get() != kReservedTag) {
+                take_stat_sn(n.stat_sn.get());
+                if (n.itt.get() == nop_itt_) {  // the keep-alive's answer
+                    nop_itt_ = kReservedTag;
+                    nop_sent_ticks_ = 0;
+                    Task* t = task_by_itt(n.itt.get());
+                    if (t) free_task(*t);
+                    break;
+                }
+                Task* t = task_by_itt(n.itt.get());
+                if (t == nullptr || t->kind != Task::Kind::nop) {
+                    lost(fmt::format("NOP-In for unknown ITT {:#x}", n.itt.get()));
+                    return;
+                }
+                const bool same =
+                    len == t->nop_data.size() &&
+                    std::equal(scratch_.begin(), scratch_.begin() + len, t->nop_data.begin());
+                auto cb = std::move(t->nop_done);
+                free_task(*t);
+                if (cb) cb(same ? Status{} : Status(Errc::corrupt, "NOP-In echoed other data"));
+                break;
+            }
+            if (n.ttt.get() != kReservedTag) {  // the target pings: answer with its TTT
+                NopOut o{};
+                o.opcode = uint8_t(Opcode::nop_out) | kImmediateBit;
+                o.flags = kFinalBit;
+                o.lun = n.lun;
+                o.itt.set(kReservedTag);
+                o.ttt = n.ttt;
+                o.cmd_sn.set(cmd_sn_);
+                o.exp_stat_sn.set(exp_stat_sn_);
+                queue_pdu(&o, scratch_.data(), len);
+                ++stats_.nop_in_answered;
+            }
+            break;
+        }
+        case Opcode::task_mgmt_rsp: {
+            const auto r = bhs_as<TaskMgmtRsp>(h);
+            take_stat_sn(r.stat_sn.get());
+            update_sn(r.exp_cmd_sn.get(), r.max_cmd_sn.get());
+            Task* t = task_by_itt(r.itt.get());
+            if (t == nullptr || t->kind != Task::Kind::tmf) {
+                lost(fmt::format("Task Management Response for unknown ITT {:#x}", r.itt.get()));
+                return;
+            }
+            // Function complete: the tasks it ended get no SCSI Response (RFC 7143 §11.6.1);
+            // they complete here, aborted.
+            if (r.response == 0) {
+                const uint8_t f = t->tmf_function;
+                const uint64_t lun = t->tmf_lun;
+                const uint32_t ref = t->ref_itt;
+                for (auto& tp : tasks_) {
+                    Task& x = *tp;
+                    if (!x.busy || x.kind != Task::Kind::scsi || !x.sent) continue;
+                    const bool hit =
+                        f == tmf::abort_task ? x.itt == ref
+                        : f == tmf::lun_reset || f == tmf::abort_task_set ||
+                                f == tmf::clear_task_set
+                            ? x.cmd.lun == lun
+                            : f == tmf::target_warm_reset || f == tmf::target_cold_reset;
+                    if (!hit) continue;
+                    ScsiResult res;
+                    res.transport = Status(Errc::aborted, "aborted by task management");
+                    res.data_in = x.data_in;
+                    ++stats_.failed;
+                    complete(x, res);
+                }
+            }
+            auto cb = std::move(t->tmf_done);
+            free_task(*t);
+            if (cb) cb(Status{}, r.response);
+            break;
+        }
+        case Opcode::logout_rsp: {
+            const auto r = bhs_as<LogoutRsp>(h);
+            take_stat_sn(r.stat_sn.get());
+            auto cb = std::move(logout_done_);
+            logout_done_ = nullptr;
+            const uint8_t resp = r.response;
+            finish_closed(resp == 0 ? "logged out" : fmt::format("logout response {}", resp), false,
+                          false);
+            if (cb) cb(resp == 0 ? Status{} : Status(Errc::io_error, "logout refused"));
             return;
         }
-        break;
-    }
-    default:
-        lost(fmt::format("unexpected {} from the target", opcode_name(b.opcode)));
-        return;
+        case Opcode::async_msg: {
+            const auto a = bhs_as<AsyncMsg>(h);
+            ++stats_.async_messages;
+            update_sn(a.exp_cmd_sn.get(), a.max_cmd_sn.get());
+            STRATA_INFOLOG(log_iscsi_ini, "async message event {} from the target", a.async_event);
+            break;
+        }
+        case Opcode::reject: {
+            const auto r = bhs_as<Reject>(h);
+            ++stats_.rejects;
+            take_stat_sn(r.stat_sn.get());
+            update_sn(r.exp_cmd_sn.get(), r.max_cmd_sn.get());
+            const uint32_t itt = len >= kBhsSize ? be32(scratch_.data() + 16) : kReservedTag;
+            STRATA_WARNLOG(log_iscsi_ini, "the target rejected a PDU (reason {:#x}, ITT {:#x})",
+                           r.reason, itt);
+            // A rejected command or data PDU of a live task: at ERL 0 its outcome is unknown, so
+            // the connection goes (its tasks fail) rather than leave it hanging.
+            if (task_by_itt(itt) != nullptr) {
+                lost(fmt::format("the target rejected a PDU of task {:#x} (reason {:#x})", itt,
+                                 r.reason));
+                return;
+            }
+            break;
+        }
+        default:
+            lost(fmt::format("unexpected {} from the target", opcode_name(b.opcode)));
+            return;
     }
     send_waiting();
 }
 
-// ---- connection loss ------------------------------------------------------------------------------
+// ---- connection loss
+// ------------------------------------------------------------------------------
 
 void Initiator::lost(const std::string& why) {
     if (!sock_) return;
-    STRATA_WARNLOG(log_iscsi_ini, "{}: {}", opt_.target_name.empty() ? "discovery" : opt_.target_name,
-                   why);
+    STRATA_WARNLOG(log_iscsi_ini, "{}: {}",
+                   opt_.target_name.empty() ? "discovery" : opt_.target_name, why);
     finish_closed(why, true, true);
 }
 
@@ -621,7 +643,8 @@ void Initiator::complete(Task& t, ScsiResult& r) {
     if (cb) cb(r);
 }
 
-// ---- login ------------------------------------------------------------------------------------------
+// ---- login
+// ------------------------------------------------------------------------------------------
 
 void Initiator::login(std::function<void(Status)> done) {
     if (state_ != State::idle) {
@@ -675,20 +698,25 @@ void Initiator::send_login() {
         nsg = 0;
     } else if (L.csg == 0) {
         switch (L.step) {
-        case LoginState::Step::first:
-            kv.emplace_back("InitiatorName", opt_.initiator_name);
-            if (!opt_.initiator_alias.empty()) kv.emplace_back("InitiatorAlias", opt_.initiator_alias);
-            kv.emplace_back("SessionType", session_.discovery ? "Discovery" : "Normal");
-            if (!session_.discovery) kv.emplace_back("TargetName", opt_.target_name);
-            kv.emplace_back("AuthMethod", chap ? "CHAP" : "None");
-            transit = !chap;
-            break;
-        case LoginState::Step::chap_a: kv.emplace_back("CHAP_A", "5"); break;
-        case LoginState::Step::chap_r: break;  // filled in on_login_rsp (needs the challenge)
-        case LoginState::Step::chap_done:
-            transit = true;
-            break;
-        case LoginState::Step::operational: break;
+            case LoginState::Step::first:
+                kv.emplace_back("InitiatorName", opt_.initiator_name);
+                if (!opt_.initiator_alias.empty())
+                    kv.emplace_back("InitiatorAlias", opt_.initiator_alias);
+                kv.emplace_back("SessionType", session_.discovery ? "Discovery" : "Normal");
+                if (!session_.discovery) kv.emplace_back("TargetName", opt_.target_name);
+                kv.emplace_back("AuthMethod", chap ? "CHAP" : "None");
+                transit = !chap;
+                break;
+            case LoginState::Step::chap_a:
+                kv.emplace_back("CHAP_A", "5");
+                break;
+            case LoginState::Step::chap_r:
+                break;  // filled in on_login_rsp (needs the challenge)
+            case LoginState::Step::chap_done:
+                transit = true;
+                break;
+            case LoginState::Step::operational:
+                break;
         }
         for (auto& p : L.pending) kv.push_back(p);
         L.pending.clear();
@@ -774,9 +802,9 @@ void Initiator::on_login_rsp() {
     std::vector<KeyValue> kvs;
     const std::string text = std::move(L.in_text);
     L.in_text.clear();
-    if (TextError e = parse_text(std::span<const uint8_t>(
-                                     reinterpret_cast<const uint8_t*>(text.data()), text.size()),
-                                 kvs);
+    if (TextError e = parse_text(
+            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+            kvs);
         e != TextError::none) {
         lost(std::string("login response text: ") + text_error_name(e));
         return;
@@ -785,18 +813,25 @@ void Initiator::on_login_rsp() {
     for (const KeyValue& kv : kvs) {
         const std::string k(kv.key), v(kv.value);
         session_.keys.emplace_back(k, v);
-        if (k == "CHAP_A") chap_a = v;
-        else if (k == "CHAP_I") chap_i = v;
-        else if (k == "CHAP_C") chap_c = v;
-        else if (k == "CHAP_N") chap_n = v;
-        else if (k == "CHAP_R") chap_r = v;
+        if (k == "CHAP_A")
+            chap_a = v;
+        else if (k == "CHAP_I")
+            chap_i = v;
+        else if (k == "CHAP_C")
+            chap_c = v;
+        else if (k == "CHAP_N")
+            chap_n = v;
+        else if (k == "CHAP_R")
+            chap_r = v;
         else if (k == "AuthMethod") {
             if (v != (opt_.chap_user.empty() ? "None" : "CHAP")) {
                 lost("AuthMethod answered " + v);
                 return;
             }
-        } else if (k == "TargetAlias") session_.target_alias = v;
-        else if (k == "TargetPortalGroupTag") session_.target_portal_group_tag = uint16_t(std::atoi(v.c_str()));
+        } else if (k == "TargetAlias")
+            session_.target_alias = v;
+        else if (k == "TargetPortalGroupTag")
+            session_.target_portal_group_tag = uint16_t(std::atoi(v.c_str()));
         else if (k == "MaxRecvDataSegmentLength") {
             auto n = decode_number(v);
             if (!n || *n < 512 || *n > kMaxDataSegmentLength) {
@@ -804,11 +839,14 @@ void Initiator::on_login_rsp() {
                 return;
             }
             session_.max_send_data_segment_length = uint32_t(*n);
-        } else if (k == "HeaderDigest") session_.header_digest = v == "CRC32C";
-        else if (k == "DataDigest") session_.data_digest = v == "CRC32C";
+        } else if (k == "HeaderDigest")
+            session_.header_digest = v == "CRC32C";
+        else if (k == "DataDigest")
+            session_.data_digest = v == "CRC32C";
         else if (k == "TargetAddress" || k == "TargetName") {
         } else if (const KeyDef* d = find_key(k)) {
-            const bool ours = std::find(L.sent_keys.begin(), L.sent_keys.end(), k) != L.sent_keys.end();
+            const bool ours =
+                std::find(L.sent_keys.begin(), L.sent_keys.end(), k) != L.sent_keys.end();
             uint32_t num = 0;
             bool yes = false;
             const bool is_bool = d->kind == KeyKind::boolean_and || d->kind == KeyKind::boolean_or;
@@ -834,17 +872,23 @@ void Initiator::on_login_rsp() {
                     return d->dflt;
                 };
                 const uint32_t m = mine(k);
-                if (is_num) num = d->kind == KeyKind::number_min ? std::min(num, m) : std::max(num, m);
+                if (is_num)
+                    num = d->kind == KeyKind::number_min ? std::min(num, m) : std::max(num, m);
                 if (d->kind == KeyKind::boolean_and) yes = yes && m;
                 if (d->kind == KeyKind::boolean_or) yes = yes || m;
                 L.pending.emplace_back(k, is_num ? std::to_string(num) : (yes ? "Yes" : "No"));
             }
             if (valid) {
-                if (k == "ImmediateData") session_.immediate_data = yes;
-                else if (k == "InitialR2T") session_.initial_r2t = yes;
-                else if (k == "FirstBurstLength") session_.first_burst_length = num;
-                else if (k == "MaxBurstLength") session_.max_burst_length = num;
-                else if (k == "MaxOutstandingR2T") session_.max_outstanding_r2t = num;
+                if (k == "ImmediateData")
+                    session_.immediate_data = yes;
+                else if (k == "InitialR2T")
+                    session_.initial_r2t = yes;
+                else if (k == "FirstBurstLength")
+                    session_.first_burst_length = num;
+                else if (k == "MaxBurstLength")
+                    session_.max_burst_length = num;
+                else if (k == "MaxOutstandingR2T")
+                    session_.max_outstanding_r2t = num;
             }
         }
     }
@@ -916,7 +960,8 @@ void Initiator::on_login_rsp() {
     send_login();
 }
 
-// ---- discovery --------------------------------------------------------------------------------------
+// ---- discovery
+// --------------------------------------------------------------------------------------
 
 void Initiator::send_targets(std::function<void(Status, std::vector<SendTargetsEntry>)> done,
                              std::string what) {
@@ -962,9 +1007,10 @@ void Initiator::on_text_rsp() {
     }
     std::vector<KeyValue> kvs;
     std::vector<SendTargetsEntry> out;
-    const TextError e = parse_text(
-        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text_in_.data()), text_in_.size()),
-        kvs, true);
+    const TextError e =
+        parse_text(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text_in_.data()),
+                                            text_in_.size()),
+                   kvs, true);
     Status st;
     if (e != TextError::none) {
         st = Status(Errc::protocol_error, "SendTargets response does not parse");
@@ -1002,12 +1048,16 @@ void Initiator::logout(std::function<void(Status)> done) {
     (void)flush();
 }
 
-// ---- SCSI ----------------------------------------------------------------------------------------
+// ---- SCSI
+// ----------------------------------------------------------------------------------------
 
 Result<uint32_t> Initiator::submit(const ScsiCommand& cmd, ScsiDone done) {
-    if (state_ != State::full_feature) return Error(Errc::shutdown, std::string("iSCSI initiator is ") + state_name());
-    if (session_.discovery) return Error(Errc::not_supported, "a discovery session carries no SCSI");
-    if (cmd.cdb_length == 0 || cmd.cdb_length > 16) return Error(Errc::invalid_argument, "CDB length");
+    if (state_ != State::full_feature)
+        return Error(Errc::shutdown, std::string("iSCSI initiator is ") + state_name());
+    if (session_.discovery)
+        return Error(Errc::not_supported, "a discovery session carries no SCSI");
+    if (cmd.cdb_length == 0 || cmd.cdb_length > 16)
+        return Error(Errc::invalid_argument, "CDB length");
     if (cmd.dir != DataDir::none && cmd.length != 0 && cmd.buf == nullptr)
         return Error(Errc::invalid_argument, "no buffer");
     if (outstanding_ >= opt_.queue_depth) return Error(Errc::busy, "queue depth reached");
@@ -1042,8 +1092,10 @@ void Initiator::send_command(Task& t) {
     if (c.dir == DataDir::write && c.length > 0) {
         const uint32_t burst = std::min(c.length, s.first_burst_length);
         if (s.immediate_data) immediate = std::min(burst, mds);
-        if (!s.initial_r2t) unsolicited = burst;
-        else unsolicited = immediate;
+        if (!s.initial_r2t)
+            unsolicited = burst;
+        else
+            unsolicited = immediate;
     }
     ScsiCmd cmd{};
     cmd.opcode = uint8_t(Opcode::scsi_cmd);
@@ -1060,7 +1112,8 @@ void Initiator::send_command(Task& t) {
     std::memcpy(cmd.cdb, c.cdb.data(), 16);
     queue_pdu(&cmd, c.buf, immediate);
     t.sent = true;
-    if (unsolicited > immediate) send_data_out(t, kReservedTag, immediate, unsolicited - immediate, true);
+    if (unsolicited > immediate)
+        send_data_out(t, kReservedTag, immediate, unsolicited - immediate, true);
 }
 
 void Initiator::send_data_out(Task& t, uint32_t ttt, uint32_t offset, uint32_t len, bool) {
@@ -1101,7 +1154,8 @@ Result<uint32_t> Initiator::write(uint64_t lun, uint64_t lba, uint32_t blocks, u
     ScsiCommand c;
     c.lun = lun;
     if (!use16 && (lba > UINT32_MAX || blocks > UINT16_MAX)) use16 = true;
-    c.cdb = use16 ? cdb_write16(lba, blocks, fua) : cdb_write10(uint32_t(lba), uint16_t(blocks), fua);
+    c.cdb =
+        use16 ? cdb_write16(lba, blocks, fua) : cdb_write10(uint32_t(lba), uint16_t(blocks), fua);
     c.cdb_length = use16 ? 16 : 10;
     c.dir = DataDir::write;
     c.buf = const_cast<uint8_t*>(buf);

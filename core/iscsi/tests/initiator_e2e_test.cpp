@@ -27,6 +27,8 @@
 #include <strata/sock/sim.h>
 #include <strata/sock/sock.h>
 
+#include "initiator_harness.h"
+
 namespace strata::iscsi::testing {
 namespace {
 
@@ -34,7 +36,7 @@ constexpr uint32_t kBs = 512;
 constexpr uint32_t kBlocks = 16384;
 constexpr const char* kTarget = "iqn.2016-06.io.spdk:disk1";
 
-class IscsiE2eTest : public ::testing::Test {
+class IscsiE2eTest : public ::testing::Test, protected InitiatorHarness {
 protected:
     void SetUp() override {
         ASSERT_TRUE(env::init().ok());
@@ -58,8 +60,9 @@ protected:
             ASSERT_TRUE(sock::set_default_impl("sim").ok());
         }
         ini_thread = sim->create_thread("ini", -1, client_host.get());
-        auto r = app->call_method("bdev_malloc_create",
-                                  {{"name", "Malloc0"}, {"num_blocks", kBlocks}, {"block_size", kBs}});
+        auto r =
+            app->call_method("bdev_malloc_create",
+                             {{"name", "Malloc0"}, {"num_blocks", kBlocks}, {"block_size", kBs}});
         ASSERT_TRUE(r.contains("result")) << r.dump();
     }
     // Portal group 1 at 10.0.0.1:3260, initiator group 2 (ANY), node disk1 with Malloc0.
@@ -94,20 +97,6 @@ protected:
         sim.reset();
         env::fini();
     }
-    bool run(const std::function<bool()>& pred, uint64_t seconds = 30) {
-        return sim->run_until(pred, sim->now_ns() + seconds * 1'000'000'000ull);
-    }
-    template <class F>
-    void on(runtime::Thread& t, F&& fn) {
-        bool done = false;
-        ASSERT_TRUE(t.post([&] {
-                         fn();
-                         done = true;
-                     }).ok());
-        ASSERT_TRUE(run([&] { return done; }));
-    }
-    void on(runtime::Thread* t, const std::function<void()>& fn) { on(*t, fn); }
-
     InitiatorOptions opts(bool discovery = false) {
         InitiatorOptions o;
         o.portal = {"10.0.0.1", 3260};
@@ -115,33 +104,7 @@ protected:
         o.seed = 5;
         return o;
     }
-    // Logs in; for a normal session, TEST UNIT READY until the unit attention a new I_T nexus
-    // may see (power on / reset, 06/29/xx) is consumed, as an OS initiator does.
-    Status login(InitiatorOptions o) {
-        std::optional<Status> st;
-        on(ini_thread, [&] {
-            ini = std::make_unique<Initiator>(std::move(o));
-            ini->login([&](Status s) { st = s; });
-        });
-        EXPECT_TRUE(run([&] { return st.has_value(); }));
-        if (!st || !st->ok() || ini->session().discovery) return st.value_or(Status(Errc::timeout));
-        for (int i = 0; i < 3; ++i) {
-            std::optional<ScsiResult> r;
-            on(ini_thread, [&] {
-                EXPECT_TRUE(ini->test_unit_ready(0, [&](const ScsiResult& x) { r = x; }).ok());
-            });
-            EXPECT_TRUE(run([&] { return r.has_value(); }));
-            if (!r || r->ok()) break;
-            EXPECT_EQ(r->sense_key(), 6) << "TEST UNIT READY: status " << int(r->status);
-        }
-        return *st;
-    }
-    static std::vector<uint8_t> pattern(size_t n, uint64_t seed) {
-        std::vector<uint8_t> v(n);
-        Prng p(seed);
-        for (auto& x : v) x = uint8_t(p.next());
-        return v;
-    }
+    Status login(InitiatorOptions o) { return InitiatorHarness::login(std::move(o), true); }
     // Writes `count` extents of the given sizes (all outstanding), then reads them back (all
     // outstanding) and compares.
     void write_read_verify(const std::vector<uint32_t>& blocks, uint64_t seed, uint64_t base = 0) {
@@ -158,8 +121,9 @@ protected:
         }
         on(ini_thread, [&] {
             for (size_t i = 0; i < n; ++i)
-                ASSERT_TRUE(ini->write(0, lbas[i], blocks[i], kBs, data[i].data(),
-                                       [&res, i](const ScsiResult& r) { res[i] = r; }, i % 2)
+                ASSERT_TRUE(ini->write(
+                                   0, lbas[i], blocks[i], kBs, data[i].data(),
+                                   [&res, i](const ScsiResult& r) { res[i] = r; }, i % 2)
                                 .ok());
         });
         ASSERT_TRUE(run([&] {
@@ -173,8 +137,9 @@ protected:
         res.assign(n, std::nullopt);
         on(ini_thread, [&] {
             for (size_t i = 0; i < n; ++i)
-                ASSERT_TRUE(ini->read(0, lbas[i], blocks[i], kBs, back[i].data(),
-                                      [&res, i](const ScsiResult& r) { res[i] = r; }, i % 3 == 0)
+                ASSERT_TRUE(ini->read(
+                                   0, lbas[i], blocks[i], kBs, back[i].data(),
+                                   [&res, i](const ScsiResult& r) { res[i] = r; }, i % 3 == 0)
                                 .ok());
         });
         ASSERT_TRUE(run([&] {
@@ -188,12 +153,9 @@ protected:
         }
     }
 
-    std::unique_ptr<runtime::SimScheduler> sim;
     std::unique_ptr<rpc::App> app;
     std::unique_ptr<runtime::Host> client_host;
     std::unique_ptr<sock::SimNetwork> net;
-    runtime::Thread* ini_thread = nullptr;
-    std::unique_ptr<Initiator> ini;
 };
 
 const std::vector<uint32_t> kSizes = {1, 8, 16, 64, 128, 256, 3, 17, 1, 512, 8, 8};
@@ -294,7 +256,8 @@ TEST_F(IscsiE2eTest, ResetMidWriteThenLoginAgain) {
                                    [&, i](const ScsiResult& r) {
                                        ++calls[i];
                                        st[i] = r.ok() ? Status{} : Status(Errc::io_error);
-                                   }).ok());
+                                   })
+                            .ok());
         }
     });
     sim->advance(30'000);
@@ -317,7 +280,8 @@ TEST_F(IscsiE2eTest, ResetMidWriteThenLoginAgain) {
                                   [&](const ScsiResult& r) {
                                       EXPECT_TRUE(r.ok());
                                       ++done;
-                                  }).ok());
+                                  })
+                            .ok());
     });
     ASSERT_TRUE(run([&] { return done == kN; }));
     for (int i = 0; i < kN; ++i) {
@@ -349,7 +313,8 @@ TEST_F(IscsiE2eTest, CorruptDataOutNeverLands) {
     auto data = pattern(16 * kBs, 3);
     std::optional<ScsiResult> r;
     on(ini_thread, [&] {
-        ASSERT_TRUE(ini->write(0, 0, 16, kBs, data.data(), [&](const ScsiResult& x) { r = x; }).ok());
+        ASSERT_TRUE(
+            ini->write(0, 0, 16, kBs, data.data(), [&](const ScsiResult& x) { r = x; }).ok());
     });
     ASSERT_TRUE(run([&] { return r.has_value(); }));
     EXPECT_FALSE(r->ok());
@@ -359,7 +324,8 @@ TEST_F(IscsiE2eTest, CorruptDataOutNeverLands) {
     std::vector<uint8_t> back(16 * kBs);
     r.reset();
     on(ini_thread, [&] {
-        ASSERT_TRUE(ini->read(0, 0, 16, kBs, back.data(), [&](const ScsiResult& x) { r = x; }).ok());
+        ASSERT_TRUE(
+            ini->read(0, 0, 16, kBs, back.data(), [&](const ScsiResult& x) { r = x; }).ok());
     });
     ASSERT_TRUE(run([&] { return r.has_value(); }));
     ASSERT_TRUE(r->ok());
@@ -376,7 +342,8 @@ TEST_F(IscsiE2eTest, TaskManagementAndPing) {
                                          [&](Status s, uint8_t r) {
                                              EXPECT_TRUE(s.ok());
                                              resp = r;
-                                         }).ok());
+                                         })
+                        .ok());
         ASSERT_TRUE(ini->ping({9, 8, 7}, [&](Status s) { pong = s; }).ok());
     });
     ASSERT_TRUE(run([&] { return resp.has_value() && pong.has_value(); }));
@@ -384,9 +351,8 @@ TEST_F(IscsiE2eTest, TaskManagementAndPing) {
     EXPECT_TRUE(pong->ok());
     // After a LUN reset the first command may see a unit attention; then the LUN works.
     std::optional<ScsiResult> r;
-    on(ini_thread, [&] {
-        ASSERT_TRUE(ini->test_unit_ready(0, [&](const ScsiResult& x) { r = x; }).ok());
-    });
+    on(ini_thread,
+       [&] { ASSERT_TRUE(ini->test_unit_ready(0, [&](const ScsiResult& x) { r = x; }).ok()); });
     ASSERT_TRUE(run([&] { return r.has_value(); }));
     EXPECT_TRUE(r->ok() || r->sense_key() == 6) << int(r->status) << " " << int(r->sense_key());
     write_read_verify({8}, 11);

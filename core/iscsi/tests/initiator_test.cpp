@@ -23,6 +23,8 @@
 #include <strata/sock/sim.h>
 #include <strata/sock/sock.h>
 
+#include "initiator_harness.h"
+
 namespace strata::iscsi::testing {
 namespace {
 
@@ -64,7 +66,9 @@ public:
 uint32_t be32(const uint8_t* p) {
     return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
 }
-uint64_t be64(const uint8_t* p) { return uint64_t(be32(p)) << 32 | be32(p + 4); }
+uint64_t be64(const uint8_t* p) {
+    return uint64_t(be32(p)) << 32 | be32(p + 4);
+}
 
 // The scripted target: one listener, any number of connections, one disk (LUN 0).
 struct FakeTarget {
@@ -89,7 +93,7 @@ struct FakeTarget {
         size_t off = 0;
         std::vector<uint8_t> data;
         iovec iov{};
-        std::map<uint32_t, Write> writes;   // by ITT
+        std::map<uint32_t, Write> writes;                 // by ITT
         std::vector<std::pair<uint32_t, uint64_t>> held;  // ITTs held without an answer (+lun)
         uint32_t next_ttt = 1;
     };
@@ -104,13 +108,13 @@ struct FakeTarget {
     std::vector<uint8_t> disk = std::vector<uint8_t>(kBlocks * kBs);
 
     // knobs
-    uint32_t window = 16;           // MaxCmdSN - ExpCmdSN + 1
-    uint32_t r2t_len = 16384;       // Desired Data Transfer Length of each R2T
-    uint32_t data_in_len = 8192;    // Data-In segment size (<= the initiator's MRDSL)
-    bool hold_commands = false;     // SCSI commands get no answer (for task management)
-    bool ping_after_login = false;  // a NOP-In ping right after login
-    bool abort_on_data_out = false; // reset the connection on the first Data-Out
-    bool status_in_data_in = true;  // reads end with a Data-In carrying status
+    uint32_t window = 16;            // MaxCmdSN - ExpCmdSN + 1
+    uint32_t r2t_len = 16384;        // Desired Data Transfer Length of each R2T
+    uint32_t data_in_len = 8192;     // Data-In segment size (<= the initiator's MRDSL)
+    bool hold_commands = false;      // SCSI commands get no answer (for task management)
+    bool ping_after_login = false;   // a NOP-In ping right after login
+    bool abort_on_data_out = false;  // reset the connection on the first Data-Out
+    bool status_in_data_in = true;   // reads end with a Data-In carrying status
 
     // counters
     uint64_t commands = 0, immediate_bytes = 0, unsolicited_bytes = 0, solicited_bytes = 0;
@@ -136,7 +140,7 @@ struct FakeTarget {
 
     static runtime::PollStatus poll_fn(void* ctx) {
         return static_cast<FakeTarget*>(ctx)->poll() ? runtime::PollStatus::busy
-                                                      : runtime::PollStatus::idle;
+                                                     : runtime::PollStatus::idle;
     }
     bool poll() {
         bool busy = false;
@@ -254,80 +258,86 @@ struct FakeTarget {
             advance_window(c);
         }
         switch (b.op()) {
-        case Opcode::text_req: c.text->on_pdu(h, c.data, c.out, dg(c)); break;
-        case Opcode::scsi_cmd: scsi(c, bhs_as<ScsiCmd>(h)); break;
-        case Opcode::data_out: data_out(c, bhs_as<DataOut>(h)); break;
-        case Opcode::nop_out: {
-            const auto o = bhs_as<NopOut>(h);
-            if (o.itt.get() == kReservedTag) {
-                EXPECT_EQ(o.ttt.get(), 0x1234u);
-                EXPECT_EQ(std::string(c.data.begin(), c.data.end()), "hello");
-                ++nop_answers;
+            case Opcode::text_req:
+                c.text->on_pdu(h, c.data, c.out, dg(c));
+                break;
+            case Opcode::scsi_cmd:
+                scsi(c, bhs_as<ScsiCmd>(h));
+                break;
+            case Opcode::data_out:
+                data_out(c, bhs_as<DataOut>(h));
+                break;
+            case Opcode::nop_out: {
+                const auto o = bhs_as<NopOut>(h);
+                if (o.itt.get() == kReservedTag) {
+                    EXPECT_EQ(o.ttt.get(), 0x1234u);
+                    EXPECT_EQ(std::string(c.data.begin(), c.data.end()), "hello");
+                    ++nop_answers;
+                    break;
+                }
+                NopIn n{};
+                n.opcode = uint8_t(Opcode::nop_in);
+                n.flags = kFinalBit;
+                n.itt = o.itt;
+                n.ttt.set(kReservedTag);
+                n.stat_sn.set(c.neg.sn.stat_sn++);
+                n.exp_cmd_sn.set(c.neg.sn.exp_cmd_sn);
+                n.max_cmd_sn.set(c.neg.sn.max_cmd_sn);
+                append_pdu(c.out, &n, c.data, dg(c));
                 break;
             }
-            NopIn n{};
-            n.opcode = uint8_t(Opcode::nop_in);
-            n.flags = kFinalBit;
-            n.itt = o.itt;
-            n.ttt.set(kReservedTag);
-            n.stat_sn.set(c.neg.sn.stat_sn++);
-            n.exp_cmd_sn.set(c.neg.sn.exp_cmd_sn);
-            n.max_cmd_sn.set(c.neg.sn.max_cmd_sn);
-            append_pdu(c.out, &n, c.data, dg(c));
-            break;
-        }
-        case Opcode::task_mgmt_req: {
-            const auto m = bhs_as<TaskMgmtReq>(h);
-            ++tmfs;
-            const uint8_t f = m.function & 0x7f;
-            uint8_t resp = 0;
-            if (f == 1) {
-                auto it = std::find_if(c.held.begin(), c.held.end(), [&](auto& x) {
-                    return x.first == m.referenced_task_tag.get();
-                });
-                if (it == c.held.end()) {
-                    resp = 1;  // task does not exist
+            case Opcode::task_mgmt_req: {
+                const auto m = bhs_as<TaskMgmtReq>(h);
+                ++tmfs;
+                const uint8_t f = m.function & 0x7f;
+                uint8_t resp = 0;
+                if (f == 1) {
+                    auto it = std::find_if(c.held.begin(), c.held.end(), [&](auto& x) {
+                        return x.first == m.referenced_task_tag.get();
+                    });
+                    if (it == c.held.end()) {
+                        resp = 1;  // task does not exist
+                    } else {
+                        c.held.erase(it);
+                        --pending;
+                    }
+                } else if (f == 5) {
+                    std::erase_if(c.held, [&](auto& x) {
+                        if (x.second != m.lun.get()) return false;
+                        --pending;
+                        return true;
+                    });
                 } else {
-                    c.held.erase(it);
-                    --pending;
+                    resp = 5;  // not supported
                 }
-            } else if (f == 5) {
-                std::erase_if(c.held, [&](auto& x) {
-                    if (x.second != m.lun.get()) return false;
-                    --pending;
-                    return true;
-                });
-            } else {
-                resp = 5;  // not supported
+                TaskMgmtRsp r{};
+                r.opcode = uint8_t(Opcode::task_mgmt_rsp);
+                r.flags = kFinalBit;
+                r.response = resp;
+                r.itt = m.itt;
+                r.stat_sn.set(c.neg.sn.stat_sn++);
+                r.exp_cmd_sn.set(c.neg.sn.exp_cmd_sn);
+                r.max_cmd_sn.set(c.neg.sn.max_cmd_sn);
+                append_pdu(c.out, &r, {}, dg(c));
+                break;
             }
-            TaskMgmtRsp r{};
-            r.opcode = uint8_t(Opcode::task_mgmt_rsp);
-            r.flags = kFinalBit;
-            r.response = resp;
-            r.itt = m.itt;
-            r.stat_sn.set(c.neg.sn.stat_sn++);
-            r.exp_cmd_sn.set(c.neg.sn.exp_cmd_sn);
-            r.max_cmd_sn.set(c.neg.sn.max_cmd_sn);
-            append_pdu(c.out, &r, {}, dg(c));
-            break;
-        }
-        case Opcode::logout_req: {
-            const auto l = bhs_as<LogoutReq>(h);
-            ++logouts;
-            LogoutRsp r{};
-            r.opcode = uint8_t(Opcode::logout_rsp);
-            r.flags = kFinalBit;
-            r.itt = l.itt;
-            r.stat_sn.set(c.neg.sn.stat_sn++);
-            r.exp_cmd_sn.set(c.neg.sn.exp_cmd_sn);
-            r.max_cmd_sn.set(c.neg.sn.max_cmd_sn);
-            append_pdu(c.out, &r, {}, dg(c));
-            c.closing = true;
-            break;
-        }
-        default:
-            append_reject(c.out, RejectReason::command_not_supported, h, c.neg.sn, dg(c));
-            break;
+            case Opcode::logout_req: {
+                const auto l = bhs_as<LogoutReq>(h);
+                ++logouts;
+                LogoutRsp r{};
+                r.opcode = uint8_t(Opcode::logout_rsp);
+                r.flags = kFinalBit;
+                r.itt = l.itt;
+                r.stat_sn.set(c.neg.sn.stat_sn++);
+                r.exp_cmd_sn.set(c.neg.sn.exp_cmd_sn);
+                r.max_cmd_sn.set(c.neg.sn.max_cmd_sn);
+                append_pdu(c.out, &r, {}, dg(c));
+                c.closing = true;
+                break;
+            }
+            default:
+                append_reject(c.out, RejectReason::command_not_supported, h, c.neg.sn, dg(c));
+                break;
         }
     }
 
@@ -402,35 +412,38 @@ struct FakeTarget {
         const uint8_t* cdb = cmd.cdb;
         if (cmd.lun.get() != 0) return check_condition(c, itt, 5, 0x25, 0);  // LU not supported
         switch (cdb[0]) {
-        case 0x00:
-        case 0x35: return respond(c, itt, 0);
-        case 0x12: {
-            std::vector<uint8_t> inq(36, ' ');
-            inq[0] = 0, inq[1] = 0, inq[2] = 6, inq[3] = 2, inq[4] = 31, inq[5] = 0, inq[6] = 0,
-            inq[7] = 2;
-            std::memcpy(&inq[8], "STRATA  FAKE DISK", 17);
-            return data_in(c, itt, inq.data(), uint32_t(inq.size()), edtl);
-        }
-        case 0x9e: {
-            std::vector<uint8_t> cap(32, 0);
-            Be64 last;
-            last.set(kBlocks - 1);
-            std::memcpy(&cap[0], last.b, 8);
-            Be32 bs;
-            bs.set(kBs);
-            std::memcpy(&cap[8], bs.b, 4);
-            return data_in(c, itt, cap.data(), 32, edtl);
-        }
-        case 0xa0: {
-            std::vector<uint8_t> rl(16, 0);
-            rl[3] = 8;
-            return data_in(c, itt, rl.data(), 16, edtl);
-        }
-        case 0x28:
-        case 0x88:
-        case 0x2a:
-        case 0x8a: break;
-        default: return check_condition(c, itt, 5, 0x20, 0);
+            case 0x00:
+            case 0x35:
+                return respond(c, itt, 0);
+            case 0x12: {
+                std::vector<uint8_t> inq(36, ' ');
+                inq[0] = 0, inq[1] = 0, inq[2] = 6, inq[3] = 2, inq[4] = 31, inq[5] = 0, inq[6] = 0,
+                inq[7] = 2;
+                std::memcpy(&inq[8], "STRATA  FAKE DISK", 17);
+                return data_in(c, itt, inq.data(), uint32_t(inq.size()), edtl);
+            }
+            case 0x9e: {
+                std::vector<uint8_t> cap(32, 0);
+                Be64 last;
+                last.set(kBlocks - 1);
+                std::memcpy(&cap[0], last.b, 8);
+                Be32 bs;
+                bs.set(kBs);
+                std::memcpy(&cap[8], bs.b, 4);
+                return data_in(c, itt, cap.data(), 32, edtl);
+            }
+            case 0xa0: {
+                std::vector<uint8_t> rl(16, 0);
+                rl[3] = 8;
+                return data_in(c, itt, rl.data(), 16, edtl);
+            }
+            case 0x28:
+            case 0x88:
+            case 0x2a:
+            case 0x8a:
+                break;
+            default:
+                return check_condition(c, itt, 5, 0x20, 0);
         }
         const bool is16 = cdb[0] == 0x88 || cdb[0] == 0x8a;
         const uint64_t lba = is16 ? be64(cdb + 2) : be32(cdb + 2);
@@ -470,8 +483,7 @@ struct FakeTarget {
         r.exp_cmd_sn.set(c.neg.sn.exp_cmd_sn);
         r.max_cmd_sn.set(c.neg.sn.max_cmd_sn);
         r.r2t_sn.set(w.r2t_sn++);
-        const uint32_t want =
-            std::min({w.len - w.got, r2t_len, c.neg.session.max_burst_length});
+        const uint32_t want = std::min({w.len - w.got, r2t_len, c.neg.session.max_burst_length});
         r.buffer_offset.set(w.got);
         r.desired_data_transfer_length.set(want);
         w.r2t_end = w.got + want;
@@ -506,7 +518,7 @@ struct FakeTarget {
     }
 };
 
-class InitiatorTest : public ::testing::Test {
+class InitiatorTest : public ::testing::Test, protected InitiatorHarness {
 protected:
     void SetUp() override {
         sim = std::make_unique<runtime::SimScheduler>(11, 1);
@@ -524,7 +536,7 @@ protected:
             ASSERT_TRUE(sock::set_default_impl("sim").ok());
         }
         tt = sim->create_thread("tgt", -1, tgt_host.get());
-        it = sim->create_thread("ini", -1, ini_host.get());
+        it = ini_thread = sim->create_thread("ini", -1, ini_host.get());
         target = std::make_unique<FakeTarget>();
         on(tt, [&] { target->start(); });
     }
@@ -537,60 +549,12 @@ protected:
         ini_host.reset();
         tgt_host.reset();
     }
-    template <class F>
-    void on(runtime::Thread* t, F&& fn) {
-        bool done = false;
-        ASSERT_TRUE(t->post([&] {
-                         fn();
-                         done = true;
-                     }).ok());
-        ASSERT_TRUE(run([&] { return done; }));
-    }
-    bool run(const std::function<bool()>& pred, uint64_t timeout_ns = 30'000 * kMs) {
-        return sim->run_until(pred, sim->now_ns() + timeout_ns);
-    }
-
     InitiatorOptions opts(bool discovery = false) {
         InitiatorOptions o;
         o.portal = {"10.0.0.1", 3260};
         o.target_name = discovery ? "" : kTarget;
         o.seed = 3;
         return o;
-    }
-    // Logs in; the login's status.
-    Status login(InitiatorOptions o) {
-        std::optional<Status> st;
-        on(it, [&] {
-            ini = std::make_unique<Initiator>(std::move(o));
-            ini->login([&](Status s) { st = s; });
-        });
-        EXPECT_TRUE(run([&] { return st.has_value(); })) << "login never finished";
-        return st.value_or(Status(Errc::timeout));
-    }
-    // One command, run to completion.
-    ScsiResult run_cmd(const std::function<Result<uint32_t>(ScsiDone)>& submit) {
-        std::optional<ScsiResult> res;
-        on(it, [&] {
-            auto r = submit([&](const ScsiResult& x) { res = x; });
-            if (!r.ok()) {
-                ScsiResult f;
-                f.transport = Status(r.code());
-                res = f;
-            }
-        });
-        EXPECT_TRUE(run([&] { return res.has_value(); })) << "command never completed";
-        if (!res) {
-            ScsiResult f;
-            f.transport = Status(Errc::timeout);
-            return f;
-        }
-        return *res;
-    }
-    std::vector<uint8_t> pattern(size_t n, uint64_t seed) {
-        std::vector<uint8_t> v(n);
-        Prng p(seed);
-        for (auto& x : v) x = uint8_t(p.next());
-        return v;
     }
     void write_read_verify(uint64_t lba, uint32_t blocks, uint64_t seed, bool use16 = false) {
         auto data = pattern(size_t(blocks) * kBs, seed);
@@ -608,13 +572,11 @@ protected:
         EXPECT_EQ(back, data);
     }
 
-    std::unique_ptr<runtime::SimScheduler> sim;
     std::unique_ptr<runtime::Host> tgt_host, ini_host;
     std::unique_ptr<sock::SimNetwork> net;
     runtime::Thread* tt = nullptr;
     runtime::Thread* it = nullptr;
     std::unique_ptr<FakeTarget> target;
-    std::unique_ptr<Initiator> ini;
 };
 
 TEST_F(InitiatorTest, DiscoveryAndSendTargets) {
@@ -650,11 +612,14 @@ TEST_F(InitiatorTest, LoginThenBasicCommands) {
 
     EXPECT_TRUE(run_cmd([&](ScsiDone d) { return ini->test_unit_ready(0, std::move(d)); }).ok());
     std::vector<uint8_t> inq(36);
-    auto r = run_cmd([&](ScsiDone d) { return ini->inquiry(0, false, 0, inq.data(), 36, std::move(d)); });
+    auto r = run_cmd(
+        [&](ScsiDone d) { return ini->inquiry(0, false, 0, inq.data(), 36, std::move(d)); });
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(0, std::memcmp(&inq[8], "STRATA  ", 8));
     std::vector<uint8_t> cap(32);
-    ASSERT_TRUE(run_cmd([&](ScsiDone d) { return ini->read_capacity16(0, cap.data(), std::move(d)); }).ok());
+    ASSERT_TRUE(run_cmd([&](ScsiDone d) {
+                    return ini->read_capacity16(0, cap.data(), std::move(d));
+                }).ok());
     EXPECT_EQ(be64(cap.data()), kBlocks - 1);
     EXPECT_EQ(be32(cap.data() + 8), kBs);
     std::vector<uint8_t> luns(64);
@@ -675,7 +640,8 @@ TEST_F(InitiatorTest, LoginThenBasicCommands) {
     EXPECT_EQ(r.sense_key(), 5);
     EXPECT_EQ(r.asc(), 0x20);
     std::vector<uint8_t> buf(kBs);
-    r = run_cmd([&](ScsiDone d) { return ini->read(0, kBlocks, 1, kBs, buf.data(), std::move(d)); });
+    r = run_cmd(
+        [&](ScsiDone d) { return ini->read(0, kBlocks, 1, kBs, buf.data(), std::move(d)); });
     EXPECT_EQ(r.asc(), 0x21);
     r = run_cmd([&](ScsiDone d) { return ini->test_unit_ready(encode_lun(3), std::move(d)); });
     EXPECT_EQ(r.asc(), 0x25);
@@ -704,8 +670,8 @@ TEST_F(InitiatorTest, WriteDataPaths) {
         {true, false, 8192, 0, 65536 - 8192},  // immediate fills the first burst
     };
     for (const Case& k : cases) {
-        SCOPED_TRACE(::testing::Message() << "ImmediateData " << k.immediate << " InitialR2T "
-                                          << k.initial_r2t);
+        SCOPED_TRACE(::testing::Message()
+                     << "ImmediateData " << k.immediate << " InitialR2T " << k.initial_r2t);
         target->options.initial_r2t = false;  // let the initiator choose
         target->options.immediate_data = true;
         auto o = opts();
@@ -754,8 +720,9 @@ TEST_F(InitiatorTest, QueueDepthAndCmdSnWindow) {
     res.assign(kN, std::nullopt);
     on(it, [&] {
         for (int i = 0; i < kN; ++i)
-            ASSERT_TRUE(ini->read(0, uint64_t(i) * 8, 8, kBs, back[i].data(),
-                                  [&res, i](const ScsiResult& x) { res[i] = x; }, i % 2)
+            ASSERT_TRUE(ini->read(
+                               0, uint64_t(i) * 8, 8, kBs, back[i].data(),
+                               [&res, i](const ScsiResult& x) { res[i] = x; }, i % 2)
                             .ok());
     });
     ASSERT_TRUE(run([&] {
@@ -834,7 +801,8 @@ TEST_F(InitiatorTest, CorruptDataOutIsRejectedAndTheWriteFails) {
         });
     });
     auto data = pattern(16 * kBs, 5);
-    auto r = run_cmd([&](ScsiDone d) { return ini->write(0, 0, 16, kBs, data.data(), std::move(d)); });
+    auto r =
+        run_cmd([&](ScsiDone d) { return ini->write(0, 0, 16, kBs, data.data(), std::move(d)); });
     EXPECT_EQ(r.transport.code(), Errc::io_error);
     EXPECT_EQ(target->rejects, 1u);
     EXPECT_EQ(ini->state(), Initiator::State::failed);
@@ -858,7 +826,8 @@ TEST_F(InitiatorTest, CorruptDataInFailsTheRead) {
         });
     });
     std::vector<uint8_t> back(8 * kBs);
-    auto r = run_cmd([&](ScsiDone d) { return ini->read(0, 0, 8, kBs, back.data(), std::move(d)); });
+    auto r =
+        run_cmd([&](ScsiDone d) { return ini->read(0, 0, 8, kBs, back.data(), std::move(d)); });
     EXPECT_EQ(r.transport.code(), Errc::io_error);
     EXPECT_NE(ini->error().find("data digest"), std::string::npos) << ini->error();
 }
@@ -869,9 +838,7 @@ TEST_F(InitiatorTest, NopBothWays) {
     ASSERT_TRUE(run([&] { return target->nop_answers == 1; }));
     EXPECT_EQ(ini->stats().nop_in_answered, 1u);
     std::optional<Status> pong;
-    on(it, [&] {
-        ASSERT_TRUE(ini->ping({1, 2, 3, 4, 5, 6}, [&](Status s) { pong = s; }).ok());
-    });
+    on(it, [&] { ASSERT_TRUE(ini->ping({1, 2, 3, 4, 5, 6}, [&](Status s) { pong = s; }).ok()); });
     ASSERT_TRUE(run([&] { return pong.has_value(); }));
     EXPECT_TRUE(pong->ok());
 }
@@ -889,10 +856,12 @@ TEST_F(InitiatorTest, AbortTaskAndLunReset) {
     ASSERT_TRUE(run([&] { return target->commands == 3; }));
     std::optional<uint8_t> resp;
     on(it, [&] {
-        ASSERT_TRUE(ini->task_management(tmf::abort_task, 0, itt_a, [&](Status s, uint8_t r) {
-                           EXPECT_TRUE(s.ok());
-                           resp = r;
-                       }).ok());
+        ASSERT_TRUE(ini->task_management(tmf::abort_task, 0, itt_a,
+                                         [&](Status s, uint8_t r) {
+                                             EXPECT_TRUE(s.ok());
+                                             resp = r;
+                                         })
+                        .ok());
     });
     ASSERT_TRUE(run([&] { return resp.has_value(); }));
     EXPECT_EQ(*resp, 0);
@@ -902,15 +871,17 @@ TEST_F(InitiatorTest, AbortTaskAndLunReset) {
     // Aborting it again: the task does not exist.
     resp.reset();
     on(it, [&] {
-        ASSERT_TRUE(ini->task_management(tmf::abort_task, 0, itt_a,
-                                         [&](Status, uint8_t r) { resp = r; }).ok());
+        ASSERT_TRUE(
+            ini->task_management(tmf::abort_task, 0, itt_a, [&](Status, uint8_t r) { resp = r; })
+                .ok());
     });
     ASSERT_TRUE(run([&] { return resp.has_value(); }));
     EXPECT_EQ(*resp, 1);
     resp.reset();
     on(it, [&] {
         ASSERT_TRUE(ini->task_management(tmf::lun_reset, 0, kReservedTag,
-                                         [&](Status, uint8_t r) { resp = r; }).ok());
+                                         [&](Status, uint8_t r) { resp = r; })
+                        .ok());
     });
     ASSERT_TRUE(run([&] { return resp.has_value(); }));
     EXPECT_EQ(*resp, 0);
@@ -938,7 +909,8 @@ TEST_F(InitiatorTest, ConnectionResetFailsOutstandingOnce) {
                                    [&, i](const ScsiResult& r) {
                                        ++calls[i];
                                        st[i] = r.transport;
-                                   }).ok());
+                                   })
+                            .ok());
         }
     });
     ASSERT_TRUE(run([&] { return ini->state() == Initiator::State::failed; }));

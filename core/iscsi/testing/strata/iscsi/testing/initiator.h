@@ -37,31 +37,30 @@
 #include <strata/runtime/thread.h>
 #include <strata/sock/sock.h>
 
-
 namespace strata::iscsi::testing {
 
 struct InitiatorOptions {
-    sock::Endpoint portal;                 // the target's address and port (3260)
-    std::string sock_impl;                 // "", "posix", "uring", "sim"
+    sock::Endpoint portal;  // the target's address and port (3260)
+    std::string sock_impl;  // "", "posix", "uring", "sim"
     std::string initiator_name = "iqn.2016-06.io.strata:initiator";
     std::string initiator_alias;
-    std::string target_name;               // empty: a discovery session
-    uint64_t seed = 1;                     // ISID qualifier, CHAP identifiers and challenges
-    std::array<uint8_t, 6> isid{};         // all zero: 0x80 (random format) + bytes from seed
+    std::string target_name;        // empty: a discovery session
+    uint64_t seed = 1;              // ISID qualifier, CHAP identifiers and challenges
+    std::array<uint8_t, 6> isid{};  // all zero: 0x80 (random format) + bytes from seed
     uint16_t cid = 0;
     // CHAP: chap_user non-empty offers only CHAP (AuthMethod=CHAP) and answers the target's
     // challenge; chap_muser non-empty also challenges the target (mutual CHAP) and accepts
     // only chap_muser / chap_msecret in its answer. Empty chap_user offers AuthMethod=None.
     std::string chap_user, chap_secret;
     std::string chap_muser, chap_msecret;
-    bool header_digest = false;            // offer CRC32C only (true) or None only (false)
+    bool header_digest = false;  // offer CRC32C only (true) or None only (false)
     bool data_digest = false;
     bool immediate_data = true;
     bool initial_r2t = true;
     uint32_t first_burst_length = 65536;
     uint32_t max_burst_length = 262144;
     uint32_t max_recv_data_segment_length = 262144;  // declared: the target's send limit
-    uint32_t queue_depth = 32;             // commands outstanding at once (task slots)
+    uint32_t queue_depth = 32;                       // commands outstanding at once (task slots)
     // Keep-alive: a NOP-Out ping every nop_interval_ms of idle connection; unanswered after
     // nop_timeout_ms the connection is declared lost. 0: off.
     uint32_t nop_interval_ms = 0;
@@ -82,7 +81,7 @@ struct SessionInfo {
     uint32_t max_outstanding_r2t = 1;
     std::string target_alias;
     uint16_t target_portal_group_tag = 0;
-    uint8_t status_class = 0;   // the last Login Response's status
+    uint8_t status_class = 0;  // the last Login Response's status
     uint8_t status_detail = 0;
     std::vector<std::pair<std::string, std::string>> keys;  // every key the target answered
 };
@@ -96,17 +95,17 @@ struct ScsiCommand {
     uint8_t cdb_length = 0;  // bytes of cdb used (6..16)
     DataDir dir = DataDir::none;
     uint8_t* buf = nullptr;
-    uint32_t length = 0;     // Expected Data Transfer Length
-    uint8_t task_attr = 1;   // SIMPLE
+    uint32_t length = 0;    // Expected Data Transfer Length
+    uint8_t task_attr = 1;  // SIMPLE
 };
 
 struct ScsiResult {
-    Status transport;        // not ok: the command never completed at the target (lost, aborted)
-    uint8_t response = 0;    // iSCSI response (0: command completed at target)
-    uint8_t status = 0;      // SCSI status (0 GOOD, 2 CHECK CONDITION, ...)
-    uint8_t flags = 0;       // O/U bits (rsp_flags)
+    Status transport;      // not ok: the command never completed at the target (lost, aborted)
+    uint8_t response = 0;  // iSCSI response (0: command completed at target)
+    uint8_t status = 0;    // SCSI status (0 GOOD, 2 CHECK CONDITION, ...)
+    uint8_t flags = 0;     // O/U bits (rsp_flags)
     uint32_t residual = 0;
-    uint32_t data_in = 0;    // Data-In bytes received
+    uint32_t data_in = 0;        // Data-In bytes received
     std::vector<uint8_t> sense;  // sense data (without the 2-byte SenseLength)
     uint32_t itt = 0;
     bool ok() const noexcept { return transport.ok() && response == 0 && status == 0; }
@@ -137,7 +136,15 @@ struct InitiatorStats {
 
 class Initiator {
 public:
-    enum class State : uint8_t { idle, connecting, login, full_feature, logging_out, closed, failed };
+    enum class State : uint8_t {
+        idle,
+        connecting,
+        login,
+        full_feature,
+        logging_out,
+        closed,
+        failed
+    };
 
     // On the Thread that will own it (registers its pollers there).
     explicit Initiator(InitiatorOptions options);
@@ -257,15 +264,15 @@ private:
     RxHook rx_hook_;
 
     std::vector<std::unique_ptr<Task>> tasks_;
-    std::vector<uint32_t> free_;          // free slots
-    std::vector<uint32_t> waiting_;       // slots waiting for the CmdSN window, in order
+    std::vector<uint32_t> free_;     // free slots
+    std::vector<uint32_t> waiting_;  // slots waiting for the CmdSN window, in order
     uint32_t outstanding_ = 0;
-    uint32_t cmd_sn_ = 1;                 // next CmdSN
+    uint32_t cmd_sn_ = 1;  // next CmdSN
     uint32_t exp_cmd_sn_ = 1, max_cmd_sn_ = 1;
     uint32_t exp_stat_sn_ = 0;
     uint32_t next_itt_gen_ = 1;
-    bool activity_ = false;               // something arrived since the NOP timer last ran
-    uint32_t nop_itt_ = kReservedTag;     // the keep-alive ping outstanding
+    bool activity_ = false;            // something arrived since the NOP timer last ran
+    uint32_t nop_itt_ = kReservedTag;  // the keep-alive ping outstanding
     uint64_t nop_sent_ticks_ = 0;
     uint64_t nop_idle_ticks_ = 0;
 };
