@@ -78,7 +78,8 @@ bool iovs_equal(const iovec* iov, int cnt, const void* buf, size_t len) noexcept
 }
 
 // Slices [skip, skip + len) of iov into out (at most kMaxIoVecs). Returns the bytes covered.
-size_t slice_iovs(const iovec* iov, int cnt, size_t skip, size_t len, iovec* out, int* out_cnt) noexcept {
+size_t slice_iovs(const iovec* iov, int cnt, size_t skip, size_t len, iovec* out, int* out_cnt,
+                  int max_out) noexcept {
     int n = 0;
     size_t covered = 0;
     for (int i = 0; i < cnt && covered < len; ++i) {
@@ -91,7 +92,7 @@ size_t slice_iovs(const iovec* iov, int cnt, size_t skip, size_t len, iovec* out
         base += skip;
         l -= skip;
         skip = 0;
-        if (n == kMaxIoVecs) break;
+        if (n == max_out) break;
         const size_t take = std::min(l, len - covered);
         out[n++] = iovec{base, take};
         covered += take;
@@ -386,7 +387,7 @@ Channel::Channel(Bdev& b, MgmtChannel* m, runtime::IoChannel* module)
     const auto& p = b.properties();
     may_bounce_ = p.required_alignment > 1 || p.needs_dma_memory;
     may_split_ = p.max_io_blocks != 0 || p.optimal_io_boundary != 0 || p.max_unmap_blocks != 0 ||
-                 may_bounce_;
+                 p.max_num_segments != 0 || may_bounce_;
     runtime::Thread* t = runtime::current_thread();  // created on its own Thread
     traced_ = t != nullptr && t->scheduler().event_trace() != nullptr;
 }
@@ -539,6 +540,9 @@ bool Channel::needs_split(const BdevIo& io) const noexcept {
         const uint64_t b = p.optimal_io_boundary;
         if (io.offset_blocks_ / b != (io.offset_blocks_ + io.num_blocks_ - 1) / b) return true;
     }
+    if (p.max_num_segments != 0 && io.iovcnt_ > int(p.max_num_segments) &&
+        (io.type_ == IoType::read || io.type_ == IoType::write))
+        return true;
     return io.iovcnt_ > kMaxIoVecs && bounced;
 }
 
@@ -694,9 +698,11 @@ void Channel::issue_children(BdevIo& parent) noexcept {
             c.iovcnt_ = 1;
         } else if (has_data(child_type)) {
             int cnt = 0;
+            const uint32_t segs = bdev.properties().max_num_segments;
+            const int max_out = segs != 0 ? std::min<int>(int(segs), kMaxIoVecs) : kMaxIoVecs;
             const size_t covered =
                 slice_iovs(parent.iovs_, parent.iovcnt_, (off - parent.offset_blocks_) * bs,
-                           static_cast<size_t>(n) * bs, c.inline_iovs_, &cnt);
+                           static_cast<size_t>(n) * bs, c.inline_iovs_, &cnt, max_out);
             if (covered < static_cast<size_t>(n) * bs) {
                 n = covered / bs;
                 if (n == 0) {
@@ -705,7 +711,7 @@ void Channel::issue_children(BdevIo& parent) noexcept {
                     break;
                 }
                 slice_iovs(parent.iovs_, parent.iovcnt_, (off - parent.offset_blocks_) * bs,
-                           static_cast<size_t>(n) * bs, c.inline_iovs_, &cnt);
+                           static_cast<size_t>(n) * bs, c.inline_iovs_, &cnt, max_out);
             }
             c.iovs_ = c.inline_iovs_;
             c.iovcnt_ = cnt;

@@ -162,6 +162,8 @@ Result<bdev::Bdev*> register_lvol_bdev(Lvol& l) {
     p.block_size = base.block_size();
     p.num_blocks = l.blob->num_io_units();
     p.write_cache = base.properties().write_cache;
+    // A blob request carries at most blob::kMaxIoVecs iovecs: the bdev layer splits the rest.
+    p.max_num_segments = uint32_t(blob::kMaxIoVecs);
     auto owned = std::make_unique<LvolBdev>(std::move(p), l);
     LvolBdev* raw = owned.get();
     l.bdev = raw;

@@ -151,6 +151,9 @@ public:
         uint32_t required_alignment = 1;   // buffer address alignment in bytes (power of two)
         bool needs_dma_memory = false;     // buffers must be env DMA memory (bounce otherwise)
         uint64_t max_unmap_blocks = 0;     // split larger unmaps (0: no limit)
+        // Split reads and writes with more iovecs than this (SPDK's max_num_segments; 0: no
+        // limit); each child then carries at most min(this, kMaxIoVecs).
+        uint32_t max_num_segments = 0;
     };
 
     Bdev(const Module& module, Properties properties);
