@@ -9,7 +9,7 @@ namespace strata::scsi {
 
 namespace {
 
-constexpr uint32_t kMaxTransferBytes = 8u << 20;
+constexpr uint32_t kMaxTransferBytes = 32u << 20;
 constexpr uint32_t kMaxWriteSameBlocks = 65536;
 constexpr uint32_t kMaxUnmapDescriptors = 256;
 constexpr uint8_t kMaxCompareWriteBlocks = 255;
@@ -36,7 +36,7 @@ const CommandInfo kCommands[] = {
     {0x25, 0, false, 10, {0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0}},
     {0x28, 0, false, 10, {0x28, 0x18, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
     {0x2A, 0, false, 10, {0x2a, 0x18, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
-    {0x2F, 0, false, 10, {0x2f, 0x06, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
+    {0x2F, 0, false, 10, {0x2f, 0x16, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
     {0x35, 0, false, 10, {0x35, 0x02, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
     {0x41, 0, false, 10, {0x41, 0x08, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
     {0x42, 0, false, 10, {0x42, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
@@ -55,7 +55,7 @@ const CommandInfo kCommands[] = {
     {0x88, 0, false, 16, {0x88, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x89, 0, false, 16, {0x89, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0, 0}},
     {0x8A, 0, false, 16, {0x8a, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
-    {0x8F, 0, false, 16, {0x8f, 0x06, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0x8F, 0, false, 16, {0x8f, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x91, 0, false, 16, {0x91, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x93, 0, false, 16, {0x93, 0x09, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x9E, 0x10, true, 16, {0x9e, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
@@ -196,19 +196,34 @@ void read_write(Task& t, uint64_t lba, uint64_t nb, uint8_t flags, int len_byte,
     t.priv.fua = has_flags && (flags & 0x08) != 0;
     t.priv.lba = lba;
     if (write) {
-        if (bytes > avail) return invalid_cdb_field(t, uint16_t(len_byte)), complete(t);
+        // Less data-out than the CDB asks for (iSCSI EDTL < SPDTL): as FCP-4 says, the command
+        // runs on the data there is (whole blocks of it, an overflow residual for the rest);
+        // data ending inside a block cannot be written: INVALID FIELD IN INFORMATION UNIT.
+        uint64_t n = nb;
+        if (bytes > avail) {
+            if (avail % bs != 0)
+                return set_sense(t, SenseKey::illegal_request,
+                                 asc::invalid_field_in_information_unit),
+                       complete(t);
+            n = avail / bs;
+            if (n == 0) return good(t);
+        }
         t.priv.op = op_write;
-        t.priv.num_blocks = nb;
-        data_buffer(t, bytes);
-        t.data_transferred = static_cast<uint32_t>(bytes);
+        t.priv.num_blocks = n;
+        data_buffer(t, n * bs);
+        t.data_transferred = static_cast<uint32_t>(n * bs);
         return start(t, &issue_write, &after_write);
     }
-    const uint64_t n = std::min<uint64_t>(nb, avail / bs);
+    // A data-in buffer shorter than the CDB's transfer gets its first `avail` bytes (SAM: the
+    // overflow residual says the rest). When `avail` ends inside a block that block is read
+    // whole, if the buffer has room for it, and only its head is transferred.
+    uint64_t n = std::min<uint64_t>(nb, avail / bs);
+    if (n < nb && avail % bs != 0 && (n + 1) * bs <= t.priv.iov_bytes) ++n;
     if (n == 0) return good(t);
     t.priv.op = op_read;
     t.priv.num_blocks = n;
     data_buffer(t, n * bs);
-    t.data_transferred = static_cast<uint32_t>(n * bs);
+    t.data_transferred = static_cast<uint32_t>(std::min<uint64_t>(n * bs, avail));
     start(t, &issue_read, &good);
 }
 
@@ -416,6 +431,10 @@ void compare_and_write(Task& t) noexcept {
     const uint64_t nb = t.cdb[13];
     if (nb > kMaxCompareWriteBlocks) return invalid_cdb_field(t, 13), complete(t);
     if (!range_ok(t, lba, nb)) return;
+    // Zero blocks with a data-out buffer: the CDB and the transfer disagree (an initiator that
+    // put 256 in the one-byte field sends 0 with 512 blocks of data).
+    if (nb == 0 && t.dir == DataDir::to_dev && t.transfer_length > 0)
+        return invalid_cdb_field(t, 13), complete(t);
     if (nb == 0) return good(t);
     const uint64_t bytes = nb * L(t).block_size;
     const uint64_t avail =
@@ -801,23 +820,17 @@ void report_opcodes(Task& t) noexcept {
         put_be32(d, uint32_t(n - 4));
     } else if (opts <= 3) {
         const CommandInfo* found = nullptr;
-        bool op_has_sa = false;
+        bool exists = false, op_has_sa = false;
         for (const CommandInfo& ci : kCommands) {
             if (ci.opcode != req_op) continue;
+            exists = true;
             op_has_sa = ci.has_sa;
             const bool with_sa = opts == 2 || (opts == 3 && ci.has_sa);
-            if (!with_sa || ci.sa == req_sa) {
-                found = &ci;
-                break;
-            }
+            if (!found && (!with_sa || ci.sa == req_sa)) found = &ci;
         }
+        // Options 1 names an opcode without service actions, 2 one with them (SPC-4 6.35.1).
         if (opts == 1 && op_has_sa) return invalid_cdb_field(t, 2, 2), complete(t);
-        if (opts == 2 && !op_has_sa && found == nullptr) {
-            // an opcode without service actions asked for with one
-            bool exists = false;
-            for (const CommandInfo& ci : kCommands) exists |= ci.opcode == req_op;
-            if (exists) return invalid_cdb_field(t, 2, 2), complete(t);
-        }
+        if (opts == 2 && exists && !op_has_sa) return invalid_cdb_field(t, 2, 2), complete(t);
         if (found == nullptr) {
             d[1] = 0x01;  // not supported
             n = 4;

@@ -599,8 +599,9 @@ void manage(Device& dev, MgmtTask& m) noexcept {
             for (auto& l : dev.luns) {
                 if (!target && l.get() != lun) continue;
                 if (l->removing) continue;
-                for (size_t i = 0; i < l->ua.size(); ++i)
-                    if (i != nexus) l->ua[i] |= ua_lun_reset;
+                // Every I_T nexus, the one that asked too (SAM-5 6.3.3; libiscsi's
+                // MultipathIO.Reset looks for it on each path).
+                for (uint32_t& u : l->ua) u |= ua_lun_reset;
                 // A reset releases SPC-2 style state only; persistent reservations survive.
                 auto* rc = new ResetCtx{&dev, &m};  // control path (TMF), not per I/O
                 m.reset_pending_ = true;

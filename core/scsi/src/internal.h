@@ -22,6 +22,7 @@ namespace strata::scsi {
 // Additional sense codes (ASC << 8 | ASCQ).
 namespace asc {
 inline constexpr uint16_t no_additional_sense = 0x0000;
+inline constexpr uint16_t invalid_field_in_information_unit = 0x0E03;
 inline constexpr uint16_t write_error = 0x0C00;
 inline constexpr uint16_t unrecovered_read_error = 0x1100;
 inline constexpr uint16_t parameter_list_length_error = 0x1A00;

@@ -1,6 +1,8 @@
 // Persistent reservations (SPC-4 5.12, 6.15, 6.16): registrations and the reservation of a LUN,
 // per I_T nexus, kept in memory (APTPL is not supported: PTPL_C is 0).
 #include <algorithm>
+#include <cstring>
+#include <string_view>
 
 #include "internal.h"
 
@@ -91,7 +93,9 @@ void execute_pr_in(Task& t) noexcept {
     Lun& lun = *t.priv.lun;
     const uint8_t sa = t.cdb[1] & 0x1F;
     const uint16_t alloc = be16(t.cdb + 7);
-    uint8_t d[8 + 8 * 64] = {};
+    // READ FULL STATUS: 24 bytes per registrant and its TransportID (an iSCSI port name of at
+    // most 223 + 20 bytes); a full list is cut at the buffer as at the allocation length.
+    uint8_t d[8192] = {};
     size_t n = 0;
     switch (sa) {
         case 0x00: {  // READ KEYS
@@ -123,7 +127,36 @@ void execute_pr_in(Task& t) noexcept {
             d[5] = 0x01;
             n = 8;
             break;
-        default:  // READ FULL STATUS is not supported
+        case 0x03: {  // READ FULL STATUS (SPC-4 6.16.5)
+            put_be32(d, lun.pr_generation);
+            n = 8;
+            size_t total = 0;  // ADDITIONAL LENGTH counts every descriptor, sent or not
+            const Device& dev = *t.priv.dev;
+            for (const auto& r : lun.regs) {
+                const std::string_view port =
+                    r.nexus < dev.nexuses.size() ? std::string_view(dev.nexuses[r.nexus]) : "";
+                // TransportID, iSCSI, format 01b: "<name>,i,0x<ISID>", NUL-terminated, padded
+                // to a multiple of 4, at least 20 bytes (SPC-4 7.6.4.6).
+                const size_t tid_len = std::max<size_t>(20, (4 + port.size() + 1 + 3) & ~size_t{3});
+                const size_t len = 24 + tid_len;
+                total += len;
+                if (n + len > sizeof(d)) continue;
+                uint8_t* p = d + n;
+                put_be64(p, r.key);
+                const bool holder = is_holder(lun, r.nexus);
+                p[12] = holder ? 0x01 : 0x00;  // R_HOLDER; ALL_TG_PT 0
+                if (holder) p[13] = lun.res_type & 0x0F;  // scope 0: LU_SCOPE
+                put_be16(p + 18, 1);                     // relative target port identifier
+                put_be32(p + 20, uint32_t(tid_len));
+                p[24] = 0x40 | 0x05;  // format 01b, protocol identifier 5h (iSCSI)
+                put_be16(p + 26, uint16_t(tid_len - 4));
+                std::memcpy(p + 28, port.data(), port.size());
+                n += len;
+            }
+            put_be32(d + 4, uint32_t(total));
+            break;
+        }
+        default:
             invalid_cdb_field(t, 1, 4);
             return complete(t);
     }

@@ -4,6 +4,7 @@
 // errors and hot-removal under I/O.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -334,15 +335,43 @@ TEST_F(ScsiTest, ReadWriteErrors) {
     EXPECT_TRUE(prot->check(0x5, 0x2400));
     EXPECT_EQ(prot->t.sense[15], 0xCF);  // bit 7 of
     EXPECT_EQ(prot->t.sense[17], 1);     // byte 1
-    // Write with less data-out than the CDB asks: invalid field, pointing at the length.
-    auto shortw = run(rw10(0x2A, 0, 8), 0, std::vector<uint8_t>(1024));
-    EXPECT_TRUE(shortw->check(0x5, 0x2400));
-    EXPECT_EQ(shortw->t.sense[17], 7);
+    // Write with less data-out than the CDB asks (iSCSI EDTL < SPDTL): the whole blocks there
+    // are get written (FCP-4), with an overflow residual; a part block is INVALID FIELD IN
+    // INFORMATION UNIT and writes nothing.
+    auto before = read_blocks(0, 8);
+    auto shortw = run(rw10(0x2A, 0, 8), 0, std::vector<uint8_t>(1024, 0x5A));
+    EXPECT_EQ(shortw->t.status, status::good);
+    EXPECT_EQ(shortw->t.data_transferred, 1024u);
+    EXPECT_TRUE(shortw->t.residual_overflow);
+    EXPECT_EQ(shortw->t.residual, 3072u);
+    std::fill(before.begin(), before.begin() + 1024, 0x5A);
+    EXPECT_EQ(read_blocks(0, 8), before);
+    auto partw = run(rw10(0x2A, 0, 1), 0, std::vector<uint8_t>(200, 0xA5));
+    EXPECT_TRUE(partw->check(0x5, 0x0E03));
+    EXPECT_TRUE(partw->t.residual_overflow);
+    EXPECT_EQ(partw->t.residual, 312u);
+    EXPECT_EQ(read_blocks(0, 8), before);
     // Read into a smaller buffer: what fits, and an overflow residual.
     auto over = run(rw10(0x28, 0, 8), 1024);
     EXPECT_EQ(over->t.status, status::good);
     EXPECT_EQ(over->t.data_transferred, 1024u);
     EXPECT_TRUE(over->t.residual_overflow);
+    // A transfer length ending inside a block: that block is read whole into the buffer's
+    // room and only the asked-for head counts (libiscsi's Read10Residuals, EDTL 200).
+    auto part = make(rw10(0x28, 0, 1), 512);
+    part->t.transfer_length = 200;
+    start(*part);
+    wait(*part);
+    EXPECT_EQ(part->t.status, status::good);
+    EXPECT_EQ(part->t.data_transferred, 200u);
+    EXPECT_TRUE(part->t.residual_overflow);
+    EXPECT_EQ(part->t.residual, 312u);
+    EXPECT_TRUE(std::equal(part->buf.begin(), part->buf.begin() + 200, before.begin()));
+    // Without room for the whole block nothing is read.
+    auto tight = run(rw10(0x28, 0, 1), 200);
+    EXPECT_EQ(tight->t.status, status::good);
+    EXPECT_EQ(tight->t.data_transferred, 0u);
+    EXPECT_EQ(tight->t.residual, 312u);
     EXPECT_EQ(over->t.residual, 3072u);
     auto under = run(rw10(0x28, 0, 1), 4096);
     EXPECT_EQ(under->t.residual, 3584u);
@@ -443,6 +472,9 @@ TEST_F(ScsiTest, CompareAndWrite) {
     EXPECT_EQ(read_blocks(500, 2), neu);  // nothing written
     c[13] = 0;
     EXPECT_EQ(run(c)->t.status, status::good);
+    // Zero blocks with data-out (256 blocks put in the one-byte field): invalid field.
+    EXPECT_TRUE(run(c, 0, data)->check(0x5, 0x2400));
+    EXPECT_EQ(read_blocks(500, 2), neu);
     c[13] = 2;
     be(&c[2], kBlocks - 1, 8);
     EXPECT_TRUE(run(c, 0, data)->check(0x5, 0x2100));
@@ -560,6 +592,13 @@ TEST_F(ScsiTest, SyncCacheStartStopRsoc) {
     EXPECT_TRUE(run(cdb_of({0xA3, 0x0C, 0x01, 0x9E, 0, 0, 0, 0, 1, 0, 0, 0}), 256)->check(0x5, 0x2400));
     auto sa = run(cdb_of({0xA3, 0x0C, 0x82, 0x9E, 0, 0x10, 0, 0, 1, 0, 0, 0}), 256);  // RCTD
     EXPECT_EQ(sa->buf[1], 0x83);
+    // Options 2 (with a service action) of an opcode that has none: invalid field.
+    EXPECT_TRUE(run(cdb_of({0xA3, 0x0C, 0x02, 0x28, 0, 0, 0, 0, 1, 0, 0, 0}), 256)->check(0x5, 0x2400));
+    // VERIFY's usage data allows DPO (MODE SENSE says DPOFUA).
+    for (uint8_t op : {uint8_t(0x2F), uint8_t(0x8F)}) {
+        auto v = run(cdb_of({0xA3, 0x0C, 0x01, op, 0, 0, 0, 0, 1, 0, 0, 0}), 256);
+        EXPECT_EQ(v->buf[5] & 0x10, 0x10) << int(op);
+    }
     EXPECT_TRUE(run(cdb_of({0xA3, 0x05, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}), 256)->check(0x5, 0x2400));
 }
 
@@ -615,7 +654,21 @@ TEST_F(ScsiTest, PersistentReservationsAcrossTwoNexuses) {
     auto caps = run(cdb_of({0x5E, 2, 0, 0, 0, 0, 0, 0, 8, 0}), 8);
     EXPECT_EQ(caps->buf[1], 8);
     EXPECT_EQ(caps->buf[4], 0xEA);
-    EXPECT_TRUE(run(cdb_of({0x5E, 3, 0, 0, 0, 0, 0, 1, 0, 0}), 256)->check(0x5, 0x2400));
+    // READ FULL STATUS: I2's registration, holder of EXCLUSIVE ACCESS, its iSCSI TransportID.
+    auto full = run(cdb_of({0x5E, 3, 0, 0, 0, 0, 0, 1, 0, 0}), 256);
+    ASSERT_EQ(full->t.status, status::good);
+    const std::string i2 = kI2;
+    const uint32_t tid_len = std::max<uint32_t>(20, (4 + uint32_t(i2.size()) + 1 + 3) & ~3u);
+    auto be32 = [](const uint8_t* p) { return uint32_t(p[0]) << 24 | p[1] << 16 | p[2] << 8 | p[3]; };
+    auto be64 = [&](const uint8_t* p) { return uint64_t(be32(p)) << 32 | be32(p + 4); };
+    EXPECT_EQ(be32(full->buf.data() + 4), 24 + tid_len);
+    EXPECT_EQ(be64(full->buf.data() + 8), 0xB2u);
+    EXPECT_EQ(full->buf[8 + 12], 0x01);  // R_HOLDER
+    EXPECT_EQ(full->buf[8 + 13], 3);     // LU_SCOPE, EXCLUSIVE ACCESS
+    EXPECT_EQ(be32(full->buf.data() + 8 + 20), tid_len);
+    EXPECT_EQ(full->buf[8 + 24], 0x45);  // format 01b, iSCSI
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(full->buf.data() + 8 + 28)), i2);
+    EXPECT_TRUE(run(cdb_of({0x5E, 4, 0, 0, 0, 0, 0, 1, 0, 0}), 256)->check(0x5, 0x2400));
     // CLEAR from I2: everything goes.
     EXPECT_EQ(run(pr_out(3, 0), 0, pr_params(0xB2, 0), 0, kI2)->t.status, status::good);
     EXPECT_EQ(run(rw10(0x28, 0, 1), 512)->t.status, status::good);
@@ -762,8 +815,10 @@ TEST_F(ScsiErrorTest, LunResetEndsHeldIoAndSetsUnitAttention) {
     EXPECT_EQ(r2->calls, 1);
     EXPECT_EQ(r1->t.status, status::task_aborted);
     EXPECT_EQ(outstanding_tasks(*dev), 0u);
-    // The other nexus is told; the resetting one and the other LUN are not.
+    // Every nexus is told, the resetting one too (libiscsi's MultipathIO.Reset); the other LUN
+    // is not.
     EXPECT_TRUE(run(cdb_of({0, 0, 0, 0, 0, 0}), 0, {}, 1, kI2)->check(0x6, 0x2903));
+    EXPECT_TRUE(run(cdb_of({0, 0, 0, 0, 0, 0}), 0, {}, 1)->check(0x6, 0x2903));
     EXPECT_EQ(run(cdb_of({0, 0, 0, 0, 0, 0}), 0, {}, 1)->t.status, status::good);
     EXPECT_EQ(run(cdb_of({0, 0, 0, 0, 0, 0}), 0, {}, 0)->t.status, status::good);
 
