@@ -484,9 +484,11 @@ bool Conn::get_buffers(Cmd& c, uint32_t len) noexcept {
             put_buffers(c);
             return false;
         }
+        // Each iovec is the whole chunk: core/scsi may fill a block past `len` (a read whose
+        // EDTL ends inside a block) and transfers only `len`.
         const uint32_t l = std::min(left, kChunk);
         c.bufs[c.nbufs] = b;
-        c.iovs[c.nbufs] = {b, l};
+        c.iovs[c.nbufs] = {b, kChunk};
         ++c.nbufs;
         left -= l;
     }
@@ -663,10 +665,22 @@ bool Conn::data_out_header() noexcept {
         discard_ = true;
         return true;
     }
-    if (off != c->received || uint64_t{off} + len > c->burst_end || d.data_sn.get() != c->data_sn ||
+    if (off != c->received || uint64_t{off} + len > c->burst_end ||
         final != (off + len == c->burst_end)) {
-        violation(RejectReason::protocol_error, "Data-Out offset, length, DataSN or F bit wrong");
+        violation(RejectReason::protocol_error, "Data-Out offset, length or F bit wrong");
         return false;
+    }
+    if (d.data_sn.get() != c->data_sn) {
+        // A DataSN out of order (ERL 0 cannot recover it): the PDU is rejected and the command
+        // fails; the session goes on, and the command's later Data-Outs are dropped.
+        STRATA_NOTICELOG(log_iscsi, "{}: ITT {:#x}: DataSN {} where {} was due: command failed",
+                         peer_ip_, itt, d.data_sn.get(), c->data_sn);
+        reject(RejectReason::protocol_error);
+        if (len > 0) rx_.discard_data();
+        discard_ = true;
+        fail_cmd(*c, scsi::status::check_condition, 0xB, 0x4B, 0x00);  // DATA PHASE ERROR
+        next_r2t();
+        return true;
     }
     ++c->data_sn;
     cur_ = c;
@@ -900,6 +914,13 @@ void Conn::logout() noexcept {
 
 void Conn::task_mgmt() noexcept {
     const auto h = bhs_as<TaskMgmtReq>(rx_.header());
+    // RFC 7143 11.5.1: ABORT TASK of a task the target does not have is "function complete"
+    // only when RefCmdSN is still to come (in the window, before this TMF's CmdSN); a task
+    // that already ended is "task does not exist".
+    const Session& ss = *session_;
+    const uint32_t ref_sn = h.ref_cmd_sn.get();
+    const bool ref_to_come = sn_lte(ss.exp_cmd_sn, ref_sn) && sn_lte(ref_sn, ss.max_cmd_sn()) &&
+                             ref_sn != h.cmd_sn.get() && sn_lte(ref_sn, h.cmd_sn.get());
     check_cmd_sn(rx_.bhs());  // a TMF outside the window is still answered
     const uint8_t fn = h.function & 0x7f;
     const uint32_t ref = h.referenced_task_tag.get();
@@ -957,6 +978,7 @@ void Conn::task_mgmt() noexcept {
     }
     m->busy = true;
     m->itt = h.itt.get();
+    m->ref_to_come = ref_to_come;
     m->m = scsi::MgmtTask{};
     m->m.function = f;
     m->m.lun = lun;
@@ -973,8 +995,7 @@ void Conn::mgmt_done(Mgmt& m) noexcept {
     uint8_t response = 0;
     switch (m.m.response) {
     case scsi::TmfResponse::complete: response = 0; break;
-    // ABORT TASK of a task that already ended: function complete (RFC 7143 §11.6.1).
-    case scsi::TmfResponse::task_does_not_exist: response = 0; break;
+    case scsi::TmfResponse::task_does_not_exist: response = m.ref_to_come ? 0 : 1; break;
     case scsi::TmfResponse::lun_does_not_exist: response = 2; break;
     case scsi::TmfResponse::function_rejected: response = 255; break;
     }

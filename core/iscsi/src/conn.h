@@ -93,6 +93,7 @@ struct Mgmt {
     Conn* conn = nullptr;
     uint32_t itt = 0;
     bool busy = false;
+    bool ref_to_come = false;  // ABORT TASK: RefCmdSN not received yet (RFC 7143 11.5.1)
 };
 
 class Conn final : public LoginHost, public ListHook<ConnTag> {

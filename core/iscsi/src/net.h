@@ -32,9 +32,9 @@ class Conn;
 struct ConnTag;
 
 // Data buffers: chunks of kChunk bytes from the poll group's pool; a command moves at most
-// kMaxChunks of them (8 MiB).
+// kMaxChunks of them (32 MiB, core/scsi's MAXIMUM TRANSFER LENGTH).
 inline constexpr uint32_t kChunk = 128 * 1024;
-inline constexpr uint32_t kMaxChunks = 64;
+inline constexpr uint32_t kMaxChunks = 256;
 inline constexpr uint32_t kMaxTransfer = kChunk * kMaxChunks;
 // A poll group's pool grows on demand up to this many chunks (then a command gets BUSY);
 // chunks are kept, so the steady state allocates nothing.

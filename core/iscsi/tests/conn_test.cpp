@@ -694,6 +694,51 @@ TEST_F(IscsiConnTest, DataDigestErrorOnDataOutIsRejectedAndTheCommandFails) {
     EXPECT_NE(r.data, d);
 }
 
+TEST_F(IscsiConnTest, DataSnOutOfOrderFailsThatCommandAlone) {
+    // libiscsi's iSCSIDataSnInvalid: ERL 0 cannot recover a DataSN gap, but it is one
+    // command's error: Reject, CHECK CONDITION, and the session goes on.
+    start_network();
+    Client& c = connect();
+    ASSERT_EQ(login(c), 0);
+    run(c, Bytes(6, 0), 0, false);
+    const Bytes before = run(c, cdb16(0x88, 0, 16), 8192, true).data;
+    const Bytes d = pattern(8192, 4);
+    ScsiCmd h = cmd_header(c, cdb16(0x8a, 0, 16), 8192, false, true);
+    send(c, &h);
+    auto p = recv(c);
+    ASSERT_TRUE(p);
+    ASSERT_EQ(p->op(), uint8_t(Opcode::r2t));
+    const uint32_t ttt = p->as<R2t>().ttt.get();
+    const Bytes first(d.begin(), d.begin() + 4096), second(d.begin() + 4096, d.end());
+    send_raw(c, data_out(c, h.itt.get(), ttt, 0, first, 0, false));
+    send_raw(c, data_out(c, h.itt.get(), ttt, 4096, second, 0, true));  // DataSN 0 again
+    p = recv(c);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->op(), uint8_t(Opcode::reject));
+    EXPECT_EQ(p->bhs[2], uint8_t(RejectReason::protocol_error));
+    p = recv(c);
+    ASSERT_TRUE(p);
+    ASSERT_EQ(p->op(), uint8_t(Opcode::scsi_rsp));
+    EXPECT_EQ(p->as<ScsiRsp>().status, scsi::status::check_condition);
+    EXPECT_FALSE(closed_by_target(c));
+    auto r = run(c, cdb16(0x88, 0, 16), 8192, true);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r.data, before);  // nothing written
+    // ABORT TASK of a task that has ended: "task does not exist" (RFC 7143 11.5.1 c).
+    TaskMgmtReq m{};
+    m.opcode = uint8_t(Opcode::task_mgmt_req) | kImmediateBit;
+    m.function = 0x80 | 1;
+    m.itt.set(c.itt++);
+    m.referenced_task_tag.set(h.itt.get());
+    m.cmd_sn.set(c.cmd_sn);
+    m.ref_cmd_sn.set(h.cmd_sn.get());
+    send(c, &m);
+    p = recv(c);
+    ASSERT_TRUE(p);
+    ASSERT_EQ(p->op(), uint8_t(Opcode::task_mgmt_rsp));
+    EXPECT_EQ(p->as<TaskMgmtRsp>().response, 1);
+}
+
 TEST_F(IscsiConnTest, ChapLogin) {
     dir.auth.require_chap = true;
     dir.auth.chap_group = 1;
