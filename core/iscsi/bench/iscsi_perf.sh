@@ -50,6 +50,7 @@ cat >"$WORK/tgt.json" <<EOF
  {"subsystem":"bdev","config":[
   {"method":"bdev_malloc_create","params":{"name":"Malloc0","num_blocks":$((LUN_MIB * 256)),"block_size":4096}}]},
  {"subsystem":"iscsi","config":[
+  {"method":"iscsi_set_options","params":{"max_queue_depth":128}},
   {"method":"iscsi_create_portal_group","params":{"tag":1,"portals":[{"host":"127.0.0.1","port":"$PORT"}]}},
   {"method":"iscsi_create_initiator_group","params":{"tag":1,"initiators":["ANY"],"netmasks":["127.0.0.1/32"]}},
   {"method":"iscsi_create_target_node","params":{"name":"$IQN","alias_name":"bench",
