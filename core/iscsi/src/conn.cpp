@@ -477,6 +477,16 @@ void Conn::complete_cmd_sn(Cmd& c) noexcept {
 }
 
 bool Conn::get_buffers(Cmd& c, uint32_t len) noexcept {
+    c.small_buf = false;
+    if (len <= kSmallChunk) {
+        if (void* b = group_->get_small()) {
+            c.small_buf = true;
+            c.bufs[0] = b;
+            c.iovs[0] = {b, kSmallChunk};
+            c.nbufs = 1;
+            return true;
+        }
+    }
     uint32_t left = len;
     while (left > 0) {
         void* b = group_->get_chunk();
@@ -496,7 +506,10 @@ bool Conn::get_buffers(Cmd& c, uint32_t len) noexcept {
 }
 
 void Conn::put_buffers(Cmd& c) noexcept {
-    for (uint32_t i = 0; i < c.nbufs; ++i) group_->put_chunk(c.bufs[i]);
+    if (c.small_buf && c.nbufs == 1) group_->put_small(c.bufs[0]);
+    else
+        for (uint32_t i = 0; i < c.nbufs; ++i) group_->put_chunk(c.bufs[i]);
+    c.small_buf = false;
     c.nbufs = 0;
 }
 

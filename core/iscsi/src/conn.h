@@ -65,6 +65,7 @@ struct Cmd : Tx, ListHook<R2tTag> {
     uint32_t edtl = 0;
     // buffers
     uint32_t nbufs = 0;
+    bool small_buf = false;  // bufs[0] is the poll group's small buffer
     void* bufs[kMaxChunks] = {};
     iovec iovs[kMaxChunks] = {};
     iovec slice[kMaxChunks] = {};  // the receive destination of one Data-Out

@@ -40,6 +40,7 @@ PollGroup::~PollGroup() {
     }
     sockets_.reset();
     for (void* p : all_) ::operator delete(p, std::align_val_t{4096});
+    for (void* p : small_slabs_) ::operator delete(p, std::align_val_t{4096});
 }
 
 void PollGroup::stop() {
@@ -60,6 +61,23 @@ void* PollGroup::get_chunk() noexcept {
     }
     void* p = free_.back();
     free_.pop_back();
+    return p;
+}
+
+void* PollGroup::get_small() noexcept {
+    if (free_small_.empty()) {
+        // Grows by a slab of 64 adjacent buffers, kept: the steady state allocates nothing.
+        constexpr size_t kPerSlab = 64;
+        if (small_slabs_.size() * kPerSlab >= kPoolMaxSmall) return nullptr;
+        auto* slab = static_cast<uint8_t*>(
+            ::operator new(kPerSlab * kSmallChunk, std::align_val_t{4096}, std::nothrow));
+        if (!slab) return nullptr;
+        small_slabs_.push_back(slab);
+        free_small_.reserve(small_slabs_.size() * kPerSlab);
+        for (size_t i = kPerSlab; i > 0; --i) free_small_.push_back(slab + (i - 1) * kSmallChunk);
+    }
+    void* p = free_small_.back();
+    free_small_.pop_back();
     return p;
 }
 
