@@ -194,6 +194,16 @@ public:
     uint64_t units_per_page = 0;
     bool loaded_dirty = false;
     bool unloading = false;
+    // Rule 8: the bdev's write_cache_losses() when the store opened it. Once that changes,
+    // writes the store made may be gone although the flushes after them succeeded, and the
+    // in-memory state may promise what the disk lost: the store stops. Every later write and
+    // flush (metadata or data path) fails with stopped_error() and unload leaves the store
+    // dirty, so the next load recovers it as after a crash.
+    uint64_t cache_losses_at_open = 0;
+    std::atomic<bool> stopped{false};
+    // Checks the bdev's count (stops the store when it moved); true when stopped. Any Thread.
+    bool check_cache_loss() noexcept;
+    Error stopped_error() const;
     std::map<BlobId, std::unique_ptr<BlobImpl>> open_blobs;
     struct Entry {
         BlobId parent = kInvalidBlobId;

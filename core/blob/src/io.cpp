@@ -45,6 +45,10 @@ void start(Request* r) noexcept {
         finish(r, Status(Errc::permission_denied, "blob is read-only"));
         return;
     }
+    if (r->op != Request::Op::read && b->bs.stopped.load(std::memory_order_acquire)) {  // rule 8
+        finish(r, Status(Errc::io_error, "blobstore stopped: its bdev lost its write cache"));
+        return;
+    }
     process(r);
 }
 
@@ -54,6 +58,11 @@ void bdev_done(void* ctx, const bdev::IoStatus& s) {
     auto* r = static_cast<Request*>(ctx);
     if (!s.ok()) {
         finish(r, Status(s.code, "bdev I/O failed"));
+        return;
+    }
+    // Rule 8: the flush succeeded, but after a loss of the bdev's cache that proves nothing.
+    if (r->op == Request::Op::flush && r->blob->bs.check_cache_loss()) {
+        finish(r, Status(Errc::io_error, "blobstore stopped: its bdev lost its write cache"));
         return;
     }
     r->pos = r->seg_end;

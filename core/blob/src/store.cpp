@@ -68,9 +68,31 @@ void StoreImpl::md_unlock() {
     w->set(true);
 }
 
+bool StoreImpl::check_cache_loss() noexcept {
+    if (stopped.load(std::memory_order_acquire)) return true;
+    const uint64_t now = desc->bdev().write_cache_losses();
+    if (now == cache_losses_at_open) return false;
+    if (!stopped.exchange(true, std::memory_order_acq_rel))
+        STRATA_ERRLOG(log_blob,
+                      "bdev '{}' lost its volatile write cache (power loss): the blobstore "
+                      "stops; load it again to recover",
+                      desc->bdev().name());
+    return true;
+}
+
+Error StoreImpl::stopped_error() const {
+    return errorf(Errc::io_error,
+                  fmt::format("blobstore: bdev '{}' lost its volatile write cache (power loss): "
+                              "writes not flushed before it may be gone; the store has stopped and "
+                              "must be loaded again",
+                              desc ? desc->bdev().name() : std::string("?")));
+}
+
 Task<Result<void>> StoreImpl::bdev_io(bdev::IoType type, void* buf, uint64_t off, uint64_t bytes) {
     const uint64_t unit = desc->bdev().block_size();  // g is not known yet while loading
     STRATA_ASSERT(off % unit == 0 && bytes % unit == 0);
+    // Rule 8: a stopped store changes nothing on the bdev any more (reads still work).
+    if (type != bdev::IoType::read && check_cache_loss()) co_return stopped_error();
     for (;;) {
         IoWait w;
         Status s;
@@ -102,6 +124,10 @@ Task<Result<void>> StoreImpl::bdev_io(bdev::IoType type, void* buf, uint64_t off
         if (!st.ok())
             co_return errorf(st.code, fmt::format("blobstore: bdev {} failed at byte {}: {}",
                                                   bdev::io_type_name(type), off, errc_name(st.code)));
+        // Rule 8: a flush vouches for the writes before it only if the cache was not lost since
+        // the store opened the bdev (a loss makes the device forget them, and it answers the
+        // flush after it with success).
+        if (type == bdev::IoType::flush && check_cache_loss()) co_return stopped_error();
         co_return Result<void>{};
     }
 }
@@ -659,6 +685,7 @@ Task<Result<void>> StoreImpl::open_bdev(const std::string& name, std::function<v
     }
     bdev_bytes = bd.num_blocks() * bd.block_size();
     has_flush = bd.supports(bdev::IoType::flush);
+    cache_losses_at_open = bd.write_cache_losses();
     co_return Result<void>{};
 }
 

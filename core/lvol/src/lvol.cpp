@@ -821,7 +821,17 @@ Task<Result<void>> do_delete_lvol(std::string name) {
             lv.blob = *b;
             lv.blob->set_clear_method(blob_clear(lv.clear_method));
             if (!lv.blob->is_degraded()) (void)register_lvol_bdev(lv);
+            co_return r;
         }
+        // Its blob is closed and does not open again (e.g. the store stopped after a power
+        // loss, with the delete's tombstone on disk after all): the lvol cannot stay listed
+        // with a blob it no longer holds. Loading the store again shows what is on disk.
+        STRATA_ERRLOG(log_lvol,
+                      "lvol {}: delete failed ({}) and its blob does not open again "
+                      "({}): no longer listed",
+                      lv.alias(), r.error().message(), b.error().message());
+        const blob::BlobId gone = lv.id;
+        st.lvols.erase(gone);
         co_return r;
     }
     const blob::BlobId id = lv.id;

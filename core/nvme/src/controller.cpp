@@ -491,6 +491,20 @@ runtime::Task<Result<void>> ControllerImpl::do_reset() {
     ++reset_epoch;
     state = ControllerState::resetting;
     ++stats.resets;
+    // A controller the driver enabled that reads CC.EN 0 was power-cycled (or reset itself):
+    // its volatile write cache is gone. Counted before any qpair reconnects, so every
+    // completion after this reset (a flush that then succeeds) comes after the count.
+    if (!fabrics) {
+        const uint32_t cc = bar.read32(spec::reg::cc);
+        if (cc != 0xFFFFFFFFu && spec::Cc{cc}.en() == 0) {
+            ++stats.power_losses;
+            power_losses.fetch_add(1, std::memory_order_release);
+            STRATA_WARNLOG(log_nvme,
+                           "nvme {}: the controller lost power (CC.EN 0): writes not "
+                           "yet flushed may be lost",
+                           label());
+        }
+    }
 
     // 1. Every qpair fails its outstanding commands on its owner, then acknowledges.
     struct Barrier {
@@ -671,6 +685,9 @@ uint32_t Controller::io_queues_granted() const noexcept { return impl_->io_queue
 uint64_t Controller::max_transfer_bytes() const noexcept { return impl_->max_transfer; }
 bool Controller::sgl_supported() const noexcept { return impl_->sgl; }
 const ControllerStats& Controller::stats() const noexcept { return impl_->stats; }
+uint64_t Controller::power_losses() const noexcept {
+    return impl_->power_losses.load(std::memory_order_acquire);
+}
 
 std::vector<const Namespace*> Controller::namespaces() const {
     std::vector<const Namespace*> out;

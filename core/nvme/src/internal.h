@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -200,6 +201,7 @@ public:
     uint64_t max_transfer = 0;
     bool sgl = false;
     ControllerStats stats{};
+    std::atomic<uint64_t> power_losses{0};  // Controller::power_losses(); stats.power_losses too
     std::shared_ptr<QPairImpl> admin_qp;
     std::vector<std::shared_ptr<QPairImpl>> io_qps;
     // Freed qpairs whose queues are still being deleted: detach waits for them (the deleting

@@ -286,6 +286,22 @@ TEST_F(NvmeDriverTest, ResetUnderLoadCompletesEveryCommandOnce) {
     EXPECT_EQ(std::memcmp(rb.p, b.p, 4096), 0);
 }
 
+// A power loss the host survives: the controller comes back in its power-on state (CC.EN 0),
+// its volatile write cache gone. The reset that follows counts it (power_losses(), which
+// bdev_nvme reports as the bdev's write_cache_losses() and the blobstore stops on), before the
+// qpair reconnects; a reset the host asks for does not count.
+TEST_F(NvmeDriverTest, ResetAfterAPowerLossCountsIt) {
+    start(two_formats(), {}, 2);
+    QPair& qp = qpair(threads[1]);
+    auto r = run(admin(), ctrl->reset());
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_EQ(ctrl->power_losses(), 0u) << "a reset the host asked for";
+    on(model_thread(), [&] { model->power_cut(false); });
+    ASSERT_TRUE(poll_until([&] { return ctrl->stats().resets == 2 && qp.connected(); }));
+    EXPECT_EQ(ctrl->power_losses(), 1u);
+    EXPECT_EQ(ctrl->stats().power_losses, 1u);
+}
+
 // Found by the blobstore power-cut sweep: a qpair allocated just before a reset (its Create
 // I/O CQ/SQ aborted by it) and another freed while the reset runs. The reset used to walk its
 // qpair list while the free erased from it, the overtaken create went on (deleting the queue

@@ -325,6 +325,9 @@ public:
                        {"state", nvme::state_name(ctrlr_.ctrl->state())}};
     }
     void config_json(nlohmann::json&) const override {}  // the controller's entry covers it
+    uint64_t write_cache_losses() const noexcept override {
+        return ctrlr_.ctrl ? ctrlr_.ctrl->power_losses() : 0;
+    }
 
 private:
     NvmeCtrlr& ctrlr_;

@@ -177,6 +177,12 @@ public:
     // for bdevs that are not created by an RPC, e.g. nvme namespaces).
     virtual void info_json(nlohmann::json& out) const;
     virtual void config_json(nlohmann::json& out) const;
+    // How many times the device lost its volatile write cache while the host ran on (a power
+    // loss it came back from): writes that completed before such a loss and were not flushed
+    // may be gone, although every later command, flushes included, succeeds. A consumer that
+    // relies on flushes compares it before and after (the blobstore stops: docs/design/
+    // blobstore.md, rule 8). Monotonic; any Thread; 0 for devices that cannot tell.
+    virtual uint64_t write_cache_losses() const noexcept { return 0; }
 
     // The module changes the size (Event::resize to openers). Control path.
     void notify_resize(uint64_t num_blocks);

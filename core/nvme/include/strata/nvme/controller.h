@@ -111,6 +111,7 @@ struct ControllerStats {
     uint64_t resets = 0;
     uint64_t failed_resets = 0;
     uint64_t bad_completions = 0;  // admin queue: bad command id, SQ head or SQ id (rejected)
+    uint64_t power_losses = 0;     // resets that found the controller power-cycled (power_losses())
 };
 
 struct AdminResult {
@@ -160,6 +161,13 @@ public:
     uint64_t max_transfer_bytes() const noexcept;  // per command (MDTS and driver limits)
     bool sgl_supported() const noexcept;
     const ControllerStats& stats() const noexcept;
+    // How many times a reset found the controller back in its power-on state (CC.EN 0 although
+    // the driver had enabled it): the device lost power, or reset itself, while the host ran
+    // on. Its volatile write cache went with it, so writes that completed before and were not
+    // flushed may be gone although every later command, flushes included, succeeds. Counted
+    // before the reset reconnects any qpair (so a completion after the reset sees it); any
+    // Thread.
+    uint64_t power_losses() const noexcept;
 
     // Active namespaces by id (ascending). Updated on namespace-change events.
     std::vector<const Namespace*> namespaces() const;
