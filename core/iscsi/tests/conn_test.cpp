@@ -788,9 +788,9 @@ TEST_F(IscsiConnTest, CorruptedDataOutThroughAccelIsRejected) {
         write_on_r2t(c, 0, d, at);
         auto p = recv(c);
         ASSERT_TRUE(p);
-        EXPECT_EQ(p->op(), uint8_t(Opcode::reject)) << at;
+        ASSERT_EQ(p->op(), uint8_t(Opcode::reject)) << at;
         EXPECT_EQ(p->bhs[2], uint8_t(RejectReason::data_digest_error));
-        EXPECT_EQ(p->data.size(), kBhsSize);
+        ASSERT_EQ(p->data.size(), kBhsSize);
         EXPECT_EQ(p->data[0] & 0x3f, uint8_t(Opcode::data_out)) << "the rejected header";
         p = recv(c);
         ASSERT_TRUE(p);
@@ -832,7 +832,7 @@ TEST_F(IscsiConnTest, AccelDigestFaultsNeverPassWrongData) {
         write_on_r2t(c, 300, d);
         auto p = recv(c);
         ASSERT_TRUE(p);
-        EXPECT_EQ(p->op(), uint8_t(Opcode::reject)) << mode;
+        ASSERT_EQ(p->op(), uint8_t(Opcode::reject)) << mode;
         p = recv(c);
         ASSERT_TRUE(p);
         ASSERT_EQ(p->op(), uint8_t(Opcode::scsi_rsp)) << mode;
