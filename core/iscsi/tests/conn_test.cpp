@@ -889,6 +889,32 @@ TEST_F(IscsiConnTest, ConnectionClosedWhileAccelVerifiesData) {
     EXPECT_EQ(run(c2, cdb16(0x88, 400, 16), 8192, true).data, old);
 }
 
+// ABORT TASK of a command whose last Data-Out accel still verifies (in the same send, so the
+// TMF comes before accel's completion): the task ends in the connection, held until the op
+// completes; it never executes and gets no SCSI Response.
+TEST_F(IscsiConnTest, AbortTaskWhileAccelVerifiesData) {
+    Client& c = accel_session();
+    const Bytes old = run(c, cdb16(0x88, 500, 16), 8192, true).data;
+    // The write's ITT and CmdSN are the next ones; the TMF takes those after.
+    TaskMgmtReq m{};
+    m.opcode = uint8_t(Opcode::task_mgmt_req) | kImmediateBit;
+    m.function = 0x80 | 1;  // ABORT TASK
+    m.itt.set(c.itt + 1);
+    m.referenced_task_tag.set(c.itt);
+    m.cmd_sn.set(c.cmd_sn + 1);
+    m.ref_cmd_sn.set(c.cmd_sn);
+    const Bytes tmf = build(c, &m, {});
+    write_on_r2t(c, 500, pattern(8192, 9), SIZE_MAX, tmf);
+    ++c.itt;
+    auto p = recv(c);
+    ASSERT_TRUE(p);
+    ASSERT_EQ(p->op(), uint8_t(Opcode::task_mgmt_rsp));
+    EXPECT_EQ(p->as<TaskMgmtRsp>().response, 0);
+    EXPECT_FALSE(recv(c, 1)) << "no SCSI Response for the aborted task";
+    EXPECT_EQ(stats().digests_after_release, 1u) << "the command was held for its op";
+    EXPECT_EQ(run(c, cdb16(0x88, 500, 16), 8192, true).data, old) << "nothing written";
+}
+
 TEST_F(IscsiConnTest, ChapLogin) {
     dir.auth.require_chap = true;
     dir.auth.chap_group = 1;
