@@ -6,6 +6,9 @@
 //   - a header event repeats until set_data_destination()/discard_data()
 //   - data lands only inside the destination (guard bytes around it stay intact)
 //   - the split run and the whole run give the same PDUs, data, digest verdicts and error
+//   - with data digests, deferring them (data_digest_defer_min, a threshold from byte 1) gives
+//     the same verdicts when the caller computes crc32c(data || padding()) against
+//     data_digest(), as the target's accel path does (every PDU placed, none discarded)
 //
 // Input: byte 0 = config: bit 0 header digest, bit 1 data digest, bits 2..3
 // MaxRecvDataSegmentLength (512, 8192, 65536, 262144), bits 4..7 split mode (0: one buffer;
@@ -18,6 +21,7 @@
 #include <cstdint>
 #include <vector>
 
+#include <strata/base/crc.h>
 #include <strata/iscsi/internal/pdu.h>
 
 #include "fuzz_check.h"
@@ -37,7 +41,7 @@ struct Outcome {
 };
 
 Outcome run(const RecvConfig& cfg, const uint8_t* data, size_t size, uint32_t mode, uint32_t seed,
-            uint32_t place_seed) {
+            uint32_t place_seed, bool place_all = false) {
     Outcome o;
     PduReceiver rx(cfg);
     strata::fuzz::Rng place{place_seed * 2246822519u + 7};
@@ -68,7 +72,7 @@ Outcome run(const RecvConfig& cfg, const uint8_t* data, size_t size, uint32_t mo
                 RecvEvent again;
                 CHECK(rx.feed(p + used, chunk - used, &again) == 0);
                 CHECK(again == RecvEvent::header);
-                discard = place.next() % 4 == 0;
+                discard = place.next() % 4 == 0 && !place_all;
                 if (discard) {
                     rx.discard_data();
                 } else {
@@ -81,7 +85,15 @@ Outcome run(const RecvConfig& cfg, const uint8_t* data, size_t size, uint32_t mo
             // pdu
             const uint32_t hl = kBhsSize + rx.ahs_length();
             o.trace.insert(o.trace.end(), rx.header(), rx.header() + hl);
-            o.trace.push_back(rx.data_digest_ok());
+            if (rx.data_digest_deferred()) {
+                CHECK(rx.data_digest_ok() && !discard);
+                const uint32_t crc =
+                    strata::crc32c(strata::crc32c(0, arena.data() + kGuard, rx.data_length()),
+                                   rx.padding().data(), rx.padding().size());
+                o.trace.push_back(crc == rx.data_digest());
+            } else {
+                o.trace.push_back(rx.data_digest_ok());
+            }
             if (rx.data_length() && !discard) {
                 for (size_t i = 0; i < kGuard; ++i) {
                     CHECK(arena[i] == kGuardByte);
@@ -113,5 +125,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CHECK(a.trace == b.trace);
     CHECK(a.error == b.error);
     CHECK(a.pdus == b.pdus);
+    if (cfg.data_digest) {
+        RecvConfig deferred = cfg;
+        deferred.data_digest_defer_min = 1 + uint32_t{data[1]} * 16;
+        const Outcome c = run(cfg, data + 3, size - 3, 0, 0, data[2], true);
+        const Outcome d = run(deferred, data + 3, size - 3, mode, data[1], data[2], true);
+        CHECK(c.trace == d.trace);
+        CHECK(c.error == d.error);
+    }
     return 0;
 }

@@ -92,6 +92,13 @@ def pdu_seeds():
           text_req(kv(("SendTargets", "All"))) +
           pdu(0x46, 0x80, b"\0" * 4 + (2).to_bytes(4, "big")))
     write("iscsi_pdu", "tmf_snack", cfg(0, 0) + pdu(0x02, 0x81, lun=1 << 48) + pdu(0x10, 0x80))
+    # Split seed 0: data_digest_defer_min 1, every data digest deferred (the accel path); a
+    # Data-Out whose padding was corrupted (the digest covers it).
+    dout = pdu(0x05, 0x80, b"\0" * 4 + (0x1234).to_bytes(4, "big"), data=b"x" * 7, dd=True)
+    badpad = bytearray(dout)
+    badpad[48 + 7] ^= 1
+    write("iscsi_pdu", "deferred_digests", bytes([2 | 1 << 2 | 2 << 4, 0, 3]) +
+          scsi_write(13, dd=True) + dout + bytes(badpad))
 
 
 IQN_I = "iqn.2026-12.io.strata:fuzz"

@@ -476,6 +476,7 @@ Result<void> set_options(const TargetOptions& in) {
                      UINT32_MAX));
     STRATA_TRY(range("max_r2t_per_connection", o.max_r2t_per_connection, 1, 65535));
     STRATA_TRY(range("chap_challenge_length", o.chap_challenge_length, 1, 1024));
+    STRATA_TRY(range("data_digest_accel_threshold", o.data_digest_accel_threshold, 0, kMaxBurst));
     STRATA_TRY(check_chap(o.disable_chap, o.require_chap, o.mutual_chap, o.chap_group));
     if (o.node_base.size() > kMaxNameLength - 2)
         return invalid(fmt::format("node_base '{}' is too long", o.node_base));

@@ -17,6 +17,16 @@
 // A protocol violation sends a Reject, then ends this connection alone; a data digest error
 // on a Data-Out is answered with a Reject (RFC 7143 §7.8) and the command ends with CHECK
 // CONDITION (ABORTED COMMAND, data phase CRC error), so bad data never reaches the disk.
+//
+// Data digests through accel (TargetOptions::data_digest_accel_threshold): a Data-Out whose
+// data reaches the threshold is verified by a crc32c op on the poll group's accel channel
+// (the receiver defers its check); the command executes only once the op has completed, a
+// mismatch or a failed op being a data digest error as above. The Data-In PDUs of a refill
+// that reach it get their digests from one accel batch and are queued by its completion (the
+// status then goes in a SCSI Response of its own, so StatSN keeps its order on the wire); a
+// failed batch ends the command with a SCSI Response (CHECK CONDITION) instead of the data
+// whose digest was not computed. While an op is in flight its command is held (CmdState::held
+// once released), so a closed connection is not freed under it. Immediate data stays inline.
 #include "conn.h"
 
 #include <algorithm>
@@ -24,6 +34,7 @@
 
 #include <fmt/format.h>
 
+#include <strata/base/crc.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/thread.h>
 
@@ -118,6 +129,7 @@ Conn::~Conn() {
 
 Status Conn::attach_group(PollGroup& g) {
     group_ = &g;
+    defer_digests();  // this group's accel channel, or none
     if (state_ == State::closed) return {};
     Status s = g.sockets().add(*sock_, &on_socket, this);
     registered_ = s.ok();
@@ -266,6 +278,7 @@ bool Conn::login_pdu() noexcept {
 void Conn::enter_ffp() noexcept {
     neg_ = login_->negotiated();
     rx_.config() = RecvConfig{neg_.header_digest, neg_.data_digest, neg_.target_mrdsl};
+    defer_digests();
     session_ = net_.attach(*this, neg_.tsih);
     if (!session_) {
         close("session gone at the end of the login");
@@ -405,8 +418,12 @@ void Conn::queue(Tx& t) noexcept {
 }
 
 void Conn::reject(RejectReason reason) noexcept {
+    reject(reason, rx_.header());
+}
+
+void Conn::reject(RejectReason reason, const uint8_t* rejected_bhs) noexcept {
     CtrlTx* t = ctrl();
-    append_reject(t->bytes, reason, rx_.header(), sn(), dg());
+    append_reject(t->bytes, reason, rejected_bhs, sn(), dg());
     queue_ctrl(t);
 }
 
@@ -448,11 +465,12 @@ Cmd* Conn::alloc_cmd() noexcept {
     c.rsp_pending = c.rsp_sent = false;
     c.phase = 0;
     c.immediate = false;
+    c.dg_pending = false;
     return &c;
 }
 
 void Conn::release(Cmd& c) noexcept {
-    if (c.state == CmdState::free) return;
+    if (c.state == CmdState::free || c.state == CmdState::held) return;
     if (ListHook<R2tTag>& h = c; h.linked()) r2t_wait_.remove(c);
     if (ListHook<TxTag>& h = c; h.linked()) txq_.remove(c);
     if (c.r2t_held) {
@@ -461,6 +479,14 @@ void Conn::release(Cmd& c) noexcept {
     }
     if (cur_ == &c) cur_ = nullptr;
     complete_cmd_sn(c);
+    if (c.dg_pending) {  // accel still reads its buffers: freed by the op's completion
+        c.state = CmdState::held;
+        return;
+    }
+    free_cmd(c);
+}
+
+void Conn::free_cmd(Cmd& c) noexcept {
     put_buffers(c);
     c.state = CmdState::free;
     ++c.gen;
@@ -583,6 +609,8 @@ bool Conn::scsi_cmd_header() noexcept {
         return drop();
     }
     if (dlen > 0) {
+        // Immediate data: its digest is checked inline, as it arrives (docs/design/iscsi.md).
+        rx_.check_data_digest_inline();
         c.slice[0] = {};
         const uint32_t k = slice_iov(c.iovs, c.nbufs, 0, dlen, c.slice, kMaxChunks);
         rx_.set_data_destination(c.slice, k);
@@ -710,8 +738,14 @@ void Conn::data_out_received() noexcept {
     if (!cp) return;
     Cmd& c = *cp;
     const auto d = bhs_as<DataOut>(rx_.header());
-    c.received += rx_.data_length();
-    if (rx_.data_length() > 0 && !rx_.data_digest_ok()) {
+    const uint32_t off = c.received, len = rx_.data_length();
+    c.received += len;
+    bool ok = rx_.data_digest_ok();
+    // Deferred (data_digest_accel_threshold): to accel, where rx_digest_done judges it; with
+    // an op of this command still in flight, or accel refusing, checked here.
+    if (len > 0 && rx_.data_digest_deferred() && (c.dg_pending || !submit_rx_digest(c, off, len)))
+        ok = rx_digest_inline(c, off, len);
+    if (len > 0 && !ok) {
         ++net_.stats().data_digest_errors;
         c.digest_error = true;
         reject(RejectReason::data_digest_error);
@@ -724,14 +758,138 @@ void Conn::data_out_received() noexcept {
         --r2t_out_;
     }
     if (c.received >= c.edtl) {
-        if (c.digest_error)  // ABORTED COMMAND / DATA PHASE CRC ERROR DETECTED
-            fail_cmd(c, scsi::status::check_condition, 0xB, 0x47, 0x01);
+        if (c.dg_pending)
+            c.state = CmdState::digest;  // rx_digest_done goes on
         else
-            execute(c);
+            data_out_complete(c);
     } else {
         queue_r2t(c);
     }
     next_r2t();
+}
+
+void Conn::data_out_complete(Cmd& c) noexcept {
+    if (c.digest_error)  // ABORTED COMMAND / DATA PHASE CRC ERROR DETECTED
+        fail_cmd(c, scsi::status::check_condition, 0xB, 0x47, 0x01);
+    else
+        execute(c);
+}
+
+// ---- data digests through accel --------------------------------------------------------------
+
+// Received data digests from the threshold on are left by the receiver to accel (Data-Out).
+// neg_ is set at the end of the login: 0 before it.
+void Conn::defer_digests() noexcept {
+    rx_.config().data_digest_defer_min =
+        neg_.data_digest && group_ && group_->accel() ? opts_.data_digest_accel_threshold : 0;
+}
+
+bool Conn::digest_by_accel(uint32_t len) const noexcept {
+    const uint32_t t = opts_.data_digest_accel_threshold;
+    return t != 0 && len >= t && group_ && group_->accel();
+}
+
+// The Data-Out just received (its data at [off, off + len) of c's buffers): crc32c of the
+// data and its padding submitted to accel; false if accel refused it (checked inline then).
+// The iovecs, padding, expected digest and header are copied: the op outlives the PDU.
+bool Conn::submit_rx_digest(Cmd& c, uint32_t off, uint32_t len) noexcept {
+    accel::Channel* ch = group_ ? group_->accel() : nullptr;
+    if (!ch) return false;
+    uint32_t n = slice_iov(c.iovs, c.nbufs, off, len, c.dg_iov, kMaxChunks);
+    const auto pad = rx_.padding();
+    if (!pad.empty()) {
+        std::memcpy(c.dg_pad, pad.data(), pad.size());
+        c.dg_iov[n++] = {c.dg_pad, pad.size()};
+    }
+    c.dg_expect = rx_.data_digest();
+    std::memcpy(c.dg_bhs, rx_.header(), kBhsSize);
+    c.dg_crc = 0;
+    if (!ch->submit_crc32cv(&c.dg_crc, c.dg_iov, n, 0, &Conn::rx_digest_done, &c).ok())
+        return false;
+    c.dg_pending = true;
+    ++net_.stats().data_digests_accel;
+    return true;
+}
+
+bool Conn::rx_digest_inline(const Cmd& c, uint32_t off, uint32_t len) const noexcept {
+    iovec v[kMaxChunks];
+    const uint32_t n = slice_iov(c.iovs, c.nbufs, off, len, v, kMaxChunks);
+    const auto pad = rx_.padding();
+    return crc32c(crc32c_iov(0, v, n), pad.data(), pad.size()) == rx_.data_digest();
+}
+
+// The test hook (DigestFaults): an op made to fail, or its CRC made wrong.
+uint32_t Conn::faulted_crc(Status& s, uint32_t crc) noexcept {
+    auto take = [](std::atomic<uint32_t>& n) {
+        uint32_t v = n.load(std::memory_order_relaxed);
+        while (v > 0 && !n.compare_exchange_weak(v, v - 1, std::memory_order_relaxed)) {
+        }
+        return v > 0;
+    };
+    DigestFaults& f = group_->digest_faults();
+    if (take(f.fail)) s = Status(Errc::io_error, "injected accel failure");
+    if (take(f.corrupt)) crc ^= 0x1;
+    return crc;
+}
+
+void Conn::rx_digest_done(void* ctx, Status s) noexcept {
+    Cmd& c = *static_cast<Cmd*>(ctx);
+    Conn& conn = *c.conn;
+    c.dg_pending = false;
+    const uint32_t crc = conn.faulted_crc(s, c.dg_crc);
+    if (c.state == CmdState::held) {  // released meanwhile (closed, aborted): only freed now
+        ++conn.net_.stats().digests_after_release;
+        conn.free_cmd(c);
+        return;
+    }
+    // A failed op is a digest error: the data was not verified, so it is never written.
+    if (!s.ok() || crc != c.dg_expect) {
+        ++conn.net_.stats().data_digest_errors;
+        if (!s.ok())
+            STRATA_WARNLOG(log_iscsi, "{}: accel crc32c failed ({}): data digest not verified",
+                           conn.peer_ip_, s.name());
+        c.digest_error = true;
+        conn.reject(RejectReason::data_digest_error, c.dg_bhs);
+    }
+    if (c.state == CmdState::digest) conn.data_out_complete(c);  // the last Data-Out is in
+}
+
+// The Data-In batch of a refill: every digest computed (queued now), or not (the command ends
+// with a SCSI Response instead of that data).
+void Conn::din_digest_done(void* ctx, Status s) noexcept {
+    Cmd& c = *static_cast<Cmd*>(ctx);
+    Conn& conn = *c.conn;
+    c.dg_pending = false;
+    bool ok = s.ok();
+    for (uint32_t i = 0; i < c.din_nops; ++i) {
+        Status si = c.din_ops[i].status;
+        const uint32_t crc = conn.faulted_crc(si, c.din_crc[i]);
+        ok = ok && si.ok();
+        put_le32(c.ddgst[c.din_k[i]], crc);
+    }
+    if (c.state == CmdState::held) {
+        ++conn.net_.stats().digests_after_release;
+        conn.free_cmd(c);
+        return;
+    }
+    if (!ok) {
+        // No digest, no data: this batch is not sent; a SCSI Response ends the command
+        // (ABORTED COMMAND, the initiator may retry) with what went before as the transfer.
+        STRATA_WARNLOG(log_iscsi,
+                       "{}: accel crc32c failed: Data-In not sent, command ITT {:#x} "
+                       "ends with CHECK CONDITION",
+                       conn.peer_ip_, c.itt);
+        c.din_off = c.din_len = c.din_off0;
+        c.din_sn = c.din_sn0;
+        scsi::Task& t = c.task;
+        t.status = scsi::status::check_condition;
+        fixed_sense(t, 0xB, 0x44, 0x00);  // ABORTED COMMAND / INTERNAL TARGET FAILURE
+        t.residual = c.edtl - c.din_off0;
+        t.residual_overflow = false;
+        c.rsp_pending = true;
+        conn.refill(c);  // the SCSI Response: no data, no op
+    }
+    conn.queue(c);
 }
 
 void Conn::execute(Cmd& c) noexcept {
@@ -784,12 +942,15 @@ void Conn::respond(Cmd& c) noexcept {
     const bool good = t.status == scsi::status::good && t.sense_len == 0;
     c.rsp_pending = !(c.din_len > 0 && good);
     c.phase = 1;
-    refill(c);
-    if (ListHook<TxTag>& h = c; !h.linked()) queue(c);
+    if (refill(c))
+        if (ListHook<TxTag>& h = c; !h.linked()) queue(c);
 }
 
-void Conn::refill(Cmd& c) noexcept {
+bool Conn::refill(Cmd& c) noexcept {
     c.clear();
+    uint32_t nops = 0;
+    c.din_off0 = c.din_off;
+    c.din_sn0 = c.din_sn;
     const scsi::Task& t = c.task;
     const uint32_t seg_max = std::max<uint32_t>(512, std::min(neg_.initiator_mrdsl, kChunk));
     uint8_t res_flags = 0;
@@ -801,6 +962,10 @@ void Conn::refill(Cmd& c) noexcept {
             const uint32_t seq_end = std::min(c.din_len, (c.din_off / burst + 1) * burst);
             const uint32_t seg = std::min(seq_end - c.din_off, seg_max);
             const bool last = c.din_off + seg == c.din_len;
+            const bool by_accel = dg().data && digest_by_accel(seg);
+            // A batch that waits for accel carries no status: its StatSN would be taken now
+            // and sent after responses queued meanwhile. The SCSI Response follows it.
+            if (last && !c.rsp_pending && (nops > 0 || by_accel)) c.rsp_pending = true;
             const bool status = last && !c.rsp_pending;
             DataIn h{};
             h.opcode = uint8_t(Opcode::data_in);
@@ -822,14 +987,27 @@ void Conn::refill(Cmd& c) noexcept {
             const uint32_t n = slice_iov(c.iovs, c.nbufs, c.din_off, seg, v, 2);
             for (uint32_t i = 0; i < n; ++i) c.add(v[i].iov_base, v[i].iov_len);
             c.add(kZeros, pad4(seg));
-            if (dg().data) {
+            if (by_accel) {
+                iovec* dv = c.din_iov[k];
+                std::copy(v, v + n, dv);
+                uint32_t dn = n;
+                if (pad4(seg)) dv[dn++] = {const_cast<uint8_t*>(kZeros), pad4(seg)};
+                accel::Op& op = c.din_ops[nops];
+                op = accel::Op{};
+                op.opcode = accel::Opcode::crc32c;
+                op.src_iov = dv;
+                op.src_iovcnt = dn;
+                op.crc_dst = &c.din_crc[nops];
+                c.din_k[nops++] = uint8_t(k);
+                c.add(c.ddgst[k], 4);
+            } else if (dg().data) {
                 put_le32(c.ddgst[k], data_digest(v, n, seg));
                 c.add(c.ddgst[k], 4);
             }
             c.din_off += seg;
             continue;
         }
-        if (c.rsp_pending) {
+        if (c.rsp_pending && nops == 0) {
             ScsiRsp r{};
             r.opcode = uint8_t(Opcode::scsi_rsp);
             r.flags = kFinalBit | res_flags;
@@ -860,14 +1038,21 @@ void Conn::refill(Cmd& c) noexcept {
         }
         break;
     }
+    if (nops == 0) return true;
+    c.din_nops = nops;
+    if (group_->accel()->submit_batch(c.din_ops, nops, &Conn::din_digest_done, &c).ok()) {
+        c.dg_pending = true;
+        net_.stats().data_digests_accel += nops;
+        return false;
+    }
+    for (uint32_t i = 0; i < nops; ++i)  // refused (busy): computed here
+        put_le32(c.ddgst[c.din_k[i]], crc32c_iov(0, c.din_ops[i].src_iov, c.din_ops[i].src_iovcnt));
+    return true;
 }
 
 bool Conn::cmd_sent(Cmd& c) noexcept {
     if (c.phase == 0) return false;  // an R2T: the command waits for its Data-Out
-    if (c.din_off < c.din_len || c.rsp_pending) {
-        refill(c);
-        return true;
-    }
+    if (c.din_off < c.din_len || c.rsp_pending) return refill(c);  // false: accel queues it
     release(c);
     return false;
 }
@@ -966,7 +1151,7 @@ void Conn::task_mgmt() noexcept {
     for (uint32_t i = 0; i < depth_; ++i) {
         Cmd& c = cmds_[i];
         if (c.state != CmdState::rx_imm && c.state != CmdState::rx_data &&
-            c.state != CmdState::wait_r2t)
+            c.state != CmdState::wait_r2t && c.state != CmdState::digest)
             continue;
         const bool hit = f == scsi::TmfFunction::abort_task ? c.itt == ref
                          : f == scsi::TmfFunction::target_reset

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <strata/accel/accel.h>
 #include <strata/base/intrusive_list.h>
 #include <strata/base/random.h>
 #include <strata/iscsi/internal/login.h>
@@ -45,7 +46,10 @@ struct CtrlTx : Tx {
     std::vector<uint8_t> bytes;
 };
 
-enum class CmdState : uint8_t { free, rx_imm, rx_data, wait_r2t, exec, tx };
+// digest: all data received, a data digest still being verified through accel; held: released
+// (connection closed, task aborted) while an accel op still reads its buffers, freed by the
+// op's completion.
+enum class CmdState : uint8_t { free, rx_imm, rx_data, wait_r2t, digest, exec, tx, held };
 
 struct Cmd : Tx, ListHook<R2tTag> {
     static constexpr int kBatch = 4;  // PDUs prepared per refill
@@ -87,6 +91,26 @@ struct Cmd : Tx, ListHook<R2tTag> {
     uint8_t hdr[kBatch][kBhsSize + kDigestSize] = {};
     uint8_t ddgst[kBatch][4] = {};
     uint8_t sense_seg[2 + scsi::kMaxSenseBytes + 4] = {};
+    // Data digests through accel (data_digest_accel_threshold). At most one op (or batch) of
+    // a command is in flight (dg_pending); the command is held until it completes.
+    // Received (Data-Out): the PDU's data and padding (dg_iov, dg_pad), the crc32c to match
+    // (dg_expect) and the PDU's header for the Reject a mismatch sends (dg_bhs); a later
+    // Data-Out arriving meanwhile is checked inline.
+    bool dg_pending = false;
+    uint32_t dg_crc = 0;
+    uint32_t dg_expect = 0;
+    uint8_t dg_pad[4] = {};
+    iovec dg_iov[kMaxChunks + 1] = {};
+    uint8_t dg_bhs[kBhsSize] = {};
+    // Sent (Data-In): one batch per refill, op i computing ddgst[din_k[i]] over din_iov[..];
+    // the refill is queued by its completion. din_off0/din_sn0: where the batch began.
+    uint32_t din_nops = 0;
+    uint32_t din_off0 = 0;
+    uint32_t din_sn0 = 0;
+    uint8_t din_k[kBatch] = {};
+    uint32_t din_crc[kBatch] = {};
+    iovec din_iov[kBatch][3] = {};
+    accel::Op din_ops[kBatch];
 };
 
 struct Mgmt {
@@ -131,6 +155,8 @@ public:
     void mgmt_done(Mgmt& m) noexcept;
     bool cmd_sent(Cmd& c) noexcept;
     void release(Cmd& c) noexcept;
+    static void rx_digest_done(void* ctx, Status s) noexcept;
+    static void din_digest_done(void* ctx, Status s) noexcept;
 
     uint16_t cid() const noexcept { return neg_.cid; }
     const TargetLookup& lookup_result() const noexcept { return lookup_; }
@@ -152,6 +178,14 @@ private:
     void scsi_cmd_received(Cmd& c) noexcept;
     bool data_out_header() noexcept;
     void data_out_received() noexcept;
+    void data_out_complete(Cmd& c) noexcept;  // every byte in and verified: execute or fail
+    // Data digests through accel (data_digest_accel_threshold).
+    void defer_digests() noexcept;
+    bool digest_by_accel(uint32_t len) const noexcept;
+    bool submit_rx_digest(Cmd& c, uint32_t off, uint32_t len) noexcept;
+    bool rx_digest_inline(const Cmd& c, uint32_t off, uint32_t len) const noexcept;
+    uint32_t faulted_crc(Status& s, uint32_t crc) noexcept;
+    void free_cmd(Cmd& c) noexcept;
     void nop_out() noexcept;
     void logout() noexcept;
     void task_mgmt() noexcept;
@@ -159,6 +193,7 @@ private:
     bool check_cmd_sn(const Bhs& b) noexcept;  // false: outside the window, dropped
     void violation(RejectReason reason, const char* why) noexcept;
     void reject(RejectReason reason) noexcept;
+    void reject(RejectReason reason, const uint8_t* rejected_bhs) noexcept;
     void stop_reading() noexcept;
 
     Cmd* alloc_cmd() noexcept;
@@ -170,7 +205,7 @@ private:
     void execute(Cmd& c) noexcept;
     void fail_cmd(Cmd& c, uint8_t status, uint8_t key, uint8_t asc, uint8_t ascq) noexcept;
     void respond(Cmd& c) noexcept;
-    void refill(Cmd& c) noexcept;
+    bool refill(Cmd& c) noexcept;  // false: Data-In digests in accel, din_digest_done queues c
     void complete_cmd_sn(Cmd& c) noexcept;
     Cmd* find_itt(uint32_t itt) noexcept;
 

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <strata/accel/accel.h>
 #include <strata/base/intrusive_list.h>
 #include <strata/base/log.h>
 #include <strata/iscsi/internal/network.h>
@@ -80,7 +81,11 @@ public:
     sock::SocketGroup& sockets() noexcept { return *sockets_; }
     runtime::Thread& thread() const noexcept { return *thread_; }
     NetworkImpl& net() noexcept { return net_; }
-    void stop();  // on its Thread: pollers off (every connection gone)
+    // The accel channel for data digests (data_digest_accel_threshold), nullptr when unused
+    // (threshold 0, or no accel framework running).
+    accel::Channel* accel() const noexcept { return accel_; }
+    DigestFaults& digest_faults() const noexcept { return *faults_; }
+    void stop();  // on its Thread: pollers off, accel channel put (every connection gone)
 
 private:
     void init();
@@ -93,6 +98,8 @@ private:
     bool inited_ = false;
     runtime::Poller* poller_ = nullptr;
     runtime::Poller* timer_ = nullptr;
+    accel::Channel* accel_ = nullptr;
+    DigestFaults* faults_ = nullptr;
     std::unique_ptr<sock::SocketGroup> sockets_;
     IntrusiveList<Conn, ConnTag> conns_;
     std::vector<void*> free_;
@@ -146,7 +153,8 @@ public:
 
     struct Counters {
         std::atomic<uint64_t> accepted{0}, closed{0}, freed{0}, logins{0}, protocol_errors{0},
-            data_digest_errors{0}, nop_timeouts{0}, moved{0};
+            data_digest_errors{0}, nop_timeouts{0}, moved{0}, data_digests_accel{0},
+            digests_after_release{0};
     };
     Counters& stats() noexcept { return stats_; }
     size_t session_count();

@@ -190,6 +190,12 @@ void PduReceiver::set_data_destination(const iovec* iov, uint32_t iovcnt) noexce
 
 void PduReceiver::discard_data() noexcept { dest_.discard(); }
 
+void PduReceiver::check_data_digest_inline() noexcept {
+    if (!ddgst_deferred_ || dest_.chosen()) return;
+    ddgst_deferred_ = false;
+    dest_.start(pdu_ddgst_);
+}
+
 size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noexcept {
     *event = RecvEvent::none;
     size_t used = 0;
@@ -228,7 +234,9 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
             }
             got_ = 0;
             ddgst_ok_ = true;
-            dest_.start(pdu_ddgst_);
+            ddgst_deferred_ = pdu_ddgst_ && cfg_.data_digest_defer_min != 0 &&
+                              data_len_ >= cfg_.data_digest_defer_min;
+            dest_.start(pdu_ddgst_ && !ddgst_deferred_);
             if (data_len_ == 0) {
                 finish(event);
                 return used;
@@ -255,7 +263,7 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
             break;
         }
         case Phase::pad: {
-            // Padding (digested with the data) then the data digest, into tail_.
+            // Padding (digested with the data, kept in pad_) then the data digest, into tail_.
             const uint32_t pad = pad4(data_len_);
             const uint32_t want = pad + (pdu_ddgst_ ? kDigestSize : 0);
             if (got_ < want) {
@@ -264,6 +272,7 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
                 for (size_t i = 0; i < k; ++i) {
                     const uint32_t pos = got_ + uint32_t(i);
                     if (pos < pad) {
+                        pad_[pos] = data[used + i];
                         dest_.digest_only(data + used + i, 1);
                     } else {
                         tail_[pos - pad] = data[used + i];
@@ -273,7 +282,7 @@ size_t PduReceiver::feed(const uint8_t* data, size_t len, RecvEvent* event) noex
                 used += k;
                 if (got_ < want) return used;
             }
-            if (pdu_ddgst_) ddgst_ok_ = dest_.crc() == le32(tail_.data());
+            if (pdu_ddgst_ && !ddgst_deferred_) ddgst_ok_ = dest_.crc() == le32(tail_.data());
             finish(event);
             return used;
         }

@@ -27,6 +27,9 @@ void PollGroup::init() {
     if (inited_) return;
     inited_ = true;
     sockets_ = sock::SocketGroup::create();
+    faults_ = &net_.host().get<DigestFaults>();
+    // Data digests through accel: without a running accel framework they stay inline.
+    if (net_.dir().options().data_digest_accel_threshold != 0) accel_ = accel::get_channel();
     poller_ = thread_->register_poller(&PollGroup::poll_fn, this, "iscsi_poll_group");
     timer_ = thread_->register_poller(&PollGroup::timer_fn, this, "iscsi_conn_timers",
                                       kTimerPeriodNs);
@@ -47,6 +50,9 @@ void PollGroup::stop() {
     if (poller_) thread_->unregister_poller(poller_);
     if (timer_) thread_->unregister_poller(timer_);
     poller_ = timer_ = nullptr;
+    // No op is in flight: a connection holding a command for one is not freed before it ends.
+    if (accel_) accel::put_channel(accel_);
+    accel_ = nullptr;
 }
 
 void* PollGroup::get_chunk() noexcept {
@@ -378,6 +384,10 @@ namespace strata::iscsi::internal {
 
 std::unique_ptr<Network> make_network(Directory& dir) { return std::make_unique<NetworkImpl>(dir); }
 
+DigestFaults& digest_faults() noexcept {
+    return runtime::current_host().get<DigestFaults>();
+}
+
 NetworkStats network_stats(Network& net) {
     auto& n = static_cast<NetworkImpl&>(net);
     auto& c = n.stats();
@@ -390,6 +400,8 @@ NetworkStats network_stats(Network& net) {
     s.data_digest_errors = c.data_digest_errors.load(std::memory_order_relaxed);
     s.nop_timeouts = c.nop_timeouts.load(std::memory_order_relaxed);
     s.moved = c.moved.load(std::memory_order_relaxed);
+    s.data_digests_accel = c.data_digests_accel.load(std::memory_order_relaxed);
+    s.digests_after_release = c.digests_after_release.load(std::memory_order_relaxed);
     s.sessions = n.session_count();
     return s;
 }

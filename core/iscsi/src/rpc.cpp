@@ -240,6 +240,8 @@ Json options_json(const TargetOptions& o, bool extensions_always) {
     if (extensions_always || o.initial_r2t != d.initial_r2t) j["initial_r2t"] = o.initial_r2t;
     if (extensions_always || o.chap_challenge_length != d.chap_challenge_length)
         j["chap_challenge_length"] = o.chap_challenge_length;
+    if (extensions_always || o.data_digest_accel_threshold != d.data_digest_accel_threshold)
+        j["data_digest_accel_threshold"] = o.data_digest_accel_threshold;
     return j;
 }
 
@@ -360,6 +362,10 @@ std::vector<rpc::ParamSpec> option_params() {
         {"initial_r2t", PT::bool_, false, "Strata: offered InitialR2T", d.initial_r2t},
         {"chap_challenge_length", PT::uint, false, "Strata: bytes of CHAP_C we send (1-1024)",
          d.chap_challenge_length},
+        {"data_digest_accel_threshold", PT::uint, false,
+         "Strata: data digests of PDUs with at least this many bytes through accel (0: inline; "
+         "0-16777215)",
+         d.data_digest_accel_threshold},
     };
 }
 
@@ -413,6 +419,7 @@ Result<TargetOptions> options_of(const Json& p) {
     TRY_OR_ERROR(u32("max_burst_length", o.max_burst_length));
     boolean("initial_r2t", o.initial_r2t);
     TRY_OR_ERROR(u32("chap_challenge_length", o.chap_challenge_length));
+    TRY_OR_ERROR(u32("data_digest_accel_threshold", o.data_digest_accel_threshold));
     return o;
 }
 

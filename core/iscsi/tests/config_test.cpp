@@ -157,6 +157,8 @@ TEST_F(ConfigTest, OptionsDefaultsAndValidation) {
               Errc::invalid_argument);
     EXPECT_EQ(set([](TargetOptions& o) { o.max_r2t_per_connection = 0; }).code(),
               Errc::invalid_argument);
+    EXPECT_EQ(set([](TargetOptions& o) { o.data_digest_accel_threshold = 1u << 24; }).code(),
+              Errc::invalid_argument);  // above any data segment
     auto r = set([](TargetOptions& o) {
         o.disable_chap = true;
         o.require_chap = true;

@@ -216,6 +216,63 @@ TEST(IscsiPduReceiver, DataDigestErrorIsReportedNotFatal) {
     EXPECT_FALSE(c2.ddgst_ok[0]);
 }
 
+// Deferred data digests (data_digest_defer_min): a PDU with at least that much data reaches
+// the pdu event unchecked; the caller's crc32c over the data and padding() matches
+// data_digest() exactly when the data is intact (padding included). Smaller PDUs stay inline.
+TEST(IscsiPduReceiver, DataDigestDeferredAboveTheThreshold) {
+    auto check = [](std::vector<uint8_t> stream, uint32_t len, size_t corrupt_at, bool deferred,
+                    bool intact) {
+        if (corrupt_at) stream[corrupt_at] ^= 0x10;
+        RecvConfig cfg{false, true, 8192};
+        cfg.data_digest_defer_min = 6;
+        PduReceiver rx(cfg);
+        std::vector<uint8_t> buf(len);
+        iovec iov{buf.data(), buf.size()};
+        size_t off = 0;
+        RecvEvent ev;
+        do {
+            off += rx.feed(stream.data() + off, stream.size() - off, &ev);
+            if (ev == RecvEvent::header) rx.set_data_destination(&iov, 1);
+        } while (ev != RecvEvent::pdu && ev != RecvEvent::error && off < stream.size());
+        ASSERT_EQ(ev, RecvEvent::pdu);
+        EXPECT_EQ(rx.data_digest_deferred(), deferred);
+        if (!deferred) {
+            EXPECT_EQ(rx.data_digest_ok(), intact);
+            return;
+        }
+        EXPECT_TRUE(rx.data_digest_ok());  // not checked here
+        ASSERT_EQ(rx.padding().size(), pad4(len));
+        const uint32_t crc =
+            crc32c(crc32c(0, buf.data(), buf.size()), rx.padding().data(), rx.padding().size());
+        EXPECT_EQ(crc == rx.data_digest(), intact);
+    };
+    check(scsi_write_pdu(7, 3, {false, true}), 7, 0, true, true);
+    check(scsi_write_pdu(7, 3, {false, true}), 7, kBhsSize + 1, true, false);  // data
+    check(scsi_write_pdu(7, 3, {false, true}), 7, kBhsSize + 7, true, false);  // padding
+    check(scsi_write_pdu(7, 3, {false, true}), 7, kBhsSize + 8, true, false);  // DDGST
+    check(scsi_write_pdu(5, 3, {false, true}), 5, 0, false, true);  // under the threshold
+    check(scsi_write_pdu(5, 3, {false, true}), 5, kBhsSize + 1, false, false);
+    // check_data_digest_inline() at the header event: checked here after all.
+    for (const bool corrupt : {false, true}) {
+        auto stream = scsi_write_pdu(7, 3, {false, true});
+        if (corrupt) stream[kBhsSize + 2] ^= 1;
+        RecvConfig cfg{false, true, 8192};
+        cfg.data_digest_defer_min = 6;
+        PduReceiver rx(cfg);
+        std::vector<uint8_t> buf(7);
+        iovec iov{buf.data(), buf.size()};
+        RecvEvent ev;
+        size_t off = rx.feed(stream.data(), stream.size(), &ev);
+        ASSERT_EQ(ev, RecvEvent::header);
+        rx.check_data_digest_inline();
+        rx.set_data_destination(&iov, 1);
+        off += rx.feed(stream.data() + off, stream.size() - off, &ev);
+        ASSERT_EQ(ev, RecvEvent::pdu);
+        EXPECT_FALSE(rx.data_digest_deferred());
+        EXPECT_EQ(rx.data_digest_ok(), !corrupt);
+    }
+}
+
 TEST(IscsiPduReceiver, ProtocolErrors) {
     {
         auto s = scsi_write_pdu(8193, 0, {});

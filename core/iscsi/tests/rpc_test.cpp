@@ -252,10 +252,12 @@ TEST_F(IscsiRpc, BadParameters) {
 }
 
 TEST_F(IscsiRpc, SaveConfigReplays) {
-    call(0, "iscsi_set_options", {{"node_base", "iqn.2001-04.com.example"},
-                                  {"max_sessions", 16},
-                                  {"first_burst_length", 16384},
-                                  {"max_burst_length", 262144}});
+    call(0, "iscsi_set_options",
+         {{"node_base", "iqn.2001-04.com.example"},
+          {"max_sessions", 16},
+          {"first_burst_length", 16384},
+          {"max_burst_length", 262144},
+          {"data_digest_accel_threshold", 65536}});
     populate();
     call(0, "iscsi_create_portal_group",
          {{"tag", 5}, {"portals", {{{"host", "0.0.0.0"}, {"port", "3262"}}}}, {"private", true},
@@ -278,6 +280,7 @@ TEST_F(IscsiRpc, SaveConfigReplays) {
                          "iscsi_create_initiator_group", "iscsi_create_target_node"}));
     // SPDK's option names; the Strata extension only because it changed.
     EXPECT_TRUE(iscsi[0]["params"].contains("max_burst_length"));
+    EXPECT_EQ(iscsi[0]["params"].value("data_digest_accel_threshold", 0u), 65536u);
     EXPECT_FALSE(iscsi[0]["params"].contains("chap_challenge_length"));
 
     const size_t b = add_app("tgt2", saved);

@@ -43,6 +43,10 @@ struct TargetOptions {
     uint32_t max_burst_length = 1048576;             // offered MaxBurstLength
     bool initial_r2t = true;                         // offered InitialR2T
     uint32_t chap_challenge_length = 32;             // bytes in CHAP_C we send
+    // Data digests (Data-Out, immediate data and Data-In) of PDUs carrying at least this many
+    // bytes are computed through the accel framework; 0: every digest inline (SPDK always
+    // uses accel). docs/design/iscsi.md "Digests".
+    uint32_t data_digest_accel_threshold = 0;
 };
 
 }  // namespace strata::iscsi

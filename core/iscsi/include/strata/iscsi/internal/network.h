@@ -4,6 +4,7 @@
 // default Directory, which forwards to internal::lookup_target & co. and iscsi::options().
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -47,7 +48,21 @@ struct NetworkStats {
     uint64_t nop_timeouts = 0;
     uint64_t moved = 0;              // connections moved to their device's Thread
     uint64_t sessions = 0;           // live sessions
+    uint64_t data_digests_accel = 0;  // data digests computed through accel (ops submitted)
+    // accel ops that completed after their command was released (connection closed, task
+    // aborted): the command was held for them, freed only then
+    uint64_t digests_after_release = 0;
 };
 NetworkStats network_stats(Network& net);
+
+// Test hook, the current Host's: the next `fail` data digests computed through accel complete
+// as if accel had failed the op, the next `corrupt` ones with a wrong CRC (a faulty engine).
+// Set from any Thread; consumed on the poll groups' Threads. (core/nvmf's TcpDigestFaults
+// is the same hook for the NVMe/TCP transport.)
+struct DigestFaults {
+    std::atomic<uint32_t> fail{0};
+    std::atomic<uint32_t> corrupt{0};
+};
+DigestFaults& digest_faults() noexcept;
 
 }  // namespace strata::iscsi::internal

@@ -393,6 +393,11 @@ struct RecvConfig {
     // Which side's PDUs are accepted: false (the target's receiver) the initiator opcodes,
     // true (an initiator's receiver, core/iscsi/testing) the target opcodes.
     bool from_target = false;
+    // Data digests of PDUs carrying at least this many data bytes are not computed here but
+    // left to the caller (the target verifies them through the accel framework): at the pdu
+    // event data_digest_deferred(), padding() and data_digest(). 0: every data digest is
+    // checked here, as the bytes arrive.
+    uint32_t data_digest_defer_min = 0;
 };
 
 enum class RecvEvent : uint8_t { none, header, pdu, error };
@@ -436,7 +441,20 @@ public:
     uint32_t ahs_length() const noexcept { return ahs_len_; }
     const ParsedAhs& parsed_ahs() const noexcept { return ahs_parsed_; }
     uint32_t data_length() const noexcept { return data_len_; }
+    // Whether the data digest matched; true for a PDU whose check was deferred (see below).
     bool data_digest_ok() const noexcept { return ddgst_ok_; }
+    // At the pdu event: the data digest was not checked (data_digest_defer_min). The caller
+    // computes the crc32c of the data it placed followed by padding() (the pad bytes as
+    // received: the digest covers them) and compares it with data_digest(), the one received.
+    bool data_digest_deferred() const noexcept { return ddgst_deferred_; }
+    // At the header event, before the destination is chosen: this PDU's data digest is checked
+    // here after all, whatever data_digest_defer_min says.
+    void check_data_digest_inline() noexcept;
+    std::span<const uint8_t> padding() const noexcept { return {pad_.data(), pad4(data_len_)}; }
+    uint32_t data_digest() const noexcept {
+        return uint32_t{tail_[0]} | uint32_t{tail_[1]} << 8 | uint32_t{tail_[2]} << 16 |
+               uint32_t{tail_[3]} << 24;
+    }
 
     bool failed() const noexcept { return err_ != RecvError::none; }
     RecvError error() const noexcept { return err_; }
@@ -456,6 +474,7 @@ private:
     bool ddgst_ok_ = true;
     bool pdu_hdgst_ = false;
     bool pdu_ddgst_ = false;
+    bool ddgst_deferred_ = false;
     uint32_t got_ = 0;
     uint32_t ahs_len_ = 0;
     uint32_t hdr_total_ = 0;  // BHS + AHS + header digest
@@ -463,7 +482,8 @@ private:
     uint64_t pdus_ = 0;
     DataDestination dest_;  // the data segment's destination and digest
     ParsedAhs ahs_parsed_{};
-    std::array<uint8_t, 4> tail_{};  // padding and data digest
+    std::array<uint8_t, 4> tail_{};  // the data digest received
+    std::array<uint8_t, 3> pad_{};   // the padding received
     std::array<uint8_t, kMaxHeader> hdr_{};
 };
 
