@@ -208,3 +208,47 @@ def test_target_speaks_nvme_tcp_over_the_sim_network_and_survives_garbage(cluste
     assert c.run_until(lambda: healed.state == "established", timeout_ns=S)
     healed.send(icreq())
     expect_icresp(c, healed)
+
+
+def test_set_options_are_the_attach_defaults(cluster, seed):
+    """bdev_nvme_set_options before the attach gives the controller its reconnect limits and
+    KATO (the attach names none): it rides out a target restart (the default
+    ctrlr_loss_timeout_sec 0 would not), save_config writes the options first, and an
+    initiator started from that config attaches with them again."""
+    c = cluster
+    tgt, ini = c.host("target"), c.host("initiator")
+    reasons = nvmf.missing(tgt, initiator=False) + nvmf.missing(ini, target=False)
+    if reasons:
+        pytest.skip("not in this build: " + "; ".join(reasons))
+    tgt.rpc("bdev_malloc_create", name="Malloc0", num_blocks=BLOCKS, block_size=512)
+    t = nvmf.Target(tgt, ["Malloc0"])
+    assert ini.rpc("bdev_nvme_set_options", ctrlr_loss_timeout_sec=-1, reconnect_delay_sec=1,
+                   keep_alive_timeout_ms=5000, bdev_retry_count=5) is True
+    assert nvmf.attach(ini, t, name="Nvme0") == ["Nvme0n1"]
+    with pytest.raises(strata.RpcError, match="not permitted with nvme controllers already attached"):
+        ini.rpc("bdev_nvme_set_options", bdev_retry_count=1)
+
+    bdev_cfg = next(s["config"] for s in ini.rpc("save_config")["subsystems"]
+                    if s["subsystem"] == "bdev")
+    assert bdev_cfg[0]["method"] == "bdev_nvme_set_options"
+    assert bdev_cfg[0]["params"]["bdev_retry_count"] == 5
+    attach = next(e["params"] for e in bdev_cfg if e["method"] == "bdev_nvme_attach_controller")
+    assert (attach["ctrlr_loss_timeout_sec"], attach["reconnect_delay_sec"],
+            attach["keep_alive_timeout_ms"]) == (-1, 1, 5000)
+
+    write_and_verify(ini, seed, EXTENTS[:1])
+    saved = tgt.rpc("save_config")
+    tgt.close()
+    c.advance(3 * S)  # past one attempt: only ctrlr_loss_timeout_sec -1 keeps the controller
+    tgt = c.host("target", config=saved)
+    c.advance(5 * S)
+    write_and_verify(ini, seed + 1, EXTENTS)
+
+    # A second initiator from the first one's bdev config: options first, then the attach.
+    ini2 = c.host("initiator2", config={"subsystems": [{"subsystem": "bdev", "config": bdev_cfg}]})
+    assert [b["name"] for b in ini2.rpc("bdev_get_bdevs")] == ["Nvme0n1"]
+    ctrl = ini2.rpc("bdev_nvme_get_controllers")
+    assert len(ctrl) == 1
+    again = next(s["config"] for s in ini2.rpc("save_config")["subsystems"]
+                 if s["subsystem"] == "bdev")
+    assert again[0] == bdev_cfg[0]

@@ -73,7 +73,8 @@ public:
     std::vector<std::string> bdevs;  // registered namespace bdevs
     bool detaching = false;
     int32_t retry_count = kDefaultBdevRetryCount;  // bdev_retry_count at attach
-    NvmeAttachOptions attach;  // as given, for save_config
+    uint32_t io_queue_requests = 0;                // io_queue_requests at attach
+    NvmeAttachOptions attach;                      // as given, for save_config
 
 protected:
     std::unique_ptr<runtime::IoChannel> create_channel(runtime::Thread& t) override {
@@ -227,10 +228,12 @@ NvmeChannel::NvmeChannel(NvmeCtrlr& c, runtime::Thread& t) {
     nvme::Controller* ctrl = c.ctrl.get();
     runtime::Thread* owner = &t;
     const uint32_t entries = c.queue_entries;
+    const uint32_t requests = c.io_queue_requests;
     // qpairs are allocated on the admin Thread; the result comes back by message.
-    (void)ctrl->admin_thread().post([ctrl, owner, weak, entries] {
+    (void)ctrl->admin_thread().post([ctrl, owner, weak, entries, requests] {
         nvme::QPairOptions o;
         o.queue_entries = entries;
+        o.requests = requests;
         auto r = ctrl->alloc_io_qpair(*owner, o);
         if (!r) {
             STRATA_ERRLOG(log_bdev_nvme, "nvme {}: no qpair for Thread {}: {}",
@@ -397,7 +400,26 @@ void sync_namespaces(NvmeCtrlr& c) {
     }
 }
 
+const char* timeout_action_name(NvmeTimeoutAction a) {
+    return a == NvmeTimeoutAction::abort ? "abort" : "none";
+}
+
 void write_config(nlohmann::json& methods) {
+    // First in the bdev section, as SPDK writes it (the options Strata implements only), so
+    // that load_config sets them before any controller is attached.
+    const NvmeModuleOptions& m = nvme_options();
+    nlohmann::json entry = {{"method", "bdev_nvme_set_options"},
+                            {"params",
+                             {{"action_on_timeout", timeout_action_name(m.action_on_timeout)},
+                              {"timeout_us", m.timeout_us},
+                              {"timeout_admin_us", m.timeout_admin_us},
+                              {"keep_alive_timeout_ms", m.keep_alive_timeout_ms},
+                              {"io_queue_requests", m.io_queue_requests},
+                              {"bdev_retry_count", m.bdev_retry_count},
+                              {"ctrlr_loss_timeout_sec", m.ctrlr_loss_timeout_sec},
+                              {"reconnect_delay_sec", m.reconnect_delay_sec},
+                              {"fast_io_fail_timeout_sec", m.fast_io_fail_timeout_sec}}}};
+    methods.insert(methods.begin(), std::move(entry));  // one element (not the list overload)
     for (auto& [name, c] : ctrlrs()) {
         if (c->detaching) continue;
         if (c->ctrl->is_fabrics()) {
@@ -448,9 +470,68 @@ void fini(std::function<void()> done) {
 
 }  // namespace
 
-NvmeModuleOptions& nvme_options() { return runtime::current_host().get<NvmeModuleOptions>(); }
+NvmeModuleOptions& nvme_options() {
+    return runtime::current_host().get<NvmeModuleOptions>();
+}
 
-void nvme_attach(const NvmeAttachOptions& o, std::function<void(Result<std::vector<std::string>>)> done) {
+Result<void> nvme_check_reconnect_limits(int32_t loss, uint32_t delay, uint32_t fast) {
+    auto bad = [](const char* why) { return Error(Errc::invalid_argument, why); };
+    if (loss < -1) return bad("ctrlr_loss_timeout_sec can't be less than -1");
+    if (loss == 0) {
+        if (delay != 0 || fast != 0)
+            return bad(
+                "Both reconnect_delay_sec and fast_io_fail_timeout_sec must be 0 if "
+                "ctrlr_loss_timeout_sec is 0");
+        return {};
+    }
+    if (delay == 0) return bad("reconnect_delay_sec can't be 0 if ctrlr_loss_timeout_sec is not 0");
+    if (loss > 0 && delay > static_cast<uint32_t>(loss))
+        return bad("reconnect_delay_sec can't be more than ctrlr_loss_timeout_sec");
+    if (fast != 0 && fast < delay)
+        return bad("reconnect_delay_sec can't be more than fast_io_fail_timeout_sec");
+    if (loss > 0 && fast > static_cast<uint32_t>(loss))
+        return bad("fast_io_fail_timeout_sec can't be more than ctrlr_loss_timeout_sec");
+    return {};
+}
+
+Result<void> nvme_set_options(const NvmeModuleOptions& o) {
+    // SPDK's bdev_nvme_validate_opts, then what Strata's driver cannot do.
+    if (o.timeout_us == 0 && o.timeout_admin_us != 0)
+        return Error(Errc::invalid_argument,
+                     "Can't have (timeout_us == 0) with (timeout_admin_us > 0)");
+    if (o.bdev_retry_count < -1)
+        return Error(Errc::invalid_argument, "bdev_retry_count can't be less than -1");
+    if (auto r = nvme_check_reconnect_limits(o.ctrlr_loss_timeout_sec, o.reconnect_delay_sec,
+                                             o.fast_io_fail_timeout_sec);
+        !r)
+        return r;
+    if (o.timeout_us != 0 && o.action_on_timeout != NvmeTimeoutAction::abort)
+        return Error(Errc::not_supported,
+                     "action_on_timeout none is not supported with timeout_us > 0: Strata's driver "
+                     "aborts a timed-out command, then resets the controller (use abort)");
+    if (!ctrlrs().empty())
+        return Error(Errc::permission_denied,
+                     "RPC not permitted with nvme controllers already attached");
+    nvme_options() = o;
+    return {};
+}
+
+NvmeAttachOptions nvme_default_attach_options() {
+    const NvmeModuleOptions& m = nvme_options();
+    NvmeAttachOptions a;
+    nvme::ControllerOptions& c = a.controller;
+    c.keep_alive_timeout_ms = m.keep_alive_timeout_ms;
+    c.ctrlr_loss_timeout_sec = m.ctrlr_loss_timeout_sec;
+    c.reconnect_delay_sec = m.reconnect_delay_sec;
+    c.fast_io_fail_timeout_sec = m.fast_io_fail_timeout_sec;
+    c.timeout_us = m.timeout_us;
+    if (m.timeout_us != 0)
+        c.admin_timeout_us = m.timeout_admin_us != 0 ? m.timeout_admin_us : m.timeout_us;
+    return a;
+}
+
+void nvme_attach(const NvmeAttachOptions& o,
+                 std::function<void(Result<std::vector<std::string>>)> done) {
     if (o.name.empty()) {
         done(Error(Errc::invalid_argument, "controller name is empty"));
         return;
@@ -475,6 +556,7 @@ void nvme_attach(const NvmeAttachOptions& o, std::function<void(Result<std::vect
         auto c = std::make_unique<NvmeCtrlr>(opts.name, std::move(*r), opts.io_queue_entries);
         NvmeCtrlr* raw = c.get();
         raw->retry_count = nvme_options().bdev_retry_count;
+        raw->io_queue_requests = nvme_options().io_queue_requests;
         raw->attach = opts;
         raw->attach.controller.connect_socket = nullptr;
         ctrlrs().emplace(opts.name, std::move(c));
@@ -551,7 +633,8 @@ std::vector<NvmeControllerInfo> nvme_controllers() {
         out.push_back({name, c->ctrl->transport_id(),
                        c->ctrl->is_fabrics() ? c->ctrl->transport_id().traddr
                                              : c->ctrl->address().to_string(),
-                       nvme::state_name(c->ctrl->state()), c->bdevs});
+                       nvme::state_name(c->ctrl->state()), c->bdevs, c->attach.controller,
+                       c->retry_count, c->io_queue_requests});
     return out;
 }
 

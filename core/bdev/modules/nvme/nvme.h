@@ -20,16 +20,52 @@ extern const Module kNvmeModule;
 // SPDK's default bdev_retry_count.
 inline constexpr int32_t kDefaultBdevRetryCount = 3;
 
-// Module options of one Host (SPDK's bdev_nvme_set_options; only what Strata implements).
+// What happens to a command outstanding longer than timeout_us (SPDK's action_on_timeout).
+// Strata's driver has one behaviour, SPDK's "abort": an I/O command is aborted (Abort command)
+// and the controller reset if the abort fails or the command is still outstanding one more
+// timeout later; a timed-out admin command resets the controller. "none" is accepted only while
+// timeout_us is 0 (no timeouts tracked); SPDK's "reset" is not supported.
+enum class NvmeTimeoutAction { none, abort };
+
+// Module options of one Host: SPDK's bdev_nvme_set_options, the parameters Strata implements
+// (names and defaults are SPDK's). Changed through nvme_set_options (the RPC) only while no
+// controller is attached; read when a controller is attached.
 struct NvmeModuleOptions {
     // Retries of an I/O failed with a retryable status (no Do Not Retry, not aborted on
     // request), counted per I/O; -1: unlimited, 0: none (I/O a reset or connection loss ends
     // fails right away, as before). I/O ended by a reset/connection loss ("aborted: SQ
-    // deletion") or with a path status waits for the reconnect without counting. Read when a
-    // controller is attached.
+    // deletion") or with a path status waits for the reconnect without counting.
     int32_t bdev_retry_count = kDefaultBdevRetryCount;
+    // Defaults of bdev_nvme_attach_controller for NVMe-oF controllers (an attach that gives one
+    // of these overrides it; nvme::ControllerOptions documents them). KATO 0: no keep-alive.
+    uint32_t keep_alive_timeout_ms = 10'000;
+    int32_t ctrlr_loss_timeout_sec = 0;
+    uint32_t reconnect_delay_sec = 0;
+    uint32_t fast_io_fail_timeout_sec = 0;
+    // Command timeouts of every controller attached (0: none; see NvmeTimeoutAction). The admin
+    // queue's is timeout_admin_us, or timeout_us when that is 0; with timeout_us 0 the driver
+    // keeps its own admin-queue timeout (nvme::ControllerOptions::admin_timeout_us).
+    uint64_t timeout_us = 0;
+    uint64_t timeout_admin_us = 0;
+    NvmeTimeoutAction action_on_timeout = NvmeTimeoutAction::none;
+    // Driver requests per I/O qpair (commands beyond the queue's entries wait in the driver);
+    // 0: the queue's entries - 1.
+    uint32_t io_queue_requests = 0;
 };
-NvmeModuleOptions& nvme_options();  // this Host's
+NvmeModuleOptions& nvme_options();  // this Host's (tests may set it directly)
+
+// SPDK's rules linking the three reconnect limits (bdev_nvme_check_io_error_resiliency_params):
+// ctrlr_loss_timeout_sec -1 (reconnect forever) or > 0 needs reconnect_delay_sec > 0, not more
+// than ctrlr_loss_timeout_sec (when > 0); fast_io_fail_timeout_sec, when not 0, at least
+// reconnect_delay_sec and at most ctrlr_loss_timeout_sec (when > 0); ctrlr_loss_timeout_sec 0
+// (no reconnect) needs both 0. invalid_argument naming the rule broken.
+Result<void> nvme_check_reconnect_limits(int32_t ctrlr_loss_timeout_sec,
+                                         uint32_t reconnect_delay_sec,
+                                         uint32_t fast_io_fail_timeout_sec);
+// Validates `o` (SPDK's bdev_nvme_validate_opts plus what Strata does not support) and makes it
+// this Host's options: invalid_argument / not_supported for bad values, permission_denied
+// ("RPC not permitted with nvme controllers already attached") once a controller is attached.
+Result<void> nvme_set_options(const NvmeModuleOptions& o);
 
 struct NvmeAttachOptions {
     std::string name;  // controller name; bdevs are <name>n<nsid>
@@ -40,6 +76,11 @@ struct NvmeAttachOptions {
     nvme::ControllerOptions controller;
     uint32_t io_queue_entries = 256;
 };
+
+// bdev_nvme_attach_controller's starting point: the driver's defaults with this Host's module
+// options applied (keep-alive, reconnect limits, command timeouts); the RPC's parameters
+// override them.
+NvmeAttachOptions nvme_default_attach_options();
 
 // On the calling Thread (which becomes the controller's admin Thread). done receives the names
 // of the bdevs created, or the error (already_exists for a taken name, the driver's errors).
@@ -56,6 +97,10 @@ struct NvmeControllerInfo {
     std::string traddr;
     std::string state;
     std::vector<std::string> bdevs;
+    // What the controller was attached with (the module options of that moment included).
+    nvme::ControllerOptions options;
+    int32_t bdev_retry_count = kDefaultBdevRetryCount;
+    uint32_t io_queue_requests = 0;
 };
 std::vector<NvmeControllerInfo> nvme_controllers();
 

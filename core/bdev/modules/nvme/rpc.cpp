@@ -1,4 +1,8 @@
-// bdev_nvme_attach_controller / _detach_controller / _get_controllers / _reset_controller.
+// bdev_nvme_set_options / _attach_controller / _detach_controller / _get_controllers /
+// _reset_controller / _discover.
+#include <algorithm>
+#include <limits>
+
 #include <fmt/format.h>
 
 #include <strata/bdev/rpc_internal.h>
@@ -23,10 +27,176 @@ Json trid_json(const NvmeControllerInfo& c) {
             {"subnqn", c.trid.subnqn}};
 }
 
+// SPDK's bdev_nvme_set_options parameters that Strata does not implement, with SPDK's default:
+// accepted at that value (SPDK's scripts and saved configs send them), refused otherwise.
+struct Unsupported {
+    const char* name;
+    PT type;
+    Json def;
+    const char* what;
+};
+const std::vector<Unsupported>& unsupported_options() {
+    static const std::vector<Unsupported> v = {
+        {"transport_retry_count", PT::uint, 4,
+         "Driver-level retries (Strata's driver does not retry; bdev_retry_count does)"},
+        {"retry_count", PT::uint, 4, "Old name of transport_retry_count"},
+        {"arbitration_burst", PT::uint, 0, "Arbitration burst"},
+        {"low_priority_weight", PT::uint, 0, "Weighted round robin weight"},
+        {"medium_priority_weight", PT::uint, 0, "Weighted round robin weight"},
+        {"high_priority_weight", PT::uint, 0, "Weighted round robin weight"},
+        {"nvme_adminq_poll_period_us", PT::uint, 10000, "Admin queue poll period"},
+        {"nvme_ioq_poll_period_us", PT::uint, 0, "I/O queue poll period (Strata polls every pass)"},
+        {"delay_cmd_submit", PT::bool_, true,
+         "Doorbell batching (Strata always batches within a poll)"},
+        {"transport_ack_timeout", PT::uint, 0, "RDMA/TCP ack timeout"},
+        {"disable_auto_failback", PT::bool_, false, "Multipath failback"},
+        {"generate_uuids", PT::bool_, false, "UUIDs for namespaces without one"},
+        {"transport_tos", PT::uint, 0, "RDMA type of service"},
+        {"nvme_error_stat", PT::bool_, false, "NVMe error statistics"},
+        {"rdma_srq_size", PT::uint, 0, "RDMA"},
+        {"io_path_stat", PT::bool_, false, "Per-path I/O statistics"},
+        {"allow_accel_sequence", PT::bool_, false, "Accel sequences"},
+        {"rdma_max_cq_size", PT::uint, 0, "RDMA"},
+        {"rdma_cm_event_timeout_ms", PT::uint, 0, "RDMA"},
+        {"rdma_umr_per_io", PT::bool_, false, "RDMA"},
+        {"tcp_connect_timeout_ms", PT::uint, 0,
+         "TCP connect timeout (bdev_nvme_attach_controller's fabrics_connect_timeout_us is "
+         "Strata's)"},
+        {"dhchap_digests", PT::array, Json::array({"sha256", "sha384", "sha512"}),
+         "DH-HMAC-CHAP digests (no in-band authentication)"},
+        {"dhchap_dhgroups", PT::array,
+         Json::array({"null", "ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", "ffdhe8192"}),
+         "DH-HMAC-CHAP groups (no in-band authentication)"},
+    };
+    return v;
+}
+
+// At its default: equal, or for the DH-HMAC-CHAP lists the same names in any order.
+bool at_default(const Json& v, const Json& def) {
+    if (v == def) return true;
+    if (!v.is_array() || !def.is_array() || v.size() != def.size()) return false;
+    for (const auto& e : def)
+        if (std::find(v.begin(), v.end(), e) == v.end()) return false;
+    return true;
+}
+
+Error not_supported(const std::string& name, const Json& def) {
+    return Error(Errc::not_supported,
+                 fmt::format("bdev_nvme_set_options: parameter '{}' is not supported by Strata "
+                             "(only its default {} is accepted)",
+                             name, def.dump()));
+}
+
+// params[key] as T within T's range, else `current`.
+template <class T>
+Result<T> int_param(const Json& p, const char* key, T current) {
+    auto it = p.find(key);
+    if (it == p.end() || it->is_null()) return current;
+    const bool neg = it->is_number_integer() && !it->is_number_unsigned() && it->get<int64_t>() < 0;
+    const bool fits =
+        neg ? std::is_signed_v<T> && it->get<int64_t>() >= std::numeric_limits<T>::min()
+            : it->get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+    if (!fits)
+        return Error(Errc::invalid_argument, fmt::format("{} {} is out of range", key, it->dump()));
+    return it->get<T>();
+}
+
+// bdev_nvme_set_options: SPDK's semantics (a parameter not given keeps its current value).
+Result<void> set_options(const Json& p) {
+    for (const auto& u : unsupported_options()) {
+        auto it = p.find(u.name);
+        if (it != p.end() && !it->is_null() && !at_default(*it, u.def))
+            return not_supported(u.name, u.def);
+    }
+    if (auto it = p.find("multipath_opts"); it != p.end() && !it->is_null()) {
+        auto pol = it->find("policy");
+        if (pol != it->end() && !pol->is_null() && *pol != "active_passive")
+            return not_supported("multipath_opts.policy", "active_passive");
+    }
+    NvmeModuleOptions o = nvme_options();
+    if (auto it = p.find("action_on_timeout"); it != p.end() && !it->is_null()) {
+        const std::string a = it->get<std::string>();
+        if (a == "none")
+            o.action_on_timeout = NvmeTimeoutAction::none;
+        else if (a == "abort")
+            o.action_on_timeout = NvmeTimeoutAction::abort;
+        else if (a == "reset")
+            return Error(Errc::not_supported,
+                         "action_on_timeout reset is not supported: Strata's driver aborts a "
+                         "timed-out command, then resets the controller (abort)");
+        else
+            return Error(Errc::invalid_argument, fmt::format("Invalid action_on_timeout {}", a));
+    }
+    auto take = [&p](const char* key, auto& field) -> Result<void> {
+        auto v = int_param(p, key, field);
+        if (!v) return v.error();
+        field = *v;
+        return {};
+    };
+    STRATA_TRY(take("timeout_us", o.timeout_us));
+    STRATA_TRY(take("timeout_admin_us", o.timeout_admin_us));
+    STRATA_TRY(take("keep_alive_timeout_ms", o.keep_alive_timeout_ms));
+    STRATA_TRY(take("io_queue_requests", o.io_queue_requests));
+    STRATA_TRY(take("bdev_retry_count", o.bdev_retry_count));
+    STRATA_TRY(take("ctrlr_loss_timeout_sec", o.ctrlr_loss_timeout_sec));
+    STRATA_TRY(take("reconnect_delay_sec", o.reconnect_delay_sec));
+    STRATA_TRY(take("fast_io_fail_timeout_sec", o.fast_io_fail_timeout_sec));
+    return nvme_set_options(o);
+}
+
+std::vector<rpc::ParamSpec> set_options_params() {
+    const NvmeModuleOptions d;
+    std::vector<rpc::ParamSpec> v = {
+        {"action_on_timeout", PT::string, false,
+         "none (only while timeout_us is 0) or abort: abort a timed-out I/O command, reset the "
+         "controller if that fails or a timed-out admin command (reset: not supported)",
+         "none"},
+        {"timeout_us", PT::uint, false, "Command timeout of every controller attached; 0: none",
+         d.timeout_us},
+        {"timeout_admin_us", PT::uint, false, "Admin command timeout; 0: timeout_us",
+         d.timeout_admin_us},
+        {"keep_alive_timeout_ms", PT::uint, false,
+         "Fabrics: KATO default of bdev_nvme_attach_controller; 0: no keep-alive",
+         d.keep_alive_timeout_ms},
+        {"io_queue_requests", PT::uint, false,
+         "Driver requests per I/O queue; 0: the queue's entries - 1", d.io_queue_requests},
+        {"bdev_retry_count", PT::int_, false,
+         "Retries of an I/O failed with a retryable status; -1: unlimited", d.bdev_retry_count},
+        {"ctrlr_loss_timeout_sec", PT::int_, false,
+         "Fabrics: default of bdev_nvme_attach_controller (-1: reconnect forever, 0: no reconnect)",
+         d.ctrlr_loss_timeout_sec},
+        {"reconnect_delay_sec", PT::uint, false, "Fabrics: default of bdev_nvme_attach_controller",
+         d.reconnect_delay_sec},
+        {"fast_io_fail_timeout_sec", PT::uint, false,
+         "Fabrics: default of bdev_nvme_attach_controller (0: off)", d.fast_io_fail_timeout_sec},
+        {"multipath_opts", PT::object, false,
+         "Accepted with policy active_passive only (no multipath)", nullptr},
+        {"enable_flush", PT::bool_, false,
+         "Accepted at either value: Strata always passes flush to the controller (SPDK's true)",
+         false},
+    };
+    for (const auto& u : unsupported_options())
+        v.push_back({u.name, u.type, false,
+                     std::string("Not supported: accepted at its default only. ") + u.what, u.def});
+    return v;
+}
+
 }  // namespace
 
 void register_nvme_module(rpc::App& app) {
     register_module(kNvmeModule);
+    add_rpc(app,
+            {"bdev_nvme_set_options",
+             "Set the NVMe bdev module's options (SPDK's names and defaults), only while no "
+             "controller is attached. The reconnect limits, keep_alive_timeout_ms and the "
+             "command timeouts are the defaults of bdev_nvme_attach_controller. SPDK's other "
+             "parameters are accepted at their default values only.",
+             set_options_params(), rpc::Allowed::both, "", true, [](const Json& p, Responder r) {
+                 if (auto res = set_options(p); !res)
+                     r.error(res.error());
+                 else
+                     r.result(true);
+             }});
     add_rpc(app, {"bdev_nvme_attach_controller",
                   "Attach an NVMe controller (PCIe, or NVMe/TCP through the NVMe-oF initiator) and "
                   "create a bdev per active namespace (<name>n<nsid>). Returns the bdev names.",
@@ -43,19 +213,19 @@ void register_nvme_module(rpc::App& app) {
                    {"ddgst", PT::bool_, false, "TCP data digest (-d)", false},
                    {"io_queue_size", PT::uint, false, "Entries per I/O queue", 256},
                    {"num_io_queues", PT::uint, false, "I/O queues to ask for", 64},
-                   {"ctrlr_loss_timeout_sec", PT::int_, false, "Fabrics: give up reconnecting after this (-1: never, 0: one attempt)", 0},
-                   {"reconnect_delay_sec", PT::uint, false, "Fabrics: delay between reconnect attempts", 0},
-                   {"fast_io_fail_timeout_sec", PT::uint, false, "Fabrics: fail I/O after this while reconnecting (0: off)", 0},
-                   {"keep_alive_timeout_ms", PT::uint, false, "Fabrics: KATO (SPDK sets it in bdev_nvme_set_options)", 10000},
+                   {"ctrlr_loss_timeout_sec", PT::int_, false, "Fabrics: give up reconnecting after this (-1: never, 0: one attempt); default: bdev_nvme_set_options'", 0},
+                   {"reconnect_delay_sec", PT::uint, false, "Fabrics: delay between reconnect attempts; default: bdev_nvme_set_options'", 0},
+                   {"fast_io_fail_timeout_sec", PT::uint, false, "Fabrics: fail I/O after this while reconnecting (0: off); default: bdev_nvme_set_options'", 0},
+                   {"keep_alive_timeout_ms", PT::uint, false, "Fabrics: KATO (a Strata extension: SPDK takes it from bdev_nvme_set_options, whose value is the default)", 10000},
                    {"fabrics_connect_timeout_us", PT::uint, false, "Fabrics: per-queue connect timeout", 10000000},
-                   {"timeout_us", PT::uint, false, "Command timeout (abort, then reset); 0: none", 0}},
+                   {"timeout_us", PT::uint, false, "Command timeout (abort, then reset); 0: none (a Strata extension; default: bdev_nvme_set_options')", 0}},
                   rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
                       const std::string trtype = p.at("trtype").get<std::string>();
                       const nvme::TrType tt = nvme::parse_trtype(trtype);
-                      NvmeAttachOptions o;
+                      NvmeAttachOptions o = nvme_default_attach_options();
                       o.name = p.at("name").get<std::string>();
                       o.io_queue_entries = rpc::param_or<uint32_t>(p, "io_queue_size", 256);
-                      o.controller.timeout_us = rpc::param_or<uint64_t>(p, "timeout_us", 0);
+                      o.controller.timeout_us = rpc::param_or<uint64_t>(p, "timeout_us", o.controller.timeout_us);
                       o.controller.io_queues_requested = rpc::param_or<uint32_t>(p, "num_io_queues", 64);
                       if (tt == nvme::TrType::pcie) {
                           auto addr = env::PciAddress::parse(p.at("traddr").get<std::string>());
@@ -88,28 +258,18 @@ void register_nvme_module(rpc::App& app) {
                           c.hostnqn = rpc::param_or<std::string>(p, "hostnqn", "");
                           c.header_digest = rpc::param_or<bool>(p, "hdgst", false);
                           c.data_digest = rpc::param_or<bool>(p, "ddgst", false);
-                          c.ctrlr_loss_timeout_sec = rpc::param_or<int32_t>(p, "ctrlr_loss_timeout_sec", 0);
-                          c.reconnect_delay_sec = rpc::param_or<uint32_t>(p, "reconnect_delay_sec", 0);
-                          c.fast_io_fail_timeout_sec = rpc::param_or<uint32_t>(p, "fast_io_fail_timeout_sec", 0);
-                          c.keep_alive_timeout_ms = rpc::param_or<uint32_t>(p, "keep_alive_timeout_ms", 10000);
+                          c.ctrlr_loss_timeout_sec = rpc::param_or<int32_t>(p, "ctrlr_loss_timeout_sec", c.ctrlr_loss_timeout_sec);
+                          c.reconnect_delay_sec = rpc::param_or<uint32_t>(p, "reconnect_delay_sec", c.reconnect_delay_sec);
+                          c.fast_io_fail_timeout_sec =
+                              rpc::param_or<uint32_t>(p, "fast_io_fail_timeout_sec", c.fast_io_fail_timeout_sec);
+                          c.keep_alive_timeout_ms = rpc::param_or<uint32_t>(p, "keep_alive_timeout_ms", c.keep_alive_timeout_ms);
                           c.connect_timeout_ms = static_cast<uint32_t>(
                               rpc::param_or<uint64_t>(p, "fabrics_connect_timeout_us", 10'000'000) / 1000);
-                          // SPDK's rules for the three limits.
-                          if (c.ctrlr_loss_timeout_sec < -1) {
-                              r.error(Error(Errc::invalid_argument, "ctrlr_loss_timeout_sec must be -1 or more"));
-                              return;
-                          }
-                          if (c.ctrlr_loss_timeout_sec != 0 && c.reconnect_delay_sec == 0) {
-                              r.error(Error(Errc::invalid_argument,
-                                            "reconnect_delay_sec must be non-zero when ctrlr_loss_timeout_sec is not 0"));
-                              return;
-                          }
-                          if (c.ctrlr_loss_timeout_sec > 0 &&
-                              (c.reconnect_delay_sec > static_cast<uint32_t>(c.ctrlr_loss_timeout_sec) ||
-                               c.fast_io_fail_timeout_sec > static_cast<uint32_t>(c.ctrlr_loss_timeout_sec))) {
-                              r.error(Error(Errc::invalid_argument,
-                                            "reconnect_delay_sec and fast_io_fail_timeout_sec must not exceed "
-                                            "ctrlr_loss_timeout_sec"));
+                          // SPDK's rules for the three limits, on the values in effect.
+                          if (auto v = nvme_check_reconnect_limits(c.ctrlr_loss_timeout_sec, c.reconnect_delay_sec,
+                                                                   c.fast_io_fail_timeout_sec);
+                              !v) {
+                              r.error(v.error());
                               return;
                           }
                       } else {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <list>
 #include <memory>
 #include <optional>
@@ -51,7 +52,10 @@ protected:
     void SetUp() override { start_world(1); }
     void TearDown() override { stop_world(); }
 
-    void start_world(uint64_t seed, std::optional<Json> config = std::nullopt) {
+    // before_start runs once the App exists and its worker Thread too, before the App starts
+    // (and loads `config`): e.g. to put emulated devices on its Host's PCI bus.
+    void start_world(uint64_t seed, std::optional<Json> config = std::nullopt,
+                     const std::function<void()>& before_start = {}) {
         ASSERT_TRUE(env::init().ok());
         sim = std::make_unique<runtime::SimScheduler>(seed, 2);
         rpc::AppOptions o;
@@ -61,6 +65,7 @@ protected:
         host_scope.emplace(app->host());
         rpc::register_all_modules(*app);
         worker = sim->create_thread("worker", 1);
+        if (before_start) before_start();
         std::optional<Result<void>> started;
         app->start([&](Result<void> r) { started = std::move(r); });
         ASSERT_TRUE(poll_until([&] { return started.has_value(); }));
