@@ -46,7 +46,8 @@ TEST_F(SockRpcTest, ImplOptionsRoundTripThroughSaveConfig) {
     auto r = rpc("sock_impl_set_options", {{"impl_name", "posix"},
                                            {"recv_buf_size", 65536},
                                            {"enable_quickack", true},
-                                           {"tls_version", 13}});
+                                           {"tls_version", 13},
+                                           {"enable_registered_recv_buffers", true}});
     EXPECT_EQ(r["result"], true) << r.dump();
     r = rpc("sock_set_default_impl", {{"impl_name", "posix"}});
     EXPECT_EQ(r["result"], true) << r.dump();
@@ -55,6 +56,7 @@ TEST_F(SockRpcTest, ImplOptionsRoundTripThroughSaveConfig) {
     EXPECT_EQ(o["send_buf_size"], 2097152);  // kept
     EXPECT_EQ(o["enable_quickack"], true);
     EXPECT_EQ(o["tls_version"], 13);
+    EXPECT_EQ(o["enable_registered_recv_buffers"], true);
 
     auto cfg = rpc("save_config")["result"];
     auto sock = subsystem(cfg, "sock");
