@@ -18,6 +18,8 @@
 # uring) sets it with sock_set_default_impl; STRATA_TGT picks the strata-tgt binary, and a
 # target written NAME@PATH runs the strata-tgt at PATH (an A/B of target builds in one run):
 #   TARGETS="strata strata-uring strata-uring@/tmp/tgt-before" core/nvmf/bench/tcp_loopback_perf.sh
+# A target named strata-IMPL+OPTION also sets the boolean OPTION of IMPL (sock_impl_set_options):
+#   TARGETS="strata-uring strata-uring+enable_registered_recv_buffers" core/nvmf/bench/tcp_loopback_perf.sh
 # Digests: DIGESTS=1 makes every initiator ask for header and data digests (-H -I, the flags
 # of both strata-nvme-perf and spdk_nvme_perf); the target "strata-accel" is Strata's target
 # computing data digests through the accel framework (ddgst_accel_threshold ACCEL_THRESHOLD,
@@ -87,8 +89,13 @@ start_target() {  # start_target strata|strata-accel|strata-IMPL|spdk[@PATH]: se
         if [ "$name" = strata-accel ]; then
             cfg=$WORK/tgt-accel.json
         elif [ "$name" != strata ]; then
+            local impl=${name#strata-} opts=""
+            if [[ $impl == *+* ]]; then  # strata-IMPL+OPTION: sock_impl_set_options OPTION true
+                opts=',{"method":"sock_impl_set_options","params":{"impl_name":"'"${impl%%+*}"'","'"${impl#*+}"'":true}}'
+                impl=${impl%%+*}
+            fi
             cfg=$WORK/tgt-${name#strata-}.json
-            sed 's/^{"subsystems":\[$/{"subsystems":[{"subsystem":"sock","config":[{"method":"sock_set_default_impl","params":{"impl_name":"'"${name#strata-}"'"}}]},/' \
+            sed 's/^{"subsystems":\[$/{"subsystems":[{"subsystem":"sock","config":[{"method":"sock_set_default_impl","params":{"impl_name":"'"$impl"'"}}'"$opts"']},/' \
                 "$WORK/tgt.json" >"$cfg"
         fi
         "$bin" -m 0x1 -c "$cfg" -r "$WORK/strata.sock" --log-level WARN >"$WORK/tgt.log" 2>&1 &

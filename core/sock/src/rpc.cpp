@@ -34,7 +34,8 @@ Json options_json(const ImplOptions& o) {
             {"enable_zerocopy_send_client", o.enable_zerocopy_send_client},
             {"zerocopy_threshold", o.zerocopy_threshold},
             {"tls_version", o.tls_version},
-            {"enable_ktls", o.enable_ktls}};
+            {"enable_ktls", o.enable_ktls},
+            {"enable_registered_recv_buffers", o.enable_registered_recv_buffers}};
 }
 
 bool options_equal(const ImplOptions& a, const ImplOptions& b) {
@@ -73,6 +74,9 @@ const std::vector<rpc::ParamSpec>& option_params() {
         {"zerocopy_threshold", PT::uint, false, "Zero-copy threshold: accepted and saved", nullptr},
         {"tls_version", PT::uint, false, "TLS version: accepted and saved (no TLS yet)", nullptr},
         {"enable_ktls", PT::bool_, false, "kTLS: accepted and saved (no TLS yet)", nullptr},
+        {"enable_registered_recv_buffers", PT::bool_, false,
+         "Strata extension: uring receives into registered buffers (IORING_OP_READ_FIXED)",
+         nullptr},
         {"psk_key", PT::string, false, "SPDK's TLS PSK: accepted, not used (no TLS yet)", nullptr},
         {"psk_identity", PT::string, false, "SPDK's TLS PSK identity: accepted, not used", nullptr},
     };
@@ -322,6 +326,8 @@ void register_rpc_module(rpc::App& app) {
                       o.enable_zerocopy_send_client = rpc::param_or(
                           p, "enable_zerocopy_send_client", o.enable_zerocopy_send_client);
                       o.enable_ktls = rpc::param_or(p, "enable_ktls", o.enable_ktls);
+                      o.enable_registered_recv_buffers = rpc::param_or(
+                          p, "enable_registered_recv_buffers", o.enable_registered_recv_buffers);
                       Status s = set_impl_options(name, o);
                       if (!s.ok())
                           r.error(rpc::error_code::invalid_params, s.to_string());

@@ -15,6 +15,16 @@
 // buffers would not remove that copy: the bytes are in the caller's buffers, which writev must
 // let go of when it returns.
 //
+// Registered receive buffers (option enable_registered_recv_buffers, a Strata extension; off by
+// default, see docs/design/sock.md "uring"): each group's ring has a sparse table of registered
+// buffers; a socket that joins the group registers its receive ring in a slot of its own (one
+// io_uring_register call when it joins, one when its state goes) and its receives are
+// IORING_OP_READ_FIXED into that slot, so the kernel does not look up and pin the ring's pages on
+// every receive. (IORING_OP_RECV with IORING_RECVSEND_FIXED_BUF is EINVAL for receives on Linux
+// 6.18.) Registration can fail (RLIMIT_MEMLOCK without CAP_IPC_LOCK, an old kernel, a full table):
+// the socket then uses plain receives and the group logs it once. A slot is released only when
+// its state has nothing in flight, before the receive ring is freed.
+//
 // A socket outside any group uses plain syscalls. The receive ring belongs to a state object
 // (UState) that the ring keeps until its last operation completed: a socket closed or destroyed
 // with a receive in flight leaves its state to the group, which cancels it, then closes the
@@ -29,15 +39,20 @@
 #include <cerrno>
 #include <cstring>
 
+#include <strata/base/log.h>
+
 #include "internal.h"
 #include "posix_util.h"
 
 namespace strata::sock {
 
+STRATA_LOG_COMPONENT(sock);
+
 namespace {
 
 constexpr uint64_t kTagRecv = 1, kTagPoll = 3;
 constexpr size_t kMinRing = 64 * 1024, kMaxRing = 1024 * 1024;
+constexpr unsigned kFixedSlots = 1024;  // registered receive buffers per group ring
 
 size_t ring_size(uint32_t asked) {
     return std::clamp<size_t>(asked, kMinRing, kMaxRing);
@@ -50,6 +65,8 @@ struct alignas(8) UState {
     SocketBase* sock = nullptr;  // nullptr once the socket let go (closed or destroyed)
     UringGroup* ug = nullptr;    // the ring that has (or had) operations for it
     bool member = false;         // in ug's group: the group posts for it
+    bool want_fixed = false;     // enable_registered_recv_buffers when the socket was made
+    int buf_index = -1;          // its receive ring's slot in ug's registered buffers, or -1
     std::unique_ptr<uint8_t[]> rbuf;
     size_t rcap = 0;
     uint64_t rd = 0, wr = 0;
@@ -68,6 +85,9 @@ struct UringGroup {
     io_uring ring{};
     std::vector<UState*> states;
     uint32_t inflight = 0;  // every SQE submitted and not completed (cancels included)
+    // Registered receive buffers: the sparse table is registered on first use.
+    bool fixed_tried = false, fixed_table = false, fixed_failure_logged = false;
+    std::vector<int> free_slots;
 };
 
 std::string uring_unavailable_reason() {
@@ -140,13 +160,72 @@ void handle_cqe(UringGroup& ug, GroupImpl& group, io_uring_cqe* cqe) noexcept {
     if (news && st->sock != nullptr && st->member) group.mark_ready(*st->sock);
 }
 
+// Once per ring: the sockets that found no registered buffer use plain receives.
+void log_fixed_failure(UringGroup& ug, const char* what, const char* why) noexcept {
+    if (ug.fixed_failure_logged) return;
+    ug.fixed_failure_logged = true;
+    STRATA_WARNLOG(log_sock,
+                   "uring: registered receive buffers unavailable ({}: {}): "
+                   "sockets on this ring without one use plain receives",
+                   what, why);
+}
+
+// Gives st's receive ring a slot in ug's registered buffers; on failure st keeps plain
+// receives. One io_uring_register call (two the first time on a ring), when a socket joins.
+void acquire_slot(UringGroup& ug, UState& st) noexcept {
+    if (!st.want_fixed || st.buf_index >= 0) return;
+    if (!ug.fixed_tried) {
+        ug.fixed_tried = true;
+        int rc = io_uring_register_buffers_sparse(&ug.ring, kFixedSlots);
+        if (rc < 0) {
+            log_fixed_failure(ug, "io_uring_register_buffers_sparse", std::strerror(-rc));
+            return;
+        }
+        ug.fixed_table = true;
+        ug.free_slots.reserve(kFixedSlots);
+        for (int i = static_cast<int>(kFixedSlots) - 1; i >= 0; --i) ug.free_slots.push_back(i);
+    }
+    if (!ug.fixed_table) return;
+    if (ug.free_slots.empty()) {
+        log_fixed_failure(ug, "io_uring_register_buffers_update_tag", "all 1024 slots in use");
+        return;
+    }
+    const int slot = ug.free_slots.back();
+    iovec iov{st.rbuf.get(), st.rcap};
+    int rc = io_uring_register_buffers_update_tag(&ug.ring, static_cast<unsigned>(slot), &iov,
+                                                  nullptr, 1);
+    if (rc < 0) {
+        log_fixed_failure(ug, "io_uring_register_buffers_update_tag",
+                          rc == -ENOMEM ? "ENOMEM: RLIMIT_MEMLOCK too small for the receive ring"
+                                        : std::strerror(-rc));
+        return;
+    }
+    ug.free_slots.pop_back();
+    st.buf_index = slot;
+}
+
+// Empties st's slot. Only with nothing in flight for st, before its receive ring is freed.
+void release_slot(UringGroup& ug, UState& st) noexcept {
+    if (st.buf_index < 0) return;
+    iovec iov{nullptr, 0};
+    (void)io_uring_register_buffers_update_tag(&ug.ring, static_cast<unsigned>(st.buf_index), &iov,
+                                               nullptr, 1);
+    ug.free_slots.push_back(st.buf_index);
+    st.buf_index = -1;
+}
+
 bool post(UringGroup& ug, UState& st, uint64_t tag) noexcept {
     io_uring_sqe* sqe = io_uring_get_sqe(&ug.ring);
     if (sqe == nullptr) return false;
     if (tag == kTagRecv) {
         const size_t free = st.rcap - (st.wr - st.rd);
         const size_t at = st.wr % st.rcap;
-        io_uring_prep_recv(sqe, st.fd, st.rbuf.get() + at, std::min(free, st.rcap - at), 0);
+        const size_t len = std::min(free, st.rcap - at);
+        if (st.buf_index >= 0)  // a read at offset 0: sockets take no other
+            io_uring_prep_read_fixed(sqe, st.fd, st.rbuf.get() + at, static_cast<unsigned>(len), 0,
+                                     st.buf_index);
+        else
+            io_uring_prep_recv(sqe, st.fd, st.rbuf.get() + at, len, 0);
         st.recv_posted = true;
     } else {
         io_uring_prep_poll_add(sqe, st.fd, POLLOUT);
@@ -208,8 +287,9 @@ uint32_t uring_group_poll(UringGroup& ug, GroupImpl& group, uint32_t) noexcept {
         io_uring_cq_advance(&ug.ring, n);
     }
     // States given up by their sockets and done: close (FIN, or RST after abort) and free.
-    auto it = std::remove_if(ug.states.begin(), ug.states.end(), [](UState* st) {
+    auto it = std::remove_if(ug.states.begin(), ug.states.end(), [&ug](UState* st) {
         if (!finished(*st)) return false;
+        release_slot(ug, *st);
         delete st;
         return true;
     });
@@ -245,6 +325,7 @@ void uring_group_destroy(UringGroup* g) noexcept {
         io_uring_cqe_seen(&g->ring, cqe);
     }
     for (UState* st : g->states) {
+        st->buf_index = -1;  // the table goes with the ring, after every operation completed
         if (st->sock == nullptr) {
             delete st;  // given up: close now
         } else {
@@ -268,6 +349,7 @@ public:
         st_->connecting = connecting;
         st_->rcap = ring_size(io.recv_buf_size);
         st_->rbuf.reset(new uint8_t[st_->rcap]);
+        st_->want_fixed = io.enable_registered_recv_buffers;
     }
     ~UringSocket() override {
         if (group_ != nullptr) group_->remove(*this);
@@ -370,6 +452,7 @@ public:
         if (st_->ug == nullptr) (*ug)->states.push_back(st_);
         st_->ug = *ug;
         st_->member = true;
+        acquire_slot(**ug, *st_);
         if (st_->wr > st_->rd || st_->eof || st_->err != 0) g.mark_ready(*this);
         return Status::success();
     }
@@ -379,6 +462,7 @@ public:
         if (st_->inflight == 0) {
             auto& v = st_->ug->states;
             v.erase(std::remove(v.begin(), v.end(), st_), v.end());
+            release_slot(*st_->ug, *st_);
             st_->ug = nullptr;
         }
         // Otherwise the ring keeps it (its receive completes into its buffer); the socket reads

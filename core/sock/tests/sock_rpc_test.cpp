@@ -38,14 +38,16 @@ TEST_F(SockRpcTest, ImplOptionsRoundTripThroughSaveConfig) {
     EXPECT_EQ(o["result"], Json::parse(R"({"recv_buf_size": 2097152, "send_buf_size": 2097152,
         "enable_recv_pipe": true, "enable_quickack": false, "enable_placement_id": 0,
         "enable_zerocopy_send_server": false, "enable_zerocopy_send_client": false,
-        "zerocopy_threshold": 0, "tls_version": 0, "enable_ktls": false})"));
+        "zerocopy_threshold": 0, "tls_version": 0, "enable_ktls": false,
+        "enable_registered_recv_buffers": false})"));
     // Nothing changed: the sock section is empty.
     EXPECT_EQ(subsystem(rpc("save_config")["result"], "sock"), Json::array());
 
     auto r = rpc("sock_impl_set_options", {{"impl_name", "posix"},
                                            {"recv_buf_size", 65536},
                                            {"enable_quickack", true},
-                                           {"tls_version", 13}});
+                                           {"tls_version", 13},
+                                           {"enable_registered_recv_buffers", true}});
     EXPECT_EQ(r["result"], true) << r.dump();
     r = rpc("sock_set_default_impl", {{"impl_name", "posix"}});
     EXPECT_EQ(r["result"], true) << r.dump();
@@ -54,6 +56,7 @@ TEST_F(SockRpcTest, ImplOptionsRoundTripThroughSaveConfig) {
     EXPECT_EQ(o["send_buf_size"], 2097152);  // kept
     EXPECT_EQ(o["enable_quickack"], true);
     EXPECT_EQ(o["tls_version"], 13);
+    EXPECT_EQ(o["enable_registered_recv_buffers"], true);
 
     auto cfg = rpc("save_config")["result"];
     auto sock = subsystem(cfg, "sock");
@@ -79,7 +82,8 @@ TEST_F(SockRpcTest, SpdkSavedSockSectionLoads) {
           "recv_buf_size": 2097152, "send_buf_size": 2097152, "enable_recv_pipe": true,
           "enable_quickack": false, "enable_placement_id": 0,
           "enable_zerocopy_send_server": true, "enable_zerocopy_send_client": false,
-          "zerocopy_threshold": 0, "tls_version": 0, "enable_ktls": false}}]}]})");
+          "zerocopy_threshold": 0, "tls_version": 0, "enable_ktls": false,
+          "enable_registered_recv_buffers": false}}]}]})");
     ASSERT_NO_FATAL_FAILURE(start(cfg));
     EXPECT_EQ(rpc("sock_impl_get_options",
                   {{"impl_name", "posix"}})["result"]["enable_zerocopy_send_server"],

@@ -2,7 +2,12 @@
 // kernel (driven from the test's main, real time), sim on a SimNetwork (driven by stepping the
 // SimScheduler, virtual time).
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -14,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include <strata/base/log.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/sock/sim.h>
@@ -47,10 +53,36 @@ struct Events {
     static void fn(void* ctx, Socket&) { static_cast<Events*>(ctx)->count++; }
 };
 
+// Records the uring implementation's warning that registered receive buffers are unavailable.
+struct FixedFailureWatch {
+    std::shared_ptr<std::atomic<int>> seen = std::make_shared<std::atomic<int>>(0);
+    FixedFailureWatch() {
+        auto n = seen;
+        log_set_sink([n](const LogRecord& r) {
+            if (r.message.find("registered receive buffers unavailable") != std::string_view::npos)
+                ++*n;
+            std::fprintf(stderr, "%.*s\n", static_cast<int>(r.message.size()), r.message.data());
+        });
+    }
+    ~FixedFailureWatch() { log_set_sink({}); }
+};
+
+// uring_fixed: the uring implementation with enable_registered_recv_buffers, on a Host of its
+// own (the option is per Host); a warning that registration failed fails the test, so the
+// parameter does not pass vacuously on plain receives.
 class SockTest : public ::testing::TestWithParam<std::string> {
 protected:
     void SetUp() override {
         impl_ = GetParam();
+        if (impl_ == "uring_fixed") {
+            impl_ = "uring";
+            watch_ = std::make_unique<FixedFailureWatch>();
+            host_ = std::make_unique<runtime::Host>("sock_test_fixed", 9);
+            scope_ = std::make_unique<runtime::HostScope>(*host_);
+            ImplOptions o = *get_impl_options("uring");
+            o.enable_registered_recv_buffers = true;
+            ASSERT_TRUE(set_impl_options("uring", o).ok());
+        }
         if (impl_ == "uring") {
             bool have = false;
             for (auto& n : impl_names()) have |= n == "uring";
@@ -84,6 +116,8 @@ protected:
         scope_.reset();
         host_.reset();
         sim_.reset();
+        if (watch_) EXPECT_EQ(*watch_->seen, 0) << "registered receive buffers were not used";
+        watch_.reset();
     }
 
     SocketOptions opts() const {
@@ -186,6 +220,7 @@ protected:
     std::unique_ptr<runtime::HostScope> scope_;
     std::unique_ptr<SimNetwork> net_;
     std::unique_ptr<SocketGroup> group_;
+    std::unique_ptr<FixedFailureWatch> watch_;
 };
 
 TEST_P(SockTest, ListenPortZeroReportsBoundPort) {
@@ -514,8 +549,136 @@ TEST_P(SockTest, BadAddressErrors) {
     EXPECT_EQ(connect({"127.0.0.1", 1}, bad).code(), Errc::not_supported);
 }
 
-INSTANTIATE_TEST_SUITE_P(Impl, SockTest, ::testing::Values("posix", "uring", "sim"),
+// Sockets closed and aborted while their receives are in flight (uring_fixed: fixed reads into
+// registered slots), then more sockets than a ring has slots (1024), round after round: a slot
+// is released once its state has nothing in flight, and reused.
+TEST_P(SockTest, SocketsClosedWithReceivesInFlightThenMore) {
+    auto l = make_listener();
+    ASSERT_TRUE(l);
+    auto noop = [](void*, Socket&) {};
+    constexpr int kRounds = 24, kPairs = 48;  // 1152 server sockets over the rounds
+    for (int round = 0; round < kRounds; ++round) {
+        std::vector<std::unique_ptr<Socket>> cs(kPairs), ss(kPairs);
+        for (int i = 0; i < kPairs; ++i) {
+            ASSERT_TRUE(make_pair(*l, cs[i], ss[i]));
+            ASSERT_TRUE(group_->add(*ss[i], noop, nullptr).ok());
+        }
+        for (int i = 0; i < 3; ++i) group_->poll();  // receives posted, nothing to receive yet
+        // Bytes for half of them, then every server socket goes: closed, aborted, destroyed.
+        for (int i = 0; i < kPairs; i += 2) ASSERT_TRUE(cs[i]->write("x", 1).ok());
+        for (int i = 0; i < kPairs; ++i) {
+            if (i % 3 == 0) ss[i]->close();
+            if (i % 3 == 1) ss[i]->abort();
+            ss[i].reset();
+        }
+        // The group finishes them (cancels, completions, frees); the peers see the ends.
+        ASSERT_TRUE(pump([&] {
+            for (auto& c : cs) {
+                if (!c) continue;
+                char b[8];
+                auto r = c->read(b, sizeof(b));
+                if (!r && r.code() != Errc::busy) c.reset();
+            }
+            for (auto& c : cs)
+                if (c) return false;
+            return true;
+        })) << "round "
+            << round;
+    }
+    // After all that, a socket still receives.
+    std::unique_ptr<Socket> c, s;
+    ASSERT_TRUE(make_pair(*l, c, s));
+    Events ev;
+    ASSERT_TRUE(group_->add(*s, &Events::fn, &ev).ok());
+    ASSERT_TRUE(c->write("last", 4).ok());
+    char buf[8] = {};
+    size_t got = 0;
+    ASSERT_TRUE(pump([&] {
+        auto r = s->read(buf + got, sizeof(buf) - got);
+        if (r) got += *r;
+        return got == 4;
+    }));
+    EXPECT_EQ(std::string(buf, 4), "last");
+    group_->remove(*s);
+}
+
+INSTANTIATE_TEST_SUITE_P(Impl, SockTest, ::testing::Values("posix", "uring", "uring_fixed", "sim"),
                          [](const auto& info) { return info.param; });
+
+// Registration of the receive buffers fails (no CAP_IPC_LOCK, RLIMIT_MEMLOCK 256 KiB, in a child
+// process): the group says so once and the socket receives with plain receives.
+int fixed_fallback_child() {
+    __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct d[2]{};
+    if (::syscall(SYS_capget, &h, d) != 0) return 10;
+    d[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+    if (::syscall(SYS_capset, &h, d) != 0) return 11;
+    // Room for the rings (accounted too), not for a 1 MiB receive ring.
+    rlimit rl{256 * 1024, 256 * 1024};
+    if (::setrlimit(RLIMIT_MEMLOCK, &rl) != 0) return 12;
+    FixedFailureWatch watch;
+    runtime::Host host("fallback", 3);
+    runtime::HostScope scope(host);
+    ImplOptions o = *get_impl_options("uring");
+    o.enable_registered_recv_buffers = true;
+    if (!set_impl_options("uring", o).ok()) return 13;
+    SocketOptions so;
+    so.impl = "uring";
+    auto l = listen({"127.0.0.1", 0}, so);
+    if (!l) return 14;
+    auto c = connect({"127.0.0.1", (*l)->local().port}, so);
+    if (!c) return 15;
+    auto group = SocketGroup::create();
+    std::unique_ptr<Socket> s;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!s || !(*c)->connected()) {
+        if (std::chrono::steady_clock::now() > deadline) return 16;
+        if (!s) {
+            auto a = (*l)->accept();
+            if (a) s = std::move(*a);
+        }
+    }
+    Events ev;
+    if (!group->add(*s, &Events::fn, &ev).ok()) return 17;
+    std::string msg(100000, 'q');
+    size_t sent = 0;
+    std::string got;
+    char buf[65536];
+    while (got.size() < msg.size()) {
+        if (std::chrono::steady_clock::now() > deadline) return 18;
+        if (sent < msg.size()) {
+            auto w = (*c)->write(msg.data() + sent, msg.size() - sent);
+            if (w) sent += *w;
+        }
+        group->poll();
+        auto r = s->read(buf, sizeof(buf));
+        if (r) got.append(buf, *r);
+    }
+    if (got != msg) return 19;
+    group->remove(*s);
+    s.reset();
+    group.reset();
+    return *watch.seen == 1 ? 0 : 20;  // warned, once
+}
+
+TEST(SockTestUring, RegisteredBufferFailureFallsBackToPlainReceives) {
+    bool have = false;
+    for (auto& n : impl_names()) have |= n == "uring";
+    if (!have) GTEST_SKIP() << "no uring socket implementation in this build";
+    {
+        SocketOptions o;
+        o.impl = "uring";
+        auto l = listen({"127.0.0.1", 0}, o);
+        if (!l && !uring_required()) GTEST_SKIP() << l.error().message();
+    }
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) ::_exit(fixed_fallback_child());
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "child failed at step " << WEXITSTATUS(status);
+}
 
 TEST(SockTestPosix, Ipv6Loopback) {
     SocketOptions o;

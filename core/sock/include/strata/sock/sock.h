@@ -143,6 +143,8 @@ struct ImplOptions {
     uint32_t zerocopy_threshold = 0;
     uint32_t tls_version = 0;
     bool enable_ktls = false;
+    // Strata extension (no SPDK name): uring receives into registered buffers (READ_FIXED).
+    bool enable_registered_recv_buffers = false;
 };
 
 // The implementations this build has ("posix", "sim", and "uring" when liburing is there).
