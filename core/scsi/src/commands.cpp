@@ -1,6 +1,7 @@
-// SPC-4 / SBC-3 command execution: INQUIRY and VPD pages, capacity, READ/WRITE/VERIFY/WRITE
-// SAME/UNMAP/COMPARE AND WRITE over the bdev, MODE SENSE/SELECT, REPORT LUNS, REQUEST SENSE,
-// SYNCHRONIZE CACHE, START STOP UNIT, REPORT SUPPORTED OPERATION CODES, GET LBA STATUS.
+// SPC-4 / SBC-3 command execution: INQUIRY and VPD pages, capacity, READ/WRITE/VERIFY/WRITE AND
+// VERIFY/WRITE SAME/UNMAP/COMPARE AND WRITE over the bdev, PRE-FETCH, READ DEFECT DATA,
+// MODE SENSE/SELECT, REPORT LUNS, REQUEST SENSE, SYNCHRONIZE CACHE, START STOP UNIT, REPORT
+// SUPPORTED OPERATION CODES, GET LBA STATUS.
 #include <algorithm>
 
 #include "internal.h"
@@ -36,8 +37,11 @@ const CommandInfo kCommands[] = {
     {0x25, 0, false, 10, {0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0}},
     {0x28, 0, false, 10, {0x28, 0x18, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
     {0x2A, 0, false, 10, {0x2a, 0x18, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
+    {0x2E, 0, false, 10, {0x2e, 0x16, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
     {0x2F, 0, false, 10, {0x2f, 0x16, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
+    {0x34, 0, false, 10, {0x34, 0x02, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}},
     {0x35, 0, false, 10, {0x35, 0x02, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
+    {0x37, 0, false, 10, {0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0}},
     {0x41, 0, false, 10, {0x41, 0x08, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
     {0x42, 0, false, 10, {0x42, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
     {0x55, 0, false, 10, {0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
@@ -55,7 +59,9 @@ const CommandInfo kCommands[] = {
     {0x88, 0, false, 16, {0x88, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x89, 0, false, 16, {0x89, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0, 0}},
     {0x8A, 0, false, 16, {0x8a, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0x8E, 0, false, 16, {0x8e, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x8F, 0, false, 16, {0x8f, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0x90, 0, false, 16, {0x90, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}},
     {0x91, 0, false, 16, {0x91, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x93, 0, false, 16, {0x93, 0x09, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x9E, 0x10, true, 16, {0x9e, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
@@ -64,6 +70,9 @@ const CommandInfo kCommands[] = {
     {0xA3, 0x0C, true, 12, {0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0xA8, 0, false, 12, {0xa8, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0xAA, 0, false, 12, {0xaa, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0xAE, 0, false, 12, {0xae, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0xAF, 0, false, 12, {0xaf, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0xB7, 0, false, 12, {0xb7, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0}},
 };
 
 void good(Task& t) noexcept { complete(t); }
@@ -177,8 +186,9 @@ void data_buffer(Task& t, size_t bytes) noexcept {
     }
 }
 
+// `after` runs once a write's data is on the bdev (WRITE AND VERIFY compares there first).
 void read_write(Task& t, uint64_t lba, uint64_t nb, uint8_t flags, int len_byte, bool write,
-                bool has_flags) noexcept {
+                bool has_flags, void (*after)(Task&) noexcept = &after_write) noexcept {
     if (has_flags && (flags >> 5) != 0) return invalid_cdb_field(t, 1, 7), complete(t);
     if (!range_ok(t, lba, nb)) return;
     if (nb == 0) return good(t);
@@ -212,7 +222,7 @@ void read_write(Task& t, uint64_t lba, uint64_t nb, uint8_t flags, int len_byte,
         t.priv.num_blocks = n;
         data_buffer(t, n * bs);
         t.data_transferred = static_cast<uint32_t>(n * bs);
-        return start(t, &issue_write, &after_write);
+        return start(t, &issue_write, after);
     }
     // A data-in buffer shorter than the CDB's transfer gets its first `avail` bytes (SAM: the
     // overflow residual says the rest). When `avail` ends inside a block that block is read
@@ -253,6 +263,46 @@ void verify(Task& t, uint64_t lba, uint64_t nb, int len_byte) noexcept {
     t.priv.num_blocks = nb;
     t.data_transferred = uint32_t(bytes);
     start(t, &issue_compare, &good);
+}
+
+// ---- WRITE AND VERIFY -------------------------------------------------------------------------
+
+// The write is done: BYTCHK 01b compares the medium with the same data-out, then the written
+// range is flushed (the verify is of the medium, so the data must be there: as FUA).
+void wv_written(Task& t) noexcept {
+    t.priv.stage = 0;
+    t.priv.fua = true;
+    if (((t.cdb[1] >> 1) & 3) == 0) return after_write(t);
+    t.priv.op = op_verify;
+    start(t, &issue_compare, &after_write);
+}
+
+void write_verify(Task& t, uint64_t lba, uint64_t nb, int len_byte) noexcept {
+    const uint8_t f = t.cdb[1];
+    const uint8_t bytchk = (f >> 1) & 3;
+    if (bytchk >= 2) return invalid_cdb_field(t, 1, 2), complete(t);  // reserved, SBC-4
+    // WRPROTECT (bits 7..5, checked by read_write) and DPO; bit 3 is reserved (no FUA).
+    read_write(t, lba, nb, f & 0xF0, len_byte, true, true, &wv_written);
+}
+
+// ---- PRE-FETCH: nothing is cached, so GOOD (SBC-3 5.9: CONDITION MET only when the whole
+// range would fit a cache). IMMED changes nothing. ----
+
+void prefetch(Task& t, uint64_t lba, uint64_t nb) noexcept {
+    if (!range_ok(t, lba, nb)) return;
+    good(t);
+}
+
+// ---- READ DEFECT DATA: no defect list, in the requested format (an empty list). ----
+
+void read_defect_data(Task& t, bool twelve) noexcept {
+    const uint8_t* c = t.cdb;
+    uint8_t d[8] = {};
+    d[1] = twelve ? uint8_t(c[1] & 0x1F) : uint8_t(c[2] & 0x1F);  // REQ_PLIST, REQ_GLIST, format
+    const size_t n = twelve ? 8 : 4;  // defect list length (and generation) 0
+    const uint32_t alloc = twelve ? be32(c + 6) : be16(c + 7);
+    data_in(t, d, std::min<size_t>(n, alloc));
+    good(t);
 }
 
 // ---- SYNCHRONIZE CACHE ----
@@ -938,7 +988,15 @@ void execute(Task& t) noexcept {
         case 0x88: return read_write(t, be64(c + 2), be32(c + 10), c[1], 10, false, true);
         case 0x8A: return read_write(t, be64(c + 2), be32(c + 10), c[1], 10, true, true);
         case 0x2F: return verify(t, be32(c + 2), be16(c + 7), 7);
+        case 0xAF: return verify(t, be32(c + 2), be32(c + 6), 6);
         case 0x8F: return verify(t, be64(c + 2), be32(c + 10), 10);
+        case 0x2E: return write_verify(t, be32(c + 2), be16(c + 7), 7);
+        case 0xAE: return write_verify(t, be32(c + 2), be32(c + 6), 6);
+        case 0x8E: return write_verify(t, be64(c + 2), be32(c + 10), 10);
+        case 0x34: return prefetch(t, be32(c + 2), be16(c + 7));
+        case 0x90: return prefetch(t, be64(c + 2), be32(c + 10));
+        case 0x37: return read_defect_data(t, false);
+        case 0xB7: return read_defect_data(t, true);
         case 0x35: return sync_cache(t, be32(c + 2), be16(c + 7));
         case 0x91: return sync_cache(t, be64(c + 2), be32(c + 10));
         case 0x41: return write_same(t, be32(c + 2), be16(c + 7), false);
@@ -975,11 +1033,12 @@ size_t cdb_length(uint8_t opcode) noexcept {
 
 DataDir cdb_data_dir(const uint8_t* cdb) noexcept {
     switch (cdb[0]) {
-        case 0x0A: case 0x2A: case 0xAA: case 0x8A: case 0x2F: case 0x8F: case 0x41: case 0x93:
-        case 0x42: case 0x89: case 0x15: case 0x55: case 0x5F:
+        case 0x0A: case 0x2A: case 0xAA: case 0x8A: case 0x2F: case 0xAF: case 0x8F: case 0x41:
+        case 0x93: case 0x42: case 0x89: case 0x15: case 0x55: case 0x5F: case 0x2E: case 0xAE:
+        case 0x8E:
             return DataDir::to_dev;
         case 0x03: case 0x08: case 0x28: case 0xA8: case 0x88: case 0x12: case 0x1A: case 0x5A:
-        case 0x25: case 0x9E: case 0xA0: case 0xA3: case 0x5E:
+        case 0x25: case 0x9E: case 0xA0: case 0xA3: case 0x5E: case 0x37: case 0xB7:
             return DataDir::from_dev;
         default: return DataDir::none;
     }

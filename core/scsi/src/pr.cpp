@@ -69,10 +69,11 @@ bool reservation_conflict(const Lun& lun, uint32_t nexus, uint8_t op) noexcept {
     bool write = false, read = false;
     switch (op) {
         case 0x0A: case 0x2A: case 0xAA: case 0x8A: case 0x41: case 0x93: case 0x42: case 0x89:
-        case 0x35: case 0x91: case 0x15: case 0x55:
+        case 0x35: case 0x91: case 0x15: case 0x55: case 0x2E: case 0xAE: case 0x8E:
             write = true;
             break;
-        case 0x08: case 0x28: case 0xA8: case 0x88: case 0x2F: case 0x8F: case 0x1A: case 0x5A:
+        case 0x08: case 0x28: case 0xA8: case 0x88: case 0x2F: case 0xAF: case 0x8F: case 0x1A:
+        case 0x5A: case 0x34: case 0x90:
             read = true;
             break;
         default: return false;  // INQUIRY, REPORT LUNS, PR IN/OUT, TUR, READ CAPACITY, ...

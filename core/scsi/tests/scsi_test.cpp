@@ -73,6 +73,14 @@ std::vector<uint8_t> rw10(uint8_t op, uint32_t lba, uint16_t n, uint8_t flags = 
     be(&c[7], n, 2);
     return c;
 }
+std::vector<uint8_t> rw12(uint8_t op, uint32_t lba, uint32_t n, uint8_t flags = 0) {
+    std::vector<uint8_t> c(12, 0);
+    c[0] = op;
+    c[1] = flags;
+    be(&c[2], lba, 4);
+    be(&c[6], n, 4);
+    return c;
+}
 std::vector<uint8_t> rw16(uint8_t op, uint64_t lba, uint32_t n, uint8_t flags = 0) {
     std::vector<uint8_t> c(16, 0);
     c[0] = op;
@@ -392,6 +400,74 @@ TEST_F(ScsiTest, VerifyComparesDataOut) {
     EXPECT_TRUE(run(rw10(0x2F, kBlocks, 1))->check(0x5, 0x2100));
 }
 
+TEST_F(ScsiTest, VerifyTwelveLikeTenAndSixteen) {
+    clear_ua();
+    auto w = pattern(1024, 5);
+    ASSERT_EQ(run(rw10(0x2A, 20, 2), 0, w)->t.status, status::good);
+    EXPECT_EQ(run(rw12(0xAF, 20, 2, 0x12), 0, w)->t.status, status::good);  // DPO, BYTCHK=01
+    auto bad = w;
+    bad[1000] ^= 0x80;
+    EXPECT_TRUE(run(rw12(0xAF, 20, 2, 0x02), 0, bad)->check(0xE, 0x1D00));
+    EXPECT_EQ(run(rw12(0xAF, 20, 2))->t.status, status::good);
+    EXPECT_EQ(run(rw12(0xAF, 0, 0))->t.status, status::good);
+    EXPECT_TRUE(run(rw12(0xAF, 20, 2, 0x20), 0, w)->check(0x5, 0x2400));  // VRPROTECT
+    EXPECT_TRUE(run(rw12(0xAF, kBlocks - 1, 2))->check(0x5, 0x2100));
+    EXPECT_TRUE(run(rw12(0xAF, kBlocks + 1, 0))->check(0x5, 0x2100));
+}
+
+TEST_F(ScsiTest, WriteAndVerifyWritesThenCompares) {
+    clear_ua();
+    auto w = pattern(2048, 7);
+    EXPECT_EQ(run(rw10(0x2E, 30, 4, 0x12), 0, w)->t.status, status::good);  // DPO, BYTCHK=01
+    EXPECT_EQ(read_blocks(30, 4), w);
+    auto w2 = pattern(1024, 9);
+    EXPECT_EQ(run(rw12(0xAE, 30, 2), 0, w2)->t.status, status::good);  // BYTCHK=0: still writes
+    EXPECT_EQ(read_blocks(30, 2), w2);
+    auto w3 = pattern(512, 11);
+    auto c16 = run(rw16(0x8E, kBlocks - 1, 1, 0x02), 0, w3);
+    EXPECT_EQ(c16->t.status, status::good);
+    EXPECT_EQ(c16->t.data_transferred, 512u);
+    EXPECT_EQ(read_blocks(kBlocks - 1, 1), w3);
+    EXPECT_EQ(run(rw10(0x2E, 0, 0))->t.status, status::good);
+    for (uint8_t wrprotect = 1; wrprotect < 8; ++wrprotect)
+        EXPECT_TRUE(
+            run(rw10(0x2E, 30, 1, uint8_t(wrprotect << 5 | 0x02)), 0, w3)->check(0x5, 0x2400));
+    EXPECT_TRUE(run(rw10(0x2E, 30, 1, 0x04), 0, w3)->check(0x5, 0x2400));  // BYTCHK=10b
+    EXPECT_TRUE(run(rw16(0x8E, kBlocks, 1, 0x02), 0, w3)->check(0x5, 0x2100));
+    EXPECT_TRUE(run(rw12(0xAE, kBlocks + 1, 0))->check(0x5, 0x2100));
+    EXPECT_EQ(read_blocks(30, 1), std::vector<uint8_t>(w2.begin(), w2.begin() + 512));
+    // Less data-out than the CDB names: the whole blocks there are, an overflow residual.
+    auto part = run(rw10(0x2E, 40, 2, 0x02), 0, w3);
+    EXPECT_EQ(part->t.status, status::good);
+    EXPECT_TRUE(part->t.residual_overflow);
+    EXPECT_EQ(part->t.residual, 512u);
+}
+
+TEST_F(ScsiTest, PrefetchChecksTheRangeOnly) {
+    clear_ua();
+    EXPECT_EQ(run(rw10(0x34, 0, 256, 0x02))->t.status, status::good);  // IMMED
+    EXPECT_EQ(run(rw10(0x34, kBlocks - 1, 1))->t.status, status::good);
+    EXPECT_EQ(run(rw10(0x34, 0, 0))->t.status, status::good);
+    EXPECT_EQ(run(rw16(0x90, kBlocks - 256, 256))->t.status, status::good);
+    EXPECT_TRUE(run(rw10(0x34, kBlocks - 1, 2))->check(0x5, 0x2100));
+    EXPECT_TRUE(run(rw10(0x34, kBlocks + 1, 0))->check(0x5, 0x2100));
+    EXPECT_TRUE(run(rw16(0x90, ~0ull, 1))->check(0x5, 0x2100));
+}
+
+TEST_F(ScsiTest, ReadDefectDataIsAnEmptyList) {
+    clear_ua();
+    auto ten = run(cdb_of({0x37, 0, 0x1D, 0, 0, 0, 0, 0, 32, 0}), 32);  // PLIST GLIST, format 5
+    EXPECT_EQ(ten->t.status, status::good);
+    EXPECT_EQ(ten->t.data_transferred, 4u);
+    EXPECT_EQ(ten->buf[1], 0x1D);
+    EXPECT_EQ(ten->buf[2] | ten->buf[3], 0);
+    auto twelve = run(cdb_of({0xB7, 0x08, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0}), 32);
+    EXPECT_EQ(twelve->t.status, status::good);
+    EXPECT_EQ(twelve->t.data_transferred, 8u);
+    EXPECT_EQ(twelve->buf[1], 0x08);
+    EXPECT_EQ(twelve->buf[7], 0);
+}
+
 TEST_F(ScsiTest, WriteSameSixteenAndTenWithUnmap) {
     clear_ua();
     auto block = pattern(512, 4);
@@ -595,9 +671,16 @@ TEST_F(ScsiTest, SyncCacheStartStopRsoc) {
     // Options 2 (with a service action) of an opcode that has none: invalid field.
     EXPECT_TRUE(run(cdb_of({0xA3, 0x0C, 0x02, 0x28, 0, 0, 0, 0, 1, 0, 0, 0}), 256)->check(0x5, 0x2400));
     // VERIFY's usage data allows DPO (MODE SENSE says DPOFUA).
-    for (uint8_t op : {uint8_t(0x2F), uint8_t(0x8F)}) {
+    for (uint8_t op : {0x2F, 0xAF, 0x8F, 0x2E, 0xAE, 0x8E}) {
         auto v = run(cdb_of({0xA3, 0x0C, 0x01, op, 0, 0, 0, 0, 1, 0, 0, 0}), 256);
+        EXPECT_EQ(v->buf[1] & 7, 3) << int(op);
         EXPECT_EQ(v->buf[5] & 0x10, 0x10) << int(op);
+        EXPECT_EQ(v->buf[5] & 0x08, 0) << int(op);  // no FUA bit in these CDBs
+    }
+    for (uint8_t op : {0x34, 0x90, 0x37, 0xB7}) {
+        auto v = run(cdb_of({0xA3, 0x0C, 0x01, op, 0, 0, 0, 0, 1, 0, 0, 0}), 256);
+        EXPECT_EQ(v->buf[1] & 7, 3) << int(op);
+        EXPECT_EQ(v->buf[4], op);
     }
     EXPECT_TRUE(run(cdb_of({0xA3, 0x05, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}), 256)->check(0x5, 0x2400));
 }
