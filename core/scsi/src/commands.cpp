@@ -1,7 +1,7 @@
 // SPC-4 / SBC-3 command execution: INQUIRY and VPD pages, capacity, READ/WRITE/VERIFY/WRITE AND
 // VERIFY/WRITE SAME/UNMAP/COMPARE AND WRITE over the bdev, PRE-FETCH, READ DEFECT DATA,
 // MODE SENSE/SELECT, REPORT LUNS, REQUEST SENSE, SYNCHRONIZE CACHE, START STOP UNIT, REPORT
-// SUPPORTED OPERATION CODES, GET LBA STATUS.
+// SUPPORTED OPERATION CODES, GET LBA STATUS. Reservations are pr.cpp's.
 #include <algorithm>
 
 #include "internal.h"
@@ -32,6 +32,8 @@ const CommandInfo kCommands[] = {
     {0x0A, 0, false, 6, {0x0a, 0x1f, 0xff, 0xff, 0xff, 0}},
     {0x12, 0, false, 6, {0x12, 0x01, 0xff, 0xff, 0xff, 0}},
     {0x15, 0, false, 6, {0x15, 0x11, 0, 0, 0xff, 0}},
+    {0x16, 0, false, 6, {0x16, 0, 0, 0, 0, 0}},
+    {0x17, 0, false, 6, {0x17, 0, 0, 0, 0, 0}},
     {0x1A, 0, false, 6, {0x1a, 0x08, 0xff, 0xff, 0xff, 0}},
     {0x1B, 0, false, 6, {0x1b, 0x01, 0, 0x0f, 0xf7, 0}},
     {0x25, 0, false, 10, {0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0}},
@@ -45,6 +47,8 @@ const CommandInfo kCommands[] = {
     {0x41, 0, false, 10, {0x41, 0x08, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
     {0x42, 0, false, 10, {0x42, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
     {0x55, 0, false, 10, {0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
+    {0x56, 0, false, 10, {0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+    {0x57, 0, false, 10, {0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
     {0x5A, 0, false, 10, {0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0}},
     {0x5E, 0, true, 10, {0x5e, 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
     {0x5E, 1, true, 10, {0x5e, 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
@@ -1009,6 +1013,10 @@ void execute(Task& t) noexcept {
         case 0x5A: return mode_sense(t, true);
         case 0x15: return mode_select(t, false);
         case 0x55: return mode_select(t, true);
+        case 0x16:
+        case 0x56: return execute_reserve(t);
+        case 0x17:
+        case 0x57: return execute_release(t);
         case 0x5E: return execute_pr_in(t);
         case 0x5F: return execute_pr_out(t);
         case 0xA3:

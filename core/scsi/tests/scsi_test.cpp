@@ -677,7 +677,7 @@ TEST_F(ScsiTest, SyncCacheStartStopRsoc) {
         EXPECT_EQ(v->buf[5] & 0x10, 0x10) << int(op);
         EXPECT_EQ(v->buf[5] & 0x08, 0) << int(op);  // no FUA bit in these CDBs
     }
-    for (uint8_t op : {0x34, 0x90, 0x37, 0xB7}) {
+    for (uint8_t op : {0x34, 0x90, 0x37, 0xB7, 0x16, 0x17, 0x56, 0x57}) {
         auto v = run(cdb_of({0xA3, 0x0C, 0x01, op, 0, 0, 0, 0, 1, 0, 0, 0}), 256);
         EXPECT_EQ(v->buf[1] & 7, 3) << int(op);
         EXPECT_EQ(v->buf[4], op);
@@ -765,6 +765,86 @@ TEST_F(ScsiTest, PersistentReservationsAcrossTwoNexuses) {
     aptpl[20] = 1;
     EXPECT_TRUE(run(pr_out(0, 0), 0, aptpl)->check(0x5, 0x2600));
     EXPECT_TRUE(run(pr_out(7, 0), 0, pr_params(0, 1))->check(0x5, 0x2400));
+}
+
+TEST_F(ScsiTest, Spc2ReserveReleaseAcrossTwoNexuses) {
+    clear_ua();
+    clear_ua(0, kI2);
+    const auto reserve6 = cdb_of({0x16, 0, 0, 0, 0, 0});
+    const auto release6 = cdb_of({0x17, 0, 0, 0, 0, 0});
+    const auto reserve10 = cdb_of({0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+    const auto release10 = cdb_of({0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+    const std::vector<uint8_t> block(512, 0x3C);
+    EXPECT_EQ(run(reserve6)->t.status, status::good);
+    EXPECT_EQ(run(reserve6)->t.status, status::good);  // the holder again
+    EXPECT_EQ(run(rw10(0x2A, 0, 1), 0, block)->t.status, status::good);
+    // The other nexus: media access, MODE SENSE, TUR, RESERVE conflict; INQUIRY, REPORT LUNS,
+    // REQUEST SENSE do not; its RELEASE is GOOD and releases nothing.
+    EXPECT_EQ(run(reserve6, 0, {}, 0, kI2)->t.status, status::reservation_conflict);
+    EXPECT_EQ(run(rw10(0x28, 0, 1), 512, {}, 0, kI2)->t.status, status::reservation_conflict);
+    EXPECT_EQ(run(rw10(0x2A, 0, 1), 0, block, 0, kI2)->t.status, status::reservation_conflict);
+    EXPECT_EQ(run(cdb_of({0x1A, 0, 0x3F, 0, 255, 0}), 255, {}, 0, kI2)->t.status,
+              status::reservation_conflict);
+    EXPECT_EQ(run(cdb_of({0, 0, 0, 0, 0, 0}), 0, {}, 0, kI2)->t.status,
+              status::reservation_conflict);
+    EXPECT_EQ(run(cdb_of({0x12, 0, 0, 0, 96, 0}), 96, {}, 0, kI2)->t.status, status::good);
+    EXPECT_EQ(run(cdb_of({0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}), 256, {}, 0, kI2)->t.status,
+              status::good);
+    EXPECT_EQ(run(cdb_of({0x03, 0, 0, 0, 18, 0}), 18, {}, 0, kI2)->t.status, status::good);
+    EXPECT_EQ(run(release6, 0, {}, 0, kI2)->t.status, status::good);
+    EXPECT_EQ(run(reserve10, 0, {}, 0, kI2)->t.status, status::reservation_conflict);
+    // The holder releases: the other one may reserve (with the 10-byte CDB) and release.
+    EXPECT_EQ(run(release6)->t.status, status::good);
+    EXPECT_EQ(run(reserve10, 0, {}, 0, kI2)->t.status, status::good);
+    EXPECT_EQ(run(rw10(0x28, 0, 1), 512)->t.status, status::reservation_conflict);
+    EXPECT_EQ(run(release10, 0, {}, 0, kI2)->t.status, status::good);
+    EXPECT_EQ(run(rw10(0x28, 0, 1), 512)->t.status, status::good);
+    // Obsolete third-party/extent fields are refused.
+    EXPECT_TRUE(run(cdb_of({0x16, 0x01, 0, 0, 0, 0}))->check(0x5, 0x2400));
+    EXPECT_TRUE(run(cdb_of({0x56, 0x10, 0, 0, 0, 0, 0, 0, 0, 0}))->check(0x5, 0x2400));
+    // With a persistent reservation registration RESERVE and RELEASE conflict (CRH 0), and a
+    // SPC-2 reservation keeps the other nexus from PERSISTENT RESERVE OUT.
+    EXPECT_EQ(run(pr_out(0, 0), 0, pr_params(0, 0xA1))->t.status, status::good);
+    EXPECT_EQ(run(reserve6, 0, {}, 0, kI2)->t.status, status::reservation_conflict);
+    EXPECT_EQ(run(release6)->t.status, status::reservation_conflict);
+    EXPECT_EQ(run(pr_out(0, 0), 0, pr_params(0xA1, 0))->t.status, status::good);  // unregister
+    EXPECT_EQ(run(reserve6)->t.status, status::good);
+    EXPECT_EQ(run(pr_out(0, 0), 0, pr_params(0, 0xB2), 0, kI2)->t.status,
+              status::reservation_conflict);
+    auto caps = run(cdb_of({0x5E, 0x02, 0, 0, 0, 0, 0, 0, 8, 0}), 8);
+    EXPECT_EQ(caps->buf[2] & 0x10, 0);  // CRH
+}
+
+TEST_F(ScsiTest, Spc2ReservationEndsWithResetAndNexusLoss) {
+    clear_ua();
+    clear_ua(0, kI2);
+    const auto reserve6 = cdb_of({0x16, 0, 0, 0, 0, 0});
+    const auto tur = cdb_of({0, 0, 0, 0, 0, 0});
+    EXPECT_EQ(run(reserve6)->t.status, status::good);
+    EXPECT_EQ(run(tur, 0, {}, 0, kI2)->t.status, status::reservation_conflict);
+    // A LUN reset releases it (and reports the reset to every nexus).
+    MgmtTask m;
+    m.function = TmfFunction::lun_reset;
+    m.initiator_port = kI1;
+    tmf(m);
+    clear_ua();
+    clear_ua(0, kI2);
+    EXPECT_EQ(run(reserve6, 0, {}, 0, kI2)->t.status, status::good);
+    EXPECT_EQ(run(tur)->t.status, status::reservation_conflict);
+    // Another nexus' loss does not release it; the holder's does.
+    on(t0(), [&] { nexus_lost(*dev, kI1); });
+    EXPECT_EQ(run(tur)->t.status, status::reservation_conflict);
+    on(t0(), [&] { nexus_lost(*dev, "iqn.never.seen,i,0x1"); });
+    on(t0(), [&] { nexus_lost(*dev, kI2); });
+    EXPECT_EQ(run(tur)->t.status, status::good);
+    EXPECT_EQ(run(reserve6)->t.status, status::good);
+    // A target reset too.
+    m = MgmtTask{};
+    m.function = TmfFunction::target_reset;
+    m.initiator_port = kI2;
+    tmf(m);
+    clear_ua(0, kI2);
+    EXPECT_EQ(run(reserve6, 0, {}, 0, kI2)->t.status, status::good);
 }
 
 TEST_F(ScsiTest, RegistrantsOnlyReservationLetsRegistrantsWrite) {
