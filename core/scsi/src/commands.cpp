@@ -1,5 +1,5 @@
 // SPC-4 / SBC-3 command execution: INQUIRY and VPD pages, capacity, READ/WRITE/VERIFY/WRITE AND
-// VERIFY/WRITE SAME/UNMAP/COMPARE AND WRITE over the bdev, PRE-FETCH, READ DEFECT DATA,
+// VERIFY/WRITE SAME/UNMAP/COMPARE AND WRITE/ORWRITE over the bdev, PRE-FETCH, READ DEFECT DATA,
 // MODE SENSE/SELECT, REPORT LUNS, REQUEST SENSE, SYNCHRONIZE CACHE, START STOP UNIT, REPORT
 // SUPPORTED OPERATION CODES, GET LBA STATUS. Reservations are pr.cpp's.
 #include <algorithm>
@@ -63,6 +63,7 @@ const CommandInfo kCommands[] = {
     {0x88, 0, false, 16, {0x88, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x89, 0, false, 16, {0x89, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0, 0}},
     {0x8A, 0, false, 16, {0x8a, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0x8B, 0, false, 16, {0x8b, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x8E, 0, false, 16, {0x8e, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x8F, 0, false, 16, {0x8f, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x90, 0, false, 16, {0x90, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}},
@@ -472,10 +473,39 @@ void cw_compare(Task& t) noexcept {
     start(t, &issue_cw_write, &after_write);
 }
 
+// ORWRITE: the medium (in the scratch) OR the data-out, written back from the scratch.
+Status issue_or_write(Task& t) noexcept {
+    return bdev::write(*L(t).desc, *L(t).ch, L(t).scratch.data(), t.priv.lba, t.priv.num_blocks,
+                       &io_done, &t);
+}
+
+void or_merge(Task& t) noexcept {
+    uint8_t* medium = L(t).scratch.data();
+    const size_t bytes = size_t(t.priv.num_blocks) * L(t).block_size;
+    uint8_t chunk[4096];
+    for (size_t off = 0; off < bytes; off += sizeof(chunk)) {
+        const size_t n = data_out(t, chunk, std::min(sizeof(chunk), bytes - off), off);
+        for (size_t k = 0; k < n; ++k) medium[off + k] |= chunk[k];
+    }
+    t.priv.stage = 0;
+    start(t, &issue_or_write, &after_write);
+}
+
+// COMPARE AND WRITE and ORWRITE run one at a time per LUN (the read-modify-write is atomic
+// against each other, not against plain writes: SBC-3 leaves that to the application client).
 void cw_run(Task& t) noexcept {
     t.priv.op = op_cw;
     L(t).cw_busy = true;
-    start(t, &issue_cw_read, &cw_compare);
+    start(t, &issue_cw_read, t.cdb[0] == 0x8B ? &or_merge : &cw_compare);
+}
+
+void cw_enqueue(Task& t) noexcept {
+    if (L(t).cw_busy) {
+        t.priv.op = op_cw_queued;
+        L(t).cw_queue.push_back(t);
+        return;
+    }
+    cw_run(t);
 }
 
 void compare_and_write(Task& t) noexcept {
@@ -501,12 +531,31 @@ void compare_and_write(Task& t) noexcept {
     t.priv.lba = lba;
     t.priv.num_blocks = nb;
     t.priv.fua = (f & 0x08) != 0;
-    if (L(t).cw_busy) {
-        t.priv.op = op_cw_queued;
-        L(t).cw_queue.push_back(t);
-        return;
+    cw_enqueue(t);
+}
+
+// ORWRITE (16): up to the scratch's 256 blocks (MAXIMUM COMPARE AND WRITE LENGTH's buffer).
+void orwrite(Task& t) noexcept {
+    const uint8_t f = t.cdb[1];
+    if ((f >> 5) != 0) return invalid_cdb_field(t, 1, 7), complete(t);  // ORPROTECT
+    const uint64_t lba = be64(t.cdb + 2);
+    const uint64_t nb = be32(t.cdb + 10);
+    if (!range_ok(t, lba, nb)) return;
+    if (nb == 0) return good(t);
+    if (nb * L(t).block_size > L(t).scratch.size()) return invalid_cdb_field(t, 10), complete(t);
+    const uint64_t bytes = nb * L(t).block_size;
+    const uint64_t avail =
+        t.dir == DataDir::to_dev ? std::min<uint64_t>(t.transfer_length, t.priv.iov_bytes) : 0;
+    if (bytes > avail) {
+        set_sense(t, SenseKey::illegal_request, asc::invalid_field_in_information_unit);
+        return complete(t);
     }
-    cw_run(t);
+    if (bytes < t.transfer_length) t.residual = uint32_t(t.transfer_length - bytes);
+    t.data_transferred = uint32_t(bytes);
+    t.priv.lba = lba;
+    t.priv.num_blocks = nb;
+    t.priv.fua = (f & 0x08) != 0;
+    cw_enqueue(t);
 }
 
 // ---- INQUIRY ----------------------------------------------------------------------------------
@@ -1007,6 +1056,7 @@ void execute(Task& t) noexcept {
         case 0x93: return write_same(t, be64(c + 2), be32(c + 10), true);
         case 0x42: return unmap_cmd(t);
         case 0x89: return compare_and_write(t);
+        case 0x8B: return orwrite(t);
         case 0x25: return read_capacity10(t);
         case 0x9E: return service_action_in(t);
         case 0x1A: return mode_sense(t, false);
@@ -1043,7 +1093,7 @@ DataDir cdb_data_dir(const uint8_t* cdb) noexcept {
     switch (cdb[0]) {
         case 0x0A: case 0x2A: case 0xAA: case 0x8A: case 0x2F: case 0xAF: case 0x8F: case 0x41:
         case 0x93: case 0x42: case 0x89: case 0x15: case 0x55: case 0x5F: case 0x2E: case 0xAE:
-        case 0x8E:
+        case 0x8E: case 0x8B:
             return DataDir::to_dev;
         case 0x03: case 0x08: case 0x28: case 0xA8: case 0x88: case 0x12: case 0x1A: case 0x5A:
         case 0x25: case 0x9E: case 0xA0: case 0xA3: case 0x5E: case 0x37: case 0xB7:

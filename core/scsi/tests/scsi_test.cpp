@@ -582,6 +582,48 @@ TEST_F(ScsiTest, CompareAndWriteSerializedPerLun) {
     EXPECT_EQ(read_blocks(7, 1), a);
 }
 
+TEST_F(ScsiTest, OrWriteOrsTheDataIntoTheMedium) {
+    clear_ua();
+    const uint32_t n = 256;  // the most it takes
+    ASSERT_EQ(run(rw16(0x8A, 100, n), 0, std::vector<uint8_t>(n * 512, 0))->t.status, status::good);
+    EXPECT_EQ(run(rw16(0x8B, 100, n, 0x18), 0, std::vector<uint8_t>(n * 512, 0xA5))->t.status,
+              status::good);  // DPO, FUA
+    EXPECT_EQ(read_blocks(100, n), std::vector<uint8_t>(n * 512, 0xA5));
+    EXPECT_EQ(run(rw16(0x8B, 100, n), 0, std::vector<uint8_t>(n * 512, 0x5A))->t.status,
+              status::good);
+    EXPECT_EQ(read_blocks(100, n), std::vector<uint8_t>(n * 512, 0xFF));
+    EXPECT_EQ(run(rw16(0x8B, 0, 0))->t.status, status::good);
+    for (uint8_t p = 1; p < 8; ++p)
+        EXPECT_TRUE(run(rw16(0x8B, 0, 1, uint8_t(p << 5)), 0, std::vector<uint8_t>(512, 1))
+                        ->check(0x5, 0x2400));
+    EXPECT_TRUE(run(rw16(0x8B, kBlocks + 1, 0))->check(0x5, 0x2100));
+    EXPECT_TRUE(run(rw16(0x8B, ~0ull, 1), 0, std::vector<uint8_t>(512, 1))->check(0x5, 0x2100));
+    EXPECT_TRUE(
+        run(rw16(0x8B, 0, n + 1), 0, std::vector<uint8_t>((n + 1) * 512, 1))->check(0x5, 0x2400));
+    EXPECT_TRUE(run(rw16(0x8B, 0, 2), 0, std::vector<uint8_t>(512, 1))->check(0x5, 0x0E03));
+    // Queued behind a COMPARE AND WRITE of the same block: it ORs into what that wrote.
+    auto a = pattern(512, 8);
+    ASSERT_EQ(run(rw10(0x2A, 7, 1), 0, std::vector<uint8_t>(512, 0))->t.status, status::good);
+    std::vector<uint8_t> c(16, 0);
+    c[0] = 0x89;
+    be(&c[2], 7, 8);
+    c[13] = 1;
+    std::vector<uint8_t> za(512, 0);
+    za.insert(za.end(), a.begin(), a.end());
+    auto cw = make(c, 0, za), orw = make(rw16(0x8B, 7, 1), 0, std::vector<uint8_t>(512, 0x01));
+    on(t0(), [&] {
+        submit(*dev, cw->t);
+        submit(*dev, orw->t);
+    });
+    wait(*cw);
+    wait(*orw);
+    EXPECT_EQ(cw->t.status, status::good);
+    EXPECT_EQ(orw->t.status, status::good);
+    auto want = a;
+    for (auto& b : want) b |= 0x01;
+    EXPECT_EQ(read_blocks(7, 1), want);
+}
+
 TEST_F(ScsiTest, ModeSenseAndSelect) {
     clear_ua();
     clear_ua(0, kI2);
@@ -677,6 +719,8 @@ TEST_F(ScsiTest, SyncCacheStartStopRsoc) {
         EXPECT_EQ(v->buf[5] & 0x10, 0x10) << int(op);
         EXPECT_EQ(v->buf[5] & 0x08, 0) << int(op);  // no FUA bit in these CDBs
     }
+    auto orw = run(cdb_of({0xA3, 0x0C, 0x01, 0x8B, 0, 0, 0, 0, 1, 0, 0, 0}), 256);
+    EXPECT_EQ(orw->buf[5] & 0x18, 0x18);  // DPO, FUA
     for (uint8_t op : {0x34, 0x90, 0x37, 0xB7, 0x16, 0x17, 0x56, 0x57}) {
         auto v = run(cdb_of({0xA3, 0x0C, 0x01, op, 0, 0, 0, 0, 1, 0, 0, 0}), 256);
         EXPECT_EQ(v->buf[1] & 7, 3) << int(op);
