@@ -148,6 +148,17 @@ bool Conn::reapable() const noexcept {
     return true;
 }
 
+// The session's I_T nexus is gone (logout, connection loss, reinstatement): the SCSI layer
+// drops its SPC-2 reservations. On the device's Thread; a connection closing elsewhere (during
+// login) sends a message that finds the device by name, as it may be gone by then.
+void Conn::nexus_ended(const Session& s) noexcept {
+    if (s.type != SessionType::normal || s.device == nullptr || s.thread == nullptr) return;
+    if (runtime::current_thread() == s.thread) return scsi::nexus_lost(*s.device, s.initiator_port);
+    (void)s.thread->post([name = s.device_name, port = s.initiator_port] {
+        if (scsi::Device* d = scsi::find_device(name)) scsi::nexus_lost(*d, port);
+    });
+}
+
 void Conn::close(const char* why) noexcept {
     if (state_ == State::closed) return;
     state_ = State::closed;
@@ -163,7 +174,7 @@ void Conn::close(const char* why) noexcept {
         Cmd& c = cmds_[i];
         if (c.state != CmdState::free && c.state != CmdState::exec) release(c);
     }
-    if (session_) net_.detach(*this, session_);
+    if (session_ && net_.detach(*this, session_)) nexus_ended(*session_);
     ++net_.stats().closed;
 }
 

@@ -165,6 +165,7 @@ public:
     uint16_t tsih() const noexcept { return neg_.tsih; }
 
 private:
+    void nexus_ended(const Session& s) noexcept;
     enum class State : uint8_t { login, ffp, logout, closing, closed };
 
     bool handle_event(RecvEvent ev) noexcept;

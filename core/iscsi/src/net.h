@@ -54,6 +54,7 @@ struct Session {
     SessionParams params;
     std::string initiator_port;  // "<name>,i,0x<isid>": the SCSI I_T nexus
     scsi::Device* device = nullptr;
+    std::string device_name;            // finds it again from another Thread
     runtime::Thread* thread = nullptr;  // the device's (normal sessions)
     uint32_t queue_depth = 64;
     // Under NetworkImpl's lock:
@@ -138,7 +139,8 @@ public:
                          std::string_view target, SessionType type);
     // The connection's session at full feature phase: registered in it.
     std::shared_ptr<Session> attach(Conn& c, uint16_t tsih);
-    void detach(Conn& c, const std::shared_ptr<Session>& s);
+    // True when `c` was the session's last connection: the session (its I_T nexus) is over.
+    bool detach(Conn& c, const std::shared_ptr<Session>& s);
     void end_session(const std::shared_ptr<Session>& s, Conn* except);  // close its connections
     // Logout of another connection of the session (reason 1): closes it; false: no such CID.
     bool close_session_conn(const std::shared_ptr<Session>& s, uint16_t cid);

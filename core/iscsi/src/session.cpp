@@ -74,6 +74,7 @@ uint16_t NetworkImpl::new_session(Conn& c, const Isid& isid, std::string_view in
         const TargetLookup& l = c.lookup_result();
         s->device = l.device;
         s->thread = l.device ? &scsi::device_thread(*l.device) : nullptr;
+        if (l.device) s->device_name = scsi::device_name(*l.device);
         s->queue_depth = uint32_t(std::max(1, l.queue_depth));
     } else {
         s->queue_depth = std::max<uint32_t>(1, o.max_queue_depth);
@@ -103,14 +104,16 @@ std::shared_ptr<Session> NetworkImpl::attach(Conn& c, uint16_t tsih) {
     return s;
 }
 
-void NetworkImpl::detach(Conn& c, const std::shared_ptr<Session>& s) {
+bool NetworkImpl::detach(Conn& c, const std::shared_ptr<Session>& s) {
     std::lock_guard lk(mu_);
     auto& v = s->conns;
+    const size_t before = v.size();
     v.erase(std::remove(v.begin(), v.end(), &c), v.end());
-    if (v.empty()) {  // ERL 0: the session ends with its last connection
-        auto it = sessions_.find(s->tsih);
-        if (it != sessions_.end() && it->second == s) sessions_.erase(it);
-    }
+    if (!v.empty() || v.size() == before) return false;
+    // ERL 0: the session ends with its last connection
+    auto it = sessions_.find(s->tsih);
+    if (it != sessions_.end() && it->second == s) sessions_.erase(it);
+    return true;
 }
 
 void NetworkImpl::end_session(const std::shared_ptr<Session>& s, Conn* except) {

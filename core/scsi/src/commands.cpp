@@ -1,6 +1,7 @@
-// SPC-4 / SBC-3 command execution: INQUIRY and VPD pages, capacity, READ/WRITE/VERIFY/WRITE
-// SAME/UNMAP/COMPARE AND WRITE over the bdev, MODE SENSE/SELECT, REPORT LUNS, REQUEST SENSE,
-// SYNCHRONIZE CACHE, START STOP UNIT, REPORT SUPPORTED OPERATION CODES, GET LBA STATUS.
+// SPC-4 / SBC-3 command execution: INQUIRY and VPD pages, capacity, READ/WRITE/VERIFY/WRITE AND
+// VERIFY/WRITE SAME/UNMAP/COMPARE AND WRITE/ORWRITE over the bdev, PRE-FETCH, READ DEFECT DATA,
+// MODE SENSE/SELECT, REPORT LUNS, REQUEST SENSE, SYNCHRONIZE CACHE, START STOP UNIT, REPORT
+// SUPPORTED OPERATION CODES, GET LBA STATUS. Reservations are pr.cpp's.
 #include <algorithm>
 
 #include "internal.h"
@@ -31,16 +32,23 @@ const CommandInfo kCommands[] = {
     {0x0A, 0, false, 6, {0x0a, 0x1f, 0xff, 0xff, 0xff, 0}},
     {0x12, 0, false, 6, {0x12, 0x01, 0xff, 0xff, 0xff, 0}},
     {0x15, 0, false, 6, {0x15, 0x11, 0, 0, 0xff, 0}},
+    {0x16, 0, false, 6, {0x16, 0, 0, 0, 0, 0}},
+    {0x17, 0, false, 6, {0x17, 0, 0, 0, 0, 0}},
     {0x1A, 0, false, 6, {0x1a, 0x08, 0xff, 0xff, 0xff, 0}},
     {0x1B, 0, false, 6, {0x1b, 0x01, 0, 0x0f, 0xf7, 0}},
     {0x25, 0, false, 10, {0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0}},
     {0x28, 0, false, 10, {0x28, 0x18, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
     {0x2A, 0, false, 10, {0x2a, 0x18, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
+    {0x2E, 0, false, 10, {0x2e, 0x16, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
     {0x2F, 0, false, 10, {0x2f, 0x16, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
+    {0x34, 0, false, 10, {0x34, 0x02, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0}},
     {0x35, 0, false, 10, {0x35, 0x02, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
+    {0x37, 0, false, 10, {0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0}},
     {0x41, 0, false, 10, {0x41, 0x08, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0}},
     {0x42, 0, false, 10, {0x42, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
     {0x55, 0, false, 10, {0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
+    {0x56, 0, false, 10, {0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+    {0x57, 0, false, 10, {0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
     {0x5A, 0, false, 10, {0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0}},
     {0x5E, 0, true, 10, {0x5e, 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
     {0x5E, 1, true, 10, {0x5e, 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
@@ -55,7 +63,10 @@ const CommandInfo kCommands[] = {
     {0x88, 0, false, 16, {0x88, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x89, 0, false, 16, {0x89, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0, 0}},
     {0x8A, 0, false, 16, {0x8a, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0x8B, 0, false, 16, {0x8b, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0x8E, 0, false, 16, {0x8e, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x8F, 0, false, 16, {0x8f, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0x90, 0, false, 16, {0x90, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0}},
     {0x91, 0, false, 16, {0x91, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x93, 0, false, 16, {0x93, 0x09, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0x9E, 0x10, true, 16, {0x9e, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
@@ -64,6 +75,9 @@ const CommandInfo kCommands[] = {
     {0xA3, 0x0C, true, 12, {0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0xA8, 0, false, 12, {0xa8, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
     {0xAA, 0, false, 12, {0xaa, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0xAE, 0, false, 12, {0xae, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0xAF, 0, false, 12, {0xaf, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}},
+    {0xB7, 0, false, 12, {0xb7, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0}},
 };
 
 void good(Task& t) noexcept { complete(t); }
@@ -177,8 +191,9 @@ void data_buffer(Task& t, size_t bytes) noexcept {
     }
 }
 
+// `after` runs once a write's data is on the bdev (WRITE AND VERIFY compares there first).
 void read_write(Task& t, uint64_t lba, uint64_t nb, uint8_t flags, int len_byte, bool write,
-                bool has_flags) noexcept {
+                bool has_flags, void (*after)(Task&) noexcept = &after_write) noexcept {
     if (has_flags && (flags >> 5) != 0) return invalid_cdb_field(t, 1, 7), complete(t);
     if (!range_ok(t, lba, nb)) return;
     if (nb == 0) return good(t);
@@ -212,7 +227,7 @@ void read_write(Task& t, uint64_t lba, uint64_t nb, uint8_t flags, int len_byte,
         t.priv.num_blocks = n;
         data_buffer(t, n * bs);
         t.data_transferred = static_cast<uint32_t>(n * bs);
-        return start(t, &issue_write, &after_write);
+        return start(t, &issue_write, after);
     }
     // A data-in buffer shorter than the CDB's transfer gets its first `avail` bytes (SAM: the
     // overflow residual says the rest). When `avail` ends inside a block that block is read
@@ -253,6 +268,46 @@ void verify(Task& t, uint64_t lba, uint64_t nb, int len_byte) noexcept {
     t.priv.num_blocks = nb;
     t.data_transferred = uint32_t(bytes);
     start(t, &issue_compare, &good);
+}
+
+// ---- WRITE AND VERIFY -------------------------------------------------------------------------
+
+// The write is done: BYTCHK 01b compares the medium with the same data-out, then the written
+// range is flushed (the verify is of the medium, so the data must be there: as FUA).
+void wv_written(Task& t) noexcept {
+    t.priv.stage = 0;
+    t.priv.fua = true;
+    if (((t.cdb[1] >> 1) & 3) == 0) return after_write(t);
+    t.priv.op = op_verify;
+    start(t, &issue_compare, &after_write);
+}
+
+void write_verify(Task& t, uint64_t lba, uint64_t nb, int len_byte) noexcept {
+    const uint8_t f = t.cdb[1];
+    const uint8_t bytchk = (f >> 1) & 3;
+    if (bytchk >= 2) return invalid_cdb_field(t, 1, 2), complete(t);  // reserved, SBC-4
+    // WRPROTECT (bits 7..5, checked by read_write) and DPO; bit 3 is reserved (no FUA).
+    read_write(t, lba, nb, f & 0xF0, len_byte, true, true, &wv_written);
+}
+
+// ---- PRE-FETCH: nothing is cached, so GOOD (SBC-3 5.9: CONDITION MET only when the whole
+// range would fit a cache). IMMED changes nothing. ----
+
+void prefetch(Task& t, uint64_t lba, uint64_t nb) noexcept {
+    if (!range_ok(t, lba, nb)) return;
+    good(t);
+}
+
+// ---- READ DEFECT DATA: no defect list, in the requested format (an empty list). ----
+
+void read_defect_data(Task& t, bool twelve) noexcept {
+    const uint8_t* c = t.cdb;
+    uint8_t d[8] = {};
+    d[1] = twelve ? uint8_t(c[1] & 0x1F) : uint8_t(c[2] & 0x1F);  // REQ_PLIST, REQ_GLIST, format
+    const size_t n = twelve ? 8 : 4;  // defect list length (and generation) 0
+    const uint32_t alloc = twelve ? be32(c + 6) : be16(c + 7);
+    data_in(t, d, std::min<size_t>(n, alloc));
+    good(t);
 }
 
 // ---- SYNCHRONIZE CACHE ----
@@ -418,10 +473,39 @@ void cw_compare(Task& t) noexcept {
     start(t, &issue_cw_write, &after_write);
 }
 
+// ORWRITE: the medium (in the scratch) OR the data-out, written back from the scratch.
+Status issue_or_write(Task& t) noexcept {
+    return bdev::write(*L(t).desc, *L(t).ch, L(t).scratch.data(), t.priv.lba, t.priv.num_blocks,
+                       &io_done, &t);
+}
+
+void or_merge(Task& t) noexcept {
+    uint8_t* medium = L(t).scratch.data();
+    const size_t bytes = size_t(t.priv.num_blocks) * L(t).block_size;
+    uint8_t chunk[4096];
+    for (size_t off = 0; off < bytes; off += sizeof(chunk)) {
+        const size_t n = data_out(t, chunk, std::min(sizeof(chunk), bytes - off), off);
+        for (size_t k = 0; k < n; ++k) medium[off + k] |= chunk[k];
+    }
+    t.priv.stage = 0;
+    start(t, &issue_or_write, &after_write);
+}
+
+// COMPARE AND WRITE and ORWRITE run one at a time per LUN (the read-modify-write is atomic
+// against each other, not against plain writes: SBC-3 leaves that to the application client).
 void cw_run(Task& t) noexcept {
     t.priv.op = op_cw;
     L(t).cw_busy = true;
-    start(t, &issue_cw_read, &cw_compare);
+    start(t, &issue_cw_read, t.cdb[0] == 0x8B ? &or_merge : &cw_compare);
+}
+
+void cw_enqueue(Task& t) noexcept {
+    if (L(t).cw_busy) {
+        t.priv.op = op_cw_queued;
+        L(t).cw_queue.push_back(t);
+        return;
+    }
+    cw_run(t);
 }
 
 void compare_and_write(Task& t) noexcept {
@@ -447,12 +531,31 @@ void compare_and_write(Task& t) noexcept {
     t.priv.lba = lba;
     t.priv.num_blocks = nb;
     t.priv.fua = (f & 0x08) != 0;
-    if (L(t).cw_busy) {
-        t.priv.op = op_cw_queued;
-        L(t).cw_queue.push_back(t);
-        return;
+    cw_enqueue(t);
+}
+
+// ORWRITE (16): up to the scratch's 256 blocks (MAXIMUM COMPARE AND WRITE LENGTH's buffer).
+void orwrite(Task& t) noexcept {
+    const uint8_t f = t.cdb[1];
+    if ((f >> 5) != 0) return invalid_cdb_field(t, 1, 7), complete(t);  // ORPROTECT
+    const uint64_t lba = be64(t.cdb + 2);
+    const uint64_t nb = be32(t.cdb + 10);
+    if (!range_ok(t, lba, nb)) return;
+    if (nb == 0) return good(t);
+    if (nb * L(t).block_size > L(t).scratch.size()) return invalid_cdb_field(t, 10), complete(t);
+    const uint64_t bytes = nb * L(t).block_size;
+    const uint64_t avail =
+        t.dir == DataDir::to_dev ? std::min<uint64_t>(t.transfer_length, t.priv.iov_bytes) : 0;
+    if (bytes > avail) {
+        set_sense(t, SenseKey::illegal_request, asc::invalid_field_in_information_unit);
+        return complete(t);
     }
-    cw_run(t);
+    if (bytes < t.transfer_length) t.residual = uint32_t(t.transfer_length - bytes);
+    t.data_transferred = uint32_t(bytes);
+    t.priv.lba = lba;
+    t.priv.num_blocks = nb;
+    t.priv.fua = (f & 0x08) != 0;
+    cw_enqueue(t);
 }
 
 // ---- INQUIRY ----------------------------------------------------------------------------------
@@ -938,19 +1041,32 @@ void execute(Task& t) noexcept {
         case 0x88: return read_write(t, be64(c + 2), be32(c + 10), c[1], 10, false, true);
         case 0x8A: return read_write(t, be64(c + 2), be32(c + 10), c[1], 10, true, true);
         case 0x2F: return verify(t, be32(c + 2), be16(c + 7), 7);
+        case 0xAF: return verify(t, be32(c + 2), be32(c + 6), 6);
         case 0x8F: return verify(t, be64(c + 2), be32(c + 10), 10);
+        case 0x2E: return write_verify(t, be32(c + 2), be16(c + 7), 7);
+        case 0xAE: return write_verify(t, be32(c + 2), be32(c + 6), 6);
+        case 0x8E: return write_verify(t, be64(c + 2), be32(c + 10), 10);
+        case 0x34: return prefetch(t, be32(c + 2), be16(c + 7));
+        case 0x90: return prefetch(t, be64(c + 2), be32(c + 10));
+        case 0x37: return read_defect_data(t, false);
+        case 0xB7: return read_defect_data(t, true);
         case 0x35: return sync_cache(t, be32(c + 2), be16(c + 7));
         case 0x91: return sync_cache(t, be64(c + 2), be32(c + 10));
         case 0x41: return write_same(t, be32(c + 2), be16(c + 7), false);
         case 0x93: return write_same(t, be64(c + 2), be32(c + 10), true);
         case 0x42: return unmap_cmd(t);
         case 0x89: return compare_and_write(t);
+        case 0x8B: return orwrite(t);
         case 0x25: return read_capacity10(t);
         case 0x9E: return service_action_in(t);
         case 0x1A: return mode_sense(t, false);
         case 0x5A: return mode_sense(t, true);
         case 0x15: return mode_select(t, false);
         case 0x55: return mode_select(t, true);
+        case 0x16:
+        case 0x56: return execute_reserve(t);
+        case 0x17:
+        case 0x57: return execute_release(t);
         case 0x5E: return execute_pr_in(t);
         case 0x5F: return execute_pr_out(t);
         case 0xA3:
@@ -975,11 +1091,12 @@ size_t cdb_length(uint8_t opcode) noexcept {
 
 DataDir cdb_data_dir(const uint8_t* cdb) noexcept {
     switch (cdb[0]) {
-        case 0x0A: case 0x2A: case 0xAA: case 0x8A: case 0x2F: case 0x8F: case 0x41: case 0x93:
-        case 0x42: case 0x89: case 0x15: case 0x55: case 0x5F:
+        case 0x0A: case 0x2A: case 0xAA: case 0x8A: case 0x2F: case 0xAF: case 0x8F: case 0x41:
+        case 0x93: case 0x42: case 0x89: case 0x15: case 0x55: case 0x5F: case 0x2E: case 0xAE:
+        case 0x8E: case 0x8B:
             return DataDir::to_dev;
         case 0x03: case 0x08: case 0x28: case 0xA8: case 0x88: case 0x12: case 0x1A: case 0x5A:
-        case 0x25: case 0x9E: case 0xA0: case 0xA3: case 0x5E:
+        case 0x25: case 0x9E: case 0xA0: case 0xA3: case 0x5E: case 0x37: case 0xB7:
             return DataDir::from_dev;
         default: return DataDir::none;
     }

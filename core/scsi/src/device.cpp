@@ -603,6 +603,7 @@ void manage(Device& dev, MgmtTask& m) noexcept {
                 // MultipathIO.Reset looks for it on each path).
                 for (uint32_t& u : l->ua) u |= ua_lun_reset;
                 // A reset releases SPC-2 style state only; persistent reservations survive.
+                l->spc2_reserved = false;
                 auto* rc = new ResetCtx{&dev, &m};  // control path (TMF), not per I/O
                 m.reset_pending_ = true;
                 ++m.pending_;
@@ -627,6 +628,16 @@ void manage(Device& dev, MgmtTask& m) noexcept {
     --dev.in_submit;
     m.in_exec_ = false;
     if (m.pending_ == 0) finish_mgmt(dev, m);
+}
+
+void nexus_lost(Device& dev, std::string_view port) noexcept {
+    assert_thread(dev);
+    for (size_t i = 0; i < dev.nexuses.size(); ++i) {
+        if (dev.nexuses[i] != port) continue;
+        for (auto& l : dev.luns)
+            if (l->spc2_reserved && l->spc2_holder == i) l->spc2_reserved = false;
+        return;
+    }
 }
 
 // ---- LUN helpers ------------------------------------------------------------------------------

@@ -98,6 +98,10 @@ struct Lun {
     uint32_t holder = 0;     // nexus index (not for all-registrants types)
     uint8_t res_type = 0;    // 1 WE, 3 EA, 5 WE-RO, 6 EA-RO, 7 WE-AR, 8 EA-AR
     uint64_t res_key = 0;
+    // SPC-2 reservation (RESERVE(6)/(10)): the whole LUN, held by one I_T nexus until its
+    // RELEASE, a LUN or target reset, or the nexus' loss.
+    bool spc2_reserved = false;
+    uint32_t spc2_holder = 0;
     // COMPARE AND WRITE runs one at a time per LUN, with this scratch for the read-back.
     IntrusiveList<Task, TaskQueueTag> cw_queue;
     bool cw_busy = false;
@@ -161,6 +165,8 @@ void execute_request_sense(Task& t, uint32_t* ua) noexcept;
 bool reservation_conflict(const Lun& lun, uint32_t nexus, uint8_t opcode) noexcept;
 void execute_pr_in(Task& t) noexcept;
 void execute_pr_out(Task& t) noexcept;
+void execute_reserve(Task& t) noexcept;  // RESERVE(6) and (10)
+void execute_release(Task& t) noexcept;  // RELEASE(6) and (10)
 
 // ---- byte helpers ----
 inline void put_be16(uint8_t* p, uint16_t v) { p[0] = uint8_t(v >> 8); p[1] = uint8_t(v); }

@@ -1,5 +1,6 @@
 // Persistent reservations (SPC-4 5.12, 6.15, 6.16): registrations and the reservation of a LUN,
-// per I_T nexus, kept in memory (APTPL is not supported: PTPL_C is 0).
+// per I_T nexus, kept in memory (APTPL is not supported: PTPL_C is 0). SPC-2 reservations
+// (RESERVE/RELEASE (6) and (10)): one I_T nexus holds the whole LUN.
 #include <algorithm>
 #include <cstring>
 #include <string_view>
@@ -65,14 +66,23 @@ void unregister(Lun& lun, uint32_t nexus) {
 }  // namespace
 
 bool reservation_conflict(const Lun& lun, uint32_t nexus, uint8_t op) noexcept {
+    if (lun.spc2_reserved && lun.spc2_holder != nexus) {
+        // SPC-2 5.5.1: everything but these conflicts (REPORT LUNS and REQUEST SENSE never get
+        // here); RELEASE from another nexus is GOOD and does nothing.
+        switch (op) {
+            case 0x12: case 0x4D: case 0x17: case 0x57: return false;
+            default: return true;
+        }
+    }
     if (!lun.reserved || is_holder(lun, nexus)) return false;
     bool write = false, read = false;
     switch (op) {
         case 0x0A: case 0x2A: case 0xAA: case 0x8A: case 0x41: case 0x93: case 0x42: case 0x89:
-        case 0x35: case 0x91: case 0x15: case 0x55:
+        case 0x35: case 0x91: case 0x15: case 0x55: case 0x2E: case 0xAE: case 0x8E: case 0x8B:
             write = true;
             break;
-        case 0x08: case 0x28: case 0xA8: case 0x88: case 0x2F: case 0x8F: case 0x1A: case 0x5A:
+        case 0x08: case 0x28: case 0xA8: case 0x88: case 0x2F: case 0xAF: case 0x8F: case 0x1A:
+        case 0x5A: case 0x34: case 0x90:
             read = true;
             break;
         default: return false;  // INQUIRY, REPORT LUNS, PR IN/OUT, TUR, READ CAPACITY, ...
@@ -121,7 +131,8 @@ void execute_pr_in(Task& t) noexcept {
             break;
         case 0x02:  // REPORT CAPABILITIES
             put_be16(d, 8);
-            // byte 2: no CRH (no RESERVE(6)), SIP_C, ATP_C or PTPL_C
+            // byte 2: no CRH (RESERVE and RELEASE conflict while any registration exists, as
+            // SPC-2 says), SIP_C, ATP_C or PTPL_C
             d[3] = 0x80;  // TMV: the type mask is valid
             d[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02;
             d[5] = 0x01;
@@ -287,6 +298,32 @@ void execute_pr_out(Task& t) noexcept {
         }
         default: return invalid_cdb_field(t, 1, 4), complete(t);
     }
+}
+
+// ---- SPC-2 RESERVE / RELEASE -------------------------------------------------------------------
+
+// While any persistent reservation registration exists both conflict (SPC-2 7.21, CRH 0).
+void execute_reserve(Task& t) noexcept {
+    Lun& lun = *t.priv.lun;
+    const bool ten = t.cdb[0] == 0x56;
+    // RESERVE(6): extents and third-party IDs are obsolete; RESERVE(10): 3RDPTY, LONGID.
+    if (ten ? (t.cdb[1] & 0x12) != 0 : (t.cdb[1] & 0x1F) != 0)
+        return invalid_cdb_field(t, 1, ten ? 4 : 0), complete(t);
+    if (!lun.regs.empty()) return conflict(t);
+    // Another holder was refused before execute(); the holder reserving again is GOOD.
+    lun.spc2_reserved = true;
+    lun.spc2_holder = t.priv.nexus;
+    complete(t);
+}
+
+void execute_release(Task& t) noexcept {
+    Lun& lun = *t.priv.lun;
+    const bool ten = t.cdb[0] == 0x57;
+    if (ten ? (t.cdb[1] & 0x12) != 0 : (t.cdb[1] & 0x1F) != 0)
+        return invalid_cdb_field(t, 1, ten ? 4 : 0), complete(t);
+    if (!lun.regs.empty()) return conflict(t);
+    if (lun.spc2_reserved && lun.spc2_holder == t.priv.nexus) lun.spc2_reserved = false;
+    complete(t);
 }
 
 }  // namespace strata::scsi

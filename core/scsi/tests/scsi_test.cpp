@@ -73,6 +73,14 @@ std::vector<uint8_t> rw10(uint8_t op, uint32_t lba, uint16_t n, uint8_t flags = 
     be(&c[7], n, 2);
     return c;
 }
+std::vector<uint8_t> rw12(uint8_t op, uint32_t lba, uint32_t n, uint8_t flags = 0) {
+    std::vector<uint8_t> c(12, 0);
+    c[0] = op;
+    c[1] = flags;
+    be(&c[2], lba, 4);
+    be(&c[6], n, 4);
+    return c;
+}
 std::vector<uint8_t> rw16(uint8_t op, uint64_t lba, uint32_t n, uint8_t flags = 0) {
     std::vector<uint8_t> c(16, 0);
     c[0] = op;
@@ -392,6 +400,74 @@ TEST_F(ScsiTest, VerifyComparesDataOut) {
     EXPECT_TRUE(run(rw10(0x2F, kBlocks, 1))->check(0x5, 0x2100));
 }
 
+TEST_F(ScsiTest, VerifyTwelveLikeTenAndSixteen) {
+    clear_ua();
+    auto w = pattern(1024, 5);
+    ASSERT_EQ(run(rw10(0x2A, 20, 2), 0, w)->t.status, status::good);
+    EXPECT_EQ(run(rw12(0xAF, 20, 2, 0x12), 0, w)->t.status, status::good);  // DPO, BYTCHK=01
+    auto bad = w;
+    bad[1000] ^= 0x80;
+    EXPECT_TRUE(run(rw12(0xAF, 20, 2, 0x02), 0, bad)->check(0xE, 0x1D00));
+    EXPECT_EQ(run(rw12(0xAF, 20, 2))->t.status, status::good);
+    EXPECT_EQ(run(rw12(0xAF, 0, 0))->t.status, status::good);
+    EXPECT_TRUE(run(rw12(0xAF, 20, 2, 0x20), 0, w)->check(0x5, 0x2400));  // VRPROTECT
+    EXPECT_TRUE(run(rw12(0xAF, kBlocks - 1, 2))->check(0x5, 0x2100));
+    EXPECT_TRUE(run(rw12(0xAF, kBlocks + 1, 0))->check(0x5, 0x2100));
+}
+
+TEST_F(ScsiTest, WriteAndVerifyWritesThenCompares) {
+    clear_ua();
+    auto w = pattern(2048, 7);
+    EXPECT_EQ(run(rw10(0x2E, 30, 4, 0x12), 0, w)->t.status, status::good);  // DPO, BYTCHK=01
+    EXPECT_EQ(read_blocks(30, 4), w);
+    auto w2 = pattern(1024, 9);
+    EXPECT_EQ(run(rw12(0xAE, 30, 2), 0, w2)->t.status, status::good);  // BYTCHK=0: still writes
+    EXPECT_EQ(read_blocks(30, 2), w2);
+    auto w3 = pattern(512, 11);
+    auto c16 = run(rw16(0x8E, kBlocks - 1, 1, 0x02), 0, w3);
+    EXPECT_EQ(c16->t.status, status::good);
+    EXPECT_EQ(c16->t.data_transferred, 512u);
+    EXPECT_EQ(read_blocks(kBlocks - 1, 1), w3);
+    EXPECT_EQ(run(rw10(0x2E, 0, 0))->t.status, status::good);
+    for (uint8_t wrprotect = 1; wrprotect < 8; ++wrprotect)
+        EXPECT_TRUE(
+            run(rw10(0x2E, 30, 1, uint8_t(wrprotect << 5 | 0x02)), 0, w3)->check(0x5, 0x2400));
+    EXPECT_TRUE(run(rw10(0x2E, 30, 1, 0x04), 0, w3)->check(0x5, 0x2400));  // BYTCHK=10b
+    EXPECT_TRUE(run(rw16(0x8E, kBlocks, 1, 0x02), 0, w3)->check(0x5, 0x2100));
+    EXPECT_TRUE(run(rw12(0xAE, kBlocks + 1, 0))->check(0x5, 0x2100));
+    EXPECT_EQ(read_blocks(30, 1), std::vector<uint8_t>(w2.begin(), w2.begin() + 512));
+    // Less data-out than the CDB names: the whole blocks there are, an overflow residual.
+    auto part = run(rw10(0x2E, 40, 2, 0x02), 0, w3);
+    EXPECT_EQ(part->t.status, status::good);
+    EXPECT_TRUE(part->t.residual_overflow);
+    EXPECT_EQ(part->t.residual, 512u);
+}
+
+TEST_F(ScsiTest, PrefetchChecksTheRangeOnly) {
+    clear_ua();
+    EXPECT_EQ(run(rw10(0x34, 0, 256, 0x02))->t.status, status::good);  // IMMED
+    EXPECT_EQ(run(rw10(0x34, kBlocks - 1, 1))->t.status, status::good);
+    EXPECT_EQ(run(rw10(0x34, 0, 0))->t.status, status::good);
+    EXPECT_EQ(run(rw16(0x90, kBlocks - 256, 256))->t.status, status::good);
+    EXPECT_TRUE(run(rw10(0x34, kBlocks - 1, 2))->check(0x5, 0x2100));
+    EXPECT_TRUE(run(rw10(0x34, kBlocks + 1, 0))->check(0x5, 0x2100));
+    EXPECT_TRUE(run(rw16(0x90, ~0ull, 1))->check(0x5, 0x2100));
+}
+
+TEST_F(ScsiTest, ReadDefectDataIsAnEmptyList) {
+    clear_ua();
+    auto ten = run(cdb_of({0x37, 0, 0x1D, 0, 0, 0, 0, 0, 32, 0}), 32);  // PLIST GLIST, format 5
+    EXPECT_EQ(ten->t.status, status::good);
+    EXPECT_EQ(ten->t.data_transferred, 4u);
+    EXPECT_EQ(ten->buf[1], 0x1D);
+    EXPECT_EQ(ten->buf[2] | ten->buf[3], 0);
+    auto twelve = run(cdb_of({0xB7, 0x08, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0}), 32);
+    EXPECT_EQ(twelve->t.status, status::good);
+    EXPECT_EQ(twelve->t.data_transferred, 8u);
+    EXPECT_EQ(twelve->buf[1], 0x08);
+    EXPECT_EQ(twelve->buf[7], 0);
+}
+
 TEST_F(ScsiTest, WriteSameSixteenAndTenWithUnmap) {
     clear_ua();
     auto block = pattern(512, 4);
@@ -506,6 +582,48 @@ TEST_F(ScsiTest, CompareAndWriteSerializedPerLun) {
     EXPECT_EQ(read_blocks(7, 1), a);
 }
 
+TEST_F(ScsiTest, OrWriteOrsTheDataIntoTheMedium) {
+    clear_ua();
+    const uint32_t n = 256;  // the most it takes
+    ASSERT_EQ(run(rw16(0x8A, 100, n), 0, std::vector<uint8_t>(n * 512, 0))->t.status, status::good);
+    EXPECT_EQ(run(rw16(0x8B, 100, n, 0x18), 0, std::vector<uint8_t>(n * 512, 0xA5))->t.status,
+              status::good);  // DPO, FUA
+    EXPECT_EQ(read_blocks(100, n), std::vector<uint8_t>(n * 512, 0xA5));
+    EXPECT_EQ(run(rw16(0x8B, 100, n), 0, std::vector<uint8_t>(n * 512, 0x5A))->t.status,
+              status::good);
+    EXPECT_EQ(read_blocks(100, n), std::vector<uint8_t>(n * 512, 0xFF));
+    EXPECT_EQ(run(rw16(0x8B, 0, 0))->t.status, status::good);
+    for (uint8_t p = 1; p < 8; ++p)
+        EXPECT_TRUE(run(rw16(0x8B, 0, 1, uint8_t(p << 5)), 0, std::vector<uint8_t>(512, 1))
+                        ->check(0x5, 0x2400));
+    EXPECT_TRUE(run(rw16(0x8B, kBlocks + 1, 0))->check(0x5, 0x2100));
+    EXPECT_TRUE(run(rw16(0x8B, ~0ull, 1), 0, std::vector<uint8_t>(512, 1))->check(0x5, 0x2100));
+    EXPECT_TRUE(
+        run(rw16(0x8B, 0, n + 1), 0, std::vector<uint8_t>((n + 1) * 512, 1))->check(0x5, 0x2400));
+    EXPECT_TRUE(run(rw16(0x8B, 0, 2), 0, std::vector<uint8_t>(512, 1))->check(0x5, 0x0E03));
+    // Queued behind a COMPARE AND WRITE of the same block: it ORs into what that wrote.
+    auto a = pattern(512, 8);
+    ASSERT_EQ(run(rw10(0x2A, 7, 1), 0, std::vector<uint8_t>(512, 0))->t.status, status::good);
+    std::vector<uint8_t> c(16, 0);
+    c[0] = 0x89;
+    be(&c[2], 7, 8);
+    c[13] = 1;
+    std::vector<uint8_t> za(512, 0);
+    za.insert(za.end(), a.begin(), a.end());
+    auto cw = make(c, 0, za), orw = make(rw16(0x8B, 7, 1), 0, std::vector<uint8_t>(512, 0x01));
+    on(t0(), [&] {
+        submit(*dev, cw->t);
+        submit(*dev, orw->t);
+    });
+    wait(*cw);
+    wait(*orw);
+    EXPECT_EQ(cw->t.status, status::good);
+    EXPECT_EQ(orw->t.status, status::good);
+    auto want = a;
+    for (auto& b : want) b |= 0x01;
+    EXPECT_EQ(read_blocks(7, 1), want);
+}
+
 TEST_F(ScsiTest, ModeSenseAndSelect) {
     clear_ua();
     clear_ua(0, kI2);
@@ -595,9 +713,18 @@ TEST_F(ScsiTest, SyncCacheStartStopRsoc) {
     // Options 2 (with a service action) of an opcode that has none: invalid field.
     EXPECT_TRUE(run(cdb_of({0xA3, 0x0C, 0x02, 0x28, 0, 0, 0, 0, 1, 0, 0, 0}), 256)->check(0x5, 0x2400));
     // VERIFY's usage data allows DPO (MODE SENSE says DPOFUA).
-    for (uint8_t op : {uint8_t(0x2F), uint8_t(0x8F)}) {
+    for (uint8_t op : {0x2F, 0xAF, 0x8F, 0x2E, 0xAE, 0x8E}) {
         auto v = run(cdb_of({0xA3, 0x0C, 0x01, op, 0, 0, 0, 0, 1, 0, 0, 0}), 256);
+        EXPECT_EQ(v->buf[1] & 7, 3) << int(op);
         EXPECT_EQ(v->buf[5] & 0x10, 0x10) << int(op);
+        EXPECT_EQ(v->buf[5] & 0x08, 0) << int(op);  // no FUA bit in these CDBs
+    }
+    auto orw = run(cdb_of({0xA3, 0x0C, 0x01, 0x8B, 0, 0, 0, 0, 1, 0, 0, 0}), 256);
+    EXPECT_EQ(orw->buf[5] & 0x18, 0x18);  // DPO, FUA
+    for (uint8_t op : {0x34, 0x90, 0x37, 0xB7, 0x16, 0x17, 0x56, 0x57}) {
+        auto v = run(cdb_of({0xA3, 0x0C, 0x01, op, 0, 0, 0, 0, 1, 0, 0, 0}), 256);
+        EXPECT_EQ(v->buf[1] & 7, 3) << int(op);
+        EXPECT_EQ(v->buf[4], op);
     }
     EXPECT_TRUE(run(cdb_of({0xA3, 0x05, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}), 256)->check(0x5, 0x2400));
 }
@@ -682,6 +809,86 @@ TEST_F(ScsiTest, PersistentReservationsAcrossTwoNexuses) {
     aptpl[20] = 1;
     EXPECT_TRUE(run(pr_out(0, 0), 0, aptpl)->check(0x5, 0x2600));
     EXPECT_TRUE(run(pr_out(7, 0), 0, pr_params(0, 1))->check(0x5, 0x2400));
+}
+
+TEST_F(ScsiTest, Spc2ReserveReleaseAcrossTwoNexuses) {
+    clear_ua();
+    clear_ua(0, kI2);
+    const auto reserve6 = cdb_of({0x16, 0, 0, 0, 0, 0});
+    const auto release6 = cdb_of({0x17, 0, 0, 0, 0, 0});
+    const auto reserve10 = cdb_of({0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+    const auto release10 = cdb_of({0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+    const std::vector<uint8_t> block(512, 0x3C);
+    EXPECT_EQ(run(reserve6)->t.status, status::good);
+    EXPECT_EQ(run(reserve6)->t.status, status::good);  // the holder again
+    EXPECT_EQ(run(rw10(0x2A, 0, 1), 0, block)->t.status, status::good);
+    // The other nexus: media access, MODE SENSE, TUR, RESERVE conflict; INQUIRY, REPORT LUNS,
+    // REQUEST SENSE do not; its RELEASE is GOOD and releases nothing.
+    EXPECT_EQ(run(reserve6, 0, {}, 0, kI2)->t.status, status::reservation_conflict);
+    EXPECT_EQ(run(rw10(0x28, 0, 1), 512, {}, 0, kI2)->t.status, status::reservation_conflict);
+    EXPECT_EQ(run(rw10(0x2A, 0, 1), 0, block, 0, kI2)->t.status, status::reservation_conflict);
+    EXPECT_EQ(run(cdb_of({0x1A, 0, 0x3F, 0, 255, 0}), 255, {}, 0, kI2)->t.status,
+              status::reservation_conflict);
+    EXPECT_EQ(run(cdb_of({0, 0, 0, 0, 0, 0}), 0, {}, 0, kI2)->t.status,
+              status::reservation_conflict);
+    EXPECT_EQ(run(cdb_of({0x12, 0, 0, 0, 96, 0}), 96, {}, 0, kI2)->t.status, status::good);
+    EXPECT_EQ(run(cdb_of({0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}), 256, {}, 0, kI2)->t.status,
+              status::good);
+    EXPECT_EQ(run(cdb_of({0x03, 0, 0, 0, 18, 0}), 18, {}, 0, kI2)->t.status, status::good);
+    EXPECT_EQ(run(release6, 0, {}, 0, kI2)->t.status, status::good);
+    EXPECT_EQ(run(reserve10, 0, {}, 0, kI2)->t.status, status::reservation_conflict);
+    // The holder releases: the other one may reserve (with the 10-byte CDB) and release.
+    EXPECT_EQ(run(release6)->t.status, status::good);
+    EXPECT_EQ(run(reserve10, 0, {}, 0, kI2)->t.status, status::good);
+    EXPECT_EQ(run(rw10(0x28, 0, 1), 512)->t.status, status::reservation_conflict);
+    EXPECT_EQ(run(release10, 0, {}, 0, kI2)->t.status, status::good);
+    EXPECT_EQ(run(rw10(0x28, 0, 1), 512)->t.status, status::good);
+    // Obsolete third-party/extent fields are refused.
+    EXPECT_TRUE(run(cdb_of({0x16, 0x01, 0, 0, 0, 0}))->check(0x5, 0x2400));
+    EXPECT_TRUE(run(cdb_of({0x56, 0x10, 0, 0, 0, 0, 0, 0, 0, 0}))->check(0x5, 0x2400));
+    // With a persistent reservation registration RESERVE and RELEASE conflict (CRH 0), and a
+    // SPC-2 reservation keeps the other nexus from PERSISTENT RESERVE OUT.
+    EXPECT_EQ(run(pr_out(0, 0), 0, pr_params(0, 0xA1))->t.status, status::good);
+    EXPECT_EQ(run(reserve6, 0, {}, 0, kI2)->t.status, status::reservation_conflict);
+    EXPECT_EQ(run(release6)->t.status, status::reservation_conflict);
+    EXPECT_EQ(run(pr_out(0, 0), 0, pr_params(0xA1, 0))->t.status, status::good);  // unregister
+    EXPECT_EQ(run(reserve6)->t.status, status::good);
+    EXPECT_EQ(run(pr_out(0, 0), 0, pr_params(0, 0xB2), 0, kI2)->t.status,
+              status::reservation_conflict);
+    auto caps = run(cdb_of({0x5E, 0x02, 0, 0, 0, 0, 0, 0, 8, 0}), 8);
+    EXPECT_EQ(caps->buf[2] & 0x10, 0);  // CRH
+}
+
+TEST_F(ScsiTest, Spc2ReservationEndsWithResetAndNexusLoss) {
+    clear_ua();
+    clear_ua(0, kI2);
+    const auto reserve6 = cdb_of({0x16, 0, 0, 0, 0, 0});
+    const auto tur = cdb_of({0, 0, 0, 0, 0, 0});
+    EXPECT_EQ(run(reserve6)->t.status, status::good);
+    EXPECT_EQ(run(tur, 0, {}, 0, kI2)->t.status, status::reservation_conflict);
+    // A LUN reset releases it (and reports the reset to every nexus).
+    MgmtTask m;
+    m.function = TmfFunction::lun_reset;
+    m.initiator_port = kI1;
+    tmf(m);
+    clear_ua();
+    clear_ua(0, kI2);
+    EXPECT_EQ(run(reserve6, 0, {}, 0, kI2)->t.status, status::good);
+    EXPECT_EQ(run(tur)->t.status, status::reservation_conflict);
+    // Another nexus' loss does not release it; the holder's does.
+    on(t0(), [&] { nexus_lost(*dev, kI1); });
+    EXPECT_EQ(run(tur)->t.status, status::reservation_conflict);
+    on(t0(), [&] { nexus_lost(*dev, "iqn.never.seen,i,0x1"); });
+    on(t0(), [&] { nexus_lost(*dev, kI2); });
+    EXPECT_EQ(run(tur)->t.status, status::good);
+    EXPECT_EQ(run(reserve6)->t.status, status::good);
+    // A target reset too.
+    m = MgmtTask{};
+    m.function = TmfFunction::target_reset;
+    m.initiator_port = kI2;
+    tmf(m);
+    clear_ua(0, kI2);
+    EXPECT_EQ(run(reserve6, 0, {}, 0, kI2)->t.status, status::good);
 }
 
 TEST_F(ScsiTest, RegistrantsOnlyReservationLetsRegistrantsWrite) {

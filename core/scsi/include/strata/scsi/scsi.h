@@ -215,6 +215,9 @@ void submit(Device& dev, Task& task) noexcept;
 // Task management; mgmt.done runs exactly once, later, after every task it ends has completed
 // (with status task_aborted, aborted = true).
 void manage(Device& dev, MgmtTask& mgmt) noexcept;
+// The I_T nexus `initiator_port` ended (iSCSI: its session's last connection closed): its SPC-2
+// reservations are released (persistent reservations and registrations stay, SPC-4 5.12).
+void nexus_lost(Device& dev, std::string_view initiator_port) noexcept;
 
 // ---- helpers for transports -----------------------------------------------------------------
 // SAM-5 single-level LUN: peripheral addressing below 256, flat space up to 16383.
