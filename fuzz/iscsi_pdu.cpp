@@ -4,7 +4,9 @@
 //   - feed() consumes at most what it was given; after an error every feed() reports it again
 //     and consumes nothing
 //   - a header event repeats until set_data_destination()/discard_data()
-//   - data lands only inside the destination (guard bytes around it stay intact)
+//   - data lands only inside the destination (guard bytes around it stay intact); the split run
+//     also places data directly (in_data, data_iov_remaining, data_received), as the
+//     connection's readv does
 //   - the split run and the whole run give the same PDUs, data, digest verdicts and error
 //   - with data digests, deferring them (data_digest_defer_min, a threshold from byte 1) gives
 //     the same verdicts when the caller computes crc32c(data || padding()) against
@@ -51,6 +53,20 @@ Outcome run(const RecvConfig& cfg, const uint8_t* data, size_t size, uint32_t mo
     strata::fuzz::feed_split(data, size, mode, seed, [&](const uint8_t* p, size_t chunk) {
         size_t used = 0;
         while (true) {
+            // Direct placement (split runs only): what the connection would readv straight
+            // into the destination; the whole-buffer run feeds it, and both must agree.
+            if (mode != 0 && rx.in_data() && used < chunk) {
+                iovec v[4];
+                const uint32_t k = rx.data_iov_remaining(v, 4);
+                CHECK(k == 1);
+                const auto* b = static_cast<const uint8_t*>(v[0].iov_base);
+                const auto* d = static_cast<const uint8_t*>(iov.iov_base);
+                CHECK(b >= d && b + v[0].iov_len <= d + iov.iov_len);
+                const size_t n = std::min(v[0].iov_len, chunk - used);
+                std::memcpy(v[0].iov_base, p + used, n);
+                used += n;
+                rx.data_received(n);
+            }
             RecvEvent ev;
             const size_t n = rx.feed(p + used, chunk - used, &ev);
             CHECK(n <= chunk - used);

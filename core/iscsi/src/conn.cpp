@@ -42,7 +42,9 @@ namespace strata::iscsi::internal {
 
 namespace {
 
-constexpr uint32_t kRxStaging = 16384;
+// One read takes many PDUs: at 16 KiB a stream of 4 KiB writes cost a read per 3 commands.
+constexpr uint32_t kRxStaging = 128 * 1024;
+constexpr uint32_t kDirectIovs = 16;  // a Data-Out's destination: a few chunks at most
 constexpr int kFlushIovs = 64;
 constexpr uint32_t kExtraCmds = 8;  // immediate commands beyond the CmdSN window
 constexpr uint64_t kLoginTimeoutNs = 60'000'000'000;
@@ -223,15 +225,31 @@ void Conn::process_rx() noexcept {
         // A short read drained the socket: the group reports it again when more arrives.
         if (drained || round == 16) return;
         rx_head_ = rx_tail_ = 0;
-        auto r = sock_->read(rxbuf_.get(), kRxStaging);
+        // Data still to come of the PDU being received goes straight into its destination (a
+        // command's buffer): no copy through the staging buffer.
+        const bool direct = rx_.in_data();
+        size_t asked = kRxStaging;
+        Result<size_t> r = [&] {
+            if (direct) {
+                iovec v[kDirectIovs];
+                const uint32_t k = rx_.data_iov_remaining(v, kDirectIovs);
+                asked = 0;
+                for (uint32_t i = 0; i < k; ++i) asked += v[i].iov_len;
+                return sock_->readv(v, int(k));
+            }
+            return sock_->read(rxbuf_.get(), kRxStaging);
+        }();
         if (!r) {
             if (r.error().code() == Errc::busy) return;
             const bool clean = r.error().code() == Errc::shutdown && rx_.at_pdu_boundary();
             close(clean ? "closed by the initiator" : "connection lost mid-PDU or reset");
             return;
         }
-        rx_tail_ = uint32_t(*r);
-        drained = *r < kRxStaging;
+        if (direct)
+            rx_.data_received(*r);
+        else
+            rx_tail_ = uint32_t(*r);
+        drained = *r < asked;
     }
 }
 

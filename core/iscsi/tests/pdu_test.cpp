@@ -185,6 +185,38 @@ TEST(IscsiPduReceiver, ByteAtATime) {
     EXPECT_EQ(buf[1000], uint8_t(0x22 + 1000));
 }
 
+TEST(IscsiPduReceiver, DirectPlacementDigestsInPlace) {
+    // The connection reads the data straight into the destination; the digest is computed
+    // there, the padding and digest still come through feed().
+    for (const bool bad : {false, true}) {
+        auto stream = scsi_write_pdu(1001, 0x31, {true, true});
+        const size_t hdr = kBhsSize + kDigestSize;
+        if (bad) stream[hdr + 500] ^= 1;
+        PduReceiver rx({true, true, 8192});
+        RecvEvent ev;
+        ASSERT_EQ(rx.feed(stream.data(), hdr + 100, &ev), hdr);
+        ASSERT_EQ(ev, RecvEvent::header);
+        std::vector<uint8_t> buf(1001);
+        iovec iov[2] = {{buf.data(), 600}, {buf.data() + 600, 401}};
+        rx.set_data_destination(iov, 2);
+        ASSERT_EQ(rx.feed(stream.data() + hdr, 100, &ev), 100u);  // staged bytes first
+        ASSERT_TRUE(rx.in_data());
+        iovec rem[4];
+        ASSERT_EQ(rx.data_iov_remaining(rem, 4), 2u);
+        EXPECT_EQ(rem[0].iov_base, buf.data() + 100);
+        EXPECT_EQ(rem[0].iov_len + rem[1].iov_len, 901u);
+        std::memcpy(buf.data() + 100, stream.data() + hdr + 100, 901);  // "the socket"
+        rx.data_received(901);
+        EXPECT_FALSE(rx.in_data());
+        const size_t rest = stream.size() - hdr - 1001;  // padding + data digest
+        ASSERT_EQ(rx.feed(stream.data() + hdr + 1001, rest, &ev), rest);
+        ASSERT_EQ(ev, RecvEvent::pdu);
+        EXPECT_EQ(rx.data_digest_ok(), !bad);
+        EXPECT_EQ(buf[1000], uint8_t(0x31 + 1000));
+        EXPECT_TRUE(rx.at_pdu_boundary());
+    }
+}
+
 TEST(IscsiPduReceiver, HeaderDigestErrorIsFatal) {
     auto stream = scsi_write_pdu(4, 1, {true, false});
     stream[20] ^= 1;  // inside the BHS

@@ -435,6 +435,21 @@ public:
     void set_data_destination(const iovec* iov, uint32_t iovcnt) noexcept;
     void discard_data() noexcept;
 
+    // Direct placement (as core/nvmf's receiver): while in_data(), the connection may read from
+    // the socket straight into the destination: data_iov_remaining() gives the unfilled part of
+    // this PDU's data (up to max iovecs), then data_received(n) accounts for n bytes placed
+    // there (digested in place); the next feed(), even of 0 bytes, moves on.
+    bool in_data() const noexcept {
+        return phase_ == Phase::data && dest_.placing() && got_ < data_len_;
+    }
+    uint32_t data_iov_remaining(iovec* out, uint32_t max) const noexcept {
+        return in_data() ? dest_.remaining(out, max, data_len_ - got_) : 0;
+    }
+    void data_received(size_t n) noexcept {
+        dest_.placed(n);
+        got_ += uint32_t(n);
+    }
+
     const uint8_t* header() const noexcept { return hdr_.data(); }  // BHS then AHS
     const Bhs& bhs() const noexcept { return *reinterpret_cast<const Bhs*>(hdr_.data()); }
     const uint8_t* ahs() const noexcept { return hdr_.data() + kBhsSize; }
