@@ -42,7 +42,7 @@ namespace strata::iscsi::internal {
 
 namespace {
 
-// One read takes many PDUs: at 16 KiB a stream of 4 KiB writes cost a read per 3 commands.
+// One read takes many PDUs: at 16 KiB a stream of 4 KiB writes cost a read per 4 commands.
 constexpr uint32_t kRxStaging = 128 * 1024;
 constexpr uint32_t kDirectIovs = 16;  // a Data-Out's destination: a few chunks at most
 constexpr int kFlushIovs = 64;
