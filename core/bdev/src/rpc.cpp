@@ -144,12 +144,6 @@ void fini(rpc::App&, std::function<void()> done) {
 
 }  // namespace
 
-void add_rpc(rpc::App& app, rpc::MethodSpec spec) {
-    spec.subsystem = "bdev";
-    auto r = app.registry().add(std::move(spec));
-    STRATA_ASSERT_MSG(r.ok(), "bdev RPC registration failed: %s", r.error().message().c_str());
-}
-
 void register_rpc_module(rpc::App& app) {
     // The explicit module table: each module registers its bdev::Module and its RPCs.
     register_malloc_module(app);
