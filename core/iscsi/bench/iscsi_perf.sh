@@ -6,7 +6,11 @@
 # tgtd and its threads under taskset), the initiator on core 1. Each (target, workload, qd)
 # runs RUNS times, interleaved, a fresh target each run; prints every run (IOPS and the
 # target's CPU cycles per I/O: its CPU time over the run, at the TSC rate, divided by the I/Os
-# done), then the medians and strata/tgtd's IOPS ratio.
+# done), then the medians and strata/tgtd's IOPS ratio. strata-tgt busy-polls its core, so its
+# CPU time counts idle polling too: "busy_cyc/io" counts only its busy poll iterations (from
+# thread_get_stats), which is what an I/O costs it; tgtd sleeps when idle, so for tgtd the two
+# are the same. "init_cpu" is the initiator's share of its core: near 100%, the initiator, not
+# the target, sets the IOPS figure.
 #   core/iscsi/bench/iscsi_perf.sh                 both targets, QDS="1 32 128", 3 x 5 s
 #   TARGETS=tgtd WORKLOADS=randwrite QDS=32 RUNS=5 SECONDS_PER_RUN=10 LUN_MIB=256
 # Workloads: randread is iscsi-perf -r (READ16). Debian 12's iscsi-perf (libiscsi 1.19) cannot
@@ -120,15 +124,38 @@ strata_usable() {  # prints why strata-tgt cannot serve iSCSI, nothing when it c
         echo "strata-tgt did not listen on $PORT: $(tail -n1 "$WORK/tgt.log")"
 }
 
-run_perf() {  # run_perf WORKLOAD QD -> "iops"
+run_perf() {  # run_perf WORKLOAD QD -> "iops init_cpu%"
     local out
-    # 4 KiB blocks: one block per request, random LBAs.
+    # 4 KiB blocks: one block per request, random LBAs. GNU time reports the initiator's CPU.
+    local timed=(/usr/bin/time -f "initiator_cpu %P" taskset -c 1)
     case $1 in
-    randread) out=$(taskset -c 1 iscsi-perf -i "$IQN:initiator" -m "$2" -b 1 -r -t "$T" "$URL" 2>&1 | tr '\r' '\n') ;;
-    randwrite) out=$(taskset -c 1 "$RW_PERF" -i "$IQN:initiator" -m "$2" -w -t "$T" "$URL" 2>&1) ;;
+    randread) out=$("${timed[@]}" iscsi-perf -i "$IQN:initiator" -m "$2" -b 1 -r -t "$T" "$URL" 2>&1 | tr '\r' '\n') ;;
+    randwrite) out=$("${timed[@]}" "$RW_PERF" -i "$IQN:initiator" -m "$2" -w -t "$T" "$URL" 2>&1) ;;
     esac
     echo "$out" >>"$WORK/perf.log"
-    echo "$out" | awk '/^iops average/ { iops = $3 } END { print (iops == "" ? "-" : iops) }'
+    echo "$out" | awk '/^iops average/ { iops = $3 } /^initiator_cpu/ { cpu = $2 }
+                       END { print (iops == "" ? "-" : iops), (cpu == "" ? "-" : cpu) }'
+}
+busy_ns() {  # strata-tgt's busy time over all its Threads (thread_get_stats), "-" for tgtd
+    [ "$CUR" = strata ] || { echo -; return; }
+    /usr/bin/python3 - "$WORK/strata.sock" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "thread_get_stats"}).encode())
+buf = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        sys.exit("thread_get_stats: no answer")
+    buf += chunk
+    try:
+        reply = json.loads(buf)
+        break
+    except ValueError:
+        pass
+print(sum(t["busy"] for t in reply["result"]["threads"]))
+PY
 }
 
 usable=()
@@ -148,7 +175,7 @@ done
 HZ=$(tsc_hz)
 TICK=$(getconf CLK_TCK)
 echo "4 KiB ${workloads[*]} (iscsi-perf / iscsi_rw_perf), LUN ${LUN_MIB} MiB (4 KiB blocks), ${T} s per run, $RUNS runs, target core 0, initiator core 1"
-printf '%-7s %-9s %4s %4s %10s %12s\n' target workload qd run iops tgt_cyc/io
+printf '%-7s %-9s %4s %4s %10s %12s %13s %9s\n' target workload qd run iops tgt_cyc/io busy_cyc/io init_cpu
 : >"$WORK/results"
 for qd in $QDS; do
     for run in $(seq "$RUNS"); do
@@ -156,13 +183,20 @@ for qd in $QDS; do
             for tgt in "${usable[@]}"; do
                 start_target "$tgt"
                 t0=$(cpu_ticks "$TGT_PID")
-                iops=$(run_perf "$wl" "$qd")
+                b0=$(busy_ns)
+                read -r iops icpu < <(run_perf "$wl" "$qd")
+                b1=$(busy_ns)
                 t1=$(cpu_ticks "$TGT_PID")
                 stop_target
                 cyc=$(awk -v d=$((t1 - t0)) -v tk="$TICK" -v hz="$HZ" -v i="$iops" -v t="$T" \
                     'BEGIN { n = i * t; if (n > 0) printf "%.0f", d / tk * hz / n; else print "-" }')
-                printf '%-7s %-9s %4s %4s %10s %12s\n' "$tgt" "$wl" "$qd" "$run" "$iops" "$cyc"
-                echo "$tgt $wl $qd $iops $cyc" >>"$WORK/results"
+                busy=$cyc
+                if [ "$b0" != - ]; then
+                    busy=$(awk -v d=$((b1 - b0)) -v hz="$HZ" -v i="$iops" -v t="$T" \
+                        'BEGIN { n = i * t; if (n > 0) printf "%.0f", d / 1e9 * hz / n; else print "-" }')
+                fi
+                printf '%-7s %-9s %4s %4s %10s %12s %13s %9s\n' "$tgt" "$wl" "$qd" "$run" "$iops" "$cyc" "$busy" "$icpu"
+                echo "$tgt $wl $qd $iops $cyc $busy ${icpu%\%}" >>"$WORK/results"
             done
         done
     done
@@ -170,7 +204,7 @@ done
 
 echo "medians:"
 printf '%-9s %4s' workload qd
-for tgt in "${usable[@]}"; do printf ' %12s %12s' "$tgt-iops" "$tgt-cyc/io"; done
+for tgt in "${usable[@]}"; do printf ' %12s %12s %13s %9s' "$tgt-iops" "$tgt-cyc/io" "busy-cyc/io" "init-cpu%"; done
 [[ " ${usable[*]} " == *" strata "* && " ${usable[*]} " == *" tgtd "* ]] && printf ' %12s' strata/tgtd
 echo
 median() {  # median TARGET WORKLOAD QD COLUMN
@@ -183,7 +217,8 @@ for wl in "${workloads[@]}"; do for qd in $QDS; do
     declare -A med=()
     for tgt in "${usable[@]}"; do
         med[$tgt]=$(median "$tgt" "$wl" "$qd" 4)
-        printf ' %12s %12s' "${med[$tgt]}" "$(median "$tgt" "$wl" "$qd" 5)"
+        printf ' %12s %12s %13s %9s' "${med[$tgt]}" "$(median "$tgt" "$wl" "$qd" 5)" \
+            "$(median "$tgt" "$wl" "$qd" 6)" "$(median "$tgt" "$wl" "$qd" 7)"
     done
     if [ -n "${med[strata]:-}" ] && [ -n "${med[tgtd]:-}" ]; then
         awk -v s="${med[strata]}" -v t="${med[tgtd]}" 'BEGIN { if (t > 0 && s != "-") printf " %11.2fx", s / t; else printf " %12s", "-" }'
