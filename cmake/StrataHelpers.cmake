@@ -101,3 +101,27 @@ function(strata_add_executable)
   target_link_libraries(${A_NAME} PRIVATE ${A_DEPS})
   target_compile_options(${A_NAME} PRIVATE -Wall -Wextra -Wno-unused-parameter)
 endfunction()
+
+# strata_spec_test(NAME <test> MODULE <nvme|ioat|virtio|...> SOURCES ... DEPS ...)
+#   A spec library's test: its SOURCES plus "every header compiles alone", one generated
+#   translation unit per header under spec/include/strata/<MODULE>/spec/, including only that
+#   header (twice, to check the include guard). Built with -Wconversion -Wshadow -Werror.
+function(strata_spec_test)
+  if(NOT STRATA_BUILD_TESTS)
+    return()
+  endif()
+  cmake_parse_arguments(A "" "NAME;MODULE" "SOURCES;DEPS" ${ARGN})
+  file(GLOB headers CONFIGURE_DEPENDS
+       ${CMAKE_CURRENT_SOURCE_DIR}/spec/include/strata/${A_MODULE}/spec/*.h)
+  set(checks)
+  foreach(h IN LISTS headers)
+    get_filename_component(name ${h} NAME_WE)
+    set(inc "strata/${A_MODULE}/spec/${name}.h")
+    set(out ${CMAKE_CURRENT_BINARY_DIR}/spec_header_checks/${name}_alone.cpp)
+    file(CONFIGURE OUTPUT ${out}
+         CONTENT "// Generated: checks that <${inc}> compiles on its own.\n#include <${inc}>\n#include <${inc}>\n")
+    list(APPEND checks ${out})
+  endforeach()
+  strata_add_test(NAME ${A_NAME} SOURCES ${A_SOURCES} ${checks} DEPS ${A_DEPS})
+  target_compile_options(${A_NAME} PRIVATE -Wconversion -Wshadow -Werror)
+endfunction()
