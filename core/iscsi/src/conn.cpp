@@ -42,8 +42,6 @@ namespace strata::iscsi::internal {
 
 namespace {
 
-// One read takes many PDUs: at 16 KiB a stream of 4 KiB writes cost a read per 4 commands.
-constexpr uint32_t kRxStaging = 128 * 1024;
 constexpr uint32_t kDirectIovs = 16;  // a Data-Out's destination: a few chunks at most
 constexpr int kFlushIovs = 64;
 constexpr uint32_t kExtraCmds = 8;  // immediate commands beyond the CmdSN window
@@ -116,7 +114,6 @@ Conn::Conn(PollGroup& g, std::unique_ptr<sock::Socket> s, int32_t pg_tag)
     prng_.reseed(accepted_ns_ ^ (uint64_t(sock_->peer().port) << 32) ^ uint64_t(uintptr_t(this)));
     login_ = std::make_unique<LoginConnection>(
         LoginConfig{&opts_, this, &prng_, uint16_t(std::clamp(pg_tag, 1, 65535))});
-    rxbuf_ = std::make_unique<uint8_t[]>(kRxStaging);
     rx_.config() = RecvConfig{};
     net_.register_conn(*this, g.thread(), pg_tag, sock::to_string(sock_->peer()),
                        sock::to_string(sock_->local()));
@@ -211,45 +208,17 @@ bool Conn::lookup(int32_t group, std::string_view user, ChapSecret* out) const {
 // ---- receive -----------------------------------------------------------------------------------
 
 void Conn::process_rx() noexcept {
-    bool drained = false;
-    for (int round = 0;; ++round) {
-        if (state_ != State::login && state_ != State::ffp) return;
-        while (true) {
-            RecvEvent ev;
-            const size_t n = rx_.feed(rxbuf_.get() + rx_head_, rx_tail_ - rx_head_, &ev);
-            rx_head_ += uint32_t(n);
-            if (ev == RecvEvent::none) break;
-            if (!handle_event(ev)) return;
-            if (state_ != State::login && state_ != State::ffp) return;
-        }
-        // A short read drained the socket: the group reports it again when more arrives.
-        if (drained || round == 16) return;
-        rx_head_ = rx_tail_ = 0;
-        // Data still to come of the PDU being received goes straight into its destination (a
-        // command's buffer): no copy through the staging buffer.
-        const bool direct = rx_.in_data();
-        size_t asked = kRxStaging;
-        Result<size_t> r = [&] {
-            if (direct) {
-                iovec v[kDirectIovs];
-                const uint32_t k = rx_.data_iov_remaining(v, kDirectIovs);
-                asked = 0;
-                for (uint32_t i = 0; i < k; ++i) asked += v[i].iov_len;
-                return sock_->readv(v, int(k));
-            }
-            return sock_->read(rxbuf_.get(), kRxStaging);
-        }();
-        if (!r) {
-            if (r.error().code() == Errc::busy) return;
-            const bool clean = r.error().code() == Errc::shutdown && rx_.at_pdu_boundary();
-            close(clean ? "closed by the initiator" : "connection lost mid-PDU or reset");
+    const auto live = [this] { return state_ == State::login || state_ == State::ffp; };
+    if (!live()) return;
+    const auto on_event = [&](RecvEvent ev) { return handle_event(ev) && live(); };
+    switch (sock::receive_pdus<kDirectIovs>(*sock_, rx_staging_, rx_, on_event)) {
+        case sock::RxEnd::yielded:
+        case sock::RxEnd::stopped:
             return;
-        }
-        if (direct)
-            rx_.data_received(*r);
-        else
-            rx_tail_ = uint32_t(*r);
-        drained = *r < asked;
+        case sock::RxEnd::closed:
+            return close("closed by the initiator");
+        case sock::RxEnd::lost:
+            return close("connection lost mid-PDU or reset");
     }
 }
 

@@ -15,6 +15,7 @@
 #include <strata/iscsi/internal/login.h>
 #include <strata/iscsi/internal/pdu.h>
 #include <strata/scsi/scsi.h>
+#include <strata/sock/pdu_receive.h>
 #include <strata/sock/sock.h>
 
 #include "net.h"
@@ -234,9 +235,8 @@ private:
     TargetLookup lookup_;
     std::shared_ptr<Session> session_;
     PduReceiver rx_;
-    std::unique_ptr<uint8_t[]> rxbuf_;
-    uint32_t rx_head_ = 0;
-    uint32_t rx_tail_ = 0;
+    // One read takes many PDUs: at 16 KiB a stream of 4 KiB writes cost a read per 4 commands.
+    sock::RxStaging rx_staging_{128 * 1024};
     std::vector<uint8_t> pdu_data_;  // control PDUs' data (login, text, NOP-Out ping data)
     iovec pdu_iov_{};
     IntrusiveList<Tx, TxTag> txq_;

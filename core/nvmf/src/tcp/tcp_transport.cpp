@@ -41,6 +41,7 @@
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/runtime/thread.h>
+#include <strata/sock/pdu_receive.h>
 #include <strata/sock/sock.h>
 
 namespace strata::nvmf {
@@ -342,9 +343,7 @@ private:
     sock::Endpoint sock_peer_;
     State state_ = State::ic_wait;
     PduReceiver rx_;
-    std::unique_ptr<uint8_t[]> rxbuf_;
-    uint32_t rx_head_ = 0;
-    uint32_t rx_tail_ = 0;
+    sock::RxStaging rx_staging_{kRxStaging};
     uint32_t depth_ = 0;
     std::unique_ptr<TcpReq[]> reqs_;
     void* icd_mem_ = nullptr;
@@ -380,7 +379,6 @@ TcpConn::TcpConn(TcpTransportImpl& t, TcpPollGroup& g, std::unique_ptr<sock::Soc
 Status TcpConn::init() {
     const auto& o = transport_.options();
     depth_ = std::max(o.max_queue_depth, o.max_aq_depth);
-    rxbuf_ = std::make_unique<uint8_t[]>(kRxStaging);
     reqs_ = std::make_unique<TcpReq[]>(depth_);
     const size_t icd_bytes = size_t{depth_} * o.in_capsule_data_size;
     if (icd_bytes > 0) {
@@ -456,46 +454,17 @@ void TcpConn::release(TcpReq& req) noexcept {
 
 void TcpConn::process_rx() noexcept {
     group_.unstarve(*this);
-    bool drained = false;
-    for (int round = 0;; ++round) {
-        if (state_ != State::ic_wait && state_ != State::running) return;
-        // Whatever the staging buffer holds, PDU by PDU (a zero-length feed also delivers an
-        // event pending after direct placement).
-        while (true) {
-            RecvEvent ev;
-            const size_t n = rx_.feed(rxbuf_.get() + rx_head_, rx_tail_ - rx_head_, &ev);
-            rx_head_ += static_cast<uint32_t>(n);
-            if (ev == RecvEvent::none) break;
-            if (!handle_event(ev)) return;
-            if (state_ != State::ic_wait && state_ != State::running) return;
-        }
-        // A read shorter than asked drained the socket: the group reports it again when more
-        // arrives (every implementation is level-triggered), so no read is spent on EAGAIN.
-        if (drained || round == 16) return;
-        rx_head_ = rx_tail_ = 0;
-        const bool direct = rx_.in_data();
-        size_t asked = kRxStaging;
-        Result<size_t> r = [&] {
-            if (direct) {
-                iovec v[kMaxRequestIov];
-                const uint32_t k = rx_.data_iov_remaining(v, kMaxRequestIov);
-                asked = 0;
-                for (uint32_t i = 0; i < k; ++i) asked += v[i].iov_len;
-                return sock_->readv(v, static_cast<int>(k));
-            }
-            return sock_->read(rxbuf_.get(), kRxStaging);
-        }();
-        if (!r) {
-            if (r.error().code() == Errc::busy) return;
-            const bool clean = r.error().code() == Errc::shutdown && rx_.at_pdu_boundary();
-            close_conn(clean ? "closed by the host" : "connection lost mid-PDU or reset");
+    const auto live = [this] { return state_ == State::ic_wait || state_ == State::running; };
+    if (!live()) return;
+    const auto on_event = [&](RecvEvent ev) { return handle_event(ev) && live(); };
+    switch (sock::receive_pdus<kMaxRequestIov>(*sock_, rx_staging_, rx_, on_event)) {
+        case sock::RxEnd::yielded:
+        case sock::RxEnd::stopped:
             return;
-        }
-        if (direct)
-            rx_.data_received(*r);
-        else
-            rx_tail_ = static_cast<uint32_t>(*r);
-        drained = *r < asked;
+        case sock::RxEnd::closed:
+            return close_conn("closed by the host");
+        case sock::RxEnd::lost:
+            return close_conn("connection lost mid-PDU or reset");
     }
 }
 

@@ -425,6 +425,7 @@ const char* recv_error_name(RecvError e) noexcept;
 // Padding after the data is consumed and never stored.
 class PduReceiver {
 public:
+    using Event = RecvEvent;  // for sock::receive_pdus
     static constexpr uint32_t kMaxHeader = kBhsSize + 255 * 4 + kDigestSize;
 
     explicit PduReceiver(const RecvConfig& config = {}) noexcept : cfg_(config) {}

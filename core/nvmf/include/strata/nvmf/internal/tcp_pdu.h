@@ -61,6 +61,7 @@ enum class RecvEvent : uint8_t { none, header, pdu, error };
 
 class PduReceiver {
 public:
+    using Event = RecvEvent;  // for sock::receive_pdus
     // The longest header kept: ICReq (128) + nothing, or 72 + header digest. Padding before
     // data is skipped, not stored.
     static constexpr uint32_t kMaxHeader = 136;
