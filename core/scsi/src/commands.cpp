@@ -491,12 +491,24 @@ void or_merge(Task& t) noexcept {
     start(t, &issue_or_write, &after_write);
 }
 
-// COMPARE AND WRITE and ORWRITE run one at a time per LUN (the read-modify-write is atomic
-// against each other, not against plain writes: SBC-3 leaves that to the application client).
+void cw_range_locked(void* ctx, Status st) {
+    Task& t = *static_cast<Task*>(ctx);
+    if (!st.ok()) return fail_io(t, st.code());
+    L(t).cw_range_locked = true;
+    if (t.priv.abort_requested) return complete(t);
+    start(t, &issue_cw_read, t.cdb[0] == 0x8B ? &or_merge : &cw_compare);
+}
+
+// COMPARE AND WRITE and ORWRITE run one at a time per LUN, and each is atomic against every
+// write to its blocks (SBC-3 5.3: no other command may change them between the read and the
+// write): an LBA range lock, whose owner is the task (the ctx its own write carries), parks
+// other writes to the blocks until deliver() lets it go.
 void cw_run(Task& t) noexcept {
     t.priv.op = op_cw;
     L(t).cw_busy = true;
-    start(t, &issue_cw_read, t.cdb[0] == 0x8B ? &or_merge : &cw_compare);
+    const Status s = bdev::lock_lba_range(*L(t).desc, *L(t).ch, t.priv.lba, t.priv.num_blocks,
+                                          &cw_range_locked, &t);
+    if (!s.ok()) fail_io(t, s.code());
 }
 
 void cw_enqueue(Task& t) noexcept {

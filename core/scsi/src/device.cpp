@@ -40,7 +40,20 @@ void mgmt_victim_done(Device& dev, MgmtTask& m) noexcept {
     if (--m.pending_ == 0 && !m.in_exec_ && !m.reset_pending_) finish_mgmt(dev, m);
 }
 
+void deliver(Task& t) noexcept;
+void deliver_after_unlock(void* ctx, Status) { deliver(*static_cast<Task*>(ctx)); }
+
 void deliver(Task& t) noexcept {
+    if (t.priv.op == op_cw && t.priv.lun != nullptr && t.priv.lun->cw_range_locked) {
+        // The task must outlive the unlock: the lock is known by it, and the writes it parked
+        // go before the initiator hears of the COMPARE AND WRITE.
+        Lun& lun = *t.priv.lun;
+        lun.cw_range_locked = false;
+        if (bdev::unlock_lba_range(*lun.desc, *lun.ch, t.priv.lba, t.priv.num_blocks,
+                                   &deliver_after_unlock, &t)
+                .ok())
+            return;
+    }
     Device& dev = *t.priv.dev;
     Lun* lun = t.priv.lun;
     MgmtTask* m = static_cast<MgmtTask*>(t.priv.mgmt);

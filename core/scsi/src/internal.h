@@ -102,9 +102,12 @@ struct Lun {
     // RELEASE, a LUN or target reset, or the nexus' loss.
     bool spc2_reserved = false;
     uint32_t spc2_holder = 0;
-    // COMPARE AND WRITE runs one at a time per LUN, with this scratch for the read-back.
+    // COMPARE AND WRITE runs one at a time per LUN, with this scratch for the read-back. The
+    // running one holds a bdev LBA range lock on its blocks from before its read until it is
+    // delivered (cw_range_locked), so plain writes cannot slip in between its read and write.
     IntrusiveList<Task, TaskQueueTag> cw_queue;
     bool cw_busy = false;
+    bool cw_range_locked = false;
     std::vector<uint8_t> scratch;
 };
 

@@ -582,6 +582,33 @@ TEST_F(ScsiTest, CompareAndWriteSerializedPerLun) {
     EXPECT_EQ(read_blocks(7, 1), a);
 }
 
+// COMPARE AND WRITE is atomic against plain writes to its blocks (SBC-3: no other command may
+// change them between the compare and the write). A WRITE submitted right behind it either
+// lands first (the compare then fails) or waits for it; either way the WRITE's data is what
+// stays. Without the LBA range lock the WRITE slipped in between the read and the write of the
+// COMPARE AND WRITE and was overwritten by it.
+TEST_F(ScsiTest, CompareAndWriteIsAtomicAgainstPlainWrites) {
+    clear_ua();
+    auto old = pattern(512, 10), neu = pattern(512, 11), plain = pattern(512, 12);
+    ASSERT_EQ(run(rw10(0x2A, 9, 1), 0, old)->t.status, status::good);
+    std::vector<uint8_t> c(16, 0);
+    c[0] = 0x89;
+    be(&c[2], 9, 8);
+    c[13] = 1;
+    std::vector<uint8_t> data = old;
+    data.insert(data.end(), neu.begin(), neu.end());
+    auto cw = make(c, 0, data), w = make(rw10(0x2A, 9, 1), 0, plain);
+    on(t0(), [&] {
+        submit(*dev, cw->t);
+        submit(*dev, w->t);
+    });
+    wait(*cw);
+    wait(*w);
+    EXPECT_EQ(w->t.status, status::good);
+    EXPECT_TRUE(cw->t.status == status::good || cw->check(0xE, 0x1D00));
+    EXPECT_EQ(read_blocks(9, 1), plain);
+}
+
 TEST_F(ScsiTest, OrWriteOrsTheDataIntoTheMedium) {
     clear_ua();
     const uint32_t n = 256;  // the most it takes
