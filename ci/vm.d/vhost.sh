@@ -1,0 +1,94 @@
+# shellcheck shell=sh
+# vhost-user checks of the ci/vm guest, sourced by /init (busybox sh). The disk is a
+# vhost-user-blk-pci device whose back end runs on the host (strata-tgt's vhost-blk controller,
+# or qemu-storage-daemon with STRATA_VM_VHOST_BACKEND=qsd on the host); the guest drives it with
+# its own virtio_pci and virtio_blk. Steps: vhost-blk (a pattern written and read back through
+# /dev/vdX), vhost-blk-restart (a long write is in flight when the host kills the back end and
+# starts it again; QEMU reconnects, the back end resubmits the guest's in-flight requests, and
+# the write completes with every byte read back right).
+# Uses nvmf.sh's nvmf_pattern / nvmf_dd_check (sourced before this file).
+
+# The disk's size on the host (ci/vm writes it to the kernel command line as strata.vhost_mib).
+VHOST_MIB=64
+
+vhost_load_modules() {
+    bad=
+    for ko in $(cat /lib/modules/vhost/order); do
+        m=$(echo "${ko%.ko}" | tr - _)
+        [ -d "/sys/module/$m" ] && continue
+        insmod "/lib/modules/vhost/$ko" 2>/tmp/insmod.err || bad="$bad ${ko%.ko}($(tail -n1 /tmp/insmod.err))"
+    done
+}
+
+# vhost_disk: the first virtio block device, waited for up to 10 s.
+vhost_disk() {
+    i=0
+    while [ "$i" -lt 100 ]; do
+        for b in /sys/block/vd*; do
+            [ -e "$b" ] && { echo "/dev/${b##*/}"; return 0; }
+        done
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+vhost_main() {
+    vhost_t0=$(cut -d' ' -f1 /proc/uptime)
+    vhost_checks
+    say "vhost-time $(awk -v t0="$vhost_t0" '{printf "%.1f", $1 - t0}' /proc/uptime)s for the vhost-user checks"
+}
+
+vhost_checks() {
+    vhost_load_modules
+    if ! dev=$(vhost_disk); then
+        say "vhost-blk FAIL (no virtio block device after 10 s; insmod failures:${bad:- none})"
+        return 1
+    fi
+    name=${dev#/dev/}
+    bytes=$(($(cat "/sys/block/$name/size") * 512))
+    if [ "$bytes" -ne $((VHOST_MIB * 1048576)) ]; then
+        say "vhost-blk FAIL ($dev has $bytes bytes, the host's disk $VHOST_MIB MiB)"
+        return 1
+    fi
+    if out=$(nvmf_pattern "$dev" 2>&1); then
+        say "vhost-blk PASS ($dev, $VHOST_MIB MiB, $(cat "/sys/block/$name/queue/logical_block_size")-byte blocks, $(ls "/sys/block/$name/mq" | wc -l) queue(s); $out)"
+    else
+        say "vhost-blk FAIL ($out)"
+        return 1
+    fi
+
+    # The restart: 16 MiB written in 4 KiB requests (thousands of them, seconds under TCG) from
+    # the background; the host kills the back end as soon as it reads "vhost restart now" and
+    # starts it again.
+    n=$((16 * 1048576))
+    dd if=/dev/urandom of=/tmp/vhost-pattern bs=1048576 count=16 2>/dev/null
+    dd if=/tmp/vhost-pattern of="$dev" bs=4096 seek=$((8 * 256)) oflag=direct conv=notrunc,fsync \
+        2>/tmp/vhost-dd.err &
+    ddpid=$!
+    sleep 0.2
+    say "vhost restart now"
+    waited=0
+    while kill -0 "$ddpid" 2>/dev/null && [ "$waited" -lt 600 ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if kill -0 "$ddpid" 2>/dev/null; then
+        kill "$ddpid" 2>/dev/null
+        say "vhost-blk-restart FAIL (the write did not complete within 60 s of the restart)"
+        return 1
+    fi
+    if ! wait "$ddpid"; then
+        say "vhost-blk-restart FAIL (the write failed: $(tail -n1 /tmp/vhost-dd.err))"
+        return 1
+    fi
+    if ! dd if="$dev" of=/tmp/vhost-readback bs=1048576 count=16 skip=8 iflag=direct 2>/tmp/vhost-dd.err; then
+        say "vhost-blk-restart FAIL (read back: $(tail -n1 /tmp/vhost-dd.err))"
+        return 1
+    fi
+    if ! cmp -s /tmp/vhost-pattern /tmp/vhost-readback; then
+        say "vhost-blk-restart FAIL (miscompare after the restart: $(cmp /tmp/vhost-pattern /tmp/vhost-readback 2>&1 | head -n1))"
+        return 1
+    fi
+    say "vhost-blk-restart PASS ($((n / 1048576)) MiB in 4 KiB writes across a back-end restart, $((waited / 10)).$((waited % 10)) s after the signal, read back right)"
+}
