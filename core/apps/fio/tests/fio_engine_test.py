@@ -39,13 +39,16 @@ def check(cond, what):
         failures.append(what)
 
 
-conf = os.path.join(tests, "bdevs.json")
+conf = os.path.abspath(os.path.join(tests, "bdevs.json"))
 env = dict(os.environ, STRATA_FIO_ENGINE=engine, STRATA_FIO_CONF=conf)
+
+
+work = tempfile.mkdtemp(prefix="strata-fio-")  # fio writes its verify state files to the cwd
 
 
 def run_fio(args, timeout=90):
     return subprocess.run([fio, "--output-format=json"] + args, capture_output=True, text=True, env=env,
-                          timeout=timeout)
+                          timeout=timeout, cwd=work)
 
 
 def jobs_of(p):
@@ -56,7 +59,7 @@ def jobs_of(p):
 
 
 # 1. The job file: fio's verify passes on both bdevs.
-p = run_fio([os.path.join(tests, "verify.fio")])
+p = run_fio([os.path.abspath(os.path.join(tests, "verify.fio"))])
 check(p.returncode == 0, "verify.fio exits 0 (%d: %s)" % (p.returncode, p.stderr.strip()[-400:]))
 jobs = jobs_of(p)
 for name, written in (("randwrite-verify", 8 << 20), ("write-then-verify", 16 << 20)):
@@ -88,6 +91,7 @@ p = run_fio(["--name=noconf", "--ioengine=external:" + engine, "--thread=1", "--
              "--rw=read", "--bs=4k", "--size=1m"])
 check(p.returncode != 0 and "spdk_json_conf" in p.stdout + p.stderr, "missing spdk_json_conf refused")
 
+shutil.rmtree(work, ignore_errors=True)
 if failures:
     print("%d check(s) failed" % len(failures))
     sys.exit(1)
