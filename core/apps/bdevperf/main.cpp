@@ -36,6 +36,7 @@
 #include <strata/runtime/scheduler.h>
 
 #include "../common/env_cli.h"
+#include "../common/stop_signals.h"
 #include "histogram.h"
 
 namespace {
@@ -790,12 +791,7 @@ int main(int argc, char** argv) {
         return 1;
     }
 
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    signal(SIGPIPE, SIG_IGN);
+    strata::apps::install_stop_signals(on_signal);
 
     std::unique_ptr<runtime::Scheduler> sched;
     Runner runner;
