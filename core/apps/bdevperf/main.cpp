@@ -740,6 +740,9 @@ int main(int argc, char** argv) {
                  "Wait for the perform_tests RPC to start tests (SPDK's bdevperf.py)");
     cli.add_option("-r,--rpc-socket", rpc_socket,
                    "JSON-RPC Unix socket (default with -z: /var/tmp/spdk.sock)");
+    std::string job_file;
+    cli.add_option("-j", job_file,
+                   "SPDK's job config file (not supported yet: refused with a message)");
     cli.add_option("--json-output", json_output,
                    "Write the results as SPDK's perform_tests object to a file (- for stdout)");
     cli.add_flag("--sim", sim, "Run under the seeded simulator (virtual time)");
@@ -751,6 +754,14 @@ int main(int argc, char** argv) {
     strata::apps::add_env_options(cli, env_cli);
     CLI11_PARSE(cli, argc, argv);
 
+    if (!job_file.empty()) {
+        std::fprintf(stderr,
+                     "bdevperf: -j %s: job config files are not supported yet; give the job on the "
+                     "command line "
+                     "(-T BDEV -q -o -w -M, -C for every core)\n",
+                     job_file.c_str());
+        return 1;
+    }
     opt.latency_level = latency_level;
     opt.summarize = cli.count("-S") == 0;
     opt.mix_specified = cli.count("-M") != 0;

@@ -95,6 +95,8 @@ p = run(["--sim", "--sim-step-ns", "2000", "-c", CONFIG, "-q", "8", "-o", "4x", 
 check(p.returncode != 0 and "Invalid IO size" in p.stderr, "bad -o refused")
 p = run(["--sim", "--sim-step-ns", "2000", "-c", CONFIG, "-q", "8", "-o", "4k", "-w", "read", "-t", "1", "-P", "3"])
 check(p.returncode != 0 and "-S" in p.stderr, "-P without -S refused")
+p = run(["--sim", "-c", CONFIG, "-j", "bdevperf.conf"])
+check(p.returncode != 0 and "job config files are not supported yet" in p.stderr, "-j refused with a message")
 
 # 4. -z: wait for perform_tests, as SPDK's bdevperf.py sends it.
 sock = os.path.join(tmp, "bdevperf.sock")
