@@ -15,6 +15,7 @@
 #include <CLI/CLI.hpp>
 
 #include "../common/env_cli.h"
+#include "../common/stop_signals.h"
 #include <fmt/format.h>
 
 #include <strata/base/log.h>
@@ -101,12 +102,7 @@ int main(int argc, char** argv) {
         config = std::move(*r);
     }
 
-    struct sigaction sa{};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    signal(SIGPIPE, SIG_IGN);
+    strata::apps::install_stop_signals(on_signal);
 
     strata::runtime::RealSchedulerOptions sopts;
     sopts.cores = *cores;

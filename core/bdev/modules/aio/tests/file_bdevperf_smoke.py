@@ -29,7 +29,7 @@ def main() -> int:
                 {"method": f"bdev_{module}_create", "params": params}]}]}, f)
         cmd = [bdevperf, "-q", "16", "-o", "4096", "-w", workload, "-t", "1", "-c", cfg]
         if workload == "randread":
-            cmd += ["-m", "0x3"]
+            cmd += ["-m", "0x3", "-C"]  # -C: both cores on the one bdev (SPDK semantics)
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=100)
         sys.stdout.write(p.stdout)
         sys.stderr.write(p.stderr)
