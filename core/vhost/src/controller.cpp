@@ -214,33 +214,33 @@ int Controller::read_messages() {
 int Controller::poll_control() {
     int work = 0;
     if (closing_ && closing_->outstanding() == 0) closing_.reset();
-    if (conn_fd_ < 0 && !closing_) {
-        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            conn_fd_ = fd;
-            ++connections_;
-            session_ = std::make_unique<Session>(*device_, name_);
-            session_->set_coalescing(coalescing_);
-            STRATA_INFOLOG(log_vhost_ctrlr, "{}: front end connected", name_);
-            ++work;
+    // The connection first: a front end that closed and reconnected is seen closed before
+    // its new connection is accepted.
+    if (conn_fd_ >= 0) {
+        if (session_ && session_->reply_pending()) {
+            Reply reply;
+            if (session_->take_pending_reply(reply) && !send_reply(reply)) {
+                disconnect("reply could not be sent");
+                ++work;
+            }
         }
-    } else if (conn_fd_ >= 0) {
+        if (conn_fd_ >= 0) work += read_messages();
+    }
+    if (closing_) return work;  // the old session's requests finish first
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return work;
+    if (conn_fd_ >= 0) {
         // One front end per controller: a second connection is refused at once.
-        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            STRATA_WARNLOG(log_vhost_ctrlr, "{}: a front end is already connected: refused", name_);
-            ::close(fd);
-        }
+        STRATA_WARNLOG(log_vhost_ctrlr, "{}: a front end is already connected: refused", name_);
+        ::close(fd);
+        return work + 1;
     }
-    if (conn_fd_ < 0) return work;
-    if (session_ && session_->reply_pending()) {
-        Reply reply;
-        if (session_->take_pending_reply(reply) && !send_reply(reply)) {
-            disconnect("reply could not be sent");
-            return work + 1;
-        }
-    }
-    return work + read_messages();
+    conn_fd_ = fd;
+    ++connections_;
+    session_ = std::make_unique<Session>(*device_, name_);
+    session_->set_coalescing(coalescing_);
+    STRATA_INFOLOG(log_vhost_ctrlr, "{}: front end connected", name_);
+    return work + 1 + read_messages();
 }
 
 int Controller::poll_data(uint64_t now_ns) {
