@@ -1,6 +1,7 @@
 // The vhost-user back end of one connection: message handling, queue start/stop, inflight
 // tracking, the polled data path and interrupt coalescing (session.h).
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -325,7 +326,7 @@ Result<void> Session::handle(const vu::Header& h, const uint8_t* payload, const 
             std::memcpy(&cs, payload, h.size);
             reply.send = true;
             replied = true;
-            if (12u + cs.size > h.size || cs.size > vu::kMaxConfigSize ||
+            if (12ull + cs.size > h.size || cs.size > vu::kMaxConfigSize ||
                 !device_.read_config(cs.offset, cs.payload, cs.size)) {
                 STRATA_WARNLOG(log_vhost, "{}: GET_CONFIG offset {} size {} refused", name_,
                                cs.offset, cs.size);
@@ -339,7 +340,7 @@ Result<void> Session::handle(const vu::Header& h, const uint8_t* payload, const 
         case Request::kSetConfig: {
             vu::ConfigSpace cs{};
             std::memcpy(&cs, payload, h.size);
-            if (12u + cs.size > h.size)
+            if (12ull + cs.size > h.size)
                 return protocol(fmt::format("SET_CONFIG: size {} beyond the payload", cs.size));
             // Writable fields (virtio-blk's writeback) are not changeable: accepted, ignored.
             break;
@@ -408,6 +409,16 @@ Result<void> Session::set_mem_table(const uint8_t* payload, uint32_t size, const
             return protocol(fmt::format("SET_MEM_TABLE: region {} size {:#x} offset {:#x}", i,
                                         r.memory_size, r.mmap_offset));
         }
+        // A mapping longer than its file faults (SIGBUS) on access beyond the end: refused.
+        struct stat st {};
+        if (fstat(fds[i], &st) != 0 || uint64_t(st.st_size) < len) {
+            close_from(i);
+            memory_.clear();
+            return protocol(
+                fmt::format("SET_MEM_TABLE: region {} ends at {:#x} beyond its fd's "
+                            "size {:#x}",
+                            i, len, uint64_t(st.st_size)));
+        }
         void* base = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i], 0);
         ::close(fds[i]);
         if (base == MAP_FAILED) {
@@ -433,14 +444,15 @@ Result<void> Session::set_mem_table(const uint8_t* payload, uint32_t size, const
     return {};
 }
 
+// The inflight region has libvhost-user's layout: per queue, the InflightQueueSplit header and
+// its descriptors rounded up to 64 bytes (inflight_queue_split_bytes).
 Result<void> Session::get_inflight(const vu::Inflight& in, Reply& reply) {
     if (in.num_queues == 0 || in.num_queues > kMaxQueues || in.queue_size == 0 ||
         in.queue_size > vs::kMaxQueueSize)
         return protocol(
             fmt::format("GET_INFLIGHT_FD: {} queues of {}", in.num_queues, in.queue_size));
     unmap_inflight();
-    const size_t per_queue =
-        sizeof(vu::InflightQueueSplit) + vu::inflight_queue_split_bytes(in.queue_size);
+    const size_t per_queue = vu::inflight_queue_split_bytes(in.queue_size);
     const size_t len = per_queue * in.num_queues;
     const int fd = memfd_create("strata-vhost-inflight", MFD_CLOEXEC);
     if (fd < 0) return Error(Errc::internal, "memfd_create failed");
@@ -468,8 +480,7 @@ Result<void> Session::get_inflight(const vu::Inflight& in, Reply& reply) {
 }
 
 Result<void> Session::set_inflight(const vu::Inflight& in, int fd) {
-    const size_t per_queue =
-        sizeof(vu::InflightQueueSplit) + vu::inflight_queue_split_bytes(in.queue_size);
+    const size_t per_queue = vu::inflight_queue_split_bytes(in.queue_size);
     if (in.num_queues == 0 || in.num_queues > kMaxQueues || in.queue_size == 0 ||
         in.queue_size > vs::kMaxQueueSize || in.mmap_size < per_queue * in.num_queues) {
         ::close(fd);
@@ -481,6 +492,12 @@ Result<void> Session::set_inflight(const vu::Inflight& in, int fd) {
             ::close(fd);
             return protocol("SET_INFLIGHT_FD with a started queue");
         }
+    struct stat st {};
+    if (fstat(fd, &st) != 0 || in.mmap_offset + in.mmap_size < in.mmap_offset ||
+        uint64_t(st.st_size) < in.mmap_offset + in.mmap_size) {
+        ::close(fd);
+        return protocol("SET_INFLIGHT_FD: the region lies beyond the fd's size");
+    }
     void* base = mmap(nullptr, in.mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
                       static_cast<off_t>(in.mmap_offset));
     if (base == MAP_FAILED) {
@@ -532,8 +549,7 @@ Result<void> Session::maybe_start(Queue& q) {
     q.outstanding = 0;
     q.inflight = nullptr;
     if (inflight_base_ != nullptr && q.index < inflight_queues_ && q.num <= inflight_queue_size_) {
-        const size_t per_queue =
-            sizeof(vu::InflightQueueSplit) + vu::inflight_queue_split_bytes(inflight_queue_size_);
+        const size_t per_queue = vu::inflight_queue_split_bytes(inflight_queue_size_);
         q.inflight = reinterpret_cast<vu::InflightQueueSplit*>(
             static_cast<uint8_t*>(inflight_base_) + per_queue * q.index);
         resubmit_inflight(q);

@@ -173,6 +173,21 @@ TEST_F(SessionTest, MalformedMessagesEndTheConnection) {
     EXPECT_FALSE(send(*session, Request::kSetLogBase, &mem, 16).result.ok());
 }
 
+// A region longer than its fd would map pages beyond the file's end: any access to them
+// raises SIGBUS (found by fuzz_vhost_user_msg). Refused at SET_MEM_TABLE.
+TEST_F(SessionTest, RegionBeyondItsFdIsRefused) {
+    vu::Memory mem{};
+    mem.nregions = 1;
+    mem.regions[0] = {GuestRam::kGpa, ram.size + 4096, GuestRam::kUva, 0};
+    EXPECT_FALSE(send(*session, Request::kSetMemTable, &mem, 8 + 32, {dup(ram.fd)}).result.ok());
+    mem.regions[0] = {GuestRam::kGpa, ram.size, GuestRam::kUva, 4096};  // offset pushes it out
+    EXPECT_FALSE(send(*session, Request::kSetMemTable, &mem, 8 + 32, {dup(ram.fd)}).result.ok());
+    vu::Inflight in{1 << 20, 0, 1, 16};
+    const int fd = memfd_create("small", MFD_CLOEXEC);
+    ASSERT_EQ(ftruncate(fd, 4096), 0);
+    EXPECT_FALSE(send(*session, Request::kSetInflightFd, &in, sizeof in, {fd}).result.ok());
+}
+
 TEST_F(SessionTest, RingAddressesOutsideMemoryAreRefused) {
     ASSERT_TRUE(send_u64(*session, Request::kSetFeatures, default_features()).result.ok());
     ASSERT_TRUE(send_state(*session, Request::kSetVringNum, 0, 16).result.ok());
