@@ -223,6 +223,8 @@ TEST_F(VhostBlkTest, ReadOnlyReconnectAndBrokenQueue) {
        {{"ctrlr", "ro"}, {"dev_name", "Malloc0"}, {"readonly", true}});
     connect_to("ro");
     {
+        // The guest is told (VIRTIO_BLK_F_RO); a write is failed anyway.
+        EXPECT_TRUE(vs::has_feature(get_u64(Request::kGetFeatures), vb::kFRo));
         DriverRing ring(ram, 0, 16);
         setup(ring);
         EXPECT_EQ(request(ring, vb::kTOut, 0, kData, 512, false), vb::kSIoErr);
@@ -260,6 +262,17 @@ TEST_F(VhostBlkTest, ReadOnlyReconnectAndBrokenQueue) {
     EXPECT_TRUE(pump([&] {
         return call("vhost_delete_controller", {{"ctrlr", "ro"}}).contains("result");
     }));
+}
+
+TEST_F(VhostBlkTest, HotRemovedBdevFailsRequests) {
+    ok("vhost_create_blk_controller", {{"ctrlr", "hr"}, {"dev_name", "Malloc0"}});
+    connect_to("hr");
+    DriverRing ring(ram, 0, 16);
+    setup(ring);
+    EXPECT_EQ(request(ring, vb::kTIn, 0, kData2, 512, true), vb::kSOk);
+    ok("bdev_malloc_delete", {{"name", "Malloc0"}});
+    EXPECT_EQ(request(ring, vb::kTIn, 0, kData2, 512, true), vb::kSIoErr);
+    EXPECT_EQ(request(ring, vb::kTOut, 0, kData, 512, false), vb::kSIoErr);
 }
 
 TEST_F(VhostBlkTest, RpcsAndSaveConfig) {
