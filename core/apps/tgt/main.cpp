@@ -14,22 +14,27 @@
 
 #include <CLI/CLI.hpp>
 
+#include <fmt/format.h>
 #include "../common/env_cli.h"
 #include "../common/stop_signals.h"
-#include <fmt/format.h>
 
 #include <strata/base/log.h>
 #include <strata/env/env.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
 #include <strata/runtime/scheduler.h>
+#include <strata/vhost/vhost.h>
 
 namespace {
 
-void on_signal(int) { strata::rpc::App::request_stop_from_signal(); }
+void on_signal(int) {
+    strata::rpc::App::request_stop_from_signal();
+}
 
 void sleep_ms(int ms) {
-    struct timespec ts{ms / 1000, (ms % 1000) * 1'000'000L};
+    struct timespec ts {
+        ms / 1000, (ms % 1000) * 1'000'000L
+    };
     nanosleep(&ts, nullptr);
 }
 
@@ -49,6 +54,7 @@ int main(int argc, char** argv) {
     std::string log_level;
     bool wait_for_rpc = false;
     bool no_pin = false;
+    std::string vhost_socket_dir;
     strata::apps::EnvCli env_cli;
     cli.add_option("-m,--cpumask", cpumask, "Core mask of the reactors (0x3, [0,2-3])")
         ->capture_default_str();
@@ -57,6 +63,9 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     cli.add_option("-L,--logflag", log_flags, "Enable debug logs of a component (repeatable)");
     cli.add_option("--log-level", log_level, "Global log level: ERROR WARN NOTICE INFO DEBUG");
+    cli.add_option("-S,--vhost-socket-dir", vhost_socket_dir,
+                   "Directory of the vhost-user controllers' sockets (SPDK's -S); default: the "
+                   "current directory");
     cli.add_flag("--wait-for-rpc", wait_for_rpc,
                  "Wait for framework_start_init before initializing subsystems");
     strata::apps::add_env_options(cli, env_cli);
@@ -75,9 +84,10 @@ int main(int argc, char** argv) {
     if (!log_level.empty()) {
         auto l = strata::log_level_parse(log_level);
         if (!l) {
-            return fail(fmt::format("--log-level '{}': expected ERROR, WARN, NOTICE, INFO or "
-                                    "DEBUG",
-                                    log_level));
+            return fail(
+                fmt::format("--log-level '{}': expected ERROR, WARN, NOTICE, INFO or "
+                            "DEBUG",
+                            log_level));
         }
         strata::log_set_global_level(*l);
     }
@@ -116,6 +126,7 @@ int main(int argc, char** argv) {
     {
         strata::rpc::App app(sched, aopts);
         strata::rpc::register_all_modules(app);
+        strata::vhost::set_socket_dir(app.host(), vhost_socket_dir);
         if (auto order = app.init_order(); !order) return fail(order.error().message());
         sched.start();
 
@@ -140,9 +151,9 @@ int main(int argc, char** argv) {
                 app.request_stop();
             } else {
                 std::printf("strata-tgt: listening on %s\n", rpc_socket.c_str());
-                std::printf("strata-tgt: %s\n",
-                            wait_for_rpc ? "waiting for framework_start_init RPC"
-                                         : "framework initialized");
+                std::printf("strata-tgt: %s\n", wait_for_rpc
+                                                    ? "waiting for framework_start_init RPC"
+                                                    : "framework initialized");
                 std::fflush(stdout);
             }
         }

@@ -11,6 +11,7 @@
 #include <strata/nvmf/tcp.h>
 #include <strata/scsi/rpc.h>
 #include <strata/sock/rpc.h>
+#include <strata/vhost/vhost.h>
 
 namespace strata::rpc {
 
@@ -20,11 +21,12 @@ const std::vector<ModuleEntry>& module_table() {
         {"sock", &sock::register_rpc_module},
         {"accel", &accel::register_rpc_module},  // before bdev: bdev modules use accel
         {"bdev", &bdev::register_rpc_module},
-        {"lvol", &lvol::register_rpc_module},  // after bdev: its methods join the bdev group
-        {"scsi", &scsi::register_rpc_module},  // after bdev: LUNs are bdevs
+        {"lvol", &lvol::register_rpc_module},    // after bdev: its methods join the bdev group
+        {"scsi", &scsi::register_rpc_module},    // after bdev: LUNs are bdevs
         {"iscsi", &iscsi::register_rpc_module},  // after scsi: target nodes are SCSI devices
-        {"nvmf", &nvmf::register_rpc_module},  // after bdev: namespaces are bdevs
+        {"nvmf", &nvmf::register_rpc_module},    // after bdev: namespaces are bdevs
         {"nvmf_tcp", &nvmf::register_tcp_rpc_module},  // the TCP transport, after the core
+        {"vhost", &vhost::register_rpc_module},        // after bdev: controllers serve bdevs
     };
     return table;
 }

@@ -1,0 +1,313 @@
+// vhost-blk end to end on the simulator: an App with a malloc bdev, controllers made by SPDK's
+// RPCs, and the test front end speaking vhost-user over the controller's real Unix socket
+// (fds by SCM_RIGHTS): writes and reads back a pattern, GET_ID, FLUSH, DISCARD, WRITE_ZEROES,
+// out-of-range and unsupported requests, read-only controllers, config space, reconnect,
+// save_config and the controller RPCs.
+#include <gtest/gtest.h>
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstdlib>
+#include <optional>
+
+#include <strata/env/env.h>
+#include <strata/rpc/app.h>
+#include <strata/rpc/modules.h>
+#include <strata/runtime/host.h>
+#include <strata/runtime/scheduler.h>
+#include <strata/vhost/vhost.h>
+#include <strata/virtio/spec/blk.h>
+
+#include "test_driver.h"
+
+namespace strata::vhost {
+namespace {
+
+using namespace testing;
+using rpc::Json;
+using vu::Request;
+namespace vb = virtio::spec::blk;
+
+class VhostBlkTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(env::init().ok());
+        char tmpl[] = "/tmp/strata-vhost-XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir = tmpl;
+        sim = std::make_unique<runtime::SimScheduler>(42, 2);
+        app = std::make_unique<rpc::App>(*sim);
+        rpc::register_all_modules(*app);
+        std::optional<Result<void>> started;
+        app->start([&](Result<void> r) { started = std::move(r); });
+        ASSERT_TRUE(pump([&] { return started.has_value(); }));
+        ASSERT_TRUE(started->ok());
+        set_socket_dir(app->host(), dir);
+        ok("bdev_malloc_create", {{"name", "Malloc0"}, {"num_blocks", 256}, {"block_size", 512}});
+    }
+    void TearDown() override {
+        if (fd >= 0) close(fd);
+        if (app) {
+            app->request_stop();
+            pump([&] { return app->stopped(); });
+        }
+        app.reset();
+        sim.reset();
+        env::fini();
+        rmdir(dir.c_str());
+    }
+    bool pump(const std::function<bool()>& pred) {
+        for (int i = 0; i < 2'000'000; ++i) {
+            if (pred()) return true;
+            sim->step();
+        }
+        return pred();
+    }
+    Json call(const std::string& m, Json p = Json::object()) { return app->call_method(m, p); }
+    void ok(const std::string& m, Json p) {
+        auto r = call(m, std::move(p));
+        ASSERT_TRUE(r.contains("result")) << m << ": " << r.dump();
+    }
+
+    // ---- the front end over the socket ----
+    void connect_to(const std::string& name) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        const std::string path = dir + "/" + name;
+        std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+        ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << path;
+    }
+    void send_msg(Request req, const void* payload, uint32_t size, std::vector<int> fds = {}) {
+        vu::Header h{req, vu::kVersion, size};
+        iovec iov[2] = {{&h, sizeof h}, {const_cast<void*>(payload), size}};
+        msghdr mh{};
+        mh.msg_iov = iov;
+        mh.msg_iovlen = size ? 2 : 1;
+        alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)];
+        if (!fds.empty()) {
+            mh.msg_control = cbuf;
+            mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+            cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+            std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
+        }
+        ASSERT_EQ(sendmsg(fd, &mh, MSG_NOSIGNAL), ssize_t(sizeof h + size));
+        for (int f : fds) close(f);
+    }
+    bool readable() {
+        pollfd p{fd, POLLIN, 0};
+        return ::poll(&p, 1, 0) > 0;
+    }
+    // Waits for a reply; returns its payload.
+    std::vector<uint8_t> recv_reply() {
+        EXPECT_TRUE(pump([&] { return readable(); }));
+        vu::Header h{};
+        EXPECT_EQ(recv(fd, &h, sizeof h, MSG_WAITALL), ssize_t(sizeof h));
+        std::vector<uint8_t> p(h.size);
+        if (h.size) EXPECT_EQ(recv(fd, p.data(), h.size, MSG_WAITALL), ssize_t(h.size));
+        return p;
+    }
+    uint64_t get_u64(Request req) {
+        send_msg(req, nullptr, 0);
+        auto p = recv_reply();
+        uint64_t v = 0;
+        if (p.size() == 8) std::memcpy(&v, p.data(), 8);
+        return v;
+    }
+    void set_u64(Request req, uint64_t v, std::vector<int> fds = {}) {
+        send_msg(req, &v, 8, std::move(fds));
+    }
+    void set_state(Request req, uint32_t i, uint32_t n) {
+        vu::VringState s{i, n};
+        send_msg(req, &s, sizeof s);
+    }
+    // Handshake and queue 0 on `ring`.
+    void setup(DriverRing& ring) {
+        const uint64_t f = get_u64(Request::kGetFeatures);
+        ASSERT_TRUE(vs::has_feature(f, vb::kFFlush));
+        set_u64(Request::kSetFeatures, default_features() | (f & vs::feature(vb::kFRo)));
+        set_u64(Request::kSetProtocolFeatures, get_u64(Request::kGetProtocolFeatures));
+        send_msg(Request::kSetOwner, nullptr, 0);
+        vu::Memory mem{};
+        mem.nregions = 1;
+        mem.regions[0] = {GuestRam::kGpa, ram.size, GuestRam::kUva, 0};
+        send_msg(Request::kSetMemTable, &mem, 8 + 32, {dup(ram.fd)});
+        set_state(Request::kSetVringNum, 0, ring.num);
+        set_state(Request::kSetVringBase, 0, 0);
+        vu::VringAddr a{
+            0, 0, ram.uva(ring.desc_off()), ram.uva(ring.used_off()), ram.uva(ring.avail_off()), 0};
+        send_msg(Request::kSetVringAddr, &a, sizeof a);
+        set_u64(Request::kSetVringKick, 0, {eventfd(0, EFD_CLOEXEC)});
+        call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        set_u64(Request::kSetVringCall, 0, {dup(call_fd)});
+        set_state(Request::kSetVringEnable, 0, 1);
+    }
+    // One request: header + data (readable for OUT, writable for IN) + status. Returns status.
+    uint8_t request(DriverRing& ring, uint32_t type, uint64_t sector, size_t data_off,
+                    uint32_t data_len, bool data_writable, uint32_t* used_len = nullptr) {
+        auto* hdr = reinterpret_cast<vb::OutHdr*>(ram.at(kHdr));
+        *hdr = {type, 0, sector};
+        ram.at(kStatus)[0] = 0xee;
+        uint16_t i = 0;
+        ring.set_desc(i, ram.gpa(kHdr), sizeof *hdr, vs::kDescFNext, 1);
+        ++i;
+        if (data_len) {
+            ring.set_desc(i, ram.gpa(data_off), data_len,
+                          vs::kDescFNext | (data_writable ? vs::kDescFWrite : 0), uint16_t(i + 1));
+            ++i;
+        }
+        ring.set_desc(i, ram.gpa(kStatus), 1, vs::kDescFWrite);
+        ring.publish(0);
+        uint32_t id = 0, len = 0;
+        EXPECT_TRUE(pump([&] { return ring.pop_used(id, len); }));
+        if (used_len) *used_len = len;
+        return ram.at(kStatus)[0];
+    }
+
+    static constexpr size_t kHdr = 0x10000, kStatus = 0x10100, kData = 0x20000, kData2 = 0x40000;
+    std::string dir;
+    std::unique_ptr<runtime::SimScheduler> sim;
+    std::unique_ptr<rpc::App> app;
+    GuestRam ram;
+    int fd = -1;
+    int call_fd = -1;
+};
+
+TEST_F(VhostBlkTest, WriteReadBackAndCommands) {
+    ok("vhost_create_blk_controller", {{"ctrlr", "vhost.0"}, {"dev_name", "Malloc0"}});
+    connect_to("vhost.0");
+    DriverRing ring(ram, 0, 16);
+    setup(ring);
+    // Config space from the bdev.
+    vu::ConfigSpace cs{0, sizeof(vb::Config), 0, {}};
+    send_msg(Request::kGetConfig, &cs, 12 + sizeof(vb::Config));
+    auto p = recv_reply();
+    ASSERT_EQ(p.size(), 12 + sizeof(vb::Config));
+    vb::Config cfg;
+    std::memcpy(&cfg, p.data() + 12, sizeof cfg);
+    EXPECT_EQ(cfg.capacity, 256u);
+    EXPECT_EQ(cfg.blk_size, 512u);
+    EXPECT_GT(cfg.seg_max, 0u);
+    for (int i = 0; i < 4096; ++i) ram.at(kData)[i] = uint8_t(i * 7 + 3);
+    EXPECT_EQ(request(ring, vb::kTOut, 8, kData, 4096, false), vb::kSOk);
+    uint32_t len = 0;
+    EXPECT_EQ(request(ring, vb::kTIn, 8, kData2, 4096, true, &len), vb::kSOk);
+    EXPECT_EQ(len, 4097u);
+    EXPECT_EQ(std::memcmp(ram.at(kData), ram.at(kData2), 4096), 0);
+    uint64_t v = 0;
+    EXPECT_EQ(read(call_fd, &v, 8), 8);  // the guest was interrupted
+    EXPECT_EQ(request(ring, vb::kTFlush, 0, 0, 0, false), vb::kSOk);
+    EXPECT_EQ(request(ring, vb::kTGetId, 0, kData2, 20, true), vb::kSOk);
+    EXPECT_EQ(std::string(reinterpret_cast<char*>(ram.at(kData2))), "Malloc0");
+    // Beyond the capacity, misaligned and unknown requests.
+    EXPECT_EQ(request(ring, vb::kTIn, 255, kData2, 1024, true), vb::kSIoErr);
+    EXPECT_EQ(request(ring, vb::kTIn, 0, kData2, 100, true), vb::kSIoErr);
+    EXPECT_EQ(request(ring, 77, 0, kData2, 512, true), vb::kSUnsupp);
+    // WRITE_ZEROES then read zeros back.
+    auto* dwz = reinterpret_cast<vb::DiscardWriteZeroes*>(ram.at(kData));
+    *dwz = {8, 8, 0};
+    EXPECT_EQ(request(ring, vb::kTWriteZeroes, 0, kData, sizeof *dwz, false), vb::kSOk);
+    EXPECT_EQ(request(ring, vb::kTIn, 8, kData2, 4096, true), vb::kSOk);
+    for (int i = 0; i < 4096; ++i) ASSERT_EQ(ram.at(kData2)[i], 0) << i;
+    *dwz = {0, 8, 0};
+    EXPECT_EQ(request(ring, vb::kTDiscard, 0, kData, sizeof *dwz, false), vb::kSOk);
+}
+
+TEST_F(VhostBlkTest, ReadOnlyReconnectAndBrokenQueue) {
+    ok("vhost_create_blk_controller",
+       {{"ctrlr", "ro"}, {"dev_name", "Malloc0"}, {"readonly", true}});
+    connect_to("ro");
+    {
+        // The guest is told (VIRTIO_BLK_F_RO); a write is failed anyway.
+        EXPECT_TRUE(vs::has_feature(get_u64(Request::kGetFeatures), vb::kFRo));
+        DriverRing ring(ram, 0, 16);
+        setup(ring);
+        EXPECT_EQ(request(ring, vb::kTOut, 0, kData, 512, false), vb::kSIoErr);
+        EXPECT_EQ(request(ring, vb::kTIn, 0, kData2, 512, true), vb::kSOk);
+        // A second front end is refused while one is connected.
+        const int first = fd;
+        connect_to("ro");
+        EXPECT_TRUE(pump([&] {
+            char c;
+            return recv(fd, &c, 1, MSG_DONTWAIT) == 0;
+        }));
+        close(fd);
+        fd = first;
+        // A hostile chain breaks the queue; the connection stays.
+        ring.set_desc(0, ram.gpa(kHdr), 16, vs::kDescFNext, 0);
+        ring.publish(0);
+        for (int i = 0; i < 1000; ++i) sim->step();
+        EXPECT_EQ(get_u64(Request::kGetQueueNum), kMaxQueues);
+    }
+    // Reconnect: a fresh session.
+    close(fd);
+    close(call_fd);
+    connect_to("ro");
+    DriverRing ring(ram, 0, 16);
+    setup(ring);
+    EXPECT_EQ(request(ring, vb::kTIn, 0, kData2, 512, true), vb::kSOk);
+    // A malformed message ends the connection.
+    uint32_t junk = 1;
+    send_msg(Request::kSetFeatures, &junk, 4);
+    EXPECT_TRUE(pump([&] {
+        char c;
+        return recv(fd, &c, 1, MSG_DONTWAIT) == 0;
+    }));
+    // Busy while the front end is connected... it is gone now: delete works.
+    EXPECT_TRUE(pump([&] {
+        return call("vhost_delete_controller", {{"ctrlr", "ro"}}).contains("result");
+    }));
+}
+
+TEST_F(VhostBlkTest, HotRemovedBdevFailsRequests) {
+    ok("vhost_create_blk_controller", {{"ctrlr", "hr"}, {"dev_name", "Malloc0"}});
+    connect_to("hr");
+    DriverRing ring(ram, 0, 16);
+    setup(ring);
+    EXPECT_EQ(request(ring, vb::kTIn, 0, kData2, 512, true), vb::kSOk);
+    ok("bdev_malloc_delete", {{"name", "Malloc0"}});
+    EXPECT_EQ(request(ring, vb::kTIn, 0, kData2, 512, true), vb::kSIoErr);
+    EXPECT_EQ(request(ring, vb::kTOut, 0, kData, 512, false), vb::kSIoErr);
+}
+
+TEST_F(VhostBlkTest, RpcsAndSaveConfig) {
+    auto r = call("vhost_create_blk_controller", {{"ctrlr", "a"}, {"dev_name", "Nope"}});
+    EXPECT_TRUE(r.contains("error")) << r.dump();
+    r = call("vhost_create_blk_controller",
+             {{"ctrlr", "a"}, {"dev_name", "Malloc0"}, {"packed_ring", true}});
+    EXPECT_TRUE(r.contains("error"));
+    ok("vhost_create_blk_controller",
+       {{"ctrlr", "a"}, {"dev_name", "Malloc0"}, {"cpumask", "0x1"}});
+    r = call("vhost_create_blk_controller", {{"ctrlr", "a"}, {"dev_name", "Malloc0"}});
+    EXPECT_TRUE(r.contains("error"));
+    ok("vhost_controller_set_coalescing",
+       {{"ctrlr", "a"}, {"delay_base_us", 80}, {"iops_threshold", 1000}});
+    r = call("vhost_get_controllers");
+    ASSERT_EQ(r["result"].size(), 1u) << r.dump();
+    const Json& c = r["result"][0];
+    EXPECT_EQ(c["ctrlr"], "a");
+    EXPECT_EQ(c["socket"], dir + "/a");
+    EXPECT_EQ(c["delay_base_us"], 80);
+    EXPECT_EQ(c["backend_specific"]["block"]["bdev"], "Malloc0");
+    EXPECT_EQ(c["backend_specific"]["block"]["readonly"], false);
+    Json saved = call("save_config")["result"];
+    Json vh;
+    for (const auto& s : saved["subsystems"])
+        if (s["subsystem"] == "vhost_blk") vh = s["config"];
+    ASSERT_EQ(vh.size(), 2u) << saved.dump();
+    EXPECT_EQ(vh[0]["method"], "vhost_create_blk_controller");
+    EXPECT_EQ(vh[0]["params"]["dev_name"], "Malloc0");
+    EXPECT_EQ(vh[1]["method"], "vhost_controller_set_coalescing");
+    EXPECT_EQ(vh[1]["params"]["iops_threshold"], 1000);
+    ok("vhost_delete_controller", {{"ctrlr", "a"}});
+    EXPECT_EQ(call("vhost_get_controllers")["result"].size(), 0u);
+    EXPECT_TRUE(call("vhost_delete_controller", {{"ctrlr", "a"}}).contains("error"));
+}
+
+}  // namespace
+}  // namespace strata::vhost
