@@ -59,7 +59,15 @@ def main() -> int:
             cmd = [bdevperf, "-q", qd, "-o", "4096", "-w", workload, "-t", seconds, "-c", cfg,
                    "-m", mask]
             print("+", " ".join(cmd), flush=True)
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=100)
+            try:
+                p = subprocess.run(cmd, capture_output=True, text=True,
+                                   timeout=float(seconds) + 40)
+            except subprocess.TimeoutExpired as e:
+                sys.stdout.write(e.stdout.decode() if isinstance(e.stdout, bytes) else
+                                 (e.stdout or ""))
+                print(f"FAIL: bdevperf did not finish within {float(seconds) + 40:.0f} s "
+                      "(I/O lost by the back end?)")
+                return 1
             sys.stdout.write(p.stdout)
             sys.stderr.write(p.stderr)
             if p.returncode != 0:
