@@ -12,6 +12,7 @@
 #include <strata/base/assert.h>
 #include <strata/base/log.h>
 #include <strata/runtime/host.h>
+#include <strata/runtime/scheduler.h>
 #include <strata/runtime/thread.h>
 #include <strata/virtio/spec/blk.h>
 #include <strata/virtio/user.h>
@@ -87,6 +88,7 @@ private:
     uint8_t* extra_ = nullptr;
     uint16_t nslots_ = 0;
     bool wait_logged_ = false;
+    bool simulated_ = false;
     uint32_t wait_polls_ = 0;
     std::vector<uint16_t> free_slots_;  // reserved to nslots_: push/pop never allocate
     IntrusiveList<BdevIo, QueuedTag> queued_;
@@ -177,7 +179,7 @@ std::unique_ptr<runtime::IoChannel> BlkIoDevice::create_channel(runtime::Thread&
 }
 
 BlkChannel::BlkChannel(VirtioBlkBdev& b, runtime::Thread& thread)
-    : bdev_(b), dev_(b.device()), thr_(thread) {
+    : bdev_(b), dev_(b.device()), thr_(thread), simulated_(thread.scheduler().simulated()) {
     free_slots_.reserve(dev_.queue(0).size());
     poller_ = thread.register_poller(&BlkChannel::poll, this, "bdev_virtio_blk");
     (void)attach_queue();
@@ -357,7 +359,10 @@ runtime::PollStatus BlkChannel::poll(void* self) {
             done += n;
         }
     }
-    return done != 0 ? runtime::PollStatus::busy : runtime::PollStatus::idle;
+    // Under the simulator, the back end answers in wall-clock time: stay runnable while it
+    // holds I/O, or the simulator would take the world for idle and jump its clock.
+    const bool waiting = c->simulated_ && c->vq_->in_flight() != 0;
+    return done != 0 || waiting ? runtime::PollStatus::busy : runtime::PollStatus::idle;
 }
 
 Result<std::vector<std::string>> attach_blk_user(const VirtioAttachOptions& o) {
