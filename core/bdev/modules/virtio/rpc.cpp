@@ -1,0 +1,108 @@
+// bdev_virtio_attach_controller / bdev_virtio_detach_controller / bdev_virtio_scsi_get_devices /
+// bdev_virtio_blk_set_hotplug (SPDK's names and parameters).
+#include <fmt/format.h>
+
+#include <strata/bdev/rpc_internal.h>
+#include <strata/runtime/host.h>
+
+#include "virtio/virtio.h"
+
+namespace strata::bdev {
+
+namespace {
+
+using rpc::Json;
+using rpc::Responder;
+using PT = rpc::ParamType;
+
+// bdev_virtio_blk_set_hotplug's setting of one Host. PCI hotplug monitoring needs the virtio-pci
+// transport (planned), so only "off" is accepted today; kept to answer and save it.
+struct VirtioHotplug {
+    bool enable = false;
+    uint64_t period_us = 0;
+};
+
+}  // namespace
+
+void register_virtio_module(rpc::App& app) {
+    register_module(kVirtioBlkModule);
+    add_rpc(
+        app,
+        {"bdev_virtio_attach_controller",
+         "Attach a virtio device and create bdevs on it: virtio_blk gives one bdev named as "
+         "the controller. trtype user connects to a vhost-user back end's socket (traddr). "
+         "Returns the bdev names. trtype pci and dev_type scsi are planned.",
+         {{"name", PT::string, true, "Controller name (and the virtio_blk bdev's)", nullptr},
+          {"trtype", PT::string, true, "user (vhost-user socket) or pci (planned)", nullptr},
+          {"traddr", PT::string, true, "Socket path (user) or PCI address (pci)", nullptr},
+          {"dev_type", PT::string, true, "blk or scsi (planned)", nullptr},
+          {"vq_count", PT::uint, false, "Virtqueues (user only); each I/O Thread takes one", 1},
+          {"vq_size", PT::uint, false, "Entries per virtqueue (user only), a power of two", 512}},
+         rpc::Allowed::runtime,
+         "",
+         true,
+         [](const Json& p, Responder r) {
+             VirtioAttachOptions o;
+             o.name = p.at("name").get<std::string>();
+             o.trtype = p.at("trtype").get<std::string>();
+             for (char& c : o.trtype) c = static_cast<char>(std::tolower(c));
+             o.traddr = p.at("traddr").get<std::string>();
+             o.dev_type = p.at("dev_type").get<std::string>();
+             // SPDK: 0 means the default.
+             o.vq_count = rpc::param_or<uint32_t>(p, "vq_count", 0);
+             o.vq_size = rpc::param_or<uint32_t>(p, "vq_size", 0);
+             if (o.vq_count == 0) o.vq_count = 1;
+             if (o.vq_size == 0) o.vq_size = 512;
+             auto names = virtio_attach(o);
+             if (!names)
+                 r.error(names.error());
+             else
+                 r.result(Json(*names));
+         }});
+    add_rpc(app, {"bdev_virtio_detach_controller",
+                  "Remove a virtio controller's bdevs (after their openers close) and detach it.",
+                  {{"name", PT::string, true, "Controller name", nullptr}},
+                  rpc::Allowed::runtime,
+                  "",
+                  true,
+                  [](const Json& p, Responder r) {
+                      auto rp = std::make_shared<Responder>(std::move(r));
+                      virtio_detach(p.at("name").get<std::string>(), [rp](Result<void> res) {
+                          if (!res)
+                              rp->error(res.error());
+                          else
+                              rp->result(true);
+                      });
+                  }});
+    add_rpc(app, {"bdev_virtio_scsi_get_devices",
+                  "List virtio-scsi controllers (virtio_scsi is planned: always empty today).",
+                  {},
+                  rpc::Allowed::runtime,
+                  "",
+                  true,
+                  [](const Json&, Responder r) { r.result(Json::array()); }});
+    add_rpc(app,
+            {"bdev_virtio_blk_set_hotplug",
+             "Set virtio-pci hotplug monitoring. The virtio-pci transport is planned, so enable "
+             "true is refused; enable false is accepted.",
+             {{"enable", PT::bool_, true, "Monitor PCI hotplug", nullptr},
+              {"period_us", PT::uint, false, "Poll period in microseconds", 0}},
+             rpc::Allowed::both,
+             "",
+             true,
+             [](const Json& p, Responder r) {
+                 const bool enable = p.at("enable").get<bool>();
+                 if (enable) {
+                     r.error(Error(Errc::not_supported,
+                                   "virtio-pci hotplug needs the virtio-pci transport, which is "
+                                   "planned"));
+                     return;
+                 }
+                 auto& h = runtime::current_host().get<VirtioHotplug>();
+                 h.enable = false;
+                 h.period_us = rpc::param_or<uint64_t>(p, "period_us", 0);
+                 r.result(true);
+             }});
+}
+
+}  // namespace strata::bdev

@@ -1,0 +1,43 @@
+// bdev modules virtio_blk (and, planned, virtio_scsi): bdevs on virtio devices driven by
+// core/virtio, with SPDK's RPCs bdev_virtio_attach_controller / _detach_controller /
+// bdev_virtio_scsi_get_devices / bdev_virtio_blk_set_hotplug.
+//
+// virtio_blk: one bdev per controller, named as the controller. Each Thread doing I/O takes one
+// of the controller's vq_count queues for its channel (a Thread beyond vq_count gets no channel:
+// an error naming vq_count); submit() writes the request into the ring, the channel's poller
+// publishes each batch with one notify and reaps the used ring. Request headers, status bytes
+// and bounce buffers are per-slot in the queue's shared memory (no allocation per I/O). A data
+// buffer the device cannot reach (virtio-user: outside the memory shared with the back end) is
+// copied through its slot's bounce buffer, never sent as it is. Reads, writes and flush (when
+// VIRTIO_BLK_F_FLUSH is offered); write zeroes is emulated by the bdev layer.
+//
+// Transports: "user" (virtio-user, a vhost-user back end's socket). "pci" and dev_type "scsi" are
+// planned: attach refuses them with Errc::not_supported.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <strata/base/status.h>
+#include <strata/bdev/module.h>
+
+namespace strata::bdev {
+
+struct VirtioAttachOptions {
+    std::string name;
+    std::string trtype = "user";   // "user" | "pci" (planned)
+    std::string traddr;            // socket path (user) or PCI address (pci)
+    std::string dev_type = "blk";  // "blk" | "scsi" (planned)
+    uint32_t vq_count = 1;
+    uint32_t vq_size = 512;
+};
+
+extern const Module kVirtioBlkModule;
+
+// Control path, on a Thread (blocking socket handshake for "user"). Returns the bdev names.
+Result<std::vector<std::string>> virtio_attach(const VirtioAttachOptions& options);
+void virtio_detach(const std::string& name, std::function<void(Result<void>)> done);
+
+}  // namespace strata::bdev
