@@ -104,19 +104,6 @@ Error not_supported(const std::string& name, const Json& def) {
                              name, def.dump()));
 }
 
-// params[key] as T within T's range, else `current`.
-template <class T>
-Result<T> int_param(const Json& p, const char* key, T current) {
-    auto it = p.find(key);
-    if (it == p.end() || it->is_null()) return current;
-    const bool neg = it->is_number_integer() && !it->is_number_unsigned() && it->get<int64_t>() < 0;
-    const bool fits =
-        neg ? std::is_signed_v<T> && it->get<int64_t>() >= std::numeric_limits<T>::min()
-            : it->get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
-    if (!fits)
-        return Error(Errc::invalid_argument, fmt::format("{} {} is out of range", key, it->dump()));
-    return it->get<T>();
-}
 
 // bdev_nvme_set_options: SPDK's semantics (a parameter not given keeps its current value).
 Result<void> set_options(const Json& p) {
@@ -145,7 +132,7 @@ Result<void> set_options(const Json& p) {
             return Error(Errc::invalid_argument, fmt::format("Invalid action_on_timeout {}", a));
     }
     auto take = [&p](const char* key, auto& field) -> Result<void> {
-        auto v = int_param(p, key, field);
+        auto v = rpc::int_param(p, key, field);
         if (!v) return v.error();
         field = *v;
         return {};
