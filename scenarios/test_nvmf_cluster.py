@@ -230,11 +230,16 @@ def test_set_options_are_the_attach_defaults(cluster, seed):
 
     bdev_cfg = next(s["config"] for s in ini.rpc("save_config")["subsystems"]
                     if s["subsystem"] == "bdev")
-    assert bdev_cfg[0]["method"] == "bdev_nvme_set_options"
-    assert bdev_cfg[0]["params"]["bdev_retry_count"] == 5
+    # SPDK's order: bdev_set_options, then the nvme module's options, then its controllers.
+    assert bdev_cfg[0]["method"] == "bdev_set_options"
+    assert bdev_cfg[1]["method"] == "bdev_nvme_set_options"
+    assert bdev_cfg[1]["params"]["bdev_retry_count"] == 5
     attach = next(e["params"] for e in bdev_cfg if e["method"] == "bdev_nvme_attach_controller")
+    # keep_alive_timeout_ms is Strata's own attach parameter: written only when it differs
+    # from the module option (SPDK's decoder refuses it), which the reload sets first.
+    assert "keep_alive_timeout_ms" not in attach
     assert (attach["ctrlr_loss_timeout_sec"], attach["reconnect_delay_sec"],
-            attach["keep_alive_timeout_ms"]) == (-1, 1, 5000)
+            bdev_cfg[1]["params"]["keep_alive_timeout_ms"]) == (-1, 1, 5000)
 
     write_and_verify(ini, seed, EXTENTS[:1])
     saved = tgt.rpc("save_config")

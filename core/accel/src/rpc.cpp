@@ -30,9 +30,13 @@ Json ops_json(const std::vector<Opcode>& ops) {
 void write_config(rpc::App&, Json& cfg) {
     const FrameworkOptions o = options();
     const FrameworkOptions d{};
-    if (o.task_count != d.task_count || o.batch_count != d.batch_count)
-        cfg.push_back({{"method", "accel_set_options"},
-                       {"params", {{"task_count", o.task_count}, {"batch_count", o.batch_count}}}});
+    if (o.task_count != d.task_count || o.batch_count != d.batch_count) {
+        // batch_count is Strata's own: written only when set, so SPDK's decoder (which
+        // refuses unknown parameters) reads a config that does not use it.
+        Json params = {{"task_count", o.task_count}};
+        if (o.batch_count != d.batch_count) params["batch_count"] = o.batch_count;
+        cfg.push_back({{"method", "accel_set_options"}, {"params", std::move(params)}});
+    }
     if (ioat_module_enabled()) cfg.push_back({{"method", "ioat_scan_accel_module"}});
     for (const auto& [op, module] : assignment_overrides())
         cfg.push_back({{"method", "accel_assign_opc"},

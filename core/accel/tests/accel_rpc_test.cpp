@@ -108,7 +108,7 @@ TEST_F(AccelRpcTest, ConfigStartsIoatAndRoundTrips) {
     auto cfg = rpc("save_config")["result"];
     auto accel = subsystem(cfg, "accel");
     EXPECT_EQ(accel, Json::parse(R"([
-        {"method": "accel_set_options", "params": {"task_count": 512, "batch_count": 256}},
+        {"method": "accel_set_options", "params": {"task_count": 512}},
         {"method": "ioat_scan_accel_module"},
         {"method": "accel_assign_opc", "params": {"opname": "copy", "module": "ioat"}},
         {"method": "accel_assign_opc", "params": {"opname": "fill", "module": "software"}}])"));

@@ -22,6 +22,7 @@
 #include <strata/env/env.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
+#include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/vhost/vhost.h>
 
@@ -125,7 +126,15 @@ int main(int argc, char** argv) {
     int rc = 0;
     {
         strata::rpc::App app(sched, aopts);
-        strata::rpc::register_all_modules(app);
+        {
+            // Modules register their state (the bdev layer's module table: examine,
+            // save_config, fini) in the App's Host: outside any Thread, name it. Without this
+            // they went to the process's fallback Host, and strata-tgt neither examined new
+            // bdevs (deferred splits, raids), wrote module config nor detached NVMe
+            // controllers at exit.
+            strata::runtime::HostScope scope(app.host());
+            strata::rpc::register_all_modules(app);
+        }
         strata::vhost::set_socket_dir(app.host(), vhost_socket_dir);
         if (auto order = app.init_order(); !order) return fail(order.error().message());
         sched.start();

@@ -14,6 +14,7 @@ struct LogState {
     LogSink sink;
     std::atomic<int> global_level{static_cast<int>(LogLevel::notice)};
     std::atomic<uint64_t (*)()> time_hook{nullptr};
+    std::atomic<bool> timestamps{true};
     std::atomic<std::string_view (*)()> thread_hook{nullptr};
 };
 
@@ -30,9 +31,10 @@ void write_stderr(const LogRecord& r) {
     const char* base = r.file;
     for (const char* p = r.file; *p; ++p)
         if (*p == '/') base = p + 1;
-    fmt::print(stderr, "[{}.{:06}] {:<6} {}{}{}: {}:{}: {}\n", sec, usec, log_level_name(r.level),
-               r.component->name(), r.thread.empty() ? "" : "@", r.thread, base, r.line,
-               r.message);
+    if (state().timestamps.load(std::memory_order_relaxed))
+        fmt::print(stderr, "[{}.{:06}] ", sec, usec);
+    fmt::print(stderr, "{:<6} {}{}{}: {}:{}: {}\n", log_level_name(r.level), r.component->name(),
+               r.thread.empty() ? "" : "@", r.thread, base, r.line, r.message);
 }
 
 }  // namespace
@@ -109,6 +111,12 @@ void log_set_sink(LogSink sink) {
 }
 
 void log_set_time_hook(uint64_t (*now_ns)()) { state().time_hook.store(now_ns); }
+void log_set_timestamps(bool on) noexcept {
+    state().timestamps.store(on);
+}
+bool log_timestamps() noexcept {
+    return state().timestamps.load();
+}
 void log_set_thread_name_hook(std::string_view (*thread_name)()) {
     state().thread_hook.store(thread_name);
 }

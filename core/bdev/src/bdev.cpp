@@ -99,6 +99,15 @@ const char* io_type_name(IoType type) noexcept {
     return "?";
 }
 
+void IoStats::reset(bool maxmin_only) noexcept {
+    if (!maxmin_only) {
+        *this = IoStats{};
+        return;
+    }
+    max_read_latency_ticks = max_write_latency_ticks = 0;
+    min_read_latency_ticks = min_write_latency_ticks = UINT64_MAX;
+}
+
 void IoStats::add(const IoStats& o) noexcept {
     bytes_read += o.bytes_read;
     num_read_ops += o.num_read_ops;
@@ -458,6 +467,51 @@ void get_iostat(Bdev& bdev, std::function<void(const IoStats&)> done) {
         [](void* ctx) {
             std::unique_ptr<Gather> gather(static_cast<Gather*>(ctx));
             gather->done(gather->total);
+        });
+}
+
+void get_channel_iostats(Bdev& bdev, std::function<void(const std::vector<ChannelIoStats>&)> done) {
+    struct Gather {
+        std::vector<ChannelIoStats> out;
+        std::function<void(const std::vector<ChannelIoStats>&)> done;
+    };
+    auto* g = new Gather{{}, std::move(done)};
+    runtime::for_each_channel(
+        bdev,
+        [](runtime::IoChannel& ch, void* ctx) {
+            static_cast<Gather*>(ctx)->out.push_back(
+                {runtime::current_thread()->id(), static_cast<Channel&>(ch).stats});
+        },
+        g,
+        [](void* ctx) {
+            std::unique_ptr<Gather> gather(static_cast<Gather*>(ctx));
+            std::sort(gather->out.begin(), gather->out.end(),
+                      [](const ChannelIoStats& a, const ChannelIoStats& b) {
+                          return a.thread_id < b.thread_id;
+                      });
+            gather->done(gather->out);
+        });
+}
+
+void reset_iostat(Bdev& bdev, bool maxmin_only, std::function<void()> done) {
+    struct Reset {
+        bool maxmin_only;
+        std::function<void()> done;
+    };
+    {
+        std::lock_guard lock(bdev.impl().mu);
+        bdev.impl().gone_stats.reset(maxmin_only);
+    }
+    auto* r = new Reset{maxmin_only, std::move(done)};
+    runtime::for_each_channel(
+        bdev,
+        [](runtime::IoChannel& ch, void* ctx) {
+            static_cast<Channel&>(ch).stats.reset(static_cast<Reset*>(ctx)->maxmin_only);
+        },
+        r,
+        [](void* ctx) {
+            std::unique_ptr<Reset> reset(static_cast<Reset*>(ctx));
+            reset->done();
         });
 }
 

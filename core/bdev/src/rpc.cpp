@@ -1,8 +1,15 @@
 // The bdev subsystem's RPC methods (SPDK names and shapes) and its save_config section.
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include <fmt/format.h>
 
+#include <strata/base/log.h>
 #include <strata/bdev/rpc.h>
 #include <strata/rpc/app.h>
+#include <strata/rpc/params.h>
+#include <strata/runtime/host.h>
 
 #include "internal.h"
 #include <strata/bdev/rpc_internal.h>
@@ -17,6 +24,49 @@ using rpc::Responder;
 using PT = rpc::ParamType;
 using rpc::MethodSpec;
 
+// What the bdev RPCs set that the layer itself does not keep (a slot of the App's Host):
+// bdev_set_options' values (accepted for SPDK configs; Strata's bdev_io pools are per Thread
+// and sized at build time), queue-depth sampling periods, histogram switches.
+struct BdevRpcSettings {
+    uint64_t bdev_io_pool_size = 65535;
+    uint64_t bdev_io_cache_size = 256;
+    uint64_t iobuf_small_cache_size = 128;
+    uint64_t iobuf_large_cache_size = 16;
+    bool options_set = false;  // bdev_set_options called: still allowed only before init
+    std::map<std::string, uint64_t> qd_sampling_period;  // bdev name -> period (us)
+    std::set<std::string> histogram;                     // bdevs with histogram enabled
+};
+
+BdevRpcSettings& settings() {
+    return runtime::current_host().get<BdevRpcSettings>();
+}
+
+Bdev* find_or_fail(const std::string& name, Responder& r) {
+    Bdev* b = find(name);
+    if (b == nullptr) r.error(Error(Errc::not_found, fmt::format("bdev {} not found", name)));
+    return b;
+}
+
+// SPDK's histogram layout (include/spdk/histogram_data.h, bucket_shift 7): 58 ranges of 128
+// buckets of uint64 counts, base64-encoded. Strata keeps log2 buckets (latency in
+// [2^i, 2^(i+1)) ns); each goes to the SPDK bucket holding 2^i ticks at tsc_rate 1e9.
+constexpr uint32_t kHistShift = 7;
+Json spdk_histogram(const IoStats& s) {
+    constexpr uint32_t lsb = 64 - kHistShift;
+    std::vector<uint64_t> buckets(size_t(lsb + 1) << kHistShift, 0);
+    for (size_t i = 0; i < s.latency_histogram.size(); ++i) {
+        if (s.latency_histogram[i] == 0) continue;
+        const uint64_t v = uint64_t{1} << i;
+        const uint32_t clz = uint32_t(__builtin_clzll(v));
+        const uint32_t range = clz <= lsb ? lsb - clz : 0;
+        const uint32_t shift = range == 0 ? 0 : range - 1;
+        const uint32_t index = uint32_t((v >> shift) & ((uint64_t{1} << kHistShift) - 1));
+        buckets[(size_t(range) << kHistShift) + index] += s.latency_histogram[i];
+    }
+    return {{"histogram", rpc::base64_encode(buckets.data(), buckets.size() * sizeof(uint64_t))},
+            {"bucket_shift", kHistShift},
+            {"tsc_rate", 1'000'000'000}};
+}
 
 Json bdev_json(Bdev& b) {
     const QosLimits q = qos_limits(b);
@@ -35,24 +85,32 @@ Json bdev_json(Bdev& b) {
     b.info_json(driver);
     Json aliases = Json::array();
     for (const auto& a : b.properties().aliases) aliases.push_back(a);
-    return {{"name", b.name()},
-            {"aliases", aliases},
-            {"product_name", b.properties().product_name},
-            {"block_size", b.block_size()},
-            {"num_blocks", b.num_blocks()},
-            {"uuid", b.uuid()},
-            {"assigned_rate_limits",
-             {{"rw_ios_per_sec", q.rw_ios_per_sec},
-              {"rw_mbytes_per_sec", q.rw_mbytes_per_sec},
-              {"r_mbytes_per_sec", q.r_mbytes_per_sec},
-              {"w_mbytes_per_sec", q.w_mbytes_per_sec}}},
-            {"claimed", std::string(b.claimed_by()).size() != 0},
-            {"claim_type", std::string(b.claimed_by()).empty() ? "none" : "exclusive_write"},
-            {"zoned", false},
-            {"optimal_io_boundary", b.properties().optimal_io_boundary},
-            {"write_cache", b.properties().write_cache},
-            {"supported_io_types", types},
-            {"driver_specific", driver}};
+    Json out = {{"name", b.name()},
+                {"aliases", aliases},
+                {"product_name", b.properties().product_name},
+                {"block_size", b.block_size()},
+                {"num_blocks", b.num_blocks()},
+                // SPDK's preferred-geometry hints; Strata's modules set none (SPDK's default 0).
+                {"preferred_write_alignment", 0},
+                {"preferred_write_granularity", 0},
+                {"optimal_write_size", 0},
+                {"preferred_unmap_alignment", 0},
+                {"preferred_unmap_granularity", 0},
+                {"uuid", b.uuid()},
+                {"assigned_rate_limits",
+                 {{"rw_ios_per_sec", q.rw_ios_per_sec},
+                  {"rw_mbytes_per_sec", q.rw_mbytes_per_sec},
+                  {"r_mbytes_per_sec", q.r_mbytes_per_sec},
+                  {"w_mbytes_per_sec", q.w_mbytes_per_sec}}},
+                {"claimed", std::string(b.claimed_by()).size() != 0},
+                {"zoned", false},
+                {"optimal_io_boundary", b.properties().optimal_io_boundary},
+                {"write_cache", b.properties().write_cache},
+                {"supported_io_types", types},
+                {"driver_specific", driver}};
+    // As SPDK: claim_type only for a claimed bdev (Strata's claims are exclusive_write).
+    if (!std::string(b.claimed_by()).empty()) out["claim_type"] = "exclusive_write";
+    return out;
 }
 
 Json iostat_json(const Bdev& b, const IoStats& s) {
@@ -85,8 +143,22 @@ Json iostat_json(const Bdev& b, const IoStats& s) {
 }
 
 void write_config(rpc::App&, Json& cfg) {
-    for (const Module* m : modules())
-        if (m->write_config) m->write_config(cfg);
+    const BdevRpcSettings& st = settings();
+    cfg.push_back({{"method", "bdev_set_options"},
+                   {"params",
+                    {{"bdev_io_pool_size", st.bdev_io_pool_size},
+                     {"bdev_io_cache_size", st.bdev_io_cache_size},
+                     {"bdev_auto_examine", true},
+                     {"iobuf_small_cache_size", st.iobuf_small_cache_size},
+                     {"iobuf_large_cache_size", st.iobuf_large_cache_size}}}});
+    // Modules may put their options first in what they write (nvme does): still after
+    // bdev_set_options, as SPDK writes them.
+    for (const Module* m : modules()) {
+        if (!m->write_config) continue;
+        Json part = Json::array();
+        m->write_config(part);
+        for (auto& e : part) cfg.push_back(std::move(e));
+    }
     for (Bdev* b : list()) {
         Json entry;
         b->config_json(entry);
@@ -101,6 +173,12 @@ void write_config(rpc::App&, Json& cfg) {
                              {"r_mbytes_per_sec", q.r_mbytes_per_sec},
                              {"w_mbytes_per_sec", q.w_mbytes_per_sec}}}});
         }
+        if (auto it = st.qd_sampling_period.find(b->name()); it != st.qd_sampling_period.end())
+            cfg.push_back({{"method", "bdev_set_qd_sampling_period"},
+                           {"params", {{"name", b->name()}, {"period", it->second}}}});
+        if (st.histogram.count(b->name()) != 0)
+            cfg.push_back({{"method", "bdev_enable_histogram"},
+                           {"params", {{"name", b->name()}, {"enable", true}}}});
     }
     cfg.push_back({{"method", "bdev_wait_for_examine"}});
 }
@@ -142,6 +220,176 @@ void fini(rpc::App&, std::function<void()> done) {
     Fini::unregister_round(f);
 }
 
+// Methods SPDK scripts and saved configs use (issue 17): options, examine, statistics.
+void register_compat_methods(rpc::App& app) {
+    add_rpc(
+        app,
+        {"bdev_set_options",
+         "Set bdev layer options (SPDK's; before framework init). Accepted and recorded "
+         "for save_config; Strata's bdev_io pools are per Thread and fixed in size, so the "
+         "sizes do not change them (a notice is logged). bdev_auto_examine must be true.",
+         {{"bdev_io_pool_size", PT::uint, false, "bdev_io pool size (recorded only)", 65535},
+          {"bdev_io_cache_size", PT::uint, false, "Per-thread cache (recorded only)", 256},
+          {"bdev_auto_examine", PT::bool_, false,
+           "Examine new bdevs automatically (Strata always does: false is refused)", true},
+          {"iobuf_small_cache_size", PT::uint, false, "Recorded only", 128},
+          {"iobuf_large_cache_size", PT::uint, false, "Recorded only", 16}},
+         rpc::Allowed::startup,
+         "",
+         true,
+         [](const Json& p, Responder r) {
+             if (!rpc::param_or(p, "bdev_auto_examine", true)) {
+                 r.error(Error(Errc::not_supported,
+                               "bdev_set_options: 'bdev_auto_examine' = false needs manual "
+                               "examine, which Strata does not support (bdevs are always "
+                               "examined when registered)"));
+                 return;
+             }
+             BdevRpcSettings& st = settings();
+             BdevRpcSettings next = st;
+             for (auto [key, field] :
+                  {std::pair{"bdev_io_pool_size", &BdevRpcSettings::bdev_io_pool_size},
+                   std::pair{"bdev_io_cache_size", &BdevRpcSettings::bdev_io_cache_size},
+                   std::pair{"iobuf_small_cache_size", &BdevRpcSettings::iobuf_small_cache_size},
+                   std::pair{"iobuf_large_cache_size", &BdevRpcSettings::iobuf_large_cache_size}}) {
+                 auto v = rpc::int_param<uint32_t>(p, key, uint32_t(next.*field));
+                 if (!v) {
+                     r.error(v.error());
+                     return;
+                 }
+                 next.*field = *v;
+             }
+             next.options_set = true;
+             st = next;
+             STRATA_NOTICELOG(log_bdev,
+                              "bdev_set_options: pool and cache sizes recorded, not applied "
+                              "(Strata sizes its per-Thread bdev_io pools at build time)");
+             r.result(true);
+         }});
+    add_rpc(app, {"bdev_examine",
+                  "Examine a bdev by hand (SPDK: only with bdev_auto_examine false). Strata always "
+                  "examines automatically, so this fails as SPDK does then.",
+                  {{"name", PT::string, true, "Bdev name", nullptr}},
+                  rpc::Allowed::runtime,
+                  "",
+                  true,
+                  [](const Json&, Responder r) {
+                      r.error(Error(Errc::invalid_argument,
+                                    "Manual examine is not allowed if auto examine is enabled"));
+                  }});
+    add_rpc(app, {"bdev_reset_iostat",
+                  "Reset I/O statistics of one bdev or all: mode all (default) or maxmin (only the "
+                  "max/min latencies).",
+                  {{"name", PT::string, false, "Only this bdev", nullptr},
+                   {"mode", PT::string, false, "all or maxmin", "all"}},
+                  rpc::Allowed::runtime,
+                  "",
+                  true,
+                  [](const Json& p, Responder r) {
+                      const auto mode = rpc::param_or<std::string>(p, "mode", "all");
+                      if (mode != "all" && mode != "maxmin") {
+                          r.error(Error(Errc::invalid_argument,
+                                        fmt::format("mode '{}' is not all or maxmin", mode)));
+                          return;
+                      }
+                      std::vector<Bdev*> targets;
+                      if (auto it = p.find("name"); it != p.end() && !it->is_null()) {
+                          Bdev* b = find_or_fail(it->get<std::string>(), r);
+                          if (b == nullptr) return;
+                          targets.push_back(b);
+                      } else {
+                          targets = list();
+                      }
+                      struct Acc {
+                          Responder r;
+                          std::vector<Bdev*> targets;
+                          size_t next = 0;
+                          bool maxmin = false;
+                          static void step(std::shared_ptr<Acc> a) {
+                              if (a->next == a->targets.size()) {
+                                  a->r.result(true);
+                                  return;
+                              }
+                              reset_iostat(*a->targets[a->next++], a->maxmin, [a] { step(a); });
+                          }
+                      };
+                      auto acc = std::make_shared<Acc>();
+                      acc->r = std::move(r);
+                      acc->targets = std::move(targets);
+                      acc->maxmin = mode == "maxmin";
+                      Acc::step(acc);
+                  }});
+    add_rpc(app,
+            {"bdev_enable_histogram",
+             "Enable or disable the latency histogram of a bdev for bdev_get_histogram (Strata "
+             "keeps a log2 histogram always; this switches whether it is reported).",
+             {{"name", PT::string, true, "Bdev name", nullptr},
+              {"enable", PT::bool_, true, "true: enable, false: disable", nullptr},
+              {"opc", PT::string, false,
+               "Only this I/O type: not supported (the histogram covers every type)", nullptr}},
+             rpc::Allowed::runtime,
+             "",
+             true,
+             [](const Json& p, Responder r) {
+                 Bdev* b = find_or_fail(p.at("name").get<std::string>(), r);
+                 if (b == nullptr) return;
+                 if (auto it = p.find("opc"); it != p.end() && !it->is_null()) {
+                     r.error(Error(Errc::not_supported,
+                                   "bdev_enable_histogram: 'opc' needs per-type histograms, "
+                                   "which Strata does not support"));
+                     return;
+                 }
+                 if (p.at("enable").get<bool>())
+                     settings().histogram.insert(b->name());
+                 else
+                     settings().histogram.erase(b->name());
+                 r.result(true);
+             }});
+    add_rpc(app, {"bdev_get_histogram",
+                  "The latency histogram of a bdev in SPDK's encoding (base64 of 58 ranges x 128 "
+                  "uint64 buckets, bucket_shift 7, tsc_rate 1e9: ticks are ns).",
+                  {{"name", PT::string, true, "Bdev name", nullptr}},
+                  rpc::Allowed::runtime,
+                  "",
+                  true,
+                  [](const Json& p, Responder r) {
+                      Bdev* b = find_or_fail(p.at("name").get<std::string>(), r);
+                      if (b == nullptr) return;
+                      if (settings().histogram.count(b->name()) == 0) {
+                          r.error(Error(Errc::invalid_argument,
+                                        fmt::format("histogram of bdev {} is not enabled "
+                                                    "(bdev_enable_histogram)",
+                                                    b->name())));
+                          return;
+                      }
+                      auto rp = std::make_shared<Responder>(std::move(r));
+                      get_iostat(*b, [rp](const IoStats& s) { rp->result(spdk_histogram(s)); });
+                  }});
+    add_rpc(app,
+            {"bdev_set_qd_sampling_period",
+             "Queue-depth sampling period of a bdev in us (0: off). Accepted and saved; Strata "
+             "does not sample queue depth, so bdev_get_iostat reports no queue_depth fields.",
+             {{"name", PT::string, true, "Bdev name", nullptr},
+              {"period", PT::uint, true, "Period in microseconds; 0 disables", nullptr}},
+             rpc::Allowed::runtime,
+             "",
+             true,
+             [](const Json& p, Responder r) {
+                 Bdev* b = find_or_fail(p.at("name").get<std::string>(), r);
+                 if (b == nullptr) return;
+                 const uint64_t period = p.at("period").get<uint64_t>();
+                 if (period == 0)
+                     settings().qd_sampling_period.erase(b->name());
+                 else
+                     settings().qd_sampling_period[b->name()] = period;
+                 STRATA_NOTICELOG(log_bdev,
+                                  "bdev_set_qd_sampling_period {}: recorded; queue-depth "
+                                  "sampling is not implemented",
+                                  b->name());
+                 r.result(true);
+             }});
+}
+
 }  // namespace
 
 void register_rpc_module(rpc::App& app) {
@@ -181,11 +429,42 @@ void register_rpc_module(rpc::App& app) {
                   }
                   r.result(std::move(out));
               }});
-    add_rpc(app, {"bdev_get_iostat",
+    add_rpc(
+        app, {"bdev_get_iostat",
               "I/O statistics per bdev (all channels, live and gone); latencies in ns "
               "(tick_rate 1e9).",
-              {{"name", PT::string, false, "Only this bdev", nullptr}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+              {{"name", PT::string, false, "Only this bdev", nullptr},
+               {"per_channel", PT::bool_, false,
+                "Statistics of each channel (thread_id and figures; needs name)", false}},
+              rpc::Allowed::runtime,
+              "",
+              true,
+              [](const Json& p, Responder r) {
+                  if (rpc::param_or(p, "per_channel", false)) {
+                      auto n = p.find("name");
+                      if (n == p.end() || n->is_null()) {
+                          r.error(Error(Errc::invalid_argument,
+                                        "bdev name is required for per-channel statistics"));
+                          return;
+                      }
+                      Bdev* b = find_or_fail(n->get<std::string>(), r);
+                      if (b == nullptr) return;
+                      auto rp = std::make_shared<Responder>(std::move(r));
+                      get_channel_iostats(*b, [rp, b](const std::vector<ChannelIoStats>& chs) {
+                          Json channels = Json::array();
+                          for (const auto& c : chs) {
+                              Json j = iostat_json(*b, c.stats);
+                              j.erase("name");
+                              j["thread_id"] = c.thread_id;
+                              channels.push_back(std::move(j));
+                          }
+                          rp->result({{"tick_rate", 1'000'000'000},
+                                      {"ticks", runtime::now_ns()},
+                                      {"name", b->name()},
+                                      {"channels", std::move(channels)}});
+                      });
+                      return;
+                  }
                   std::vector<Bdev*> targets;
                   if (auto it = p.find("name"); it != p.end() && !it->is_null()) {
                       Bdev* b = find(it->get<std::string>());
@@ -236,17 +515,34 @@ void register_rpc_module(rpc::App& app) {
                                                                  p.at("name").get<std::string>())));
                       return;
                   }
-                  QosLimits q = qos_limits(*b);
-                  q.rw_ios_per_sec = rpc::param_or<uint64_t>(p, "rw_ios_per_sec", q.rw_ios_per_sec);
-                  q.rw_mbytes_per_sec =
-                      rpc::param_or<uint64_t>(p, "rw_mbytes_per_sec", q.rw_mbytes_per_sec);
-                  q.r_mbytes_per_sec = rpc::param_or<uint64_t>(p, "r_mbytes_per_sec", q.r_mbytes_per_sec);
-                  q.w_mbytes_per_sec = rpc::param_or<uint64_t>(p, "w_mbytes_per_sec", q.w_mbytes_per_sec);
-                  if (q.rw_ios_per_sec != 0 && q.rw_ios_per_sec < 1000) {
-                      r.error(Error(Errc::invalid_argument,
-                                    "rw_ios_per_sec must be 0 or at least 1000 (as in SPDK)"));
+                  static constexpr const char* kKeys[] = {"rw_ios_per_sec", "rw_mbytes_per_sec",
+                                                          "r_mbytes_per_sec", "w_mbytes_per_sec"};
+                  bool any = false;
+                  for (const char* k : kKeys)
+                      if (auto it = p.find(k); it != p.end() && !it->is_null()) any = true;
+                  if (!any) {
+                      r.error(Error(Errc::invalid_argument, "No rate limits specified"));
                       return;
                   }
+                  QosLimits q = qos_limits(*b);
+                  // SPDK rounds an IOPS limit up to a multiple of 1000 and caps MiB/s limits
+                  // where bytes/s would overflow (spdk_bdev_set_qos_rate_limits).
+                  auto ios = rpc::param_or<uint64_t>(p, "rw_ios_per_sec", q.rw_ios_per_sec);
+                  if (ios % 1000 != 0) {
+                      const uint64_t up =
+                          ios > UINT64_MAX - 1000 ? ios - ios % 1000 : ios + 1000 - ios % 1000;
+                      STRATA_NOTICELOG(log_bdev, "{}: rw_ios_per_sec {} rounded up to {}",
+                                       b->name(), ios, up);
+                      ios = up;
+                  }
+                  q.rw_ios_per_sec = ios;
+                  constexpr uint64_t kMaxMib = UINT64_MAX / (1024 * 1024);
+                  auto mib = [&](const char* k, uint64_t cur) {
+                      return std::min(rpc::param_or<uint64_t>(p, k, cur), kMaxMib);
+                  };
+                  q.rw_mbytes_per_sec = mib("rw_mbytes_per_sec", q.rw_mbytes_per_sec);
+                  q.r_mbytes_per_sec = mib("r_mbytes_per_sec", q.r_mbytes_per_sec);
+                  q.w_mbytes_per_sec = mib("w_mbytes_per_sec", q.w_mbytes_per_sec);
                   auto res = set_qos_limits(*b, q);
                   if (!res) r.error(res.error());
                   else r.result(true);
@@ -274,6 +570,7 @@ void register_rpc_module(rpc::App& app) {
                   w->mods = modules();
                   Wait::step(w);
               }});
+    register_compat_methods(app);
 }
 
 }  // namespace strata::bdev

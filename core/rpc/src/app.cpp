@@ -540,6 +540,26 @@ Result<Json> flatten_config(const App& app, const Json& config) {
         auto rank_it = std::find_if(order->begin(), order->end(),
                                     [&](const Subsystem* x) { return x->name == sname; });
         if (rank_it == order->end()) {
+            // SPDK's own subsystems that Strata has no module for: a config saved by spdk_tgt
+            // lists them, usually empty. Empty ones are skipped (as SPDK skips subsystems it
+            // lacks); entries in them are refused, since nothing could apply them.
+            static constexpr std::string_view kSpdkOnly[] = {
+                "nbd", "ublk", "vhost_scsi", "vhost_blk", "vfu_tgt", "vfio_user_target", "fsdev"};
+            const bool spdk_only =
+                std::find(std::begin(kSpdkOnly), std::end(kSpdkOnly), sname) != std::end(kSpdkOnly);
+            auto c = s.find("config");
+            if (spdk_only && (c == s.end() || c->is_null() || (c->is_array() && c->empty()))) {
+                STRATA_NOTICELOG(log_app,
+                                 "config: SPDK subsystem '{}' (empty) skipped: Strata "
+                                 "does not have it",
+                                 sname);
+                continue;
+            }
+            if (spdk_only)
+                return Error(Errc::not_supported,
+                             fmt::format("config: subsystem '{}' is SPDK's and Strata does not "
+                                         "have it; its entries cannot be applied",
+                                         sname));
             return Error(Errc::not_found, fmt::format("config: unknown subsystem '{}'", sname));
         }
         auto cfg = s.find("config");

@@ -1,16 +1,22 @@
 // Framework built-in RPC methods and the "log" subsystem.
+#include <unistd.h>
 #include <algorithm>
+#include <csignal>
+#include <cstdlib>
 #include <optional>
 #include <set>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <strata/base/log.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/modules.h>
+#include <strata/rpc/params.h>
 #include <strata/runtime/host.h>
+#include <strata/runtime/io_device.h>
 #include <strata/runtime/scheduler.h>
+
+#include "compat.h"
 
 #ifndef STRATA_VERSION_STRING
 #define STRATA_VERSION_STRING "0.0.0"
@@ -34,6 +40,7 @@ struct LogSettings {
     // it back see what they set.
     LogLevel print_level = LogLevel::notice;
     std::set<std::string> flags;  // components log_set_flag turned to debug, not cleared since
+    std::optional<bool> timestamps;  // log_enable_timestamps, if this App called it
 };
 
 LogSettings& log_settings(App& app) { return app.host().get<LogSettings>(); }
@@ -47,6 +54,7 @@ struct ThreadSnap {
     uint32_t reactor;
     runtime::ThreadStats stats;
     std::vector<runtime::PollerInfo> pollers;
+    std::vector<std::pair<std::string, uint32_t>> channels;  // io device name, references
 };
 
 struct Gather {
@@ -60,7 +68,11 @@ void gather_threads(std::function<void(std::vector<ThreadSnap>&)> finish) {
         [](void* ctx) {
             auto* g = static_cast<Gather*>(ctx);
             runtime::Thread* t = runtime::current_thread();
-            g->snaps.push_back({t->name(), t->id(), t->reactor(), t->stats(), t->pollers()});
+            std::vector<std::pair<std::string, uint32_t>> channels;
+            for (const auto& [dev, ch] : t->channels_ref())
+                channels.emplace_back(dev->io_device_name(), ch->ref_count());
+            g->snaps.push_back(
+                {t->name(), t->id(), t->reactor(), t->stats(), t->pollers(), std::move(channels)});
         },
         g,
         [](void* ctx) {
@@ -94,6 +106,9 @@ void log_write_config(App& app, Json& cfg) {
                    {"params", {{"level", level_json(ls.print_level)}}}});
     for (const std::string& flag : ls.flags)
         cfg.push_back({{"method", "log_set_flag"}, {"params", {{"flag", flag}}}});
+    if (ls.timestamps)
+        cfg.push_back(
+            {{"method", "log_enable_timestamps"}, {"params", {{"enabled", *ls.timestamps}}}});
 }
 
 Result<void> set_flag(LogSettings& ls, std::string_view flag, bool on) {
@@ -386,6 +401,82 @@ void register_builtins(App& app) {
                                   {"reactors", std::move(reactors)}});
                   });
               }});
+
+    reg(app, {"thread_get_io_channels",
+              "The io channels of every Thread: io device name and reference count.",
+              {},
+              Allowed::runtime,
+              "",
+              true,
+              [](const Json&, Responder r) {
+                  auto rp = std::make_shared<Responder>(std::move(r));
+                  gather_threads([rp](std::vector<ThreadSnap>& snaps) {
+                      Json threads = Json::array();
+                      for (const auto& s : snaps) {
+                          Json chs = Json::array();
+                          for (const auto& [name, refs] : s.channels)
+                              chs.push_back({{"name", name}, {"ref", refs}});
+                          threads.push_back({{"name", s.name}, {"io_channels", std::move(chs)}});
+                      }
+                      rp->result({{"tick_rate", kTickRate}, {"threads", std::move(threads)}});
+                  });
+              }});
+    reg(app, {"log_enable_timestamps",
+              "Prefix log lines on stderr with [seconds.microseconds] (on by default). The "
+              "sink is the process's: two Apps in one process share it.",
+              {{"enabled", PT::bool_, true, "true: print timestamps", nullptr}},
+              Allowed::both,
+              "log",
+              true,
+              [a](const Json& p, Responder r) {
+                  const bool on = p.at("enabled").get<bool>();
+                  log_set_timestamps(on);
+                  log_settings(*a).timestamps = on;
+                  r.result(true);
+              }});
+    reg(app, {"framework_get_config",
+              "The config entries of one subsystem (an array).",
+              {{"name", PT::string, true, "Subsystem name", nullptr}},
+              Allowed::runtime,
+              "",
+              true,
+              [a](const Json& p, Responder r) {
+                  const auto name = p.at("name").get<std::string>();
+                  auto res = a->save_subsystem_config(name);
+                  if (!res) {
+                      r.error(error_code::invalid_params,
+                              fmt::format("Subsystem '{}' not found", name));
+                      return;
+                  }
+                  r.result(std::move((*res)["config"]));
+              }});
+    reg(app, {"spdk_kill_instance",
+              "Stop the application as the signal would: SIGINT, SIGTERM, SIGQUIT, SIGHUP, "
+              "SIGKILL or SIGUSR1 (name or number). Strata stops cleanly for each of them (a "
+              "real SIGKILL would not let it); the reply is sent first.",
+              {{"sig_name", PT::string, true, "Signal name or number", nullptr}},
+              Allowed::runtime,
+              "",
+              true,
+              [a](const Json& p, Responder r) {
+                  static constexpr std::pair<const char*, int> kSignals[] = {
+                      {"SIGINT", SIGINT}, {"SIGTERM", SIGTERM}, {"SIGQUIT", SIGQUIT},
+                      {"SIGHUP", SIGHUP}, {"SIGKILL", SIGKILL}, {"SIGUSR1", SIGUSR1}};
+                  const auto name = p.at("sig_name").get<std::string>();
+                  char* end = nullptr;
+                  const long num = std::strtol(name.c_str(), &end, 10);
+                  const bool numeric = !name.empty() && end != nullptr && *end == '\0';
+                  bool ok = false;
+                  for (const auto& [sname, sig] : kSignals)
+                      if (name == sname || (numeric && num == sig)) ok = true;
+                  if (!ok) {
+                      r.error(error_code::invalid_params, "Invalid parameters");
+                      return;
+                  }
+                  r.result(true);
+                  a->request_stop();
+              }});
+    register_spdk_compat(app);
 }
 
 }  // namespace strata::rpc

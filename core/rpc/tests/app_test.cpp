@@ -119,10 +119,11 @@ TEST_F(AppTest, InitInDependencyOrderFiniInReverse) {
     EXPECT_TRUE(app->initialized());
     EXPECT_EQ(events, (std::vector<std::string>{"init toya", "init toyb"}));
     auto subs = rpc("framework_get_subsystems")["result"];
-    ASSERT_EQ(subs.size(), 3u);
+    // log and SPDK's keyring, iobuf, vmd and scheduler (built in), then the toys.
+    ASSERT_EQ(subs.size(), 7u);
     EXPECT_EQ(subs[0]["subsystem"], "log");
-    EXPECT_EQ(subs[2]["subsystem"], "toyb");
-    EXPECT_EQ(subs[2]["depends_on"][0], "toya");
+    EXPECT_EQ(subs[6]["subsystem"], "toyb");
+    EXPECT_EQ(subs[6]["depends_on"][0], "toya");
     app->request_stop();
     ASSERT_TRUE(sim->run_until([&] { return app->stopped(); }, sim->now_ns() + 10'000'000'000));
     EXPECT_EQ(events.back(), "fini toya");
@@ -250,9 +251,9 @@ TEST_F(AppTest, ConfigLoadSaveRoundTrip) {
     ASSERT_EQ(toy_b.items.size(), 1u);
     EXPECT_EQ(log_global_level(), LogLevel::info);
     Json saved = rpc("save_config")["result"];
-    ASSERT_EQ(saved["subsystems"].size(), 3u);
-    EXPECT_EQ(saved["subsystems"][1]["subsystem"], "toya");  // init order
-    EXPECT_EQ(saved["subsystems"][1]["config"][0]["method"], "toya_set_options");
+    ASSERT_EQ(saved["subsystems"].size(), 7u);
+    EXPECT_EQ(saved["subsystems"][5]["subsystem"], "toya");  // init order
+    EXPECT_EQ(saved["subsystems"][5]["config"][0]["method"], "toya_set_options");
 
     // Load what was saved into a fresh App: saving again gives the same document.
     TearDown();
@@ -265,7 +266,7 @@ TEST_F(AppTest, ConfigLoadSaveRoundTrip) {
     ASSERT_TRUE(start().ok());
     EXPECT_EQ(rpc("save_config")["result"], saved);
     auto one = rpc("save_subsystem_config", {{"name", "toyb"}})["result"];
-    EXPECT_EQ(one, saved["subsystems"][2]);
+    EXPECT_EQ(one, saved["subsystems"][6]);
     EXPECT_EQ(rpc("save_subsystem_config", {{"name", "nope"}})["error"]["code"], -32602);
 }
 

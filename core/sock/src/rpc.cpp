@@ -2,6 +2,8 @@
 // simulated network's fault methods (sim_network_*).
 #include <fmt/format.h>
 
+#include <strata/base/log.h>
+
 #include <strata/rpc/app.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/runtime/thread.h>
@@ -13,6 +15,8 @@
 namespace strata::sock {
 
 namespace {
+
+STRATA_LOG_COMPONENT(sock_rpc);
 
 using rpc::Json;
 using rpc::Responder;
@@ -308,6 +312,15 @@ void register_rpc_module(rpc::App& app) {
                   option_params(), rpc::Allowed::both, "", true, [](const Json& p, Responder r) {
                       const auto name = p.at("impl_name").get<std::string>();
                       auto cur = get_impl_options(name);
+                      if (!cur && name == "ssl") {
+                          // SPDK's TLS implementation: every spdk_tgt saved config sets its
+                          // options. Strata has no TLS sockets; the options change nothing.
+                          STRATA_NOTICELOG(log_sock_rpc,
+                                           "sock_impl_set_options: implementation 'ssl' (TLS) "
+                                           "is not part of Strata; its options are ignored");
+                          r.result(true);
+                          return;
+                      }
                       if (!cur) {
                           r.error(rpc::error_code::invalid_params, cur.error().message());
                           return;

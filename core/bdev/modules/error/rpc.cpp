@@ -18,16 +18,21 @@ using PT = rpc::ParamType;
 void register_error_module(rpc::App& app) {
     register_module(kErrorModule);
     add_rpc(app, {"bdev_error_create",
-              "Create an error-injection bdev EE_<base_name> on a base bdev (claimed); created "
-              "when the base appears if it does not exist yet. Returns the name.",
-              {{"base_name", PT::string, true, "Base bdev name", nullptr},
-               {"uuid", PT::string, false, "UUID (default: generated)", nullptr}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  const auto base = p.at("base_name").get<std::string>();
-                  auto res = error_create(base, rpc::param_or<std::string>(p, "uuid", ""));
-                  if (!res) r.error(res.error());
-                  else r.result("EE_" + base);
-              }});
+                  "Create an error-injection bdev EE_<base_name> on a base bdev (claimed); created "
+                  "when the base appears if it does not exist yet. Returns true (as SPDK).",
+                  {{"base_name", PT::string, true, "Base bdev name", nullptr},
+                   {"uuid", PT::string, false, "UUID (default: generated)", nullptr}},
+                  rpc::Allowed::runtime,
+                  "",
+                  true,
+                  [](const Json& p, Responder r) {
+                      const auto base = p.at("base_name").get<std::string>();
+                      auto res = error_create(base, rpc::param_or<std::string>(p, "uuid", ""));
+                      if (!res)
+                          r.error(res.error());
+                      else
+                          r.result(true);
+                  }});
     add_rpc(app, {"bdev_error_delete",
               "Delete an error-injection bdev; I/O it holds (pending) fails with aborted.",
               {{"name", PT::string, true, "Error bdev name (EE_<base>)", nullptr}},

@@ -40,6 +40,22 @@ Result<Bdev*> null_create(const NullOptions& o) {
     return register_bdev(std::make_unique<NullBdev>(std::move(p)));
 }
 
+Result<void> null_resize(const std::string& name, uint64_t new_size_mib) {
+    Bdev* b = find(name);
+    if (b == nullptr || &b->module() != &kNullModule)
+        return Error(Errc::not_found, fmt::format("null bdev {} not found", name));
+    // SPDK's rule: sizes in MiB, truncated; never smaller than the current size.
+    const uint64_t cur_mib = b->num_blocks() * b->block_size() / (1024 * 1024);
+    if (new_size_mib < cur_mib)
+        return Error(Errc::invalid_argument,
+                     fmt::format("new size {} MiB is smaller than the current {} MiB", new_size_mib,
+                                 cur_mib));
+    if (new_size_mib > UINT64_MAX / (1024 * 1024))
+        return Error(Errc::invalid_argument, "new_size is out of range");
+    b->notify_resize(new_size_mib * 1024 * 1024 / b->block_size());
+    return {};
+}
+
 void null_delete(const std::string& name, std::function<void(Result<void>)> done) {
     Bdev* b = find(name);
     if (b == nullptr || &b->module() != &kNullModule) {

@@ -18,6 +18,8 @@ struct NullOptions {
 
 extern const Module kNullModule;
 Result<Bdev*> null_create(const NullOptions& options);
+// bdev_null_resize: new size in MiB (SPDK's unit), never smaller than the current size.
+Result<void> null_resize(const std::string& name, uint64_t new_size_mib);
 void null_delete(const std::string& name, std::function<void(Result<void>)> done);
 
 }  // namespace strata::bdev

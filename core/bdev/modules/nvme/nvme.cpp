@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include <strata/base/log.h>
+#include <strata/env/memory.h>
 #include <strata/nvme/qpair.h>
+#include <strata/nvme/spec/log_pages.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/task.h>
 
@@ -400,6 +402,88 @@ void sync_namespaces(NvmeCtrlr& c) {
     }
 }
 
+// bdev_nvme_set_hotplug: a timed poller on the Thread that enabled it (the app Thread) scans
+// the PCI bus for NVMe functions (class 01:08:02): a function no controller uses is attached as
+// HotInNvme<n> (SPDK's naming), a PCIe controller whose function left the bus is detached.
+struct Hotplug {
+    bool enabled = false;
+    uint64_t period_us = 100'000;  // SPDK's default
+    runtime::Poller* poller = nullptr;
+    runtime::Thread* thread = nullptr;
+    std::vector<env::PciAddress> attaching;
+    uint32_t next_index = 0;
+    bool scanning = false;
+};
+Hotplug& hotplug() {
+    return runtime::current_host().get<Hotplug>();
+}
+
+void stop_hotplug_poller() {
+    Hotplug& h = hotplug();
+    if (h.poller == nullptr) return;
+    STRATA_ASSERT_MSG(runtime::current_thread() == h.thread,
+                      "hotplug poller stopped off its Thread");
+    h.thread->unregister_poller(h.poller);
+    h.poller = nullptr;
+    h.thread = nullptr;
+}
+
+runtime::PollStatus hotplug_poll(void*) {
+    Hotplug& h = hotplug();
+    if (h.scanning) return runtime::PollStatus::idle;
+    env::PciFilter nvme_class;
+    nvme_class.class_code = 0x010802;
+    auto found = env::enumerate(nvme_class);
+    if (!found) return runtime::PollStatus::idle;
+    bool busy = false;
+    // Removed: PCIe controllers whose function is gone.
+    std::vector<std::string> gone;
+    for (auto& [name, c] : ctrlrs()) {
+        if (c->detaching || c->ctrl->is_fabrics()) continue;
+        const bool present = std::any_of(found->begin(), found->end(), [&](const auto& f) {
+            return f.address == c->ctrl->address();
+        });
+        if (!present) gone.push_back(name);
+    }
+    for (const auto& name : gone) {
+        STRATA_NOTICELOG(log_bdev_nvme, "hotplug: {} left the bus, detaching", name);
+        nvme_detach(name, [name](Result<void> r) {
+            if (!r)
+                STRATA_ERRLOG(log_bdev_nvme, "hotplug: detach {}: {}", name, r.error().message());
+        });
+        busy = true;
+    }
+    // Inserted: functions no controller uses.
+    for (const auto& f : *found) {
+        if (!f.claimable) continue;
+        const bool used = std::any_of(ctrlrs().begin(), ctrlrs().end(), [&](const auto& kv) {
+            return !kv.second->ctrl->is_fabrics() && kv.second->ctrl->address() == f.address;
+        });
+        const bool pending =
+            std::find(h.attaching.begin(), h.attaching.end(), f.address) != h.attaching.end();
+        if (used || pending) continue;
+        NvmeAttachOptions o = nvme_default_attach_options();
+        do {
+            o.name = fmt::format("HotInNvme{}", h.next_index++);
+        } while (ctrlrs().count(o.name) != 0);
+        o.address = f.address;
+        h.attaching.push_back(f.address);
+        STRATA_NOTICELOG(log_bdev_nvme, "hotplug: {} appeared, attaching as {}",
+                         f.address.to_string(), o.name);
+        const env::PciAddress addr = f.address;
+        nvme_attach(o, [addr, name = o.name](Result<std::vector<std::string>> r) {
+            Hotplug& h = hotplug();
+            h.attaching.erase(std::remove(h.attaching.begin(), h.attaching.end(), addr),
+                              h.attaching.end());
+            if (!r)
+                STRATA_ERRLOG(log_bdev_nvme, "hotplug: attach {} at {}: {}", name, addr.to_string(),
+                              r.error().message());
+        });
+        busy = true;
+    }
+    return busy ? runtime::PollStatus::busy : runtime::PollStatus::idle;
+}
+
 const char* timeout_action_name(NvmeTimeoutAction a) {
     return a == NvmeTimeoutAction::abort ? "abort" : "none";
 }
@@ -437,9 +521,12 @@ void write_config(nlohmann::json& methods) {
                                 {"ddgst", o.data_digest},
                                 {"ctrlr_loss_timeout_sec", o.ctrlr_loss_timeout_sec},
                                 {"reconnect_delay_sec", o.reconnect_delay_sec},
-                                {"fast_io_fail_timeout_sec", o.fast_io_fail_timeout_sec},
-                                {"keep_alive_timeout_ms", o.keep_alive_timeout_ms},
-                                {"io_queue_size", c->queue_entries}};
+                                {"fast_io_fail_timeout_sec", o.fast_io_fail_timeout_sec}};
+            // Strata's own parameters only when they differ from the default, so that SPDK's
+            // decoder (which refuses unknown parameters) reads the usual config.
+            if (o.keep_alive_timeout_ms != nvme_options().keep_alive_timeout_ms)
+                p["keep_alive_timeout_ms"] = o.keep_alive_timeout_ms;
+            if (c->queue_entries != 256) p["io_queue_size"] = c->queue_entries;
             if (o.timeout_us != 0) p["timeout_us"] = o.timeout_us;
             methods.push_back({{"method", "bdev_nvme_attach_controller"}, {"params", p}});
             continue;
@@ -450,9 +537,13 @@ void write_config(nlohmann::json& methods) {
                              {"trtype", "PCIe"},
                              {"traddr", c->ctrl->address().to_string()}}}});
     }
+    methods.push_back(
+        {{"method", "bdev_nvme_set_hotplug"},
+         {"params", {{"period_us", hotplug().period_us}, {"enable", hotplug().enabled}}}});
 }
 
 void fini(std::function<void()> done) {
+    stop_hotplug_poller();
     // Detach every controller, one after the other (their bdevs are gone by now).
     std::vector<std::string> names;
     for (auto& [n, c] : ctrlrs())
@@ -625,6 +716,104 @@ void nvme_reset(const std::string& name, std::function<void(Result<void>)> done)
     }
     nvme::Controller* ctrl = it->second->ctrl.get();
     runtime::spawn(ctrl->admin_thread(), ctrl->reset(), std::move(done));
+}
+
+Result<void> nvme_set_hotplug(bool enable, uint64_t period_us) {
+    Hotplug& h = hotplug();
+    if (period_us != 0) h.period_us = period_us;
+    h.enabled = enable;
+    stop_hotplug_poller();
+    if (enable) {
+        h.thread = runtime::current_thread();
+        h.poller = h.thread->register_poller(&hotplug_poll, nullptr, "bdev_nvme_hotplug",
+                                             h.period_us * 1000);
+    }
+    return {};
+}
+
+void nvme_health_info(const std::string& name, std::function<void(Result<nlohmann::json>)> done) {
+    NvmeCtrlr* c = nullptr;
+    if (name.empty()) {
+        if (!ctrlrs().empty()) c = ctrlrs().begin()->second.get();
+    } else if (auto it = ctrlrs().find(name); it != ctrlrs().end()) {
+        c = it->second.get();
+    }
+    if (c == nullptr || c->detaching) {
+        done(Error(Errc::not_found, fmt::format("NVMe controller {} not found", name)));
+        return;
+    }
+    auto run = [](NvmeCtrlr* c) -> runtime::Task<Result<nlohmann::json>> {
+        auto buf = env::dma_alloc(sizeof(nvme::spec::SmartHealthLog), 4096, true);
+        if (!buf) co_return buf.error();
+        auto r = co_await c->ctrl->get_log_page(nvme::spec::LogPage::smart_health, 0xffffffffu,
+                                                *buf, sizeof(nvme::spec::SmartHealthLog));
+        if (!r) {
+            env::dma_free(*buf);
+            co_return r.error();
+        }
+        const auto& h = *static_cast<const nvme::spec::SmartHealthLog*>(*buf);
+        const auto& id = c->ctrl->identify();
+        auto kelvin = [](uint64_t k) { return k >= 273 ? k - 273 : 0; };
+        nlohmann::json out = {
+            {"model_number", trim(id.mn.data(), id.mn.size())},
+            {"serial_number", trim(id.sn.data(), id.sn.size())},
+            {"firmware_revision", trim(id.fr.data(), id.fr.size())},
+            {"traddr", c->ctrl->is_fabrics() ? c->ctrl->transport_id().traddr
+                                             : c->ctrl->address().to_string()},
+            {"critical_warning", h.critical_warning},
+            {"temperature_celsius", kelvin(h.composite_temperature.get())},
+            {"available_spare_percentage", h.available_spare},
+            {"available_spare_threshold_percentage", h.available_spare_threshold},
+            {"percentage_used", h.percentage_used},
+            {"data_units_read", h.data_units_read.saturated()},
+            {"data_units_written", h.data_units_written.saturated()},
+            {"host_read_commands", h.host_read_commands.saturated()},
+            {"host_write_commands", h.host_write_commands.saturated()},
+            {"controller_busy_time", h.controller_busy_time.saturated()},
+            {"power_cycles", h.power_cycles.saturated()},
+            {"power_on_hours", h.power_on_hours.saturated()},
+            {"unsafe_shutdowns", h.unsafe_shutdowns.saturated()},
+            {"media_errors", h.media_errors.saturated()},
+            {"num_err_log_entries", h.num_err_log_entries.saturated()},
+            {"warning_temperature_time_minutes", h.warning_temp_time},
+            {"critical_composite_temperature_time_minutes", h.critical_temp_time}};
+        for (uint16_t t : h.temperature_sensor)
+            if (t != 0) out["temperature_sensor_celsius"] = kelvin(t);  // SPDK writes each
+        env::dma_free(*buf);
+        co_return out;
+    };
+    runtime::spawn(c->ctrl->admin_thread(), run(c), std::move(done));
+}
+
+nlohmann::json nvme_io_paths(const std::string& bdev_name) {
+    // One io path per namespace bdev (Strata has no multipath); one poll group, the caller's.
+    nlohmann::json paths = nlohmann::json::array();
+    for (auto& [name, c] : ctrlrs()) {
+        if (c->detaching) continue;
+        const bool ready = c->ctrl->state() == nvme::ControllerState::ready;
+        const auto& t = c->ctrl->transport_id();
+        nlohmann::json transport;
+        if (c->ctrl->is_fabrics())
+            transport = {{"trtype", "TCP"},
+                         {"traddr", t.traddr},
+                         {"trsvcid", t.trsvcid},
+                         {"adrfam", nvme::adrfam_name(t.adrfam)}};
+        else
+            transport = {{"trtype", "PCIe"}, {"traddr", c->ctrl->address().to_string()}};
+        for (const auto& b : c->bdevs) {
+            if (!bdev_name.empty() && b != bdev_name) continue;
+            paths.push_back({{"bdev_name", b},
+                             {"cntlid", c->ctrl->identify().cntlid},
+                             {"current", ready},
+                             {"connected", ready},
+                             {"accessible", ready},
+                             {"transport", transport}});
+        }
+    }
+    const runtime::Thread* t = runtime::current_thread();
+    return {{"poll_groups", nlohmann::json::array(
+                                {{{"thread", t != nullptr ? t->name() : std::string("app_thread")},
+                                  {"io_paths", std::move(paths)}}})}};
 }
 
 std::vector<NvmeControllerInfo> nvme_controllers() {

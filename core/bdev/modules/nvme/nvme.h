@@ -13,6 +13,8 @@
 #include <strata/env/pci.h>
 #include <strata/nvme/controller.h>
 
+#include <nlohmann/json.hpp>
+
 namespace strata::bdev {
 
 extern const Module kNvmeModule;
@@ -103,5 +105,15 @@ struct NvmeControllerInfo {
     uint32_t io_queue_requests = 0;
 };
 std::vector<NvmeControllerInfo> nvme_controllers();
+
+// bdev_nvme_set_hotplug: with enable, a poller every period_us (0: keep the current, 100 ms by
+// default) attaches NVMe functions that appear on the PCI bus (as HotInNvme<n>) and detaches
+// PCIe controllers whose function is gone; without, stops it. On the app Thread.
+Result<void> nvme_set_hotplug(bool enable, uint64_t period_us);
+// bdev_nvme_get_controller_health_info: the SMART / Health log page of a controller (the first
+// one when name is empty) in SPDK's field names; done on the admin Thread.
+void nvme_health_info(const std::string& name, std::function<void(Result<nlohmann::json>)> done);
+// bdev_nvme_get_io_paths: SPDK's shape, one path per namespace bdev (or only bdev_name's).
+nlohmann::json nvme_io_paths(const std::string& bdev_name);
 
 }  // namespace strata::bdev

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <strata/bdev/rpc_internal.h>
+#include <strata/rpc/params.h>
 #include <strata/runtime/task.h>
 
 #include "nvme/nvme.h"
@@ -71,6 +72,22 @@ const std::vector<Unsupported>& unsupported_options() {
     return v;
 }
 
+// bdev_nvme_attach_controller parameters for features Strata lacks (SPDK's rpc.py sends the
+// store_true ones as false).
+const std::vector<rpc::DefaultOnlyParam>& attach_default_only() {
+    static const std::vector<rpc::DefaultOnlyParam> v = {
+        {"prchk_reftag", PT::bool_, false, "end-to-end protection (DIF) checks"},
+        {"prchk_guard", PT::bool_, false, "end-to-end protection (DIF) checks"},
+        {"allow_unrecognized_csi", PT::bool_, false, "namespaces of unrecognized command sets"},
+        {"multipath", PT::string, "disable", "multipath (several paths to one controller name)"},
+        {"priority", PT::string, nullptr, "multipath path priorities"},
+        {"psk", PT::string, nullptr, "NVMe/TCP TLS (pre-shared keys)"},
+        {"dhchap_key", PT::string, nullptr, "DH-HMAC-CHAP authentication"},
+        {"dhchap_ctrlr_key", PT::string, nullptr, "DH-HMAC-CHAP authentication"},
+    };
+    return v;
+}
+
 // At its default: equal, or for the DH-HMAC-CHAP lists the same names in any order.
 bool at_default(const Json& v, const Json& def) {
     if (v == def) return true;
@@ -87,19 +104,6 @@ Error not_supported(const std::string& name, const Json& def) {
                              name, def.dump()));
 }
 
-// params[key] as T within T's range, else `current`.
-template <class T>
-Result<T> int_param(const Json& p, const char* key, T current) {
-    auto it = p.find(key);
-    if (it == p.end() || it->is_null()) return current;
-    const bool neg = it->is_number_integer() && !it->is_number_unsigned() && it->get<int64_t>() < 0;
-    const bool fits =
-        neg ? std::is_signed_v<T> && it->get<int64_t>() >= std::numeric_limits<T>::min()
-            : it->get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
-    if (!fits)
-        return Error(Errc::invalid_argument, fmt::format("{} {} is out of range", key, it->dump()));
-    return it->get<T>();
-}
 
 // bdev_nvme_set_options: SPDK's semantics (a parameter not given keeps its current value).
 Result<void> set_options(const Json& p) {
@@ -128,7 +132,7 @@ Result<void> set_options(const Json& p) {
             return Error(Errc::invalid_argument, fmt::format("Invalid action_on_timeout {}", a));
     }
     auto take = [&p](const char* key, auto& field) -> Result<void> {
-        auto v = int_param(p, key, field);
+        auto v = rpc::int_param(p, key, field);
         if (!v) return v.error();
         field = *v;
         return {};
@@ -197,97 +201,134 @@ void register_nvme_module(rpc::App& app) {
                  else
                      r.result(true);
              }});
-    add_rpc(app, {"bdev_nvme_attach_controller",
-                  "Attach an NVMe controller (PCIe, or NVMe/TCP through the NVMe-oF initiator) and "
-                  "create a bdev per active namespace (<name>n<nsid>). Returns the bdev names.",
-                  {{"name", PT::string, true, "Controller name (-b)", nullptr},
-                   {"trtype", PT::string, true, "Transport: PCIe or TCP (-t)", nullptr},
-                   {"traddr", PT::string, true, "PCI address, or the target's IP address (-a)", nullptr},
-                   {"adrfam", PT::string, false, "Address family: IPv4 or IPv6 (-f)", nullptr},
-                   {"trsvcid", PT::string, false, "Target port (-s), default 4420", nullptr},
-                   {"subnqn", PT::string, false, "Subsystem NQN (-n), required for TCP", nullptr},
-                   {"hostnqn", PT::string, false, "Host NQN (-q); default nqn.2014-08.org.nvmexpress:uuid:<uuid>", nullptr},
-                   {"hostaddr", PT::string, false, "Accepted; the local address is the system's choice", nullptr},
-                   {"hostsvcid", PT::string, false, "Accepted; the local port is the system's choice", nullptr},
-                   {"hdgst", PT::bool_, false, "TCP header digest (-e)", false},
-                   {"ddgst", PT::bool_, false, "TCP data digest (-d)", false},
-                   {"io_queue_size", PT::uint, false, "Entries per I/O queue", 256},
-                   {"num_io_queues", PT::uint, false, "I/O queues to ask for", 64},
-                   {"ctrlr_loss_timeout_sec", PT::int_, false, "Fabrics: give up reconnecting after this (-1: never, 0: one attempt); default: bdev_nvme_set_options'", 0},
-                   {"reconnect_delay_sec", PT::uint, false, "Fabrics: delay between reconnect attempts; default: bdev_nvme_set_options'", 0},
-                   {"fast_io_fail_timeout_sec", PT::uint, false, "Fabrics: fail I/O after this while reconnecting (0: off); default: bdev_nvme_set_options'", 0},
-                   {"keep_alive_timeout_ms", PT::uint, false, "Fabrics: KATO (a Strata extension: SPDK takes it from bdev_nvme_set_options, whose value is the default)", 10000},
-                   {"fabrics_connect_timeout_us", PT::uint, false, "Fabrics: per-queue connect timeout", 10000000},
-                   {"timeout_us", PT::uint, false, "Command timeout (abort, then reset); 0: none (a Strata extension; default: bdev_nvme_set_options')", 0}},
-                  rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                      const std::string trtype = p.at("trtype").get<std::string>();
-                      const nvme::TrType tt = nvme::parse_trtype(trtype);
-                      NvmeAttachOptions o = nvme_default_attach_options();
-                      o.name = p.at("name").get<std::string>();
-                      o.io_queue_entries = rpc::param_or<uint32_t>(p, "io_queue_size", 256);
-                      o.controller.timeout_us = rpc::param_or<uint64_t>(p, "timeout_us", o.controller.timeout_us);
-                      o.controller.io_queues_requested = rpc::param_or<uint32_t>(p, "num_io_queues", 64);
-                      if (tt == nvme::TrType::pcie) {
-                          auto addr = env::PciAddress::parse(p.at("traddr").get<std::string>());
-                          if (!addr) {
-                              r.error(addr.error());
-                              return;
-                          }
-                          o.address = *addr;
-                      } else if (tt == nvme::TrType::tcp) {
-                          o.trid.trtype = tt;
-                          o.trid.trstring = "TCP";
-                          o.trid.traddr = p.at("traddr").get<std::string>();
-                          o.trid.trsvcid = rpc::param_or<std::string>(p, "trsvcid", "4420");
-                          o.trid.subnqn = rpc::param_or<std::string>(p, "subnqn", "");
-                          if (o.trid.subnqn.empty()) {
-                              r.error(Error(Errc::invalid_argument, "subnqn is required for trtype TCP"));
-                              return;
-                          }
-                          const std::string af = rpc::param_or<std::string>(p, "adrfam", "");
-                          if (!af.empty()) {
-                              auto a = nvme::parse_adrfam(af);
-                              if (!a || (*a != nvme::AdrFam::ipv4 && *a != nvme::AdrFam::ipv6)) {
-                                  r.error(Error(Errc::invalid_argument,
-                                                fmt::format("adrfam {} is not IPv4 or IPv6", af)));
-                                  return;
-                              }
-                              o.trid.adrfam = *a;
-                          }
-                          auto& c = o.controller;
-                          c.hostnqn = rpc::param_or<std::string>(p, "hostnqn", "");
-                          c.header_digest = rpc::param_or<bool>(p, "hdgst", false);
-                          c.data_digest = rpc::param_or<bool>(p, "ddgst", false);
-                          c.ctrlr_loss_timeout_sec = rpc::param_or<int32_t>(p, "ctrlr_loss_timeout_sec", c.ctrlr_loss_timeout_sec);
-                          c.reconnect_delay_sec = rpc::param_or<uint32_t>(p, "reconnect_delay_sec", c.reconnect_delay_sec);
-                          c.fast_io_fail_timeout_sec =
-                              rpc::param_or<uint32_t>(p, "fast_io_fail_timeout_sec", c.fast_io_fail_timeout_sec);
-                          c.keep_alive_timeout_ms = rpc::param_or<uint32_t>(p, "keep_alive_timeout_ms", c.keep_alive_timeout_ms);
-                          c.connect_timeout_ms = static_cast<uint32_t>(
-                              rpc::param_or<uint64_t>(p, "fabrics_connect_timeout_us", 10'000'000) / 1000);
-                          // SPDK's rules for the three limits, on the values in effect.
-                          if (auto v = nvme_check_reconnect_limits(c.ctrlr_loss_timeout_sec, c.reconnect_delay_sec,
-                                                                   c.fast_io_fail_timeout_sec);
-                              !v) {
-                              r.error(v.error());
-                              return;
-                          }
-                      } else {
-                          r.error(Error(Errc::not_supported,
-                                        fmt::format("trtype {} is not supported (PCIe and TCP are)", trtype)));
-                          return;
-                      }
-                      auto rp = std::make_shared<Responder>(std::move(r));
-                      nvme_attach(o, [rp](Result<std::vector<std::string>> res) {
-                          if (!res) {
-                              rp->error(res.error());
-                              return;
-                          }
-                          Json names = Json::array();
-                          for (const auto& n : *res) names.push_back(n);
-                          rp->result(std::move(names));
-                      });
-                  }});
+    rpc::MethodSpec attach{
+        "bdev_nvme_attach_controller",
+        "Attach an NVMe controller (PCIe, or NVMe/TCP through the NVMe-oF initiator) and "
+        "create a bdev per active namespace (<name>n<nsid>). Returns the bdev names.",
+        {{"name", PT::string, true, "Controller name (-b)", nullptr},
+         {"trtype", PT::string, true, "Transport: PCIe or TCP (-t)", nullptr},
+         {"traddr", PT::string, true, "PCI address, or the target's IP address (-a)", nullptr},
+         {"adrfam", PT::string, false, "Address family: IPv4 or IPv6 (-f)", nullptr},
+         {"trsvcid", PT::string, false, "Target port (-s), default 4420", nullptr},
+         {"subnqn", PT::string, false, "Subsystem NQN (-n), required for TCP", nullptr},
+         {"hostnqn", PT::string, false,
+          "Host NQN (-q); default nqn.2014-08.org.nvmexpress:uuid:<uuid>", nullptr},
+         {"hostaddr", PT::string, false, "Accepted; the local address is the system's choice",
+          nullptr},
+         {"hostsvcid", PT::string, false, "Accepted; the local port is the system's choice",
+          nullptr},
+         {"hdgst", PT::bool_, false, "TCP header digest (-e)", false},
+         {"ddgst", PT::bool_, false, "TCP data digest (-d)", false},
+         {"io_queue_size", PT::uint, false, "Entries per I/O queue", 256},
+         {"num_io_queues", PT::uint, false, "I/O queues to ask for", 64},
+         {"ctrlr_loss_timeout_sec", PT::int_, false,
+          "Fabrics: give up reconnecting after this (-1: never, 0: one attempt); default: "
+          "bdev_nvme_set_options'",
+          0},
+         {"reconnect_delay_sec", PT::uint, false,
+          "Fabrics: delay between reconnect attempts; default: bdev_nvme_set_options'", 0},
+         {"fast_io_fail_timeout_sec", PT::uint, false,
+          "Fabrics: fail I/O after this while reconnecting (0: off); default: "
+          "bdev_nvme_set_options'",
+          0},
+         {"keep_alive_timeout_ms", PT::uint, false,
+          "Fabrics: KATO (a Strata extension: SPDK takes it from bdev_nvme_set_options, whose "
+          "value is the default)",
+          10000},
+         {"fabrics_connect_timeout_us", PT::uint, false, "Fabrics: per-queue connect timeout",
+          10000000},
+         {"timeout_us", PT::uint, false,
+          "Command timeout (abort, then reset); 0: none (a Strata extension; default: "
+          "bdev_nvme_set_options')",
+          0},
+         {"max_bdevs", PT::uint, false, "Accepted; Strata creates a bdev per active namespace",
+          128}},
+        rpc::Allowed::runtime,
+        "",
+        true,
+        [](const Json& p, Responder r) {
+            if (auto d = rpc::check_default_only("bdev_nvme_attach_controller", p,
+                                                 attach_default_only());
+                !d) {
+                r.error(d.error());
+                return;
+            }
+            const std::string trtype = p.at("trtype").get<std::string>();
+            const nvme::TrType tt = nvme::parse_trtype(trtype);
+            NvmeAttachOptions o = nvme_default_attach_options();
+            o.name = p.at("name").get<std::string>();
+            o.io_queue_entries = rpc::param_or<uint32_t>(p, "io_queue_size", 256);
+            o.controller.timeout_us =
+                rpc::param_or<uint64_t>(p, "timeout_us", o.controller.timeout_us);
+            o.controller.io_queues_requested = rpc::param_or<uint32_t>(p, "num_io_queues", 64);
+            if (tt == nvme::TrType::pcie) {
+                auto addr = env::PciAddress::parse(p.at("traddr").get<std::string>());
+                if (!addr) {
+                    r.error(addr.error());
+                    return;
+                }
+                o.address = *addr;
+            } else if (tt == nvme::TrType::tcp) {
+                o.trid.trtype = tt;
+                o.trid.trstring = "TCP";
+                o.trid.traddr = p.at("traddr").get<std::string>();
+                o.trid.trsvcid = rpc::param_or<std::string>(p, "trsvcid", "4420");
+                o.trid.subnqn = rpc::param_or<std::string>(p, "subnqn", "");
+                if (o.trid.subnqn.empty()) {
+                    r.error(Error(Errc::invalid_argument, "subnqn is required for trtype TCP"));
+                    return;
+                }
+                const std::string af = rpc::param_or<std::string>(p, "adrfam", "");
+                if (!af.empty()) {
+                    auto a = nvme::parse_adrfam(af);
+                    if (!a || (*a != nvme::AdrFam::ipv4 && *a != nvme::AdrFam::ipv6)) {
+                        r.error(Error(Errc::invalid_argument,
+                                      fmt::format("adrfam {} is not IPv4 or IPv6", af)));
+                        return;
+                    }
+                    o.trid.adrfam = *a;
+                }
+                auto& c = o.controller;
+                c.hostnqn = rpc::param_or<std::string>(p, "hostnqn", "");
+                c.header_digest = rpc::param_or<bool>(p, "hdgst", false);
+                c.data_digest = rpc::param_or<bool>(p, "ddgst", false);
+                c.ctrlr_loss_timeout_sec =
+                    rpc::param_or<int32_t>(p, "ctrlr_loss_timeout_sec", c.ctrlr_loss_timeout_sec);
+                c.reconnect_delay_sec =
+                    rpc::param_or<uint32_t>(p, "reconnect_delay_sec", c.reconnect_delay_sec);
+                c.fast_io_fail_timeout_sec = rpc::param_or<uint32_t>(p, "fast_io_fail_timeout_sec",
+                                                                     c.fast_io_fail_timeout_sec);
+                c.keep_alive_timeout_ms =
+                    rpc::param_or<uint32_t>(p, "keep_alive_timeout_ms", c.keep_alive_timeout_ms);
+                c.connect_timeout_ms = static_cast<uint32_t>(
+                    rpc::param_or<uint64_t>(p, "fabrics_connect_timeout_us", 10'000'000) / 1000);
+                // SPDK's rules for the three limits, on the values in effect.
+                if (auto v =
+                        nvme_check_reconnect_limits(c.ctrlr_loss_timeout_sec, c.reconnect_delay_sec,
+                                                    c.fast_io_fail_timeout_sec);
+                    !v) {
+                    r.error(v.error());
+                    return;
+                }
+            } else {
+                r.error(
+                    Error(Errc::not_supported,
+                          fmt::format("trtype {} is not supported (PCIe and TCP are)", trtype)));
+                return;
+            }
+            auto rp = std::make_shared<Responder>(std::move(r));
+            nvme_attach(o, [rp](Result<std::vector<std::string>> res) {
+                if (!res) {
+                    rp->error(res.error());
+                    return;
+                }
+                Json names = Json::array();
+                for (const auto& n : *res) names.push_back(n);
+                rp->result(std::move(names));
+            });
+        }};
+    rpc::append_default_only(attach.params, attach_default_only());
+    add_rpc(app, std::move(attach));
     add_rpc(app, {"bdev_nvme_discover",
                   "Read the discovery log page of an NVMe-oF discovery controller and return its "
                   "entries (trtype, adrfam, traddr, trsvcid, subnqn, subtype, portid).",
@@ -359,6 +400,53 @@ void register_nvme_module(rpc::App& app) {
                           return;
                       }
                       r.result(std::move(out));
+                  }});
+    add_rpc(app, {"bdev_nvme_set_hotplug",
+                  "Enable or disable NVMe hotplug: a poller every period_us scans the PCI bus, "
+                  "attaches NVMe functions that appear (as HotInNvme<n>) and detaches PCIe "
+                  "controllers whose function left.",
+                  {{"enable", PT::bool_, true, "true: start the poller, false: stop it", nullptr},
+                   {"period_us", PT::uint, false, "Scan period in us (default 100000)", nullptr}},
+                  rpc::Allowed::both,
+                  "",
+                  true,
+                  [](const Json& p, Responder r) {
+                      auto period = rpc::int_param<uint64_t>(p, "period_us", 0);
+                      if (!period) {
+                          r.error(period.error());
+                          return;
+                      }
+                      auto res = nvme_set_hotplug(p.at("enable").get<bool>(), *period);
+                      if (!res)
+                          r.error(res.error());
+                      else
+                          r.result(true);
+                  }});
+    add_rpc(app, {"bdev_nvme_get_controller_health_info",
+                  "The SMART / Health Information log page of a controller (SPDK's field names; "
+                  "temperatures in Celsius).",
+                  {{"name", PT::string, false, "Controller name (default: the first)", nullptr}},
+                  rpc::Allowed::runtime,
+                  "",
+                  true,
+                  [](const Json& p, Responder r) {
+                      auto rp = std::make_shared<Responder>(std::move(r));
+                      nvme_health_info(rpc::param_or<std::string>(p, "name", ""),
+                                       [rp](Result<Json> res) {
+                                           if (!res)
+                                               rp->error(res.error());
+                                           else
+                                               rp->result(std::move(*res));
+                                       });
+                  }});
+    add_rpc(app, {"bdev_nvme_get_io_paths",
+                  "I/O paths of NVMe bdevs (one per namespace bdev: Strata has no multipath).",
+                  {{"name", PT::string, false, "Only this bdev", nullptr}},
+                  rpc::Allowed::runtime,
+                  "",
+                  true,
+                  [](const Json& p, Responder r) {
+                      r.result(nvme_io_paths(rpc::param_or<std::string>(p, "name", "")));
                   }});
 }
 

@@ -30,12 +30,22 @@ void fini(std::function<void()> done);
 
 const Module kRaidModule{"raid", &examine, &write_config, &fini};
 
-Result<RaidLevel> parse_raid_level(std::string_view t) {
+Result<RaidLevel> parse_raid_level(std::string_view given) {
+    // Case-insensitive, as SPDK's raid_bdev_str_to_level (strcasecmp): "RAID0", "Concat".
+    std::string t(given);
+    for (char& c : t)
+        if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
     if (t == "0" || t == "raid0") return RaidLevel::raid0;
     if (t == "1" || t == "raid1") return RaidLevel::raid1;
     if (t == "concat") return RaidLevel::concat;
-    return Error(Errc::invalid_argument,
-                 fmt::format("raid_level '{}' is not supported (0, raid0, 1, raid1, concat)", t));
+    if (t == "5f" || t == "raid5f")
+        return Error(Errc::not_supported,
+                     fmt::format("raid_level '{}' (raid5f) is not supported by Strata (0, raid0, "
+                                 "1, raid1, concat)",
+                                 given));
+    return Error(
+        Errc::invalid_argument,
+        fmt::format("raid_level '{}' is not supported (0, raid0, 1, raid1, concat)", given));
 }
 
 const char* raid_level_name(RaidLevel l) noexcept {
@@ -66,7 +76,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr uint64_t kRebuildChunkBytes = 256 * 1024;
 constexpr uint64_t kControlPollNs = 100'000;  // control-path waits (drains, channel releases)
 
 class Raid;
@@ -170,6 +179,8 @@ struct Registry {
     std::mutex mu;  // membership of `raids`, for examine on other Threads
     std::vector<std::unique_ptr<Raid>> raids;
     uint64_t next_id = 1;
+    // bdev_raid_set_options: the rebuild copies this much per step (read when a rebuild starts).
+    uint32_t process_window_size_kb = kRaidDefaultProcessWindowKb;
 };
 Registry& registry() { return runtime::current_host().get<Registry>(); }  // per Host (App)
 Raid* find_raid(std::string_view name) {
@@ -735,7 +746,8 @@ struct CopyChannels {
 runtime::Task<void> rebuild_task(uint64_t id, uint32_t target) {
     Raid* r = find_raid_id(id);
     if (r == nullptr) co_return;
-    auto mem = env::dma_alloc(kRebuildChunkBytes, 4096);
+    const uint64_t chunk_bytes = uint64_t{registry().process_window_size_kb} * 1024;
+    auto mem = env::dma_alloc(chunk_bytes, 4096);
     co_await sync_channels(id);  // from here on every write reaches the target as well
     CopyChannels cc;
     bool ok = mem.ok();
@@ -752,7 +764,8 @@ runtime::Task<void> rebuild_task(uint64_t id, uint32_t target) {
             break;
         }
         if (cursor >= r->num_blocks) break;
-        const uint64_t n = std::min<uint64_t>(kRebuildChunkBytes / r->block_size, r->num_blocks - cursor);
+        const uint64_t n = std::min<uint64_t>(std::max<uint64_t>(chunk_bytes / r->block_size, 1),
+                                              r->num_blocks - cursor);
         {
             std::lock_guard lock(r->mu);
             r->win_begin = cursor;
@@ -1060,6 +1073,11 @@ void examine(Bdev& bdev) {
 }
 
 void write_config(nlohmann::json& methods) {
+    // SPDK writes its options first in the raid module's part of the bdev section.
+    methods.push_back({{"method", "bdev_raid_set_options"},
+                       {"params",
+                        {{"process_window_size_kb", registry().process_window_size_kb},
+                         {"process_max_bandwidth_mb_sec", 0}}}});
     for (auto& r : registry().raids) {
         if (r->deleting) continue;
         json bases = json::array();
@@ -1252,6 +1270,18 @@ Result<nlohmann::json> raid_get_bdevs(std::string_view category) {
     for (auto& r : registry().raids)
         if (category == "all" || category == r->state_name()) out.push_back(raid_json(*r));
     return out;
+}
+
+Result<void> raid_set_options(uint32_t process_window_size_kb) {
+    if (process_window_size_kb == 0)
+        return Error(Errc::invalid_argument, "process_window_size_kb must be positive");
+    if (process_window_size_kb > 64 * 1024)
+        return Error(Errc::invalid_argument, "process_window_size_kb is larger than 64 MiB");
+    registry().process_window_size_kb = process_window_size_kb;
+    return {};
+}
+uint32_t raid_process_window_size_kb() {
+    return registry().process_window_size_kb;
 }
 
 }  // namespace strata::bdev

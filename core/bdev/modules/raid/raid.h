@@ -38,6 +38,13 @@ namespace strata::bdev {
 enum class RaidLevel : uint8_t { raid0, raid1, concat };
 
 inline constexpr uint32_t kRaidMaxBaseBdevs = 32;
+// The raid1 rebuild copies this much per step unless bdev_raid_set_options changes it (SPDK's
+// default is 1024; Strata keeps the smaller window it was tested with).
+inline constexpr uint32_t kRaidDefaultProcessWindowKb = 256;
+
+// bdev_raid_set_options' process_window_size_kb (1 KiB..64 MiB), for rebuilds started later.
+Result<void> raid_set_options(uint32_t process_window_size_kb);
+uint32_t raid_process_window_size_kb();
 
 // "0"/"raid0", "1"/"raid1", "concat" (SPDK's spellings).
 Result<RaidLevel> parse_raid_level(std::string_view text);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <strata/bdev/rpc_internal.h>
+#include <strata/rpc/params.h>
 
 #include "raid/raid.h"
 
@@ -62,6 +63,33 @@ void register_raid_module(rpc::App& app) {
                   o.superblock = rpc::param_or<bool>(p, "superblock", false);
                   reply(r, raid_create(o));
               }});
+    add_rpc(app,
+            {"bdev_raid_set_options",
+             "Raid module options: the raid1 rebuild window. A rebuild bandwidth limit is not "
+             "supported (only SPDK's default 0, unlimited, is accepted).",
+             {{"process_window_size_kb", PT::uint, false, "Rebuild copy window in KiB (1..65536)",
+               kRaidDefaultProcessWindowKb},
+              {"process_max_bandwidth_mb_sec", PT::uint, false,
+               "Rebuild bandwidth limit: not supported, accepted only at SPDK's default 0", 0}},
+             rpc::Allowed::both,
+             "",
+             true,
+             [](const Json& p, Responder r) {
+                 if (auto d = rpc::check_default_only("bdev_raid_set_options", p,
+                                                      {{"process_max_bandwidth_mb_sec", PT::uint, 0,
+                                                        "a rebuild bandwidth limit"}});
+                     !d) {
+                     r.error(d.error());
+                     return;
+                 }
+                 auto w = rpc::int_param<uint32_t>(p, "process_window_size_kb",
+                                                   raid_process_window_size_kb());
+                 if (!w) {
+                     r.error(w.error());
+                     return;
+                 }
+                 reply(r, raid_set_options(*w));
+             }});
     add_rpc(app, {"bdev_raid_delete",
               "Delete a raid bdev (its bdev is unregistered and the base bdevs released).",
               {{"name", PT::string, true, "Raid bdev name", nullptr}}, rpc::Allowed::runtime, "",

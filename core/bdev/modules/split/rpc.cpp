@@ -17,21 +17,28 @@ using PT = rpc::ParamType;
 
 void register_split_module(rpc::App& app) {
     register_module(kSplitModule);
-    add_rpc(app, {"bdev_split_create",
+    add_rpc(
+        app, {"bdev_split_create",
               "Split a base bdev (claimed) into split_count bdevs <base>p0..; created when the "
               "base appears if it does not exist yet. Returns the names created now.",
               {{"base_bdev", PT::string, true, "Base bdev name", nullptr},
-               {"split_count", PT::uint, true, "Number of parts (1..1024)", nullptr},
+               {"split_count", PT::uint, true,
+                "Number of parts (1..2^32-1; lowered to what fits the base, as SPDK)", nullptr},
                {"split_size_mb", PT::uint, false,
                 "Size of each part in MiB (0: the base divided evenly; parts that do not fit are "
                 "dropped)",
                 0}},
-              rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
+              rpc::Allowed::runtime,
+              "",
+              true,
+              [](const Json& p, Responder r) {
                   auto res = split_create(p.at("base_bdev").get<std::string>(),
                                           p.at("split_count").get<uint64_t>(),
                                           rpc::param_or<uint64_t>(p, "split_size_mb", 0));
-                  if (!res) r.error(res.error());
-                  else r.result(*res);
+                  if (!res)
+                      r.error(res.error());
+                  else
+                      r.result(*res);
               }});
     add_rpc(app, {"bdev_split_delete",
               "Delete every part of a split base bdev and forget its configuration.",

@@ -16,7 +16,8 @@ namespace strata::bdev {
 
 extern const Module kSplitModule;
 
-inline constexpr uint64_t kMaxSplitCount = 1024;
+// SPDK decodes split_count as a uint32 and clamps it to what fits the base; no other cap.
+inline constexpr uint64_t kMaxSplitCount = UINT32_MAX;
 
 // Control path, on a Thread. split_size_mb 0: the base divided evenly (remainder unused);
 // otherwise parts of that many MiB, as many as fit (split_count is lowered, as in SPDK).

@@ -66,6 +66,10 @@ struct LogRecord {
 using LogSink = std::function<void(const LogRecord&)>;
 void log_set_sink(LogSink sink);  // empty sink restores stderr
 void log_set_time_hook(uint64_t (*now_ns)());
+// Whether the stderr sink prefixes records with "[sec.usec]" (on by default; SPDK's
+// log_enable_timestamps). Process-wide like the sink itself.
+void log_set_timestamps(bool on) noexcept;
+bool log_timestamps() noexcept;
 void log_set_thread_name_hook(std::string_view (*thread_name)());
 
 namespace detail {

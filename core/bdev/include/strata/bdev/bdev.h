@@ -176,6 +176,8 @@ struct IoStats {
     // Completion latency histogram (all types): bucket i holds latencies in [2^i, 2^(i+1)) ns.
     std::array<uint64_t, 40> latency_histogram{};
     void add(const IoStats& other) noexcept;
+    // bdev_reset_iostat: everything, or (maxmin_only) the max/min latencies alone.
+    void reset(bool maxmin_only) noexcept;
 };
 
 }  // namespace strata::bdev

@@ -225,6 +225,16 @@ void release_claim(Desc& desc);
 
 // Statistics of a bdev over every channel (live and gone), delivered on the calling Thread.
 void get_iostat(Bdev& bdev, std::function<void(const IoStats&)> done);
+// Statistics of each live channel with its Thread's id (bdev_get_iostat per_channel), sorted
+// by thread id, delivered on the calling Thread.
+struct ChannelIoStats {
+    uint64_t thread_id = 0;
+    IoStats stats;
+};
+void get_channel_iostats(Bdev& bdev, std::function<void(const std::vector<ChannelIoStats>&)> done);
+// Zeroes the statistics (or only the max/min latencies) on every channel and of gone ones;
+// done on the calling Thread.
+void reset_iostat(Bdev& bdev, bool maxmin_only, std::function<void()> done);
 Result<void> set_qos_limits(Bdev& bdev, const QosLimits& limits);
 QosLimits qos_limits(const Bdev& bdev);
 

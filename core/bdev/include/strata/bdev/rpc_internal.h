@@ -8,6 +8,11 @@ namespace strata::bdev {
 // Adds a method of the "bdev" subsystem (asserts the name is new).
 void add_rpc(rpc::App& app, rpc::MethodSpec spec);
 
+// physical_block_size of bdev_malloc_create / bdev_null_create: SPDK's save_config writes the
+// bdev's (equal to block_size unless set); Strata accepts 0 or block_size and refuses others
+// (not_supported naming the feature).
+Result<void> check_physical_block_size(std::string_view method, const rpc::Json& params);
+
 // One per module, defined in modules/<m>/rpc.cpp: registers the bdev::Module (for examine) and
 // the module's RPC methods.
 void register_malloc_module(rpc::App& app);

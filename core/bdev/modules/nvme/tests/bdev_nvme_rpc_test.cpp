@@ -280,13 +280,15 @@ TEST_F(NvmeOptionsTest, SaveConfigWritesThemFirstAndLoadConfigRestoresThem) {
     ASSERT_TRUE(attach().contains("result"));
     malloc("M0");
     Json cfg = bdev_config();
-    ASSERT_GE(cfg.size(), 3u);
-    EXPECT_EQ(cfg[0]["method"], "bdev_nvme_set_options");
-    EXPECT_EQ(cfg[0]["params"], Json::parse(R"({"action_on_timeout": "abort", "timeout_us": 9000000,
+    ASSERT_GE(cfg.size(), 4u);
+    // SPDK's order: bdev_set_options, then the nvme module's options, its controllers.
+    EXPECT_EQ(cfg[0]["method"], "bdev_set_options");
+    EXPECT_EQ(cfg[1]["method"], "bdev_nvme_set_options");
+    EXPECT_EQ(cfg[1]["params"], Json::parse(R"({"action_on_timeout": "abort", "timeout_us": 9000000,
         "timeout_admin_us": 0, "keep_alive_timeout_ms": 7000, "io_queue_requests": 64,
         "bdev_retry_count": 0, "ctrlr_loss_timeout_sec": 20, "reconnect_delay_sec": 2,
         "fast_io_fail_timeout_sec": 0})"));
-    EXPECT_EQ(cfg[1]["method"], "bdev_nvme_attach_controller");
+    EXPECT_EQ(cfg[2]["method"], "bdev_nvme_attach_controller");
 
     start_nvme_world(Json{{"subsystems", {{{"subsystem", "bdev"}, {"config", cfg}}}}});
     const NvmeModuleOptions o = options();

@@ -598,12 +598,15 @@ TEST_F(RaidTest, ConfiguringUntilMembersAppearInAnyOrder) {
     // save_config entries rebuild it (bdev_raid_create comes before the members' entries).
     json methods = json::array();
     on(t0(), [&] { kRaidModule.write_config(methods); });
-    ASSERT_EQ(methods.size(), 1u);
-    EXPECT_EQ(methods[0]["method"], "bdev_raid_create");
-    EXPECT_EQ(methods[0]["params"]["raid_level"], "raid0");
-    EXPECT_EQ(methods[0]["params"]["strip_size_kb"], 4);
-    EXPECT_EQ(methods[0]["params"]["base_bdevs"], json({"Late0", "Late1"}));
-    EXPECT_EQ(methods[0]["params"]["uuid"], find("Cfg")->uuid());
+    // SPDK's order: the module's options first, then the raids.
+    ASSERT_EQ(methods.size(), 2u);
+    EXPECT_EQ(methods[0]["method"], "bdev_raid_set_options");
+    EXPECT_EQ(methods[0]["params"]["process_window_size_kb"], kRaidDefaultProcessWindowKb);
+    EXPECT_EQ(methods[1]["method"], "bdev_raid_create");
+    EXPECT_EQ(methods[1]["params"]["raid_level"], "raid0");
+    EXPECT_EQ(methods[1]["params"]["strip_size_kb"], 4);
+    EXPECT_EQ(methods[1]["params"]["base_bdevs"], json({"Late0", "Late1"}));
+    EXPECT_EQ(methods[1]["params"]["uuid"], find("Cfg")->uuid());
     // raid0 losing a member goes offline.
     bool gone = false;
     on(t0(), [&] { unregister_bdev("Late0", [&](Result<void>) { gone = true; }); });
@@ -653,8 +656,13 @@ TEST_F(RaidTest, ControlErrorsAreClear) {
     ASSERT_TRUE(del.has_value());
     EXPECT_EQ(del->code(), Errc::not_found);
     on(t0(), [&] { EXPECT_EQ(raid_get_bdevs("bogus").code(), Errc::invalid_argument); });
-    EXPECT_EQ(parse_raid_level("raid5f").code(), Errc::invalid_argument);
+    EXPECT_EQ(parse_raid_level("raid5f").code(), Errc::not_supported);
+    EXPECT_EQ(parse_raid_level("raid6").code(), Errc::invalid_argument);
     EXPECT_EQ(*parse_raid_level("1"), RaidLevel::raid1);
+    // Case-insensitive, as SPDK's strcasecmp.
+    EXPECT_EQ(*parse_raid_level("RAID1"), RaidLevel::raid1);
+    EXPECT_EQ(*parse_raid_level("Concat"), RaidLevel::concat);
+    EXPECT_EQ(*parse_raid_level("Raid0"), RaidLevel::raid0);
     // Delete releases the members and the name.
     del.reset();
     on(t0(), [&] { raid_delete("Ok", [&](Result<void> x) { del = std::move(x); }); });
