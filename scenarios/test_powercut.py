@@ -55,6 +55,7 @@ class Workload:
         self.w, self.rng = world, rng
         self.acked = {}      # lvol name -> {"size_mib", "parent", "data": {lba: bytes}}
         self.inflight = None  # name of the lvol the failed operation was about
+        self.inflight_write = None  # (lvol, lba, data) of a write + flush that failed
         self.serial = 0
 
     def writable(self):
@@ -79,9 +80,11 @@ class Workload:
             lba = rng.randrange(v["size_mib"] * MIB_BLOCKS - 16)
             data = pattern(self.serial, 16)
             self.inflight = target
+            self.inflight_write = (target, lba, data)
             d = w.bdev("lvs0/" + target)
             d.write(lba, data)
             d.flush()
+            self.inflight_write = None
             # Later writes may overlap: keep only what the newest write says.
             v["data"] = {k: b for k, b in v["data"].items() if abs(k - lba) >= 16}
             v["data"][lba] = data
@@ -204,9 +207,11 @@ class BatchedWorkload(Workload):
             lba = self.rng.randrange(v["size_mib"] * MIB_BLOCKS - 16)
             data = pattern(self.serial, 16)
             self.inflight = target
+            self.inflight_write = (target, lba, data)
             d = self.w.bdev("lvs0/" + target)
             d.write(lba, data)
             d.flush()
+            self.inflight_write = None
             v["data"] = {k: b for k, b in v["data"].items() if abs(k - lba) >= 16}
             v["data"][lba] = data
             self.inflight = None
@@ -240,6 +245,10 @@ REGRESSIONS = [
     # Then a delete failed with its tombstone on disk after all, its blob did not reopen, and
     # lvol kept the closed blob: a use after free in the next bdev_lvol_get_lvols.
     (1, 9, False),
+    # Found by CI's seed swarm (ci/swarm): the cut failed a write + flush overlapping a flushed
+    # record, the write's blocks reached the media anyway, and the check called the record lost.
+    # The test's model was wrong, not Strata: an in-flight write's blocks may hold either value.
+    (5924671078906346335, 9, False),
 ]
 
 
@@ -259,6 +268,23 @@ def test_lvols_survive_power_cut(seed, tmp_path, nth, torn):
 @pytest.mark.parametrize("nth", CUT_POINTS)
 def test_lvols_survive_power_cut_batched(seed, tmp_path, nth, torn):
     run_power_cut(seed, tmp_path, nth, torn, BatchedWorkload)
+
+
+def check_blocks(name, got, lba, data, pending):
+    """Each block reads as its flushed data, or as the failed in-flight write's (it was sent, so
+    it may have reached the media before the cut)."""
+    if got == data:
+        return
+    for i in range(len(data) // BS):
+        b, gb = lba + i, got[i * BS:(i + 1) * BS]
+        if gb == data[i * BS:(i + 1) * BS]:
+            continue
+        if pending is not None and pending[0] == name:
+            _, plba, pdata = pending
+            k = b - plba
+            if 0 <= k < len(pdata) // BS and gb == pdata[k * BS:(k + 1) * BS]:
+                continue
+        raise AssertionError("%s: flushed data at LBA %d lost" % (name, b))
 
 
 def run_power_cut(seed, tmp_path, nth, torn, workload):
@@ -302,7 +328,7 @@ def run_power_cut(seed, tmp_path, nth, torn, workload):
             if name not in uncertain:  # a resize in flight may or may not have happened
                 assert info["num_blocks"] * info["block_size"] == v["size_mib"] << 20, name
             for lba, data in v["data"].items():
-                assert d.read(lba, len(data) // BS) == data, "%s: flushed data at LBA %d lost" % (name, lba)
+                check_blocks(name, d.read(lba, len(data) // BS), lba, data, wl.inflight_write)
         # No cluster leaked or lost: free + owned is what the empty store had.
         store = w2.rpc("bdev_lvol_get_lvstores")[0]
         allocated = sum(l["num_allocated_clusters"] for l in lvols.values())

@@ -10,6 +10,11 @@
 #include "world.h"
 
 namespace pyb = pybind11;
+#ifdef STRATA_PY_FUZZ
+namespace strata::py {
+void register_fuzz(pyb::module_& m);  // fuzz/fuzz_py.cpp
+}
+#endif
 using strata::py::Cluster;
 using strata::py::World;
 
@@ -17,6 +22,9 @@ PYBIND11_MODULE(_strata, m) {
     m.doc() = "Strata native module: the simulated World and the log bridge. Use the `strata` "
               "package rather than this module directly.";
     m.attr("version") = std::string(strata::rpc::version_string());
+#ifdef STRATA_PY_FUZZ
+    strata::py::register_fuzz(m);
+#endif
 
     pyb::class_<Cluster>(m, "Cluster",
                          "Several hosts (Worlds) on one deterministic simulator: one seed, one "
