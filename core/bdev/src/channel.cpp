@@ -459,7 +459,7 @@ Status Channel::submit(DescImpl& d, IoType type, const iovec* iov, int iovcnt, c
     io->children_outstanding_ = 0;
     io->bounce_ = nullptr;
     io->timed_out_reported_ = false;
-    io->start_ns_ = runtime::now_ns();
+    io->start_ns_ = runtime::poll_now_ns();  // the poll's time: no clock read per I/O
     outstanding_.push_back(*io);
 
     if (bi.qos_generation.load(std::memory_order_relaxed) != 0 || qos_on_) {
@@ -879,7 +879,8 @@ runtime::PollStatus Channel::timeout_poll(void* p) {
 }
 
 void Channel::account(const BdevIo& io) noexcept {
-    const uint64_t lat = runtime::now_ns() - io.start_ns_;
+    const uint64_t now = runtime::poll_now_ns();
+    const uint64_t lat = now > io.start_ns_ ? now - io.start_ns_ : 0;
     const uint64_t bytes = io.length_bytes();
     IoStats& s = stats;
     if (!io.status_.ok()) ++s.io_errors;

@@ -124,6 +124,7 @@ private:
     bool timed_out_reported_ = false;
     bool lock_parked_ = false;       // waiting in its channel for an LBA range lock to go
     void* range_lock_ = nullptr;     // emulated compare-and-write: the range lock it holds
+    BdevIo* done_next_ = nullptr;    // its channel's list of completions made inside a submit
     iovec inline_iovs_[kMaxIoVecs];
     iovec inline_compare_iovs_[1];
 };
@@ -194,6 +195,7 @@ protected:
 
 private:
     friend class BdevImpl;
+    friend struct IoOps;
     friend Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev);
     friend Result<void> rename_alias(Bdev& bdev, std::string_view old_alias, std::string new_alias);
     const Module& module_;
