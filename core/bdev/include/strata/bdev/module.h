@@ -93,7 +93,6 @@ private:
     friend class Channel;
     friend class MgmtChannel;
     friend class BdevImpl;
-    friend struct IoOps;
     alignas(std::max_align_t) unsigned char module_ctx_[kModuleIoContextBytes];
     IoType type_ = IoType::read;
     uint8_t state_ = 0;
@@ -195,7 +194,6 @@ protected:
 
 private:
     friend class BdevImpl;
-    friend struct IoOps;
     friend Result<Bdev*> register_bdev(std::unique_ptr<Bdev> bdev);
     friend Result<void> rename_alias(Bdev& bdev, std::string_view old_alias, std::string new_alias);
     const Module& module_;
