@@ -175,7 +175,7 @@ void fail_job(Job& j) {
 void on_done(void* ctx, const bdev::IoStatus& st) {
     auto* s = static_cast<Slot*>(ctx);
     Job& j = *s->job;
-    const uint64_t now = runtime::now_ns();
+    const uint64_t now = runtime::poll_now_ns();
     const Workload w = j.opt->workload;
     if (!st.ok()) {
         j.errors.fetch_add(1, std::memory_order_relaxed);
@@ -200,7 +200,7 @@ void on_done(void* ctx, const bdev::IoStatus& st) {
         j.ios.fetch_add(1, std::memory_order_relaxed);
         j.bytes.fetch_add(j.io_blocks * j.block_size, std::memory_order_relaxed);
     }
-    const uint64_t lat = now - s->start_ns;
+    const uint64_t lat = now > s->start_ns ? now - s->start_ns : 0;
     j.hist.tally(lat);
     j.lat_sum_ns += lat;
     ++j.lat_count;
@@ -244,7 +244,7 @@ void submit(Slot& s) {
     bool is_read = w == Workload::read || w == Workload::randread || w == Workload::reset;
     if (w == Workload::rw || w == Workload::randrw)
         is_read = j.rng.next() % 100 < static_cast<uint64_t>(j.opt->rw_read_pct);
-    s.start_ns = runtime::now_ns();
+    s.start_ns = runtime::poll_now_ns();
     s.verify_reading = false;
     Status st;
     if (w == Workload::verify) {

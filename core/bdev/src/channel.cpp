@@ -313,13 +313,6 @@ void Channel::cw_unlocked(void* ctx, Status) {
 
 // ---- BdevIo -------------------------------------------------------------------------------
 
-struct IoOps {
-    static void finish_later(void* p) {
-        auto* io = static_cast<BdevIo*>(p);
-        io->ch_->finish(*io);
-    }
-};
-
 uint64_t BdevIo::length_bytes() const noexcept { return num_blocks_ * bdev_->block_size(); }
 runtime::Thread& BdevIo::thread() const noexcept { return ch_->thread(); }
 
@@ -333,7 +326,7 @@ void BdevIo::complete(const IoStatus& status) noexcept {
     status_ = status;
     if (in_submit_) {
         // Never run the caller's callback inside its own submit: one message later.
-        runtime::deliver(ch_->thread(), &IoOps::finish_later, this);
+        ch_->finish_later(*this);
         return;
     }
     ch_->finish(*this);
@@ -459,7 +452,7 @@ Status Channel::submit(DescImpl& d, IoType type, const iovec* iov, int iovcnt, c
     io->children_outstanding_ = 0;
     io->bounce_ = nullptr;
     io->timed_out_reported_ = false;
-    io->start_ns_ = runtime::now_ns();
+    io->start_ns_ = runtime::poll_now_ns();  // the poll's time: no clock read per I/O
     outstanding_.push_back(*io);
 
     if (bi.qos_generation.load(std::memory_order_relaxed) != 0 || qos_on_) {
@@ -770,7 +763,7 @@ void Channel::finish(BdevIo& io) noexcept {
         return;
     }
     if (io.in_submit_) {  // completed inside the caller's submit: never call back from there
-        runtime::deliver(thread(), &IoOps::finish_later, &io);
+        finish_later(io);
         return;
     }
     if (!locks_.empty()) [[unlikely]] lock_io_done(io);
@@ -782,6 +775,29 @@ void Channel::finish(BdevIo& io) noexcept {
     const IoStatus status = io.status_;
     mgmt->release(io);
     if (done) done(ctx, status);
+}
+
+void Channel::finish_later(BdevIo& io) noexcept {
+    const bool first = deferred_head_ == nullptr;
+    io.done_next_ = nullptr;
+    *deferred_tail_ = &io;
+    deferred_tail_ = &io.done_next_;
+    if (first) runtime::deliver(thread(), &Channel::drain_deferred, this);
+}
+
+void Channel::drain_deferred(void* p) {
+    auto* ch = static_cast<Channel*>(p);
+    // Take the batch: what completes while it runs (resubmissions from the callbacks) forms the
+    // next batch and message, so a closed loop of submits cannot starve the Thread.
+    BdevIo* io = ch->deferred_head_;
+    ch->deferred_head_ = nullptr;
+    ch->deferred_tail_ = &ch->deferred_head_;
+    while (io != nullptr) {
+        BdevIo* next = io->done_next_;
+        io->done_next_ = nullptr;
+        ch->finish(*io);
+        io = next;
+    }
 }
 
 void Channel::trace(const BdevIo& io) noexcept {
@@ -879,7 +895,8 @@ runtime::PollStatus Channel::timeout_poll(void* p) {
 }
 
 void Channel::account(const BdevIo& io) noexcept {
-    const uint64_t lat = runtime::now_ns() - io.start_ns_;
+    const uint64_t now = runtime::poll_now_ns();
+    const uint64_t lat = now > io.start_ns_ ? now - io.start_ns_ : 0;
     const uint64_t bytes = io.length_bytes();
     IoStats& s = stats;
     if (!io.status_.ok()) ++s.io_errors;

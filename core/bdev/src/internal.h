@@ -115,6 +115,9 @@ public:
                   int cmp_iovcnt, uint64_t offset_blocks, uint64_t num_blocks, IoDoneFn done,
                   void* ctx, void* victim = nullptr) noexcept;
     void finish(BdevIo& io) noexcept;  // a completed io: bounce, split accounting, callback
+    // An io completed inside its own submit: finished from a later message, one message per
+    // batch (every io deferred before that message runs rides it), not one per io.
+    void finish_later(BdevIo& io) noexcept;
 
     // LBA range locks (channel.cpp): run on this channel's Thread by for_each_channel.
     void lock_announce(RangeLock& l) noexcept;
@@ -137,6 +140,7 @@ private:
     bool qos_admit(const BdevIo& io) noexcept;
     void account(const BdevIo& io) noexcept;
     void trace(const BdevIo& io) noexcept;  // the completion, into the simulator's event hash
+    static void drain_deferred(void* ctx);
     static runtime::PollStatus qos_poll(void* ctx);
     static runtime::PollStatus timeout_poll(void* ctx);
 
@@ -165,6 +169,10 @@ private:
     bool may_split_ = false;
     // Under the simulator only: real mode pays this one branch per I/O and no hashing.
     bool traced_ = false;
+    // Completions waiting for drain_deferred (in completion order); one message is in flight
+    // while the list is not empty.
+    BdevIo* deferred_head_ = nullptr;
+    BdevIo** deferred_tail_ = &deferred_head_;
 };
 
 }  // namespace strata::bdev

@@ -129,6 +129,40 @@ TEST_F(BdevTest, MallocRoundTripWithUnalignedBuffers) {
     EXPECT_EQ(std::memcmp(r.data() + 2000, w.data() + 3 + 1024, 1024), 0);
 }
 
+// A module that completes inside submit (null) gets its callbacks one message later, never
+// inside the caller's submit, in completion order, and a batch costs one message, not one per I/O.
+TEST_F(BdevTest, InlineCompletionsAreDeferredAsOneBatch) {
+    on(t0(), [&] { ASSERT_TRUE(null_create({"NullB", 1024, 512, {}}).ok()); });
+    open_rw("NullB");
+    struct Rec {
+        std::vector<int>* order;
+        int index;
+        static void cb(void* c, const IoStatus& s) {
+            auto* r = static_cast<Rec*>(c);
+            EXPECT_TRUE(s.ok());
+            r->order->push_back(r->index);
+        }
+    };
+    constexpr int kIos = 64;
+    std::vector<int> order;
+    std::vector<Rec> recs(kIos);
+    std::vector<uint8_t> buf(512);
+    uint64_t messages_before = 0;
+    on(t0(), [&] {
+        messages_before = t0()->stats().messages;
+        for (int i = 0; i < kIos; ++i) {
+            recs[i] = Rec{&order, i};
+            ASSERT_TRUE(read(*desc, *ch, buf.data(), i, 1, &Rec::cb, &recs[i]).ok());
+        }
+        EXPECT_TRUE(order.empty()) << "a callback ran inside its submit";
+    });
+    run_until_idle();
+    ASSERT_EQ(order.size(), size_t{kIos});
+    for (int i = 0; i < kIos; ++i) EXPECT_EQ(order[i], i);
+    // The submitting message itself, then one message for the whole batch.
+    EXPECT_LE(t0()->stats().messages - messages_before, 2u);
+}
+
 TEST_F(BdevTest, RangeAndPermissionErrors) {
     on(t0(), [&] { ASSERT_TRUE(null_create({"Null0", 100, 512, {}}).ok()); });
     std::vector<uint8_t> buf(4096);

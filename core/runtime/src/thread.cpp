@@ -35,6 +35,12 @@ uint64_t now_ns() noexcept {
     return kFallbackClock.now_ns();
 }
 
+uint64_t poll_now_ns() noexcept {
+    Thread* t = tls_current;
+    if (t != nullptr && t->now_cached_) return t->cached_now_;
+    return now_ns();
+}
+
 void trace_event(TraceKind kind, uint64_t a, uint64_t b, uint64_t c) noexcept {
     Thread* t = tls_current;
     if (t == nullptr || t->event_trace_ == nullptr) return;
@@ -186,18 +192,27 @@ PollStatus Thread::poll(uint32_t max_messages, uint64_t now_ns) {
     Thread* prev = current_thread();
     set_current_thread(this);
     in_poll_ = true;
+    // A caller-supplied time (the real reactor) becomes the data path's cached "now".
+    const bool cache = now_ns != kReadClock;
+    now_cached_ = cache;
+    cached_now_ = now_ns;
     bool busy = false;
     for (uint32_t i = 0; i < max_messages; ++i) {
+        if (i != 0 && cache) {
+            if (!has_message()) break;
+            cached_now_ = scheduler_->now_ns();
+        }
         if (!run_one_message()) break;
         busy = true;
     }
+    if (busy && cache) cached_now_ = scheduler_->now_ns();
     // Index loop: a poller may register another one, which appends.
     for (size_t i = 0; i < active_.size(); ++i) {
         Poller* p = active_[i];
         if (p->state == Poller::State::active) busy |= run_poller(p);
     }
     if (!timed_.empty()) {
-        const uint64_t now = now_ns != kReadClock ? now_ns : scheduler_->now_ns();
+        const uint64_t now = cache ? cached_now_ : scheduler_->now_ns();
         while (Poller* p = next_due_timer(now)) busy |= run_poller(p);
     }
     reap_unregistered();
@@ -207,6 +222,7 @@ PollStatus Thread::poll(uint32_t max_messages, uint64_t now_ns) {
     else
         ++stats_.idle_iterations;
     in_poll_ = false;
+    now_cached_ = false;
     set_current_thread(prev);
     return busy ? PollStatus::busy : PollStatus::idle;
 }

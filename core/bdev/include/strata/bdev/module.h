@@ -93,7 +93,6 @@ private:
     friend class Channel;
     friend class MgmtChannel;
     friend class BdevImpl;
-    friend struct IoOps;
     alignas(std::max_align_t) unsigned char module_ctx_[kModuleIoContextBytes];
     IoType type_ = IoType::read;
     uint8_t state_ = 0;
@@ -124,6 +123,7 @@ private:
     bool timed_out_reported_ = false;
     bool lock_parked_ = false;       // waiting in its channel for an LBA range lock to go
     void* range_lock_ = nullptr;     // emulated compare-and-write: the range lock it holds
+    BdevIo* done_next_ = nullptr;    // its channel's list of completions made inside a submit
     iovec inline_iovs_[kMaxIoVecs];
     iovec inline_compare_iovs_[1];
 };
