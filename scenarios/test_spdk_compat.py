@@ -105,6 +105,17 @@ def histogram(r):
     assert len(raw) == (64 - r["bucket_shift"] + 1) * (1 << r["bucket_shift"]) * 8
 
 
+def send_cmd_reply(r):
+    """bdev_nvme_send_cmd: base64 (URL-safe) of the 16-byte completion, and the c2h data; the
+    replayed commands (Identify Controller, a read) succeed."""
+    import base64
+    keys("cpl", "data")(r)
+    cpl = base64.urlsafe_b64decode(r["cpl"])
+    assert len(cpl) == 16, cpl
+    assert (int.from_bytes(cpl[14:16], "little") >> 1) & 0x7ff == 0, "status %r" % cpl
+    assert len(base64.urlsafe_b64decode(r["data"])) in (512, 4096)
+
+
 SHAPES = {
     "spdk_get_version": version,
     "rpc_get_methods": strings,
@@ -167,6 +178,8 @@ SHAPES = {
     "bdev_nvme_get_io_paths": lambda r: (keys("poll_groups")(r),
                                          [list_of("io_paths")([g]) for g in r["poll_groups"]]),
     "bdev_nvme_reset_controller": is_true, "bdev_nvme_detach_controller": is_true,
+    "bdev_nvme_add_error_injection": is_true, "bdev_nvme_remove_error_injection": is_true,
+    "bdev_nvme_send_cmd": send_cmd_reply,
     "bdev_passthru_delete": is_true, "bdev_delay_delete": is_true,
     "bdev_error_delete": is_true, "bdev_split_delete": is_true, "bdev_null_delete": is_true,
     "bdev_malloc_delete": is_true,
@@ -538,3 +551,47 @@ def test_nvme_health_info_and_io_paths(world):
     assert paths[0]["transport"] == {"trtype": "PCIe", "traddr": ADDR}
     assert paths[0]["connected"] and paths[0]["accessible"]
     assert world.rpc("bdev_nvme_get_io_paths", name="Other")["poll_groups"][0]["io_paths"] == []
+
+
+def test_nvme_error_injection_and_send_cmd(world):
+    """bdev_nvme_add_error_injection on the admin queue fails the next Get Log Page with the
+    injected status (err_count 1), bdev_nvme_send_cmd writes and reads a block, and bad
+    parameters are refused."""
+    import base64
+    import struct
+    world.add_nvme(ADDR, namespaces=[{"nsid": 1, "size": 1 << 20, "block_size": 512}])
+    world.rpc("bdev_nvme_attach_controller", name="Nvme0", trtype="pcie", traddr=ADDR)
+    assert world.rpc("bdev_nvme_add_error_injection", name="Nvme0", cmd_type="admin", opc=2,
+                     sct=0, sc=6) is True
+    with pytest.raises(RpcError):
+        world.rpc("bdev_nvme_get_controller_health_info", name="Nvme0")
+    world.rpc("bdev_nvme_get_controller_health_info", name="Nvme0")  # err_count 1: used up
+    assert world.rpc("bdev_nvme_remove_error_injection", name="Nvme0", cmd_type="admin",
+                     opc=2) is True
+
+    def cmd(opc, nsid=0, cdw10=0):
+        c = bytearray(64)
+        c[0] = opc
+        c[4:8] = struct.pack("<I", nsid)
+        c[40:44] = struct.pack("<I", cdw10)
+        return base64.urlsafe_b64encode(bytes(c)).decode()
+
+    block = bytes((i * 3 + 1) & 0xff for i in range(512))
+    r = world.rpc("bdev_nvme_send_cmd", name="Nvme0", cmd_type="io", data_direction="h2c",
+                  cmdbuf=cmd(1, 1, 5), data=base64.urlsafe_b64encode(block).decode())
+    assert "data" not in r and len(base64.urlsafe_b64decode(r["cpl"])) == 16
+    r = world.rpc("bdev_nvme_send_cmd", name="Nvme0", cmd_type="io", data_direction="c2h",
+                  cmdbuf=cmd(2, 1, 5), data_len=512)
+    assert base64.urlsafe_b64decode(r["data"]) == block
+    bad = [dict(cmd_type="both"), dict(data_direction="up"), dict(cmdbuf="AAAA"),
+           dict(metadata_len=8), dict(name="Nope")]
+    for b in bad:
+        p = dict(name="Nvme0", cmd_type="io", data_direction="c2h", cmdbuf=cmd(2, 1, 5),
+                 data_len=512)
+        p.update(b)
+        with pytest.raises(RpcError):
+            world.rpc("bdev_nvme_send_cmd", **p)
+    with pytest.raises(RpcError):
+        world.rpc("bdev_nvme_add_error_injection", name="Nvme0", cmd_type="both", opc=2)
+    with pytest.raises(RpcError):
+        world.rpc("bdev_nvme_add_error_injection", name="Nvme0", cmd_type="io", opc=256)

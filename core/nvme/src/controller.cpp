@@ -709,6 +709,13 @@ void Controller::on_failure(std::function<void(Controller&, Errc)> fn) {
     impl_->failure_fn = std::move(fn);
 }
 
+void Controller::add_admin_error_injection(const ErrorInjection& e) {
+    impl_->admin_qp->add_injection(e);
+}
+void Controller::remove_admin_error_injection(uint8_t opc) {
+    impl_->admin_qp->remove_injection(opc);
+}
+
 runtime::Task<Result<Completion>> Controller::admin(spec::Sqe sqe, void* buf, size_t len) {
     if (len > impl_->max_transfer)
         co_return Error(Errc::invalid_argument, "admin data larger than the max transfer");

@@ -59,6 +59,14 @@ struct Request : ListHook<> {
     bool abort_sent = false;
     bool timed_out = false;
     bool no_timeout = false;  // AERs wait for events, not for the device
+    spec::StatusField held_status{};  // a do_not_submit injection's status (submit_ns: due)
+};
+
+// The error injections armed on a qpair and the commands a do_not_submit one holds. Allocated
+// when the first injection is armed; the data path only tests the pointer.
+struct Injections {
+    std::vector<ErrorInjection> list;
+    IntrusiveList<Request> held;
 };
 
 enum class Link : uint8_t { connecting, connected, disconnected, failed, freeing };
@@ -92,6 +100,8 @@ public:
     uint32_t reap(uint32_t max) noexcept;
     uint32_t process(uint32_t max) noexcept;  // doorbell, reap, send what waited
     uint32_t outstanding_count() const noexcept { return static_cast<uint32_t>(outstanding_.size()); }
+    void add_injection(const ErrorInjection& e);
+    void remove_injection(uint8_t opc);
 
     // ---- NVMe/TCP transport (tcp_qpair.cpp). A qpair is TCP when `tcp` is set; the PCIe data
     // path tests that pointer once per submitted command (submit, submit_with_list) and once
@@ -152,6 +162,14 @@ private:
     bool try_send(Request& r) noexcept;
     void send_waiting() noexcept;
     void complete(Request& r, const Completion& cpl) noexcept;
+    void finish(Request& r, const Completion& cpl) noexcept;
+    // Error injection (slow path, only while inject_ is set).
+    Status submit_plain(const spec::Sqe& sqe, const iovec* iov, int iovcnt, size_t len,
+                        IoDoneFn done, void* ctx, bool no_timeout) noexcept;
+    ErrorInjection* find_injection(uint8_t opc, bool do_not_submit) noexcept;
+    bool hold_injected(const spec::Sqe& sqe, IoDoneFn done, void* ctx, Status& out) noexcept;
+    uint32_t release_held(bool all, spec::StatusField status) noexcept;
+    void drop_injections_if_idle() noexcept;
     void fail_list(IntrusiveList<Request>& list, spec::StatusField status) noexcept;
     void check_timeouts() noexcept;
     static runtime::PollStatus poll(void* ctx);
@@ -169,6 +187,7 @@ private:
     runtime::Poller* poller_ = nullptr;
     runtime::Poller* timeout_poller_ = nullptr;
     uint64_t bad_logged_ = 0;
+    std::unique_ptr<Injections> inject_;  // null: no error injection armed
 };
 
 class ControllerImpl {

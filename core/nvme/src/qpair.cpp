@@ -169,6 +169,15 @@ Status QPairImpl::build_data(Request& r, const iovec* iov, int iovcnt, size_t le
 
 Status QPairImpl::submit(const spec::Sqe& sqe, const iovec* iov, int iovcnt, size_t len,
                          IoDoneFn done, void* ctx, bool no_timeout) noexcept {
+    if (inject_ != nullptr) [[unlikely]] {  // the one error-injection test on this path
+        Status held;
+        if (hold_injected(sqe, done, ctx, held)) return held;
+    }
+    return submit_plain(sqe, iov, iovcnt, len, done, ctx, no_timeout);
+}
+
+Status QPairImpl::submit_plain(const spec::Sqe& sqe, const iovec* iov, int iovcnt, size_t len,
+                               IoDoneFn done, void* ctx, bool no_timeout) noexcept {
     // The one transport test on the PCIe submission path (see docs/design/nvme-tcp.md).
     if (tcp) [[unlikely]] return tcp_submit(sqe, iov, iovcnt, len, done, ctx, no_timeout);
     if (link == Link::failed || link == Link::freeing)
@@ -195,6 +204,10 @@ Status QPairImpl::submit_with_list(const spec::Sqe& sqe, const void* list, size_
                                    IoDoneFn done, void* ctx) noexcept {
     if (list_bytes == 0 || list_bytes > kListSlotBytes)
         return Status(Errc::invalid_argument, "list too large");
+    if (inject_ != nullptr) [[unlikely]] {
+        Status held;
+        if (hold_injected(sqe, done, ctx, held)) return held;
+    }
     if (tcp) [[unlikely]] {
         // The list travels as the command's data: copy it into the request's slot first.
         Request* slot = free_.empty() ? nullptr : &free_.front();
@@ -278,6 +291,19 @@ void QPairImpl::ring_sq_doorbell() noexcept {
 // ---- completion ---------------------------------------------------------------------------
 
 void QPairImpl::complete(Request& r, const Completion& cpl) noexcept {
+    if (inject_ != nullptr) [[unlikely]] {
+        if (ErrorInjection* e = find_injection(r.sqe.opc, false)) {
+            --e->count;
+            Completion injected = cpl;
+            injected.status = spec::StatusField::make(e->sct, e->sc);
+            finish(r, injected);
+            return;
+        }
+    }
+    finish(r, cpl);
+}
+
+void QPairImpl::finish(Request& r, const Completion& cpl) noexcept {
     IoDoneFn done = r.done;
     void* ctx = r.ctx;
     r.state = Request::State::free;
@@ -349,9 +375,13 @@ uint32_t QPairImpl::reap(uint32_t max) noexcept {
 }
 
 uint32_t QPairImpl::process(uint32_t max) noexcept {
-    if (tcp) [[unlikely]] return tcp_process(max);
+    uint32_t released = 0;
+    if (inject_ != nullptr) [[unlikely]]
+        released = release_held(false, {});
+    if (tcp) [[unlikely]]
+        return tcp_process(max) + released;
     ring_sq_doorbell();
-    const uint32_t n = reap(max);
+    const uint32_t n = reap(max) + released;
     if (n != 0 && !waiting_.empty()) {
         send_waiting();
         ring_sq_doorbell();
@@ -411,6 +441,7 @@ void QPairImpl::mark_connected() {
 void QPairImpl::fail(spec::StatusField status) {
     if (link == Link::freeing) return;
     link = Link::failed;
+    if (inject_ != nullptr) release_held(true, status);
     if (tcp) {
         if (tcp->socket) {
             tcp->socket->close();
@@ -430,6 +461,87 @@ void QPairImpl::fail(spec::StatusField status) {
     IntrusiveList<Request> wait;
     wait.splice_back(waiting_);
     fail_list(wait, status);
+}
+
+// ---- error injection (control path, and the data path only while one is armed) ----------
+
+void QPairImpl::add_injection(const ErrorInjection& e) {
+    if (inject_ == nullptr) inject_ = std::make_unique<Injections>();
+    for (ErrorInjection& x : inject_->list) {
+        if (x.opc == e.opc) {
+            x = e;
+            return;
+        }
+    }
+    inject_->list.push_back(e);
+}
+
+void QPairImpl::remove_injection(uint8_t opc) {
+    if (inject_ == nullptr) return;
+    std::erase_if(inject_->list, [opc](const ErrorInjection& x) { return x.opc == opc; });
+    drop_injections_if_idle();
+}
+
+void QPairImpl::drop_injections_if_idle() noexcept {
+    if (inject_ != nullptr && inject_->list.empty() && inject_->held.empty()) inject_.reset();
+}
+
+ErrorInjection* QPairImpl::find_injection(uint8_t opc, bool do_not_submit) noexcept {
+    for (ErrorInjection& x : inject_->list)
+        if (x.opc == opc && x.count != 0 && x.do_not_submit == do_not_submit) return &x;
+    return nullptr;
+}
+
+bool QPairImpl::hold_injected(const spec::Sqe& sqe, IoDoneFn done, void* ctx,
+                              Status& out) noexcept {
+    ErrorInjection* e = find_injection(sqe.opc, true);
+    if (e == nullptr) return false;
+    if (link == Link::failed || link == Link::freeing) {
+        out = Status(Errc::device_removed, "nvme controller failed or removed");
+        return true;
+    }
+    Request* r = take_request();
+    if (r == nullptr) {
+        out = Status(Errc::busy, "nvme request pool empty");
+        return true;
+    }
+    --e->count;
+    r->sqe = sqe;
+    r->sqe.cid = r->cid;
+    r->done = done;
+    r->ctx = ctx;
+    r->no_timeout = true;
+    r->abort_sent = false;
+    r->timed_out = false;
+    r->held_status = spec::StatusField::make(e->sct, e->sc);
+    r->submit_ns = runtime::now_ns() + e->timeout_us * 1000;
+    r->state = Request::State::waiting;
+    ++stats.submitted;
+    inject_->held.push_back(*r);
+    out = {};
+    return true;
+}
+
+uint32_t QPairImpl::release_held(bool all, spec::StatusField status) noexcept {
+    if (inject_->held.empty()) return 0;
+    const uint64_t now = runtime::now_ns();
+    IntrusiveList<Request> keep, due;
+    while (Request* r = inject_->held.pop_front()) {
+        if (all || r->submit_ns <= now)
+            due.push_back(*r);
+        else
+            keep.push_back(*r);
+    }
+    inject_->held.splice_back(keep);
+    uint32_t n = 0;
+    while (Request* r = due.pop_front()) {  // callbacks may submit (and be held) again
+        Completion cpl;
+        cpl.status = all ? status : r->held_status;
+        finish(*r, cpl);
+        ++n;
+    }
+    drop_injections_if_idle();
+    return n;
 }
 
 // ---- timeouts -----------------------------------------------------------------------------
@@ -482,6 +594,13 @@ runtime::PollStatus QPairImpl::poll_timeouts(void* ctx) {
 }
 
 // ---- public QPair -------------------------------------------------------------------------
+
+void QPair::add_error_injection(const ErrorInjection& e) {
+    impl_->add_injection(e);
+}
+void QPair::remove_error_injection(uint8_t opc) {
+    impl_->remove_injection(opc);
+}
 
 QPair::QPair(std::shared_ptr<QPairImpl> impl) : impl_(std::move(impl)) {}
 QPair::~QPair() = default;

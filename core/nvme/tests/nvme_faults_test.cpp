@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <strata/nvme/spec/commands.h>
+
 #include "nvme_test_util.h"
 
 namespace strata::nvme::testing {
@@ -156,6 +158,65 @@ TEST_F(NvmeFaultTest, PowerCutLosesOnlyUnflushedWrites) {
     ASSERT_TRUE(io(admin(), [&](IoDoneFn d, void* x) { return qp.read(n, r.p, 16, 8, d, x); }).ok());
     std::vector<uint8_t> zeroes(4096, 0);
     EXPECT_EQ(std::memcmp(r.p, zeroes.data(), 4096), 0) << "unflushed data survived a power cut";
+}
+
+// Host-side error injection (SPDK's spdk_nvme_qpair_add_cmd_error_injection).
+TEST_F(NvmeFaultTest, InjectedStatusReplacesTheDevicesForCountCommands) {
+    start_default();
+    QPair& qp = qpair(admin());
+    DmaBuf b(4096);
+    auto rd = [&] {
+        return io(admin(), [&](IoDoneFn d, void* ctx) { return qp.read(ns(), b.p, 0, 8, d, ctx); });
+    };
+    on(admin(), [&] { qp.add_error_injection({kRead, false, 0, 2, 2, 0x81}); });
+    for (int i = 0; i < 2; ++i) {
+        auto c = rd();
+        EXPECT_EQ(c.status.sct(), 2);
+        EXPECT_EQ(c.status.sc(), 0x81);
+    }
+    EXPECT_TRUE(rd().ok()) << "err_count 2: the third read is the device's";
+    // Writes are not affected by a read injection.
+    on(admin(), [&] { qp.add_error_injection({kRead, false, 0, 5, 0, 0x02}); });
+    EXPECT_TRUE(
+        io(admin(), [&](IoDoneFn d, void* ctx) { return qp.write(ns(), b.p, 0, 8, d, ctx); }).ok());
+    on(admin(), [&] { qp.remove_error_injection(kRead); });
+    EXPECT_TRUE(rd().ok()) << "removed";
+}
+
+TEST_F(NvmeFaultTest, DoNotSubmitHoldsTheCommandAndNeverSendsIt) {
+    start_default();
+    QPair& qp = qpair(admin());
+    DmaBuf w(512), r(512);
+    fill_pattern(w.bytes(), 512, 7);
+    on(admin(), [&] { qp.add_error_injection({kWrite, true, 2'000, 1, 0, 0x06}); });
+    const uint64_t t0 = sim->now_ns();
+    auto c = io(admin(), [&](IoDoneFn d, void* ctx) { return qp.write(ns(), w.p, 0, 1, d, ctx); });
+    EXPECT_EQ(c.status.sct(), 0);
+    EXPECT_EQ(c.status.sc(), 0x06);
+    EXPECT_GE(sim->now_ns() - t0, 2'000'000u) << "completed before timeout_in_us";
+    EXPECT_TRUE(
+        io(admin(), [&](IoDoneFn d, void* ctx) { return qp.read(ns(), r.p, 0, 1, d, ctx); }).ok());
+    std::vector<uint8_t> zeroes(512, 0);
+    EXPECT_EQ(std::memcmp(r.p, zeroes.data(), 512), 0) << "the held write reached the device";
+    // err_count 1: the next write goes out.
+    EXPECT_TRUE(
+        io(admin(), [&](IoDoneFn d, void* ctx) { return qp.write(ns(), w.p, 0, 1, d, ctx); }).ok());
+    EXPECT_TRUE(
+        io(admin(), [&](IoDoneFn d, void* ctx) { return qp.read(ns(), r.p, 0, 1, d, ctx); }).ok());
+    EXPECT_EQ(std::memcmp(r.p, w.p, 512), 0);
+}
+
+TEST_F(NvmeFaultTest, AdminQueueInjection) {
+    start_default();
+    const uint8_t kIdentify = static_cast<uint8_t>(spec::AdminOpcode::identify);
+    on(admin(), [&] { ctrl->add_admin_error_injection({kIdentify, false, 0, 1, 0, 0x0b}); });
+    DmaBuf b(4096);
+    auto first = run(admin(), ctrl->admin(spec::make_identify(0, spec::Cns::ctrlr), b.p, 4096));
+    ASSERT_TRUE(first.ok());
+    EXPECT_EQ(first->status.sc(), 0x0b);
+    auto second = run(admin(), ctrl->admin(spec::make_identify(0, spec::Cns::ctrlr), b.p, 4096));
+    ASSERT_TRUE(second.ok());
+    EXPECT_TRUE(second->ok());
 }
 
 }  // namespace

@@ -75,9 +75,20 @@ metadata and DIF/DIX on malloc and null bdevs (`md_size`, `md_interleave`, `dif_
 `bdev_raid_set_options` with a rebuild bandwidth limit; raid5f; schedulers other than
 `static`; `vmd_enable`.
 
-**Not there yet** (method not found): `bdev_nvme_add_error_injection`,
-`bdev_nvme_remove_error_injection`, `bdev_nvme_send_cmd`, `bdev_nvme_enable_controller`,
-`bdev_nvme_disable_controller`, `bdev_lvol_set_parent`, `bdev_lvol_set_parent_bdev`,
+**NVMe error injection and passthrough.** `bdev_nvme_add_error_injection` /
+`bdev_nvme_remove_error_injection` arm the driver's per-queue injection as SPDK's
+`spdk_nvme_qpair_add_cmd_error_injection` does (admin queue, or the I/O qpair of each channel
+that has one when called; one entry per opcode; without `do_not_submit` the device's completion
+carries the injected status, with it the command is never sent and completes after
+`timeout_in_us`). `bdev_nvme_send_cmd` returns SPDK's `cpl` (the 16-byte completion entry; the
+driver reports dw0, dw1 and the status, sqhd/sqid/cid are 0) and `data` in base64's URL-safe
+alphabet; an `io` command goes to the app Thread's qpair of the controller; `timeout_ms` is
+accepted and ignored as SPDK ignores it; separate metadata (`metadata`, `metadata_len`) is
+refused.
+
+**Not there yet** (method not found): `bdev_nvme_enable_controller`,
+`bdev_nvme_disable_controller` (the driver has no "disabled, not reconnecting" controller
+state yet), `bdev_lvol_set_parent`, `bdev_lvol_set_parent_bdev`,
 `bdev_lvol_start_shallow_copy`, `bdev_lvol_check_shallow_copy`.
 
 )";

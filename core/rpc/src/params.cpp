@@ -52,9 +52,10 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
     return true;
 }
 
-std::string base64_encode(const void* data, size_t size) {
-    static constexpr char kAlphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+std::string base64_encode(const void* data, size_t size, bool urlsafe) {
+    const char* kAlphabet =
+        urlsafe ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const auto* p = static_cast<const uint8_t*>(data);
     std::string out;
     out.reserve((size + 2) / 3 * 4);
@@ -77,6 +78,35 @@ std::string base64_encode(const void* data, size_t size) {
         out += kAlphabet[(v >> 12) & 63];
         out += kAlphabet[(v >> 6) & 63];
         out += '=';
+    }
+    return out;
+}
+
+Result<std::vector<uint8_t>> base64_decode(std::string_view text) {
+    auto value = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z') return c - 'A';
+        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+        if (c >= '0' && c <= '9') return c - '0' + 52;
+        if (c == '+' || c == '-') return 62;
+        if (c == '/' || c == '_') return 63;
+        return -1;
+    };
+    while (!text.empty() && text.back() == '=') text.remove_suffix(1);
+    if (text.size() % 4 == 1) return Error(Errc::invalid_argument, "base64: bad length");
+    std::vector<uint8_t> out;
+    out.reserve(text.size() * 3 / 4);
+    uint32_t acc = 0;
+    int bits = 0;
+    for (char c : text) {
+        const int v = value(c);
+        if (v < 0)
+            return Error(Errc::invalid_argument, fmt::format("base64: bad character '{}'", c));
+        acc = (acc << 6) | uint32_t(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<uint8_t>(acc >> bits));
+        }
     }
     return out;
 }

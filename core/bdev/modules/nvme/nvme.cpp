@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <map>
 #include <memory>
 
@@ -783,6 +784,138 @@ void nvme_health_info(const std::string& name, std::function<void(Result<nlohman
         co_return out;
     };
     runtime::spawn(c->ctrl->admin_thread(), run(c), std::move(done));
+}
+
+namespace {
+
+void change_error_injection(const std::string& name, bool admin, bool add,
+                            const nvme::ErrorInjection& e, std::function<void(Result<void>)> done) {
+    auto it = ctrlrs().find(name);
+    if (it == ctrlrs().end() || it->second->detaching) {
+        done(Error(Errc::not_found, fmt::format("NVMe controller {} not found", name)));
+        return;
+    }
+    NvmeCtrlr& c = *it->second;
+    if (admin) {
+        if (add)
+            c.ctrl->add_admin_error_injection(e);
+        else
+            c.ctrl->remove_admin_error_injection(e.opc);
+        done(Result<void>{});
+        return;
+    }
+    struct Ctx {
+        nvme::ErrorInjection e;
+        bool add;
+        std::function<void(Result<void>)> done;
+    };
+    runtime::for_each_channel(
+        c,
+        [](runtime::IoChannel& ch, void* p) {
+            const auto& x = *static_cast<Ctx*>(p);
+            QpairState& st = *static_cast<NvmeChannel&>(ch).state;
+            if (!st.qp) return;  // not connected yet: SPDK skips such a channel too
+            if (x.add)
+                st.qp->add_error_injection(x.e);
+            else
+                st.qp->remove_error_injection(x.e.opc);
+        },
+        new Ctx{e, add, std::move(done)},
+        [](void* p) {
+            std::unique_ptr<Ctx> x(static_cast<Ctx*>(p));
+            x->done(Result<void>{});
+        });
+}
+
+}  // namespace
+
+void nvme_add_error_injection(const std::string& name, bool admin, const nvme::ErrorInjection& e,
+                              std::function<void(Result<void>)> done) {
+    change_error_injection(name, admin, true, e, std::move(done));
+}
+
+void nvme_remove_error_injection(const std::string& name, bool admin, uint8_t opc,
+                                 std::function<void(Result<void>)> done) {
+    nvme::ErrorInjection e;
+    e.opc = opc;
+    change_error_injection(name, admin, false, e, std::move(done));
+}
+
+void nvme_send_cmd(NvmeRawCommand cmd, std::function<void(Result<NvmeRawResult>)> done) {
+    auto it = ctrlrs().find(cmd.name);
+    if (it == ctrlrs().end() || it->second->detaching) {
+        done(Error(Errc::not_found, fmt::format("NVMe controller {} not found", cmd.name)));
+        return;
+    }
+    NvmeCtrlr* c = it->second.get();
+    // The data pointer is the driver's to set: a caller's PRP would let the device DMA anywhere.
+    cmd.sqe.prp1 = cmd.sqe.prp2 = 0;
+    cmd.sqe.set_psdt(nvme::spec::Psdt::prp);
+    if (cmd.data.size() > c->ctrl->max_transfer_bytes()) {
+        done(Error(Errc::invalid_argument,
+                   fmt::format("data_len {} exceeds the controller's transfer limit {}",
+                               cmd.data.size(), c->ctrl->max_transfer_bytes())));
+        return;
+    }
+    if (cmd.admin) {
+        auto run = [](NvmeCtrlr* c, NvmeRawCommand cmd) -> runtime::Task<Result<NvmeRawResult>> {
+            auto r = co_await c->ctrl->admin(cmd.sqe, cmd.data.empty() ? nullptr : cmd.data.data(),
+                                             cmd.data.size());
+            if (!r) co_return r.error();
+            NvmeRawResult out{*r, {}};
+            if (cmd.controller_to_host) out.data = std::move(cmd.data);
+            co_return out;
+        };
+        runtime::spawn(c->ctrl->admin_thread(), run(c, std::move(cmd)), std::move(done));
+        return;
+    }
+    // I/O: this Thread's channel of the controller; its qpair arrives by message.
+    auto run = [](NvmeCtrlr* c, NvmeRawCommand cmd) -> runtime::Task<Result<NvmeRawResult>> {
+        auto* ch = runtime::get_channel<NvmeChannel>(*c);
+        if (ch == nullptr) co_return Error(Errc::no_memory, "bdev_nvme: no I/O channel");
+        std::shared_ptr<QpairState> st = ch->state;
+        for (int i = 0; i < 5000 && !st->qp && !st->failed; ++i)
+            co_await runtime::sleep_for(1'000'000);
+        Result<NvmeRawResult> out = Error(Errc::device_removed, "bdev_nvme: no I/O qpair");
+        if (st->qp) {
+            void* buf = nullptr;
+            bool ok = true;
+            if (!cmd.data.empty()) {
+                auto mem = env::dma_alloc(cmd.data.size(), 4096, true);
+                if (!mem) {
+                    out = mem.error();
+                    ok = false;
+                } else {
+                    buf = *mem;
+                    if (!cmd.controller_to_host) std::memcpy(buf, cmd.data.data(), cmd.data.size());
+                }
+            }
+            if (ok) {
+                runtime::AsyncResult<nvme::Completion> waiter;
+                Status s = st->qp->raw(
+                    cmd.sqe, buf, cmd.data.size(),
+                    [](void* ctx, const nvme::Completion& cpl) {
+                        static_cast<runtime::AsyncResult<nvme::Completion>*>(ctx)->set(cpl);
+                    },
+                    &waiter);
+                if (!s.ok()) {
+                    out = Error(s);
+                } else {
+                    const nvme::Completion cpl = co_await waiter;
+                    NvmeRawResult r{cpl, {}};
+                    if (cmd.controller_to_host && !cmd.data.empty()) {
+                        std::memcpy(cmd.data.data(), buf, cmd.data.size());
+                        r.data = std::move(cmd.data);
+                    }
+                    out = std::move(r);
+                }
+                if (buf != nullptr) env::dma_free(buf);
+            }
+        }
+        runtime::put_io_channel(ch);
+        co_return out;
+    };
+    runtime::spawn(*runtime::current_thread(), run(c, std::move(cmd)), std::move(done));
 }
 
 nlohmann::json nvme_io_paths(const std::string& bdev_name) {

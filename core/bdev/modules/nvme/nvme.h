@@ -113,6 +113,29 @@ Result<void> nvme_set_hotplug(bool enable, uint64_t period_us);
 // bdev_nvme_get_controller_health_info: the SMART / Health log page of a controller (the first
 // one when name is empty) in SPDK's field names; done on the admin Thread.
 void nvme_health_info(const std::string& name, std::function<void(Result<nlohmann::json>)> done);
+// bdev_nvme_add_error_injection / bdev_nvme_remove_error_injection: on the controller's admin
+// queue (admin) or on the I/O qpair of every channel that has one now (SPDK's rule: channels
+// made later start clean). not_found for an unknown controller. On the app Thread; done there.
+void nvme_add_error_injection(const std::string& name, bool admin, const nvme::ErrorInjection& e,
+                              std::function<void(Result<void>)> done);
+void nvme_remove_error_injection(const std::string& name, bool admin, uint8_t opc,
+                                 std::function<void(Result<void>)> done);
+// bdev_nvme_send_cmd: one raw command on a controller's admin queue, or on the calling
+// (app) Thread's I/O qpair of the controller. The driver sets the command id and the data
+// pointer; `data` is the buffer (DMA bounced): sent for host_to_controller, filled for
+// controller_to_host (data_len bytes). done gets the completion and the data read.
+struct NvmeRawCommand {
+    std::string name;
+    bool admin = true;
+    bool controller_to_host = true;
+    nvme::spec::Sqe sqe{};
+    std::vector<uint8_t> data;  // h2c: what to send; c2h: sized to data_len
+};
+struct NvmeRawResult {
+    nvme::Completion cpl;
+    std::vector<uint8_t> data;  // c2h only
+};
+void nvme_send_cmd(NvmeRawCommand cmd, std::function<void(Result<NvmeRawResult>)> done);
 // bdev_nvme_get_io_paths: SPDK's shape, one path per namespace bdev (or only bdev_name's).
 nlohmann::json nvme_io_paths(const std::string& bdev_name);
 

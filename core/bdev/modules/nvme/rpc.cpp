@@ -1,6 +1,7 @@
 // bdev_nvme_set_options / _attach_controller / _detach_controller / _get_controllers /
 // _reset_controller / _discover.
 #include <algorithm>
+#include <cstring>
 #include <limits>
 
 #include <fmt/format.h>
@@ -183,6 +184,65 @@ std::vector<rpc::ParamSpec> set_options_params() {
         v.push_back({u.name, u.type, false,
                      std::string("Not supported: accepted at its default only. ") + u.what, u.def});
     return v;
+}
+
+// bdev_nvme_*_error_injection's cmd_type: true for "admin", false for "io".
+Result<bool> injection_cmd_type(const Json& p) {
+    const std::string t = p.at("cmd_type").get<std::string>();
+    if (t == "admin") return true;
+    if (t == "io") return false;
+    return Error(Errc::invalid_argument,
+                 fmt::format("cmd_type '{}' is neither 'admin' nor 'io'", t));
+}
+
+Result<NvmeRawCommand> parse_send_cmd(const Json& p) {
+    NvmeRawCommand c;
+    c.name = p.at("name").get<std::string>();
+    auto admin = injection_cmd_type(p);
+    if (!admin) return admin.error();
+    c.admin = *admin;
+    const std::string dir = p.at("data_direction").get<std::string>();
+    if (dir != "c2h" && dir != "h2c")
+        return Error(Errc::invalid_argument,
+                     fmt::format("data_direction '{}' is neither 'c2h' nor 'h2c'", dir));
+    c.controller_to_host = dir == "c2h";
+    auto raw = rpc::base64_decode(p.at("cmdbuf").get<std::string>());
+    if (!raw) return Error(Errc::invalid_argument, "cmdbuf: " + raw.error().message());
+    if (raw->size() != sizeof(c.sqe))
+        return Error(Errc::invalid_argument,
+                     fmt::format("cmdbuf is {} bytes, a command is 64", raw->size()));
+    std::memcpy(&c.sqe, raw->data(), sizeof(c.sqe));
+    auto md_len = rpc::int_param<uint32_t>(p, "metadata_len", 0);
+    if (!md_len) return md_len.error();
+    if (*md_len != 0 || !rpc::param_or<std::string>(p, "metadata", "").empty())
+        return Error(Errc::not_supported,
+                     "bdev_nvme_send_cmd: separate metadata, which Strata does not support");
+    auto len = rpc::int_param<uint32_t>(p, "data_len", 0);
+    if (!len) return len.error();
+    if (auto it = p.find("data"); it != p.end() && !it->is_null()) {
+        auto data = rpc::base64_decode(it->get<std::string>());
+        if (!data) return Error(Errc::invalid_argument, "data: " + data.error().message());
+        if (*len != 0 && *len != data->size())
+            return Error(
+                Errc::invalid_argument,
+                fmt::format("data_len {} differs from the data's {} bytes", *len, data->size()));
+        c.data = std::move(*data);
+    } else {
+        c.data.assign(*len, 0);
+    }
+    return c;
+}
+
+// SPDK's reply: the completion queue entry (dw0, dw1, sqhd, sqid, cid, status; the driver
+// reports dw0, dw1 and the status) and, for c2h, the data.
+Json send_cmd_reply(const NvmeRawResult& res) {
+    uint8_t cpl[16] = {};
+    std::memcpy(cpl, &res.cpl.dw0, 4);
+    std::memcpy(cpl + 4, &res.cpl.dw1, 4);
+    std::memcpy(cpl + 14, &res.cpl.status.raw, 2);
+    Json out = {{"cpl", rpc::base64_encode(cpl, sizeof(cpl), true)}};
+    if (!res.data.empty()) out["data"] = rpc::base64_encode(res.data.data(), res.data.size(), true);
+    return out;
 }
 
 }  // namespace
@@ -439,6 +499,121 @@ void register_nvme_module(rpc::App& app) {
                                                rp->result(std::move(*res));
                                        });
                   }});
+    add_rpc(app, {"bdev_nvme_add_error_injection",
+                  "Inject a status for the next err_count commands of an opcode on a "
+                  "controller's admin queue or on the I/O qpair of each of its channels: the "
+                  "command goes to the device and completes with sct/sc, or with do_not_submit "
+                  "is never sent and completes with sct/sc after timeout_in_us. Replaces the "
+                  "opcode's earlier injection.",
+                  {{"name", PT::string, true, "Controller name", nullptr},
+                   {"cmd_type", PT::string, true, "admin or io", nullptr},
+                   {"opc", PT::uint, true, "Opcode (0-255)", nullptr},
+                   {"do_not_submit", PT::bool_, false, "Complete without sending", false},
+                   {"timeout_in_us", PT::uint, false, "With do_not_submit: complete after this", 0},
+                   {"err_count", PT::uint, false, "Commands affected", 1},
+                   {"sct", PT::uint, false, "Status Code Type (0-255)", 0},
+                   {"sc", PT::uint, false, "Status Code (0-255)", 0}},
+                  rpc::Allowed::runtime,
+                  "",
+                  true,
+                  [](const Json& p, Responder r) {
+                      auto admin = injection_cmd_type(p);
+                      auto opc = rpc::int_param<uint8_t>(p, "opc", 0);
+                      auto timeout = rpc::int_param<uint64_t>(p, "timeout_in_us", 0);
+                      auto count = rpc::int_param<uint32_t>(p, "err_count", 1);
+                      auto sct = rpc::int_param<uint8_t>(p, "sct", 0);
+                      auto sc = rpc::int_param<uint8_t>(p, "sc", 0);
+                      const Error* bad = !admin     ? &admin.error()
+                                         : !opc     ? &opc.error()
+                                         : !timeout ? &timeout.error()
+                                         : !count   ? &count.error()
+                                         : !sct     ? &sct.error()
+                                         : !sc      ? &sc.error()
+                                                    : nullptr;
+                      if (bad != nullptr) {
+                          r.error(*bad);
+                          return;
+                      }
+                      nvme::ErrorInjection e;
+                      e.opc = *opc;
+                      e.do_not_submit = rpc::param_or<bool>(p, "do_not_submit", false);
+                      e.timeout_us = *timeout;
+                      e.count = *count;
+                      e.sct = *sct;
+                      e.sc = *sc;
+                      auto rp = std::make_shared<Responder>(std::move(r));
+                      nvme_add_error_injection(p.at("name").get<std::string>(), *admin, e,
+                                               [rp](Result<void> res) {
+                                                   if (!res)
+                                                       rp->error(res.error());
+                                                   else
+                                                       rp->result(true);
+                                               });
+                  }});
+    add_rpc(app, {"bdev_nvme_remove_error_injection",
+                  "Remove the error injection of an opcode from a controller's admin queue or "
+                  "its channels' I/O qpairs (commands already held still complete).",
+                  {{"name", PT::string, true, "Controller name", nullptr},
+                   {"cmd_type", PT::string, true, "admin or io", nullptr},
+                   {"opc", PT::uint, true, "Opcode (0-255)", nullptr}},
+                  rpc::Allowed::runtime,
+                  "",
+                  true,
+                  [](const Json& p, Responder r) {
+                      auto admin = injection_cmd_type(p);
+                      if (!admin) {
+                          r.error(admin.error());
+                          return;
+                      }
+                      auto opc = rpc::int_param<uint8_t>(p, "opc", 0);
+                      if (!opc) {
+                          r.error(opc.error());
+                          return;
+                      }
+                      auto rp = std::make_shared<Responder>(std::move(r));
+                      nvme_remove_error_injection(p.at("name").get<std::string>(), *admin, *opc,
+                                                  [rp](Result<void> res) {
+                                                      if (!res)
+                                                          rp->error(res.error());
+                                                      else
+                                                          rp->result(true);
+                                                  });
+                  }});
+    add_rpc(app,
+            {"bdev_nvme_send_cmd",
+             "Send a raw NVMe command (admin queue, or an I/O qpair of the controller on the "
+             "app Thread) and return its completion: cpl is the 16-byte completion entry, "
+             "data what a c2h command read (both base64, URL-safe alphabet, as SPDK). The "
+             "driver sets the command id and data pointer. Separate metadata is not "
+             "supported.",
+             {{"name", PT::string, true, "Controller name", nullptr},
+              {"cmd_type", PT::string, true, "admin or io", nullptr},
+              {"data_direction", PT::string, true, "c2h (read) or h2c (write)", nullptr},
+              {"cmdbuf", PT::string, true, "The 64-byte command, base64", nullptr},
+              {"timeout_ms", PT::uint, false,
+               "Accepted and ignored, as SPDK does (the controller's timeouts apply)", nullptr},
+              {"data_len", PT::uint, false, "Data bytes (c2h: to read)", nullptr},
+              {"metadata_len", PT::uint, false, "Only 0 (no separate metadata)", nullptr},
+              {"data", PT::string, false, "h2c: the data, base64", nullptr},
+              {"metadata", PT::string, false, "Only empty (no separate metadata)", nullptr}},
+             rpc::Allowed::runtime,
+             "",
+             true,
+             [](const Json& p, Responder r) {
+                 auto cmd = parse_send_cmd(p);
+                 if (!cmd) {
+                     r.error(cmd.error());
+                     return;
+                 }
+                 auto rp = std::make_shared<Responder>(std::move(r));
+                 nvme_send_cmd(std::move(*cmd), [rp](Result<NvmeRawResult> res) {
+                     if (!res) {
+                         rp->error(res.error());
+                         return;
+                     }
+                     rp->result(send_cmd_reply(*res));
+                 });
+             }});
     add_rpc(app, {"bdev_nvme_get_io_paths",
                   "I/O paths of NVMe bdevs (one per namespace bdev: Strata has no multipath).",
                   {{"name", PT::string, false, "Only this bdev", nullptr}},

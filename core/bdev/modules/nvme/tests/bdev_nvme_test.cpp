@@ -293,6 +293,115 @@ TEST_F(BdevNvmeNoRetryTest, ResetAbortsOutstandingIoOnce) {
     EXPECT_GT(aborted, 0);
 }
 
+// bdev_nvme_send_cmd: an admin Identify Controller returns the controller's data; an I/O read
+// on the app Thread's qpair returns what was written through the bdev; an unknown controller
+// is not_found.
+TEST_F(BdevNvmeTest, SendRawAdminAndIoCommands) {
+    auto send = [&](NvmeRawCommand cmd) {
+        std::optional<Result<NvmeRawResult>> r;
+        on(threads[0],
+           [&] { nvme_send_cmd(cmd, [&](Result<NvmeRawResult> x) { r = std::move(x); }); });
+        EXPECT_TRUE(poll_until([&] { return r.has_value(); }));
+        return r ? std::move(*r) : Result<NvmeRawResult>(Error(Errc::timeout, "no answer"));
+    };
+    NvmeRawCommand id;
+    id.name = "Nvme0";
+    id.sqe.opc = 0x06;
+    id.sqe.cdw10 = 1;  // CNS 1: Identify Controller
+    id.data.assign(4096, 0);
+    auto r = send(id);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_TRUE(r->cpl.ok());
+    ASSERT_EQ(r->data.size(), 4096u);
+    nvme::spec::IdentifyController ident;
+    std::memcpy(&ident, r->data.data(), sizeof(ident));
+    EXPECT_NE(ident.nn, 0u) << "Identify Controller data came back";
+
+    open_rw("Nvme0n1", threads[1]);
+    std::vector<uint8_t> w(512);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint8_t>(i * 5 + 1);
+    EXPECT_TRUE(
+        io([&](IoDoneFn d, void* c) { return write(*desc, *ch, w.data(), 9, 1, d, c); }).ok());
+    NvmeRawCommand rd;
+    rd.name = "Nvme0";
+    rd.admin = false;
+    rd.sqe.opc = 0x02;
+    rd.sqe.nsid = 1;
+    rd.sqe.cdw10 = 9;  // SLBA 9, NLB 0 (one block)
+    rd.data.assign(512, 0);
+    r = send(rd);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_TRUE(r->cpl.ok());
+    EXPECT_EQ(r->data, w);
+    rd.sqe.cdw10 = 1u << 24;  // past the namespace: LBA Out of Range
+    r = send(rd);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r->cpl.ok());
+
+    rd.name = "NoSuch";
+    EXPECT_EQ(send(rd).code(), Errc::not_found);
+}
+
+// bdev_nvme_add_error_injection on the I/O qpairs: the injected status reaches the bdev I/O
+// (no retries here), only err_count times, and removal ends it; an unknown controller is
+// not_found. Admin: the health log read fails with the injected status.
+TEST_F(BdevNvmeNoRetryTest, ErrorInjectionOnIoAndAdminQueues) {
+    open_rw("Nvme0n1", threads[1]);
+    std::vector<uint8_t> b(8 * 512);
+    auto rd = [&] {
+        return io([&](IoDoneFn d, void* c) { return read(*desc, *ch, b.data(), 0, 8, d, c); });
+    };
+    EXPECT_TRUE(rd().ok());  // the channel's qpair is there (it arrives by message)
+    auto change = [&](bool add, bool admin, nvme::ErrorInjection e) {
+        std::optional<Result<void>> r;
+        on(threads[0], [&] {
+            auto cb = [&](Result<void> x) { r = std::move(x); };
+            if (add)
+                nvme_add_error_injection("Nvme0", admin, e, cb);
+            else
+                nvme_remove_error_injection("Nvme0", admin, e.opc, cb);
+        });
+        EXPECT_TRUE(poll_until([&] { return r.has_value(); }));
+        return r ? *r : Result<void>(Error(Errc::timeout, "no answer"));
+    };
+    ASSERT_TRUE(change(true, false, {0x02, false, 0, 2, 2, 0x81}).ok());
+    for (int i = 0; i < 2; ++i) {
+        auto s = rd();
+        EXPECT_FALSE(s.ok());
+        EXPECT_EQ(s.nvme_status, 0x0281) << i;
+    }
+    EXPECT_TRUE(rd().ok()) << "err_count 2";
+    ASSERT_TRUE(change(true, false, {0x02, false, 0, 100, 2, 0x81}).ok());
+    EXPECT_FALSE(rd().ok());
+    ASSERT_TRUE(change(false, false, {0x02}).ok());
+    EXPECT_TRUE(rd().ok()) << "removed";
+
+    ASSERT_TRUE(change(true, true, {0x02 /* Get Log Page */, false, 0, 1, 0, 0x09}).ok());
+    std::optional<Result<nlohmann::json>> health;
+    on(threads[0], [&] {
+        nvme_health_info("Nvme0", [&](Result<nlohmann::json> x) { health = std::move(x); });
+    });
+    ASSERT_TRUE(poll_until([&] { return health.has_value(); }));
+    EXPECT_FALSE(health->ok());
+    health.reset();
+    on(threads[0], [&] {
+        nvme_health_info("Nvme0", [&](Result<nlohmann::json> x) { health = std::move(x); });
+    });
+    ASSERT_TRUE(poll_until([&] { return health.has_value(); }));
+    EXPECT_TRUE(health->ok());
+
+    auto missing = [&] {
+        std::optional<Result<void>> r;
+        on(threads[0], [&] {
+            nvme_add_error_injection("NoSuch", false, {},
+                                     [&](Result<void> x) { r = std::move(x); });
+        });
+        EXPECT_TRUE(poll_until([&] { return r.has_value(); }));
+        return r->code();
+    }();
+    EXPECT_EQ(missing, Errc::not_found);
+}
+
 // The controller does not come back (removed during the reset): I/O waiting for the reconnect
 // fails, each once.
 TEST_F(BdevNvmeRetryTest, IoWaitingForAReconnectFailsOnceWhenTheControllerIsGone) {

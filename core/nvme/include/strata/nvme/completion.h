@@ -34,6 +34,22 @@ struct Completion {
 
 using IoDoneFn = void (*)(void* ctx, const Completion& cpl);
 
+// A command error injected on one queue (SPDK's spdk_nvme_qpair_add_cmd_error_injection): the
+// next `count` commands with opcode `opc` complete with status (sct, sc). Without
+// do_not_submit the command goes to the device and its completion carries the injected status
+// instead of the device's; with do_not_submit it is never sent and completes with that status
+// timeout_us after its submission (at the queue's next poll after that). Adding an injection for
+// an opcode that has one replaces it. Nothing armed costs the data path one predictable branch
+// per submission, completion and poll.
+struct ErrorInjection {
+    uint8_t opc = 0;
+    bool do_not_submit = false;
+    uint64_t timeout_us = 0;
+    uint32_t count = 1;
+    uint8_t sct = 0;
+    uint8_t sc = 0;
+};
+
 // The statuses the driver itself completes commands with (see the header comment).
 inline constexpr spec::StatusField kStatusResetAborted =
     spec::make_status(spec::GenericStatus::aborted_sq_deletion);

@@ -182,6 +182,9 @@ public:
     // completion; Errc::timeout when no completion came within admin_timeout_us (the controller
     // is then reset).
     runtime::Task<Result<Completion>> admin(spec::Sqe sqe, void* buf = nullptr, size_t len = 0);
+    // Error injection on the admin queue (see ErrorInjection); admin Thread.
+    void add_admin_error_injection(const ErrorInjection& e);
+    void remove_admin_error_injection(uint8_t opc);
     // Identify/log helpers built on admin().
     runtime::Task<Result<void>> get_log_page(spec::LogPage lid, uint32_t nsid, void* buf,
                                              size_t len, uint64_t offset = 0);

@@ -100,6 +100,12 @@ public:
     // Any I/O command: the driver sets the command id and data pointer from (buf, len).
     Status raw(const spec::Sqe& sqe, void* buf, size_t len, IoDoneFn done, void* ctx) noexcept;
 
+    // Arms (or replaces, per opcode) an error injection on this qpair / removes the one of
+    // `opc` (commands already held by a do_not_submit injection still complete). Owner Thread;
+    // the first one allocates (control path).
+    void add_error_injection(const ErrorInjection& e);
+    void remove_error_injection(uint8_t opc);
+
     // Writes the SQ tail doorbell if commands are pending.
     void flush_submissions() noexcept;
     // Reaps completions (at most `max`, 0: the configured limit), runs their callbacks, writes

@@ -65,7 +65,10 @@ Result<T> int_param(const Json& p, const char* key, T fallback) {
 // ASCII case-insensitive equality (SPDK compares raid levels, trtypes, adrfams that way).
 bool iequals(std::string_view a, std::string_view b) noexcept;
 
-// RFC 4648 base64 with padding (SPDK's results carry binary blobs so: bdev_get_histogram).
-std::string base64_encode(const void* data, size_t size);
+// RFC 4648 base64 with padding (SPDK's results carry binary blobs so: bdev_get_histogram);
+// urlsafe: the URL and file name alphabet ("-_", SPDK's spdk_base64_urlsafe_encode).
+std::string base64_encode(const void* data, size_t size, bool urlsafe = false);
+// Decodes either alphabet, padding optional; invalid_argument for a bad character or length.
+Result<std::vector<uint8_t>> base64_decode(std::string_view text);
 
 }  // namespace strata::rpc
