@@ -485,6 +485,8 @@ Result<std::vector<std::string>> attach_blk(const VirtioAttachOptions& o) {
     p.block_size = block_size;
     p.num_blocks = bytes / block_size;
     p.write_cache = d.has_feature(blk::kFFlush);
+    // virtio-pci has no bounce buffers of its own: the layer bounces non-DMA buffers.
+    p.needs_dma_memory = std::string_view(d.transport_name()) == "pci";
     p.max_io_blocks = kMaxTransferBytes / block_size;
     const uint16_t chain = d.queue(0).max_chain();
     uint32_t segs = std::min<uint32_t>(chain > 2 ? chain - 2u : 1u, kMaxIoVecs);
