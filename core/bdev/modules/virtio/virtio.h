@@ -13,8 +13,8 @@
 //
 // Transports: "user" (virtio-user, a vhost-user back end's socket; buffers outside the shared
 // memory are bounced) and "pci" (a virtio PCI function through env; data buffers must be env DMA
-// memory, sent without a copy: the bdev says needs_dma_memory, so the layer bounces others). dev_type "scsi" is
-// planned: attach refuses it with Errc::not_supported.
+// memory, sent without a copy: the bdev says needs_dma_memory, so the layer bounces others).
+// dev_type "scsi" is planned: attach refuses it with Errc::not_supported.
 #pragma once
 
 #include <cstdint>
