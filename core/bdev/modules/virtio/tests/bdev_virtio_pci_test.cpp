@@ -5,6 +5,10 @@
 #include <strata/hwemu/pci/pci_bus.h>
 #include <strata/hwemu/virtio/blk.h>
 
+#include <cstring>
+
+#include <strata/env/memory.h>
+
 #include "passthru/tests/vbdev_fixture.h"
 #include "virtio/virtio.h"
 

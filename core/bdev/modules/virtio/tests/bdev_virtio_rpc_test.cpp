@@ -131,6 +131,9 @@ TEST_F(VirtioRpcTest, BackEndKilledWithIoInFlightFailsItAndRemovesTheBdev) {
     settle();
     Handle& h = open("VirtioBlk0");
     ASSERT_TRUE(write_blocks(h, 0, pattern(4096, 5)).ok());
+    // The channel stays runnable while the back end holds I/O: give steps a cost so simulated
+    // time (and the 100 ms liveness check) moves.
+    sim->step_cost_ns = 1000;
     // Stopped, the back end holds what it is sent; killed, it never answers.
     ASSERT_EQ(::kill(qsd, SIGSTOP), 0);
     constexpr int kIos = 8;
