@@ -2,6 +2,7 @@
 #include <strata/virtio/pci.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -61,6 +62,16 @@ public:
         return static_cast<uint8_t*>(queues_[i].mem) + queues_[i].extra_offset;
     }
     size_t queue_extra_bytes() const noexcept override { return opts_.queue_extra_bytes; }
+    // Removed (all-ones reads) or DEVICE_NEEDS_RESET: nothing in flight will complete.
+    bool gone() noexcept override {
+        if (gone_) return true;
+        const uint8_t s = fn_->removed() ? 0xff : status();
+        if (s != 0xff && (s & spec::kStatusDeviceNeedsReset) == 0) return false;
+        gone_ = true;
+        STRATA_ERRLOG(log_virtio_pci, "virtio-pci {}: device {}", addr_,
+                      s == 0xff ? "removed" : "needs reset (DEVICE_NEEDS_RESET)");
+        return true;
+    }
     uint64_t device_address(const void* p, size_t len) const noexcept override {
         env::IovaSegment seg;
         size_t n = 0;
@@ -101,6 +112,7 @@ private:
     std::unique_ptr<Queue[]> queues_;
     uint16_t queues_made_ = 0;
     bool status_touched_ = false;
+    std::atomic<bool> gone_{false};
 };
 
 Result<env::Bar> PciDevice::bar(uint32_t index) {

@@ -225,9 +225,9 @@ public:
         uint16_t i = head;
         bool indirect_seen = false;
         *nsegs = 0;
-        for (uint32_t hops = 0;; ++hops) {
+        for (uint32_t visited = 0;;) {
             if (i >= table_size) return needs_reset("descriptor index out of range", i), false;
-            if (hops >= table_size) return needs_reset("descriptor chain loops", head), false;
+            if (visited++ >= table_size) return needs_reset("descriptor chain loops", head), false;
             vs::VringDesc d;
             if (!dma.read(table + 16ull * i, &d, sizeof d).ok())
                 return needs_reset("descriptor unreadable", table), false;
@@ -238,7 +238,7 @@ public:
                 table = d.addr;
                 table_size = d.len / 16;
                 i = 0;
-                hops = 0;
+                visited = 0;
                 continue;
             }
             if (*nsegs == kMaxSegs) return needs_reset("chain too long", head), false;
