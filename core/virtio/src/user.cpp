@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <span>
@@ -79,6 +80,20 @@ public:
     }
     void* queue_extra(uint16_t i) noexcept override { return arena_ + queues_[i].extra_offset; }
     size_t queue_extra_bytes() const noexcept override { return opts_.queue_extra_bytes; }
+    bool gone() noexcept override {
+        if (gone_.load(std::memory_order_relaxed)) return true;
+        // A back end never writes to the front end's socket unasked: readable means EOF (it
+        // closed or died) or an error.
+        char b;
+        const ssize_t r = ::recv(sock_.get(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            if (!gone_.exchange(true))
+                STRATA_ERRLOG(log_virtio_user, "virtio-user {}: the back end closed the socket",
+                              opts_.socket_path);
+            return true;
+        }
+        return false;
+    }
     uint64_t device_address(const void* p, size_t len) const noexcept override {
         const auto a = reinterpret_cast<uintptr_t>(p);
         const auto base = reinterpret_cast<uintptr_t>(arena_);
@@ -117,10 +132,11 @@ private:
     uint64_t protocol_features_ = 0;
     std::unique_ptr<Queue[]> queues_;
     bool rings_started_ = false;
+    std::atomic<bool> gone_{false};
 };
 
 UserDevice::~UserDevice() {
-    if (rings_started_ && sock_.get() >= 0) {
+    if (rings_started_ && sock_.get() >= 0 && !gone_.load()) {
         // GET_VRING_BASE stops each ring in the back end before its memory goes away.
         for (uint16_t i = 0; i < opts_.num_queues; ++i) {
             vu::VringState st{i, 0};

@@ -30,14 +30,16 @@ void register_virtio_module(rpc::App& app) {
         app,
         {"bdev_virtio_attach_controller",
          "Attach a virtio device and create bdevs on it: virtio_blk gives one bdev named as "
-         "the controller. trtype user connects to a vhost-user back end's socket (traddr). "
-         "Returns the bdev names. trtype pci and dev_type scsi are planned.",
+         "the controller. trtype user connects to a vhost-user back end's socket (traddr), "
+         "trtype pci drives a virtio PCI function (traddr: its address, e.g. 0000:00:04.0; "
+         "modern interface). Returns the bdev names. dev_type scsi is planned.",
          {{"name", PT::string, true, "Controller name (and the virtio_blk bdev's)", nullptr},
-          {"trtype", PT::string, true, "user (vhost-user socket) or pci (planned)", nullptr},
+          {"trtype", PT::string, true, "user (vhost-user socket) or pci (PCI function)", nullptr},
           {"traddr", PT::string, true, "Socket path (user) or PCI address (pci)", nullptr},
           {"dev_type", PT::string, true, "blk or scsi (planned)", nullptr},
-          {"vq_count", PT::uint, false, "Virtqueues (user only); each I/O Thread takes one", 1},
-          {"vq_size", PT::uint, false, "Entries per virtqueue (user only), a power of two", 512}},
+          {"vq_count", PT::uint, false, "Virtqueues; each I/O Thread takes one", 1},
+          {"vq_size", PT::uint, false,
+           "Entries per virtqueue, a power of two (pci: lowered to the device's maximum)", 512}},
          rpc::Allowed::runtime,
          "",
          true,

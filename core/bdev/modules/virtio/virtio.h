@@ -11,8 +11,10 @@
 // copied through its slot's bounce buffer, never sent as it is. Reads, writes and flush (when
 // VIRTIO_BLK_F_FLUSH is offered); write zeroes is emulated by the bdev layer.
 //
-// Transports: "user" (virtio-user, a vhost-user back end's socket). "pci" and dev_type "scsi" are
-// planned: attach refuses them with Errc::not_supported.
+// Transports: "user" (virtio-user, a vhost-user back end's socket; buffers outside the shared
+// memory are bounced) and "pci" (a virtio PCI function through env; data buffers must be env DMA
+// memory, sent without a copy: the bdev says needs_dma_memory, so the layer bounces others).
+// dev_type "scsi" is planned: attach refuses it with Errc::not_supported.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +29,7 @@ namespace strata::bdev {
 
 struct VirtioAttachOptions {
     std::string name;
-    std::string trtype = "user";   // "user" | "pci" (planned)
+    std::string trtype = "user";   // "user" | "pci"
     std::string traddr;            // socket path (user) or PCI address (pci)
     std::string dev_type = "blk";  // "blk" | "scsi" (planned)
     uint32_t vq_count = 1;

@@ -14,6 +14,7 @@
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/runtime/thread.h>
+#include <strata/virtio/pci.h>
 #include <strata/virtio/spec/blk.h>
 #include <strata/virtio/user.h>
 
@@ -34,6 +35,9 @@ constexpr uint32_t kMaxTransferBytes = 128 * 1024;  // larger I/O is split by th
 constexpr uint16_t kMaxIndirect = 64;
 constexpr size_t kSlotHeaderBytes = 64;
 constexpr size_t kReapBatch = 64;
+// How often each channel asks the transport whether the device is still there (virtio-user: a
+// non-blocking peek at the socket): a dead back end's I/O fails within this.
+constexpr uint64_t kGoneCheckNs = 100'000'000;
 
 // Per request slot, in the queue's shared memory.
 struct SlotHeader {
@@ -70,6 +74,7 @@ public:
 
 private:
     static runtime::PollStatus poll(void* self);
+    static runtime::PollStatus check_gone(void* self);
     bool start(BdevIo& io) noexcept;  // false: no room, leave it queued
     bool attach_queue() noexcept;
     void finish(BdevIo& io, uint32_t len) noexcept;
@@ -93,7 +98,10 @@ private:
     std::vector<uint16_t> free_slots_;  // reserved to nslots_: push/pop never allocate
     IntrusiveList<BdevIo, QueuedTag> queued_;
     runtime::Poller* poller_ = nullptr;
+    runtime::Poller* gone_poller_ = nullptr;
     bool bounce_logged_ = false;
+    bool can_bounce_ = false;  // the queue's extra memory holds bounce buffers (virtio-user)
+    uint64_t extra_dev_ = 0;   // the device address of extra_ (slot headers)
 };
 
 class BlkIoDevice final : public runtime::IoDevice {
@@ -117,6 +125,7 @@ public:
           opts_(std::move(o)),
           ctrlrs_(ctrlrs),
           queue_taken_(new std::atomic<bool>[dev_->num_queues()]),
+          owner_(runtime::current_thread()),
           io_dev_(*this, name()) {
         for (uint16_t i = 0; i < dev_->num_queues(); ++i) queue_taken_[i] = false;
         runtime::register_io_device(io_dev_);
@@ -141,7 +150,8 @@ public:
                              {"traddr", dev_->address()},
                              {"vq_count", dev_->num_queues()},
                              {"vq_size", opts_.vq_size},
-                             {"features", fmt::format("{:#x}", dev_->features())}};
+                             {"features", fmt::format("{:#x}", dev_->features())},
+                             {"state", is_gone() ? "failed" : "ok"}};
     }
     void config_json(nlohmann::json& out) const override {
         out = {{"method", "bdev_virtio_attach_controller"},
@@ -166,11 +176,31 @@ public:
     }
     void put_queue(int i) noexcept { queue_taken_[i].store(false, std::memory_order_release); }
 
+    bool is_gone() const noexcept { return gone_.load(std::memory_order_relaxed); }
+    // The device went away (any Thread): I/O fails from now on, and the bdev is unregistered on
+    // the Thread that attached it (its openers get Event::remove), as a hot removal.
+    void device_gone() noexcept {
+        if (gone_.exchange(true)) return;
+        STRATA_ERRLOG(log_bdev_virtio,
+                      "virtio_blk {}: device gone ({} {}); failing its I/O and removing the bdev",
+                      name(), dev_->transport_name(), dev_->address());
+        if (owner_ == nullptr) return;
+        (void)owner_->post([n = name()] {
+            unregister_bdev(n, [n](Result<void> r) {
+                if (!r && r.code() != Errc::not_found)
+                    STRATA_ERRLOG(log_bdev_virtio, "virtio_blk {}: removal failed: {}", n,
+                                  r.error().message());
+            });
+        });
+    }
+
 private:
     std::unique_ptr<virtio::Device> dev_;
     VirtioAttachOptions opts_;
     Ctrlrs& ctrlrs_;
     std::unique_ptr<std::atomic<bool>[]> queue_taken_;  // by channels of any Thread
+    std::atomic<bool> gone_{false};
+    runtime::Thread* owner_;  // where it was attached (removal runs there)
     BlkIoDevice io_dev_;
 };
 
@@ -182,6 +212,8 @@ BlkChannel::BlkChannel(VirtioBlkBdev& b, runtime::Thread& thread)
     : bdev_(b), dev_(b.device()), thr_(thread), simulated_(thread.scheduler().simulated()) {
     free_slots_.reserve(dev_.queue(0).size());
     poller_ = thread.register_poller(&BlkChannel::poll, this, "bdev_virtio_blk");
+    gone_poller_ =
+        thread.register_poller(&BlkChannel::check_gone, this, "bdev_virtio_blk_gone", kGoneCheckNs);
     (void)attach_queue();
 }
 
@@ -204,6 +236,10 @@ bool BlkChannel::attach_queue() noexcept {
     vq_ = &dev_.queue(static_cast<uint16_t>(q));
     extra_ = static_cast<uint8_t*>(dev_.queue_extra(static_cast<uint16_t>(q)));
     nslots_ = vq_->size();
+    extra_dev_ = dev_.device_address(extra_, slot_area_bytes(nslots_));
+    STRATA_ASSERT(extra_dev_ != virtio::kNoDeviceAddress);
+    can_bounce_ =
+        dev_.queue_extra_bytes() >= slot_area_bytes(nslots_) + size_t{kMaxTransferBytes} * nslots_;
     free_slots_.clear();
     for (uint16_t i = nslots_; i > 0; --i) free_slots_.push_back(static_cast<uint16_t>(i - 1));
     if (wait_logged_)
@@ -214,6 +250,7 @@ bool BlkChannel::attach_queue() noexcept {
 
 BlkChannel::~BlkChannel() {
     thread().unregister_poller(poller_);
+    thread().unregister_poller(gone_poller_);
     if (qidx_ < 0) return;
     if (vq_->in_flight() != 0 || !queued_.empty())
         STRATA_ERRLOG(log_bdev_virtio, "virtio_blk {}: channel destroyed with {} I/O in flight",
@@ -238,7 +275,7 @@ void BlkChannel::submit(BdevIo& io) noexcept {
 }
 
 bool BlkChannel::start(BdevIo& io) noexcept {
-    if (vq_->broken()) {
+    if (vq_->broken() || bdev_.is_gone()) {
         io.complete(Errc::io_error);
         return true;
     }
@@ -252,7 +289,8 @@ bool BlkChannel::start(BdevIo& io) noexcept {
     h->hdr.ioprio = 0;
     h->hdr.sector = io.offset_blocks() * bdev_.block_size() / blk::kSectorSize;
     h->status = 0xff;
-    bufs[n++] = {reinterpret_cast<uint64_t>(&h->hdr), sizeof h->hdr, false};
+    const uint64_t h_dev = extra_dev_ + kSlotHeaderBytes * slot;
+    bufs[n++] = {h_dev + offsetof(SlotHeader, hdr), sizeof h->hdr, false};
     bool bounced = false;
     if (io.type() != IoType::flush) {
         const auto iovs = io.iovs();
@@ -271,7 +309,15 @@ bool BlkChannel::start(BdevIo& io) noexcept {
         }
         if (bounced) {
             // Outside the memory the device shares: through this slot's bounce buffer.
-            if (len > kMaxTransferBytes) {
+            if (len > kMaxTransferBytes || !can_bounce_) {
+                // virtio-pci has no bounce buffers: every buffer must be env DMA memory.
+                if (!can_bounce_ && !bounce_logged_) {
+                    bounce_logged_ = true;
+                    STRATA_ERRLOG(log_bdev_virtio,
+                                  "virtio_blk {}: a data buffer is not env DMA memory the device "
+                                  "can reach; such I/O fails (invalid_argument)",
+                                  bdev_.name());
+                }
                 io.complete(Errc::invalid_argument);
                 return true;
             }
@@ -296,7 +342,7 @@ bool BlkChannel::start(BdevIo& io) noexcept {
             bufs[n++] = {dev_.device_address(bb, len), static_cast<uint32_t>(len), is_read};
         }
     }
-    bufs[n++] = {reinterpret_cast<uint64_t>(&h->status), 1, true};
+    bufs[n++] = {h_dev + offsetof(SlotHeader, status), 1, true};
     const Status s = vq_->enqueue({bufs, n}, &io);
     if (s.code() == Errc::no_space) return false;
     if (!s.ok()) {
@@ -330,6 +376,15 @@ void BlkChannel::finish(BdevIo& io, uint32_t) noexcept {
 
 runtime::PollStatus BlkChannel::poll(void* self) {
     auto* c = static_cast<BlkChannel*>(self);
+    if (c->qidx_ < 0 && c->bdev_.is_gone()) {
+        // No queue and the device is gone: what waits for one fails.
+        size_t failed = 0;
+        while (BdevIo* io = c->queued_.pop_front()) {
+            io->complete(Errc::io_error);
+            ++failed;
+        }
+        return failed != 0 ? runtime::PollStatus::busy : runtime::PollStatus::idle;
+    }
     if (c->qidx_ < 0 && (c->queued_.empty() || !c->attach_queue()))
         return runtime::PollStatus::idle;
     size_t done = 0;
@@ -365,19 +420,48 @@ runtime::PollStatus BlkChannel::poll(void* self) {
     return done != 0 || waiting ? runtime::PollStatus::busy : runtime::PollStatus::idle;
 }
 
-Result<std::vector<std::string>> attach_blk_user(const VirtioAttachOptions& o) {
-    virtio::UserOptions uo;
-    uo.socket_path = o.traddr;
-    uo.device_type = vspec::kDeviceTypeBlock;
-    uo.num_queues = static_cast<uint16_t>(o.vq_count);
-    uo.queue_size = static_cast<uint16_t>(o.vq_size);
-    uo.max_indirect = kMaxIndirect;
-    uo.device_features = vspec::feature(blk::kFBlkSize) | vspec::feature(blk::kFFlush) |
-                         vspec::feature(blk::kFRo) | vspec::feature(blk::kFSegMax) |
-                         vspec::feature(blk::kFSizeMax) | vspec::feature(blk::kFMq);
-    uo.queue_extra_bytes =
-        slot_area_bytes(uo.queue_size) + size_t{kMaxTransferBytes} * uo.queue_size;
-    auto dev = virtio::open_user(uo);
+runtime::PollStatus BlkChannel::check_gone(void* self) {
+    auto* c = static_cast<BlkChannel*>(self);
+    if (!c->bdev_.is_gone() && !c->dev_.gone()) return runtime::PollStatus::idle;
+    c->bdev_.device_gone();
+    if (c->qidx_ >= 0 && !c->vq_->broken()) {
+        // The poller fails what the queue held (take_in_flight) on its next run.
+        c->vq_->stop("device gone");
+        return runtime::PollStatus::busy;
+    }
+    return runtime::PollStatus::idle;
+}
+
+Result<std::vector<std::string>> attach_blk(const VirtioAttachOptions& o) {
+    const uint64_t blk_features = vspec::feature(blk::kFBlkSize) | vspec::feature(blk::kFFlush) |
+                                  vspec::feature(blk::kFRo) | vspec::feature(blk::kFSegMax) |
+                                  vspec::feature(blk::kFSizeMax) | vspec::feature(blk::kFMq);
+    Result<std::unique_ptr<virtio::Device>> dev = Error(Errc::invalid_argument, "trtype");
+    if (o.trtype == "pci") {
+        auto addr = env::PciAddress::parse(o.traddr);
+        if (!addr) return addr.error();
+        virtio::PciOptions po;
+        po.address = *addr;
+        po.device_type = vspec::kDeviceTypeBlock;
+        po.num_queues = static_cast<uint16_t>(o.vq_count);
+        po.queue_size = static_cast<uint16_t>(o.vq_size);
+        po.max_indirect = kMaxIndirect;
+        po.device_features = blk_features;
+        // Headers and status bytes only: data buffers are env DMA memory, sent as they are.
+        po.queue_extra_bytes = slot_area_bytes(po.queue_size);
+        dev = virtio::open_pci(po);
+    } else {
+        virtio::UserOptions uo;
+        uo.socket_path = o.traddr;
+        uo.device_type = vspec::kDeviceTypeBlock;
+        uo.num_queues = static_cast<uint16_t>(o.vq_count);
+        uo.queue_size = static_cast<uint16_t>(o.vq_size);
+        uo.max_indirect = kMaxIndirect;
+        uo.device_features = blk_features;
+        uo.queue_extra_bytes =
+            slot_area_bytes(uo.queue_size) + size_t{kMaxTransferBytes} * uo.queue_size;
+        dev = virtio::open_user(uo);
+    }
     if (!dev) return dev.error();
     virtio::Device& d = **dev;
 
@@ -401,6 +485,8 @@ Result<std::vector<std::string>> attach_blk_user(const VirtioAttachOptions& o) {
     p.block_size = block_size;
     p.num_blocks = bytes / block_size;
     p.write_cache = d.has_feature(blk::kFFlush);
+    // virtio-pci has no bounce buffers of its own: the layer bounces non-DMA buffers.
+    p.needs_dma_memory = std::string_view(d.transport_name()) == "pci";
     p.max_io_blocks = kMaxTransferBytes / block_size;
     const uint16_t chain = d.queue(0).max_chain();
     uint32_t segs = std::min<uint32_t>(chain > 2 ? chain - 2u : 1u, kMaxIoVecs);
@@ -425,9 +511,6 @@ Result<std::vector<std::string>> virtio_attach(const VirtioAttachOptions& o) {
         return Error(Errc::invalid_argument, fmt::format("dev_type {:?}: blk or scsi", o.dev_type));
     if (o.trtype != "user" && o.trtype != "pci")
         return Error(Errc::invalid_argument, fmt::format("trtype {:?}: user or pci", o.trtype));
-    if (o.trtype == "pci")
-        return Error(Errc::not_supported,
-                     "virtio-pci transport is planned (not built yet); use trtype user");
     if (o.dev_type == "scsi")
         return Error(Errc::not_supported,
                      "virtio_scsi is planned (not built yet); virtio_blk is available");
@@ -436,7 +519,7 @@ Result<std::vector<std::string>> virtio_attach(const VirtioAttachOptions& o) {
     if (o.vq_size == 0 || o.vq_size > vspec::kMaxQueueSize || (o.vq_size & (o.vq_size - 1)) != 0)
         return Error(Errc::invalid_argument,
                      fmt::format("vq_size {} is not a power of two in 1..32768", o.vq_size));
-    return attach_blk_user(o);
+    return attach_blk(o);
 }
 
 void virtio_detach(const std::string& name, std::function<void(Result<void>)> done) {

@@ -72,7 +72,8 @@ struct PciFilter {
 Result<std::vector<PciDeviceInfo>> enumerate(const PciFilter& filter = {});
 
 // Emulated BARs: the handler of a function on the sim bus (implemented in hw-emulation/pci).
-// width_bytes is 4 or 8; offsets are BAR-relative. Called on the Thread that accesses the BAR.
+// width_bytes is 1, 2, 4 or 8 (1 and 2 only from drivers of narrow registers); offsets are
+// BAR-relative. Called on the Thread that accesses the BAR.
 class BarHandler {
 public:
     virtual uint64_t bar_read(uint32_t bar, uint64_t offset, uint32_t width_bytes) noexcept = 0;
@@ -96,6 +97,34 @@ public:
     uint64_t size_bytes() const noexcept { return size_; }
 
     // Offsets must be naturally aligned and inside the BAR (programmer invariant, debug-checked).
+    // 8- and 16-bit accesses are for registers defined that narrow (virtio-pci's common
+    // configuration); a handler then sees width_bytes 1 or 2.
+    uint8_t read8(uint64_t offset) const noexcept {
+        STRATA_DEBUG_ASSERT(valid() && offset + 1 <= size_);
+        if (mmio_) return *reinterpret_cast<volatile const uint8_t*>(mmio_ + offset);
+        return static_cast<uint8_t>(handler_->bar_read(index_, offset, 1));
+    }
+    uint16_t read16(uint64_t offset) const noexcept {
+        STRATA_DEBUG_ASSERT(valid() && offset % 2 == 0 && offset + 2 <= size_);
+        if (mmio_) return *reinterpret_cast<volatile const uint16_t*>(mmio_ + offset);
+        return static_cast<uint16_t>(handler_->bar_read(index_, offset, 2));
+    }
+    void write8(uint64_t offset, uint8_t value) const noexcept {
+        STRATA_DEBUG_ASSERT(valid() && offset + 1 <= size_);
+        if (mmio_) {
+            *reinterpret_cast<volatile uint8_t*>(mmio_ + offset) = value;
+            return;
+        }
+        handler_->bar_write(index_, offset, 1, value);
+    }
+    void write16(uint64_t offset, uint16_t value) const noexcept {
+        STRATA_DEBUG_ASSERT(valid() && offset % 2 == 0 && offset + 2 <= size_);
+        if (mmio_) {
+            *reinterpret_cast<volatile uint16_t*>(mmio_ + offset) = value;
+            return;
+        }
+        handler_->bar_write(index_, offset, 2, value);
+    }
     uint32_t read32(uint64_t offset) const noexcept {
         STRATA_DEBUG_ASSERT(valid() && offset % 4 == 0 && offset + 4 <= size_);
         if (mmio_) return *reinterpret_cast<volatile const uint32_t*>(mmio_ + offset);

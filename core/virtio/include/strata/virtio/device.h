@@ -47,6 +47,12 @@ public:
     // in memory the device can reach (such a buffer must be bounced, never sent).
     virtual uint64_t device_address(const void* p, size_t len) const noexcept = 0;
 
+    // Whether the device is known to be gone (virtio-user: the back end closed its socket or
+    // died). Control cadence, never per I/O: it may make a system call. Any OS thread. Once true,
+    // stays true; nothing in flight will complete, so the caller stops its queues
+    // (SplitVirtqueue::stop) and fails what they held.
+    virtual bool gone() noexcept { return false; }
+
     bool has_feature(unsigned bit) const noexcept { return spec::has_feature(features(), bit); }
 };
 

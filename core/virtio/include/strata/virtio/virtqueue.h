@@ -75,6 +75,9 @@ public:
     bool flush() noexcept;
     // Reaps up to out.size() completions; returns how many.
     size_t poll(std::span<VqCompletion> out) noexcept;
+    // Marks the queue broken from outside (the transport found the device gone): enqueue()
+    // refuses and take_in_flight() hands back what the device held.
+    void stop(const char* why) noexcept { mark_broken(why, 0); }
     // Once broken: hands back up to out.size() requests still in flight (len 0), which the
     // device will never complete, so the caller can fail them. Returns 0 on a working queue.
     size_t take_in_flight(std::span<VqCompletion> out) noexcept;

@@ -61,7 +61,7 @@ struct PciFunctionConfig {
 };
 
 // Implemented by device models. BAR offsets are in range and naturally aligned (checked by the
-// bus); width_bytes is 4 or 8.
+// bus); width_bytes is 1, 2, 4 or 8 (1 and 2: narrow registers such as virtio-pci's).
 class PciModel {
 public:
     virtual ~PciModel() = default;
