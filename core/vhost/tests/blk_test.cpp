@@ -460,6 +460,10 @@ TEST_F(VhostBlkTest, ScsiCommandsTmfAndHotplugEvents) {
     EXPECT_EQ(resp.status, 0);
     EXPECT_EQ(std::string(reinterpret_cast<char*>(ram.at(kData + 8)), 6), "STRATA");
     EXPECT_EQ(len, sizeof(vsc::RespCmd) + 96);
+    // The first command after INQUIRY reports the power-on unit attention (SAM).
+    resp = scsi_cmd(req, 1, {0x00, 0, 0, 0, 0, 0}, 0, 0, false);
+    EXPECT_EQ(resp.status, 0x02);
+    EXPECT_EQ(resp.sense[2] & 0xf, 0x6);
     // WRITE(10) 8 blocks at LBA 16, READ(10) them back.
     for (int i = 0; i < 4096; ++i) ram.at(kData)[i] = uint8_t(i * 13 + 5);
     resp = scsi_cmd(req, 1, {0x2a, 0, 0, 0, 0, 16, 0, 0, 8, 0}, kData, 4096, false);
