@@ -11,6 +11,8 @@
 #include <strata/vhost/blk.h>
 #include <strata/virtio/spec/blk.h>
 
+#include "iov.h"
+
 namespace strata::vhost {
 
 STRATA_LOG_COMPONENT(vhost_blk);
@@ -19,6 +21,8 @@ namespace {
 
 namespace vs = virtio::spec;
 namespace vb = virtio::spec::blk;
+using internal::gather;
+using internal::slice;
 
 constexpr uint32_t kMaxIov = kBlkMaxSegments + 2;  // + header + status
 
@@ -43,47 +47,6 @@ struct BlkQueue {
     BlkDevice* dev = nullptr;
     std::vector<Task> tasks;
 };
-
-// Copies n bytes starting at byte `off` of the iovecs into out; false when they are shorter.
-bool gather(const iovec* iov, int cnt, size_t off, void* out, size_t n) {
-    auto* dst = static_cast<uint8_t*>(out);
-    for (int i = 0; i < cnt && n > 0; ++i) {
-        if (off >= iov[i].iov_len) {
-            off -= iov[i].iov_len;
-            continue;
-        }
-        const size_t k = std::min(iov[i].iov_len - off, n);
-        std::memcpy(dst, static_cast<uint8_t*>(iov[i].iov_base) + off, k);
-        dst += k;
-        n -= k;
-        off = 0;
-    }
-    return n == 0;
-}
-
-// out = the bytes of iov in [skip, total - trim_tail); returns the count.
-int slice(const iovec* iov, int cnt, size_t skip, size_t trim_tail, iovec* out) {
-    size_t total = 0;
-    for (int i = 0; i < cnt; ++i) total += iov[i].iov_len;
-    if (skip + trim_tail > total) return -1;
-    size_t keep = total - skip - trim_tail;
-    int n = 0;
-    for (int i = 0; i < cnt && keep > 0; ++i) {
-        size_t len = iov[i].iov_len;
-        auto* base = static_cast<uint8_t*>(iov[i].iov_base);
-        if (skip >= len) {
-            skip -= len;
-            continue;
-        }
-        base += skip;
-        len -= skip;
-        skip = 0;
-        const size_t k = std::min(len, keep);
-        out[n++] = {base, k};
-        keep -= k;
-    }
-    return n;
-}
 
 }  // namespace
 

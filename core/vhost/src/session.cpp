@@ -657,11 +657,11 @@ void Session::mark_broken(Queue& q, const char* why) noexcept {
 
 int Session::poll(uint64_t now_ns) noexcept {
     now_ns_ = now_ns;
-    int work = 0;
+    int work = quiesced_ ? 0 : device_.poll(*this);
     for (auto& q : queues_) {
         if (!q.started) continue;
         const bool enabled = q.enabled || !has_feature(vs::kFVhostUserProtocolFeatures);
-        if (!q.broken && !q.stopping && !quiesced_ && enabled) {
+        if (!q.broken && !q.stopping && !quiesced_ && enabled && device_.polls_queue(q.index)) {
             uint16_t n = 0;
             if (auto e = q.ring.available(n); e != WalkError::none) {
                 mark_broken(q, walk_error_name(e));
@@ -695,6 +695,37 @@ int Session::poll(uint64_t now_ns) noexcept {
         if (q.irq_pending) signal(q, now_ns);
     }
     return work;
+}
+
+bool Session::take(Queue& q, uint16_t& head) noexcept {
+    const bool enabled = q.enabled || !has_feature(vs::kFVhostUserProtocolFeatures);
+    if (!q.started || q.broken || q.stopping || quiesced_ || !enabled) return false;
+    uint16_t n = 0;
+    if (auto e = q.ring.available(n); e != WalkError::none) {
+        mark_broken(q, walk_error_name(e));
+        return false;
+    }
+    if (n == 0) return false;
+    if (auto e = q.ring.pop(head); e != WalkError::none) {
+        mark_broken(q, walk_error_name(e));
+        return false;
+    }
+    Chain* c = device_.chain_for(q, head);
+    if (c == nullptr) {
+        mark_broken(q, "descriptor head already in flight");
+        return false;
+    }
+    if (auto e = q.ring.walk(head, *c); e != WalkError::none) {
+        mark_broken(q, walk_error_name(e));
+        return false;
+    }
+    if (q.inflight != nullptr) {
+        q.inflight->desc[head].counter = q.inflight_counter++;
+        q.inflight->desc[head].inflight = 1;
+    }
+    ++q.outstanding;
+    ++q.requests;
+    return true;
 }
 
 void Session::complete(Queue& q, uint16_t head, uint32_t written) noexcept {

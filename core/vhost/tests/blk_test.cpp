@@ -19,6 +19,7 @@
 #include <strata/runtime/scheduler.h>
 #include <strata/vhost/vhost.h>
 #include <strata/virtio/spec/blk.h>
+#include <strata/virtio/spec/scsi.h>
 
 #include "test_driver.h"
 
@@ -29,6 +30,7 @@ using namespace testing;
 using rpc::Json;
 using vu::Request;
 namespace vb = virtio::spec::blk;
+namespace vsc = virtio::spec::scsi;
 
 class VhostBlkTest : public ::testing::Test {
 protected:
@@ -126,6 +128,76 @@ protected:
         vu::VringState s{i, n};
         send_msg(req, &s, sizeof s);
     }
+    // vhost-scsi handshake: features (hot-plug), memory, then queues `qs` on `rings`.
+    void setup_scsi(std::vector<std::pair<uint16_t, DriverRing*>> qs) {
+        const uint64_t f = get_u64(Request::kGetFeatures);
+        ASSERT_TRUE(vs::has_feature(f, vsc::kFHotplug));
+        set_u64(Request::kSetFeatures, default_features() | vs::feature(vsc::kFHotplug));
+        set_u64(Request::kSetProtocolFeatures, get_u64(Request::kGetProtocolFeatures));
+        send_msg(Request::kSetOwner, nullptr, 0);
+        vu::Memory mem{};
+        mem.nregions = 1;
+        mem.regions[0] = {GuestRam::kGpa, ram.size, GuestRam::kUva, 0};
+        send_msg(Request::kSetMemTable, &mem, 8 + 32, {dup(ram.fd)});
+        call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        for (auto [q, ring] : qs) {
+            set_state(Request::kSetVringNum, q, ring->num);
+            set_state(Request::kSetVringBase, q, 0);
+            vu::VringAddr a{q,
+                            0,
+                            ram.uva(ring->desc_off()),
+                            ram.uva(ring->used_off()),
+                            ram.uva(ring->avail_off()),
+                            0};
+            send_msg(Request::kSetVringAddr, &a, sizeof a);
+            set_u64(Request::kSetVringKick, q, {eventfd(0, EFD_CLOEXEC)});
+            set_u64(Request::kSetVringCall, q, {dup(call_fd)});
+            set_state(Request::kSetVringEnable, q, 1);
+        }
+    }
+    // One virtio-scsi command on a request queue: ReqCmd (+ data-out) / RespCmd (+ data-in).
+    vsc::RespCmd scsi_cmd(DriverRing& ring, uint8_t target, std::vector<uint8_t> cdb,
+                          size_t data_off, uint32_t data_len, bool data_in,
+                          uint32_t* used_len = nullptr) {
+        auto* req = reinterpret_cast<vsc::ReqCmd*>(ram.at(kHdr));
+        *req = {};
+        vsc::encode_lun(target, 0, req->lun);
+        req->id = 77;
+        std::memcpy(req->cdb, cdb.data(), cdb.size());
+        auto* resp = reinterpret_cast<vsc::RespCmd*>(ram.at(kResp));
+        std::memset(resp, 0xee, sizeof *resp);
+        uint16_t i = 0;
+        ring.set_desc(i, ram.gpa(kHdr), sizeof *req, vs::kDescFNext, 1);
+        ++i;
+        if (data_len && !data_in) {
+            ring.set_desc(i, ram.gpa(data_off), data_len, vs::kDescFNext, uint16_t(i + 1));
+            ++i;
+        }
+        ring.set_desc(i, ram.gpa(kResp), sizeof *resp,
+                      vs::kDescFWrite | (data_len && data_in ? vs::kDescFNext : 0),
+                      uint16_t(i + 1));
+        ++i;
+        if (data_len && data_in) ring.set_desc(i, ram.gpa(data_off), data_len, vs::kDescFWrite);
+        ring.publish(0);
+        uint32_t id = 0, len = 0;
+        EXPECT_TRUE(pump([&] { return ring.pop_used(id, len); }));
+        if (used_len) *used_len = len;
+        return *resp;
+    }
+    // One task management request on the control queue; returns the response byte.
+    uint8_t scsi_tmf(DriverRing& ring, uint8_t target, uint32_t subtype) {
+        auto* req = reinterpret_cast<vsc::CtrlTmfReq*>(ram.at(kHdr));
+        *req = {vsc::kTTmf, subtype, {}, 0};
+        vsc::encode_lun(target, 0, req->lun);
+        ram.at(kResp)[0] = 0xee;
+        ring.set_desc(0, ram.gpa(kHdr), sizeof *req, vs::kDescFNext, 1);
+        ring.set_desc(1, ram.gpa(kResp), 1, vs::kDescFWrite);
+        ring.publish(0);
+        uint32_t id = 0, len = 0;
+        EXPECT_TRUE(pump([&] { return ring.pop_used(id, len); }));
+        return ram.at(kResp)[0];
+    }
+
     // Handshake and queue 0 on `ring`.
     void setup(DriverRing& ring) {
         const uint64_t f = get_u64(Request::kGetFeatures);
@@ -169,7 +241,8 @@ protected:
         return ram.at(kStatus)[0];
     }
 
-    static constexpr size_t kHdr = 0x10000, kStatus = 0x10100, kData = 0x20000, kData2 = 0x40000;
+    static constexpr size_t kHdr = 0x10000, kStatus = 0x10100, kResp = 0x10200, kEvent = 0x10400,
+                            kData = 0x20000, kData2 = 0x40000;
     std::string dir;
     std::unique_ptr<runtime::SimScheduler> sim;
     std::unique_ptr<rpc::App> app;
@@ -307,6 +380,141 @@ TEST_F(VhostBlkTest, RpcsAndSaveConfig) {
     ok("vhost_delete_controller", {{"ctrlr", "a"}});
     EXPECT_EQ(call("vhost_get_controllers")["result"].size(), 0u);
     EXPECT_TRUE(call("vhost_delete_controller", {{"ctrlr", "a"}}).contains("error"));
+}
+
+}  // namespace
+}  // namespace strata::vhost
+
+namespace strata::vhost {
+namespace {
+
+TEST_F(VhostBlkTest, ScsiControllerRpcsAndSaveConfig) {
+    ok("bdev_malloc_create", {{"name", "Malloc1"}, {"num_blocks", 128}, {"block_size", 512}});
+    ok("vhost_create_scsi_controller", {{"ctrlr", "scsi.0"}});
+    auto r = call("vhost_scsi_controller_add_target",
+                  {{"ctrlr", "scsi.0"}, {"scsi_target_num", 3}, {"bdev_name", "Malloc0"}});
+    ASSERT_EQ(r["result"], 3) << r.dump();
+    r = call("vhost_scsi_controller_add_target",
+             {{"ctrlr", "scsi.0"}, {"scsi_target_num", -1}, {"bdev_name", "Malloc1"}});
+    ASSERT_EQ(r["result"], 0) << r.dump();
+    // Errors: a taken number, out of range, a missing bdev, a missing controller.
+    for (Json p : {Json{{"ctrlr", "scsi.0"}, {"scsi_target_num", 3}, {"bdev_name", "Malloc1"}},
+                   Json{{"ctrlr", "scsi.0"}, {"scsi_target_num", 8}, {"bdev_name", "Malloc1"}},
+                   Json{{"ctrlr", "scsi.0"}, {"scsi_target_num", 5}, {"bdev_name", "nope"}},
+                   Json{{"ctrlr", "nope"}, {"scsi_target_num", 5}, {"bdev_name", "Malloc1"}}})
+        EXPECT_TRUE(call("vhost_scsi_controller_add_target", p).contains("error")) << p.dump();
+    r = call("vhost_get_controllers", {{"name", "scsi.0"}});
+    ASSERT_TRUE(r.contains("result")) << r.dump();
+    const Json& scsi = r["result"][0]["backend_specific"]["scsi"];
+    ASSERT_EQ(scsi.size(), 2u) << r.dump();
+    EXPECT_EQ(scsi[0]["scsi_dev_num"], 0);
+    EXPECT_EQ(scsi[0]["target_name"], "Target 0");
+    EXPECT_EQ(scsi[0]["luns"][0]["bdev_name"], "Malloc1");
+    EXPECT_EQ(scsi[1]["scsi_dev_num"], 3);
+    EXPECT_EQ(scsi[1]["luns"][0]["bdev_name"], "Malloc0");
+    // save_config: SPDK's order in subsystem vhost_scsi.
+    r = call("save_config");
+    Json sub;
+    for (const auto& s : r["result"]["subsystems"])
+        if (s["subsystem"] == "vhost_scsi") sub = s["config"];
+    ASSERT_EQ(sub.size(), 4u) << r.dump();
+    EXPECT_EQ(sub[0]["method"], "vhost_create_scsi_controller");
+    EXPECT_EQ(sub[0]["params"]["delay"], true);
+    EXPECT_EQ(sub[1]["method"], "vhost_scsi_controller_add_target");
+    EXPECT_EQ(sub[1]["params"]["scsi_target_num"], 0);
+    EXPECT_EQ(sub[2]["params"]["scsi_target_num"], 3);
+    EXPECT_EQ(sub[2]["params"]["bdev_name"], "Malloc0");
+    EXPECT_EQ(sub[3]["method"], "vhost_start_scsi_controller");
+    // A controller with targets is not deleted; without, it is.
+    EXPECT_TRUE(call("vhost_delete_controller", {{"ctrlr", "scsi.0"}}).contains("error"));
+    ok("vhost_scsi_controller_remove_target", {{"ctrlr", "scsi.0"}, {"scsi_target_num", 3}});
+    EXPECT_TRUE(
+        call("vhost_scsi_controller_remove_target", {{"ctrlr", "scsi.0"}, {"scsi_target_num", 3}})
+            .contains("error"));
+    ok("vhost_scsi_controller_remove_target", {{"ctrlr", "scsi.0"}, {"scsi_target_num", 0}});
+    r = call("vhost_get_controllers", {{"name", "scsi.0"}});
+    EXPECT_TRUE(r["result"][0]["backend_specific"]["scsi"].empty()) << r.dump();
+    ok("vhost_delete_controller", {{"ctrlr", "scsi.0"}});
+}
+
+TEST_F(VhostBlkTest, ScsiCommandsTmfAndHotplugEvents) {
+    ok("vhost_create_scsi_controller", {{"ctrlr", "scsi.1"}});
+    ok("vhost_scsi_controller_add_target",
+       {{"ctrlr", "scsi.1"}, {"scsi_target_num", 1}, {"bdev_name", "Malloc0"}});
+    connect_to("scsi.1");
+    DriverRing ctrl(ram, 0x100000, 16), event(ram, 0x110000, 16), req(ram, 0x120000, 16);
+    setup_scsi({{0, &ctrl}, {1, &event}, {2, &req}});
+    // Config space: targets 0-7, the spec's default CDB and sense sizes.
+    vu::ConfigSpace cs{0, sizeof(vsc::Config), 0, {}};
+    send_msg(Request::kGetConfig, &cs, 12 + sizeof(vsc::Config));
+    auto p = recv_reply();
+    ASSERT_EQ(p.size(), 12 + sizeof(vsc::Config));
+    vsc::Config cfg;
+    std::memcpy(&cfg, p.data() + 12, sizeof cfg);
+    EXPECT_EQ(cfg.max_target, 7);
+    EXPECT_EQ(cfg.cdb_size, vsc::kCdbSize);
+    // INQUIRY: data-in into guest memory, the used length counts the response and the data.
+    uint32_t len = 0;
+    auto resp = scsi_cmd(req, 1, {0x12, 0, 0, 0, 96, 0}, kData, 96, true, &len);
+    EXPECT_EQ(resp.response, vsc::kSOk);
+    EXPECT_EQ(resp.status, 0);
+    EXPECT_EQ(std::string(reinterpret_cast<char*>(ram.at(kData + 8)), 6), "STRATA");
+    EXPECT_EQ(len, sizeof(vsc::RespCmd) + 96);
+    // The first command after INQUIRY reports the power-on unit attention (SAM).
+    resp = scsi_cmd(req, 1, {0x00, 0, 0, 0, 0, 0}, 0, 0, false);
+    EXPECT_EQ(resp.status, 0x02);
+    EXPECT_EQ(resp.sense[2] & 0xf, 0x6);
+    // WRITE(10) 8 blocks at LBA 16, READ(10) them back.
+    for (int i = 0; i < 4096; ++i) ram.at(kData)[i] = uint8_t(i * 13 + 5);
+    resp = scsi_cmd(req, 1, {0x2a, 0, 0, 0, 0, 16, 0, 0, 8, 0}, kData, 4096, false);
+    EXPECT_EQ(resp.response, vsc::kSOk);
+    EXPECT_EQ(resp.status, 0);
+    std::memset(ram.at(kData2), 0, 4096);
+    resp = scsi_cmd(req, 1, {0x28, 0, 0, 0, 0, 16, 0, 0, 8, 0}, kData2, 4096, true, &len);
+    EXPECT_EQ(resp.status, 0);
+    EXPECT_EQ(len, sizeof(vsc::RespCmd) + 4096);
+    EXPECT_EQ(std::memcmp(ram.at(kData), ram.at(kData2), 4096), 0);
+    // Out of range: CHECK CONDITION with sense (ILLEGAL REQUEST).
+    resp = scsi_cmd(req, 1, {0x28, 0, 0, 0, 1, 0, 0, 0, 8, 0}, kData2, 4096, true);
+    EXPECT_EQ(resp.status, 0x02);
+    ASSERT_GE(resp.sense_len, 14u);
+    EXPECT_EQ(resp.sense[2] & 0xf, 0x5);
+    // A target with no device.
+    resp = scsi_cmd(req, 4, {0x00, 0, 0, 0, 0, 0}, 0, 0, false);
+    EXPECT_EQ(resp.response, vsc::kSBadTarget);
+    // Task management on the control queue.
+    EXPECT_EQ(scsi_tmf(ctrl, 1, vsc::kTmfLogicalUnitReset), vsc::kSFunctionSucceeded);
+    EXPECT_EQ(scsi_tmf(ctrl, 1, vsc::kTmfAbortTaskSet), vsc::kSFunctionSucceeded);
+    EXPECT_EQ(scsi_tmf(ctrl, 4, vsc::kTmfLogicalUnitReset), vsc::kSBadTarget);
+    EXPECT_EQ(scsi_tmf(ctrl, 1, vsc::kTmfQueryTask), vsc::kSFunctionRejected);
+    // After the LUN reset the next command reports the unit attention, then works.
+    resp = scsi_cmd(req, 1, {0x00, 0, 0, 0, 0, 0}, 0, 0, false);
+    if (resp.status == 0x02) resp = scsi_cmd(req, 1, {0x00, 0, 0, 0, 0, 0}, 0, 0, false);
+    EXPECT_EQ(resp.status, 0);
+    // Hot-plug: an event buffer, then a target added and one removed.
+    auto* ev = reinterpret_cast<vsc::Event*>(ram.at(kEvent));
+    std::memset(ev, 0xee, 2 * sizeof *ev);
+    event.set_desc(0, ram.gpa(kEvent), sizeof *ev, vs::kDescFWrite);
+    event.set_desc(1, ram.gpa(kEvent + sizeof *ev), sizeof *ev, vs::kDescFWrite);
+    event.publish(0);
+    event.publish(1);
+    ok("bdev_malloc_create", {{"name", "Malloc2"}, {"num_blocks", 64}, {"block_size", 512}});
+    ok("vhost_scsi_controller_add_target",
+       {{"ctrlr", "scsi.1"}, {"scsi_target_num", 5}, {"bdev_name", "Malloc2"}});
+    uint32_t id = 0;
+    ASSERT_TRUE(pump([&] { return event.pop_used(id, len); }));
+    EXPECT_EQ(id, 0u);
+    EXPECT_EQ(len, sizeof *ev);
+    EXPECT_EQ(ev[0].event, vsc::kTTransportReset);
+    EXPECT_EQ(ev[0].reason, vsc::kEvtResetRescan);
+    EXPECT_EQ(ev[0].lun[1], 5);
+    ok("vhost_scsi_controller_remove_target", {{"ctrlr", "scsi.1"}, {"scsi_target_num", 5}});
+    ASSERT_TRUE(pump([&] { return event.pop_used(id, len); }));
+    EXPECT_EQ(id, 1u);
+    EXPECT_EQ(ev[1].reason, vsc::kEvtResetRemoved);
+    EXPECT_EQ(ev[1].lun[1], 5);
+    resp = scsi_cmd(req, 5, {0x00, 0, 0, 0, 0, 0}, 0, 0, false);
+    EXPECT_EQ(resp.response, vsc::kSBadTarget);
 }
 
 }  // namespace

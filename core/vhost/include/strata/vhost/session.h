@@ -93,6 +93,17 @@ public:
     // The chain storage of request slot `head` (the device's preallocated pool, one slot per
     // descriptor head); nullptr when that head is already in flight (a driver bug).
     virtual Chain* chain_for(Queue& q, uint16_t head) noexcept = 0;
+    // Whether Session::poll() pops this queue's requests. A queue the device fills itself
+    // (virtio-scsi's event queue) returns false and takes buffers with Session::take().
+    virtual bool polls_queue(uint16_t index) const noexcept {
+        (void)index;
+        return true;
+    }
+    // Called at the start of every Session::poll() (deferred device work); returns the work.
+    virtual int poll(Session& s) noexcept {
+        (void)s;
+        return 0;
+    }
 };
 
 struct Reply {
@@ -125,6 +136,10 @@ public:
     // Data path: processes available requests of every started queue; returns the work done.
     int poll(uint64_t now_ns) noexcept;
     void complete(Queue& q, uint16_t head, uint32_t written) noexcept;
+    // Takes one available chain of a started queue the device fills itself (polls_queue()
+    // false): walked into the Device's chain_for() slot, counted outstanding until complete().
+    // False when none is available or the queue is stopped or broken.
+    bool take(Queue& q, uint16_t& head) noexcept;
 
     void set_coalescing(const CoalescingOptions& o) noexcept { coalescing_ = o; }
     const std::string& name() const noexcept { return name_; }
