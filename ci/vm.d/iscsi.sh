@@ -31,15 +31,6 @@ ISCSI_MUSER=strata-vm-target
 ISCSI_MSECRET=strata-vm-msecret-002
 ISCSI_CFS=/sys/kernel/config/target
 
-# iscsi_load_modules: insmod lib/modules/iscsi/order, skipping what the nvmf checks loaded.
-iscsi_load_modules() {
-    bad=
-    for ko in $(cat /lib/modules/iscsi/order); do
-        m=$(echo "${ko%.ko}" | tr - _)
-        [ -d "/sys/module/$m" ] && continue
-        insmod "/lib/modules/iscsi/$ko" 2>/tmp/insmod.err || bad="$bad ${ko%.ko}($(tail -n1 /tmp/insmod.err))"
-    done
-}
 
 # iscsi_lio_target: LIO over configfs, one fileio LUN, one portal, one ACL with CHAP (the
 # credentials written without a newline: LIO keeps it, and CHAP_N would not match).
@@ -211,7 +202,7 @@ iscsi_main() {
 }
 
 iscsi_checks() {
-    iscsi_load_modules
+    load_module_set iscsi
     ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
     mountpoint -q /sys/kernel/config 2>/dev/null ||
         mount -t configfs configfs /sys/kernel/config 2>/dev/null

@@ -389,14 +389,23 @@ nvmf_main() {
     say "nvmf-time $(awk -v t0="$nvmf_t0" '{printf "%.1f", $1 - t0}' /proc/uptime)s for the NVMe/TCP checks ($(awk '/^MemAvailable/ {print int($2 / 1024)}' /proc/meminfo) MiB available after them)"
 }
 
-nvmf_checks() {
-    # ---- modules, loopback, configfs ----
+# load_module_set SET: insmod /lib/modules/SET/order's modules in that order (ci/vm copies each
+# set with its dependencies), skipping those an earlier set loaded; the failures go to $bad as
+# " name(error)". Used by the iSCSI and vhost checks too.
+load_module_set() {
     bad=
-    for ko in $(cat /lib/modules/nvmf/order); do
+    for ko in $(cat "/lib/modules/$1/order"); do
+        m=$(echo "${ko%.ko}" | tr - _)
+        [ -d "/sys/module/$m" ] && continue
         args=
         case "$ko" in null_blk.ko) args="nr_devices=1 gb=1 memory_backed=1" ;; esac
-        insmod "/lib/modules/nvmf/$ko" $args 2>/tmp/insmod.err || bad="$bad ${ko%.ko}($(tail -n1 /tmp/insmod.err))"
+        insmod "/lib/modules/$1/$ko" $args 2>/tmp/insmod.err || bad="$bad ${ko%.ko}($(tail -n1 /tmp/insmod.err))"
     done
+}
+
+nvmf_checks() {
+    # ---- modules, loopback, configfs ----
+    load_module_set nvmf
     ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
     mountpoint -q /sys/kernel/config || mount -t configfs configfs /sys/kernel/config
     missing=

@@ -6,19 +6,10 @@
 # /dev/vdX), vhost-blk-restart (a long write is in flight when the host kills the back end and
 # starts it again; QEMU reconnects, the back end resubmits the guest's in-flight requests, and
 # the write completes with every byte read back right).
-# Uses nvmf.sh's nvmf_pattern / nvmf_dd_check (sourced before this file).
+# Uses nvmf.sh's load_module_set, nvmf_pattern and nvmf_dd_check (sourced before this file).
 
 # The disk's size on the host (ci/vm writes it to the kernel command line as strata.vhost_mib).
 VHOST_MIB=64
-
-vhost_load_modules() {
-    bad=
-    for ko in $(cat /lib/modules/vhost/order); do
-        m=$(echo "${ko%.ko}" | tr - _)
-        [ -d "/sys/module/$m" ] && continue
-        insmod "/lib/modules/vhost/$ko" 2>/tmp/insmod.err || bad="$bad ${ko%.ko}($(tail -n1 /tmp/insmod.err))"
-    done
-}
 
 # vhost_disk: the first virtio block device, waited for up to 10 s.
 vhost_disk() {
@@ -40,7 +31,7 @@ vhost_main() {
 }
 
 vhost_checks() {
-    vhost_load_modules
+    load_module_set vhost
     if ! dev=$(vhost_disk); then
         say "vhost-blk FAIL (no virtio block device after 10 s; insmod failures:${bad:- none})"
         return 1
