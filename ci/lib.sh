@@ -35,7 +35,7 @@ stage() {
     local secs=$((SECONDS - start)) result=PASS budget="${STAGE_BUDGET[$name]:-}"
     [ "$rc" -eq 0 ] || result=FAIL
     if [ -n "$budget" ]; then
-        echo "[stage] $name: $result (${secs}s, budget ${budget}s)"
+        echo "[stage] $name: $result (${secs}s, budget ${budget}s, $(disk_free) free)"
     else
         echo "[stage] $name: $result (${secs}s, no budget: add one to STAGE_BUDGET in ci/lib.sh)"
     fi
@@ -53,6 +53,23 @@ stage() {
     fi
     STAGE_RESULTS+=("$(printf '%-14s %-4s %5ss of %5ss' "$name" "$result" "$secs" "${budget:--}")")
     return "$rc"
+}
+
+# disk_free: the space left where the build trees live, e.g. "17G". A full disk fails a build
+# with "No space left on device" in whatever stage it reaches; this tells which stage filled it.
+disk_free() {
+    df -h --output=avail "$STRATA_ROOT/build" 2>/dev/null | tail -n 1 | tr -d ' '
+}
+
+# prune_tree PRESET: under CI (CI set, or STRATA_CI_PRUNE=1) deletes build/PRESET once the
+# stages that use it are done. A CI run is a one-shot clone; its trees (dev ~7 GB, asan ~4 GB)
+# together with the ccache filled the CI host's disk once. STRATA_CI_PRUNE=0 keeps them.
+prune_tree() {
+    local prune="${STRATA_CI_PRUNE:-}"
+    [ -n "$prune" ] || { [ -n "${CI:-}" ] && prune=1 || prune=0; }
+    [ "$prune" = 1 ] || return 0
+    rm -rf "${STRATA_ROOT:?}/build/$1"
+    echo "[stage] pruned build/$1 ($(disk_free) free)"
 }
 
 # ci_budget_total STAGE...: the sum of those stages' budgets.
