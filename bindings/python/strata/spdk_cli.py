@@ -99,7 +99,34 @@ METHODS = {
     "bdev_lvol_decouple_parent": [_pos("name")],
     "bdev_lvol_delete": [_pos("name")],
     "bdev_lvol_get_lvols": [_opt("-u", "--lvs-uuid", dest="lvs_uuid"), _opt("-l", "--lvs-name", dest="lvs_name")],
+    "bdev_rbd_register_cluster": [
+        _pos("name"), _opt("--user", dest="user_id"),
+        _opt("--config-param", dest="config_param", action="append", metavar="key=value"),
+        _opt("--config-file", dest="config_file"), _opt("--key-file", dest="key_file"),
+        _opt("--core-mask", dest="core_mask"),
+    ],
+    "bdev_rbd_unregister_cluster": [_pos("name")],
+    "bdev_rbd_get_clusters_info": [_opt("-b", "--name", dest="name")],
+    "bdev_rbd_create": [
+        _opt("-b", "--name", dest="name"), _opt("--user", dest="user_id"),
+        _opt("--config", dest="config", action="append", metavar="key=value"),
+        _pos("pool_name"), _pos("rbd_name"), _pos("block_size", **_I),
+        _opt("-c", "--cluster-name", dest="cluster_name"), _opt("-u", "--uuid", dest="uuid"),
+    ],
+    "bdev_rbd_delete": [_pos("name")],
+    "bdev_rbd_resize": [_pos("name"), _pos("new_size", **_I)],
 }
+
+
+def _key_values(method, option, entries):
+    """rpc.py's key=value list (--config-param, --config) as the object the method takes."""
+    out = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep:
+            raise SpdkUsageError("%s: --%s %s not in key=value form" % (method, option, entry))
+        out[key] = value
+    return out
 
 
 class SpdkUsageError(Exception):
@@ -142,4 +169,8 @@ def parse(method, tokens):
         params["num_blocks"] = int(params.pop("total_size") * 1024 * 1024) // params["block_size"]
     elif method == "bdev_raid_create":
         params["base_bdevs"] = params["base_bdevs"].strip().split()
+    elif method == "bdev_rbd_register_cluster" and "config_param" in params:
+        params["config_param"] = _key_values(method, "config-param", params["config_param"])
+    elif method == "bdev_rbd_create" and "config" in params:
+        params["config"] = _key_values(method, "config", params["config"])
     return method, params

@@ -405,6 +405,7 @@ void register_rpc_module(rpc::App& app) {
     register_split_module(app);
     register_raid_module(app);
     register_virtio_module(app);
+    register_rbd_module(app);
     (void)app.add_subsystem(rpc::Subsystem{"bdev", {}, nullptr, &fini, &write_config});
 
     add_rpc(app, {"bdev_get_bdevs",

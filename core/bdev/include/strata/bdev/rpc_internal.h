@@ -26,5 +26,6 @@ void register_passthru_module(rpc::App& app);
 void register_split_module(rpc::App& app);
 void register_raid_module(rpc::App& app);
 void register_virtio_module(rpc::App& app);
+void register_rbd_module(rpc::App& app);
 
 }  // namespace strata::bdev
