@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -150,6 +151,8 @@ struct Job {
     std::unique_ptr<bdev::Desc> desc;
     bdev::Channel* ch = nullptr;
     uint64_t io_blocks = 0, span_blocks = 0, next_offset = 0;
+    uint64_t slots_span = 0;  // span_blocks / io_blocks, computed once (no division per I/O)
+    uint64_t span_mask = 0;   // slots_span - 1 when slots_span is a power of two, else 0
     uint32_t block_size = 0;
     std::vector<Slot> slots;
     Prng rng{1};
@@ -197,8 +200,11 @@ void on_done(void* ctx, const bdev::IoStatus& st) {
         }
     }
     if (st.ok()) {
-        j.ios.fetch_add(1, std::memory_order_relaxed);
-        j.bytes.fetch_add(j.io_blocks * j.block_size, std::memory_order_relaxed);
+        // The job's Thread is the only writer (the reporters only read): a plain load and store,
+        // no locked read-modify-write per I/O.
+        j.ios.store(j.ios.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        j.bytes.store(j.bytes.load(std::memory_order_relaxed) + j.io_blocks * j.block_size,
+                      std::memory_order_relaxed);
     }
     const uint64_t lat = now > s->start_ns ? now - s->start_ns : 0;
     j.hist.tally(lat);
@@ -227,7 +233,7 @@ void submit(Slot& s) {
     const bool random = w == Workload::randread || w == Workload::randwrite ||
                         w == Workload::randrw || w == Workload::verify || w == Workload::reset ||
                         w == Workload::unmap;
-    const uint64_t slots_span = j.span_blocks / j.io_blocks;
+    const uint64_t slots_span = j.slots_span;
     if (w == Workload::verify && slots_span >= j.slots.size()) {
         // Each slot owns a lane of the span, so no two slots have the same blocks in flight: a
         // device with real queues may reorder overlapping writes, and the read-back would see
@@ -236,7 +242,9 @@ void submit(Slot& s) {
         const auto lane = static_cast<uint64_t>(&s - j.slots.data());
         s.offset_blocks = ((j.rng.next() % lanes) * j.slots.size() + lane) * j.io_blocks;
     } else if (random) {
-        s.offset_blocks = (j.rng.next() % slots_span) * j.io_blocks;
+        // The same offsets either way; the mask spares a 64-bit division per I/O.
+        const uint64_t r = j.rng.next();
+        s.offset_blocks = (j.span_mask != 0 ? r & j.span_mask : r % slots_span) * j.io_blocks;
     } else {
         s.offset_blocks = j.next_offset;
         j.next_offset = (j.next_offset + j.io_blocks) % (slots_span * j.io_blocks);
@@ -298,6 +306,8 @@ void start_job(Job& j) {
     j.block_size = b.block_size();
     j.io_blocks = std::max<uint64_t>(1, j.opt->io_size / j.block_size);
     j.span_blocks = b.num_blocks();
+    j.slots_span = j.span_blocks / j.io_blocks;
+    j.span_mask = std::has_single_bit(j.slots_span) ? j.slots_span - 1 : 0;
     if (j.ch == nullptr || j.io_blocks > j.span_blocks || j.opt->io_size % j.block_size != 0) {
         j.failure = j.ch == nullptr
                         ? "no I/O channel"

@@ -132,6 +132,9 @@ private:
     void start(BdevIo& io) noexcept;
     void dispatch(BdevIo& io) noexcept;
     void submit_to_module(BdevIo& io) noexcept;
+    // The QoS / timeout set-up a submit runs only when one of them is or was on.
+    [[gnu::noinline, gnu::cold]] void features_on(BdevImpl& bi, const DescImpl& d) noexcept;
+    friend uint64_t feature_path_count(const Channel& ch) noexcept;
     bool needs_split(const BdevIo& io) const noexcept;
     bool needs_bounce(const BdevIo& io) const noexcept;
     void issue_children(BdevIo& parent) noexcept;
@@ -163,6 +166,7 @@ private:
     runtime::Poller* timeout_poller_ = nullptr;
     int64_t tokens_ios_ = 0, tokens_rw_ = 0, tokens_r_ = 0, tokens_w_ = 0;
     bool qos_on_ = false;
+    uint64_t feature_path_ = 0;  // submits that ran features_on (feature_path_count)
     // From the bdev's properties, fixed at creation: most bdevs never split or bounce, and the
     // per-I/O checks are skipped for them.
     bool may_bounce_ = false;

@@ -340,6 +340,46 @@ TEST_F(BdevTest, TimeoutCallbackFiresOnce) {
     ASSERT_TRUE(poll_until([&] { return d.calls == 1; }));
 }
 
+// Features that are off cost nothing: while neither QoS nor a timeout was ever set, no submit
+// runs their set-up (the submit path pays one predictable branch for both) and neither has a
+// poller; a timeout on the desc, or QoS, turns the path on.
+TEST_F(BdevTest, QosAndTimeoutsOffStayOffTheSubmitPath) {
+    on(t0(), [&] { ASSERT_TRUE(null_create({"NullF", 1024, 512, {}}).ok()); });
+    open_rw("NullF");
+    std::vector<uint8_t> buf(512);
+    auto has_poller = [&](const char* name) {
+        bool found = false;
+        on(t0(), [&] {
+            for (const auto& p : t0()->pollers()) found = found || p.name == name;
+        });
+        return found;
+    };
+    for (uint64_t i = 0; i < 100; ++i)
+        ASSERT_TRUE(
+            io([&](IoDoneFn d, void* c) { return read(*desc, *ch, buf.data(), i, 1, d, c); }).ok());
+    EXPECT_EQ(feature_path_count(*ch), 0u) << "QoS / timeout set-up ran with both off";
+    EXPECT_FALSE(has_poller("bdev_qos"));
+    EXPECT_FALSE(has_poller("bdev_timeouts"));
+
+    on(t0(), [&] {
+        desc->set_timeout(
+            1'000'000'000, [](void*, IoType, uint64_t) {}, nullptr);
+    });
+    ASSERT_TRUE(
+        io([&](IoDoneFn d, void* c) { return read(*desc, *ch, buf.data(), 0, 1, d, c); }).ok());
+    EXPECT_EQ(feature_path_count(*ch), 1u);
+    EXPECT_TRUE(has_poller("bdev_timeouts"));
+    on(t0(), [&] { desc->set_timeout(0, nullptr, nullptr); });
+
+    ASSERT_TRUE(set_qos_limits(*find("NullF"), QosLimits{1'000'000, 0, 0, 0}).ok());
+    ASSERT_TRUE(
+        io([&](IoDoneFn d, void* c) { return read(*desc, *ch, buf.data(), 0, 1, d, c); }).ok());
+    EXPECT_EQ(feature_path_count(*ch), 2u);
+    EXPECT_TRUE(has_poller("bdev_qos"));
+    ASSERT_TRUE(set_qos_limits(*find("NullF"), QosLimits{}).ok());
+    run_until_idle();
+}
+
 TEST_F(BdevTest, PoolExhaustionAndIoWait) {
     Bdev::Properties p;
     p.name = "Check4";

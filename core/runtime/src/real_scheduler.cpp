@@ -65,21 +65,22 @@ void RealScheduler::reactor_main(Reactor& r) {
     STRATA_INFOLOG(log_reactor, "reactor {} running on core {}", r.index, r.core);
 
     uint32_t idle_run = 0;
+    // One clock read per Thread polled: each poll's end is the next one's start (across loop
+    // iterations too) and the time its timers are checked against (a clock read costs as much
+    // as an idle Thread's whole poll, and at queue depth 1 a busy iteration carries one I/O).
+    uint64_t t0 = clock_.now_ns();
     for (;;) {
         if (r.has_incoming.load(std::memory_order_acquire)) {
             std::lock_guard lock(r.incoming_mutex);
             r.threads.insert(r.threads.end(), r.incoming.begin(), r.incoming.end());
             r.incoming.clear();
             r.has_incoming.store(false, std::memory_order_relaxed);
+            t0 = clock_.now_ns();
         }
         int phase = phase_.load(std::memory_order_acquire);
         if (phase >= 2) break;
         bool busy = false;
         uint64_t messages = 0;
-        // One clock read per Thread polled: each poll's end is the next one's start and the
-        // time its timers are checked against (a clock read costs as much as an idle Thread's
-        // whole poll).
-        uint64_t t0 = clock_.now_ns();
         for (Thread* t : r.threads) {
             if (t->exited()) continue;
             bool b = t->poll(64, t0) == PollStatus::busy;
@@ -95,6 +96,7 @@ void RealScheduler::reactor_main(Reactor& r) {
         } else if (options_.yield_when_idle && ++idle_run >= 1024) {
             idle_run = 0;
             sched_yield();  // only when idle: lets reactors share cores on small hosts
+            t0 = clock_.now_ns();
         }
     }
     // Release phase: channels and pollers are torn down on the OS thread that owns them.
