@@ -1,6 +1,7 @@
 #include "nvme/nvme.h"
 
 #include <algorithm>
+#include <atomic>
 #include <array>
 #include <cstring>
 #include <map>
@@ -79,6 +80,8 @@ public:
     // switching while a disable or enable is under way.
     bool disabled = false;
     bool switching = false;
+    // The same for the channels' Threads: a qpair arriving while disabled is freed at once.
+    std::shared_ptr<std::atomic<bool>> held = std::make_shared<std::atomic<bool>>(false);
     int32_t retry_count = kDefaultBdevRetryCount;  // bdev_retry_count at attach
     uint32_t io_queue_requests = 0;                // io_queue_requests at attach
     NvmeAttachOptions attach;                      // as given, for save_config
@@ -233,8 +236,9 @@ void request_qpair(const NvmeCtrlr& c, std::weak_ptr<QpairState> weak, runtime::
     nvme::Controller* ctrl = c.ctrl.get();
     const uint32_t entries = c.queue_entries;
     const uint32_t requests = c.io_queue_requests;
+    std::shared_ptr<std::atomic<bool>> held = c.held;
     // qpairs are allocated on the admin Thread; the result comes back by message.
-    (void)ctrl->admin_thread().post([ctrl, owner, weak, entries, requests] {
+    (void)ctrl->admin_thread().post([ctrl, owner, weak, entries, requests, held] {
         nvme::QPairOptions o;
         o.queue_entries = entries;
         o.requests = requests;
@@ -245,10 +249,12 @@ void request_qpair(const NvmeCtrlr& c, std::weak_ptr<QpairState> weak, runtime::
         }
         const Errc code = r.code();
         std::unique_ptr<nvme::QPair> qp = r ? std::move(*r) : nullptr;
-        (void)owner->post([weak, ctrl, code, qp = std::move(qp)]() mutable {
+        (void)owner->post([weak, ctrl, code, held, qp = std::move(qp)]() mutable {
             auto st = weak.lock();
-            if (!st) {
-                if (qp) ctrl->free_io_qpair(std::move(qp));  // the channel went away meanwhile
+            // The channel went away meanwhile, the controller was disabled meanwhile (enable
+            // asks again), or an older request's qpair arrived after a newer one's.
+            if (!st || (qp && (held->load() || st->qp))) {
+                if (qp) ctrl->free_io_qpair(std::move(qp));
                 return;
             }
             if (!qp) {
@@ -681,6 +687,51 @@ void nvme_attach(const NvmeAttachOptions& o,
     runtime::spawn(*thread, run(o), std::move(done));
 }
 
+namespace {
+
+struct SwitchCtx {
+    NvmeCtrlr* c;
+    runtime::AsyncResult<int> done;
+};
+
+// Every channel's qpair goes (its outstanding commands end "aborted: SQ deletion" and wait in
+// the channel, as after a reset) or (enable) is asked for again.
+runtime::Task<void> switch_channels(NvmeCtrlr* c, bool enable) {
+    SwitchCtx ctx{c, {}};
+    runtime::for_each_channel(
+        *c,
+        enable ? +[](runtime::IoChannel& ioch, void* p) {
+            auto& ch = static_cast<NvmeChannel&>(ioch);
+            if (!ch.state->qp && !ch.state->failed)
+                request_qpair(*static_cast<SwitchCtx*>(p)->c, ch.state, &ch.thread());
+        }
+               : +[](runtime::IoChannel& ioch, void*) {
+                     auto& st = *static_cast<NvmeChannel&>(ioch).state;
+                     if (st.qp) st.ctrl->free_io_qpair(std::move(st.qp));
+                 },
+        &ctx, [](void* p) { static_cast<SwitchCtx*>(p)->done.set(0); });
+    (void)co_await ctx.done;
+}
+
+// Detaching a disabled controller: the I/O its channels hold fails (SPDK fails it once the
+// controller is being destructed), and so does I/O submitted from then on.
+runtime::Task<void> fail_held_io(NvmeCtrlr* c) {
+    SwitchCtx ctx{c, {}};
+    runtime::for_each_channel(
+        *c,
+        [](runtime::IoChannel& ioch, void*) {
+            auto& st = *static_cast<NvmeChannel&>(ioch).state;
+            st.failed = true;
+            st.failure = Errc::aborted;
+            while (BdevIo* io = st.waiting.pop_front()) io->complete(Errc::aborted);
+            while (BdevIo* io = st.retry.pop_front()) io->complete(Errc::aborted);
+        },
+        &ctx, [](void* p) { static_cast<SwitchCtx*>(p)->done.set(0); });
+    (void)co_await ctx.done;
+}
+
+}  // namespace
+
 void nvme_detach(const std::string& name, std::function<void(Result<void>)> done) {
     auto it = ctrlrs().find(name);
     if (it == ctrlrs().end()) {
@@ -694,6 +745,7 @@ void nvme_detach(const std::string& name, std::function<void(Result<void>)> done
     }
     c->detaching = true;
     auto run = [](NvmeCtrlr* c) -> runtime::Task<Result<void>> {
+        if (c->disabled) co_await fail_held_io(c);
         for (const auto& b : c->bdevs) {
             runtime::AsyncResult<Result<void>> gone;
             unregister_bdev(b, [&gone](Result<void> r) { gone.set(std::move(r)); });
@@ -761,30 +813,6 @@ Result<NvmeCtrlr*> ctrlr_for_switch(const std::string& name, uint16_t cntlid, bo
     return c;
 }
 
-struct SwitchCtx {
-    NvmeCtrlr* c;
-    runtime::AsyncResult<int> done;
-};
-
-// Every channel's qpair goes (its outstanding commands end "aborted: SQ deletion" and wait in
-// the channel, as after a reset) or (enable) is asked for again.
-runtime::Task<void> switch_channels(NvmeCtrlr* c, bool enable) {
-    SwitchCtx ctx{c, {}};
-    runtime::for_each_channel(
-        *c,
-        enable ? +[](runtime::IoChannel& ioch, void* p) {
-            auto& ch = static_cast<NvmeChannel&>(ioch);
-            if (!ch.state->qp && !ch.state->failed)
-                request_qpair(*static_cast<SwitchCtx*>(p)->c, ch.state, &ch.thread());
-        }
-               : +[](runtime::IoChannel& ioch, void*) {
-                     auto& st = *static_cast<NvmeChannel&>(ioch).state;
-                     if (st.qp) st.ctrl->free_io_qpair(std::move(st.qp));
-                 },
-        &ctx, [](void* p) { static_cast<SwitchCtx*>(p)->done.set(0); });
-    (void)co_await ctx.done;
-}
-
 }  // namespace
 
 void nvme_disable(const std::string& name, uint16_t cntlid,
@@ -797,6 +825,7 @@ void nvme_disable(const std::string& name, uint16_t cntlid,
     (*c)->switching = true;
     auto run = [](NvmeCtrlr* c) -> runtime::Task<Result<void>> {
         c->disabled = true;  // channels made from now on wait for enable
+        c->held->store(true);
         co_await switch_channels(c, false);
         c->switching = false;
         STRATA_NOTICELOG(log_bdev_nvme, "nvme {}: disabled (no I/O qpairs until enabled)", c->name);
@@ -822,6 +851,7 @@ void nvme_enable(const std::string& name, uint16_t cntlid, std::function<void(Re
         c->switching = false;
         if (!r) co_return r;  // failed: still disabled
         c->disabled = false;
+        c->held->store(false);
         co_await switch_channels(c, true);
         STRATA_NOTICELOG(log_bdev_nvme, "nvme {}: enabled", c->name);
         co_return Result<void>{};

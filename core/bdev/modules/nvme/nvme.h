@@ -99,7 +99,8 @@ void nvme_reset(const std::string& name, std::function<void(Result<void>)> done)
 // and gives every channel a qpair again. cntlid 0: the controller of that name; otherwise it
 // must be its controller id. Errc::not_found, Errc::already_exists (already disabled/enabled:
 // SPDK's -EALREADY), Errc::busy (resetting, or switching), Errc::shutdown (detaching). A
-// failed enable leaves it disabled. On the app Thread; done there.
+// failed enable leaves it disabled; detaching a disabled controller fails the I/O it holds
+// (Errc::aborted). On the app Thread; done there.
 void nvme_disable(const std::string& name, uint16_t cntlid, std::function<void(Result<void>)> done);
 void nvme_enable(const std::string& name, uint16_t cntlid, std::function<void(Result<void>)> done);
 // Controller names and their PCI addresses, for bdev_nvme_get_controllers.
