@@ -294,7 +294,7 @@ def assert_refused_leaving_vol_alone(world, method, cases):
 
 
 def test_set_parent_refusals(world):
-    lvs_on_malloc(world)
+    lvs_on_malloc(world, mib=128)  # room for the metadata of ten lvols
     world.rpc("bdev_malloc_create", name="Malloc1", num_blocks=16 * MIB_BLOCKS, block_size=BS)
     world.rpc("bdev_lvol_create_lvstore", bdev_name="Malloc1", lvs_name="lvs1", cluster_sz=1 << 20)
     thin(world, "origin")
@@ -306,7 +306,13 @@ def test_set_parent_refusals(world):
     world.rpc("bdev_lvol_set_read_only", name="lvs0/ro")
     thin(world, "other", lvs="lvs1")
     world.rpc("bdev_lvol_snapshot", lvol_name="lvs1/other", snapshot_name="osnap")
+    # A read-only thin lvol cloned, the clone snapshotted: that snapshot descends from it.
+    thin(world, "root")
+    world.rpc("bdev_lvol_set_read_only", name="lvs0/root")
+    world.rpc("bdev_lvol_clone", snapshot_name="lvs0/root", clone_name="child")
+    world.rpc("bdev_lvol_snapshot", lvol_name="lvs0/child", snapshot_name="grandchild")
     cases = [
+        ("lvs0/root", "lvs0/grandchild", "parent loop"),
         ("lvs0/nope", "lvs0/snap", "not found"),
         ("lvs0/vol", "lvs0/nope", "not found"),
         ("lvs0/thick", "lvs0/snap", "not thin"),
