@@ -88,6 +88,10 @@ def iostat(r):
                 "read_latency_ticks", "write_latency_ticks")(r["bdevs"])
 
 
+def assert_in(x, allowed):
+    assert x in allowed, x
+
+
 def strings(r):
     assert isinstance(r, list) and all(isinstance(x, str) for x in r), r
 
@@ -164,6 +168,11 @@ SHAPES = {
     "bdev_lvol_inflate": is_true, "bdev_lvol_decouple_parent": is_true,
     "bdev_lvol_set_read_only": is_true, "bdev_lvol_resize": is_true,
     "bdev_lvol_rename": is_true, "bdev_lvol_set_parent": is_true,
+    "bdev_lvol_set_parent_bdev": is_true,
+    "bdev_lvol_start_shallow_copy": keys("operation_id"),
+    "bdev_lvol_check_shallow_copy": lambda r: (
+        keys("state", "copied_clusters", "total_clusters")(r),
+        assert_in(r["state"], ("in progress", "complete"))),
     "bdev_lvol_grow_lvstore": is_true, "bdev_lvol_rename_lvstore": is_true,
     "bdev_lvol_delete": is_true, "bdev_lvol_delete_lvstore": is_true,
     "bdev_nvme_set_hotplug": is_true,
@@ -178,6 +187,7 @@ SHAPES = {
     "bdev_nvme_get_io_paths": lambda r: (keys("poll_groups")(r),
                                          [list_of("io_paths")([g]) for g in r["poll_groups"]]),
     "bdev_nvme_reset_controller": is_true, "bdev_nvme_detach_controller": is_true,
+    "bdev_nvme_disable_controller": is_true, "bdev_nvme_enable_controller": is_true,
     "bdev_nvme_add_error_injection": is_true, "bdev_nvme_remove_error_injection": is_true,
     "bdev_nvme_send_cmd": send_cmd_reply,
     "bdev_passthru_delete": is_true, "bdev_delay_delete": is_true,
@@ -187,7 +197,7 @@ SHAPES = {
 
 # Methods of the replay Strata does not have yet (issue 17's list): they must fail with
 # "method not found", so implementing one makes this test fail until its shape joins SHAPES.
-NOT_YET = {"bdev_lvol_set_parent"}
+NOT_YET = set()
 
 
 def replay_world(world):
@@ -329,6 +339,7 @@ def test_histogram_in_spdk_encoding(world):
     world.rpc("bdev_malloc_create", name="M", num_blocks=64, block_size=512)
     with pytest.raises(RpcError):
         world.rpc("bdev_get_histogram", name="M")  # not enabled
+    world.rpc("bdev_reset_iostat", name="M")  # what examine read does not count below
     world.rpc("bdev_enable_histogram", name="M", enable=True)
     d = world.bdev("M")
     for i in range(5):
@@ -401,6 +412,7 @@ def test_qd_sampling_measures_queue_depth(world):
     world.rpc("bdev_malloc_create", name="M0", num_blocks=64, block_size=512)
     world.rpc("bdev_delay_create", base_bdev_name="M0", name="D0", avg_read_latency=20_000,
               p99_read_latency=20_000, avg_write_latency=20_000, p99_write_latency=20_000)
+    world.rpc("bdev_wait_for_examine")  # examine's slow read of D0 is done
     (s,) = world.rpc("bdev_get_iostat", name="D0")["bdevs"]
     assert "queue_depth" not in s  # as SPDK: only while sampling
     assert world.rpc("bdev_set_qd_sampling_period", name="D0", period=1000) is True
