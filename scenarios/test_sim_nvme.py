@@ -84,7 +84,9 @@ def test_disable_holds_io_until_enabled(world):
     after bdev_nvme_enable_controller, which resets the controller and reconnects."""
     import strata.bdev as sbdev
     d = make_stack(world, write_latency_us=200)
-    d.write(200, b"\x01" * 4096)
+    # The submitting Thread's channel has its qpair before the disable (the first I/O made it).
+    first = d.submit_write(200, b"\x01" * 4096)
+    assert sbdev.wait(world, [first], timeout_ns=1_000_000_000) and first.ok
     inflight = [d.submit_write(8 * i, bytes([0x40 + i]) * 4096) for i in range(4)]
     assert world.rpc("bdev_nvme_disable_controller", name="Nvme0") is True
     assert world.rpc("bdev_nvme_get_controllers", name="Nvme0")[0]["state"] == "disabled"
