@@ -1,8 +1,8 @@
 #include "nvme/nvme.h"
 
 #include <algorithm>
-#include <atomic>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <memory>
