@@ -237,3 +237,212 @@ def test_grow_lvstore_with_its_base(seed, tmp_path):
         assert (s["total_data_clusters"], s["free_clusters"]) == (total0 + 32, free1)
         assert w2.bdev("lvs0/vol").read(100, 64) == data
         assert w2.bdev("lvs0/big").read((total0 + 8) * MIB_BLOCKS - 8, 8) == tail
+
+
+# ---- bdev_lvol_set_parent, bdev_lvol_set_parent_bdev, shallow copy (SPDK v24.09) -------------
+
+def lvs_on_malloc(world, mib=32):
+    world.rpc("bdev_malloc_create", name="Malloc0", num_blocks=mib * MIB_BLOCKS, block_size=BS)
+    world.rpc("bdev_lvol_create_lvstore", bdev_name="Malloc0", lvs_name="lvs0", cluster_sz=1 << 20)
+
+
+def thin(world, name, mib=4, lvs="lvs0"):
+    return world.rpc("bdev_lvol_create", lvol_name=name, size_in_mib=mib, thin_provision=True,
+                     lvs_name=lvs)
+
+
+def test_set_parent_keeps_own_clusters_reads_the_snapshot_and_survives_restart(seed, tmp_path):
+    rng = random.Random(seed)
+    backing = str(tmp_path / "ns1.img")
+    with strata.World(seed=seed) as w:
+        assert nvme_stack(w, backing) == ["Nvme0n1"]
+        w.rpc("bdev_lvol_create_lvstore", bdev_name="Nvme0n1", lvs_name="lvs0", cluster_sz=1 << 20)
+        thin(w, "origin")
+        snapdata = blocks(rng, 4 * MIB_BLOCKS)
+        w.bdev("lvs0/origin").write(0, snapdata)
+        w.rpc("bdev_lvol_snapshot", lvol_name="lvs0/origin", snapshot_name="snap")
+        thin(w, "vol")
+        vol = w.bdev("lvs0/vol")
+        mine = blocks(rng, MIB_BLOCKS)
+        vol.write(2 * MIB_BLOCKS, mine)  # cluster 2 is the lvol's own
+        assert w.rpc("bdev_lvol_set_parent", lvol_name="lvs0/vol", parent_name="lvs0/snap") is True
+        want = bytearray(snapdata)
+        want[2 * MIB_BLOCKS * BS:3 * MIB_BLOCKS * BS] = mine
+        assert vol.read(0, 4 * MIB_BLOCKS) == bytes(want)
+        info = lvol_info(w, "lvs0/vol")
+        assert (info["clone"], info["base_snapshot"], info["num_allocated_clusters"]) == (True, "snap", 1)
+        assert sorted(lvol_info(w, "lvs0/snap")["clones"]) == ["origin", "vol"]
+        # A first write to a cluster it reads from the snapshot copies it; the snapshot stays.
+        one = blocks(rng, 1)
+        vol.write(MIB_BLOCKS + 10, one)
+        want[(MIB_BLOCKS + 10) * BS:(MIB_BLOCKS + 11) * BS] = one
+        assert vol.read(0, 4 * MIB_BLOCKS) == bytes(want)
+        assert w.bdev("lvs0/snap").read(0, 4 * MIB_BLOCKS) == snapdata
+        vol.flush()
+        saved = w.rpc("save_config")
+    with strata.World(seed=seed + 1, config=saved) as w2:
+        assert w2.rpc("bdev_wait_for_examine") is True
+        assert lvol_info(w2, "lvs0/vol")["base_snapshot"] == "snap"
+        assert w2.bdev("lvs0/vol").read(0, 4 * MIB_BLOCKS) == bytes(want)
+
+
+def assert_refused_leaving_vol_alone(world, method, cases):
+    for lvol, parent, what in cases:
+        with pytest.raises(RpcError, match=what):
+            world.rpc(method, lvol_name=lvol, parent_name=parent)
+    assert lvol_info(world, "lvs0/vol")["clone"] is False
+
+
+def test_set_parent_refusals(world):
+    lvs_on_malloc(world, mib=128)  # room for the metadata of ten lvols
+    world.rpc("bdev_malloc_create", name="Malloc1", num_blocks=16 * MIB_BLOCKS, block_size=BS)
+    world.rpc("bdev_lvol_create_lvstore", bdev_name="Malloc1", lvs_name="lvs1", cluster_sz=1 << 20)
+    thin(world, "origin")
+    world.rpc("bdev_lvol_snapshot", lvol_name="lvs0/origin", snapshot_name="snap")
+    world.rpc("bdev_lvol_create", lvol_name="thick", size_in_mib=4, lvs_name="lvs0")
+    thin(world, "vol")
+    thin(world, "big", mib=8)
+    thin(world, "ro")
+    world.rpc("bdev_lvol_set_read_only", name="lvs0/ro")
+    thin(world, "other", lvs="lvs1")
+    world.rpc("bdev_lvol_snapshot", lvol_name="lvs1/other", snapshot_name="osnap")
+    # A read-only thin lvol cloned, the clone snapshotted: that snapshot descends from it.
+    thin(world, "root")
+    world.rpc("bdev_lvol_set_read_only", name="lvs0/root")
+    world.rpc("bdev_lvol_clone", snapshot_name="lvs0/root", clone_name="child")
+    world.rpc("bdev_lvol_snapshot", lvol_name="lvs0/child", snapshot_name="grandchild")
+    cases = [
+        ("lvs0/root", "lvs0/grandchild", "parent loop"),
+        ("lvs0/nope", "lvs0/snap", "not found"),
+        ("lvs0/vol", "lvs0/nope", "not found"),
+        ("lvs0/thick", "lvs0/snap", "not thin"),
+        ("lvs0/vol", "lvs0/ro", "not a snapshot"),  # read-only, but nobody's snapshot
+        ("lvs0/vol", "lvs0/vol", "own parent"),
+        ("lvs0/big", "lvs0/snap", "sizes must match"),
+        ("lvs0/origin", "lvs0/snap", "already the parent"),
+        ("lvs0/vol", "lvs1/osnap", "another lvstore"),
+    ]
+    assert_refused_leaving_vol_alone(world, "bdev_lvol_set_parent", cases)
+
+
+def test_set_parent_bdev_reads_the_bdev_and_back_to_a_snapshot(world, seed):
+    rng = random.Random(seed)
+    lvs_on_malloc(world)
+    world.rpc("bdev_malloc_create", name="Ext", num_blocks=4 * MIB_BLOCKS, block_size=BS)
+    ext = blocks(rng, 4 * MIB_BLOCKS)
+    world.bdev("Ext").write(0, ext)
+    thin(world, "vol")
+    vol = world.bdev("lvs0/vol")
+    mine = blocks(rng, 8)
+    vol.write(MIB_BLOCKS, mine)
+    assert world.rpc("bdev_lvol_set_parent_bdev", lvol_name="lvs0/vol", parent_name="Ext") is True
+    info = [l for l in world.rpc("bdev_lvol_get_lvols") if l["name"] == "vol"][0]
+    assert (info["is_esnap_clone"], info["is_clone"], info["external_snapshot_name"]) == \
+        (True, True, "Ext")
+    want = bytearray(ext)
+    want[MIB_BLOCKS * BS:MIB_BLOCKS * BS + len(mine)] = mine
+    # Cluster 1 is the lvol's own: the rest of it reads zeroes, not Ext.
+    want[MIB_BLOCKS * BS + len(mine):2 * MIB_BLOCKS * BS] = bytes(MIB_BLOCKS * BS - len(mine))
+    assert vol.read(0, 4 * MIB_BLOCKS) == bytes(want)
+    vol.write(3 * MIB_BLOCKS, mine)  # copy on write: Ext stays
+    assert world.bdev("Ext").read(0, 4 * MIB_BLOCKS) == ext
+    want[3 * MIB_BLOCKS * BS:3 * MIB_BLOCKS * BS + len(mine)] = mine
+
+    # Then a snapshot of the same size as parent: the external snapshot is dropped.
+    thin(world, "origin")
+    snapdata = blocks(rng, 4 * MIB_BLOCKS)
+    world.bdev("lvs0/origin").write(0, snapdata)
+    world.rpc("bdev_lvol_snapshot", lvol_name="lvs0/origin", snapshot_name="snap")
+    world.rpc("bdev_lvol_set_parent", lvol_name="lvs0/vol", parent_name="lvs0/snap")
+    info = [l for l in world.rpc("bdev_lvol_get_lvols") if l["name"] == "vol"][0]
+    assert (info["is_esnap_clone"], info["base_snapshot"]) == (False, "snap")
+    for c in (0, 2):
+        assert vol.read(c * MIB_BLOCKS, MIB_BLOCKS) == \
+            snapdata[c * MIB_BLOCKS * BS:(c + 1) * MIB_BLOCKS * BS]
+    for c in (1, 3):
+        assert vol.read(c * MIB_BLOCKS, MIB_BLOCKS) == \
+            bytes(want[c * MIB_BLOCKS * BS:(c + 1) * MIB_BLOCKS * BS])
+
+
+def test_set_parent_bdev_refusals(world):
+    lvs_on_malloc(world)
+    world.rpc("bdev_malloc_create", name="Ext", num_blocks=4 * MIB_BLOCKS, block_size=BS)
+    world.rpc("bdev_malloc_create", name="Odd", num_blocks=4 * MIB_BLOCKS - 8, block_size=BS)
+    world.rpc("bdev_malloc_create", name="Big4k", num_blocks=1024, block_size=4096)
+    world.rpc("bdev_lvol_create", lvol_name="thick", size_in_mib=4, lvs_name="lvs0")
+    thin(world, "vol")
+    thin(world, "ec")
+    world.rpc("bdev_lvol_set_parent_bdev", lvol_name="lvs0/ec", parent_name="Ext")
+    cases = [
+        ("lvs0/nope", "Ext", "not found"),
+        ("lvs0/vol", "Nope", "not found"),
+        ("lvs0/thick", "Ext", "not thin"),
+        ("lvs0/vol", "Odd", "not a multiple of the cluster size"),
+        ("lvs0/vol", "Big4k", "block size"),
+        ("lvs0/vol", "Malloc0", "own base"),
+        ("lvs0/vol", "lvs0/thick", "an lvol of lvstore"),
+        ("lvs0/ec", "Ext", "already the external snapshot"),
+    ]
+    assert_refused_leaving_vol_alone(world, "bdev_lvol_set_parent_bdev", cases)
+
+
+def wait_copy(world, op):
+    for _ in range(1000):
+        s = world.rpc("bdev_lvol_check_shallow_copy", operation_id=op)
+        if s["state"] != "in progress":
+            return s
+        world.advance(1_000_000)
+    raise AssertionError("shallow copy %d never finished" % op)
+
+
+def test_shallow_copy_writes_only_the_lvols_own_clusters(world, seed):
+    rng = random.Random(seed)
+    lvs_on_malloc(world)
+    thin(world, "vol")
+    vol = world.bdev("lvs0/vol")
+    old = blocks(rng, 4 * MIB_BLOCKS)
+    vol.write(0, old)
+    world.rpc("bdev_lvol_snapshot", lvol_name="lvs0/vol", snapshot_name="snap")
+    own = {0: blocks(rng, MIB_BLOCKS), 2: blocks(rng, MIB_BLOCKS)}
+    for c, d in own.items():
+        vol.write(c * MIB_BLOCKS, d)
+    world.rpc("bdev_lvol_set_read_only", name="lvs0/vol")
+    world.rpc("bdev_malloc_create", name="Dst", num_blocks=5 * MIB_BLOCKS, block_size=BS)
+    world.bdev("Dst").write(0, b"\xee" * (5 * MIB_BLOCKS * BS))
+    r = world.rpc("bdev_lvol_start_shallow_copy", src_lvol_name="lvs0/vol", dst_bdev_name="Dst")
+    assert set(r) == {"operation_id"}
+    s = wait_copy(world, r["operation_id"])
+    assert s == {"state": "complete", "copied_clusters": 2, "total_clusters": 2}, s
+    dst = world.bdev("Dst")
+    for c in range(5):
+        got = dst.read(c * MIB_BLOCKS, MIB_BLOCKS)
+        assert got == own.get(c, b"\xee" * (MIB_BLOCKS * BS)), "cluster %d" % c
+    assert dst.info()["claimed"] is False  # released after the copy
+    with pytest.raises(RpcError, match="not found"):  # reported once, then forgotten
+        world.rpc("bdev_lvol_check_shallow_copy", operation_id=r["operation_id"])
+
+
+def test_shallow_copy_refusals(world):
+    lvs_on_malloc(world)
+    thin(world, "rw")
+    world.bdev("lvs0/rw").write(0, b"\x11" * BS)
+    thin(world, "ro", mib=4)
+    world.bdev("lvs0/ro").write(3 * MIB_BLOCKS, b"\x22" * BS)
+    world.rpc("bdev_lvol_set_read_only", name="lvs0/ro")
+    world.rpc("bdev_malloc_create", name="Dst", num_blocks=4 * MIB_BLOCKS, block_size=BS)
+    world.rpc("bdev_malloc_create", name="Small", num_blocks=2 * MIB_BLOCKS, block_size=BS)
+    for src, dst, what in [("lvs0/nope", "Dst", "not found"), ("lvs0/ro", "Nope", "not found"),
+                           ("lvs0/ro", "Malloc0", "claimed")]:
+        with pytest.raises(RpcError, match=what):
+            world.rpc("bdev_lvol_start_shallow_copy", src_lvol_name=src, dst_bdev_name=dst)
+    # As SPDK: these start, and the copy ends in error.
+    for src, dst, what in [("lvs0/rw", "Dst", "read-only"), ("lvs0/ro", "Small", "smaller")]:
+        op = world.rpc("bdev_lvol_start_shallow_copy", src_lvol_name=src,
+                       dst_bdev_name=dst)["operation_id"]
+        s = wait_copy(world, op)
+        assert s["state"] == "error" and what in s["error"], s
+        assert s["copied_clusters"] == 0
+        assert world.bdev(dst).info()["claimed"] is False
+    assert world.bdev("Small").read(0, 8) == bytes(8 * BS)
+    with pytest.raises(RpcError, match="not found"):
+        world.rpc("bdev_lvol_check_shallow_copy", operation_id=12345)

@@ -76,3 +76,57 @@ def test_hot_removal_by_rpc(world):
     world.rpc("sim_pci_surprise_remove", traddr=ADDR)
     world.advance(50_000_000)
     assert world.rpc("bdev_get_bdevs") == []
+
+
+def test_disable_holds_io_until_enabled(world):
+    """bdev_nvme_disable_controller (SPDK v24.09): the controller's I/O qpairs go; I/O
+    outstanding then and I/O submitted while disabled waits (does not fail) and completes
+    after bdev_nvme_enable_controller, which resets the controller and reconnects."""
+    import strata.bdev as sbdev
+    d = make_stack(world, write_latency_us=200)
+    # The submitting Thread's channel has its qpair before the disable (the first I/O made it).
+    first = d.submit_write(200, b"\x01" * 4096)
+    assert sbdev.wait(world, [first], timeout_ns=1_000_000_000) and first.ok
+    inflight = [d.submit_write(8 * i, bytes([0x40 + i]) * 4096) for i in range(4)]
+    assert world.rpc("bdev_nvme_disable_controller", name="Nvme0") is True
+    assert world.rpc("bdev_nvme_get_controllers", name="Nvme0")[0]["state"] == "disabled"
+    admin0 = world.rpc("sim_get_devices")[0]["stats"]["admin_commands"]
+    later = [d.submit_write(64 + 8 * i, bytes([0x60 + i]) * 4096) for i in range(4)]
+    read = d.submit_read(200, 8)
+    # Nothing completes while disabled, however long the world runs.
+    assert not sbdev.wait(world, inflight + later + [read], timeout_ns=50_000_000)
+    assert not any(io.done for io in later + [read])
+    assert [io.status for io in inflight] == ["pending"] * 4
+    with pytest.raises(RpcError, match="already disabled"):
+        world.rpc("bdev_nvme_disable_controller", name="Nvme0")
+    with pytest.raises(RpcError, match="disabled"):
+        world.rpc("bdev_nvme_reset_controller", name="Nvme0")
+    assert world.rpc("bdev_nvme_enable_controller", name="Nvme0") is True
+    assert world.rpc("bdev_nvme_get_controllers", name="Nvme0")[0]["state"] == "ready"
+    assert sbdev.wait(world, inflight + later + [read], timeout_ns=1_000_000_000)
+    assert [io.status for io in inflight + later + [read]] == ["success"] * 9
+    assert read.data == b"\x01" * 4096
+    for i in range(4):
+        assert d.read(8 * i, 8) == bytes([0x40 + i]) * 4096
+        assert d.read(64 + 8 * i, 8) == bytes([0x60 + i]) * 4096
+    # enable re-initialised the controller (identify, queues created again)
+    assert world.rpc("sim_get_devices")[0]["stats"]["admin_commands"] > admin0
+
+
+def test_disable_enable_refusals(world):
+    make_stack(world)
+    with pytest.raises(RpcError, match="not found"):
+        world.rpc("bdev_nvme_disable_controller", name="Nope")
+    with pytest.raises(RpcError, match="not found"):
+        world.rpc("bdev_nvme_enable_controller", name="Nope")
+    with pytest.raises(RpcError, match="already enabled"):
+        world.rpc("bdev_nvme_enable_controller", name="Nvme0")
+    with pytest.raises(RpcError, match="cntlid 77"):
+        world.rpc("bdev_nvme_disable_controller", name="Nvme0", cntlid=77)
+    with pytest.raises(RpcError, match="out of range"):
+        world.rpc("bdev_nvme_disable_controller", name="Nvme0", cntlid=70000)
+    assert world.rpc("bdev_nvme_get_controllers", name="Nvme0")[0]["state"] == "ready"
+    # Detaching a disabled controller works (its held I/O, if any, ends aborted).
+    assert world.rpc("bdev_nvme_disable_controller", name="Nvme0", cntlid=0) is True
+    assert world.rpc("bdev_nvme_detach_controller", name="Nvme0") is True
+    assert world.rpc("bdev_nvme_get_controllers") == []

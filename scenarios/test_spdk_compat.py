@@ -88,6 +88,10 @@ def iostat(r):
                 "read_latency_ticks", "write_latency_ticks")(r["bdevs"])
 
 
+def assert_in(x, allowed):
+    assert x in allowed, x
+
+
 def strings(r):
     assert isinstance(r, list) and all(isinstance(x, str) for x in r), r
 
@@ -164,6 +168,11 @@ SHAPES = {
     "bdev_lvol_inflate": is_true, "bdev_lvol_decouple_parent": is_true,
     "bdev_lvol_set_read_only": is_true, "bdev_lvol_resize": is_true,
     "bdev_lvol_rename": is_true, "bdev_lvol_set_parent": is_true,
+    "bdev_lvol_set_parent_bdev": is_true,
+    "bdev_lvol_start_shallow_copy": keys("operation_id"),
+    "bdev_lvol_check_shallow_copy": lambda r: (
+        keys("state", "copied_clusters", "total_clusters")(r),
+        assert_in(r["state"], ("in progress", "complete"))),
     "bdev_lvol_grow_lvstore": is_true, "bdev_lvol_rename_lvstore": is_true,
     "bdev_lvol_delete": is_true, "bdev_lvol_delete_lvstore": is_true,
     "bdev_nvme_set_hotplug": is_true,
@@ -178,6 +187,7 @@ SHAPES = {
     "bdev_nvme_get_io_paths": lambda r: (keys("poll_groups")(r),
                                          [list_of("io_paths")([g]) for g in r["poll_groups"]]),
     "bdev_nvme_reset_controller": is_true, "bdev_nvme_detach_controller": is_true,
+    "bdev_nvme_disable_controller": is_true, "bdev_nvme_enable_controller": is_true,
     "bdev_nvme_add_error_injection": is_true, "bdev_nvme_remove_error_injection": is_true,
     "bdev_nvme_send_cmd": send_cmd_reply,
     "bdev_passthru_delete": is_true, "bdev_delay_delete": is_true,
@@ -187,7 +197,7 @@ SHAPES = {
 
 # Methods of the replay Strata does not have yet (issue 17's list): they must fail with
 # "method not found", so implementing one makes this test fail until its shape joins SHAPES.
-NOT_YET = {"bdev_lvol_set_parent"}
+NOT_YET = set()
 
 
 def replay_world(world):
@@ -329,6 +339,7 @@ def test_histogram_in_spdk_encoding(world):
     world.rpc("bdev_malloc_create", name="M", num_blocks=64, block_size=512)
     with pytest.raises(RpcError):
         world.rpc("bdev_get_histogram", name="M")  # not enabled
+    world.rpc("bdev_reset_iostat", name="M")  # what examine read does not count below
     world.rpc("bdev_enable_histogram", name="M", enable=True)
     d = world.bdev("M")
     for i in range(5):
@@ -351,9 +362,84 @@ def test_histogram_in_spdk_encoding(world):
     for log2, c in enumerate(s["latency_histogram_log2_ns"]):
         if c:
             assert (1 << log2, c) in starts, (log2, c, starts)
-    with pytest.raises(RpcError) as ei:
-        world.rpc("bdev_enable_histogram", name="M", enable=True, opc="write")
-    assert "opc" in ei.value.message
+
+
+def histogram_total(world, name):
+    import base64
+    import struct
+    raw = base64.b64decode(world.rpc("bdev_get_histogram", name=name)["histogram"])
+    return sum(struct.unpack("<%dQ" % (len(raw) // 8), raw))
+
+
+def test_histogram_of_one_io_type(world):
+    """bdev_enable_histogram's opc (SPDK's spdk_bdev_enable_histogram_opts.io_type): only that
+    type is counted; enabling again starts from zero; save_config keeps the opc."""
+    world.rpc("bdev_malloc_create", name="M", num_blocks=64, block_size=512)
+    d = world.bdev("M")
+    d.write(0, b"a" * 512)  # before: not counted
+    assert world.rpc("bdev_enable_histogram", name="M", enable=True, opc="write") is True
+    for i in range(3):
+        d.write(i, b"w" * 512)
+    for i in range(4):
+        d.read(i, 1)
+    assert histogram_total(world, "M") == 3
+    entries = [e for e in world.rpc("framework_get_config", name="bdev")
+               if e["method"] == "bdev_enable_histogram"]
+    assert entries == [{"method": "bdev_enable_histogram",
+                        "params": {"name": "M", "enable": True, "opc": "write"}}]
+    world.rpc("bdev_enable_histogram", name="M", enable=True, opc="read")
+    assert histogram_total(world, "M") == 0
+    d.read(0, 1)
+    d.write(0, b"w" * 512)
+    assert histogram_total(world, "M") == 1
+    world.rpc("bdev_enable_histogram", name="M", enable=True)  # every type
+    d.read(0, 1)
+    d.write(0, b"w" * 512)
+    d.flush()
+    assert histogram_total(world, "M") == 3
+    with pytest.raises(RpcError, match="opc 'nvme_admin'"):
+        world.rpc("bdev_enable_histogram", name="M", enable=True, opc="nvme_admin")
+    world.rpc("bdev_enable_histogram", name="M", enable=False)
+    with pytest.raises(RpcError, match="not enabled"):
+        world.rpc("bdev_get_histogram", name="M")
+
+
+def test_qd_sampling_measures_queue_depth(world):
+    """bdev_set_qd_sampling_period samples the I/O outstanding (SPDK's qd poller): with 4 slow
+    writes in flight every sample sees 4; io_time and weighted_io_time grow by the period (x
+    depth) per such sample, and stop growing once the I/O is done."""
+    import strata.bdev as sbdev
+    world.rpc("bdev_malloc_create", name="M0", num_blocks=64, block_size=512)
+    world.rpc("bdev_delay_create", base_bdev_name="M0", name="D0", avg_read_latency=20_000,
+              p99_read_latency=20_000, avg_write_latency=20_000, p99_write_latency=20_000)
+    world.rpc("bdev_wait_for_examine")  # examine's slow read of D0 is done
+    (s,) = world.rpc("bdev_get_iostat", name="D0")["bdevs"]
+    assert "queue_depth" not in s  # as SPDK: only while sampling
+    assert world.rpc("bdev_set_qd_sampling_period", name="D0", period=1000) is True
+    ios = [world.bdev("D0").submit_write(i, b"q" * 512) for i in range(4)]
+    world.advance(10_000_000)  # 10 ms of the 20 ms writes
+    (s,) = world.rpc("bdev_get_iostat", name="D0")["bdevs"]
+    assert s["queue_depth_polling_period"] == 1000
+    assert s["queue_depth"] == 4
+    assert 5_000 <= s["io_time"] <= 11_000, s
+    assert s["weighted_io_time"] == 4 * s["io_time"]
+    assert sbdev.wait(world, ios, timeout_ns=100_000_000)
+    world.advance(5_000_000)
+    (s,) = world.rpc("bdev_get_iostat", name="D0")["bdevs"]
+    assert s["queue_depth"] == 0
+    busy = s["io_time"]
+    world.advance(5_000_000)
+    (s,) = world.rpc("bdev_get_iostat", name="D0")["bdevs"]
+    assert s["io_time"] == busy and 15_000 <= busy <= 22_000, s
+    cfg = world.rpc("framework_get_config", name="bdev")
+    assert {"method": "bdev_set_qd_sampling_period", "params": {"name": "D0", "period": 1000}} in cfg
+    world.rpc("bdev_set_qd_sampling_period", name="D0", period=0)
+    (s,) = world.rpc("bdev_get_iostat", name="D0")["bdevs"]
+    assert "queue_depth" not in s
+    # Deleting a sampled bdev stops its sampler (its desc does not hold the delete up).
+    world.rpc("bdev_set_qd_sampling_period", name="D0", period=500)
+    assert world.rpc("bdev_delay_delete", name="D0") is True
+    assert [b["name"] for b in world.rpc("bdev_get_bdevs")] == ["M0"]
 
 
 def test_framework_get_config_and_kill_instance_params(world):

@@ -98,6 +98,10 @@ METHODS = {
     "bdev_lvol_inflate": [_pos("name")],
     "bdev_lvol_decouple_parent": [_pos("name")],
     "bdev_lvol_delete": [_pos("name")],
+    "bdev_lvol_set_parent": [_pos("lvol_name"), _pos("parent_name")],
+    "bdev_lvol_set_parent_bdev": [_pos("lvol_name"), _pos("parent_name")],
+    "bdev_lvol_start_shallow_copy": [_pos("src_lvol_name"), _pos("dst_bdev_name")],
+    "bdev_lvol_check_shallow_copy": [_pos("operation_id", **_I)],
     "bdev_lvol_get_lvols": [_opt("-u", "--lvs-uuid", dest="lvs_uuid"), _opt("-l", "--lvs-name", dest="lvs_name")],
     "bdev_rbd_register_cluster": [
         _pos("name"), _opt("--user", dest="user_id"),

@@ -134,6 +134,8 @@ void IoStats::add(const IoStats& o) noexcept {
     qos_queued += o.qos_queued;
     timed_out += o.timed_out;
     for (size_t i = 0; i < latency_histogram.size(); ++i) latency_histogram[i] += o.latency_histogram[i];
+    for (size_t i = 0; i < enabled_histogram.size(); ++i)
+        enabled_histogram[i] += o.enabled_histogram[i];
 }
 
 // ---- Bdev ---------------------------------------------------------------------------------
@@ -512,6 +514,47 @@ void reset_iostat(Bdev& bdev, bool maxmin_only, std::function<void()> done) {
         [](void* ctx) {
             std::unique_ptr<Reset> reset(static_cast<Reset*>(ctx));
             reset->done();
+        });
+}
+
+void enable_histogram(Bdev& bdev, bool enable, std::optional<IoType> type,
+                      std::function<void()> done) {
+    bdev.impl().histogram_type.store(!enable ? BdevImpl::kHistogramOff
+                                     : type  ? static_cast<uint8_t>(*type)
+                                             : BdevImpl::kHistogramAll,
+                                     std::memory_order_relaxed);
+    {
+        std::lock_guard lock(bdev.impl().mu);
+        bdev.impl().gone_stats.enabled_histogram = {};
+    }
+    auto* d = new std::function<void()>(std::move(done));
+    runtime::for_each_channel(
+        bdev,
+        [](runtime::IoChannel& ch, void*) {
+            static_cast<Channel&>(ch).stats.enabled_histogram = {};
+        },
+        d,
+        [](void* ctx) {
+            std::unique_ptr<std::function<void()>> fn(static_cast<std::function<void()>*>(ctx));
+            (*fn)();
+        });
+}
+
+void get_queue_depth(Bdev& bdev, std::function<void(uint64_t)> done) {
+    struct Sum {
+        uint64_t qd = 0;
+        std::function<void(uint64_t)> done;
+    };
+    auto* s = new Sum{0, std::move(done)};
+    runtime::for_each_channel(
+        bdev,
+        [](runtime::IoChannel& ch, void* ctx) {
+            static_cast<Sum*>(ctx)->qd += static_cast<Channel&>(ch).queue_depth();
+        },
+        s,
+        [](void* ctx) {
+            std::unique_ptr<Sum> sum(static_cast<Sum*>(ctx));
+            sum->done(sum->qd);
         });
 }
 

@@ -944,6 +944,9 @@ void Channel::account(const BdevIo& io) noexcept {
     }
     const size_t bucket = lat == 0 ? 0 : std::min<size_t>(63 - std::countl_zero(lat), 39);
     ++s.latency_histogram[bucket];
+    const uint8_t h = bdev.impl().histogram_type.load(std::memory_order_relaxed);
+    if (h == BdevImpl::kHistogramAll || h == static_cast<uint8_t>(io.type_))
+        ++s.enabled_histogram[bucket];
 }
 
 // ---- public submission functions ----------------------------------------------------------

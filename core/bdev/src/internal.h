@@ -75,6 +75,10 @@ public:
     // QoS limits, read by every channel's QoS poller.
     std::atomic<uint64_t> qos_ios{0}, qos_rw_bytes{0}, qos_r_bytes{0}, qos_w_bytes{0};
     std::atomic<uint32_t> qos_generation{0};
+    // bdev_enable_histogram: the I/O type counted into IoStats::enabled_histogram,
+    // kHistogramAll for every type, kHistogramOff for none (one relaxed load per completion).
+    static constexpr uint8_t kHistogramAll = 0xfe, kHistogramOff = 0xff;
+    std::atomic<uint8_t> histogram_type{kHistogramOff};
     // LBA range locks: touched on lock_home only (the Thread that registered the bdev).
     runtime::Thread* lock_home = nullptr;
     std::vector<RangeLock*> locks_granted;  // announced or being announced
@@ -127,6 +131,8 @@ public:
     MgmtChannel* mgmt;
     runtime::IoChannel* module_ch;
     IoStats stats{};
+    // Top-level I/O submitted here and not completed (SPDK's io_outstanding).
+    size_t queue_depth() const noexcept { return outstanding_.size(); }
 
 private:
     void start(BdevIo& io) noexcept;

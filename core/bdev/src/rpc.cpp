@@ -1,6 +1,8 @@
 // The bdev subsystem's RPC methods (SPDK names and shapes) and its save_config section.
 #include <algorithm>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -24,21 +26,115 @@ using rpc::Responder;
 using PT = rpc::ParamType;
 using rpc::MethodSpec;
 
+// bdev_set_qd_sampling_period on one bdev (SPDK's qd poller): every period_us, on the Thread
+// that set it, the I/O outstanding over every channel is summed (queue_depth); a sample that
+// finds I/O adds the period to io_time and period x depth to weighted_io_time (us, as SPDK).
+// A read-only desc keeps the bdev while sampling; its removal stops the sampler.
+struct QdSampler : std::enable_shared_from_this<QdSampler> {
+    std::unique_ptr<Desc> desc;
+    runtime::Thread* thread = nullptr;
+    runtime::Poller* poller = nullptr;
+    uint64_t period_us = 0, queue_depth = 0, io_time = 0, weighted_io_time = 0;
+    bool gathering = false, stopping = false;
+};
+
 // What the bdev RPCs set that the layer itself does not keep (a slot of the App's Host):
 // bdev_set_options' values (accepted for SPDK configs; Strata's bdev_io pools are per Thread
-// and sized at build time), queue-depth sampling periods, histogram switches.
+// and sized at build time), queue-depth samplers, histogram switches.
 struct BdevRpcSettings {
     uint64_t bdev_io_pool_size = 65535;
     uint64_t bdev_io_cache_size = 256;
     uint64_t iobuf_small_cache_size = 128;
     uint64_t iobuf_large_cache_size = 16;
     bool options_set = false;  // bdev_set_options called: still allowed only before init
-    std::map<std::string, uint64_t> qd_sampling_period;  // bdev name -> period (us)
-    std::set<std::string> histogram;                     // bdevs with histogram enabled
+    std::map<std::string, std::shared_ptr<QdSampler>> qd;  // bdev name -> sampler
+    std::map<std::string, std::string> histogram;  // bdevs with histogram on -> opc ("": all)
 };
 
 BdevRpcSettings& settings() {
     return runtime::current_host().get<BdevRpcSettings>();
+}
+
+runtime::PollStatus qd_poll(void* p) {
+    auto* s = static_cast<QdSampler*>(p);
+    if (s->gathering || s->stopping) return runtime::PollStatus::idle;
+    s->gathering = true;
+    get_queue_depth(s->desc->bdev(), [s = s->shared_from_this()](uint64_t qd) {
+        s->gathering = false;
+        if (s->stopping) {
+            s->desc.reset();  // stopped meanwhile: the desc waited for this sample
+            return;
+        }
+        s->queue_depth = qd;
+        if (qd != 0) {
+            s->io_time += s->period_us;
+            s->weighted_io_time += s->period_us * qd;
+        }
+    });
+    return runtime::PollStatus::busy;
+}
+
+// On the sampler's Thread.
+void qd_stop(QdSampler& s) {
+    if (s.poller != nullptr) s.thread->unregister_poller(s.poller);
+    s.stopping = true;
+    if (!s.gathering) s.desc.reset();
+}
+
+// SPDK's spdk_bdev_set_qd_sampling_period: 0 stops (and forgets the counters); another period
+// restarts the poller keeping them. On the app Thread.
+Result<void> set_qd_sampling(const std::string& name, uint64_t period_us) {
+    auto& qd = settings().qd;
+    auto it = qd.find(name);
+    if (period_us == 0) {
+        if (it != qd.end()) {
+            qd_stop(*it->second);
+            qd.erase(it);
+        }
+        return {};
+    }
+    if (period_us > UINT64_MAX / 1000)
+        return Error(Errc::invalid_argument, fmt::format("period {} us is too long", period_us));
+    std::shared_ptr<QdSampler> s;
+    if (it != qd.end()) {
+        s = it->second;
+        s->thread->unregister_poller(s->poller);
+    } else {
+        s = std::make_shared<QdSampler>();
+        std::weak_ptr<QdSampler> weak = s;
+        auto d = bdev::open(name, false, [weak, name](Event e, Bdev&) {
+            if (e != Event::remove) return;
+            // Not from inside the desc's own callback: the desc closes in qd_stop.
+            (void)runtime::current_thread()->post([weak, name] {
+                auto sp = weak.lock();
+                if (!sp || sp->stopping) return;
+                qd_stop(*sp);
+                auto& m = settings().qd;
+                if (auto f = m.find(name); f != m.end() && f->second == sp) m.erase(f);
+            });
+        });
+        if (!d.ok()) return d.error();
+        s->desc = std::move(*d);
+        s->thread = runtime::current_thread();
+        qd.emplace(name, s);
+    }
+    s->period_us = period_us;
+    s->poller = s->thread->register_poller(&qd_poll, s.get(), "bdev_qd_sampling", period_us * 1000);
+    return {};
+}
+
+// bdev_enable_histogram's opc: an I/O type by SPDK's name.
+Result<IoType> histogram_type(const std::string& opc) {
+    std::string names;
+    for (size_t i = 0; i < kIoTypeCount; ++i) {
+        const auto t = static_cast<IoType>(i);
+        if (opc == io_type_name(t)) return t;
+        names += names.empty() ? "" : ", ";
+        names += io_type_name(t);
+    }
+    return Error(Errc::invalid_argument,
+                 fmt::format("bdev_enable_histogram: opc '{}' is not an I/O type Strata has ({})",
+                             opc, names));
 }
 
 Bdev* find_or_fail(const std::string& name, Responder& r) {
@@ -55,13 +151,13 @@ Json spdk_histogram(const IoStats& s) {
     constexpr uint32_t lsb = 64 - kHistShift;
     std::vector<uint64_t> buckets(size_t(lsb + 1) << kHistShift, 0);
     for (size_t i = 0; i < s.latency_histogram.size(); ++i) {
-        if (s.latency_histogram[i] == 0) continue;
+        if (s.enabled_histogram[i] == 0) continue;
         const uint64_t v = uint64_t{1} << i;
         const uint32_t clz = uint32_t(__builtin_clzll(v));
         const uint32_t range = clz <= lsb ? lsb - clz : 0;
         const uint32_t shift = range == 0 ? 0 : range - 1;
         const uint32_t index = uint32_t((v >> shift) & ((uint64_t{1} << kHistShift) - 1));
-        buckets[(size_t(range) << kHistShift) + index] += s.latency_histogram[i];
+        buckets[(size_t(range) << kHistShift) + index] += s.enabled_histogram[i];
     }
     return {{"histogram", rpc::base64_encode(buckets.data(), buckets.size() * sizeof(uint64_t))},
             {"bucket_shift", kHistShift},
@@ -115,31 +211,40 @@ Json bdev_json(Bdev& b) {
 
 Json iostat_json(const Bdev& b, const IoStats& s) {
     auto min0 = [](uint64_t v) { return v == UINT64_MAX ? 0 : v; };
-    return {{"name", b.name()},
-            {"bytes_read", s.bytes_read},
-            {"num_read_ops", s.num_read_ops},
-            {"bytes_written", s.bytes_written},
-            {"num_write_ops", s.num_write_ops},
-            {"bytes_unmapped", s.bytes_unmapped},
-            {"num_unmap_ops", s.num_unmap_ops},
-            {"num_write_zeroes_ops", s.num_write_zeroes_ops},
-            {"num_flush_ops", s.num_flush_ops},
-            {"num_reset_ops", s.num_reset_ops},
-            {"num_compare_ops", s.num_compare_ops},
-            {"num_compare_and_write_ops", s.num_compare_and_write_ops},
-            {"read_latency_ticks", s.read_latency_ticks},
-            {"max_read_latency_ticks", s.max_read_latency_ticks},
-            {"min_read_latency_ticks", min0(s.min_read_latency_ticks)},
-            {"write_latency_ticks", s.write_latency_ticks},
-            {"max_write_latency_ticks", s.max_write_latency_ticks},
-            {"min_write_latency_ticks", min0(s.min_write_latency_ticks)},
-            {"io_error", s.io_errors},
-            {"bounced", s.bounced},
-            {"split", s.split},
-            {"queued_nomem", s.queued_nomem},
-            {"qos_queued", s.qos_queued},
-            {"timed_out", s.timed_out},
-            {"latency_histogram_log2_ns", s.latency_histogram}};
+    Json j = {{"name", b.name()},
+              {"bytes_read", s.bytes_read},
+              {"num_read_ops", s.num_read_ops},
+              {"bytes_written", s.bytes_written},
+              {"num_write_ops", s.num_write_ops},
+              {"bytes_unmapped", s.bytes_unmapped},
+              {"num_unmap_ops", s.num_unmap_ops},
+              {"num_write_zeroes_ops", s.num_write_zeroes_ops},
+              {"num_flush_ops", s.num_flush_ops},
+              {"num_reset_ops", s.num_reset_ops},
+              {"num_compare_ops", s.num_compare_ops},
+              {"num_compare_and_write_ops", s.num_compare_and_write_ops},
+              {"read_latency_ticks", s.read_latency_ticks},
+              {"max_read_latency_ticks", s.max_read_latency_ticks},
+              {"min_read_latency_ticks", min0(s.min_read_latency_ticks)},
+              {"write_latency_ticks", s.write_latency_ticks},
+              {"max_write_latency_ticks", s.max_write_latency_ticks},
+              {"min_write_latency_ticks", min0(s.min_write_latency_ticks)},
+              {"io_error", s.io_errors},
+              {"bounced", s.bounced},
+              {"split", s.split},
+              {"queued_nomem", s.queued_nomem},
+              {"qos_queued", s.qos_queued},
+              {"timed_out", s.timed_out},
+              {"latency_histogram_log2_ns", s.latency_histogram}};
+    // As SPDK: only while queue depth is sampled.
+    if (auto it = settings().qd.find(b.name()); it != settings().qd.end()) {
+        const QdSampler& q = *it->second;
+        j["queue_depth_polling_period"] = q.period_us;
+        j["queue_depth"] = q.queue_depth;
+        j["io_time"] = q.io_time;
+        j["weighted_io_time"] = q.weighted_io_time;
+    }
+    return j;
 }
 
 void write_config(rpc::App&, Json& cfg) {
@@ -173,12 +278,14 @@ void write_config(rpc::App&, Json& cfg) {
                              {"r_mbytes_per_sec", q.r_mbytes_per_sec},
                              {"w_mbytes_per_sec", q.w_mbytes_per_sec}}}});
         }
-        if (auto it = st.qd_sampling_period.find(b->name()); it != st.qd_sampling_period.end())
+        if (auto it = st.qd.find(b->name()); it != st.qd.end())
             cfg.push_back({{"method", "bdev_set_qd_sampling_period"},
-                           {"params", {{"name", b->name()}, {"period", it->second}}}});
-        if (st.histogram.count(b->name()) != 0)
-            cfg.push_back({{"method", "bdev_enable_histogram"},
-                           {"params", {{"name", b->name()}, {"enable", true}}}});
+                           {"params", {{"name", b->name()}, {"period", it->second->period_us}}}});
+        if (auto it = st.histogram.find(b->name()); it != st.histogram.end()) {
+            Json params = {{"name", b->name()}, {"enable", true}};
+            if (!it->second.empty()) params["opc"] = it->second;
+            cfg.push_back({{"method", "bdev_enable_histogram"}, {"params", std::move(params)}});
+        }
     }
     cfg.push_back({{"method", "bdev_wait_for_examine"}});
 }
@@ -321,29 +428,38 @@ void register_compat_methods(rpc::App& app) {
                   }});
     add_rpc(app,
             {"bdev_enable_histogram",
-             "Enable or disable the latency histogram of a bdev for bdev_get_histogram (Strata "
-             "keeps a log2 histogram always; this switches whether it is reported).",
+             "Enable (from zero) or disable the latency histogram bdev_get_histogram reports: of "
+             "every I/O type, or of one (opc). Strata's own log2 histogram in bdev_get_iostat "
+             "counts every I/O always.",
              {{"name", PT::string, true, "Bdev name", nullptr},
               {"enable", PT::bool_, true, "true: enable, false: disable", nullptr},
               {"opc", PT::string, false,
-               "Only this I/O type: not supported (the histogram covers every type)", nullptr}},
+               "Only this I/O type: read, write, write_zeroes, unmap, flush, reset, compare, "
+               "compare_and_write or abort",
+               nullptr}},
              rpc::Allowed::runtime,
              "",
              true,
              [](const Json& p, Responder r) {
                  Bdev* b = find_or_fail(p.at("name").get<std::string>(), r);
                  if (b == nullptr) return;
-                 if (auto it = p.find("opc"); it != p.end() && !it->is_null()) {
-                     r.error(Error(Errc::not_supported,
-                                   "bdev_enable_histogram: 'opc' needs per-type histograms, "
-                                   "which Strata does not support"));
-                     return;
+                 const std::string opc = rpc::param_or<std::string>(p, "opc", "");
+                 std::optional<IoType> type;
+                 if (!opc.empty()) {
+                     auto t = histogram_type(opc);
+                     if (!t.ok()) {
+                         r.error(t.error());
+                         return;
+                     }
+                     type = *t;
                  }
-                 if (p.at("enable").get<bool>())
-                     settings().histogram.insert(b->name());
+                 const bool enable = p.at("enable").get<bool>();
+                 if (enable)
+                     settings().histogram[b->name()] = opc;
                  else
                      settings().histogram.erase(b->name());
-                 r.result(true);
+                 auto rp = std::make_shared<Responder>(std::move(r));
+                 enable_histogram(*b, enable, type, [rp] { rp->result(true); });
              }});
     add_rpc(app, {"bdev_get_histogram",
                   "The latency histogram of a bdev in SPDK's encoding (base64 of 58 ranges x 128 "
@@ -367,8 +483,10 @@ void register_compat_methods(rpc::App& app) {
                   }});
     add_rpc(app,
             {"bdev_set_qd_sampling_period",
-             "Queue-depth sampling period of a bdev in us (0: off). Accepted and saved; Strata "
-             "does not sample queue depth, so bdev_get_iostat reports no queue_depth fields.",
+             "Sample a bdev's queue depth every period us (0: stop). While sampled, "
+             "bdev_get_iostat reports queue_depth_polling_period, queue_depth (the last sample), "
+             "io_time (us of samples that found I/O) and weighted_io_time (period x depth, "
+             "summed), as SPDK.",
              {{"name", PT::string, true, "Bdev name", nullptr},
               {"period", PT::uint, true, "Period in microseconds; 0 disables", nullptr}},
              rpc::Allowed::runtime,
@@ -377,16 +495,11 @@ void register_compat_methods(rpc::App& app) {
              [](const Json& p, Responder r) {
                  Bdev* b = find_or_fail(p.at("name").get<std::string>(), r);
                  if (b == nullptr) return;
-                 const uint64_t period = p.at("period").get<uint64_t>();
-                 if (period == 0)
-                     settings().qd_sampling_period.erase(b->name());
+                 auto res = set_qd_sampling(b->name(), p.at("period").get<uint64_t>());
+                 if (!res.ok())
+                     r.error(res.error());
                  else
-                     settings().qd_sampling_period[b->name()] = period;
-                 STRATA_NOTICELOG(log_bdev,
-                                  "bdev_set_qd_sampling_period {}: recorded; queue-depth "
-                                  "sampling is not implemented",
-                                  b->name());
-                 r.result(true);
+                     r.result(true);
              }});
 }
 

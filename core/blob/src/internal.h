@@ -163,6 +163,10 @@ public:
     Task<Result<BlobId>> create_snapshot(BlobId id, std::vector<Xattr> xattrs);
     Task<Result<BlobId>> create_clone(BlobId snapshot_id, std::vector<Xattr> xattrs);
     Task<Result<void>> inflate(BlobId id, bool only_parent);
+    Task<Result<void>> set_parent(BlobId id, BlobId snapshot_id);
+    Task<Result<void>> set_external_parent(BlobId id, std::string bdev_name);
+    Task<Result<void>> shallow_copy(BlobId id, bdev::Desc& dst,
+                                    std::function<void(uint64_t)> progress);
     Task<Result<BlobId>> create_esnap_clone(std::string bdev_name, uint64_t num_clusters,
                                             std::vector<Xattr> xattrs);
     Task<Result<void>> open_esnap(BlobImpl& b);

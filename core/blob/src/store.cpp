@@ -1550,6 +1550,213 @@ Task<Result<void>> StoreImpl::inflate(BlobId id, bool only_parent) {
     co_return Result<void>{};
 }
 
+Task<Result<void>> StoreImpl::set_parent(BlobId id, BlobId snapshot_id) {
+    auto lock = co_await md_lock();
+    if (unloading) co_return errorf(Errc::shutdown, "blobstore is unloading");
+    if (snapshot_id == kInvalidBlobId)
+        co_return errorf(Errc::invalid_argument, "snapshot id not valid");
+    if (id == snapshot_id)
+        co_return errorf(Errc::invalid_argument,
+                         fmt::format("blob {} cannot be its own parent", id_str(id)));
+    if (auto it = entries.find(id); it != entries.end() && it->second.parent == snapshot_id)
+        co_return errorf(Errc::already_exists,
+                         fmt::format("blob {} is already the parent of blob {}",
+                                     id_str(snapshot_id), id_str(id)));
+    // A parent chain that reached the blob itself would be a loop.
+    for (BlobId a = snapshot_id; a != kInvalidBlobId;) {
+        auto it = entries.find(a);
+        if (it == entries.end()) break;
+        if (it->second.parent == id)
+            co_return errorf(Errc::invalid_argument,
+                             fmt::format("blob {} descends from blob {}: a parent loop",
+                                         id_str(snapshot_id), id_str(id)));
+        a = it->second.parent;
+    }
+    auto br = co_await open_blob(id, false);
+    if (!br.ok()) co_return br.error();
+    BlobImpl* b = *br;
+    if (!(b->md.flags & format::kFlagThin)) {
+        (void)co_await close_blob(b, false);
+        co_return errorf(Errc::invalid_argument,
+                         fmt::format("blob {} is not thin-provisioned", id_str(id)));
+    }
+    auto sr = co_await open_blob(snapshot_id, false);
+    if (!sr.ok()) {
+        (void)co_await close_blob(b, false);
+        co_return sr.error();
+    }
+    BlobImpl* s = *sr;
+    Result<void> r;
+    if (!s->handle.is_snapshot())
+        r = errorf(Errc::invalid_argument,
+                   fmt::format("blob {} is not a snapshot", id_str(snapshot_id)));
+    else if (s->md.clusters.size() != b->md.clusters.size())
+        r = errorf(Errc::invalid_argument,
+                   fmt::format("snapshot {} has {} clusters, blob {} has {}: sizes must match",
+                               id_str(snapshot_id), s->md.clusters.size(), id_str(id),
+                               b->md.clusters.size()));
+    if (!r.ok()) {
+        (void)co_await close_blob(s, false);
+        (void)co_await close_blob(b, false);
+        co_return r;
+    }
+    co_await freeze(*b);
+    const BlobMd saved = b->md;
+    b->md.parent_id = snapshot_id;  // the clusters the blob owns stay; the rest read s
+    b->md.flags &= ~uint32_t{format::kFlagExternal};
+    b->md.external.clear();
+    r = co_await persist(*b);
+    if (!r.ok()) {
+        b->md = saved;
+        co_await unfreeze(*b);
+        (void)co_await close_blob(s, false);
+        (void)co_await close_blob(b, false);
+        co_return r;
+    }
+    BlobImpl* old = b->parent;
+    b->parent = s;  // the open reference on s is b's from now on
+    co_await close_esnap(*b);
+    entries[id].parent = snapshot_id;
+    b->refresh_atomics();
+    co_await unfreeze(*b);
+    if (old) (void)co_await close_blob(old, false);
+    (void)co_await close_blob(b, false);
+    co_return Result<void>{};
+}
+
+Task<Result<void>> StoreImpl::set_external_parent(BlobId id, std::string name) {
+    auto lock = co_await md_lock();
+    if (unloading) co_return errorf(Errc::shutdown, "blobstore is unloading");
+    if (name.empty() || name.size() > format::kMaxExternalName)
+        co_return errorf(Errc::invalid_argument, "external snapshot bdev name empty or too long");
+    {
+        auto d = bdev::open(name, false);
+        if (!d.ok()) co_return d.error();
+        const bdev::Bdev& eb = (*d)->bdev();
+        if (eb.block_size() != g.io_unit_size)
+            co_return errorf(
+                Errc::invalid_argument,
+                fmt::format("external snapshot '{}': block size {} is not the store's {}", name,
+                            eb.block_size(), g.io_unit_size));
+        if (eb.num_blocks() * eb.block_size() % g.cluster_size != 0)
+            co_return errorf(Errc::invalid_argument,
+                             fmt::format("external snapshot '{}': size {} is not a multiple of the "
+                                         "cluster size {}",
+                                         name, eb.num_blocks() * eb.block_size(), g.cluster_size));
+    }
+    auto br = co_await open_blob(id, false);
+    if (!br.ok()) co_return br.error();
+    BlobImpl* b = *br;
+    Result<void> r;
+    if (b->parent == nullptr && b->md.external == name)
+        r = errorf(
+            Errc::already_exists,
+            fmt::format("'{}' is already the external snapshot of blob {}", name, id_str(id)));
+    else if (!(b->md.flags & format::kFlagThin))
+        r = errorf(Errc::invalid_argument,
+                   fmt::format("blob {} is not thin-provisioned", id_str(id)));
+    if (!r.ok()) {
+        (void)co_await close_blob(b, false);
+        co_return r;
+    }
+    co_await freeze(*b);
+    const BlobMd saved = b->md;
+    co_await close_esnap(*b);  // the one it had, if any
+    b->md.parent_id = kInvalidBlobId;
+    b->md.flags |= format::kFlagExternal;
+    b->md.external = name;
+    r = co_await open_esnap(*b);
+    if (r.ok()) {
+        r = co_await persist(*b);
+        if (!r.ok()) co_await close_esnap(*b);
+    }
+    if (!r.ok()) {
+        b->md = saved;
+        if ((b->md.flags & format::kFlagExternal) != 0 && b->parent == nullptr) {
+            if (auto e = co_await open_esnap(*b); !e.ok())
+                STRATA_ERRLOG(log_blob, "blob {}: {}", id_str(id), e.error().message());
+        }
+        co_await unfreeze(*b);
+        (void)co_await close_blob(b, false);
+        co_return r;
+    }
+    BlobImpl* old = b->parent;
+    b->parent = nullptr;
+    entries[id].parent = kInvalidBlobId;
+    b->refresh_atomics();
+    co_await unfreeze(*b);
+    if (old) (void)co_await close_blob(old, false);
+    (void)co_await close_blob(b, false);
+    co_return Result<void>{};
+}
+
+Task<Result<void>> StoreImpl::shallow_copy(BlobId id, bdev::Desc& dst,
+                                           std::function<void(uint64_t)> progress) {
+    BlobImpl* b = nullptr;
+    {
+        auto lock = co_await md_lock();
+        if (unloading) co_return errorf(Errc::shutdown, "blobstore is unloading");
+        auto br = co_await open_blob(id, false);
+        if (!br.ok()) co_return br.error();
+        b = *br;
+    }
+    const bdev::Bdev& db = dst.bdev();
+    const uint64_t cs = g.cluster_size;
+    Result<void> r;
+    if (!(b->md.flags & format::kFlagReadOnly))
+        r = errorf(Errc::permission_denied,
+                   fmt::format("blob {} is not read-only: shallow copy needs a read-only lvol",
+                               id_str(id)));
+    else if (b->md.clusters.size() * cs > db.num_blocks() * db.block_size())
+        r = errorf(
+            Errc::invalid_argument,
+            fmt::format("bdev {} ({} bytes) is smaller than blob {} ({} bytes)", db.name(),
+                        db.num_blocks() * db.block_size(), id_str(id), b->md.clusters.size() * cs));
+    else if (g.io_unit_size % db.block_size() != 0)
+        r = errorf(Errc::invalid_argument,
+                   fmt::format("bdev {}: block size {} does not divide the store's {}", db.name(),
+                               db.block_size(), g.io_unit_size));
+    bdev::Channel* ch = nullptr;
+    if (r.ok()) {
+        ch = dst.get_channel();
+        if (ch == nullptr)
+            r = errorf(Errc::shutdown, fmt::format("bdev {} refused a channel", db.name()));
+    }
+    // One cluster buffer for the whole copy (this is no data path).
+    std::vector<uint8_t> buf(r.ok() ? cs : 0);
+    uint64_t copied = 0;
+    for (uint64_t i = 0; r.ok() && i < b->md.clusters.size(); ++i) {
+        const uint32_t c = b->md.clusters[i];
+        if (c == kUnallocated) continue;
+        r = co_await bdev_io(bdev::IoType::read, buf.data(), uint64_t{c} * cs, cs);
+        if (!r.ok()) break;
+        const uint64_t per = cs / db.block_size();
+        for (;;) {
+            IoWait w;
+            Status s = bdev::write(dst, *ch, buf.data(), i * per, per, IoWait::cb, &w);
+            if (s.code() == Errc::busy) {
+                co_await runtime::sleep_for(1000);
+                continue;
+            }
+            if (!s.ok()) {
+                r = Error(s);
+                break;
+            }
+            bdev::IoStatus st = co_await w.r;
+            if (!st.ok())
+                r = errorf(st.code,
+                           fmt::format("bdev {}: write of cluster {} failed", db.name(), i));
+            break;
+        }
+        if (!r.ok()) break;
+        if (progress) progress(++copied);
+    }
+    if (ch != nullptr) bdev::put_channel(ch);
+    auto lock = co_await md_lock();
+    (void)co_await close_blob(b, false);
+    co_return r;
+}
+
 Task<Result<void>> StoreImpl::resize(BlobImpl& b, uint64_t n) {
     auto lock = co_await md_lock();
     if (b.md.flags & format::kFlagReadOnly)
@@ -1814,6 +2021,16 @@ Task<Result<void>> BlobStore::inflate(BlobId id) {
 }
 Task<Result<void>> BlobStore::decouple_parent(BlobId id) {
     STRATA_BLOB_HOP(impl_->md_thread, impl_->inflate(id, true));
+}
+Task<Result<void>> BlobStore::set_parent(BlobId id, BlobId snapshot_id) {
+    STRATA_BLOB_HOP(impl_->md_thread, impl_->set_parent(id, snapshot_id));
+}
+Task<Result<void>> BlobStore::set_external_parent(BlobId id, std::string bdev_name) {
+    STRATA_BLOB_HOP(impl_->md_thread, impl_->set_external_parent(id, std::move(bdev_name)));
+}
+Task<Result<void>> BlobStore::shallow_copy(BlobId id, bdev::Desc& dst,
+                                           std::function<void(uint64_t)> progress) {
+    STRATA_BLOB_HOP(impl_->md_thread, impl_->shallow_copy(id, dst, std::move(progress)));
 }
 
 BlobId BlobStore::first_blob_id() const noexcept {

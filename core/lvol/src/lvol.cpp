@@ -33,6 +33,9 @@ struct Globals {
     std::vector<AsyncResult<bool>*> lock_waiters;
     std::atomic<uint32_t> examining{0};
     std::vector<AsyncResult<bool>*> examine_waiters;
+    // Shallow copies by operation id (SPDK's, counted from 1), forgotten once reported finished.
+    uint32_t copy_ids = 0;
+    std::map<uint32_t, ShallowCopyStatus> copies;
 };
 
 // The running Thread's Host's (or the HostScope's): every entry point runs on a Thread of the
@@ -658,6 +661,83 @@ Task<Result<std::string>> do_clone(std::string snapshot_name, std::string clone_
     co_return co_await adopt_blob(st, *id, clone_name, uuid);
 }
 
+// The bdev an external snapshot names: by name or alias, else by UUID (SPDK records the UUID;
+// the blob here opens by name). Neither the store's own base nor one of its lvols.
+Result<bdev::Bdev*> find_esnap_bdev(const Store& st, const std::string& esnap) {
+    bdev::Bdev* b = bdev::find(esnap);
+    if (b == nullptr)
+        for (bdev::Bdev* c : bdev::list())
+            if (c->uuid() == esnap) b = c;
+    if (b == nullptr) return errorf(Errc::not_found, fmt::format("bdev {} not found", esnap));
+    if (b->name() == st.base_bdev)
+        return errorf(Errc::invalid_argument,
+                      fmt::format("bdev {} is the lvstore's own base", b->name()));
+    // An lvol of this store would hold its own store's bdev open (its delete would wait for
+    // itself): bdev_lvol_snapshot + bdev_lvol_clone do that job.
+    for (auto& [lid, l] : st.lvols)
+        if (l->bdev == b)
+            return errorf(Errc::invalid_argument,
+                          fmt::format("bdev {} is an lvol of lvstore {}: use a snapshot of it",
+                                      b->name(), st.name));
+    return b;
+}
+
+Task<Result<void>> do_set_parent(std::string lvol_name, std::string parent_name) {
+    auto lk = co_await lock();
+    auto l = resolve_lvol(lvol_name);
+    if (!l.ok()) co_return l.error();
+    auto p = resolve_lvol(parent_name);
+    if (!p.ok()) co_return p.error();
+    if ((*p)->lvs != (*l)->lvs)
+        co_return errorf(Errc::invalid_argument,
+                         fmt::format("snapshot {} is in another lvstore than lvol {}",
+                                     (*p)->alias(), (*l)->alias()));
+    co_return co_await (*l)->lvs->bs->set_parent((*l)->id, (*p)->id);
+}
+
+Task<Result<void>> do_set_parent_bdev(std::string lvol_name, std::string esnap) {
+    auto lk = co_await lock();
+    auto l = resolve_lvol(lvol_name);
+    if (!l.ok()) co_return l.error();
+    auto b = find_esnap_bdev(*(*l)->lvs, esnap);
+    if (!b.ok()) co_return b.error();
+    co_return co_await (*l)->lvs->bs->set_external_parent((*l)->id, (*b)->name());
+}
+
+// Runs a started shallow copy to its end, holding the operation lock (so the lvol and its
+// store stay) and the claimed destination.
+Task<void> run_shallow_copy(Lock lk, Lvol* lv, std::unique_ptr<bdev::Desc> dst, uint32_t op) {
+    (void)lk;  // held until the copy ends
+    auto r = co_await lv->lvs->bs->shallow_copy(lv->id, *dst, [op](uint64_t n) {
+        if (auto it = g().copies.find(op); it != g().copies.end()) it->second.copied_clusters = n;
+    });
+    bdev::release_claim(*dst);
+    dst.reset();
+    auto it = g().copies.find(op);
+    if (it == g().copies.end()) co_return;
+    it->second.done = true;
+    if (!r.ok()) {
+        STRATA_ERRLOG(log_lvol, "shallow copy {} of lvol {}: {}", op, lv->alias(),
+                      r.error().message());
+        it->second.error = r.error().message();
+    }
+}
+
+Task<Result<uint32_t>> do_start_shallow_copy(std::string src, std::string dst_name) {
+    auto lk = co_await lock();
+    auto l = resolve_lvol(src);
+    if (!l.ok()) co_return l.error();
+    auto d = bdev::open(dst_name, true);
+    if (!d.ok()) co_return d.error();
+    // SPDK claims the destination for the copy (nothing else writes it meanwhile).
+    if (auto c = bdev::claim(**d, kLvolModule); !c.ok()) co_return c.error();
+    const uint32_t op = ++g().copy_ids;
+    ShallowCopyStatus& s = g().copies[op];
+    s.total_clusters = (*l)->blob->num_allocated_clusters();
+    runtime::spawn(*g().ctl, run_shallow_copy(std::move(lk), *l, std::move(*d), op), [] {});
+    co_return op;
+}
+
 Task<Result<std::string>> do_clone_bdev(std::string esnap, LvsRef ref, std::string clone_name) {
     auto lk = co_await lock();
     auto s = resolve_store(ref);
@@ -667,27 +747,13 @@ Task<Result<std::string>> do_clone_bdev(std::string esnap, LvsRef ref, std::stri
     if (lvol_by_name(st, clone_name) != nullptr)
         co_return errorf(Errc::already_exists,
                          fmt::format("lvol {}/{} already exists", st.name, clone_name));
-    // By name or alias, else by UUID (SPDK records the UUID; the blob here opens by name).
-    bdev::Bdev* b = bdev::find(esnap);
-    if (b == nullptr)
-        for (bdev::Bdev* c : bdev::list())
-            if (c->uuid() == esnap) b = c;
-    if (b == nullptr) co_return errorf(Errc::not_found, fmt::format("bdev {} not found", esnap));
-    if (b->name() == st.base_bdev)
-        co_return errorf(Errc::invalid_argument,
-                         fmt::format("bdev {} is the lvstore's own base", b->name()));
-    // An lvol of this store would hold its own store's bdev open (its delete would wait for
-    // itself): bdev_lvol_snapshot + bdev_lvol_clone do that job.
-    for (auto& [lid, l] : st.lvols)
-        if (l->bdev == b)
-            co_return errorf(Errc::invalid_argument,
-                             fmt::format("bdev {} is an lvol of lvstore {}: use bdev_lvol_clone",
-                                         b->name(), st.name));
+    auto b = find_esnap_bdev(st, esnap);
+    if (!b.ok()) co_return b.error();
     std::string uuid = fresh_uuid();
     std::vector<blob::Xattr> xs;
     xs.push_back(xattr("name", clone_name));
     xs.push_back(xattr("uuid", uuid));
-    auto id = co_await st.bs->create_esnap_clone(b->name(), 0, std::move(xs));
+    auto id = co_await st.bs->create_esnap_clone((*b)->name(), 0, std::move(xs));
     if (!id.ok()) co_return id.error();
     auto r = co_await adopt_blob(st, *id, clone_name, uuid);
     if (auto it = st.lvols.find(*id); it != st.lvols.end()) apply_clear_method(*it->second);
@@ -1034,6 +1100,26 @@ Result<std::vector<LvolInfo>> get_lvols(const LvsRef& filter) {
         for (auto& [id, l] : s->lvols) out.push_back(lvol_info(*l));
     }
     return out;
+}
+
+Task<Result<void>> set_parent(std::string lvol_name, std::string parent_name) {
+    return on_ctl(do_set_parent(std::move(lvol_name), std::move(parent_name)));
+}
+Task<Result<void>> set_parent_bdev(std::string lvol_name, std::string esnap_name) {
+    return on_ctl(do_set_parent_bdev(std::move(lvol_name), std::move(esnap_name)));
+}
+Task<Result<uint32_t>> start_shallow_copy(std::string src_lvol_name, std::string dst_bdev_name) {
+    return on_ctl(do_start_shallow_copy(std::move(src_lvol_name), std::move(dst_bdev_name)));
+}
+
+Result<ShallowCopyStatus> check_shallow_copy(uint32_t operation_id) {
+    auto it = g().copies.find(operation_id);
+    if (it == g().copies.end())
+        return errorf(Errc::not_found,
+                      fmt::format("shallow copy operation {} not found", operation_id));
+    ShallowCopyStatus s = it->second;
+    if (s.done) g().copies.erase(it);
+    return s;
 }
 
 }  // namespace strata::lvol

@@ -8,6 +8,7 @@
 #include <strata/bdev/rpc_internal.h>
 #include <strata/lvol/lvol.h>
 #include <strata/rpc/app.h>
+#include <strata/rpc/params.h>
 
 namespace strata::lvol {
 
@@ -297,6 +298,88 @@ void register_rpc_module(rpc::App& app) {
                         rpc::Allowed::runtime, "", true, [a](const Json& p, Responder r) {
                             reply_void(*a, delete_lvol(p.at("name").get<std::string>()), std::move(r));
                         }});
+    bdev::add_rpc(app, {"bdev_lvol_set_parent",
+                        "Make a thin lvol a clone of a snapshot of the same size in the same "
+                        "lvstore: the clusters it holds stay, the others read the snapshot.",
+                        {{"lvol_name", PT::string, true, "Lvol bdev name or alias", nullptr},
+                         {"parent_name", PT::string, true, "Snapshot bdev name or alias", nullptr}},
+                        rpc::Allowed::runtime,
+                        "",
+                        true,
+                        [a](const Json& p, Responder r) {
+                            reply_void(*a,
+                                       set_parent(p.at("lvol_name").get<std::string>(),
+                                                  p.at("parent_name").get<std::string>()),
+                                       std::move(r));
+                        }});
+    bdev::add_rpc(app, {"bdev_lvol_set_parent_bdev",
+                        "Make a thin lvol an external snapshot clone of a bdev (whose size is a "
+                        "multiple of the cluster size): the clusters it holds stay, the others "
+                        "read the bdev.",
+                        {{"lvol_name", PT::string, true, "Lvol bdev name or alias", nullptr},
+                         {"parent_name", PT::string, true,
+                          "Name, alias or UUID of the external snapshot bdev", nullptr}},
+                        rpc::Allowed::runtime,
+                        "",
+                        true,
+                        [a](const Json& p, Responder r) {
+                            reply_void(*a,
+                                       set_parent_bdev(p.at("lvol_name").get<std::string>(),
+                                                       p.at("parent_name").get<std::string>()),
+                                       std::move(r));
+                        }});
+    bdev::add_rpc(app, {"bdev_lvol_start_shallow_copy",
+                        "Start copying the clusters a read-only lvol holds itself (not its "
+                        "parents') to the same offsets of a bdev, claimed meanwhile. Returns "
+                        "{operation_id}; bdev_lvol_check_shallow_copy reports progress. Other lvol "
+                        "operations wait for the copy.",
+                        {{"src_lvol_name", PT::string, true, "Lvol bdev name or alias", nullptr},
+                         {"dst_bdev_name", PT::string, true, "Destination bdev", nullptr}},
+                        rpc::Allowed::runtime,
+                        "",
+                        true,
+                        [a](const Json& p, Responder r) {
+                            runtime::spawn(
+                                a->thread(),
+                                start_shallow_copy(p.at("src_lvol_name").get<std::string>(),
+                                                   p.at("dst_bdev_name").get<std::string>()),
+                                [r = std::move(r)](Result<uint32_t> res) mutable {
+                                    if (!res.ok())
+                                        r.error(res.error());
+                                    else
+                                        r.result(Json{{"operation_id", *res}});
+                                });
+                        }});
+    bdev::add_rpc(app,
+                  {"bdev_lvol_check_shallow_copy",
+                   "State of a shallow copy: state (\"in progress\", \"complete\" or "
+                   "\"error\", with error), copied_clusters and total_clusters. A finished "
+                   "copy is forgotten once reported.",
+                   {{"operation_id", PT::uint, true, "From bdev_lvol_start_shallow_copy", nullptr}},
+                   rpc::Allowed::runtime,
+                   "",
+                   true,
+                   [](const Json& p, Responder r) {
+                       auto id = rpc::int_param<uint32_t>(p, "operation_id", 0);
+                       if (!id.ok()) {
+                           r.error(id.error());
+                           return;
+                       }
+                       auto s = check_shallow_copy(*id);
+                       if (!s.ok()) {
+                           r.error(s.error());
+                           return;
+                       }
+                       Json out = {{"copied_clusters", s->copied_clusters},
+                                   {"total_clusters", s->total_clusters}};
+                       if (!s->error.empty()) {
+                           out["state"] = "error";
+                           out["error"] = s->error;
+                       } else {
+                           out["state"] = s->done ? "complete" : "in progress";
+                       }
+                       r.result(std::move(out));
+                   }});
     bdev::add_rpc(app, {"bdev_lvol_get_lvols", "List lvols (of every lvstore, or of one).",
                         {{"lvs_uuid", PT::string, false, "UUID of the lvstore", nullptr},
                          {"lvs_name", PT::string, false, "Name of the lvstore", nullptr}},

@@ -47,13 +47,20 @@ preference) and `claim_type` only for a claimed bdev; raid levels and `trtype` a
 case-insensitive; `bdev_split_create` lowers a split count to what fits, as SPDK;
 `bdev_set_qos_limit` rounds an IOPS limit up to a multiple of 1000 and refuses a call with no
 limit ("No rate limits specified"); `bdev_get_histogram` returns SPDK's encoding (base64 of
-`spdk_histogram_data` buckets, bucket_shift 7, tsc_rate 1e9: ticks are nanoseconds).
+`spdk_histogram_data` buckets, bucket_shift 7, tsc_rate 1e9: ticks are nanoseconds), counted
+from the `bdev_enable_histogram` call on, of one I/O type with `opc`;
+`bdev_set_qd_sampling_period` samples the I/O outstanding every period and `bdev_get_iostat`
+then has SPDK's `queue_depth_polling_period`, `queue_depth`, `io_time` and `weighted_io_time`
+(microseconds). `bdev_nvme_disable_controller` deletes the controller's I/O qpairs and holds
+its bdevs' I/O until `bdev_nvme_enable_controller` (a reset, then qpairs again); the lvol
+methods `bdev_lvol_set_parent`, `bdev_lvol_set_parent_bdev`, `bdev_lvol_start_shallow_copy`
+and `bdev_lvol_check_shallow_copy` behave as SPDK's (a copy's read-only and size checks end
+the copy in error, as there).
 
 **Accepted and recorded, with a logged notice, changing nothing** (Strata has no such
 mechanism; save_config writes the values back): `bdev_set_options` pool and cache sizes
 (Strata's bdev_io pools are per Thread, sized at build time), `iobuf_set_options` (no shared
-iobuf pool; `iobuf_get_stats` returns `[]`), `bdev_set_qd_sampling_period` (queue depth is not
-sampled; `bdev_get_iostat` has no queue_depth fields), `framework_set_scheduler` with `static`
+iobuf pool; `iobuf_get_stats` returns `[]`), `framework_set_scheduler` with `static`
 (its period), the SPDK-only `bdev_nvme_set_options` parameters at their defaults, and
 `accel_set_options`' iobuf and sequence sizes.
 
@@ -71,7 +78,7 @@ metadata and DIF/DIX on malloc and null bdevs (`md_size`, `md_interleave`, `dif_
 (`multipath` other than `disable`, `priority`), TLS (`psk`), DH-HMAC-CHAP (`dhchap_key`,
 `dhchap_ctrlr_key`) and `allow_unrecognized_csi`; `bdev_set_options` with
 `bdev_auto_examine` false (so `bdev_examine` fails as SPDK's does under auto examine);
-`bdev_enable_histogram` with `opc`; `bdev_get_iostat` `per_channel` without a name;
+`bdev_get_iostat` `per_channel` without a name;
 `bdev_raid_set_options` with a rebuild bandwidth limit; raid5f; schedulers other than
 `static`; `vmd_enable`.
 
@@ -85,11 +92,6 @@ driver reports dw0, dw1 and the status, sqhd/sqid/cid are 0) and `data` in base6
 alphabet; an `io` command goes to the app Thread's qpair of the controller; `timeout_ms` is
 accepted and ignored as SPDK ignores it; separate metadata (`metadata`, `metadata_len`) is
 refused.
-
-**Not there yet** (method not found): `bdev_nvme_enable_controller`,
-`bdev_nvme_disable_controller` (the driver has no "disabled, not reconnecting" controller
-state yet), `bdev_lvol_set_parent`, `bdev_lvol_set_parent_bdev`,
-`bdev_lvol_start_shallow_copy`, `bdev_lvol_check_shallow_copy`.
 
 )";
 

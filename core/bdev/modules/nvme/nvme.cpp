@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -75,6 +76,12 @@ public:
     uint32_t queue_entries;
     std::vector<std::string> bdevs;  // registered namespace bdevs
     bool detaching = false;
+    // bdev_nvme_disable_controller: no I/O qpairs (channels hold their I/O until enabled);
+    // switching while a disable or enable is under way.
+    bool disabled = false;
+    bool switching = false;
+    // The same for the channels' Threads: a qpair arriving while disabled is freed at once.
+    std::shared_ptr<std::atomic<bool>> held = std::make_shared<std::atomic<bool>>(false);
     int32_t retry_count = kDefaultBdevRetryCount;  // bdev_retry_count at attach
     uint32_t io_queue_requests = 0;                // io_queue_requests at attach
     NvmeAttachOptions attach;                      // as given, for save_config
@@ -223,17 +230,15 @@ runtime::PollStatus retry_poll(void* p) {
     return moved || st->waiting.size() < before ? runtime::PollStatus::busy : runtime::PollStatus::idle;
 }
 
-NvmeChannel::NvmeChannel(NvmeCtrlr& c, runtime::Thread& t) {
-    state->ctrl = c.ctrl.get();
-    state->retry_count = c.retry_count;
-    retry_poller = t.register_poller(&retry_poll, state.get(), "bdev_nvme_retry");
-    std::weak_ptr<QpairState> weak = state;
+// Asks the admin Thread for an I/O qpair for the channel of `owner`; it arrives by message and
+// the I/O waiting for it goes out.
+void request_qpair(const NvmeCtrlr& c, std::weak_ptr<QpairState> weak, runtime::Thread* owner) {
     nvme::Controller* ctrl = c.ctrl.get();
-    runtime::Thread* owner = &t;
     const uint32_t entries = c.queue_entries;
     const uint32_t requests = c.io_queue_requests;
+    std::shared_ptr<std::atomic<bool>> held = c.held;
     // qpairs are allocated on the admin Thread; the result comes back by message.
-    (void)ctrl->admin_thread().post([ctrl, owner, weak, entries, requests] {
+    (void)ctrl->admin_thread().post([ctrl, owner, weak, entries, requests, held] {
         nvme::QPairOptions o;
         o.queue_entries = entries;
         o.requests = requests;
@@ -244,10 +249,12 @@ NvmeChannel::NvmeChannel(NvmeCtrlr& c, runtime::Thread& t) {
         }
         const Errc code = r.code();
         std::unique_ptr<nvme::QPair> qp = r ? std::move(*r) : nullptr;
-        (void)owner->post([weak, ctrl, code, qp = std::move(qp)]() mutable {
+        (void)owner->post([weak, ctrl, code, held, qp = std::move(qp)]() mutable {
             auto st = weak.lock();
-            if (!st) {
-                if (qp) ctrl->free_io_qpair(std::move(qp));  // the channel went away meanwhile
+            // The channel went away meanwhile, the controller was disabled meanwhile (enable
+            // asks again), or an older request's qpair arrived after a newer one's.
+            if (!st || (qp && (held->load() || st->qp))) {
+                if (qp) ctrl->free_io_qpair(std::move(qp));
                 return;
             }
             if (!qp) {
@@ -260,6 +267,14 @@ NvmeChannel::NvmeChannel(NvmeCtrlr& c, runtime::Thread& t) {
             retry_waiting(*st);
         });
     });
+}
+
+NvmeChannel::NvmeChannel(NvmeCtrlr& c, runtime::Thread& t) {
+    state->ctrl = c.ctrl.get();
+    state->retry_count = c.retry_count;
+    retry_poller = t.register_poller(&retry_poll, state.get(), "bdev_nvme_retry");
+    // A disabled controller's channels get their qpair when it is enabled.
+    if (!c.disabled) request_qpair(c, state, &t);
 }
 
 NvmeChannel::~NvmeChannel() {
@@ -672,6 +687,51 @@ void nvme_attach(const NvmeAttachOptions& o,
     runtime::spawn(*thread, run(o), std::move(done));
 }
 
+namespace {
+
+struct SwitchCtx {
+    NvmeCtrlr* c;
+    runtime::AsyncResult<int> done;
+};
+
+// Every channel's qpair goes (its outstanding commands end "aborted: SQ deletion" and wait in
+// the channel, as after a reset) or (enable) is asked for again.
+runtime::Task<void> switch_channels(NvmeCtrlr* c, bool enable) {
+    SwitchCtx ctx{c, {}};
+    runtime::for_each_channel(
+        *c,
+        enable ? +[](runtime::IoChannel& ioch, void* p) {
+            auto& ch = static_cast<NvmeChannel&>(ioch);
+            if (!ch.state->qp && !ch.state->failed)
+                request_qpair(*static_cast<SwitchCtx*>(p)->c, ch.state, &ch.thread());
+        }
+               : +[](runtime::IoChannel& ioch, void*) {
+                     auto& st = *static_cast<NvmeChannel&>(ioch).state;
+                     if (st.qp) st.ctrl->free_io_qpair(std::move(st.qp));
+                 },
+        &ctx, [](void* p) { static_cast<SwitchCtx*>(p)->done.set(0); });
+    (void)co_await ctx.done;
+}
+
+// Detaching a disabled controller: the I/O its channels hold fails (SPDK fails it once the
+// controller is being destructed), and so does I/O submitted from then on.
+runtime::Task<void> fail_held_io(NvmeCtrlr* c) {
+    SwitchCtx ctx{c, {}};
+    runtime::for_each_channel(
+        *c,
+        [](runtime::IoChannel& ioch, void*) {
+            auto& st = *static_cast<NvmeChannel&>(ioch).state;
+            st.failed = true;
+            st.failure = Errc::aborted;
+            while (BdevIo* io = st.waiting.pop_front()) io->complete(Errc::aborted);
+            while (BdevIo* io = st.retry.pop_front()) io->complete(Errc::aborted);
+        },
+        &ctx, [](void* p) { static_cast<SwitchCtx*>(p)->done.set(0); });
+    (void)co_await ctx.done;
+}
+
+}  // namespace
+
 void nvme_detach(const std::string& name, std::function<void(Result<void>)> done) {
     auto it = ctrlrs().find(name);
     if (it == ctrlrs().end()) {
@@ -685,6 +745,7 @@ void nvme_detach(const std::string& name, std::function<void(Result<void>)> done
     }
     c->detaching = true;
     auto run = [](NvmeCtrlr* c) -> runtime::Task<Result<void>> {
+        if (c->disabled) co_await fail_held_io(c);
         for (const auto& b : c->bdevs) {
             runtime::AsyncResult<Result<void>> gone;
             unregister_bdev(b, [&gone](Result<void> r) { gone.set(std::move(r)); });
@@ -715,8 +776,87 @@ void nvme_reset(const std::string& name, std::function<void(Result<void>)> done)
         done(Error(Errc::not_found, fmt::format("NVMe controller {} not found", name)));
         return;
     }
+    if (it->second->disabled || it->second->switching) {
+        done(Error(Errc::busy, fmt::format("NVMe controller {} is disabled (or being disabled or "
+                                           "enabled): bdev_nvme_enable_controller first",
+                                           name)));
+        return;
+    }
     nvme::Controller* ctrl = it->second->ctrl.get();
     runtime::spawn(ctrl->admin_thread(), ctrl->reset(), std::move(done));
+}
+
+namespace {
+
+// The controller a disable/enable names: cntlid 0 is any (SPDK: every controller of the name;
+// Strata has one per name, no multipath).
+Result<NvmeCtrlr*> ctrlr_for_switch(const std::string& name, uint16_t cntlid, bool enable) {
+    auto it = ctrlrs().find(name);
+    if (it == ctrlrs().end())
+        return Error(Errc::not_found, fmt::format("NVMe controller {} not found", name));
+    NvmeCtrlr* c = it->second.get();
+    const uint16_t id = c->ctrl->is_fabrics() ? c->ctrl->cntlid() : c->ctrl->identify().cntlid;
+    if (cntlid != 0 && cntlid != id)
+        return Error(Errc::not_found,
+                     fmt::format("NVMe controller {} has no controller with cntlid {} (it has {})",
+                                 name, cntlid, id));
+    if (c->detaching)
+        return Error(Errc::shutdown, fmt::format("NVMe controller {} is detaching", name));
+    if (c->switching)
+        return Error(Errc::busy,
+                     fmt::format("NVMe controller {} is being disabled or enabled", name));
+    if (c->ctrl->state() == nvme::ControllerState::resetting)
+        return Error(Errc::busy, fmt::format("NVMe controller {} is resetting", name));
+    if (c->disabled != enable)
+        return Error(Errc::already_exists, fmt::format("NVMe controller {} is already {}", name,
+                                                       enable ? "enabled" : "disabled"));
+    return c;
+}
+
+}  // namespace
+
+void nvme_disable(const std::string& name, uint16_t cntlid,
+                  std::function<void(Result<void>)> done) {
+    auto c = ctrlr_for_switch(name, cntlid, false);
+    if (!c) {
+        done(c.error());
+        return;
+    }
+    (*c)->switching = true;
+    auto run = [](NvmeCtrlr* c) -> runtime::Task<Result<void>> {
+        c->disabled = true;  // channels made from now on wait for enable
+        c->held->store(true);
+        co_await switch_channels(c, false);
+        c->switching = false;
+        STRATA_NOTICELOG(log_bdev_nvme, "nvme {}: disabled (no I/O qpairs until enabled)", c->name);
+        co_return Result<void>{};
+    };
+    runtime::spawn(*runtime::current_thread(), run(*c), std::move(done));
+}
+
+void nvme_enable(const std::string& name, uint16_t cntlid, std::function<void(Result<void>)> done) {
+    auto c = ctrlr_for_switch(name, cntlid, true);
+    if (!c) {
+        done(c.error());
+        return;
+    }
+    (*c)->switching = true;
+    auto run = [](NvmeCtrlr* c) -> runtime::Task<Result<void>> {
+        // SPDK reconnects the controller: here a reset (re-initialised, no I/O queues yet),
+        // then every channel's qpair again.
+        runtime::Thread* caller = runtime::current_thread();
+        co_await runtime::resume_on(c->ctrl->admin_thread());
+        auto r = co_await c->ctrl->reset();
+        co_await runtime::resume_on(*caller);
+        c->switching = false;
+        if (!r) co_return r;  // failed: still disabled
+        c->disabled = false;
+        c->held->store(false);
+        co_await switch_channels(c, true);
+        STRATA_NOTICELOG(log_bdev_nvme, "nvme {}: enabled", c->name);
+        co_return Result<void>{};
+    };
+    runtime::spawn(*runtime::current_thread(), run(*c), std::move(done));
 }
 
 Result<void> nvme_set_hotplug(bool enable, uint64_t period_us) {
@@ -955,8 +1095,8 @@ std::vector<NvmeControllerInfo> nvme_controllers() {
         out.push_back({name, c->ctrl->transport_id(),
                        c->ctrl->is_fabrics() ? c->ctrl->transport_id().traddr
                                              : c->ctrl->address().to_string(),
-                       nvme::state_name(c->ctrl->state()), c->bdevs, c->attach.controller,
-                       c->retry_count, c->io_queue_requests});
+                       c->disabled ? "disabled" : nvme::state_name(c->ctrl->state()), c->bdevs,
+                       c->attach.controller, c->retry_count, c->io_queue_requests});
     return out;
 }
 

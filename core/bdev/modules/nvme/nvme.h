@@ -91,7 +91,18 @@ void nvme_attach(const NvmeAttachOptions& options,
 // Unregisters the controller's bdevs (waiting for their openers to close), frees the qpairs and
 // detaches the controller. On the controller's admin Thread.
 void nvme_detach(const std::string& name, std::function<void(Result<void>)> done);
+// Errc::busy while the controller is disabled (SPDK refuses a reset then too).
 void nvme_reset(const std::string& name, std::function<void(Result<void>)> done);
+// bdev_nvme_disable_controller: every channel's I/O qpair is freed (its queues deleted on the
+// device); I/O outstanding then, and I/O submitted while disabled, waits in its channel (not
+// counted against bdev_retry_count) until bdev_nvme_enable_controller resets the controller
+// and gives every channel a qpair again. cntlid 0: the controller of that name; otherwise it
+// must be its controller id. Errc::not_found, Errc::already_exists (already disabled/enabled:
+// SPDK's -EALREADY), Errc::busy (resetting, or switching), Errc::shutdown (detaching). A
+// failed enable leaves it disabled; detaching a disabled controller fails the I/O it holds
+// (Errc::aborted). On the app Thread; done there.
+void nvme_disable(const std::string& name, uint16_t cntlid, std::function<void(Result<void>)> done);
+void nvme_enable(const std::string& name, uint16_t cntlid, std::function<void(Result<void>)> done);
 // Controller names and their PCI addresses, for bdev_nvme_get_controllers.
 struct NvmeControllerInfo {
     std::string name;

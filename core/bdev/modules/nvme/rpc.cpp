@@ -442,6 +442,39 @@ void register_nvme_module(rpc::App& app) {
                           else rp->result(true);
                       });
                   }});
+    for (const bool enable : {false, true}) {
+        add_rpc(app,
+                {enable ? "bdev_nvme_enable_controller" : "bdev_nvme_disable_controller",
+                 enable ? "Enable a disabled controller: it is reset and its channels get I/O "
+                          "qpairs again; the I/O held while disabled goes out."
+                        : "Disable a controller: the I/O qpairs of its channels are deleted and "
+                          "its namespace bdevs hold I/O (outstanding and new) until "
+                          "bdev_nvme_enable_controller. Its state reads \"disabled\".",
+                 {{"name", PT::string, true, "Controller name", nullptr},
+                  {"cntlid", PT::uint, false,
+                   "NVMe controller ID (0 or absent: the controller of that name)", nullptr}},
+                 rpc::Allowed::runtime,
+                 "",
+                 true,
+                 [enable](const Json& p, Responder r) {
+                     auto cntlid = rpc::int_param<uint16_t>(p, "cntlid", 0);
+                     if (!cntlid) {
+                         r.error(cntlid.error());
+                         return;
+                     }
+                     auto rp = std::make_shared<Responder>(std::move(r));
+                     auto done = [rp](Result<void> res) {
+                         if (!res)
+                             rp->error(res.error());
+                         else
+                             rp->result(true);
+                     };
+                     if (enable)
+                         nvme_enable(p.at("name").get<std::string>(), *cntlid, std::move(done));
+                     else
+                         nvme_disable(p.at("name").get<std::string>(), *cntlid, std::move(done));
+                 }});
+    }
     add_rpc(app, {"bdev_nvme_get_controllers", "List attached NVMe controllers.",
                   {{"name", PT::string, false, "Only this controller", nullptr}},
                   rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {

@@ -175,6 +175,9 @@ struct IoStats {
     uint64_t bounced = 0, split = 0, queued_nomem = 0, qos_queued = 0, timed_out = 0;
     // Completion latency histogram (all types): bucket i holds latencies in [2^i, 2^(i+1)) ns.
     std::array<uint64_t, 40> latency_histogram{};
+    // The same buckets, counted only while bdev_enable_histogram is on and only for its I/O
+    // type (every type without one): what bdev_get_histogram reports. Zeroed when enabled.
+    std::array<uint64_t, 40> enabled_histogram{};
     void add(const IoStats& other) noexcept;
     // bdev_reset_iostat: everything, or (maxmin_only) the max/min latencies alone.
     void reset(bool maxmin_only) noexcept;

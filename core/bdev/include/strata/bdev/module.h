@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -240,6 +241,14 @@ void get_channel_iostats(Bdev& bdev, std::function<void(const std::vector<Channe
 // Zeroes the statistics (or only the max/min latencies) on every channel and of gone ones;
 // done on the calling Thread.
 void reset_iostat(Bdev& bdev, bool maxmin_only, std::function<void()> done);
+// bdev_enable_histogram: from now on IoStats::enabled_histogram counts completions of `type`
+// (nullopt: every type), starting from zero on every channel; with enable false it stops
+// counting. done on the calling Thread.
+void enable_histogram(Bdev& bdev, bool enable, std::optional<IoType> type,
+                      std::function<void()> done);
+// The I/O submitted to the bdev and not completed yet, over every channel (SPDK's
+// spdk_bdev_get_current_qd); done on the calling Thread.
+void get_queue_depth(Bdev& bdev, std::function<void(uint64_t)> done);
 Result<void> set_qos_limits(Bdev& bdev, const QosLimits& limits);
 QosLimits qos_limits(const Bdev& bdev);
 

@@ -47,7 +47,8 @@
 
 namespace strata::bdev {
 struct Module;
-}
+class Desc;
+}  // namespace strata::bdev
 
 namespace strata::blob {
 
@@ -253,6 +254,24 @@ public:
     // Copies the clusters the immediate parent owns; the blob's parent becomes the parent's
     // parent (or none).
     Task<Result<void>> decouple_parent(BlobId id);
+    // SPDK's spdk_bs_blob_set_parent: thin blob `id` becomes a clone of snapshot `snapshot_id`.
+    // The clusters it owns stay; the others read the snapshot from then on (an external
+    // snapshot or parent it had is dropped). Durable when done. Errc::invalid_argument (the
+    // same blob, not thin, the parent not a snapshot or of another number of clusters, or
+    // descending from the blob), Errc::already_exists (already its parent), Errc::not_found.
+    Task<Result<void>> set_parent(BlobId id, BlobId snapshot_id);
+    // SPDK's spdk_bs_blob_set_external_parent: thin blob `id` reads the clusters it does not own
+    // from bdev `bdev_name` (as create_esnap_clone; a parent blob it had is dropped). Durable
+    // when done. Errc::invalid_argument (not thin, block size, the bdev's size not a multiple of
+    // the cluster size), Errc::already_exists (already its external snapshot), Errc::not_found.
+    Task<Result<void>> set_external_parent(BlobId id, std::string bdev_name);
+    // SPDK's spdk_bs_blob_shallow_copy: writes every cluster the blob itself owns (not what it
+    // reads from its parents) to the same offset of `dst` (open for writing, I/O on the md
+    // Thread), calling `progress` with the count copied after each. Errc::permission_denied
+    // (the blob is not read-only), Errc::invalid_argument (dst smaller than the blob, or its
+    // block size does not divide the store's), I/O errors.
+    Task<Result<void>> shallow_copy(BlobId id, bdev::Desc& dst,
+                                    std::function<void(uint64_t)> progress);
 
     // ---- queries (md Thread) ----
     // Ids in increasing order: first_blob_id() then next_blob_id(prev) until kInvalidBlobId.

@@ -140,6 +140,32 @@ Task<Result<void>> inflate(std::string name);
 Task<Result<void>> decouple_parent(std::string name);
 // Errc::permission_denied (SPDK's -EPERM) for a snapshot with more than one clone.
 Task<Result<void>> delete_lvol(std::string name);
+// SPDK's bdev_lvol_set_parent: thin lvol `lvol_name` becomes a clone of snapshot
+// `parent_name` (same store, same number of clusters); the clusters it holds stay, the others
+// read the snapshot. Errc::not_found, Errc::invalid_argument (not thin, not a snapshot, sizes,
+// another store), Errc::already_exists (already its parent).
+Task<Result<void>> set_parent(std::string lvol_name, std::string parent_name);
+// SPDK's bdev_lvol_set_parent_bdev: thin lvol `lvol_name` reads the clusters it does not hold
+// from bdev `esnap_name` (name, alias or UUID), as an lvol made by create_esnap_clone does.
+// Errc::not_found, Errc::invalid_argument (not thin, block size, a size not a multiple of the
+// cluster size, the store's base or one of its lvols), Errc::already_exists.
+Task<Result<void>> set_parent_bdev(std::string lvol_name, std::string esnap_name);
+
+// SPDK's shallow copy: the clusters a read-only lvol holds itself (not its parents') are
+// written to the same offsets of a bdev, which is claimed meanwhile. start_shallow_copy
+// returns an operation id at once (Errc::not_found for the lvol or bdev,
+// Errc::permission_denied when the bdev is claimed); the copy runs under the operation lock
+// (other lvol operations wait for it), and a lvol that is not read-only, or a bdev smaller than
+// it, ends the copy in error, as SPDK's does.
+struct ShallowCopyStatus {
+    uint64_t copied_clusters = 0, total_clusters = 0;
+    bool done = false;
+    std::string error;  // set when it failed
+};
+Task<Result<uint32_t>> start_shallow_copy(std::string src_lvol_name, std::string dst_bdev_name);
+// A finished copy (complete or error) is forgotten once reported (SPDK's behaviour).
+// Errc::not_found. Control Thread.
+Result<ShallowCopyStatus> check_shallow_copy(uint32_t operation_id);
 Result<std::vector<LvolInfo>> get_lvols(const LvsRef& filter);
 
 }  // namespace strata::lvol
