@@ -536,24 +536,25 @@ TEST_F(PackedSessionTest, ManyMoreRequestsThanTheRingWrapBothCounters) {
 
 TEST_F(PackedSessionTest, GetVringBaseAnswersWithTheWrapCounter) {
     start_packed();
-    for (uint16_t i = 0; i < 9; ++i) {  // 18 slots of a 16-slot ring: wrapped
-        pring.publish(i, {{ram.gpa(kBuf), 16, 0}, {ram.gpa(kBuf + 64), 8, vs::kDescFWrite}});
+    for (uint16_t i = 0; i < 17; ++i) {  // 34 slots of a 16-slot ring: two laps and 2
+        const uint16_t id = uint16_t(i % 16);
+        pring.publish(id, {{ram.gpa(kBuf), 16, 0}, {ram.gpa(kBuf + 64), 8, vs::kDescFWrite}});
         session->poll(0);
-        dev.finish(*session, 0, i, 8);
+        dev.finish(*session, 0, id, 8);
     }
     auto m = send_state(*session, Request::kGetVringBase, 0, 0);
     ASSERT_TRUE(m.result.ok());
     ASSERT_TRUE(m.reply.send);
     vu::VringState st;
     std::memcpy(&st, m.reply.payload, sizeof st);
-    EXPECT_EQ(st.num, 2u);  // slot 2, avail wrap counter 0
+    EXPECT_EQ(st.num, 0x8002u);  // slot 2, avail wrap counter 1 (bit 15)
     // Restarted at that base, the queue continues where the driver is.
     close(call);
     call = start_queue(*session, ram, pring, 0, packed_features(), uint16_t(st.num));
     ASSERT_GE(call, 0);
     pring.publish(3, {{ram.gpa(kBuf + 64), 8, vs::kDescFWrite}});
     session->poll(0);
-    ASSERT_EQ(dev.submitted.size(), 10u);
+    ASSERT_EQ(dev.submitted.size(), 18u);
     EXPECT_EQ(dev.submitted.back(), 3);
 }
 
