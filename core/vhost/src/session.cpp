@@ -259,9 +259,10 @@ Result<void> Session::handle(const vu::Header& h, const uint8_t* payload, const 
             auto q = queue_at(s.index);
             if (!q.ok()) return q.error();
             if ((*q)->started) return protocol("SET_VRING_BASE on a started queue");
-            if (s.num > 0xffff)
+            // Packed rings: the upper half carries the used index and wrap counter (QEMU).
+            if (s.num > 0xffff && !has_feature(vs::kFRingPacked))
                 return protocol(fmt::format("SET_VRING_BASE: base {:#x} out of range", s.num));
-            (*q)->base = static_cast<uint16_t>(s.num);
+            (*q)->base = s.num;
             break;
         }
         case Request::kGetVringBase: {
@@ -532,7 +533,7 @@ Result<void> Session::attach_ring(Queue& q) {
         if (a.desc_user_addr % vs::kPackedDescAlign || a.avail_user_addr % vs::kPackedEventAlign ||
             a.used_user_addr % vs::kPackedEventAlign)
             return protocol(fmt::format("queue {}: misaligned packed ring addresses", q.index));
-        if ((q.base & 0x7fff) >= q.num)
+        if ((q.base & 0x7fff) >= q.num || ((q.base >> 16) & 0x7fff) >= q.num)
             return protocol(fmt::format("queue {}: packed base {:#x} beyond the ring size {}",
                                         q.index, q.base, q.num));
         q.packed_slots.assign(q.num, 0);
@@ -555,8 +556,8 @@ Result<void> Session::attach_ring(Queue& q) {
     if (a.desc_user_addr % vs::kSplitDescAlign || a.avail_user_addr % vs::kSplitAvailAlign ||
         a.used_user_addr % vs::kSplitUsedAlign)
         return protocol(fmt::format("queue {}: misaligned ring addresses", q.index));
-    q.ring.attach(&memory_, desc, avail, used, q.num, q.base, has_feature(vs::kFRingEventIdx),
-                  has_feature(vs::kFRingIndirectDesc));
+    q.ring.attach(&memory_, desc, avail, used, q.num, static_cast<uint16_t>(q.base),
+                  has_feature(vs::kFRingEventIdx), has_feature(vs::kFRingIndirectDesc));
     return {};
 }
 
@@ -665,7 +666,7 @@ bool Session::take_pending_reply(Reply& reply) {
     if (pending_get_base_ < 0) return false;
     Queue& q = queues_[pending_get_base_];
     if (q.outstanding != 0) return false;
-    const uint16_t base = !q.started ? q.base : q.packed ? q.pring.base() : q.ring.last_avail();
+    const uint32_t base = !q.started ? q.base : q.packed ? q.pring.base() : q.ring.last_avail();
     stop(q);
     q.base = base;
     q.addr_set = false;

@@ -62,7 +62,7 @@ struct PackedFixture : ::testing::Test {
         ASSERT_TRUE(drv.packed());
         attach(size, drv.initial_base(), indirect, event_idx);
     }
-    void attach(uint16_t size, uint16_t base, bool indirect, bool event_idx) {
+    void attach(uint16_t size, uint32_t base, bool indirect, bool event_idx) {
         slots.assign(size, 0);
         dev.attach(&mem, drv.packed_desc(), drv.driver_event(), drv.device_event(), slots.data(),
                    size, base, event_idx, indirect);
@@ -168,7 +168,7 @@ TEST_F(PackedFixture, OddSizedChainsStraddleTheRingEnd) {
     EXPECT_EQ(c.readable, 3);
     EXPECT_EQ(dev.last_avail(), 2);
     EXPECT_FALSE(dev.avail_wrap());
-    EXPECT_EQ(dev.base(), 2);  // wrap counter 0 in bit 15
+    EXPECT_EQ(dev.base() & 0xffff, 2u);  // wrap counter 0 in bit 15
     dev.push_used(uint16_t(id), 11);
     ASSERT_EQ(drv.poll(cpl), 1u);
     EXPECT_EQ(cpl[0].len, 11u);
@@ -178,13 +178,21 @@ TEST_F(PackedFixture, OddSizedChainsStraddleTheRingEnd) {
 
 TEST_F(PackedFixture, BaseCarriesTheWrapCounter) {
     make(8, false, false);
-    EXPECT_EQ(drv.initial_base(), 0x8000);
-    EXPECT_EQ(dev.base(), 0x8000);
+    EXPECT_EQ(drv.initial_base(), 0x80008000u);
+    EXPECT_EQ(dev.base(), 0x80008000u);
+    // Only the avail half (older front ends): the used position follows it.
     attach(8, 0x0005, false, false);
     EXPECT_EQ(dev.last_avail(), 5);
     EXPECT_FALSE(dev.avail_wrap());
     EXPECT_EQ(dev.used_idx(), 5);
     EXPECT_FALSE(dev.used_wrap());
+    // QEMU's full encoding: the used half in bits 16-31.
+    attach(8, 0x8003u | 0x0006u << 16, false, false);
+    EXPECT_EQ(dev.last_avail(), 3);
+    EXPECT_TRUE(dev.avail_wrap());
+    EXPECT_EQ(dev.used_idx(), 6);
+    EXPECT_FALSE(dev.used_wrap());
+    EXPECT_EQ(dev.base(), 0x00068003u);
 }
 
 TEST_F(PackedFixture, DriverPollsSoTheDeviceSignalsOnlyWhenAsked) {

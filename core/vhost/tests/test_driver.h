@@ -175,7 +175,7 @@ inline Msg set_mem_table(Session& s, GuestRam& ram) {
 // closes it) or -1 on failure.
 template <class Ring>
 int start_queue(Session& s, GuestRam& ram, Ring& ring, uint16_t q, uint64_t features,
-                uint16_t base = 0) {
+                uint32_t base = 0) {
     if (!send_u64(s, vu::Request::kSetFeatures, features).result.ok()) return -1;
     if (!send_state(s, vu::Request::kSetVringNum, q, ring.num).result.ok()) return -1;
     if (!send_state(s, vu::Request::kSetVringBase, q, base).result.ok()) return -1;

@@ -135,7 +135,7 @@ TEST_F(VirtqueueTest, PackedLayoutAndInit) {
     Virtqueue q;
     ASSERT_TRUE(q.init(buf, 0x10000, 16, 4, true, false, true).ok());
     EXPECT_TRUE(q.packed());
-    EXPECT_EQ(q.initial_base(), 0x8000);
+    EXPECT_EQ(q.initial_base(), 0x80008000u);
     EXPECT_EQ(q.driver_event()->flags, spec::kPackedEventFlagDisable);  // the driver polls
     EXPECT_EQ(q.avail_device_addr(), 0x10000u + 4096);
     // A 3-buffer request goes indirect: one slot, id 0, the head's flags AVAIL (wrap 1).
@@ -145,7 +145,7 @@ TEST_F(VirtqueueTest, PackedLayoutAndInit) {
     EXPECT_EQ(q.packed_desc()[0].len, 48u);
     EXPECT_EQ(q.num_free(), 15);
     ASSERT_TRUE(q.init(buf, 0x10000, 16, 4, false, false, false).ok());
-    EXPECT_EQ(q.initial_base(), 0);
+    EXPECT_EQ(q.initial_base(), 0u);
 }
 
 TEST_F(VirtqueueTest, DirectChainsRoundTripInOrderAndBatchPublishes) {

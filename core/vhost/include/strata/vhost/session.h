@@ -48,7 +48,7 @@ class Session;
 struct Queue {
     uint16_t index = 0;
     uint16_t num = 0;
-    uint16_t base = 0;    // SET_VRING_BASE (packed: last_avail | wrap << 15)
+    uint32_t base = 0;    // SET_VRING_BASE (packed: QEMU's avail | wrap << 15 | used half << 16)
     bool packed = false;  // VIRTIO_F_RING_PACKED negotiated: pring, not ring
     vu::VringAddr addr{};
     bool addr_set = false;

@@ -275,8 +275,10 @@ private:
 // wrong chain at worst, never a read outside the ring. `slots` (num entries, the caller's)
 // remembers per id how many ring slots the chain took, for push_used().
 //
-// The base (vhost-user SET/GET_VRING_BASE): last_avail | avail_wrap << 15; at attach the used
-// position equals the avail one (nothing outstanding at GET_VRING_BASE), as DPDK does.
+// The base (vhost-user SET/GET_VRING_BASE, 32 bits, QEMU's encoding): bits 0-14 last_avail,
+// bit 15 the avail wrap counter, bits 16-30 the used index, bit 31 the used wrap counter. A base
+// with the upper half 0 (front ends that send only the avail half) puts the used position at
+// the avail one (nothing outstanding at GET_VRING_BASE), as DPDK did.
 template <class Mem>
 class PackedRing {
 public:
@@ -286,7 +288,7 @@ public:
     // desc spans num * 16 bytes, driver_event and device_event 4 bytes each (checked by the
     // caller). slots: num entries that outlive the attachment.
     void attach(const Mem* mem, PackedDesc* desc, PackedEvent* driver_event,
-                PackedEvent* device_event, uint16_t* slots, uint16_t num, uint16_t base,
+                PackedEvent* device_event, uint16_t* slots, uint16_t num, uint32_t base,
                 bool event_idx, bool indirect) noexcept {
         mem_ = mem;
         desc_ = desc;
@@ -299,6 +301,11 @@ public:
         if (last_avail_ >= num_) last_avail_ = 0;  // a bad base: start over (checked upstream)
         used_idx_ = last_avail_;
         used_wrap_ = avail_wrap_;
+        if ((base >> 16) != 0) {
+            used_idx_ = static_cast<uint16_t>((base >> 16) & 0x7fff);
+            used_wrap_ = (base & 0x80000000u) != 0;
+            if (used_idx_ >= num_) used_idx_ = 0;
+        }
         signalled_used_ = used_idx_;
         signalled_valid_ = false;
         pending_ = 0;
@@ -311,9 +318,11 @@ public:
     bool attached() const noexcept { return desc_ != nullptr; }
     void detach() noexcept { desc_ = nullptr; }
     uint16_t num() const noexcept { return num_; }
-    // The vhost-user encoding of where processing resumes.
-    uint16_t base() const noexcept {
-        return static_cast<uint16_t>(last_avail_ | (avail_wrap_ ? 0x8000 : 0));
+    // The vhost-user encoding of where processing resumes (avail half | used half << 16).
+    uint32_t base() const noexcept {
+        const uint32_t avail = last_avail_ | (avail_wrap_ ? 0x8000u : 0u);
+        const uint32_t used = used_idx_ | (used_wrap_ ? 0x8000u : 0u);
+        return avail | used << 16;
     }
     uint16_t last_avail() const noexcept { return last_avail_; }
     bool avail_wrap() const noexcept { return avail_wrap_; }

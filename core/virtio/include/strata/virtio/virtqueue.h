@@ -98,8 +98,9 @@ public:
 
     uint16_t size() const noexcept { return size_; }
     bool packed() const noexcept { return packed_; }
-    // The vhost-user vring base of a fresh queue (packed: avail wrap counter 1 in bit 15).
-    uint16_t initial_base() const noexcept { return packed_ ? spec::kPackedEventWrapBit : 0; }
+    // The vhost-user vring base of a fresh queue (packed, QEMU's encoding: avail index 0 with
+    // wrap counter 1 in bit 15, the used half the same in bits 16-31).
+    uint32_t initial_base() const noexcept { return packed_ ? 0x80008000u : 0u; }
     uint16_t num_free() const noexcept { return num_free_; }
     uint16_t in_flight() const noexcept { return in_flight_; }
     bool broken() const noexcept { return broken_; }
