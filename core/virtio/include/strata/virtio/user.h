@@ -18,7 +18,8 @@
 // core/virtio makes the socket, memfd, mmap and eventfd system calls.
 //
 // Packed rings: with packed_ring set and VIRTIO_F_RING_PACKED offered, every queue is packed;
-// SET_VRING_BASE then carries the avail wrap counter in bit 15 (0x8000 for a fresh queue).
+// SET_VRING_BASE then carries QEMU's encoding (avail index | wrap << 15, the used half the
+// same in bits 16-31: 0x80008000 for a fresh queue).
 //
 // Planned: reconnect after a back-end restart, inflight tracking (GET/SET_INFLIGHT_FD),
 // ADD_MEM_REG for more memory regions (env DMA memory shared without a copy).
