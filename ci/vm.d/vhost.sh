@@ -5,18 +5,30 @@
 # its own virtio_pci and virtio_blk. Steps: vhost-blk (a pattern written and read back through
 # /dev/vdX), vhost-blk-restart (a long write is in flight when the host kills the back end and
 # starts it again; QEMU reconnects, the back end resubmits the guest's in-flight requests, and
-# the write completes with every byte read back right).
+# the write completes with every byte read back right). vhost-blk-packed: with a second
+# vhost-user-blk-pci device (packed=on; strata-tgt's controller offers packed_ring) the guest's
+# virtio_blk runs on packed virtqueues (VIRTIO_F_RING_PACKED read from the device's negotiated
+# features): a pattern written and read back; a SKIP when no such device is attached.
 # Uses nvmf.sh's load_module_set, nvmf_pattern and nvmf_dd_check (sourced before this file).
 
 # The disk's size on the host (ci/vm writes it to the kernel command line as strata.vhost_mib).
 VHOST_MIB=64
 
-# vhost_disk: the first virtio block device, waited for up to 10 s.
+# vhost_packed NAME: whether virtio block device NAME negotiated VIRTIO_F_RING_PACKED (bit 34
+# of the features string in sysfs, bit 0 first).
+vhost_packed() {
+    [ "$(cut -c35 "/sys/block/$1/device/features" 2>/dev/null)" = 1 ]
+}
+
+# vhost_disk [packed]: the first virtio block device on split rings (with "packed": on packed
+# rings), waited for up to 10 s.
 vhost_disk() {
     i=0
     while [ "$i" -lt 100 ]; do
         for b in /sys/block/vd*; do
-            [ -e "$b" ] && { echo "/dev/${b##*/}"; return 0; }
+            [ -e "$b" ] || continue
+            if vhost_packed "${b##*/}"; then p=packed; else p=; fi
+            [ "$p" = "${1:-}" ] && { echo "/dev/${b##*/}"; return 0; }
         done
         sleep 0.1
         i=$((i + 1))
@@ -47,6 +59,17 @@ vhost_checks() {
     else
         say "vhost-blk FAIL ($out)"
         return 1
+    fi
+
+    # Packed rings (before the restart: inflight resubmission is for split rings only).
+    if pdev=$(vhost_disk packed); then
+        if out=$(nvmf_pattern "$pdev" 2>&1); then
+            say "vhost-blk-packed PASS ($pdev, VIRTIO_F_RING_PACKED negotiated, $(ls "/sys/block/${pdev#/dev/}/mq" | wc -l) queue(s); $out)"
+        else
+            say "vhost-blk-packed FAIL ($out)"
+        fi
+    else
+        say "vhost-blk-packed SKIP (no virtio block device on packed rings)"
     fi
 
     # The restart: 16 MiB written in 4 KiB requests (thousands of them, seconds under TCG) from

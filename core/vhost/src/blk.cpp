@@ -76,6 +76,7 @@ public:
         uint64_t f = vs::feature(vb::kFSegMax) | vs::feature(vb::kFBlkSize) |
                      vs::feature(vb::kFFlush) | vs::feature(vb::kFMq);
         if (opts_.readonly) f |= vs::feature(vb::kFRo);
+        if (opts_.packed_ring) f |= vs::feature(vs::kFRingPacked);
         if (unmap_ && !opts_.readonly) f |= vs::feature(vb::kFDiscard);
         if (write_zeroes_ && !opts_.readonly) f |= vs::feature(vb::kFWriteZeroes);
         return f;

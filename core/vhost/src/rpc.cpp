@@ -40,6 +40,7 @@ struct Entry {
     std::string cpumask;
     std::string bdev;
     bool readonly = false;
+    bool packed_ring = false;
     bool scsi = false;
     bool started =
         false;  // pollers registered (vhost-scsi: delay until vhost_start_scsi_controller)
@@ -139,13 +140,14 @@ void write_config(rpc::App& app, Json& cfg) {
     std::lock_guard lk(t.mu);
     for (const auto& [name, e] : t.ctrlrs) {
         if (e->scsi) continue;
-        cfg.push_back({{"method", "vhost_create_blk_controller"},
-                       {"params",
-                        {{"ctrlr", e->name},
-                         {"dev_name", e->bdev},
-                         {"cpumask", e->cpumask},
-                         {"readonly", e->readonly},
-                         {"transport", "vhost_user_blk"}}}});
+        Json params = {{"ctrlr", e->name},
+                       {"dev_name", e->bdev},
+                       {"cpumask", e->cpumask},
+                       {"readonly", e->readonly},
+                       {"transport", "vhost_user_blk"}};
+        // SPDK's save_config drops packed_ring; written when set so the config restores it.
+        if (e->packed_ring) params["packed_ring"] = true;
+        cfg.push_back({{"method", "vhost_create_blk_controller"}, {"params", params}});
         write_coalescing(*e, cfg);
     }
 }
@@ -304,14 +306,13 @@ void register_rpc_module(rpc::App& app) {
          {"cpumask", PT::string, false, "Core mask: the controller runs on its first core",
           nullptr},
          {"readonly", PT::bool_, false, "Read-only device (VIRTIO_BLK_F_RO)", false},
-         {"packed_ring", PT::bool_, false, "Packed ring (planned: only false is accepted)", false},
+         {"packed_ring", PT::bool_, false,
+          "Offer packed virtqueues (VIRTIO_F_RING_PACKED); the driver chooses", false},
          {"transport", PT::string, false, "Transport: vhost_user_blk", "vhost_user_blk"}},
         [&app](const Json& p, Responder r) {
             const std::string name = p.at("ctrlr").get<std::string>();
             if (name.empty() || name.find('/') != std::string::npos)
                 return invalid(r, fmt::format("invalid controller name '{}'", name));
-            if (rpc::param_or<bool>(p, "packed_ring", false))
-                return invalid(r, "packed_ring: packed virtqueues are not supported yet");
             const auto transport = rpc::param_or<std::string>(p, "transport", "vhost_user_blk");
             if (transport != "vhost_user_blk")
                 return invalid(r, fmt::format("Transport type '{}' unavailable.", transport));
@@ -319,11 +320,13 @@ void register_rpc_module(rpc::App& app) {
             e->name = name;
             e->bdev = p.at("dev_name").get<std::string>();
             e->readonly = rpc::param_or<bool>(p, "readonly", false);
+            e->packed_ring = rpc::param_or<bool>(p, "packed_ring", false);
             e->cpumask = rpc::param_or<std::string>(p, "cpumask", "");
             create(app, e, std::move(r), true, [e] {
                 BlkOptions o;
                 o.bdev_name = e->bdev;
                 o.readonly = e->readonly;
+                o.packed_ring = e->packed_ring;
                 return create_blk_device(o);
             });
         });

@@ -259,9 +259,10 @@ Result<void> Session::handle(const vu::Header& h, const uint8_t* payload, const 
             auto q = queue_at(s.index);
             if (!q.ok()) return q.error();
             if ((*q)->started) return protocol("SET_VRING_BASE on a started queue");
-            if (s.num > 0xffff)
+            // Packed rings: the upper half carries the used index and wrap counter (QEMU).
+            if (s.num > 0xffff && !has_feature(vs::kFRingPacked))
                 return protocol(fmt::format("SET_VRING_BASE: base {:#x} out of range", s.num));
-            (*q)->base = static_cast<uint16_t>(s.num);
+            (*q)->base = s.num;
             break;
         }
         case Request::kGetVringBase: {
@@ -515,6 +516,32 @@ Result<void> Session::set_inflight(const vu::Inflight& in, int fd) {
 
 Result<void> Session::attach_ring(Queue& q) {
     const auto& a = q.addr;
+    if (q.packed) {
+        // Packed: desc_user_addr is the ring, avail_user_addr the driver event suppression
+        // structure, used_user_addr the device's (as QEMU and DPDK map them).
+        auto* desc = static_cast<vs::PackedDesc*>(
+            memory_.uva_to_hva(a.desc_user_addr, sizeof(vs::PackedDesc) * q.num));
+        auto* driver_event = static_cast<vs::PackedEvent*>(
+            memory_.uva_to_hva(a.avail_user_addr, sizeof(vs::PackedEvent)));
+        auto* device_event = static_cast<vs::PackedEvent*>(
+            memory_.uva_to_hva(a.used_user_addr, sizeof(vs::PackedEvent)));
+        if (desc == nullptr || driver_event == nullptr || device_event == nullptr)
+            return protocol(
+                fmt::format("queue {}: packed ring addresses outside guest memory "
+                            "(desc {:#x} driver event {:#x} device event {:#x}, size {})",
+                            q.index, a.desc_user_addr, a.avail_user_addr, a.used_user_addr, q.num));
+        if (a.desc_user_addr % vs::kPackedDescAlign || a.avail_user_addr % vs::kPackedEventAlign ||
+            a.used_user_addr % vs::kPackedEventAlign)
+            return protocol(fmt::format("queue {}: misaligned packed ring addresses", q.index));
+        if ((q.base & 0x7fff) >= q.num || ((q.base >> 16) & 0x7fff) >= q.num)
+            return protocol(fmt::format("queue {}: packed base {:#x} beyond the ring size {}",
+                                        q.index, q.base, q.num));
+        q.packed_slots.assign(q.num, 0);
+        q.pring.attach(&memory_, desc, driver_event, device_event, q.packed_slots.data(), q.num,
+                       q.base, has_feature(vs::kFRingEventIdx),
+                       has_feature(vs::kFRingIndirectDesc));
+        return {};
+    }
     auto* desc = static_cast<vs::VringDesc*>(
         memory_.uva_to_hva(a.desc_user_addr, vs::split_desc_bytes(q.num)));
     auto* avail = static_cast<vs::VringAvail*>(
@@ -529,8 +556,8 @@ Result<void> Session::attach_ring(Queue& q) {
     if (a.desc_user_addr % vs::kSplitDescAlign || a.avail_user_addr % vs::kSplitAvailAlign ||
         a.used_user_addr % vs::kSplitUsedAlign)
         return protocol(fmt::format("queue {}: misaligned ring addresses", q.index));
-    q.ring.attach(&memory_, desc, avail, used, q.num, q.base, has_feature(vs::kFRingEventIdx),
-                  has_feature(vs::kFRingIndirectDesc));
+    q.ring.attach(&memory_, desc, avail, used, q.num, static_cast<uint16_t>(q.base),
+                  has_feature(vs::kFRingEventIdx), has_feature(vs::kFRingIndirectDesc));
     return {};
 }
 
@@ -539,23 +566,27 @@ Result<void> Session::maybe_start(Queue& q) {
     if (q.started || q.broken || !q.addr_set || !q.kicked || q.num == 0 || memory_.size() == 0 ||
         !enabled)
         return {};
+    q.packed = has_feature(vs::kFRingPacked);
     if (auto r = attach_ring(q); !r.ok()) return r;
     if (auto r = device_.start_queue(*this, q); !r.ok()) {
         q.ring.detach();
+        q.pring.detach();
         return r;
     }
     q.started = true;
     q.stopping = false;
     q.outstanding = 0;
     q.inflight = nullptr;
-    if (inflight_base_ != nullptr && q.index < inflight_queues_ && q.num <= inflight_queue_size_) {
+    if (inflight_base_ != nullptr && !q.packed && q.index < inflight_queues_ &&
+        q.num <= inflight_queue_size_) {
         const size_t per_queue = vu::inflight_queue_split_bytes(inflight_queue_size_);
         q.inflight = reinterpret_cast<vu::InflightQueueSplit*>(
             static_cast<uint8_t*>(inflight_base_) + per_queue * q.index);
         resubmit_inflight(q);
     }
-    STRATA_INFOLOG(log_vhost, "{}: queue {} started (size {}, base {})", name_, q.index, q.num,
-                   q.ring.last_avail());
+    STRATA_INFOLOG(log_vhost, "{}: queue {} started ({} ring, size {}, base {:#x})", name_, q.index,
+                   q.packed ? "packed" : "split", q.num,
+                   q.packed ? q.pring.base() : q.ring.last_avail());
     return {};
 }
 
@@ -613,6 +644,7 @@ void Session::stop(Queue& q) noexcept {
     if (!q.started) return;
     device_.stop_queue(*this, q);
     q.ring.detach();
+    q.pring.detach();
     q.started = false;
     q.stopping = false;
 }
@@ -634,7 +666,7 @@ bool Session::take_pending_reply(Reply& reply) {
     if (pending_get_base_ < 0) return false;
     Queue& q = queues_[pending_get_base_];
     if (q.outstanding != 0) return false;
-    const uint16_t base = q.started ? q.ring.last_avail() : q.base;
+    const uint32_t base = !q.started ? q.base : q.packed ? q.pring.base() : q.ring.last_avail();
     stop(q);
     q.base = base;
     q.addr_set = false;
@@ -662,32 +694,10 @@ int Session::poll(uint64_t now_ns) noexcept {
         if (!q.started) continue;
         const bool enabled = q.enabled || !has_feature(vs::kFVhostUserProtocolFeatures);
         if (!q.broken && !q.stopping && !quiesced_ && enabled && device_.polls_queue(q.index)) {
-            uint16_t n = 0;
-            if (auto e = q.ring.available(n); e != WalkError::none) {
-                mark_broken(q, walk_error_name(e));
-                n = 0;
-            }
-            while (n-- > 0) {
+            // At most one ring's worth per poll (the split ring's count is taken once).
+            for (uint32_t k = 0; k < q.num; ++k) {
                 uint16_t head;
-                if (auto e = q.ring.pop(head); e != WalkError::none) {
-                    mark_broken(q, walk_error_name(e));
-                    break;
-                }
-                Chain* c = device_.chain_for(q, head);
-                if (c == nullptr) {
-                    mark_broken(q, "descriptor head already in flight");
-                    break;
-                }
-                if (auto e = q.ring.walk(head, *c); e != WalkError::none) {
-                    mark_broken(q, walk_error_name(e));
-                    break;
-                }
-                if (q.inflight != nullptr) {
-                    q.inflight->desc[head].counter = q.inflight_counter++;
-                    q.inflight->desc[head].inflight = 1;
-                }
-                ++q.outstanding;
-                ++q.requests;
+                if (!pop_request(q, head)) break;
                 ++work;
                 device_.submit(*this, q, head);
             }
@@ -700,6 +710,30 @@ int Session::poll(uint64_t now_ns) noexcept {
 bool Session::take(Queue& q, uint16_t& head) noexcept {
     const bool enabled = q.enabled || !has_feature(vs::kFVhostUserProtocolFeatures);
     if (!q.started || q.broken || q.stopping || quiesced_ || !enabled) return false;
+    return pop_request(q, head);
+}
+
+bool Session::pop_request(Queue& q, uint16_t& head) noexcept {
+    if (q.packed) {
+        bool ready = false;
+        if (auto e = q.pring.peek(ready, head); e != WalkError::none) {
+            mark_broken(q, walk_error_name(e));
+            return false;
+        }
+        if (!ready) return false;
+        Chain* c = device_.chain_for(q, head);
+        if (c == nullptr) {
+            mark_broken(q, "buffer id already in flight");
+            return false;
+        }
+        if (auto e = q.pring.walk(head, *c); e != WalkError::none) {
+            mark_broken(q, walk_error_name(e));
+            return false;
+        }
+        ++q.outstanding;
+        ++q.requests;
+        return true;
+    }
     uint16_t n = 0;
     if (auto e = q.ring.available(n); e != WalkError::none) {
         mark_broken(q, walk_error_name(e));
@@ -730,7 +764,12 @@ bool Session::take(Queue& q, uint16_t& head) noexcept {
 
 void Session::complete(Queue& q, uint16_t head, uint32_t written) noexcept {
     if (q.inflight != nullptr) q.inflight->last_batch_head = head;
-    if (!q.broken) q.ring.push_used(head, written);
+    if (!q.broken) {
+        if (q.packed)
+            q.pring.push_used(head, written);
+        else
+            q.ring.push_used(head, written);
+    }
     if (q.inflight != nullptr) {
         q.inflight->desc[head].inflight = 0;
         __atomic_thread_fence(__ATOMIC_RELEASE);
@@ -755,7 +794,7 @@ void Session::signal(Queue& q, uint64_t now_ns) noexcept {
     }
     q.irq_pending = false;
     if (q.broken || !q.started) return;
-    if (!q.ring.need_interrupt()) return;
+    if (!(q.packed ? q.pring.need_interrupt() : q.ring.need_interrupt())) return;
     q.irq_due_ns = now_ns + uint64_t(coalescing_.delay_base_us) * 1000;
     ++q.interrupts;
     if (q.call_fd >= 0) {

@@ -351,11 +351,8 @@ TEST_F(VhostBlkTest, HotRemovedBdevFailsRequests) {
 TEST_F(VhostBlkTest, RpcsAndSaveConfig) {
     auto r = call("vhost_create_blk_controller", {{"ctrlr", "a"}, {"dev_name", "Nope"}});
     EXPECT_TRUE(r.contains("error")) << r.dump();
-    r = call("vhost_create_blk_controller",
-             {{"ctrlr", "a"}, {"dev_name", "Malloc0"}, {"packed_ring", true}});
-    EXPECT_TRUE(r.contains("error"));
     ok("vhost_create_blk_controller",
-       {{"ctrlr", "a"}, {"dev_name", "Malloc0"}, {"cpumask", "0x1"}});
+       {{"ctrlr", "a"}, {"dev_name", "Malloc0"}, {"cpumask", "0x1"}, {"packed_ring", true}});
     r = call("vhost_create_blk_controller", {{"ctrlr", "a"}, {"dev_name", "Malloc0"}});
     EXPECT_TRUE(r.contains("error"));
     ok("vhost_controller_set_coalescing",
@@ -375,6 +372,7 @@ TEST_F(VhostBlkTest, RpcsAndSaveConfig) {
     ASSERT_EQ(vh.size(), 2u) << saved.dump();
     EXPECT_EQ(vh[0]["method"], "vhost_create_blk_controller");
     EXPECT_EQ(vh[0]["params"]["dev_name"], "Malloc0");
+    EXPECT_EQ(vh[0]["params"]["packed_ring"], true);
     EXPECT_EQ(vh[1]["method"], "vhost_controller_set_coalescing");
     EXPECT_EQ(vh[1]["params"]["iops_threshold"], 1000);
     ok("vhost_delete_controller", {{"ctrlr", "a"}});

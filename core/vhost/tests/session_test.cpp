@@ -25,7 +25,7 @@ struct FakeDevice : Device {
     };
     std::vector<Slot> slots[kMaxQueues];
     std::vector<uint16_t> submitted;
-    uint64_t features() const noexcept override { return 0; }
+    uint64_t features() const noexcept override { return vs::feature(vs::kFRingPacked); }
     uint16_t max_queues() const noexcept override { return 2; }
     bool read_config(uint32_t off, uint8_t* out, uint32_t size) noexcept override {
         const uint8_t cfg[8] = {1, 2, 3, 4, 5, 6, 7, 8};
@@ -464,6 +464,204 @@ TEST_F(SessionTest, MemTableReplacementUnmapsAndRestartsQueues) {
     ASSERT_TRUE(set_mem_table(*session, ram).result.ok());
     EXPECT_TRUE(session->queue(0).started);
     EXPECT_EQ(session->memory().size(), 1u);
+}
+
+// ---- Packed rings through the Session ----
+
+uint64_t packed_features() {
+    return default_features() | vs::feature(vs::kFRingPacked);
+}
+
+class PackedSessionTest : public SessionTest {
+protected:
+    void start_packed(uint64_t features = packed_features(), uint32_t base = 0x80008000) {
+        call = start_queue(*session, ram, pring, 0, features, base);
+        ASSERT_GE(call, 0);
+        ASSERT_TRUE(session->queue(0).started);
+        ASSERT_TRUE(session->queue(0).packed);
+    }
+    DriverPackedRing pring{ram, 0, 16};
+};
+
+TEST_F(PackedSessionTest, RequestsAreTakenCompletedAndSignalledWhenEnabled) {
+    start_packed();
+    EXPECT_EQ(pring.device_event()->flags, vs::kPackedEventFlagDisable);  // the device polls
+    pring.publish(5, {{ram.gpa(kBuf), 512, 0}, {ram.gpa(kBuf + 4096), 1, vs::kDescFWrite}});
+    EXPECT_EQ(session->poll(0), 1);
+    ASSERT_EQ(dev.submitted.size(), 1u);
+    EXPECT_EQ(dev.submitted[0], 5);  // the buffer id
+    const Chain& c = dev.slots[0][5].chain;
+    EXPECT_EQ(c.readable, 1);
+    EXPECT_EQ(c.writable, 1);
+    EXPECT_EQ(c.iov[1].iov_base, hva(kBuf + 4096));
+    dev.finish(*session, 0, 5, 1);
+    session->poll(0);
+    uint32_t id, len;
+    ASSERT_TRUE(pring.pop_used(id, len));
+    EXPECT_EQ(id, 5u);
+    EXPECT_EQ(len, 1u);
+    uint64_t v = 0;
+    EXPECT_EQ(read(call, &v, 8), 8);  // driver event flags 0: ENABLE
+    // DISABLE: no interrupt.
+    pring.driver_event()->flags = vs::kPackedEventFlagDisable;
+    pring.publish(6, {{ram.gpa(kBuf), 1, vs::kDescFWrite}});
+    session->poll(0);
+    dev.finish(*session, 0, 6, 1);
+    session->poll(0);
+    ASSERT_TRUE(pring.pop_used(id, len));
+    EXPECT_LT(read(call, &v, 8), 0);
+}
+
+TEST_F(PackedSessionTest, ManyMoreRequestsThanTheRingWrapBothCounters) {
+    start_packed();
+    uint32_t done = 0;
+    for (uint32_t i = 0; i < 1000; ++i) {
+        const uint16_t id = uint16_t(i % 7);
+        if (i % 3 == 0)
+            pring.publish(id, {{ram.gpa(kBuf), 16, 0}, {ram.gpa(kBuf + 64), 8, vs::kDescFWrite}});
+        else
+            pring.publish(id, {{ram.gpa(kBuf + 64), 8, vs::kDescFWrite}});
+        session->poll(0);
+        ASSERT_EQ(dev.submitted.size(), i + 1);
+        dev.finish(*session, 0, id, 8);
+        uint32_t got, len;
+        while (pring.pop_used(got, len)) {
+            EXPECT_EQ(got, id);
+            ++done;
+        }
+    }
+    EXPECT_EQ(done, 1000u);
+    EXPECT_FALSE(session->queue(0).broken);
+}
+
+TEST_F(PackedSessionTest, GetVringBaseAnswersWithTheWrapCounter) {
+    start_packed();
+    for (uint16_t i = 0; i < 17; ++i) {  // 34 slots of a 16-slot ring: two laps and 2
+        const uint16_t id = uint16_t(i % 16);
+        pring.publish(id, {{ram.gpa(kBuf), 16, 0}, {ram.gpa(kBuf + 64), 8, vs::kDescFWrite}});
+        session->poll(0);
+        dev.finish(*session, 0, id, 8);
+    }
+    auto m = send_state(*session, Request::kGetVringBase, 0, 0);
+    ASSERT_TRUE(m.result.ok());
+    ASSERT_TRUE(m.reply.send);
+    vu::VringState st;
+    std::memcpy(&st, m.reply.payload, sizeof st);
+    EXPECT_EQ(st.num, 0x80028002u);  // slot 2, wrap counter 1 (bit 15), used half the same
+    // Restarted at that base, the queue continues where the driver is.
+    close(call);
+    call = start_queue(*session, ram, pring, 0, packed_features(), st.num);
+    ASSERT_GE(call, 0);
+    pring.publish(3, {{ram.gpa(kBuf + 64), 8, vs::kDescFWrite}});
+    session->poll(0);
+    ASSERT_EQ(dev.submitted.size(), 18u);
+    EXPECT_EQ(dev.submitted.back(), 3);
+}
+
+TEST_F(PackedSessionTest, BaseBeyondTheRingIsRefused) {
+    auto ok = send_u64(*session, Request::kSetFeatures, packed_features());
+    ASSERT_TRUE(ok.result.ok());
+    EXPECT_LT(start_queue(*session, ram, pring, 0, packed_features(), 0x8000 | 16), 0);
+}
+
+TEST_F(PackedSessionTest, HostileRingsBreakTheQueueOnly) {
+    struct Case {
+        const char* what;
+        void (*build)(DriverPackedRing& r, GuestRam& ram);
+    };
+    const Case cases[] = {
+        {"id out of range",
+         [](DriverPackedRing& r, GuestRam& ram) {
+             r.publish(16, {{ram.gpa(kBuf), 16, 0}});
+         }},
+        {"id in flight",
+         [](DriverPackedRing& r, GuestRam& ram) {
+             r.publish(1, {{ram.gpa(kBuf), 16, vs::kDescFWrite}});
+             r.publish(1, {{ram.gpa(kBuf), 16, vs::kDescFWrite}});
+         }},
+        {"loop (every slot NEXT)",
+         [](DriverPackedRing& r, GuestRam& ram) {
+             for (uint16_t i = 0; i < 16; ++i)
+                 r.desc()[i] = {ram.gpa(kBuf), 16, 0,
+                                uint16_t(vs::kDescFNext | vs::kPackedDescFAvail)};
+         }},
+        {"address outside memory",
+         [](DriverPackedRing& r, GuestRam& ram) {
+             r.publish(0, {{ram.gpa(ram.size - 8), 16, 0}});
+         }},
+        {"address below memory",
+         [](DriverPackedRing& r, GuestRam&) {
+             r.publish(0, {{0x1000, 16, 0}});
+         }},
+        {"zero length",
+         [](DriverPackedRing& r, GuestRam& ram) {
+             r.publish(0, {{ram.gpa(kBuf), 0, 0}});
+         }},
+        {"indirect table outside memory",
+         [](DriverPackedRing& r, GuestRam& ram) {
+             r.publish(0, {{ram.gpa(ram.size - 16), 32, vs::kDescFIndirect}});
+         }},
+        {"indirect in a chain",
+         [](DriverPackedRing& r, GuestRam& ram) {
+             r.publish(0, {{ram.gpa(kBuf), 16, 0}, {ram.gpa(kBuf), 32, vs::kDescFIndirect}});
+         }},
+        {"indirect entry outside memory",
+         [](DriverPackedRing& r, GuestRam& ram) {
+             auto* t = reinterpret_cast<vs::PackedDesc*>(ram.at(kBuf));
+             t[0] = {ram.gpa(kBuf + 4096), 16, 0, 0};
+             t[1] = {ram.size + GuestRam::kGpa, 16, 0, vs::kDescFWrite};
+             r.publish(0, {{ram.gpa(kBuf), 32, vs::kDescFIndirect}});
+         }},
+        {"too many segments",
+         [](DriverPackedRing& r, GuestRam& ram) {
+             r.publish(0, {{ram.gpa(kBuf), 16, 0},
+                           {ram.gpa(kBuf), 16, 0},
+                           {ram.gpa(kBuf), 16, 0},
+                           {ram.gpa(kBuf), 16, 0},
+                           {ram.gpa(kBuf), 16, 0},
+                           {ram.gpa(kBuf), 16, 0},
+                           {ram.gpa(kBuf), 16, 0},
+                           {ram.gpa(kBuf), 16, 0},
+                           {ram.gpa(kBuf), 16, vs::kDescFWrite}});
+         }},
+    };
+    for (const auto& hc : cases) {
+        SCOPED_TRACE(hc.what);
+        FakeDevice d;
+        Session s(d, "hostile");
+        ASSERT_TRUE(set_mem_table(s, ram).result.ok());
+        DriverPackedRing r(ram, 0, 16);
+        const int cfd = start_queue(s, ram, r, 0, packed_features(), 0x8000);
+        ASSERT_GE(cfd, 0);
+        close(cfd);
+        hc.build(r, ram);
+        s.poll(0);
+        EXPECT_TRUE(s.queue(0).broken);
+        EXPECT_LE(d.submitted.size(), 1u);  // "id in flight": the first one only
+        const size_t before = d.submitted.size();
+        // Nothing more is taken from a broken queue.
+        r.publish(2, {{ram.gpa(kBuf), 16, vs::kDescFWrite}});
+        s.poll(0);
+        EXPECT_EQ(d.submitted.size(), before);
+    }
+}
+
+TEST_F(PackedSessionTest, InflightRegionIsNotUsedForPackedQueues) {
+    vu::Inflight in{0, 0, 1, 16};
+    auto g = send(*session, Request::kGetInflightFd, &in, sizeof in);
+    ASSERT_TRUE(g.result.ok());
+    vu::Inflight got;
+    std::memcpy(&got, g.reply.payload, sizeof got);
+    ASSERT_TRUE(
+        send(*session, Request::kSetInflightFd, &got, sizeof got, {dup(g.reply.fd)}).result.ok());
+    start_packed();
+    EXPECT_EQ(session->queue(0).inflight, nullptr);
+    pring.publish(3, {{ram.gpa(kBuf), 1, vs::kDescFWrite}});
+    session->poll(0);
+    ASSERT_EQ(dev.submitted.size(), 1u);
+    dev.finish(*session, 0, 3, 1);
+    uint32_t id, len;
+    EXPECT_TRUE(pring.pop_used(id, len));
 }
 
 }  // namespace

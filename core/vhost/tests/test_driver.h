@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <vector>
 
 #include <strata/vhost/session.h>
@@ -71,6 +72,72 @@ struct DriverRing {
     uint16_t last_used = 0;
 };
 
+// The driver side of a packed ring at `base`: the ring, then the driver event suppression
+// structure where the split avail ring would be and the device's where the used ring would be
+// (so start_queue() passes them as vhost-user does).
+struct DriverPackedRing {
+    DriverPackedRing(GuestRam& ram, size_t base, uint16_t num) : ram(ram), base(base), num(num) {
+        std::memset(ram.at(base), 0, 0x10000);
+        counts.assign(num, 0);
+    }
+    size_t desc_off() const { return base; }
+    size_t avail_off() const { return base + 0x4000; }
+    size_t used_off() const { return base + 0x8000; }
+    vs::PackedDesc* desc() { return reinterpret_cast<vs::PackedDesc*>(ram.at(desc_off())); }
+    vs::PackedEvent* driver_event() {
+        return reinterpret_cast<vs::PackedEvent*>(ram.at(avail_off()));
+    }
+    vs::PackedEvent* device_event() {
+        return reinterpret_cast<vs::PackedEvent*>(ram.at(used_off()));
+    }
+    struct Buf {
+        uint64_t gpa;
+        uint32_t len;
+        uint16_t flags;  // WRITE, INDIRECT
+    };
+    // Makes a chain of `bufs` available with buffer id `id` (NEXT set on all but the last),
+    // the head's flags stored last.
+    void publish(uint16_t id, std::initializer_list<Buf> bufs) {
+        const uint16_t head = avail_idx;
+        uint16_t head_flags = 0;
+        size_t k = 0;
+        for (const Buf& b : bufs) {
+            const uint16_t f =
+                static_cast<uint16_t>(b.flags | (k + 1 < bufs.size() ? vs::kDescFNext : 0) |
+                                      (avail_wrap ? vs::kPackedDescFAvail : vs::kPackedDescFUsed));
+            desc()[avail_idx] = {b.gpa, b.len, id, avail_idx == head ? uint16_t(0) : f};
+            if (avail_idx == head) head_flags = f;
+            if (++avail_idx == num) {
+                avail_idx = 0;
+                avail_wrap = !avail_wrap;
+            }
+            ++k;
+        }
+        counts[id % num] = static_cast<uint16_t>(bufs.size());
+        __atomic_store_n(&desc()[head].flags, head_flags, __ATOMIC_RELEASE);
+    }
+    bool pop_used(uint32_t& id, uint32_t& len) {
+        const uint16_t f = __atomic_load_n(&desc()[used_idx].flags, __ATOMIC_ACQUIRE);
+        if (!vs::packed_desc_is_used(f, used_wrap)) return false;
+        id = desc()[used_idx].id;
+        len = desc()[used_idx].len;
+        used_idx = static_cast<uint16_t>(used_idx + (id < num ? counts[id] : 1));
+        if (used_idx >= num) {
+            used_idx = static_cast<uint16_t>(used_idx - num);
+            used_wrap = !used_wrap;
+        }
+        return true;
+    }
+    GuestRam& ram;
+    size_t base;
+    uint16_t num;
+    uint16_t avail_idx = 0;
+    bool avail_wrap = true;
+    uint16_t used_idx = 0;
+    bool used_wrap = true;
+    std::vector<uint16_t> counts;
+};
+
 struct Msg {
     Result<void> result;
     Reply reply;
@@ -103,10 +170,12 @@ inline Msg set_mem_table(Session& s, GuestRam& ram) {
     return send(s, vu::Request::kSetMemTable, &mem, 8 + sizeof(vu::MemoryRegion), {dup(ram.fd)});
 }
 
-// Negotiates features and starts queue `q` on `ring`; returns the call eventfd (the test
+// Negotiates features and starts queue `q` on `ring` (DriverRing or DriverPackedRing: give a
+// packed one VIRTIO_F_RING_PACKED and base 0x8000); returns the call eventfd (the test
 // closes it) or -1 on failure.
-inline int start_queue(Session& s, GuestRam& ram, DriverRing& ring, uint16_t q, uint64_t features,
-                       uint16_t base = 0) {
+template <class Ring>
+int start_queue(Session& s, GuestRam& ram, Ring& ring, uint16_t q, uint64_t features,
+                uint32_t base = 0) {
     if (!send_u64(s, vu::Request::kSetFeatures, features).result.ok()) return -1;
     if (!send_state(s, vu::Request::kSetVringNum, q, ring.num).result.ok()) return -1;
     if (!send_state(s, vu::Request::kSetVringBase, q, base).result.ok()) return -1;

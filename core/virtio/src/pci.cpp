@@ -56,7 +56,7 @@ public:
     uint64_t features() const noexcept override { return features_; }
     Result<void> read_config(uint32_t offset, void* out, uint32_t len) override;
     uint16_t num_queues() const noexcept override { return opts_.num_queues; }
-    SplitVirtqueue& queue(uint16_t i) noexcept override { return queues_[i].vq; }
+    Virtqueue& queue(uint16_t i) noexcept override { return queues_[i].vq; }
     void notify(uint16_t i) noexcept override { notify_.bar.write16(queues_[i].notify_offset, i); }
     void* queue_extra(uint16_t i) noexcept override {
         return static_cast<uint8_t*>(queues_[i].mem) + queues_[i].extra_offset;
@@ -82,7 +82,7 @@ public:
 
 private:
     struct Queue {
-        SplitVirtqueue vq;
+        Virtqueue vq;
         void* mem = nullptr;
         size_t extra_offset = 0;
         uint64_t notify_offset = 0;  // in the notify window's BAR
@@ -240,10 +240,10 @@ Result<void> PciDevice::open() {
         return fail(Errc::not_supported, "device does not offer VIRTIO_F_VERSION_1 (legacy only)");
     // ACCESS_PLATFORM: the device's DMA goes through the platform's IOMMU, which is what IOVAs
     // are for; accepted when offered (a device offering it may refuse a driver that does not).
-    const uint64_t wanted = spec::feature(spec::kFVersion1) |
-                            spec::feature(spec::kFAccessPlatform) |
-                            spec::feature(spec::kFRingIndirectDesc) |
-                            spec::feature(spec::kFRingEventIdx) | opts_.device_features;
+    const uint64_t wanted =
+        spec::feature(spec::kFVersion1) | spec::feature(spec::kFAccessPlatform) |
+        spec::feature(spec::kFRingIndirectDesc) | spec::feature(spec::kFRingEventIdx) |
+        opts_.device_features | (opts_.packed_ring ? spec::feature(spec::kFRingPacked) : 0);
     features_ = offered & wanted;
     b.write32(c + cc::kDriverFeatureSelect, 0);
     b.write32(c + cc::kDriverFeature, static_cast<uint32_t>(features_));
@@ -266,6 +266,7 @@ Result<void> PciDevice::open() {
                     fmt::format("device has {} queues, {} asked for", nq, opts_.num_queues));
     const bool indirect = has_feature(spec::kFRingIndirectDesc);
     const bool event_idx = has_feature(spec::kFRingEventIdx);
+    const bool packed = has_feature(spec::kFRingPacked);
     const uint16_t max_ind = indirect ? opts_.max_indirect : 0;
     queues_ = std::make_unique<Queue[]>(opts_.num_queues);
     for (uint16_t i = 0; i < opts_.num_queues; ++i) {
@@ -275,7 +276,7 @@ Result<void> PciDevice::open() {
         uint16_t size = opts_.queue_size;
         while (size > dev_max) size = static_cast<uint16_t>(size / 2);
         if (size != dev_max) b.write16(c + cc::kQueueSize, size);
-        const VirtqueueLayout lay = SplitVirtqueue::layout(size, max_ind);
+        const VirtqueueLayout lay = Virtqueue::layout(size, max_ind, packed);
         Queue& q = queues_[i];
         q.extra_offset = align_up(lay.total_bytes, kPage);
         auto mem =
@@ -284,7 +285,9 @@ Result<void> PciDevice::open() {
             return fail(mem.code(), fmt::format("queue {} memory: {}", i, mem.error().message()));
         q.mem = *mem;
         queues_made_ = static_cast<uint16_t>(i + 1);
-        if (auto r = q.vq.init(q.mem, env::iova_of(q.mem), size, max_ind, indirect, event_idx); !r)
+        if (auto r =
+                q.vq.init(q.mem, env::iova_of(q.mem), size, max_ind, indirect, event_idx, packed);
+            !r)
             return r.error();
         b.write16(c + cc::kQueueMsixVector, vpci::kMsixNoVector);
         write_addr(cc::kQueueDesc, q.vq.desc_device_addr());

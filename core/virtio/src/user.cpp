@@ -71,7 +71,7 @@ public:
     uint64_t features() const noexcept override { return features_; }
     Result<void> read_config(uint32_t offset, void* out, uint32_t len) override;
     uint16_t num_queues() const noexcept override { return opts_.num_queues; }
-    SplitVirtqueue& queue(uint16_t i) noexcept override { return queues_[i].vq; }
+    Virtqueue& queue(uint16_t i) noexcept override { return queues_[i].vq; }
     void notify(uint16_t i) noexcept override {
         const uint64_t one = 1;
         // EAGAIN: the counter is at its maximum, so the back end has a wake-up pending anyway.
@@ -104,7 +104,7 @@ public:
 
 private:
     struct Queue {
-        SplitVirtqueue vq;
+        Virtqueue vq;
         Fd kick;
         Fd call;
         size_t ring_offset = 0;
@@ -294,7 +294,8 @@ Result<void> UserDevice::open() {
                     "(legacy devices are not supported)");
     uint64_t want = spec::feature(spec::kFVersion1) | spec::feature(spec::kFRingIndirectDesc) |
                     spec::feature(spec::kFRingEventIdx) |
-                    spec::feature(spec::kFVhostUserProtocolFeatures) | o.device_features;
+                    spec::feature(spec::kFVhostUserProtocolFeatures) | o.device_features |
+                    (o.packed_ring ? spec::feature(spec::kFRingPacked) : 0);
     features_ = *offered & want;
 
     if (spec::has_feature(features_, spec::kFVhostUserProtocolFeatures)) {
@@ -324,8 +325,9 @@ Result<void> UserDevice::open() {
     // The shared memory: every queue's rings and the caller's extra bytes, one memfd.
     const bool indirect = spec::has_feature(features_, spec::kFRingIndirectDesc);
     const bool event_idx = spec::has_feature(features_, spec::kFRingEventIdx);
+    const bool packed = spec::has_feature(features_, spec::kFRingPacked);
     const uint16_t max_indirect = indirect ? o.max_indirect : 0;
-    const VirtqueueLayout ql = SplitVirtqueue::layout(o.queue_size, max_indirect);
+    const VirtqueueLayout ql = Virtqueue::layout(o.queue_size, max_indirect, packed);
     queues_ = std::make_unique<Queue[]>(o.num_queues);
     size_t off = 0;
     for (uint16_t i = 0; i < o.num_queues; ++i) {
@@ -359,13 +361,13 @@ Result<void> UserDevice::open() {
         Queue& q = queues_[i];
         uint8_t* ring = arena_ + q.ring_offset;
         STRATA_TRY(q.vq.init(ring, reinterpret_cast<uint64_t>(ring), o.queue_size, max_indirect,
-                             indirect, event_idx));
+                             indirect, event_idx, packed));
         q.kick = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
         q.call = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
         if (q.kick.get() < 0 || q.call.get() < 0)
             return fail(Errc::io_error, std::string("eventfd: ") + std::strerror(errno));
         STRATA_TRY(set_state(Request::kSetVringNum, i, o.queue_size));
-        STRATA_TRY(set_state(Request::kSetVringBase, i, 0));
+        STRATA_TRY(set_state(Request::kSetVringBase, i, q.vq.initial_base()));
         vu::VringAddr a{};
         a.index = i;
         a.desc_user_addr = q.vq.desc_device_addr();

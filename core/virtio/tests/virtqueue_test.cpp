@@ -1,4 +1,4 @@
-// SplitVirtqueue against a device played by the test: it reads the available ring and walks the
+// Virtqueue against a device played by the test: it reads the available ring and walks the
 // descriptor chains (direct or indirect) in the same memory, through device addresses that
 // differ from the pointers, and writes the used ring as a device would.
 #include <gtest/gtest.h>
@@ -26,7 +26,7 @@ struct Chain {
 
 class FakeDevice {
 public:
-    FakeDevice(SplitVirtqueue& q, uint8_t* mem) : q_(q), mem_(mem) {}
+    FakeDevice(Virtqueue& q, uint8_t* mem) : q_(q), mem_(mem) {}
 
     // Takes every newly available chain.
     std::vector<Chain> pop() {
@@ -73,7 +73,7 @@ public:
     uint16_t last_avail() const { return last_avail_; }
 
 private:
-    SplitVirtqueue& q_;
+    Virtqueue& q_;
     uint8_t* mem_;
     uint16_t last_avail_ = 0;
     uint16_t used_idx_ = 0;
@@ -83,7 +83,7 @@ private:
 class VirtqueueTest : public ::testing::Test {
 protected:
     void make(uint16_t size, uint16_t max_indirect, bool indirect, bool event_idx) {
-        const VirtqueueLayout l = SplitVirtqueue::layout(size, indirect ? max_indirect : 0);
+        const VirtqueueLayout l = Virtqueue::layout(size, indirect ? max_indirect : 0);
         mem_.reset(
             static_cast<uint8_t*>(std::aligned_alloc(4096, (l.total_bytes + 4095) / 4096 * 4096)));
         ASSERT_TRUE(q_.init(mem_.get(), kDevBase, size, max_indirect, indirect, event_idx).ok());
@@ -94,7 +94,7 @@ protected:
         void operator()(uint8_t* p) const { std::free(p); }
     };
     std::unique_ptr<uint8_t, Free> mem_;
-    SplitVirtqueue q_;
+    Virtqueue q_;
     std::unique_ptr<FakeDevice> dev_;
 };
 
@@ -107,7 +107,7 @@ std::vector<VqBuffer> request(uint64_t tag, size_t n) {
 
 TEST_F(VirtqueueTest, InitRejectsBadSizesAndAlignment) {
     alignas(16) static uint8_t buf[1 << 16];
-    SplitVirtqueue q;
+    Virtqueue q;
     EXPECT_EQ(q.init(buf, 0, 0, 0, false, false).error().code(), Errc::invalid_argument);
     EXPECT_EQ(q.init(buf, 0, 24, 0, false, false).error().code(), Errc::invalid_argument);
     EXPECT_EQ(q.init(buf + 8, 0, 16, 0, false, false).error().code(), Errc::invalid_argument);
@@ -116,13 +116,36 @@ TEST_F(VirtqueueTest, InitRejectsBadSizesAndAlignment) {
 }
 
 TEST_F(VirtqueueTest, LayoutKeepsPartsAlignedAndApart) {
-    const VirtqueueLayout l = SplitVirtqueue::layout(256, 32);
+    const VirtqueueLayout l = Virtqueue::layout(256, 32);
     EXPECT_EQ(l.desc_offset, 0u);
     EXPECT_EQ(l.avail_offset, 256u * 16);
     EXPECT_EQ(l.used_offset % 4096, 0u);
     EXPECT_GE(l.used_offset, l.avail_offset + spec::split_avail_bytes(256));
     EXPECT_GE(l.indirect_offset, l.used_offset + spec::split_used_bytes(256));
     EXPECT_EQ(l.total_bytes, l.indirect_offset + 256u * 32 * 16);
+}
+
+TEST_F(VirtqueueTest, PackedLayoutAndInit) {
+    const VirtqueueLayout l = Virtqueue::layout(256, 32, true);
+    EXPECT_EQ(l.desc_offset, 0u);
+    EXPECT_EQ(l.avail_offset, 4096u);  // the driver event structure after the 4 KiB ring
+    EXPECT_EQ(l.used_offset, l.avail_offset + 4096);
+    EXPECT_EQ(l.total_bytes, l.indirect_offset + 256u * 32 * 16);
+    alignas(4096) static uint8_t buf[1 << 16];
+    Virtqueue q;
+    ASSERT_TRUE(q.init(buf, 0x10000, 16, 4, true, false, true).ok());
+    EXPECT_TRUE(q.packed());
+    EXPECT_EQ(q.initial_base(), 0x80008000u);
+    EXPECT_EQ(q.driver_event()->flags, spec::kPackedEventFlagDisable);  // the driver polls
+    EXPECT_EQ(q.avail_device_addr(), 0x10000u + 4096);
+    // A 3-buffer request goes indirect: one slot, id 0, the head's flags AVAIL (wrap 1).
+    const VqBuffer bufs[3] = {{0x1000, 16, false}, {0x2000, 512, true}, {0x3000, 1, true}};
+    ASSERT_TRUE(q.enqueue(bufs, nullptr).ok());
+    EXPECT_EQ(q.packed_desc()[0].flags, spec::kPackedDescFAvail | spec::kDescFIndirect);
+    EXPECT_EQ(q.packed_desc()[0].len, 48u);
+    EXPECT_EQ(q.num_free(), 15);
+    ASSERT_TRUE(q.init(buf, 0x10000, 16, 4, false, false, false).ok());
+    EXPECT_EQ(q.initial_base(), 0u);
 }
 
 TEST_F(VirtqueueTest, DirectChainsRoundTripInOrderAndBatchPublishes) {
@@ -183,7 +206,7 @@ TEST_F(VirtqueueTest, LongChainsGoIndirectAndTakeOneDescriptor) {
     EXPECT_TRUE(chains[0].bufs[15].device_writes);
     // The indirect table lies in the queue's memory, named by its device address.
     const spec::VringDesc& d = q_.desc()[chains[0].head];
-    EXPECT_GE(d.addr, kDevBase + SplitVirtqueue::layout(4, 16).indirect_offset);
+    EXPECT_GE(d.addr, kDevBase + Virtqueue::layout(4, 16).indirect_offset);
     EXPECT_EQ(d.len, 16u * 16);
     dev_->complete(chains[0].head, 0);
     VqCompletion c[2];

@@ -39,7 +39,11 @@ void register_virtio_module(rpc::App& app) {
           {"dev_type", PT::string, true, "blk or scsi (planned)", nullptr},
           {"vq_count", PT::uint, false, "Virtqueues; each I/O Thread takes one", 1},
           {"vq_size", PT::uint, false,
-           "Entries per virtqueue, a power of two (pci: lowered to the device's maximum)", 512}},
+           "Entries per virtqueue, a power of two (pci: lowered to the device's maximum)", 512},
+          {"packed_ring", PT::bool_, false,
+           "Strata-specific: negotiate packed virtqueues (VIRTIO_F_RING_PACKED) when the device "
+           "offers them; else split",
+           false}},
          rpc::Allowed::runtime,
          "",
          true,
@@ -55,6 +59,7 @@ void register_virtio_module(rpc::App& app) {
              o.vq_size = rpc::param_or<uint32_t>(p, "vq_size", 0);
              if (o.vq_count == 0) o.vq_count = 1;
              if (o.vq_size == 0) o.vq_size = 512;
+             o.packed_ring = rpc::param_or<bool>(p, "packed_ring", false);
              auto names = virtio_attach(o);
              if (!names)
                  r.error(names.error());

@@ -34,6 +34,7 @@ struct VirtioAttachOptions {
     std::string dev_type = "blk";  // "blk" | "scsi" (planned)
     uint32_t vq_count = 1;
     uint32_t vq_size = 512;
+    bool packed_ring = false;  // Strata-specific: use packed virtqueues when the device offers them
 };
 
 extern const Module kVirtioBlkModule;

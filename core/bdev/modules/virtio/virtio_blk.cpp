@@ -89,7 +89,7 @@ private:
     virtio::Device& dev_;
     runtime::Thread& thr_;  // thread() is set only after the constructor
     int qidx_ = -1;         // -1: waiting for a free queue
-    virtio::SplitVirtqueue* vq_ = nullptr;
+    virtio::Virtqueue* vq_ = nullptr;
     uint8_t* extra_ = nullptr;
     uint16_t nslots_ = 0;
     bool wait_logged_ = false;
@@ -150,6 +150,7 @@ public:
                              {"traddr", dev_->address()},
                              {"vq_count", dev_->num_queues()},
                              {"vq_size", opts_.vq_size},
+                             {"packed_ring", dev_->has_feature(vspec::kFRingPacked)},
                              {"features", fmt::format("{:#x}", dev_->features())},
                              {"state", is_gone() ? "failed" : "ok"}};
     }
@@ -162,6 +163,7 @@ public:
                  {"dev_type", "blk"},
                  {"vq_count", opts_.vq_count},
                  {"vq_size", opts_.vq_size}}}};
+        if (opts_.packed_ring) out["params"]["packed_ring"] = true;
     }
 
     virtio::Device& device() noexcept { return *dev_; }
@@ -447,6 +449,7 @@ Result<std::vector<std::string>> attach_blk(const VirtioAttachOptions& o) {
         po.queue_size = static_cast<uint16_t>(o.vq_size);
         po.max_indirect = kMaxIndirect;
         po.device_features = blk_features;
+        po.packed_ring = o.packed_ring;
         // Headers and status bytes only: data buffers are env DMA memory, sent as they are.
         po.queue_extra_bytes = slot_area_bytes(po.queue_size);
         dev = virtio::open_pci(po);
@@ -458,6 +461,7 @@ Result<std::vector<std::string>> attach_blk(const VirtioAttachOptions& o) {
         uo.queue_size = static_cast<uint16_t>(o.vq_size);
         uo.max_indirect = kMaxIndirect;
         uo.device_features = blk_features;
+        uo.packed_ring = o.packed_ring;
         uo.queue_extra_bytes =
             slot_area_bytes(uo.queue_size) + size_t{kMaxTransferBytes} * uo.queue_size;
         dev = virtio::open_user(uo);

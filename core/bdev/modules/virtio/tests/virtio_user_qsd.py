@@ -19,6 +19,28 @@ import time
 QSD = os.environ.get("STRATA_QSD", "/usr/bin/qemu-storage-daemon")
 
 
+def check_bdevperf(p: subprocess.CompletedProcess):
+    """Prints bdevperf's output and checks its VirtioBlk0 rows: IOPS > 0, no failed I/O, no
+    miscompare. Returns the total IOPS, or None after printing why not."""
+    sys.stdout.write(p.stdout)
+    sys.stderr.write(p.stderr)
+    if p.returncode != 0:
+        print(f"FAIL: bdevperf exited {p.returncode}")
+        return None
+    rows = re.findall(r"^\s*VirtioBlk0\s*:\s*\S+\s+([0-9.]+)\s+\S+\s+([0-9.]+)",
+                      p.stdout, re.M)
+    if not rows or any(float(iops) <= 0 for iops, _ in rows):
+        print(f"FAIL: expected VirtioBlk0 job(s) with IOPS, got {rows}")
+        return None
+    if any(float(fail) != 0 for _, fail in rows):
+        print(f"FAIL: failed I/O: {rows}")
+        return None
+    if "miscompare" in p.stdout + p.stderr:
+        print("FAIL: miscompares")
+        return None
+    return sum(float(i) for i, _ in rows)
+
+
 def main() -> int:
     bdevperf, workload = sys.argv[1:3]
     seconds = sys.argv[3] if len(sys.argv) > 3 else "2"
@@ -68,23 +90,10 @@ def main() -> int:
                 print(f"FAIL: bdevperf did not finish within {float(seconds) + 40:.0f} s "
                       "(I/O lost by the back end?)")
                 return 1
-            sys.stdout.write(p.stdout)
-            sys.stderr.write(p.stderr)
-            if p.returncode != 0:
-                print(f"FAIL: bdevperf exited {p.returncode}")
+            iops = check_bdevperf(p)
+            if iops is None:
                 return 1
-            rows = re.findall(r"^\s*VirtioBlk0\s*:\s*\S+\s+([0-9.]+)\s+\S+\s+([0-9.]+)",
-                              p.stdout, re.M)
-            if not rows or any(float(iops) <= 0 for iops, _ in rows):
-                print(f"FAIL: expected VirtioBlk0 job(s) with IOPS, got {rows}")
-                return 1
-            if any(float(fail) != 0 for _, fail in rows):
-                print(f"FAIL: failed I/O: {rows}")
-                return 1
-            if "miscompare" in p.stdout + p.stderr:
-                print("FAIL: miscompares")
-                return 1
-            print(f"OK: virtio-user {workload} {sum(float(i) for i, _ in rows):.0f} IOPS")
+            print(f"OK: virtio-user {workload} {iops:.0f} IOPS")
         finally:
             qsd.terminate()
             try:

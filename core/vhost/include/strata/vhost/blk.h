@@ -22,6 +22,7 @@ inline constexpr uint32_t kBlkMaxSegments = 126;  // seg_max: data segments per 
 struct BlkOptions {
     std::string bdev_name;
     bool readonly = false;
+    bool packed_ring = false;  // offer VIRTIO_F_RING_PACKED (SPDK's packed_ring)
     uint16_t num_queues = kMaxQueues;
 };
 

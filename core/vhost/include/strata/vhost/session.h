@@ -9,12 +9,12 @@
 // regions, an index out of range) makes handle() return an error: the caller logs it and ends
 // that connection only.
 //
-// Data path: poll() walks every started queue's avail ring and hands chains to the Device; the
-// Device completes them with complete() (from its bdev callbacks, same Thread). No kick is
-// read: the rings are polled. Interrupts (call eventfd writes) are coalesced per queue: with
-// delay_base_us = 0 one write per poll that completed something the driver wants to hear of;
-// otherwise, while a queue completes more than iops_threshold requests per second, at most one
-// per delay window.
+// Data path: poll() walks every started queue's ring (split or packed, per VIRTIO_F_RING_PACKED)
+// and hands chains to the Device; the Device completes them with complete() (from its bdev
+// callbacks, same Thread). No kick is read: the rings are polled. Interrupts (call eventfd writes)
+// are coalesced per queue: with delay_base_us = 0 one write per poll that completed something the
+// driver wants to hear of; otherwise, while a queue completes more than iops_threshold requests per
+// second, at most one per delay window.
 //
 // Owning Thread: the controller's; nothing here is thread-safe.
 #pragma once
@@ -48,7 +48,8 @@ class Session;
 struct Queue {
     uint16_t index = 0;
     uint16_t num = 0;
-    uint16_t base = 0;  // SET_VRING_BASE
+    uint32_t base = 0;    // SET_VRING_BASE (packed: QEMU's avail | wrap << 15 | used half << 16)
+    bool packed = false;  // VIRTIO_F_RING_PACKED negotiated: pring, not ring
     vu::VringAddr addr{};
     bool addr_set = false;
     bool enabled = false;
@@ -59,8 +60,12 @@ struct Queue {
     int kick_fd = -1;
     int call_fd = -1;
     SplitRing<GuestMemory> ring;
+    PackedRing<GuestMemory> pring;
+    std::vector<uint16_t> packed_slots;  // ring slots per buffer id (sized at start)
     uint32_t outstanding = 0;
-    // Inflight tracking (INFLIGHT_SHMFD): this queue's part of the inflight region.
+    // Inflight tracking (INFLIGHT_SHMFD): this queue's part of the inflight region. Split
+    // rings only: a packed queue keeps no inflight record (QEMU's DescStatePacked layout is
+    // not implemented), so its requests are not resubmitted after a back-end restart.
     vu::InflightQueueSplit* inflight = nullptr;
     uint64_t inflight_counter = 0;
     // Interrupt coalescing.
@@ -166,6 +171,10 @@ private:
     void reset() noexcept;
     Result<void> attach_ring(Queue& q);
     void resubmit_inflight(Queue& q) noexcept;
+    // Takes the next available request of q, walked into the device's chain slot and counted
+    // outstanding: true with its head (split) or buffer id (packed); false when there is none
+    // or the queue broke (marked here).
+    bool pop_request(Queue& q, uint16_t& head) noexcept;
     void mark_broken(Queue& q, const char* why) noexcept;
     void signal(Queue& q, uint64_t now_ns) noexcept;
     void unmap_inflight() noexcept;

@@ -34,8 +34,8 @@ public:
     virtual Result<void> read_config(uint32_t offset, void* out, uint32_t len) = 0;
 
     virtual uint16_t num_queues() const noexcept = 0;
-    virtual SplitVirtqueue& queue(uint16_t index) noexcept = 0;
-    // Tells the device queue `index` has new available entries (after SplitVirtqueue::flush
+    virtual Virtqueue& queue(uint16_t index) noexcept = 0;
+    // Tells the device queue `index` has new available entries (after Virtqueue::flush
     // returned true). Data path: an eventfd write (virtio-user), an MMIO write (virtio-pci).
     virtual void notify(uint16_t index) noexcept = 0;
 
@@ -50,7 +50,7 @@ public:
     // Whether the device is known to be gone (virtio-user: the back end closed its socket or
     // died). Control cadence, never per I/O: it may make a system call. Any OS thread. Once true,
     // stays true; nothing in flight will complete, so the caller stops its queues
-    // (SplitVirtqueue::stop) and fails what they held.
+    // (Virtqueue::stop) and fails what they held.
     virtual bool gone() noexcept { return false; }
 
     bool has_feature(unsigned bit) const noexcept { return spec::has_feature(features(), bit); }

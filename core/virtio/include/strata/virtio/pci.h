@@ -15,7 +15,10 @@
 // is freed; memory of a device that never confirmed is abandoned (env::dma_abandon), never
 // freed under it.
 //
-// Planned: hot removal (the function's hot-remove message failing I/O in flight), packed rings,
+// Packed rings: with packed_ring set and VIRTIO_F_RING_PACKED offered, every queue is packed
+// (queue_driver / queue_device then point at the event suppression structures).
+//
+// Planned: hot removal (the function's hot-remove message failing I/O in flight),
 // VIRTIO_F_NOTIFICATION_DATA.
 #pragma once
 
@@ -36,6 +39,7 @@ struct PciOptions {
     uint16_t max_indirect = 64;                     // descriptors per indirect table
     uint64_t device_features = 0;  // device-specific feature bits the driver can use
     size_t queue_extra_bytes = 0;  // per-queue DMA memory for the caller
+    bool packed_ring = false;      // negotiate VIRTIO_F_RING_PACKED when the device offers it
 };
 
 // Control path, on a runtime::Thread of the Host whose env sees the function. Errors name the

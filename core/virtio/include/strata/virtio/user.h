@@ -17,8 +17,12 @@
 // interrupts). This file's implementation is a backend in the style guide's sense: it alone in
 // core/virtio makes the socket, memfd, mmap and eventfd system calls.
 //
-// Planned: reconnect after a back-end restart, inflight tracking (GET/SET_INFLIGHT_FD), packed
-// rings, ADD_MEM_REG for more memory regions (env DMA memory shared without a copy).
+// Packed rings: with packed_ring set and VIRTIO_F_RING_PACKED offered, every queue is packed;
+// SET_VRING_BASE then carries QEMU's encoding (avail index | wrap << 15, the used half the
+// same in bits 16-31: 0x80008000 for a fresh queue).
+//
+// Planned: reconnect after a back-end restart, inflight tracking (GET/SET_INFLIGHT_FD),
+// ADD_MEM_REG for more memory regions (env DMA memory shared without a copy).
 #pragma once
 
 #include <cstdint>
@@ -38,6 +42,7 @@ struct UserOptions {
     uint16_t max_indirect = 64;    // descriptors per indirect table
     uint64_t device_features = 0;  // device-specific feature bits the driver can use
     size_t queue_extra_bytes = 0;  // per-queue memory for the caller, shared with the back end
+    bool packed_ring = false;      // negotiate VIRTIO_F_RING_PACKED when the back end offers it
 };
 
 // Connects and initializes (control path: blocking socket I/O, up to 5 s per reply). Errors

@@ -1,15 +1,25 @@
-// The driver side of a split virtqueue (VIRTIO 1.2, 2.7) over memory the driver owns.
+// The driver side of a virtqueue over memory the driver owns: split (VIRTIO 1.2, 2.7) or, when
+// VIRTIO_F_RING_PACKED was negotiated, packed (2.8); one API for both.
 //
-// The caller hands init() one block of memory (memory_bytes() long, 16-byte aligned) and the
-// address the device knows it by (an IOVA for virtio-pci, the front end's virtual address for
-// virtio-user); the queue lays out in it the descriptor table, the available ring, the used ring
-// and one indirect table per descriptor. Nothing is allocated, locked or asked of the kernel per
-// request: enqueue() writes descriptors and an available-ring entry, flush() publishes every
-// entry enqueued since the last flush with one store of avail->idx and says whether the device
-// wants a notification (event index or VRING_USED_F_NO_NOTIFY); the transport then notifies once
-// per batch. poll() reaps the used ring.
+// The caller hands init() one block of memory (layout().total_bytes long, 16-byte aligned) and
+// the address the device knows it by (an IOVA for virtio-pci, the front end's virtual address
+// for virtio-user); the queue lays out in it the descriptor table, the available ring, the used
+// ring and one indirect table per descriptor (packed: the descriptor ring, the driver and device
+// event suppression structures in the avail and used places, one indirect table per buffer id).
+// Nothing is allocated, locked or asked of the kernel per request: enqueue() writes descriptors and
+// an available-ring entry, flush() publishes every entry enqueued since the last flush with one
+// store of avail->idx and says whether the device wants a notification (event index or
+// VRING_USED_F_NO_NOTIFY); the transport then notifies once per batch. poll() reaps the used ring.
 //
-// Descriptors: a free list threaded through desc[].next. A request of one buffer takes one
+// Packed: enqueue() writes the chain at the next ring slots with the head's AVAIL/USED flags
+// stored last (so the request is visible to a polling device at once), the buffer id taken
+// from a free list of ids; flush() only decides whether to notify (the device event
+// suppression structure: ENABLE, DISABLE, or with EVENT_IDX the DESC offset/wrap); poll() reaps
+// used descriptors at the used position with the used wrap counter and skips as many slots as
+// the buffer's chain took. The driver's own event suppression structure says DISABLE: it
+// polls. A used id out of range or not in flight breaks the queue as in the split format.
+//
+// Split descriptors: a free list threaded through desc[].next. A request of one buffer takes one
 // descriptor; a longer chain takes one descriptor pointing at its head's indirect table when
 // VIRTIO_F_RING_INDIRECT_DESC was negotiated, else a chain of direct descriptors.
 // Interrupts: the driver polls, so it asks for none (VRING_AVAIL_F_NO_INTERRUPT, or with
@@ -51,27 +61,31 @@ struct VirtqueueLayout {
     size_t total_bytes = 0;
 };
 
-class SplitVirtqueue {
+class Virtqueue {
 public:
     // size: a power of two, 1..32768. max_indirect: descriptors per indirect table (0: none).
-    static VirtqueueLayout layout(uint16_t size, uint16_t max_indirect) noexcept;
+    // packed: the layout of a packed ring (avail/used offsets: the driver and device event
+    // suppression structures).
+    static VirtqueueLayout layout(uint16_t size, uint16_t max_indirect,
+                                  bool packed = false) noexcept;
 
-    SplitVirtqueue() = default;
-    SplitVirtqueue(const SplitVirtqueue&) = delete;
-    SplitVirtqueue& operator=(const SplitVirtqueue&) = delete;
+    Virtqueue() = default;
+    Virtqueue(const Virtqueue&) = delete;
+    Virtqueue& operator=(const Virtqueue&) = delete;
 
     // Control path. mem: layout(size, max_indirect).total_bytes, 16-byte aligned, zeroed here.
-    // indirect / event_idx: what was negotiated. Errc::invalid_argument for a bad size or
-    // misaligned memory.
+    // indirect / event_idx / packed: what was negotiated. Errc::invalid_argument for a bad size
+    // or misaligned memory.
     Result<void> init(void* mem, uint64_t mem_device_addr, uint16_t size, uint16_t max_indirect,
-                      bool indirect, bool event_idx);
+                      bool indirect, bool event_idx, bool packed = false);
 
     // Queues one request (its buffers in order: device-readable first, then device-writable, as
     // virtio requires; not checked here). Errc::no_space when the ring lacks descriptors (retry
     // after poll), Errc::invalid_argument for an empty request or one longer than the queue can
     // ever hold, Errc::io_error when the queue is broken.
     Status enqueue(std::span<const VqBuffer> bufs, void* cookie) noexcept;
-    // Publishes what enqueue() queued; true when the device must be notified.
+    // Publishes what enqueue() queued (packed: already visible); true when the device must be
+    // notified.
     bool flush() noexcept;
     // Reaps up to out.size() completions; returns how many.
     size_t poll(std::span<VqCompletion> out) noexcept;
@@ -83,6 +97,10 @@ public:
     size_t take_in_flight(std::span<VqCompletion> out) noexcept;
 
     uint16_t size() const noexcept { return size_; }
+    bool packed() const noexcept { return packed_; }
+    // The vhost-user vring base of a fresh queue (packed, QEMU's encoding: avail index 0 with
+    // wrap counter 1 in bit 15, the used half the same in bits 16-31).
+    uint32_t initial_base() const noexcept { return packed_ ? 0x80008000u : 0u; }
     uint16_t num_free() const noexcept { return num_free_; }
     uint16_t in_flight() const noexcept { return in_flight_; }
     bool broken() const noexcept { return broken_; }
@@ -98,14 +116,27 @@ public:
     spec::VringDesc* desc() const noexcept { return desc_; }
     spec::VringAvail* avail() const noexcept { return avail_; }
     spec::VringUsed* used() const noexcept { return used_; }
+    // Packed: the ring and the driver / device event suppression structures.
+    spec::PackedDesc* packed_desc() const noexcept {
+        return reinterpret_cast<spec::PackedDesc*>(desc_);
+    }
+    spec::PackedEvent* driver_event() const noexcept {
+        return reinterpret_cast<spec::PackedEvent*>(avail_);
+    }
+    spec::PackedEvent* device_event() const noexcept {
+        return reinterpret_cast<spec::PackedEvent*>(used_);
+    }
 
 private:
     struct Slot {
         void* cookie = nullptr;
         uint16_t ndesc = 0;  // ring descriptors the request holds (1 when indirect)
-        uint16_t last = 0;   // last descriptor of its chain in the table
+        uint16_t last = 0;   // split: last descriptor of its chain; packed: next free id
     };
     void mark_broken(const char* why, uint64_t value) noexcept;
+    Status enqueue_packed(std::span<const VqBuffer> bufs, void* cookie) noexcept;
+    bool flush_packed() noexcept;
+    size_t poll_packed(std::span<VqCompletion> out) noexcept;
 
     VirtqueueLayout layout_{};
     uint8_t* mem_ = nullptr;
@@ -114,12 +145,21 @@ private:
     spec::VringAvail* avail_ = nullptr;
     spec::VringUsed* used_ = nullptr;
     spec::VringDesc* indirect_tables_ = nullptr;
-    std::vector<Slot> slots_;  // by head descriptor index (sized at init)
+    std::vector<Slot> slots_;  // by head descriptor index / packed buffer id (sized at init)
     uint16_t size_ = 0;
     uint16_t max_indirect_ = 0;
     bool indirect_ = false;
     bool event_idx_ = false;
     bool broken_ = false;
+    bool packed_ = false;
+    // Packed state: next avail slot and its wrap counter, next used slot and its wrap counter,
+    // slots added since the last flush, the free buffer-id list (through Slot::last).
+    uint16_t next_avail_ = 0;
+    bool avail_wrap_ = true;
+    uint16_t next_used_ = 0;
+    bool used_wrap_ = true;
+    uint16_t added_ = 0;
+    uint16_t free_id_ = 0;
     uint16_t free_head_ = 0;
     uint16_t num_free_ = 0;
     uint16_t in_flight_ = 0;

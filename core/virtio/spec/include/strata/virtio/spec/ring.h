@@ -7,6 +7,7 @@
 // (checked below), so the structs are used as they are.
 
 #include <bit>
+#include <cstddef>
 #include <cstdint>
 
 namespace strata::virtio::spec {
@@ -131,7 +132,9 @@ struct PackedDesc {
 };
 static_assert(sizeof(PackedDesc) == 16);
 
-// Event suppression structure (driver area and device area of a packed ring).
+// Event suppression structure (2.8.10; the driver area and the device area of a packed ring):
+// flags ENABLE / DISABLE / DESC (DESC needs VIRTIO_F_EVENT_IDX: notify when the other side's
+// position passes off_wrap's offset in off_wrap's wrap).
 inline constexpr std::uint16_t kPackedEventFlagEnable = 0;
 inline constexpr std::uint16_t kPackedEventFlagDisable = 1;
 inline constexpr std::uint16_t kPackedEventFlagDesc = 2;
@@ -140,6 +143,13 @@ struct PackedEvent {
     std::uint16_t flags;
 };
 static_assert(sizeof(PackedEvent) == 4);
+static_assert(offsetof(PackedEvent, off_wrap) == 0 && offsetof(PackedEvent, flags) == 2);
+static_assert(offsetof(PackedDesc, addr) == 0 && offsetof(PackedDesc, len) == 8 &&
+              offsetof(PackedDesc, id) == 12 && offsetof(PackedDesc, flags) == 14);
+// Alignment of the parts (2.8.10.1): the ring 16 bytes, each event structure 4.
+inline constexpr std::size_t kPackedDescAlign = 16;
+inline constexpr std::size_t kPackedEventAlign = 4;
+inline constexpr std::uint16_t kPackedEventWrapBit = 0x8000;  // off_wrap, and the vring base
 
 // A descriptor is available when its AVAIL bit equals the driver's wrap counter and its USED bit
 // does not; it is used when both bits equal the wrap counter the device wrote it with.
