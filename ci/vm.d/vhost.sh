@@ -29,10 +29,10 @@ vhost_disk() {
 }
 
 # vscsi_disk: the sd disk of a virtio-scsi host (its sysfs path runs through the virtio
-# device), waited for up to 10 s.
+# device), waited for up to 30 s (the device is hot-plugged).
 vscsi_disk() {
     i=0
-    while [ "$i" -lt 100 ]; do
+    while [ "$i" -lt 300 ]; do
         for b in /sys/block/sd*; do
             [ -e "$b" ] || continue
             case "$(readlink -f "$b")" in
@@ -47,8 +47,10 @@ vscsi_disk() {
 
 vscsi_checks() {
     load_module_set vscsi
+    # ci/vm hot-plugs the vhost-user-scsi-pci device now (at boot SeaBIOS would drive it).
+    say "vhost-scsi plug now"
     if ! dev=$(vscsi_disk); then
-        say "vhost-scsi FAIL (no sd disk under a virtio device after 10 s; insmod failures:${bad:- none}; sd disks:$(for b in /sys/block/sd*; do [ -e "$b" ] && printf ' %s' "$(readlink -f "$b")"; done))"
+        say "vhost-scsi FAIL (no sd disk under a virtio device 30 s after the plug; insmod failures:${bad:- none}; sd disks:$(for b in /sys/block/sd*; do [ -e "$b" ] && printf ' %s' "$(readlink -f "$b")"; done))"
         return 1
     fi
     name=${dev#/dev/}
