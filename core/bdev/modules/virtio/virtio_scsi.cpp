@@ -62,7 +62,9 @@ static_assert(sizeof(SlotHeader) <= kSlotBytes);
 struct IoCtx {
     uint16_t slot;
     bool bounced;
+    uint8_t retries;  // UNIT ATTENTIONs answered by sending the command again
 };
+constexpr uint8_t kMaxUnitAttentionRetries = 3;
 static_assert(sizeof(IoCtx) <= kModuleIoContextBytes);
 
 size_t slot_area_bytes(uint16_t slots) {
@@ -637,6 +639,7 @@ void ScsiChannel::submit(ScsiDisk& disk, BdevIo& io) noexcept {
             io.complete(Errc::not_supported);
             return;
     }
+    io.module_ctx<IoCtx>()->retries = 0;
     if (qidx_ < 0 || !queued_.empty() || !start(io)) queued_.push_back(io);
 }
 
@@ -746,7 +749,8 @@ bool ScsiChannel::start(BdevIo& io) noexcept {
         return true;
     }
     free_slots_.pop_back();
-    *io.module_ctx<IoCtx>() = IoCtx{slot, bounced};
+    io.module_ctx<IoCtx>()->slot = slot;
+    io.module_ctx<IoCtx>()->bounced = bounced;
     return true;
 }
 
@@ -761,6 +765,15 @@ void ScsiChannel::finish(BdevIo& io, uint32_t len) noexcept {
         r.code = Errc::io_error;
         r.why = fmt::format("short transfer (residual {} of {} bytes)",
                             header(ctx.slot)->resp.residual, data_len);
+    }
+    if (r.code != Errc::ok && r.sense.valid && r.sense.key == vscsi::kSenseUnitAttention &&
+        ctx.retries < kMaxUnitAttentionRetries) {
+        // A UNIT ATTENTION (e.g. after a reset) reports an event, not a failure of this
+        // command: send it again, ahead of what waits.
+        ++io.module_ctx<IoCtx>()->retries;
+        free_slots_.push_back(ctx.slot);
+        queued_.push_front(io);
+        return;
     }
     if (r.code == Errc::ok && ctx.bounced && is_read) {
         const uint8_t* bb = bounce(ctx.slot);
