@@ -193,6 +193,7 @@ SHAPES = {
     "bdev_passthru_delete": is_true, "bdev_delay_delete": is_true,
     "bdev_error_delete": is_true, "bdev_split_delete": is_true, "bdev_null_delete": is_true,
     "bdev_malloc_delete": is_true,
+    "bdev_virtio_scsi_get_devices": list_of("name", "virtio"),
 }
 
 # Methods of the replay Strata does not have yet (issue 17's list): they must fail with
@@ -242,6 +243,19 @@ def test_replay_covers_every_method_with_a_shape():
     assert methods - set(SHAPES) - NOT_YET == set()
     # Everything replayed is an SPDK method (the capture came from SPDK's rpc.py).
     assert methods <= spdk_methods()
+
+
+def test_virtio_scsi_attach_request_from_rpc_py_is_understood(world, tmp_path):
+    """rpc.py's request for `bdev_virtio_attach_controller -t user -a SOCK -d scsi --vq-count 2
+    --vq-size 64 VirtioScsi0` (captured with capture_rpc_py.py): every parameter is accepted and
+    dev_type scsi is served; with no back end at the socket the error names the socket."""
+    sock = str(tmp_path / "vhost.0")
+    with pytest.raises(RpcError) as ei:
+        world.rpc_raw("bdev_virtio_attach_controller",
+                      {"name": "VirtioScsi0", "trtype": "user", "traddr": sock,
+                       "dev_type": "scsi", "vq_count": 2, "vq_size": 64})
+    assert sock in ei.value.message, ei.value.message
+    assert world.rpc_raw("bdev_virtio_scsi_get_devices", None) == []
 
 
 def test_store_true_flags_sent_as_false_are_accepted(world):

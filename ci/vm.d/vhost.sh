@@ -5,10 +5,15 @@
 # its own virtio_pci and virtio_blk. Steps: vhost-blk (a pattern written and read back through
 # /dev/vdX), vhost-blk-restart (a long write is in flight when the host kills the back end and
 # starts it again; QEMU reconnects, the back end resubmits the guest's in-flight requests, and
-# the write completes with every byte read back right). vhost-blk-packed: with a second
+# the write completes with every byte read back right); vhost-blk-packed: with a second
 # vhost-user-blk-pci device (packed=on; strata-tgt's controller offers packed_ring) the guest's
 # virtio_blk runs on packed virtqueues (VIRTIO_F_RING_PACKED read from the device's negotiated
-# features): a pattern written and read back; a SKIP when no such device is attached.
+# features): a pattern written and read back; a SKIP when no such device is attached;
+# vhost-scsi (when the kernel command line
+# has strata.vhost_scsi=MIB: a vhost-user-scsi-pci device on a second strata-tgt's vhost-scsi
+# controller; the guest loads virtio_scsi and sd_mod, finds the sd disk whose sysfs path is under
+# a virtio device (the iSCSI checks make sd disks too) and writes and reads back a pattern).
+# strata.vhost_blk=0: the vhost-user-blk device is absent (its back end did not start).
 # Uses nvmf.sh's load_module_set, nvmf_pattern and nvmf_dd_check (sourced before this file).
 
 # The disk's size on the host (ci/vm writes it to the kernel command line as strata.vhost_mib).
@@ -36,9 +41,51 @@ vhost_disk() {
     return 1
 }
 
+# vscsi_disk: the sd disk of a virtio-scsi host (its sysfs path runs through the virtio
+# device), waited for up to 30 s (the device is hot-plugged).
+vscsi_disk() {
+    i=0
+    while [ "$i" -lt 300 ]; do
+        for b in /sys/block/sd*; do
+            [ -e "$b" ] || continue
+            case "$(readlink -f "$b")" in
+            */virtio[0-9]*/host*) echo "/dev/${b##*/}"; return 0 ;;
+            esac
+        done
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+vscsi_checks() {
+    load_module_set vscsi
+    # ci/vm hot-plugs the vhost-user-scsi-pci device now (at boot SeaBIOS would drive it).
+    say "vhost-scsi plug now"
+    if ! dev=$(vscsi_disk); then
+        say "vhost-scsi FAIL (no sd disk under a virtio device 30 s after the plug; insmod failures:${bad:- none}; sd disks:$(for b in /sys/block/sd*; do [ -e "$b" ] && printf ' %s' "$(readlink -f "$b")"; done))"
+        return 1
+    fi
+    name=${dev#/dev/}
+    bytes=$(($(cat "/sys/block/$name/size") * 512))
+    if [ "$bytes" -ne $((VHOST_SCSI_MIB * 1048576)) ]; then
+        say "vhost-scsi FAIL ($dev has $bytes bytes, the host's disk $VHOST_SCSI_MIB MiB)"
+        return 1
+    fi
+    vendor=$(cat "/sys/block/$name/device/vendor" 2>/dev/null | tr -s ' ')
+    model=$(cat "/sys/block/$name/device/model" 2>/dev/null | tr -s ' ')
+    if out=$(nvmf_pattern "$dev" 2>&1); then
+        say "vhost-scsi PASS ($dev, $vendor$model, $VHOST_SCSI_MIB MiB, $(cat "/sys/block/$name/queue/logical_block_size")-byte blocks, $(ls "/sys/block/$name/mq" | wc -l) queue(s); $out)"
+    else
+        say "vhost-scsi FAIL ($out)"
+        return 1
+    fi
+}
+
 vhost_main() {
     vhost_t0=$(cut -d' ' -f1 /proc/uptime)
-    vhost_checks
+    [ "${VHOST_SCSI_MIB:-0}" -gt 0 ] && vscsi_checks
+    [ "${VHOST_BLK:-1}" = 1 ] && vhost_checks
     say "vhost-time $(awk -v t0="$vhost_t0" '{printf "%.1f", $1 - t0}' /proc/uptime)s for the vhost-user checks"
 }
 

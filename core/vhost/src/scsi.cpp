@@ -65,7 +65,12 @@ public:
     explicit ScsiDevice(std::string name) : name_(std::move(name)), port_("vhost." + name_) {}
     ~ScsiDevice() override = default;  // targets are removed first (scsi_remove_all)
 
-    uint64_t features() const noexcept override { return vs::feature(vsc::kFHotplug); }
+    // VIRTIO_SCSI_F_CHANGE (parameter change events; none are ever sent) is offered as SPDK
+    // does: QEMU's vhost-user-scsi sets it whatever the back end offers (it is not among the
+    // bits QEMU asks the back end about), and a refused SET_FEATURES left the device dead.
+    uint64_t features() const noexcept override {
+        return vs::feature(vsc::kFHotplug) | vs::feature(vsc::kFChange);
+    }
     uint16_t max_queues() const noexcept override { return kMaxQueues; }
 
     bool read_config(uint32_t offset, uint8_t* out, uint32_t size) noexcept override {

@@ -128,11 +128,14 @@ protected:
         vu::VringState s{i, n};
         send_msg(req, &s, sizeof s);
     }
-    // vhost-scsi handshake: features (hot-plug), memory, then queues `qs` on `rings`.
+    // vhost-scsi handshake: features (hot-plug, and param change as QEMU's vhost-user-scsi
+    // always sets it), memory, then queues `qs` on `rings`.
     void setup_scsi(std::vector<std::pair<uint16_t, DriverRing*>> qs) {
         const uint64_t f = get_u64(Request::kGetFeatures);
         ASSERT_TRUE(vs::has_feature(f, vsc::kFHotplug));
-        set_u64(Request::kSetFeatures, default_features() | vs::feature(vsc::kFHotplug));
+        ASSERT_TRUE(vs::has_feature(f, vsc::kFChange));
+        set_u64(Request::kSetFeatures,
+                default_features() | vs::feature(vsc::kFHotplug) | vs::feature(vsc::kFChange));
         set_u64(Request::kSetProtocolFeatures, get_u64(Request::kGetProtocolFeatures));
         send_msg(Request::kSetOwner, nullptr, 0);
         vu::Memory mem{};

@@ -26,18 +26,24 @@ struct VirtioHotplug {
 
 void register_virtio_module(rpc::App& app) {
     register_module(kVirtioBlkModule);
+    register_module(kVirtioScsiModule);
     add_rpc(
         app,
         {"bdev_virtio_attach_controller",
          "Attach a virtio device and create bdevs on it: virtio_blk gives one bdev named as "
-         "the controller. trtype user connects to a vhost-user back end's socket (traddr), "
-         "trtype pci drives a virtio PCI function (traddr: its address, e.g. 0000:00:04.0; "
-         "modern interface). Returns the bdev names. dev_type scsi is planned.",
-         {{"name", PT::string, true, "Controller name (and the virtio_blk bdev's)", nullptr},
+         "the controller; virtio_scsi scans LUN 0 of every target and gives one bdev per disk, "
+         "named <name>t<target> (non-disk devices are skipped). trtype user connects to a "
+         "vhost-user back end's socket (traddr), trtype pci drives a virtio PCI function "
+         "(traddr: its address, e.g. 0000:00:04.0; modern interface). Returns the bdev names.",
+         {{"name", PT::string, true,
+           "Controller name (the virtio_blk bdev's; the virtio_scsi bdevs' prefix)", nullptr},
           {"trtype", PT::string, true, "user (vhost-user socket) or pci (PCI function)", nullptr},
           {"traddr", PT::string, true, "Socket path (user) or PCI address (pci)", nullptr},
-          {"dev_type", PT::string, true, "blk or scsi (planned)", nullptr},
-          {"vq_count", PT::uint, false, "Virtqueues; each I/O Thread takes one", 1},
+          {"dev_type", PT::string, true, "blk or scsi", nullptr},
+          {"vq_count", PT::uint, false,
+           "Virtqueues (scsi: request queues, besides control and event); each I/O Thread "
+           "takes one",
+           1},
           {"vq_size", PT::uint, false,
            "Entries per virtqueue, a power of two (pci: lowered to the device's maximum)", 512},
           {"packed_ring", PT::bool_, false,
@@ -67,7 +73,8 @@ void register_virtio_module(rpc::App& app) {
                  r.result(Json(*names));
          }});
     add_rpc(app, {"bdev_virtio_detach_controller",
-                  "Remove a virtio controller's bdevs (after their openers close) and detach it.",
+                  "Remove a virtio controller's bdevs (virtio_scsi: every target's; after their "
+                  "openers close) and detach it.",
                   {{"name", PT::string, true, "Controller name", nullptr}},
                   rpc::Allowed::runtime,
                   "",
@@ -82,12 +89,14 @@ void register_virtio_module(rpc::App& app) {
                       });
                   }});
     add_rpc(app, {"bdev_virtio_scsi_get_devices",
-                  "List virtio-scsi controllers (virtio_scsi is planned: always empty today).",
+                  "List the virtio-scsi controllers: name and virtio {vq_count (all queues, "
+                  "control and event included), vq_size, type (user or pci), socket or "
+                  "pci_address}, as SPDK.",
                   {},
                   rpc::Allowed::runtime,
                   "",
                   true,
-                  [](const Json&, Responder r) { r.result(Json::array()); }});
+                  [](const Json&, Responder r) { r.result(virtio_scsi_devices()); }});
     add_rpc(app,
             {"bdev_virtio_blk_set_hotplug",
              "Set virtio-pci hotplug monitoring. The virtio-pci transport is planned, so enable "

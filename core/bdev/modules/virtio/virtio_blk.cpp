@@ -16,6 +16,7 @@
 #include <strata/runtime/thread.h>
 #include <strata/virtio/pci.h>
 #include <strata/virtio/spec/blk.h>
+#include <strata/virtio/spec/scsi.h>
 #include <strata/virtio/user.h>
 
 #include "aio/backing_file.h"  // unregister_io_device_then
@@ -509,26 +510,32 @@ Result<std::vector<std::string>> attach_blk(const VirtioAttachOptions& o) {
 
 Result<std::vector<std::string>> virtio_attach(const VirtioAttachOptions& o) {
     if (o.name.empty()) return Error(Errc::invalid_argument, "virtio controller needs a name");
-    if (find(o.name) != nullptr || runtime::current_host().get<Ctrlrs>().by_name.count(o.name) != 0)
+    if (find(o.name) != nullptr ||
+        runtime::current_host().get<Ctrlrs>().by_name.count(o.name) != 0 ||
+        virtio_scsi_exists(o.name))
         return Error(Errc::already_exists, fmt::format("bdev {} already exists", o.name));
     if (o.dev_type != "blk" && o.dev_type != "scsi")
         return Error(Errc::invalid_argument, fmt::format("dev_type {:?}: blk or scsi", o.dev_type));
     if (o.trtype != "user" && o.trtype != "pci")
         return Error(Errc::invalid_argument, fmt::format("trtype {:?}: user or pci", o.trtype));
-    if (o.dev_type == "scsi")
-        return Error(Errc::not_supported,
-                     "virtio_scsi is planned (not built yet); virtio_blk is available");
     if (o.vq_count == 0 || o.vq_count > 256)
         return Error(Errc::invalid_argument, fmt::format("vq_count {} not in 1..256", o.vq_count));
     if (o.vq_size == 0 || o.vq_size > vspec::kMaxQueueSize || (o.vq_size & (o.vq_size - 1)) != 0)
         return Error(Errc::invalid_argument,
                      fmt::format("vq_size {} is not a power of two in 1..32768", o.vq_size));
+    if (o.dev_type == "scsi") {
+        if (o.vq_count > 256 - virtio::spec::scsi::kFirstRequestQueue)
+            return Error(Errc::invalid_argument,
+                         fmt::format("vq_count {}: at most 254 request queues", o.vq_count));
+        return virtio_scsi_attach(o);
+    }
     return attach_blk(o);
 }
 
 void virtio_detach(const std::string& name, std::function<void(Result<void>)> done) {
     auto& ctrlrs = runtime::current_host().get<Ctrlrs>();
     if (ctrlrs.by_name.count(name) == 0) {
+        if (virtio_scsi_detach(name, done)) return;
         done(Error(Errc::not_found, fmt::format("virtio controller {} not found", name)));
         return;
     }

@@ -1,7 +1,7 @@
 // virtio_blk through SPDK's RPCs on a simulated App, against a real vhost-user back end: QEMU's
 // qemu-storage-daemon exporting a temp file (skipped, saying so, where it is absent; failed then
 // under STRATA_REQUIRE_QSD=1). Attach, bdev_get_bdevs, verified I/O, save_config and a fresh App
-// from it finding the data, detach; and the refusals (planned transports, bad parameters).
+// from it finding the data, detach; and the refusals (bad transports, bad parameters).
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -186,8 +186,8 @@ TEST_F(VirtioRpcTest, RefusalsNameTheReason) {
     EXPECT_NE(msg(call_error("bdev_virtio_attach_controller", p)).find("not-a-bdf"),
               std::string::npos);
     p = attach_params();
-    p["dev_type"] = "scsi";
-    EXPECT_NE(msg(call_error("bdev_virtio_attach_controller", p)).find("planned"),
+    p["dev_type"] = "nvme";
+    EXPECT_NE(msg(call_error("bdev_virtio_attach_controller", p)).find("blk or scsi"),
               std::string::npos);
     p = attach_params();
     p["vq_size"] = 100;
