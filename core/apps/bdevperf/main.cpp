@@ -456,20 +456,22 @@ RunResult run_tests(Runner& r, const Options& opt) {
     struct Progress {
         std::vector<std::unique_ptr<Job>>* jobs;
         const Options* opt;
+        double period = 1;  // seconds between reports: the -S period, or -t when shorter
         uint64_t last_ios = 0, ticks = 0;
         std::atomic<bool> done{false};
         runtime::Poller* poller = nullptr;
     } prog{&jobs, &opt};
-    const uint32_t period_s = opt.summarize ? 1 : std::max(1u, opt.period_s);
+    prog.period = std::min<double>(opt.summarize ? 1 : std::max(1u, opt.period_s), opt.seconds);
+    const auto period_ns = static_cast<uint64_t>(prog.period * 1e9);
     rpc::App& app = *r.app;
-    (void)app.thread().post([&prog, &app, period_s] {
+    (void)app.thread().post([&prog, &app, period_ns] {
         prog.poller = app.thread().register_poller(
             [](void* p) {
                 auto* pr = static_cast<Progress*>(p);
                 const Options& o = *pr->opt;
-                const uint32_t period = o.summarize ? 1 : std::max(1u, o.period_s);
+                const double period = pr->period;
                 ++pr->ticks;
-                const double elapsed = static_cast<double>(pr->ticks * period);
+                const double elapsed = static_cast<double>(pr->ticks) * period;
                 if (o.summarize) {
                     uint64_t ios = 0, bytes = 0;
                     for (auto& j : *pr->jobs) {
@@ -478,7 +480,7 @@ RunResult run_tests(Runner& r, const Options& opt) {
                     }
                     std::printf("[%3llus] %12.2f IOPS %10.2f MiB/s\n",
                                 static_cast<unsigned long long>(pr->ticks),
-                                static_cast<double>(ios - pr->last_ios),
+                                static_cast<double>(ios - pr->last_ios) / period,
                                 static_cast<double>(bytes) / elapsed / 1048576.0);
                     pr->last_ios = ios;
                 } else {
@@ -505,7 +507,7 @@ RunResult run_tests(Runner& r, const Options& opt) {
                 }
                 return runtime::PollStatus::idle;
             },
-            &prog, "bdevperf_progress", uint64_t{period_s} * 1'000'000'000);
+            &prog, "bdevperf_progress", period_ns);
     });
     r.wait_for([&] {
         return prog.done.load() || app.stop_requested() ||

@@ -456,9 +456,10 @@ runtime::PollStatus hotplug_poll(void*) {
     std::vector<std::string> gone;
     for (auto& [name, c] : ctrlrs()) {
         if (c->detaching || c->ctrl->is_fabrics()) continue;
-        const bool present = std::any_of(found->begin(), found->end(), [&](const auto& f) {
-            return f.address == c->ctrl->address();
-        });
+        // A copy, not the structured binding: clang 14 (the fuzz build) cannot capture those.
+        const auto address = c->ctrl->address();
+        const bool present = std::any_of(found->begin(), found->end(),
+                                         [&](const auto& f) { return f.address == address; });
         if (!present) gone.push_back(name);
     }
     for (const auto& name : gone) {

@@ -114,7 +114,7 @@ private:
     virtio::Device& dev_;
     runtime::Thread& thr_;
     int qidx_ = -1;  // the queue's index (2..), -1: waiting for a free one
-    virtio::SplitVirtqueue* vq_ = nullptr;
+    virtio::Virtqueue* vq_ = nullptr;
     uint8_t* extra_ = nullptr;
     uint16_t nslots_ = 0;
     bool simulated_ = false;
@@ -302,7 +302,7 @@ void ScsiDisk::config_json(nlohmann::json& out) const {
 
 Result<vscsi::Reply> ScsiCtrlr::run_sync(uint8_t target, const ScanCmd& cmd, const char* what) {
     const uint16_t q = vsc::kFirstRequestQueue;
-    virtio::SplitVirtqueue& vq = dev_->queue(q);
+    virtio::Virtqueue& vq = dev_->queue(q);
     auto* extra = static_cast<uint8_t*>(dev_->queue_extra(q));
     auto* h = reinterpret_cast<SlotHeader*>(extra);
     uint8_t* buf = extra + slot_area_bytes(vq.size());
@@ -514,7 +514,7 @@ void ScsiCtrlr::reset(uint8_t target, BdevIo& io) noexcept {
         return;
     }
     const Status s = owner_->post([this, target, &io, from, complete] {
-        virtio::SplitVirtqueue& vq = dev_->queue(vsc::kControlQueue);
+        virtio::Virtqueue& vq = dev_->queue(vsc::kControlQueue);
         if (ctl_poller_ == nullptr) {
             tmf_.assign(vq.size(), Tmf{});
             tmf_free_.clear();
@@ -550,7 +550,7 @@ void ScsiCtrlr::reset(uint8_t target, BdevIo& io) noexcept {
 
 runtime::PollStatus ScsiCtrlr::poll_control(void* self) {
     auto* c = static_cast<ScsiCtrlr*>(self);
-    virtio::SplitVirtqueue& vq = c->dev_->queue(vsc::kControlQueue);
+    virtio::Virtqueue& vq = c->dev_->queue(vsc::kControlQueue);
     if (vq.in_flight() == 0) return runtime::PollStatus::idle;
     auto* extra = static_cast<uint8_t*>(c->dev_->queue_extra(vsc::kControlQueue));
     auto done = [c](Tmf* t, Errc code) {
@@ -851,6 +851,11 @@ runtime::PollStatus ScsiChannel::check_gone(void* self) {
 }  // namespace
 
 Result<std::vector<std::string>> virtio_scsi_attach(const VirtioAttachOptions& o) {
+    if (o.packed_ring)
+        return Error(Errc::not_supported,
+                     fmt::format("virtio controller {}: packed_ring is supported for dev_type blk "
+                                 "only (virtio_scsi on packed rings is planned)",
+                                 o.name));
     const uint16_t nq = uint16_t(vsc::kFirstRequestQueue + o.vq_count);
     Result<std::unique_ptr<virtio::Device>> dev = Error(Errc::invalid_argument, "trtype");
     if (o.trtype == "pci") {
