@@ -16,8 +16,8 @@ STAGE_FAILURES=0
 # WARNING line, it does not fail: the budgets keep the default run well inside CI's 90 minutes
 # while later issues add stages (ci_budget_total sums what a run will do).
 declare -A STAGE_BUDGET=(
-    [install-deps]=360 [hugepages]=30 [build-dev]=780 [ctest]=300 [ctest-long]=300
-    [ceph]=60 [pytest]=180 [swarm]=150 [vm]=120 [build-asan]=1380 [ctest-asan]=480 [build-tsan]=330
+    [install-deps]=540 [hugepages]=30 [build-dev]=780 [ctest]=300 [ctest-long]=300
+    [ceph]=60 [pytest]=180 [swarm]=150 [vm]=180 [build-asan]=1200 [ctest-asan]=480 [build-tsan]=330
     [ctest-tsan]=90 [build-fuzz]=600 [fuzz-smoke]=340
 )
 CI_LIMIT_SECONDS=5400
