@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""A vhost-user back end killed under I/O: bdevperf (verify, virtio_blk over virtio-user) runs
+against strata-tgt's vhost-blk controller, and strata-tgt is killed with SIGKILL two seconds in.
+The driver must see the socket close, fail every I/O in flight, remove the bdev, and bdevperf
+must end on its own within seconds (exit 1, failed I/O in its summary), never hang. On the real
+scheduler (the simulator cannot wait on another process's death in a bounded number of steps).
+
+usage: virtio_user_dead_backend.py BDEVPERF STRATA_TGT
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def main() -> int:
+    bdevperf, tgt = sys.argv[1:3]
+    with tempfile.TemporaryDirectory(prefix="strata_virtio_dead_", dir="/tmp") as d:
+        sock = os.path.join(d, "vhost.0")
+        tcfg = os.path.join(d, "tgt.json")
+        with open(tcfg, "w") as f:
+            json.dump({"subsystems": [
+                {"subsystem": "bdev", "config": [
+                    {"method": "bdev_malloc_create",
+                     "params": {"name": "Malloc0", "num_blocks": 16384, "block_size": 512}}]},
+                {"subsystem": "vhost_blk", "config": [
+                    {"method": "vhost_create_blk_controller",
+                     "params": {"ctrlr": "vhost.0", "dev_name": "Malloc0"}}]}]}, f)
+        t = subprocess.Popen([tgt, "-c", tcfg, "-r", os.path.join(d, "rpc.sock"), "-S", d],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                if os.path.exists(sock) or t.poll() is not None:
+                    break
+                time.sleep(0.05)
+            if not os.path.exists(sock):
+                print(f"FAIL: strata-tgt did not create {sock}")
+                return 1
+            cfg = os.path.join(d, "client.json")
+            with open(cfg, "w") as f:
+                json.dump({"subsystems": [{"subsystem": "bdev", "config": [
+                    {"method": "bdev_virtio_attach_controller",
+                     "params": {"name": "VirtioBlk0", "trtype": "user", "traddr": sock,
+                                "dev_type": "blk", "vq_count": 1, "vq_size": 64}}]}]}, f)
+            cmd = [bdevperf, "-q", "16", "-o", "4096", "-w", "verify", "-t", "30", "-c", cfg,
+                   "-m", "0x1"]
+            print("+", " ".join(cmd), flush=True)
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            time.sleep(2)
+            t.send_signal(signal.SIGKILL)
+            t.wait()
+            killed = time.monotonic()
+            try:
+                out, _ = p.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, _ = p.communicate()
+                sys.stdout.write(out)
+                print("FAIL: bdevperf still running 20 s after the back end died (hung I/O)")
+                return 1
+            took = time.monotonic() - killed
+            out = out.replace("\r", "\n")
+            sys.stdout.write(out[-3000:])
+            if p.returncode == 0:
+                print("FAIL: bdevperf exited 0 although its back end died under I/O")
+                return 1
+            if "device gone" not in out:
+                print("FAIL: the driver did not report the device gone")
+                return 1
+            total = re.search(r"^\s*Total\s*:\s*([0-9.]+)\s+\S+\s+([0-9.]+)", out, re.M)
+            if not total or float(total.group(1)) <= 0 or float(total.group(2)) <= 0:
+                print("FAIL: expected I/O before the kill and failed I/O after it: "
+                      f"{total.group(0) if total else 'no Total line'}")
+                return 1
+            if "miscompare" in out:
+                print("FAIL: a miscompare (an I/O completed with wrong data instead of failing)")
+                return 1
+            print(f"OK: the back end died under I/O; in-flight I/O failed and bdevperf ended "
+                  f"{took:.1f} s later")
+        finally:
+            if t.poll() is None:
+                t.kill()
+                t.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
