@@ -230,3 +230,33 @@ def _mon_host(ceph):
             if line.startswith("mon_host"):
                 return line.split("=", 1)[1].strip()
     raise AssertionError("no mon_host in " + ceph.conf)
+
+
+def test_replay_rpc_py_requests(ceph, image, daemon):
+    """The exact requests SPDK v24.09's rpc.py sends for the rbd command lines of
+    data/spdk/rpc_py_v24.09_rbd.cmds (captured with capture_rpc_py.py), with the cluster's paths
+    put in for the placeholders, succeed against strata-tgt with SPDK's result shapes."""
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "spdk",
+                        "rpc_py_v24.09_rbd.json")
+    subst = {"CEPH_CONF": ceph.conf, "KEY_FILE": ceph.keyring, "POOL": ceph.pool,
+             "IMAGE": image, "MON_HOST": _mon_host(ceph)}
+
+    def fill(v):
+        if isinstance(v, dict):
+            return {k: fill(x) for k, x in v.items()}
+        return subst.get(v, v) if isinstance(v, str) else v
+
+    with open(data) as f:
+        requests = json.load(f)
+    shapes = {
+        "bdev_rbd_register_cluster": lambda r: isinstance(r, str) and r,
+        "bdev_rbd_get_clusters_info": lambda r: (isinstance(r, list) and r and "cluster_name" in r[0])
+        or (isinstance(r, dict) and r.get("cluster_name") == "rbd_cluster"),
+        "bdev_rbd_create": lambda r: isinstance(r, str) and r,
+        "bdev_rbd_resize": lambda r: r is True,
+        "bdev_rbd_delete": lambda r: r is True,
+        "bdev_rbd_unregister_cluster": lambda r: r is True,
+    }
+    for e in requests:
+        r = daemon.client.call_raw(e["method"], fill(e["params"]))
+        assert shapes[e["method"]](r), "%s -> %r" % (e["cli"], r)
