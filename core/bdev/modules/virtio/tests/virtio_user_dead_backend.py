@@ -16,29 +16,17 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from virtio_user_vhost import start_vhost_blk_tgt  # noqa: E402
+
 
 def main() -> int:
     bdevperf, tgt = sys.argv[1:3]
     with tempfile.TemporaryDirectory(prefix="strata_virtio_dead_", dir="/tmp") as d:
-        sock = os.path.join(d, "vhost.0")
-        tcfg = os.path.join(d, "tgt.json")
-        with open(tcfg, "w") as f:
-            json.dump({"subsystems": [
-                {"subsystem": "bdev", "config": [
-                    {"method": "bdev_malloc_create",
-                     "params": {"name": "Malloc0", "num_blocks": 16384, "block_size": 512}}]},
-                {"subsystem": "vhost_blk", "config": [
-                    {"method": "vhost_create_blk_controller",
-                     "params": {"ctrlr": "vhost.0", "dev_name": "Malloc0"}}]}]}, f)
-        t = subprocess.Popen([tgt, "-c", tcfg, "-r", os.path.join(d, "rpc.sock"), "-S", d],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = open(os.path.join(d, "tgt.log"), "w+")
+        t, sock = start_vhost_blk_tgt(tgt, d, log)
         try:
-            for _ in range(200):
-                if os.path.exists(sock) or t.poll() is not None:
-                    break
-                time.sleep(0.05)
-            if not os.path.exists(sock):
-                print(f"FAIL: strata-tgt did not create {sock}")
+            if sock is None:
                 return 1
             cfg = os.path.join(d, "client.json")
             with open(cfg, "w") as f:
@@ -85,6 +73,7 @@ def main() -> int:
             if t.poll() is None:
                 t.kill()
                 t.wait()
+            log.close()
     return 0
 
 

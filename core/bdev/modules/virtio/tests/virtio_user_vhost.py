@@ -19,34 +19,45 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from virtio_user_qsd import check_bdevperf  # noqa: E402
 
 
+def start_vhost_blk_tgt(tgt, d, log, packed_ring=False):
+    """Starts strata-tgt in directory d serving a 8 MiB malloc bdev from vhost-blk controller
+    vhost.0 (packed_ring as given), its output in log. Returns (process, socket path), the path
+    None (after printing why) when the socket did not appear."""
+    sock = os.path.join(d, "vhost.0")
+    tcfg = os.path.join(d, "tgt.json")
+    params = {"ctrlr": "vhost.0", "dev_name": "Malloc0"}
+    if packed_ring:
+        params["packed_ring"] = True
+    with open(tcfg, "w") as f:
+        json.dump({"subsystems": [
+            {"subsystem": "bdev", "config": [
+                {"method": "bdev_malloc_create",
+                 "params": {"name": "Malloc0", "num_blocks": 16384, "block_size": 512}}]},
+            {"subsystem": "vhost_blk", "config": [
+                {"method": "vhost_create_blk_controller", "params": params}]}]}, f)
+    t = subprocess.Popen([tgt, "-c", tcfg, "-r", os.path.join(d, "rpc.sock"), "-S", d,
+                          "--log-level", "INFO"], stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(200):
+        if os.path.exists(sock) or t.poll() is not None:
+            break
+        time.sleep(0.05)
+    if not os.path.exists(sock):
+        log.seek(0)
+        print(f"FAIL: strata-tgt did not create {sock}: {log.read()[-2000:]}")
+        return t, None
+    return t, sock
+
+
 def main() -> int:
     bdevperf, tgt, workload = sys.argv[1:4]
     seconds = sys.argv[4] if len(sys.argv) > 4 else "2"
     qd = sys.argv[5] if len(sys.argv) > 5 else "8"
     vq_size = int(sys.argv[6]) if len(sys.argv) > 6 else 16
     with tempfile.TemporaryDirectory(prefix="strata_virtio_vhost_", dir="/tmp") as d:
-        sock = os.path.join(d, "vhost.0")
-        tcfg = os.path.join(d, "tgt.json")
-        with open(tcfg, "w") as f:
-            json.dump({"subsystems": [
-                {"subsystem": "bdev", "config": [
-                    {"method": "bdev_malloc_create",
-                     "params": {"name": "Malloc0", "num_blocks": 16384, "block_size": 512}}]},
-                {"subsystem": "vhost_blk", "config": [
-                    {"method": "vhost_create_blk_controller",
-                     "params": {"ctrlr": "vhost.0", "dev_name": "Malloc0",
-                                "packed_ring": True}}]}]}, f)
         log = open(os.path.join(d, "tgt.log"), "w+")
-        t = subprocess.Popen([tgt, "-c", tcfg, "-r", os.path.join(d, "rpc.sock"), "-S", d,
-                              "--log-level", "INFO"], stdout=log, stderr=subprocess.STDOUT)
+        t, sock = start_vhost_blk_tgt(tgt, d, log, packed_ring=True)
         try:
-            for _ in range(200):
-                if os.path.exists(sock) or t.poll() is not None:
-                    break
-                time.sleep(0.05)
-            if not os.path.exists(sock):
-                log.seek(0)
-                print(f"FAIL: strata-tgt did not create {sock}: {log.read()[-2000:]}")
+            if sock is None:
                 return 1
             cfg = os.path.join(d, "config.json")
             params = {"name": "VirtioBlk0", "trtype": "user", "traddr": sock, "dev_type": "blk",
