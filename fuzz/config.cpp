@@ -6,7 +6,7 @@
 
 #include <strata/base/log.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/scheduler.h>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         strata::rpc::AppOptions opts;
         opts.config = std::move(*parsed);
         strata::rpc::App app(sim, opts);
-        strata::rpc::register_all_modules(app);
+        strata::stack::register_all_modules(app);
         bool done = false;
         app.start([&](strata::Result<void>) { done = true; });
         sim.run_until([&] { return done; }, 10'000'000'000);

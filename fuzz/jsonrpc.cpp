@@ -9,7 +9,7 @@
 #include <strata/base/log.h>
 #include <strata/rpc/app.h>
 #include <strata/rpc/internal/framer.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/scheduler.h>
 
 namespace {
@@ -19,7 +19,7 @@ struct World {
         strata::log_set_sink([](const strata::LogRecord&) {});  // keep the fuzzer quiet
         sim = std::make_unique<strata::runtime::SimScheduler>(1, 2);
         app = std::make_unique<strata::rpc::App>(*sim);
-        strata::rpc::register_all_modules(*app);
+        strata::stack::register_all_modules(*app);
         bool done = false;
         app->start([&](strata::Result<void>) { done = true; });
         sim->run_until([&] { return done; });

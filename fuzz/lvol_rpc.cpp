@@ -17,7 +17,7 @@
 #include <strata/bdev/module.h>
 #include <strata/env/env.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
@@ -32,7 +32,7 @@ struct World {
         if (!strata::env::init().ok()) std::abort();
         sim = std::make_unique<strata::runtime::SimScheduler>(1, 2);
         app = std::make_unique<strata::rpc::App>(*sim);
-        strata::rpc::register_all_modules(*app);
+        strata::stack::register_all_modules(*app);
         bool done = false;
         app->start([&](strata::Result<void>) { done = true; });
         sim->run_until([&] { return done; });

@@ -38,7 +38,7 @@
 #include <strata/nvmf/nvmf.h>
 #include <strata/nvmf/transport.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 

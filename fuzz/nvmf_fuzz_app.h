@@ -14,7 +14,7 @@
 #include <strata/env/env.h>
 #include <strata/nvmf/nvmf.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
@@ -29,7 +29,7 @@ public:
         CHECK(env::init().ok());
         sim = std::make_unique<runtime::SimScheduler>(seed, reactors);
         app = std::make_unique<rpc::App>(*sim);
-        rpc::register_all_modules(*app);
+        stack::register_all_modules(*app);
         bool started = false;
         app->start([&](Result<void> r) {
             CHECK(r.ok());

@@ -37,7 +37,7 @@
 #include <strata/nvmf/nvmf.h>
 #include <strata/nvmf/tcp.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/sock/sim.h>

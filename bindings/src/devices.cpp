@@ -63,7 +63,7 @@ World::Devices& World::devices() {
     // The World's own bus: it attaches to the current Host, the World's (its entry points run
     // in it), so every World has its own devices, DMA memory and IOVA map. A Host with a bus
     // already (only if this World's calls were not in its own Host) is refused, not asserted.
-    if (env::internal::sim_pci_provider() != nullptr)
+    if (env::backend::sim_pci_provider() != nullptr)
         throw std::runtime_error("this World's Host already has an emulated PCI bus");
     auto d = std::make_unique<Devices>();
     d->bus = std::make_unique<hwemu::PciBus>();

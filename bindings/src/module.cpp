@@ -3,7 +3,7 @@
 #include <pybind11/stl.h>
 
 #include <strata/base/log.h>
-#include <strata/rpc/modules.h>
+#include <strata/rpc/builtins.h>
 
 #include "json_py.h"
 #include "log_bridge.h"

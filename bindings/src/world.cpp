@@ -4,7 +4,7 @@
 #include <stdexcept>
 #include <utility>
 
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/sock/sim.h>
 
 #include "json_py.h"
@@ -353,7 +353,7 @@ World::World(uint64_t seed, uint32_t reactors, bool wait_for_rpc, pyb::object co
         // Everything that may log runs without the GIL (the log sink takes it; see log_bridge).
         pyb::gil_scoped_release nogil;
         app_ = std::make_unique<rpc::App>(*sched_, std::move(opts));
-        rpc::register_all_modules(*app_);
+        stack::register_all_modules(*app_);
         app_->start([&started](Result<void> r) { started = std::move(r); });
         sched_->run_until([&started] { return started.has_value(); },
                           sched_->now_ns() + 600'000'000'000ull);

@@ -7,7 +7,7 @@
 #include <strata/accel/accel.h>
 #include <strata/env/env.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/scheduler.h>
 
 namespace strata::accel {
@@ -24,7 +24,7 @@ protected:
         rpc::AppOptions o;
         if (!config.is_null()) o.config = std::move(config);
         app = std::make_unique<rpc::App>(*sim, std::move(o));
-        rpc::register_all_modules(*app);
+        stack::register_all_modules(*app);
         std::optional<Result<void>> res;
         app->start([&](Result<void> r) { res = std::move(r); });
         EXPECT_TRUE(

@@ -32,7 +32,7 @@
 #include <strata/bdev/module.h>
 #include <strata/env/memory.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
@@ -846,7 +846,7 @@ int main(int argc, char** argv) {
         runner.app = &app;
         // This main lists the App's bdevs and makes the job Threads: in the App's Host.
         runtime::HostScope host_scope(app.host());
-        rpc::register_all_modules(app);
+        stack::register_all_modules(app);
         PendingRun pending;
         Options base = opt;  // perform_tests' parameters persist, as in SPDK
         add_perform_tests(app, base, pending);

@@ -22,7 +22,7 @@
 #include <strata/bdev/module.h>
 #include <strata/env/memory.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
@@ -147,7 +147,7 @@ strata_fio* strata_fio_create(const char* json_conf, const char* cpumask, unsign
     s->app = std::make_unique<rpc::App>(*s->sched, ao);
     {
         runtime::HostScope scope(s->app->host());
-        rpc::register_all_modules(*s->app);
+        stack::register_all_modules(*s->app);
         s->io_thread = s->sched->create_thread("fio_io", 0);
     }
     s->sched->start();

@@ -21,7 +21,7 @@
 #include <strata/base/log.h>
 #include <strata/env/env.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/vhost/vhost.h>
@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
             // bdevs (deferred splits, raids), wrote module config nor detached NVMe
             // controllers at exit.
             strata::runtime::HostScope scope(app.host());
-            strata::rpc::register_all_modules(app);
+            strata::stack::register_all_modules(app);
         }
         strata::vhost::set_socket_dir(app.host(), vhost_socket_dir);
         if (auto order = app.init_order(); !order) return fail(order.error().message());

@@ -46,6 +46,39 @@ std::string_view errc_name(Errc code) noexcept { return info(code).name; }
 std::string_view errc_message(Errc code) noexcept { return info(code).message; }
 int errc_to_errno(Errc code) noexcept { return info(code).errno_value; }
 
+Errc errc_from_errno(int err) noexcept {
+    switch (err) {
+        case 0: return Errc::ok;
+        case ENOENT:
+        case ENODEV:
+        case ENXIO: return Errc::not_found;
+        case EACCES:
+        case EPERM:
+        case EROFS:
+        case EBADF: return Errc::permission_denied;
+        case EINVAL:
+        case EISDIR:
+        case ENOTDIR:
+        case ENAMETOOLONG:
+        case ELOOP:
+        case EFAULT: return Errc::invalid_argument;
+        case ENOMEM: return Errc::no_memory;
+        case ENOSPC:
+        case EDQUOT:
+        case EFBIG: return Errc::no_space;
+        case EAGAIN:
+        case EBUSY:
+        case EMFILE:
+        case ENFILE: return Errc::busy;
+        case ECANCELED:
+        case EINTR: return Errc::aborted;
+        case ETIMEDOUT: return Errc::timeout;
+        case EOPNOTSUPP: return Errc::not_supported;
+        case EOVERFLOW: return Errc::out_of_range;
+        default: return Errc::io_error;
+    }
+}
+
 std::string Status::to_string() const {
     std::string s(errc_name(code_));
     s += ": ";

@@ -20,7 +20,7 @@
 #include <strata/env/env.h>
 #include <strata/env/memory.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
@@ -37,7 +37,7 @@ public:
     explicit World(uint64_t seed) {
         sim = std::make_unique<runtime::SimScheduler>(seed, 2);
         app = std::make_unique<rpc::App>(*sim);
-        rpc::register_all_modules(*app);
+        stack::register_all_modules(*app);
         worker = sim->create_thread("worker", 1, &app->host());
         std::optional<Result<void>> started;
         app->start([&](Result<void> r) { started = std::move(r); });
@@ -246,6 +246,23 @@ std::vector<std::string> uuids_of_a_run(uint64_t seed) {
     malloc_bdev(w, "M1");  // the same name again: a new bdev, a new UUID
     out.push_back(w.uuid("M1"));
     return out;
+}
+
+// World registers its modules outside any Host scope, as the fuzzers and tools do: the modules'
+// tables (examine) must still land in the App's Host, or a split created before its base is
+// never examined into being (strata-tgt once lost exactly this).
+TEST_F(BdevHostsTest, ModulesRegisteredFromOutsideTheHostExamineInTheAppsHost) {
+    World a(31);
+    World b(32);
+    for (World* w : {&a, &b}) {
+        w->call("bdev_split_create", {{"base_bdev", "M9"}, {"split_count", 2}});
+        malloc_bdev(*w, "M9");
+        w->settle();
+    }
+    for (World* w : {&a, &b}) {
+        const auto names = w->names();
+        EXPECT_NE(std::find(names.begin(), names.end(), "M9p1"), names.end());
+    }
 }
 
 TEST_F(BdevHostsTest, UuidsAreRandomPerCreationAndReplayWithTheSeed) {

@@ -13,7 +13,7 @@
 #include <strata/bdev/bdev.h>
 #include <strata/bdev/module.h>
 
-#include "passthru/vbdev.h"
+#include <strata/bdev/vbdev.h>
 
 namespace strata::blob::testing {
 

@@ -11,7 +11,7 @@
 namespace strata::env {
 
 
-namespace internal {
+namespace backend {
 
 namespace {
 constexpr BackendEntry kBackends[] = {
@@ -24,16 +24,16 @@ constexpr BackendEntry kBackends[] = {
 
 std::span<const BackendEntry> backend_table() noexcept { return kBackends; }
 
-}  // namespace internal
+}  // namespace backend
 
 // The backend is process-wide state on purpose: DPDK's EAL initialises once per process and
 // owns the process's hugepages and PCI bus, so the backend (and its selection) cannot belong to
 // one Host. Everything a Host does with it - its DMA regions, IOVA map, claims and emulated bus -
-// is kept in that Host (internal::HostEnv); the counters below only let fini() check all Hosts.
+// is kept in that Host (backend::HostEnv); the counters below only let fini() check all Hosts.
 namespace {
 std::mutex g_mu;
-std::unique_ptr<internal::Backend> g_backend;  // under g_mu for changes
-std::atomic<internal::Backend*> g_running{nullptr};
+std::unique_ptr<backend::Backend> g_backend;  // under g_mu for changes
+std::atomic<backend::Backend*> g_running{nullptr};
 std::atomic<int64_t> g_regions{0};  // DMA regions over every Host
 std::atomic<int64_t> g_claims{0};   // claimed PCI functions over every Host
 std::atomic<int64_t> g_abandoned{0};  // of g_regions, those given up to a device (dma_abandon)
@@ -59,9 +59,9 @@ Result<void> init(const EnvOptions& options) {
                                  options.backend == g_backend->name() ? " and other options"
                                                                       : ""));
     }
-    const internal::BackendEntry* entry = nullptr;
+    const backend::BackendEntry* entry = nullptr;
     std::string known;
-    for (const auto& e : internal::backend_table()) {
+    for (const auto& e : backend::backend_table()) {
         if (options.backend == e.name) entry = &e;
         known += known.empty() ? "" : ", ";
         known += e.name;
@@ -104,19 +104,19 @@ void fini() {
 bool initialized() noexcept { return g_running.load(std::memory_order_acquire) != nullptr; }
 
 std::string_view backend_name() noexcept {
-    internal::Backend* b = g_running.load(std::memory_order_acquire);
+    backend::Backend* b = g_running.load(std::memory_order_acquire);
     return b ? std::string_view(b->name()) : std::string_view();
 }
 
 std::vector<std::string> backend_names() {
     std::vector<std::string> names;
-    for (const auto& e : internal::backend_table()) names.emplace_back(e.name);
+    for (const auto& e : backend::backend_table()) names.emplace_back(e.name);
     return names;
 }
 
 namespace detail {
-internal::Backend& backend() {
-    internal::Backend* b = g_running.load(std::memory_order_acquire);
+backend::Backend& backend() {
+    backend::Backend* b = g_running.load(std::memory_order_acquire);
     if (STRATA_LIKELY(b != nullptr)) return *b;
     auto r = init(EnvOptions{});
     STRATA_ASSERT_MSG(r.ok(), "starting the default env backend failed: %s",

@@ -8,8 +8,8 @@
 #include <set>
 
 #include <strata/base/log.h>
-#include <strata/env/internal/backend.h>
-#include <strata/env/internal/iova_map.h>
+#include <strata/env/backend.h>
+#include <strata/env/iova_map.h>
 #include <strata/runtime/host.h>
 
 namespace strata::env {
@@ -19,7 +19,7 @@ STRATA_LOG_COMPONENT(env);  // log_env, shared by env's sources
 namespace strata::env::detail {
 
 // The running backend; starts the default ("sim") on first use. Never null.
-internal::Backend& backend();
+backend::Backend& backend();
 
 // DMA regions and claimed PCI functions over every Host of the process: the backend is one per
 // process, and env::fini() must not stop it under any Host's memory or functions.
@@ -29,7 +29,7 @@ void count_claims(int64_t delta) noexcept;
 
 }  // namespace strata::env::detail
 
-namespace strata::env::internal {
+namespace strata::env::backend {
 
 // The env state of one runtime::Host (an App, a Python World): the DMA regions its code
 // allocated or registered (its IOVA map), the PCI functions claimed in it and its emulated PCI
@@ -58,4 +58,4 @@ struct HostEnv {
 HostEnv& host_env() noexcept;
 inline HostEnv& host_env(runtime::Host& host) noexcept { return host.get<HostEnv>(); }
 
-}  // namespace strata::env::internal
+}  // namespace strata::env::backend

@@ -3,7 +3,7 @@
 
 #include "env_internal.h"
 
-namespace strata::env::internal {
+namespace strata::env::backend {
 
 HostEnv::~HostEnv() {
     // The checks env::fini() makes for the process, made for this Host as it goes: memory or a
@@ -46,4 +46,4 @@ SimPciProvider* sim_pci_provider(runtime::Host& host) noexcept {
     return host_env(host).provider.load(std::memory_order_acquire);
 }
 
-}  // namespace strata::env::internal
+}  // namespace strata::env::backend

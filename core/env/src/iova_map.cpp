@@ -1,5 +1,5 @@
-// The IOVA map (see internal/iova_map.h).
-#include <strata/env/internal/iova_map.h>
+// The IOVA map (see <strata/env/iova_map.h>).
+#include <strata/env/iova_map.h>
 
 #include <algorithm>
 
@@ -7,7 +7,7 @@
 
 #include <strata/base/assert.h>
 
-namespace strata::env::internal {
+namespace strata::env::backend {
 
 struct IovaMap::Snapshot {
     std::vector<Region> by_vaddr;        // sorted by vaddr
@@ -202,4 +202,4 @@ std::vector<Region> IovaMap::regions() const {
     return g.snap()->by_vaddr;
 }
 
-}  // namespace strata::env::internal
+}  // namespace strata::env::backend

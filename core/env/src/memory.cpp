@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 
 #include <strata/base/assert.h>
-#include <strata/env/internal/iova_map.h>
+#include <strata/env/iova_map.h>
 #include <strata/env/memory.h>
 #include <strata/runtime/thread.h>
 
@@ -12,11 +12,11 @@
 
 namespace strata::env {
 
-using internal::HostEnv;
-using internal::Region;
-using internal::RegionKind;
+using backend::HostEnv;
+using backend::Region;
+using backend::RegionKind;
 
-// Every call acts on the current Host's state (internal::host_env()): its map, its mutex.
+// Every call acts on the current Host's state (backend::host_env()): its map, its mutex.
 
 Result<void*> dma_alloc(size_t size_bytes, size_t align, bool zeroed) {
     if (align == 0) align = 64;
@@ -24,8 +24,8 @@ Result<void*> dma_alloc(size_t size_bytes, size_t align, bool zeroed) {
     if ((align & (align - 1)) != 0)
         return Error(Errc::invalid_argument,
                      fmt::format("dma_alloc: alignment {} is not a power of two", align));
-    internal::Backend& be = detail::backend();
-    HostEnv& he = internal::host_env();
+    backend::Backend& be = detail::backend();
+    HostEnv& he = backend::host_env();
     std::lock_guard lock(he.mem_mu);
     auto a = be.dma_alloc(size_bytes, align, zeroed);
     if (!a.ok()) return a.error();
@@ -43,8 +43,8 @@ Result<void*> dma_alloc(size_t size_bytes, size_t align, bool zeroed) {
 
 void dma_free(void* ptr) noexcept {
     if (!ptr) return;
-    internal::Backend& be = detail::backend();
-    HostEnv& he = internal::host_env();
+    backend::Backend& be = detail::backend();
+    HostEnv& he = backend::host_env();
     std::lock_guard lock(he.mem_mu);
     Region r;
     bool found = he.map.find_vaddr(reinterpret_cast<uintptr_t>(ptr), &r);
@@ -62,7 +62,7 @@ void dma_free(void* ptr) noexcept {
 
 void dma_abandon(void* ptr) noexcept {
     if (!ptr) return;
-    HostEnv& he = internal::host_env();
+    HostEnv& he = backend::host_env();
     std::lock_guard lock(he.mem_mu);
     Region r;
     const uintptr_t va = reinterpret_cast<uintptr_t>(ptr);
@@ -71,7 +71,7 @@ void dma_abandon(void* ptr) noexcept {
 }
 
 size_t dma_abandoned_count() noexcept {
-    HostEnv& he = internal::host_env();
+    HostEnv& he = backend::host_env();
     std::lock_guard lock(he.mem_mu);
     return he.abandoned.size();
 }
@@ -79,8 +79,8 @@ size_t dma_abandoned_count() noexcept {
 Result<void> register_memory(void* addr, size_t len) {
     if (!addr || len == 0)
         return Error(Errc::invalid_argument, "register_memory: null address or zero length");
-    internal::Backend& be = detail::backend();
-    HostEnv& he = internal::host_env();
+    backend::Backend& be = detail::backend();
+    HostEnv& he = backend::host_env();
     std::lock_guard lock(he.mem_mu);
     uintptr_t va = reinterpret_cast<uintptr_t>(addr);
     for (const Region& r : he.map.regions()) {
@@ -107,8 +107,8 @@ Result<void> register_memory(void* addr, size_t len) {
 }
 
 Result<void> unregister_memory(void* addr, size_t len) {
-    internal::Backend& be = detail::backend();
-    HostEnv& he = internal::host_env();
+    backend::Backend& be = detail::backend();
+    HostEnv& he = backend::host_env();
     std::lock_guard lock(he.mem_mu);
     uintptr_t va = reinterpret_cast<uintptr_t>(addr);
     // The pieces of one registration carry its start address as cookie and tile [va, va+len).
@@ -130,17 +130,17 @@ Result<void> unregister_memory(void* addr, size_t len) {
 }
 
 uint64_t iova_of(const void* ptr) noexcept {
-    return internal::iova_map().iova_of(reinterpret_cast<uintptr_t>(ptr));
+    return backend::iova_map().iova_of(reinterpret_cast<uintptr_t>(ptr));
 }
 
 Status translate(const void* addr, size_t len, std::span<IovaSegment> out, size_t* count) noexcept {
-    return internal::iova_map().translate(reinterpret_cast<uintptr_t>(addr), len, out, count,
+    return backend::iova_map().translate(reinterpret_cast<uintptr_t>(addr), len, out, count,
                                           nullptr);
 }
 
 Result<std::vector<IovaSegment>> translate(const void* addr, size_t len) {
     if (len == 0) return Error(Errc::invalid_argument, "translate: empty range");
-    const internal::IovaMap& map = internal::iova_map();
+    const backend::IovaMap& map = backend::iova_map();
     std::vector<IovaSegment> segs(4);
     for (;;) {
         size_t n = 0;
@@ -163,7 +163,7 @@ Result<std::vector<IovaSegment>> translate(const void* addr, size_t len) {
     }
 }
 
-size_t dma_region_count() noexcept { return internal::iova_map().size(); }
+size_t dma_region_count() noexcept { return backend::iova_map().size(); }
 
 // --- DmaBufferCache ---
 

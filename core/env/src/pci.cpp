@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include <strata/env/internal/backend.h>
+#include <strata/env/backend.h>
 #include <strata/env/pci.h>
 
 #include "env_internal.h"
@@ -91,8 +91,8 @@ Result<std::vector<PciDeviceInfo>> enumerate(const PciFilter& filter) {
 // the same address. Real functions are one per machine whatever the Host: the dpdk backend's lock
 // file refuses a second claim of a BDF from any Host or process.
 Result<std::unique_ptr<PciFunction>> claim(const PciAddress& address) {
-    internal::Backend& be = detail::backend();
-    internal::HostEnv& he = internal::host_env();
+    backend::Backend& be = detail::backend();
+    backend::HostEnv& he = backend::host_env();
     auto list = be.pci_enumerate();
     if (!list.ok()) return list.error();
     auto it = std::find_if(list->begin(), list->end(),
@@ -117,8 +117,8 @@ Result<std::unique_ptr<PciFunction>> claim(const PciAddress& address) {
     return std::unique_ptr<PciFunction>(new PciFunction(*it, std::move(*impl), &he));
 }
 
-PciFunction::PciFunction(PciDeviceInfo info, std::unique_ptr<internal::PciFunctionImpl> impl,
-                         internal::HostEnv* host_env)
+PciFunction::PciFunction(PciDeviceInfo info, std::unique_ptr<backend::PciFunctionImpl> impl,
+                         backend::HostEnv* host_env)
     : info_(std::move(info)), impl_(std::move(impl)), host_env_(host_env) {}
 
 PciFunction::~PciFunction() { (void)detach(); }
@@ -179,7 +179,7 @@ void PciFunction::set_hot_remove_target(runtime::Thread* thread, runtime::MsgFn 
 
 // --- lock files ---
 
-namespace internal {
+namespace backend {
 
 Result<int> acquire_lock_file(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -216,6 +216,6 @@ std::string pci_lock_path(const PciAddress& address) {
     return "/var/tmp/strata_pci_lock_" + address.to_string();
 }
 
-}  // namespace internal
+}  // namespace backend
 
 }  // namespace strata::env

@@ -17,10 +17,10 @@
 
 #include <fmt/format.h>
 
-#include <strata/env/internal/backend.h>
+#include <strata/env/backend.h>
 #include <strata/runtime/host.h>
 
-namespace strata::env::internal {
+namespace strata::env::backend {
 
 namespace {
 
@@ -104,4 +104,4 @@ private:
 
 std::unique_ptr<Backend> make_sim_backend() { return std::make_unique<SimBackend>(); }
 
-}  // namespace strata::env::internal
+}  // namespace strata::env::backend

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include <strata/env/env.h>
-#include <strata/env/internal/backend.h>
-#include <strata/env/internal/iova_map.h>
+#include <strata/env/backend.h>
+#include <strata/env/iova_map.h>
 #include <strata/env/memory.h>
 #include <strata/env/pci.h>
 #include <strata/runtime/host.h>
@@ -58,20 +58,20 @@ TEST_F(HostEnvTest, EachHostHasItsOwnDmaMemoryAndIovaMap) {
         EXPECT_EQ(dma_region_count(), 0u);
         EXPECT_EQ(iova_of(pa), kInvalidIova);
         EXPECT_EQ(translate(pa, 16).code(), Errc::not_found);
-        internal::Region r;
-        EXPECT_FALSE(internal::iova_map().find_iova(ia, &r)) << "A's IOVA is unmapped in B";
+        backend::Region r;
+        EXPECT_FALSE(backend::iova_map().find_iova(ia, &r)) << "A's IOVA is unmapped in B";
         auto q = dma_alloc(4096, 4096);
         ASSERT_TRUE(q.ok());
         pb = *q;
         // B numbers its IOVAs on its own (a seed replays them whatever A did): the same IOVA
         // names B's buffer here, never A's.
         EXPECT_EQ(iova_of(pb), ia);
-        ASSERT_TRUE(internal::iova_map().find_iova(ia, &r));
+        ASSERT_TRUE(backend::iova_map().find_iova(ia, &r));
         EXPECT_EQ(r.vaddr, reinterpret_cast<uintptr_t>(pb));
         EXPECT_EQ(dma_region_count(), 1u);
     }
-    EXPECT_EQ(internal::iova_map(a).size(), 1u);
-    EXPECT_EQ(internal::iova_map(b).size(), 1u);
+    EXPECT_EQ(backend::iova_map(a).size(), 1u);
+    EXPECT_EQ(backend::iova_map(b).size(), 1u);
     {
         HostScope s(a);
         EXPECT_EQ(iova_of(pa), ia);
@@ -109,7 +109,7 @@ TEST_F(HostEnvTest, AThreadUsesItsHostsMap) {
     });
     ASSERT_TRUE(sim.run_until([&] { return done; }, sim.now_ns() + 1'000'000'000ull));
     EXPECT_EQ(seen_in_b, kInvalidIova);
-    EXPECT_EQ(internal::iova_map(a).size(), 1u);
+    EXPECT_EQ(backend::iova_map(a).size(), 1u);
     HostScope s(a);
     EXPECT_NE(iova_of(p), kInvalidIova);
     dma_free(p);
@@ -185,7 +185,7 @@ TEST_F(HostEnvTest, AbandonedMemoryStaysMappedAndIsReportedNotAsserted) {
 }
 
 // A stand-in for hw-emulation's PciBus: one function at 0000:01:00.0 per provider.
-class FakeFunction final : public internal::PciFunctionImpl {
+class FakeFunction final : public backend::PciFunctionImpl {
 public:
     explicit FakeFunction(int* claims) : claims_(claims) { ++*claims_; }
     bool removed() const noexcept override { return false; }
@@ -207,7 +207,7 @@ private:
     int* claims_;
 };
 
-class FakeBus final : public internal::SimPciProvider {
+class FakeBus final : public backend::SimPciProvider {
 public:
     static constexpr PciAddress kAddr{0, 1, 0, 0};
     Result<std::vector<PciDeviceInfo>> list() override {
@@ -216,22 +216,22 @@ public:
         d.vendor_id = 0x1af4;
         return std::vector<PciDeviceInfo>{d};
     }
-    Result<std::unique_ptr<internal::PciFunctionImpl>> claim(const PciAddress&) override {
-        return std::unique_ptr<internal::PciFunctionImpl>(new FakeFunction(&claims));
+    Result<std::unique_ptr<backend::PciFunctionImpl>> claim(const PciAddress&) override {
+        return std::unique_ptr<backend::PciFunctionImpl>(new FakeFunction(&claims));
     }
     int claims = 0;
 };
 
 TEST_F(HostEnvTest, EachHostHasItsOwnBusAndClaims) {
     FakeBus bus_a, bus_b;
-    internal::set_sim_pci_provider(a, &bus_a);
-    internal::set_sim_pci_provider(b, &bus_b);
+    backend::set_sim_pci_provider(a, &bus_a);
+    backend::set_sim_pci_provider(b, &bus_b);
     EXPECT_TRUE(enumerate()->empty()) << "the fallback Host has no bus";
     EXPECT_EQ(claim(FakeBus::kAddr).code(), Errc::not_found);
     std::unique_ptr<PciFunction> fa, fb;
     {
         HostScope s(a);
-        EXPECT_EQ(internal::sim_pci_provider(), &bus_a);
+        EXPECT_EQ(backend::sim_pci_provider(), &bus_a);
         ASSERT_EQ(enumerate()->size(), 1u);
         auto c = claim(FakeBus::kAddr);
         ASSERT_TRUE(c.ok()) << c.error().message();
@@ -263,8 +263,8 @@ TEST_F(HostEnvTest, EachHostHasItsOwnBusAndClaims) {
         EXPECT_EQ(claim(FakeBus::kAddr).code(), Errc::busy) << "B's claim is still held";
     }
     ASSERT_TRUE(fb->detach().ok());
-    internal::set_sim_pci_provider(a, nullptr);
-    internal::set_sim_pci_provider(b, nullptr);
+    backend::set_sim_pci_provider(a, nullptr);
+    backend::set_sim_pci_provider(b, nullptr);
 }
 
 TEST_F(HostEnvDeathTest, AHostWithAClaimOrABusLeftIsCaught) {
@@ -273,7 +273,7 @@ TEST_F(HostEnvDeathTest, AHostWithAClaimOrABusLeftIsCaught) {
         {
             FakeBus bus;
             auto h = std::make_unique<Host>("busy", 4);
-            internal::set_sim_pci_provider(*h, &bus);
+            backend::set_sim_pci_provider(*h, &bus);
             h.reset();
         },
         "Host 'busy' destroyed while an emulated PCI bus is attached");
@@ -281,10 +281,10 @@ TEST_F(HostEnvDeathTest, AHostWithAClaimOrABusLeftIsCaught) {
         {
             FakeBus bus;
             auto h = std::make_unique<Host>("claims", 5);
-            internal::set_sim_pci_provider(*h, &bus);
+            backend::set_sim_pci_provider(*h, &bus);
             HostScope s(*h);
             auto f = claim(FakeBus::kAddr);
-            internal::set_sim_pci_provider(*h, nullptr);
+            backend::set_sim_pci_provider(*h, nullptr);
             h.reset();
         },
         "Host 'claims' destroyed with 1 PCI functions still claimed");

@@ -6,9 +6,9 @@
 #include <thread>
 #include <vector>
 
-#include <strata/env/internal/iova_map.h>
+#include <strata/env/iova_map.h>
 
-namespace strata::env::internal {
+namespace strata::env::backend {
 namespace {
 
 TEST(IovaMap, InsertFindEraseAndOverlaps) {
@@ -86,4 +86,4 @@ TEST(IovaMap, ConcurrentReadersDuringUpdates) {
 }
 
 }  // namespace
-}  // namespace strata::env::internal
+}  // namespace strata::env::backend

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include <strata/env/env.h>
-#include <strata/env/internal/iova_map.h>
+#include <strata/env/iova_map.h>
 #include <strata/env/memory.h>
 #include <strata/runtime/sim_fixture.h>
 
@@ -191,9 +191,9 @@ TEST_P(MemoryTest, SimIovaDiffersFromVirtualAddress) {
     EXPECT_NE(iova, reinterpret_cast<uintptr_t>(*b));
     EXPECT_GE(iova, 0x10'0000'0000ULL);
     // The IOVA is not itself a mapped virtual address, and the pointer is no mapped IOVA.
-    internal::Region r;
-    EXPECT_FALSE(internal::iova_map().find_iova(reinterpret_cast<uintptr_t>(*b), &r));
-    ASSERT_TRUE(internal::iova_map().find_iova(iova + 100, &r));
+    backend::Region r;
+    EXPECT_FALSE(backend::iova_map().find_iova(reinterpret_cast<uintptr_t>(*b), &r));
+    ASSERT_TRUE(backend::iova_map().find_iova(iova + 100, &r));
     EXPECT_EQ(r.vaddr, reinterpret_cast<uintptr_t>(*b));
     dma_free(*b);
 }
@@ -209,8 +209,8 @@ TEST_P(MemoryTest, ManyRegionsLookup) {
     for (void* b : bufs) iovas.push_back(iova_of(b));
     for (size_t i = 0; i < bufs.size(); ++i) {
         EXPECT_EQ(iova_of(static_cast<char*>(bufs[i]) + 511), iovas[i] + 511);
-        internal::Region r;
-        ASSERT_TRUE(internal::iova_map().find_iova(iovas[i] + 3, &r));
+        backend::Region r;
+        ASSERT_TRUE(backend::iova_map().find_iova(iovas[i] + 3, &r));
         EXPECT_EQ(r.vaddr, reinterpret_cast<uintptr_t>(bufs[i]));
     }
     for (size_t i = 0; i < bufs.size(); i += 2) dma_free(bufs[i]);

@@ -25,7 +25,7 @@
 #include <strata/iscsi/internal/text.h>
 #include <strata/iscsi/target.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/scsi/scsi.h>
@@ -114,7 +114,7 @@ protected:
         ASSERT_TRUE(env::init().ok());
         sim = std::make_unique<runtime::SimScheduler>(42, 2);
         app = std::make_unique<rpc::App>(*sim);
-        rpc::register_all_modules(*app);
+        stack::register_all_modules(*app);
         client_host = std::make_unique<runtime::Host>("client", 44);
         net = std::make_unique<sock::SimNetwork>(*sim, 43);
         ASSERT_TRUE(net->attach(app->host(), "10.0.0.1").ok());

@@ -5,14 +5,14 @@
 
 #include <string>
 
-#include <strata/rpc/sim_apps.h>
+#include <strata/stack/sim_apps.h>
 
 namespace strata::iscsi {
 namespace {
 
 using Json = nlohmann::json;
 
-class IscsiRpc : public rpc::testing::SimAppsTest {
+class IscsiRpc : public stack::testing::SimAppsTest {
 protected:
     void SetUp() override {
         start_sim(5);

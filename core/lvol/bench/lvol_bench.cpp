@@ -17,7 +17,7 @@
 #include <strata/base/log.h>
 #include <strata/env/env.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/scheduler.h>
 
 namespace {
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
     if (!env::init().ok()) return 1;
     runtime::SimScheduler sim(1, 1);
     rpc::App app(sim);
-    rpc::register_all_modules(app);
+    stack::register_all_modules(app);
     bool started = false;
     app.start([&](Result<void>) { started = true; });
     sim.run_until([&] { return started; });

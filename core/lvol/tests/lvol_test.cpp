@@ -4,10 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <strata/lvol/lvol.h>
-#include <strata/rpc/sim_apps.h>
+#include <strata/stack/sim_apps.h>
 #include <strata/runtime/host.h>
 
-#include "vbdev_fixture.h"
+#include <strata/bdev/vbdev_fixture.h>
 
 namespace strata::bdev::testing {
 namespace {
@@ -690,7 +690,7 @@ TEST_F(LvolClearTest, EsnapCloneDegradedWhileItsBdevIsMissing) {
 
 // Two Apps (two Python Worlds) in one process on one simulator: the lvol module's state
 // (control Thread, stores, operation lock) is each App's Host's, so each has its own "lvs0".
-class LvolTwoAppsTest : public rpc::testing::SimAppsTest {
+class LvolTwoAppsTest : public stack::testing::SimAppsTest {
 protected:
     void SetUp() override {
         start_sim(7);

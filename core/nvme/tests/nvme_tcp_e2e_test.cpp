@@ -23,7 +23,7 @@
 #include <strata/nvmf/tcp.h>
 #include <strata/nvmf/testing/tcp_target.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/sock/sim.h>

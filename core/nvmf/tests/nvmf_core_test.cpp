@@ -19,8 +19,8 @@
 #include <strata/nvmf/nvmf.h>
 #include <strata/nvmf/transport.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
-#include <strata/rpc/sim_apps.h>
+#include <strata/stack/modules.h>
+#include <strata/stack/sim_apps.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
@@ -32,9 +32,9 @@ namespace {
 using Json = nlohmann::json;
 using namespace test;  // NOLINT(google-build-using-namespace)
 
-// The App on a simulator (rpc::testing::SimAppsTest) with a worker Thread for the fake qpairs
+// The App on a simulator (stack::testing::SimAppsTest) with a worker Thread for the fake qpairs
 // and the fake transport; built in the constructor, so a derived fixture's members can use it.
-class World : public rpc::testing::SimAppsTest {
+class World : public stack::testing::SimAppsTest {
 protected:
     World() {
         start_sim(1);

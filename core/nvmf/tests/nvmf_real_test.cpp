@@ -21,7 +21,7 @@
 #include <strata/nvmf/nvmf.h>
 #include <strata/nvmf/transport.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/real_wait.h>
 #include <strata/runtime/scheduler.h>
@@ -76,7 +76,7 @@ public:
         so.pin = false;
         sched = std::make_unique<runtime::RealScheduler>(so);
         app = std::make_unique<rpc::App>(*sched);  // the app Thread on reactor 0
-        rpc::register_all_modules(*app);
+        stack::register_all_modules(*app);
         worker = sched->create_thread("worker", 1, &app->host());
         sched->start();
         std::atomic<int> started{0};

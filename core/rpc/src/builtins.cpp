@@ -10,7 +10,7 @@
 
 #include <strata/base/log.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/rpc/builtins.h>
 #include <strata/rpc/params.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/io_device.h>

@@ -7,7 +7,7 @@
 
 #include <strata/base/log.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/scheduler.h>
 
 namespace strata::rpc {
@@ -368,7 +368,7 @@ TEST(AppDeterminism, SameSeedSameTrace) {
     auto run = [] {
         runtime::SimScheduler sim(99, 2);
         App app(sim);
-        register_all_modules(app);
+        stack::register_all_modules(app);
         bool done = false;
         app.start([&](Result<void>) { done = true; });
         sim.run_until([&] { return done; });

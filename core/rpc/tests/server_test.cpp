@@ -14,7 +14,7 @@
 #include <thread>
 
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/scheduler.h>
 
 namespace strata::rpc {
@@ -96,7 +96,7 @@ protected:
         o.rpc_socket = path;
         o.max_request_bytes = max_request;
         app = std::make_unique<App>(*sched, o);
-        register_all_modules(*app);
+        stack::register_all_modules(*app);
         ASSERT_TRUE(app->registry()
                         .add({"test_big", "large response", {{"bytes", PT::uint, true, "", nullptr}},
                               Allowed::both, "", true,

@@ -1,6 +1,8 @@
 #include <strata/runtime/io_device.h>
 
 #include <algorithm>
+#include <functional>
+#include <memory>
 
 #include <strata/base/log.h>
 
@@ -120,6 +122,17 @@ void finish_for_each_channel(void* arg) {
 void for_each_channel(IoDevice& device, void (*fn)(IoChannel&, void*), void* ctx, MsgFn done) {
     for_each_thread(visit_channel, new ForEachChannel{&device, fn, ctx, done},
                     finish_for_each_channel);
+}
+
+void unregister_io_device_then(IoDevice& device, std::function<void()> done) {
+    auto* d = new std::function<void()>(std::move(done));
+    unregister_io_device(
+        device,
+        [](void* p) {
+            std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()>*>(p));
+            (*f)();
+        },
+        d);
 }
 
 }  // namespace strata::runtime

@@ -15,7 +15,7 @@
 #include <strata/bdev/bdev.h>
 #include <strata/env/env.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/runtime/sim_fixture.h>
@@ -1114,7 +1114,7 @@ TEST(ScsiRpcTest, GetDevicesAndStop) {
     using Json = nlohmann::json;
     runtime::SimScheduler sim(5, 1);
     auto app = std::make_unique<rpc::App>(sim);
-    rpc::register_all_modules(*app);
+    stack::register_all_modules(*app);
     bool started = false;
     app->start([&](Result<void> r) { started = r.ok(); });
     ASSERT_TRUE(sim.run_until([&] { return started; }, sim.now_ns() + 10 * runtime::kNsPerSec));

@@ -6,8 +6,8 @@
 #include <optional>
 
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
-#include <strata/rpc/sim_apps.h>
+#include <strata/stack/modules.h>
+#include <strata/stack/sim_apps.h>
 #include <strata/runtime/scheduler.h>
 
 namespace strata::sock {
@@ -15,9 +15,9 @@ namespace {
 
 using rpc::Json;
 
-// One App with every module on the simulator (rpc::testing::SimAppsTest); start() adds it,
+// One App with every module on the simulator (stack::testing::SimAppsTest); start() adds it,
 // with a config to load, and rpc() calls the newest one.
-class SockRpcTest : public rpc::testing::SimAppsTest {
+class SockRpcTest : public stack::testing::SimAppsTest {
 protected:
     void SetUp() override { start_sim(11); }
     void start(std::optional<Json> config = std::nullopt) { add_app("app", std::move(config)); }
@@ -147,7 +147,7 @@ TEST(SockRpcReal, SimNetworkMethodsRefuseOnARealApp) {
     sched.start();
     {
         rpc::App app(sched);
-        rpc::register_all_modules(app);
+        stack::register_all_modules(app);
         std::atomic<bool> started{false};
         app.start([&](Result<void>) { started = true; });
         while (!started) std::this_thread::yield();

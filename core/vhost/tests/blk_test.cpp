@@ -14,7 +14,7 @@
 
 #include <strata/env/env.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/vhost/vhost.h>
@@ -41,7 +41,7 @@ protected:
         dir = tmpl;
         sim = std::make_unique<runtime::SimScheduler>(42, 2);
         app = std::make_unique<rpc::App>(*sim);
-        rpc::register_all_modules(*app);
+        stack::register_all_modules(*app);
         std::optional<Result<void>> started;
         app->start([&](Result<void> r) { started = std::move(r); });
         ASSERT_TRUE(pump([&] { return started.has_value(); }));

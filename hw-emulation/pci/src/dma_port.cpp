@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include <strata/base/log.h>
-#include <strata/env/internal/iova_map.h>
+#include <strata/env/iova_map.h>
 #include <strata/hwemu/pci/pci_bus.h>
 
 namespace strata::hwemu {
@@ -15,12 +15,12 @@ template <class Copy>
 Status DmaPort::access(uint64_t iova, size_t len, bool is_write, Copy&& copy) noexcept {
     if (fn_.removed()) return Status(Errc::device_removed, "function removed");
     if (len == 0) return Status::success();
-    const env::internal::IovaMap& map = map_;
+    const env::backend::IovaMap& map = map_;
     // Pass 1: the whole range must be mapped (no partial effects on a fault).
     uint64_t cur = iova;
     const uint64_t end = iova + len;
     bool wrapped = end < iova;
-    env::internal::Region r;
+    env::backend::Region r;
     while (!wrapped && cur < end) {
         if (!map.find_iova(cur, &r)) break;
         cur = r.iova + r.len;

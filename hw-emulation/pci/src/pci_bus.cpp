@@ -151,7 +151,7 @@ void EmulatedFunction::deliver_remove() {
 
 // --- the claim (env's PciFunctionImpl) ---
 
-class SimClaim final : public env::internal::PciFunctionImpl {
+class SimClaim final : public env::backend::PciFunctionImpl {
 public:
     SimClaim(std::shared_ptr<EmulatedFunction> fn, int lock_fd, std::string lock_path)
         : fn_(std::move(fn)), lock_fd_(lock_fd), lock_path_(std::move(lock_path)) {}
@@ -195,7 +195,7 @@ private:
         fn_->claimed_ = false;
         fn_->remove_thread_ = nullptr;
         fn_->remove_fn_ = nullptr;
-        env::internal::release_lock_file(lock_fd_, lock_path_, true);
+        env::backend::release_lock_file(lock_fd_, lock_path_, true);
         lock_fd_ = -1;
     }
 
@@ -207,11 +207,11 @@ private:
 // --- PciBus ---
 
 PciBus::PciBus(runtime::Host& host)
-    : host_(host), map_(env::internal::iova_map(host)),
+    : host_(host), map_(env::backend::iova_map(host)),
       id_(fmt::format("{}_{}", ::getpid(), g_bus_serial.fetch_add(1))) {
-    STRATA_ASSERT_MSG(env::internal::sim_pci_provider(host_) == nullptr,
+    STRATA_ASSERT_MSG(env::backend::sim_pci_provider(host_) == nullptr,
                       "another emulated PCI bus is attached to Host '%s'", host_.name().c_str());
-    env::internal::set_sim_pci_provider(host_, this);
+    env::backend::set_sim_pci_provider(host_, this);
 }
 
 PciBus::~PciBus() {
@@ -222,8 +222,8 @@ PciBus::~PciBus() {
     for (auto& fn : removed_)
         STRATA_ASSERT_MSG(!fn->claimed_, "PciBus destroyed while removed %s is still claimed",
                           fn->address().to_string().c_str());
-    if (env::internal::sim_pci_provider(host_) == this)
-        env::internal::set_sim_pci_provider(host_, nullptr);
+    if (env::backend::sim_pci_provider(host_) == this)
+        env::backend::set_sim_pci_provider(host_, nullptr);
 }
 
 std::string PciBus::lock_path(const env::PciAddress& address) const {
@@ -317,7 +317,7 @@ Result<std::vector<env::PciDeviceInfo>> PciBus::list() {
     return out;
 }
 
-Result<std::unique_ptr<env::internal::PciFunctionImpl>> PciBus::claim(
+Result<std::unique_ptr<env::backend::PciFunctionImpl>> PciBus::claim(
     const env::PciAddress& address) {
     std::shared_ptr<EmulatedFunction> fn;
     {
@@ -331,13 +331,13 @@ Result<std::unique_ptr<env::internal::PciFunctionImpl>> PciBus::claim(
             return Error(Errc::busy, fmt::format("{} is already claimed", address.to_string()));
     }
     std::string path = lock_path(address);
-    auto fd = env::internal::acquire_lock_file(path);
+    auto fd = env::backend::acquire_lock_file(path);
     if (!fd.ok())
         return Error(fd.code(), fmt::format("cannot claim {}: {}", address.to_string(),
                                             fd.error().message()));
     std::lock_guard lock(mu_);
     fn->claimed_ = true;
-    return std::unique_ptr<env::internal::PciFunctionImpl>(
+    return std::unique_ptr<env::backend::PciFunctionImpl>(
         new SimClaim(std::move(fn), *fd, std::move(path)));
 }
 

@@ -15,7 +15,7 @@
 #include <strata/env/memory.h>
 #include <strata/env/pci.h>
 #include <strata/hwemu/pci/copy_engine.h>
-#include <strata/env/internal/iova_map.h>
+#include <strata/env/iova_map.h>
 #include <strata/hwemu/pci/pci_bus.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/sim_fixture.h>
@@ -427,8 +427,8 @@ protected:
         }
         SimFixture::TearDown();
         for (Machine* m : {&a, &b}) m->bus.reset();
-        EXPECT_EQ(env::internal::iova_map(a.host).size(), 0u);
-        EXPECT_EQ(env::internal::iova_map(b.host).size(), 0u);
+        EXPECT_EQ(env::backend::iova_map(a.host).size(), 0u);
+        EXPECT_EQ(env::backend::iova_map(b.host).size(), 0u);
         env::fini();
     }
     // Allocates in m's Host (on its Thread, as a driver would).

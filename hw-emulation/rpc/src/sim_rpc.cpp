@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <strata/env/env.h>
-#include <strata/env/internal/backend.h>
+#include <strata/env/backend.h>
 #include <strata/hwemu/faults/fault_plan.h>
 #include <strata/hwemu/ioat/channel_model.h>
 #include <strata/hwemu/nvme/controller.h>
@@ -181,7 +181,7 @@ Result<PciBus*> ensure_bus() {
     if (!d.bus) {
         // One emulated bus per Host: the World's own device API (bindings) or a test may already
         // have put one in this App's Host.
-        if (env::internal::sim_pci_provider() != nullptr)
+        if (env::backend::sim_pci_provider() != nullptr)
             return Error(Errc::busy,
                          "another emulated PCI bus is in use in this App (e.g. devices added "
                          "with the Python World API); use one or the other");

@@ -13,10 +13,10 @@
 #include <strata/env/memory.h>
 #include <strata/env/pci.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
-#include <strata/rpc/sim_apps.h>
+#include <strata/stack/sim_apps.h>
 
 namespace strata::hwemu {
 namespace {
@@ -26,7 +26,7 @@ using Json = nlohmann::json;
 constexpr const char* kAddr = "0000:05:00.0";
 
 // Apps on one simulator (as two Python Worlds, or simulated hosts of one cluster).
-class SimRpcTest : public rpc::testing::SimAppsTest {
+class SimRpcTest : public stack::testing::SimAppsTest {
 protected:
     void SetUp() override { start_sim(3); }
     Json create_nvme(size_t i, const std::string& serial) {

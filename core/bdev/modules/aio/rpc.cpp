@@ -1,6 +1,6 @@
 // bdev_aio_create / bdev_aio_delete / bdev_aio_rescan (SPDK's names and parameters).
 #include "aio/aio.h"
-#include "aio/file_rpc.h"
+#include <strata/bdev/file_rpc.h>
 
 namespace strata::bdev {
 

@@ -12,7 +12,7 @@
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
-#include "passthru/vbdev.h"
+#include <strata/bdev/vbdev.h>
 
 namespace strata::bdev {
 

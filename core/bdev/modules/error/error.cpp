@@ -10,7 +10,7 @@
 #include <strata/base/intrusive_list.h>
 #include <strata/runtime/host.h>
 
-#include "passthru/vbdev.h"
+#include <strata/bdev/vbdev.h>
 
 namespace strata::bdev {
 

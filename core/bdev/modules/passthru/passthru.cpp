@@ -5,7 +5,7 @@
 
 #include <strata/runtime/host.h>
 
-#include "passthru/vbdev.h"
+#include <strata/bdev/vbdev.h>
 
 namespace strata::bdev {
 

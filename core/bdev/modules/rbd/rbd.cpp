@@ -21,7 +21,7 @@
 #include <strata/runtime/scheduler.h>
 #include <strata/runtime/thread.h>
 
-#include "aio/backing_file.h"
+#include <strata/bdev/backing_file.h>
 
 namespace strata::bdev {
 

@@ -1,5 +1,5 @@
 // bdev_uring_create / bdev_uring_delete / bdev_uring_rescan (SPDK's names and parameters).
-#include "aio/file_rpc.h"
+#include <strata/bdev/file_rpc.h>
 #include "uring/uring.h"
 
 namespace strata::bdev {

@@ -13,7 +13,7 @@
 #include <strata/base/log.h>
 #include <strata/runtime/scheduler.h>
 
-#include "aio/backing_file.h"
+#include <strata/bdev/backing_file.h>
 
 namespace strata::bdev {
 

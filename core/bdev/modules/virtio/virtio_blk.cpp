@@ -19,7 +19,7 @@
 #include <strata/virtio/spec/scsi.h>
 #include <strata/virtio/user.h>
 
-#include "aio/backing_file.h"  // unregister_io_device_then
+#include <strata/runtime/io_device.h>  // unregister_io_device_then
 
 namespace strata::bdev {
 

@@ -25,7 +25,7 @@
 #include <strata/virtio/spec/scsi.h>
 #include <strata/virtio/user.h>
 
-#include "aio/backing_file.h"  // unregister_io_device_then
+#include <strata/runtime/io_device.h>  // unregister_io_device_then
 #include "virtio/scsi_reply.h"
 #include "virtio/virtio.h"
 

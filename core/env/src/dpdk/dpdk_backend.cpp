@@ -1,4 +1,4 @@
-// The dpdk backend: the env's Backend interface (strata/env/internal/backend.h) on top of the
+// The dpdk backend: the env's Backend interface (<strata/env/backend.h>) on top of the
 // dpdk layer (eal.h, dpdk_memory.h, dpdk_pci.h). The env core owns the IOVA map and the
 // in-process claim bookkeeping; this adapter provides memory with real IOVAs and vfio functions.
 #include <cstring>
@@ -8,13 +8,13 @@
 #include <fmt/format.h>
 
 #include <strata/base/log.h>
-#include <strata/env/internal/backend.h>
+#include <strata/env/backend.h>
 
 #include "dpdk/dpdk_memory.h"
 #include "dpdk/dpdk_pci.h"
 #include "dpdk/eal.h"
 
-namespace strata::env::internal {
+namespace strata::env::backend {
 
 namespace {
 
@@ -138,4 +138,4 @@ std::unique_ptr<Backend> make_dpdk_backend() {
     return std::make_unique<DpdkBackend>();
 }
 
-}  // namespace strata::env::internal
+}  // namespace strata::env::backend

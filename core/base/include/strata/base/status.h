@@ -43,6 +43,7 @@ enum class Errc : int32_t {
 std::string_view errc_name(Errc code) noexcept;     // "invalid_argument"
 std::string_view errc_message(Errc code) noexcept;  // "invalid argument"
 int errc_to_errno(Errc code) noexcept;               // positive errno, for SPDK-style RPC errors
+Errc errc_from_errno(int err) noexcept;              // a failed system call's errno as the closest Errc
 
 class [[nodiscard]] Status {
 public:

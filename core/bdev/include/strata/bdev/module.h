@@ -34,7 +34,7 @@ namespace strata::bdev {
 
 class BdevImpl;
 
-// A module's entry in the layer's explicit table (core/bdev/src/modules.cpp).
+// A module's entry in the layer's explicit table (register_rpc_module in core/bdev/src/rpc.cpp).
 struct Module {
     const char* name = nullptr;
     // Called for every bdev registered after (and, at startup, before) the module: a virtual

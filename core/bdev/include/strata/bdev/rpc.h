@@ -1,5 +1,5 @@
 // Registers the bdev subsystem (save_config section) and its RPC methods with an App; called
-// from the explicit module table (core/rpc/src/modules.cpp).
+// from the explicit module table (core/stack/src/modules.cpp).
 #pragma once
 
 namespace strata::rpc {

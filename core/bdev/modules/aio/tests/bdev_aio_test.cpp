@@ -1,7 +1,7 @@
 // bdev_aio against the real kernel: the shared file-bdev suite (file_bdev_suite.h).
 #include "aio/aio.h"
 
-#include "file_bdev_suite.h"
+#include <strata/bdev/file_bdev_suite.h>
 
 namespace strata::bdev::testing {
 namespace {

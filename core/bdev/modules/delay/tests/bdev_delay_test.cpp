@@ -7,7 +7,7 @@
 #include <numeric>
 
 #include "delay/delay.h"
-#include "passthru/tests/vbdev_fixture.h"
+#include <strata/bdev/vbdev_fixture.h>
 
 namespace strata::bdev::testing {
 namespace {

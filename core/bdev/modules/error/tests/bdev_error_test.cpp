@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "error/error.h"
-#include "passthru/tests/vbdev_fixture.h"
+#include <strata/bdev/vbdev_fixture.h>
 
 namespace strata::bdev::testing {
 namespace {

@@ -11,7 +11,7 @@
 #include <strata/hwemu/pci/pci_bus.h>
 
 #include "nvme/nvme.h"
-#include "passthru/tests/vbdev_fixture.h"
+#include <strata/bdev/vbdev_fixture.h>
 
 namespace strata::bdev::testing {
 namespace {

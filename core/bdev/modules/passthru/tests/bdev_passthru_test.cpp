@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "passthru/passthru.h"
-#include "vbdev_fixture.h"
+#include <strata/bdev/vbdev_fixture.h>
 
 namespace strata::bdev::testing {
 namespace {

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "passthru/tests/vbdev_fixture.h"
+#include <strata/bdev/vbdev_fixture.h>
 
 namespace strata::bdev::testing {
 namespace {

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "split/split.h"
-#include "passthru/tests/vbdev_fixture.h"
+#include <strata/bdev/vbdev_fixture.h>
 
 namespace strata::bdev::testing {
 namespace {

@@ -1,8 +1,8 @@
-// bdev_uring against the real kernel: the shared file-bdev suite (aio/tests/file_bdev_suite.h).
+// bdev_uring against the real kernel: the shared file-bdev suite (<strata/bdev/file_bdev_suite.h>).
 // Every test skips, saying why, where io_uring is disabled (fails under STRATA_REQUIRE_URING=1).
 #include "uring/uring.h"
 
-#include "file_bdev_suite.h"
+#include <strata/bdev/file_bdev_suite.h>
 #include "uring_required.h"
 
 namespace strata::bdev::testing {

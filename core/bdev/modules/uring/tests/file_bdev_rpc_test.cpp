@@ -6,7 +6,7 @@
 
 #include <cstdlib>
 
-#include "passthru/tests/vbdev_fixture.h"
+#include <strata/bdev/vbdev_fixture.h>
 #include "uring/uring.h"
 #include "uring_required.h"
 

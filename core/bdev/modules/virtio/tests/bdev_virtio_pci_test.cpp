@@ -9,7 +9,7 @@
 
 #include <strata/env/memory.h>
 
-#include "passthru/tests/vbdev_fixture.h"
+#include <strata/bdev/vbdev_fixture.h>
 #include "virtio/virtio.h"
 
 namespace strata::bdev::testing {

@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "passthru/tests/vbdev_fixture.h"
+#include <strata/bdev/vbdev_fixture.h>
 #include "virtio/virtio.h"
 
 namespace strata::bdev::testing {

@@ -16,7 +16,7 @@
 #include <string>
 #include <thread>
 
-#include "passthru/tests/vbdev_fixture.h"
+#include <strata/bdev/vbdev_fixture.h>
 #include "virtio/virtio.h"
 
 #ifndef STRATA_TGT_PATH

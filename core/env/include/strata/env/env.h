@@ -1,6 +1,6 @@
 // The env layer: Strata's one seam to hardware (DMA memory, IOVA map, PCI functions).
 //
-// A backend is chosen at run time by name from an explicit table (internal/backend.h):
+// A backend is chosen at run time by name from an explicit table (<strata/env/backend.h>):
 //   "sim"  - DMA memory from host memory with a private IOVA space, PCI functions from an
 //            emulated bus (hw-emulation/pci). The default.
 //   "dpdk" - DPDK 22.11's EAL: hugepage (or --no-huge) memory with real IOVAs, vfio-pci

@@ -26,7 +26,7 @@
 
 namespace strata::env {
 
-namespace internal {
+namespace backend {
 class PciFunctionImpl;
 struct HostEnv;
 }
@@ -193,14 +193,14 @@ public:
 
 private:
     friend Result<std::unique_ptr<PciFunction>> claim(const PciAddress& address);
-    PciFunction(PciDeviceInfo info, std::unique_ptr<internal::PciFunctionImpl> impl,
-                internal::HostEnv* host_env);
+    PciFunction(PciDeviceInfo info, std::unique_ptr<backend::PciFunctionImpl> impl,
+                backend::HostEnv* host_env);
     Status config_read(uint32_t offset, void* buf, uint32_t len) const;
     Status config_write(uint32_t offset, const void* buf, uint32_t len);
 
     PciDeviceInfo info_;
-    std::unique_ptr<internal::PciFunctionImpl> impl_;
-    internal::HostEnv* host_env_;  // the Host it was claimed in (its claim bookkeeping)
+    std::unique_ptr<backend::PciFunctionImpl> impl_;
+    backend::HostEnv* host_env_;  // the Host it was claimed in (its claim bookkeeping)
 };
 
 // Claims one function exclusively, in the current runtime::Host: the functions a Host sees are

@@ -12,8 +12,7 @@
 // lists them in TransportId::ignored_keys so a caller can warn. hostnqn, hostaddr, hostsvcid
 // and ns, which SPDK's tools read from the same string, are kept here too.
 //
-// Pure function of its input: no allocation beyond the result, no global state (a fuzz target
-// calls it directly).
+// Pure function of its input: no allocation beyond the result, no global state.
 #pragma once
 
 #include <cstdint>

@@ -7,7 +7,7 @@
 //
 // Lifecycle:
 //   1. App app(scheduler, options);           // any OS thread; creates the app Thread
-//   2. register_all_modules(app);              // modules.h: subsystems + their RPCs (explicit table)
+//   2. stack::register_all_modules(app);       // core/stack: subsystems + their RPCs (explicit table)
 //      (or app.add_subsystem(...) / app.registry().add(...) by hand)
 //   3. app.start(done);                        // any OS thread: on the app Thread, opens the RPC
 //      socket (if options.rpc_socket non-empty), then unless wait_for_rpc: loads the config
@@ -49,7 +49,7 @@ class App;
 class Server;
 
 // A subsystem: a module's init/fini and its config dump. Registered in an explicit table
-// (modules.h), never by static constructors. init/fini run on the app Thread and finish by
+// (core/stack's module table), never by static constructors. init/fini run on the app Thread and finish by
 // calling done (possibly later, from a message). write_config appends {"method","params"}
 // entries to `config` (a JSON array) such that replaying them rebuilds the subsystem's state.
 struct Subsystem {

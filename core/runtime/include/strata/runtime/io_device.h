@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -81,6 +82,9 @@ struct IoChannelAccess {
 void register_io_device(IoDevice& device);
 // Called on a Thread. done(ctx) runs on that Thread once the last channel is destroyed.
 void unregister_io_device(IoDevice& device, MsgFn done, void* ctx);
+// The same with a callable (for a module's Bdev::destruct and the like): done runs on the
+// calling Thread once the last channel is gone.
+void unregister_io_device_then(IoDevice& device, std::function<void()> done);
 
 // On the current Thread. nullptr if the device is not registered or refused the channel.
 IoChannel* get_io_channel(IoDevice& device) noexcept;

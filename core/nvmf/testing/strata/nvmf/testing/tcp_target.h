@@ -25,7 +25,7 @@
 #include <strata/env/env.h>
 #include <strata/nvmf/tcp.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/sock/sim.h>
@@ -49,7 +49,7 @@ public:
         impl = impl_name;
         sim = std::make_unique<runtime::SimScheduler>(42, 2);
         app = std::make_unique<rpc::App>(*sim);
-        rpc::register_all_modules(*app);
+        stack::register_all_modules(*app);
         register_tcp_rpc_methods(*app);
         client_host = std::make_unique<runtime::Host>(client_name, 44);
         if (simulated()) {

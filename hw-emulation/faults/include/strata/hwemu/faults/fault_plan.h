@@ -1,5 +1,6 @@
-// The fault-plan vocabulary shared by the device models (NVMe, IOAT), the sim sockets and the
-// error bdev: which commands a rule matches and what it does to them.
+// The fault-plan vocabulary of the device models (NVMe, IOAT), their sim RPCs and the Python
+// bindings: which commands a rule matches and what it does to them. (The sim sockets and the
+// error bdev have fault controls of their own.)
 //
 // A rule matches a command when every field it sets matches (opcode, queue, namespace, an LBA
 // range overlapping the command's blocks); then `nth` (only the n-th such command), the

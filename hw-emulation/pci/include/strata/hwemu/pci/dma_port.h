@@ -18,7 +18,7 @@
 
 #include <strata/base/status.h>
 
-namespace strata::env::internal {
+namespace strata::env::backend {
 class IovaMap;
 }
 
@@ -29,7 +29,7 @@ class EmulatedFunction;
 class DmaPort {
 public:
     // map: the IOVA map of the bus's Host (it outlives the bus).
-    DmaPort(EmulatedFunction& fn, const env::internal::IovaMap& map) noexcept
+    DmaPort(EmulatedFunction& fn, const env::backend::IovaMap& map) noexcept
         : fn_(fn), map_(map) {}
 
     Status read(uint64_t iova, void* dst, size_t len) noexcept;
@@ -57,7 +57,7 @@ private:
     Status access(uint64_t iova, size_t len, bool is_write, Copy&& copy) noexcept;
 
     EmulatedFunction& fn_;
-    const env::internal::IovaMap& map_;
+    const env::backend::IovaMap& map_;
     std::atomic<uint64_t> faults_{0};
     std::atomic<uint64_t> last_fault_iova_{0};
     std::atomic<uint64_t> bytes_read_{0};

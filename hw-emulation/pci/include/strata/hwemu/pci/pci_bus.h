@@ -28,8 +28,8 @@
 #include <vector>
 
 #include <strata/base/status.h>
-#include <strata/env/internal/backend.h>
-#include <strata/env/internal/iova_map.h>
+#include <strata/env/backend.h>
+#include <strata/env/iova_map.h>
 #include <strata/env/pci.h>
 #include <strata/hwemu/pci/dma_port.h>
 #include <strata/runtime/host.h>
@@ -119,7 +119,7 @@ private:
     void deliver_remove();
 };
 
-class PciBus final : private env::internal::SimPciProvider {
+class PciBus final : private env::backend::SimPciProvider {
 public:
     // Attaches to the sim backend of `host` (asserts it has no other bus).
     explicit PciBus(runtime::Host& host = runtime::current_host());
@@ -140,7 +140,7 @@ public:
     EmulatedFunction* find(const env::PciAddress& address) noexcept;
     runtime::Host& host() const noexcept { return host_; }
     // The IOVA map its devices' DMA goes through (its Host's).
-    const env::internal::IovaMap& iova_map() const noexcept { return map_; }
+    const env::backend::IovaMap& iova_map() const noexcept { return map_; }
     uint64_t dma_fault_count() const noexcept;  // all functions, removed ones included
     // This bus's cross-process lock file for a function (sim claims are per bus instance).
     std::string lock_path(const env::PciAddress& address) const;
@@ -149,7 +149,7 @@ private:
     friend class EmulatedFunction;
     friend class SimClaim;
     Result<std::vector<env::PciDeviceInfo>> list() override;
-    Result<std::unique_ptr<env::internal::PciFunctionImpl>> claim(
+    Result<std::unique_ptr<env::backend::PciFunctionImpl>> claim(
         const env::PciAddress& address) override;
     Result<void> take_off(const env::PciAddress& address, bool orderly);
 
@@ -157,7 +157,7 @@ private:
     std::map<env::PciAddress, std::shared_ptr<EmulatedFunction>> functions_;
     std::vector<std::shared_ptr<EmulatedFunction>> removed_;
     runtime::Host& host_;
-    const env::internal::IovaMap& map_;
+    const env::backend::IovaMap& map_;
     std::string id_;  // "<pid>_<n>", fixed at construction (a forked child shares it)
 };
 

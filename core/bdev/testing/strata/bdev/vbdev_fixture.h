@@ -1,4 +1,4 @@
-// Shared by the virtual bdev modules' tests (passthru, error, delay, split): a simulated App
+// Shared by the bdev modules' tests (virtual bdevs, file, nvme, virtio, rbd, lvol): a simulated App
 // with every module registered (so the RPCs, save_config and config loading are the real ones),
 // a worker Thread that opens bdevs and does I/O, and helpers to drive the simulator.
 #pragma once
@@ -20,7 +20,7 @@
 #include <strata/env/env.h>
 #include <strata/env/memory.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
@@ -63,7 +63,7 @@ protected:
         app = std::make_unique<rpc::App>(*sim, std::move(o));
         // The test's main reaches the App's modules (find, list) and makes its worker there.
         host_scope.emplace(app->host());
-        rpc::register_all_modules(*app);
+        stack::register_all_modules(*app);
         worker = sim->create_thread("worker", 1);
         if (before_start) before_start();
         std::optional<Result<void>> started;

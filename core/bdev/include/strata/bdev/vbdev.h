@@ -1,9 +1,8 @@
-// Plumbing shared by the virtual bdev modules (passthru, error, delay, split): a base bdev opened
+// The layer's stacking support (as SPDK's part.c): a base bdev opened
 // and claimed on behalf of one or more vbdevs, per-Thread channels that hold the base's channel,
 // forwarding a BdevIo to the base (waiting for a free bdev_io when the pool is empty), and the
-// module-wide configurations that examine attaches when their base appears.
-//
-// It lives with passthru, the reference virtual bdev; error, delay and split link it from there.
+// module-wide configurations that examine attaches when their base appears. Used by the virtual
+// bdev modules (passthru, the reference one, error, delay, split) and by tests' window bdevs.
 #pragma once
 
 #include <algorithm>

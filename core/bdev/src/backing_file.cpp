@@ -1,4 +1,4 @@
-#include "aio/backing_file.h"
+#include <strata/bdev/backing_file.h>
 
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -52,38 +52,6 @@ Result<void> probe_direct(int fd, uint32_t block_size, const std::string& path) 
 
 }  // namespace
 
-Errc errc_from_errno(int err) noexcept {
-    switch (err) {
-        case 0: return Errc::ok;
-        case ENOENT:
-        case ENODEV:
-        case ENXIO: return Errc::not_found;
-        case EACCES:
-        case EPERM:
-        case EROFS:
-        case EBADF: return Errc::permission_denied;
-        case EINVAL:
-        case EISDIR:
-        case ENOTDIR:
-        case ENAMETOOLONG:
-        case ELOOP:
-        case EFAULT: return Errc::invalid_argument;
-        case ENOMEM: return Errc::no_memory;
-        case ENOSPC:
-        case EDQUOT:
-        case EFBIG: return Errc::no_space;
-        case EAGAIN:
-        case EBUSY:
-        case EMFILE:
-        case ENFILE: return Errc::busy;
-        case ECANCELED:
-        case EINTR: return Errc::aborted;
-        case ETIMEDOUT: return Errc::timeout;
-        case EOPNOTSUPP: return Errc::not_supported;
-        case EOVERFLOW: return Errc::out_of_range;
-        default: return Errc::io_error;
-    }
-}
 
 BackingFile::~BackingFile() {
     if (fd_ >= 0) ::close(fd_);
@@ -218,15 +186,5 @@ Result<void> rescan_backing_file(Bdev& bdev, const BackingFile& file) {
     return {};
 }
 
-void unregister_io_device_then(runtime::IoDevice& device, std::function<void()> done) {
-    auto* d = new std::function<void()>(std::move(done));
-    runtime::unregister_io_device(
-        device,
-        [](void* p) {
-            std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()>*>(p));
-            (*f)();
-        },
-        d);
-}
 
 }  // namespace strata::bdev

@@ -4,13 +4,13 @@
 #include <cstdio>
 
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/scheduler.h>
 
 int main() {
     strata::runtime::SimScheduler sim(1);
     strata::rpc::App app(sim);
-    strata::rpc::register_all_modules(app);
+    strata::stack::register_all_modules(app);
     std::string md = strata::rpc::render_markdown(app.registry());
     std::fwrite(md.data(), 1, md.size(), stdout);
     return 0;

@@ -66,13 +66,6 @@ Result<BackingFile> open_backing_file(const BackingFileOptions& options);
 // the openers). invalid_argument when the file no longer holds one block.
 Result<void> rescan_backing_file(Bdev& bdev, const BackingFile& file);
 
-// Unregisters a module's per-bdev io device and calls done once its last channel is gone (for
-// Bdev::destruct).
-void unregister_io_device_then(runtime::IoDevice& device, std::function<void()> done);
-
-// A failed system call's errno as the closest Errc.
-Errc errc_from_errno(int err) noexcept;
-
 // The iovecs to hand the kernel for exactly `len` bytes of `iovs` (whose total may be longer:
 // the layer only asks for at least the I/O's length, and a vectored read must not land past
 // it). Uses a prefix of `iovs` itself when an entry ends exactly at len, else copies the

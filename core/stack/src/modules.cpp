@@ -1,6 +1,6 @@
 // The explicit module table. A module adds its entry here and links its library into
-// strata_rpc_modules (core/rpc/CMakeLists.txt).
-#include <strata/rpc/modules.h>
+// strata_stack (core/stack/CMakeLists.txt).
+#include <strata/stack/modules.h>
 
 #include <strata/accel/rpc.h>
 #include <strata/bdev/rpc.h>
@@ -9,11 +9,12 @@
 #include <strata/lvol/rpc.h>
 #include <strata/nvmf/nvmf.h>
 #include <strata/nvmf/tcp.h>
+#include <strata/runtime/host.h>
 #include <strata/scsi/rpc.h>
 #include <strata/sock/rpc.h>
 #include <strata/vhost/vhost.h>
 
-namespace strata::rpc {
+namespace strata::stack {
 
 const std::vector<ModuleEntry>& module_table() {
     static const std::vector<ModuleEntry> table = {
@@ -31,9 +32,11 @@ const std::vector<ModuleEntry>& module_table() {
     return table;
 }
 
-void register_all_modules(App& app) {
-    register_builtins(app);
+void register_all_modules(rpc::App& app) {
+    // Modules keep their tables in the current Host: make it the App's whatever the caller's is.
+    runtime::HostScope scope(app.host());
+    rpc::register_builtins(app);
     for (const auto& m : module_table()) m.register_fn(app);
 }
 
-}  // namespace strata::rpc
+}  // namespace strata::stack

@@ -1,4 +1,4 @@
-// The IOVA map: sorted DMA regions, shared by every backend (internal to env and hw-emulation).
+// The IOVA map: sorted DMA regions, shared by every backend (env's own and the emulated PCI bus).
 // Each runtime::Host has its own (its DMA memory); the sim backend's emulated bus translates its
 // devices' DMA through the map of the Host it was created in.
 //
@@ -22,7 +22,7 @@ namespace strata::runtime {
 class Host;
 }
 
-namespace strata::env::internal {
+namespace strata::env::backend {
 
 enum class RegionKind : uint8_t { allocation, registration };
 
@@ -80,4 +80,4 @@ IovaMap& iova_map() noexcept;
 // A given Host's map (an emulated bus keeps the one of the Host it belongs to).
 IovaMap& iova_map(runtime::Host& host) noexcept;
 
-}  // namespace strata::env::internal
+}  // namespace strata::env::backend

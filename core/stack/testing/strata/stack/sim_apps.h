@@ -16,11 +16,11 @@
 #include <strata/env/env.h>
 #include <strata/env/memory.h>
 #include <strata/rpc/app.h>
-#include <strata/rpc/modules.h>
+#include <strata/stack/modules.h>
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
-namespace strata::rpc::testing {
+namespace strata::stack::testing {
 
 class SimAppsTest : public ::testing::Test {
 protected:
@@ -42,13 +42,13 @@ protected:
     // distinct PRNG streams, hence distinct UUIDs, under one seed), `config` loaded at start
     // (as strata-tgt -c would). Returns its index.
     size_t add_app(const std::string& host_name, std::optional<Json> config = std::nullopt) {
-        AppOptions o;
+        rpc::AppOptions o;
         o.host_name = host_name;
         o.config = std::move(config);
-        auto& app = apps.emplace_back(std::make_unique<App>(*sim, std::move(o)));
+        auto& app = apps.emplace_back(std::make_unique<rpc::App>(*sim, std::move(o)));
         {
             runtime::HostScope scope(app->host());
-            register_all_modules(*app);
+            stack::register_all_modules(*app);
         }
         std::optional<Result<void>> started;
         app->start([&](Result<void> r) { started = std::move(r); });
@@ -76,7 +76,7 @@ protected:
     }
 
     std::unique_ptr<runtime::SimScheduler> sim;
-    std::vector<std::unique_ptr<App>> apps;
+    std::vector<std::unique_ptr<rpc::App>> apps;
 };
 
-}  // namespace strata::rpc::testing
+}  // namespace strata::stack::testing

@@ -1,4 +1,4 @@
-#include "passthru/vbdev.h"
+#include <strata/bdev/vbdev.h>
 
 #include <algorithm>
 #include <cctype>

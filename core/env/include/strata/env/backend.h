@@ -1,5 +1,6 @@
-// The interface a backend implements (internal to core/env; the dpdk adapter and the sim bus in
-// hw-emulation/pci implement parts of it).
+// The backend interface: published for the code that implements a backend, and for nothing else
+// (drivers use env.h, memory.h and pci.h). env's own sim and dpdk backends implement it, and
+// hw-emulation/pci's emulated bus implements its SimPciProvider part.
 //
 // Backends are listed in one explicit table (src/env.cpp: {"sim", make_sim_backend},
 // {"dpdk", make_dpdk_backend} when STRATA_ENV_HAVE_DPDK), never registered from static
@@ -26,7 +27,7 @@
 #include <strata/runtime/host.h>
 #include <strata/runtime/thread.h>
 
-namespace strata::env::internal {
+namespace strata::env::backend {
 
 struct BackendAllocation {
     void* vaddr = nullptr;
@@ -116,4 +117,4 @@ void release_lock_file(int fd, const std::string& path, bool unlink) noexcept;
 // acquire_lock_file(pci_lock_path(addr)) and PciAddress (one concept, one place).
 std::string pci_lock_path(const PciAddress& address);
 
-}  // namespace strata::env::internal
+}  // namespace strata::env::backend
