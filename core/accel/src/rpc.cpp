@@ -117,10 +117,7 @@ void register_rpc_module(rpc::App& app) {
                           return;
                       }
                       auto res = assign_opc(*op, p.at("module").get<std::string>());
-                      if (!res)
-                          r.error(res.error());
-                      else
-                          r.result(true);
+                      r.reply(res);
                   }});
     add_rpc(
         app,
@@ -152,10 +149,7 @@ void register_rpc_module(rpc::App& app) {
              o.task_count = static_cast<uint32_t>(tc);
              o.batch_count = static_cast<uint32_t>(bc);
              auto res = set_options(o);
-             if (!res)
-                 r.error(res.error());
-             else
-                 r.result(true);
+             r.reply(res);
          }});
     add_rpc(
         app,
@@ -200,10 +194,7 @@ void register_rpc_module(rpc::App& app) {
                   true,
                   [](const Json&, Responder r) {
                       auto res = enable_ioat_module();
-                      if (!res)
-                          r.error(res.error());
-                      else
-                          r.result(true);
+                      r.reply(res);
                   }});
 }
 

@@ -658,8 +658,7 @@ void register_rpc_module(rpc::App& app) {
                   q.r_mbytes_per_sec = mib("r_mbytes_per_sec", q.r_mbytes_per_sec);
                   q.w_mbytes_per_sec = mib("w_mbytes_per_sec", q.w_mbytes_per_sec);
                   auto res = set_qos_limits(*b, q);
-                  if (!res) r.error(res.error());
-                  else r.result(true);
+                  r.reply(res);
               }});
     add_rpc(app, {"bdev_wait_for_examine",
               "Reply once every bdev has been examined by every module (lvol loads the stores "

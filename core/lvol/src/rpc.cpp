@@ -22,8 +22,7 @@ constexpr uint64_t kMiB = 1ull << 20;
 
 void reply_void(rpc::App& app, Task<Result<void>> task, Responder r) {
     runtime::spawn(app.thread(), std::move(task), [r = std::move(r)](Result<void> res) mutable {
-        if (!res.ok()) r.error(res.error());
-        else r.result(true);
+        r.reply(res);
     });
 }
 

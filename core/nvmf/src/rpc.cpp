@@ -177,11 +177,6 @@ Json subsystem_json(const SubsystemInfo& s) {
     return j;
 }
 
-void reply(Responder& r, const Result<void>& res) {
-    if (!res.ok()) r.error(res.error());
-    else r.result(true);
-}
-
 void write_config(rpc::App&, Json& cfg) {
     for (Transport* t : transports()) {
         Json params = Json::parse(t->options_json(), nullptr, false);
@@ -272,7 +267,7 @@ void register_rpc_module(rpc::App& app) {
             auto res = create_subsystem(o);
             if (!res.ok() && res.error().code() == Errc::invalid_argument)
                 return r.error(rpc::error_code::invalid_params, res.error().message());
-            reply(r, res);
+            r.reply(res);
         });
 
     add(app, "nvmf_delete_subsystem", "Delete an NVMe-oF subsystem (disconnecting its hosts).",
@@ -280,7 +275,7 @@ void register_rpc_module(rpc::App& app) {
         [](const Json& p, Responder r) {
             if (!check_tgt(p, r)) return;
             delete_subsystem(p.at("nqn").get<std::string>(),
-                             [r = std::make_shared<Responder>(std::move(r))](Result<void> res) { reply(*r, res); });
+                             [r = std::make_shared<Responder>(std::move(r))](Result<void> res) { r->reply(res); });
         });
 
     add(app, "nvmf_get_subsystems", "List NVMe-oF subsystems (the discovery subsystem first).",
@@ -312,7 +307,7 @@ void register_rpc_module(rpc::App& app) {
                 return;
             auto a = parse_address(p.at("listen_address"));
             if (!a.ok()) return r.error(rpc::error_code::invalid_params, a.error().message());
-            reply(r, add_listener(p.at("nqn").get<std::string>(), *a));
+            r.reply(add_listener(p.at("nqn").get<std::string>(), *a));
         });
     add(app, "nvmf_subsystem_remove_listener", "Stop listening for a subsystem on an address.",
         {{"nqn", PT::string, true, "Subsystem NQN", nullptr},
@@ -322,7 +317,7 @@ void register_rpc_module(rpc::App& app) {
             if (!check_tgt(p, r)) return;
             auto a = parse_address(p.at("listen_address"));
             if (!a.ok()) return r.error(rpc::error_code::invalid_params, a.error().message());
-            reply(r, remove_listener(p.at("nqn").get<std::string>(), *a));
+            r.reply(remove_listener(p.at("nqn").get<std::string>(), *a));
         });
 
     add(app, "nvmf_subsystem_add_ns", "Add a namespace backed by a bdev; returns its NSID.",
@@ -343,7 +338,7 @@ void register_rpc_module(rpc::App& app) {
         [](const Json& p, Responder r) {
             if (!check_tgt(p, r)) return;
             remove_namespace(p.at("nqn").get<std::string>(), p.at("nsid").get<uint32_t>(),
-                             [r = std::make_shared<Responder>(std::move(r))](Result<void> res) { reply(*r, res); });
+                             [r = std::make_shared<Responder>(std::move(r))](Result<void> res) { r->reply(res); });
         });
 
     add(app, "nvmf_subsystem_add_host", "Allow a host NQN to connect.",
@@ -360,7 +355,7 @@ void register_rpc_module(rpc::App& app) {
             auto res = add_host(p.at("nqn").get<std::string>(), p.at("host").get<std::string>());
             if (!res.ok() && res.error().code() == Errc::invalid_argument)
                 return r.error(rpc::error_code::invalid_params, res.error().message());
-            reply(r, res);
+            r.reply(res);
         });
     add(app, "nvmf_subsystem_remove_host",
         "Disallow a host NQN (its controllers are disconnected).",
@@ -368,14 +363,14 @@ void register_rpc_module(rpc::App& app) {
          {"host", PT::string, true, "Host NQN", nullptr}, tgt_name()},
         [](const Json& p, Responder r) {
             if (!check_tgt(p, r)) return;
-            reply(r, remove_host(p.at("nqn").get<std::string>(), p.at("host").get<std::string>()));
+            r.reply(remove_host(p.at("nqn").get<std::string>(), p.at("host").get<std::string>()));
         });
     add(app, "nvmf_subsystem_allow_any_host", "Allow any host (or only the listed ones).",
         {{"nqn", PT::string, true, "Subsystem NQN", nullptr},
          {"allow_any_host", PT::bool_, true, "Allow any host", nullptr}, tgt_name()},
         [](const Json& p, Responder r) {
             if (!check_tgt(p, r)) return;
-            reply(r, set_allow_any_host(p.at("nqn").get<std::string>(),
+            r.reply(set_allow_any_host(p.at("nqn").get<std::string>(),
                                         p.at("allow_any_host").get<bool>()));
         });
 

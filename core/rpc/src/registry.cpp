@@ -77,6 +77,11 @@ void Responder::error(int code, std::string message, Json data) {
 
 void Responder::error(const Error& e) { error(errc_error_code(e.code()), e.message()); }
 
+void Responder::reply(const Result<void>& res) {
+    if (res) result(true);
+    else error(res.error());
+}
+
 namespace {
 // Under the simulator every reply goes into the run's trace (runtime::trace_event), so two runs
 // of a seed must agree on what each RPC answered, not only on the order things ran.

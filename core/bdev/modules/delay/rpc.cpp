@@ -61,8 +61,7 @@ void register_delay_module(rpc::App& app) {
                   auto res = delay_update_latency(p.at("delay_bdev_name").get<std::string>(),
                                                   p.at("latency_type").get<std::string>(),
                                                   p.at("latency_us").get<uint64_t>());
-                  if (!res) r.error(res.error());
-                  else r.result(true);
+                  r.reply(res);
               }});
 }
 

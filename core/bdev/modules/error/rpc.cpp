@@ -28,10 +28,7 @@ void register_error_module(rpc::App& app) {
                   [](const Json& p, Responder r) {
                       const auto base = p.at("base_name").get<std::string>();
                       auto res = error_create(base, rpc::param_or<std::string>(p, "uuid", ""));
-                      if (!res)
-                          r.error(res.error());
-                      else
-                          r.result(true);
+                      r.reply(res);
                   }});
     add_rpc(app, {"bdev_error_delete",
               "Delete an error-injection bdev; I/O it holds (pending) fails with aborted.",
@@ -86,8 +83,7 @@ void register_error_module(rpc::App& app) {
                   inj.corrupt_offset = rpc::param_or<uint64_t>(p, "corrupt_offset", 0);
                   inj.corrupt_value = static_cast<uint8_t>(value);
                   auto res = error_inject(p.at("name").get<std::string>(), inj);
-                  if (!res) r.error(res.error());
-                  else r.result(true);
+                  r.reply(res);
               }});
 }
 

@@ -76,10 +76,7 @@ void register_null_module(rpc::App& app) {
                   [](const Json& p, Responder r) {
                       auto res = null_resize(p.at("name").get<std::string>(),
                                              p.at("new_size").get<uint64_t>());
-                      if (!res)
-                          r.error(res.error());
-                      else
-                          r.result(true);
+                      r.reply(res);
                   }});
     add_rpc(app, {"bdev_null_delete", "Delete a null bdev.",
               {{"name", PT::string, true, "Bdev name", nullptr}}, rpc::Allowed::runtime, "", true,

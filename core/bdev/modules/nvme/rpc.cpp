@@ -256,10 +256,7 @@ void register_nvme_module(rpc::App& app) {
              "command timeouts are the defaults of bdev_nvme_attach_controller. SPDK's other "
              "parameters are accepted at their default values only.",
              set_options_params(), rpc::Allowed::both, "", true, [](const Json& p, Responder r) {
-                 if (auto res = set_options(p); !res)
-                     r.error(res.error());
-                 else
-                     r.result(true);
+                 r.reply(set_options(p));
              }});
     rpc::MethodSpec attach{
         "bdev_nvme_attach_controller",
@@ -510,10 +507,7 @@ void register_nvme_module(rpc::App& app) {
                           return;
                       }
                       auto res = nvme_set_hotplug(p.at("enable").get<bool>(), *period);
-                      if (!res)
-                          r.error(res.error());
-                      else
-                          r.result(true);
+                      r.reply(res);
                   }});
     add_rpc(app, {"bdev_nvme_get_controller_health_info",
                   "The SMART / Health Information log page of a controller (SPDK's field names; "

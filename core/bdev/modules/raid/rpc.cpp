@@ -15,11 +15,6 @@ using rpc::Json;
 using rpc::Responder;
 using PT = rpc::ParamType;
 
-void reply(Responder& r, const Result<void>& res) {
-    if (!res) r.error(res.error());
-    else r.result(true);
-}
-
 }  // namespace
 
 void register_raid_module(rpc::App& app) {
@@ -61,7 +56,7 @@ void register_raid_module(rpc::App& app) {
                   o.strip_size_kb = static_cast<uint32_t>(strip);
                   o.uuid = rpc::param_or<std::string>(p, "uuid", "");
                   o.superblock = rpc::param_or<bool>(p, "superblock", false);
-                  reply(r, raid_create(o));
+                  r.reply(raid_create(o));
               }});
     add_rpc(app,
             {"bdev_raid_set_options",
@@ -88,7 +83,7 @@ void register_raid_module(rpc::App& app) {
                      r.error(w.error());
                      return;
                  }
-                 reply(r, raid_set_options(*w));
+                 r.reply(raid_set_options(*w));
              }});
     add_rpc(app, {"bdev_raid_delete",
               "Delete a raid bdev (its bdev is unregistered and the base bdevs released).",
@@ -96,7 +91,7 @@ void register_raid_module(rpc::App& app) {
               true, [](const Json& p, Responder r) {
                   auto rp = std::make_shared<Responder>(std::move(r));
                   raid_delete(p.at("name").get<std::string>(),
-                              [rp](Result<void> res) { reply(*rp, res); });
+                              [rp](Result<void> res) { rp->reply(res); });
               }});
     add_rpc(app, {"bdev_raid_get_bdevs",
               "List raid bdevs of a category with their members, state and a running rebuild's "
@@ -113,7 +108,7 @@ void register_raid_module(rpc::App& app) {
               {{"raid_bdev", PT::string, true, "Raid bdev name", nullptr},
                {"base_bdev", PT::string, true, "Base bdev name", nullptr}},
               rpc::Allowed::runtime, "", true, [](const Json& p, Responder r) {
-                  reply(r, raid_add_base_bdev(p.at("raid_bdev").get<std::string>(),
+                  r.reply(raid_add_base_bdev(p.at("raid_bdev").get<std::string>(),
                                               p.at("base_bdev").get<std::string>()));
               }});
     add_rpc(app, {"bdev_raid_remove_base_bdev",
@@ -123,7 +118,7 @@ void register_raid_module(rpc::App& app) {
               true, [](const Json& p, Responder r) {
                   auto rp = std::make_shared<Responder>(std::move(r));
                   raid_remove_base_bdev(p.at("name").get<std::string>(),
-                                        [rp](Result<void> res) { reply(*rp, res); });
+                                        [rp](Result<void> res) { rp->reply(res); });
               }});
 }
 

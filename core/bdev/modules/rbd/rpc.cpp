@@ -79,10 +79,7 @@ void register_rbd_module(rpc::App& app) {
                   "",
                   true,
                   [](const Json& p, Responder r) {
-                      if (auto res = rbd_unregister_cluster(p.at("name").get<std::string>()); !res)
-                          r.error(res.error());
-                      else
-                          r.result(true);
+                      r.reply(rbd_unregister_cluster(p.at("name").get<std::string>()));
                   }});
     add_rpc(app, {"bdev_rbd_get_clusters_info",
                   "The registered Ceph clusters (or the one named): name, user, config, key "
@@ -174,10 +171,7 @@ void register_rbd_module(rpc::App& app) {
                   [](const Json& p, Responder r) {
                       auto res = rbd_resize(p.at("name").get<std::string>(),
                                             p.at("new_size").get<uint64_t>());
-                      if (!res)
-                          r.error(res.error());
-                      else
-                          r.result(true);
+                      r.reply(res);
                   }});
 }
 

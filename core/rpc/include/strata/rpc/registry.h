@@ -83,6 +83,8 @@ public:
     void result_bool(bool v) { result(Json(v)); }
     void error(int code, std::string message, Json data = nullptr);
     void error(const Error& e);  // code errc_error_code(e.code()), message e.message()
+    // SPDK's reply for a method with nothing to return: true on success, else the error.
+    void reply(const Result<void>& res);
     // Was this request a notification (no reply will be sent)? Handlers still must reply.
     bool notification() const noexcept;
     bool valid() const noexcept { return state_ != nullptr; }
