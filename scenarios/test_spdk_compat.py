@@ -493,7 +493,9 @@ def test_spdk_saved_config_loads_into_strata_tgt(strata_tgt):
     """A config written the way SPDK v24.09's spdk_tgt save_config writes it (every subsystem
     spdk_tgt has, option setters first) loads; the bdevs it names exist."""
     d = strata_tgt(config=with_sim_nvme(spdk_config()))
-    # The socket listens before the config's runtime entries ran: wait for its last bdev.
+    # The socket listens before the config has loaded: wait for the framework's init (startup
+    # state refuses bdev_get_bdevs), then for the config's last bdev.
+    d.rpc("framework_wait_init")
     import time
     deadline = time.monotonic() + 20
     while not any(b["name"] == "Raid0" for b in d.rpc("bdev_get_bdevs")):
