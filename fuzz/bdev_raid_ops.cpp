@@ -19,14 +19,16 @@
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
+#include "fuzz_target.h"
+
 namespace {
 
 using nlohmann::json;
 
 struct World {
     World() {
-        strata::log_set_sink([](const strata::LogRecord&) {});
-        if (!strata::env::init().ok()) std::abort();
+        strata::fuzz::quiet_logs();
+        if (!strata::fuzz::env_ready()) std::abort();
         sim = std::make_unique<strata::runtime::SimScheduler>(1, 2);
         app = std::make_unique<strata::rpc::App>(*sim);
         strata::stack::register_all_modules(*app);
@@ -65,8 +67,10 @@ std::string raid(unsigned i) { return "R" + std::to_string(i % 3); }
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static World* w = new World();  // one world for the whole run (intentionally leaked)
+namespace {
+
+int run_input(World& world, const uint8_t* data, size_t size) {
+    World* w = &world;
     for (size_t i = 0; i + 1 < size && i < 128; i += 2) {
         const unsigned op = data[i] % 10, arg = data[i + 1];
         switch (op) {
@@ -98,3 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     w->cleanup();
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(World, run_input)

@@ -18,12 +18,14 @@
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
+#include "fuzz_target.h"
+
 namespace {
 
 struct World {
     World() {
-        strata::log_set_sink([](const strata::LogRecord&) {});
-        if (!strata::env::init().ok()) std::abort();
+        strata::fuzz::quiet_logs();
+        if (!strata::fuzz::env_ready()) std::abort();
         sim = std::make_unique<strata::runtime::SimScheduler>(1, 2);
         app = std::make_unique<strata::rpc::App>(*sim);
         strata::stack::register_all_modules(*app);
@@ -69,8 +71,10 @@ bool too_big(const nlohmann::json& p) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static World* w = new World();  // one world for the whole run (intentionally leaked)
+namespace {
+
+int run_input(World& world, const uint8_t* data, size_t size) {
+    World* w = &world;
     if (size == 0 || w->methods.empty()) return 0;
     const std::string& method = w->methods[data[0] % w->methods.size()];
     std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
@@ -83,3 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     w->remove_all_bdevs();
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(World, run_input)

@@ -24,6 +24,8 @@
 #include <strata/runtime/scheduler.h>
 #include <strata/runtime/task.h>
 
+#include "fuzz_target.h"
+
 #include "malloc/malloc.h"
 
 namespace {
@@ -97,9 +99,18 @@ struct World {
         co_return Result<void>{};
     }
 
+    // The malloc bdev goes before the simulator (its DMA memory belongs to the owner's Host).
+    ~World() {
+        bool gone = false;
+        on([&] { bdev::unregister_bdev("Fuzz0", [&gone](Result<void>) { gone = true; }); });
+        sim->run_until([&] { return gone; });
+    }
+    World(const World&) = delete;
+    World& operator=(const World&) = delete;
+
     World() {
-        log_set_sink([](const LogRecord&) {});
-        if (!env::init().ok()) std::abort();
+        strata::fuzz::quiet_logs();
+        if (!strata::fuzz::env_ready()) std::abort();
         sim = std::make_unique<runtime::SimScheduler>(1, 1);
         t = sim->create_thread("fuzz");
         on([] {
@@ -150,8 +161,10 @@ Task<Result<void>> exercise(blob::BlobStore& bs, bool writes) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static World* w = new World();
+namespace {
+
+int run_input(World& world, const uint8_t* data, size_t size) {
+    World* w = &world;
     if (size == 0) return 0;
     std::vector<uint8_t> img = (data[0] & 1) ? w->clean : w->dirty;
     const bool writes = data[0] & 2;
@@ -178,3 +191,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     w->on([&] { bs->reset(); });
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(World, run_input)

@@ -9,12 +9,16 @@
 #include <strata/stack/modules.h>
 #include <strata/runtime/scheduler.h>
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static bool quiet = [] {
-        strata::log_set_sink([](const strata::LogRecord&) {});
-        return true;
-    }();
-    (void)quiet;
+#include "fuzz_target.h"
+
+namespace {
+
+// Nothing is shared between inputs; the State only silences logging in a fuzzer process.
+struct State {
+    State() { strata::fuzz::quiet_logs(); }
+};
+
+int run_input(State&, const uint8_t* data, size_t size) {
     std::string_view text(reinterpret_cast<const char*>(data), size);
     auto parsed = strata::rpc::App::parse_config_text(text);
     if (!parsed) return 0;
@@ -34,3 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (auto* c : strata::log_components()) c->set_level(std::nullopt);
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(State, run_input)

@@ -22,6 +22,8 @@
 #include <strata/ioat/spec/spec.h>
 #include <strata/runtime/scheduler.h>
 
+#include "fuzz_target.h"
+
 namespace {
 
 namespace spec = strata::ioat::spec;
@@ -88,17 +90,23 @@ uint64_t le64(const uint8_t* p) {
     return v;
 }
 
-}  // namespace
+// The simulator and the driver's Thread (one per fuzzer process, one per strata.fuzz.Target:
+// fuzz/fuzz_target.h).
+struct State {
+    State() {
+        strata::fuzz::quiet_logs();
+        if (!strata::fuzz::env_ready()) std::abort();
+        sim = std::make_unique<strata::runtime::SimScheduler>(1, 1);
+        thread = sim->create_thread("fuzz");
+    }
+    std::unique_ptr<strata::runtime::SimScheduler> sim;
+    strata::runtime::Thread* thread = nullptr;
+};
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+int run_input(State& state, const uint8_t* data, size_t size) {
     using namespace strata;
-    static runtime::SimScheduler* sim = [] {
-        log_set_sink([](const LogRecord&) {});
-        if (!env::init().ok()) std::abort();
-        static runtime::SimScheduler s(1, 1);
-        return &s;
-    }();
-    static runtime::Thread* thread = sim->create_thread("fuzz");
+    runtime::SimScheduler* sim = state.sim.get();
+    runtime::Thread* thread = state.thread;
     if (size < 2) return 0;
 
     auto bus = std::make_unique<hwemu::PciBus>();
@@ -227,3 +235,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     bus.reset();
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(State, run_input)

@@ -12,11 +12,13 @@
 #include <strata/stack/modules.h>
 #include <strata/runtime/scheduler.h>
 
+#include "fuzz_target.h"
+
 namespace {
 
 struct World {
     World() {
-        strata::log_set_sink([](const strata::LogRecord&) {});  // keep the fuzzer quiet
+        strata::fuzz::quiet_logs();  // keep the fuzzer quiet
         sim = std::make_unique<strata::runtime::SimScheduler>(1, 2);
         app = std::make_unique<strata::rpc::App>(*sim);
         strata::stack::register_all_modules(*app);
@@ -28,10 +30,8 @@ struct World {
     std::unique_ptr<strata::rpc::App> app;
 };
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static World* w = new World();  // one world for the whole run (intentionally leaked)
+int run_input(World& world, const uint8_t* data, size_t size) {
+    World* w = &world;
     if (size == 0) return 0;
     size_t split = data[0] % (size);
     std::string_view all(reinterpret_cast<const char*>(data) + 1, size - 1);
@@ -62,3 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)w->app->handle_raw(all, 1'000'000'000);
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(World, run_input)

@@ -21,6 +21,8 @@
 #include <strata/runtime/host.h>
 #include <strata/runtime/scheduler.h>
 
+#include "fuzz_target.h"
+
 namespace {
 
 using nlohmann::json;
@@ -28,8 +30,8 @@ constexpr uint64_t kTimeout = 30'000'000'000ull;
 
 struct World {
     World() {
-        strata::log_set_sink([](const strata::LogRecord&) {});
-        if (!strata::env::init().ok()) std::abort();
+        strata::fuzz::quiet_logs();
+        if (!strata::fuzz::env_ready()) std::abort();
         sim = std::make_unique<strata::runtime::SimScheduler>(1, 2);
         app = std::make_unique<strata::rpc::App>(*sim);
         strata::stack::register_all_modules(*app);
@@ -89,8 +91,10 @@ struct World {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static World* w = new World();  // one world for the whole run (intentionally leaked)
+namespace {
+
+int run_input(World& world, const uint8_t* data, size_t size) {
+    World* w = &world;
     if (size > 4096) return 0;
     // bdev::find/list below reach the App's bdevs only inside its Host.
     strata::runtime::HostScope scope(w->app->host());
@@ -109,3 +113,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     w->teardown();
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(World, run_input)

@@ -30,6 +30,8 @@
 #include <strata/nvme/spec/spec.h>
 #include <strata/runtime/scheduler.h>
 
+#include "fuzz_target.h"
+
 namespace {
 
 using namespace strata;
@@ -40,29 +42,30 @@ constexpr uint32_t kAdminEntries = 16;
 constexpr uint32_t kIoEntries = 8;
 constexpr size_t kDataBytes = 256 * 1024;
 
+// One per fuzzer process, one per strata.fuzz.Target (fuzz/fuzz_target.h): the simulator, the
+// model's Thread and the driver-side memory, in the owner's Host.
 struct World {
+    World() {
+        fuzz::quiet_logs();
+        if (!fuzz::env_ready()) std::abort();
+        owned_sim = std::make_unique<runtime::SimScheduler>(1, 1);
+        sim = owned_sim.get();
+        thread = sim->create_thread("model");
+        auto m = env::dma_alloc(kDataBytes + 64 * 1024, 4096, true);
+        if (!m.ok()) std::abort();
+        mem = static_cast<uint8_t*>(*m);
+        mem_iova = env::iova_of(mem);
+    }
+    ~World() { env::dma_free(mem); }
+    World(const World&) = delete;
+    World& operator=(const World&) = delete;
+
+    std::unique_ptr<runtime::SimScheduler> owned_sim;
     runtime::SimScheduler* sim = nullptr;
     runtime::Thread* thread = nullptr;
     uint8_t* mem = nullptr;  // admin SQ/CQ, two I/O queue pairs, data
     uint64_t mem_iova = 0;
 };
-
-World& world() {
-    static World w = [] {
-        World x;
-        log_set_sink([](const LogRecord&) {});
-        if (!env::init().ok()) std::abort();
-        static runtime::SimScheduler sim(1, 1);
-        x.sim = &sim;
-        x.thread = sim.create_thread("model");
-        auto m = env::dma_alloc(kDataBytes + 64 * 1024, 4096, true);
-        if (!m.ok()) std::abort();
-        x.mem = static_cast<uint8_t*>(*m);
-        x.mem_iova = env::iova_of(x.mem);
-        return x;
-    }();
-    return w;
-}
 
 // Layout inside World::mem.
 constexpr size_t kAsq = 0, kAcq = 4096, kIoSq = 8192, kIoCq = 8192 + 2 * 4096;
@@ -140,8 +143,9 @@ struct Session {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    World& w = world();
+namespace {
+
+int run_input(World& w, const uint8_t* data, size_t size) {
     auto bus = std::make_unique<hwemu::PciBus>();
     hwemu::nvme::ControllerConfig cfg;
     cfg.max_queue_entries = 64;
@@ -233,3 +237,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     bus.reset();
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(World, run_input)

@@ -48,6 +48,7 @@
 #include "../core/nvme/src/tcp.h"
 
 #include "fuzz_check.h"
+#include "fuzz_target.h"
 
 namespace {
 
@@ -244,15 +245,22 @@ void run_input(runtime::Thread& thread, const uint8_t* data, size_t size) {
         for (size_t k = 0; k < kGuard; ++k) CHECK(rbuf[g + k] == kGuardByte);
 }
 
-}  // namespace
+// The simulator and the initiator's Thread (one per fuzzer process, one per strata.fuzz.Target:
+// fuzz/fuzz_target.h).
+struct State {
+    State() {
+        fuzz::quiet_logs();
+        if (!fuzz::env_ready()) std::abort();
+        sim = std::make_unique<runtime::SimScheduler>(1, 1);
+        thread = sim->create_thread("fuzz");
+    }
+    std::unique_ptr<runtime::SimScheduler> sim;
+    runtime::Thread* thread = nullptr;
+};
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static runtime::SimScheduler* sim = [] {
-        log_set_sink([](const LogRecord&) {});
-        if (!env::init().ok()) std::abort();
-        return new runtime::SimScheduler(1, 1);
-    }();
-    static runtime::Thread* thread = sim->create_thread("fuzz");
+int run_input(State& state, const uint8_t* data, size_t size) {
+    runtime::SimScheduler* sim = state.sim.get();
+    runtime::Thread* thread = state.thread;
     if (size < 2) return 0;
     bool done = false;
     CHECK(thread->post([&] {
@@ -264,3 +272,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     sim->run_until_idle();  // the connection-lost messages (they find alive == false)
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(State, run_input)

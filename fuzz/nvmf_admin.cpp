@@ -43,6 +43,7 @@
 #include <strata/runtime/scheduler.h>
 
 #include "fuzz_check.h"
+#include "fuzz_target.h"
 #include "nvmf_fuzz_app.h"
 
 namespace {
@@ -202,8 +203,10 @@ spec::ConnectData connect_data(uint16_t cntlid) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static World* w = new World();  // one App for the whole run (intentionally leaked)
+namespace {
+
+int run_input(World& world, const uint8_t* data, size_t size) {
+    World* w = &world;
     if (size == 0) return 0;
     const uint8_t flags = data[0];
     auto admin = std::make_unique<FakeQpair>(*w->transport, *w->qthread);
@@ -308,3 +311,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     });
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(World, run_input)

@@ -1,7 +1,8 @@
 // The target the NVMe-oF fuzz targets (nvmf_admin, nvmf_tcp_conn) run against: one App with
-// every module on the simulator (logging silenced), a malloc bdev Malloc0 of 256 x 512 B, and
-// subsystem `nqn` (any host allowed) with Malloc0 as its namespace. Built once per process;
-// each target adds its transport (and listener) on the App's Thread with on_app().
+// every module on the simulator (logging silenced in a fuzzer process), a malloc bdev Malloc0 of
+// 256 x 512 B, and subsystem `nqn` (any host allowed) with Malloc0 as its namespace. Part of the
+// target's State (fuzz/fuzz_target.h): once per fuzzer process, once per strata.fuzz.Target in
+// Python. Each target adds its transport (and listener) on the App's Thread with on_app().
 #pragma once
 
 #include <cstdint>
@@ -19,14 +20,15 @@
 #include <strata/runtime/scheduler.h>
 
 #include "fuzz_check.h"
+#include "fuzz_target.h"
 
 namespace strata::fuzz {
 
 class NvmfFuzzApp {
 public:
     NvmfFuzzApp(uint64_t seed, uint32_t reactors, const char* nqn) {
-        log_set_sink([](const LogRecord&) {});
-        CHECK(env::init().ok());
+        quiet_logs();
+        CHECK(env_ready());
         sim = std::make_unique<runtime::SimScheduler>(seed, reactors);
         app = std::make_unique<rpc::App>(*sim);
         stack::register_all_modules(*app);

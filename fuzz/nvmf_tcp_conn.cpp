@@ -44,6 +44,7 @@
 #include <strata/sock/sock.h>
 
 #include "fuzz_check.h"
+#include "fuzz_target.h"
 #include "nvmf_fuzz_app.h"
 
 namespace {
@@ -318,8 +319,10 @@ void settle(World& w) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static World* w = new World();  // one target for the whole run (intentionally leaked)
+namespace {
+
+int run_input(World& world, const uint8_t* data, size_t size) {
+    World* w = &world;
     if (size < 2) return 0;
     const uint8_t flags = data[0];
     const size_t chunk = data[1] == 0 ? SIZE_MAX : size_t{data[1]};
@@ -365,3 +368,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(World, run_input)

@@ -27,10 +27,12 @@
 #include <vector>
 
 #include <strata/base/log.h>
+#include <strata/bdev/module.h>
 #include <strata/env/env.h>
 #include <strata/runtime/scheduler.h>
 #include <strata/scsi/scsi.h>
 
+#include "fuzz_target.h"
 #include "malloc/malloc.h"
 
 namespace {
@@ -62,13 +64,21 @@ struct Slot {
 
 struct World {
     World() {
-        log_set_sink([](const LogRecord&) {});
-        if (!env::init().ok()) std::abort();
+        fuzz::quiet_logs();
+        if (!fuzz::env_ready()) std::abort();
         sim = std::make_unique<runtime::SimScheduler>(1, 1);
         thread = sim->create_thread("scsi_fuzz");
         CHECK(thread != nullptr);
         on([] { CHECK(bdev::malloc_create({"FuzzMalloc0", 256, 512, {}, 0}).ok()); });
     }
+    // The malloc bdev goes before the simulator (its DMA memory belongs to the owner's Host).
+    ~World() {
+        bool gone = false;
+        on([&] { bdev::unregister_bdev("FuzzMalloc0", [&gone](Result<void>) { gone = true; }); });
+        sim->run_until([&] { return gone; });
+    }
+    World(const World&) = delete;
+    World& operator=(const World&) = delete;
     template <class F>
     void on(F&& fn) {
         bool done = false;
@@ -117,8 +127,9 @@ void check_guards(const Slot& s) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static World w;
+namespace {
+
+int run_input(World& w, const uint8_t* data, size_t size) {
     scsi::Device* dev = nullptr;
     w.on([&] {
         auto d = scsi::create_device({.name = "iqn.fuzz:dev", .id = 0, .luns = {{0, "FuzzMalloc0"}}});
@@ -239,3 +250,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CHECK(gone);
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(World, run_input)

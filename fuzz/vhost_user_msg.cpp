@@ -25,6 +25,7 @@
 #include <strata/vhost/session.h>
 
 #include "fuzz_check.h"
+#include "fuzz_target.h"
 
 using namespace strata;
 using namespace strata::vhost;
@@ -71,13 +72,20 @@ int memfd() {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static bool quiet = [] {
-        strata::log_set_global_level(strata::LogLevel::error);
-        for (auto* c : strata::log_components()) c->set_level(strata::LogLevel::error);
-        return true;
-    }();
-    (void)quiet;
+namespace {
+
+// Nothing is shared between inputs; the State only quietens logging in a fuzzer process (in
+// Python the log levels are the user's: fuzz/fuzz_target.h).
+struct State {
+    State() {
+        if constexpr (!strata::fuzz::kInPython) {
+            strata::log_set_global_level(strata::LogLevel::error);
+            for (auto* c : strata::log_components()) c->set_level(strata::LogLevel::error);
+        }
+    }
+};
+
+int run_input(State&, const uint8_t* data, size_t size) {
     InstantDevice dev;
     auto s = std::make_unique<Session>(dev, "fuzz");
     size_t pos = 0;
@@ -105,3 +113,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     return 0;
 }
+
+}  // namespace
+
+STRATA_FUZZ_TARGET(State, run_input)

@@ -1,17 +1,21 @@
 """The libFuzzer targets from Python (docs/user/fuzzing.md): run, replay, structure-aware inputs.
 
     import strata.fuzz as fz
-    fz.targets()                          # entry points linked into _strata
-    fz.run("iscsi_pdu", data)             # one input through LLVMFuzzerTestOneInput, in process
+    fz.targets()                          # every fuzz/<name>.cpp, linked into _strata
+    fz.run("iscsi_pdu", data)             # one input, in process, with a fresh target state
+    with fz.Target("bdev_rpc") as t:      # one state (App, simulator) for many inputs
+        for data in inputs: t.run(data)
+    fz.run_files("nvme_model", ["fuzz/corpus/nvme_model"])   # a corpus, as the replay binary does
     r = fz.replay("canary", b"CANARY")    # in a child process: a crash cannot take Python down
     r.crashed, r.signal, r.stderr
     fz.write_corpus(dir, inputs)          # seed corpus files named by content hash
 
-Only targets without process-wide setup are linked into the module (FUZZ_PY_TARGETS in
-fuzz/CMakeLists.txt: canary, iscsi_pdu, iscsi_login, nvmf_tcp_pdu); replay() runs any other
-target through its replay binary build/<preset>/fuzz/fuzz_<name> (the same entry point with
-fuzz/replay_main.cpp). A target's CHECK() aborts the process, as under libFuzzer, so run() is
-for inputs expected to pass and replay() for crash inputs.
+Every target is linked into the module (fuzz/CMakeLists.txt). A target whose inputs share
+set-up (fuzz/fuzz_target.h) gets it per Target object, built in that object's own Host and
+destroyed by close(), so Targets and Worlds in one process never see each other. A target's
+CHECK() aborts the process, as under libFuzzer, so run() is for inputs expected to pass and
+replay() for crash inputs: it runs the input in a child /usr/bin/python3 (via="python") or through
+the dev build's replay binary build/<preset>/fuzz/fuzz_<name> (via="binary").
 
 Generators (deterministic given a random.Random):
     nvme_sqe(...), mutate_sqe(sqe, rng)     a valid NVMe command, then one field changed
@@ -35,21 +39,75 @@ except ImportError:  # run()/targets() say so; the generators need no native cod
 
 
 def _native():
-    if _strata is None or not hasattr(_strata, "fuzz_run"):
+    if _strata is None or not hasattr(_strata, "FuzzTarget"):
         raise RuntimeError("_strata has no fuzz entry points (build _strata from a tree with "
                            "fuzz/CMakeLists.txt's FUZZ_PY_TARGETS; source ci/env.sh)")
     return _strata
 
 
 def targets():
-    """Names of the fuzz targets callable in process."""
+    """Names of the fuzz targets callable in process (every fuzz/<name>.cpp)."""
     return list(_native().fuzz_targets())
 
 
+class Target:
+    """One fuzz target in this process with its own state: what the target sets up once for
+    many inputs (an App with every module, a simulator, a blobstore image) is built on the first
+    run() inside this object's own Host and destroyed by close() (or at the end of a with
+    block), as a fuzzer process would keep it for its whole run."""
+
+    def __init__(self, name):
+        self._t = _native().FuzzTarget(name)
+
+    name = property(lambda self: self._t.name)
+    stateful = property(lambda self: self._t.stateful)
+
+    def run(self, data):
+        """One input through the entry point; returns its result (0). A CHECK() failure aborts
+        the process (use replay() for inputs that may crash)."""
+        return self._t.run(bytes(data))
+
+    def close(self):
+        self._t.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def run(target, data):
-    """Runs one input through the target's entry point in this process; returns its result.
-    An input that breaks an invariant aborts the process (use replay() for those)."""
+    """Runs one input through the target's entry point in this process with a fresh state (built
+    and destroyed for this input); returns its result. An input that breaks an invariant aborts
+    the process (use replay() for those)."""
     return _native().fuzz_run(target, bytes(data))
+
+
+def corpus_files(paths):
+    """The files of paths (directories walked), sorted by path as fuzz/replay_main.cpp does."""
+    out = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            for root, _, names in os.walk(p):
+                out.extend(os.path.join(root, n) for n in names)
+        elif os.path.isfile(p):
+            out.append(p)
+        else:
+            raise FileNotFoundError("%s is neither a file nor a directory" % p)
+    return sorted(out, key=os.fsencode)
+
+
+def run_files(target, paths):
+    """Runs every file of paths (directories walked, sorted) through one Target in this process,
+    in the order the replay binary uses; returns how many ran."""
+    files = corpus_files(paths)
+    with Target(target) as t:
+        for f in files:
+            with open(f, "rb") as fh:
+                t.run(fh.read())
+    return len(files)
 
 
 ReplayResult = collections.namedtuple("ReplayResult", "returncode signal crashed stderr command")
@@ -64,11 +122,19 @@ def _build_dir():
     return os.path.join(root, "build", "dev")
 
 
-def replay(target, data, timeout=120):
-    """Runs one input (bytes, or a path to a file) through the target in a child process and
-    reports how it ended: crashed (killed by a signal, e.g. abort() or a trap) with its stderr.
-    Targets linked into _strata run in a child /usr/bin/python3; the others through
-    build/<preset>/fuzz/fuzz_<target>."""
+def replay_binary(target):
+    """The dev build's replay binary of target (build/<preset>/fuzz/fuzz_<target>)."""
+    return os.path.join(_build_dir(), "fuzz", "fuzz_" + target)
+
+
+def replay(target, data, timeout=120, via="python"):
+    """Runs one input (bytes, or a path to a file or a corpus directory) through the target in a
+    child process and reports how it ended: crashed (killed by a signal, e.g. abort() or a trap)
+    with its stderr. via="python": a child /usr/bin/python3 runs it with strata.fuzz.run_files
+    (the stack's logs go to its stderr); via="binary": build/<preset>/fuzz/fuzz_<target>. Both
+    run the files of a directory through one target state, in the same order."""
+    if via not in ("python", "binary"):
+        raise ValueError("via is 'python' or 'binary', not %r" % (via,))
     if isinstance(data, (str, os.PathLike)):
         path, tmp = os.fspath(data), None
     else:
@@ -77,17 +143,17 @@ def replay(target, data, timeout=120):
             f.write(bytes(data))
         tmp = path
     try:
-        in_process = _strata is not None and hasattr(_strata, "fuzz_run") and \
-            target in _strata.fuzz_targets()
-        if in_process:
+        if via == "python":
+            if target not in targets():
+                raise ValueError("unknown fuzz target %r (linked: %s)" % (target, targets()))
             cmd = ["/usr/bin/python3", "-c",
-                   "import sys, strata.fuzz as f; "
-                   "f.run(sys.argv[1], open(sys.argv[2], 'rb').read())", target, path]
+                   "import sys, strata.fuzz as f; f.run_files(sys.argv[1], sys.argv[2:])",
+                   target, path]
         else:
-            exe = os.path.join(_build_dir(), "fuzz", "fuzz_" + target)
+            exe = replay_binary(target)
             if not os.path.exists(exe):
-                raise FileNotFoundError("no fuzz target %r in _strata and no replay binary %s "
-                                        "(ninja -C build/dev fuzz_%s)" % (target, exe, target))
+                raise FileNotFoundError("no replay binary %s (ninja -C build/dev fuzz_%s)"
+                                        % (exe, target))
             cmd = [exe, path]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
