@@ -10,12 +10,15 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include <strata/base/log.h>
 #include <strata/env/env.h>
 #include <strata/runtime/scheduler.h>
 
-#include "../core/nvme/src/internal.h"
+#include <strata/nvme/testing/qpair_access.h>
+
+#include "fuzz_target.h"
 
 namespace {
 
@@ -33,11 +36,6 @@ struct Counter {
 };
 
 }  // namespace
-
-// (After the includes above on purpose: that block is being reworked separately.)
-#include <memory>
-
-#include "fuzz_target.h"
 
 namespace {
 

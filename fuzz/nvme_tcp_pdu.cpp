@@ -44,8 +44,7 @@
 #include <strata/runtime/scheduler.h>
 #include <strata/sock/sock.h>
 
-#include "../core/nvme/src/internal.h"
-#include "../core/nvme/src/tcp.h"
+#include <strata/nvme/testing/qpair_access.h>
 
 #include "fuzz_check.h"
 #include "fuzz_target.h"

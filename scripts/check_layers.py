@@ -63,11 +63,7 @@ KNOWN = {
                             "(core/apps/common/nvme_tool.h) instead of through the sim RPCs",
     ("apps", "hwemu/pci"): "the same (the tools' emulated PCI bus)",
 }
-KNOWN_REACHES = {
-    ("fuzz", "../core/nvme/src/internal.h"): "the NVMe completion and NVMe/TCP PDU fuzz targets "
-                                             "drive a queue pair's internals",
-    ("fuzz", "../core/nvme/src/tcp.h"): "the same",
-}
+KNOWN_REACHES = {}
 
 SKIP_DIRS = {"tests", "testing", "bench", "tools"}
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]')
