@@ -2,7 +2,9 @@
 // check_message's size/fd checks first) and the polled data path behind it, against a device
 // that completes every request at once. The input is a sequence of messages; each message may
 // carry memfd-backed fds (1 MiB of zeroed "guest memory") so SET_MEM_TABLE, SET_INFLIGHT_FD and
-// the vring fds can succeed and queues can start.
+// the vring fds can succeed and queues can start. Every request Session takes is reachable:
+// among them the CONFIGURE_MEM_SLOTS ones (GET_MAX_MEM_SLOTS, ADD_MEM_REG, REM_MEM_REG; seed
+// mem_slots) and the inflight region on split and packed queues (seed packed_inflight).
 //
 // Input: records of
 //   fd count (1 byte, % 4)
@@ -39,7 +41,10 @@ struct InstantDevice : Device {
         bool busy = false;
     };
     std::vector<Slot> slots[kMaxQueues];
-    uint64_t features() const noexcept override { return 0; }
+    // Packed rings offered, so a record can negotiate them (packed inflight tracking).
+    uint64_t features() const noexcept override {
+        return virtio::spec::feature(virtio::spec::kFRingPacked);
+    }
     uint16_t max_queues() const noexcept override { return 2; }
     bool read_config(uint32_t off, uint8_t* out, uint32_t size) noexcept override {
         if (off > 16 || size > 16 - off) return false;

@@ -9,6 +9,9 @@
 # vhost-user-blk-pci device (packed=on; strata-tgt's controller offers packed_ring) the guest's
 # virtio_blk runs on packed virtqueues (VIRTIO_F_RING_PACKED read from the device's negotiated
 # features): a pattern written and read back; a SKIP when no such device is attached;
+# vhost-blk-packed-restart: during vhost-blk-restart a second long write runs on the packed
+# disk (the back end resubmits a packed queue's in-flight requests from DPDK's packed inflight
+# layout) and is read back right;
 # vhost-scsi (when the kernel command line
 # has strata.vhost_scsi=MIB: a vhost-user-scsi-pci device on a second strata-tgt's vhost-scsi
 # controller; the guest loads virtio_scsi and sd_mod, finds the sd disk whose sysfs path is under
@@ -108,15 +111,23 @@ vhost_checks() {
         return 1
     fi
 
-    # Packed rings (before the restart: inflight resubmission is for split rings only).
+    # Packed rings.
+    ppid=
     if pdev=$(vhost_disk packed); then
         if out=$(nvmf_pattern "$pdev" 2>&1); then
             say "vhost-blk-packed PASS ($pdev, VIRTIO_F_RING_PACKED negotiated, $(ls "/sys/block/${pdev#/dev/}/mq" | wc -l) queue(s); $out)"
+            # Across the restart below: 16 MiB at 8 MiB of the 32 MiB packed disk.
+            dd if=/dev/urandom of=/tmp/vhost-ppattern bs=1048576 count=16 2>/dev/null
+            dd if=/tmp/vhost-ppattern of="$pdev" bs=4096 seek=$((8 * 256)) oflag=direct \
+                conv=notrunc,fsync 2>/tmp/vhost-pdd.err &
+            ppid=$!
         else
             say "vhost-blk-packed FAIL ($out)"
+            say "vhost-blk-packed-restart SKIP (the packed disk failed before the restart)"
         fi
     else
         say "vhost-blk-packed SKIP (no virtio block device on packed rings)"
+        say "vhost-blk-packed-restart SKIP (no virtio block device on packed rings)"
     fi
 
     # The restart: 16 MiB written in 4 KiB requests (thousands of them, seconds under TCG) from
@@ -134,6 +145,7 @@ vhost_checks() {
         sleep 0.1
         waited=$((waited + 1))
     done
+    [ -z "$ppid" ] || vhost_packed_restart_check "$pdev" "$ppid"
     if kill -0 "$ddpid" 2>/dev/null; then
         kill "$ddpid" 2>/dev/null
         say "vhost-blk-restart FAIL (the write did not complete within 60 s of the restart)"
@@ -152,4 +164,27 @@ vhost_checks() {
         return 1
     fi
     say "vhost-blk-restart PASS ($((n / 1048576)) MiB in 4 KiB writes across a back-end restart, $((waited / 10)).$((waited % 10)) s after the signal, read back right)"
+}
+
+# vhost_packed_restart_check DEV PID: the packed disk's write (PID) across the restart
+# completes within 60 s and reads back right.
+vhost_packed_restart_check() {
+    w=0
+    while kill -0 "$2" 2>/dev/null && [ "$w" -lt 600 ]; do
+        sleep 0.1
+        w=$((w + 1))
+    done
+    if kill -0 "$2" 2>/dev/null; then
+        kill "$2" 2>/dev/null
+        say "vhost-blk-packed-restart FAIL (the write did not complete within 60 s of the restart)"
+    elif ! wait "$2"; then
+        say "vhost-blk-packed-restart FAIL (the write failed: $(tail -n1 /tmp/vhost-pdd.err))"
+    elif ! dd if="$1" of=/tmp/vhost-preadback bs=1048576 count=16 skip=8 iflag=direct 2>/tmp/vhost-pdd.err; then
+        say "vhost-blk-packed-restart FAIL (read back: $(tail -n1 /tmp/vhost-pdd.err))"
+    elif ! cmp -s /tmp/vhost-ppattern /tmp/vhost-preadback; then
+        say "vhost-blk-packed-restart FAIL (miscompare after the restart: $(cmp /tmp/vhost-ppattern /tmp/vhost-preadback 2>&1 | head -n1))"
+    else
+        say "vhost-blk-packed-restart PASS ($1: 16 MiB in 4 KiB writes on packed rings across the back-end restart, read back right)"
+    fi
+    rm -f /tmp/vhost-ppattern /tmp/vhost-preadback
 }

@@ -263,6 +263,7 @@ private:
         STRATA_WARNLOG(log_vhost_blk, "bdev '{}' was removed: requests fail from now on", name_);
         removed_ = true;
         maybe_close_removed();
+        if (opts_.on_removed) opts_.on_removed();
     }
     void maybe_close_removed() noexcept {
         if (removed_ && outstanding_ == 0 && desc_) close_bdev();

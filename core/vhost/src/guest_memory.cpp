@@ -29,6 +29,18 @@ Result<void> GuestMemory::add(uint64_t gpa, uint64_t size, uint64_t uva, void* h
     return {};
 }
 
+Result<void> GuestMemory::remove(uint64_t gpa, uint64_t size, uint64_t uva) noexcept {
+    for (size_t i = 0; i < count_; ++i) {
+        const Region& r = regions_[i];
+        if (r.gpa != gpa || r.size != size || r.uva != uva) continue;
+        if (r.mmap_base != nullptr) munmap(r.mmap_base, r.mmap_len);
+        for (size_t j = i + 1; j < count_; ++j) regions_[j - 1] = regions_[j];
+        regions_[--count_] = Region{};
+        return {};
+    }
+    return Error(Errc::not_found, "no such memory region");
+}
+
 void GuestMemory::clear() noexcept {
     for (size_t i = 0; i < count_; ++i)
         if (regions_[i].mmap_base != nullptr) munmap(regions_[i].mmap_base, regions_[i].mmap_len);

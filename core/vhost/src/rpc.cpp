@@ -139,7 +139,7 @@ void write_config(rpc::App& app, Json& cfg) {
     auto& t = target(app.host());
     std::lock_guard lk(t.mu);
     for (const auto& [name, e] : t.ctrlrs) {
-        if (e->scsi) continue;
+        if (e->scsi || e->bdev.empty()) continue;  // SPDK too leaves out a blk without its bdev
         Json params = {{"ctrlr", e->name},
                        {"dev_name", e->bdev},
                        {"cpumask", e->cpumask},
@@ -322,11 +322,17 @@ void register_rpc_module(rpc::App& app) {
             e->readonly = rpc::param_or<bool>(p, "readonly", false);
             e->packed_ring = rpc::param_or<bool>(p, "packed_ring", false);
             e->cpumask = rpc::param_or<std::string>(p, "cpumask", "");
-            create(app, e, std::move(r), true, [e] {
+            create(app, e, std::move(r), true, [&app, e] {
                 BlkOptions o;
                 o.bdev_name = e->bdev;
                 o.readonly = e->readonly;
                 o.packed_ring = e->packed_ring;
+                // The bdev was hot-removed: reported as null (as SPDK), left out of save_config.
+                o.on_removed = [&app, ep = e.get()] {
+                    auto& tg = target(app.host());
+                    std::lock_guard lk(tg.mu);
+                    ep->bdev.clear();
+                };
                 return create_blk_device(o);
             });
         });
@@ -440,7 +446,14 @@ void register_rpc_module(rpc::App& app) {
             e->cpumask = rpc::param_or<std::string>(p, "cpumask", "");
             create(
                 app, e, std::move(r), !rpc::param_or<bool>(p, "delay", false),
-                [name]() -> Result<std::unique_ptr<Device>> { return create_scsi_device(name); });
+                [&app, name, ep = e.get()]() -> Result<std::unique_ptr<Device>> {
+                    auto d = create_scsi_device(name);
+                    // A target whose bdev was hot-removed is gone: report it so.
+                    scsi_on_target_removed(*d, [&app, ep] {
+                        if (ep->ctrlr) snapshot_targets(app, *ep);
+                    });
+                    return d;
+                });
         },
         "vhost_scsi");
 

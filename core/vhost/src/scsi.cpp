@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 
 #include <strata/base/log.h>
+#include <strata/bdev/bdev.h>
+#include <strata/runtime/thread.h>
 #include <strata/scsi/scsi.h>
 #include <strata/vhost/scsi.h>
 #include <strata/virtio/spec/scsi.h>
@@ -56,6 +58,8 @@ struct Target {
     std::string device_name;
     std::string bdev;
     bool removing = false;
+    // A read-only descriptor of LUN 0's bdev, open only to hear of its hot-removal.
+    std::unique_ptr<bdev::Desc> watch;
 };
 
 }  // namespace
@@ -182,6 +186,11 @@ public:
         o.luns = {{0, bdev}};
         auto d = scsi::create_device(o);
         if (!d.ok()) return d.error();
+        const auto n = uint32_t(num);
+        auto w = bdev::open(bdev, false, [this, n, bdev](bdev::Event ev, bdev::Bdev&) {
+            if (ev == bdev::Event::remove) hot_removed(n, bdev);
+        });
+        if (w.ok()) t.watch = std::move(*w);
         t.dev = *d;
         t.device_name = o.name;
         t.bdev = bdev;
@@ -201,6 +210,8 @@ public:
         });
     }
 
+    void set_on_target_removed(std::function<void()> fn) { on_target_removed_ = std::move(fn); }
+
     std::vector<ScsiTargetInfo> targets() const {
         std::vector<ScsiTargetInfo> out;
         for (uint32_t i = 0; i < kScsiMaxTargets; ++i)
@@ -214,6 +225,23 @@ public:
     }
 
 private:
+    // LUN 0's bdev is going away: the target goes (the driver gets a removed event), as SPDK's
+    // vhost-scsi does. Later, not inside the descriptor's own callback (the target's reset
+    // closes it).
+    void hot_removed(uint32_t num, const std::string& bdev) {
+        STRATA_NOTICELOG(log_vhost_scsi, "{}: bdev '{}' of target {} was removed: removing the "
+                         "target", name_, bdev, num);
+        auto* th = runtime::current_thread();
+        auto go = [this, num, alive = std::weak_ptr<int>(alive_)] {
+            if (alive.expired()) return;  // the controller went first
+            if (targets_[num].dev == nullptr || targets_[num].removing) return;
+            remove_target(num, [this](Result<void>) {
+                if (on_target_removed_) on_target_removed_();
+            });
+        };
+        if (th == nullptr || !th->post(go).ok()) go();
+    }
+
     void finish(Req& r, uint32_t written) noexcept {
         r.busy = false;
         r.sq->session->complete(*r.sq->queue, r.head, written);
@@ -394,6 +422,8 @@ private:
     std::array<vsc::Event, kMaxPendingEvents> pending_{};
     size_t npending_ = 0;
     bool missed_ = false;
+    std::function<void()> on_target_removed_;
+    std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for what hot_removed() posts
 };
 
 std::unique_ptr<Device> create_scsi_device(std::string name) {
@@ -418,6 +448,10 @@ void scsi_remove_all(Device& d, std::function<void()> done) {
 }
 std::vector<ScsiTargetInfo> scsi_targets(Device& d) {
     return static_cast<ScsiDevice&>(d).targets();
+}
+
+void scsi_on_target_removed(Device& d, std::function<void()> fn) {
+    static_cast<ScsiDevice&>(d).set_on_target_removed(std::move(fn));
 }
 
 }  // namespace strata::vhost

@@ -44,6 +44,7 @@ void reply_u64(Reply& r, const vu::Header& h, uint64_t v) {
 }
 
 constexpr uint64_t kWindowNs = 10'000'000;  // coalescing: the rate is measured over 10 ms
+constexpr uint16_t kNoEntry = 0xffff;        // packed inflight: buffer id not recorded
 
 }  // namespace
 
@@ -102,6 +103,14 @@ Result<void> check_message(const vu::Header& h, size_t nfds) {
         case Request::kGetInflightFd:
             want = sizeof(vu::Inflight);
             break;
+        case Request::kGetMaxMemSlots:
+            want = 0;
+            break;
+        case Request::kAddMemReg:
+        case Request::kRemMemReg:  // REM: an fd is allowed (QEMU sends one) and closed
+            want = sizeof(vu::SingleMemoryRegion);
+            max_fds = 1;
+            break;
         case Request::kSetInflightFd:
             want = sizeof(vu::Inflight);
             max_fds = 1;
@@ -144,7 +153,8 @@ uint64_t Session::offered_features() const noexcept {
 
 uint64_t Session::offered_protocol_features() noexcept {
     return vs::feature(vu::kPfMq) | vs::feature(vu::kPfReplyAck) | vs::feature(vu::kPfConfig) |
-           vs::feature(vu::kPfInflightShmfd) | vs::feature(vu::kPfResetDevice);
+           vs::feature(vu::kPfInflightShmfd) | vs::feature(vu::kPfResetDevice) |
+           vs::feature(vu::kPfConfigureMemSlots);
 }
 
 uint32_t Session::broken_queues() const noexcept {
@@ -164,7 +174,10 @@ void Session::unmap_inflight() noexcept {
     inflight_base_ = nullptr;
     inflight_len_ = 0;
     close_fd(inflight_fd_);
-    for (auto& q : queues_) q.inflight = nullptr;
+    for (auto& q : queues_) {
+        q.inflight = nullptr;
+        q.inflight_packed = nullptr;
+    }
 }
 
 Result<void> Session::handle(const vu::Header& h, const uint8_t* payload, const int* fds_in,
@@ -354,6 +367,26 @@ Result<void> Session::handle(const vu::Header& h, const uint8_t* payload, const 
             replied = true;
             break;
         }
+        case Request::kGetMaxMemSlots:
+            reply_u64(reply, h, vu::kMaxMemRegions);
+            replied = true;
+            break;
+        case Request::kAddMemReg: {
+            vu::SingleMemoryRegion m;
+            std::memcpy(&m, payload, sizeof m);
+            if (owned != 1) return protocol("ADD_MEM_REG without an fd");
+            auto r = add_mem_reg(m.region, fds[0]);
+            if (!r.ok()) return r;
+            break;
+        }
+        case Request::kRemMemReg: {
+            vu::SingleMemoryRegion m;
+            std::memcpy(&m, payload, sizeof m);
+            close_all();
+            auto r = rem_mem_reg(m.region);
+            if (!r.ok()) return r;
+            break;
+        }
         case Request::kSetInflightFd: {
             vu::Inflight in;
             std::memcpy(&in, payload, sizeof in);
@@ -445,15 +478,79 @@ Result<void> Session::set_mem_table(const uint8_t* payload, uint32_t size, const
     return {};
 }
 
-// The inflight region has libvhost-user's layout: per queue, the InflightQueueSplit header and
-// its descriptors rounded up to 64 bytes (inflight_queue_split_bytes).
+// ADD_MEM_REG (CONFIGURE_MEM_SLOTS): one region more, checked and mapped as SET_MEM_TABLE's;
+// queues waiting for memory may start.
+Result<void> Session::add_mem_reg(const vu::MemoryRegion& r, int fd) {
+    const uint64_t len = r.mmap_offset + r.memory_size;
+    if (r.memory_size == 0 || len < r.mmap_offset) {
+        ::close(fd);
+        return protocol(fmt::format("ADD_MEM_REG: size {:#x} offset {:#x}", r.memory_size,
+                                    r.mmap_offset));
+    }
+    if (memory_.size() == GuestMemory::kMaxRegions) {
+        ::close(fd);
+        return protocol(fmt::format("ADD_MEM_REG: all {} memory slots are in use",
+                                    GuestMemory::kMaxRegions));
+    }
+    struct stat st {};
+    if (fstat(fd, &st) != 0 || uint64_t(st.st_size) < len) {
+        ::close(fd);
+        return protocol(fmt::format("ADD_MEM_REG: the region ends at {:#x} beyond its fd's size "
+                                    "{:#x}",
+                                    len, uint64_t(st.st_size)));
+    }
+    void* base = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (base == MAP_FAILED) {
+        const int e = errno;
+        return protocol(
+            fmt::format("ADD_MEM_REG: mmap of {:#x} bytes: {}", len, std::strerror(e)));
+    }
+    auto added = memory_.add(r.guest_phys_addr, r.memory_size, r.userspace_addr,
+                             static_cast<uint8_t*>(base) + r.mmap_offset, base, len);
+    if (!added.ok()) {
+        munmap(base, len);
+        return protocol(fmt::format("ADD_MEM_REG: {}", added.error().message()));
+    }
+    for (auto& q : queues_)
+        if (auto s = maybe_start(q); !s.ok()) return s;
+    return {};
+}
+
+// REM_MEM_REG: the region with exactly this address, size and front-end address goes. Refused
+// while requests are outstanding (their buffers may lie in it) or while a started queue's ring
+// lies in it.
+Result<void> Session::rem_mem_reg(const vu::MemoryRegion& r) {
+    if (outstanding() != 0)
+        return protocol(
+            fmt::format("REM_MEM_REG while {} requests are outstanding", outstanding()));
+    auto inside = [&](uint64_t uva) {
+        return uva >= r.userspace_addr && uva - r.userspace_addr < r.memory_size;
+    };
+    for (const auto& q : queues_)
+        if (q.started && (inside(q.addr.desc_user_addr) || inside(q.addr.avail_user_addr) ||
+                          inside(q.addr.used_user_addr)))
+            return protocol(fmt::format(
+                "REM_MEM_REG: the region at {:#x} holds started queue {}'s ring",
+                r.guest_phys_addr, q.index));
+    if (auto rm = memory_.remove(r.guest_phys_addr, r.memory_size, r.userspace_addr); !rm.ok())
+        return protocol(fmt::format("REM_MEM_REG: no region at {:#x} of {:#x} bytes (uva {:#x})",
+                                    r.guest_phys_addr, r.memory_size, r.userspace_addr));
+    return {};
+}
+
+// The inflight region: per queue, libvhost-user's InflightQueueSplit (split rings) or DPDK's
+// InflightQueuePacked (packed rings) with its descriptors, rounded up to 64 bytes. Queue i's
+// record starts at i times that size. The region is allocated with the packed size (the
+// larger), so it serves either format whether or not the features are set yet.
 Result<void> Session::get_inflight(const vu::Inflight& in, Reply& reply) {
     if (in.num_queues == 0 || in.num_queues > kMaxQueues || in.queue_size == 0 ||
         in.queue_size > vs::kMaxQueueSize)
         return protocol(
             fmt::format("GET_INFLIGHT_FD: {} queues of {}", in.num_queues, in.queue_size));
     unmap_inflight();
-    const size_t per_queue = vu::inflight_queue_split_bytes(in.queue_size);
+    const size_t per_queue = std::max(vu::inflight_queue_split_bytes(in.queue_size),
+                                      vu::inflight_queue_packed_bytes(in.queue_size));
     const size_t len = per_queue * in.num_queues;
     const int fd = memfd_create("strata-vhost-inflight", MFD_CLOEXEC);
     if (fd < 0) return Error(Errc::internal, "memfd_create failed");
@@ -577,12 +674,27 @@ Result<void> Session::maybe_start(Queue& q) {
     q.stopping = false;
     q.outstanding = 0;
     q.inflight = nullptr;
+    q.inflight_packed = nullptr;
     if (inflight_base_ != nullptr && !q.packed && q.index < inflight_queues_ &&
         q.num <= inflight_queue_size_) {
         const size_t per_queue = vu::inflight_queue_split_bytes(inflight_queue_size_);
         q.inflight = reinterpret_cast<vu::InflightQueueSplit*>(
             static_cast<uint8_t*>(inflight_base_) + per_queue * q.index);
         resubmit_inflight(q);
+    } else if (inflight_base_ != nullptr && q.packed && q.index < inflight_queues_ &&
+               q.num <= inflight_queue_size_) {
+        const size_t per_queue = vu::inflight_queue_packed_bytes(inflight_queue_size_);
+        if (per_queue * (q.index + 1u) > inflight_len_) {
+            mark_broken(q, fmt::format("the inflight region ({} bytes) is too small for packed "
+                                       "queue records of {} bytes",
+                                       inflight_len_, per_queue)
+                               .c_str());
+        } else {
+            q.inflight_packed = reinterpret_cast<vu::InflightQueuePacked*>(
+                static_cast<uint8_t*>(inflight_base_) + per_queue * q.index);
+            q.inflight_entry.assign(q.num, kNoEntry);
+            resubmit_packed_inflight(q);
+        }
     }
     STRATA_INFOLOG(log_vhost, "{}: queue {} started ({} ring, size {}, base {:#x})", name_, q.index,
                    q.packed ? "packed" : "split", q.num,
@@ -638,6 +750,182 @@ void Session::resubmit_inflight(Queue& q) noexcept {
         ++q.requests;
         device_.submit(*this, q, head);
     }
+}
+
+// Packed rings (DPDK's rte_vhost_set_inflight_desc_packed / set_last_inflight_io_packed /
+// clr_inflight_desc_packed and vhost_check_queue_inflights_packed, with the recovery made
+// exact). A request taken from the ring gets entries from the free list, one per ring
+// descriptor, holding copies of them; its head entry is marked inflight last. A completion
+// returns the entries to the free list and moves used_idx past the chain before the used
+// descriptor is written, then clears inflight and commits the old_* fields.
+//
+// Recovery: the region is the back end's own, but shared with the front end: every field is
+// read once and validated; a bad one breaks the queue (the guest must reset the device). A
+// completion caught between its two steps (used_idx differs from old_used_idx) happened iff
+// the used descriptor it wrote is in the ring at old_used_idx; otherwise it is rolled back.
+// QEMU cannot report a packed queue's position after a back-end crash (its SET_VRING_BASE is
+// stale), so the positions come from the region: used from used_idx, avail that many slots
+// further as the in-flight chains hold (every slot taken and not yet returned in a used
+// descriptor belongs to exactly one of them). The free list is rebuilt from the entries the
+// in-flight chains do not use, and those chains are resubmitted oldest first from their copies.
+void Session::resubmit_packed_inflight(Queue& q) {
+    auto* in = q.inflight_packed;
+    const uint16_t n = q.num;
+    if (in->version == 0) {  // a new region
+        std::memset(in->desc, 0, sizeof(vu::InflightDescPacked) * n);
+        for (uint16_t j = 0; j < n; ++j) in->desc[j].next = static_cast<uint16_t>(j + 1);
+        in->desc_num = n;
+        in->free_head = in->old_free_head = 0;
+        in->used_idx = in->old_used_idx = q.pring.used_idx();
+        in->used_wrap_counter = in->old_used_wrap_counter = q.pring.used_wrap() ? 1 : 0;
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        in->version = 1;
+        q.inflight_counter = 1;
+        return;
+    }
+    const uint16_t version = in->version;
+    const uint16_t desc_num = in->desc_num;
+    const uint16_t free_head = in->free_head;
+    const uint16_t used_idx = in->used_idx;
+    const uint16_t old_used_idx = in->old_used_idx;
+    const uint8_t used_wrap = in->used_wrap_counter;
+    const uint8_t old_used_wrap = in->old_used_wrap_counter;
+    auto fail = [&](const std::string& why) {
+        q.inflight_packed = nullptr;
+        mark_broken(q, fmt::format("packed inflight region: {}", why).c_str());
+    };
+    if (version != 1) return fail(fmt::format("version {}", version));
+    if (desc_num != n) return fail(fmt::format("{} descriptors for a ring of {}", desc_num, n));
+    if (used_idx >= n || old_used_idx >= n || used_wrap > 1 || old_used_wrap > 1)
+        return fail(fmt::format("used index {}/{} wrap {}/{} for a ring of {}", used_idx,
+                                old_used_idx, used_wrap, old_used_wrap, n));
+    std::vector<vu::InflightDescPacked> d(in->desc, in->desc + n);
+    for (uint16_t i = 0; i < n; ++i)
+        if (d[i].inflight > 1) return fail(fmt::format("entry {} inflight {}", i, d[i].inflight));
+    uint32_t used = old_used_idx;
+    bool used_w = old_used_wrap != 0;
+    if (used_idx != old_used_idx || used_wrap != old_used_wrap) {
+        // A completion was under way: free_head is its head entry.
+        const uint16_t h = free_head;
+        bool reached = false;
+        if (h < n && d[h].inflight == 1 && d[h].last < n && d[h].num != 0 && d[h].num <= n) {
+            const auto slot = q.pring.read_slot(old_used_idx);
+            const bool a = (slot.flags & vs::kPackedDescFAvail) != 0;
+            const bool u = (slot.flags & vs::kPackedDescFUsed) != 0;
+            reached = a == u && u == used_w && slot.id == d[d[h].last].id;
+        }
+        if (reached) {
+            d[h].inflight = 0;
+            used += d[h].num;
+            if (used >= n) {
+                used -= n;
+                used_w = !used_w;
+            }
+        }
+    }
+    std::vector<uint8_t> taken(n, 0);
+    std::vector<bool> id_seen(n, false);
+    std::vector<uint16_t> heads;
+    uint32_t total = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        if (d[i].inflight != 1) continue;
+        const uint16_t num = d[i].num;
+        if (num == 0 || num > n) return fail(fmt::format("entry {}: chain of {}", i, num));
+        uint32_t e = i;
+        for (uint16_t k = 0; k < num; ++k) {
+            if (e >= n || taken[e])
+                return fail(fmt::format("entry {}: chain entry {} out of range or shared", i, e));
+            taken[e] = 1;
+            if (k + 1 < num) e = d[e].next;
+        }
+        if (d[i].last != e)
+            return fail(fmt::format("entry {}: last {} but the chain ends at {}", i, d[i].last, e));
+        const uint16_t id = d[e].id;
+        if (id >= n || id_seen[id])
+            return fail(fmt::format("entry {}: buffer id {} out of range or twice", i, id));
+        id_seen[id] = true;
+        total += num;
+        if (total > n) return fail(fmt::format("{} descriptors in flight in a ring of {}", total, n));
+        heads.push_back(i);
+    }
+    // The free list: every entry no in-flight chain holds, in order.
+    uint16_t fh = n;
+    for (uint32_t j = n; j-- > 0;)
+        if (!taken[j]) {
+            d[j].next = fh;
+            fh = static_cast<uint16_t>(j);
+        }
+    uint32_t avail = used + total;
+    bool avail_w = used_w;
+    if (avail >= n) {
+        avail -= n;
+        avail_w = !avail_w;
+    }
+    std::memcpy(in->desc, d.data(), sizeof(vu::InflightDescPacked) * n);
+    in->free_head = in->old_free_head = fh;
+    in->used_idx = in->old_used_idx = static_cast<uint16_t>(used);
+    in->used_wrap_counter = in->old_used_wrap_counter = used_w ? 1 : 0;
+    q.pring.set_position(static_cast<uint16_t>(avail), avail_w, static_cast<uint16_t>(used),
+                         used_w);
+    std::sort(heads.begin(), heads.end(),
+              [&d](uint16_t a, uint16_t b) { return d[a].counter < d[b].counter; });
+    uint64_t max_counter = 0;
+    for (uint16_t h : heads) max_counter = std::max(max_counter, d[h].counter);
+    q.inflight_counter = max_counter + 1;
+    if (!heads.empty())
+        STRATA_NOTICELOG(log_vhost,
+                         "{}: queue {}: resubmitting {} inflight requests (packed ring resumes at "
+                         "avail {} wrap {}, used {} wrap {})",
+                         name_, q.index, heads.size(), avail, avail_w, used, used_w);
+    std::vector<vs::PackedDesc> chain(n);
+    for (uint16_t h : heads) {
+        const uint16_t num = d[h].num;
+        uint16_t e = h;
+        for (uint16_t k = 0; k < num; ++k) {
+            chain[k] = {d[e].addr, d[e].len, d[e].id, d[e].flags};
+            e = d[e].next;
+        }
+        const uint16_t id = d[d[h].last].id;
+        Chain* c = device_.chain_for(q, id);
+        if (c == nullptr) return mark_broken(q, "inflight buffer id reused");
+        if (auto err = q.pring.walk_saved(chain.data(), num, id, *c); err != WalkError::none)
+            return mark_broken(q, walk_error_name(err));
+        q.inflight_entry[id] = h;
+        ++q.outstanding;
+        ++q.requests;
+        device_.submit(*this, q, id);
+    }
+}
+
+bool Session::record_packed_inflight(Queue& q, uint16_t start, uint16_t id) noexcept {
+    auto* in = q.inflight_packed;
+    const uint16_t n = q.num;
+    const uint16_t count = q.packed_slots[id];
+    const uint16_t h = in->old_free_head;
+    uint16_t e = h;
+    uint16_t last = h;
+    for (uint16_t k = 0; k < count; ++k) {
+        if (e >= n) return false;
+        const vs::PackedDesc sd = q.pring.read_slot(uint32_t(start) + k);
+        auto& de = in->desc[e];
+        de.addr = sd.addr;
+        de.len = sd.len;
+        de.flags = sd.flags;
+        de.id = sd.id;
+        last = e;
+        e = de.next;
+    }
+    auto& hd = in->desc[h];
+    hd.num = count;
+    hd.last = last;
+    hd.counter = q.inflight_counter++;
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    hd.inflight = 1;
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    in->free_head = e;
+    in->old_free_head = e;
+    q.inflight_entry[id] = h;
+    return true;
 }
 
 void Session::stop(Queue& q) noexcept {
@@ -726,8 +1014,13 @@ bool Session::pop_request(Queue& q, uint16_t& head) noexcept {
             mark_broken(q, "buffer id already in flight");
             return false;
         }
+        const uint16_t start = q.pring.last_avail();
         if (auto e = q.pring.walk(head, *c); e != WalkError::none) {
             mark_broken(q, walk_error_name(e));
+            return false;
+        }
+        if (q.inflight_packed != nullptr && !record_packed_inflight(q, start, head)) {
+            mark_broken(q, "packed inflight region: no free entry (scribbled free list)");
             return false;
         }
         ++q.outstanding;
@@ -764,16 +1057,47 @@ bool Session::pop_request(Queue& q, uint16_t& head) noexcept {
 
 void Session::complete(Queue& q, uint16_t head, uint32_t written) noexcept {
     if (q.inflight != nullptr) q.inflight->last_batch_head = head;
+    auto* pin = q.inflight_packed;
+    uint16_t h = kNoEntry;
+    if (pin != nullptr && head < q.num) {
+        h = q.inflight_entry[head];
+        q.inflight_entry[head] = kNoEntry;
+    }
+    const bool track = h < q.num;
     if (!q.broken) {
-        if (q.packed)
+        if (q.packed) {
+            if (track) {  // DPDK's set_last_inflight_io_packed: entries freed, used_idx moved
+                const uint16_t last = pin->desc[h].last;
+                if (last < q.num) pin->desc[last].next = pin->free_head;
+                pin->free_head = h;
+                const uint16_t slots = q.packed_slots[head] != 0 ? q.packed_slots[head] : 1;
+                uint32_t used = q.pring.used_idx() + uint32_t(slots);
+                bool wrap = q.pring.used_wrap();
+                if (used >= q.num) {
+                    used -= q.num;
+                    wrap = !wrap;
+                }
+                pin->used_idx = static_cast<uint16_t>(used);
+                pin->used_wrap_counter = wrap ? 1 : 0;
+                __atomic_thread_fence(__ATOMIC_RELEASE);
+            }
             q.pring.push_used(head, written);
-        else
+        } else {
             q.ring.push_used(head, written);
+        }
     }
     if (q.inflight != nullptr) {
         q.inflight->desc[head].inflight = 0;
         __atomic_thread_fence(__ATOMIC_RELEASE);
         q.inflight->used_idx = q.ring.used_idx();
+    }
+    if (track) {  // clr_inflight_desc_packed: the completion is committed
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        pin->desc[h].inflight = 0;
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        pin->old_free_head = pin->free_head;
+        pin->old_used_idx = pin->used_idx;
+        pin->old_used_wrap_counter = pin->used_wrap_counter;
     }
     --q.outstanding;
     ++q.window_completions;

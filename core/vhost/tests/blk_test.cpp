@@ -520,3 +520,63 @@ TEST_F(VhostBlkTest, ScsiCommandsTmfAndHotplugEvents) {
 
 }  // namespace
 }  // namespace strata::vhost
+
+namespace strata::vhost {
+namespace {
+
+// vhost_get_controllers after a hot-removed bdev reports what SPDK does: a vhost-blk
+// controller's bdev as null (and save_config leaves that controller out), a vhost-scsi
+// target whose bdev went as gone.
+TEST_F(VhostBlkTest, GetControllersAfterABdevHotRemove) {
+    ok("vhost_create_blk_controller", {{"ctrlr", "hb"}, {"dev_name", "Malloc0"}});
+    ok("bdev_malloc_create", {{"name", "Malloc1"}, {"num_blocks", 128}, {"block_size", 512}});
+    ok("bdev_malloc_create", {{"name", "Malloc3"}, {"num_blocks", 128}, {"block_size", 512}});
+    ok("vhost_create_scsi_controller", {{"ctrlr", "hs"}});
+    ok("vhost_scsi_controller_add_target",
+       {{"ctrlr", "hs"}, {"scsi_target_num", 2}, {"bdev_name", "Malloc1"}});
+    ok("vhost_scsi_controller_add_target",
+       {{"ctrlr", "hs"}, {"scsi_target_num", 4}, {"bdev_name", "Malloc3"}});
+    ok("bdev_malloc_delete", {{"name", "Malloc0"}});
+    ok("bdev_malloc_delete", {{"name", "Malloc1"}});
+    Json r;
+    EXPECT_TRUE(pump([&] {
+        r = call("vhost_get_controllers", {{"name", "hb"}});
+        return r["result"][0]["backend_specific"]["block"]["bdev"].is_null();
+    })) << r.dump();
+    Json scsi;
+    EXPECT_TRUE(pump([&] {
+        r = call("vhost_get_controllers", {{"name", "hs"}});
+        scsi = r["result"][0]["backend_specific"]["scsi"];
+        return scsi.size() == 1;
+    })) << r.dump();
+    ASSERT_EQ(scsi.size(), 1u);
+    EXPECT_EQ(scsi[0]["scsi_dev_num"], 4);
+    EXPECT_EQ(scsi[0]["luns"][0]["bdev_name"], "Malloc3");
+    r = call("save_config");
+    for (const auto& s : r["result"]["subsystems"]) {
+        if (s["subsystem"] == "vhost_blk") {
+            for (const auto& m : s["config"])
+                EXPECT_NE(m["params"]["ctrlr"], "hb") << s.dump();
+        }
+        if (s["subsystem"] == "vhost_scsi") {
+            size_t targets = 0;
+            for (const auto& m : s["config"])
+                if (m["method"] == "vhost_scsi_controller_add_target") {
+                    ++targets;
+                    EXPECT_EQ(m["params"]["scsi_target_num"], 4);
+                }
+            EXPECT_EQ(targets, 1u) << s.dump();
+        }
+    }
+    // The controller without its bdev is deleted as usual; the target number is free again.
+    ok("vhost_delete_controller", {{"ctrlr", "hb"}});
+    ok("bdev_malloc_create", {{"name", "Malloc4"}, {"num_blocks", 128}, {"block_size", 512}});
+    ok("vhost_scsi_controller_add_target",
+       {{"ctrlr", "hs"}, {"scsi_target_num", 2}, {"bdev_name", "Malloc4"}});
+    ok("vhost_scsi_controller_remove_target", {{"ctrlr", "hs"}, {"scsi_target_num", 2}});
+    ok("vhost_scsi_controller_remove_target", {{"ctrlr", "hs"}, {"scsi_target_num", 4}});
+    ok("vhost_delete_controller", {{"ctrlr", "hs"}});
+}
+
+}  // namespace
+}  // namespace strata::vhost

@@ -6,6 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+
+#include <cstddef>
+#include <new>
+#include <span>
 
 #include <vector>
 
@@ -466,6 +471,121 @@ TEST_F(SessionTest, MemTableReplacementUnmapsAndRestartsQueues) {
     EXPECT_EQ(session->memory().size(), 1u);
 }
 
+// ---- CONFIGURE_MEM_SLOTS: GET_MAX_MEM_SLOTS, ADD_MEM_REG, REM_MEM_REG ----
+
+Msg mem_reg(Session& s, Request req, uint64_t gpa, uint64_t size, uint64_t uva, uint64_t off,
+            std::vector<int> fds) {
+    vu::SingleMemoryRegion m{0, {gpa, size, uva, off}};
+    return send(s, req, &m, sizeof m, std::move(fds));
+}
+int memfd_of(size_t bytes) {
+    const int fd = memfd_create("slot", MFD_CLOEXEC);
+    if (fd >= 0) (void)!ftruncate(fd, off_t(bytes));
+    return fd;
+}
+
+TEST_F(SessionTest, MemorySlotsAreAddedAndRemovedWithValidation) {
+    auto pf = send(*session, Request::kGetProtocolFeatures, nullptr, 0);
+    EXPECT_TRUE(vs::has_feature(reply_u64(pf), vu::kPfConfigureMemSlots));
+    auto slots = send(*session, Request::kGetMaxMemSlots, nullptr, 0);
+    ASSERT_TRUE(slots.result.ok());
+    ASSERT_TRUE(slots.reply.send);
+    EXPECT_EQ(reply_u64(slots), vu::kMaxMemRegions);
+    EXPECT_FALSE(check_message({Request::kAddMemReg, vu::kVersion, 32}, 1).ok());  // size
+    EXPECT_FALSE(check_message({Request::kAddMemReg, vu::kVersion, 40}, 2).ok());  // 2 fds
+    EXPECT_FALSE(check_message({Request::kGetMaxMemSlots, vu::kVersion, 8}, 0).ok());
+    // A region at 1 GiB: mapped, translated; its data is the fd's from the offset.
+    const uint64_t gpa = 1ull << 30, uva = 0x7e0000000000;
+    const int fd = memfd_of(2 << 20);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, "slot", 4, 1 << 20), 4);
+    ASSERT_TRUE(mem_reg(*session, Request::kAddMemReg, gpa, 1 << 20, uva, 1 << 20, {dup(fd)})
+                    .result.ok());
+    EXPECT_EQ(session->memory().size(), 2u);
+    auto* p = static_cast<const char*>(session->memory().gpa_to_hva(gpa, 4));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(std::string(p, 4), "slot");
+    // Refused, each ending the connection: without an fd, empty, beyond the fd, overlapping.
+    struct Bad {
+        uint64_t gpa, size, uva, off;
+        bool fd;
+    };
+    const Bad bad[] = {{gpa + (2 << 20), 4096, uva + (2 << 20), 0, false},
+                       {gpa + (2 << 20), 0, uva + (2 << 20), 0, true},
+                       {gpa + (2 << 20), 4 << 20, uva + (2 << 20), 0, true},
+                       {gpa + 4096, 4096, uva + (8 << 20), 0, true},
+                       {gpa + (8 << 20), 4096, uva + 4096, 0, true}};
+    for (const Bad& c : bad) {
+        FakeDevice d;
+        Session s(d, "add");
+        ASSERT_TRUE(set_mem_table(s, ram).result.ok());
+        ASSERT_TRUE(mem_reg(s, Request::kAddMemReg, gpa, 1 << 20, uva, 0, {dup(fd)}).result.ok());
+        std::vector<int> fds;
+        if (c.fd) fds.push_back(dup(fd));
+        EXPECT_FALSE(mem_reg(s, Request::kAddMemReg, c.gpa, c.size, c.uva, c.off, fds).result.ok());
+        EXPECT_EQ(s.memory().size(), 2u);
+    }
+    // Every slot taken: the ninth is refused.
+    {
+        FakeDevice d;
+        Session s(d, "full");
+        ASSERT_TRUE(set_mem_table(s, ram).result.ok());
+        for (uint64_t i = 1; i < vu::kMaxMemRegions; ++i)
+            ASSERT_TRUE(mem_reg(s, Request::kAddMemReg, gpa * (i + 1), 4096, uva + (i << 24), 0,
+                                {dup(fd)})
+                            .result.ok());
+        EXPECT_FALSE(
+            mem_reg(s, Request::kAddMemReg, gpa * 20, 4096, uva + (20ull << 24), 0, {dup(fd)})
+                .result.ok());
+    }
+    // REM_MEM_REG: an unknown region is refused; the queue's ring region is refused while it
+    // is started, and any region while requests are outstanding.
+    start();
+    {
+        FakeDevice d;
+        Session s(d, "rem");
+        ASSERT_TRUE(set_mem_table(s, ram).result.ok());
+        EXPECT_FALSE(mem_reg(s, Request::kRemMemReg, gpa, 4096, uva, 0, {}).result.ok());
+    }
+    EXPECT_FALSE(mem_reg(*session, Request::kRemMemReg, GuestRam::kGpa, ram.size, GuestRam::kUva,
+                         0, {})
+                     .result.ok());
+    session = std::make_unique<Session>(dev, "again");
+    ASSERT_TRUE(set_mem_table(*session, ram).result.ok());
+    ASSERT_TRUE(mem_reg(*session, Request::kAddMemReg, gpa, 1 << 20, uva, 0, {dup(fd)}).result.ok());
+    close(call);
+    call = -1;
+    start();
+    ring.set_desc(0, ram.gpa(kBuf), 16, vs::kDescFWrite);
+    ring.publish(0);
+    session->poll(0);
+    ASSERT_EQ(dev.submitted.size(), 1u);
+    {
+        // Outstanding requests: refused (on a copy of the state: the error ends a connection).
+        FakeDevice d;
+        Session s(d, "busy");
+        ASSERT_TRUE(set_mem_table(s, ram).result.ok());
+        ASSERT_TRUE(mem_reg(s, Request::kAddMemReg, gpa, 1 << 20, uva, 0, {dup(fd)}).result.ok());
+        DriverRing r2(ram, 0x100000, 16);
+        const int c2 = start_queue(s, ram, r2, 0, default_features());
+        ASSERT_GE(c2, 0);
+        close(c2);
+        r2.set_desc(0, ram.gpa(kBuf), 16, vs::kDescFWrite);
+        r2.publish(0);
+        s.poll(0);
+        ASSERT_EQ(s.outstanding(), 1u);
+        EXPECT_FALSE(mem_reg(s, Request::kRemMemReg, gpa, 1 << 20, uva, 0, {}).result.ok());
+        d.finish(s, 0, 0, 16);
+    }
+    dev.finish(*session, 0, 0, 16);
+    // The added region goes (an fd passed along is closed); its addresses no longer translate.
+    ASSERT_TRUE(mem_reg(*session, Request::kRemMemReg, gpa, 1 << 20, uva, 0, {dup(fd)}).result.ok());
+    EXPECT_EQ(session->memory().size(), 1u);
+    EXPECT_EQ(session->memory().gpa_to_hva(gpa, 4), nullptr);
+    EXPECT_FALSE(mem_reg(*session, Request::kRemMemReg, gpa, 1 << 20, uva, 0, {}).result.ok());
+    close(fd);
+}
+
 // ---- Packed rings through the Session ----
 
 uint64_t packed_features() {
@@ -646,22 +766,301 @@ TEST_F(PackedSessionTest, HostileRingsBreakTheQueueOnly) {
     }
 }
 
-TEST_F(PackedSessionTest, InflightRegionIsNotUsedForPackedQueues) {
-    vu::Inflight in{0, 0, 1, 16};
-    auto g = send(*session, Request::kGetInflightFd, &in, sizeof in);
-    ASSERT_TRUE(g.result.ok());
-    vu::Inflight got;
-    std::memcpy(&got, g.reply.payload, sizeof got);
-    ASSERT_TRUE(
-        send(*session, Request::kSetInflightFd, &got, sizeof got, {dup(g.reply.fd)}).result.ok());
-    start_packed();
-    EXPECT_EQ(session->queue(0).inflight, nullptr);
-    pring.publish(3, {{ram.gpa(kBuf), 1, vs::kDescFWrite}});
-    session->poll(0);
-    ASSERT_EQ(dev.submitted.size(), 1u);
-    dev.finish(*session, 0, 3, 1);
+// The front end's side of the inflight region: GET_INFLIGHT_FD, then SET_INFLIGHT_FD back; the
+// test keeps the fd (as QEMU does across back-end restarts) and maps it to look inside.
+struct InflightRegion {
+    vu::Inflight info{};
+    int fd = -1;
+    uint8_t* map = nullptr;
+    ~InflightRegion() {
+        if (map != nullptr) munmap(map, info.mmap_size);
+        if (fd >= 0) close(fd);
+    }
+    bool get_and_set(Session& s, uint16_t queues, uint16_t size) {
+        vu::Inflight in{0, 0, queues, size};
+        auto g = send(s, Request::kGetInflightFd, &in, sizeof in);
+        if (!g.result.ok() || g.reply.fd < 0) return false;
+        std::memcpy(&info, g.reply.payload, sizeof info);
+        fd = dup(g.reply.fd);
+        void* m = mmap(nullptr, info.mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) return false;
+        map = static_cast<uint8_t*>(m);
+        return set(s);
+    }
+    bool set(Session& s) {
+        return send(s, Request::kSetInflightFd, &info, sizeof info, {dup(fd)}).result.ok();
+    }
+    vu::InflightQueuePacked* packed(uint16_t q = 0) {
+        return reinterpret_cast<vu::InflightQueuePacked*>(
+            map + q * vu::inflight_queue_packed_bytes(info.queue_size));
+    }
+};
+
+TEST(InflightLayout, PackedMatchesDpdk) {
+    // rte_vhost_inflight_info_packed: 29 header bytes, then 32-byte descriptors from offset 32.
+    EXPECT_EQ(offsetof(vu::InflightQueuePacked, used_wrap_counter), 20u);
+    EXPECT_EQ(offsetof(vu::InflightQueuePacked, old_used_wrap_counter), 21u);
+    EXPECT_EQ(offsetof(vu::InflightDescPacked, counter), 8u);
+    EXPECT_EQ(offsetof(vu::InflightDescPacked, addr), 24u);
+    EXPECT_EQ(vu::inflight_queue_packed_bytes(128), 4096u + 64u);  // 32 * 128 + 29, up to 64
+    EXPECT_EQ(vu::inflight_queue_packed_bytes(16), 576u);
+}
+
+class PackedInflightTest : public PackedSessionTest {
+protected:
+    // Runs 10 one-descriptor requests through (the ring is 16 slots), then makes five
+    // available across the wrap: id 0 (two descriptors), 1, 2 (indirect), 3, 4 (two
+    // descriptors), and completes 3 and 0 out of order. 1, 2 and 4 stay in flight.
+    void run_until_crash() {
+        ASSERT_TRUE(region.get_and_set(*session, 1, 16));
+        start_packed();
+        for (uint16_t i = 0; i < 10; ++i) {
+            pring.publish(7, {{ram.gpa(kBuf), 8, vs::kDescFWrite}});
+            session->poll(0);
+            dev.finish(*session, 0, 7, 8);
+            uint32_t id, len;
+            ASSERT_TRUE(pring.pop_used(id, len));
+        }
+        dev.submitted.clear();
+        auto* t = reinterpret_cast<vs::PackedDesc*>(ram.at(kBuf + 0x8000));  // indirect table
+        t[0] = {ram.gpa(kBuf + 0x1000), 16, 0, 0};
+        t[1] = {ram.gpa(kBuf + 0x2000), 512, 0, vs::kDescFWrite};
+        pring.publish(0, {{ram.gpa(kBuf), 16, 0}, {ram.gpa(kBuf + 0x100), 1, vs::kDescFWrite}});
+        pring.publish(1, {{ram.gpa(kBuf + 0x200), 8, vs::kDescFWrite}});
+        pring.publish(2, {{ram.gpa(kBuf + 0x8000), 32, vs::kDescFIndirect}});
+        pring.publish(3, {{ram.gpa(kBuf + 0x300), 8, vs::kDescFWrite}});
+        pring.publish(4, {{ram.gpa(kBuf + 0x400), 16, 0}, {ram.gpa(kBuf + 0x500), 1, vs::kDescFWrite}});
+        session->poll(0);
+        ASSERT_EQ(dev.submitted, (std::vector<uint16_t>{0, 1, 2, 3, 4}));
+        dev.finish(*session, 0, 3, 8);
+        dev.finish(*session, 0, 0, 1);
+        uint32_t id, len;
+        ASSERT_TRUE(pring.pop_used(id, len));
+        EXPECT_EQ(id, 3u);
+        ASSERT_TRUE(pring.pop_used(id, len));
+        EXPECT_EQ(id, 0u);
+        EXPECT_FALSE(pring.pop_used(id, len));
+    }
+    // The back end dies (no GET_VRING_BASE); a new one gets the same inflight fd and QEMU's
+    // stale base of a packed queue (it cannot know the position after a crash).
+    void restart() {
+        session.reset();
+        close(call);
+        call = -1;
+        s2 = std::make_unique<Session>(dev2, "restarted");
+        ASSERT_TRUE(set_mem_table(*s2, ram).result.ok());
+        ASSERT_TRUE(region.set(*s2));
+        call = start_queue(*s2, ram, pring, 0, packed_features(), 0x80008000);
+        ASSERT_GE(call, 0);
+    }
+    void TearDown() override {
+        s2.reset();
+        PackedSessionTest::TearDown();
+    }
+    InflightRegion region;
+    FakeDevice dev2;
+    std::unique_ptr<Session> s2;
+};
+
+TEST_F(PackedInflightTest, RequestsAreResubmittedAndCompletedExactlyOnceAfterARestart) {
+    run_until_crash();
+    restart();
+    EXPECT_FALSE(s2->queue(0).broken);
+    ASSERT_EQ(dev2.submitted, (std::vector<uint16_t>{1, 2, 4}));  // oldest first, once each
+    const Chain& c4 = dev2.slots[0][4].chain;  // from the region's copies, not the ring
+    ASSERT_EQ(c4.readable, 1);
+    ASSERT_EQ(c4.writable, 1);
+    EXPECT_EQ(c4.iov[0].iov_base, s2->memory().region(0).hva + kBuf + 0x400);
+    EXPECT_EQ(c4.iov[1].iov_base, s2->memory().region(0).hva + kBuf + 0x500);
+    const Chain& c2 = dev2.slots[0][2].chain;  // the indirect table
+    EXPECT_EQ(c2.readable, 1);
+    EXPECT_EQ(c2.writable, 1);
+    EXPECT_EQ(c2.writable_bytes, 512u);
+    // Polling resumes after the chains taken before the crash: id 3 reused, then 5.
+    pring.publish(3, {{ram.gpa(kBuf + 0x300), 8, vs::kDescFWrite}});
+    pring.publish(5, {{ram.gpa(kBuf + 0x600), 8, vs::kDescFWrite}});
+    s2->poll(0);
+    ASSERT_EQ(dev2.submitted, (std::vector<uint16_t>{1, 2, 4, 3, 5}));
+    for (uint16_t id : {4, 3, 1, 5, 2}) dev2.finish(*s2, 0, id, 1);
+    s2->poll(0);
+    std::vector<uint32_t> used;
     uint32_t id, len;
-    EXPECT_TRUE(pring.pop_used(id, len));
+    while (pring.pop_used(id, len)) used.push_back(id);
+    EXPECT_EQ(used, (std::vector<uint32_t>{4, 3, 1, 5, 2}));
+    EXPECT_FALSE(s2->queue(0).broken);
+    EXPECT_EQ(s2->outstanding(), 0u);
+    // A second restart with nothing in flight resubmits nothing and keeps the position.
+    dev2.submitted.clear();
+    FakeDevice dev3;
+    s2.reset();
+    close(call);
+    Session s3(dev3, "third");
+    ASSERT_TRUE(set_mem_table(s3, ram).result.ok());
+    ASSERT_TRUE(region.set(s3));
+    call = start_queue(s3, ram, pring, 0, packed_features(), 0x80008000);
+    ASSERT_GE(call, 0);
+    EXPECT_TRUE(dev3.submitted.empty());
+    pring.publish(6, {{ram.gpa(kBuf), 8, vs::kDescFWrite}});
+    s3.poll(0);
+    ASSERT_EQ(dev3.submitted, (std::vector<uint16_t>{6}));
+    dev3.finish(s3, 0, 6, 8);
+    ASSERT_TRUE(pring.pop_used(id, len));
+    EXPECT_EQ(id, 6u);
+}
+
+TEST_F(PackedInflightTest, ACompletionCaughtHalfWayIsNeitherLostNorRepeated) {
+    run_until_crash();
+    auto* in = region.packed();
+    const uint16_t old_used = in->old_used_idx;
+    // Completion of 1 reached the ring, the back end died before committing it: the region
+    // says in flight with used_idx moved on and old_used_idx not.
+    const uint16_t h1 = [&] {
+        for (uint16_t i = 0; i < 16; ++i)
+            if (in->desc[i].inflight == 1 && in->desc[in->desc[i].last].id == 1) return i;
+        return uint16_t(0xffff);
+    }();
+    ASSERT_LT(h1, 16);
+    session->queue(0).inflight_packed = nullptr;  // this back end stops writing the region
+    dev.finish(*session, 0, 1, 8);
+    in->desc[h1].inflight = 1;
+    in->free_head = h1;
+    in->used_idx = static_cast<uint16_t>(old_used + 1);
+    restart();
+    EXPECT_EQ(dev2.submitted, (std::vector<uint16_t>{2, 4}));
+    uint32_t id, len;
+    ASSERT_TRUE(pring.pop_used(id, len));
+    EXPECT_EQ(id, 1u);
+    for (uint16_t i : {2, 4}) dev2.finish(*s2, 0, i, 1);
+    ASSERT_TRUE(pring.pop_used(id, len));
+    EXPECT_EQ(id, 2u);
+    ASSERT_TRUE(pring.pop_used(id, len));
+    EXPECT_EQ(id, 4u);
+    EXPECT_FALSE(s2->queue(0).broken);
+}
+
+TEST_F(PackedInflightTest, ACompletionThatDidNotReachTheRingIsRolledBack) {
+    run_until_crash();
+    auto* in = region.packed();
+    // The back end moved used_idx for 1 and died before writing the used descriptor.
+    uint16_t h1 = 0xffff;
+    for (uint16_t i = 0; i < 16; ++i)
+        if (in->desc[i].inflight == 1 && in->desc[in->desc[i].last].id == 1) h1 = i;
+    ASSERT_LT(h1, 16);
+    in->free_head = h1;
+    in->used_idx = static_cast<uint16_t>(in->old_used_idx + 1);
+    restart();
+    EXPECT_EQ(dev2.submitted, (std::vector<uint16_t>{1, 2, 4}));
+    for (uint16_t i : {1, 2, 4}) dev2.finish(*s2, 0, i, 1);
+    uint32_t id, len;
+    std::vector<uint32_t> used;
+    while (pring.pop_used(id, len)) used.push_back(id);
+    EXPECT_EQ(used, (std::vector<uint32_t>{1, 2, 4}));
+}
+
+TEST_F(PackedInflightTest, HostileRegionsBreakTheQueueOnly) {
+    struct Case {
+        const char* what;
+        void (*scribble)(vu::InflightQueuePacked* in);
+    };
+    const Case cases[] = {
+        {"version", [](vu::InflightQueuePacked* in) { in->version = 7; }},
+        {"desc_num", [](vu::InflightQueuePacked* in) { in->desc_num = 8; }},
+        {"used index", [](vu::InflightQueuePacked* in) { in->used_idx = in->old_used_idx = 16; }},
+        {"wrap counter", [](vu::InflightQueuePacked* in) { in->used_wrap_counter = 2; }},
+        {"inflight value", [](vu::InflightQueuePacked* in) { in->desc[15].inflight = 2; }},
+        {"chain of 0",
+         [](vu::InflightQueuePacked* in) {
+             for (auto& d : std::span(in->desc, 16))
+                 if (d.inflight == 1) d.num = 0;
+         }},
+        {"chain longer than the ring",
+         [](vu::InflightQueuePacked* in) {
+             for (auto& d : std::span(in->desc, 16))
+                 if (d.inflight == 1) d.num = 17;
+         }},
+        {"next out of range",
+         [](vu::InflightQueuePacked* in) {
+             for (auto& d : std::span(in->desc, 16))
+                 if (d.inflight == 1 && d.num == 2) in->desc[&d - in->desc].next = 999;
+         }},
+        {"wrong last",
+         [](vu::InflightQueuePacked* in) {
+             for (auto& d : std::span(in->desc, 16))
+                 if (d.inflight == 1) d.last = static_cast<uint16_t>(d.last + 1);
+         }},
+        {"every entry in flight with the same buffer id",
+         [](vu::InflightQueuePacked* in) {
+             for (uint16_t i = 0; i < 16; ++i) {
+                 in->desc[i].inflight = 1;
+                 in->desc[i].num = 1;
+                 in->desc[i].last = i;
+                 in->desc[i].id = 1;
+             }
+         }},
+        {"a chain running into another's entries",
+         [](vu::InflightQueuePacked* in) {
+             uint16_t one = 16, two = 16;  // a head of one descriptor, a head of two
+             for (uint16_t i = 0; i < 16; ++i)
+                 if (in->desc[i].inflight == 1) (in->desc[i].num == 1 ? one : two) = i;
+             in->desc[two].next = one;
+             in->desc[two].last = one;
+         }},
+        {"more descriptors in flight than the ring holds",
+         [](vu::InflightQueuePacked* in) {
+             for (uint16_t i = 0; i < 16; ++i) {
+                 in->desc[i].inflight = 1;
+                 in->desc[i].num = 2;
+                 in->desc[i].next = static_cast<uint16_t>((i + 1) % 16);
+                 in->desc[i].last = static_cast<uint16_t>((i + 1) % 16);
+                 in->desc[(i + 1) % 16].id = i;
+             }
+         }},
+        {"buffer id out of range",
+         [](vu::InflightQueuePacked* in) {
+             for (auto& d : std::span(in->desc, 16))
+                 if (d.inflight == 1) in->desc[d.last].id = 16;
+         }},
+        {"descriptor outside guest memory",
+         [](vu::InflightQueuePacked* in) {
+             for (auto& d : std::span(in->desc, 16)) d.addr = ~0ull - 4;
+         }},
+    };
+    for (const auto& hc : cases) {
+        SCOPED_TRACE(hc.what);
+        dev = FakeDevice{};
+        dev2 = FakeDevice{};
+        pring.~DriverPackedRing();
+        new (&pring) DriverPackedRing(ram, 0, 16);
+        region.~InflightRegion();
+        new (&region) InflightRegion{};
+        session = std::make_unique<Session>(dev, "test");
+        ASSERT_TRUE(set_mem_table(*session, ram).result.ok());
+        if (call >= 0) close(call);
+        call = -1;
+        run_until_crash();
+        hc.scribble(region.packed());
+        restart();
+        EXPECT_TRUE(s2->queue(0).broken);
+        // Nothing more is taken from the broken queue.
+        const size_t before = dev2.submitted.size();
+        pring.publish(9, {{ram.gpa(kBuf), 8, vs::kDescFWrite}});
+        s2->poll(0);
+        EXPECT_EQ(dev2.submitted.size(), before);
+        s2.reset();
+    }
+}
+
+TEST_F(PackedInflightTest, ARegionTooSmallForPackedRecordsBreaksTheQueue) {
+    // A front end handing back a region sized for split records only.
+    const size_t len = vu::inflight_queue_split_bytes(16);
+    const int fd = memfd_create("small-inflight", MFD_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, static_cast<off_t>(len)), 0);
+    vu::Inflight in{len, 0, 1, 16};
+    ASSERT_TRUE(send(*session, Request::kSetInflightFd, &in, sizeof in, {fd}).result.ok());
+    call = start_queue(*session, ram, pring, 0, packed_features(), 0x80008000);
+    ASSERT_GE(call, 0);
+    EXPECT_TRUE(session->queue(0).broken);
 }
 
 }  // namespace

@@ -21,6 +21,8 @@
 
 #include <strata/runtime/io_device.h>  // unregister_io_device_then
 
+#include "virtio/channel.h"
+
 namespace strata::bdev {
 
 STRATA_LOG_COMPONENT(bdev_virtio);
@@ -35,10 +37,6 @@ namespace blk = virtio::spec::blk;
 constexpr uint32_t kMaxTransferBytes = 128 * 1024;  // larger I/O is split by the layer
 constexpr uint16_t kMaxIndirect = 64;
 constexpr size_t kSlotHeaderBytes = 64;
-constexpr size_t kReapBatch = 64;
-// How often each channel asks the transport whether the device is still there (virtio-user: a
-// non-blocking peek at the socket): a dead back end's I/O fails within this.
-constexpr uint64_t kGoneCheckNs = 100'000'000;
 
 // Per request slot, in the queue's shared memory.
 struct SlotHeader {
@@ -53,9 +51,8 @@ struct IoCtx {
 };
 static_assert(sizeof(IoCtx) <= kModuleIoContextBytes);
 
-size_t slot_area_bytes(uint16_t slots) {
-    return (kSlotHeaderBytes * slots + 4095) / 4096 * 4096;
-}
+// Per queue: the slot headers, then a bounce buffer per slot (virtio-user).
+constexpr virtio_channel::SlotLayout kSlotLayout{kSlotHeaderBytes, 0, kMaxTransferBytes};
 
 class VirtioBlkBdev;
 
@@ -66,43 +63,25 @@ struct Ctrlrs {
 
 // A Thread's channel owns one virtqueue. When every queue is held (by another Thread's channel,
 // possibly one only waiting to be destroyed, as after an examine's read), it waits: its I/O
-// queues and each poll tries again to take one.
-class BlkChannel final : public runtime::IoChannel {
+// queues and each poll tries again to take one (channel.h).
+class BlkChannel final : public virtio_channel::QueueChannel<BlkChannel, VirtioBlkBdev> {
 public:
     BlkChannel(VirtioBlkBdev& b, runtime::Thread& thread);
-    ~BlkChannel() override;
     void submit(BdevIo& io) noexcept;
 
 private:
-    static runtime::PollStatus poll(void* self);
-    static runtime::PollStatus check_gone(void* self);
+    friend class virtio_channel::QueueChannel<BlkChannel, VirtioBlkBdev>;
     bool start(BdevIo& io) noexcept;  // false: no room, leave it queued
-    bool attach_queue() noexcept;
     void finish(BdevIo& io, uint32_t len) noexcept;
+    static uint16_t slot_of(BdevIo& io) noexcept { return io.module_ctx<IoCtx>()->slot; }
+    void no_queue() noexcept;
+    void got_queue(int q) noexcept;
     SlotHeader* header(uint16_t slot) noexcept {
-        return reinterpret_cast<SlotHeader*>(extra_ + kSlotHeaderBytes * slot);
-    }
-    uint8_t* bounce(uint16_t slot) noexcept {
-        return extra_ + slot_area_bytes(nslots_) + size_t{kMaxTransferBytes} * slot;
+        return reinterpret_cast<SlotHeader*>(slot_memory(slot));
     }
 
-    VirtioBlkBdev& bdev_;
-    virtio::Device& dev_;
-    runtime::Thread& thr_;  // thread() is set only after the constructor
-    int qidx_ = -1;         // -1: waiting for a free queue
-    virtio::Virtqueue* vq_ = nullptr;
-    uint8_t* extra_ = nullptr;
-    uint16_t nslots_ = 0;
     bool wait_logged_ = false;
-    bool simulated_ = false;
     uint32_t wait_polls_ = 0;
-    std::vector<uint16_t> free_slots_;  // reserved to nslots_: push/pop never allocate
-    IntrusiveList<BdevIo, QueuedTag> queued_;
-    runtime::Poller* poller_ = nullptr;
-    runtime::Poller* gone_poller_ = nullptr;
-    bool bounce_logged_ = false;
-    bool can_bounce_ = false;  // the queue's extra memory holds bounce buffers (virtio-user)
-    uint64_t extra_dev_ = 0;   // the device address of extra_ (slot headers)
 };
 
 class BlkIoDevice final : public runtime::IoDevice {
@@ -212,55 +191,28 @@ std::unique_ptr<runtime::IoChannel> BlkIoDevice::create_channel(runtime::Thread&
 }
 
 BlkChannel::BlkChannel(VirtioBlkBdev& b, runtime::Thread& thread)
-    : bdev_(b), dev_(b.device()), thr_(thread), simulated_(thread.scheduler().simulated()) {
-    free_slots_.reserve(dev_.queue(0).size());
-    poller_ = thread.register_poller(&BlkChannel::poll, this, "bdev_virtio_blk");
-    gone_poller_ =
-        thread.register_poller(&BlkChannel::check_gone, this, "bdev_virtio_blk_gone", kGoneCheckNs);
+    : QueueChannel(b, thread, 0, kSlotLayout, log_bdev_virtio, "virtio_blk", "bdev_virtio_blk",
+                   "bdev_virtio_blk_gone") {
     (void)attach_queue();
 }
 
-bool BlkChannel::attach_queue() noexcept {
-    const int q = bdev_.take_queue();
-    if (q < 0) {
-        // Briefly normal (a channel of an examine read not yet destroyed); worth a warning only
-        // when it lasts (about a million polls).
-        if (!wait_logged_ && ++wait_polls_ > (1u << 20)) {
-            wait_logged_ = true;
-            STRATA_WARNLOG(log_bdev_virtio,
-                           "virtio_blk {}: every virtqueue is held by another Thread; Thread {} "
-                           "waits for one (each Thread doing I/O takes one: attach with "
-                           "vq_count at least the number of Threads)",
-                           bdev_.name(), thr_.name());
-        }
-        return false;
+void BlkChannel::no_queue() noexcept {
+    // Briefly normal (a channel of an examine read not yet destroyed); worth a warning only
+    // when it lasts (about a million polls).
+    if (!wait_logged_ && ++wait_polls_ > (1u << 20)) {
+        wait_logged_ = true;
+        STRATA_WARNLOG(log_bdev_virtio,
+                       "virtio_blk {}: every virtqueue is held by another Thread; Thread {} "
+                       "waits for one (each Thread doing I/O takes one: attach with "
+                       "vq_count at least the number of Threads)",
+                       owner_.name(), thr_.name());
     }
-    qidx_ = q;
-    vq_ = &dev_.queue(static_cast<uint16_t>(q));
-    extra_ = static_cast<uint8_t*>(dev_.queue_extra(static_cast<uint16_t>(q)));
-    nslots_ = vq_->size();
-    extra_dev_ = dev_.device_address(extra_, slot_area_bytes(nslots_));
-    STRATA_ASSERT(extra_dev_ != virtio::kNoDeviceAddress);
-    can_bounce_ =
-        dev_.queue_extra_bytes() >= slot_area_bytes(nslots_) + size_t{kMaxTransferBytes} * nslots_;
-    free_slots_.clear();
-    for (uint16_t i = nslots_; i > 0; --i) free_slots_.push_back(static_cast<uint16_t>(i - 1));
-    if (wait_logged_)
-        STRATA_INFOLOG(log_bdev_virtio, "virtio_blk {}: Thread {} got virtqueue {}", bdev_.name(),
-                       thr_.name(), q);
-    return true;
 }
 
-BlkChannel::~BlkChannel() {
-    thread().unregister_poller(poller_);
-    thread().unregister_poller(gone_poller_);
-    if (qidx_ < 0) return;
-    if (vq_->in_flight() != 0 || !queued_.empty())
-        STRATA_ERRLOG(log_bdev_virtio, "virtio_blk {}: channel destroyed with {} I/O in flight",
-                      bdev_.name(), vq_->in_flight());
-    while (queued_.pop_front() != nullptr) {
-    }
-    bdev_.put_queue(qidx_);
+void BlkChannel::got_queue(int q) noexcept {
+    if (wait_logged_)
+        STRATA_INFOLOG(log_bdev_virtio, "virtio_blk {}: Thread {} got virtqueue {}", owner_.name(),
+                       thr_.name(), q);
 }
 
 void BlkChannel::submit(BdevIo& io) noexcept {
@@ -274,11 +226,11 @@ void BlkChannel::submit(BdevIo& io) noexcept {
             return;
     }
     // Behind queued I/O, to keep order; the poller publishes the batch.
-    if (qidx_ < 0 || !queued_.empty() || !start(io)) queued_.push_back(io);
+    start_or_queue(io);
 }
 
 bool BlkChannel::start(BdevIo& io) noexcept {
-    if (vq_->broken() || bdev_.is_gone()) {
+    if (vq_->broken() || owner_.is_gone()) {
         io.complete(Errc::io_error);
         return true;
     }
@@ -290,9 +242,9 @@ bool BlkChannel::start(BdevIo& io) noexcept {
     const bool is_read = io.type() == IoType::read;
     h->hdr.type = is_read ? blk::kTIn : io.type() == IoType::write ? blk::kTOut : blk::kTFlush;
     h->hdr.ioprio = 0;
-    h->hdr.sector = io.offset_blocks() * bdev_.block_size() / blk::kSectorSize;
+    h->hdr.sector = io.offset_blocks() * owner_.block_size() / blk::kSectorSize;
     h->status = 0xff;
-    const uint64_t h_dev = extra_dev_ + kSlotHeaderBytes * slot;
+    const uint64_t h_dev = slot_device_address(slot);
     bufs[n++] = {h_dev + offsetof(SlotHeader, hdr), sizeof h->hdr, false};
     bool bounced = false;
     if (io.type() != IoType::flush) {
@@ -319,7 +271,7 @@ bool BlkChannel::start(BdevIo& io) noexcept {
                     STRATA_ERRLOG(log_bdev_virtio,
                                   "virtio_blk {}: a data buffer is not env DMA memory the device "
                                   "can reach; such I/O fails (invalid_argument)",
-                                  bdev_.name());
+                                  owner_.name());
                 }
                 io.complete(Errc::invalid_argument);
                 return true;
@@ -329,7 +281,7 @@ bool BlkChannel::start(BdevIo& io) noexcept {
                 STRATA_INFOLOG(log_bdev_virtio,
                                "virtio_blk {}: data buffers outside the memory shared with the "
                                "device are copied through bounce buffers",
-                               bdev_.name());
+                               owner_.name());
             }
             uint8_t* bb = bounce(slot);
             if (!is_read) {
@@ -377,64 +329,6 @@ void BlkChannel::finish(BdevIo& io, uint32_t) noexcept {
                                           : Errc::io_error);
 }
 
-runtime::PollStatus BlkChannel::poll(void* self) {
-    auto* c = static_cast<BlkChannel*>(self);
-    if (c->qidx_ < 0 && c->bdev_.is_gone()) {
-        // No queue and the device is gone: what waits for one fails.
-        size_t failed = 0;
-        while (BdevIo* io = c->queued_.pop_front()) {
-            io->complete(Errc::io_error);
-            ++failed;
-        }
-        return failed != 0 ? runtime::PollStatus::busy : runtime::PollStatus::idle;
-    }
-    if (c->qidx_ < 0 && (c->queued_.empty() || !c->attach_queue()))
-        return runtime::PollStatus::idle;
-    size_t done = 0;
-    if (c->vq_->in_flight() != 0) {
-        virtio::VqCompletion cpl[kReapBatch];
-        const size_t n = c->vq_->poll(cpl);
-        for (size_t i = 0; i < n; ++i) c->finish(*static_cast<BdevIo*>(cpl[i].cookie), cpl[i].len);
-        done += n;
-    }
-    while (!c->queued_.empty()) {
-        BdevIo& io = c->queued_.front();
-        if (!c->start(io)) break;
-        c->queued_.pop_front();
-        ++done;
-    }
-    if (c->vq_->flush()) c->dev_.notify(static_cast<uint16_t>(c->qidx_));
-    if (c->vq_->broken() && c->vq_->in_flight() != 0) {
-        // The device broke the ring: what it still holds fails here, never comes back.
-        virtio::VqCompletion cpl[kReapBatch];
-        size_t n;
-        while ((n = c->vq_->take_in_flight(cpl)) != 0) {
-            for (size_t i = 0; i < n; ++i) {
-                auto& io = *static_cast<BdevIo*>(cpl[i].cookie);
-                c->free_slots_.push_back(io.module_ctx<IoCtx>()->slot);
-                io.complete(Errc::io_error);
-            }
-            done += n;
-        }
-    }
-    // Under the simulator, the back end answers in wall-clock time: stay runnable while it
-    // holds I/O, or the simulator would take the world for idle and jump its clock.
-    const bool waiting = c->simulated_ && c->vq_->in_flight() != 0;
-    return done != 0 || waiting ? runtime::PollStatus::busy : runtime::PollStatus::idle;
-}
-
-runtime::PollStatus BlkChannel::check_gone(void* self) {
-    auto* c = static_cast<BlkChannel*>(self);
-    if (!c->bdev_.is_gone() && !c->dev_.gone()) return runtime::PollStatus::idle;
-    c->bdev_.device_gone();
-    if (c->qidx_ >= 0 && !c->vq_->broken()) {
-        // The poller fails what the queue held (take_in_flight) on its next run.
-        c->vq_->stop("device gone");
-        return runtime::PollStatus::busy;
-    }
-    return runtime::PollStatus::idle;
-}
-
 Result<std::vector<std::string>> attach_blk(const VirtioAttachOptions& o) {
     const uint64_t blk_features = vspec::feature(blk::kFBlkSize) | vspec::feature(blk::kFFlush) |
                                   vspec::feature(blk::kFRo) | vspec::feature(blk::kFSegMax) |
@@ -452,7 +346,7 @@ Result<std::vector<std::string>> attach_blk(const VirtioAttachOptions& o) {
         po.device_features = blk_features;
         po.packed_ring = o.packed_ring;
         // Headers and status bytes only: data buffers are env DMA memory, sent as they are.
-        po.queue_extra_bytes = slot_area_bytes(po.queue_size);
+        po.queue_extra_bytes = kSlotLayout.slot_area(po.queue_size);
         dev = virtio::open_pci(po);
     } else {
         virtio::UserOptions uo;
@@ -464,7 +358,7 @@ Result<std::vector<std::string>> attach_blk(const VirtioAttachOptions& o) {
         uo.device_features = blk_features;
         uo.packed_ring = o.packed_ring;
         uo.queue_extra_bytes =
-            slot_area_bytes(uo.queue_size) + size_t{kMaxTransferBytes} * uo.queue_size;
+            kSlotLayout.slot_area(uo.queue_size) + size_t{kMaxTransferBytes} * uo.queue_size;
         dev = virtio::open_user(uo);
     }
     if (!dev) return dev.error();

@@ -26,6 +26,8 @@
 #include <strata/virtio/user.h>
 
 #include <strata/runtime/io_device.h>  // unregister_io_device_then
+
+#include "virtio/channel.h"
 #include "virtio/scsi_reply.h"
 #include "virtio/virtio.h"
 
@@ -44,9 +46,8 @@ constexpr uint32_t kMaxTransferBytes = 128 * 1024;  // larger I/O is split by th
 constexpr uint16_t kMaxIndirect = 64;
 constexpr size_t kSlotBytes = 256;
 constexpr size_t kScanBufBytes = 4096;
-constexpr size_t kReapBatch = 64;
+using virtio_channel::kReapBatch;
 constexpr uint32_t kMaxTargets = 64;  // SPDK's BDEV_VIRTIO_MAX_TARGET
-constexpr uint64_t kGoneCheckNs = 100'000'000;
 constexpr auto kScanTimeout = std::chrono::seconds(5);
 
 // Per request slot, in the queue's shared memory.
@@ -67,8 +68,11 @@ struct IoCtx {
 constexpr uint8_t kMaxUnitAttentionRetries = 3;
 static_assert(sizeof(IoCtx) <= kModuleIoContextBytes);
 
+// Per request queue: the slots, the scan buffer, then a bounce buffer per slot (virtio-user).
+constexpr virtio_channel::SlotLayout kSlotLayout{kSlotBytes, kScanBufBytes, kMaxTransferBytes};
+
 size_t slot_area_bytes(uint16_t slots) {
-    return (kSlotBytes * slots + 4095) / 4096 * 4096;
+    return kSlotLayout.slot_area(slots);
 }
 
 void put_be16(uint8_t* p, uint16_t v) {
@@ -91,41 +95,24 @@ struct Ctrlrs {
     std::map<std::string, std::unique_ptr<ScsiCtrlr>, std::less<>> by_name;
 };
 
-class ScsiChannel final : public runtime::IoChannel {
+// A Thread's channel: one request queue, shared by every disk of the controller (channel.h).
+class ScsiChannel final : public virtio_channel::QueueChannel<ScsiChannel, ScsiCtrlr> {
 public:
     ScsiChannel(ScsiCtrlr& c, runtime::Thread& thread);
-    ~ScsiChannel() override;
     void submit(ScsiDisk& disk, BdevIo& io) noexcept;
 
 private:
-    static runtime::PollStatus poll(void* self);
-    static runtime::PollStatus check_gone(void* self);
+    friend class virtio_channel::QueueChannel<ScsiChannel, ScsiCtrlr>;
     bool start(BdevIo& io) noexcept;  // false: no room, leave it queued
-    bool attach_queue() noexcept;
     void finish(BdevIo& io, uint32_t len) noexcept;
+    static uint16_t slot_of(BdevIo& io) noexcept { return io.module_ctx<IoCtx>()->slot; }
+    void no_queue() noexcept {}
+    void got_queue(int) noexcept {}
     SlotHeader* header(uint16_t slot) noexcept {
-        return reinterpret_cast<SlotHeader*>(extra_ + kSlotBytes * slot);
-    }
-    uint8_t* bounce(uint16_t slot) noexcept {
-        return extra_ + slot_area_bytes(nslots_) + kScanBufBytes + size_t{kMaxTransferBytes} * slot;
+        return reinterpret_cast<SlotHeader*>(slot_memory(slot));
     }
 
-    ScsiCtrlr& ctrl_;
-    virtio::Device& dev_;
-    runtime::Thread& thr_;
-    int qidx_ = -1;  // the queue's index (2..), -1: waiting for a free one
-    virtio::Virtqueue* vq_ = nullptr;
-    uint8_t* extra_ = nullptr;
-    uint16_t nslots_ = 0;
-    bool simulated_ = false;
-    std::vector<uint16_t> free_slots_;
-    IntrusiveList<BdevIo, QueuedTag> queued_;
-    runtime::Poller* poller_ = nullptr;
-    runtime::Poller* gone_poller_ = nullptr;
-    bool bounce_logged_ = false;
     bool error_logged_ = false;
-    bool can_bounce_ = false;
-    uint64_t extra_dev_ = 0;
 };
 
 class ScsiIoDevice final : public runtime::IoDevice {
@@ -588,41 +575,9 @@ runtime::PollStatus ScsiCtrlr::poll_control(void* self) {
 }
 
 ScsiChannel::ScsiChannel(ScsiCtrlr& c, runtime::Thread& thread)
-    : ctrl_(c), dev_(c.device()), thr_(thread), simulated_(thread.scheduler().simulated()) {
-    free_slots_.reserve(dev_.queue(vsc::kFirstRequestQueue).size());
-    poller_ = thread.register_poller(&ScsiChannel::poll, this, "bdev_virtio_scsi");
-    gone_poller_ = thread.register_poller(&ScsiChannel::check_gone, this, "bdev_virtio_scsi_gone",
-                                          kGoneCheckNs);
+    : QueueChannel(c, thread, vsc::kFirstRequestQueue, kSlotLayout, log_bdev_virtio_scsi,
+                   "virtio_scsi", "bdev_virtio_scsi", "bdev_virtio_scsi_gone") {
     (void)attach_queue();
-}
-
-bool ScsiChannel::attach_queue() noexcept {
-    const int q = ctrl_.take_queue();
-    if (q < 0) return false;
-    qidx_ = q;
-    vq_ = &dev_.queue(uint16_t(q));
-    extra_ = static_cast<uint8_t*>(dev_.queue_extra(uint16_t(q)));
-    nslots_ = vq_->size();
-    extra_dev_ = dev_.device_address(extra_, slot_area_bytes(nslots_));
-    STRATA_ASSERT(extra_dev_ != virtio::kNoDeviceAddress);
-    can_bounce_ = dev_.queue_extra_bytes() >=
-                  slot_area_bytes(nslots_) + kScanBufBytes + size_t{kMaxTransferBytes} * nslots_;
-    free_slots_.clear();
-    for (uint16_t i = nslots_; i > 0; --i) free_slots_.push_back(uint16_t(i - 1));
-    return true;
-}
-
-ScsiChannel::~ScsiChannel() {
-    thread().unregister_poller(poller_);
-    thread().unregister_poller(gone_poller_);
-    if (qidx_ < 0) return;
-    if (vq_->in_flight() != 0 || !queued_.empty())
-        STRATA_ERRLOG(log_bdev_virtio_scsi,
-                      "virtio_scsi {}: channel destroyed with {} I/O in flight", ctrl_.name(),
-                      vq_->in_flight());
-    while (queued_.pop_front() != nullptr) {
-    }
-    ctrl_.put_queue(qidx_);
 }
 
 void ScsiChannel::submit(ScsiDisk& disk, BdevIo& io) noexcept {
@@ -633,18 +588,18 @@ void ScsiChannel::submit(ScsiDisk& disk, BdevIo& io) noexcept {
         case IoType::unmap:
             break;
         case IoType::reset:
-            ctrl_.reset(disk.target(), io);
+            owner_.reset(disk.target(), io);
             return;
         default:
             io.complete(Errc::not_supported);
             return;
     }
     io.module_ctx<IoCtx>()->retries = 0;
-    if (qidx_ < 0 || !queued_.empty() || !start(io)) queued_.push_back(io);
+    start_or_queue(io);
 }
 
 bool ScsiChannel::start(BdevIo& io) noexcept {
-    if (vq_->broken() || ctrl_.is_gone()) {
+    if (vq_->broken() || owner_.is_gone()) {
         io.complete(Errc::io_error);
         return true;
     }
@@ -660,7 +615,7 @@ bool ScsiChannel::start(BdevIo& io) noexcept {
     uint8_t* cdb = h->req.cdb;
     const uint64_t lba = io.offset_blocks();
     const auto blocks = uint32_t(io.num_blocks());
-    const uint64_t h_dev = extra_dev_ + kSlotBytes * slot;
+    const uint64_t h_dev = slot_device_address(slot);
     virtio::VqBuffer bufs[kMaxIoVecs + 4];  // request, response, unmap list or data, spare
     size_t n = 0;
     bufs[n++] = {h_dev + offsetof(SlotHeader, req), sizeof h->req, false};
@@ -716,7 +671,7 @@ bool ScsiChannel::start(BdevIo& io) noexcept {
                     STRATA_ERRLOG(log_bdev_virtio_scsi,
                                   "virtio_scsi {}: a data buffer is not env DMA memory the "
                                   "device can reach; such I/O fails (invalid_argument)",
-                                  ctrl_.name());
+                                  owner_.name());
                 }
                 io.complete(Errc::invalid_argument);
                 return true;
@@ -793,59 +748,6 @@ void ScsiChannel::finish(BdevIo& io, uint32_t len) noexcept {
     }
     free_slots_.push_back(ctx.slot);
     io.complete(r.code);
-}
-
-runtime::PollStatus ScsiChannel::poll(void* self) {
-    auto* c = static_cast<ScsiChannel*>(self);
-    if (c->qidx_ < 0 && c->ctrl_.is_gone()) {
-        size_t failed = 0;
-        while (BdevIo* io = c->queued_.pop_front()) {
-            io->complete(Errc::io_error);
-            ++failed;
-        }
-        return failed != 0 ? runtime::PollStatus::busy : runtime::PollStatus::idle;
-    }
-    if (c->qidx_ < 0 && (c->queued_.empty() || !c->attach_queue()))
-        return runtime::PollStatus::idle;
-    size_t done = 0;
-    if (c->vq_->in_flight() != 0) {
-        virtio::VqCompletion cpl[kReapBatch];
-        const size_t n = c->vq_->poll(cpl);
-        for (size_t i = 0; i < n; ++i) c->finish(*static_cast<BdevIo*>(cpl[i].cookie), cpl[i].len);
-        done += n;
-    }
-    while (!c->queued_.empty()) {
-        BdevIo& io = c->queued_.front();
-        if (!c->start(io)) break;
-        c->queued_.pop_front();
-        ++done;
-    }
-    if (c->vq_->flush()) c->dev_.notify(uint16_t(c->qidx_));
-    if (c->vq_->broken() && c->vq_->in_flight() != 0) {
-        virtio::VqCompletion cpl[kReapBatch];
-        size_t n;
-        while ((n = c->vq_->take_in_flight(cpl)) != 0) {
-            for (size_t i = 0; i < n; ++i) {
-                auto& io = *static_cast<BdevIo*>(cpl[i].cookie);
-                c->free_slots_.push_back(io.module_ctx<IoCtx>()->slot);
-                io.complete(Errc::io_error);
-            }
-            done += n;
-        }
-    }
-    const bool waiting = c->simulated_ && c->vq_->in_flight() != 0;
-    return done != 0 || waiting ? runtime::PollStatus::busy : runtime::PollStatus::idle;
-}
-
-runtime::PollStatus ScsiChannel::check_gone(void* self) {
-    auto* c = static_cast<ScsiChannel*>(self);
-    if (!c->ctrl_.is_gone() && !c->dev_.gone()) return runtime::PollStatus::idle;
-    c->ctrl_.device_gone();
-    if (c->qidx_ >= 0 && !c->vq_->broken()) {
-        c->vq_->stop("device gone");
-        return runtime::PollStatus::busy;
-    }
-    return runtime::PollStatus::idle;
 }
 
 }  // namespace

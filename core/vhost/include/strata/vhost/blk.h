@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,8 @@ struct BlkOptions {
     bool readonly = false;
     bool packed_ring = false;  // offer VIRTIO_F_RING_PACKED (SPDK's packed_ring)
     uint16_t num_queues = kMaxQueues;
+    // Runs (on the controller's Thread) when the bdev is hot-removed.
+    std::function<void()> on_removed;
 };
 
 class BlkDevice;

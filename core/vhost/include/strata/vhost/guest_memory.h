@@ -43,6 +43,9 @@ public:
     Result<void> add(uint64_t gpa, uint64_t size, uint64_t uva, void* hva,
                      void* mmap_base = nullptr, size_t mmap_len = 0);
     void clear() noexcept;  // unmaps owned mappings
+    // Removes the region with exactly this gpa, size and uva (unmapping an owned mapping);
+    // not_found when there is none.
+    Result<void> remove(uint64_t gpa, uint64_t size, uint64_t uva) noexcept;
     size_t size() const noexcept { return count_; }
     const Region& region(size_t i) const noexcept { return regions_[i]; }
 

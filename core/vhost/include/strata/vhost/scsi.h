@@ -42,5 +42,8 @@ void scsi_remove_target(Device& d, uint32_t num, std::function<void(Result<void>
 // Removes every target (controller teardown), then done().
 void scsi_remove_all(Device& d, std::function<void()> done);
 std::vector<ScsiTargetInfo> scsi_targets(Device& d);
+// fn() runs (on the controller's Thread) after a target went away by itself: its LUN 0 bdev was
+// hot-removed, so the target was removed as by scsi_remove_target (SPDK does the same).
+void scsi_on_target_removed(Device& d, std::function<void()> fn);
 
 }  // namespace strata::vhost

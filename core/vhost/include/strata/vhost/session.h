@@ -63,10 +63,11 @@ struct Queue {
     PackedRing<GuestMemory> pring;
     std::vector<uint16_t> packed_slots;  // ring slots per buffer id (sized at start)
     uint32_t outstanding = 0;
-    // Inflight tracking (INFLIGHT_SHMFD): this queue's part of the inflight region. Split
-    // rings only: a packed queue keeps no inflight record (QEMU's DescStatePacked layout is
-    // not implemented), so its requests are not resubmitted after a back-end restart.
+    // Inflight tracking (INFLIGHT_SHMFD): this queue's part of the inflight region, in
+    // libvhost-user's split layout or DPDK's packed one (vhost_user.h).
     vu::InflightQueueSplit* inflight = nullptr;
+    vu::InflightQueuePacked* inflight_packed = nullptr;
+    std::vector<uint16_t> inflight_entry;  // packed: buffer id -> its head entry (sized at start)
     uint64_t inflight_counter = 0;
     // Interrupt coalescing.
     bool irq_pending = false;
@@ -164,6 +165,8 @@ public:
 
 private:
     Result<void> set_mem_table(const uint8_t* payload, uint32_t size, const int* fds, size_t nfds);
+    Result<void> add_mem_reg(const vu::MemoryRegion& r, int fd);
+    Result<void> rem_mem_reg(const vu::MemoryRegion& r);
     Result<void> set_inflight(const vu::Inflight& in, int fd);
     Result<void> get_inflight(const vu::Inflight& in, Reply& reply);
     Result<void> maybe_start(Queue& q);
@@ -171,6 +174,10 @@ private:
     void reset() noexcept;
     Result<void> attach_ring(Queue& q);
     void resubmit_inflight(Queue& q) noexcept;
+    void resubmit_packed_inflight(Queue& q);
+    // Records the packed chain just walked (ring slots from `start`, buffer `id`) in the
+    // inflight region; false when the region has no free entry left (a scribbled region).
+    bool record_packed_inflight(Queue& q, uint16_t start, uint16_t id) noexcept;
     // Takes the next available request of q, walked into the device's chain slot and counted
     // outstanding: true with its head (split) or buffer id (packed); false when there is none
     // or the queue broke (marked here).

@@ -365,25 +365,7 @@ public:
         for (uint16_t k = 0; k < count; ++k) {
             PackedDesc d;
             std::memcpy(&d, const_cast<const PackedDesc*>(&desc_[i]), sizeof d);
-            if (d.flags & virtio::spec::kDescFIndirect) {
-                if (count != 1) return WalkError::indirect_in_chain;
-                if (!indirect_) return WalkError::indirect_not_negotiated;
-                if (d.len == 0 || d.len % sizeof(PackedDesc) != 0 ||
-                    d.len / sizeof(PackedDesc) > kMaxIndirectDescriptors)
-                    return WalkError::indirect_bad_length;
-                auto* t = static_cast<const PackedDesc*>(mem_->gpa_to_hva(d.addr, d.len));
-                if (t == nullptr) return WalkError::bad_address;
-                const uint32_t n = d.len / sizeof(PackedDesc);
-                for (uint32_t j = 0; j < n; ++j) {
-                    PackedDesc e;
-                    std::memcpy(&e, &t[j], sizeof e);
-                    if (auto r = add_buffer(*mem_, e.addr, e.len, e.flags, c); r != WalkError::none)
-                        return r;
-                }
-            } else if (auto r = add_buffer(*mem_, d.addr, d.len, d.flags, c);
-                       r != WalkError::none) {
-                return r;
-            }
+            if (auto r = add_desc(d, count, c); r != WalkError::none) return r;
             if (++i == num_) i = 0;
         }
         slots_[id] = count;
@@ -393,6 +375,38 @@ public:
             avail_wrap_ = !avail_wrap_;
         }
         return WalkError::none;
+    }
+
+    // Walks a chain of `count` ring descriptors kept elsewhere (an inflight record's copies)
+    // into c as buffer `id`, with walk()'s checks; the ring position does not move.
+    WalkError walk_saved(const PackedDesc* descs, uint16_t count, uint16_t id, Chain& c) noexcept {
+        c.readable = c.writable = 0;
+        c.readable_bytes = c.writable_bytes = 0;
+        c.descriptors = 0;
+        c.head = id;
+        if (count == 0 || count > num_ || id >= num_) return WalkError::id_out_of_range;
+        for (uint16_t k = 0; k < count; ++k)
+            if (auto r = add_desc(descs[k], count, c); r != WalkError::none) return r;
+        slots_[id] = count;
+        return WalkError::none;
+    }
+
+    // The ring descriptor in slot i (mod num), as the driver wrote it.
+    PackedDesc read_slot(uint32_t i) const noexcept {
+        PackedDesc d;
+        std::memcpy(&d, const_cast<const PackedDesc*>(&desc_[i % num_]), sizeof d);
+        return d;
+    }
+
+    // Moves the avail and used positions (inflight recovery). Indexes below num.
+    void set_position(uint16_t avail, bool avail_wrap, uint16_t used, bool used_wrap) noexcept {
+        last_avail_ = avail < num_ ? avail : 0;
+        avail_wrap_ = avail_wrap;
+        used_idx_ = used < num_ ? used : 0;
+        used_wrap_ = used_wrap;
+        signalled_used_ = used_idx_;
+        signalled_valid_ = false;
+        pending_ = 0;
     }
 
     // Returns buffer `id` with `len` bytes written: one used descriptor, its flags stored last
@@ -442,6 +456,28 @@ public:
     }
 
 private:
+    // One ring descriptor of a chain of `count`: a buffer, or (alone) an indirect table.
+    WalkError add_desc(const PackedDesc& d, uint16_t count, Chain& c) noexcept {
+        if (d.flags & virtio::spec::kDescFIndirect) {
+            if (count != 1) return WalkError::indirect_in_chain;
+            if (!indirect_) return WalkError::indirect_not_negotiated;
+            if (d.len == 0 || d.len % sizeof(PackedDesc) != 0 ||
+                d.len / sizeof(PackedDesc) > kMaxIndirectDescriptors)
+                return WalkError::indirect_bad_length;
+            auto* t = static_cast<const PackedDesc*>(mem_->gpa_to_hva(d.addr, d.len));
+            if (t == nullptr) return WalkError::bad_address;
+            const uint32_t n = d.len / sizeof(PackedDesc);
+            for (uint32_t j = 0; j < n; ++j) {
+                PackedDesc e;
+                std::memcpy(&e, &t[j], sizeof e);
+                if (auto r = add_buffer(*mem_, e.addr, e.len, e.flags, c); r != WalkError::none)
+                    return r;
+            }
+            return WalkError::none;
+        }
+        return add_buffer(*mem_, d.addr, d.len, d.flags, c);
+    }
+
     const Mem* mem_ = nullptr;
     PackedDesc* desc_ = nullptr;
     PackedEvent* driver_event_ = nullptr;

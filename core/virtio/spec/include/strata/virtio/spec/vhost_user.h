@@ -187,6 +187,48 @@ constexpr std::size_t inflight_queue_split_bytes(std::uint16_t queue_size) {
     return (raw + kInflightAlignment - 1) / kInflightAlignment * kInflightAlignment;
 }
 
+// Inflight-tracking layout of a packed queue, as DPDK's rte_vhost (SPDK's vhost) lays it out
+// (rte_vhost_inflight_info_packed / rte_vhost_inflight_desc_packed; QEMU's vhost-user.rst
+// "inflight description" for packed virtqueues). Entries form a free list (next, ending at
+// desc_num); a request in flight takes one entry per descriptor of its chain, the first one
+// (its head) carrying inflight, num (the chain's descriptors), last (the entry of the last one)
+// and counter; each entry keeps a copy of its ring descriptor (addr, len, flags, id), since
+// the ring slot is overwritten by used descriptors while the buffer is still in flight. The
+// old_* fields are the last committed values of free_head, used_idx and used_wrap_counter.
+struct InflightDescPacked {
+    std::uint8_t inflight;
+    std::uint8_t padding;
+    std::uint16_t next;
+    std::uint16_t last;
+    std::uint16_t num;
+    std::uint64_t counter;
+    std::uint16_t id;
+    std::uint16_t flags;
+    std::uint32_t len;
+    std::uint64_t addr;
+};
+static_assert(sizeof(InflightDescPacked) == 32);
+struct InflightQueuePacked {
+    std::uint64_t features;
+    std::uint16_t version;
+    std::uint16_t desc_num;
+    std::uint16_t free_head;
+    std::uint16_t old_free_head;
+    std::uint16_t used_idx;
+    std::uint16_t old_used_idx;
+    std::uint8_t used_wrap_counter;
+    std::uint8_t old_used_wrap_counter;
+    std::uint8_t padding[7];
+    InflightDescPacked desc[];
+};
+static_assert(offsetof(InflightQueuePacked, desc) == 32);
+// DPDK's get_pervq_shm_size_packed: the descriptors and the 29 header bytes, rounded up to 64.
+constexpr std::size_t inflight_queue_packed_bytes(std::uint16_t queue_size) {
+    const std::size_t raw = sizeof(InflightDescPacked) * queue_size + sizeof(std::uint64_t) +
+                            sizeof(std::uint16_t) * 6 + sizeof(std::uint8_t) * 9;
+    return (raw + kInflightAlignment - 1) / kInflightAlignment * kInflightAlignment;
+}
+
 // The name QEMU's documentation gives a request, for logs and errors ("UNKNOWN" otherwise).
 constexpr const char* request_name(Request r) {
     switch (r) {
