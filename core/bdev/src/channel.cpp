@@ -526,10 +526,7 @@ bool Channel::needs_bounce(const BdevIo& io) const noexcept {
         const auto base = reinterpret_cast<uintptr_t>(io.iovs_[i].iov_base);
         // Lengths too: O_DIRECT (aio, uring) refuses a segment that ends mid-alignment.
         if (align > 1 && ((base | io.iovs_[i].iov_len) & (align - 1)) != 0) return true;
-        if (p.needs_dma_memory &&
-            (env::iova_of(io.iovs_[i].iov_base) == env::kInvalidIova ||
-             env::iova_of(static_cast<const uint8_t*>(io.iovs_[i].iov_base) + io.iovs_[i].iov_len - 1) ==
-                 env::kInvalidIova))
+        if (p.needs_dma_memory && !env::is_dma_memory(io.iovs_[i].iov_base, io.iovs_[i].iov_len, dma_cache_))
             return true;
     }
     return false;
