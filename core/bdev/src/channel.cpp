@@ -526,10 +526,7 @@ bool Channel::needs_bounce(const BdevIo& io) const noexcept {
         const auto base = reinterpret_cast<uintptr_t>(io.iovs_[i].iov_base);
         // Lengths too: O_DIRECT (aio, uring) refuses a segment that ends mid-alignment.
         if (align > 1 && ((base | io.iovs_[i].iov_len) & (align - 1)) != 0) return true;
-        if (p.needs_dma_memory &&
-            (env::iova_of(io.iovs_[i].iov_base) == env::kInvalidIova ||
-             env::iova_of(static_cast<const uint8_t*>(io.iovs_[i].iov_base) + io.iovs_[i].iov_len - 1) ==
-                 env::kInvalidIova))
+        if (p.needs_dma_memory && !env::is_dma_memory(io.iovs_[i].iov_base, io.iovs_[i].iov_len, dma_cache_))
             return true;
     }
     return false;
@@ -797,7 +794,13 @@ void Channel::finish_later(BdevIo& io) noexcept {
     io.done_next_ = nullptr;
     *deferred_tail_ = &io;
     deferred_tail_ = &io.done_next_;
-    if (first) runtime::deliver(thread(), &Channel::drain_deferred, this);
+    if (!first) return;
+    // On the channel's own Thread (always, for a completion inside submit): a local message,
+    // no ring operation.
+    if (runtime::current_thread() == &thread()) [[likely]]
+        thread().send_local(&Channel::drain_deferred, this);
+    else
+        runtime::deliver(thread(), &Channel::drain_deferred, this);
 }
 
 void Channel::drain_deferred(void* p) {

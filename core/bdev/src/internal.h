@@ -13,6 +13,7 @@
 #include <strata/bdev/bdev.h>
 #include <strata/bdev/module.h>
 #include <strata/env/memory.h>
+#include <strata/env/translation_cache.h>
 #include <strata/runtime/io_device.h>
 
 namespace strata::bdev {
@@ -176,6 +177,8 @@ private:
     // From the bdev's properties, fixed at creation: most bdevs never split or bounce, and the
     // per-I/O checks are skipped for them.
     bool may_bounce_ = false;
+    // needs_bounce()'s DMA check: the last DMA region an I/O buffer was found in.
+    mutable env::TranslationCache dma_cache_;
     bool may_split_ = false;
     // Under the simulator only: real mode pays this one branch per I/O and no hashing.
     bool traced_ = false;

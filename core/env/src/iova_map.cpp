@@ -47,6 +47,7 @@ IovaMap::~IovaMap() {
 
 void IovaMap::publish(Snapshot* next) {
     const Snapshot* prev = current_.exchange(next, std::memory_order_seq_cst);
+    generation_.store(generation_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     retired_.push_back(prev);
     // A reader that entered after the exchange sees `next`; one inside now may hold any retired.
     if (readers_.load(std::memory_order_seq_cst) == 0) {

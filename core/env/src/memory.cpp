@@ -6,6 +6,7 @@
 #include <strata/base/assert.h>
 #include <strata/env/iova_map.h>
 #include <strata/env/memory.h>
+#include <strata/env/translation_cache.h>
 #include <strata/runtime/thread.h>
 
 #include "env_internal.h"
@@ -136,6 +137,53 @@ uint64_t iova_of(const void* ptr) noexcept {
 Status translate(const void* addr, size_t len, std::span<IovaSegment> out, size_t* count) noexcept {
     return backend::iova_map().translate(reinterpret_cast<uintptr_t>(addr), len, out, count,
                                           nullptr);
+}
+
+Status translate(const void* addr, size_t len, std::span<IovaSegment> out, size_t* count,
+                 TranslationCache& cache) noexcept {
+    const auto v = reinterpret_cast<uintptr_t>(addr);
+    const auto* map = static_cast<const internal::IovaMap*>(cache.map);
+    TranslationCache::Entry& e = cache.slot(v);
+    const uintptr_t off = v - e.vaddr;
+    if (map != nullptr && off < e.len && len != 0 && len <= e.len - off && !out.empty() &&
+        map->generation() == e.generation) [[likely]] {
+        out[0] = {e.iova + off, len};
+        *count = 1;
+        return Status::success();
+    }
+    if (map == nullptr) {
+        map = &internal::iova_map();
+        cache.map = map;
+    }
+    // Read before the lookup: a change racing with it leaves the entry stale, hence unused.
+    const uint64_t gen = map->generation();
+    Status s = map->translate(v, len, out, count, nullptr);
+    Region r;
+    if (s.ok() && map->find_vaddr(v, &r)) e = {gen, r.vaddr, r.len, r.iova};
+    return s;
+}
+
+bool is_dma_memory(const void* addr, size_t len, TranslationCache& cache) noexcept {
+    const auto v = reinterpret_cast<uintptr_t>(addr);
+    const auto* map = static_cast<const internal::IovaMap*>(cache.map);
+    TranslationCache::Entry& e = cache.slot(v);
+    const uintptr_t off = v - e.vaddr;
+    const size_t need = len == 0 ? 1 : len;
+    if (map != nullptr && off < e.len && need <= e.len - off && map->generation() == e.generation)
+        [[likely]]
+        return true;
+    if (map == nullptr) {
+        map = &internal::iova_map();
+        cache.map = map;
+    }
+    const uint64_t gen = map->generation();
+    Region r;
+    if (!map->find_vaddr(v, &r)) return false;
+    if (need <= r.len - (v - r.vaddr)) {  // inside one region: remember it
+        e = {gen, r.vaddr, r.len, r.iova};
+        return true;
+    }
+    return map->iova_of(v + need - 1) != kInvalidIova;
 }
 
 Result<std::vector<IovaSegment>> translate(const void* addr, size_t len) {

@@ -10,6 +10,7 @@
 #include <strata/env/env.h>
 #include <strata/env/iova_map.h>
 #include <strata/env/memory.h>
+#include <strata/env/translation_cache.h>
 #include <strata/runtime/sim_fixture.h>
 
 namespace strata::env {
@@ -164,6 +165,45 @@ TEST_P(MemoryTest, TranslateAcrossRegistrations) {
     ASSERT_EQ(gone.code(), Errc::not_found);
     EXPECT_NE(gone.error().message().find("not DMA memory"), std::string::npos);
     ASSERT_TRUE(unregister_memory(host + 4096 + 100, kLen - 4096 - 100).ok());
+}
+
+// The data path's last-translation cache gives what translate() gives, and a registration
+// change anywhere in the Host (here: the cached region unregistered and its range registered
+// again, at another IOVA) is never answered from the cache.
+TEST_P(MemoryTest, TranslationCacheFollowsTheMap) {
+    constexpr size_t kLen = 2 * 4096;
+    alignas(4096) static unsigned char host[kLen];
+    ASSERT_TRUE(register_memory(host, kLen).ok());
+    TranslationCache cache;
+    IovaSegment out[4];
+    size_t n = 0;
+    for (int round = 0; round < 2; ++round) {  // a miss that fills the cache, then a hit
+        ASSERT_TRUE(translate(host + 100, 4096, out, &n, cache).ok());
+        ASSERT_EQ(n, 1u);
+        EXPECT_EQ(out[0].iova, iova_of(host + 100));
+        EXPECT_EQ(out[0].len, 4096u);
+    }
+    // Past the region's end: not found, as without the cache.
+    EXPECT_EQ(translate(host + 100, kLen, out, &n, cache).code(), Errc::not_found);
+    TranslationCache dma;
+    EXPECT_TRUE(is_dma_memory(host + 100, 4096, dma));
+    EXPECT_TRUE(is_dma_memory(host + 100, 4096, dma));  // from the cache
+    EXPECT_FALSE(is_dma_memory(host + 100, kLen, dma)) << "the last byte is past the region";
+    const uint64_t before = iova_of(host);
+    ASSERT_TRUE(unregister_memory(host, kLen).ok());
+    EXPECT_EQ(translate(host + 100, 4096, out, &n, cache).code(), Errc::not_found)
+        << "an unregistered region answered from the cache";
+    EXPECT_FALSE(is_dma_memory(host + 100, 4096, dma)) << "answered from the cache";
+    auto other = dma_alloc(4096, 4096);  // moves the sim's IOVA allocator on
+    ASSERT_TRUE(other.ok());
+    ASSERT_TRUE(register_memory(host, kLen).ok());
+    ASSERT_TRUE(translate(host + 100, 4096, out, &n, cache).ok());
+    EXPECT_EQ(out[0].iova, iova_of(host + 100));
+    if (sim()) {
+        EXPECT_NE(iova_of(host), before) << "the re-registration kept its IOVA: weak test";
+    }
+    ASSERT_TRUE(unregister_memory(host, kLen).ok());
+    dma_free(*other);
 }
 
 TEST_P(MemoryTest, UnregisteredPointerIsNotFound) {

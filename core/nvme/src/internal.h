@@ -11,6 +11,7 @@
 
 #include <strata/base/intrusive_list.h>
 #include <strata/base/log.h>
+#include <strata/env/translation_cache.h>
 #include <strata/env/pci.h>
 #include <strata/nvme/controller.h>
 #include <strata/nvme/qpair.h>
@@ -98,6 +99,7 @@ public:
                             IoDoneFn done, void* ctx) noexcept;
     void ring_sq_doorbell() noexcept;
     uint32_t reap(uint32_t max) noexcept;
+    uint32_t ring_distance(uint32_t to, uint32_t from) const noexcept;
     uint32_t process(uint32_t max) noexcept;  // doorbell, reap, send what waited
     uint32_t outstanding_count() const noexcept { return static_cast<uint32_t>(outstanding_.size()); }
     void add_injection(const ErrorInjection& e);
@@ -181,6 +183,7 @@ private:
     uint16_t phase_ = 1;
     uint32_t unrung_ = 0;  // commands written to the SQ since the last doorbell
     std::vector<Request> requests_;
+    env::TranslationCache xlate_;  // the last DMA region build_data translated (owner Thread)
     IntrusiveList<Request> free_;
     IntrusiveList<Request> waiting_;
     IntrusiveList<Request> outstanding_;  // in submission order: the front is the oldest

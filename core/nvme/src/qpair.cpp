@@ -97,7 +97,7 @@ Status QPairImpl::build_data(Request& r, const iovec* iov, int iovcnt, size_t le
         size_t got = 0;
         Status s = env::translate(iov[i].iov_base, take,
                                   std::span<env::IovaSegment>(segs + nseg, kMaxIovaSegments - nseg),
-                                  &got);
+                                  &got, xlate_);
         if (!s.ok()) {
             return Status(Errc::invalid_argument,
                           s.code() == Errc::no_space ? "buffer has too many segments"
@@ -255,7 +255,9 @@ bool QPairImpl::try_send(Request& r) noexcept {
     sq_tail_ = next;
     ++unrung_;
     r.state = Request::State::outstanding;
-    r.submit_ns = timeout_ns != 0 ? runtime::now_ns() : 0;
+    // The poll's time (a cached load on a reactor, virtual time under the simulator): no clock
+    // read per command when timeouts are on.
+    r.submit_ns = timeout_ns != 0 ? runtime::poll_now_ns() : 0;
     outstanding_.push_back(r);
     return true;
 }
@@ -314,6 +316,11 @@ void QPairImpl::finish(Request& r, const Completion& cpl) noexcept {
     if (done) done(ctx, cpl);
 }
 
+// Entries from `from` forward to `to` on a ring of `entries` (both below it).
+uint32_t QPairImpl::ring_distance(uint32_t to, uint32_t from) const noexcept {
+    return to >= from ? to - from : to + entries - from;
+}
+
 uint32_t QPairImpl::reap(uint32_t max) noexcept {
     if (link != Link::connected) return 0;
     if (max == 0) max = max_completions;
@@ -334,11 +341,12 @@ uint32_t QPairImpl::reap(uint32_t max) noexcept {
         consumed = true;
 
         // Validate before trusting anything: SQ id, SQ head within [head, tail], live cid.
-        const uint32_t in_flight = (sq_tail_ + entries - sq_head_) % entries;
-        const uint32_t advance = (cqe.sqhd + entries - sq_head_) % entries;
+        // Ring distances by a compare, not `% entries` (two divisions per completion).
         const char* bad = nullptr;
         if (cqe.sqid != qid) bad = "wrong SQ id";
-        else if (cqe.sqhd >= entries || advance > in_flight) bad = "impossible SQ head";
+        else if (cqe.sqhd >= entries ||
+                 ring_distance(cqe.sqhd, sq_head_) > ring_distance(sq_tail_, sq_head_))
+            bad = "impossible SQ head";
         else if (cqe.cid >= requests_.size() ||
                  (requests_[cqe.cid].state != Request::State::outstanding &&
                   requests_[cqe.cid].state != Request::State::zombie))
@@ -382,10 +390,10 @@ uint32_t QPairImpl::process(uint32_t max) noexcept {
         return tcp_process(max) + released;
     ring_sq_doorbell();
     const uint32_t n = reap(max) + released;
-    if (n != 0 && !waiting_.empty()) {
-        send_waiting();
-        ring_sq_doorbell();
-    }
+    if (n != 0 && !waiting_.empty()) send_waiting();
+    // What the completion callbacks submitted goes out now, in one doorbell for the batch, not
+    // one poll later (at queue depth 1 that was a whole reactor round per I/O).
+    if (n != 0) ring_sq_doorbell();
     return n;
 }
 

@@ -63,6 +63,10 @@ public:
     size_t size() const noexcept;
     std::vector<Region> regions() const;  // snapshot copy, sorted by vaddr
 
+    // Bumped by every insert and erase (after the new snapshot is published): a region copied
+    // while it read G is still mapped as copied while it reads G (env::TranslationCache).
+    uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
+
 private:
     struct Snapshot;
     class ReadGuard;
@@ -72,6 +76,7 @@ private:
     mutable std::atomic<uint64_t> readers_{0};
     std::mutex mu_;
     std::vector<const Snapshot*> retired_;  // under mu_
+    std::atomic<uint64_t> generation_{0};    // written under mu_
 };
 
 // The current Host's map (runtime::current_host()): every backend records the regions allocated
