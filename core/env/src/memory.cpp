@@ -142,7 +142,7 @@ Status translate(const void* addr, size_t len, std::span<IovaSegment> out, size_
 Status translate(const void* addr, size_t len, std::span<IovaSegment> out, size_t* count,
                  TranslationCache& cache) noexcept {
     const auto v = reinterpret_cast<uintptr_t>(addr);
-    const auto* map = static_cast<const internal::IovaMap*>(cache.map);
+    const auto* map = static_cast<const backend::IovaMap*>(cache.map);
     TranslationCache::Entry& e = cache.slot(v);
     const uintptr_t off = v - e.vaddr;
     if (map != nullptr && off < e.len && len != 0 && len <= e.len - off && !out.empty() &&
@@ -152,7 +152,7 @@ Status translate(const void* addr, size_t len, std::span<IovaSegment> out, size_
         return Status::success();
     }
     if (map == nullptr) {
-        map = &internal::iova_map();
+        map = &backend::iova_map();
         cache.map = map;
     }
     // Read before the lookup: a change racing with it leaves the entry stale, hence unused.
@@ -165,7 +165,7 @@ Status translate(const void* addr, size_t len, std::span<IovaSegment> out, size_
 
 bool is_dma_memory(const void* addr, size_t len, TranslationCache& cache) noexcept {
     const auto v = reinterpret_cast<uintptr_t>(addr);
-    const auto* map = static_cast<const internal::IovaMap*>(cache.map);
+    const auto* map = static_cast<const backend::IovaMap*>(cache.map);
     TranslationCache::Entry& e = cache.slot(v);
     const uintptr_t off = v - e.vaddr;
     const size_t need = len == 0 ? 1 : len;
@@ -173,7 +173,7 @@ bool is_dma_memory(const void* addr, size_t len, TranslationCache& cache) noexce
         [[likely]]
         return true;
     if (map == nullptr) {
-        map = &internal::iova_map();
+        map = &backend::iova_map();
         cache.map = map;
     }
     const uint64_t gen = map->generation();
