@@ -794,13 +794,7 @@ void Channel::finish_later(BdevIo& io) noexcept {
     io.done_next_ = nullptr;
     *deferred_tail_ = &io;
     deferred_tail_ = &io.done_next_;
-    if (!first) return;
-    // On the channel's own Thread (always, for a completion inside submit): a local message,
-    // no ring operation.
-    if (runtime::current_thread() == &thread()) [[likely]]
-        thread().send_local(&Channel::drain_deferred, this);
-    else
-        runtime::deliver(thread(), &Channel::drain_deferred, this);
+    if (first) runtime::deliver(thread(), &Channel::drain_deferred, this);
 }
 
 void Channel::drain_deferred(void* p) {

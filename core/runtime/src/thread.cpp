@@ -15,12 +15,8 @@ namespace strata::runtime {
 
 STRATA_LOG_COMPONENT(thread);
 
-namespace detail {
-constinit thread_local Thread* tls_current = nullptr;
-}  // namespace detail
-
 namespace {
-using detail::tls_current;
+thread_local Thread* tls_current = nullptr;
 const RealClock kFallbackClock;
 }  // namespace
 
@@ -37,6 +33,12 @@ uint64_t now_ns() noexcept {
                       "now_ns() read outside any Thread while a simulator runs: time under the "
                       "simulator is virtual; read it on a Thread or from the scheduler's clock()");
     return kFallbackClock.now_ns();
+}
+
+uint64_t poll_now_ns() noexcept {
+    Thread* t = tls_current;
+    if (t != nullptr && t->now_cached_) return t->cached_now_;
+    return now_ns();
 }
 
 void trace_event(TraceKind kind, uint64_t a, uint64_t b, uint64_t c) noexcept {
@@ -67,11 +69,6 @@ Status Thread::send(MsgFn fn, void* ctx) noexcept {
     if (exited()) return Status(Errc::shutdown, "thread exited");
     if (!ring_.push({fn, ctx})) return Status(Errc::busy, "message ring full");
     return Status::success();
-}
-
-void Thread::send_local(MsgFn fn, void* ctx) noexcept {
-    STRATA_ASSERT_MSG(current_thread() == this, "send_local() from another Thread");
-    deferred_.push_back({fn, ctx});
 }
 
 Poller* Thread::register_poller(PollFn fn, void* ctx, const char* name, uint64_t period_ns) {
@@ -131,18 +128,9 @@ void Thread::request_exit() noexcept {
 
 bool Thread::run_one_message() noexcept {
     Message m;
-    // Self-addressed first, but when both kinds wait they alternate: a Thread that keeps
-    // deferring to itself (a closed loop of I/O at queue depth 1) still reads its ring.
-    const bool local = !deferred_.empty();
-    if (local && (!ring_turn_ || !ring_.pop(m))) {
-        m = deferred_[deferred_head_];
-        if (++deferred_head_ == deferred_.size()) {
-            deferred_.clear();
-            deferred_head_ = 0;
-        }
-        ring_turn_ = true;
-    } else if (local) {
-        ring_turn_ = false;  // popped from the ring above
+    if (!deferred_.empty()) {
+        m = deferred_.front();
+        deferred_.erase(deferred_.begin());
     } else if (!ring_.pop(m)) {
         return false;
     }

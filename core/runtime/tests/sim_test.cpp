@@ -68,52 +68,6 @@ TEST_F(SimTest, PostRunsLambdaOnTargetThread) {
     EXPECT_EQ(current_thread(), nullptr);
 }
 
-// A Thread deferring to itself with send_local, as the bdev layer does for I/O completed inside
-// its submit: a closed loop at queue depth 1 keeps one local message pending at all times.
-struct LocalLoop {
-    Thread* t = nullptr;
-    int runs = 0;
-    int runs_when_ring_message_ran = -1;
-    std::vector<int> order;
-};
-constexpr int kLocalLoopRuns = 10000;
-
-void local_spin(void* p) {
-    auto* l = static_cast<LocalLoop*>(p);
-    if (++l->runs < kLocalLoopRuns) l->t->send_local(local_spin, p);
-}
-
-TEST_F(SimTest, LocalMessagesRunInOrderAndDoNotStarveTheRing) {
-    start_sim(11, 2);
-    LocalLoop l;
-    l.t = threads[0];
-    struct Item {
-        LocalLoop* l;
-        int i;
-    };
-    std::vector<Item> items;
-    for (int i = 0; i < 5; ++i) items.push_back({&l, i});
-    on(threads[0], [&] {
-        for (Item& it : items)
-            threads[0]->send_local(
-                [](void* p) {
-                    auto* it = static_cast<Item*>(p);
-                    it->l->order.push_back(it->i);
-                },
-                &it);
-        threads[0]->send_local(local_spin, &l);
-    });
-    // A message from another Thread gets its turn while threads[0] keeps deferring to itself.
-    on(threads[1], [&] {
-        ASSERT_TRUE(threads[0]->post([&] { l.runs_when_ring_message_ran = l.runs; }).ok());
-    });
-    ASSERT_TRUE(poll_until([&] { return l.runs_when_ring_message_ran >= 0; }));
-    EXPECT_LT(l.runs_when_ring_message_ran, kLocalLoopRuns) << "the ring waited for the loop";
-    EXPECT_EQ(l.order, (std::vector<int>{0, 1, 2, 3, 4}));
-    EXPECT_TRUE(run_until_idle());
-    EXPECT_EQ(l.runs, kLocalLoopRuns);
-}
-
 struct Counter {
     int runs = 0;
     int busy_until = 0;  // report busy for this many runs

@@ -42,20 +42,13 @@ Thread* current_thread() noexcept;
 // from outside its Threads is a programming error (asserted), never a silent real-time value.
 uint64_t now_ns() noexcept;
 
-namespace detail {
-// The Thread running on this OS thread (current_thread()); constinit so that the inline
-// poll_now_ns() reads it directly, without a TLS wrapper call.
-extern constinit thread_local Thread* tls_current;
-}  // namespace detail
-
 // Data-path time: the current Thread's cached "now" while the real scheduler's reactor polls it
 // (the time the reactor read for this poll, refreshed before each message after the first and
 // before the pollers when a message ran), so a batch of I/O costs one clock read, not two per
 // I/O. Elsewhere (under the simulator, or outside a reactor's poll) it is now_ns(): virtual
 // time stays exact and deterministic. Never ahead of now_ns(); use it for stamps and latencies,
-// not to wait for time to pass within one callback. Inline (below Thread): two loads and a
-// branch on the data path, several times per I/O.
-inline uint64_t poll_now_ns() noexcept;
+// not to wait for time to pass within one callback.
+uint64_t poll_now_ns() noexcept;
 
 // What the stack did, for the simulator's trace hash (SimScheduler::trace_hash): the kind of
 // event and up to three words (a completed bdev I/O's type, range and status; an RPC reply's
@@ -111,13 +104,6 @@ public:
     // Runs fn(ctx) on this Thread. Messages from one sender run in the order sent.
     // Errc::busy when the ring is full; Errc::shutdown once the Thread has exited.
     Status send(MsgFn fn, void* ctx) noexcept;
-
-    // This Thread only (asserted): fn(ctx) runs on this Thread's next message turn, queued
-    // without the ring (no atomic read-modify-write; the queue is a vector that keeps its
-    // capacity, so no allocation once warm). Such messages and ring messages take turns when
-    // both wait, so neither starves the other. For a Thread's deferrals to itself on the data
-    // path (the bdev layer's completions of I/O finished inside their submit).
-    void send_local(MsgFn fn, void* ctx) noexcept;
 
     // Control-path convenience: the callable is moved to the heap (one allocation).
     template <class F>
@@ -189,7 +175,7 @@ private:
            size_t ring_capacity);
 
     bool has_message() const noexcept { return !deferred_.empty() || ring_.ready(); }
-    // Own Thread only: cannot fail (channel teardown, send_local).
+    // Own Thread only: queued behind nothing, cannot fail (used for channel teardown).
     void defer(MsgFn fn, void* ctx) { deferred_.push_back({fn, ctx}); }
     bool run_one_message() noexcept;
     bool run_poller(Poller* p) noexcept;
@@ -214,11 +200,7 @@ private:
     bool exit_requested_ = false;
     std::atomic<bool> exited_{false};
     uint32_t live_pollers_ = 0;
-    // Self-addressed messages (defer, send_local), FIFO from deferred_head_; cleared (capacity
-    // kept) when the last one is taken, so empty() means none pending.
-    std::vector<Message> deferred_;
-    size_t deferred_head_ = 0;
-    bool ring_turn_ = false;  // both kinds waiting: the ring's turn next
+    std::vector<Message> deferred_;  // self-addressed control messages; never refused
     bool in_poll_ = false;
     bool now_cached_ = false;  // poll_now_ns() answers cached_now_ (real reactor's poll)
     uint64_t cached_now_ = 0;
@@ -227,12 +209,6 @@ private:
 // Control path: like Thread::send, but a full ring is retried from the calling Thread's
 // message turn until it succeeds, so a completion is never lost (must run on a Thread).
 void deliver(Thread& target, MsgFn fn, void* ctx);
-
-inline uint64_t poll_now_ns() noexcept {
-    const Thread* t = detail::tls_current;
-    if (t != nullptr && t->now_cached_) [[likely]] return t->cached_now_;
-    return now_ns();
-}
 
 // Runs fn(ctx) on every Thread of the current Thread's Host (its App; other Hosts sharing the
 // scheduler, as in a simulated cluster, are not visited), one after another, then done(ctx)
