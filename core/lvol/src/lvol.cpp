@@ -915,7 +915,9 @@ Task<void> do_wait_examine() {
 
 Task<Result<void>> examine_task(std::string name) {
     auto r = co_await do_load_lvstore(name);
-    if (!r.ok() && r.code() != Errc::not_found)
+    // not_found: no lvstore on it; permission_denied: another module claimed it first (a delay
+    // or passthru bdev on it), so it is not ours to examine. Neither is an error.
+    if (!r.ok() && r.code() != Errc::not_found && r.code() != Errc::permission_denied)
         STRATA_ERRLOG(log_lvol, "examine of {}: {}", name, r.error().message());
     co_return r;
 }
